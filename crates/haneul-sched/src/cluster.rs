@@ -1,0 +1,203 @@
+//! The engine's view of the fleet: free capacity per node and GPU, with the small indexes that let
+//! a pass reject what cannot fit without looking at every node.
+
+use haneul_model::{Fleet, GpuModel, JobId, Lending, NodeId, NodeState, OrgId};
+use smallvec::SmallVec;
+
+pub(crate) const FULL: u16 = 1000;
+
+/// Free GPU milli per GPU of one node; inline for the common 8-GPU server.
+pub(crate) type GpuVec = SmallVec<[u16; 8]>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct NodeSlot {
+    pub id: NodeId,
+    /// Index into [`Cluster::models`]; `None` for nodes without GPUs.
+    pub model: Option<u8>,
+    pub pool: u32,
+    pub block: u32,
+    pub state: NodeState,
+    pub domain: u8,
+    pub gpu_free: GpuVec,
+    pub full_free: u8,
+    pub cpu_free: u64,
+    pub mem_free: u64,
+    pub cpu_cap: u64,
+    pub mem_cap: u64,
+    /// Held for a job whose preemption victims are stopping: only that job may start here.
+    pub hold: Option<JobId>,
+}
+
+impl NodeSlot {
+    pub fn gpus(&self) -> usize {
+        self.gpu_free.len()
+    }
+    pub fn free_milli(&self) -> u64 {
+        self.gpu_free.iter().map(|&m| m as u64).sum()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PoolSlot {
+    pub owner: Option<OrgId>,
+    pub lending: Lending,
+}
+
+/// Fleet capacity and what is free of it. Cloned as a scratch copy when planning reservations and
+/// preemptions, so it holds only flat vectors.
+#[derive(Debug, Clone)]
+pub(crate) struct Cluster {
+    pub nodes: Vec<NodeSlot>,
+    pub models: Vec<GpuModel>,
+    /// Node indices per model, in fleet order.
+    pub model_nodes: Vec<Vec<u32>>,
+    /// Per model: how many schedulable nodes have exactly `k` fully free GPUs.
+    pub hist: Vec<Vec<u32>>,
+    /// Per model: free milli-GPU on schedulable nodes.
+    pub free_milli: Vec<u64>,
+    pub pools: Vec<PoolSlot>,
+    pub block_count: usize,
+}
+
+impl Cluster {
+    pub fn new(fleet: &Fleet) -> Cluster {
+        let models = fleet.gpu_models();
+        let pool_index = |id| fleet.pools.iter().position(|p| p.id == id).unwrap_or(0) as u32;
+        let block_index = |id| fleet.blocks.iter().position(|b| b.id == id).unwrap_or(0);
+        let mut nodes = Vec::with_capacity(fleet.nodes.len());
+        let mut model_nodes = vec![Vec::new(); models.len()];
+        for (i, n) in fleet.nodes.iter().enumerate() {
+            let model = if n.gpus > 0 {
+                models
+                    .iter()
+                    .position(|m| *m == n.gpu_model)
+                    .map(|p| p as u8)
+            } else {
+                None
+            };
+            if let Some(m) = model {
+                model_nodes[m as usize].push(i as u32);
+            }
+            let b = block_index(n.block);
+            let pool = pool_index(fleet.blocks[b].pool);
+            nodes.push(NodeSlot {
+                id: n.id,
+                model,
+                pool,
+                block: b as u32,
+                state: n.state,
+                domain: n.nvlink_domain.max(1) as u8,
+                gpu_free: std::iter::repeat_n(FULL, n.gpus as usize).collect(),
+                full_free: n.gpus as u8,
+                cpu_free: n.cpu.0,
+                mem_free: n.memory.0,
+                cpu_cap: n.cpu.0,
+                mem_cap: n.memory.0,
+                hold: None,
+            });
+        }
+        let max_gpus = fleet.nodes.iter().map(|n| n.gpus).max().unwrap_or(0) as usize;
+        let mut c = Cluster {
+            nodes,
+            hist: vec![vec![0; max_gpus + 1]; models.len()],
+            free_milli: vec![0; models.len()],
+            models,
+            model_nodes,
+            pools: fleet
+                .pools
+                .iter()
+                .map(|p| PoolSlot {
+                    owner: p.owner,
+                    lending: p.lending,
+                })
+                .collect(),
+            block_count: fleet.blocks.len(),
+        };
+        for i in 0..c.nodes.len() {
+            c.index_add(i);
+        }
+        c
+    }
+
+    pub fn model_index(&self, model: &GpuModel) -> Option<u8> {
+        self.models.iter().position(|m| m == model).map(|p| p as u8)
+    }
+
+    fn index_add(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        if let (Some(m), NodeState::Up) = (n.model, n.state) {
+            self.hist[m as usize][n.full_free as usize] += 1;
+            self.free_milli[m as usize] += n.free_milli();
+        }
+    }
+
+    fn index_remove(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        if let (Some(m), NodeState::Up) = (n.model, n.state) {
+            self.hist[m as usize][n.full_free as usize] -= 1;
+            self.free_milli[m as usize] -= n.free_milli();
+        }
+    }
+
+    /// Takes `milli` on each listed GPU plus CPU and memory. The caller has checked that it fits.
+    pub fn allocate(&mut self, node: u32, gpus: &[u32], milli: u16, cpu: u64, mem: u64) {
+        let i = node as usize;
+        self.index_remove(i);
+        let n = &mut self.nodes[i];
+        for &g in gpus {
+            let free = &mut n.gpu_free[g as usize];
+            debug_assert!(*free >= milli, "over-allocation on {} gpu {g}", n.id);
+            if *free == FULL && milli > 0 {
+                n.full_free -= 1;
+            }
+            *free -= milli;
+        }
+        debug_assert!(n.cpu_free >= cpu && n.mem_free >= mem);
+        n.cpu_free -= cpu;
+        n.mem_free -= mem;
+        self.index_add(i);
+    }
+
+    pub fn release(&mut self, node: u32, gpus: &[u32], milli: u16, cpu: u64, mem: u64) {
+        let i = node as usize;
+        self.index_remove(i);
+        let n = &mut self.nodes[i];
+        for &g in gpus {
+            let free = &mut n.gpu_free[g as usize];
+            *free += milli;
+            debug_assert!(*free <= FULL);
+            if *free == FULL && milli > 0 {
+                n.full_free += 1;
+            }
+        }
+        n.cpu_free += cpu;
+        n.mem_free += mem;
+        debug_assert!(n.cpu_free <= n.cpu_cap && n.mem_free <= n.mem_cap);
+        self.index_add(i);
+    }
+
+    pub fn set_state(&mut self, node: u32, state: NodeState) {
+        let i = node as usize;
+        self.index_remove(i);
+        self.nodes[i].state = state;
+        self.index_add(i);
+    }
+
+    /// A necessary condition for `replicas` tasks of `gpus` whole GPUs each to fit on `model`
+    /// right now: counts task slots from the histogram, ignoring NVLink domains, CPU and memory.
+    pub fn may_fit_whole(&self, model: u8, gpus: u32, replicas: u32) -> bool {
+        let hist = &self.hist[model as usize];
+        let mut slots: u64 = 0;
+        for (k, &count) in hist.iter().enumerate().skip(gpus as usize) {
+            slots += count as u64 * (k as u64 / gpus as u64);
+            if slots >= replicas as u64 {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn may_fit_fraction(&self, model: u8, milli: u32, replicas: u32) -> bool {
+        self.free_milli[model as usize] >= milli as u64 * replicas as u64
+    }
+}

@@ -1,0 +1,92 @@
+//! The engine's configurable policy, one struct a driver loads from its configuration.
+
+use haneul_model::Span;
+use serde::{Deserialize, Serialize};
+
+/// How queued jobs are ordered before placement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ordering {
+    /// Weighted fair share with decayed usage, then priority class, then age (Haneul's default).
+    #[default]
+    FairShare,
+    /// Priority class, then age, across all projects (Slurm-like multifactor without fair share).
+    Priority,
+    /// Submission order only.
+    Fifo,
+}
+
+/// How a task's node and GPUs are chosen among those that fit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlacementStrategy {
+    /// Fragmentation-aware: minimise the expected GPU capacity the workload can no longer use
+    /// (the fragmentation-gradient idea of Weng et al., ATC 2023), then best fit.
+    #[default]
+    Fragmentation,
+    /// Tightest node first (fewest free GPUs left), the classic bin-packing heuristic.
+    BestFit,
+    /// First node in fleet order that fits.
+    FirstFit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    pub ordering: Ordering,
+    /// Half-life of past usage in fair share (Slurm's PriorityDecayHalfLife).
+    pub fair_share_half_life: Span,
+    /// Let projects run above their guarantee on idle capacity (as preemptible work).
+    pub borrowing: bool,
+    /// Reclaim guarantees by preempting borrowed work.
+    pub preemption: bool,
+    /// Start later jobs early when they do not delay the reserved ones.
+    pub backfill: bool,
+    /// How many blocked jobs at the head of the queue get a reservation. Slurm's `bf_max_job_test`
+    /// plays a similar role; 1 protects the head job, more protect more jobs at a higher cost.
+    pub reservations: usize,
+    /// Run time assumed for jobs that give neither an estimate nor a time limit.
+    pub default_runtime: Span,
+    /// When false, a blocked job at the head stops everything behind it (strict FIFO).
+    pub skip_blocked: bool,
+    pub placement: PlacementStrategy,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            ordering: Ordering::FairShare,
+            fair_share_half_life: Span::from_hours(7 * 24),
+            borrowing: true,
+            preemption: true,
+            backfill: true,
+            reservations: 1,
+            default_runtime: Span::from_hours(24),
+            skip_blocked: true,
+            placement: PlacementStrategy::Fragmentation,
+        }
+    }
+}
+
+impl Policy {
+    /// Strict first-come first-served: no fair share, no backfill, the head blocks the queue.
+    pub fn fifo() -> Self {
+        Policy {
+            ordering: Ordering::Fifo,
+            backfill: false,
+            skip_blocked: false,
+            preemption: false,
+            placement: PlacementStrategy::FirstFit,
+            ..Policy::default()
+        }
+    }
+
+    /// Slurm-like: priority and age, backfill behind a reservation, best-fit placement.
+    pub fn slurm_like() -> Self {
+        Policy {
+            ordering: Ordering::Priority,
+            placement: PlacementStrategy::BestFit,
+            ..Policy::default()
+        }
+    }
+}

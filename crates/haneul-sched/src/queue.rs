@@ -1,0 +1,98 @@
+//! Queued jobs, ordered within a queue and indexed by gang shape, so that a pass can go straight to
+//! the jobs that might fit in what is free.
+
+use haneul_model::{JobId, PriorityClass, Time};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+/// Position in a queue: higher priority class first, then older, then lower id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct OrderKey {
+    pub rank: u8,
+    pub submitted: Time,
+    pub job: JobId,
+}
+
+impl OrderKey {
+    pub fn new(priority: Option<PriorityClass>, submitted: Time, job: JobId) -> Self {
+        // Lower rank sorts first: urgent 0 .. low 3; `None` (FIFO) ranks everything alike.
+        let rank = match priority {
+            None => 0,
+            Some(PriorityClass::Urgent) => 0,
+            Some(PriorityClass::High) => 1,
+            Some(PriorityClass::Normal) => 2,
+            Some(PriorityClass::Low) => 3,
+        };
+        OrderKey {
+            rank,
+            submitted,
+            job,
+        }
+    }
+}
+
+/// The gang shape used to index the queue: what the capacity check looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ShapeKey {
+    pub gpus: u32,
+    pub milli: u16,
+    pub replicas: u32,
+    pub models: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Shapes {
+    index: FxHashMap<ShapeKey, u32>,
+    pub keys: Vec<ShapeKey>,
+}
+
+impl Shapes {
+    pub fn intern(&mut self, key: ShapeKey) -> u32 {
+        if let Some(&id) = self.index.get(&key) {
+            return id;
+        }
+        let id = self.keys.len() as u32;
+        self.keys.push(key);
+        self.index.insert(key, id);
+        id
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    pub all: BTreeSet<OrderKey>,
+    pub by_shape: BTreeMap<u32, BTreeSet<OrderKey>>,
+}
+
+impl Queue {
+    pub fn insert(&mut self, key: OrderKey, shape: u32) {
+        self.all.insert(key);
+        self.by_shape.entry(shape).or_default().insert(key);
+    }
+
+    pub fn remove(&mut self, key: &OrderKey, shape: u32) {
+        self.all.remove(key);
+        if let Some(set) = self.by_shape.get_mut(&shape) {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_shape.remove(&shape);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.all.len()
+    }
+}
+
+/// First key of `set` strictly after `after` (or the first key at all).
+pub(crate) fn first_after(set: &BTreeSet<OrderKey>, after: Option<OrderKey>) -> Option<OrderKey> {
+    match after {
+        None => set.first().copied(),
+        Some(k) => set
+            .range((Bound::Excluded(k), Bound::Unbounded))
+            .next()
+            .copied(),
+    }
+}
