@@ -1,5 +1,7 @@
 //! The engine: events in, decisions out.
 
+mod restore;
+
 use crate::cluster::{Cluster, FULL};
 use crate::decision::{Decisions, Placement, Preemption, Reservation, Start, TaskPlacement};
 use crate::error::SchedError;

@@ -1,0 +1,1544 @@
+//! The body of SQL shared by both backends. SQLite and PostgreSQL both accept `$n` parameters,
+//! `RETURNING` and `ON CONFLICT`, so one macro expands the whole [`crate::Store`] implementation
+//! for each; the backends only differ in how they connect and how a write transaction begins
+//! (`begin_write`: one writer connection on SQLite, an advisory lock on PostgreSQL) — which is
+//! also what keeps event sequence numbers and the audit chain in commit order.
+
+/// Expands the `Store` implementation for `$store`, whose `begin_write`/`begin_read` give
+/// transactions on database `$db`.
+macro_rules! store_impl {
+    ($store:ty, $db:ty) => {
+        use crate::records::*;
+        use crate::{Result, Store, StoreError};
+        use async_trait::async_trait;
+        use haneul_model::{GpuModel, JobSpec, Lending};
+        use haneul_sched::Placement;
+        use sqlx::Row;
+
+        type Tx<'a> = sqlx::Transaction<'a, $db>;
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        fn unique(e: sqlx::Error, field: &'static str, what: String) -> StoreError {
+            match &e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => {
+                    StoreError::conflict(field, format!("{what} already exists"))
+                }
+                sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                    StoreError::invalid(field, "refers to something that does not exist")
+                }
+                _ => StoreError::Database(e),
+            }
+        }
+
+        fn parse_enum<T>(v: &str, f: fn(&str) -> Option<T>, what: &str) -> Result<T> {
+            f(v).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} `{v}`")))
+        }
+
+        fn lending_str(l: Lending) -> &'static str {
+            match l {
+                Lending::Open => "open",
+                Lending::OwnerOnly => "owner-only",
+            }
+        }
+
+        fn parse_lending(s: &str) -> Result<Lending> {
+            match s {
+                "open" => Ok(Lending::Open),
+                "owner-only" => Ok(Lending::OwnerOnly),
+                o => Err(StoreError::Corrupt(format!("unknown lending `{o}`"))),
+            }
+        }
+
+        fn org_row(r: &DbRow) -> Result<OrgRecord> {
+            Ok(OrgRecord {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                class: r.try_get("class")?,
+                country: r.try_get("country")?,
+                parent: r.try_get("parent")?,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        fn project_row(r: &DbRow) -> Result<ProjectRecord> {
+            let quotas: String = r.try_get("quotas")?;
+            Ok(ProjectRecord {
+                id: r.try_get("id")?,
+                org_id: r.try_get("org_id")?,
+                name: r.try_get("name")?,
+                weight: r.try_get("weight")?,
+                quotas: serde_json::from_str(&quotas)?,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        fn user_row(r: &DbRow, projects: Vec<i64>) -> Result<UserRecord> {
+            let role: String = r.try_get("role")?;
+            Ok(UserRecord {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                role: parse_enum(&role, Role::parse, "role")?,
+                org_id: r.try_get("org_id")?,
+                projects,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        fn token_row(r: &DbRow) -> Result<TokenRecord> {
+            Ok(TokenRecord {
+                id: r.try_get("id")?,
+                user_id: r.try_get("user_id")?,
+                name: r.try_get("name")?,
+                created_at: r.try_get("created_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+            })
+        }
+
+        fn pool_row(r: &DbRow) -> Result<PoolRecord> {
+            let lending: String = r.try_get("lending")?;
+            Ok(PoolRecord {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                owner: r.try_get("owner")?,
+                lending: parse_lending(&lending)?,
+            })
+        }
+
+        const NODE_COLS: &str = "n.id, n.name, b.pool_id, n.block_id, b.name AS block, \
+            n.gpu_model, n.gpus, n.gpu_memory_mib, n.nvlink_domain, n.cpu_milli, n.memory_mib, \
+            n.state, n.down_reason, n.agent_user, n.last_heartbeat \
+            FROM nodes n JOIN blocks b ON b.id = n.block_id";
+
+        fn node_row(r: &DbRow) -> Result<NodeRecord> {
+            let model: String = r.try_get("gpu_model")?;
+            let state: String = r.try_get("state")?;
+            Ok(NodeRecord {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                pool_id: r.try_get("pool_id")?,
+                block_id: r.try_get("block_id")?,
+                block: r.try_get("block")?,
+                gpu_model: GpuModel::new(&model).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                gpus: r.try_get("gpus")?,
+                gpu_memory_mib: r.try_get("gpu_memory_mib")?,
+                nvlink_domain: r.try_get("nvlink_domain")?,
+                cpu_milli: r.try_get("cpu_milli")?,
+                memory_mib: r.try_get("memory_mib")?,
+                state: parse_enum(&state, NodeState::parse, "node state")?,
+                down_reason: r.try_get("down_reason")?,
+                agent_user: r.try_get("agent_user")?,
+                last_heartbeat: r.try_get("last_heartbeat")?,
+            })
+        }
+
+        fn job_row(r: &DbRow) -> Result<JobRecord> {
+            let spec: String = r.try_get("spec")?;
+            let command: String = r.try_get("command")?;
+            let state: String = r.try_get("state")?;
+            Ok(JobRecord {
+                id: r.try_get("id")?,
+                project_id: r.try_get("project_id")?,
+                user_id: r.try_get("user_id")?,
+                name: r.try_get("name")?,
+                spec: serde_json::from_str::<JobSpec>(&spec)?,
+                command: serde_json::from_str(&command)?,
+                state: parse_enum(&state, JobState::parse, "job state")?,
+                submitted_at: r.try_get("submitted_at")?,
+                updated_at: r.try_get("updated_at")?,
+                attempts: r.try_get("attempts")?,
+                exit_code: r.try_get("exit_code")?,
+                reason: r.try_get("reason")?,
+            })
+        }
+
+        fn attempt_row(r: &DbRow) -> Result<AttemptRecord> {
+            let placement: String = r.try_get("placement")?;
+            let model: Option<String> = r.try_get("gpu_model")?;
+            let state: String = r.try_get("state")?;
+            let stop: Option<String> = r.try_get("stop_reason")?;
+            Ok(AttemptRecord {
+                id: r.try_get("id")?,
+                job_id: r.try_get("job_id")?,
+                fence: r.try_get("fence")?,
+                epoch: r.try_get("epoch")?,
+                placement: serde_json::from_str::<Placement>(&placement)?,
+                gpu_model: model
+                    .map(|m| GpuModel::new(&m))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                borrowing: r.try_get("borrowing")?,
+                state: parse_enum(&state, AttemptState::parse, "attempt state")?,
+                stop_reason: stop
+                    .map(|s| parse_enum(&s, StopReason::parse, "stop reason"))
+                    .transpose()?,
+                kill_at: r.try_get("kill_at")?,
+                deadline: r.try_get("deadline")?,
+                created_at: r.try_get("created_at")?,
+                started_at: r.try_get("started_at")?,
+                ended_at: r.try_get("ended_at")?,
+                exit_code: r.try_get("exit_code")?,
+                gpu_ms: r.try_get("gpu_ms")?,
+            })
+        }
+
+        fn event_row(r: &DbRow) -> Result<EventRecord> {
+            let kind: String = r.try_get("kind")?;
+            Ok(EventRecord {
+                seq: r.try_get("seq")?,
+                at: r.try_get("at")?,
+                kind: parse_enum(&kind, EventKind::parse, "event kind")?,
+                job_id: r.try_get("job_id")?,
+                attempt_id: r.try_get("attempt_id")?,
+                node_id: r.try_get("node_id")?,
+                detail: r.try_get("detail")?,
+            })
+        }
+
+        fn award_row(r: &DbRow) -> Result<AwardRecord> {
+            let model: String = r.try_get("gpu_model")?;
+            Ok(AwardRecord {
+                id: r.try_get("id")?,
+                project_id: r.try_get("project_id")?,
+                gpu_model: GpuModel::new(&model).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                gpu_hours: r.try_get("gpu_hours")?,
+                valid_from: r.try_get("valid_from")?,
+                valid_until: r.try_get("valid_until")?,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        fn audit_row(r: &DbRow) -> Result<AuditRecord> {
+            Ok(AuditRecord {
+                seq: r.try_get("seq")?,
+                at: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                detail: r.try_get("detail")?,
+                prev_hash: r.try_get("prev_hash")?,
+                hash: r.try_get("hash")?,
+            })
+        }
+
+        /// Appends one entry to the audit chain inside the caller's transaction.
+        async fn audit(
+            tx: &mut Tx<'_>,
+            actor: &Actor,
+            action: &str,
+            target: &str,
+            detail: &str,
+            now: i64,
+        ) -> Result<()> {
+            let prev: Option<String> =
+                sqlx::query_scalar("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            let prev = prev.unwrap_or_default();
+            let hash = audit_hash(&prev, now, &actor.name, action, target, detail);
+            sqlx::query(
+                "INSERT INTO audit (at, actor, action, target, detail, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(now)
+            .bind(&actor.name)
+            .bind(action)
+            .bind(target)
+            .bind(detail)
+            .bind(&prev)
+            .bind(&hash)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        /// Appends one controller event inside the caller's transaction.
+        async fn event(
+            tx: &mut Tx<'_>,
+            kind: EventKind,
+            job: Option<i64>,
+            attempt: Option<i64>,
+            node: Option<i64>,
+            detail: &str,
+            now: i64,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO events (at, kind, job_id, attempt_id, node_id, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(now)
+            .bind(kind.as_str())
+            .bind(job)
+            .bind(attempt)
+            .bind(node)
+            .bind(detail)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn user_projects(tx: &mut Tx<'_>, user: i64) -> Result<Vec<i64>> {
+            Ok(sqlx::query_scalar(
+                "SELECT project_id FROM project_members WHERE user_id = $1 ORDER BY project_id",
+            )
+            .bind(user)
+            .fetch_all(&mut **tx)
+            .await?)
+        }
+
+        async fn job_in(tx: &mut Tx<'_>, id: i64) -> Result<JobRecord> {
+            let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("job", id))?;
+            job_row(&row)
+        }
+
+        async fn current_attempt(tx: &mut Tx<'_>, job: &JobRecord) -> Result<Option<AttemptRecord>> {
+            let row = sqlx::query("SELECT * FROM attempts WHERE job_id = $1 AND fence = $2")
+                .bind(job.id)
+                .bind(job.attempts)
+                .fetch_optional(&mut **tx)
+                .await?;
+            row.as_ref().map(attempt_row).transpose()
+        }
+
+        async fn set_job_state(
+            tx: &mut Tx<'_>,
+            job: i64,
+            state: JobState,
+            exit_code: Option<i64>,
+            reason: Option<&str>,
+            now: i64,
+        ) -> Result<()> {
+            sqlx::query(
+                "UPDATE jobs SET state = $1, exit_code = COALESCE($2, exit_code), \
+                 reason = COALESCE($3, reason), updated_at = $4 WHERE id = $5",
+            )
+            .bind(state.as_str())
+            .bind(exit_code)
+            .bind(reason)
+            .bind(now)
+            .bind(job)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        /// GPU-milliseconds held by an attempt from its start (or assignment) to `now`.
+        fn gpu_ms(a: &AttemptRecord, now: i64) -> i64 {
+            let milli: u64 = a
+                .placement
+                .tasks
+                .iter()
+                .map(|t| t.gpus.len() as u64 * t.milli_per_gpu.get())
+                .sum();
+            let from = a.started_at.unwrap_or(a.created_at);
+            (now - from).max(0).saturating_mul(milli as i64) / 1000
+        }
+
+        /// Ends a live attempt with `state` and moves its job on: requeued (preempted, node lost)
+        /// or finished. Writes the controller event that tells the engine which.
+        async fn end_attempt(
+            tx: &mut Tx<'_>,
+            a: &AttemptRecord,
+            state: AttemptState,
+            exit_code: Option<i64>,
+            now: i64,
+        ) -> Result<()> {
+            sqlx::query(
+                "UPDATE attempts SET state = $1, ended_at = $2, exit_code = $3, gpu_ms = $4 \
+                 WHERE id = $5",
+            )
+            .bind(state.as_str())
+            .bind(now)
+            .bind(exit_code)
+            .bind(gpu_ms(a, now))
+            .bind(a.id)
+            .execute(&mut **tx)
+            .await?;
+            let (job_state, kind) = match state {
+                AttemptState::Succeeded => (JobState::Succeeded, EventKind::Finished),
+                AttemptState::Failed => (JobState::Failed, EventKind::Finished),
+                AttemptState::Cancelled => (JobState::Cancelled, EventKind::Finished),
+                AttemptState::TimedOut => (JobState::TimedOut, EventKind::Finished),
+                AttemptState::Preempted | AttemptState::NodeLost => {
+                    (JobState::Queued, EventKind::Requeued)
+                }
+                live => {
+                    return Err(StoreError::Corrupt(format!(
+                        "attempt cannot end as `{live}`"
+                    )));
+                }
+            };
+            set_job_state(tx, a.job_id, job_state, exit_code, Some(state.as_str()), now).await?;
+            event(tx, kind, Some(a.job_id), Some(a.id), None, state.as_str(), now).await
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                Self::BACKEND
+            }
+
+            async fn bootstrap_admin(&self, token_hash: &str, now: i64) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if users > 0 {
+                    return Ok(false);
+                }
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO users (name, role, org_id, created_at) \
+                     VALUES ('admin', 'centre-admin', NULL, $1) RETURNING id",
+                )
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO tokens (user_id, name, hash, created_at) \
+                     VALUES ($1, 'bootstrap', $2, $3)",
+                )
+                .bind(id)
+                .bind(token_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                audit(&mut tx, &Actor::system("server"), "user.bootstrap", "user/admin", "{}", now)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn create_org(&self, actor: &Actor, org: NewOrg, now: i64) -> Result<OrgRecord> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO orgs (name, class, country, parent, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                )
+                .bind(&org.name)
+                .bind(&org.class)
+                .bind(&org.country)
+                .bind(org.parent)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "name", format!("organisation `{}`", org.name)))?;
+                let rec = org_row(&row)?;
+                let detail = serde_json::to_string(&org)?;
+                audit(&mut tx, actor, "org.create", &format!("org/{}", rec.id), &detail, now).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn get_org(&self, id: i64) -> Result<OrgRecord> {
+                let row = sqlx::query("SELECT * FROM orgs WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("organisation", id))?;
+                org_row(&row)
+            }
+
+            async fn list_orgs(&self) -> Result<Vec<OrgRecord>> {
+                let rows = sqlx::query("SELECT * FROM orgs ORDER BY id")
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(org_row).collect()
+            }
+
+            async fn create_project(
+                &self,
+                actor: &Actor,
+                p: NewProject,
+                now: i64,
+            ) -> Result<ProjectRecord> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO projects (org_id, name, weight, quotas, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                )
+                .bind(p.org_id)
+                .bind(&p.name)
+                .bind(p.weight)
+                .bind(serde_json::to_string(&p.quotas)?)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "name", format!("project `{}` in this organisation", p.name)))?;
+                let rec = project_row(&row)?;
+                let detail = serde_json::to_string(&p)?;
+                audit(&mut tx, actor, "project.create", &format!("project/{}", rec.id), &detail, now)
+                    .await?;
+                event(&mut tx, EventKind::ProjectChanged, None, None, None, &rec.id.to_string(), now)
+                    .await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn get_project(&self, id: i64) -> Result<ProjectRecord> {
+                let row = sqlx::query("SELECT * FROM projects WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("project", id))?;
+                project_row(&row)
+            }
+
+            async fn list_projects(&self) -> Result<Vec<ProjectRecord>> {
+                let rows = sqlx::query("SELECT * FROM projects ORDER BY id")
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(project_row).collect()
+            }
+
+            async fn create_user(&self, actor: &Actor, u: NewUser, now: i64) -> Result<UserRecord> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO users (name, role, org_id, created_at) \
+                     VALUES ($1, $2, $3, $4) RETURNING *",
+                )
+                .bind(&u.name)
+                .bind(u.role.as_str())
+                .bind(u.org_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "name", format!("user `{}`", u.name)))?;
+                let id: i64 = row.try_get("id")?;
+                for p in &u.projects {
+                    let org: Option<i64> =
+                        sqlx::query_scalar("SELECT org_id FROM projects WHERE id = $1")
+                            .bind(p)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    match org {
+                        None => return Err(StoreError::not_found("project", p)),
+                        Some(o) if Some(o) != u.org_id => {
+                            return Err(StoreError::invalid(
+                                "projects",
+                                format!("project {p} belongs to another organisation"),
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                    sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2)")
+                        .bind(p)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let rec = user_row(&row, user_projects(&mut tx, id).await?)?;
+                let detail = format!(
+                    "{{\"name\":{},\"role\":\"{}\",\"org\":{:?},\"projects\":{:?}}}",
+                    serde_json::to_string(&u.name)?,
+                    u.role,
+                    u.org_id,
+                    u.projects
+                );
+                audit(&mut tx, actor, "user.create", &format!("user/{id}"), &detail, now).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn get_user(&self, id: i64) -> Result<UserRecord> {
+                let mut tx = self.begin_read().await?;
+                let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("user", id))?;
+                let projects = user_projects(&mut tx, id).await?;
+                user_row(&row, projects)
+            }
+
+            async fn list_users(&self) -> Result<Vec<UserRecord>> {
+                let mut tx = self.begin_read().await?;
+                let rows = sqlx::query("SELECT * FROM users ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let id: i64 = r.try_get("id")?;
+                    let projects = user_projects(&mut tx, id).await?;
+                    out.push(user_row(r, projects)?);
+                }
+                Ok(out)
+            }
+
+            async fn create_token(
+                &self,
+                actor: &Actor,
+                user: i64,
+                name: &str,
+                token_hash: &str,
+                now: i64,
+            ) -> Result<TokenRecord> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO tokens (user_id, name, hash, created_at) \
+                     VALUES ($1, $2, $3, $4) RETURNING *",
+                )
+                .bind(user)
+                .bind(name)
+                .bind(token_hash)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "user", "token".to_string()))?;
+                let rec = token_row(&row)?;
+                audit(
+                    &mut tx,
+                    actor,
+                    "token.create",
+                    &format!("token/{}", rec.id),
+                    &format!("{{\"user\":{user}}}"),
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn list_tokens(&self, user: Option<i64>) -> Result<Vec<TokenRecord>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM tokens WHERE ($1 IS NULL OR user_id = $1) ORDER BY id",
+                )
+                .bind(user)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter().map(token_row).collect()
+            }
+
+            async fn revoke_token(&self, actor: &Actor, id: i64, now: i64) -> Result<TokenRecord> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING *",
+                )
+                .bind(now)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("token", id))?;
+                let rec = token_row(&row)?;
+                audit(&mut tx, actor, "token.revoke", &format!("token/{id}"), "{}", now).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn authenticate(&self, token_hash: &str) -> Result<Option<UserRecord>> {
+                let mut tx = self.begin_read().await?;
+                let row = sqlx::query(
+                    "SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id \
+                     WHERE t.hash = $1 AND t.revoked_at IS NULL",
+                )
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let id: i64 = row.try_get("id")?;
+                let projects = user_projects(&mut tx, id).await?;
+                Ok(Some(user_row(&row, projects)?))
+            }
+
+            async fn create_pool(&self, actor: &Actor, p: NewPool, now: i64) -> Result<PoolRecord> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO pools (name, owner, lending) VALUES ($1, $2, $3) RETURNING *",
+                )
+                .bind(&p.name)
+                .bind(p.owner)
+                .bind(lending_str(p.lending))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "name", format!("pool `{}`", p.name)))?;
+                let rec = pool_row(&row)?;
+                audit(
+                    &mut tx,
+                    actor,
+                    "pool.create",
+                    &format!("pool/{}", rec.id),
+                    &serde_json::to_string(&p.name)?,
+                    now,
+                )
+                .await?;
+                event(&mut tx, EventKind::FleetChanged, None, None, None, "pool", now).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn list_pools(&self) -> Result<Vec<PoolRecord>> {
+                let rows = sqlx::query("SELECT * FROM pools ORDER BY id")
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(pool_row).collect()
+            }
+
+            async fn register_node(&self, actor: &Actor, n: NewNode, now: i64) -> Result<NodeRecord> {
+                let mut tx = self.begin_write().await?;
+                let pool: Option<i64> = sqlx::query_scalar("SELECT id FROM pools WHERE name = $1")
+                    .bind(&n.pool)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let pool = match pool {
+                    Some(p) => p,
+                    None => {
+                        sqlx::query_scalar(
+                            "INSERT INTO pools (name, owner, lending) VALUES ($1, NULL, 'open') \
+                             RETURNING id",
+                        )
+                        .bind(&n.pool)
+                        .fetch_one(&mut *tx)
+                        .await?
+                    }
+                };
+                let block: i64 = sqlx::query_scalar(
+                    "INSERT INTO blocks (pool_id, name) VALUES ($1, $2) \
+                     ON CONFLICT (pool_id, name) DO UPDATE SET name = excluded.name RETURNING id",
+                )
+                .bind(pool)
+                .bind(&n.block)
+                .fetch_one(&mut *tx)
+                .await?;
+                let existing: Option<(i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT id, agent_user FROM nodes WHERE name = $1",
+                )
+                .bind(&n.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((_, Some(owner))) = existing
+                    && n.agent_user.is_some()
+                    && n.agent_user != Some(owner)
+                {
+                    return Err(StoreError::conflict(
+                        "name",
+                        format!("node `{}` is registered by another agent", n.name),
+                    ));
+                }
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO nodes (name, block_id, gpu_model, gpus, gpu_memory_mib, \
+                     nvlink_domain, cpu_milli, memory_mib, state, down_reason, agent_user, \
+                     last_heartbeat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'up', NULL, $9, $10) \
+                     ON CONFLICT (name) DO UPDATE SET block_id = excluded.block_id, \
+                     gpu_model = excluded.gpu_model, gpus = excluded.gpus, \
+                     gpu_memory_mib = excluded.gpu_memory_mib, \
+                     nvlink_domain = excluded.nvlink_domain, cpu_milli = excluded.cpu_milli, \
+                     memory_mib = excluded.memory_mib, \
+                     state = CASE WHEN nodes.state = 'draining' THEN 'draining' ELSE 'up' END, \
+                     down_reason = NULL, agent_user = excluded.agent_user, \
+                     last_heartbeat = excluded.last_heartbeat RETURNING id",
+                )
+                .bind(&n.name)
+                .bind(block)
+                .bind(n.gpu_model.as_str())
+                .bind(n.gpus)
+                .bind(n.gpu_memory_mib)
+                .bind(n.nvlink_domain)
+                .bind(n.cpu_milli)
+                .bind(n.memory_mib)
+                .bind(n.agent_user)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let detail = format!(
+                    "{{\"name\":{},\"gpu_model\":\"{}\",\"gpus\":{}}}",
+                    serde_json::to_string(&n.name)?,
+                    n.gpu_model,
+                    n.gpus
+                );
+                audit(&mut tx, actor, "node.register", &format!("node/{id}"), &detail, now).await?;
+                event(&mut tx, EventKind::FleetChanged, None, None, Some(id), "register", now)
+                    .await?;
+                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let rec = node_row(&row)?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn get_node(&self, id: i64) -> Result<NodeRecord> {
+                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("node", id))?;
+                node_row(&row)
+            }
+
+            async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+                let rows = sqlx::query(&format!("SELECT {NODE_COLS} ORDER BY n.id"))
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(node_row).collect()
+            }
+
+            async fn set_node_state(
+                &self,
+                actor: &Actor,
+                id: i64,
+                state: NodeState,
+                now: i64,
+            ) -> Result<NodeRecord> {
+                if state == NodeState::Down {
+                    return Err(StoreError::invalid(
+                        "state",
+                        "a node goes down by losing its agent; drain it instead",
+                    ));
+                }
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE nodes SET state = $1 WHERE id = $2 AND (state <> 'down' OR $1 = 'draining')",
+                )
+                .bind(state.as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("node", id))?;
+                let rec = node_row(&row)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::conflict(
+                        "state",
+                        format!("node `{}` is down; it comes back up when its agent returns", rec.name),
+                    ));
+                }
+                audit(&mut tx, actor, &format!("node.{state}"), &format!("node/{id}"), "{}", now)
+                    .await?;
+                event(&mut tx, EventKind::FleetChanged, None, None, Some(id), state.as_str(), now)
+                    .await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn heartbeat(&self, node: i64, now: i64) -> Result<NodeRecord> {
+                let mut tx = self.begin_write().await?;
+                let revived = sqlx::query(
+                    "UPDATE nodes SET state = 'up', down_reason = NULL, last_heartbeat = $1 \
+                     WHERE id = $2 AND state = 'down' AND down_reason = 'lost'",
+                )
+                .bind(now)
+                .bind(node)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if revived > 0 {
+                    event(&mut tx, EventKind::FleetChanged, None, None, Some(node), "back", now)
+                        .await?;
+                } else {
+                    sqlx::query("UPDATE nodes SET last_heartbeat = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(node)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(node)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("node", node))?;
+                let rec = node_row(&row)?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn submit_job(&self, actor: &Actor, job: NewJob, now: i64) -> Result<JobRecord> {
+                let spec = serde_json::to_string(&job.spec)?;
+                let command = serde_json::to_string(&job.command)?;
+                let project = job.spec.project.get() as i64;
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO jobs (project_id, user_id, name, spec, command, state, \
+                     submitted_at, updated_at, attempts) \
+                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, 0) RETURNING *",
+                )
+                .bind(project)
+                .bind(job.user_id)
+                .bind(&job.spec.name)
+                .bind(&spec)
+                .bind(&command)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "project", "job".into()))?;
+                let rec = job_row(&row)?;
+                event(&mut tx, EventKind::Submitted, Some(rec.id), None, None, "", now).await?;
+                audit(&mut tx, actor, "job.submit", &format!("job/{}", rec.id), &spec, now).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn get_job(&self, id: i64) -> Result<JobRecord> {
+                let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("job", id))?;
+                job_row(&row)
+            }
+
+            async fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRecord>> {
+                let mut sql = String::from("SELECT * FROM jobs WHERE 1 = 1");
+                if let Some(projects) = &f.projects {
+                    if projects.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    // Ids are integers we hold, never text from a request.
+                    let list: Vec<String> = projects.iter().map(|p| p.to_string()).collect();
+                    sql.push_str(&format!(" AND project_id IN ({})", list.join(",")));
+                }
+                sql.push_str(" AND ($1 IS NULL OR state = $1) AND ($2 IS NULL OR id < $2)");
+                sql.push_str(" ORDER BY id DESC LIMIT $3");
+                let rows = sqlx::query(&sql)
+                    .bind(f.state.map(|s| s.as_str()))
+                    .bind(f.before)
+                    .bind(f.limit.clamp(1, 10_000))
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(job_row).collect()
+            }
+
+            async fn cancel_job(&self, actor: &Actor, id: i64, now: i64) -> Result<JobRecord> {
+                let mut tx = self.begin_write().await?;
+                let job = job_in(&mut tx, id).await?;
+                match job.state {
+                    JobState::Queued => {
+                        set_job_state(&mut tx, id, JobState::Cancelled, None, Some("cancelled"), now)
+                            .await?;
+                        event(&mut tx, EventKind::Dequeued, Some(id), None, None, "cancel", now)
+                            .await?;
+                    }
+                    JobState::Running | JobState::Stopping => {
+                        let a = current_attempt(&mut tx, &job)
+                            .await?
+                            .ok_or_else(|| StoreError::Corrupt(format!("job {id} has no attempt")))?;
+                        sqlx::query(
+                            "UPDATE attempts SET state = 'stopping', stop_reason = 'cancel', \
+                             kill_at = COALESCE(kill_at, $1) WHERE id = $2",
+                        )
+                        .bind(now + job.spec.grace.millis())
+                        .bind(a.id)
+                        .execute(&mut *tx)
+                        .await?;
+                        set_job_state(&mut tx, id, JobState::Stopping, None, Some("cancel"), now)
+                            .await?;
+                        event(&mut tx, EventKind::StopRequested, Some(id), Some(a.id), None, "cancel", now)
+                            .await?;
+                    }
+                    done => {
+                        return Err(StoreError::conflict(
+                            "state",
+                            format!("job {id} has already ended ({done})"),
+                        ));
+                    }
+                }
+                audit(&mut tx, actor, "job.cancel", &format!("job/{id}"), "{}", now).await?;
+                let rec = job_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn list_attempts(&self, job: i64) -> Result<Vec<AttemptRecord>> {
+                let rows = sqlx::query("SELECT * FROM attempts WHERE job_id = $1 ORDER BY fence")
+                    .bind(job)
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(attempt_row).collect()
+            }
+
+            async fn job_events(&self, job: i64) -> Result<Vec<EventRecord>> {
+                let rows = sqlx::query("SELECT * FROM events WHERE job_id = $1 ORDER BY seq")
+                    .bind(job)
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(event_row).collect()
+            }
+
+            async fn create_award(&self, actor: &Actor, a: NewAward, now: i64) -> Result<AwardRecord> {
+                if a.valid_until <= a.valid_from {
+                    return Err(StoreError::invalid("valid_until", "must be after valid_from"));
+                }
+                if a.gpu_hours <= 0 {
+                    return Err(StoreError::invalid("gpu_hours", "must be positive"));
+                }
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO awards (project_id, gpu_model, gpu_hours, valid_from, valid_until, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                )
+                .bind(a.project_id)
+                .bind(a.gpu_model.as_str())
+                .bind(a.gpu_hours)
+                .bind(a.valid_from)
+                .bind(a.valid_until)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "project", "award".into()))?;
+                let rec = award_row(&row)?;
+                let detail = format!(
+                    "{{\"project\":{},\"gpu_model\":\"{}\",\"gpu_hours\":{}}}",
+                    a.project_id, a.gpu_model, a.gpu_hours
+                );
+                audit(&mut tx, actor, "award.create", &format!("award/{}", rec.id), &detail, now)
+                    .await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn list_awards(&self, project: Option<i64>) -> Result<Vec<AwardRecord>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM awards WHERE ($1 IS NULL OR project_id = $1) ORDER BY id",
+                )
+                .bind(project)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter().map(award_row).collect()
+            }
+
+            async fn usage(&self, project: Option<i64>) -> Result<Vec<UsageRecord>> {
+                let rows: Vec<(i64, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT j.project_id, a.gpu_model, CAST(SUM(a.gpu_ms) AS BIGINT) \
+                     FROM attempts a JOIN jobs j ON j.id = a.job_id \
+                     WHERE a.ended_at IS NOT NULL AND ($1 IS NULL OR j.project_id = $1) \
+                     GROUP BY j.project_id, a.gpu_model ORDER BY j.project_id, a.gpu_model",
+                )
+                .bind(project)
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(p, m, ms)| UsageRecord {
+                        project_id: p,
+                        gpu_model: m.unwrap_or_default(),
+                        gpu_ms: ms,
+                    })
+                    .collect())
+            }
+
+            async fn snapshot(&self) -> Result<Snapshot> {
+                let mut tx = self.begin_read().await?;
+                let cursor: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let pools = sqlx::query("SELECT * FROM pools ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(pool_row)
+                    .collect::<Result<_>>()?;
+                let nodes = sqlx::query(&format!("SELECT {NODE_COLS} ORDER BY n.id"))
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(node_row)
+                    .collect::<Result<_>>()?;
+                let orgs = sqlx::query("SELECT * FROM orgs ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(org_row)
+                    .collect::<Result<_>>()?;
+                let projects = sqlx::query("SELECT * FROM projects ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(project_row)
+                    .collect::<Result<_>>()?;
+                let queued = sqlx::query("SELECT * FROM jobs WHERE state = 'queued' ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(job_row)
+                    .collect::<Result<_>>()?;
+                let live = sqlx::query(
+                    "SELECT * FROM attempts WHERE state IN ('assigned', 'running', 'stopping') \
+                     ORDER BY id",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut running = Vec::with_capacity(live.len());
+                for r in &live {
+                    let a = attempt_row(r)?;
+                    running.push((job_in(&mut tx, a.job_id).await?, a));
+                }
+                Ok(Snapshot {
+                    cursor: cursor.unwrap_or(0),
+                    pools,
+                    nodes,
+                    orgs,
+                    projects,
+                    queued,
+                    running,
+                })
+            }
+
+            async fn events_after(&self, cursor: i64, limit: i64) -> Result<Vec<EventRecord>> {
+                let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                    .bind(cursor)
+                    .bind(limit)
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(event_row).collect()
+            }
+
+            async fn start_attempts(
+                &self,
+                holder: &str,
+                epoch: i64,
+                starts: Vec<NewAttempt>,
+                now: i64,
+            ) -> Result<(Vec<AttemptRecord>, Vec<i64>)> {
+                let mut tx = self.begin_write().await?;
+                let leads: Option<i64> = sqlx::query_scalar(
+                    "SELECT epoch FROM leases WHERE name = 'controller' AND holder = $1 \
+                     AND epoch = $2 AND expires_at > $3",
+                )
+                .bind(holder)
+                .bind(epoch)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if leads.is_none() {
+                    return Err(StoreError::NotLeader);
+                }
+                let mut started = Vec::with_capacity(starts.len());
+                let mut skipped = Vec::new();
+                for s in starts {
+                    // The state check in the WHERE clause is what makes a start happen once:
+                    // a job cancelled or already started since the decision is left alone.
+                    let row = sqlx::query(
+                        "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
+                         updated_at = $1 WHERE id = $2 AND state = 'queued' RETURNING *",
+                    )
+                    .bind(now)
+                    .bind(s.job_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(row) = row else {
+                        skipped.push(s.job_id);
+                        continue;
+                    };
+                    let job = job_row(&row)?;
+                    let deadline = job.spec.time_limit.map(|t| now + t.millis());
+                    let row = sqlx::query(
+                        "INSERT INTO attempts (job_id, fence, epoch, placement, gpu_model, \
+                         borrowing, state, created_at, deadline, gpu_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'assigned', $7, $8, 0) RETURNING *",
+                    )
+                    .bind(job.id)
+                    .bind(job.attempts)
+                    .bind(epoch)
+                    .bind(serde_json::to_string(&s.placement)?)
+                    .bind(s.gpu_model.as_ref().map(|m| m.as_str()))
+                    .bind(s.borrowing)
+                    .bind(now)
+                    .bind(deadline)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let a = attempt_row(&row)?;
+                    for (i, t) in s.placement.tasks.iter().enumerate() {
+                        sqlx::query(
+                            "INSERT INTO tasks (attempt_id, idx, node_id, gpus, state) \
+                             VALUES ($1, $2, $3, $4, 'assigned')",
+                        )
+                        .bind(a.id)
+                        .bind(i as i64)
+                        .bind(t.node.get() as i64)
+                        .bind(serde_json::to_string(&t.gpus)?)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    event(&mut tx, EventKind::Started, Some(job.id), Some(a.id), None, "", now)
+                        .await?;
+                    started.push(a);
+                }
+                tx.commit().await?;
+                Ok((started, skipped))
+            }
+
+            async fn request_stop(
+                &self,
+                attempt: i64,
+                reason: StopReason,
+                kill_at: i64,
+                now: i64,
+            ) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let job: Option<i64> = sqlx::query_scalar(
+                    "UPDATE attempts SET state = 'stopping', stop_reason = $1, kill_at = $2 \
+                     WHERE id = $3 AND state IN ('assigned', 'running') RETURNING job_id",
+                )
+                .bind(reason.as_str())
+                .bind(kill_at)
+                .bind(attempt)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(job) = job else {
+                    return Ok(());
+                };
+                set_job_state(&mut tx, job, JobState::Stopping, None, Some(reason.as_str()), now)
+                    .await?;
+                event(&mut tx, EventKind::StopRequested, Some(job), Some(attempt), None, reason.as_str(), now)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn overdue_attempts(&self, now: i64) -> Result<Vec<AttemptRecord>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM attempts WHERE state IN ('assigned', 'running') \
+                     AND deadline IS NOT NULL AND deadline < $1 ORDER BY id",
+                )
+                .bind(now)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter().map(attempt_row).collect()
+            }
+
+            async fn mark_lost_nodes(&self, cutoff: i64, now: i64) -> Result<Vec<i64>> {
+                let mut tx = self.begin_write().await?;
+                let lost: Vec<i64> = sqlx::query_scalar(
+                    "UPDATE nodes SET state = 'down', down_reason = 'lost' \
+                     WHERE state <> 'down' AND last_heartbeat < $1 RETURNING id",
+                )
+                .bind(cutoff)
+                .fetch_all(&mut *tx)
+                .await?;
+                for &node in &lost {
+                    let rows = sqlx::query(
+                        "SELECT DISTINCT a.* FROM attempts a JOIN tasks t ON t.attempt_id = a.id \
+                         WHERE t.node_id = $1 AND a.state IN ('assigned', 'running', 'stopping') \
+                         ORDER BY a.id",
+                    )
+                    .bind(node)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for r in &rows {
+                        let a = attempt_row(r)?;
+                        sqlx::query(
+                            "UPDATE tasks SET state = 'lost' WHERE attempt_id = $1 \
+                             AND state IN ('assigned', 'running')",
+                        )
+                        .bind(a.id)
+                        .execute(&mut *tx)
+                        .await?;
+                        // A job its user cancelled stays cancelled; anything else runs again.
+                        let end = if a.stop_reason == Some(StopReason::Cancel) {
+                            AttemptState::Cancelled
+                        } else {
+                            AttemptState::NodeLost
+                        };
+                        end_attempt(&mut tx, &a, end, None, now).await?;
+                    }
+                    audit(&mut tx, &Actor::system("controller"), "node.lost", &format!("node/{node}"), "{}", now)
+                        .await?;
+                    event(&mut tx, EventKind::FleetChanged, None, None, Some(node), "lost", now)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(lost)
+            }
+
+            async fn assignments(&self, node: i64) -> Result<Vec<Assignment>> {
+                let mut tx = self.begin_read().await?;
+                let tasks: Vec<(i64, i64, String, String)> = sqlx::query_as(
+                    "SELECT t.attempt_id, t.idx, t.gpus, t.state FROM tasks t \
+                     JOIN attempts a ON a.id = t.attempt_id \
+                     WHERE t.node_id = $1 AND t.state IN ('assigned', 'running') \
+                     AND a.state IN ('assigned', 'running', 'stopping') ORDER BY t.attempt_id, t.idx",
+                )
+                .bind(node)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut out = Vec::with_capacity(tasks.len());
+                for (attempt_id, idx, gpus, state) in tasks {
+                    let row = sqlx::query("SELECT * FROM attempts WHERE id = $1")
+                        .bind(attempt_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let attempt = attempt_row(&row)?;
+                    let job = job_in(&mut tx, attempt.job_id).await?;
+                    let peers: Vec<String> = sqlx::query_scalar(
+                        "SELECT n.name FROM tasks t JOIN nodes n ON n.id = t.node_id \
+                         WHERE t.attempt_id = $1 ORDER BY t.idx",
+                    )
+                    .bind(attempt_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    out.push(Assignment {
+                        job,
+                        attempt,
+                        task: idx,
+                        gpus: serde_json::from_str(&gpus)?,
+                        task_state: parse_enum(&state, TaskState::parse, "task state")?,
+                        peers,
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn report_task(&self, r: TaskReport, now: i64) -> Result<AttemptRecord> {
+                let mut tx = self.begin_write().await?;
+                let job = job_in(&mut tx, r.job).await?;
+                if r.fence != job.attempts {
+                    return Err(StoreError::Fenced(format!(
+                        "attempt {} of job {} is not current (current is {})",
+                        r.fence, r.job, job.attempts
+                    )));
+                }
+                let a = current_attempt(&mut tx, &job)
+                    .await?
+                    .ok_or_else(|| StoreError::Fenced(format!("job {} has no attempt", r.job)))?;
+                if !a.state.is_live() {
+                    return Err(StoreError::Fenced(format!(
+                        "attempt {} of job {} has already ended ({})",
+                        r.fence, r.job, a.state
+                    )));
+                }
+                let task: Option<(i64, String)> = sqlx::query_as(
+                    "SELECT node_id, state FROM tasks WHERE attempt_id = $1 AND idx = $2",
+                )
+                .bind(a.id)
+                .bind(r.task)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((task_node, task_state)) = task else {
+                    return Err(StoreError::not_found("task", r.task));
+                };
+                if task_node != r.node {
+                    return Err(StoreError::Fenced(format!(
+                        "task {} of job {} is not on this node",
+                        r.task, r.job
+                    )));
+                }
+                let task_state = parse_enum(&task_state, TaskState::parse, "task state")?;
+                match r.exit_code {
+                    None => {
+                        if task_state != TaskState::Assigned {
+                            tx.commit().await?;
+                            return Ok(a);
+                        }
+                        sqlx::query(
+                            "UPDATE tasks SET state = 'running' WHERE attempt_id = $1 AND idx = $2",
+                        )
+                        .bind(a.id)
+                        .bind(r.task)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(
+                            "UPDATE attempts SET state = CASE WHEN state = 'assigned' THEN 'running' \
+                             ELSE state END, started_at = COALESCE(started_at, $1) WHERE id = $2",
+                        )
+                        .bind(now)
+                        .bind(a.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Some(code) => {
+                        if task_state == TaskState::Exited {
+                            return Err(StoreError::conflict(
+                                "exit_code",
+                                format!("task {} of job {} already reported its exit", r.task, r.job),
+                            ));
+                        }
+                        sqlx::query(
+                            "UPDATE tasks SET state = 'exited', exit_code = $1 \
+                             WHERE attempt_id = $2 AND idx = $3",
+                        )
+                        .bind(code)
+                        .bind(a.id)
+                        .bind(r.task)
+                        .execute(&mut *tx)
+                        .await?;
+                        let left: i64 = sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM tasks WHERE attempt_id = $1 \
+                             AND state IN ('assigned', 'running')",
+                        )
+                        .bind(a.id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let failed: Option<i64> = sqlx::query_scalar(
+                            "SELECT exit_code FROM tasks WHERE attempt_id = $1 AND exit_code <> 0 \
+                             ORDER BY idx LIMIT 1",
+                        )
+                        .bind(a.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if left == 0 {
+                            let end = match (a.stop_reason, failed) {
+                                (Some(StopReason::Cancel), _) => AttemptState::Cancelled,
+                                (Some(StopReason::Preempt), _) => AttemptState::Preempted,
+                                (Some(StopReason::TimeLimit), _) => AttemptState::TimedOut,
+                                (Some(StopReason::TaskFailed), _) | (None, Some(_)) => {
+                                    AttemptState::Failed
+                                }
+                                (None, None) => AttemptState::Succeeded,
+                            };
+                            let mut a = a.clone();
+                            a.started_at = a.started_at.or(Some(now));
+                            end_attempt(&mut tx, &a, end, Some(failed.unwrap_or(code)), now).await?;
+                        } else if code != 0 && a.stop_reason.is_none() {
+                            // One rank failed: the gang cannot go on, so the others are stopped.
+                            sqlx::query(
+                                "UPDATE attempts SET state = 'stopping', stop_reason = 'task_failed', \
+                                 kill_at = $1 WHERE id = $2",
+                            )
+                            .bind(now)
+                            .bind(a.id)
+                            .execute(&mut *tx)
+                            .await?;
+                            set_job_state(&mut tx, a.job_id, JobState::Stopping, None, Some("task_failed"), now)
+                                .await?;
+                        }
+                    }
+                }
+                let row = sqlx::query("SELECT * FROM attempts WHERE id = $1")
+                    .bind(a.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let rec = attempt_row(&row)?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn append_log(
+                &self,
+                node: i64,
+                job: i64,
+                fence: i64,
+                task: i64,
+                data: &str,
+                now: i64,
+            ) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let attempt: Option<i64> = sqlx::query_scalar(
+                    "SELECT a.id FROM attempts a JOIN tasks t ON t.attempt_id = a.id \
+                     JOIN jobs j ON j.id = a.job_id \
+                     WHERE a.job_id = $1 AND a.fence = $2 AND t.idx = $3 AND t.node_id = $4 \
+                     AND j.attempts = a.fence AND a.state <> 'node_lost'",
+                )
+                .bind(job)
+                .bind(fence)
+                .bind(task)
+                .bind(node)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(attempt) = attempt else {
+                    return Err(StoreError::Fenced(format!(
+                        "attempt {fence} of job {job} is not current or has no task {task} on this node"
+                    )));
+                };
+                sqlx::query("INSERT INTO logs (attempt_id, task, data, at) VALUES ($1, $2, $3, $4)")
+                    .bind(attempt)
+                    .bind(task)
+                    .bind(data)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn read_logs(&self, job: i64, after: i64, limit: i64) -> Result<Vec<LogRecord>> {
+                let rows: Vec<(i64, i64, i64, String, i64)> = sqlx::query_as(
+                    "SELECT l.id, a.fence, l.task, l.data, l.at FROM logs l \
+                     JOIN attempts a ON a.id = l.attempt_id \
+                     WHERE a.job_id = $1 AND l.id > $2 ORDER BY l.id LIMIT $3",
+                )
+                .bind(job)
+                .bind(after)
+                .bind(limit.clamp(1, 10_000))
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, fence, task, data, at)| LogRecord {
+                        id,
+                        fence,
+                        task,
+                        data,
+                        at,
+                    })
+                    .collect())
+            }
+
+            async fn list_audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
+                let rows = sqlx::query("SELECT * FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2")
+                    .bind(after)
+                    .bind(limit.clamp(1, 10_000))
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(audit_row).collect()
+            }
+
+            async fn verify_audit(&self) -> Result<i64> {
+                let mut prev = String::new();
+                let mut after = 0;
+                let mut count = 0;
+                loop {
+                    let page = self.list_audit(after, 1000).await?;
+                    let Some(last) = page.last() else { break };
+                    after = last.seq;
+                    for e in &page {
+                        let want = audit_hash(&prev, e.at, &e.actor, &e.action, &e.target, &e.detail);
+                        if e.prev_hash != prev || e.hash != want {
+                            return Err(StoreError::Corrupt(format!(
+                                "audit chain broken at entry {}",
+                                e.seq
+                            )));
+                        }
+                        prev = e.hash.clone();
+                        count += 1;
+                    }
+                }
+                Ok(count)
+            }
+
+            async fn acquire_lease(
+                &self,
+                name: &str,
+                holder: &str,
+                ttl_ms: i64,
+                now: i64,
+            ) -> Result<Option<i64>> {
+                let mut tx = self.begin_write().await?;
+                let epoch: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO leases (name, holder, epoch, expires_at) VALUES ($1, $2, 1, $3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                     epoch = CASE WHEN leases.holder = excluded.holder \
+                     AND leases.expires_at > $4 THEN leases.epoch ELSE leases.epoch + 1 END, \
+                     expires_at = excluded.expires_at \
+                     WHERE leases.holder = excluded.holder OR leases.expires_at <= $4 \
+                     RETURNING epoch",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(now + ttl_ms)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(epoch)
+            }
+
+            async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use store_impl;

@@ -1,0 +1,179 @@
+//! Persistence for the Haneul control plane.
+//!
+//! This crate owns the durable state of a centre: tenants, users and hashed API tokens, the fleet,
+//! jobs with their attempts and tasks, logs, awards, the controller's event stream, the
+//! hash-chained audit log and the leader lease. One [`Store`] trait has two backends, SQLite
+//! (embedded, the default) and PostgreSQL (production, high availability), generated from one body
+//! of SQL so that they cannot drift; `tests/suite.rs` runs one test suite against both.
+//!
+//! Every method that changes state does it in one transaction, and returns only after the commit:
+//! a caller that acknowledges after a successful return never acknowledges something lost.
+
+mod backend;
+mod error;
+mod postgres;
+mod records;
+mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::StoreError;
+pub use postgres::PostgresStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+/// Result of every store call.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Hash of an API token as kept at rest. Tokens are 256-bit random strings, so one SHA-256 is
+/// enough: there is nothing to brute-force, unlike a password.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The one persistence interface of the control plane. Methods are grouped as the server uses
+/// them: tenants and access, fleet, jobs, the controller's view, the agent protocol, audit, lease.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    // --- tenants and access ---
+
+    /// Creates the first centre administrator with this token hash when there are no users yet.
+    /// Returns false (and changes nothing) when users exist.
+    async fn bootstrap_admin(&self, token_hash: &str, now: i64) -> Result<bool>;
+    async fn create_org(&self, actor: &Actor, org: NewOrg, now: i64) -> Result<OrgRecord>;
+    async fn get_org(&self, id: i64) -> Result<OrgRecord>;
+    async fn list_orgs(&self) -> Result<Vec<OrgRecord>>;
+    async fn create_project(&self, actor: &Actor, p: NewProject, now: i64)
+    -> Result<ProjectRecord>;
+    async fn get_project(&self, id: i64) -> Result<ProjectRecord>;
+    async fn list_projects(&self) -> Result<Vec<ProjectRecord>>;
+    async fn create_user(&self, actor: &Actor, u: NewUser, now: i64) -> Result<UserRecord>;
+    async fn get_user(&self, id: i64) -> Result<UserRecord>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    /// Stores a token for `user`; only the hash is kept.
+    async fn create_token(
+        &self,
+        actor: &Actor,
+        user: i64,
+        name: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<TokenRecord>;
+    async fn list_tokens(&self, user: Option<i64>) -> Result<Vec<TokenRecord>>;
+    async fn revoke_token(&self, actor: &Actor, id: i64, now: i64) -> Result<TokenRecord>;
+    /// The user a live token belongs to, or `None` for an unknown or revoked token.
+    async fn authenticate(&self, token_hash: &str) -> Result<Option<UserRecord>>;
+
+    // --- fleet ---
+
+    async fn create_pool(&self, actor: &Actor, p: NewPool, now: i64) -> Result<PoolRecord>;
+    async fn list_pools(&self) -> Result<Vec<PoolRecord>>;
+    /// Registers a node by name, or updates its inventory when it exists, and marks it up.
+    async fn register_node(&self, actor: &Actor, n: NewNode, now: i64) -> Result<NodeRecord>;
+    async fn get_node(&self, id: i64) -> Result<NodeRecord>;
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
+    /// Drain or resume a node (admin action).
+    async fn set_node_state(
+        &self,
+        actor: &Actor,
+        id: i64,
+        state: NodeState,
+        now: i64,
+    ) -> Result<NodeRecord>;
+    /// Records a heartbeat. A node that was down because it was lost comes back up.
+    async fn heartbeat(&self, node: i64, now: i64) -> Result<NodeRecord>;
+
+    // --- jobs ---
+
+    /// Queues a job: the job row, its first event and the audit entry commit together.
+    async fn submit_job(&self, actor: &Actor, job: NewJob, now: i64) -> Result<JobRecord>;
+    async fn get_job(&self, id: i64) -> Result<JobRecord>;
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
+    /// Cancels a queued job at once, or asks the agents of a running one to stop it.
+    async fn cancel_job(&self, actor: &Actor, id: i64, now: i64) -> Result<JobRecord>;
+    async fn list_attempts(&self, job: i64) -> Result<Vec<AttemptRecord>>;
+    async fn job_events(&self, job: i64) -> Result<Vec<EventRecord>>;
+
+    // --- awards and usage ---
+
+    async fn create_award(&self, actor: &Actor, a: NewAward, now: i64) -> Result<AwardRecord>;
+    async fn list_awards(&self, project: Option<i64>) -> Result<Vec<AwardRecord>>;
+    /// GPU-milliseconds used per project and GPU model by ended attempts.
+    async fn usage(&self, project: Option<i64>) -> Result<Vec<UsageRecord>>;
+
+    // --- controller ---
+
+    /// Everything the controller needs to rebuild its engine, consistent as of `cursor`.
+    async fn snapshot(&self) -> Result<Snapshot>;
+    /// Events after `cursor`, oldest first.
+    async fn events_after(&self, cursor: i64, limit: i64) -> Result<Vec<EventRecord>>;
+    /// Starts attempts for queued jobs, in one transaction that first checks the caller still
+    /// holds the controller lease at `epoch`. Jobs no longer queued are skipped (and returned in
+    /// the second list) so that nothing is ever started twice.
+    async fn start_attempts(
+        &self,
+        holder: &str,
+        epoch: i64,
+        starts: Vec<NewAttempt>,
+        now: i64,
+    ) -> Result<(Vec<AttemptRecord>, Vec<i64>)>;
+    /// Asks the agents of a running attempt to stop it (preemption, time limit).
+    async fn request_stop(
+        &self,
+        attempt: i64,
+        reason: StopReason,
+        kill_at: i64,
+        now: i64,
+    ) -> Result<()>;
+    /// Running attempts whose time limit has passed and that are not yet stopping.
+    async fn overdue_attempts(&self, now: i64) -> Result<Vec<AttemptRecord>>;
+    /// Marks nodes whose last heartbeat is older than `cutoff` as lost, ends their attempts as
+    /// node lost and requeues those jobs. Returns the nodes marked.
+    async fn mark_lost_nodes(&self, cutoff: i64, now: i64) -> Result<Vec<i64>>;
+
+    // --- agent protocol ---
+
+    /// Tasks of live attempts on this node, with the job's spec and command.
+    async fn assignments(&self, node: i64) -> Result<Vec<Assignment>>;
+    /// A report from an agent about one task. Refused unless `fence` is the job's current attempt
+    /// and the task is on `node`.
+    async fn report_task(&self, r: TaskReport, now: i64) -> Result<AttemptRecord>;
+    /// Appends output of one task. Only the job's current attempt may write, and not once its
+    /// node was declared lost: agents upload a task's last output before reporting its exit.
+    async fn append_log(
+        &self,
+        node: i64,
+        job: i64,
+        fence: i64,
+        task: i64,
+        data: &str,
+        now: i64,
+    ) -> Result<()>;
+    async fn read_logs(&self, job: i64, after: i64, limit: i64) -> Result<Vec<LogRecord>>;
+
+    // --- audit ---
+
+    async fn list_audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>>;
+    /// Recomputes the hash chain from the start; the first broken link is an error.
+    async fn verify_audit(&self) -> Result<i64>;
+
+    // --- leadership ---
+
+    /// Takes or renews the named lease for `holder` until `now + ttl_ms`. Returns the epoch while
+    /// held: it grows by one each time the lease changes hands.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        now: i64,
+    ) -> Result<Option<i64>>;
+    /// Gives the lease up (clean shutdown), so a standby need not wait for it to expire.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+}

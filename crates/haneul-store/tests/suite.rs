@@ -1,0 +1,655 @@
+//! One test suite, run against both backends: a real SQLite file and a fresh PostgreSQL database.
+
+use haneul_model::{GpuModel, GpuRequest, JobSpec, MilliGpu, NodeId, ProjectId, Span};
+use haneul_sched::{Placement, TaskPlacement};
+use haneul_store::*;
+use std::collections::BTreeMap;
+
+fn admin() -> Actor {
+    Actor::system("test")
+}
+
+async fn tenant(store: &dyn Store, org: &str) -> (OrgRecord, ProjectRecord, UserRecord) {
+    let o = store
+        .create_org(
+            &admin(),
+            NewOrg {
+                name: org.into(),
+                class: "academia".into(),
+                country: "KR".into(),
+                parent: None,
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    let p = store
+        .create_project(
+            &admin(),
+            NewProject {
+                org_id: o.id,
+                name: "p".into(),
+                weight: 1,
+                quotas: BTreeMap::new(),
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    let u = store
+        .create_user(
+            &admin(),
+            NewUser {
+                name: format!("{org}-user"),
+                role: Role::Member,
+                org_id: Some(o.id),
+                projects: vec![p.id],
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    (o, p, u)
+}
+
+async fn node(store: &dyn Store, name: &str, now: i64) -> NodeRecord {
+    store
+        .register_node(
+            &admin(),
+            NewNode {
+                name: name.into(),
+                pool: "main".into(),
+                block: "b1".into(),
+                gpu_model: GpuModel::new("H200").unwrap(),
+                gpus: 8,
+                gpu_memory_mib: 141 * 1024,
+                nvlink_domain: 8,
+                cpu_milli: 64_000,
+                memory_mib: 1 << 20,
+                agent_user: None,
+            },
+            now,
+        )
+        .await
+        .unwrap()
+}
+
+fn spec(project: i64, gpus: u32) -> JobSpec {
+    let mut s = JobSpec::new(ProjectId(project as u32), 1, GpuRequest::Whole(gpus));
+    s.name = "train".into();
+    s
+}
+
+fn placement(node: i64, gpus: Vec<u32>) -> Placement {
+    Placement {
+        tasks: vec![TaskPlacement {
+            node: NodeId(node as u32),
+            gpus,
+            milli_per_gpu: MilliGpu(1000),
+        }],
+    }
+}
+
+async fn lead(store: &dyn Store, holder: &str, now: i64) -> i64 {
+    store
+        .acquire_lease("controller", holder, 10_000, now)
+        .await
+        .unwrap()
+        .expect("lease is free")
+}
+
+async fn submit(store: &dyn Store, u: &UserRecord, project: i64, now: i64) -> JobRecord {
+    store
+        .submit_job(
+            &Actor::user(u),
+            NewJob {
+                user_id: u.id,
+                spec: spec(project, 2),
+                command: vec!["python".into(), "train.py".into()],
+            },
+            now,
+        )
+        .await
+        .unwrap()
+}
+
+/// Starts `job` on GPUs 0 and 1 of `node` as controller `a`, renewing its lease first (a lease
+/// that lapsed comes back under a new epoch).
+async fn start(store: &dyn Store, epoch: i64, job: i64, node: i64, now: i64) -> AttemptRecord {
+    let renewed = lead(store, "a", now).await;
+    assert!(renewed >= epoch);
+    let epoch = renewed;
+    let (started, skipped) = store
+        .start_attempts(
+            "a",
+            epoch,
+            vec![NewAttempt {
+                job_id: job,
+                placement: placement(node, vec![0, 1]),
+                gpu_model: Some(GpuModel::new("H200").unwrap()),
+                borrowing: false,
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(skipped.is_empty());
+    started.into_iter().next().unwrap()
+}
+
+pub async fn tenants_and_tokens(store: &dyn Store) {
+    assert!(store.bootstrap_admin(&hash_token("root"), 1).await.unwrap());
+    assert!(
+        !store
+            .bootstrap_admin(&hash_token("again"), 2)
+            .await
+            .unwrap()
+    );
+    let admin_user = store
+        .authenticate(&hash_token("root"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(admin_user.role, Role::CentreAdmin);
+
+    let (o, p, u) = tenant(store, "kaist").await;
+    assert_eq!(u.projects, vec![p.id]);
+    assert_eq!(store.get_project(p.id).await.unwrap().org_id, o.id);
+    let dup = store
+        .create_org(
+            &admin(),
+            NewOrg {
+                name: "kaist".into(),
+                class: "academia".into(),
+                country: "KR".into(),
+                parent: None,
+            },
+            3,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(dup, StoreError::Conflict { field: "name", .. }),
+        "{dup}"
+    );
+
+    let t = store
+        .create_token(&admin(), u.id, "laptop", &hash_token("secret"), 4)
+        .await
+        .unwrap();
+    let who = store
+        .authenticate(&hash_token("secret"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(who.id, u.id);
+    assert_eq!(who.projects, vec![p.id]);
+    assert!(
+        store
+            .authenticate(&hash_token("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.revoke_token(&admin(), t.id, 5).await.unwrap();
+    assert!(
+        store
+            .authenticate(&hash_token("secret"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.get_org(999).await.is_err());
+}
+
+pub async fn job_runs_once_to_success(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "snu").await;
+    let n = node(store, "gpu-001", 10).await;
+    let job = submit(store, &u, p.id, 20).await;
+    assert_eq!(job.state, JobState::Queued);
+
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.queued.len(), 1);
+    assert_eq!(snap.nodes.len(), 1);
+    assert!(snap.cursor > 0);
+
+    let epoch = lead(store, "a", 30).await;
+    let a = start(store, epoch, job.id, n.id, 30).await;
+    assert_eq!(a.fence, 1);
+    // A second decision to start the same job is refused: it is no longer queued.
+    let (again, skipped) = store
+        .start_attempts(
+            "a",
+            epoch,
+            vec![NewAttempt {
+                job_id: job.id,
+                placement: placement(n.id, vec![2, 3]),
+                gpu_model: None,
+                borrowing: false,
+            }],
+            31,
+        )
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    assert_eq!(skipped, vec![job.id]);
+    assert_eq!(store.list_attempts(job.id).await.unwrap().len(), 1);
+
+    let work = store.assignments(n.id).await.unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].gpus, vec![0, 1]);
+    assert_eq!(work[0].peers, vec!["gpu-001".to_string()]);
+    assert_eq!(work[0].job.command, vec!["python", "train.py"]);
+
+    let report = |exit_code| TaskReport {
+        node: n.id,
+        job: job.id,
+        fence: 1,
+        task: 0,
+        exit_code,
+    };
+    let a = store.report_task(report(None), 1_000).await.unwrap();
+    assert_eq!(a.state, AttemptState::Running);
+    store
+        .append_log(n.id, job.id, 1, 0, "epoch 1 loss 0.5\n", 1_500)
+        .await
+        .unwrap();
+    let a = store.report_task(report(Some(0)), 3_601_000).await.unwrap();
+    assert_eq!(a.state, AttemptState::Succeeded);
+    // Two GPUs for one hour.
+    assert_eq!(a.gpu_ms, 2 * 3_600_000);
+    let job = store.get_job(job.id).await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.exit_code, Some(0));
+    assert!(store.assignments(n.id).await.unwrap().is_empty());
+
+    let logs = store.read_logs(job.id, 0, 100).await.unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].data, "epoch 1 loss 0.5\n");
+    let usage = store.usage(Some(p.id)).await.unwrap();
+    assert_eq!(usage[0].gpu_ms, 2 * 3_600_000);
+
+    let kinds: Vec<EventKind> = store
+        .job_events(job.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::Submitted,
+            EventKind::Started,
+            EventKind::Finished
+        ]
+    );
+    // Reports after the end are refused.
+    let err = store
+        .report_task(report(Some(0)), 3_700_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+}
+
+pub async fn stale_reports_are_fenced(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "postech").await;
+    let n1 = node(store, "gpu-001", 10).await;
+    let n2 = node(store, "gpu-002", 10).await;
+    let job = submit(store, &u, p.id, 20).await;
+    let epoch = lead(store, "a", 30).await;
+    start(store, epoch, job.id, n1.id, 30).await;
+
+    // The wrong node may not report on the task.
+    let err = store
+        .report_task(
+            TaskReport {
+                node: n2.id,
+                job: job.id,
+                fence: 1,
+                task: 0,
+                exit_code: None,
+            },
+            40,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+
+    // Node 1 goes silent: its attempt is lost and the job requeued.
+    store.heartbeat(n2.id, 20_000).await.unwrap();
+    let lost = store.mark_lost_nodes(15_000, 20_000).await.unwrap();
+    assert_eq!(lost, vec![n1.id]);
+    let j = store.get_job(job.id).await.unwrap();
+    assert_eq!(j.state, JobState::Queued);
+    assert_eq!(store.get_node(n1.id).await.unwrap().state, NodeState::Down);
+    let attempts = store.list_attempts(job.id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::NodeLost);
+
+    // Restarted elsewhere as attempt 2; the old agent's late reports are refused.
+    let a2 = start(store, epoch, job.id, n2.id, 21_000).await;
+    assert_eq!(a2.fence, 2);
+    for fence in [1, 3] {
+        let err = store
+            .report_task(
+                TaskReport {
+                    node: n1.id,
+                    job: job.id,
+                    fence,
+                    task: 0,
+                    exit_code: Some(0),
+                },
+                22_000,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+        assert!(
+            store
+                .append_log(n1.id, job.id, fence, 0, "x", 22_000)
+                .await
+                .is_err()
+        );
+    }
+    // The lost node comes back when it heartbeats.
+    assert_eq!(
+        store.heartbeat(n1.id, 23_000).await.unwrap().state,
+        NodeState::Up
+    );
+}
+
+pub async fn cancellation(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "unist").await;
+    let n = node(store, "gpu-001", 10).await;
+    let queued = submit(store, &u, p.id, 20).await;
+    let c = store
+        .cancel_job(&Actor::user(&u), queued.id, 21)
+        .await
+        .unwrap();
+    assert_eq!(c.state, JobState::Cancelled);
+    let err = store
+        .cancel_job(&Actor::user(&u), queued.id, 22)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+
+    let running = submit(store, &u, p.id, 30).await;
+    let epoch = lead(store, "a", 30).await;
+    start(store, epoch, running.id, n.id, 31).await;
+    let c = store
+        .cancel_job(&Actor::user(&u), running.id, 40)
+        .await
+        .unwrap();
+    assert_eq!(c.state, JobState::Stopping);
+    let work = store.assignments(n.id).await.unwrap();
+    assert_eq!(work[0].attempt.state, AttemptState::Stopping);
+    assert_eq!(work[0].attempt.stop_reason, Some(StopReason::Cancel));
+    store
+        .report_task(
+            TaskReport {
+                node: n.id,
+                job: running.id,
+                fence: 1,
+                task: 0,
+                exit_code: Some(143),
+            },
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_job(running.id).await.unwrap().state,
+        JobState::Cancelled
+    );
+}
+
+pub async fn preemption_and_time_limit(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "gist").await;
+    let n = node(store, "gpu-001", 10).await;
+    let mut s = spec(p.id, 1);
+    s.time_limit = Some(Span::from_secs(60));
+    let limited = store
+        .submit_job(
+            &Actor::user(&u),
+            NewJob {
+                user_id: u.id,
+                spec: s,
+                command: vec!["sleep".into()],
+            },
+            20,
+        )
+        .await
+        .unwrap();
+    let epoch = lead(store, "a", 30).await;
+    let a = start(store, epoch, limited.id, n.id, 30).await;
+    assert_eq!(a.deadline, Some(60_030));
+    assert!(store.overdue_attempts(60_000).await.unwrap().is_empty());
+    assert_eq!(store.overdue_attempts(60_031).await.unwrap()[0].id, a.id);
+    store
+        .request_stop(a.id, StopReason::TimeLimit, 60_031, 60_031)
+        .await
+        .unwrap();
+    assert!(store.overdue_attempts(60_032).await.unwrap().is_empty());
+    let report = |job: i64, code| TaskReport {
+        node: n.id,
+        job,
+        fence: 1,
+        task: 0,
+        exit_code: Some(code),
+    };
+    store
+        .report_task(report(limited.id, 137), 60_040)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_job(limited.id).await.unwrap().state,
+        JobState::TimedOut
+    );
+
+    let victim = submit(store, &u, p.id, 70_000).await;
+    let a = start(store, epoch, victim.id, n.id, 70_000).await;
+    store
+        .request_stop(a.id, StopReason::Preempt, 80_000, 70_500)
+        .await
+        .unwrap();
+    store
+        .report_task(report(victim.id, 143), 71_000)
+        .await
+        .unwrap();
+    let j = store.get_job(victim.id).await.unwrap();
+    assert_eq!(j.state, JobState::Queued);
+    let kinds: Vec<EventKind> = store
+        .job_events(victim.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds.last(), Some(&EventKind::Requeued));
+}
+
+pub async fn lease_fences_a_deposed_leader(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "kisti").await;
+    let n = node(store, "gpu-001", 0).await;
+    let job = submit(store, &u, p.id, 0).await;
+    let ea = store
+        .acquire_lease("controller", "a", 1_000, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .acquire_lease("controller", "a", 1_000, 500)
+            .await
+            .unwrap(),
+        Some(ea),
+        "renewal keeps the epoch"
+    );
+    assert_eq!(
+        store
+            .acquire_lease("controller", "b", 1_000, 900)
+            .await
+            .unwrap(),
+        None,
+        "a live lease is not taken"
+    );
+    let eb = store
+        .acquire_lease("controller", "b", 1_000, 1_600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(eb > ea);
+    // The old leader wakes up and tries to start work under its old epoch: refused.
+    let err = store
+        .start_attempts(
+            "a",
+            ea,
+            vec![NewAttempt {
+                job_id: job.id,
+                placement: placement(n.id, vec![0, 1]),
+                gpu_model: None,
+                borrowing: false,
+            }],
+            1_700,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotLeader), "{err}");
+    assert_eq!(store.get_job(job.id).await.unwrap().state, JobState::Queued);
+    store.release_lease("controller", "b").await.unwrap();
+    assert!(
+        store
+            .acquire_lease("controller", "a", 1_000, 1_800)
+            .await
+            .unwrap()
+            .is_some(),
+        "a released lease is free at once"
+    );
+}
+
+pub async fn audit_is_a_chain(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "etri").await;
+    submit(store, &u, p.id, 5).await;
+    let entries = store.list_audit(0, 100).await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec!["org.create", "project.create", "user.create", "job.submit"]
+    );
+    assert_eq!(entries[0].prev_hash, "");
+    for w in entries.windows(2) {
+        assert_eq!(w[1].prev_hash, w[0].hash);
+    }
+    assert_eq!(store.verify_audit().await.unwrap(), 4);
+}
+
+pub async fn projects_and_awards(store: &dyn Store) {
+    let (o, p, _) = tenant(store, "kist").await;
+    let mut quotas = BTreeMap::new();
+    quotas.insert(
+        GpuModel::new("H200").unwrap(),
+        haneul_model::Quota {
+            guaranteed: MilliGpu::gpus(8),
+            borrow_limit: Some(MilliGpu::gpus(8)),
+        },
+    );
+    let q = store
+        .create_project(
+            &admin(),
+            NewProject {
+                org_id: o.id,
+                name: "llm".into(),
+                weight: 3,
+                quotas: quotas.clone(),
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_project(q.id).await.unwrap().quotas, quotas);
+    let a = store
+        .create_award(
+            &admin(),
+            NewAward {
+                project_id: p.id,
+                gpu_model: GpuModel::new("H200").unwrap(),
+                gpu_hours: 1000,
+                valid_from: 0,
+                valid_until: 100,
+            },
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.list_awards(Some(p.id)).await.unwrap(), vec![a]);
+    assert!(store.list_awards(Some(q.id)).await.unwrap().is_empty());
+    let bad = store
+        .create_award(
+            &admin(),
+            NewAward {
+                project_id: p.id,
+                gpu_model: GpuModel::new("H200").unwrap(),
+                gpu_hours: 1,
+                valid_from: 10,
+                valid_until: 5,
+            },
+            4,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        bad,
+        StoreError::Invalid {
+            field: "valid_until",
+            ..
+        }
+    ));
+    let filter = JobFilter {
+        projects: Some(vec![q.id]),
+        limit: 10,
+        ..JobFilter::default()
+    };
+    assert!(store.list_jobs(&filter).await.unwrap().is_empty());
+}
+
+/// Instantiates every test of the suite for one backend; `$open` is an async block that returns
+/// `(store, guard)`, the guard keeping the database alive for the test.
+macro_rules! suite {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use super::*;
+            suite!(@tests $open;
+                tenants_and_tokens,
+                job_runs_once_to_success,
+                stale_reports_are_fenced,
+                cancellation,
+                preemption_and_time_limit,
+                lease_fences_a_deposed_leader,
+                audit_is_a_chain,
+                projects_and_awards);
+        }
+    };
+    (@tests $open:expr; $($name:ident),+) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, _guard) = $open.await;
+                super::$name(&store).await;
+            }
+        )+
+    };
+}
+
+suite!(sqlite, async {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("haneul.db"))
+        .await
+        .unwrap();
+    (store, dir)
+});
+
+suite!(postgres, async {
+    let db = haneul_store::testing::TestDb::create().await;
+    let store = PostgresStore::open(db.url()).await.unwrap();
+    (store, db)
+});
