@@ -1,6 +1,7 @@
 //! The `haneul` binary. Each role is a subcommand with its own module.
 
 mod bench;
+mod server;
 
 use clap::{Parser, Subcommand};
 
@@ -20,11 +21,14 @@ enum Command {
     /// Benchmarks of the scheduling engine (openb replay, full and incremental passes).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the control plane: REST API, scheduler and agent protocol (SQLite in DIR by default).
+    Server(server::ServerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Server(args) => server::run(args),
     }
 }

@@ -943,6 +943,43 @@ macro_rules! store_impl {
                 Ok(rec)
             }
 
+            async fn reject_job(&self, id: i64, reason: &str, now: i64) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE jobs SET state = 'failed', reason = $1, updated_at = $2 \
+                     WHERE id = $3 AND state = 'queued'",
+                )
+                .bind(reason)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(());
+                }
+                event(&mut tx, EventKind::Dequeued, Some(id), None, None, reason, now).await?;
+                audit(
+                    &mut tx,
+                    &Actor::system("controller"),
+                    "job.reject",
+                    &format!("job/{id}"),
+                    &serde_json::to_string(reason)?,
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn queue_lengths(&self) -> Result<Vec<(i64, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT project_id, COUNT(*) FROM jobs WHERE state = 'queued' \
+                     GROUP BY project_id ORDER BY project_id",
+                )
+                .fetch_all(&self.read)
+                .await?)
+            }
+
             async fn list_attempts(&self, job: i64) -> Result<Vec<AttemptRecord>> {
                 let rows = sqlx::query("SELECT * FROM attempts WHERE job_id = $1 ORDER BY fence")
                     .bind(job)

@@ -97,6 +97,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
     /// Cancels a queued job at once, or asks the agents of a running one to stop it.
     async fn cancel_job(&self, actor: &Actor, id: i64, now: i64) -> Result<JobRecord>;
+    /// Fails a queued job the engine cannot accept (too large for any pool, unknown GPU model),
+    /// with the engine's reason.
+    async fn reject_job(&self, id: i64, reason: &str, now: i64) -> Result<()>;
+    /// Queued jobs per project, for metrics.
+    async fn queue_lengths(&self) -> Result<Vec<(i64, i64)>>;
     async fn list_attempts(&self, job: i64) -> Result<Vec<AttemptRecord>>;
     async fn job_events(&self, job: i64) -> Result<Vec<EventRecord>>;
 

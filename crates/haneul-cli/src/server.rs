@@ -1,0 +1,105 @@
+//! `haneul server`: runs the control plane until Ctrl-C or SIGTERM.
+
+use anyhow::Context;
+use clap::Args;
+use haneul_server::{Bootstrap, Config, Database};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    haneul server --data-dir /var/lib/haneul\n  \
+    haneul server --data-dir ./state --listen 127.0.0.1:8470\n  \
+    haneul server --data-dir ./state --database postgres://haneul@db/haneul")]
+pub struct ServerArgs {
+    /// Directory for the SQLite database and the administrator token.
+    #[arg(long, env = "HANEUL_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address to serve the API on.
+    #[arg(long, env = "HANEUL_LISTEN", default_value = "127.0.0.1:8470")]
+    listen: SocketAddr,
+    /// PostgreSQL URL (postgres://...) instead of SQLite in the data directory. Several servers
+    /// may share one database: one leads, the others stand by.
+    #[arg(long, env = "HANEUL_DATABASE")]
+    database: Option<String>,
+    /// Seconds without a heartbeat after which a node is lost and its jobs requeued.
+    #[arg(long, default_value_t = 30)]
+    node_timeout: u64,
+    /// Seconds a leader's lease lasts; a standby takes over this long after the leader dies.
+    #[arg(long, default_value_t = 3)]
+    lease_ttl: u64,
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut cfg = Config::new(args.data_dir.clone());
+    cfg.listen = args.listen;
+    if let Some(url) = &args.database {
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            anyhow::bail!("--database: expected a postgres:// URL, got `{url}`");
+        }
+        cfg.database = Database::Postgres(url.clone());
+    }
+    if args.node_timeout == 0 || args.lease_ttl == 0 {
+        anyhow::bail!("--node-timeout and --lease-ttl must be at least 1 second");
+    }
+    cfg.node_timeout = Duration::from_secs(args.node_timeout);
+    cfg.lease_ttl = Duration::from_secs(args.lease_ttl);
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let mut running = haneul_server::start(cfg.clone())
+            .await
+            .context("cannot start the server")?;
+        match &running.bootstrap {
+            Bootstrap::Wrote(p) => println!(
+                "wrote a centre-admin token to {} (keep it secret; it is shown nowhere else)",
+                p.display()
+            ),
+            Bootstrap::Present(p) => println!("centre-admin token: {}", p.display()),
+            Bootstrap::AlreadyInitialised => println!(
+                "the database already has users; no admin token written to {}",
+                cfg.data_dir.display()
+            ),
+        }
+        let backend = match &cfg.database {
+            Database::Sqlite(p) => format!("sqlite {}", p.display()),
+            Database::Postgres(_) => "postgres".to_string(),
+        };
+        println!(
+            "haneul server listening on http://{} ({backend}); API docs at /docs",
+            running.addr
+        );
+        let signals = running.signals();
+        tokio::select! {
+            r = running.wait() => r.context("the HTTP server stopped")?,
+            _ = shutdown_signal() => {
+                println!("stopping");
+                signals.shutdown.send_replace(true);
+                running.stop().await;
+            }
+        }
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

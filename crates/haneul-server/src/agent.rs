@@ -1,0 +1,272 @@
+//! The agent protocol under /v1/agent: register with inventory, heartbeat, long-poll for
+//! assignments, report task status and exit, upload logs. Only agent tokens may call it, and an
+//! agent acts only on the node it registered. Reports carry the attempt's fence (see
+//! [`haneul_store::Store::report_task`]).
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::controller::now_ms;
+use crate::convert;
+use crate::error::{ApiError, Body};
+use crate::extract::{Id, Q};
+use axum::Json;
+use axum::extract::State;
+use haneul_api::*;
+use haneul_store as st;
+use serde::Deserialize;
+use std::time::Duration;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Longest a long poll is held open.
+const MAX_WAIT_MS: u64 = 60_000;
+/// Largest log chunk accepted in one upload.
+const MAX_LOG_CHUNK: usize = 256 * 1024;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(heartbeat))
+        .routes(routes!(assignments))
+        .routes(routes!(report))
+        .routes(routes!(upload_logs))
+}
+
+async fn own_node(s: &AppState, caller: &Caller, id: i64) -> Result<st::NodeRecord, ApiError> {
+    caller.agent()?;
+    match s.store.get_node(id).await {
+        Ok(n) if n.agent_user == Some(caller.0.id) => Ok(n),
+        Ok(_) | Err(st::StoreError::NotFound { .. }) => Err(ApiError::not_found("node", id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Register this agent's node (or update its inventory). The node comes up at once.
+#[utoipa::path(post, path = "/v1/agent/register", tag = "agent", request_body = AgentRegister,
+    responses((status = 200, body = Node), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn register(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<AgentRegister>,
+) -> Result<Json<Node>, ApiError> {
+    caller.agent()?;
+    for (field, v) in [("name", &b.name), ("pool", &b.pool), ("block", &b.block)] {
+        if v.is_empty() || v.len() > 128 || v.chars().any(|c| c.is_control()) {
+            return Err(ApiError::bad(
+                field,
+                "must be 1 to 128 printable characters",
+            ));
+        }
+    }
+    let model = haneul_model::GpuModel::new(&b.gpu_model)?;
+    if !(0..=crate::MAX_GPUS_PER_NODE as i64).contains(&b.gpus) {
+        return Err(ApiError::bad(
+            "gpus",
+            format!("must be 0 to {}", crate::MAX_GPUS_PER_NODE),
+        ));
+    }
+    let domain = b.nvlink_domain.unwrap_or(b.gpus);
+    if b.gpus > 0 && !(1..=b.gpus).contains(&domain) {
+        return Err(ApiError::bad(
+            "nvlink_domain",
+            "must be 1 to the node's GPU count",
+        ));
+    }
+    for (field, v) in [
+        ("cpu_milli", b.cpu_milli),
+        ("memory_mib", b.memory_mib),
+        ("gpu_memory_mib", b.gpu_memory_mib),
+    ] {
+        if v < 0 {
+            return Err(ApiError::bad(field, "must not be negative"));
+        }
+    }
+    let n = s
+        .store
+        .register_node(
+            &st::Actor::user(&caller.0),
+            st::NewNode {
+                name: b.name,
+                pool: b.pool,
+                block: b.block,
+                gpu_model: model,
+                gpus: b.gpus,
+                gpu_memory_mib: b.gpu_memory_mib,
+                nvlink_domain: domain,
+                cpu_milli: b.cpu_milli,
+                memory_mib: b.memory_mib,
+                agent_user: Some(caller.0.id),
+            },
+            now_ms(),
+        )
+        .await?;
+    s.signals.wake.notify_one();
+    Ok(Json(convert::node(n)))
+}
+
+/// Tell the server the node is alive. A node silent for longer than the node timeout is
+/// marked lost and its work requeued.
+#[utoipa::path(post, path = "/v1/agent/nodes/{id}/heartbeat", tag = "agent",
+    params(("id" = i64, Path, description = "node id")),
+    responses((status = 200, body = HeartbeatAck), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn heartbeat(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Json<HeartbeatAck>, ApiError> {
+    own_node(&s, &caller, id).await?;
+    let n = s.store.heartbeat(id, now_ms()).await?;
+    Ok(Json(HeartbeatAck {
+        node: n.id,
+        state: n.state.to_string(),
+        interval_ms: s.heartbeat_interval_ms,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct PollQuery {
+    /// The `etag` of the last answer: wait until the assignments differ from it.
+    etag: Option<String>,
+    /// How long to wait for a change, in milliseconds (at most 60000; default 0).
+    wait_ms: Option<u64>,
+}
+
+fn to_wire(a: st::Assignment) -> Assignment {
+    let milli = a
+        .attempt
+        .placement
+        .tasks
+        .get(a.task as usize)
+        .map(|t| t.milli_per_gpu.get())
+        .unwrap_or(0);
+    let stop = a.attempt.state == st::AttemptState::Stopping;
+    Assignment {
+        job: a.job.id,
+        fence: a.attempt.fence,
+        task: a.task,
+        action: if stop { "stop" } else { "run" }.into(),
+        stop_reason: a.attempt.stop_reason.map(|r| r.to_string()),
+        kill_at: a.attempt.kill_at,
+        gpus: a.gpus,
+        milli_per_gpu: milli,
+        command: a.job.command,
+        peers: a.peers,
+        user: a.job.user_id,
+        project: a.job.project_id,
+        cpu_milli: a.job.spec.cpu_per_task.get(),
+        memory_mib: a.job.spec.memory_per_task.get(),
+        time_limit_s: a.job.spec.time_limit.map(|t| (t.millis() / 1000) as u64),
+        grace_s: (a.job.spec.grace.millis() / 1000) as u64,
+    }
+}
+
+fn etag_of(list: &[Assignment]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for a in list {
+        h.update(format!("{}:{}:{}:{};", a.job, a.fence, a.task, a.action));
+    }
+    hex::encode(&h.finalize()[..12])
+}
+
+/// Tasks this node must run or stop. With `etag` and `wait_ms`, the answer is held until the
+/// list changes or the wait ends (a long poll).
+#[utoipa::path(get, path = "/v1/agent/nodes/{id}/assignments", tag = "agent",
+    params(("id" = i64, Path, description = "node id"), PollQuery),
+    responses((status = 200, body = AssignmentList), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn assignments(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Q(q): Q<PollQuery>,
+) -> Result<Json<AssignmentList>, ApiError> {
+    own_node(&s, &caller, id).await?;
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = s.signals.assignments.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let list: Vec<Assignment> = s
+            .store
+            .assignments(id)
+            .await?
+            .into_iter()
+            .map(to_wire)
+            .collect();
+        let etag = etag_of(&list);
+        let now = tokio::time::Instant::now();
+        if q.etag.as_deref() != Some(etag.as_str()) || now >= deadline {
+            return Ok(Json(AssignmentList {
+                assignments: list,
+                etag,
+            }));
+        }
+        // Another server may lead (HA): look again at least every second even unsignalled.
+        let nap = (deadline - now).min(Duration::from_secs(1));
+        let _ = tokio::time::timeout(nap, changes.changed()).await;
+    }
+}
+
+/// Report that a task started (no `exit_code`) or exited. Refused with 409 when the fence is
+/// not the job's current attempt or the task is not on this node.
+#[utoipa::path(post, path = "/v1/agent/nodes/{id}/reports", tag = "agent",
+    params(("id" = i64, Path, description = "node id")),
+    request_body = TaskReport,
+    responses((status = 200, body = Attempt), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn report(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(b): Body<TaskReport>,
+) -> Result<Json<Attempt>, ApiError> {
+    own_node(&s, &caller, id).await?;
+    let a = s
+        .store
+        .report_task(
+            st::TaskReport {
+                node: id,
+                job: b.job,
+                fence: b.fence,
+                task: b.task,
+                exit_code: b.exit_code,
+            },
+            now_ms(),
+        )
+        .await?;
+    if !a.state.is_live() || a.state == st::AttemptState::Stopping {
+        s.signals.wake.notify_one();
+        s.signals.assignments_changed();
+    }
+    Ok(Json(convert::attempt(a)))
+}
+
+/// Append output of a task; upload a task's last output before reporting its exit.
+#[utoipa::path(post, path = "/v1/agent/nodes/{id}/logs", tag = "agent",
+    params(("id" = i64, Path, description = "node id")),
+    request_body = LogUpload,
+    responses((status = 204), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn upload_logs(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(b): Body<LogUpload>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    own_node(&s, &caller, id).await?;
+    if b.data.len() > MAX_LOG_CHUNK {
+        return Err(ApiError::bad(
+            "data",
+            format!("at most {MAX_LOG_CHUNK} bytes per upload; send several"),
+        ));
+    }
+    s.store
+        .append_log(id, b.job, b.fence, b.task, &b.data, now_ms())
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

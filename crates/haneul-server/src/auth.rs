@@ -1,0 +1,148 @@
+//! Authentication (bearer tokens, hashed at rest) and the authorisation policy: one function per
+//! kind of decision, so the matrix in docs/server.md and the tests read against one place.
+//!
+//! Tenant isolation: an object outside the caller's organisation or projects is answered as
+//! "not found", never "forbidden", so that ids do not leak what other tenants have.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use haneul_store::{JobRecord, ProjectRecord, Role, UserRecord};
+
+/// The authenticated user behind a request.
+pub struct Caller(pub UserRecord);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthenticated)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthenticated)?;
+        let user = state
+            .store
+            .authenticate(&haneul_store::hash_token(token))
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
+        Ok(Caller(user))
+    }
+}
+
+impl Caller {
+    pub fn role(&self) -> Role {
+        self.0.role
+    }
+
+    /// People, not agents: the tenant-facing API refuses agent tokens.
+    pub fn person(&self) -> Result<&Self, ApiError> {
+        if self.0.role == Role::Agent {
+            return Err(ApiError::forbidden(
+                "agent tokens may only use the agent protocol (/v1/agent)",
+            ));
+        }
+        Ok(self)
+    }
+
+    pub fn admin(&self) -> Result<&Self, ApiError> {
+        if self.0.role != Role::CentreAdmin {
+            return Err(ApiError::forbidden(
+                "only a centre administrator may do this",
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Centre administrators and auditors read everything.
+    pub fn sees_all(&self) -> bool {
+        matches!(self.0.role, Role::CentreAdmin | Role::Auditor)
+    }
+
+    pub fn agent(&self) -> Result<&Self, ApiError> {
+        if self.0.role != Role::Agent {
+            return Err(ApiError::forbidden(
+                "only node agents use the agent protocol",
+            ));
+        }
+        Ok(self)
+    }
+
+    fn in_org(&self, org: i64) -> bool {
+        self.0.org_id == Some(org)
+    }
+
+    pub fn can_see_org(&self, org: i64) -> bool {
+        self.sees_all()
+            || (matches!(self.0.role, Role::OrgAdmin | Role::Member) && self.in_org(org))
+    }
+
+    /// Administer an organisation: its projects, users and their tokens.
+    pub fn can_manage_org(&self, org: i64) -> bool {
+        self.0.role == Role::CentreAdmin || (self.0.role == Role::OrgAdmin && self.in_org(org))
+    }
+
+    pub fn can_see_project(&self, p: &ProjectRecord) -> bool {
+        self.sees_all() || self.can_manage_org(p.org_id) || self.is_member(p.id)
+    }
+
+    fn is_member(&self, project: i64) -> bool {
+        self.0.role == Role::Member && self.0.projects.contains(&project)
+    }
+
+    /// Submit work to a project. Auditors only read; agents never submit.
+    pub fn can_submit(&self, p: &ProjectRecord) -> bool {
+        self.can_manage_org(p.org_id) || self.is_member(p.id)
+    }
+
+    /// Cancel a job: its owner, or an administrator of its organisation.
+    pub fn can_cancel(&self, job: &JobRecord, p: &ProjectRecord) -> bool {
+        self.can_manage_org(p.org_id) || (self.is_member(p.id) && job.user_id == self.0.id)
+    }
+
+    /// Read a job's logs: the job's project members and its organisation's administrators.
+    /// Auditors see that jobs ran, not what they printed.
+    pub fn can_read_logs(&self, p: &ProjectRecord) -> bool {
+        self.can_manage_org(p.org_id) || self.is_member(p.id)
+    }
+
+    /// Read the audit log.
+    pub fn can_audit(&self) -> bool {
+        self.sees_all()
+    }
+
+    pub fn can_see_user(&self, u: &UserRecord) -> bool {
+        self.sees_all()
+            || u.id == self.0.id
+            || (self.0.role == Role::OrgAdmin && u.org_id.is_some() && u.org_id == self.0.org_id)
+    }
+
+    /// Create a user with `role` in `org`. Org admins add people to their own organisation only.
+    pub fn can_create_user(&self, role: Role, org: Option<i64>) -> bool {
+        match self.0.role {
+            Role::CentreAdmin => true,
+            Role::OrgAdmin => {
+                matches!(role, Role::Member | Role::OrgAdmin)
+                    && org.is_some()
+                    && org == self.0.org_id
+            }
+            _ => false,
+        }
+    }
+
+    /// Mint or revoke tokens of user `u`: one's own, or a member's by their org admin.
+    pub fn can_manage_tokens_of(&self, u: &UserRecord) -> bool {
+        u.id == self.0.id
+            || self.0.role == Role::CentreAdmin
+            || (self.0.role == Role::OrgAdmin
+                && u.role == Role::Member
+                && u.org_id.is_some()
+                && u.org_id == self.0.org_id)
+    }
+}

@@ -1,0 +1,540 @@
+//! The controller loop: the only writer of scheduling decisions.
+//!
+//! It holds the `controller` lease (trivially on SQLite; against other servers on PostgreSQL),
+//! rebuilds an [`Engine`] from a store snapshot whenever it becomes leader or the fleet changes,
+//! and then, on every tick, applies the store's event stream (submissions, cancellations, ended
+//! attempts) to the engine, runs a scheduling pass, and persists the decisions. A start is
+//! acknowledged to no one until `start_attempts` has committed it under the current lease epoch;
+//! a deposed leader's commit fails, so no attempt starts twice.
+
+use crate::metrics::Metrics;
+use haneul_model::{
+    Block, BlockId, Fleet, Job, JobId, MemMib, MilliCpu, Node, NodeId, OrgClass, OrgId,
+    Organisation, Pool, PoolId, Project, ProjectId, Tenants, Time,
+};
+use haneul_sched::{Decisions, Engine, Policy, SchedError};
+use haneul_store::{EventKind, JobState, NewAttempt, Snapshot, StopReason, Store, StoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+
+/// Timing of the loop, from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Identity in the lease table (host, pid and a random suffix).
+    pub holder: String,
+    pub lease_ttl: Duration,
+    /// Longest sleep between passes when nothing wakes the loop.
+    pub tick: Duration,
+    /// A node whose last heartbeat is older than this is lost.
+    pub node_timeout: Duration,
+    pub policy: Policy,
+}
+
+/// Shared between the controller and the HTTP side.
+#[derive(Debug)]
+pub struct Signals {
+    /// Woken by submissions, cancellations and agent reports so a pass runs at once.
+    pub wake: Notify,
+    /// Bumped whenever assignments may have changed, for agents' long polls.
+    pub assignments: watch::Sender<u64>,
+    pub leader: AtomicBool,
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Signals {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Signals {
+            wake: Notify::new(),
+            assignments: watch::channel(0).0,
+            leader: AtomicBool::new(false),
+            shutdown: watch::channel(false).0,
+        })
+    }
+    pub fn assignments_changed(&self) {
+        self.assignments.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn id32(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// Live attempts the engine holds, to find what to stop and to report allocation.
+#[derive(Debug, Clone)]
+struct Live {
+    attempt: i64,
+}
+
+struct Leading {
+    epoch: i64,
+    engine: Engine,
+    cursor: i64,
+    live: HashMap<i64, Live>,
+    /// Pool and GPU model of each node, for the allocation metrics.
+    node_pool: HashMap<u32, (i64, String)>,
+    /// Preemptions already asked for: victim job -> kill time.
+    stopping: HashMap<i64, i64>,
+}
+
+pub struct Controller {
+    store: Arc<dyn Store>,
+    cfg: ControllerConfig,
+    signals: Arc<Signals>,
+    metrics: Arc<Metrics>,
+    state: Option<Leading>,
+    last_renew: Option<Instant>,
+    last_lost_check: Option<Instant>,
+    last_metrics: Option<Instant>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("engine: {0}")]
+    Engine(#[from] SchedError),
+}
+
+impl Controller {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cfg: ControllerConfig,
+        signals: Arc<Signals>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Controller {
+            store,
+            cfg,
+            signals,
+            metrics,
+            state: None,
+            last_renew: None,
+            last_lost_check: None,
+            last_metrics: None,
+        }
+    }
+
+    /// Runs until shutdown is signalled, then gives the lease up.
+    pub async fn run(mut self) {
+        let mut shutdown = self.signals.shutdown.subscribe();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if let Err(e) = self.step().await {
+                tracing::warn!(error = %e, "controller step failed; rebuilding from the store");
+                self.state = None;
+                self.signals.leader.store(false, Ordering::SeqCst);
+            }
+            let sleep = if self.state.is_some() {
+                self.cfg.tick
+            } else {
+                self.cfg.lease_ttl / 4
+            };
+            tokio::select! {
+                _ = self.signals.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        if self.state.is_some() {
+            let _ = self
+                .store
+                .release_lease("controller", &self.cfg.holder)
+                .await;
+        }
+        self.signals.leader.store(false, Ordering::SeqCst);
+    }
+
+    /// One round: keep (or take) the lease, catch the engine up, schedule, persist.
+    pub async fn step(&mut self) -> Result<(), ControllerError> {
+        let renew_every = self.cfg.lease_ttl / 3;
+        if self.state.is_none() || self.last_renew.is_none_or(|t| t.elapsed() >= renew_every) {
+            let now = now_ms();
+            let ttl = self.cfg.lease_ttl.as_millis() as i64;
+            let epoch = self
+                .store
+                .acquire_lease("controller", &self.cfg.holder, ttl, now)
+                .await?;
+            self.last_renew = Some(Instant::now());
+            match epoch {
+                None => {
+                    if self.state.take().is_some() {
+                        tracing::warn!("lost the controller lease; standing by");
+                    }
+                    self.signals.leader.store(false, Ordering::SeqCst);
+                    return Ok(());
+                }
+                Some(e) if self.state.as_ref().is_some_and(|s| s.epoch == e) => {}
+                Some(e) => {
+                    tracing::info!(epoch = e, holder = %self.cfg.holder, "leading the controller");
+                    self.rebuild(e).await?;
+                    self.signals.leader.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        if self
+            .last_lost_check
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(500))
+        {
+            self.last_lost_check = Some(Instant::now());
+            let now = now_ms();
+            let cutoff = now - self.cfg.node_timeout.as_millis() as i64;
+            let lost = self.store.mark_lost_nodes(cutoff, now).await?;
+            if !lost.is_empty() {
+                tracing::warn!(
+                    ?lost,
+                    "nodes stopped heartbeating; their attempts are requeued"
+                );
+                self.signals.assignments_changed();
+            }
+            self.enforce_time_limits().await?;
+        }
+        self.catch_up().await?;
+        self.schedule().await?;
+        if self
+            .last_metrics
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
+        {
+            self.last_metrics = Some(Instant::now());
+            self.publish_metrics().await?;
+        }
+        Ok(())
+    }
+
+    /// Builds a fresh engine from a consistent snapshot: fleet, tenants, running work on its
+    /// recorded placement, and the queue in submission order.
+    async fn rebuild(&mut self, epoch: i64) -> Result<(), ControllerError> {
+        let started = Instant::now();
+        let snap = self.store.snapshot().await?;
+        let now = now_ms();
+        let (fleet, tenants) = model_of(&snap)?;
+        let mut engine = Engine::new(&fleet, &tenants, Policy::clone(&self.cfg.policy))?;
+        let mut live = HashMap::new();
+        for (job, attempt) in &snap.running {
+            let j = Job {
+                id: JobId(job.id as u64),
+                spec: job.spec.clone(),
+                submitted_at: Time(job.submitted_at),
+            };
+            let since = Time(attempt.started_at.unwrap_or(attempt.created_at));
+            match engine.restore_running(j, &attempt.placement, attempt.borrowing, since, Time(now))
+            {
+                Ok(()) => {
+                    live.insert(
+                        job.id,
+                        Live {
+                            attempt: attempt.id,
+                        },
+                    );
+                }
+                // Cannot happen unless the store holds overlapping placements; the attempt
+                // still runs and its agents will report, but the engine does not count it.
+                Err(e) => tracing::error!(job = job.id, error = %e, "cannot restore attempt"),
+            }
+        }
+        let mut rejected = Vec::new();
+        for job in &snap.queued {
+            let j = Job {
+                id: JobId(job.id as u64),
+                spec: job.spec.clone(),
+                submitted_at: Time(job.submitted_at),
+            };
+            if let Err(e) = engine.submit(j, Time(now)) {
+                rejected.push((job.id, e.to_string()));
+            }
+        }
+        for (id, reason) in rejected {
+            self.store.reject_job(id, &reason, now).await?;
+        }
+        let node_pool = snap
+            .nodes
+            .iter()
+            .map(|n| (id32(n.id), (n.pool_id, n.gpu_model.to_string())))
+            .collect();
+        tracing::info!(
+            nodes = snap.nodes.len(),
+            queued = engine.queued_len(),
+            running = engine.running_len(),
+            ms = started.elapsed().as_millis() as u64,
+            "engine rebuilt from the store"
+        );
+        self.state = Some(Leading {
+            epoch,
+            engine,
+            cursor: snap.cursor,
+            live,
+            node_pool,
+            stopping: HashMap::new(),
+        });
+        Ok(())
+    }
+
+    /// Applies every event after the cursor. A fleet change rebuilds the engine instead.
+    async fn catch_up(&mut self) -> Result<(), ControllerError> {
+        loop {
+            let Some(st) = self.state.as_mut() else {
+                return Ok(());
+            };
+            let events = self.store.events_after(st.cursor, 5_000).await?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            let now = Time(now_ms());
+            let mut rebuild = false;
+            let mut submitted = Vec::new();
+            for ev in &events {
+                st.cursor = ev.seq;
+                let job = ev.job_id.map(|j| JobId(j as u64));
+                let ignore_gone = |r: Result<(), SchedError>| match r {
+                    Ok(()) | Err(SchedError::UnknownJob(_)) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                match (ev.kind, job) {
+                    (EventKind::Submitted, Some(_)) => submitted.push(ev.job_id.unwrap_or(0)),
+                    (EventKind::Dequeued, Some(j)) => {
+                        ignore_gone(st.engine.cancel(j, now))?;
+                        st.live.remove(&(j.0 as i64));
+                    }
+                    (EventKind::Finished, Some(j)) => {
+                        ignore_gone(st.engine.finish(j, now).or_else(|e| match e {
+                            // Cancelled before the engine saw it start.
+                            SchedError::WrongState { .. } => st.engine.cancel(j, now),
+                            e => Err(e),
+                        }))?;
+                        st.live.remove(&(j.0 as i64));
+                        st.stopping.remove(&(j.0 as i64));
+                    }
+                    (EventKind::Requeued, Some(j)) => {
+                        ignore_gone(st.engine.requeue(j, now))?;
+                        st.live.remove(&(j.0 as i64));
+                        st.stopping.remove(&(j.0 as i64));
+                    }
+                    (EventKind::FleetChanged | EventKind::ProjectChanged, _) => rebuild = true,
+                    _ => {}
+                }
+            }
+            if rebuild {
+                let epoch = st.epoch;
+                self.rebuild(epoch).await?;
+                continue;
+            }
+            // Submissions are read back in one pass: the event carries only the id.
+            for id in submitted {
+                let job = match self.store.get_job(id).await {
+                    Ok(j) => j,
+                    Err(StoreError::NotFound { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                if job.state != JobState::Queued {
+                    continue;
+                }
+                let j = Job {
+                    id: JobId(job.id as u64),
+                    spec: job.spec,
+                    submitted_at: Time(job.submitted_at),
+                };
+                match st.engine.submit(j, now) {
+                    Ok(()) | Err(SchedError::DuplicateJob(_)) => {}
+                    Err(e) => {
+                        let reason = e.to_string();
+                        self.store.reject_job(id, &reason, now.0).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn schedule(&mut self) -> Result<(), ControllerError> {
+        let Some(st) = self.state.as_mut() else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let t0 = Instant::now();
+        let Decisions {
+            starts,
+            preemptions,
+            ..
+        } = st.engine.schedule(Time(now));
+        self.metrics
+            .schedule_pass
+            .observe(t0.elapsed().as_secs_f64());
+        let mut changed = false;
+        if !starts.is_empty() {
+            let new: Vec<NewAttempt> = starts
+                .iter()
+                .map(|s| NewAttempt {
+                    job_id: s.job.0 as i64,
+                    placement: s.placement.clone(),
+                    gpu_model: s.gpu_model.clone(),
+                    borrowing: s.borrowing,
+                })
+                .collect();
+            let (started, skipped) = match self
+                .store
+                .start_attempts(&self.cfg.holder, st.epoch, new, now)
+                .await
+            {
+                Ok(r) => r,
+                Err(StoreError::NotLeader) => {
+                    tracing::warn!("lease lost before the decisions were written; standing by");
+                    self.state = None;
+                    self.signals.leader.store(false, Ordering::SeqCst);
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for a in &started {
+                st.live.insert(a.job_id, Live { attempt: a.id });
+            }
+            // Cancelled between the event we read and the commit: release what the engine took.
+            for j in skipped {
+                let _ = st.engine.cancel(JobId(j as u64), Time(now));
+            }
+            self.metrics.attempts_started.inc_by(started.len() as u64);
+            changed = true;
+        }
+        for p in preemptions {
+            let victim = p.victim.0 as i64;
+            if st.stopping.contains_key(&victim) {
+                continue;
+            }
+            let Some(live) = st.live.get(&victim) else {
+                continue;
+            };
+            self.store
+                .request_stop(live.attempt, StopReason::Preempt, p.kill_at.0, now)
+                .await?;
+            st.stopping.insert(victim, p.kill_at.0);
+            changed = true;
+        }
+        if changed {
+            self.signals.assignments_changed();
+        }
+        Ok(())
+    }
+
+    async fn enforce_time_limits(&mut self) -> Result<(), ControllerError> {
+        if self.state.is_none() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let overdue = self.store.overdue_attempts(now).await?;
+        for a in &overdue {
+            let grace = match self.store.get_job(a.job_id).await {
+                Ok(j) => j.spec.grace.millis(),
+                Err(_) => 0,
+            };
+            self.store
+                .request_stop(a.id, StopReason::TimeLimit, now + grace, now)
+                .await?;
+        }
+        if !overdue.is_empty() {
+            self.signals.assignments_changed();
+        }
+        Ok(())
+    }
+
+    async fn publish_metrics(&mut self) -> Result<(), ControllerError> {
+        let Some(st) = self.state.as_ref() else {
+            return Ok(());
+        };
+        let queues = self.store.queue_lengths().await?;
+        self.metrics.set_queue_lengths(&queues);
+        let mut by_model_pool: BTreeMap<(String, i64), u64> = BTreeMap::new();
+        for &job in st.live.keys() {
+            let j = JobId(job as u64);
+            let Some(placement) = st.engine.placement(j) else {
+                continue;
+            };
+            for t in &placement.tasks {
+                let Some((pool, model)) = st.node_pool.get(&t.node.0) else {
+                    continue;
+                };
+                *by_model_pool.entry((model.clone(), *pool)).or_default() +=
+                    t.gpus.len() as u64 * t.milli_per_gpu.get();
+            }
+        }
+        self.metrics.set_allocation(&by_model_pool);
+        Ok(())
+    }
+}
+
+/// The engine's view of a snapshot: fleet and tenants with model ids.
+fn model_of(snap: &Snapshot) -> Result<(Fleet, Tenants), ControllerError> {
+    let pools = snap
+        .pools
+        .iter()
+        .map(|p| Pool {
+            id: PoolId(id32(p.id)),
+            name: p.name.clone(),
+            owner: p.owner.map(|o| OrgId(id32(o))),
+            lending: p.lending,
+        })
+        .collect();
+    let mut blocks: BTreeMap<i64, Block> = BTreeMap::new();
+    let mut nodes = Vec::with_capacity(snap.nodes.len());
+    for n in &snap.nodes {
+        blocks.entry(n.block_id).or_insert_with(|| Block {
+            id: BlockId(id32(n.block_id)),
+            name: n.block.clone(),
+            pool: PoolId(id32(n.pool_id)),
+        });
+        nodes.push(Node {
+            id: NodeId(id32(n.id)),
+            name: n.name.clone(),
+            block: BlockId(id32(n.block_id)),
+            gpu_model: n.gpu_model.clone(),
+            gpus: n.gpus as u32,
+            gpu_memory: MemMib(n.gpu_memory_mib.max(0) as u64),
+            nvlink_domain: n.nvlink_domain as u32,
+            cpu: MilliCpu(n.cpu_milli.max(0) as u64),
+            memory: MemMib(n.memory_mib.max(0) as u64),
+            labels: BTreeMap::new(),
+            state: match n.state {
+                haneul_store::NodeState::Up => haneul_model::NodeState::Up,
+                haneul_store::NodeState::Draining => haneul_model::NodeState::Draining,
+                haneul_store::NodeState::Down => haneul_model::NodeState::Down,
+            },
+        });
+    }
+    let fleet =
+        Fleet::new(pools, blocks.into_values().collect(), nodes).map_err(SchedError::from)?;
+    let orgs = snap
+        .orgs
+        .iter()
+        .map(|o| Organisation {
+            id: OrgId(id32(o.id)),
+            name: o.name.clone(),
+            class: OrgClass::ALL
+                .into_iter()
+                .find(|c| c.as_str() == o.class)
+                .unwrap_or_default(),
+            country: o.country.clone(),
+            parent: o.parent.map(|p| OrgId(id32(p))),
+        })
+        .collect();
+    let projects = snap
+        .projects
+        .iter()
+        .map(|p| Project {
+            id: ProjectId(id32(p.id)),
+            org: OrgId(id32(p.org_id)),
+            name: p.name.clone(),
+            quotas: p.quotas.clone(),
+            weight: p.weight.clamp(1, u32::MAX as i64) as u32,
+        })
+        .collect();
+    let tenants = Tenants::new(orgs, projects).map_err(SchedError::from)?;
+    Ok((fleet, tenants))
+}

@@ -1,0 +1,313 @@
+//! Between store records and wire types, and from a submission to an engine job spec. The
+//! checks that need no fleet happen here, so a bad submission is a 400 naming the field.
+
+use crate::error::ApiError;
+use haneul_api as api;
+use haneul_model::{
+    GpuModel, GpuRequest, JobSpec, Lending, MemMib, MilliCpu, MilliGpu, PriorityClass, ProjectId,
+    Quota, Span,
+};
+use haneul_store as st;
+use std::collections::BTreeMap;
+
+pub fn role_to_api(r: st::Role) -> api::Role {
+    match r {
+        st::Role::CentreAdmin => api::Role::CentreAdmin,
+        st::Role::OrgAdmin => api::Role::OrgAdmin,
+        st::Role::Member => api::Role::Member,
+        st::Role::Auditor => api::Role::Auditor,
+        st::Role::Agent => api::Role::Agent,
+    }
+}
+
+pub fn role_from_api(r: api::Role) -> st::Role {
+    match r {
+        api::Role::CentreAdmin => st::Role::CentreAdmin,
+        api::Role::OrgAdmin => st::Role::OrgAdmin,
+        api::Role::Member => st::Role::Member,
+        api::Role::Auditor => st::Role::Auditor,
+        api::Role::Agent => st::Role::Agent,
+    }
+}
+
+pub fn org(o: st::OrgRecord) -> api::Org {
+    api::Org {
+        id: o.id,
+        name: o.name,
+        class: o.class,
+        country: o.country,
+        parent: o.parent,
+        created_at: o.created_at,
+    }
+}
+
+pub fn quotas_to_api(q: &BTreeMap<GpuModel, Quota>) -> Vec<api::QuotaEntry> {
+    q.iter()
+        .map(|(m, q)| api::QuotaEntry {
+            gpu_model: m.to_string(),
+            guaranteed_milli: q.guaranteed.get(),
+            borrow_limit_milli: q.borrow_limit.map(|l| l.get()),
+        })
+        .collect()
+}
+
+pub fn quotas_from_api(q: &[api::QuotaEntry]) -> Result<BTreeMap<GpuModel, Quota>, ApiError> {
+    let mut out = BTreeMap::new();
+    for (i, e) in q.iter().enumerate() {
+        let model = GpuModel::new(&e.gpu_model)
+            .map_err(|err| ApiError::bad(format!("quotas[{i}].gpu_model"), err.to_string()))?;
+        let quota = Quota {
+            guaranteed: MilliGpu(e.guaranteed_milli),
+            borrow_limit: e.borrow_limit_milli.map(MilliGpu),
+        };
+        if out.insert(model, quota).is_some() {
+            return Err(ApiError::bad(
+                format!("quotas[{i}].gpu_model"),
+                format!("`{}` is listed twice", e.gpu_model),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+pub fn project(p: st::ProjectRecord) -> api::Project {
+    api::Project {
+        id: p.id,
+        org: p.org_id,
+        name: p.name,
+        weight: p.weight,
+        quotas: quotas_to_api(&p.quotas),
+        created_at: p.created_at,
+    }
+}
+
+pub fn user(u: st::UserRecord) -> api::User {
+    api::User {
+        id: u.id,
+        name: u.name,
+        role: role_to_api(u.role),
+        org: u.org_id,
+        projects: u.projects,
+        created_at: u.created_at,
+    }
+}
+
+pub fn token(t: st::TokenRecord) -> api::Token {
+    api::Token {
+        id: t.id,
+        user: t.user_id,
+        name: t.name,
+        created_at: t.created_at,
+        revoked_at: t.revoked_at,
+    }
+}
+
+pub fn lending_str(l: Lending) -> &'static str {
+    match l {
+        Lending::Open => "open",
+        Lending::OwnerOnly => "owner-only",
+    }
+}
+
+pub fn pool(p: st::PoolRecord) -> api::Pool {
+    api::Pool {
+        id: p.id,
+        name: p.name,
+        owner: p.owner,
+        lending: lending_str(p.lending).into(),
+    }
+}
+
+pub fn node(n: st::NodeRecord) -> api::Node {
+    api::Node {
+        id: n.id,
+        name: n.name,
+        pool: n.pool_id,
+        block: n.block,
+        gpu_model: n.gpu_model.to_string(),
+        gpus: n.gpus,
+        gpu_memory_mib: n.gpu_memory_mib,
+        nvlink_domain: n.nvlink_domain,
+        cpu_milli: n.cpu_milli,
+        memory_mib: n.memory_mib,
+        state: n.state.to_string(),
+        down_reason: n.down_reason,
+        last_heartbeat: n.last_heartbeat,
+    }
+}
+
+fn secs(s: Span) -> u64 {
+    (s.millis().max(0) / 1000) as u64
+}
+
+fn priority_str(p: PriorityClass) -> &'static str {
+    match p {
+        PriorityClass::Low => "low",
+        PriorityClass::Normal => "normal",
+        PriorityClass::High => "high",
+        PriorityClass::Urgent => "urgent",
+    }
+}
+
+pub fn job(j: st::JobRecord) -> api::Job {
+    let (gpus_per_task, gpu_fraction_milli) = match j.spec.gpu {
+        GpuRequest::None => (0, None),
+        GpuRequest::Whole(n) => (n, None),
+        GpuRequest::Fraction(m) => (0, Some(m)),
+    };
+    api::Job {
+        id: j.id,
+        project: j.project_id,
+        user: j.user_id,
+        name: j.name,
+        state: j.state.to_string(),
+        command: j.command,
+        replicas: j.spec.replicas,
+        gpus_per_task,
+        gpu_fraction_milli,
+        gpu_models: j.spec.gpu_models.iter().map(|m| m.to_string()).collect(),
+        priority: priority_str(j.spec.priority).into(),
+        preemptible: j.spec.preemptible,
+        time_limit_s: j.spec.time_limit.map(secs),
+        submitted_at: j.submitted_at,
+        updated_at: j.updated_at,
+        attempts: j.attempts,
+        exit_code: j.exit_code,
+        reason: j.reason,
+    }
+}
+
+pub fn attempt(a: st::AttemptRecord) -> api::Attempt {
+    api::Attempt {
+        id: a.id,
+        job: a.job_id,
+        fence: a.fence,
+        state: a.state.to_string(),
+        stop_reason: a.stop_reason.map(|r| r.to_string()),
+        tasks: a
+            .placement
+            .tasks
+            .iter()
+            .map(|t| api::TaskPlacement {
+                node: t.node.get() as i64,
+                gpus: t.gpus.clone(),
+                milli_per_gpu: t.milli_per_gpu.get(),
+            })
+            .collect(),
+        gpu_model: a.gpu_model.map(|m| m.to_string()),
+        borrowing: a.borrowing,
+        created_at: a.created_at,
+        started_at: a.started_at,
+        ended_at: a.ended_at,
+        exit_code: a.exit_code,
+        gpu_ms: a.gpu_ms,
+    }
+}
+
+pub fn award(a: st::AwardRecord) -> api::Award {
+    api::Award {
+        id: a.id,
+        project: a.project_id,
+        gpu_model: a.gpu_model.to_string(),
+        gpu_hours: a.gpu_hours,
+        valid_from: a.valid_from,
+        valid_until: a.valid_until,
+        created_at: a.created_at,
+    }
+}
+
+pub fn audit(a: st::AuditRecord) -> api::AuditEntry {
+    api::AuditEntry {
+        seq: a.seq,
+        at: a.at,
+        actor: a.actor,
+        action: a.action,
+        target: a.target,
+        detail: a.detail,
+        prev_hash: a.prev_hash,
+        hash: a.hash,
+    }
+}
+
+/// Longest time limit, grace or estimate accepted: a year, far beyond any award.
+const MAX_SECS: u64 = 366 * 24 * 3600;
+
+fn span_s(field: &str, s: u64) -> Result<Span, ApiError> {
+    if s > MAX_SECS {
+        return Err(ApiError::bad(field, format!("at most {MAX_SECS} seconds")));
+    }
+    Ok(Span::from_secs(s as i64))
+}
+
+/// Turns a submission into the engine's job spec, checking what needs no fleet.
+pub fn job_spec(s: &api::JobSubmit) -> Result<JobSpec, ApiError> {
+    if s.command.is_empty() || s.command[0].is_empty() {
+        return Err(ApiError::bad(
+            "command",
+            "give the program to run and its arguments",
+        ));
+    }
+    if s.command.len() > 4096 {
+        return Err(ApiError::bad("command", "at most 4096 arguments"));
+    }
+    if s.name.len() > 256 {
+        return Err(ApiError::bad("name", "at most 256 characters"));
+    }
+    if s.replicas > 4096 {
+        return Err(ApiError::bad("replicas", "at most 4096 tasks in one job"));
+    }
+    if s.gpus_per_task > crate::MAX_GPUS_PER_NODE {
+        return Err(ApiError::bad(
+            "gpus_per_task",
+            format!(
+                "a task runs on one node, which has at most {} GPUs",
+                crate::MAX_GPUS_PER_NODE
+            ),
+        ));
+    }
+    let gpu = match (s.gpus_per_task, s.gpu_fraction_milli) {
+        (0, None) => GpuRequest::None,
+        (n, None) => GpuRequest::Whole(n),
+        (0, Some(m)) => GpuRequest::Fraction(m),
+        (_, Some(_)) => {
+            return Err(ApiError::bad(
+                "gpu_fraction_milli",
+                "give either whole GPUs (gpus_per_task) or a fraction of one, not both",
+            ));
+        }
+    };
+    let mut models = Vec::with_capacity(s.gpu_models.len());
+    for (i, m) in s.gpu_models.iter().enumerate() {
+        models.push(
+            GpuModel::new(m)
+                .map_err(|e| ApiError::bad(format!("gpu_models[{i}]"), e.to_string()))?,
+        );
+    }
+    let project =
+        u32::try_from(s.project).map_err(|_| ApiError::bad("project", "not a project id"))?;
+    let spec = JobSpec {
+        project: ProjectId(project),
+        name: s.name.clone(),
+        replicas: s.replicas,
+        gpu,
+        cpu_per_task: MilliCpu(s.cpu_milli_per_task),
+        memory_per_task: MemMib(s.memory_mib_per_task),
+        gpu_models: models,
+        priority: match &s.priority {
+            Some(p) => PriorityClass::parse(p)?,
+            None => PriorityClass::Normal,
+        },
+        preemptible: s.preemptible,
+        grace: span_s("grace_s", s.grace_s)?,
+        time_limit: s
+            .time_limit_s
+            .map(|t| span_s("time_limit_s", t))
+            .transpose()?,
+        runtime_estimate: s
+            .runtime_estimate_s
+            .map(|t| span_s("runtime_estimate_s", t))
+            .transpose()?,
+    };
+    spec.validate()?;
+    Ok(spec)
+}

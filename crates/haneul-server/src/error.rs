@@ -1,0 +1,170 @@
+//! The server's one error type and its mapping to HTTP: a client's mistake is always 4xx with
+//! the field at fault; only our own failures are 5xx.
+
+use axum::Json;
+use axum::extract::FromRequest;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use haneul_api::{ErrorBody, ErrorDetail};
+use haneul_store::StoreError;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("{field}: {reason}")]
+    BadRequest { field: String, reason: String },
+    #[error("missing or invalid token; send `Authorization: Bearer <token>`")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{kind} `{id}` not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{field}: {reason}")]
+    Conflict { field: String, reason: String },
+    #[error("request body is larger than the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+    pub fn forbidden(what: impl Into<String>) -> Self {
+        ApiError::Forbidden(what.into())
+    }
+    pub fn not_found(kind: &'static str, id: impl ToString) -> Self {
+        ApiError::NotFound {
+            kind,
+            id: id.to_string(),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
+        match self {
+            ApiError::BadRequest { field, .. } => {
+                (StatusCode::BAD_REQUEST, "bad_request", Some(field.clone()))
+            }
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", None),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::Conflict { field, .. } => {
+                (StatusCode::CONFLICT, "conflict", Some(field.clone()))
+            }
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { kind, id } => ApiError::NotFound { kind, id },
+            StoreError::Conflict { field, reason } => ApiError::Conflict {
+                field: field.into(),
+                reason,
+            },
+            StoreError::Invalid { field, reason } => ApiError::BadRequest {
+                field: field.into(),
+                reason,
+            },
+            StoreError::Fenced(reason) => ApiError::Conflict {
+                field: "fence".into(),
+                reason,
+            },
+            StoreError::NotLeader => ApiError::Unavailable("this server does not lead".into()),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::Internal(other.to_string())
+            }
+        }
+    }
+}
+
+impl From<haneul_model::ModelError> for ApiError {
+    fn from(e: haneul_model::ModelError) -> Self {
+        match e {
+            haneul_model::ModelError::Invalid { field, reason } => ApiError::bad(field, reason),
+            haneul_model::ModelError::Unknown { field, kind, value } => {
+                ApiError::bad(field, format!("unknown {kind} `{value}`"))
+            }
+            haneul_model::ModelError::Duplicate { field, kind, value } => {
+                ApiError::bad(field, format!("duplicate {kind} `{value}`"))
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = self.parts();
+        let message = match &self {
+            ApiError::BadRequest { reason, .. } | ApiError::Conflict { reason, .. } => {
+                reason.clone()
+            }
+            // Details of our own failures go to the log, not to the client.
+            ApiError::Internal(_) => "internal error; the server log has details".into(),
+            other => other.to_string(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message,
+                field,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// A JSON request body. Unlike `axum::Json`, a body that does not parse is answered with the
+/// path of the field at fault (`field`), and a body over the limit with 413.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let limit = crate::BODY_LIMIT;
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| match e {
+                BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge(limit),
+                other => ApiError::bad("body", other.body_text()),
+            })?;
+        parse_json(&bytes).map(Body)
+    }
+}
+
+/// Parses `bytes` as `T`, naming the field at fault on error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // serde reports missing and unknown fields at the enclosing object; name them instead.
+        let named = ["missing field `", "unknown field `"]
+            .iter()
+            .find_map(|p| msg.split_once(p).and_then(|(_, rest)| rest.split_once('`')))
+            .map(|(name, _)| name.to_string());
+        let field = match (named, path.as_str()) {
+            (Some(n), "." | "") => n,
+            (Some(n), p) => format!("{p}.{n}"),
+            (None, "." | "") => "body".to_string(),
+            (None, p) => p.to_string(),
+        };
+        let reason = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        ApiError::bad(field, reason)
+    })
+}

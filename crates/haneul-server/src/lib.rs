@@ -1,0 +1,439 @@
+//! The Haneul control plane: REST API, authentication and authorisation, the controller loop
+//! around the scheduling engine, and Prometheus metrics, over a [`haneul_store::Store`].
+//!
+//! Modules: [`routes`] (tenant API), [`agent`] (agent protocol), [`auth`] (tokens and the
+//! authorisation policy), [`controller`] (lease, engine, decisions), [`metrics`], [`convert`]
+//! (records to wire types) and [`error`] (the one error type and its HTTP mapping).
+//! `haneul server` in haneul-cli is a thin wrapper around [`run`].
+
+pub mod agent;
+pub mod auth;
+pub mod controller;
+pub mod convert;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+
+use crate::controller::{Controller, ControllerConfig, Signals};
+use crate::error::ApiError;
+use crate::metrics::{Metrics, RouteLabel};
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use haneul_store::{PostgresStore, SqliteStore, Store, StoreError};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+/// Most GPUs on one node (the engine's limit, which haneul-model keeps private to its fleet
+/// module).
+pub const MAX_GPUS_PER_NODE: u32 = 64;
+
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Where the state lives.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub database: Database,
+    pub lease_ttl: Duration,
+    pub tick: Duration,
+    pub node_timeout: Duration,
+    pub heartbeat_interval: Duration,
+}
+
+impl Config {
+    /// Defaults for a data directory: SQLite inside it, loopback port 8470.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Config {
+            database: Database::Sqlite(data_dir.join("haneul.db")),
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
+            lease_ttl: Duration::from_secs(3),
+            tick: Duration::from_millis(200),
+            node_timeout: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub signals: Arc<Signals>,
+    pub metrics: Arc<Metrics>,
+    pub heartbeat_interval_ms: i64,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Haneul control plane",
+        description = "REST API of a shared national GPU centre: tenants, access, fleet, jobs, \
+                       awards, audit, and the node agent protocol. Authenticate with \
+                       `Authorization: Bearer <token>`. Times are Unix milliseconds."
+    ),
+    paths(healthz),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "access", description = "users and API tokens"),
+        (name = "tenants", description = "organisations and projects"),
+        (name = "fleet", description = "pools and nodes"),
+        (name = "jobs", description = "submit, list, show, cancel, logs"),
+        (name = "awards", description = "GPU-hour awards and usage"),
+        (name = "audit", description = "the append-only, hash-chained audit log"),
+        (name = "agent", description = "node agent protocol"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Health: 200 once the server accepts requests.
+#[utoipa::path(get, path = "/healthz", tag = "access",
+    responses((status = 200, body = haneul_api::Health)))]
+async fn healthz(State(s): State<AppState>) -> Json<haneul_api::Health> {
+    Json(haneul_api::Health {
+        status: "ok".into(),
+        backend: s.store.backend().into(),
+        leader: s.signals.leader.load(Ordering::SeqCst),
+    })
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound {
+        kind: "route",
+        id: "requested".into(),
+    }
+}
+
+/// Records API latency by matched route (not raw path, which would explode label cardinality).
+async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let t0 = Instant::now();
+    let resp = next.run(req).await;
+    let label = RouteLabel {
+        method,
+        route,
+        status: resp.status().as_u16().to_string(),
+    };
+    s.metrics
+        .api_latency
+        .get_or_create(&label)
+        .observe(t0.elapsed().as_secs_f64());
+    resp
+}
+
+fn panic_to_json(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::Internal("panic".into()).into_response()
+}
+
+/// A page listing every operation of the OpenAPI document, served without any script from
+/// outside (the centre's network may have no Internet).
+fn docs_page(api: &utoipa::openapi::OpenApi) -> String {
+    let mut rows = String::new();
+    for (path, item) in &api.paths.paths {
+        let ops = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("DELETE", &item.delete),
+            ("PATCH", &item.patch),
+        ];
+        for (method, op) in ops {
+            let Some(op) = op else { continue };
+            let summary = op
+                .summary
+                .clone()
+                .or_else(|| op.description.clone())
+                .unwrap_or_default();
+            let tag = op
+                .tags
+                .as_ref()
+                .and_then(|t| t.first().cloned())
+                .unwrap_or_default();
+            rows.push_str(&format!(
+                "<tr><td>{tag}</td><td><code>{method}</code></td><td><code>{}</code></td><td>{}</td></tr>\n",
+                html_escape(path),
+                html_escape(&summary)
+            ));
+        }
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Haneul API</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}td{{padding:.2em .8em;border-bottom:1px solid #ddd}}</style>\
+         </head><body><h1>Haneul API</h1><p>The machine-readable description is \
+         <a href=\"/openapi.json\">/openapi.json</a>. Send <code>Authorization: Bearer &lt;token&gt;</code>.</p>\
+         <table><tr><th>tag</th><th>method</th><th>path</th><th>summary</th></tr>\n{rows}</table></body></html>"
+    )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The whole HTTP application for `state`.
+pub fn app(state: AppState) -> axum::Router {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(healthz))
+        .merge(routes::router())
+        .merge(agent::router())
+        .split_for_parts();
+    let spec = Arc::new(api.to_json().unwrap_or_else(|_| "{}".into()));
+    let docs = Arc::new(docs_page(&api));
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        (*spec).clone(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/docs",
+            get(move || {
+                let docs = docs.clone();
+                async move { Html((*docs).clone()) }
+            }),
+        )
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_to_json,
+        ))
+        .with_state(state)
+}
+
+/// The OpenAPI document as JSON (for docs and clients generated offline).
+pub fn openapi_json() -> String {
+    let (_, api) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(healthz))
+        .merge(routes::router())
+        .merge(agent::router())
+        .split_for_parts();
+    api.to_pretty_json().unwrap_or_default()
+}
+
+pub async fn open_store(db: &Database) -> Result<Arc<dyn Store>, ServerError> {
+    Ok(match db {
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+        Database::Postgres(url) => Arc::new(PostgresStore::open(url).await?),
+    })
+}
+
+/// What the first start did about the administrator token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// A new centre-admin token was written here.
+    Wrote(PathBuf),
+    /// The token file was already there.
+    Present(PathBuf),
+    /// The database already has users (another server bootstrapped it); no token was written.
+    AlreadyInitialised,
+}
+
+/// On a fresh database, creates the centre administrator and writes its token to
+/// `DIR/admin.token` (mode 0600). The file is written before the database commit, so a crash in
+/// between leaves a token that works rather than a database no one can enter.
+pub async fn bootstrap(store: &dyn Store, data_dir: &Path) -> Result<Bootstrap, ServerError> {
+    let path = data_dir.join("admin.token");
+    if path.exists() {
+        return Ok(Bootstrap::Present(path));
+    }
+    let secret = routes::new_secret();
+    write_secret(&path, &secret)?;
+    if store
+        .bootstrap_admin(&haneul_store::hash_token(&secret), controller::now_ms())
+        .await?
+    {
+        Ok(Bootstrap::Wrote(path))
+    } else {
+        let _ = std::fs::remove_file(&path);
+        Ok(Bootstrap::AlreadyInitialised)
+    }
+}
+
+fn write_secret(path: &Path, secret: &str) -> Result<(), ServerError> {
+    use std::io::Write;
+    let io = |source| ServerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(format!("{secret}\n").as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(())
+}
+
+/// A started server: its address, and the handle that stops it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub bootstrap: Bootstrap,
+    signals: Arc<Signals>,
+    http: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    controller: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting requests, lets the controller give its lease up, and waits for both.
+    pub async fn stop(self) {
+        self.signals.shutdown.send_replace(true);
+        let _ = self.controller.await;
+        let _ = self.http.await;
+    }
+
+    /// Waits until the HTTP server ends (it ends only on [`Running::stop`] or an I/O error).
+    pub async fn wait(&mut self) -> Result<(), std::io::Error> {
+        match (&mut self.http).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    pub fn signals(&self) -> Arc<Signals> {
+        self.signals.clone()
+    }
+}
+
+/// Opens the store, bootstraps the administrator, binds, and starts the HTTP server and the
+/// controller. Returns once requests are accepted.
+pub async fn start(cfg: Config) -> Result<Running, ServerError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::Io {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    let store = open_store(&cfg.database).await?;
+    let bootstrap = bootstrap(store.as_ref(), &cfg.data_dir).await?;
+    let signals = Signals::new();
+    let metrics = Arc::new(Metrics::new());
+    let holder = format!(
+        "{}-{}-{:08x}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "haneul".into()),
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let controller = Controller::new(
+        store.clone(),
+        ControllerConfig {
+            holder,
+            lease_ttl: cfg.lease_ttl,
+            tick: cfg.tick,
+            node_timeout: cfg.node_timeout,
+            policy: haneul_sched::Policy::default(),
+        },
+        signals.clone(),
+        metrics.clone(),
+    );
+    let state = AppState {
+        store,
+        signals: signals.clone(),
+        metrics,
+        heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as i64,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let mut stop = signals.shutdown.subscribe();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let controller = tokio::spawn(controller.run());
+    Ok(Running {
+        addr,
+        bootstrap,
+        signals,
+        http,
+        controller,
+    })
+}

@@ -1,0 +1,870 @@
+//! The tenant-facing REST API under /v1: organisations, projects, users, tokens, pools, nodes,
+//! jobs, awards, usage and audit. Each handler authorises first (see [`crate::auth`]), then does
+//! one store call; every mutation is committed before the answer is sent.
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::controller::now_ms;
+use crate::convert;
+use crate::error::{ApiError, Body};
+use crate::extract::{Id, Q};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use haneul_api::*;
+use haneul_store as st;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
+type Answer<T> = Result<Json<T>, ApiError>;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(whoami))
+        .routes(routes!(create_org, list_orgs))
+        .routes(routes!(get_org))
+        .routes(routes!(create_project, list_projects))
+        .routes(routes!(get_project))
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(get_user))
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(revoke_token))
+        .routes(routes!(create_pool, list_pools))
+        .routes(routes!(list_nodes))
+        .routes(routes!(get_node))
+        .routes(routes!(set_node_state))
+        .routes(routes!(submit_job, list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(cancel_job))
+        .routes(routes!(job_logs))
+        .routes(routes!(create_award, list_awards))
+        .routes(routes!(usage))
+        .routes(routes!(audit))
+        .routes(routes!(verify_audit))
+}
+
+fn actor(c: &Caller) -> st::Actor {
+    st::Actor::user(&c.0)
+}
+
+/// The caller's own account.
+#[utoipa::path(get, path = "/v1/whoami", tag = "access",
+    responses((status = 200, body = User), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn whoami(caller: Caller) -> Answer<User> {
+    Ok(Json(convert::user(caller.0)))
+}
+
+/// Create an organisation (centre admin).
+#[utoipa::path(post, path = "/v1/orgs", tag = "tenants", request_body = OrgCreate,
+    responses((status = 201, body = Org), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn create_org(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<OrgCreate>,
+) -> Created<Org> {
+    caller.admin()?;
+    check_name("name", &b.name)?;
+    if !haneul_model::OrgClass::ALL
+        .iter()
+        .any(|c| c.as_str() == b.class)
+    {
+        return Err(ApiError::bad(
+            "class",
+            "use academia, institute, startup, enterprise, partner or public-agency",
+        ));
+    }
+    if b.country.len() != 2 || !b.country.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(ApiError::bad(
+            "country",
+            "an ISO 3166-1 alpha-2 code in capitals, for example KR",
+        ));
+    }
+    if let Some(p) = b.parent {
+        s.store
+            .get_org(p)
+            .await
+            .map_err(|_| ApiError::bad("parent", format!("no organisation {p}")))?;
+    }
+    let o = s
+        .store
+        .create_org(
+            &actor(&caller),
+            st::NewOrg {
+                name: b.name,
+                class: b.class,
+                country: b.country,
+                parent: b.parent,
+            },
+            now_ms(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(convert::org(o))))
+}
+
+/// Organisations the caller may see.
+#[utoipa::path(get, path = "/v1/orgs", tag = "tenants",
+    responses((status = 200, body = Vec<Org>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn list_orgs(State(s): State<AppState>, caller: Caller) -> Answer<Vec<Org>> {
+    caller.person()?;
+    let orgs = s.store.list_orgs().await?;
+    Ok(Json(
+        orgs.into_iter()
+            .filter(|o| caller.can_see_org(o.id))
+            .map(convert::org)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/orgs/{id}", tag = "tenants",
+    params(("id" = i64, Path, description = "organisation id")),
+    responses((status = 200, body = Org), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn get_org(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<Org> {
+    caller.person()?;
+    if !caller.can_see_org(id) {
+        return Err(ApiError::not_found("organisation", id));
+    }
+    Ok(Json(convert::org(s.store.get_org(id).await?)))
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 128 {
+        return Err(ApiError::bad(field, "must be 1 to 128 characters"));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(ApiError::bad(field, "must not hold control characters"));
+    }
+    Ok(())
+}
+
+/// Create a project in an organisation (centre admin, or that organisation's admin).
+#[utoipa::path(post, path = "/v1/projects", tag = "tenants", request_body = ProjectCreate,
+    responses((status = 201, body = Project), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn create_project(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<ProjectCreate>,
+) -> Created<Project> {
+    caller.person()?;
+    check_name("name", &b.name)?;
+    if !caller.can_see_org(b.org) {
+        return Err(ApiError::bad("org", format!("no organisation {}", b.org)));
+    }
+    if !caller.can_manage_org(b.org) {
+        return Err(ApiError::forbidden(
+            "only a centre admin or the organisation's admin may create projects",
+        ));
+    }
+    if !(1..=1_000_000).contains(&b.weight) {
+        return Err(ApiError::bad("weight", "must be 1 to 1000000"));
+    }
+    let quotas = convert::quotas_from_api(&b.quotas)?;
+    s.store
+        .get_org(b.org)
+        .await
+        .map_err(|_| ApiError::bad("org", format!("no organisation {}", b.org)))?;
+    let p = s
+        .store
+        .create_project(
+            &actor(&caller),
+            st::NewProject {
+                org_id: b.org,
+                name: b.name,
+                weight: b.weight,
+                quotas,
+            },
+            now_ms(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(convert::project(p))))
+}
+
+/// Projects the caller may see.
+#[utoipa::path(get, path = "/v1/projects", tag = "tenants",
+    responses((status = 200, body = Vec<Project>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn list_projects(State(s): State<AppState>, caller: Caller) -> Answer<Vec<Project>> {
+    caller.person()?;
+    let all = s.store.list_projects().await?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|p| caller.can_see_project(p))
+            .map(convert::project)
+            .collect(),
+    ))
+}
+
+async fn visible_project(
+    s: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> Result<st::ProjectRecord, ApiError> {
+    match s.store.get_project(id).await {
+        Ok(p) if caller.can_see_project(&p) => Ok(p),
+        Ok(_) | Err(st::StoreError::NotFound { .. }) => Err(ApiError::not_found("project", id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/projects/{id}", tag = "tenants",
+    params(("id" = i64, Path, description = "project id")),
+    responses((status = 200, body = Project), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn get_project(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<Project> {
+    caller.person()?;
+    Ok(Json(convert::project(
+        visible_project(&s, &caller, id).await?,
+    )))
+}
+
+/// Create a user. Centre admins create any role; org admins add members and org admins to
+/// their own organisation.
+#[utoipa::path(post, path = "/v1/users", tag = "access", request_body = UserCreate,
+    responses((status = 201, body = User), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn create_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<UserCreate>,
+) -> Created<User> {
+    caller.person()?;
+    check_name("name", &b.name)?;
+    let role = convert::role_from_api(b.role);
+    let needs_org = matches!(role, st::Role::OrgAdmin | st::Role::Member);
+    if needs_org != b.org.is_some() {
+        return Err(ApiError::bad(
+            "org",
+            if needs_org {
+                "org-admin and member users belong to an organisation"
+            } else {
+                "centre-admin, auditor and agent users belong to no organisation"
+            },
+        ));
+    }
+    if !b.projects.is_empty() && role != st::Role::Member {
+        return Err(ApiError::bad("projects", "only members are given projects"));
+    }
+    if !caller.can_create_user(role, b.org) {
+        return Err(ApiError::forbidden(
+            "you may not create a user with this role in this organisation",
+        ));
+    }
+    if let Some(o) = b.org {
+        s.store
+            .get_org(o)
+            .await
+            .map_err(|_| ApiError::bad("org", format!("no organisation {o}")))?;
+    }
+    let u = s
+        .store
+        .create_user(
+            &actor(&caller),
+            st::NewUser {
+                name: b.name,
+                role,
+                org_id: b.org,
+                projects: b.projects,
+            },
+            now_ms(),
+        )
+        .await
+        .map_err(|e| match e {
+            st::StoreError::NotFound { id, .. } => {
+                ApiError::bad("projects", format!("no project {id}"))
+            }
+            e => e.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(convert::user(u))))
+}
+
+/// Users the caller may see.
+#[utoipa::path(get, path = "/v1/users", tag = "access",
+    responses((status = 200, body = Vec<User>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn list_users(State(s): State<AppState>, caller: Caller) -> Answer<Vec<User>> {
+    caller.person()?;
+    let all = s.store.list_users().await?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|u| caller.can_see_user(u))
+            .map(convert::user)
+            .collect(),
+    ))
+}
+
+async fn visible_user(s: &AppState, caller: &Caller, id: i64) -> Result<st::UserRecord, ApiError> {
+    match s.store.get_user(id).await {
+        Ok(u) if caller.can_see_user(&u) => Ok(u),
+        Ok(_) | Err(st::StoreError::NotFound { .. }) => Err(ApiError::not_found("user", id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "access",
+    params(("id" = i64, Path, description = "user id")),
+    responses((status = 200, body = User), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn get_user(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<User> {
+    caller.person()?;
+    Ok(Json(convert::user(visible_user(&s, &caller, id).await?)))
+}
+
+/// A new 256-bit token as text.
+pub fn new_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("hn_{}", hex::encode(bytes))
+}
+
+/// Mint a token for oneself, or (admins) for a user one manages. The secret is in the answer
+/// only; the server stores its hash.
+#[utoipa::path(post, path = "/v1/tokens", tag = "access", request_body = TokenCreate,
+    responses((status = 201, body = TokenCreated), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn create_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<TokenCreate>,
+) -> Created<TokenCreated> {
+    caller.person()?;
+    if b.name.len() > 128 {
+        return Err(ApiError::bad("name", "at most 128 characters"));
+    }
+    let target = match b.user {
+        None => caller.0.clone(),
+        Some(id) => visible_user(&s, &caller, id)
+            .await
+            .map_err(|_| ApiError::bad("user", format!("no user {id}")))?,
+    };
+    if !caller.can_manage_tokens_of(&target) {
+        return Err(ApiError::forbidden("you may not mint tokens for this user"));
+    }
+    let secret = new_secret();
+    let t = s
+        .store
+        .create_token(
+            &actor(&caller),
+            target.id,
+            &b.name,
+            &haneul_store::hash_token(&secret),
+            now_ms(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token: convert::token(t),
+            secret,
+        }),
+    ))
+}
+
+/// Tokens of the caller (all tokens for a centre admin). Secrets are never shown again.
+#[utoipa::path(get, path = "/v1/tokens", tag = "access",
+    responses((status = 200, body = Vec<Token>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn list_tokens(State(s): State<AppState>, caller: Caller) -> Answer<Vec<Token>> {
+    caller.person()?;
+    let user = (caller.role() != st::Role::CentreAdmin).then_some(caller.0.id);
+    let all = s.store.list_tokens(user).await?;
+    Ok(Json(all.into_iter().map(convert::token).collect()))
+}
+
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "access",
+    params(("id" = i64, Path, description = "token id")),
+    responses((status = 200, body = Token), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn revoke_token(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<Token> {
+    caller.person()?;
+    let tokens = s.store.list_tokens(None).await?;
+    let Some(t) = tokens.into_iter().find(|t| t.id == id) else {
+        return Err(ApiError::not_found("token", id));
+    };
+    let owner = s.store.get_user(t.user_id).await?;
+    if !caller.can_see_user(&owner) {
+        return Err(ApiError::not_found("token", id));
+    }
+    if !caller.can_manage_tokens_of(&owner) {
+        return Err(ApiError::forbidden("you may not revoke this user's tokens"));
+    }
+    let t = s.store.revoke_token(&actor(&caller), id, now_ms()).await?;
+    Ok(Json(convert::token(t)))
+}
+
+/// Create a pool (centre admin).
+#[utoipa::path(post, path = "/v1/pools", tag = "fleet", request_body = PoolCreate,
+    responses((status = 201, body = Pool), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn create_pool(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<PoolCreate>,
+) -> Created<Pool> {
+    caller.admin()?;
+    check_name("name", &b.name)?;
+    let lending = match b.lending.as_str() {
+        "open" => haneul_model::Lending::Open,
+        "owner-only" => haneul_model::Lending::OwnerOnly,
+        _ => return Err(ApiError::bad("lending", "use `open` or `owner-only`")),
+    };
+    if lending == haneul_model::Lending::OwnerOnly && b.owner.is_none() {
+        return Err(ApiError::bad("owner", "an owner-only pool needs an owner"));
+    }
+    if let Some(o) = b.owner {
+        s.store
+            .get_org(o)
+            .await
+            .map_err(|_| ApiError::bad("owner", format!("no organisation {o}")))?;
+    }
+    let p = s
+        .store
+        .create_pool(
+            &actor(&caller),
+            st::NewPool {
+                name: b.name,
+                owner: b.owner,
+                lending,
+            },
+            now_ms(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(convert::pool(p))))
+}
+
+#[utoipa::path(get, path = "/v1/pools", tag = "fleet",
+    responses((status = 200, body = Vec<Pool>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn list_pools(State(s): State<AppState>, caller: Caller) -> Answer<Vec<Pool>> {
+    caller.person()?;
+    Ok(Json(
+        s.store
+            .list_pools()
+            .await?
+            .into_iter()
+            .map(convert::pool)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/nodes", tag = "fleet",
+    responses((status = 200, body = Vec<Node>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn list_nodes(State(s): State<AppState>, caller: Caller) -> Answer<Vec<Node>> {
+    caller.person()?;
+    Ok(Json(
+        s.store
+            .list_nodes()
+            .await?
+            .into_iter()
+            .map(convert::node)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/nodes/{id}", tag = "fleet",
+    params(("id" = i64, Path, description = "node id")),
+    responses((status = 200, body = Node), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn get_node(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<Node> {
+    caller.person()?;
+    Ok(Json(convert::node(s.store.get_node(id).await?)))
+}
+
+/// Drain or resume a node (centre admin).
+#[utoipa::path(post, path = "/v1/nodes/{id}/state", tag = "fleet",
+    params(("id" = i64, Path, description = "node id")),
+    request_body = NodeStateChange,
+    responses((status = 200, body = Node), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn set_node_state(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(b): Body<NodeStateChange>,
+) -> Answer<Node> {
+    caller.admin()?;
+    let state = match b.state.as_str() {
+        "draining" => st::NodeState::Draining,
+        "up" => st::NodeState::Up,
+        _ => return Err(ApiError::bad("state", "use `draining` or `up`")),
+    };
+    let n = s
+        .store
+        .set_node_state(&actor(&caller), id, state, now_ms())
+        .await?;
+    s.signals.wake.notify_one();
+    Ok(Json(convert::node(n)))
+}
+
+/// Submit a job. The answer comes after the job is durably queued.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = JobSubmit,
+    responses((status = 201, body = Job), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn submit_job(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<JobSubmit>,
+) -> Created<Job> {
+    caller.person()?;
+    let spec = convert::job_spec(&b)?;
+    let project = match s.store.get_project(b.project).await {
+        Ok(p) if caller.can_see_project(&p) => p,
+        Ok(_) | Err(st::StoreError::NotFound { .. }) => {
+            return Err(ApiError::bad(
+                "project",
+                format!("no project {}", b.project),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !caller.can_submit(&project) {
+        return Err(ApiError::forbidden(
+            "you may not submit jobs to this project",
+        ));
+    }
+    let j = s
+        .store
+        .submit_job(
+            &actor(&caller),
+            st::NewJob {
+                user_id: caller.0.id,
+                spec,
+                command: b.command,
+            },
+            now_ms(),
+        )
+        .await?;
+    s.signals.wake.notify_one();
+    Ok((StatusCode::CREATED, Json(convert::job(j))))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct JobQuery {
+    /// Only this project's jobs.
+    project: Option<i64>,
+    /// Only jobs in this state.
+    state: Option<String>,
+    /// Jobs with ids below this (the previous page's `next_before`).
+    before: Option<i64>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+}
+
+/// Jobs the caller may see, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobQuery),
+    responses((status = 200, body = JobList), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn list_jobs(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<JobQuery>,
+) -> Answer<JobList> {
+    caller.person()?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad("limit", "must be 1 to 1000"));
+    }
+    let state = match &q.state {
+        None => None,
+        Some(v) => Some(st::JobState::parse(v).ok_or_else(|| {
+            ApiError::bad(
+                "state",
+                "use queued, running, stopping, succeeded, failed, cancelled or timed_out",
+            )
+        })?),
+    };
+    let projects = if caller.sees_all() {
+        q.project.map(|p| vec![p])
+    } else {
+        let visible: Vec<i64> = s
+            .store
+            .list_projects()
+            .await?
+            .into_iter()
+            .filter(|p| caller.can_see_project(p))
+            .map(|p| p.id)
+            .filter(|id| q.project.is_none_or(|want| want == *id))
+            .collect();
+        Some(visible)
+    };
+    let jobs = s
+        .store
+        .list_jobs(&st::JobFilter {
+            projects,
+            state,
+            before: q.before,
+            limit,
+        })
+        .await?;
+    let next_before = (jobs.len() as i64 == limit)
+        .then(|| jobs.last().map(|j| j.id))
+        .flatten();
+    Ok(Json(JobList {
+        jobs: jobs.into_iter().map(convert::job).collect(),
+        next_before,
+    }))
+}
+
+async fn visible_job(
+    s: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> Result<(st::JobRecord, st::ProjectRecord), ApiError> {
+    let job = match s.store.get_job(id).await {
+        Ok(j) => j,
+        Err(st::StoreError::NotFound { .. }) => return Err(ApiError::not_found("job", id)),
+        Err(e) => return Err(e.into()),
+    };
+    let p = s.store.get_project(job.project_id).await?;
+    if !caller.can_see_project(&p) {
+        return Err(ApiError::not_found("job", id));
+    }
+    Ok((job, p))
+}
+
+/// A job with its attempts and history.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")),
+    responses((status = 200, body = JobDetail), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn get_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<JobDetail> {
+    caller.person()?;
+    let (job, _) = visible_job(&s, &caller, id).await?;
+    let attempts = s.store.list_attempts(id).await?;
+    let events = s.store.job_events(id).await?;
+    Ok(Json(JobDetail {
+        job: convert::job(job),
+        attempts: attempts.into_iter().map(convert::attempt).collect(),
+        events: events
+            .into_iter()
+            .map(|e| JobEvent {
+                seq: e.seq,
+                at: e.at,
+                kind: e.kind.to_string(),
+                attempt: e.attempt_id,
+                detail: e.detail,
+            })
+            .collect(),
+    }))
+}
+
+/// Cancel a job: a queued job at once; a running one is stopped by its agents (state
+/// `stopping`, then `cancelled`).
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")),
+    responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn cancel_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<Job> {
+    caller.person()?;
+    let (job, p) = visible_job(&s, &caller, id).await?;
+    if !caller.can_cancel(&job, &p) {
+        return Err(ApiError::forbidden(
+            "only the job's owner or its organisation's admin may cancel it",
+        ));
+    }
+    let j = s.store.cancel_job(&actor(&caller), id, now_ms()).await?;
+    s.signals.wake.notify_one();
+    s.signals.assignments_changed();
+    Ok(Json(convert::job(j)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    /// Chunks after this id (the last id seen), to follow a log.
+    after: Option<i64>,
+    /// At most this many chunks, 1 to 10000 (default 1000).
+    limit: Option<i64>,
+}
+
+/// A job's output, oldest first, across its attempts.
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
+    params(("id" = i64, Path, description = "job id"), LogQuery),
+    responses((status = 200, body = Vec<LogChunk>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn job_logs(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Q(q): Q<LogQuery>,
+) -> Answer<Vec<LogChunk>> {
+    caller.person()?;
+    let (_, p) = visible_job(&s, &caller, id).await?;
+    if !caller.can_read_logs(&p) {
+        return Err(ApiError::forbidden(
+            "only the project's members read its logs",
+        ));
+    }
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad("limit", "must be 1 to 10000"));
+    }
+    let logs = s.store.read_logs(id, q.after.unwrap_or(0), limit).await?;
+    Ok(Json(
+        logs.into_iter()
+            .map(|l| LogChunk {
+                id: l.id,
+                fence: l.fence,
+                task: l.task,
+                data: l.data,
+                at: l.at,
+            })
+            .collect(),
+    ))
+}
+
+/// Grant GPU-hours to a project (centre admin).
+#[utoipa::path(post, path = "/v1/awards", tag = "awards", request_body = AwardCreate,
+    responses((status = 201, body = Award), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn create_award(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<AwardCreate>,
+) -> Created<Award> {
+    caller.admin()?;
+    let model = haneul_model::GpuModel::new(&b.gpu_model)?;
+    s.store
+        .get_project(b.project)
+        .await
+        .map_err(|_| ApiError::bad("project", format!("no project {}", b.project)))?;
+    let a = s
+        .store
+        .create_award(
+            &actor(&caller),
+            st::NewAward {
+                project_id: b.project,
+                gpu_model: model,
+                gpu_hours: b.gpu_hours,
+                valid_from: b.valid_from,
+                valid_until: b.valid_until,
+            },
+            now_ms(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(convert::award(a))))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ProjectQuery {
+    /// Only this project.
+    project: Option<i64>,
+}
+
+async fn visible_projects(
+    s: &AppState,
+    caller: &Caller,
+    only: Option<i64>,
+) -> Result<Vec<i64>, ApiError> {
+    Ok(s.store
+        .list_projects()
+        .await?
+        .into_iter()
+        .filter(|p| caller.can_see_project(p))
+        .map(|p| p.id)
+        .filter(|id| only.is_none_or(|o| o == *id))
+        .collect())
+}
+
+/// Awards of the projects the caller may see.
+#[utoipa::path(get, path = "/v1/awards", tag = "awards", params(ProjectQuery),
+    responses((status = 200, body = Vec<Award>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn list_awards(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<ProjectQuery>,
+) -> Answer<Vec<Award>> {
+    caller.person()?;
+    let visible = visible_projects(&s, &caller, q.project).await?;
+    let all = s.store.list_awards(q.project).await?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|a| visible.contains(&a.project_id))
+            .map(convert::award)
+            .collect(),
+    ))
+}
+
+/// GPU-hours used by ended attempts, per project and GPU model.
+#[utoipa::path(get, path = "/v1/usage", tag = "awards", params(ProjectQuery),
+    responses((status = 200, body = Vec<Usage>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn usage(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<ProjectQuery>,
+) -> Answer<Vec<Usage>> {
+    caller.person()?;
+    let visible = visible_projects(&s, &caller, q.project).await?;
+    let all = s.store.usage(q.project).await?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|u| visible.contains(&u.project_id))
+            .map(|u| Usage {
+                project: u.project_id,
+                gpu_model: u.gpu_model,
+                gpu_hours: u.gpu_ms as f64 / 3_600_000.0,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// Entries after this sequence number.
+    after: Option<i64>,
+    /// At most this many entries, 1 to 10000 (default 1000).
+    limit: Option<i64>,
+}
+
+/// The audit log (centre admins and auditors).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Vec<AuditEntry>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn audit(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<AuditQuery>,
+) -> Answer<Vec<AuditEntry>> {
+    caller.person()?;
+    if !caller.can_audit() {
+        return Err(ApiError::forbidden(
+            "only centre admins and auditors read the audit log",
+        ));
+    }
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad("limit", "must be 1 to 10000"));
+    }
+    let entries = s.store.list_audit(q.after.unwrap_or(0), limit).await?;
+    Ok(Json(entries.into_iter().map(convert::audit).collect()))
+}
+
+/// Recompute the audit hash chain; 200 when intact.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, body = AuditVerify), (status = "4XX", body = ErrorBody),
+        (status = 500, body = ErrorBody)),
+    security(("token" = [])))]
+async fn verify_audit(State(s): State<AppState>, caller: Caller) -> Answer<AuditVerify> {
+    caller.person()?;
+    if !caller.can_audit() {
+        return Err(ApiError::forbidden(
+            "only centre admins and auditors read the audit log",
+        ));
+    }
+    Ok(Json(AuditVerify {
+        entries: s.store.verify_audit().await?,
+    }))
+}
