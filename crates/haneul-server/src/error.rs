@@ -153,6 +153,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::bad("body", format!("not valid JSON: {msg}"));
+        }
         // serde reports missing and unknown fields at the enclosing object; name them instead.
         let named = ["missing field `", "unknown field `"]
             .iter()

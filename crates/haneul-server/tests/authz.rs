@@ -9,7 +9,14 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 const ROLES: [&str; 8] = [
-    "none", "admin", "auditor", "orgadmin_a", "member_a", "member_a2", "member_b", "agent",
+    "none",
+    "admin",
+    "auditor",
+    "orgadmin_a",
+    "member_a",
+    "member_a2",
+    "member_b",
+    "agent",
 ];
 
 struct World {
@@ -79,7 +86,10 @@ impl World {
                 "{role} {method} {path} answered {got}: {v}"
             );
             if got.is_client_error() {
-                assert!(v["error"]["code"].is_string(), "{role} {method} {path}: {v}");
+                assert!(
+                    v["error"]["code"].is_string(),
+                    "{role} {method} {path}: {v}"
+                );
             }
         }
     }
@@ -87,11 +97,18 @@ impl World {
 
 /// Every human role, for cells where all of them get the same answer.
 fn humans(status: u16) -> Vec<(&'static str, u16)> {
-    ["admin", "auditor", "orgadmin_a", "member_a", "member_a2", "member_b"]
-        .iter()
-        .map(|r| (*r, status))
-        .chain([("none", 401), ("agent", 403)])
-        .collect()
+    [
+        "admin",
+        "auditor",
+        "orgadmin_a",
+        "member_a",
+        "member_a2",
+        "member_b",
+    ]
+    .iter()
+    .map(|r| (*r, status))
+    .chain([("none", 401), ("agent", 403)])
+    .collect()
 }
 
 fn only_admin(ok: u16) -> Vec<(&'static str, u16)> {
@@ -107,79 +124,177 @@ async fn every_role_against_every_endpoint() {
     let (a, b) = (w.org_a, w.org_b);
     let (ja, jb) = (w.job_a, w.job_b);
 
-    w.check("GET", "/v1/whoami", None, &[
-        ("none", 401), ("admin", 200), ("auditor", 200), ("member_b", 200), ("agent", 200),
-    ])
+    w.check(
+        "GET",
+        "/v1/whoami",
+        None,
+        &[
+            ("none", 401),
+            ("admin", 200),
+            ("auditor", 200),
+            ("member_b", 200),
+            ("agent", 200),
+        ],
+    )
     .await;
 
     // Organisations.
-    w.check("POST", "/v1/orgs", Some(json!({"name": "x", "country": "KR"})), &only_admin(201))
-        .await;
-    w.check("GET", "/v1/orgs", None, &humans(200)).await;
-    w.check("GET", &format!("/v1/orgs/{a}"), None, &[
-        ("none", 401), ("admin", 200), ("auditor", 200), ("orgadmin_a", 200),
-        ("member_a", 200), ("member_a2", 200), ("member_b", 404), ("agent", 403),
-    ])
+    w.check(
+        "POST",
+        "/v1/orgs",
+        Some(json!({"name": "x", "country": "KR"})),
+        &only_admin(201),
+    )
     .await;
-    w.check("GET", &format!("/v1/orgs/{b}"), None, &[
-        ("orgadmin_a", 404), ("member_a", 404), ("member_b", 200),
-    ])
+    w.check("GET", "/v1/orgs", None, &humans(200)).await;
+    w.check(
+        "GET",
+        &format!("/v1/orgs/{a}"),
+        None,
+        &[
+            ("none", 401),
+            ("admin", 200),
+            ("auditor", 200),
+            ("orgadmin_a", 200),
+            ("member_a", 200),
+            ("member_a2", 200),
+            ("member_b", 404),
+            ("agent", 403),
+        ],
+    )
+    .await;
+    w.check(
+        "GET",
+        &format!("/v1/orgs/{b}"),
+        None,
+        &[("orgadmin_a", 404), ("member_a", 404), ("member_b", 200)],
+    )
     .await;
 
     // Projects: created by the centre or the organisation's admin.
-    w.check("POST", "/v1/projects", Some(json!({"org": a, "name": "new-by-admin"})), &[
-        ("none", 401), ("admin", 201), ("auditor", 403), ("member_a", 403),
-        ("member_b", 400), ("agent", 403),
-    ])
+    w.check(
+        "POST",
+        "/v1/projects",
+        Some(json!({"org": a, "name": "new-by-admin"})),
+        &[
+            ("none", 401),
+            ("admin", 201),
+            ("auditor", 403),
+            ("member_a", 403),
+            ("member_b", 400),
+            ("agent", 403),
+        ],
+    )
     .await;
-    w.check("POST", "/v1/projects", Some(json!({"org": a, "name": "new-by-orgadmin"})), &[
-        ("orgadmin_a", 201),
-    ])
+    w.check(
+        "POST",
+        "/v1/projects",
+        Some(json!({"org": a, "name": "new-by-orgadmin"})),
+        &[("orgadmin_a", 201)],
+    )
     .await;
-    w.check("POST", "/v1/projects", Some(json!({"org": b, "name": "cross"})), &[
-        ("orgadmin_a", 400),
-    ])
+    w.check(
+        "POST",
+        "/v1/projects",
+        Some(json!({"org": b, "name": "cross"})),
+        &[("orgadmin_a", 400)],
+    )
     .await;
     w.check("GET", "/v1/projects", None, &humans(200)).await;
-    w.check("GET", &format!("/v1/projects/{}", w.pa), None, &[
-        ("none", 401), ("admin", 200), ("auditor", 200), ("orgadmin_a", 200),
-        ("member_a", 200), ("member_a2", 404), ("member_b", 404), ("agent", 403),
-    ])
+    w.check(
+        "GET",
+        &format!("/v1/projects/{}", w.pa),
+        None,
+        &[
+            ("none", 401),
+            ("admin", 200),
+            ("auditor", 200),
+            ("orgadmin_a", 200),
+            ("member_a", 200),
+            ("member_a2", 404),
+            ("member_b", 404),
+            ("agent", 403),
+        ],
+    )
     .await;
 
     // Users and tokens.
-    w.check("POST", "/v1/users", Some(json!({"name": "n1", "role": "member", "org": a})), &[
-        ("none", 401), ("auditor", 403), ("member_a", 403), ("member_b", 403), ("agent", 403),
-        ("orgadmin_a", 201),
-    ])
+    w.check(
+        "POST",
+        "/v1/users",
+        Some(json!({"name": "n1", "role": "member", "org": a})),
+        &[
+            ("none", 401),
+            ("auditor", 403),
+            ("member_a", 403),
+            ("member_b", 403),
+            ("agent", 403),
+            ("orgadmin_a", 201),
+        ],
+    )
     .await;
-    w.check("POST", "/v1/users", Some(json!({"name": "n2", "role": "member", "org": b})), &[
-        ("orgadmin_a", 403), ("admin", 201),
-    ])
+    w.check(
+        "POST",
+        "/v1/users",
+        Some(json!({"name": "n2", "role": "member", "org": b})),
+        &[("orgadmin_a", 403), ("admin", 201)],
+    )
     .await;
-    w.check("POST", "/v1/users", Some(json!({"name": "n3", "role": "centre-admin"})), &[
-        ("orgadmin_a", 403),
-    ])
+    w.check(
+        "POST",
+        "/v1/users",
+        Some(json!({"name": "n3", "role": "centre-admin"})),
+        &[("orgadmin_a", 403)],
+    )
     .await;
     w.check("GET", "/v1/users", None, &humans(200)).await;
-    w.check("GET", &format!("/v1/users/{}", w.member_b), None, &[
-        ("none", 401), ("admin", 200), ("auditor", 200), ("orgadmin_a", 404),
-        ("member_a", 404), ("member_b", 200), ("agent", 403),
-    ])
+    w.check(
+        "GET",
+        &format!("/v1/users/{}", w.member_b),
+        None,
+        &[
+            ("none", 401),
+            ("admin", 200),
+            ("auditor", 200),
+            ("orgadmin_a", 404),
+            ("member_a", 404),
+            ("member_b", 200),
+            ("agent", 403),
+        ],
+    )
     .await;
-    w.check("POST", "/v1/tokens", Some(json!({"user": w.member_a})), &[
-        ("none", 401), ("admin", 201), ("orgadmin_a", 201), ("member_a", 201),
-        ("auditor", 403), ("member_a2", 400), ("member_b", 400), ("agent", 403),
-    ])
+    w.check(
+        "POST",
+        "/v1/tokens",
+        Some(json!({"user": w.member_a})),
+        &[
+            ("none", 401),
+            ("admin", 201),
+            ("orgadmin_a", 201),
+            ("member_a", 201),
+            ("auditor", 403),
+            ("member_a2", 400),
+            ("member_b", 400),
+            ("agent", 403),
+        ],
+    )
     .await;
-    w.check("POST", "/v1/tokens", Some(json!({})), &humans(201)).await;
+    w.check("POST", "/v1/tokens", Some(json!({})), &humans(201))
+        .await;
     w.check("GET", "/v1/tokens", None, &humans(200)).await;
 
     // Fleet.
-    w.check("POST", "/v1/pools", Some(json!({"name": "partner"})), &only_admin(201)).await;
+    w.check(
+        "POST",
+        "/v1/pools",
+        Some(json!({"name": "partner"})),
+        &only_admin(201),
+    )
+    .await;
     w.check("GET", "/v1/pools", None, &humans(200)).await;
     w.check("GET", "/v1/nodes", None, &humans(200)).await;
-    w.check("GET", &format!("/v1/nodes/{}", w.node), None, &humans(200)).await;
+    w.check("GET", &format!("/v1/nodes/{}", w.node), None, &humans(200))
+        .await;
     w.check(
         "POST",
         &format!("/v1/nodes/{}/state", w.node),
@@ -190,57 +305,127 @@ async fn every_role_against_every_endpoint() {
 
     // Jobs.
     let submit = json!({"project": w.pa, "command": ["true"], "gpus_per_task": 1});
-    w.check("POST", "/v1/jobs", Some(submit), &[
-        ("none", 401), ("admin", 201), ("orgadmin_a", 201), ("member_a", 201),
-        ("auditor", 403), ("member_a2", 400), ("member_b", 400), ("agent", 403),
-    ])
+    w.check(
+        "POST",
+        "/v1/jobs",
+        Some(submit),
+        &[
+            ("none", 401),
+            ("admin", 201),
+            ("orgadmin_a", 201),
+            ("member_a", 201),
+            ("auditor", 403),
+            ("member_a2", 400),
+            ("member_b", 400),
+            ("agent", 403),
+        ],
+    )
     .await;
     w.check("GET", "/v1/jobs", None, &humans(200)).await;
     for path in [format!("/v1/jobs/{ja}"), format!("/v1/jobs/{ja}/logs")] {
         let auditor = if path.ends_with("logs") { 403 } else { 200 };
-        w.check("GET", &path, None, &[
-            ("none", 401), ("admin", 200), ("auditor", auditor), ("orgadmin_a", 200),
-            ("member_a", 200), ("member_a2", 404), ("member_b", 404), ("agent", 403),
-        ])
+        w.check(
+            "GET",
+            &path,
+            None,
+            &[
+                ("none", 401),
+                ("admin", 200),
+                ("auditor", auditor),
+                ("orgadmin_a", 200),
+                ("member_a", 200),
+                ("member_a2", 404),
+                ("member_b", 404),
+                ("agent", 403),
+            ],
+        )
         .await;
     }
-    w.check("GET", &format!("/v1/jobs/{jb}"), None, &[
-        ("member_b", 200), ("member_a", 404), ("orgadmin_a", 404),
-    ])
+    w.check(
+        "GET",
+        &format!("/v1/jobs/{jb}"),
+        None,
+        &[("member_b", 200), ("member_a", 404), ("orgadmin_a", 404)],
+    )
     .await;
     // Denials first: they must leave the job alone.
-    w.check("POST", &format!("/v1/jobs/{ja}/cancel"), None, &[
-        ("none", 401), ("auditor", 403), ("member_a2", 404), ("member_b", 404), ("agent", 403),
-    ])
+    w.check(
+        "POST",
+        &format!("/v1/jobs/{ja}/cancel"),
+        None,
+        &[
+            ("none", 401),
+            ("auditor", 403),
+            ("member_a2", 404),
+            ("member_b", 404),
+            ("agent", 403),
+        ],
+    )
     .await;
     assert_eq!(w.h.job_state(ja).await, "running");
-    w.check("POST", &format!("/v1/jobs/{ja}/cancel"), None, &[("member_a", 200)]).await;
-    w.check("POST", &format!("/v1/jobs/{jb}/cancel"), None, &[
-        ("orgadmin_a", 404), ("admin", 200),
-    ])
+    w.check(
+        "POST",
+        &format!("/v1/jobs/{ja}/cancel"),
+        None,
+        &[("member_a", 200)],
+    )
+    .await;
+    w.check(
+        "POST",
+        &format!("/v1/jobs/{jb}/cancel"),
+        None,
+        &[("orgadmin_a", 404), ("admin", 200)],
+    )
     .await;
 
     // Awards, usage, audit.
     let award = json!({"project": w.pa, "gpu_model": "H200", "gpu_hours": 100,
                        "valid_from": 0, "valid_until": 1});
-    w.check("POST", "/v1/awards", Some(award), &only_admin(201)).await;
+    w.check("POST", "/v1/awards", Some(award), &only_admin(201))
+        .await;
     w.check("GET", "/v1/awards", None, &humans(200)).await;
     w.check("GET", "/v1/usage", None, &humans(200)).await;
     for path in ["/v1/audit", "/v1/audit/verify"] {
-        w.check("GET", path, None, &[
-            ("none", 401), ("admin", 200), ("auditor", 200), ("orgadmin_a", 403),
-            ("member_a", 403), ("member_b", 403), ("agent", 403),
-        ])
+        w.check(
+            "GET",
+            path,
+            None,
+            &[
+                ("none", 401),
+                ("admin", 200),
+                ("auditor", 200),
+                ("orgadmin_a", 403),
+                ("member_a", 403),
+                ("member_b", 403),
+                ("agent", 403),
+            ],
+        )
         .await;
     }
 
     // The agent protocol: agents only, each on its own node.
     let n = w.node;
     let agent_only = [
-        ("none", 401), ("admin", 403), ("auditor", 403), ("member_a", 403), ("agent", 200),
+        ("none", 401),
+        ("admin", 403),
+        ("auditor", 403),
+        ("member_a", 403),
+        ("agent", 200),
     ];
-    w.check("POST", &format!("/v1/agent/nodes/{n}/heartbeat"), None, &agent_only).await;
-    w.check("GET", &format!("/v1/agent/nodes/{n}/assignments"), None, &agent_only).await;
+    w.check(
+        "POST",
+        &format!("/v1/agent/nodes/{n}/heartbeat"),
+        None,
+        &agent_only,
+    )
+    .await;
+    w.check(
+        "GET",
+        &format!("/v1/agent/nodes/{n}/assignments"),
+        None,
+        &agent_only,
+    )
+    .await;
     w.check(
         "POST",
         "/v1/agent/register",
@@ -250,14 +435,21 @@ async fn every_role_against_every_endpoint() {
     )
     .await;
     let (_, other_agent) = w.h.user("agent2", "agent", None, &[]).await;
-    let (s, _) = w
-        .h
-        .call(Some(&other_agent), "POST", &format!("/v1/agent/nodes/{n}/heartbeat"), None)
+    let (s, _) =
+        w.h.call(
+            Some(&other_agent),
+            "POST",
+            &format!("/v1/agent/nodes/{n}/heartbeat"),
+            None,
+        )
         .await;
-    assert_eq!(s.as_u16(), 404, "an agent may not act for another agent's node");
-    let (s, _) = w
-        .h
-        .call(
+    assert_eq!(
+        s.as_u16(),
+        404,
+        "an agent may not act for another agent's node"
+    );
+    let (s, _) =
+        w.h.call(
             Some(&other_agent),
             "POST",
             "/v1/agent/register",
@@ -265,7 +457,11 @@ async fn every_role_against_every_endpoint() {
                         "cpu_milli": 1000, "memory_mib": 1000})),
         )
         .await;
-    assert_eq!(s.as_u16(), 409, "an agent may not take over another agent's node");
+    assert_eq!(
+        s.as_u16(),
+        409,
+        "an agent may not take over another agent's node"
+    );
 }
 
 #[tokio::test]
@@ -290,16 +486,33 @@ async fn listings_hold_only_the_callers_tenant() {
     assert!(ids(list("member_a2").await).is_empty());
     assert_eq!(ids(list("auditor").await), vec![w.job_b, w.job_a]);
     // Asking for another tenant's project by filter gives nothing.
-    let v = w
-        .h
-        .ok(&w.tokens["member_b"], "GET", &format!("/v1/jobs?project={}", w.pa), None, 200)
+    let v =
+        w.h.ok(
+            &w.tokens["member_b"],
+            "GET",
+            &format!("/v1/jobs?project={}", w.pa),
+            None,
+            200,
+        )
         .await;
     assert!(ids(v).is_empty());
-    let orgs = w.h.ok(&w.tokens["member_b"], "GET", "/v1/orgs", None, 200).await;
+    let orgs =
+        w.h.ok(&w.tokens["member_b"], "GET", "/v1/orgs", None, 200)
+            .await;
     assert_eq!(orgs.as_array().unwrap().len(), 1);
     assert_eq!(orgs[0]["id"].as_i64(), Some(w.org_b));
-    let users = w.h.ok(&w.tokens["member_a"], "GET", "/v1/users", None, 200).await;
+    let users =
+        w.h.ok(&w.tokens["member_a"], "GET", "/v1/users", None, 200)
+            .await;
     assert_eq!(users.as_array().unwrap().len(), 1);
-    let usage = w.h.ok(&w.tokens["member_b"], "GET", "/v1/usage", None, 200).await;
-    assert!(usage.as_array().unwrap().iter().all(|u| u["project"] != json!(w.pa)));
+    let usage =
+        w.h.ok(&w.tokens["member_b"], "GET", "/v1/usage", None, 200)
+            .await;
+    assert!(
+        usage
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["project"] != json!(w.pa))
+    );
 }

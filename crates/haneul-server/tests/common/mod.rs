@@ -34,11 +34,8 @@ impl Harness {
 
     pub async fn postgres() -> Harness {
         let db = haneul_store::testing::TestDb::create().await;
-        let store: Arc<dyn Store> = Arc::new(
-            haneul_store::PostgresStore::open(db.url())
-                .await
-                .unwrap(),
-        );
+        let store: Arc<dyn Store> =
+            Arc::new(haneul_store::PostgresStore::open(db.url()).await.unwrap());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         Self::with(store, &path, Some(dir), Some(db)).await
@@ -50,7 +47,9 @@ impl Harness {
         dir: Option<tempfile::TempDir>,
         db: Option<haneul_store::testing::TestDb>,
     ) -> Harness {
-        haneul_server::bootstrap(store.as_ref(), data).await.unwrap();
+        haneul_server::bootstrap(store.as_ref(), data)
+            .await
+            .unwrap();
         let admin = std::fs::read_to_string(data.join("admin.token"))
             .unwrap()
             .trim()
@@ -139,7 +138,13 @@ impl Harness {
     }
 
     /// Creates a user and returns (id, token).
-    pub async fn user(&self, name: &str, role: &str, org: Option<i64>, projects: &[i64]) -> (i64, String) {
+    pub async fn user(
+        &self,
+        name: &str,
+        role: &str,
+        org: Option<i64>,
+        projects: &[i64],
+    ) -> (i64, String) {
         let u = self
             .ok(
                 &self.admin,
@@ -208,8 +213,10 @@ impl Harness {
             token,
             "POST",
             "/v1/jobs",
-            Some(json!({"project": project, "command": ["python", "train.py"],
-                        "gpus_per_task": gpus})),
+            Some(
+                json!({"project": project, "command": ["python", "train.py"],
+                        "gpus_per_task": gpus}),
+            ),
             201,
         )
         .await["id"]

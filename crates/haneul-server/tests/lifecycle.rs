@@ -1,0 +1,461 @@
+//! Jobs through the HTTP API and the controller: the state machine end to end, fencing of stale
+//! agents, node loss, preemption, and bad input answered 4xx with the field named.
+
+mod common;
+
+use common::Harness;
+use serde_json::{Value, json};
+
+struct Setup {
+    h: Harness,
+    user: String,
+    agent: String,
+    project: i64,
+    node: i64,
+}
+
+async fn setup(h: Harness) -> Setup {
+    let org = h.org("kaist").await;
+    let project = h.project(org, "llm").await;
+    let (_, user) = h.user("kim", "member", Some(org), &[project]).await;
+    let (_, agent) = h.user("agent-1", "agent", None, &[]).await;
+    let node = h.node(&agent, "gpu-001").await;
+    Setup {
+        h,
+        user,
+        agent,
+        project,
+        node,
+    }
+}
+
+impl Setup {
+    async fn assignments(&self) -> Value {
+        self.h
+            .ok(
+                &self.agent,
+                "GET",
+                &format!("/v1/agent/nodes/{}/assignments", self.node),
+                None,
+                200,
+            )
+            .await
+    }
+
+    async fn report(&self, job: i64, fence: i64, exit: Option<i64>) -> (u16, Value) {
+        let (s, v) = self
+            .h
+            .call(
+                Some(&self.agent),
+                "POST",
+                &format!("/v1/agent/nodes/{}/reports", self.node),
+                Some(json!({"job": job, "fence": fence, "task": 0, "exit_code": exit})),
+            )
+            .await;
+        (s.as_u16(), v)
+    }
+}
+
+async fn runs_to_success(h: Harness) {
+    let mut s = setup(h).await;
+    let job = s.h.submit(&s.user, s.project, 4).await;
+    assert_eq!(s.h.job_state(job).await, "queued");
+    s.h.step().await;
+    assert_eq!(s.h.job_state(job).await, "running");
+    let a = s.assignments().await;
+    let task = &a["assignments"][0];
+    assert_eq!(task["job"].as_i64(), Some(job));
+    assert_eq!(task["action"], "run");
+    assert_eq!(task["gpus"].as_array().unwrap().len(), 4);
+    assert_eq!(task["command"], json!(["python", "train.py"]));
+    assert_eq!(s.report(job, 1, None).await.0, 200);
+    let (code, _) =
+        s.h.call(
+            Some(&s.agent),
+            "POST",
+            &format!("/v1/agent/nodes/{}/logs", s.node),
+            Some(json!({"job": job, "fence": 1, "task": 0, "data": "step 1\n"})),
+        )
+        .await;
+    assert_eq!(code.as_u16(), 204);
+    let (code, v) = s.report(job, 1, Some(0)).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "succeeded");
+    s.h.step().await;
+    let detail =
+        s.h.ok(&s.user, "GET", &format!("/v1/jobs/{job}"), None, 200)
+            .await;
+    assert_eq!(detail["job"]["state"], "succeeded");
+    let kinds: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["submitted", "started", "finished"]);
+    let logs =
+        s.h.ok(&s.user, "GET", &format!("/v1/jobs/{job}/logs"), None, 200)
+            .await;
+    assert_eq!(logs[0]["data"], "step 1\n");
+    // The GPUs are free again: a job for the whole node starts.
+    let big = s.h.submit(&s.user, s.project, 8).await;
+    s.h.step().await;
+    assert_eq!(s.h.job_state(big).await, "running");
+}
+
+async fn lost_node_requeues_and_fences(h: Harness) {
+    let mut s = setup(h).await;
+    let job = s.h.submit(&s.user, s.project, 8).await;
+    s.h.step().await;
+    assert_eq!(s.report(job, 1, None).await.0, 200);
+    // The node falls silent past the timeout; a second node is alive.
+    let (_, agent2) = s.h.user("agent-2", "agent", None, &[]).await;
+    let node2 = s.h.node(&agent2, "gpu-002").await;
+    let lost =
+        s.h.store
+            .mark_lost_nodes(
+                haneul_server::controller::now_ms() + 1,
+                haneul_server::controller::now_ms(),
+            )
+            .await
+            .unwrap();
+    assert!(lost.contains(&s.node));
+    // node2 was also marked (its heartbeat is older than the cutoff): bring it back.
+    s.h.ok(
+        &agent2,
+        "POST",
+        &format!("/v1/agent/nodes/{node2}/heartbeat"),
+        None,
+        200,
+    )
+    .await;
+    s.h.step().await;
+    s.h.step().await;
+    let detail =
+        s.h.ok(&s.user, "GET", &format!("/v1/jobs/{job}"), None, 200)
+            .await;
+    assert_eq!(detail["job"]["state"], "running", "{detail}");
+    assert_eq!(detail["attempts"][0]["state"], "node_lost");
+    assert_eq!(detail["attempts"][1]["fence"], 2);
+    assert_eq!(
+        detail["attempts"][1]["tasks"][0]["node"].as_i64(),
+        Some(node2)
+    );
+    // The first agent comes back with a stale report: refused, naming the fence.
+    let (code, v) = s.report(job, 1, Some(0)).await;
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["error"]["field"], "fence");
+    assert_eq!(s.h.job_state(job).await, "running");
+}
+
+async fn cancel_and_time_limit(h: Harness) {
+    let mut s = setup(h).await;
+    let queued_forever =
+        s.h.ok(
+            &s.user,
+            "POST",
+            "/v1/jobs",
+            Some(
+                json!({"project": s.project, "command": ["x"], "gpus_per_task": 8, "replicas": 2}),
+            ),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+    s.h.step().await;
+    // Two full nodes never fit a one-node fleet: the engine refuses it with its reason.
+    let detail =
+        s.h.ok(
+            &s.user,
+            "GET",
+            &format!("/v1/jobs/{queued_forever}"),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(detail["job"]["state"], "failed");
+    assert!(
+        detail["job"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("replicas:")
+    );
+
+    let job = s.h.submit(&s.user, s.project, 2).await;
+    let queued = s.h.submit(&s.user, s.project, 8).await;
+    s.h.step().await;
+    let v =
+        s.h.ok(
+            &s.user,
+            "POST",
+            &format!("/v1/jobs/{queued}/cancel"),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(v["state"], "cancelled");
+    let v =
+        s.h.ok(
+            &s.user,
+            "POST",
+            &format!("/v1/jobs/{job}/cancel"),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(v["state"], "stopping");
+    let a = s.assignments().await;
+    assert_eq!(a["assignments"][0]["action"], "stop");
+    assert_eq!(a["assignments"][0]["stop_reason"], "cancel");
+    s.report(job, 1, Some(143)).await;
+    assert_eq!(s.h.job_state(job).await, "cancelled");
+    let (code, v) =
+        s.h.call(
+            Some(&s.user),
+            "POST",
+            &format!("/v1/jobs/{job}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(code.as_u16(), 409, "{v}");
+
+    let limited =
+        s.h.ok(
+            &s.user,
+            "POST",
+            "/v1/jobs",
+            Some(
+                json!({"project": s.project, "command": ["x"], "gpus_per_task": 1,
+                        "time_limit_s": 1}),
+            ),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+    s.h.step().await;
+    assert_eq!(s.h.job_state(limited).await, "running");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    s.h.step().await;
+    let a = s.assignments().await;
+    assert_eq!(a["assignments"][0]["stop_reason"], "time_limit");
+    s.report(limited, 1, Some(137)).await;
+    assert_eq!(s.h.job_state(limited).await, "timed_out");
+}
+
+async fn preemption_gives_the_guarantee_back(h: Harness) {
+    let mut s = setup(h).await;
+    let org = s.h.org("snu").await;
+    let owner =
+        s.h.ok(
+            &s.h.admin,
+            "POST",
+            "/v1/projects",
+            Some(json!({"org": org, "name": "guaranteed",
+                        "quotas": [{"gpu_model": "H200", "guaranteed_milli": 8000}]})),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+    s.h.step().await;
+    let borrower = s.h.submit(&s.user, s.project, 8).await;
+    s.h.step().await;
+    assert_eq!(s.h.job_state(borrower).await, "running");
+    s.report(borrower, 1, None).await;
+    let claim = s.h.submit(&s.h.admin, owner, 8).await;
+    s.h.step().await;
+    let a = s.assignments().await;
+    assert_eq!(a["assignments"][0]["stop_reason"], "preempt", "{a}");
+    s.report(borrower, 1, Some(143)).await;
+    assert_eq!(s.h.job_state(borrower).await, "queued");
+    s.h.step().await;
+    assert_eq!(s.h.job_state(claim).await, "running");
+}
+
+async fn bad_input_is_4xx_naming_the_field(h: Harness) {
+    let s = setup(h).await;
+    let t = Some(s.user.as_str());
+    let cases: Vec<(&str, &str, Option<Vec<u8>>, u16, &str)> = vec![
+        ("POST", "/v1/jobs", Some(b"{not json".to_vec()), 400, "body"),
+        ("POST", "/v1/jobs", Some(b"[]".to_vec()), 400, "body"),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(br#"{"project":1}"#.to_vec()),
+            400,
+            "command",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(br#"{"project":1,"command":["x"],"gpus":2}"#.to_vec()),
+            400,
+            "gpus",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(br#"{"project":"one","command":["x"]}"#.to_vec()),
+            400,
+            "project",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(br#"{"project":-5,"command":["x"],"gpus_per_task":1}"#.to_vec()),
+            400,
+            "project",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(br#"{"project":1,"command":[],"gpus_per_task":1}"#.to_vec()),
+            400,
+            "command",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(br#"{"project":1,"command":["x"],"gpus_per_task":1,"replicas":0}"#.to_vec()),
+            400,
+            "replicas",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(br#"{"project":1,"command":["x"],"gpus_per_task":99999999999}"#.to_vec()),
+            400,
+            "gpus_per_task",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(br#"{"project":1,"command":["x"],"gpu_fraction_milli":1500}"#.to_vec()),
+            400,
+            "gpu_fraction",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(br#"{"project":1,"command":["x"],"gpus_per_task":1,"priority":"now"}"#.to_vec()),
+            400,
+            "priority",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(
+                br#"{"project":1,"command":["x"],"gpus_per_task":1,"time_limit_s":99999999999}"#
+                    .to_vec(),
+            ),
+            400,
+            "time_limit_s",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(
+                br#"{"project":1,"command":["x"],"gpus_per_task":1,"gpu_models":["a b"]}"#.to_vec(),
+            ),
+            400,
+            "gpu_models[0]",
+        ),
+        ("GET", "/v1/jobs/abc", None, 400, "id"),
+        ("GET", "/v1/jobs/0", None, 400, "id"),
+        ("GET", "/v1/jobs/99999999999999999999", None, 400, "id"),
+        ("GET", "/v1/jobs?limit=0", None, 400, "limit"),
+        ("GET", "/v1/jobs?state=lost", None, 400, "state"),
+        ("GET", "/v1/jobs?bogus=1", None, 400, "bogus"),
+        ("GET", "/v1/jobs?limit=x", None, 400, "query"),
+    ];
+    for (method, path, body, want, field) in cases {
+        let (code, v) = s.h.call_raw(t, method, path, body).await;
+        assert_eq!(code.as_u16(), want, "{method} {path}: {v}");
+        let got = v["error"]["field"].as_str().unwrap_or_default();
+        assert!(
+            got.starts_with(field),
+            "{method} {path}: field {got}, want {field}: {v}"
+        );
+    }
+    let huge = vec![b'x'; haneul_server::BODY_LIMIT + 1];
+    let (code, v) = s.h.call_raw(t, "POST", "/v1/jobs", Some(huge)).await;
+    assert_eq!(code.as_u16(), 413, "{v}");
+    let (code, v) = s.h.call(t, "GET", "/v1/nowhere", None).await;
+    assert_eq!(code.as_u16(), 404);
+    assert_eq!(v["error"]["code"], "not_found");
+    let (code, _) = s.h.call(Some("hn_wrong"), "GET", "/v1/whoami", None).await;
+    assert_eq!(code.as_u16(), 401);
+    // A node that cannot exist.
+    let (code, v) =
+        s.h.call(
+            Some(&s.agent),
+            "POST",
+            "/v1/agent/register",
+            Some(
+                json!({"name": "n", "gpu_model": "H200", "gpus": 8, "nvlink_domain": 16,
+                          "cpu_milli": 1, "memory_mib": 1}),
+            ),
+        )
+        .await;
+    assert_eq!(code.as_u16(), 400);
+    assert_eq!(v["error"]["field"], "nvlink_domain");
+}
+
+async fn openapi_describes_every_route(h: Harness) {
+    let (code, v) = h.call(None, "GET", "/openapi.json", None).await;
+    assert_eq!(code.as_u16(), 200);
+    let paths = v["paths"].as_object().unwrap();
+    for p in [
+        "/healthz",
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/cancel",
+        "/v1/jobs/{id}/logs",
+        "/v1/orgs",
+        "/v1/projects",
+        "/v1/users",
+        "/v1/tokens",
+        "/v1/tokens/{id}",
+        "/v1/pools",
+        "/v1/nodes",
+        "/v1/nodes/{id}/state",
+        "/v1/awards",
+        "/v1/usage",
+        "/v1/audit",
+        "/v1/agent/register",
+        "/v1/agent/nodes/{id}/heartbeat",
+        "/v1/agent/nodes/{id}/assignments",
+        "/v1/agent/nodes/{id}/reports",
+        "/v1/agent/nodes/{id}/logs",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from /openapi.json");
+    }
+    assert!(v["components"]["securitySchemes"]["token"].is_object());
+    assert!(v["components"]["schemas"]["JobSubmit"].is_object());
+    let (code, _) = h.call(None, "GET", "/docs", None).await;
+    assert_eq!(code.as_u16(), 200);
+    let (code, _) = h.call(None, "GET", "/metrics", None).await;
+    assert_eq!(code.as_u16(), 200);
+}
+
+macro_rules! both {
+    ($($name:ident),+) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Harness::sqlite().await).await })+
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Harness::postgres().await).await })+
+        }
+    };
+}
+
+both!(
+    runs_to_success,
+    lost_node_requeues_and_fences,
+    cancel_and_time_limit,
+    preemption_gives_the_guarantee_back,
+    bad_input_is_4xx_naming_the_field,
+    openapi_describes_every_route
+);
