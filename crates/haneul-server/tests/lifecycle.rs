@@ -277,7 +277,15 @@ async fn preemption_gives_the_guarantee_back(h: Harness) {
 async fn bad_input_is_4xx_naming_the_field(h: Harness) {
     let s = setup(h).await;
     let t = Some(s.user.as_str());
-    let cases: Vec<(&str, &str, Option<Vec<u8>>, u16, &str)> = vec![
+    // (method, path, body, status, field the error names)
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<Vec<u8>>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         ("POST", "/v1/jobs", Some(b"{not json".to_vec()), 400, "body"),
         ("POST", "/v1/jobs", Some(b"[]".to_vec()), 400, "body"),
         (
