@@ -1,0 +1,77 @@
+//! SIGKILL durability: kill the real server right after a burst of accepted submissions, start
+//! it again on the same state, and check that every acknowledged job is there and that none
+//! runs twice — including the jobs that were already running when the server died.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+fn kill_during_burst(data: &std::path::Path, database: Option<&str>) {
+    let mut server = Server::start(data, database, &[]);
+    let t = tenant(&server);
+
+    // Eight one-GPU jobs fill the node; the agent says they started.
+    let state = Arc::new(BurstState::default());
+    let first: Vec<i64> = burst(vec![server.addr], &t.user, t.project, 1, 8, state.clone())
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(first.len(), 8);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = server.get(
+            Some(&t.agent),
+            &format!("/v1/agent/nodes/{}/assignments", t.node),
+        );
+        let n = v["assignments"].as_array().map_or(0, |a| a.len());
+        if n == 8 {
+            for a in v["assignments"].as_array().unwrap() {
+                let (s, _) = server.post(
+                    &t.agent,
+                    &format!("/v1/agent/nodes/{}/reports", t.node),
+                    serde_json::json!({"job": a["job"], "fence": a["fence"], "task": 0}),
+                );
+                assert_eq!(s, 200);
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first jobs never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A burst from several clients; the server dies in the middle of it.
+    let state = Arc::new(BurstState::default());
+    let handles = burst(vec![server.addr], &t.user, t.project, 6, 200, state.clone());
+    while state.acked.load(Ordering::SeqCst) < 150 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill9();
+    state.stop.store(true, Ordering::SeqCst);
+    let acked: Vec<i64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(acked.len() >= 150);
+
+    let server = Server::start(data, database, &[]);
+    let mut all = first.clone();
+    all.extend(&acked);
+    drain(&server, &t, &all, Duration::from_secs(120));
+}
+
+#[test]
+fn sqlite_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    kill_during_burst(dir.path(), None);
+}
+
+#[test]
+fn postgres_survives_sigkill() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(haneul_store::testing::TestDb::create());
+    let dir = tempfile::tempdir().unwrap();
+    kill_during_burst(dir.path(), Some(db.url()));
+}
