@@ -7,40 +7,13 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn kill_during_burst(data: &std::path::Path, database: Option<&str>) {
     let mut server = Server::start(data, database, &[]);
     let t = tenant(&server);
 
-    // Eight one-GPU jobs fill the node; the agent says they started.
-    let state = Arc::new(BurstState::default());
-    let first: Vec<i64> = burst(vec![server.addr], &t.user, t.project, 1, 8, state.clone())
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
-    assert_eq!(first.len(), 8);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, v) = server.get(
-            Some(&t.agent),
-            &format!("/v1/agent/nodes/{}/assignments", t.node),
-        );
-        let n = v["assignments"].as_array().map_or(0, |a| a.len());
-        if n == 8 {
-            for a in v["assignments"].as_array().unwrap() {
-                let (s, _) = server.post(
-                    &t.agent,
-                    &format!("/v1/agent/nodes/{}/reports", t.node),
-                    serde_json::json!({"job": a["job"], "fence": a["fence"], "task": 0}),
-                );
-                assert_eq!(s, 200);
-            }
-            break;
-        }
-        assert!(Instant::now() < deadline, "the first jobs never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let first = fill_node(&server, &t);
 
     // A burst from several clients; the server dies in the middle of it.
     let state = Arc::new(BurstState::default());
@@ -59,7 +32,13 @@ fn kill_during_burst(data: &std::path::Path, database: Option<&str>) {
     let server = Server::start(data, database, &[]);
     let mut all = first.clone();
     all.extend(&acked);
-    drain(&server, &t, &all, Duration::from_secs(120));
+    drain(
+        &server,
+        &server.admin_token(),
+        &t,
+        &all,
+        Duration::from_secs(120),
+    );
 }
 
 #[test]

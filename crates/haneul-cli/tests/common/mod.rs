@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Server {
@@ -245,7 +246,7 @@ pub fn burst(
 /// Plays the agent of `t.node` against `server` until every job in `jobs` has ended: reports
 /// each assigned task started, then exited 0. Checks on the way that the node never holds more
 /// than its 8 GPUs, no GPU is given twice, and every job runs exactly once (fence 1).
-pub fn drain(server: &Server, t: &Tenant, jobs: &[i64], deadline: Duration) {
+pub fn drain(server: &Server, admin: &str, t: &Tenant, jobs: &[i64], deadline: Duration) {
     use std::collections::BTreeSet;
     let until = Instant::now() + deadline;
     let mut done: BTreeSet<i64> = BTreeSet::new();
@@ -296,9 +297,8 @@ pub fn drain(server: &Server, t: &Tenant, jobs: &[i64], deadline: Duration) {
             done.insert(job);
         }
     }
-    let admin = server.admin_token();
     for &job in jobs {
-        let (s, v) = server.get(Some(&admin), &format!("/v1/jobs/{job}"));
+        let (s, v) = server.get(Some(admin), &format!("/v1/jobs/{job}"));
         assert_eq!(s, 200, "acknowledged job {job} is missing: {v}");
         assert_eq!(v["job"]["state"], "succeeded", "{v}");
         assert_eq!(
@@ -307,4 +307,37 @@ pub fn drain(server: &Server, t: &Tenant, jobs: &[i64], deadline: Duration) {
             "job {job} ran twice: {v}"
         );
     }
+}
+
+/// Eight one-GPU jobs fill the node, and the agent reports them started. Returns their ids.
+pub fn fill_node(server: &Server, t: &Tenant) -> Vec<i64> {
+    let state = Arc::new(BurstState::default());
+    let first: Vec<i64> = burst(vec![server.addr], &t.user, t.project, 1, 8, state.clone())
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(first.len(), 8);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = server.get(
+            Some(&t.agent),
+            &format!("/v1/agent/nodes/{}/assignments", t.node),
+        );
+        let n = v["assignments"].as_array().map_or(0, |a| a.len());
+        if n == 8 {
+            for a in v["assignments"].as_array().unwrap() {
+                let (s, _) = server.post(
+                    &t.agent,
+                    &format!("/v1/agent/nodes/{}/reports", t.node),
+                    serde_json::json!({"job": a["job"], "fence": a["fence"], "task": 0}),
+                );
+                assert_eq!(s, 200);
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first jobs never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    first
 }
