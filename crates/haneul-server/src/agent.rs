@@ -118,7 +118,7 @@ async fn heartbeat(
     Id(id): Id,
 ) -> Result<Json<HeartbeatAck>, ApiError> {
     own_node(&s, &caller, id).await?;
-    let n = s.store.heartbeat(id, now_ms()).await?;
+    let n = s.beats.call(id).await?;
     Ok(Json(HeartbeatAck {
         node: n.id,
         state: n.state.to_string(),

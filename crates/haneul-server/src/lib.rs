@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod batch;
 pub mod controller;
 pub mod convert;
 pub mod error;
@@ -95,9 +96,75 @@ pub enum ServerError {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Submissions, written in group commits.
+    pub submits:
+        batch::Batcher<(haneul_store::Actor, haneul_store::NewJob), haneul_store::JobRecord>,
+    /// Heartbeats, written in group commits.
+    pub beats: batch::Batcher<i64, haneul_store::NodeRecord>,
     pub signals: Arc<Signals>,
     pub metrics: Arc<Metrics>,
     pub heartbeat_interval_ms: i64,
+}
+
+impl AppState {
+    /// State for `store`, with the group-commit workers started (needs a Tokio runtime).
+    pub fn new(
+        store: Arc<dyn Store>,
+        signals: Arc<Signals>,
+        metrics: Arc<Metrics>,
+        heartbeat_interval_ms: i64,
+    ) -> Self {
+        let s = store.clone();
+        let submits = batch::Batcher::spawn(512, move |jobs: Vec<_>| {
+            let s = s.clone();
+            async move {
+                let now = controller::now_ms();
+                let n = jobs.len();
+                match s.submit_jobs(jobs.clone(), now).await {
+                    Ok(recs) => recs.into_iter().map(Ok).collect(),
+                    // One bad item must not fail its neighbours: write them one by one.
+                    Err(e) if n > 1 => {
+                        tracing::debug!(error = %e, "batched submit failed; retrying one by one");
+                        let mut out = Vec::with_capacity(n);
+                        for (actor, job) in jobs {
+                            out.push(s.submit_job(&actor, job, now).await.map_err(ApiError::from));
+                        }
+                        out
+                    }
+                    Err(e) => vec![Err(e.into())],
+                }
+            }
+        });
+        let s = store.clone();
+        let beats = batch::Batcher::spawn(1024, move |nodes: Vec<i64>| {
+            let s = s.clone();
+            async move {
+                match s.heartbeats(&nodes, controller::now_ms()).await {
+                    Ok(recs) => recs
+                        .into_iter()
+                        .zip(&nodes)
+                        .map(|(r, n)| r.ok_or_else(|| ApiError::not_found("node", n)))
+                        .collect(),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        tracing::error!(error = %msg, "heartbeat batch failed");
+                        nodes
+                            .iter()
+                            .map(|_| Err(ApiError::Internal(msg.clone())))
+                            .collect()
+                    }
+                }
+            }
+        });
+        AppState {
+            store,
+            submits,
+            beats,
+            signals,
+            metrics,
+            heartbeat_interval_ms,
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -402,12 +469,12 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         signals.clone(),
         metrics.clone(),
     );
-    let state = AppState {
+    let state = AppState::new(
         store,
-        signals: signals.clone(),
+        signals.clone(),
         metrics,
-        heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as i64,
-    };
+        cfg.heartbeat_interval.as_millis() as i64,
+    );
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServerError::Listen {

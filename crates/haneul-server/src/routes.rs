@@ -531,16 +531,15 @@ async fn submit_job(
         ));
     }
     let j = s
-        .store
-        .submit_job(
-            &actor(&caller),
+        .submits
+        .call((
+            actor(&caller),
             st::NewJob {
                 user_id: caller.0.id,
                 spec,
                 command: b.command,
             },
-            now_ms(),
-        )
+        ))
         .await?;
     s.signals.wake.notify_one();
     Ok((StatusCode::CREATED, Json(convert::job(j))))

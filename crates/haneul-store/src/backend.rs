@@ -375,6 +375,58 @@ macro_rules! store_impl {
             event(tx, kind, Some(a.job_id), Some(a.id), None, state.as_str(), now).await
         }
 
+        /// Inserts one queued job with its event and audit entry, in the caller's transaction.
+        async fn insert_job(tx: &mut Tx<'_>, actor: &Actor, job: NewJob, now: i64) -> Result<JobRecord> {
+            let spec = serde_json::to_string(&job.spec)?;
+            let command = serde_json::to_string(&job.command)?;
+            let project = job.spec.project.get() as i64;
+            let row = sqlx::query(
+                "INSERT INTO jobs (project_id, user_id, name, spec, command, state, \
+                 submitted_at, updated_at, attempts) \
+                 VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, 0) RETURNING *",
+            )
+            .bind(project)
+            .bind(job.user_id)
+            .bind(&job.spec.name)
+            .bind(&spec)
+            .bind(&command)
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| unique(e, "project", "job".into()))?;
+            let rec = job_row(&row)?;
+            event(tx, EventKind::Submitted, Some(rec.id), None, None, "", now).await?;
+            audit(tx, actor, "job.submit", &format!("job/{}", rec.id), &spec, now).await?;
+            Ok(rec)
+        }
+
+        /// Records one heartbeat in the caller's transaction; `None` for an unknown node.
+        async fn beat(tx: &mut Tx<'_>, node: i64, now: i64) -> Result<Option<NodeRecord>> {
+            let revived = sqlx::query(
+                "UPDATE nodes SET state = 'up', down_reason = NULL, last_heartbeat = $1 \
+                 WHERE id = $2 AND state = 'down' AND down_reason = 'lost'",
+            )
+            .bind(now)
+            .bind(node)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if revived > 0 {
+                event(tx, EventKind::FleetChanged, None, None, Some(node), "back", now).await?;
+            } else {
+                sqlx::query("UPDATE nodes SET last_heartbeat = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(node)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                .bind(node)
+                .fetch_optional(&mut **tx)
+                .await?;
+            row.as_ref().map(node_row).transpose()
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -818,59 +870,42 @@ macro_rules! store_impl {
 
             async fn heartbeat(&self, node: i64, now: i64) -> Result<NodeRecord> {
                 let mut tx = self.begin_write().await?;
-                let revived = sqlx::query(
-                    "UPDATE nodes SET state = 'up', down_reason = NULL, last_heartbeat = $1 \
-                     WHERE id = $2 AND state = 'down' AND down_reason = 'lost'",
-                )
-                .bind(now)
-                .bind(node)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if revived > 0 {
-                    event(&mut tx, EventKind::FleetChanged, None, None, Some(node), "back", now)
-                        .await?;
-                } else {
-                    sqlx::query("UPDATE nodes SET last_heartbeat = $1 WHERE id = $2")
-                        .bind(now)
-                        .bind(node)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
-                    .bind(node)
-                    .fetch_optional(&mut *tx)
+                let rec = beat(&mut tx, node, now)
                     .await?
                     .ok_or_else(|| StoreError::not_found("node", node))?;
-                let rec = node_row(&row)?;
                 tx.commit().await?;
                 Ok(rec)
             }
 
-            async fn submit_job(&self, actor: &Actor, job: NewJob, now: i64) -> Result<JobRecord> {
-                let spec = serde_json::to_string(&job.spec)?;
-                let command = serde_json::to_string(&job.command)?;
-                let project = job.spec.project.get() as i64;
+            async fn heartbeats(&self, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>> {
                 let mut tx = self.begin_write().await?;
-                let row = sqlx::query(
-                    "INSERT INTO jobs (project_id, user_id, name, spec, command, state, \
-                     submitted_at, updated_at, attempts) \
-                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, 0) RETURNING *",
-                )
-                .bind(project)
-                .bind(job.user_id)
-                .bind(&job.spec.name)
-                .bind(&spec)
-                .bind(&command)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| unique(e, "project", "job".into()))?;
-                let rec = job_row(&row)?;
-                event(&mut tx, EventKind::Submitted, Some(rec.id), None, None, "", now).await?;
-                audit(&mut tx, actor, "job.submit", &format!("job/{}", rec.id), &spec, now).await?;
+                let mut out = Vec::with_capacity(nodes.len());
+                for &n in nodes {
+                    out.push(beat(&mut tx, n, now).await?);
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn submit_job(&self, actor: &Actor, job: NewJob, now: i64) -> Result<JobRecord> {
+                let mut tx = self.begin_write().await?;
+                let rec = insert_job(&mut tx, actor, job, now).await?;
                 tx.commit().await?;
                 Ok(rec)
+            }
+
+            async fn submit_jobs(
+                &self,
+                jobs: Vec<(Actor, NewJob)>,
+                now: i64,
+            ) -> Result<Vec<JobRecord>> {
+                let mut tx = self.begin_write().await?;
+                let mut out = Vec::with_capacity(jobs.len());
+                for (actor, job) in jobs {
+                    out.push(insert_job(&mut tx, &actor, job, now).await?);
+                }
+                tx.commit().await?;
+                Ok(out)
             }
 
             async fn get_job(&self, id: i64) -> Result<JobRecord> {

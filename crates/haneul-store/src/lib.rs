@@ -88,11 +88,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<NodeRecord>;
     /// Records a heartbeat. A node that was down because it was lost comes back up.
     async fn heartbeat(&self, node: i64, now: i64) -> Result<NodeRecord>;
+    /// Heartbeats of several nodes in one transaction; `None` for an unknown node.
+    async fn heartbeats(&self, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>>;
 
     // --- jobs ---
 
     /// Queues a job: the job row, its first event and the audit entry commit together.
     async fn submit_job(&self, actor: &Actor, job: NewJob, now: i64) -> Result<JobRecord>;
+    /// Queues several jobs in one transaction (group commit): all are durable, or none.
+    async fn submit_jobs(&self, jobs: Vec<(Actor, NewJob)>, now: i64) -> Result<Vec<JobRecord>>;
     async fn get_job(&self, id: i64) -> Result<JobRecord>;
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
     /// Cancels a queued job at once, or asks the agents of a running one to stop it.

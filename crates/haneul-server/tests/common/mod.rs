@@ -68,12 +68,7 @@ impl Harness {
             signals.clone(),
             metrics.clone(),
         );
-        let state = AppState {
-            store: store.clone(),
-            signals,
-            metrics,
-            heartbeat_interval_ms: 5_000,
-        };
+        let state = AppState::new(store.clone(), signals, metrics, 5_000);
         Harness {
             app: app(state),
             store,

@@ -1,0 +1,306 @@
+//! Load benchmark of the control plane: sustained job submissions per second and their latency
+//! over real HTTP on loopback, while 1,250 simulated nodes (10,000 GPUs) heartbeat every 5 s
+//! and the controller schedules what arrives.
+//!
+//! cargo run --release -p haneul-server --example load -- [sqlite|postgres URL] [seconds] [clients]
+//!
+//! Prints one JSON line of figures (see docs/benchmarks.md).
+
+use haneul_server::{Config, Database};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const NODES: usize = 1_250;
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A keep-alive HTTP/1.1 connection: the benchmark measures the server, not connection setup.
+struct Conn {
+    addr: SocketAddr,
+    stream: Option<BufReader<TcpStream>>,
+}
+
+impl Conn {
+    fn new(addr: SocketAddr) -> Self {
+        Conn { addr, stream: None }
+    }
+
+    async fn call(&mut self, token: &str, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        for _ in 0..2 {
+            if self.stream.is_none() {
+                match TcpStream::connect(self.addr).await {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        self.stream = Some(BufReader::new(s));
+                    }
+                    Err(_) => return (0, Value::Null),
+                }
+            }
+            match self.once(token, method, path, body).await {
+                Ok(r) => return r,
+                Err(_) => self.stream = None,
+            }
+        }
+        (0, Value::Null)
+    }
+
+    async fn once(
+        &mut self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> std::io::Result<(u16, Value)> {
+        let s = self.stream.as_mut().expect("connected");
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.get_mut().write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        s.read_line(&mut line).await?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other("bad status line"))?;
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            s.read_line(&mut line).await?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut buf = vec![0; len];
+        s.read_exact(&mut buf).await?;
+        Ok((status, serde_json::from_slice(&buf).unwrap_or(Value::Null)))
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let backend = args.first().cloned().unwrap_or_else(|| "sqlite".into());
+    let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let clients: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
+
+    let dir = std::env::temp_dir().join(format!("haneul-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = Config::new(dir.clone());
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.node_timeout = Duration::from_secs(60);
+    if backend != "sqlite" {
+        cfg.database = Database::Postgres(backend.clone());
+    }
+    let server = haneul_server::start(cfg).await.expect("server starts");
+    let addr = server.addr;
+    let admin = std::fs::read_to_string(dir.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let mut c = Conn::new(addr);
+    let org = c
+        .call(
+            &admin,
+            "POST",
+            "/v1/orgs",
+            &json!({"name": "bench", "country": "KR"}),
+        )
+        .await
+        .1["id"]
+        .clone();
+    let project = c
+        .call(
+            &admin,
+            "POST",
+            "/v1/projects",
+            &json!({"org": org, "name": "load"}),
+        )
+        .await
+        .1["id"]
+        .as_i64()
+        .unwrap();
+    let agent_user = c
+        .call(
+            &admin,
+            "POST",
+            "/v1/users",
+            &json!({"name": "agents", "role": "agent"}),
+        )
+        .await
+        .1["id"]
+        .clone();
+    let agent = c
+        .call(&admin, "POST", "/v1/tokens", &json!({"user": agent_user}))
+        .await
+        .1["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // 1,250 nodes of 8 GPUs register, from 16 connections.
+    let t0 = Instant::now();
+    let mut regs = Vec::new();
+    for w in 0..16 {
+        let agent = agent.clone();
+        regs.push(tokio::spawn(async move {
+            let mut c = Conn::new(addr);
+            let mut ids = Vec::new();
+            for n in (w..NODES).step_by(16) {
+                let body = json!({"name": format!("gpu-{n:04}"), "block": format!("b{}", n / 32),
+                                  "gpu_model": "H200", "gpus": 8, "cpu_milli": 112000,
+                                  "memory_mib": 2000000});
+                let (s, v) = c.call(&agent, "POST", "/v1/agent/register", &body).await;
+                assert_eq!(s, 200, "{v}");
+                ids.push(v["id"].as_i64().unwrap());
+            }
+            ids
+        }));
+    }
+    let mut nodes = Vec::new();
+    for r in regs {
+        nodes.extend(r.await.unwrap());
+    }
+    let register_s = t0.elapsed().as_secs_f64();
+
+    // Heartbeats: each node every 5 s, spread evenly, from 8 connections.
+    let stop = Arc::new(AtomicBool::new(false));
+    let beats = Arc::new(AtomicU64::new(0));
+    let mut hb = Vec::new();
+    for w in 0..8 {
+        let (agent, stop, beats) = (agent.clone(), stop.clone(), beats.clone());
+        let mine: Vec<i64> = nodes.iter().copied().skip(w).step_by(8).collect();
+        hb.push(tokio::spawn(async move {
+            let mut c = Conn::new(addr);
+            let gap = HEARTBEAT / mine.len().max(1) as u32;
+            let mut tick = tokio::time::interval(gap);
+            'outer: loop {
+                for n in &mine {
+                    tick.tick().await;
+                    if stop.load(Ordering::Relaxed) {
+                        break 'outer;
+                    }
+                    let (s, _) = c
+                        .call(
+                            &agent,
+                            "POST",
+                            &format!("/v1/agent/nodes/{n}/heartbeat"),
+                            &Value::Null,
+                        )
+                        .await;
+                    if s == 200 {
+                        beats.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+
+    // Submissions: `clients` connections, each submitting back to back.
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut subs = Vec::new();
+    for _ in 0..clients {
+        let admin = admin.clone();
+        subs.push(tokio::spawn(async move {
+            let mut c = Conn::new(addr);
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let body = json!({"project": project, "command": ["python", "train.py"],
+                              "gpus_per_task": 1});
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let (s, _) = c.call(&admin, "POST", "/v1/jobs", &body).await;
+                if s == 201 {
+                    lat.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let start = Instant::now();
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for s in subs {
+        let (l, e) = s.await.unwrap();
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for h in hb {
+        let _ = h.await;
+    }
+    lat.sort_unstable();
+
+    // Scheduling pass durations, from the server's own histogram.
+    let (_, _) = c.call(&admin, "GET", "/healthz", &Value::Null).await;
+    let metrics = {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let passes = metric("haneul_schedule_pass_seconds_count");
+    let pass_mean_ms = 1000.0 * metric("haneul_schedule_pass_seconds_sum") / passes.max(1.0);
+    let started = metric("haneul_attempts_started_total");
+
+    let out = json!({
+        "backend": if backend == "sqlite" { "sqlite" } else { "postgres" },
+        "seconds": elapsed,
+        "clients": clients,
+        "nodes": nodes.len(),
+        "register_s": register_s,
+        "submitted": lat.len(),
+        "errors": errors,
+        "submissions_per_s": lat.len() as f64 / elapsed,
+        "p50_ms": percentile(&lat, 0.50),
+        "p99_ms": percentile(&lat, 0.99),
+        "max_ms": percentile(&lat, 1.0),
+        "heartbeats_per_s": beats.load(Ordering::Relaxed) as f64 / elapsed,
+        "attempts_started": started,
+        "schedule_passes": passes,
+        "schedule_pass_mean_ms": pass_mean_ms,
+    });
+    println!("{out}");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
