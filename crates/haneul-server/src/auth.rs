@@ -9,9 +9,47 @@ use crate::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use haneul_store::{JobRecord, ProjectRecord, Role, UserRecord};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The authenticated user behind a request.
 pub struct Caller(pub UserRecord);
+
+/// How long a verified token is trusted without asking the store again. A token revoked through
+/// this server is dropped at once; through another server (HA) it stops working within this.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Verified tokens by hash, so that a busy client costs one store read per TTL, not per request.
+#[derive(Default)]
+pub struct TokenCache {
+    map: Mutex<HashMap<String, (UserRecord, Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<UserRecord> {
+        let map = self.map.lock().ok()?;
+        let (u, at) = map.get(hash)?;
+        (at.elapsed() < TOKEN_CACHE_TTL).then(|| u.clone())
+    }
+
+    fn put(&self, hash: String, user: UserRecord) {
+        if let Ok(mut map) = self.map.lock() {
+            // Bounded: past this many live tokens, start over rather than grow.
+            if map.len() >= 100_000 {
+                map.clear();
+            }
+            map.insert(hash, (user, Instant::now()));
+        }
+    }
+
+    /// Forgets everything (after a revocation).
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.map.lock() {
+            map.clear();
+        }
+    }
+}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -27,11 +65,16 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
+        let hash = haneul_store::hash_token(token);
+        if let Some(user) = state.tokens.get(&hash) {
+            return Ok(Caller(user));
+        }
         let user = state
             .store
-            .authenticate(&haneul_store::hash_token(token))
+            .authenticate(&hash)
             .await?
             .ok_or(ApiError::Unauthenticated)?;
+        state.tokens.put(hash, user.clone());
         Ok(Caller(user))
     }
 }

@@ -329,16 +329,15 @@ impl Controller {
                 self.rebuild(epoch).await?;
                 continue;
             }
-            // Submissions are read back in one pass: the event carries only the id.
-            for id in submitted {
-                let job = match self.store.get_job(id).await {
-                    Ok(j) => j,
-                    Err(StoreError::NotFound { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                };
+            // Submissions are read back in one query: the event carries only the id.
+            if submitted.is_empty() {
+                continue;
+            }
+            for job in self.store.get_jobs(&submitted).await? {
                 if job.state != JobState::Queued {
                     continue;
                 }
+                let id = job.id;
                 let j = Job {
                     id: JobId(job.id as u64),
                     spec: job.spec,

@@ -101,6 +101,7 @@ pub struct AppState {
         batch::Batcher<(haneul_store::Actor, haneul_store::NewJob), haneul_store::JobRecord>,
     /// Heartbeats, written in group commits.
     pub beats: batch::Batcher<i64, haneul_store::NodeRecord>,
+    pub tokens: Arc<auth::TokenCache>,
     pub signals: Arc<Signals>,
     pub metrics: Arc<Metrics>,
     pub heartbeat_interval_ms: i64,
@@ -160,6 +161,7 @@ impl AppState {
             store,
             submits,
             beats,
+            tokens: Arc::default(),
             signals,
             metrics,
             heartbeat_interval_ms,

@@ -396,6 +396,7 @@ async fn revoke_token(State(s): State<AppState>, caller: Caller, Id(id): Id) -> 
         return Err(ApiError::forbidden("you may not revoke this user's tokens"));
     }
     let t = s.store.revoke_token(&actor(&caller), id, now_ms()).await?;
+    s.tokens.clear();
     Ok(Json(convert::token(t)))
 }
 

@@ -516,3 +516,23 @@ async fn listings_hold_only_the_callers_tenant() {
             .all(|u| u["project"] != json!(w.pa))
     );
 }
+
+#[tokio::test]
+async fn revoked_tokens_stop_at_once() {
+    let h = Harness::sqlite().await;
+    let org = h.org("o").await;
+    let (_, t) = h.user("u", "member", Some(org), &[]).await;
+    h.ok(&t, "GET", "/v1/whoami", None, 200).await;
+    let tokens = h.ok(&h.admin, "GET", "/v1/tokens", None, 200).await;
+    let id = tokens.as_array().unwrap().last().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    h.ok(&h.admin, "DELETE", &format!("/v1/tokens/{id}"), None, 200)
+        .await;
+    let (s, _) = h.call(Some(&t), "GET", "/v1/whoami", None).await;
+    assert_eq!(
+        s.as_u16(),
+        401,
+        "a revoked token must not outlive the cache"
+    );
+}

@@ -917,6 +917,24 @@ macro_rules! store_impl {
                 job_row(&row)
             }
 
+            async fn get_jobs(&self, ids: &[i64]) -> Result<Vec<JobRecord>> {
+                let mut out = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(500) {
+                    // Ids are integers we hold, never text from a request.
+                    let list: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
+                    let rows = sqlx::query(&format!(
+                        "SELECT * FROM jobs WHERE id IN ({}) ORDER BY id",
+                        list.join(",")
+                    ))
+                    .fetch_all(&self.read)
+                    .await?;
+                    for r in &rows {
+                        out.push(job_row(r)?);
+                    }
+                }
+                Ok(out)
+            }
+
             async fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRecord>> {
                 let mut sql = String::from("SELECT * FROM jobs WHERE 1 = 1");
                 if let Some(projects) = &f.projects {

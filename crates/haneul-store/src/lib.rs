@@ -98,6 +98,8 @@ pub trait Store: Send + Sync + 'static {
     /// Queues several jobs in one transaction (group commit): all are durable, or none.
     async fn submit_jobs(&self, jobs: Vec<(Actor, NewJob)>, now: i64) -> Result<Vec<JobRecord>>;
     async fn get_job(&self, id: i64) -> Result<JobRecord>;
+    /// The jobs with these ids that exist, in id order.
+    async fn get_jobs(&self, ids: &[i64]) -> Result<Vec<JobRecord>>;
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
     /// Cancels a queued job at once, or asks the agents of a running one to stop it.
     async fn cancel_job(&self, actor: &Actor, id: i64, now: i64) -> Result<JobRecord>;

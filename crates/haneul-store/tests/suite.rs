@@ -612,6 +612,59 @@ pub async fn projects_and_awards(store: &dyn Store) {
     assert!(store.list_jobs(&filter).await.unwrap().is_empty());
 }
 
+pub async fn group_commit(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "kaist-batch").await;
+    let n = node(store, "gpu-001", 10).await;
+    let batch: Vec<(Actor, NewJob)> = (0..50)
+        .map(|_| {
+            (
+                Actor::user(&u),
+                NewJob {
+                    user_id: u.id,
+                    spec: spec(p.id, 1),
+                    command: vec!["true".into()],
+                },
+            )
+        })
+        .collect();
+    let jobs = store.submit_jobs(batch, 20).await.unwrap();
+    assert_eq!(jobs.len(), 50);
+    assert!(jobs.windows(2).all(|w| w[1].id > w[0].id));
+    assert_eq!(store.snapshot().await.unwrap().queued.len(), 50);
+    assert_eq!(store.verify_audit().await.unwrap(), 3 + 1 + 50);
+    // One bad job (an unknown project) fails the whole batch: nothing half-written.
+    let mut bad = spec(p.id, 1);
+    bad.project = ProjectId(9_999);
+    let err = store
+        .submit_jobs(
+            vec![
+                (
+                    Actor::user(&u),
+                    NewJob {
+                        user_id: u.id,
+                        spec: spec(p.id, 1),
+                        command: vec!["true".into()],
+                    },
+                ),
+                (
+                    Actor::user(&u),
+                    NewJob {
+                        user_id: u.id,
+                        spec: bad,
+                        command: vec!["true".into()],
+                    },
+                ),
+            ],
+            30,
+        )
+        .await;
+    assert!(err.is_err());
+    assert_eq!(store.snapshot().await.unwrap().queued.len(), 50);
+    let beats = store.heartbeats(&[n.id, 12_345], 40).await.unwrap();
+    assert_eq!(beats[0].as_ref().unwrap().last_heartbeat, 40);
+    assert!(beats[1].is_none());
+}
+
 /// Instantiates every test of the suite for one backend; `$open` is an async block that returns
 /// `(store, guard)`, the guard keeping the database alive for the test.
 macro_rules! suite {
@@ -626,7 +679,8 @@ macro_rules! suite {
                 preemption_and_time_limit,
                 lease_fences_a_deposed_leader,
                 audit_is_a_chain,
-                projects_and_awards);
+                projects_and_awards,
+                group_commit);
         }
     };
     (@tests $open:expr; $($name:ident),+) => {
