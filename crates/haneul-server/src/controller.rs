@@ -58,6 +58,9 @@ impl Signals {
     }
 }
 
+/// Most attempts started in one transaction.
+const START_CHUNK: usize = 128;
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -379,20 +382,29 @@ impl Controller {
                     borrowing: s.borrowing,
                 })
                 .collect();
-            let (started, skipped) = match self
-                .store
-                .start_attempts(&self.cfg.holder, st.epoch, new, now)
-                .await
-            {
-                Ok(r) => r,
-                Err(StoreError::NotLeader) => {
-                    tracing::warn!("lease lost before the decisions were written; standing by");
-                    self.state = None;
-                    self.signals.leader.store(false, Ordering::SeqCst);
-                    return Ok(());
+            // Written in chunks so that a pass starting thousands of jobs does not hold the
+            // single writer (and every submission behind it) for its whole length.
+            let mut started = Vec::with_capacity(new.len());
+            let mut skipped = Vec::new();
+            for chunk in new.chunks(START_CHUNK) {
+                match self
+                    .store
+                    .start_attempts(&self.cfg.holder, st.epoch, chunk.to_vec(), now)
+                    .await
+                {
+                    Ok((a, s)) => {
+                        started.extend(a);
+                        skipped.extend(s);
+                    }
+                    Err(StoreError::NotLeader) => {
+                        tracing::warn!("lease lost before the decisions were written; standing by");
+                        self.state = None;
+                        self.signals.leader.store(false, Ordering::SeqCst);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
-            };
+            }
             for a in &started {
                 st.live.insert(a.job_id, Live { attempt: a.id });
             }

@@ -229,11 +229,29 @@ macro_rules! store_impl {
             detail: &str,
             now: i64,
         ) -> Result<()> {
-            let prev: Option<String> =
-                sqlx::query_scalar("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            let prev = prev.unwrap_or_default();
+            audit_after(tx, &mut None, actor, action, target, detail, now).await
+        }
+
+        /// [`audit`] for a run of entries in one transaction: `tip` carries the chain's last
+        /// hash from one entry to the next, so only the first reads it from the table.
+        async fn audit_after(
+            tx: &mut Tx<'_>,
+            tip: &mut Option<String>,
+            actor: &Actor,
+            action: &str,
+            target: &str,
+            detail: &str,
+            now: i64,
+        ) -> Result<()> {
+            let prev = match tip.take() {
+                Some(h) => h,
+                None => sqlx::query_scalar::<_, String>(
+                    "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1",
+                )
+                .fetch_optional(&mut **tx)
+                .await?
+                .unwrap_or_default(),
+            };
             let hash = audit_hash(&prev, now, &actor.name, action, target, detail);
             sqlx::query(
                 "INSERT INTO audit (at, actor, action, target, detail, prev_hash, hash) \
@@ -248,6 +266,7 @@ macro_rules! store_impl {
             .bind(&hash)
             .execute(&mut **tx)
             .await?;
+            *tip = Some(hash);
             Ok(())
         }
 
@@ -376,7 +395,13 @@ macro_rules! store_impl {
         }
 
         /// Inserts one queued job with its event and audit entry, in the caller's transaction.
-        async fn insert_job(tx: &mut Tx<'_>, actor: &Actor, job: NewJob, now: i64) -> Result<JobRecord> {
+        async fn insert_job(
+            tx: &mut Tx<'_>,
+            tip: &mut Option<String>,
+            actor: &Actor,
+            job: NewJob,
+            now: i64,
+        ) -> Result<JobRecord> {
             let spec = serde_json::to_string(&job.spec)?;
             let command = serde_json::to_string(&job.command)?;
             let project = job.spec.project.get() as i64;
@@ -396,7 +421,8 @@ macro_rules! store_impl {
             .map_err(|e| unique(e, "project", "job".into()))?;
             let rec = job_row(&row)?;
             event(tx, EventKind::Submitted, Some(rec.id), None, None, "", now).await?;
-            audit(tx, actor, "job.submit", &format!("job/{}", rec.id), &spec, now).await?;
+            audit_after(tx, tip, actor, "job.submit", &format!("job/{}", rec.id), &spec, now)
+                .await?;
             Ok(rec)
         }
 
@@ -889,7 +915,7 @@ macro_rules! store_impl {
 
             async fn submit_job(&self, actor: &Actor, job: NewJob, now: i64) -> Result<JobRecord> {
                 let mut tx = self.begin_write().await?;
-                let rec = insert_job(&mut tx, actor, job, now).await?;
+                let rec = insert_job(&mut tx, &mut None, actor, job, now).await?;
                 tx.commit().await?;
                 Ok(rec)
             }
@@ -901,8 +927,9 @@ macro_rules! store_impl {
             ) -> Result<Vec<JobRecord>> {
                 let mut tx = self.begin_write().await?;
                 let mut out = Vec::with_capacity(jobs.len());
+                let mut tip = None;
                 for (actor, job) in jobs {
-                    out.push(insert_job(&mut tx, &actor, job, now).await?);
+                    out.push(insert_job(&mut tx, &mut tip, &actor, job, now).await?);
                 }
                 tx.commit().await?;
                 Ok(out)
