@@ -411,6 +411,71 @@ async fn bad_input_is_4xx_naming_the_field(h: Harness) {
     assert_eq!(v["error"]["field"], "nvlink_domain");
 }
 
+async fn long_poll_wakes_on_new_work(h: Harness) {
+    let mut s = setup(h).await;
+    let first = s.assignments().await;
+    let etag = first["etag"].as_str().unwrap().to_string();
+    let path = format!(
+        "/v1/agent/nodes/{}/assignments?etag={etag}&wait_ms=20000",
+        s.node
+    );
+    let t0 = std::time::Instant::now();
+    let (app, agent) = (s.h.app.clone(), s.agent.clone());
+    let poll = tokio::spawn(async move {
+        use tower::ServiceExt;
+        let req = axum::http::Request::builder()
+            .uri(path)
+            .header("authorization", format!("Bearer {agent}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!poll.is_finished(), "an unchanged list is held");
+    let job = s.h.submit(&s.user, s.project, 1).await;
+    s.h.step().await;
+    let v = poll.await.unwrap();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+    assert_ne!(v["etag"].as_str().unwrap(), etag);
+    assert_eq!(v["assignments"][0]["job"].as_i64(), Some(job));
+}
+
+async fn metrics_cover_queues_gpus_passes_and_latency(h: Harness) {
+    let mut s = setup(h).await;
+    s.h.submit(&s.user, s.project, 8).await;
+    s.h.submit(&s.user, s.project, 8).await;
+    s.h.step().await;
+    let (code, _) = s.h.call(None, "GET", "/metrics", None).await;
+    assert_eq!(code.as_u16(), 200);
+    let req = axum::http::Request::builder()
+        .uri("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    use tower::ServiceExt;
+    let resp = s.h.app.clone().oneshot(req).await.unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let p = s.project;
+    for want in [
+        format!("haneul_queue_length{{project=\"{p}\"}} 1"),
+        "haneul_gpus_allocated{gpu_model=\"H200\",pool=\"1\"} 8".to_string(),
+        "haneul_schedule_pass_seconds_count".to_string(),
+        "haneul_api_request_seconds_count{method=\"POST\",route=\"/v1/jobs\",status=\"201\"} 2"
+            .to_string(),
+    ] {
+        assert!(text.contains(&want), "missing `{want}` in:\n{text}");
+    }
+}
+
 async fn openapi_describes_every_route(h: Harness) {
     let (code, v) = h.call(None, "GET", "/openapi.json", None).await;
     assert_eq!(code.as_u16(), 200);
@@ -465,5 +530,7 @@ both!(
     cancel_and_time_limit,
     preemption_gives_the_guarantee_back,
     bad_input_is_4xx_naming_the_field,
+    long_poll_wakes_on_new_work,
+    metrics_cover_queues_gpus_passes_and_latency,
     openapi_describes_every_route
 );
