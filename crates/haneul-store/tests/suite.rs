@@ -660,6 +660,32 @@ pub async fn group_commit(store: &dyn Store) {
         .await;
     assert!(err.is_err());
     assert_eq!(store.snapshot().await.unwrap().queued.len(), 50);
+    // One batched start: a job cancelled since the decision is skipped, the rest start once.
+    store.cancel_job(&Actor::user(&u), jobs[7].id, 35).await.unwrap();
+    let epoch = lead(store, "a", 35).await;
+    let starts = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| NewAttempt {
+            job_id: j.id,
+            placement: placement(n.id, vec![(i % 8) as u32]),
+            gpu_model: None,
+            borrowing: false,
+        })
+        .collect();
+    let (started, skipped) = store.start_attempts("a", epoch, starts, 36).await.unwrap();
+    assert_eq!(skipped, vec![jobs[7].id]);
+    assert_eq!(started.len(), 49);
+    assert!(started.iter().all(|a| a.fence == 1 && a.state == AttemptState::Assigned));
+    assert_eq!(store.assignments(n.id).await.unwrap().len(), 49);
+    let kinds: Vec<EventKind> = store
+        .job_events(jobs[0].id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec![EventKind::Submitted, EventKind::Started]);
     let beats = store.heartbeats(&[n.id, 12_345], 40).await.unwrap();
     assert_eq!(beats[0].as_ref().unwrap().last_heartbeat, 40);
     assert!(beats[1].is_none());
