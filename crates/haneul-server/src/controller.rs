@@ -296,6 +296,7 @@ impl Controller {
             let now = Time(now_ms());
             let mut rebuild = false;
             let mut submitted = Vec::new();
+            let mut projects = Vec::new();
             for ev in &events {
                 st.cursor = ev.seq;
                 let job = ev.job_id.map(|j| JobId(j as u64));
@@ -323,7 +324,29 @@ impl Controller {
                         st.live.remove(&(j.0 as i64));
                         st.stopping.remove(&(j.0 as i64));
                     }
-                    (EventKind::FleetChanged | EventKind::ProjectChanged, _) => rebuild = true,
+                    // A node's state changes in place; only new inventory needs a rebuild, which
+                    // reads the whole queue and so is kept for rare events.
+                    (EventKind::FleetChanged, _) => {
+                        let state = match ev.detail.as_str() {
+                            "lost" => Some(haneul_model::NodeState::Down),
+                            "back" | "up" => Some(haneul_model::NodeState::Up),
+                            "draining" => Some(haneul_model::NodeState::Draining),
+                            _ => None,
+                        };
+                        match (ev.node_id, state) {
+                            (Some(n), Some(state)) => {
+                                if st
+                                    .engine
+                                    .set_node_state(NodeId(id32(n)), state, now)
+                                    .is_err()
+                                {
+                                    rebuild = true;
+                                }
+                            }
+                            _ => rebuild = true,
+                        }
+                    }
+                    (EventKind::ProjectChanged, _) => projects.push(ev.detail.clone()),
                     _ => {}
                 }
             }
@@ -331,6 +354,18 @@ impl Controller {
                 let epoch = st.epoch;
                 self.rebuild(epoch).await?;
                 continue;
+            }
+            for id in projects {
+                let Ok(id) = id.parse::<i64>() else { continue };
+                let p = self.store.get_project(id).await?;
+                let project = Project {
+                    id: ProjectId(id32(p.id)),
+                    org: OrgId(id32(p.org_id)),
+                    name: p.name,
+                    quotas: known_quotas(p.quotas, st.engine.gpu_models()),
+                    weight: p.weight.clamp(1, u32::MAX as i64) as u32,
+                };
+                st.engine.upsert_project(&project)?;
             }
             // Submissions are read back in one query: the event carries only the id.
             if submitted.is_empty() {
@@ -481,6 +516,19 @@ impl Controller {
     }
 }
 
+/// A project's quotas for the GPU models the fleet has. A quota may name a model before its
+/// nodes arrive; the engine, which knows only present models, gets it at the rebuild that
+/// follows their registration.
+fn known_quotas(
+    quotas: BTreeMap<haneul_model::GpuModel, haneul_model::Quota>,
+    models: &[haneul_model::GpuModel],
+) -> BTreeMap<haneul_model::GpuModel, haneul_model::Quota> {
+    quotas
+        .into_iter()
+        .filter(|(m, _)| models.contains(m))
+        .collect()
+}
+
 /// The engine's view of a snapshot: fleet and tenants with model ids.
 fn model_of(snap: &Snapshot) -> Result<(Fleet, Tenants), ControllerError> {
     let pools = snap
@@ -521,6 +569,7 @@ fn model_of(snap: &Snapshot) -> Result<(Fleet, Tenants), ControllerError> {
     }
     let fleet =
         Fleet::new(pools, blocks.into_values().collect(), nodes).map_err(SchedError::from)?;
+    let models = fleet.gpu_models();
     let orgs = snap
         .orgs
         .iter()
@@ -542,7 +591,7 @@ fn model_of(snap: &Snapshot) -> Result<(Fleet, Tenants), ControllerError> {
             id: ProjectId(id32(p.id)),
             org: OrgId(id32(p.org_id)),
             name: p.name.clone(),
-            quotas: p.quotas.clone(),
+            quotas: known_quotas(p.quotas.clone(), &models),
             weight: p.weight.clamp(1, u32::MAX as i64) as u32,
         })
         .collect();

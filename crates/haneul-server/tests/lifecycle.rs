@@ -476,6 +476,47 @@ async fn metrics_cover_queues_gpus_passes_and_latency(h: Harness) {
     }
 }
 
+async fn drain_and_future_models_without_rebuild_failures(h: Harness) {
+    let mut s = setup(h).await;
+    // A quota for a GPU model no node has yet must not stop the controller.
+    let org = s.h.org("kisti").await;
+    s.h.ok(
+        &s.h.admin,
+        "POST",
+        "/v1/projects",
+        Some(json!({"org": org, "name": "future",
+                    "quotas": [{"gpu_model": "B200", "guaranteed_milli": 8000}]})),
+        201,
+    )
+    .await;
+    s.h.step().await;
+    s.h.ok(
+        &s.h.admin,
+        "POST",
+        &format!("/v1/nodes/{}/state", s.node),
+        Some(json!({"state": "draining"})),
+        200,
+    )
+    .await;
+    let job = s.h.submit(&s.user, s.project, 1).await;
+    s.h.step().await;
+    assert_eq!(
+        s.h.job_state(job).await,
+        "queued",
+        "a draining node takes no new work"
+    );
+    s.h.ok(
+        &s.h.admin,
+        "POST",
+        &format!("/v1/nodes/{}/state", s.node),
+        Some(json!({"state": "up"})),
+        200,
+    )
+    .await;
+    s.h.step().await;
+    assert_eq!(s.h.job_state(job).await, "running");
+}
+
 async fn openapi_describes_every_route(h: Harness) {
     let (code, v) = h.call(None, "GET", "/openapi.json", None).await;
     assert_eq!(code.as_u16(), 200);
@@ -532,5 +573,6 @@ both!(
     bad_input_is_4xx_naming_the_field,
     long_poll_wakes_on_new_work,
     metrics_cover_queues_gpus_passes_and_latency,
+    drain_and_future_models_without_rebuild_failures,
     openapi_describes_every_route
 );

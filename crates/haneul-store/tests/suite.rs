@@ -661,7 +661,10 @@ pub async fn group_commit(store: &dyn Store) {
     assert!(err.is_err());
     assert_eq!(store.snapshot().await.unwrap().queued.len(), 50);
     // One batched start: a job cancelled since the decision is skipped, the rest start once.
-    store.cancel_job(&Actor::user(&u), jobs[7].id, 35).await.unwrap();
+    store
+        .cancel_job(&Actor::user(&u), jobs[7].id, 35)
+        .await
+        .unwrap();
     let epoch = lead(store, "a", 35).await;
     let starts = jobs
         .iter()
@@ -676,7 +679,11 @@ pub async fn group_commit(store: &dyn Store) {
     let (started, skipped) = store.start_attempts("a", epoch, starts, 36).await.unwrap();
     assert_eq!(skipped, vec![jobs[7].id]);
     assert_eq!(started.len(), 49);
-    assert!(started.iter().all(|a| a.fence == 1 && a.state == AttemptState::Assigned));
+    assert!(
+        started
+            .iter()
+            .all(|a| a.fence == 1 && a.state == AttemptState::Assigned)
+    );
     assert_eq!(store.assignments(n.id).await.unwrap().len(), 49);
     let kinds: Vec<EventKind> = store
         .job_events(jobs[0].id)
