@@ -1,6 +1,7 @@
 //! The `haneul` binary. Each role is a subcommand with its own module.
 
 mod bench;
+mod bench_engine;
 
 use clap::{Parser, Subcommand};
 

@@ -4,7 +4,7 @@ use crate::cluster::{Cluster, FULL};
 use crate::decision::{Decisions, Placement, Preemption, Reservation, Start, TaskPlacement};
 use crate::error::SchedError;
 use crate::frag::{FragModel, TaskKind, kind_milli};
-use crate::placement::{Exclusions, PlaceCtx, Reserved, TaskReq, TaskSlot, place};
+use crate::placement::{EvictionView, Exclusions, PlaceCtx, Reserved, TaskReq, TaskSlot, place};
 use crate::policy::{Ordering, Policy};
 use crate::queue::{OrderKey, Queue, ShapeKey, Shapes, first_after};
 use haneul_model::{
@@ -85,6 +85,8 @@ struct ProjectSlot {
     usage_at: Time,
     running_milli: u64,
     pools: Vec<bool>,
+    /// The eligible pools folded into a number, to key per-pass memos.
+    pool_sig: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,12 +95,17 @@ enum Mode {
     Borrowing,
 }
 
+/// Preemption plans one pass may try; the rest wait for the next pass.
+const MAX_PREEMPTION_PLANS_PER_PASS: usize = 2;
+
 /// Counters of the last pass, for benchmarks and the controller's metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassStats {
     pub visited: u64,
     pub placement_attempts: u64,
     pub started: u64,
+    pub preemption_plans: u64,
+    pub reservation_plans: u64,
 }
 
 /// The scheduling engine. Holds the fleet's free capacity, the queue, running jobs and fair-share
@@ -118,6 +125,8 @@ pub struct Engine {
     running_by_end: BTreeSet<(Time, JobId)>,
     holds: BTreeMap<JobId, (Vec<u32>, Time)>,
     node_index: FxHashMap<NodeId, u32>,
+    /// Running jobs per node index, for preemption planning and node loss.
+    node_jobs: Vec<Vec<JobId>>,
     fits_ever: FxHashMap<(ShapeKey, u64, u64, u32), bool>,
     now: Time,
     last_stats: PassStats,
@@ -141,6 +150,9 @@ impl Ord for Share {
 struct ReservationPlan {
     start_at: Time,
     nodes: Vec<(u32, Reserved)>,
+    /// The reserved job runs within its guarantee. Only such reservations hold back other
+    /// guaranteed work; borrowed work could be preempted for it anyway.
+    guaranteed: bool,
 }
 
 impl Engine {
@@ -184,10 +196,18 @@ impl Engine {
             running_by_end: BTreeSet::new(),
             holds: BTreeMap::new(),
             node_index,
+            node_jobs: vec![Vec::new(); fleet.nodes.len()],
             fits_ever: FxHashMap::default(),
             now: Time::ZERO,
             last_stats: PassStats::default(),
         };
+        let mut capacity = vec![0u64; engine.cluster.models.len()];
+        for n in &engine.cluster.nodes {
+            if let Some(m) = n.model {
+                capacity[m as usize] += n.gpus() as u64;
+            }
+        }
+        engine.frag.set_capacity(capacity);
         for p in &tenants.projects {
             engine.upsert_project(p)?;
         }
@@ -220,16 +240,15 @@ impl Engine {
         let mut guarantee = vec![0; n_models];
         let mut borrow_limit = vec![None; n_models];
         for (model, q) in &p.quotas {
+            // A quota for a model the fleet does not have (yet) guarantees nothing here; the
+            // control plane checks model names against its catalogue.
             let Some(m) = self.cluster.model_index(model) else {
-                return Err(SchedError::UnknownGpuModel(
-                    model.to_string(),
-                    self.model_list(),
-                ));
+                continue;
             };
             guarantee[m as usize] = q.guaranteed.0;
             borrow_limit[m as usize] = q.borrow_limit.map(|l| l.0);
         }
-        let pools = self
+        let pools: Vec<bool> = self
             .cluster
             .pools
             .iter()
@@ -241,6 +260,7 @@ impl Engine {
                 slot.weight = p.weight as f64;
                 slot.guarantee = guarantee;
                 slot.borrow_limit = borrow_limit;
+                slot.pool_sig = pool_sig(&pools);
                 slot.pools = pools;
                 slot.org = p.org;
             }
@@ -256,6 +276,7 @@ impl Engine {
                     usage: 0.0,
                     usage_at: self.now,
                     running_milli: 0,
+                    pool_sig: pool_sig(&pools),
                     pools,
                 });
                 self.project_index.insert(p.id, i);
@@ -436,11 +457,11 @@ impl Engine {
                 return 0;
             }
             let mut s = u64::MAX;
-            if req.cpu > 0 {
-                s = s.min(n.cpu_cap / req.cpu);
+            if let Some(per) = n.cpu_cap.checked_div(req.cpu) {
+                s = s.min(per);
             }
-            if req.mem > 0 {
-                s = s.min(n.mem_cap / req.mem);
+            if let Some(per) = n.mem_cap.checked_div(req.mem) {
+                s = s.min(per);
             }
             if req.gpus > 0 {
                 let g = n.gpus() as u64;
@@ -531,6 +552,7 @@ impl Engine {
         let (cpu, mem) = (entry.req.cpu, entry.req.mem);
         for t in tasks {
             self.cluster.release(t.node, &t.gpus, t.milli, cpu, mem);
+            self.node_jobs[t.node as usize].retain(|j| *j != job);
         }
         let total = entry.total_milli();
         let project = entry.project;
@@ -570,14 +592,7 @@ impl Engine {
     }
 
     fn jobs_on_node(&self, idx: u32) -> Vec<JobId> {
-        let mut out: Vec<JobId> = self
-            .running_by_end
-            .iter()
-            .filter(|(_, j)| {
-                matches!(&self.jobs[j].run, Run::Running { tasks, .. } if tasks.iter().any(|t| t.node == idx))
-            })
-            .map(|(_, j)| *j)
-            .collect();
+        let mut out = self.node_jobs[idx as usize].clone();
         out.sort_unstable();
         out
     }
@@ -586,7 +601,7 @@ impl Engine {
         if let Some((nodes, _)) = self.holds.remove(&job) {
             for n in nodes {
                 if self.cluster.nodes[n as usize].hold == Some(job) {
-                    self.cluster.nodes[n as usize].hold = None;
+                    self.cluster.set_hold(n, None);
                 }
             }
         }
@@ -746,23 +761,50 @@ impl Engine {
         let mut stats = PassStats::default();
         let mut reservations: Vec<ReservationPlan> = Vec::new();
         // Exclusions for a job that would still run at the start of the first `i` reservations.
-        let mut exclusion_prefixes: Vec<Exclusions> = vec![Exclusions::default()];
+        let mut failures = FailureMemo::default();
         let mut shape_closed = vec![false; self.shapes.keys.len()];
         let nq = self.queues.len();
         let mut full_cursor: Vec<Option<OrderKey>> = vec![None; nq];
         let mut shape_cursor: FxHashMap<(usize, u32), OrderKey> = FxHashMap::default();
+        // Jobs whose preemption victims have stopped go first, onto the nodes held for them.
+        let ready: Vec<JobId> = self
+            .holds
+            .keys()
+            .filter(|j| {
+                matches!(
+                    self.jobs.get(j).map(|e| &e.run),
+                    Some(Run::Queued { victims: 0 })
+                )
+            })
+            .copied()
+            .collect();
+        for job in ready {
+            stats.visited += 1;
+            if let Attempt::Started(start) = self.try_start(job, &[], &mut failures, &mut stats) {
+                stats.started += 1;
+                decisions.starts.push(start);
+            }
+        }
         let mut heap: BinaryHeap<Reverse<(Share, usize)>> = (0..nq)
             .filter(|&q| self.queues[q].len() > 0)
             .map(|q| Reverse((Share(self.share_of(q)), q)))
             .collect();
         let backfill = self.policy.backfill && self.policy.skip_blocked;
+        // Planning a preemption looks at every node of a model: bound the work of one pass.
+        let mut preemption_plans = 0usize;
+        let mut preemption_failed: rustc_hash::FxHashSet<(u32, u8)> = Default::default();
         let depth = if backfill {
             self.policy.reservations
         } else {
             0
         };
 
+        let mut failed_after_reservations = 0usize;
         while let Some(Reverse((_, q))) = heap.pop() {
+            if !reservations.is_empty() && failed_after_reservations >= self.policy.backfill_window
+            {
+                break;
+            }
             let full_mode = !self.policy.skip_blocked || reservations.len() < depth;
             let candidate = if full_mode {
                 first_after(&self.queues[q].all, full_cursor[q])
@@ -780,36 +822,48 @@ impl Engine {
             }
             stats.visited += 1;
             let job = key.job;
-            let outcome = self.try_start(job, &reservations, &exclusion_prefixes, &mut stats);
+            let outcome = self.try_start(job, &reservations, &mut failures, &mut stats);
             match outcome {
                 Attempt::Started(start) => {
                     stats.started += 1;
                     decisions.starts.push(start);
                 }
-                Attempt::QuotaBlocked => {}
+                Attempt::QuotaBlocked => {
+                    failed_after_reservations += !reservations.is_empty() as usize
+                }
                 Attempt::NoRoom { guaranteed_model } => {
+                    failed_after_reservations += !reservations.is_empty() as usize;
                     let waiting =
                         matches!(self.jobs[&job].run, Run::Queued { victims } if victims > 0);
-                    if !waiting
+                    let shape = self.jobs[&job].shape;
+                    let preempted = if !waiting
                         && self.policy.preemption
+                        && preemption_plans < MAX_PREEMPTION_PLANS_PER_PASS
                         && let Some(m) = guaranteed_model
-                        && let Some(pre) = self.plan_preemption(job, m)
+                        && !preemption_failed.contains(&(shape, m))
                     {
+                        preemption_plans += 1;
+                        stats.preemption_plans += 1;
+                        let plan = self.plan_preemption(job, m);
+                        if plan.is_none() {
+                            preemption_failed.insert((shape, m));
+                        }
+                        plan
+                    } else {
+                        None
+                    };
+                    if let Some(pre) = preempted {
                         decisions.preemptions.extend(pre);
                     } else if !self.policy.skip_blocked {
                         break;
                     } else if reservations.len() < depth
                         && !waiting
-                        && let Some(plan) = self.plan_reservation(job, &reservations)
-                    {
-                        let mut excl = exclusion_prefixes.last().cloned().unwrap_or_default();
-                        for (node, r) in &plan.nodes {
-                            let e = excl.entry(*node).or_default();
-                            e.gpu_mask |= r.gpu_mask;
-                            e.cpu += r.cpu;
-                            e.mem += r.mem;
+                        && let Some(mut plan) = {
+                            stats.reservation_plans += 1;
+                            self.plan_reservation(job, &reservations)
                         }
-                        exclusion_prefixes.push(excl);
+                    {
+                        plan.guaranteed = guaranteed_model.is_some();
                         decisions.reservations.push(Reservation {
                             job,
                             start_at: plan.start_at,
@@ -867,70 +921,116 @@ impl Engine {
         &mut self,
         job: JobId,
         reservations: &[ReservationPlan],
-        exclusion_prefixes: &[Exclusions],
+        failures: &mut FailureMemo,
         stats: &mut PassStats,
     ) -> Attempt {
         let e = &self.jobs[&job];
         let end_est = self.now + e.estimate(self.policy.default_runtime);
         // Reservations that start before this job would end: it must leave their resources alone.
-        let blocking = reservations
+        let blocking: u64 = reservations
             .iter()
-            .rposition(|r| r.start_at < end_est)
-            .map_or(0, |i| i + 1);
-        let exclusions = (blocking > 0).then(|| &exclusion_prefixes[blocking]);
+            .enumerate()
+            .filter(|(_, r)| r.start_at < end_est)
+            .fold(0, |mask, (i, _)| mask | (1 << i.min(63)));
         let project = &self.projects[e.project as usize];
-        let ctx = PlaceCtx {
-            job,
-            pools: &project.pools,
-            exclusions,
-        };
-        if e.models.is_empty() {
-            stats.placement_attempts += 1;
-            let placed = place(
-                &self.cluster,
-                None,
-                &e.req,
-                &ctx,
-                self.policy.placement,
-                &mut self.frag,
-            );
-            return match placed {
-                Some(tasks) => Attempt::Started(self.commit(job, None, Mode::Guaranteed, tasks)),
-                None => Attempt::NoRoom {
-                    guaranteed_model: None,
-                },
-            };
+        let mut guaranteed: Vec<u8> = Vec::new();
+        let mut borrowing: Vec<u8> = Vec::new();
+        for &m in &e.models {
+            match self.mode(e, m) {
+                Some(Mode::Guaranteed) => guaranteed.push(m),
+                Some(Mode::Borrowing) => borrowing.push(m),
+                None => {}
+            }
         }
-        let mut modes: Vec<(u8, Mode)> = e
-            .models
-            .iter()
-            .filter_map(|&m| self.mode(e, m).map(|mode| (m, mode)))
-            .collect();
-        if modes.is_empty() {
+        if !e.models.is_empty() && guaranteed.is_empty() && borrowing.is_empty() {
             return Attempt::QuotaBlocked;
         }
-        // Guaranteed capacity first, then borrowing; fleet order within each.
-        modes.sort_by_key(|&(m, mode)| (mode == Mode::Borrowing, m));
-        let guaranteed_model = modes
+        let guaranteed_model = guaranteed.first().copied();
+        // Nodes held for this job are out of the capacity counts: a holder skips the quick check.
+        let holder = self.holds.contains_key(&job);
+        if !holder {
+            guaranteed.retain(|&m| self.may_fit_now(&e.req, m));
+            borrowing.retain(|&m| self.may_fit_now(&e.req, m));
+        }
+        let tried = guaranteed
             .iter()
-            .find(|(_, mode)| *mode == Mode::Guaranteed)
-            .map(|(m, _)| *m);
-        for (m, mode) in modes {
-            if !self.may_fit_now(&e.req, m) {
-                continue;
+            .chain(&borrowing)
+            .fold(0u64, |mask, &m| mask | (1 << m));
+        if !e.models.is_empty() && tried == 0 {
+            return Attempt::NoRoom { guaranteed_model };
+        }
+        // A job no easier to place than one that already failed this pass fails too; a job
+        // holding nodes from a preemption is the exception, those nodes are its alone.
+        let guaranteed_mask = guaranteed.iter().fold(0u64, |mask, &m| mask | (1 << m));
+        let memo_key = (e.shape, project.pool_sig, tried, guaranteed_mask);
+        let profile = (e.req.cpu, e.req.mem, blocking);
+        if !holder && failures.dominated(memo_key, profile) {
+            return Attempt::NoRoom { guaranteed_model };
+        }
+        let exclusions_for = |mode: Mode| -> Option<Exclusions> {
+            let mut excl = Exclusions::default();
+            for (i, r) in reservations.iter().enumerate() {
+                if blocking & (1 << i.min(63)) == 0 || (mode == Mode::Guaranteed && !r.guaranteed) {
+                    continue;
+                }
+                for (node, res) in &r.nodes {
+                    let x = excl.entry(*node).or_default();
+                    x.gpu_mask |= res.gpu_mask;
+                    x.cpu += res.cpu;
+                    x.mem += res.mem;
+                }
             }
+            (!excl.is_empty()).then_some(excl)
+        };
+        let pools = project.pools.clone();
+        if e.models.is_empty() {
+            // CPU-only work holds no GPU class quota.
             stats.placement_attempts += 1;
+            let excl = exclusions_for(Mode::Borrowing);
+            let ctx = PlaceCtx {
+                job,
+                pools: &pools,
+                exclusions: excl.as_ref(),
+            };
             let placed = place(
                 &self.cluster,
-                Some(m),
+                &[],
                 &e.req,
                 &ctx,
                 self.policy.placement,
                 &mut self.frag,
             );
-            if let Some(tasks) = placed {
-                return Attempt::Started(self.commit(job, Some(m), mode, tasks));
+            if let Some((_, tasks)) = placed {
+                return Attempt::Started(self.commit(job, None, Mode::Guaranteed, tasks));
             }
+        } else {
+            // Guaranteed capacity first, then borrowing.
+            for (models, mode) in [(guaranteed, Mode::Guaranteed), (borrowing, Mode::Borrowing)] {
+                if models.is_empty() {
+                    continue;
+                }
+                stats.placement_attempts += 1;
+                let excl = exclusions_for(mode);
+                let ctx = PlaceCtx {
+                    job,
+                    pools: &pools,
+                    exclusions: excl.as_ref(),
+                };
+                let placed = place(
+                    &self.cluster,
+                    &models,
+                    &e.req,
+                    &ctx,
+                    self.policy.placement,
+                    &mut self.frag,
+                );
+                if let Some((model, tasks)) = placed {
+                    return Attempt::Started(self.commit(job, model, mode, tasks));
+                }
+            }
+        }
+        if !holder {
+            failures.record(memo_key, profile);
         }
         Attempt::NoRoom { guaranteed_model }
     }
@@ -948,6 +1048,10 @@ impl Engine {
         let end_est = self.now + e.estimate(self.policy.default_runtime);
         for t in &tasks {
             self.cluster.allocate(t.node, &t.gpus, t.milli, cpu, mem);
+            let on_node = &mut self.node_jobs[t.node as usize];
+            if !on_node.contains(&job) {
+                on_node.push(job);
+            }
         }
         self.touch_usage(project);
         let p = &mut self.projects[project as usize];
@@ -979,121 +1083,162 @@ impl Engine {
     }
 
     /// Chooses borrowed work to stop so that `job`, within its guarantee on `model`, fits.
-    /// Victims are the preemptible jobs of projects running above their guarantee, lowest
-    /// priority and least work lost first; only as many as needed are kept.
+    /// Victims are the preemptible jobs of projects running above their guarantee. Each node is
+    /// priced by the work its evictions would lose (lowest priority and least work lost first);
+    /// the cheapest nodes per task slot are taken until the gang fits.
     fn plan_preemption(&mut self, job: JobId, model: u8) -> Option<Vec<Preemption>> {
         let e = &self.jobs[&job];
         let beneficiary_project = e.project;
-        let mut candidates: Vec<(u8, u64, JobId)> = Vec::new();
-        for (_, j) in &self.running_by_end {
-            let v = &self.jobs[j];
-            let Run::Running {
-                model: Some(vm),
-                preempting: None,
-                started,
-                ..
-            } = v.run
-            else {
-                continue;
-            };
-            if vm != model || !v.job.spec.preemptible || v.project == beneficiary_project {
-                continue;
-            }
-            let p = &self.projects[v.project as usize];
-            if p.alloc[model as usize] <= p.guarantee[model as usize] {
-                continue;
-            }
-            let lost = self.now.since(started).0.max(0) as u64 * v.total_milli();
-            candidates.push((3 - v.key.rank.min(3), lost, *j));
-        }
-        if candidates.is_empty() {
-            return None;
-        }
-        // Lowest priority class first (rank 3 is low), then least work lost, then id.
-        candidates.sort_by_key(|&(prio, lost, j)| (Reverse(prio), lost, j));
-        let mut scratch = self.cluster.clone();
-        let mut alloc: FxHashMap<u32, u64> = FxHashMap::default();
-        let mut chosen: Vec<JobId> = Vec::new();
+        let req = e.req;
         let pools = self.projects[beneficiary_project as usize].pools.clone();
         let ctx = PlaceCtx {
             job,
             pools: &pools,
             exclusions: None,
         };
-        let req = e.req;
-        let mut fits = false;
-        for (_, _, v) in candidates {
-            let ve = &self.jobs[&v];
-            let p = &self.projects[ve.project as usize];
-            let a = alloc.entry(ve.project).or_insert(p.alloc[model as usize]);
-            if *a <= p.guarantee[model as usize] {
+        let lost = |v: &JobEntry| -> u64 {
+            match v.run {
+                Run::Running { started, .. } => {
+                    self.now.since(started).0.max(0) as u64 * v.total_milli()
+                }
+                Run::Queued { .. } => 0,
+            }
+        };
+        // (cost, slots, node, victims) per node that can offer slots.
+        let mut offers: Vec<(u64, u32, u32, Vec<JobId>)> = Vec::new();
+        for &idx in &self.cluster.model_nodes[model as usize] {
+            let n = &self.cluster.nodes[idx as usize];
+            if n.state != NodeState::Up || n.hold.is_some_and(|h| h != job) {
                 continue;
             }
-            *a -= ve.total_milli();
-            if let Run::Running { tasks, .. } = &ve.run {
-                for t in tasks {
-                    scratch.release(t.node, &t.gpus, t.milli, ve.req.cpu, ve.req.mem);
+            let mut victims: Vec<(u8, u64, JobId)> = self.node_jobs[idx as usize]
+                .iter()
+                .filter_map(|j| {
+                    let v = &self.jobs[j];
+                    let Run::Running {
+                        model: Some(vm),
+                        preempting: None,
+                        ..
+                    } = v.run
+                    else {
+                        return None;
+                    };
+                    let p = &self.projects[v.project as usize];
+                    let borrowing = p.alloc[model as usize] > p.guarantee[model as usize];
+                    (vm == model
+                        && v.job.spec.preemptible
+                        && v.project != beneficiary_project
+                        && borrowing)
+                        .then(|| (v.key.rank, lost(v), *j))
+                })
+                .collect();
+            // Lowest priority class (highest rank) first, then least work lost.
+            victims.sort_by_key(|&(rank, lost, j)| (Reverse(rank), lost, j));
+            if victims.is_empty() && req.replicas == 1 {
+                // Nothing to evict, and a single task would have been placed without a plan.
+                continue;
+            }
+            let Some(mut ev) = EvictionView::new(n, idx, &ctx) else {
+                continue;
+            };
+            let base = ev.slots(&req);
+            let mut cost = 0;
+            let mut chosen = Vec::new();
+            let mut best = (base, 0u64, 0usize);
+            for (_, l, j) in &victims {
+                if best.0 >= req.replicas {
+                    break;
+                }
+                let v = &self.jobs[j];
+                if let Run::Running { tasks, .. } = &v.run {
+                    for t in tasks.iter().filter(|t| t.node == idx) {
+                        ev.free(&t.gpus, t.milli, v.req.cpu, v.req.mem);
+                    }
+                }
+                cost += l;
+                chosen.push(*j);
+                let s = ev.slots(&req);
+                if s > best.0 {
+                    best = (s, cost, chosen.len());
                 }
             }
-            chosen.push(v);
-            if place(
-                &scratch,
-                Some(model),
-                &req,
-                &ctx,
-                self.policy.placement,
-                &mut self.frag,
-            )
-            .is_some()
-            {
-                fits = true;
+            if best.0 > 0 {
+                chosen.truncate(best.2);
+                offers.push((best.1, best.0, idx, chosen));
+            }
+        }
+        // Cheapest work lost per slot first; free slots cost nothing.
+        offers.sort_by(|a, b| {
+            let lhs = a.0 as u128 * b.1 as u128;
+            let rhs = b.0 as u128 * a.1 as u128;
+            lhs.cmp(&rhs).then(a.2.cmp(&b.2))
+        });
+        let mut remaining: FxHashMap<u32, u64> = FxHashMap::default();
+        let mut victims: Vec<JobId> = Vec::new();
+        let mut slots = 0u64;
+        for (_, s, _, node_victims) in offers {
+            if slots >= req.replicas as u64 {
                 break;
             }
+            // Take a victim only while its project still runs above its guarantee.
+            let mut ok = true;
+            let mut trial = remaining.clone();
+            for j in &node_victims {
+                if victims.contains(j) {
+                    continue;
+                }
+                let v = &self.jobs[j];
+                let p = &self.projects[v.project as usize];
+                let a = trial.entry(v.project).or_insert(p.alloc[model as usize]);
+                if *a <= p.guarantee[model as usize] {
+                    ok = false;
+                    break;
+                }
+                *a = a.saturating_sub(v.total_milli());
+            }
+            if !ok {
+                continue;
+            }
+            remaining = trial;
+            for j in node_victims {
+                if !victims.contains(&j) {
+                    victims.push(j);
+                }
+            }
+            slots += s as u64;
         }
-        if !fits {
+        if slots < req.replicas as u64 || victims.is_empty() {
             return None;
         }
-        // Keep only the victims the placement really needs.
-        for i in (0..chosen.len()).rev() {
-            let ve = &self.jobs[&chosen[i]];
-            if let Run::Running { tasks, .. } = &ve.run {
-                let mut trial = scratch.clone();
-                if tasks.iter().all(|t| {
-                    let n = &trial.nodes[t.node as usize];
-                    t.gpus.iter().all(|&g| n.gpu_free[g as usize] >= t.milli)
-                        && n.cpu_free >= ve.req.cpu
-                        && n.mem_free >= ve.req.mem
-                }) {
-                    for t in tasks {
-                        trial.allocate(t.node, &t.gpus, t.milli, ve.req.cpu, ve.req.mem);
-                    }
-                    if place(
-                        &trial,
-                        Some(model),
-                        &req,
-                        &ctx,
-                        self.policy.placement,
-                        &mut self.frag,
-                    )
-                    .is_some()
-                    {
-                        scratch = trial;
-                        chosen.remove(i);
-                    }
+        let mut scratch = self.cluster.scratch();
+        for j in &victims {
+            let v = &self.jobs[j];
+            if let Run::Running { tasks, .. } = &v.run {
+                for t in tasks {
+                    scratch.release(t.node, &t.gpus, t.milli, v.req.cpu, v.req.mem);
                 }
             }
         }
-        let planned = place(
+        let (_, planned) = place(
             &scratch,
-            Some(model),
+            &[model],
             &req,
             &ctx,
             self.policy.placement,
             &mut self.frag,
         )?;
-        let mut out = Vec::with_capacity(chosen.len());
+        // Victims whose resources the plan does not touch keep running.
+        let used: BTreeSet<u32> = planned.iter().map(|t| t.node).collect();
+        victims.retain(|j| match &self.jobs[j].run {
+            Run::Running { tasks, .. } => tasks.iter().any(|t| used.contains(&t.node)),
+            Run::Queued { .. } => false,
+        });
+        if victims.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(victims.len());
         let mut latest = self.now;
-        for v in &chosen {
+        for v in &victims {
             let ve = self.jobs.get_mut(v).expect("victim exists");
             let kill_at = self.now + ve.job.spec.grace;
             latest = latest.max(kill_at);
@@ -1108,19 +1253,16 @@ impl Engine {
         }
         if let Some(b) = self.jobs.get_mut(&job) {
             b.run = Run::Queued {
-                victims: chosen.len() as u32,
+                victims: victims.len() as u32,
             };
         }
         let mut held = Vec::new();
-        for t in &planned {
-            let n = &mut self.cluster.nodes[t.node as usize];
-            if n.hold.is_none() {
-                n.hold = Some(job);
-                held.push(t.node);
+        for node in used {
+            if self.cluster.nodes[node as usize].hold.is_none() {
+                self.cluster.set_hold(node, Some(job));
+                held.push(node);
             }
         }
-        held.sort_unstable();
-        held.dedup();
         self.holds.insert(job, (held, latest + Span::from_mins(5)));
         Some(out)
     }
@@ -1136,7 +1278,7 @@ impl Engine {
         let req = e.req;
         let models = e.models.clone();
         let pools = self.projects[e.project as usize].pools.clone();
-        let mut scratch = self.cluster.clone();
+        let mut scratch = self.cluster.scratch();
         for r in earlier {
             for (node, res) in &r.nodes {
                 let n = &mut scratch.nodes[*node as usize];
@@ -1154,20 +1296,21 @@ impl Engine {
             exclusions: None,
         };
         let try_place = |s: &Cluster, frag: &mut FragModel| -> Option<Vec<TaskSlot>> {
-            if models.is_empty() {
-                return place(s, None, &req, &ctx, self.policy.placement, frag);
+            let fitting: Vec<u8> = models
+                .iter()
+                .copied()
+                .filter(|&m| {
+                    if req.milli < FULL {
+                        s.may_fit_fraction(m, req.milli as u32, req.replicas)
+                    } else {
+                        s.may_fit_whole(m, req.gpus, req.replicas)
+                    }
+                })
+                .collect();
+            if !models.is_empty() && fitting.is_empty() {
+                return None;
             }
-            models.iter().find_map(|&m| {
-                let quick = if req.milli < FULL {
-                    s.may_fit_fraction(m, req.milli as u32, req.replicas)
-                } else {
-                    s.may_fit_whole(m, req.gpus, req.replicas)
-                };
-                if !quick {
-                    return None;
-                }
-                place(s, Some(m), &req, &ctx, self.policy.placement, frag)
-            })
+            place(s, &fitting, &req, &ctx, self.policy.placement, frag).map(|(_, t)| t)
         };
         let ends: Vec<(Time, JobId)> = self
             .running_by_end
@@ -1216,6 +1359,7 @@ impl Engine {
             r.mem += req.mem;
         }
         Some(ReservationPlan {
+            guaranteed: false,
             start_at,
             nodes: nodes.into_iter().collect(),
         })
@@ -1238,29 +1382,15 @@ impl Engine {
         let req = e.req;
         let models = e.models.clone();
         let mut frag = std::mem::take(&mut self.frag);
-        let fits_now = if models.is_empty() {
-            place(
-                &self.cluster,
-                None,
-                &req,
-                &ctx,
-                self.policy.placement,
-                &mut frag,
-            )
-            .is_some()
-        } else {
-            models.iter().any(|&m| {
-                place(
-                    &self.cluster,
-                    Some(m),
-                    &req,
-                    &ctx,
-                    self.policy.placement,
-                    &mut frag,
-                )
-                .is_some()
-            })
-        };
+        let fits_now = place(
+            &self.cluster,
+            &models,
+            &req,
+            &ctx,
+            self.policy.placement,
+            &mut frag,
+        )
+        .is_some();
         self.frag = frag;
         if fits_now {
             return Some(self.now);
@@ -1377,10 +1507,54 @@ impl Engine {
     }
 }
 
+/// Placements that failed in this pass, by (shape, eligible pools, models tried), kept as the
+/// least demanding (CPU, memory, reservations to respect) profiles. Capacity only shrinks during a
+/// pass, so a job at least as demanding as a failed one can not fit either.
+#[derive(Default)]
+struct FailureMemo {
+    failed: FxHashMap<MemoKey, Vec<Profile>>,
+}
+
+/// (shape, eligible pools, models tried, of which guaranteed).
+type MemoKey = (u32, u64, u64, u64);
+/// (CPU, memory, reservations to respect as a bit set).
+type Profile = (u64, u64, u64);
+
+fn at_most(a: Profile, b: Profile) -> bool {
+    a.0 <= b.0 && a.1 <= b.1 && a.2 & !b.2 == 0
+}
+
+impl FailureMemo {
+    fn dominated(&self, key: MemoKey, p: Profile) -> bool {
+        self.failed
+            .get(&key)
+            .is_some_and(|v| v.iter().any(|&f| at_most(f, p)))
+    }
+
+    fn record(&mut self, key: MemoKey, p: Profile) {
+        let v = self.failed.entry(key).or_default();
+        v.retain(|&f| !at_most(p, f));
+        v.push(p);
+    }
+}
+
 enum Attempt {
     Started(Start),
     QuotaBlocked,
     NoRoom { guaranteed_model: Option<u8> },
+}
+
+fn pool_sig(pools: &[bool]) -> u64 {
+    pools
+        .iter()
+        .enumerate()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, (i, &ok)| {
+            if ok {
+                (h ^ i as u64).wrapping_mul(0x0100_0000_01b3)
+            } else {
+                h
+            }
+        })
 }
 
 fn task_kind(spec: &haneul_model::JobSpec, models: u64) -> TaskKind {

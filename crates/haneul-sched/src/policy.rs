@@ -45,6 +45,10 @@ pub struct Policy {
     /// How many blocked jobs at the head of the queue get a reservation. Slurm's `bf_max_job_test`
     /// plays a similar role; 1 protects the head job, more protect more jobs at a higher cost.
     pub reservations: usize,
+    /// Most jobs a pass tries that fail to start once the reservations are made (Slurm's
+    /// `bf_max_job_test`): it bounds the time of a pass on a deep queue. Jobs further down wait
+    /// for a later pass.
+    pub backfill_window: usize,
     /// Run time assumed for jobs that give neither an estimate nor a time limit.
     pub default_runtime: Span,
     /// When false, a blocked job at the head stops everything behind it (strict FIFO).
@@ -61,6 +65,7 @@ impl Default for Policy {
             preemption: true,
             backfill: true,
             reservations: 1,
+            backfill_window: 1000,
             default_runtime: Span::from_hours(24),
             skip_blocked: true,
             placement: PlacementStrategy::Fragmentation,

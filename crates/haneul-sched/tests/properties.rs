@@ -1,0 +1,250 @@
+//! Property tests of the engine's invariants over random fleets, tenants and workloads.
+
+mod common;
+
+use common::*;
+use haneul_model::{JobId, NodeId, NodeState, Span, Time};
+use haneul_sched::{Decisions, Engine, JobState, Policy};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+/// One step a driver may take between passes.
+#[derive(Debug, Clone)]
+enum Step {
+    Submit(JobGen),
+    FinishOldest,
+    NodeDown(u32),
+    NodeUp(u32),
+    Wait(i64),
+}
+
+fn step_gen(projects: u32) -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => job_gen(projects).prop_map(Step::Submit),
+        3 => Just(Step::FinishOldest),
+        1 => (0..16u32).prop_map(Step::NodeDown),
+        1 => (0..16u32).prop_map(Step::NodeUp),
+        2 => (1..3600i64).prop_map(Step::Wait),
+    ]
+}
+
+/// Plays the steps against an engine as a driver would: preempted jobs are requeued at their
+/// kill time, node losses requeue their jobs. Returns every pass's decisions.
+fn drive(engine: &mut Engine, nodes: usize, steps: &[Step]) -> Vec<Decisions> {
+    let mut now = Time::from_secs(1);
+    let mut running: Vec<JobId> = Vec::new();
+    let mut next_id = 0u64;
+    let mut out = Vec::new();
+    let mut pending_kills: BTreeMap<(Time, JobId), ()> = BTreeMap::new();
+    for step in steps {
+        match step {
+            Step::Submit(g) => {
+                let job = job_of(g, next_id, now);
+                next_id += 1;
+                let _ = engine.submit(job, now);
+            }
+            Step::FinishOldest => {
+                if !running.is_empty() {
+                    let j = running.remove(0);
+                    engine.finish(j, now).unwrap();
+                }
+            }
+            Step::NodeDown(n) | Step::NodeUp(n) if (*n as usize) < nodes => {
+                let state = if matches!(step, Step::NodeDown(_)) {
+                    NodeState::Down
+                } else {
+                    NodeState::Up
+                };
+                let lost = engine.set_node_state(NodeId(*n), state, now).unwrap();
+                if state == NodeState::Down {
+                    for j in lost {
+                        engine.requeue(j, now).unwrap();
+                        running.retain(|r| *r != j);
+                    }
+                }
+            }
+            Step::NodeDown(_) | Step::NodeUp(_) => {}
+            Step::Wait(s) => now = now + Span::from_secs(*s),
+        }
+        let due: Vec<(Time, JobId)> = pending_kills
+            .range(..=(now, JobId(u64::MAX)))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in due {
+            pending_kills.remove(&k);
+            if matches!(engine.job_state(k.1), Some(JobState::Preempting { .. })) {
+                engine.requeue(k.1, now).unwrap();
+                running.retain(|r| *r != k.1);
+            }
+        }
+        let d = engine.schedule(now);
+        for s in &d.starts {
+            running.push(s.job);
+        }
+        for p in &d.preemptions {
+            pending_kills.insert((p.kill_at, p.victim), ());
+        }
+        engine.check_invariants().unwrap();
+        out.push(d);
+    }
+    out
+}
+
+fn scenario() -> impl Strategy<Value = (Vec<NodeGen>, Vec<ProjectGen>, Vec<Step>)> {
+    (
+        proptest::collection::vec(node_gen(), 1..12),
+        proptest::collection::vec(project_gen(), 1..4),
+    )
+        .prop_flat_map(|(nodes, projects)| {
+            let n = projects.len() as u32;
+            (
+                Just(nodes),
+                Just(projects),
+                proptest::collection::vec(step_gen(n), 1..60),
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// No GPU share above 1000, CPU and memory within capacity, gangs whole, quotas and borrowing
+    /// limits held, the accounting consistent: `check_invariants` after every pass.
+    #[test]
+    fn invariants_hold_under_any_workload((nodes, projects, steps) in scenario()) {
+        let fleet = fleet_of(&nodes);
+        let tenants = tenants_of(&projects);
+        let mut engine = Engine::new(&fleet, &tenants, Policy::default()).unwrap();
+        let passes = drive(&mut engine, nodes.len(), &steps);
+        for d in &passes {
+            for s in &d.starts {
+                // Gangs are atomic: a start carries every task, each on distinct GPUs of a node.
+                prop_assert!(!s.placement.tasks.is_empty());
+                for t in &s.placement.tasks {
+                    let mut gpus = t.gpus.clone();
+                    gpus.dedup();
+                    prop_assert_eq!(gpus.len(), t.gpus.len());
+                }
+            }
+        }
+    }
+
+    /// The same inputs give the same decisions, byte for byte.
+    #[test]
+    fn decisions_are_deterministic((nodes, projects, steps) in scenario()) {
+        let fleet = fleet_of(&nodes);
+        let tenants = tenants_of(&projects);
+        let mut a = Engine::new(&fleet, &tenants, Policy::default()).unwrap();
+        let mut b = Engine::new(&fleet, &tenants, Policy::default()).unwrap();
+        let da = serde_json::to_string(&drive(&mut a, nodes.len(), &steps)).unwrap();
+        let db = serde_json::to_string(&drive(&mut b, nodes.len(), &steps)).unwrap();
+        prop_assert_eq!(da, db);
+    }
+
+    /// Backfill never delays the reserved head job: after the pass that made the reservation
+    /// (and started others behind it), the job can still start no later than promised.
+    /// Every project is either all borrowing or all guaranteed, so reservations and backfill
+    /// compete in one mode (guaranteed work may pass a borrowing job's reservation, by design).
+    #[test]
+    fn backfill_never_delays_the_reservation(
+        (nodes, projects, steps) in scenario(),
+        extra in proptest::collection::vec(job_gen(1), 1..30),
+        all_guaranteed in any::<bool>(),
+    ) {
+        let fleet = fleet_of(&nodes);
+        let mut projects = projects;
+        for p in &mut projects {
+            p.guarantee = if all_guaranteed { 10_000 } else { 0 };
+            p.borrow_limit = None;
+        }
+        let tenants = tenants_of(&projects);
+        let policy = Policy { preemption: false, ..Policy::default() };
+        let mut engine = Engine::new(&fleet, &tenants, policy).unwrap();
+        drive(&mut engine, nodes.len(), &steps);
+        let now = Time::from_secs(1_000_000);
+        for (i, g) in extra.iter().enumerate() {
+            let _ = engine.submit(job_of(g, 1_000_000 + i as u64, now), now);
+        }
+        let d = engine.schedule(now);
+        engine.check_invariants().unwrap();
+        for r in &d.reservations {
+            let earliest = engine.earliest_start(r.job);
+            prop_assert!(
+                earliest.is_some_and(|t| t <= r.start_at),
+                "{} was promised {:?}, now earliest {:?}", r.job, r.start_at, earliest
+            );
+        }
+    }
+
+    /// A project asking for no more than its guarantee gets it back from borrowers, through
+    /// preemption with grace, within a few passes; non-preemptible work is never a victim.
+    #[test]
+    fn guarantees_are_given_back(
+        nodes in proptest::collection::vec(node_gen(), 1..8),
+        fill in proptest::collection::vec(job_gen(1), 1..40),
+        grace in 0..600i64,
+    ) {
+        let mut nodes = nodes;
+        for n in &mut nodes {
+            n.model = 0;
+            n.cpu = 64;
+        }
+        let fleet = fleet_of(&nodes);
+        let total: u64 = nodes.iter().map(|n| n.gpus as u64).sum();
+        let guarantee = total / 2;
+        // Project 0 borrows everything; project 1 is owed half the fleet.
+        let projects = vec![
+            ProjectGen { weight: 1, guarantee: 0, borrow_limit: None },
+            ProjectGen { weight: 1, guarantee, borrow_limit: Some(0) },
+        ];
+        let tenants = tenants_of(&projects);
+        let mut engine = Engine::new(&fleet, &tenants, Policy::default()).unwrap();
+        let mut now = Time::from_secs(1);
+        let mut id = 0;
+        for g in &fill {
+            let mut g = g.clone();
+            g.project = 0;
+            g.models = vec![];
+            g.cpu = 0;
+            let mut job = job_of(&g, id, now);
+            job.spec.grace = Span::from_secs(grace);
+            id += 1;
+            let _ = engine.submit(job, now);
+        }
+        engine.schedule(now);
+        // Project 1 asks for single whole GPUs up to its guarantee.
+        let mut wanted = Vec::new();
+        let mut asked = 0;
+        while asked < guarantee {
+            let g = JobGen {
+                project: 1, replicas: 1, gpu: haneul_model::GpuRequest::Whole(1), cpu: 0,
+                models: vec![], priority: haneul_model::PriorityClass::Normal,
+                preemptible: false, estimate_s: 3600,
+            };
+            engine.submit(job_of(&g, id, now), now).unwrap();
+            wanted.push(haneul_model::JobId(id));
+            id += 1;
+            asked += 1;
+        }
+        for _ in 0..6 {
+            let d = engine.schedule(now);
+            for p in &d.preemptions {
+                prop_assert!(p.kill_at >= now);
+                prop_assert_eq!(p.kill_at, now + Span::from_secs(grace));
+            }
+            now = now + Span::from_secs(grace + 1);
+            let victims: Vec<JobId> = d.preemptions.iter().map(|p| p.victim).collect();
+            for v in victims {
+                engine.requeue(v, now).unwrap();
+            }
+            engine.check_invariants().unwrap();
+        }
+        engine.schedule(now);
+        for j in &wanted {
+            prop_assert!(
+                matches!(engine.job_state(*j), Some(JobState::Running { borrowing: false, .. })),
+                "{} still {:?}", j, engine.job_state(*j)
+            );
+        }
+    }
+}
