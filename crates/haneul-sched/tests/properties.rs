@@ -248,3 +248,103 @@ proptest! {
         }
     }
 }
+
+/// Any spec and any call order: the engine answers with a result, never a panic.
+mod hostile_input {
+    use super::common::*;
+    use haneul_model::{
+        GpuModel, GpuRequest, Job, JobId, JobSpec, MemMib, MilliCpu, NodeId, NodeState, ProjectId,
+        Span, Time,
+    };
+    use haneul_sched::{Engine, Policy};
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Call {
+        Submit {
+            id: u64,
+            project: u32,
+            replicas: u32,
+            gpu: GpuRequest,
+            cpu: u64,
+            mem: u64,
+            model: Option<String>,
+            limit: i64,
+        },
+        Finish(u64),
+        Requeue(u64),
+        Cancel(u64),
+        Node(u32, u8),
+        Schedule(i64),
+    }
+
+    fn call() -> impl Strategy<Value = Call> {
+        prop_oneof![
+            4 => (
+                0..20u64,
+                0..5u32,
+                prop_oneof![Just(0u32), 1..5u32, Just(u32::MAX)],
+                prop_oneof![
+                    Just(GpuRequest::None),
+                    (0..70u32).prop_map(GpuRequest::Whole),
+                    (0..2000u32).prop_map(GpuRequest::Fraction),
+                ],
+                prop_oneof![Just(0u64), 0..200_000u64, Just(u64::MAX)],
+                prop_oneof![Just(0u64), Just(u64::MAX)],
+                proptest::option::of(prop_oneof![Just("H200".to_string()), Just("X9".to_string())]),
+                -5..5i64,
+            )
+                .prop_map(|(id, project, replicas, gpu, cpu, mem, model, limit)| Call::Submit {
+                    id, project, replicas, gpu, cpu, mem, model, limit,
+                }),
+            1 => (0..20u64).prop_map(Call::Finish),
+            1 => (0..20u64).prop_map(Call::Requeue),
+            1 => (0..20u64).prop_map(Call::Cancel),
+            1 => (0..20u32, 0..3u8).prop_map(|(n, s)| Call::Node(n, s)),
+            2 => (-100..100i64).prop_map(Call::Schedule),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_engine_never_panics(
+            nodes in proptest::collection::vec(node_gen(), 1..6),
+            calls in proptest::collection::vec(call(), 1..80),
+        ) {
+            let fleet = fleet_of(&nodes);
+            let projects = vec![
+                ProjectGen { weight: 1, guarantee: 2, borrow_limit: Some(1) },
+                ProjectGen { weight: 2, guarantee: 0, borrow_limit: None },
+            ];
+            let mut engine = Engine::new(&fleet, &tenants_of(&projects), Policy::default()).unwrap();
+            let mut now = Time::from_secs(100);
+            for c in calls {
+                match c {
+                    Call::Submit { id, project, replicas, gpu, cpu, mem, model, limit } => {
+                        let mut spec = JobSpec::new(ProjectId(project), replicas, gpu);
+                        spec.cpu_per_task = MilliCpu(cpu);
+                        spec.memory_per_task = MemMib(mem);
+                        spec.gpu_models = model.iter().map(|m| GpuModel::new(m).unwrap()).collect();
+                        spec.time_limit = Some(Span::from_secs(limit));
+                        let _ = engine.submit(Job { id: JobId(id), spec, submitted_at: now }, now);
+                    }
+                    Call::Finish(j) => { let _ = engine.finish(JobId(j), now); }
+                    Call::Requeue(j) => { let _ = engine.requeue(JobId(j), now); }
+                    Call::Cancel(j) => { let _ = engine.cancel(JobId(j), now); }
+                    Call::Node(n, s) => {
+                        let state = [NodeState::Up, NodeState::Draining, NodeState::Down][s as usize];
+                        let _ = engine.set_node_state(NodeId(n), state, now);
+                    }
+                    Call::Schedule(dt) => {
+                        // Time may even go backwards: the engine keeps its own latest `now`.
+                        now = Time(now.0 + dt * 1000);
+                        engine.schedule(now);
+                    }
+                }
+                prop_assert!(engine.check_invariants().is_ok(), "{:?}", engine.check_invariants());
+            }
+        }
+    }
+}
