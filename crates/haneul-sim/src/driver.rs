@@ -1,0 +1,597 @@
+//! The discrete-event driver: a virtual clock that feeds a workload to the unchanged engine and
+//! acts on its decisions. It owns time: arrivals, starts, completions, time limits, preemptions
+//! with grace, node failures and repairs. It batches everything that happens at one instant into
+//! one `schedule()` call and calls the engine only when something changed.
+
+use crate::catalogue::{Catalogue, GpuClass};
+use crate::error::SimError;
+use crate::fleet_file::FleetSpec;
+use crate::workload::Workload;
+use haneul_model::{GpuModel, JobId, NodeId, NodeState, Span, Time};
+use haneul_sched::{Decisions, Engine, Policy, SchedError};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// Node failures: each node fails after an exponential time with this mean, and comes back
+/// after `repair_hours`. Jobs on a failed node lose the work of their current run.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failures {
+    pub mtbf_node_hours: f64,
+    pub repair_hours: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub policy_name: String,
+    pub policy: Policy,
+    /// The catalogue class the workload's run times were measured on.
+    pub measured_on: String,
+    /// Give the engine each job's true run time as its estimate when the workload has none
+    /// (perfect estimates, the usual assumption of backfill studies).
+    pub exact_estimates: bool,
+    pub failures: Option<Failures>,
+    pub seed: u64,
+    /// Check the engine's invariants after every pass (tests).
+    pub check_invariants: bool,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pending,
+    Completed,
+    TimedOut,
+    /// The engine refused it (it can never fit the fleet).
+    Rejected,
+}
+
+/// Per-model time integrals (milli-GPU x ms), for energy and per-model reports.
+#[derive(Debug, Clone, Default)]
+pub struct ModelUse {
+    pub model: String,
+    pub gpus: u64,
+    pub busy_milli_ms: f64,
+}
+
+/// A piecewise-constant quantity averaged into fixed-width buckets; the width doubles when the
+/// run outgrows the buckets, so memory stays bounded.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub width_ms: i64,
+    pub sums: Vec<f64>,
+    max_buckets: usize,
+}
+
+impl Series {
+    fn new(width_ms: i64, max_buckets: usize) -> Series {
+        Series {
+            width_ms: width_ms.max(1),
+            sums: Vec::new(),
+            max_buckets,
+        }
+    }
+
+    /// Adds `value` held over [from, to).
+    fn add(&mut self, from: i64, to: i64, value: f64) {
+        if to <= from {
+            return;
+        }
+        while to / self.width_ms >= self.max_buckets as i64 {
+            let merged: Vec<f64> = self.sums.chunks(2).map(|c| c.iter().sum()).collect();
+            self.sums = merged;
+            self.width_ms *= 2;
+        }
+        let mut t = from;
+        while t < to {
+            let b = (t / self.width_ms) as usize;
+            let end = ((b as i64 + 1) * self.width_ms).min(to);
+            if self.sums.len() <= b {
+                self.sums.resize(b + 1, 0.0);
+            }
+            self.sums[b] += value * (end - t) as f64;
+            t = end;
+        }
+    }
+
+    /// Bucket start (seconds) and time-averaged value.
+    pub fn points(&self) -> Vec<(f64, f64)> {
+        self.sums
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    i as f64 * self.width_ms as f64 / 1000.0,
+                    s / self.width_ms as f64,
+                )
+            })
+            .collect()
+    }
+}
+
+/// Everything a run measured; [`crate::metrics`] turns it into a report.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub policy: String,
+    pub first_start: Vec<i64>,
+    pub end: Vec<i64>,
+    pub outcome: Vec<Outcome>,
+    /// Allocated milli-GPU x ms per project (all runs, lost work included).
+    pub project_alloc: Vec<f64>,
+    /// The same in reference-class terms (scaled by the throughput of the GPUs used), which is
+    /// what fairness compares with demand.
+    pub project_ref: Vec<f64>,
+    pub preemptions: u64,
+    pub node_failures: u64,
+    /// milli-GPU x ms of work thrown away by preemption without checkpoint or node loss.
+    pub lost_milli_ms: f64,
+    /// Reference-class milli-GPU x ms of work delivered (kept).
+    pub delivered_ref_milli_ms: f64,
+    pub alloc_milli_ms: f64,
+    pub free_milli_ms: f64,
+    pub stranded_milli_ms: f64,
+    pub makespan_ms: i64,
+    pub capacity_milli: u64,
+    pub models: Vec<ModelUse>,
+    pub util_series: Series,
+    pub queue_series: Series,
+    pub schedule_calls: u64,
+    pub unknown_classes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// A run reaches its end: completion or time limit.
+    End,
+    /// A preempted run is killed at the end of its grace.
+    Kill,
+    NodeDown,
+    NodeUp,
+}
+
+type Event = Reverse<(i64, Kind, u64, u32)>;
+
+struct NodeTrack {
+    cap: u64,
+    used: u64,
+    up: bool,
+}
+
+struct State<'a> {
+    w: &'a Workload,
+    engine: Engine,
+    heap: BinaryHeap<Event>,
+    now: i64,
+    attempt: Vec<u32>,
+    run_start: Vec<i64>,
+    run_model: Vec<u8>,
+    run_timeout: Vec<bool>,
+    run_tasks: Vec<Vec<(u32, u64)>>,
+    remaining: Vec<i64>,
+    r: RunResult,
+    thr: Vec<f64>,
+    thr_ref: f64,
+    model_index: BTreeMap<GpuModel, u8>,
+    nodes: Vec<NodeTrack>,
+    alloc: u64,
+    model_alloc: Vec<u64>,
+    free: u64,
+    stranded: u64,
+    queued: u64,
+    done: u64,
+    cfg: &'a SimConfig,
+}
+
+fn stranded_of(n: &NodeTrack) -> u64 {
+    if n.up && n.used > 0 && n.used < n.cap {
+        n.cap - n.used
+    } else {
+        0
+    }
+}
+
+fn free_of(n: &NodeTrack) -> u64 {
+    if n.up { n.cap - n.used } else { 0 }
+}
+
+impl<'a> State<'a> {
+    fn node_change(&mut self, node: u32, f: impl FnOnce(&mut NodeTrack)) {
+        let n = &mut self.nodes[node as usize];
+        self.free -= free_of(n);
+        self.stranded -= stranded_of(n);
+        f(n);
+        self.free += free_of(n);
+        self.stranded += stranded_of(n);
+    }
+
+    /// Moves the clock to `t`, integrating every time-weighted quantity over the step.
+    fn advance(&mut self, t: i64) {
+        let dt = (t - self.now) as f64;
+        if dt > 0.0 {
+            self.r.alloc_milli_ms += self.alloc as f64 * dt;
+            self.r.free_milli_ms += self.free as f64 * dt;
+            self.r.stranded_milli_ms += self.stranded as f64 * dt;
+            for (m, a) in self.model_alloc.iter().enumerate() {
+                self.r.models[m].busy_milli_ms += *a as f64 * dt;
+            }
+            let util = self.alloc as f64 / self.r.capacity_milli as f64;
+            self.r.util_series.add(self.now, t, util);
+            self.r.queue_series.add(self.now, t, self.queued as f64);
+        }
+        self.now = t;
+    }
+
+    fn wall_for(&self, work_ref_ms: i64, model: u8) -> i64 {
+        (work_ref_ms as f64 * self.thr_ref / self.thr[model as usize]).ceil() as i64
+    }
+
+    fn work_in(&self, wall_ms: i64, model: u8) -> i64 {
+        (wall_ms as f64 * self.thr[model as usize] / self.thr_ref).floor() as i64
+    }
+
+    /// Ends job `j`'s current run: frees its GPUs in the driver's books and returns
+    /// (elapsed ms, gang milli-GPU).
+    fn close_run(&mut self, j: usize) -> (i64, u64) {
+        let elapsed = self.now - self.run_start[j];
+        let milli = self.w.jobs[j].total_milli();
+        self.attempt[j] += 1;
+        let tasks = std::mem::take(&mut self.run_tasks[j]);
+        for (node, m) in tasks {
+            self.node_change(node, |n| n.used -= m);
+        }
+        self.alloc -= milli;
+        if milli > 0 {
+            self.model_alloc[self.run_model[j] as usize] -= milli;
+        }
+        let p = self.w.jobs[j].project as usize;
+        self.r.project_alloc[p] += elapsed as f64 * milli as f64;
+        if milli > 0 {
+            self.r.project_ref[p] +=
+                elapsed as f64 * milli as f64 * self.thr[self.run_model[j] as usize] / self.thr_ref;
+        }
+        (elapsed, milli)
+    }
+
+    fn on_end(&mut self, j: usize) -> Result<(), SimError> {
+        self.engine.finish(JobId(j as u64), Time(self.now))?;
+        let timed_out = self.run_timeout[j];
+        let (elapsed, milli) = self.close_run(j);
+        let done = if milli > 0 {
+            self.work_in(elapsed, self.run_model[j])
+                .min(self.remaining[j])
+        } else {
+            self.remaining[j]
+        };
+        self.r.delivered_ref_milli_ms += done as f64 * milli as f64;
+        self.remaining[j] -= done;
+        self.r.end[j] = self.now;
+        self.r.outcome[j] = if timed_out {
+            Outcome::TimedOut
+        } else {
+            Outcome::Completed
+        };
+        self.done += 1;
+        Ok(())
+    }
+
+    /// A run stops before its end (preemption kill or node loss) and goes back to the queue.
+    fn on_stop(&mut self, j: usize, checkpoint: bool) -> Result<(), SimError> {
+        self.engine.requeue(JobId(j as u64), Time(self.now))?;
+        let (elapsed, milli) = self.close_run(j);
+        if checkpoint && milli > 0 {
+            let done = self
+                .work_in(elapsed, self.run_model[j])
+                .min(self.remaining[j]);
+            self.r.delivered_ref_milli_ms += done as f64 * milli as f64;
+            self.remaining[j] -= done;
+        } else {
+            self.r.lost_milli_ms += elapsed as f64 * milli as f64;
+        }
+        self.queued += 1;
+        Ok(())
+    }
+
+    fn apply(&mut self, d: Decisions) -> Result<(), SimError> {
+        for s in d.starts {
+            let j = s.job.0 as usize;
+            let job = &self.w.jobs[j];
+            let model = match &s.gpu_model {
+                Some(m) => self.model_index.get(m).copied().unwrap_or(0),
+                None => 0,
+            };
+            let milli = job.total_milli();
+            let wall = if milli > 0 {
+                self.wall_for(self.remaining[j], model)
+            } else {
+                self.remaining[j]
+            };
+            let (run, timeout) = match job.time_limit {
+                Some(l) if l.0 < wall => (l.0, true),
+                _ => (wall, false),
+            };
+            if self.r.first_start[j] < 0 {
+                self.r.first_start[j] = self.now;
+            }
+            self.run_start[j] = self.now;
+            self.run_model[j] = model;
+            self.run_timeout[j] = timeout;
+            let mut tasks = Vec::with_capacity(s.placement.tasks.len());
+            for t in &s.placement.tasks {
+                let m = t.milli_per_gpu.0 * t.gpus.len() as u64;
+                tasks.push((t.node.0, m));
+                self.node_change(t.node.0, |n| n.used += m);
+            }
+            self.run_tasks[j] = tasks;
+            self.alloc += milli;
+            if milli > 0 {
+                self.model_alloc[model as usize] += milli;
+            }
+            self.queued -= 1;
+            self.heap.push(Reverse((
+                self.now + run,
+                Kind::End,
+                j as u64,
+                self.attempt[j],
+            )));
+        }
+        for p in d.preemptions {
+            self.r.preemptions += 1;
+            let j = p.victim.0 as usize;
+            self.heap.push(Reverse((
+                p.kill_at.0.max(self.now),
+                Kind::Kill,
+                j as u64,
+                self.attempt[j],
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Replays `w` on `fleet` under one policy. `progress(done, total)` is called now and then.
+pub fn run(
+    w: &Workload,
+    fleet: &FleetSpec,
+    catalogue: &Catalogue,
+    cfg: &SimConfig,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<RunResult, SimError> {
+    let (tenants, engine_fleet) = w.tenants(fleet)?;
+    let engine = Engine::new(&engine_fleet, &tenants, cfg.policy.clone())?;
+    let neutral = GpuClass {
+        model: String::new(),
+        throughput: 1.0,
+        price_per_gpu_hour: 0.0,
+        power_w: 0.0,
+        idle_power_w: 0.0,
+    };
+    let models = engine_fleet.gpu_models();
+    let mut unknown_classes = Vec::new();
+    let thr: Vec<f64> = models
+        .iter()
+        .map(|m| match catalogue.get(m.as_str()) {
+            Some(c) => c.throughput,
+            None => {
+                unknown_classes.push(m.to_string());
+                neutral.throughput
+            }
+        })
+        .collect();
+    let thr_ref = if cfg.measured_on.is_empty() {
+        1.0
+    } else {
+        catalogue
+            .get(&cfg.measured_on)
+            .map(|c| c.throughput)
+            .ok_or_else(|| SimError::File {
+                path: catalogue.source.clone(),
+                reason: format!(
+                    "measured_on: unknown GPU class `{}`; the catalogue has {}",
+                    cfg.measured_on,
+                    catalogue.names()
+                ),
+            })?
+    };
+    let model_index: BTreeMap<GpuModel, u8> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.clone(), i as u8))
+        .collect();
+    let nodes: Vec<NodeTrack> = engine_fleet
+        .nodes
+        .iter()
+        .map(|n| NodeTrack {
+            cap: n.gpus as u64 * 1000,
+            used: 0,
+            up: true,
+        })
+        .collect();
+    let capacity: u64 = nodes.iter().map(|n| n.cap).sum();
+    let model_uses = models
+        .iter()
+        .map(|m| ModelUse {
+            model: m.to_string(),
+            gpus: engine_fleet
+                .nodes
+                .iter()
+                .filter(|n| &n.gpu_model == m)
+                .map(|n| n.gpus as u64)
+                .sum(),
+            busy_milli_ms: 0.0,
+        })
+        .collect();
+    let n = w.jobs.len();
+    let horizon = w.jobs.last().map(|j| j.submit.0).unwrap_or(0).max(1000);
+    let mut st = State {
+        w,
+        engine,
+        heap: BinaryHeap::new(),
+        now: 0,
+        attempt: vec![0; n],
+        run_start: vec![0; n],
+        run_model: vec![0; n],
+        run_timeout: vec![false; n],
+        run_tasks: vec![Vec::new(); n],
+        remaining: w.jobs.iter().map(|j| j.work.0.max(0)).collect(),
+        r: RunResult {
+            policy: cfg.policy_name.clone(),
+            first_start: vec![-1; n],
+            end: vec![-1; n],
+            outcome: vec![Outcome::Pending; n],
+            project_alloc: vec![0.0; w.projects.len()],
+            project_ref: vec![0.0; w.projects.len()],
+            preemptions: 0,
+            node_failures: 0,
+            lost_milli_ms: 0.0,
+            delivered_ref_milli_ms: 0.0,
+            alloc_milli_ms: 0.0,
+            free_milli_ms: 0.0,
+            stranded_milli_ms: 0.0,
+            makespan_ms: 0,
+            capacity_milli: capacity,
+            models: model_uses,
+            util_series: Series::new(horizon / 400, 1000),
+            queue_series: Series::new(horizon / 400, 1000),
+            schedule_calls: 0,
+            unknown_classes,
+        },
+        thr,
+        thr_ref,
+        model_index,
+        free: capacity,
+        nodes,
+        alloc: 0,
+        model_alloc: vec![0; models.len()],
+        stranded: 0,
+        queued: 0,
+        done: 0,
+        cfg,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6e6f_6465_6661_696c);
+    let exp_ms = |rng: &mut ChaCha8Rng, mean_h: f64| -> i64 {
+        (-(mean_h * 3_600_000.0) * (1.0 - rng.random::<f64>()).ln()).round() as i64 + 1
+    };
+    if let Some(f) = cfg.failures
+        && f.mtbf_node_hours > 0.0
+    {
+        for (i, node) in engine_fleet.nodes.iter().enumerate() {
+            if node.gpus > 0 {
+                let t = exp_ms(&mut rng, f.mtbf_node_hours);
+                st.heap.push(Reverse((t, Kind::NodeDown, i as u64, 0)));
+            }
+        }
+    }
+    let mut next = 0usize;
+    let mut events = 0u64;
+    progress(0, n as u64);
+    loop {
+        if st.done == n as u64 && next == n {
+            break;
+        }
+        let t_arr = w.jobs.get(next).map(|j| j.submit.0);
+        let t_ev = st.heap.peek().map(|e| e.0.0);
+        let now = match (t_arr, t_ev) {
+            (Some(a), Some(e)) => a.min(e),
+            (Some(a), None) => a,
+            (None, Some(e)) => e,
+            (None, None) => break,
+        };
+        st.advance(now);
+        let mut changed = false;
+        while next < n && w.jobs[next].submit.0 == now {
+            let job = w.engine_job(next);
+            let job = if job.spec.runtime_estimate.is_none() && cfg.exact_estimates {
+                let mut job = job;
+                job.spec.runtime_estimate = Some(Span(w.jobs[next].work.0.max(1)));
+                job
+            } else {
+                job
+            };
+            match st.engine.submit(job, Time(now)) {
+                Ok(()) => {
+                    st.queued += 1;
+                    changed = true;
+                }
+                Err(SchedError::TooLarge { .. }) => {
+                    st.r.outcome[next] = Outcome::Rejected;
+                    st.done += 1;
+                }
+                Err(e) => {
+                    return Err(SimError::Row {
+                        path: w.source.clone(),
+                        line: w.jobs[next].line,
+                        field: "job".into(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            next += 1;
+        }
+        while let Some(&Reverse((t, kind, id, attempt))) = st.heap.peek() {
+            if t != now {
+                break;
+            }
+            st.heap.pop();
+            events += 1;
+            let j = id as usize;
+            match kind {
+                Kind::End | Kind::Kill => {
+                    if attempt != st.attempt[j] || st.r.outcome[j] != Outcome::Pending {
+                        continue;
+                    }
+                    if kind == Kind::End {
+                        st.on_end(j)?;
+                    } else {
+                        let checkpoint = w.jobs[j].grace.0 > 0;
+                        st.on_stop(j, checkpoint)?;
+                    }
+                    changed = true;
+                }
+                Kind::NodeDown => {
+                    let f = cfg.failures.expect("failures configured");
+                    st.r.node_failures += 1;
+                    let lost =
+                        st.engine
+                            .set_node_state(NodeId(id as u32), NodeState::Down, Time(now))?;
+                    for job in lost {
+                        st.on_stop(job.0 as usize, false)?;
+                    }
+                    st.node_change(id as u32, |n| n.up = false);
+                    let back = now + (f.repair_hours * 3_600_000.0).round().max(1.0) as i64;
+                    st.heap.push(Reverse((back, Kind::NodeUp, id, 0)));
+                    changed = true;
+                }
+                Kind::NodeUp => {
+                    let f = cfg.failures.expect("failures configured");
+                    st.engine
+                        .set_node_state(NodeId(id as u32), NodeState::Up, Time(now))?;
+                    st.node_change(id as u32, |n| n.up = true);
+                    let t = now + exp_ms(&mut rng, f.mtbf_node_hours);
+                    st.heap.push(Reverse((t, Kind::NodeDown, id, 0)));
+                    changed = true;
+                }
+            }
+        }
+        if changed && st.queued > 0 {
+            let d = st.engine.schedule(Time(now));
+            st.r.schedule_calls += 1;
+            if cfg.check_invariants {
+                st.engine.check_invariants().map_err(|e| SimError::File {
+                    path: w.source.clone(),
+                    reason: format!("engine invariant broken at t={now}ms: {e}"),
+                })?;
+            }
+            st.apply(d)?;
+        }
+        if events & 0xfff == 0 {
+            progress(st.done, n as u64);
+        }
+        events += 1;
+    }
+    progress(st.done, n as u64);
+    st.r.makespan_ms = st.r.end.iter().copied().max().unwrap_or(0).max(0);
+    let _ = st.cfg;
+    Ok(st.r)
+}
