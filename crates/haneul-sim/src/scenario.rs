@@ -43,6 +43,22 @@ struct ScenarioFile {
     /// Haneul's.
     #[serde(default)]
     custom_policies: BTreeMap<String, Policy>,
+    #[serde(default)]
+    projects: Vec<ProjectSettings>,
+}
+
+/// Settings for a workload's project by name (trace projects come with weight 1 and no
+/// guarantee; this is how a scenario gives them quotas and classes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSettings {
+    pub name: String,
+    #[serde(default)]
+    pub class: Option<String>,
+    #[serde(default)]
+    pub weight: Option<u32>,
+    #[serde(default)]
+    pub guaranteed_gpus: Option<u64>,
 }
 
 fn default_policies() -> Vec<String> {
@@ -81,6 +97,7 @@ pub struct Scenario {
     pub workload: WorkloadSpec,
     pub failures: Option<Failures>,
     pub custom_policies: BTreeMap<String, Policy>,
+    pub projects: Vec<ProjectSettings>,
 }
 
 fn file_err(path: &Path, reason: String) -> SimError {
@@ -188,6 +205,7 @@ impl Scenario {
             workload,
             failures: f.failures,
             custom_policies: f.custom_policies,
+            projects: f.projects,
         };
         for p in &s.policies {
             s.policy(p)?;
@@ -233,6 +251,7 @@ impl Scenario {
             workload,
             failures: None,
             custom_policies: BTreeMap::new(),
+            projects: Vec::new(),
         })
     }
 
@@ -288,6 +307,28 @@ impl Scenario {
         };
         if let Some(n) = self.limit_jobs {
             w.truncate(n);
+        }
+        for o in &self.projects {
+            let Some(p) = w.projects.iter_mut().find(|p| p.name == o.name) else {
+                return Err(file_err(
+                    &self.path,
+                    format!("projects.name: the workload has no project `{}`", o.name),
+                ));
+            };
+            if let Some(c) = &o.class {
+                p.class = workload::generic::parse_class(c).ok_or_else(|| {
+                    file_err(&self.path, format!("projects.class: unknown tenant class `{c}`"))
+                })?;
+            }
+            if let Some(wt) = o.weight {
+                if wt == 0 {
+                    return Err(file_err(&self.path, "projects.weight: must be at least 1".into()));
+                }
+                p.weight = wt;
+            }
+            if let Some(g) = o.guaranteed_gpus {
+                p.guaranteed_gpus = g;
+            }
         }
         w.check_against(fleet)?;
         Ok(w)
