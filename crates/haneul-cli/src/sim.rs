@@ -116,6 +116,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
             fleet.describe()
         );
         print_table(&reports);
+        if let Some(r) = reports.iter().find(|r| !r.uncatalogued_models.is_empty()) {
+            println!(
+                "note: {} not in the catalogue: run at speed 1 with no price or power",
+                r.uncatalogued_models.join(", ")
+            );
+        }
     }
     Ok(())
 }

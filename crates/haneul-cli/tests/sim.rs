@@ -91,7 +91,16 @@ fn three_jobs_on_two_nodes_match_hand_computed_figures() {
     ]);
     let reports = json_ok(run_in(
         &d,
-        &["sim", "--scenario", "scenario.toml", "--policy", "fifo", "--policy", "haneul", "--json"],
+        &[
+            "sim",
+            "--scenario",
+            "scenario.toml",
+            "--policy",
+            "fifo",
+            "--policy",
+            "haneul",
+            "--json",
+        ],
     ));
     assert_eq!(reports.len(), 2);
     // FIFO: B waits for A (starts 100, ends 150); C may not pass B (starts 150, ends 180).
@@ -122,9 +131,15 @@ fn three_jobs_on_two_nodes_match_hand_computed_figures() {
     // Cost: 8 GPUs x $2.99 x 150 s; delivered 920 GPU-seconds.
     let cost = 8.0 * 2.99 * 150.0 / 3600.0;
     assert!(close(f(h, "cost_usd"), cost));
-    assert!(close(f(h, "cost_per_delivered_gpu_hour"), cost / (920.0 / 3600.0)));
+    assert!(close(
+        f(h, "cost_per_delivered_gpu_hour"),
+        cost / (920.0 / 3600.0)
+    ));
     // Energy: 920 busy GPU-s at 700 W, 280 idle GPU-s at 70 W.
-    assert!(close(f(h, "energy_mwh"), (920.0 * 700.0 + 280.0 * 70.0) / 3600.0 / 1e6));
+    assert!(close(
+        f(h, "energy_mwh"),
+        (920.0 * 700.0 + 280.0 * 70.0) / 3600.0 / 1e6
+    ));
     // Size groups: two 1-node jobs of 4 GPUs, one of 8.
     let sizes = h["by_size"].as_array().unwrap();
     assert_eq!(sizes.len(), 2);
@@ -139,13 +154,19 @@ fn run_time_scales_with_the_catalogue_and_time_limits_stop_jobs() {
     // 130 s measured on H100 runs 100 s on an H200 (throughput 1.3); the second job is stopped
     // by its 50 s limit.
     let jobs = "submit_s,duration_s,gpus,time_limit_s\n0,130,1,\n0,1000,1,50\n";
-    let d = dir_with(&[
-        ("fleet.toml", fleet),
-        ("jobs.csv", jobs),
-    ]);
+    let d = dir_with(&[("fleet.toml", fleet), ("jobs.csv", jobs)]);
     let reports = json_ok(run_in(
         &d,
-        &["sim", "--trace", "csv:jobs.csv", "--fleet", "fleet.toml", "--policy", "haneul", "--json"],
+        &[
+            "sim",
+            "--trace",
+            "csv:jobs.csv",
+            "--fleet",
+            "fleet.toml",
+            "--policy",
+            "haneul",
+            "--json",
+        ],
     ));
     let r = &reports[0];
     assert_eq!(r["completed"], 1);
@@ -177,7 +198,10 @@ guaranteed_gpus = 4
         ("jobs.csv", jobs),
         ("scenario.toml", scenario),
     ]);
-    let r = &json_ok(run_in(&d, &["sim", "--scenario", "scenario.toml", "--json"]))[0];
+    let r = &json_ok(run_in(
+        &d,
+        &["sim", "--scenario", "scenario.toml", "--json"],
+    ))[0];
     // Q is told at 100 and killed at 110 after checkpointing 110 s; P runs 110-160; Q resumes at
     // 160 with 890 s left and ends at 1050.
     assert_eq!(r["preemptions"], 1);
@@ -210,15 +234,28 @@ path = "{}"
         }
         serde_json::to_string(&v).unwrap()
     };
-    let a = json_ok(run_in(&d, &["sim", "--scenario", "scenario.toml", "--json"]));
+    let a = json_ok(run_in(
+        &d,
+        &["sim", "--scenario", "scenario.toml", "--json"],
+    ));
     assert_eq!(a[0]["jobs"], 3000);
     for r in &a {
-        assert_eq!(f(r, "completed") + f(r, "timed_out") + f(r, "rejected"), 3000.0);
+        assert_eq!(
+            f(r, "completed") + f(r, "timed_out") + f(r, "rejected"),
+            3000.0
+        );
         assert!(f(r, "utilization") > 0.0 && f(r, "utilization") <= 1.0);
     }
     // Ten virtual clusters or more appear in the first jobs; each is a project.
-    let b = json_ok(run_in(&d, &["sim", "--scenario", "scenario.toml", "--json"]));
-    assert_eq!(strip(a), strip(b), "same scenario and seed must give identical reports");
+    let b = json_ok(run_in(
+        &d,
+        &["sim", "--scenario", "scenario.toml", "--json"],
+    ));
+    assert_eq!(
+        strip(a),
+        strip(b),
+        "same scenario and seed must give identical reports"
+    );
 }
 
 #[test]
@@ -256,7 +293,12 @@ fn shipped_small_scenario_runs_from_the_repo_root_and_writes_charts() {
     let svg = std::fs::read_to_string(out.join("wait_cdf_haneul.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("partner"));
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    assert!(csv.lines().nth(1).unwrap().starts_with("haneul,small-h200,576,20000,"));
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("haneul,small-h200,576,20000,")
+    );
 }
 
 #[test]
@@ -274,15 +316,26 @@ fn plan_compares_cost_per_delivered_gpu_hour() {
     let r = json_ok(run_in(
         &d,
         &[
-            "plan", "--scenario", "scenario.toml", "--fleet", "h100.toml", "--fleet", "b200.toml",
-            "--json", "--out", "out",
+            "plan",
+            "--scenario",
+            "scenario.toml",
+            "--fleet",
+            "h100.toml",
+            "--fleet",
+            "b200.toml",
+            "--json",
+            "--out",
+            "out",
         ],
     ));
     assert_eq!(r[0]["fleet"], "h100");
     // One H100-hour of work: an hour of an H100 at $2.99, or 3600/2.2 s of a B200 at $4.99.
     assert!(close(f(&r[0], "cost_per_delivered_gpu_hour"), 2.99));
     assert!(close(f(&r[1], "makespan_s"), 1636.364));
-    assert!(close(f(&r[1], "cost_per_delivered_gpu_hour"), 4.99 * 1636.364 / 3600.0));
+    assert!(close(
+        f(&r[1], "cost_per_delivered_gpu_hour"),
+        4.99 * 1636.364 / 3600.0
+    ));
     assert!(d.join("out/plan.svg").exists());
 }
 
@@ -292,7 +345,13 @@ fn a_malformed_trace_row_names_file_line_and_field() {
     let d = dir_with(&[("fleet.toml", TWO_NODES), ("philly.csv", bad)]);
     let err = failure(run_in(
         &d,
-        &["sim", "--trace", "philly:philly.csv", "--fleet", "fleet.toml"],
+        &[
+            "sim",
+            "--trace",
+            "philly:philly.csv",
+            "--fleet",
+            "fleet.toml",
+        ],
     ));
     assert!(err.contains("philly.csv:3: duration:"), "{err}");
 }
@@ -301,15 +360,24 @@ fn a_malformed_trace_row_names_file_line_and_field() {
 fn a_fleet_without_gpus_names_file_line_and_field() {
     let fleet = "name = \"cpu\"\n\n[[pools]]\nname = \"cpu\"\ngpu_model = \"H100\"\nnodes = 4\ngpus_per_node = 0\n";
     let d = dir_with(&[("fleet.toml", fleet), ("jobs.csv", THREE_JOBS)]);
-    let err = failure(run_in(&d, &["sim", "--trace", "csv:jobs.csv", "--fleet", "fleet.toml"]));
-    assert!(err.contains("fleet.toml:3: pools: the fleet has no GPUs"), "{err}");
+    let err = failure(run_in(
+        &d,
+        &["sim", "--trace", "csv:jobs.csv", "--fleet", "fleet.toml"],
+    ));
+    assert!(
+        err.contains("fleet.toml:3: pools: the fleet has no GPUs"),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_unknown_gpu_model_in_a_workload_names_file_line_and_field() {
     let jobs = "submit_s,duration_s,gpus,gpu_model\n0,10,1,H100\n5,10,1,A100\n";
     let d = dir_with(&[("fleet.toml", TWO_NODES), ("jobs.csv", jobs)]);
-    let err = failure(run_in(&d, &["sim", "--trace", "csv:jobs.csv", "--fleet", "fleet.toml"]));
+    let err = failure(run_in(
+        &d,
+        &["sim", "--trace", "csv:jobs.csv", "--fleet", "fleet.toml"],
+    ));
     assert!(
         err.contains("jobs.csv:3: gpu_model: unknown GPU model `A100`"),
         "{err}"
@@ -318,12 +386,101 @@ fn an_unknown_gpu_model_in_a_workload_names_file_line_and_field() {
 
 #[test]
 fn bad_jsonl_and_missing_files_are_errors_not_panics() {
-    let jobs = "{\"submit_s\": 0, \"duration_s\": 10, \"gpus\": 1}\n{\"submit_s\": 1, \"gpus\": 1}\n";
+    let jobs =
+        "{\"submit_s\": 0, \"duration_s\": 10, \"gpus\": 1}\n{\"submit_s\": 1, \"gpus\": 1}\n";
     let d = dir_with(&[("fleet.toml", TWO_NODES), ("jobs.jsonl", jobs)]);
-    let err = failure(run_in(&d, &["sim", "--trace", "jsonl:jobs.jsonl", "--fleet", "fleet.toml"]));
+    let err = failure(run_in(
+        &d,
+        &[
+            "sim",
+            "--trace",
+            "jsonl:jobs.jsonl",
+            "--fleet",
+            "fleet.toml",
+        ],
+    ));
     assert!(err.contains("jobs.jsonl:2: duration_s:"), "{err}");
-    let err = failure(run_in(&d, &["sim", "--trace", "philly:nope.csv", "--fleet", "fleet.toml"]));
+    let err = failure(run_in(
+        &d,
+        &["sim", "--trace", "philly:nope.csv", "--fleet", "fleet.toml"],
+    ));
     assert!(err.contains("nope.csv"), "{err}");
     let err = failure(run_in(&d, &["sim", "--scenario", "missing.toml"]));
     assert!(err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn openb_pods_run_on_the_openb_node_list() {
+    let nodes =
+        "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,2,V100M16\nn1,96000,393216,8,G2\n";
+    // Two shares of one GPU pinned to V100M16 (they fit one GPU together), and a whole G2 GPU.
+    let pods = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n\
+p0,4000,8192,1,500,V100M16,LS,Running,0,100,0\n\
+p1,4000,8192,1,500,V100M16,LS,Running,10,60,10\n\
+p2,8000,8192,1,1000,,LS,Running,20,50,20\n";
+    let scenario = "fleet = \"openb-nodes:nodes.csv\"\npolicies = [\"haneul\"]\n[workload]\nformat = \"openb\"\npath = \"pods.csv\"\n";
+    let d = dir_with(&[
+        ("nodes.csv", nodes),
+        ("pods.csv", pods),
+        ("scenario.toml", scenario),
+    ]);
+    let r = &json_ok(run_in(
+        &d,
+        &["sim", "--scenario", "scenario.toml", "--json"],
+    ))[0];
+    assert_eq!(r["completed"], 3);
+    assert_eq!(r["fleet_gpus"], 10);
+    assert!(close(f(r, "makespan_s"), 100.0));
+    assert!(close(f(r, "p99_wait_s"), 0.0));
+    // GPU-seconds: 0.5 x 100 + 0.5 x 50 + 1 x 30 = 105 over 10 GPUs x 100 s.
+    assert!(close(f(r, "allocation"), 105.0 / 1000.0), "{r}");
+    assert_eq!(r["uncatalogued_models"][0], "G2");
+    // A pod pinned to a model the node list lacks is refused with its line.
+    let bad = format!("{pods}p3,1000,1024,1,1000,A100,LS,Running,30,40,30\n");
+    std::fs::write(d.join("pods.csv"), bad).unwrap();
+    let err = failure(run_in(&d, &["sim", "--scenario", "scenario.toml"]));
+    assert!(
+        err.contains("pods.csv:5: gpu_model: unknown GPU model `A100`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn node_failures_requeue_work_and_stay_deterministic() {
+    let fleet = "[[pools]]\nname = \"p\"\ngpu_model = \"H100\"\nnodes = 4\ngpus_per_node = 8\n";
+    let mut jobs = String::from("submit_s,duration_s,gpus,project\n");
+    for i in 0..200 {
+        jobs.push_str(&format!(
+            "{},{},{},p{}\n",
+            i * 60,
+            3600 + (i % 7) * 600,
+            1 << (i % 4),
+            i % 3
+        ));
+    }
+    // A node fails every 10 hours on average and is back after 1: many failures in the run.
+    let scenario = "seed = 5\nfleet = \"fleet.toml\"\npolicies = [\"slurm-like\", \"haneul\"]\n[workload]\nformat = \"csv\"\npath = \"jobs.csv\"\n[failures]\nmtbf_node_hours = 10\nrepair_hours = 1\n";
+    let d = dir_with(&[
+        ("fleet.toml", fleet),
+        ("jobs.csv", &jobs),
+        ("scenario.toml", scenario),
+    ]);
+    let a = json_ok(run_in(
+        &d,
+        &["sim", "--scenario", "scenario.toml", "--json"],
+    ));
+    for r in &a {
+        assert_eq!(r["completed"], 200, "{r}");
+        assert!(f(r, "node_failures") > 0.0);
+        assert!(f(r, "gpu_hours_lost") > 0.0);
+        assert!(f(r, "utilization") < f(r, "allocation"));
+    }
+    let b = json_ok(run_in(
+        &d,
+        &["sim", "--scenario", "scenario.toml", "--json"],
+    ));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["gpu_hours_lost"], y["gpu_hours_lost"]);
+        assert_eq!(x["avg_jct_s"], y["avg_jct_s"]);
+    }
 }

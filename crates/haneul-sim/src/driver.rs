@@ -595,3 +595,91 @@ pub fn run(
     let _ = st.cfg;
     Ok(st.r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::synthetic::{SyntheticConfig, generate};
+    use std::path::Path;
+
+    /// A busy small centre with guarantees (so preemptions happen) and node failures, checked
+    /// against the engine's invariants after every pass.
+    #[test]
+    fn busy_synthetic_run_keeps_engine_invariants_and_accounts_every_job() {
+        let catalogue = Catalogue::default_catalogue();
+        let fleet = FleetSpec::parse(
+            "[[pools]]\nname = \"a\"\ngpu_model = \"H100\"\nnodes = 6\ngpus_per_node = 8\n\
+             [[pools]]\nname = \"b\"\ngpu_model = \"B200\"\nnodes = 2\ngpus_per_node = 8\n",
+            Path::new("f.toml"),
+            &catalogue,
+        )
+        .unwrap();
+        let cfg: SyntheticConfig = toml::from_str(
+            r#"
+jobs = 600
+load = 1.3
+server_nodes = [[1, 0.7], [2, 0.3]]
+duration_median_h = 0.5
+grace_s = 30
+[[classes]]
+class = "academia"
+projects = 6
+job_share = 0.6
+[[classes]]
+class = "partner"
+projects = 1
+job_share = 0.4
+guaranteed_gpus = 24
+"#,
+        )
+        .unwrap();
+        let w = generate(&cfg, 70.0, 9, Path::new("s.toml")).unwrap();
+        for (name, policy) in [
+            ("fifo", Policy::fifo()),
+            ("slurm-like", Policy::slurm_like()),
+            ("haneul", Policy::default()),
+        ] {
+            let sim = SimConfig {
+                policy_name: name.into(),
+                policy,
+                measured_on: "H100".into(),
+                exact_estimates: true,
+                failures: Some(Failures {
+                    mtbf_node_hours: 20.0,
+                    repair_hours: 0.5,
+                }),
+                seed: 1,
+                check_invariants: true,
+            };
+            let r = run(&w, &fleet, &catalogue, &sim, &mut |_, _| {}).unwrap();
+            assert!(r.outcome.iter().all(|o| *o == Outcome::Completed), "{name}");
+            for (i, j) in w.jobs.iter().enumerate() {
+                assert!(
+                    r.first_start[i] >= j.submit.0,
+                    "{name}: job {i} started early"
+                );
+                assert!(r.end[i] >= r.first_start[i]);
+            }
+            assert!(r.node_failures > 0);
+            assert!(r.alloc_milli_ms <= r.capacity_milli as f64 * r.makespan_ms as f64);
+            if name == "haneul" {
+                assert!(
+                    r.preemptions > 0,
+                    "the partner's guarantee should be reclaimed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn series_buckets_merge_when_the_run_outgrows_them() {
+        let mut s = Series::new(10, 4);
+        s.add(0, 20, 1.0);
+        s.add(20, 80, 2.0);
+        assert_eq!(s.width_ms, 40);
+        let p = s.points();
+        assert_eq!(p.len(), 2);
+        assert!((p[0].1 - 1.5).abs() < 1e-12);
+        assert!((p[1].1 - 2.0).abs() < 1e-12);
+    }
+}

@@ -317,12 +317,18 @@ impl Scenario {
             };
             if let Some(c) = &o.class {
                 p.class = workload::generic::parse_class(c).ok_or_else(|| {
-                    file_err(&self.path, format!("projects.class: unknown tenant class `{c}`"))
+                    file_err(
+                        &self.path,
+                        format!("projects.class: unknown tenant class `{c}`"),
+                    )
                 })?;
             }
             if let Some(wt) = o.weight {
                 if wt == 0 {
-                    return Err(file_err(&self.path, "projects.weight: must be at least 1".into()));
+                    return Err(file_err(
+                        &self.path,
+                        "projects.weight: must be at least 1".into(),
+                    ));
                 }
                 p.weight = wt;
             }
