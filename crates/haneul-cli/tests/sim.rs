@@ -484,3 +484,44 @@ fn node_failures_requeue_work_and_stay_deterministic() {
         assert_eq!(x["avg_jct_s"], y["avg_jct_s"]);
     }
 }
+
+#[test]
+fn fairness_counts_only_time_under_contention() {
+    let fleet = "[[pools]]\nname = \"p\"\ngpu_model = \"H100\"\nnodes = 1\ngpus_per_node = 4\n";
+    // a and b each want the whole node for 128 s from 0. While a runs, b waits: a holds 4 GPUs
+    // against a fair 2, b 0 against 2, so Jain's index is (2+0)^2 / (2 x (4+0)) = 0.5. After
+    // that only b asks, and nothing waits.
+    let jobs = "submit_s,duration_s,gpus,project\n0,128,4,a\n0,128,4,b\n";
+    let d = dir_with(&[("fleet.toml", fleet), ("jobs.csv", jobs)]);
+    let r = json_ok(run_in(
+        &d,
+        &[
+            "sim",
+            "--trace",
+            "csv:jobs.csv",
+            "--fleet",
+            "fleet.toml",
+            "--policy",
+            "fifo",
+            "--json",
+        ],
+    ));
+    assert!(close(f(&r[0], "jain_fairness"), 0.5), "{}", r[0]);
+    // Alone, a project never waits: 1.
+    let d = dir_with(&[
+        ("fleet.toml", fleet),
+        ("jobs.csv", "submit_s,duration_s,gpus\n0,10,4\n"),
+    ]);
+    let r = json_ok(run_in(
+        &d,
+        &[
+            "sim",
+            "--trace",
+            "csv:jobs.csv",
+            "--fleet",
+            "fleet.toml",
+            "--json",
+        ],
+    ));
+    assert!(close(f(&r[0], "jain_fairness"), 1.0));
+}

@@ -111,6 +111,76 @@ impl Series {
     }
 }
 
+/// Per-project allocation and demand (queued plus running milli-GPU), averaged into shared
+/// fixed-width buckets, for fairness under contention. Each project is integrated lazily, when
+/// its own jobs change, so the cost is per event, not per event and project.
+#[derive(Debug, Clone)]
+pub struct ProjectSeries {
+    pub width_ms: i64,
+    /// `alloc[p][b]` and `demand[p][b]`: milli-GPU x ms in bucket `b`.
+    pub alloc: Vec<Vec<f64>>,
+    pub demand: Vec<Vec<f64>>,
+    max_buckets: usize,
+    alloc_now: Vec<u64>,
+    demand_now: Vec<u64>,
+    since: Vec<i64>,
+}
+
+impl ProjectSeries {
+    fn new(projects: usize, width_ms: i64, max_buckets: usize) -> Self {
+        ProjectSeries {
+            width_ms: width_ms.max(1),
+            alloc: vec![Vec::new(); projects],
+            demand: vec![Vec::new(); projects],
+            max_buckets,
+            alloc_now: vec![0; projects],
+            demand_now: vec![0; projects],
+            since: vec![0; projects],
+        }
+    }
+
+    /// Integrates project `p` up to `now`, then applies the changes.
+    fn change(&mut self, p: usize, now: i64, d_alloc: i64, d_demand: i64) {
+        self.flush(p, now);
+        self.alloc_now[p] = (self.alloc_now[p] as i64 + d_alloc) as u64;
+        self.demand_now[p] = (self.demand_now[p] as i64 + d_demand) as u64;
+    }
+
+    fn flush(&mut self, p: usize, now: i64) {
+        let from = self.since[p];
+        self.since[p] = now;
+        if now <= from || (self.alloc_now[p] == 0 && self.demand_now[p] == 0) {
+            return;
+        }
+        while now / self.width_ms >= self.max_buckets as i64 {
+            for v in self.alloc.iter_mut().chain(self.demand.iter_mut()) {
+                *v = v.chunks(2).map(|c| c.iter().sum()).collect();
+            }
+            self.width_ms *= 2;
+        }
+        let (a, d) = (self.alloc_now[p] as f64, self.demand_now[p] as f64);
+        let mut t = from;
+        while t < now {
+            let b = (t / self.width_ms) as usize;
+            let end = ((b as i64 + 1) * self.width_ms).min(now);
+            for v in [&mut self.alloc[p], &mut self.demand[p]] {
+                if v.len() <= b {
+                    v.resize(b + 1, 0.0);
+                }
+            }
+            self.alloc[p][b] += a * (end - t) as f64;
+            self.demand[p][b] += d * (end - t) as f64;
+            t = end;
+        }
+    }
+
+    fn flush_all(&mut self, now: i64) {
+        for p in 0..self.since.len() {
+            self.flush(p, now);
+        }
+    }
+}
+
 /// Everything a run measured; [`crate::metrics`] turns it into a report.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -139,6 +209,7 @@ pub struct RunResult {
     pub queue_series: Series,
     pub schedule_calls: u64,
     pub unknown_classes: Vec<String>,
+    pub project_series: ProjectSeries,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -246,6 +317,9 @@ impl<'a> State<'a> {
             self.model_alloc[self.run_model[j] as usize] -= milli;
         }
         let p = self.w.jobs[j].project as usize;
+        self.r
+            .project_series
+            .change(p, self.now, -(milli as i64), 0);
         self.r.project_alloc[p] += elapsed as f64 * milli as f64;
         if milli > 0 {
             self.r.project_ref[p] +=
@@ -258,6 +332,10 @@ impl<'a> State<'a> {
         self.engine.finish(JobId(j as u64), Time(self.now))?;
         let timed_out = self.run_timeout[j];
         let (elapsed, milli) = self.close_run(j);
+        let p = self.w.jobs[j].project as usize;
+        self.r
+            .project_series
+            .change(p, self.now, 0, -(milli as i64));
         let done = if milli > 0 {
             self.work_in(elapsed, self.run_model[j])
                 .min(self.remaining[j])
@@ -329,6 +407,9 @@ impl<'a> State<'a> {
                 self.model_alloc[model as usize] += milli;
             }
             self.queued -= 1;
+            self.r
+                .project_series
+                .change(job.project as usize, self.now, milli as i64, 0);
             self.heap.push(Reverse((
                 self.now + run,
                 Kind::End,
@@ -456,6 +537,7 @@ pub fn run(
             queue_series: Series::new(horizon / 400, 1000),
             schedule_calls: 0,
             unknown_classes,
+            project_series: ProjectSeries::new(w.projects.len(), horizon / 400, 1000),
         },
         thr,
         thr_ref,
@@ -512,6 +594,13 @@ pub fn run(
             match st.engine.submit(job, Time(now)) {
                 Ok(()) => {
                     st.queued += 1;
+                    let job = &w.jobs[next];
+                    st.r.project_series.change(
+                        job.project as usize,
+                        now,
+                        0,
+                        job.total_milli() as i64,
+                    );
                     changed = true;
                 }
                 Err(SchedError::TooLarge { .. }) => {
@@ -592,6 +681,7 @@ pub fn run(
     }
     progress(st.done, n as u64);
     st.r.makespan_ms = st.r.end.iter().copied().max().unwrap_or(0).max(0);
+    st.r.project_series.flush_all(st.r.makespan_ms);
     let _ = st.cfg;
     Ok(st.r)
 }

@@ -7,9 +7,10 @@
 //!   killed by a node failure);
 //! - **JCT** (completion - submission) and **wait** (first start - submission): mean, and median
 //!   and p99 by nearest rank, over the jobs that ran;
-//! - **Jain's fairness** over projects of x = received GPU-time / fair GPU-time, where the fair
-//!   amount is the weighted max-min (water-filling) division of the GPU-time delivered, capped by
-//!   each project's demand;
+//! - **Jain's fairness** under contention: per time bucket where demand waits, over active
+//!   projects, of x = allocated / fair, the fair amount being the weighted max-min
+//!   (water-filling) division of what was allocated, capped by each project's demand; averaged
+//!   over buckets weighted by the GPU-time that waited ([`contended_jain`]);
 //! - **fragmentation**: time-averaged share of free GPU capacity stranded on partly used nodes;
 //! - **cost**: every fleet GPU's catalogue price over the makespan; **energy**: busy GPU-hours at
 //!   full power plus idle GPU-hours at idle power.
@@ -186,6 +187,45 @@ impl Acc {
     }
 }
 
+/// Jain's index under contention: in each time bucket where some demand waits, each active
+/// project's allocation against its weighted max-min share of what was allocated given its
+/// demand (queued plus running GPUs); averaged over those buckets, weighted by the GPU-time
+/// that waited in each. 1 when nothing ever waited.
+pub fn contended_jain(w: &Workload, r: &RunResult) -> f64 {
+    let s = &r.project_series;
+    let buckets = s.demand.iter().map(Vec::len).max().unwrap_or(0);
+    let (mut sum, mut weight) = (0.0, 0.0);
+    let mut claims = Vec::new();
+    let mut alloc = Vec::new();
+    for b in 0..buckets {
+        claims.clear();
+        alloc.clear();
+        for p in 0..s.demand.len() {
+            let d = s.demand[p].get(b).copied().unwrap_or(0.0);
+            if d > 0.0 {
+                claims.push((w.projects[p].weight as f64, d));
+                alloc.push(s.alloc[p].get(b).copied().unwrap_or(0.0));
+            }
+        }
+        let total: f64 = alloc.iter().sum();
+        let waiting = claims.iter().map(|c| c.1).sum::<f64>() - total;
+        // Less than a thousandth of a GPU waiting on average is no contention.
+        if waiting <= s.width_ms as f64 || total <= 0.0 {
+            continue;
+        }
+        let fair = water_fill(total, &claims);
+        let xs: Vec<f64> = alloc
+            .iter()
+            .zip(&fair)
+            .filter(|(_, f)| **f > 0.0)
+            .map(|(a, f)| a / f)
+            .collect();
+        sum += jain(&xs) * waiting;
+        weight += waiting;
+    }
+    if weight > 0.0 { sum / weight } else { 1.0 }
+}
+
 pub fn summarise(
     w: &Workload,
     fleet: &FleetSpec,
@@ -237,13 +277,7 @@ pub fn summarise(
         .map(|&p| (w.projects[p].weight as f64, demand[p]))
         .collect();
     let fair = water_fill(received_total, &claims);
-    let xs: Vec<f64> = active
-        .iter()
-        .zip(&fair)
-        .filter(|(_, f)| **f > 0.0)
-        .map(|(&p, f)| r.project_ref[p] / f)
-        .collect();
-    let jain_fairness = jain(&xs);
+    let jain_fairness = contended_jain(w, r);
     let weight_total: f64 = claims.iter().map(|c| c.0).sum();
     let mut class_ent = vec![0.0; OrgClass::ALL.len()];
     let mut class_fair = vec![0.0; OrgClass::ALL.len()];
