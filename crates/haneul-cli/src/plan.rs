@@ -71,6 +71,13 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
                         .collect(),
                 ),
                 (
+                    "$ per GPU-hour while loaded".into(),
+                    reports
+                        .iter()
+                        .map(|r| r.loaded_cost_per_delivered_gpu_hour)
+                        .collect(),
+                ),
+                (
                     "p50 wait (h)".into(),
                     reports.iter().map(|r| r.p50_wait_s / 3600.0).collect(),
                 ),
@@ -100,6 +107,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         "GPUs",
         "cost",
         "$ / delivered GPU-h",
+        "$ / GPU-h loaded",
         "delivered GPU-h",
         "utilization",
         "p50 wait",
@@ -113,6 +121,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             r.fleet_gpus.to_string(),
             format!("${:.0}", r.cost_usd),
             format!("{:.2}", r.cost_per_delivered_gpu_hour),
+            format!("{:.2}", r.loaded_cost_per_delivered_gpu_hour),
             format!("{:.0}", r.delivered_gpu_hours),
             format!("{:.1}%", r.utilization * 100.0),
             hours(r.p50_wait_s),

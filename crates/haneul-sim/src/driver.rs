@@ -53,7 +53,17 @@ pub enum Outcome {
 pub struct ModelUse {
     pub model: String,
     pub gpus: u64,
+    /// Relative to the class the workload was measured on.
+    pub speed: f64,
     pub busy_milli_ms: f64,
+}
+
+/// The integrals at the last arrival: the steady, loaded part of a run, before the drain.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    pub busy_milli_ms: Vec<f64>,
+    pub alloc_milli_ms: f64,
+    pub lost_milli_ms: f64,
 }
 
 /// A piecewise-constant quantity averaged into fixed-width buckets; the width doubles when the
@@ -209,6 +219,9 @@ pub struct RunResult {
     pub queue_series: Series,
     pub schedule_calls: u64,
     pub unknown_classes: Vec<String>,
+    /// The last arrival, and the integrals up to it.
+    pub window_ms: i64,
+    pub window: Option<Window>,
     pub project_series: ProjectSeries,
 }
 
@@ -279,6 +292,18 @@ impl<'a> State<'a> {
 
     /// Moves the clock to `t`, integrating every time-weighted quantity over the step.
     fn advance(&mut self, t: i64) {
+        if self.r.window.is_none() && t >= self.r.window_ms {
+            self.integrate(self.r.window_ms.max(self.now));
+            self.r.window = Some(Window {
+                busy_milli_ms: self.r.models.iter().map(|m| m.busy_milli_ms).collect(),
+                alloc_milli_ms: self.r.alloc_milli_ms,
+                lost_milli_ms: self.r.lost_milli_ms,
+            });
+        }
+        self.integrate(t);
+    }
+
+    fn integrate(&mut self, t: i64) {
         let dt = (t - self.now) as f64;
         if dt > 0.0 {
             self.r.alloc_milli_ms += self.alloc as f64 * dt;
@@ -492,8 +517,10 @@ pub fn run(
     let capacity: u64 = nodes.iter().map(|n| n.cap).sum();
     let model_uses = models
         .iter()
-        .map(|m| ModelUse {
+        .zip(&thr)
+        .map(|(m, t)| ModelUse {
             model: m.to_string(),
+            speed: t / thr_ref,
             gpus: engine_fleet
                 .nodes
                 .iter()
@@ -537,6 +564,8 @@ pub fn run(
             queue_series: Series::new(horizon / 400, 1000),
             schedule_calls: 0,
             unknown_classes,
+            window_ms: w.jobs.last().map(|j| j.submit.0).unwrap_or(0),
+            window: None,
             project_series: ProjectSeries::new(w.projects.len(), horizon / 400, 1000),
         },
         thr,

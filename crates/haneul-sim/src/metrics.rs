@@ -75,6 +75,9 @@ pub struct PolicyReport {
     pub delivered_gpu_hours: f64,
     pub cost_usd: f64,
     pub cost_per_delivered_gpu_hour: f64,
+    /// The same over the arrival window only (first to last submission), leaving out the drain
+    /// at the end when the fleet idles: the steady-state price of a GPU-hour of work.
+    pub loaded_cost_per_delivered_gpu_hour: f64,
     pub energy_mwh: f64,
     pub schedule_calls: u64,
     pub by_class: Vec<GroupStats>,
@@ -226,6 +229,27 @@ pub fn contended_jain(w: &Workload, r: &RunResult) -> f64 {
     if weight > 0.0 { sum / weight } else { 1.0 }
 }
 
+/// Fleet cost over the arrival window over the reference-class work done in it (busy GPU-time
+/// scaled by each model's speed, less the share thrown away). `None` when the window is empty.
+fn loaded_cost_per_gpu_hour(catalogue: &Catalogue, r: &RunResult) -> Option<f64> {
+    let win = r.window.as_ref()?;
+    if r.window_ms <= 0 || win.alloc_milli_ms <= 0.0 {
+        return None;
+    }
+    let hours = r.window_ms as f64 / 3_600_000.0;
+    let kept = 1.0 - (win.lost_milli_ms / win.alloc_milli_ms).min(1.0);
+    let mut cost = 0.0;
+    let mut work = 0.0;
+    for (m, busy) in r.models.iter().zip(&win.busy_milli_ms) {
+        let price = catalogue
+            .get(&m.model)
+            .map_or(0.0, |c| c.price_per_gpu_hour);
+        cost += m.gpus as f64 * price * hours;
+        work += busy * m.speed * kept / 1000.0 / 3_600_000.0;
+    }
+    (work > 0.0).then(|| cost / work)
+}
+
 pub fn summarise(
     w: &Workload,
     fleet: &FleetSpec,
@@ -324,6 +348,11 @@ pub fn summarise(
         }
     }
     let delivered = r.delivered_ref_milli_ms / 1000.0 / 3_600_000.0;
+    let loaded = loaded_cost_per_gpu_hour(catalogue, r).unwrap_or(if delivered > 0.0 {
+        cost / delivered
+    } else {
+        0.0
+    });
     PolicyReport {
         policy: r.policy.clone(),
         fleet: fleet.name.clone(),
@@ -358,6 +387,7 @@ pub fn summarise(
         } else {
             0.0
         },
+        loaded_cost_per_delivered_gpu_hour: loaded,
         energy_mwh: energy_wh / 1e6,
         schedule_calls: r.schedule_calls,
         by_class: class_stats,

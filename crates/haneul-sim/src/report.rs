@@ -8,12 +8,12 @@ use std::fmt::Write;
 /// One row per report with the headline figures.
 pub fn summary_csv(reports: &[PolicyReport]) -> String {
     let mut s = String::from(
-        "policy,fleet,fleet_gpus,jobs,completed,timed_out,rejected,unfinished,utilization,allocation,avg_jct_s,p50_jct_s,p99_jct_s,avg_wait_s,p50_wait_s,p99_wait_s,makespan_s,jain_fairness,preemptions,gpu_hours_lost,node_failures,fragmentation,delivered_gpu_hours,cost_usd,cost_per_delivered_gpu_hour,energy_mwh\n",
+        "policy,fleet,fleet_gpus,jobs,completed,timed_out,rejected,unfinished,utilization,allocation,avg_jct_s,p50_jct_s,p99_jct_s,avg_wait_s,p50_wait_s,p99_wait_s,makespan_s,jain_fairness,preemptions,gpu_hours_lost,node_failures,fragmentation,delivered_gpu_hours,cost_usd,cost_per_delivered_gpu_hour,loaded_cost_per_delivered_gpu_hour,energy_mwh\n",
     );
     for r in reports {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{:.6},{:.6},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.6},{},{:.3},{},{:.6},{:.3},{:.2},{:.4},{:.4}",
+            "{},{},{},{},{},{},{},{},{:.6},{:.6},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.6},{},{:.3},{},{:.6},{:.3},{:.2},{:.4},{:.4},{:.4}",
             r.policy,
             r.fleet,
             r.fleet_gpus,
@@ -39,6 +39,7 @@ pub fn summary_csv(reports: &[PolicyReport]) -> String {
             r.delivered_gpu_hours,
             r.cost_usd,
             r.cost_per_delivered_gpu_hour,
+            r.loaded_cost_per_delivered_gpu_hour,
             r.energy_mwh
         );
     }

@@ -296,3 +296,68 @@ pub fn generate(
     w.finish_loading();
     Ok(w)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> SyntheticConfig {
+        toml::from_str(
+            r#"
+jobs = 2000
+load = 0.9
+[[classes]]
+class = "academia"
+projects = 10
+job_share = 0.7
+[[classes]]
+class = "partner"
+projects = 2
+job_share = 0.3
+server_track = 0.5
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_seed_gives_the_same_jobs_and_another_seed_others() {
+        let cfg = config();
+        let a = generate(&cfg, 512.0, 1, Path::new("s")).unwrap();
+        let b = generate(&cfg, 512.0, 1, Path::new("s")).unwrap();
+        let c = generate(&cfg, 512.0, 2, Path::new("s")).unwrap();
+        assert_eq!(a.jobs, b.jobs);
+        assert_ne!(a.jobs, c.jobs);
+    }
+
+    #[test]
+    fn tracks_classes_and_load_come_out_as_configured() {
+        let cfg = config();
+        let w = generate(&cfg, 512.0, 3, Path::new("s")).unwrap();
+        assert_eq!(w.jobs.len(), 2000);
+        assert_eq!(w.projects.len(), 12);
+        let partner: Vec<_> = w
+            .jobs
+            .iter()
+            .filter(|j| w.projects[j.project as usize].class == haneul_model::OrgClass::Partner)
+            .collect();
+        let share = partner.len() as f64 / 2000.0;
+        assert!((share - 0.3).abs() < 0.04, "{share}");
+        // Half the partner's jobs are whole 8-GPU servers; the rest 1-4 GPUs or a share.
+        let servers = partner
+            .iter()
+            .filter(|j| j.gpu == GpuRequest::Whole(8))
+            .count();
+        assert!((servers as f64 / partner.len() as f64 - 0.5).abs() < 0.07);
+        assert!(w.jobs.iter().all(|j| j.work.0 >= 60_000));
+        // Offered GPU-hours per hour of arrivals near load x capacity (clipping trims a little).
+        let span_h = w.jobs.last().unwrap().submit.0 as f64 / 3_600_000.0;
+        let asked: f64 = w
+            .jobs
+            .iter()
+            .map(|j| j.gpus() * j.work.0 as f64 / 3_600_000.0)
+            .sum();
+        let load = asked / span_h / 512.0;
+        assert!(load > 0.6 && load < 1.2, "{load}");
+    }
+}
