@@ -440,7 +440,7 @@ p2,8000,8192,1,1000,,LS,Running,20,50,20\n";
     std::fs::write(d.join("pods.csv"), bad).unwrap();
     let err = failure(run_in(&d, &["sim", "--scenario", "scenario.toml"]));
     assert!(
-        err.contains("pods.csv:5: gpu_model: unknown GPU model `A100`"),
+        err.contains("pods.csv:5: gpu_spec: unknown GPU model `A100`"),
         "{err}"
     );
 }

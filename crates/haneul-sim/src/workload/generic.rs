@@ -265,6 +265,7 @@ impl<'a> Builder<'a> {
             source: self.path.to_path_buf(),
             projects: self.projects.defs,
             jobs: self.jobs,
+            model_field: "gpu_model",
         };
         w.finish_loading();
         w

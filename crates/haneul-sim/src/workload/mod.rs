@@ -86,6 +86,8 @@ pub struct Workload {
     pub projects: Vec<ProjectDef>,
     /// Sorted by submission time; a job's index is its id.
     pub jobs: Vec<SimJob>,
+    /// The source's name for the allowed-models field, for error messages.
+    pub model_field: &'static str,
 }
 
 /// What loaders need to know about the fleet.
@@ -165,7 +167,7 @@ impl Workload {
                     return Err(SimError::Row {
                         path: self.source.clone(),
                         line: j.line,
-                        field: "gpu_model".into(),
+                        field: self.model_field.into(),
                         reason: format!(
                             "unknown GPU model `{m}`; the fleet ({}) has {}",
                             fleet.path.display(),

@@ -200,6 +200,7 @@ pub fn load(path: &Path) -> Result<Workload, SimError> {
         source: path.to_path_buf(),
         projects: projects.defs,
         jobs,
+        model_field: "gpu_spec",
     };
     w.finish_loading();
     Ok(w)

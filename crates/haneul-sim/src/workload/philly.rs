@@ -104,6 +104,7 @@ pub fn load(path: &Path, shape: Shape, class: OrgClass) -> Result<Workload, SimE
         source: path.to_path_buf(),
         projects: projects.defs,
         jobs,
+        model_field: "gpu_model",
     };
     w.finish_loading();
     Ok(w)

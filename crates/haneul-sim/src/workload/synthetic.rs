@@ -292,6 +292,7 @@ pub fn generate(
         source: path.to_path_buf(),
         projects,
         jobs,
+        model_field: "gpu_model",
     };
     w.finish_loading();
     Ok(w)
