@@ -525,3 +525,31 @@ fn fairness_counts_only_time_under_contention() {
     ));
     assert!(close(f(&r[0], "jain_fairness"), 1.0));
 }
+
+#[test]
+fn absurd_times_are_refused_not_overflowed() {
+    let d = dir_with(&[
+        ("fleet.toml", TWO_NODES),
+        ("jobs.csv", "submit_s,duration_s,gpus\n0,1e300,1\n"),
+        (
+            "philly.csv",
+            "timestamp,duration,num_gpus,gpu_time,cluster\n99999-01-01 00:00:00,1,1,1,a\n",
+        ),
+    ]);
+    let err = failure(run_in(
+        &d,
+        &["sim", "--trace", "csv:jobs.csv", "--fleet", "fleet.toml"],
+    ));
+    assert!(err.contains("jobs.csv:2: duration_s:"), "{err}");
+    let err = failure(run_in(
+        &d,
+        &[
+            "sim",
+            "--trace",
+            "philly:philly.csv",
+            "--fleet",
+            "fleet.toml",
+        ],
+    ));
+    assert!(err.contains("philly.csv:2: timestamp:"), "{err}");
+}

@@ -182,6 +182,12 @@ impl<'a> Builder<'a> {
         };
         let submit = non_neg(r.submit_s, "submit_s")?;
         let duration = non_neg(r.duration_s, "duration_s")?;
+        if submit > super::MAX_SUBMIT_S {
+            return Err(bad("submit_s", format!("{submit} is past the year 9999")));
+        }
+        if duration > super::MAX_DURATION_S {
+            return Err(bad("duration_s", format!("{duration} s is over ten years")));
+        }
         let gpus = non_neg(r.gpus, "gpus")?;
         let class = match &r.class {
             Some(c) => parse_class(c).ok_or_else(|| {
@@ -227,18 +233,18 @@ impl<'a> Builder<'a> {
             }
         }
         if let Some(v) = r.time_limit_s {
-            let v = non_neg(v, "time_limit_s")?;
+            let v = non_neg(v, "time_limit_s")?.min(super::MAX_DURATION_S);
             if v == 0.0 {
                 return Err(bad("time_limit_s", "must be positive".into()));
             }
             job.time_limit = Some(secs(v));
         }
         if let Some(v) = r.estimate_s {
-            let v = non_neg(v, "estimate_s")?;
+            let v = non_neg(v, "estimate_s")?.min(super::MAX_DURATION_S);
             job.estimate = (v > 0.0).then(|| secs(v));
         }
         if let Some(v) = r.grace_s {
-            job.grace = secs(non_neg(v, "grace_s")?);
+            job.grace = secs(non_neg(v, "grace_s")?.min(super::MAX_DURATION_S));
         }
         if let Some(p) = &r.priority {
             job.priority = PriorityClass::parse(p).map_err(|e| bad("priority", e.to_string()))?;

@@ -90,6 +90,11 @@ pub struct Workload {
     pub model_field: &'static str,
 }
 
+/// The longest run time and latest submission a trace may state (ten years, and the year 9999),
+/// so that virtual time never overflows.
+pub const MAX_DURATION_S: f64 = 10.0 * 365.0 * 86_400.0;
+pub const MAX_SUBMIT_S: f64 = 253_402_300_799.0;
+
 /// What loaders need to know about the fleet.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {

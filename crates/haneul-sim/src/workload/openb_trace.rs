@@ -174,10 +174,17 @@ pub fn load(path: &Path) -> Result<Workload, SimError> {
         let submit = p.creation_time.unwrap_or(0);
         let start = p.scheduled_time.unwrap_or(submit);
         let stop = p.deletion_time.unwrap_or(end);
-        if stop < start {
+        let limit = super::MAX_SUBMIT_S as i64;
+        if !(0..=limit).contains(&submit) || !(0..=limit).contains(&start) {
+            return Err(bad(
+                "creation_time",
+                format!("{submit} is not a time from 0 to the year 9999 in seconds"),
+            ));
+        }
+        if stop < start || stop - start > super::MAX_DURATION_S as i64 {
             return Err(bad(
                 "deletion_time",
-                format!("{stop} is before the pod started ({start})"),
+                format!("{stop} is before the pod started ({start}) or ten years after it"),
             ));
         }
         let mut job = SimJob::new(

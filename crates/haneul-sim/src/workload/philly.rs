@@ -136,6 +136,7 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     let ss: i64 = t.next().unwrap_or("0").parse().ok()?;
     if d.next().is_some()
         || t.next().is_some()
+        || !(1..=9999).contains(&y)
         || !(1..=12).contains(&m)
         || !(1..=31).contains(&day)
         || hh > 23

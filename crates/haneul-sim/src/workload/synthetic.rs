@@ -252,7 +252,7 @@ pub fn generate(
     let class_pick = Picker::new(cfg.classes.iter().map(|c| c.job_share));
     let small_pick = Picker::new(cfg.small_sizes.iter().map(|s| s.1));
     let server_pick = Picker::new(cfg.server_nodes.iter().map(|s| s.1));
-    let max_ms = cfg.duration_max_h * 3_600_000.0;
+    let max_ms = (cfg.duration_max_h * 3_600_000.0).min(super::MAX_DURATION_S * 1000.0);
     let mut t = 0.0f64;
     let mut jobs = Vec::with_capacity(cfg.jobs as usize);
     for _ in 0..cfg.jobs {
@@ -287,6 +287,14 @@ pub fn generate(
         );
         job.grace = Span((cfg.grace_s * 1000.0).round() as i64);
         jobs.push(job);
+    }
+    if t > super::MAX_SUBMIT_S * 1000.0 {
+        return Err(SimError::File {
+            path: path.to_path_buf(),
+            reason:
+                "workload.arrival_rate_per_hour: at this rate the arrivals run past the year 9999"
+                    .into(),
+        });
     }
     let mut w = Workload {
         source: path.to_path_buf(),
