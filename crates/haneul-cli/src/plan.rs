@@ -32,18 +32,12 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     scn.policy(&args.policy)?;
     let catalogue = scn.catalogue()?;
     let mut reports = Vec::new();
+    let first = scn.load_fleet(&args.fleets[0].to_string_lossy(), &catalogue)?;
     for f in &args.fleets {
         let fleet = scn.load_fleet(&f.to_string_lossy(), &catalogue)?;
-        // A synthetic workload's arrival rate follows the fleet; plan against the first fleet's
-        // demand so every candidate faces the same jobs.
-        let workload = if reports.is_empty() {
-            scn.load_workload(&fleet)?
-        } else {
-            let first = scn.load_fleet(&args.fleets[0].to_string_lossy(), &catalogue)?;
-            let w = scn.load_workload(&first)?;
-            w.check_against(&fleet)?;
-            w
-        };
+        // A synthetic workload's arrival rate follows the fleet it is made for; every candidate
+        // faces the jobs made for the first, so they are compared on the same demand.
+        let workload = scn.load_workload_sized(&fleet, &first)?;
         let mut progress = Progress::new(format!("{:>10}", fleet.name));
         let r = scenario::run_policy(
             &scn,

@@ -292,6 +292,17 @@ impl Scenario {
     }
 
     pub fn load_workload(&self, fleet: &FleetSpec) -> Result<Workload, SimError> {
+        self.load_workload_sized(fleet, fleet)
+    }
+
+    /// The workload for `fleet`, with a synthetic arrival rate set by `demand_fleet`'s capacity:
+    /// the planner gives every candidate the same synthetic jobs, while trace jobs are still
+    /// split to each candidate's node size.
+    pub fn load_workload_sized(
+        &self,
+        fleet: &FleetSpec,
+        demand_fleet: &FleetSpec,
+    ) -> Result<Workload, SimError> {
         let shape = Shape {
             max_gpus_per_node: fleet.max_gpus_per_node(),
         };
@@ -301,7 +312,7 @@ impl Scenario {
             WorkloadSpec::Csv { path } => workload::generic::load_csv(path, shape)?,
             WorkloadSpec::Jsonl { path } => workload::generic::load_jsonl(path, shape)?,
             WorkloadSpec::Synthetic(cfg) => {
-                let capacity = self.reference_capacity(fleet)?;
+                let capacity = self.reference_capacity(demand_fleet)?;
                 workload::synthetic::generate(cfg, capacity, self.seed, &self.path)?
             }
         };
