@@ -553,3 +553,27 @@ fn absurd_times_are_refused_not_overflowed() {
     ));
     assert!(err.contains("philly.csv:2: timestamp:"), "{err}");
 }
+
+#[test]
+fn a_preempted_job_without_grace_loses_its_run() {
+    let fleet = "[[pools]]\nname = \"p\"\ngpu_model = \"H100\"\nnodes = 1\ngpus_per_node = 4\n";
+    let jobs = "submit_s,duration_s,gpus,project\n0,1000,4,q\n100,50,4,p\n";
+    let scenario = "fleet = \"fleet.toml\"\npolicies = [\"haneul\"]\n[workload]\nformat = \"csv\"\npath = \"jobs.csv\"\n[[projects]]\nname = \"p\"\nguaranteed_gpus = 4\n";
+    let d = dir_with(&[
+        ("fleet.toml", fleet),
+        ("jobs.csv", jobs),
+        ("scenario.toml", scenario),
+    ]);
+    let r = &json_ok(run_in(
+        &d,
+        &["sim", "--scenario", "scenario.toml", "--json"],
+    ))[0];
+    // Q is killed at once at 100 and loses 4 GPUs x 100 s; P runs 100-150; Q starts over at
+    // 150 and ends at 1150.
+    assert_eq!(r["preemptions"], 1);
+    assert!(close(f(r, "gpu_hours_lost"), 400.0 / 3600.0), "{r}");
+    assert!(close(f(r, "makespan_s"), 1150.0));
+    // Allocated 4 x (100 + 50 + 1000) GPU-s over 4 x 1150; the lost 400 are not utilisation.
+    assert!(close(f(r, "allocation"), 1.0));
+    assert!(close(f(r, "utilization"), (4600.0 - 400.0) / 4600.0));
+}

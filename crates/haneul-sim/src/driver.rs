@@ -265,7 +265,6 @@ struct State<'a> {
     stranded: u64,
     queued: u64,
     done: u64,
-    cfg: &'a SimConfig,
 }
 
 fn stranded_of(n: &NodeTrack) -> u64 {
@@ -578,7 +577,6 @@ pub fn run(
         stranded: 0,
         queued: 0,
         done: 0,
-        cfg,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6e6f_6465_6661_696c);
     let exp_ms = |rng: &mut ChaCha8Rng, mean_h: f64| -> i64 {
@@ -711,7 +709,6 @@ pub fn run(
     progress(st.done, n as u64);
     st.r.makespan_ms = st.r.end.iter().copied().max().unwrap_or(0).max(0);
     st.r.project_series.flush_all(st.r.makespan_ms);
-    let _ = st.cfg;
     Ok(st.r)
 }
 
