@@ -577,3 +577,34 @@ fn a_preempted_job_without_grace_loses_its_run() {
     assert!(close(f(r, "allocation"), 1.0));
     assert!(close(f(r, "utilization"), (4600.0 - 400.0) / 4600.0));
 }
+
+#[test]
+fn a_scheduling_cadence_delays_starts_to_the_next_tick() {
+    let scenario = format!("{THREE_JOBS_SCENARIO}\n");
+    let scenario = scenario.replace("measured_on", "schedule_interval_s = 30\nmeasured_on");
+    let d = dir_with(&[
+        ("fleet.toml", TWO_NODES),
+        ("jobs.csv", THREE_JOBS),
+        ("scenario.toml", &scenario),
+    ]);
+    let r = &json_ok(run_in(
+        &d,
+        &[
+            "sim",
+            "--scenario",
+            "scenario.toml",
+            "--policy",
+            "fifo",
+            "--json",
+        ],
+    ))[0];
+    // Passes at 0 (A starts), 30 (B blocked), 120 (after A's end at 100: B starts) and 180
+    // (after B's end at 170: C starts, ends 210).
+    assert_eq!(r["schedule_calls"], 4);
+    assert!(
+        close(f(r, "avg_wait_s"), (0.0 + 110.0 + 160.0) / 3.0),
+        "{r}"
+    );
+    assert!(close(f(r, "avg_jct_s"), (100.0 + 160.0 + 190.0) / 3.0));
+    assert!(close(f(r, "makespan_s"), 210.0));
+}

@@ -36,6 +36,10 @@ pub struct SimConfig {
     pub seed: u64,
     /// Check the engine's invariants after every pass (tests).
     pub check_invariants: bool,
+    /// Zero: the engine runs at every instant something changed (exact). Above zero: it runs
+    /// only on multiples of this interval, as a controller loop with a fixed cadence would
+    /// (Slurm's `sched_interval`); arrivals and ends in between wait for the next tick.
+    pub schedule_interval: Span,
 }
 
 /// How a job ended.
@@ -233,6 +237,8 @@ enum Kind {
     Kill,
     NodeDown,
     NodeUp,
+    /// A scheduling tick, with `schedule_interval`.
+    Tick,
 }
 
 type Event = Reverse<(i64, Kind, u64, u32)>;
@@ -594,6 +600,8 @@ pub fn run(
     }
     let mut next = 0usize;
     let mut events = 0u64;
+    let mut dirty = false;
+    let mut tick_pending = false;
     progress(0, n as u64);
     loop {
         if st.done == n as u64 && next == n {
@@ -609,6 +617,7 @@ pub fn run(
         };
         st.advance(now);
         let mut changed = false;
+        let mut tick = false;
         while next < n && w.jobs[next].submit.0 == now {
             let job = w.engine_job(next);
             let job = if job.spec.runtime_estimate.is_none() && cfg.exact_estimates {
@@ -679,6 +688,10 @@ pub fn run(
                     st.heap.push(Reverse((back, Kind::NodeUp, id, 0)));
                     changed = true;
                 }
+                Kind::Tick => {
+                    tick_pending = false;
+                    tick = true;
+                }
                 Kind::NodeUp => {
                     let f = cfg.failures.expect("failures configured");
                     st.engine
@@ -690,7 +703,24 @@ pub fn run(
                 }
             }
         }
-        if changed && st.queued > 0 {
+        dirty |= changed;
+        let interval = cfg.schedule_interval.0;
+        if interval > 0 && dirty && !tick && !tick_pending {
+            // The next tick at or after now; at `now` itself it is handled in the next round.
+            let at = now.div_euclid(interval) * interval
+                + if now.rem_euclid(interval) == 0 {
+                    0
+                } else {
+                    interval
+                };
+            st.heap.push(Reverse((at, Kind::Tick, 0, 0)));
+            tick_pending = true;
+        }
+        if dirty && st.queued == 0 {
+            dirty = false;
+        }
+        if dirty && (interval == 0 || tick) {
+            dirty = false;
             let d = st.engine.schedule(Time(now));
             st.r.schedule_calls += 1;
             if cfg.check_invariants {
@@ -766,6 +796,7 @@ guaranteed_gpus = 24
                 }),
                 seed: 1,
                 check_invariants: true,
+                schedule_interval: Span::ZERO,
             };
             let r = run(&w, &fleet, &catalogue, &sim, &mut |_, _| {}).unwrap();
             assert!(r.outcome.iter().all(|o| *o == Outcome::Completed), "{name}");

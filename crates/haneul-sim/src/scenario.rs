@@ -9,7 +9,7 @@ use crate::error::{SimError, toml_error};
 use crate::fleet_file::FleetSpec;
 use crate::metrics::{self, PolicyReport};
 use crate::workload::{self, Shape, Workload, synthetic::SyntheticConfig};
-use haneul_model::OrgClass;
+use haneul_model::{OrgClass, Span};
 use haneul_sched::Policy;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -36,6 +36,8 @@ struct ScenarioFile {
     exact_estimates: bool,
     #[serde(default)]
     limit_jobs: Option<usize>,
+    #[serde(default)]
+    schedule_interval_s: f64,
     workload: toml::Table,
     #[serde(default)]
     failures: Option<Failures>,
@@ -94,6 +96,8 @@ pub struct Scenario {
     pub measured_on: String,
     pub exact_estimates: bool,
     pub limit_jobs: Option<usize>,
+    /// 0: schedule at every change (exact); above: on this cadence only (see `SimConfig`).
+    pub schedule_interval_s: f64,
     pub workload: WorkloadSpec,
     pub failures: Option<Failures>,
     pub custom_policies: BTreeMap<String, Policy>,
@@ -202,6 +206,7 @@ impl Scenario {
             measured_on: f.measured_on,
             exact_estimates: f.exact_estimates,
             limit_jobs: f.limit_jobs,
+            schedule_interval_s: f.schedule_interval_s,
             workload,
             failures: f.failures,
             custom_policies: f.custom_policies,
@@ -209,6 +214,13 @@ impl Scenario {
         };
         for p in &s.policies {
             s.policy(p)?;
+        }
+        if !(s.schedule_interval_s.is_finite() && (0.0..=86_400.0).contains(&s.schedule_interval_s))
+        {
+            return Err(file_err(
+                path,
+                "schedule_interval_s: must be 0 (every change) to 86400 seconds".into(),
+            ));
         }
         Ok(s)
     }
@@ -248,6 +260,7 @@ impl Scenario {
             measured_on: default_measured_on(),
             exact_estimates: true,
             limit_jobs: None,
+            schedule_interval_s: 0.0,
             workload,
             failures: None,
             custom_policies: BTreeMap::new(),
@@ -382,6 +395,7 @@ impl Scenario {
             failures: self.failures,
             seed: self.seed,
             check_invariants: false,
+            schedule_interval: Span((self.schedule_interval_s * 1000.0).round() as i64),
         })
     }
 }
