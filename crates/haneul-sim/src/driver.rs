@@ -222,6 +222,9 @@ pub struct RunResult {
     pub util_series: Series,
     pub queue_series: Series,
     pub schedule_calls: u64,
+    /// The engine's own counters summed over passes: queued jobs looked at, placements tried.
+    pub jobs_visited: u64,
+    pub placement_attempts: u64,
     pub unknown_classes: Vec<String>,
     /// The last arrival, and the integrals up to it.
     pub window_ms: i64,
@@ -568,6 +571,8 @@ pub fn run(
             util_series: Series::new(horizon / 400, 1000),
             queue_series: Series::new(horizon / 400, 1000),
             schedule_calls: 0,
+            jobs_visited: 0,
+            placement_attempts: 0,
             unknown_classes,
             window_ms: w.jobs.last().map(|j| j.submit.0).unwrap_or(0),
             window: None,
@@ -723,6 +728,9 @@ pub fn run(
             dirty = false;
             let d = st.engine.schedule(Time(now));
             st.r.schedule_calls += 1;
+            let stats = st.engine.last_pass();
+            st.r.jobs_visited += stats.visited;
+            st.r.placement_attempts += stats.placement_attempts;
             if cfg.check_invariants {
                 st.engine.check_invariants().map_err(|e| SimError::File {
                     path: w.source.clone(),

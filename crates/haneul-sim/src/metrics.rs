@@ -80,6 +80,9 @@ pub struct PolicyReport {
     pub loaded_cost_per_delivered_gpu_hour: f64,
     pub energy_mwh: f64,
     pub schedule_calls: u64,
+    /// Engine counters over the run: queued jobs looked at and placements tried.
+    pub jobs_visited: u64,
+    pub placement_attempts: u64,
     pub by_class: Vec<GroupStats>,
     pub by_size: Vec<GroupStats>,
     /// GPU models of the fleet missing from the catalogue (run at speed 1, no cost or power).
@@ -390,6 +393,8 @@ pub fn summarise(
         loaded_cost_per_delivered_gpu_hour: loaded,
         energy_mwh: energy_wh / 1e6,
         schedule_calls: r.schedule_calls,
+        jobs_visited: r.jobs_visited,
+        placement_attempts: r.placement_attempts,
         by_class: class_stats,
         by_size: size_stats,
         uncatalogued_models: r.unknown_classes.clone(),
