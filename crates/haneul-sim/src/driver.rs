@@ -369,7 +369,9 @@ impl<'a> State<'a> {
         self.r
             .project_series
             .change(p, self.now, 0, -(milli as i64));
-        let done = if milli > 0 {
+        // A run that reached its end did all its work (the wall time was rounded up from it);
+        // one stopped by its limit did what the elapsed time allows.
+        let done = if timed_out && milli > 0 {
             self.work_in(elapsed, self.run_model[j])
                 .min(self.remaining[j])
         } else {
