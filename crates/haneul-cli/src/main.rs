@@ -2,6 +2,8 @@
 
 mod bench;
 mod bench_engine;
+mod plan;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -21,11 +23,17 @@ enum Command {
     /// Benchmarks of the scheduling engine (openb replay, full and incremental passes).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Replay a workload through the engine under several policies and report.
+    Sim(sim::SimArgs),
+    /// Compare candidate fleets on one workload: cost per delivered GPU-hour, waits, utilisation.
+    Plan(plan::PlanArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Sim(args) => sim::run(args),
+        Command::Plan(args) => plan::run(args),
     }
 }
