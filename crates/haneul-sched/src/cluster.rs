@@ -25,8 +25,9 @@ pub(crate) struct NodeSlot {
     pub mem_free: u64,
     pub cpu_cap: u64,
     pub mem_cap: u64,
-    /// Held for a job whose preemption victims are stopping: only that job may start here.
-    pub hold: Option<JobId>,
+    /// Resources held for jobs whose preemption victims are stopping: only the holder may use
+    /// them. A node with holds leaves the capacity counts.
+    pub holds: SmallVec<[(JobId, crate::placement::Reserved); 1]>,
 }
 
 impl NodeSlot {
@@ -44,8 +45,8 @@ pub(crate) struct PoolSlot {
     pub lending: Lending,
 }
 
-/// Fleet capacity and what is free of it. Cloned as a scratch copy when planning reservations and
-/// preemptions, so it holds only flat vectors.
+/// Fleet capacity and what is free of it. Planning (reservations, preemptions) changes it in
+/// place and undoes the changes, so no copy of the fleet is made on the hot path.
 #[derive(Debug, Clone)]
 pub(crate) struct Cluster {
     pub nodes: Vec<NodeSlot>,
@@ -71,12 +72,14 @@ pub(crate) struct Cluster {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct NodeSig {
     pub model: Option<u8>,
-    pub pool: u32,
-    pub domain: u8,
-    pub cpu: u64,
-    pub mem: u64,
+    /// Fully free GPUs: groups are visited tightest first.
+    pub full_free: u8,
     /// Free share per GPU, sorted unless NVLink domains make positions matter.
     pub gpus: GpuVec,
+    pub cpu: u64,
+    pub mem: u64,
+    pub pool: u32,
+    pub domain: u8,
 }
 
 impl NodeSlot {
@@ -87,11 +90,12 @@ impl NodeSlot {
         }
         NodeSig {
             model: self.model,
-            pool: self.pool,
-            domain: self.domain,
+            full_free: self.full_free,
+            gpus,
             cpu: self.cpu_free,
             mem: self.mem_free,
-            gpus,
+            pool: self.pool,
+            domain: self.domain,
         }
     }
 }
@@ -130,7 +134,7 @@ impl Cluster {
                 mem_free: n.memory.0,
                 cpu_cap: n.cpu.0,
                 mem_cap: n.memory.0,
-                hold: None,
+                holds: SmallVec::new(),
             });
         }
         let max_gpus = fleet.nodes.iter().map(|n| n.gpus).max().unwrap_or(0) as usize;
@@ -162,27 +166,19 @@ impl Cluster {
         self.models.iter().position(|m| m == model).map(|p| p as u8)
     }
 
-    /// A copy for planning: same capacity, without the group index.
-    pub fn scratch(&self) -> Cluster {
-        Cluster {
-            nodes: self.nodes.clone(),
-            models: self.models.clone(),
-            model_nodes: self.model_nodes.clone(),
-            hist: self.hist.clone(),
-            free_milli: self.free_milli.clone(),
-            share_counts: self.share_counts.clone(),
-            pools: self.pools.clone(),
-            block_count: self.block_count,
-            groups: None,
-        }
-    }
-
-    /// Reserves a node for one job (or frees it). A held node leaves the capacity counts, since
-    /// only its holder may use it.
-    pub fn set_hold(&mut self, node: u32, hold: Option<JobId>) {
+    /// Holds resources of a node for one job. A node with holds leaves the capacity counts, so
+    /// that quick checks of other jobs do not count what they may not use.
+    pub fn add_hold(&mut self, node: u32, job: JobId, reserved: crate::placement::Reserved) {
         let i = node as usize;
         self.index_remove(i);
-        self.nodes[i].hold = hold;
+        self.nodes[i].holds.push((job, reserved));
+        self.index_add(i);
+    }
+
+    pub fn remove_hold(&mut self, node: u32, job: JobId) {
+        let i = node as usize;
+        self.index_remove(i);
+        self.nodes[i].holds.retain(|(j, _)| *j != job);
         self.index_add(i);
     }
 
@@ -191,7 +187,7 @@ impl Cluster {
         if n.state != NodeState::Up {
             return;
         }
-        if let (Some(m), None) = (n.model, n.hold) {
+        if let (Some(m), true) = (n.model, n.holds.is_empty()) {
             self.hist[m as usize][n.full_free as usize] += 1;
             self.free_milli[m as usize] += n.free_milli();
             for &f in &n.gpu_free {
@@ -208,7 +204,7 @@ impl Cluster {
         if n.state != NodeState::Up {
             return;
         }
-        if let (Some(m), None) = (n.model, n.hold) {
+        if let (Some(m), true) = (n.model, n.holds.is_empty()) {
             self.hist[m as usize][n.full_free as usize] -= 1;
             self.free_milli[m as usize] -= n.free_milli();
             for &f in &n.gpu_free {

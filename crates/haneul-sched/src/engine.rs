@@ -12,6 +12,7 @@ use haneul_model::{
     ProjectId, Span, Tenants, Time,
 };
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
@@ -96,7 +97,11 @@ enum Mode {
 }
 
 /// Preemption plans one pass may try; the rest wait for the next pass.
-const MAX_PREEMPTION_PLANS_PER_PASS: usize = 2;
+const MAX_PREEMPTION_PLANS_PER_PASS: usize = 4;
+/// After a reclaim plan fails, the project's next try waits this long (engine time).
+const RECLAIM_BACKOFF: Span = Span::from_secs(30);
+/// Queued jobs of a project looked at for reclaiming in one pass.
+const RECLAIM_SCAN: usize = 256;
 
 /// Counters of the last pass, for benchmarks and the controller's metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,6 +125,8 @@ pub struct Engine {
     project_index: FxHashMap<ProjectId, u32>,
     orgs: Vec<OrgId>,
     queues: Vec<Queue>,
+    /// Queues holding at least one job, so a pass need not look at idle projects.
+    busy_queues: BTreeSet<usize>,
     shapes: Shapes,
     jobs: FxHashMap<JobId, JobEntry>,
     running_by_end: BTreeSet<(Time, JobId)>,
@@ -130,6 +137,11 @@ pub struct Engine {
     fits_ever: FxHashMap<(ShapeKey, u64, u64, u32), bool>,
     now: Time,
     last_stats: PassStats,
+    /// Jobs that held a reservation at the end of the last pass. They keep it (re-planned) while
+    /// they wait, so nodes drained for a large job are not handed to another one half-way.
+    reserved: Vec<JobId>,
+    /// Per project: no reclaim planning before this time, after a plan found no victims.
+    reclaim_backoff: FxHashMap<u32, Time>,
 }
 
 /// f64 ordered by `total_cmp`, for the fair-share heap.
@@ -191,6 +203,7 @@ impl Engine {
             project_index: FxHashMap::default(),
             orgs: tenants.orgs.iter().map(|o| o.id).collect(),
             queues: (0..queue_count).map(|_| Queue::default()).collect(),
+            busy_queues: BTreeSet::new(),
             shapes: Shapes::default(),
             jobs: FxHashMap::default(),
             running_by_end: BTreeSet::new(),
@@ -200,6 +213,8 @@ impl Engine {
             fits_ever: FxHashMap::default(),
             now: Time::ZERO,
             last_stats: PassStats::default(),
+            reserved: Vec::new(),
+            reclaim_backoff: FxHashMap::default(),
         };
         let mut capacity = vec![0u64; engine.cluster.models.len()];
         for n in &engine.cluster.nodes {
@@ -340,16 +355,11 @@ impl Engine {
     }
 
     fn touch_usage(&mut self, p: u32) {
-        let h = self.policy.fair_share_half_life.0 as f64;
+        let h = self.policy.fair_share_half_life;
         let now = self.now;
         let slot = &mut self.projects[p as usize];
-        let dt = now.since(slot.usage_at).0 as f64;
-        if dt > 0.0 {
-            let decay = 0.5f64.powf(dt / h);
-            let rate = slot.running_milli as f64 / 1000.0;
-            slot.usage = slot.usage * decay + rate * (h / std::f64::consts::LN_2) * (1.0 - decay);
-            slot.usage_at = now;
-        }
+        slot.usage = decayed_usage(slot, now, h);
+        slot.usage_at = now.max(slot.usage_at);
     }
 
     fn share_of(&self, q: usize) -> f64 {
@@ -412,6 +422,7 @@ impl Engine {
         self.frag.observe(task_kind(spec, mask), spec.replicas);
         let q = self.queue_of(project);
         self.queues[q].insert(key, shape);
+        self.busy_queues.insert(q);
         self.jobs.insert(
             job.id,
             JobEntry {
@@ -504,6 +515,9 @@ impl Engine {
             Run::Queued { .. } => {
                 let (q, key, shape) = (self.queue_of(entry.project), entry.key, entry.shape);
                 self.queues[q].remove(&key, shape);
+                if self.queues[q].len() == 0 {
+                    self.busy_queues.remove(&q);
+                }
                 self.jobs.remove(&job);
                 self.clear_hold(job);
                 Ok(())
@@ -530,6 +544,7 @@ impl Engine {
         let (project, key, shape) = (entry.project, entry.key, entry.shape);
         let q = self.queue_of(project);
         self.queues[q].insert(key, shape);
+        self.busy_queues.insert(q);
         Ok(())
     }
 
@@ -600,9 +615,7 @@ impl Engine {
     fn clear_hold(&mut self, job: JobId) {
         if let Some((nodes, _)) = self.holds.remove(&job) {
             for n in nodes {
-                if self.cluster.nodes[n as usize].hold == Some(job) {
-                    self.cluster.set_hold(n, None);
-                }
+                self.cluster.remove_hold(n, job);
             }
         }
     }
@@ -687,7 +700,8 @@ impl Engine {
     /// The project's decayed past usage in GPU-hours, as fair share sees it.
     pub fn project_usage_gpu_hours(&self, project: ProjectId) -> Option<f64> {
         let &p = self.project_index.get(&project)?;
-        Some(self.projects[p as usize].usage / 3_600_000.0)
+        let slot = &self.projects[p as usize];
+        Some(decayed_usage(slot, self.now, self.policy.fair_share_half_life) / 3_600_000.0)
     }
 
     pub fn last_pass(&self) -> PassStats {
@@ -754,8 +768,13 @@ impl Engine {
         self.advance(now);
         self.expire_holds();
         self.frag.refresh();
-        for p in 0..self.projects.len() as u32 {
-            self.touch_usage(p);
+        if self.policy.ordering == Ordering::FairShare {
+            // Only projects with queued work compete in this pass; the rest catch up when they
+            // next start or end a job.
+            let busy: Vec<usize> = self.busy_queues.iter().copied().collect();
+            for q in busy {
+                self.touch_usage(q as u32);
+            }
         }
         let mut decisions = Decisions::default();
         let mut stats = PassStats::default();
@@ -763,9 +782,17 @@ impl Engine {
         // Exclusions for a job that would still run at the start of the first `i` reservations.
         let mut failures = FailureMemo::default();
         let mut shape_closed = vec![false; self.shapes.keys.len()];
-        let nq = self.queues.len();
-        let mut full_cursor: Vec<Option<OrderKey>> = vec![None; nq];
+        let mut full_cursor: FxHashMap<usize, OrderKey> = FxHashMap::default();
         let mut shape_cursor: FxHashMap<(usize, u32), OrderKey> = FxHashMap::default();
+        let backfill = self.policy.backfill && self.policy.skip_blocked;
+        // Planning a preemption looks at every node of a model: bound the work of one pass.
+        let mut preemption_plans = 0usize;
+        let mut preemption_failed: rustc_hash::FxHashSet<(u32, u8)> = Default::default();
+        let depth = if backfill {
+            self.policy.reservations
+        } else {
+            0
+        };
         // Jobs whose preemption victims have stopped go first, onto the nodes held for them.
         let ready: Vec<JobId> = self
             .holds
@@ -785,19 +812,39 @@ impl Engine {
                 decisions.starts.push(start);
             }
         }
-        let mut heap: BinaryHeap<Reverse<(Share, usize)>> = (0..nq)
-            .filter(|&q| self.queues[q].len() > 0)
-            .map(|q| Reverse((Share(self.share_of(q)), q)))
+        // Last pass's reserved jobs come next: they start if they can, else keep a reservation.
+        let sticky: Vec<JobId> = std::mem::take(&mut self.reserved);
+        for job in sticky {
+            if reservations.len() >= depth
+                || !matches!(
+                    self.jobs.get(&job).map(|e| &e.run),
+                    Some(Run::Queued { victims: 0 })
+                )
+            {
+                continue;
+            }
+            stats.visited += 1;
+            match self.try_start(job, &reservations, &mut failures, &mut stats) {
+                Attempt::Started(start) => {
+                    stats.started += 1;
+                    decisions.starts.push(start);
+                }
+                Attempt::QuotaBlocked => {}
+                Attempt::NoRoom { guaranteed_model } => {
+                    stats.reservation_plans += 1;
+                    if let Some(mut plan) = self.plan_reservation(job, &reservations) {
+                        plan.guaranteed = guaranteed_model.is_some();
+                        decisions.reservations.push(self.reservation_of(job, &plan));
+                        reservations.push(plan);
+                    }
+                }
+            }
+        }
+        let mut heap: BinaryHeap<Reverse<(Share, usize)>> = self
+            .busy_queues
+            .iter()
+            .map(|&q| Reverse((Share(self.share_of(q)), q)))
             .collect();
-        let backfill = self.policy.backfill && self.policy.skip_blocked;
-        // Planning a preemption looks at every node of a model: bound the work of one pass.
-        let mut preemption_plans = 0usize;
-        let mut preemption_failed: rustc_hash::FxHashSet<(u32, u8)> = Default::default();
-        let depth = if backfill {
-            self.policy.reservations
-        } else {
-            0
-        };
 
         let mut failed_after_reservations = 0usize;
         while let Some(Reverse((_, q))) = heap.pop() {
@@ -806,16 +853,17 @@ impl Engine {
                 break;
             }
             let full_mode = !self.policy.skip_blocked || reservations.len() < depth;
+            let cursor = full_cursor.get(&q).copied();
             let candidate = if full_mode {
-                first_after(&self.queues[q].all, full_cursor[q])
+                first_after(&self.queues[q].all, cursor)
             } else {
-                self.next_fitting(q, full_cursor[q], &mut shape_cursor, &mut shape_closed)
+                self.next_fitting(q, cursor, &mut shape_cursor, &mut shape_closed)
             };
             let Some(key) = candidate else {
                 continue;
             };
             if full_mode {
-                full_cursor[q] = Some(key);
+                full_cursor.insert(q, key);
             } else {
                 let shape = self.jobs[&key.job].shape;
                 shape_cursor.insert((q, shape), key);
@@ -864,23 +912,102 @@ impl Engine {
                         }
                     {
                         plan.guaranteed = guaranteed_model.is_some();
-                        decisions.reservations.push(Reservation {
-                            job,
-                            start_at: plan.start_at,
-                            nodes: plan
-                                .nodes
-                                .iter()
-                                .map(|(n, _)| self.cluster.nodes[*n as usize].id)
-                                .collect(),
-                        });
+                        decisions.reservations.push(self.reservation_of(job, &plan));
                         reservations.push(plan);
                     }
                 }
             }
             heap.push(Reverse((Share(self.share_of(q)), q)));
         }
+        // Projects below a guarantee may have work that no shape check let the loop reach: give
+        // each its first waiting job a chance to reclaim, within the pass's preemption budget.
+        if self.policy.preemption {
+            let owed: Vec<usize> = self
+                .busy_queues
+                .iter()
+                .copied()
+                .filter(|&q| {
+                    self.policy.ordering == Ordering::FairShare && {
+                        let p = &self.projects[q];
+                        p.alloc.iter().zip(&p.guarantee).any(|(a, g)| a < g)
+                    }
+                })
+                .collect();
+            for q in owed {
+                if preemption_plans >= MAX_PREEMPTION_PLANS_PER_PASS {
+                    break;
+                }
+                if self
+                    .reclaim_backoff
+                    .get(&(q as u32))
+                    .is_some_and(|&t| t > self.now)
+                {
+                    continue;
+                }
+                // Plan for the project's owed jobs in order until one plan fails.
+                let mut after: Option<OrderKey> = None;
+                while preemption_plans < MAX_PREEMPTION_PLANS_PER_PASS {
+                    let Some((key, job, m)) = self.next_reclaimer(q, after) else {
+                        break;
+                    };
+                    after = Some(key);
+                    let shape = self.jobs[&job].shape;
+                    if preemption_failed.contains(&(shape, m)) {
+                        break;
+                    }
+                    preemption_plans += 1;
+                    stats.preemption_plans += 1;
+                    match self.plan_preemption(job, m) {
+                        Some(pre) => decisions.preemptions.extend(pre),
+                        None => {
+                            preemption_failed.insert((shape, m));
+                            self.reclaim_backoff
+                                .insert(q as u32, self.now + RECLAIM_BACKOFF);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
         self.last_stats = stats;
+        self.reserved = decisions.reservations.iter().map(|r| r.job).collect();
         decisions
+    }
+
+    /// The next job of queue `q` after `after`, in queue order, that would run within its
+    /// project's guarantee even counting the jobs ahead of it waiting for their preemptions, and
+    /// has none in flight; with the model it would reclaim.
+    fn next_reclaimer(&self, q: usize, after: Option<OrderKey>) -> Option<(OrderKey, JobId, u8)> {
+        let p = &self.projects[q];
+        let mut pending = vec![0u64; p.alloc.len()];
+        for key in self.queues[q].all.iter().take(RECLAIM_SCAN) {
+            let e = &self.jobs[&key.job];
+            let Some(&m) = e.models.iter().find(|&&m| {
+                p.alloc[m as usize] + pending[m as usize] + e.total_milli()
+                    <= p.guarantee[m as usize]
+            }) else {
+                continue;
+            };
+            let waiting = matches!(e.run, Run::Queued { victims } if victims > 0)
+                || self.holds.contains_key(&key.job);
+            pending[m as usize] += e.total_milli();
+            if !waiting && after.is_none_or(|a| *key > a) {
+                return Some((*key, key.job, m));
+            }
+        }
+        None
+    }
+
+    fn reservation_of(&self, job: JobId, plan: &ReservationPlan) -> Reservation {
+        Reservation {
+            job,
+            start_at: plan.start_at,
+            nodes: plan
+                .nodes
+                .iter()
+                .map(|(n, _)| self.cluster.nodes[*n as usize].id)
+                .collect(),
+        }
     }
 
     /// The next job of queue `q` in a shape that may still fit, in queue order.
@@ -988,6 +1115,7 @@ impl Engine {
             stats.placement_attempts += 1;
             let excl = exclusions_for(Mode::Borrowing);
             let ctx = PlaceCtx {
+                max_scored: self.policy.max_scored_nodes,
                 job,
                 pools: &pools,
                 exclusions: excl.as_ref(),
@@ -1012,6 +1140,7 @@ impl Engine {
                 stats.placement_attempts += 1;
                 let excl = exclusions_for(mode);
                 let ctx = PlaceCtx {
+                    max_scored: self.policy.max_scored_nodes,
                     job,
                     pools: &pools,
                     exclusions: excl.as_ref(),
@@ -1061,6 +1190,9 @@ impl Engine {
         }
         let q = self.queue_of(project);
         self.queues[q].remove(&key, shape);
+        if self.queues[q].len() == 0 {
+            self.busy_queues.remove(&q);
+        }
         self.running_by_end.insert((end_est, job));
         self.clear_hold(job);
         let placement = self.to_placement(&tasks);
@@ -1092,6 +1224,7 @@ impl Engine {
         let req = e.req;
         let pools = self.projects[beneficiary_project as usize].pools.clone();
         let ctx = PlaceCtx {
+            max_scored: self.policy.max_scored_nodes,
             job,
             pools: &pools,
             exclusions: None,
@@ -1108,7 +1241,7 @@ impl Engine {
         let mut offers: Vec<(u64, u32, u32, Vec<JobId>)> = Vec::new();
         for &idx in &self.cluster.model_nodes[model as usize] {
             let n = &self.cluster.nodes[idx as usize];
-            if n.state != NodeState::Up || n.hold.is_some_and(|h| h != job) {
+            if n.state != NodeState::Up {
                 continue;
             }
             let mut victims: Vec<(u8, u64, JobId)> = self.node_jobs[idx as usize]
@@ -1210,23 +1343,38 @@ impl Engine {
         if slots < req.replicas as u64 || victims.is_empty() {
             return None;
         }
-        let mut scratch = self.cluster.scratch();
+        // Release the victims on the live cluster to place the job, then put them back.
+        let mut log: Vec<Change> = Vec::new();
         for j in &victims {
             let v = &self.jobs[j];
             if let Run::Running { tasks, .. } = &v.run {
                 for t in tasks {
-                    scratch.release(t.node, &t.gpus, t.milli, v.req.cpu, v.req.mem);
+                    log.push(Change {
+                        allocate: false,
+                        node: t.node,
+                        gpus: t.gpus.clone(),
+                        milli: t.milli,
+                        cpu: v.req.cpu,
+                        mem: v.req.mem,
+                    });
                 }
             }
         }
-        let (_, planned) = place(
-            &scratch,
+        for change in &log {
+            change.apply(&mut self.cluster, false);
+        }
+        let placed = place(
+            &self.cluster,
             &[model],
             &req,
             &ctx,
             self.policy.placement,
             &mut self.frag,
-        )?;
+        );
+        for change in log.iter().rev() {
+            change.apply(&mut self.cluster, true);
+        }
+        let (_, planned) = placed?;
         // Victims whose resources the plan does not touch keep running.
         let used: BTreeSet<u32> = planned.iter().map(|t| t.node).collect();
         victims.retain(|j| match &self.jobs[j].run {
@@ -1256,19 +1404,27 @@ impl Engine {
                 victims: victims.len() as u32,
             };
         }
-        let mut held = Vec::new();
-        for node in used {
-            if self.cluster.nodes[node as usize].hold.is_none() {
-                self.cluster.set_hold(node, Some(job));
-                held.push(node);
+        // Hold exactly what the plan uses, so other reclaims can still use the rest of a node.
+        let mut held: BTreeMap<u32, Reserved> = BTreeMap::new();
+        for t in &planned {
+            let r = held.entry(t.node).or_default();
+            for &g in &t.gpus {
+                r.gpu_mask |= 1 << g;
             }
+            r.cpu += req.cpu;
+            r.mem += req.mem;
         }
+        for (&node, &r) in &held {
+            self.cluster.add_hold(node, job, r);
+        }
+        let held: Vec<u32> = held.into_keys().collect();
         self.holds.insert(job, (held, latest + Span::from_mins(5)));
         Some(out)
     }
 
     /// The earliest time `job` could start if running work ends as estimated, with its planned
-    /// resources. Earlier reservations keep theirs.
+    /// resources. Earlier reservations keep theirs. Works on the live cluster and undoes every
+    /// change before it returns, so no copy of the fleet is made.
     fn plan_reservation(
         &mut self,
         job: JobId,
@@ -1278,76 +1434,117 @@ impl Engine {
         let req = e.req;
         let models = e.models.clone();
         let pools = self.projects[e.project as usize].pools.clone();
-        let mut scratch = self.cluster.scratch();
+        let mut log: Vec<Change> = Vec::new();
         for r in earlier {
             for (node, res) in &r.nodes {
-                let n = &mut scratch.nodes[*node as usize];
-                let take: Vec<u32> = (0..n.gpus() as u32)
+                let n = &self.cluster.nodes[*node as usize];
+                let take: SmallVec<[u32; 8]> = (0..n.gpus() as u32)
                     .filter(|g| res.gpu_mask & (1 << g) != 0 && n.gpu_free[*g as usize] == FULL)
                     .collect();
-                let cpu = res.cpu.min(n.cpu_free);
-                let mem = res.mem.min(n.mem_free);
-                scratch.allocate(*node, &take, FULL, cpu, mem);
+                let change = Change {
+                    allocate: true,
+                    node: *node,
+                    gpus: take,
+                    milli: FULL,
+                    cpu: res.cpu.min(n.cpu_free),
+                    mem: res.mem.min(n.mem_free),
+                };
+                change.apply(&mut self.cluster, false);
+                log.push(change);
             }
         }
+        // Running jobs in the order they are expected to end; those being preempted end at
+        // their kill time. Both lists are sorted, so a merge walks them lazily.
+        let mut preempting: Vec<(Time, JobId)> = self
+            .running_by_end
+            .iter()
+            .filter_map(|&(_, j)| match self.jobs[&j].run {
+                Run::Running {
+                    preempting: Some((kill_at, _)),
+                    ..
+                } => Some((kill_at.max(self.now), j)),
+                _ => None,
+            })
+            .collect();
+        preempting.sort_unstable();
+        let mut by_end = self.running_by_end.iter().copied().filter(|(_, j)| {
+            !matches!(
+                self.jobs[j].run,
+                Run::Running {
+                    preempting: Some(_),
+                    ..
+                }
+            )
+        });
+        let mut by_kill = preempting.into_iter();
+        let mut next_end = by_end.next().map(|(t, j)| (t.max(self.now), j));
+        let mut next_kill = by_kill.next();
         let ctx = PlaceCtx {
+            max_scored: self.policy.max_scored_nodes,
             job,
             pools: &pools,
             exclusions: None,
         };
-        let try_place = |s: &Cluster, frag: &mut FragModel| -> Option<Vec<TaskSlot>> {
+        let mut found: Option<(Time, Vec<TaskSlot>)> = None;
+        loop {
+            let t = match (next_end, next_kill) {
+                (None, None) => break,
+                (Some(a), None) => a.0,
+                (None, Some(b)) => b.0,
+                (Some(a), Some(b)) => a.0.min(b.0),
+            };
+            // Release everything that ends at `t`.
+            loop {
+                let j = match (next_end, next_kill) {
+                    (Some(a), _) if a.0 == t => {
+                        next_end = by_end.next().map(|(t, j)| (t.max(self.now), j));
+                        a.1
+                    }
+                    (_, Some(b)) if b.0 == t => {
+                        next_kill = by_kill.next();
+                        b.1
+                    }
+                    _ => break,
+                };
+                let je = &self.jobs[&j];
+                if let Run::Running { tasks, .. } = &je.run {
+                    for task in tasks {
+                        let change = Change {
+                            allocate: false,
+                            node: task.node,
+                            gpus: task.gpus.clone(),
+                            milli: task.milli,
+                            cpu: je.req.cpu,
+                            mem: je.req.mem,
+                        };
+                        change.apply(&mut self.cluster, false);
+                        log.push(change);
+                    }
+                }
+            }
             let fitting: Vec<u8> = models
                 .iter()
                 .copied()
-                .filter(|&m| {
-                    if req.milli < FULL {
-                        s.may_fit_fraction(m, req.milli as u32, req.replicas)
-                    } else {
-                        s.may_fit_whole(m, req.gpus, req.replicas)
-                    }
-                })
+                .filter(|&m| self.may_fit_now(&req, m))
                 .collect();
             if !models.is_empty() && fitting.is_empty() {
-                return None;
+                continue;
             }
-            place(s, &fitting, &req, &ctx, self.policy.placement, frag).map(|(_, t)| t)
-        };
-        let ends: Vec<(Time, JobId)> = self
-            .running_by_end
-            .iter()
-            .map(|&(end, j)| {
-                let end = match self.jobs[&j].run {
-                    Run::Running {
-                        preempting: Some((kill_at, _)),
-                        ..
-                    } => kill_at.min(end),
-                    _ => end,
-                };
-                (end.max(self.now), j)
-            })
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut i = 0;
-        let mut found: Option<(Time, Vec<TaskSlot>)> = None;
-        let mut frag = std::mem::take(&mut self.frag);
-        while i < ends.len() {
-            let t = ends[i].0;
-            while i < ends.len() && ends[i].0 == t {
-                let je = &self.jobs[&ends[i].1];
-                if let Run::Running { tasks, .. } = &je.run {
-                    for s in tasks {
-                        scratch.release(s.node, &s.gpus, s.milli, je.req.cpu, je.req.mem);
-                    }
-                }
-                i += 1;
-            }
-            if let Some(tasks) = try_place(&scratch, &mut frag) {
+            if let Some((_, tasks)) = place(
+                &self.cluster,
+                &fitting,
+                &req,
+                &ctx,
+                self.policy.placement,
+                &mut self.frag,
+            ) {
                 found = Some((t, tasks));
                 break;
             }
         }
-        self.frag = frag;
+        for change in log.iter().rev() {
+            change.apply(&mut self.cluster, true);
+        }
         let (start_at, tasks) = found?;
         let mut nodes: BTreeMap<u32, Reserved> = BTreeMap::new();
         for t in &tasks {
@@ -1375,6 +1572,7 @@ impl Engine {
         let e = &self.jobs[&job];
         let pools = self.projects[e.project as usize].pools.clone();
         let ctx = PlaceCtx {
+            max_scored: self.policy.max_scored_nodes,
             job,
             pools: &pools,
             exclusions: None,
@@ -1492,6 +1690,12 @@ impl Engine {
                 }
             }
         }
+        let busy: BTreeSet<usize> = (0..self.queues.len())
+            .filter(|&q| self.queues[q].len() > 0)
+            .collect();
+        if busy != self.busy_queues {
+            return Err("the set of busy queues is out of step".into());
+        }
         let queued: usize = self
             .jobs
             .values()
@@ -1538,10 +1742,43 @@ impl FailureMemo {
     }
 }
 
+/// One change to the cluster's free capacity, kept so that planning can undo it.
+struct Change {
+    allocate: bool,
+    node: u32,
+    gpus: SmallVec<[u32; 8]>,
+    milli: u16,
+    cpu: u64,
+    mem: u64,
+}
+
+impl Change {
+    fn apply(&self, cluster: &mut Cluster, undo: bool) {
+        if self.allocate != undo {
+            cluster.allocate(self.node, &self.gpus, self.milli, self.cpu, self.mem);
+        } else {
+            cluster.release(self.node, &self.gpus, self.milli, self.cpu, self.mem);
+        }
+    }
+}
+
 enum Attempt {
     Started(Start),
     QuotaBlocked,
     NoRoom { guaranteed_model: Option<u8> },
+}
+
+/// A project's past usage (GPU-milliseconds) decayed to `now`, with its running allocation
+/// integrated since the last update: usage decays by half every half-life.
+fn decayed_usage(slot: &ProjectSlot, now: Time, half_life: Span) -> f64 {
+    let dt = now.since(slot.usage_at).0 as f64;
+    if dt <= 0.0 {
+        return slot.usage;
+    }
+    let h = half_life.0 as f64;
+    let decay = 0.5f64.powf(dt / h);
+    let rate = slot.running_milli as f64 / 1000.0;
+    slot.usage * decay + rate * (h / std::f64::consts::LN_2) * (1.0 - decay)
 }
 
 fn pool_sig(pools: &[bool]) -> u64 {

@@ -44,6 +44,8 @@ pub(crate) struct TaskSlot {
 
 pub(crate) struct PlaceCtx<'a> {
     pub job: JobId,
+    /// Most groups of interchangeable nodes scored per model for one task.
+    pub max_scored: usize,
     /// Pools this job may run on, by pool index.
     pub pools: &'a [bool],
     pub exclusions: Option<&'a Exclusions>,
@@ -60,11 +62,6 @@ fn view(n: &NodeSlot, idx: u32, ctx: &PlaceCtx) -> Option<View> {
     if n.state != NodeState::Up {
         return None;
     }
-    if let Some(holder) = n.hold
-        && holder != ctx.job
-    {
-        return None;
-    }
     if !ctx.pools.get(n.pool as usize).copied().unwrap_or(false) {
         return None;
     }
@@ -73,7 +70,17 @@ fn view(n: &NodeSlot, idx: u32, ctx: &PlaceCtx) -> Option<View> {
         cpu: n.cpu_free,
         mem: n.mem_free,
     };
-    if let Some(r) = ctx.exclusions.and_then(|e| e.get(&idx)) {
+    let held = n
+        .holds
+        .iter()
+        .filter(|(j, _)| *j != ctx.job)
+        .map(|(_, r)| r);
+    for r in ctx
+        .exclusions
+        .and_then(|e| e.get(&idx))
+        .into_iter()
+        .chain(held)
+    {
         for (g, free) in v.gpus.iter_mut().enumerate() {
             if r.gpu_mask & (1u64 << g) != 0 {
                 *free = 0;
@@ -254,59 +261,81 @@ fn place_one(
     strategy: PlacementStrategy,
     frag: &mut FragModel,
 ) -> Option<TaskSlot> {
+    let max_scored = ctx.max_scored.max(1);
     let use_frag = strategy == PlacementStrategy::Fragmentation && !frag.is_empty();
     let mut best: Option<Scored> = None;
-    let consider = |idx: u32, frag: &mut FragModel, best: &mut Option<Scored>| -> bool {
+    // Scores one node; says whether it was plain (no hold, no reservation on it, so it stands for
+    // its whole group) and whether the task fits on it.
+    let consider = |idx: u32, frag: &mut FragModel, best: &mut Option<Scored>| -> (bool, bool) {
         let n = &cluster.nodes[idx as usize];
-        let plain = n.hold.is_none() && ctx.exclusions.is_none_or(|e| !e.contains_key(&idx));
-        if let Some(scored) = score_node(n, idx, req, ctx, strategy, use_frag, frag)
+        let plain = n.holds.is_empty() && ctx.exclusions.is_none_or(|e| !e.contains_key(&idx));
+        let scored = score_node(n, idx, req, ctx, strategy, use_frag, frag);
+        let feasible = scored.is_some();
+        if let Some(scored) = scored
             && best.as_ref().is_none_or(|b| scored.beats(b))
         {
             *best = Some(scored);
         }
-        plain
+        (plain, feasible)
     };
     match &cluster.groups {
         Some(groups) if strategy != PlacementStrategy::FirstFit => {
-            let mut visit = |sig: &NodeSig, nodes: &std::collections::BTreeSet<u32>| {
+            // Groups of one model are visited tightest first (fewest fully free GPUs); like
+            // kube-scheduler's percentageOfNodesToScore, at most `max_scored` feasible groups
+            // per model are scored, which bounds a placement on a large fleet.
+            let mut visit = |sig: &NodeSig, nodes: &std::collections::BTreeSet<u32>| -> bool {
                 if !sig_may_fit(sig, req)
                     || !ctx.pools.get(sig.pool as usize).copied().unwrap_or(false)
                 {
-                    return;
+                    return false;
                 }
+                let mut any = false;
                 for &idx in nodes {
-                    if consider(idx, frag, &mut best) {
+                    let (plain, feasible) = consider(idx, frag, &mut best);
+                    any |= feasible;
+                    if plain {
                         // The rest of the group scores the same and loses on index.
                         break;
                     }
                 }
+                any
             };
-            if models.is_empty() {
-                for (sig, nodes) in groups {
-                    visit(sig, nodes);
-                }
+            let min_full = if req.milli == FULL {
+                req.gpus.min(255) as u8
             } else {
-                for &m in models {
-                    let from = NodeSig {
-                        model: Some(m),
-                        pool: 0,
-                        domain: 0,
-                        cpu: 0,
-                        mem: 0,
-                        gpus: GpuVec::new(),
-                    };
-                    for (sig, nodes) in groups.range(from..) {
-                        if sig.model != Some(m) {
-                            break;
-                        }
-                        visit(sig, nodes);
+                0
+            };
+            let model_list: Vec<Option<u8>> = if models.is_empty() {
+                let mut all: Vec<Option<u8>> = groups.keys().map(|k| k.model).collect();
+                all.dedup();
+                all
+            } else {
+                models.iter().map(|&m| Some(m)).collect()
+            };
+            for m in model_list {
+                let from = NodeSig {
+                    model: m,
+                    full_free: min_full,
+                    gpus: GpuVec::new(),
+                    cpu: 0,
+                    mem: 0,
+                    pool: 0,
+                    domain: 0,
+                };
+                let mut scored = 0usize;
+                for (sig, nodes) in groups.range(from..) {
+                    if sig.model != m || scored >= max_scored {
+                        break;
+                    }
+                    if visit(sig, nodes) {
+                        scored += 1;
                     }
                 }
             }
         }
         _ => {
             for idx in candidates(cluster, models) {
-                consider(idx, frag, &mut best);
+                let _ = consider(idx, frag, &mut best);
                 if strategy == PlacementStrategy::FirstFit && best.is_some() {
                     break;
                 }
@@ -403,16 +432,71 @@ fn place_gang(
     let mut per_node: Vec<(u32, u32)> = Vec::new(); // (node, slots)
     let mut block_slots = vec![0u64; cluster.block_count.max(1)];
     let mut total: u64 = 0;
-    for idx in candidates(cluster, models) {
-        let n = &cluster.nodes[idx as usize];
-        let Some(v) = view(n, idx, ctx) else {
-            continue;
-        };
-        let s = slots(&v, req, n.domain as usize, req.replicas);
+    let mut count = |idx: u32, s: u32| {
         if s > 0 {
             per_node.push((idx, s));
-            block_slots[n.block as usize] += s as u64;
+            block_slots[cluster.nodes[idx as usize].block as usize] += s as u64;
             total += s as u64;
+        }
+    };
+    let node_slots = |idx: u32| -> u32 {
+        let n = &cluster.nodes[idx as usize];
+        view(n, idx, ctx).map_or(0, |v| slots(&v, req, n.domain as usize, req.replicas))
+    };
+    match &cluster.groups {
+        Some(groups) => {
+            // Nodes of one group offer the same slots: count them once per group, except nodes
+            // with a hold or a reservation on them.
+            let models: Vec<Option<u8>> = if models.is_empty() {
+                let mut all: Vec<Option<u8>> = groups.keys().map(|k| k.model).collect();
+                all.dedup();
+                all
+            } else {
+                models.iter().map(|&m| Some(m)).collect()
+            };
+            let min_full = if req.gpus > 0 && req.milli == FULL {
+                req.gpus.min(255) as u8
+            } else {
+                0
+            };
+            for m in models {
+                let from = NodeSig {
+                    model: m,
+                    full_free: min_full,
+                    gpus: GpuVec::new(),
+                    cpu: 0,
+                    mem: 0,
+                    pool: 0,
+                    domain: 0,
+                };
+                for (sig, nodes) in groups.range(from..) {
+                    if sig.model != m {
+                        break;
+                    }
+                    if !sig_may_fit(sig, req)
+                        || !ctx.pools.get(sig.pool as usize).copied().unwrap_or(false)
+                    {
+                        continue;
+                    }
+                    let mut shared: Option<u32> = None;
+                    for &idx in nodes {
+                        let n = &cluster.nodes[idx as usize];
+                        let plain = n.holds.is_empty()
+                            && ctx.exclusions.is_none_or(|e| !e.contains_key(&idx));
+                        let s = if plain {
+                            *shared.get_or_insert_with(|| node_slots(idx))
+                        } else {
+                            node_slots(idx)
+                        };
+                        count(idx, s);
+                    }
+                }
+            }
+        }
+        None => {
+            for idx in candidates(cluster, models) {
+                count(idx, node_slots(idx));
+            }
         }
     }
     let r = req.replicas as u64;

@@ -54,6 +54,10 @@ pub struct Policy {
     /// When false, a blocked job at the head stops everything behind it (strict FIFO).
     pub skip_blocked: bool,
     pub placement: PlacementStrategy,
+    /// Most groups of interchangeable nodes (same model, pool and free capacity) scored per GPU
+    /// model when placing one task, tightest first, like kube-scheduler's
+    /// `percentageOfNodesToScore`. It bounds placement on a large, varied fleet.
+    pub max_scored_nodes: usize,
 }
 
 impl Default for Policy {
@@ -69,6 +73,7 @@ impl Default for Policy {
             default_runtime: Span::from_hours(24),
             skip_blocked: true,
             placement: PlacementStrategy::Fragmentation,
+            max_scored_nodes: 256,
         }
     }
 }

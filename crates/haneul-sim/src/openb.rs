@@ -42,6 +42,8 @@ pub struct OpenbPod {
     pub creation_time: Option<i64>,
     pub deletion_time: Option<i64>,
     pub scheduled_time: Option<i64>,
+    /// Line of the pod in its file, for error messages (0 for pods not read from a file).
+    pub line: u64,
 }
 
 impl OpenbPod {
@@ -220,6 +222,7 @@ pub fn load_pods(path: &Path) -> Result<Vec<OpenbPod>, SimError> {
             creation_time: r.opt_int("creation_time")?,
             deletion_time: r.opt_int("deletion_time")?,
             scheduled_time: r.opt_int("scheduled_time")?,
+            line: r.line,
         });
         Ok(())
     })?;
@@ -381,6 +384,7 @@ pub fn replay(
             creation_time: None,
             deletion_time: None,
             scheduled_time: None,
+            line: 0,
         };
         hint.push((spec_of(&pod)?, weight));
     }
@@ -469,6 +473,7 @@ mod tests {
             creation_time: None,
             deletion_time: None,
             scheduled_time: None,
+            line: 0,
         }
     }
 

@@ -1,10 +1,6 @@
 //! The Alibaba openb pod lists as a timed workload: each pod is a one-task job with its CPU,
 //! memory, GPU count or share and allowed GPU models, submitted at `creation_time` and running
 //! from `scheduled_time` to `deletion_time` in the trace. The node list becomes a fleet.
-//!
-//! TEMPORARY: the CSV parsing below stands in for `crate::openb::{load_pods, load_nodes}`, which
-//! the engine work owns and which has not landed yet. The adapter (`to_workload`, `to_fleet`) is
-//! written against the same field names, so switching is deleting `parse_pods`/`parse_nodes`.
 
 use super::{ProjectTable, SimJob, Workload};
 use crate::error::SimError;
@@ -15,139 +11,10 @@ use haneul_model::{
 };
 use std::path::Path;
 
-/// A pod row, with the fields of the lead's `OpenbPod`.
-pub struct Pod {
-    pub name: String,
-    pub cpu_milli: u64,
-    pub memory_mib: u64,
-    pub num_gpu: u32,
-    pub gpu_milli: u32,
-    pub gpu_spec: Vec<String>,
-    pub creation_time: Option<i64>,
-    pub deletion_time: Option<i64>,
-    pub scheduled_time: Option<i64>,
-    line: u64,
-}
-
-/// A node row, with the fields of the lead's `OpenbNode`.
-pub struct OpenbNodeRow {
-    pub name: String,
-    pub cpu_milli: u64,
-    pub memory_mib: u64,
-    pub gpus: u32,
-    pub model: String,
-}
-
-fn read_rows(
-    path: &Path,
-    mut f: impl FnMut(&csv::StringRecord, &dyn Fn(&str) -> Option<usize>, u64) -> Result<(), SimError>,
-) -> Result<(), SimError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| super::philly::csv_open_error(path, e))?;
-    let headers = rdr
-        .headers()
-        .map_err(|e| super::philly::csv_open_error(path, e))?
-        .clone();
-    let col = |n: &str| headers.iter().position(|h| h == n);
-    let mut rec = csv::StringRecord::new();
-    loop {
-        let more = rdr.read_record(&mut rec).map_err(|e| SimError::Row {
-            path: path.to_path_buf(),
-            line: e.position().map(|p| p.line()).unwrap_or(0),
-            field: "row".into(),
-            reason: e.to_string(),
-        })?;
-        if !more {
-            return Ok(());
-        }
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        f(&rec, &col, line)?;
-    }
-}
-
-fn field<T: std::str::FromStr>(
-    path: &Path,
-    rec: &csv::StringRecord,
-    col: &dyn Fn(&str) -> Option<usize>,
-    line: u64,
-    name: &str,
-    required: bool,
-) -> Result<Option<T>, SimError> {
-    let raw = col(name).and_then(|c| rec.get(c)).unwrap_or("");
-    if raw.is_empty() {
-        if required {
-            return Err(SimError::Row {
-                path: path.to_path_buf(),
-                line,
-                field: name.into(),
-                reason: "missing value".into(),
-            });
-        }
-        return Ok(None);
-    }
-    raw.parse().map(Some).map_err(|_| SimError::Row {
-        path: path.to_path_buf(),
-        line,
-        field: name.into(),
-        reason: format!("`{raw}` is not a valid number"),
-    })
-}
-
-pub fn parse_pods(path: &Path) -> Result<Vec<Pod>, SimError> {
-    let mut pods = Vec::new();
-    read_rows(path, |rec, col, line| {
-        let name = col("name")
-            .and_then(|c| rec.get(c))
-            .unwrap_or("")
-            .to_string();
-        pods.push(Pod {
-            name,
-            cpu_milli: field(path, rec, col, line, "cpu_milli", true)?.unwrap_or(0),
-            memory_mib: field(path, rec, col, line, "memory_mib", true)?.unwrap_or(0),
-            num_gpu: field(path, rec, col, line, "num_gpu", true)?.unwrap_or(0),
-            gpu_milli: field(path, rec, col, line, "gpu_milli", true)?.unwrap_or(0),
-            gpu_spec: col("gpu_spec")
-                .and_then(|c| rec.get(c))
-                .unwrap_or("")
-                .split('|')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-            creation_time: field(path, rec, col, line, "creation_time", false)?,
-            deletion_time: field(path, rec, col, line, "deletion_time", false)?,
-            scheduled_time: field(path, rec, col, line, "scheduled_time", false)?,
-            line,
-        });
-        Ok(())
-    })?;
-    Ok(pods)
-}
-
-pub fn parse_nodes(path: &Path) -> Result<Vec<OpenbNodeRow>, SimError> {
-    let mut nodes = Vec::new();
-    read_rows(path, |rec, col, line| {
-        nodes.push(OpenbNodeRow {
-            name: col("sn").and_then(|c| rec.get(c)).unwrap_or("").to_string(),
-            cpu_milli: field(path, rec, col, line, "cpu_milli", true)?.unwrap_or(0),
-            memory_mib: field(path, rec, col, line, "memory_mib", true)?.unwrap_or(0),
-            gpus: field(path, rec, col, line, "gpu", true)?.unwrap_or(0),
-            model: col("model")
-                .and_then(|c| rec.get(c))
-                .unwrap_or("")
-                .to_string(),
-        });
-        Ok(())
-    })?;
-    Ok(nodes)
-}
-
 /// Pods as jobs of one project. Times in the trace are seconds; a pod that never ends in the
 /// trace runs until the trace's last deletion.
 pub fn load(path: &Path) -> Result<Workload, SimError> {
-    let pods = parse_pods(path)?;
+    let pods = crate::openb::load_pods(path)?;
     let end = pods
         .iter()
         .filter_map(|p| p.deletion_time)
@@ -216,7 +83,7 @@ pub fn load(path: &Path) -> Result<Workload, SimError> {
 /// The openb node list as a fleet: one pool, one block per 32 nodes, each GPU its own NVLink
 /// domain (the trace's nodes are PCIe boards).
 pub fn fleet(path: &Path) -> Result<FleetSpec, SimError> {
-    let rows = parse_nodes(path)?;
+    let rows = crate::openb::load_nodes(path)?;
     let pool = PoolId(0);
     let mut blocks = Vec::new();
     let mut nodes = Vec::new();
