@@ -213,6 +213,13 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let d = engine.schedule(now);
         samples.push(t.elapsed().as_secs_f64() * 1e3);
+        if std::env::var_os("HANEUL_BENCH_TRACE").is_some() {
+            eprintln!(
+                "{:.3} ms {:?}",
+                samples.last().copied().unwrap_or(0.0),
+                engine.last_pass()
+            );
+        }
         running.extend(d.starts.iter().map(|s| s.job));
         // Preempted jobs stop at once (no grace in this workload) and go back to the queue.
         for p in &d.preemptions {

@@ -1237,14 +1237,23 @@ impl Engine {
                 Run::Queued { .. } => 0,
             }
         };
-        // (cost, slots, node, victims) per node that can offer slots.
-        let mut offers: Vec<(u64, u32, u32, Vec<JobId>)> = Vec::new();
+        // Projects whose work on this model may be taken: those running above their guarantee.
+        let borrowing: Vec<bool> = self
+            .projects
+            .iter()
+            .map(|p| p.alloc[model as usize] > p.guarantee[model as usize])
+            .collect();
+        // (cost, slots, node, victims) per node that can offer slots. A single task needs one
+        // node: nodes that can not beat the cheapest offer so far are not priced in full.
+        let single = req.replicas == 1;
+        let mut cheapest = u64::MAX;
+        let mut offers: Vec<(u64, u32, u32, SmallVec<[JobId; 4]>)> = Vec::new();
         for &idx in &self.cluster.model_nodes[model as usize] {
             let n = &self.cluster.nodes[idx as usize];
             if n.state != NodeState::Up {
                 continue;
             }
-            let mut victims: Vec<(u8, u64, JobId)> = self.node_jobs[idx as usize]
+            let mut victims: SmallVec<[(u8, u64, JobId); 8]> = self.node_jobs[idx as usize]
                 .iter()
                 .filter_map(|j| {
                     let v = &self.jobs[j];
@@ -1256,19 +1265,20 @@ impl Engine {
                     else {
                         return None;
                     };
-                    let p = &self.projects[v.project as usize];
-                    let borrowing = p.alloc[model as usize] > p.guarantee[model as usize];
                     (vm == model
                         && v.job.spec.preemptible
                         && v.project != beneficiary_project
-                        && borrowing)
+                        && borrowing[v.project as usize])
                         .then(|| (v.key.rank, lost(v), *j))
                 })
                 .collect();
+            if victims.is_empty() && single {
+                // Nothing to evict, and a single task would have been placed without a plan.
+                continue;
+            }
             // Lowest priority class (highest rank) first, then least work lost.
             victims.sort_by_key(|&(rank, lost, j)| (Reverse(rank), lost, j));
-            if victims.is_empty() && req.replicas == 1 {
-                // Nothing to evict, and a single task would have been placed without a plan.
+            if single && victims.first().is_some_and(|v| v.1 >= cheapest) {
                 continue;
             }
             let Some(mut ev) = EvictionView::new(n, idx, &ctx) else {
@@ -1276,10 +1286,10 @@ impl Engine {
             };
             let base = ev.slots(&req);
             let mut cost = 0;
-            let mut chosen = Vec::new();
+            let mut chosen: SmallVec<[JobId; 4]> = SmallVec::new();
             let mut best = (base, 0u64, 0usize);
             for (_, l, j) in &victims {
-                if best.0 >= req.replicas {
+                if best.0 >= req.replicas || (single && cost + l >= cheapest) {
                     break;
                 }
                 let v = &self.jobs[j];
@@ -1297,6 +1307,9 @@ impl Engine {
             }
             if best.0 > 0 {
                 chosen.truncate(best.2);
+                if single {
+                    cheapest = cheapest.min(best.1);
+                }
                 offers.push((best.1, best.0, idx, chosen));
             }
         }
