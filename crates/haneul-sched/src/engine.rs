@@ -137,9 +137,6 @@ pub struct Engine {
     fits_ever: FxHashMap<(ShapeKey, u64, u64, u32), bool>,
     now: Time,
     last_stats: PassStats,
-    /// Jobs that held a reservation at the end of the last pass. They keep it (re-planned) while
-    /// they wait, so nodes drained for a large job are not handed to another one half-way.
-    reserved: Vec<JobId>,
     /// Per project: no reclaim planning before this time, after a plan found no victims.
     reclaim_backoff: FxHashMap<u32, Time>,
 }
@@ -213,7 +210,6 @@ impl Engine {
             fits_ever: FxHashMap::default(),
             now: Time::ZERO,
             last_stats: PassStats::default(),
-            reserved: Vec::new(),
             reclaim_backoff: FxHashMap::default(),
         };
         let mut capacity = vec![0u64; engine.cluster.models.len()];
@@ -812,34 +808,6 @@ impl Engine {
                 decisions.starts.push(start);
             }
         }
-        // Last pass's reserved jobs come next: they start if they can, else keep a reservation.
-        let sticky: Vec<JobId> = std::mem::take(&mut self.reserved);
-        for job in sticky {
-            if reservations.len() >= depth
-                || !matches!(
-                    self.jobs.get(&job).map(|e| &e.run),
-                    Some(Run::Queued { victims: 0 })
-                )
-            {
-                continue;
-            }
-            stats.visited += 1;
-            match self.try_start(job, &reservations, &mut failures, &mut stats) {
-                Attempt::Started(start) => {
-                    stats.started += 1;
-                    decisions.starts.push(start);
-                }
-                Attempt::QuotaBlocked => {}
-                Attempt::NoRoom { guaranteed_model } => {
-                    stats.reservation_plans += 1;
-                    if let Some(mut plan) = self.plan_reservation(job, &reservations) {
-                        plan.guaranteed = guaranteed_model.is_some();
-                        decisions.reservations.push(self.reservation_of(job, &plan));
-                        reservations.push(plan);
-                    }
-                }
-            }
-        }
         let mut heap: BinaryHeap<Reverse<(Share, usize)>> = self
             .busy_queues
             .iter()
@@ -970,7 +938,6 @@ impl Engine {
             }
         }
         self.last_stats = stats;
-        self.reserved = decisions.reservations.iter().map(|r| r.job).collect();
         decisions
     }
 
