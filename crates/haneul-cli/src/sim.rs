@@ -15,8 +15,9 @@ pub struct SimArgs {
     /// Scenario file (TOML): fleet, workload, seed and policies.
     #[arg(long, conflicts_with = "trace")]
     scenario: Option<PathBuf>,
-    /// A trace as FORMAT:PATH (philly, openb, csv, jsonl), with --fleet.
-    #[arg(long, requires = "fleet")]
+    /// A trace as FORMAT:PATH (philly, openb, csv, jsonl), with --fleet. For openb the fleet
+    /// defaults to the trace's own node list, openb_node_list_gpu_node.csv beside the pod list.
+    #[arg(long)]
     trace: Option<String>,
     /// Fleet file (TOML); with --scenario it replaces the scenario's fleet.
     #[arg(long)]
@@ -73,9 +74,20 @@ impl Progress {
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let mut scn = match (&args.scenario, &args.trace) {
         (Some(p), None) => Scenario::load(p)?,
-        (None, Some(t)) => {
-            Scenario::from_trace(t, args.fleet.as_deref().expect("clap requires it"))?
-        }
+        (None, Some(t)) => match (&args.fleet, t.strip_prefix("openb:")) {
+            (Some(fleet), _) => Scenario::from_trace(t, fleet)?,
+            (None, Some(pods)) => {
+                let nodes = std::path::Path::new(pods)
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("openb_node_list_gpu_node.csv");
+                let fleet = PathBuf::from(format!("openb-nodes:{}", nodes.display()));
+                Scenario::from_trace(t, &fleet)?
+            }
+            (None, None) => bail!(
+                "--trace {t} needs --fleet FILE (a fleet TOML, see examples/fleets/); only openb traces carry their own node list"
+            ),
+        },
         _ => bail!("give --scenario FILE, or --trace FORMAT:PATH with --fleet FILE"),
     };
     if let (Some(f), Some(_)) = (&args.fleet, &args.scenario) {

@@ -608,3 +608,21 @@ fn a_scheduling_cadence_delays_starts_to_the_next_tick() {
     assert!(close(f(r, "avg_jct_s"), (100.0 + 160.0 + 190.0) / 3.0));
     assert!(close(f(r, "makespan_s"), 210.0));
 }
+
+#[test]
+fn an_openb_trace_brings_its_own_node_list() {
+    let pods = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/traces/alibaba-gpu-v2023-openb/csv/openb_pod_list_default.csv");
+    let trace = format!("openb:{}", pods.display());
+    let rows = json_ok(run_in(&repo_root(), &["sim", "--trace", &trace, "--json"]));
+    let policies: Vec<&str> = rows.iter().map(|r| r["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["fifo", "slurm-like", "haneul"]);
+    for r in &rows {
+        assert_eq!(f(r, "jobs"), 8152.0);
+        assert_eq!(r["fleet_gpus"].as_f64().unwrap(), 6212.0);
+    }
+    // Other traces need a fleet, and say so.
+    let trace = format!("philly:{}", philly_trace().display());
+    let err = failure(run_in(&repo_root(), &["sim", "--trace", &trace]));
+    assert!(err.contains("needs --fleet"), "{err}");
+}
