@@ -300,31 +300,10 @@ fn place_one(
                 }
                 any
             };
-            let min_full = if req.milli == FULL {
-                req.gpus.min(255) as u8
-            } else {
-                0
-            };
-            let model_list: Vec<Option<u8>> = if models.is_empty() {
-                let mut all: Vec<Option<u8>> = groups.keys().map(|k| k.model).collect();
-                all.dedup();
-                all
-            } else {
-                models.iter().map(|&m| Some(m)).collect()
-            };
-            for m in model_list {
-                let from = NodeSig {
-                    model: m,
-                    full_free: min_full,
-                    gpus: GpuVec::new(),
-                    cpu: 0,
-                    mem: 0,
-                    pool: 0,
-                    domain: 0,
-                };
+            for range in groups_by_model(groups, models, req) {
                 let mut scored = 0usize;
-                for (sig, nodes) in groups.range(from..) {
-                    if sig.model != m || scored >= max_scored {
+                for (sig, nodes) in range {
+                    if scored >= max_scored {
                         break;
                     }
                     if visit(sig, nodes) {
@@ -347,6 +326,48 @@ fn place_one(
         gpus: b.gpus,
         milli: req.milli,
     })
+}
+
+type Groups = std::collections::BTreeMap<NodeSig, std::collections::BTreeSet<u32>>;
+type GroupRange<'a> =
+    Box<dyn Iterator<Item = (&'a NodeSig, &'a std::collections::BTreeSet<u32>)> + 'a>;
+
+/// The groups that may hold a task of `req`, per model (every model for CPU-only work), each
+/// model's tightest first; groups with fewer fully free GPUs than a whole-GPU task needs are
+/// left out.
+fn groups_by_model<'a>(groups: &'a Groups, models: &[u8], req: &TaskReq) -> Vec<GroupRange<'a>> {
+    let min_full = if req.gpus > 0 && req.milli == FULL {
+        req.gpus.min(255) as u8
+    } else {
+        0
+    };
+    let models: Vec<Option<u8>> = if models.is_empty() {
+        let mut all: Vec<Option<u8>> = groups.keys().map(|k| k.model).collect();
+        all.dedup();
+        all
+    } else {
+        models.iter().map(|&m| Some(m)).collect()
+    };
+    models
+        .into_iter()
+        .map(|m| {
+            let from = NodeSig {
+                model: m,
+                full_free: min_full,
+                gpus: GpuVec::new(),
+                cpu: 0,
+                mem: 0,
+                pool: 0,
+                domain: 0,
+            };
+            let range: GroupRange<'a> = Box::new(
+                groups
+                    .range(from..)
+                    .take_while(move |(sig, _)| sig.model == m),
+            );
+            range
+        })
+        .collect()
 }
 
 /// A candidate node for one task and how good it is.
@@ -447,32 +468,8 @@ fn place_gang(
         Some(groups) => {
             // Nodes of one group offer the same slots: count them once per group, except nodes
             // with a hold or a reservation on them.
-            let models: Vec<Option<u8>> = if models.is_empty() {
-                let mut all: Vec<Option<u8>> = groups.keys().map(|k| k.model).collect();
-                all.dedup();
-                all
-            } else {
-                models.iter().map(|&m| Some(m)).collect()
-            };
-            let min_full = if req.gpus > 0 && req.milli == FULL {
-                req.gpus.min(255) as u8
-            } else {
-                0
-            };
-            for m in models {
-                let from = NodeSig {
-                    model: m,
-                    full_free: min_full,
-                    gpus: GpuVec::new(),
-                    cpu: 0,
-                    mem: 0,
-                    pool: 0,
-                    domain: 0,
-                };
-                for (sig, nodes) in groups.range(from..) {
-                    if sig.model != m {
-                        break;
-                    }
+            for range in groups_by_model(groups, models, req) {
+                for (sig, nodes) in range {
                     if !sig_may_fit(sig, req)
                         || !ctx.pools.get(sig.pool as usize).copied().unwrap_or(false)
                     {
