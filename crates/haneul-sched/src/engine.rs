@@ -1077,10 +1077,20 @@ impl Engine {
             (!excl.is_empty()).then_some(excl)
         };
         let pools = project.pools.clone();
-        if e.models.is_empty() {
-            // CPU-only work holds no GPU class quota.
+        // Guaranteed capacity first, then borrowing. CPU-only work holds no GPU class quota and
+        // counts as guaranteed.
+        let attempts = if e.models.is_empty() {
+            vec![(Vec::new(), Mode::Guaranteed)]
+        } else {
+            vec![(guaranteed, Mode::Guaranteed), (borrowing, Mode::Borrowing)]
+        };
+        let gpu_job = !e.models.is_empty();
+        for (models, mode) in attempts {
+            if gpu_job && models.is_empty() {
+                continue;
+            }
             stats.placement_attempts += 1;
-            let excl = exclusions_for(Mode::Borrowing);
+            let excl = exclusions_for(mode);
             let ctx = PlaceCtx {
                 max_scored: self.policy.max_scored_nodes,
                 job,
@@ -1089,40 +1099,14 @@ impl Engine {
             };
             let placed = place(
                 &self.cluster,
-                &[],
-                &e.req,
+                &models,
+                &self.jobs[&job].req,
                 &ctx,
                 self.policy.placement,
                 &mut self.frag,
             );
-            if let Some((_, tasks)) = placed {
-                return Attempt::Started(self.commit(job, None, Mode::Guaranteed, tasks));
-            }
-        } else {
-            // Guaranteed capacity first, then borrowing.
-            for (models, mode) in [(guaranteed, Mode::Guaranteed), (borrowing, Mode::Borrowing)] {
-                if models.is_empty() {
-                    continue;
-                }
-                stats.placement_attempts += 1;
-                let excl = exclusions_for(mode);
-                let ctx = PlaceCtx {
-                    max_scored: self.policy.max_scored_nodes,
-                    job,
-                    pools: &pools,
-                    exclusions: excl.as_ref(),
-                };
-                let placed = place(
-                    &self.cluster,
-                    &models,
-                    &e.req,
-                    &ctx,
-                    self.policy.placement,
-                    &mut self.frag,
-                );
-                if let Some((model, tasks)) = placed {
-                    return Attempt::Started(self.commit(job, model, mode, tasks));
-                }
+            if let Some((model, tasks)) = placed {
+                return Attempt::Started(self.commit(job, model, mode, tasks));
             }
         }
         if !holder {
