@@ -1,7 +1,10 @@
 //! The `haneul` binary. Each role is a subcommand with its own module.
 
 mod bench;
+mod bench_engine;
+mod plan;
 mod server;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -21,14 +24,31 @@ enum Command {
     /// Benchmarks of the scheduling engine (openb replay, full and incremental passes).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Replay a workload through the engine under several policies and report.
+    Sim(sim::SimArgs),
+    /// Compare candidate fleets on one workload: cost per delivered GPU-hour, waits, utilisation.
+    Plan(plan::PlanArgs),
     /// Run the control plane: REST API, scheduler and agent protocol (SQLite in DIR by default).
     Server(server::ServerArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Errors are printed as one line with their causes (`error: what: why`), never as a panic or a
+/// backtrace, and the exit status is 1.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Sim(args) => sim::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Server(args) => server::run(args),
     }
 }

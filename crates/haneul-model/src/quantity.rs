@@ -83,7 +83,7 @@ impl MilliCpu {
 
 impl fmt::Display for MilliGpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{} GPU", self.0 / 1000)
         } else {
             write!(f, "{:.3} GPU", self.as_gpus())

@@ -3,6 +3,7 @@
 
 use haneul_model::{Fleet, GpuModel, JobId, Lending, NodeId, NodeState, OrgId};
 use smallvec::SmallVec;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) const FULL: u16 = 1000;
 
@@ -24,8 +25,9 @@ pub(crate) struct NodeSlot {
     pub mem_free: u64,
     pub cpu_cap: u64,
     pub mem_cap: u64,
-    /// Held for a job whose preemption victims are stopping: only that job may start here.
-    pub hold: Option<JobId>,
+    /// Resources held for jobs whose preemption victims are stopping: only the holder may use
+    /// them. A node with holds leaves the capacity counts.
+    pub holds: SmallVec<[(JobId, crate::placement::Reserved); 1]>,
 }
 
 impl NodeSlot {
@@ -43,8 +45,8 @@ pub(crate) struct PoolSlot {
     pub lending: Lending,
 }
 
-/// Fleet capacity and what is free of it. Cloned as a scratch copy when planning reservations and
-/// preemptions, so it holds only flat vectors.
+/// Fleet capacity and what is free of it. Planning (reservations, preemptions) changes it in
+/// place and undoes the changes, so no copy of the fleet is made on the hot path.
 #[derive(Debug, Clone)]
 pub(crate) struct Cluster {
     pub nodes: Vec<NodeSlot>,
@@ -55,8 +57,47 @@ pub(crate) struct Cluster {
     pub hist: Vec<Vec<u32>>,
     /// Per model: free milli-GPU on schedulable nodes.
     pub free_milli: Vec<u64>,
+    /// Per model: how many GPUs of schedulable nodes have each free share (0..=1000), as a
+    /// Fenwick tree so "how many GPUs have at least `f` free" is a logarithmic query.
+    pub share_counts: Vec<Fenwick>,
     pub pools: Vec<PoolSlot>,
     pub block_count: usize,
+    /// Up nodes grouped by everything that placement scores (model, pool, free GPU shares, CPU,
+    /// memory): nodes in one group score alike, so a placement scores one per group. Only the live
+    /// cluster keeps it; scratch copies scan nodes instead.
+    pub groups: Option<BTreeMap<NodeSig, BTreeSet<u32>>>,
+}
+
+/// What makes two up nodes interchangeable for placing one task.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct NodeSig {
+    pub model: Option<u8>,
+    /// Fully free GPUs: groups are visited tightest first.
+    pub full_free: u8,
+    /// Free share per GPU, sorted unless NVLink domains make positions matter.
+    pub gpus: GpuVec,
+    pub cpu: u64,
+    pub mem: u64,
+    pub pool: u32,
+    pub domain: u8,
+}
+
+impl NodeSlot {
+    pub fn sig(&self) -> NodeSig {
+        let mut gpus = self.gpu_free.clone();
+        if self.domain as usize >= gpus.len() {
+            gpus.sort_unstable();
+        }
+        NodeSig {
+            model: self.model,
+            full_free: self.full_free,
+            gpus,
+            cpu: self.cpu_free,
+            mem: self.mem_free,
+            pool: self.pool,
+            domain: self.domain,
+        }
+    }
 }
 
 impl Cluster {
@@ -93,7 +134,7 @@ impl Cluster {
                 mem_free: n.memory.0,
                 cpu_cap: n.cpu.0,
                 mem_cap: n.memory.0,
-                hold: None,
+                holds: SmallVec::new(),
             });
         }
         let max_gpus = fleet.nodes.iter().map(|n| n.gpus).max().unwrap_or(0) as usize;
@@ -101,6 +142,7 @@ impl Cluster {
             nodes,
             hist: vec![vec![0; max_gpus + 1]; models.len()],
             free_milli: vec![0; models.len()],
+            share_counts: vec![Fenwick::new(FULL as usize + 1); models.len()],
             models,
             model_nodes,
             pools: fleet
@@ -112,6 +154,7 @@ impl Cluster {
                 })
                 .collect(),
             block_count: fleet.blocks.len(),
+            groups: Some(BTreeMap::new()),
         };
         for i in 0..c.nodes.len() {
             c.index_add(i);
@@ -123,19 +166,59 @@ impl Cluster {
         self.models.iter().position(|m| m == model).map(|p| p as u8)
     }
 
+    /// Holds resources of a node for one job. A node with holds leaves the capacity counts, so
+    /// that quick checks of other jobs do not count what they may not use.
+    pub fn add_hold(&mut self, node: u32, job: JobId, reserved: crate::placement::Reserved) {
+        let i = node as usize;
+        self.index_remove(i);
+        self.nodes[i].holds.push((job, reserved));
+        self.index_add(i);
+    }
+
+    pub fn remove_hold(&mut self, node: u32, job: JobId) {
+        let i = node as usize;
+        self.index_remove(i);
+        self.nodes[i].holds.retain(|(j, _)| *j != job);
+        self.index_add(i);
+    }
+
     fn index_add(&mut self, i: usize) {
         let n = &self.nodes[i];
-        if let (Some(m), NodeState::Up) = (n.model, n.state) {
+        if n.state != NodeState::Up {
+            return;
+        }
+        if let (Some(m), true) = (n.model, n.holds.is_empty()) {
             self.hist[m as usize][n.full_free as usize] += 1;
             self.free_milli[m as usize] += n.free_milli();
+            for &f in &n.gpu_free {
+                self.share_counts[m as usize].add(f as usize, 1);
+            }
+        }
+        if let Some(groups) = &mut self.groups {
+            groups.entry(n.sig()).or_default().insert(i as u32);
         }
     }
 
     fn index_remove(&mut self, i: usize) {
         let n = &self.nodes[i];
-        if let (Some(m), NodeState::Up) = (n.model, n.state) {
+        if n.state != NodeState::Up {
+            return;
+        }
+        if let (Some(m), true) = (n.model, n.holds.is_empty()) {
             self.hist[m as usize][n.full_free as usize] -= 1;
             self.free_milli[m as usize] -= n.free_milli();
+            for &f in &n.gpu_free {
+                self.share_counts[m as usize].add(f as usize, -1);
+            }
+        }
+        if let Some(groups) = &mut self.groups {
+            let sig = n.sig();
+            if let Some(set) = groups.get_mut(&sig) {
+                set.remove(&(i as u32));
+                if set.is_empty() {
+                    groups.remove(&sig);
+                }
+            }
         }
     }
 
@@ -198,6 +281,45 @@ impl Cluster {
     }
 
     pub fn may_fit_fraction(&self, model: u8, milli: u32, replicas: u32) -> bool {
-        self.free_milli[model as usize] >= milli as u64 * replicas as u64
+        let m = model as usize;
+        self.free_milli[m] >= milli as u64 * replicas as u64
+            && self.share_counts[m].count_at_least(milli as usize) > 0
+    }
+}
+
+/// Counts per value with prefix sums in logarithmic time.
+#[derive(Debug, Clone)]
+pub(crate) struct Fenwick {
+    tree: Vec<i64>,
+}
+
+impl Fenwick {
+    pub fn new(len: usize) -> Self {
+        Fenwick {
+            tree: vec![0; len + 1],
+        }
+    }
+
+    pub fn add(&mut self, value: usize, delta: i64) {
+        let mut i = value + 1;
+        while i < self.tree.len() {
+            self.tree[i] += delta;
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// How many recorded values are below `value`.
+    fn count_below(&self, value: usize) -> i64 {
+        let mut i = value.min(self.tree.len() - 1);
+        let mut sum = 0;
+        while i > 0 {
+            sum += self.tree[i];
+            i -= i & i.wrapping_neg();
+        }
+        sum
+    }
+
+    pub fn count_at_least(&self, value: usize) -> i64 {
+        self.count_below(self.tree.len() - 1) - self.count_below(value)
     }
 }

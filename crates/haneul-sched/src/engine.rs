@@ -6,7 +6,7 @@ use crate::cluster::{Cluster, FULL};
 use crate::decision::{Decisions, Placement, Preemption, Reservation, Start, TaskPlacement};
 use crate::error::SchedError;
 use crate::frag::{FragModel, TaskKind, kind_milli};
-use crate::placement::{Exclusions, PlaceCtx, Reserved, TaskReq, TaskSlot, place};
+use crate::placement::{EvictionView, Exclusions, PlaceCtx, Reserved, TaskReq, TaskSlot, place};
 use crate::policy::{Ordering, Policy};
 use crate::queue::{OrderKey, Queue, ShapeKey, Shapes, first_after};
 use haneul_model::{
@@ -14,6 +14,7 @@ use haneul_model::{
     ProjectId, Span, Tenants, Time,
 };
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
@@ -87,6 +88,8 @@ struct ProjectSlot {
     usage_at: Time,
     running_milli: u64,
     pools: Vec<bool>,
+    /// The eligible pools folded into a number, to key per-pass memos.
+    pool_sig: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,12 +98,21 @@ enum Mode {
     Borrowing,
 }
 
+/// Preemption plans one pass may try; the rest wait for the next pass.
+const MAX_PREEMPTION_PLANS_PER_PASS: usize = 4;
+/// After a reclaim plan fails, the project's next try waits this long (engine time).
+const RECLAIM_BACKOFF: Span = Span::from_secs(30);
+/// Queued jobs of a project looked at for reclaiming in one pass.
+const RECLAIM_SCAN: usize = 256;
+
 /// Counters of the last pass, for benchmarks and the controller's metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassStats {
     pub visited: u64,
     pub placement_attempts: u64,
     pub started: u64,
+    pub preemption_plans: u64,
+    pub reservation_plans: u64,
 }
 
 /// The scheduling engine. Holds the fleet's free capacity, the queue, running jobs and fair-share
@@ -115,14 +127,20 @@ pub struct Engine {
     project_index: FxHashMap<ProjectId, u32>,
     orgs: Vec<OrgId>,
     queues: Vec<Queue>,
+    /// Queues holding at least one job, so a pass need not look at idle projects.
+    busy_queues: BTreeSet<usize>,
     shapes: Shapes,
     jobs: FxHashMap<JobId, JobEntry>,
     running_by_end: BTreeSet<(Time, JobId)>,
     holds: BTreeMap<JobId, (Vec<u32>, Time)>,
     node_index: FxHashMap<NodeId, u32>,
+    /// Running jobs per node index, for preemption planning and node loss.
+    node_jobs: Vec<Vec<JobId>>,
     fits_ever: FxHashMap<(ShapeKey, u64, u64, u32), bool>,
     now: Time,
     last_stats: PassStats,
+    /// Per project: no reclaim planning before this time, after a plan found no victims.
+    reclaim_backoff: FxHashMap<u32, Time>,
 }
 
 /// f64 ordered by `total_cmp`, for the fair-share heap.
@@ -143,6 +161,9 @@ impl Ord for Share {
 struct ReservationPlan {
     start_at: Time,
     nodes: Vec<(u32, Reserved)>,
+    /// The reserved job runs within its guarantee. Only such reservations hold back other
+    /// guaranteed work; borrowed work could be preempted for it anyway.
+    guaranteed: bool,
 }
 
 impl Engine {
@@ -181,15 +202,25 @@ impl Engine {
             project_index: FxHashMap::default(),
             orgs: tenants.orgs.iter().map(|o| o.id).collect(),
             queues: (0..queue_count).map(|_| Queue::default()).collect(),
+            busy_queues: BTreeSet::new(),
             shapes: Shapes::default(),
             jobs: FxHashMap::default(),
             running_by_end: BTreeSet::new(),
             holds: BTreeMap::new(),
             node_index,
+            node_jobs: vec![Vec::new(); fleet.nodes.len()],
             fits_ever: FxHashMap::default(),
             now: Time::ZERO,
             last_stats: PassStats::default(),
+            reclaim_backoff: FxHashMap::default(),
         };
+        let mut capacity = vec![0u64; engine.cluster.models.len()];
+        for n in &engine.cluster.nodes {
+            if let Some(m) = n.model {
+                capacity[m as usize] += n.gpus() as u64;
+            }
+        }
+        engine.frag.set_capacity(capacity);
         for p in &tenants.projects {
             engine.upsert_project(p)?;
         }
@@ -222,16 +253,15 @@ impl Engine {
         let mut guarantee = vec![0; n_models];
         let mut borrow_limit = vec![None; n_models];
         for (model, q) in &p.quotas {
+            // A quota for a model the fleet does not have (yet) guarantees nothing here; the
+            // control plane checks model names against its catalogue.
             let Some(m) = self.cluster.model_index(model) else {
-                return Err(SchedError::UnknownGpuModel(
-                    model.to_string(),
-                    self.model_list(),
-                ));
+                continue;
             };
             guarantee[m as usize] = q.guaranteed.0;
             borrow_limit[m as usize] = q.borrow_limit.map(|l| l.0);
         }
-        let pools = self
+        let pools: Vec<bool> = self
             .cluster
             .pools
             .iter()
@@ -243,6 +273,7 @@ impl Engine {
                 slot.weight = p.weight as f64;
                 slot.guarantee = guarantee;
                 slot.borrow_limit = borrow_limit;
+                slot.pool_sig = pool_sig(&pools);
                 slot.pools = pools;
                 slot.org = p.org;
             }
@@ -258,6 +289,7 @@ impl Engine {
                     usage: 0.0,
                     usage_at: self.now,
                     running_milli: 0,
+                    pool_sig: pool_sig(&pools),
                     pools,
                 });
                 self.project_index.insert(p.id, i);
@@ -321,16 +353,11 @@ impl Engine {
     }
 
     fn touch_usage(&mut self, p: u32) {
-        let h = self.policy.fair_share_half_life.0 as f64;
+        let h = self.policy.fair_share_half_life;
         let now = self.now;
         let slot = &mut self.projects[p as usize];
-        let dt = now.since(slot.usage_at).0 as f64;
-        if dt > 0.0 {
-            let decay = 0.5f64.powf(dt / h);
-            let rate = slot.running_milli as f64 / 1000.0;
-            slot.usage = slot.usage * decay + rate * (h / std::f64::consts::LN_2) * (1.0 - decay);
-            slot.usage_at = now;
-        }
+        slot.usage = decayed_usage(slot, now, h);
+        slot.usage_at = now.max(slot.usage_at);
     }
 
     fn share_of(&self, q: usize) -> f64 {
@@ -393,6 +420,7 @@ impl Engine {
         self.frag.observe(task_kind(spec, mask), spec.replicas);
         let q = self.queue_of(project);
         self.queues[q].insert(key, shape);
+        self.busy_queues.insert(q);
         self.jobs.insert(
             job.id,
             JobEntry {
@@ -438,11 +466,11 @@ impl Engine {
                 return 0;
             }
             let mut s = u64::MAX;
-            if req.cpu > 0 {
-                s = s.min(n.cpu_cap / req.cpu);
+            if let Some(per) = n.cpu_cap.checked_div(req.cpu) {
+                s = s.min(per);
             }
-            if req.mem > 0 {
-                s = s.min(n.mem_cap / req.mem);
+            if let Some(per) = n.mem_cap.checked_div(req.mem) {
+                s = s.min(per);
             }
             if req.gpus > 0 {
                 let g = n.gpus() as u64;
@@ -485,6 +513,9 @@ impl Engine {
             Run::Queued { .. } => {
                 let (q, key, shape) = (self.queue_of(entry.project), entry.key, entry.shape);
                 self.queues[q].remove(&key, shape);
+                if self.queues[q].len() == 0 {
+                    self.busy_queues.remove(&q);
+                }
                 self.jobs.remove(&job);
                 self.clear_hold(job);
                 Ok(())
@@ -511,6 +542,7 @@ impl Engine {
         let (project, key, shape) = (entry.project, entry.key, entry.shape);
         let q = self.queue_of(project);
         self.queues[q].insert(key, shape);
+        self.busy_queues.insert(q);
         Ok(())
     }
 
@@ -533,6 +565,7 @@ impl Engine {
         let (cpu, mem) = (entry.req.cpu, entry.req.mem);
         for t in tasks {
             self.cluster.release(t.node, &t.gpus, t.milli, cpu, mem);
+            self.node_jobs[t.node as usize].retain(|j| *j != job);
         }
         let total = entry.total_milli();
         let project = entry.project;
@@ -572,14 +605,7 @@ impl Engine {
     }
 
     fn jobs_on_node(&self, idx: u32) -> Vec<JobId> {
-        let mut out: Vec<JobId> = self
-            .running_by_end
-            .iter()
-            .filter(|(_, j)| {
-                matches!(&self.jobs[j].run, Run::Running { tasks, .. } if tasks.iter().any(|t| t.node == idx))
-            })
-            .map(|(_, j)| *j)
-            .collect();
+        let mut out = self.node_jobs[idx as usize].clone();
         out.sort_unstable();
         out
     }
@@ -587,9 +613,7 @@ impl Engine {
     fn clear_hold(&mut self, job: JobId) {
         if let Some((nodes, _)) = self.holds.remove(&job) {
             for n in nodes {
-                if self.cluster.nodes[n as usize].hold == Some(job) {
-                    self.cluster.nodes[n as usize].hold = None;
-                }
+                self.cluster.remove_hold(n, job);
             }
         }
     }
@@ -674,7 +698,8 @@ impl Engine {
     /// The project's decayed past usage in GPU-hours, as fair share sees it.
     pub fn project_usage_gpu_hours(&self, project: ProjectId) -> Option<f64> {
         let &p = self.project_index.get(&project)?;
-        Some(self.projects[p as usize].usage / 3_600_000.0)
+        let slot = &self.projects[p as usize];
+        Some(decayed_usage(slot, self.now, self.policy.fair_share_half_life) / 3_600_000.0)
     }
 
     pub fn last_pass(&self) -> PassStats {
@@ -741,94 +766,217 @@ impl Engine {
         self.advance(now);
         self.expire_holds();
         self.frag.refresh();
-        for p in 0..self.projects.len() as u32 {
-            self.touch_usage(p);
+        if self.policy.ordering == Ordering::FairShare {
+            // Only projects with queued work compete in this pass; the rest catch up when they
+            // next start or end a job.
+            let busy: Vec<usize> = self.busy_queues.iter().copied().collect();
+            for q in busy {
+                self.touch_usage(q as u32);
+            }
         }
         let mut decisions = Decisions::default();
         let mut stats = PassStats::default();
         let mut reservations: Vec<ReservationPlan> = Vec::new();
         // Exclusions for a job that would still run at the start of the first `i` reservations.
-        let mut exclusion_prefixes: Vec<Exclusions> = vec![Exclusions::default()];
+        let mut failures = FailureMemo::default();
         let mut shape_closed = vec![false; self.shapes.keys.len()];
-        let nq = self.queues.len();
-        let mut full_cursor: Vec<Option<OrderKey>> = vec![None; nq];
+        let mut full_cursor: FxHashMap<usize, OrderKey> = FxHashMap::default();
         let mut shape_cursor: FxHashMap<(usize, u32), OrderKey> = FxHashMap::default();
-        let mut heap: BinaryHeap<Reverse<(Share, usize)>> = (0..nq)
-            .filter(|&q| self.queues[q].len() > 0)
-            .map(|q| Reverse((Share(self.share_of(q)), q)))
-            .collect();
         let backfill = self.policy.backfill && self.policy.skip_blocked;
+        // Planning a preemption looks at every node of a model: bound the work of one pass.
+        let mut preemption_plans = 0usize;
+        let mut preemption_failed: rustc_hash::FxHashSet<(u32, u8)> = Default::default();
         let depth = if backfill {
             self.policy.reservations
         } else {
             0
         };
+        // Jobs whose preemption victims have stopped go first, onto the nodes held for them.
+        let ready: Vec<JobId> = self
+            .holds
+            .keys()
+            .filter(|j| {
+                matches!(
+                    self.jobs.get(j).map(|e| &e.run),
+                    Some(Run::Queued { victims: 0 })
+                )
+            })
+            .copied()
+            .collect();
+        for job in ready {
+            stats.visited += 1;
+            if let Attempt::Started(start) = self.try_start(job, &[], &mut failures, &mut stats) {
+                stats.started += 1;
+                decisions.starts.push(start);
+            }
+        }
+        let mut heap: BinaryHeap<Reverse<(Share, usize)>> = self
+            .busy_queues
+            .iter()
+            .map(|&q| Reverse((Share(self.share_of(q)), q)))
+            .collect();
 
+        let mut failed_after_reservations = 0usize;
         while let Some(Reverse((_, q))) = heap.pop() {
+            if !reservations.is_empty() && failed_after_reservations >= self.policy.backfill_window
+            {
+                break;
+            }
             let full_mode = !self.policy.skip_blocked || reservations.len() < depth;
+            let cursor = full_cursor.get(&q).copied();
             let candidate = if full_mode {
-                first_after(&self.queues[q].all, full_cursor[q])
+                first_after(&self.queues[q].all, cursor)
             } else {
-                self.next_fitting(q, full_cursor[q], &mut shape_cursor, &mut shape_closed)
+                self.next_fitting(q, cursor, &mut shape_cursor, &mut shape_closed)
             };
             let Some(key) = candidate else {
                 continue;
             };
             if full_mode {
-                full_cursor[q] = Some(key);
+                full_cursor.insert(q, key);
             } else {
                 let shape = self.jobs[&key.job].shape;
                 shape_cursor.insert((q, shape), key);
             }
             stats.visited += 1;
             let job = key.job;
-            let outcome = self.try_start(job, &reservations, &exclusion_prefixes, &mut stats);
+            let outcome = self.try_start(job, &reservations, &mut failures, &mut stats);
             match outcome {
                 Attempt::Started(start) => {
                     stats.started += 1;
                     decisions.starts.push(start);
                 }
-                Attempt::QuotaBlocked => {}
+                Attempt::QuotaBlocked => {
+                    failed_after_reservations += !reservations.is_empty() as usize
+                }
                 Attempt::NoRoom { guaranteed_model } => {
+                    failed_after_reservations += !reservations.is_empty() as usize;
                     let waiting =
                         matches!(self.jobs[&job].run, Run::Queued { victims } if victims > 0);
-                    if !waiting
+                    let shape = self.jobs[&job].shape;
+                    let preempted = if !waiting
                         && self.policy.preemption
+                        && preemption_plans < MAX_PREEMPTION_PLANS_PER_PASS
                         && let Some(m) = guaranteed_model
-                        && let Some(pre) = self.plan_preemption(job, m)
+                        && !preemption_failed.contains(&(shape, m))
                     {
+                        preemption_plans += 1;
+                        stats.preemption_plans += 1;
+                        let plan = self.plan_preemption(job, m);
+                        if plan.is_none() {
+                            preemption_failed.insert((shape, m));
+                        }
+                        plan
+                    } else {
+                        None
+                    };
+                    if let Some(pre) = preempted {
                         decisions.preemptions.extend(pre);
                     } else if !self.policy.skip_blocked {
                         break;
                     } else if reservations.len() < depth
                         && !waiting
-                        && let Some(plan) = self.plan_reservation(job, &reservations)
-                    {
-                        let mut excl = exclusion_prefixes.last().cloned().unwrap_or_default();
-                        for (node, r) in &plan.nodes {
-                            let e = excl.entry(*node).or_default();
-                            e.gpu_mask |= r.gpu_mask;
-                            e.cpu += r.cpu;
-                            e.mem += r.mem;
+                        && let Some(mut plan) = {
+                            stats.reservation_plans += 1;
+                            self.plan_reservation(job, &reservations)
                         }
-                        exclusion_prefixes.push(excl);
-                        decisions.reservations.push(Reservation {
-                            job,
-                            start_at: plan.start_at,
-                            nodes: plan
-                                .nodes
-                                .iter()
-                                .map(|(n, _)| self.cluster.nodes[*n as usize].id)
-                                .collect(),
-                        });
+                    {
+                        plan.guaranteed = guaranteed_model.is_some();
+                        decisions.reservations.push(self.reservation_of(job, &plan));
                         reservations.push(plan);
                     }
                 }
             }
             heap.push(Reverse((Share(self.share_of(q)), q)));
         }
+        // Projects below a guarantee may have work that no shape check let the loop reach: give
+        // each its first waiting job a chance to reclaim, within the pass's preemption budget.
+        if self.policy.preemption {
+            let owed: Vec<usize> = self
+                .busy_queues
+                .iter()
+                .copied()
+                .filter(|&q| {
+                    self.policy.ordering == Ordering::FairShare && {
+                        let p = &self.projects[q];
+                        p.alloc.iter().zip(&p.guarantee).any(|(a, g)| a < g)
+                    }
+                })
+                .collect();
+            for q in owed {
+                if preemption_plans >= MAX_PREEMPTION_PLANS_PER_PASS {
+                    break;
+                }
+                if self
+                    .reclaim_backoff
+                    .get(&(q as u32))
+                    .is_some_and(|&t| t > self.now)
+                {
+                    continue;
+                }
+                // Plan for the project's owed jobs in order until one plan fails.
+                let mut after: Option<OrderKey> = None;
+                while preemption_plans < MAX_PREEMPTION_PLANS_PER_PASS {
+                    let Some((key, job, m)) = self.next_reclaimer(q, after) else {
+                        break;
+                    };
+                    after = Some(key);
+                    let shape = self.jobs[&job].shape;
+                    if preemption_failed.contains(&(shape, m)) {
+                        break;
+                    }
+                    preemption_plans += 1;
+                    stats.preemption_plans += 1;
+                    match self.plan_preemption(job, m) {
+                        Some(pre) => decisions.preemptions.extend(pre),
+                        None => {
+                            preemption_failed.insert((shape, m));
+                            self.reclaim_backoff
+                                .insert(q as u32, self.now + RECLAIM_BACKOFF);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
         self.last_stats = stats;
         decisions
+    }
+
+    /// The next job of queue `q` after `after`, in queue order, that would run within its
+    /// project's guarantee even counting the jobs ahead of it waiting for their preemptions, and
+    /// has none in flight; with the model it would reclaim.
+    fn next_reclaimer(&self, q: usize, after: Option<OrderKey>) -> Option<(OrderKey, JobId, u8)> {
+        let p = &self.projects[q];
+        let mut pending = vec![0u64; p.alloc.len()];
+        for key in self.queues[q].all.iter().take(RECLAIM_SCAN) {
+            let e = &self.jobs[&key.job];
+            let Some(&m) = e.models.iter().find(|&&m| {
+                p.alloc[m as usize] + pending[m as usize] + e.total_milli()
+                    <= p.guarantee[m as usize]
+            }) else {
+                continue;
+            };
+            let waiting = matches!(e.run, Run::Queued { victims } if victims > 0)
+                || self.holds.contains_key(&key.job);
+            pending[m as usize] += e.total_milli();
+            if !waiting && after.is_none_or(|a| *key > a) {
+                return Some((*key, key.job, m));
+            }
+        }
+        None
+    }
+
+    fn reservation_of(&self, job: JobId, plan: &ReservationPlan) -> Reservation {
+        Reservation {
+            job,
+            start_at: plan.start_at,
+            nodes: plan
+                .nodes
+                .iter()
+                .map(|(n, _)| self.cluster.nodes[*n as usize].id)
+                .collect(),
+        }
     }
 
     /// The next job of queue `q` in a shape that may still fit, in queue order.
@@ -869,70 +1017,102 @@ impl Engine {
         &mut self,
         job: JobId,
         reservations: &[ReservationPlan],
-        exclusion_prefixes: &[Exclusions],
+        failures: &mut FailureMemo,
         stats: &mut PassStats,
     ) -> Attempt {
         let e = &self.jobs[&job];
         let end_est = self.now + e.estimate(self.policy.default_runtime);
         // Reservations that start before this job would end: it must leave their resources alone.
-        let blocking = reservations
+        let blocking: u64 = reservations
             .iter()
-            .rposition(|r| r.start_at < end_est)
-            .map_or(0, |i| i + 1);
-        let exclusions = (blocking > 0).then(|| &exclusion_prefixes[blocking]);
+            .enumerate()
+            .filter(|(_, r)| r.start_at < end_est)
+            .fold(0, |mask, (i, _)| mask | (1 << i.min(63)));
         let project = &self.projects[e.project as usize];
-        let ctx = PlaceCtx {
-            job,
-            pools: &project.pools,
-            exclusions,
-        };
-        if e.models.is_empty() {
-            stats.placement_attempts += 1;
-            let placed = place(
-                &self.cluster,
-                None,
-                &e.req,
-                &ctx,
-                self.policy.placement,
-                &mut self.frag,
-            );
-            return match placed {
-                Some(tasks) => Attempt::Started(self.commit(job, None, Mode::Guaranteed, tasks)),
-                None => Attempt::NoRoom {
-                    guaranteed_model: None,
-                },
-            };
+        let mut guaranteed: Vec<u8> = Vec::new();
+        let mut borrowing: Vec<u8> = Vec::new();
+        for &m in &e.models {
+            match self.mode(e, m) {
+                Some(Mode::Guaranteed) => guaranteed.push(m),
+                Some(Mode::Borrowing) => borrowing.push(m),
+                None => {}
+            }
         }
-        let mut modes: Vec<(u8, Mode)> = e
-            .models
-            .iter()
-            .filter_map(|&m| self.mode(e, m).map(|mode| (m, mode)))
-            .collect();
-        if modes.is_empty() {
+        if !e.models.is_empty() && guaranteed.is_empty() && borrowing.is_empty() {
             return Attempt::QuotaBlocked;
         }
-        // Guaranteed capacity first, then borrowing; fleet order within each.
-        modes.sort_by_key(|&(m, mode)| (mode == Mode::Borrowing, m));
-        let guaranteed_model = modes
+        let guaranteed_model = guaranteed.first().copied();
+        // Nodes held for this job are out of the capacity counts: a holder skips the quick check.
+        let holder = self.holds.contains_key(&job);
+        if !holder {
+            guaranteed.retain(|&m| self.may_fit_now(&e.req, m));
+            borrowing.retain(|&m| self.may_fit_now(&e.req, m));
+        }
+        let tried = guaranteed
             .iter()
-            .find(|(_, mode)| *mode == Mode::Guaranteed)
-            .map(|(m, _)| *m);
-        for (m, mode) in modes {
-            if !self.may_fit_now(&e.req, m) {
+            .chain(&borrowing)
+            .fold(0u64, |mask, &m| mask | (1 << m));
+        if !e.models.is_empty() && tried == 0 {
+            return Attempt::NoRoom { guaranteed_model };
+        }
+        // A job no easier to place than one that already failed this pass fails too; a job
+        // holding nodes from a preemption is the exception, those nodes are its alone.
+        let guaranteed_mask = guaranteed.iter().fold(0u64, |mask, &m| mask | (1 << m));
+        let memo_key = (e.shape, project.pool_sig, tried, guaranteed_mask);
+        let profile = (e.req.cpu, e.req.mem, blocking);
+        if !holder && failures.dominated(memo_key, profile) {
+            return Attempt::NoRoom { guaranteed_model };
+        }
+        let exclusions_for = |mode: Mode| -> Option<Exclusions> {
+            let mut excl = Exclusions::default();
+            for (i, r) in reservations.iter().enumerate() {
+                if blocking & (1 << i.min(63)) == 0 || (mode == Mode::Guaranteed && !r.guaranteed) {
+                    continue;
+                }
+                for (node, res) in &r.nodes {
+                    let x = excl.entry(*node).or_default();
+                    x.gpu_mask |= res.gpu_mask;
+                    x.cpu += res.cpu;
+                    x.mem += res.mem;
+                }
+            }
+            (!excl.is_empty()).then_some(excl)
+        };
+        let pools = project.pools.clone();
+        // Guaranteed capacity first, then borrowing. CPU-only work holds no GPU class quota and
+        // counts as guaranteed.
+        let attempts = if e.models.is_empty() {
+            vec![(Vec::new(), Mode::Guaranteed)]
+        } else {
+            vec![(guaranteed, Mode::Guaranteed), (borrowing, Mode::Borrowing)]
+        };
+        let gpu_job = !e.models.is_empty();
+        for (models, mode) in attempts {
+            if gpu_job && models.is_empty() {
                 continue;
             }
             stats.placement_attempts += 1;
+            let excl = exclusions_for(mode);
+            let ctx = PlaceCtx {
+                max_scored: self.policy.max_scored_nodes,
+                job,
+                pools: &pools,
+                exclusions: excl.as_ref(),
+            };
             let placed = place(
                 &self.cluster,
-                Some(m),
-                &e.req,
+                &models,
+                &self.jobs[&job].req,
                 &ctx,
                 self.policy.placement,
                 &mut self.frag,
             );
-            if let Some(tasks) = placed {
-                return Attempt::Started(self.commit(job, Some(m), mode, tasks));
+            if let Some((model, tasks)) = placed {
+                return Attempt::Started(self.commit(job, model, mode, tasks));
             }
+        }
+        if !holder {
+            failures.record(memo_key, profile);
         }
         Attempt::NoRoom { guaranteed_model }
     }
@@ -950,6 +1130,10 @@ impl Engine {
         let end_est = self.now + e.estimate(self.policy.default_runtime);
         for t in &tasks {
             self.cluster.allocate(t.node, &t.gpus, t.milli, cpu, mem);
+            let on_node = &mut self.node_jobs[t.node as usize];
+            if !on_node.contains(&job) {
+                on_node.push(job);
+            }
         }
         self.touch_usage(project);
         let p = &mut self.projects[project as usize];
@@ -959,6 +1143,9 @@ impl Engine {
         }
         let q = self.queue_of(project);
         self.queues[q].remove(&key, shape);
+        if self.queues[q].len() == 0 {
+            self.busy_queues.remove(&q);
+        }
         self.running_by_end.insert((end_est, job));
         self.clear_hold(job);
         let placement = self.to_placement(&tasks);
@@ -981,121 +1168,191 @@ impl Engine {
     }
 
     /// Chooses borrowed work to stop so that `job`, within its guarantee on `model`, fits.
-    /// Victims are the preemptible jobs of projects running above their guarantee, lowest
-    /// priority and least work lost first; only as many as needed are kept.
+    /// Victims are the preemptible jobs of projects running above their guarantee. Each node is
+    /// priced by the work its evictions would lose (lowest priority and least work lost first);
+    /// the cheapest nodes per task slot are taken until the gang fits.
     fn plan_preemption(&mut self, job: JobId, model: u8) -> Option<Vec<Preemption>> {
         let e = &self.jobs[&job];
         let beneficiary_project = e.project;
-        let mut candidates: Vec<(u8, u64, JobId)> = Vec::new();
-        for (_, j) in &self.running_by_end {
-            let v = &self.jobs[j];
-            let Run::Running {
-                model: Some(vm),
-                preempting: None,
-                started,
-                ..
-            } = v.run
-            else {
-                continue;
-            };
-            if vm != model || !v.job.spec.preemptible || v.project == beneficiary_project {
-                continue;
-            }
-            let p = &self.projects[v.project as usize];
-            if p.alloc[model as usize] <= p.guarantee[model as usize] {
-                continue;
-            }
-            let lost = self.now.since(started).0.max(0) as u64 * v.total_milli();
-            candidates.push((3 - v.key.rank.min(3), lost, *j));
-        }
-        if candidates.is_empty() {
-            return None;
-        }
-        // Lowest priority class first (rank 3 is low), then least work lost, then id.
-        candidates.sort_by_key(|&(prio, lost, j)| (Reverse(prio), lost, j));
-        let mut scratch = self.cluster.clone();
-        let mut alloc: FxHashMap<u32, u64> = FxHashMap::default();
-        let mut chosen: Vec<JobId> = Vec::new();
+        let req = e.req;
         let pools = self.projects[beneficiary_project as usize].pools.clone();
         let ctx = PlaceCtx {
+            max_scored: self.policy.max_scored_nodes,
             job,
             pools: &pools,
             exclusions: None,
         };
-        let req = e.req;
-        let mut fits = false;
-        for (_, _, v) in candidates {
-            let ve = &self.jobs[&v];
-            let p = &self.projects[ve.project as usize];
-            let a = alloc.entry(ve.project).or_insert(p.alloc[model as usize]);
-            if *a <= p.guarantee[model as usize] {
+        let lost = |v: &JobEntry| -> u64 {
+            match v.run {
+                Run::Running { started, .. } => {
+                    self.now.since(started).0.max(0) as u64 * v.total_milli()
+                }
+                Run::Queued { .. } => 0,
+            }
+        };
+        // Projects whose work on this model may be taken: those running above their guarantee.
+        let borrowing: Vec<bool> = self
+            .projects
+            .iter()
+            .map(|p| p.alloc[model as usize] > p.guarantee[model as usize])
+            .collect();
+        // (cost, slots, node, victims) per node that can offer slots. A single task needs one
+        // node: nodes that can not beat the cheapest offer so far are not priced in full.
+        let single = req.replicas == 1;
+        let mut cheapest = u64::MAX;
+        let mut offers: Vec<(u64, u32, u32, SmallVec<[JobId; 4]>)> = Vec::new();
+        for &idx in &self.cluster.model_nodes[model as usize] {
+            let n = &self.cluster.nodes[idx as usize];
+            if n.state != NodeState::Up {
                 continue;
             }
-            *a -= ve.total_milli();
-            if let Run::Running { tasks, .. } = &ve.run {
-                for t in tasks {
-                    scratch.release(t.node, &t.gpus, t.milli, ve.req.cpu, ve.req.mem);
+            let mut victims: SmallVec<[(u8, u64, JobId); 8]> = self.node_jobs[idx as usize]
+                .iter()
+                .filter_map(|j| {
+                    let v = &self.jobs[j];
+                    let Run::Running {
+                        model: Some(vm),
+                        preempting: None,
+                        ..
+                    } = v.run
+                    else {
+                        return None;
+                    };
+                    (vm == model
+                        && v.job.spec.preemptible
+                        && v.project != beneficiary_project
+                        && borrowing[v.project as usize])
+                        .then(|| (v.key.rank, lost(v), *j))
+                })
+                .collect();
+            if victims.is_empty() && single {
+                // Nothing to evict, and a single task would have been placed without a plan.
+                continue;
+            }
+            // Lowest priority class (highest rank) first, then least work lost.
+            victims.sort_by_key(|&(rank, lost, j)| (Reverse(rank), lost, j));
+            if single && victims.first().is_some_and(|v| v.1 >= cheapest) {
+                continue;
+            }
+            let Some(mut ev) = EvictionView::new(n, idx, &ctx) else {
+                continue;
+            };
+            let base = ev.slots(&req);
+            let mut cost = 0;
+            let mut chosen: SmallVec<[JobId; 4]> = SmallVec::new();
+            let mut best = (base, 0u64, 0usize);
+            for (_, l, j) in &victims {
+                if best.0 >= req.replicas || (single && cost + l >= cheapest) {
+                    break;
+                }
+                let v = &self.jobs[j];
+                if let Run::Running { tasks, .. } = &v.run {
+                    for t in tasks.iter().filter(|t| t.node == idx) {
+                        ev.free(&t.gpus, t.milli, v.req.cpu, v.req.mem);
+                    }
+                }
+                cost += l;
+                chosen.push(*j);
+                let s = ev.slots(&req);
+                if s > best.0 {
+                    best = (s, cost, chosen.len());
                 }
             }
-            chosen.push(v);
-            if place(
-                &scratch,
-                Some(model),
-                &req,
-                &ctx,
-                self.policy.placement,
-                &mut self.frag,
-            )
-            .is_some()
-            {
-                fits = true;
+            if best.0 > 0 {
+                chosen.truncate(best.2);
+                if single {
+                    cheapest = cheapest.min(best.1);
+                }
+                offers.push((best.1, best.0, idx, chosen));
+            }
+        }
+        // Cheapest work lost per slot first; free slots cost nothing.
+        offers.sort_by(|a, b| {
+            let lhs = a.0 as u128 * b.1 as u128;
+            let rhs = b.0 as u128 * a.1 as u128;
+            lhs.cmp(&rhs).then(a.2.cmp(&b.2))
+        });
+        let mut remaining: FxHashMap<u32, u64> = FxHashMap::default();
+        let mut victims: Vec<JobId> = Vec::new();
+        let mut slots = 0u64;
+        for (_, s, _, node_victims) in offers {
+            if slots >= req.replicas as u64 {
                 break;
             }
+            // Take a victim only while its project still runs above its guarantee.
+            let mut ok = true;
+            let mut trial = remaining.clone();
+            for j in &node_victims {
+                if victims.contains(j) {
+                    continue;
+                }
+                let v = &self.jobs[j];
+                let p = &self.projects[v.project as usize];
+                let a = trial.entry(v.project).or_insert(p.alloc[model as usize]);
+                if *a <= p.guarantee[model as usize] {
+                    ok = false;
+                    break;
+                }
+                *a = a.saturating_sub(v.total_milli());
+            }
+            if !ok {
+                continue;
+            }
+            remaining = trial;
+            for j in node_victims {
+                if !victims.contains(&j) {
+                    victims.push(j);
+                }
+            }
+            slots += s as u64;
         }
-        if !fits {
+        if slots < req.replicas as u64 || victims.is_empty() {
             return None;
         }
-        // Keep only the victims the placement really needs.
-        for i in (0..chosen.len()).rev() {
-            let ve = &self.jobs[&chosen[i]];
-            if let Run::Running { tasks, .. } = &ve.run {
-                let mut trial = scratch.clone();
-                if tasks.iter().all(|t| {
-                    let n = &trial.nodes[t.node as usize];
-                    t.gpus.iter().all(|&g| n.gpu_free[g as usize] >= t.milli)
-                        && n.cpu_free >= ve.req.cpu
-                        && n.mem_free >= ve.req.mem
-                }) {
-                    for t in tasks {
-                        trial.allocate(t.node, &t.gpus, t.milli, ve.req.cpu, ve.req.mem);
-                    }
-                    if place(
-                        &trial,
-                        Some(model),
-                        &req,
-                        &ctx,
-                        self.policy.placement,
-                        &mut self.frag,
-                    )
-                    .is_some()
-                    {
-                        scratch = trial;
-                        chosen.remove(i);
-                    }
+        // Release the victims on the live cluster to place the job, then put them back.
+        let mut log: Vec<Change> = Vec::new();
+        for j in &victims {
+            let v = &self.jobs[j];
+            if let Run::Running { tasks, .. } = &v.run {
+                for t in tasks {
+                    log.push(Change {
+                        allocate: false,
+                        node: t.node,
+                        gpus: t.gpus.clone(),
+                        milli: t.milli,
+                        cpu: v.req.cpu,
+                        mem: v.req.mem,
+                    });
                 }
             }
         }
-        let planned = place(
-            &scratch,
-            Some(model),
+        for change in &log {
+            change.apply(&mut self.cluster, false);
+        }
+        let placed = place(
+            &self.cluster,
+            &[model],
             &req,
             &ctx,
             self.policy.placement,
             &mut self.frag,
-        )?;
-        let mut out = Vec::with_capacity(chosen.len());
+        );
+        for change in log.iter().rev() {
+            change.apply(&mut self.cluster, true);
+        }
+        let (_, planned) = placed?;
+        // Victims whose resources the plan does not touch keep running.
+        let used: BTreeSet<u32> = planned.iter().map(|t| t.node).collect();
+        victims.retain(|j| match &self.jobs[j].run {
+            Run::Running { tasks, .. } => tasks.iter().any(|t| used.contains(&t.node)),
+            Run::Queued { .. } => false,
+        });
+        if victims.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(victims.len());
         let mut latest = self.now;
-        for v in &chosen {
+        for v in &victims {
             let ve = self.jobs.get_mut(v).expect("victim exists");
             let kill_at = self.now + ve.job.spec.grace;
             latest = latest.max(kill_at);
@@ -1110,25 +1367,30 @@ impl Engine {
         }
         if let Some(b) = self.jobs.get_mut(&job) {
             b.run = Run::Queued {
-                victims: chosen.len() as u32,
+                victims: victims.len() as u32,
             };
         }
-        let mut held = Vec::new();
+        // Hold exactly what the plan uses, so other reclaims can still use the rest of a node.
+        let mut held: BTreeMap<u32, Reserved> = BTreeMap::new();
         for t in &planned {
-            let n = &mut self.cluster.nodes[t.node as usize];
-            if n.hold.is_none() {
-                n.hold = Some(job);
-                held.push(t.node);
+            let r = held.entry(t.node).or_default();
+            for &g in &t.gpus {
+                r.gpu_mask |= 1 << g;
             }
+            r.cpu += req.cpu;
+            r.mem += req.mem;
         }
-        held.sort_unstable();
-        held.dedup();
+        for (&node, &r) in &held {
+            self.cluster.add_hold(node, job, r);
+        }
+        let held: Vec<u32> = held.into_keys().collect();
         self.holds.insert(job, (held, latest + Span::from_mins(5)));
         Some(out)
     }
 
     /// The earliest time `job` could start if running work ends as estimated, with its planned
-    /// resources. Earlier reservations keep theirs.
+    /// resources. Earlier reservations keep theirs. Works on the live cluster and undoes every
+    /// change before it returns, so no copy of the fleet is made.
     fn plan_reservation(
         &mut self,
         job: JobId,
@@ -1138,75 +1400,117 @@ impl Engine {
         let req = e.req;
         let models = e.models.clone();
         let pools = self.projects[e.project as usize].pools.clone();
-        let mut scratch = self.cluster.clone();
+        let mut log: Vec<Change> = Vec::new();
         for r in earlier {
             for (node, res) in &r.nodes {
-                let n = &mut scratch.nodes[*node as usize];
-                let take: Vec<u32> = (0..n.gpus() as u32)
+                let n = &self.cluster.nodes[*node as usize];
+                let take: SmallVec<[u32; 8]> = (0..n.gpus() as u32)
                     .filter(|g| res.gpu_mask & (1 << g) != 0 && n.gpu_free[*g as usize] == FULL)
                     .collect();
-                let cpu = res.cpu.min(n.cpu_free);
-                let mem = res.mem.min(n.mem_free);
-                scratch.allocate(*node, &take, FULL, cpu, mem);
+                let change = Change {
+                    allocate: true,
+                    node: *node,
+                    gpus: take,
+                    milli: FULL,
+                    cpu: res.cpu.min(n.cpu_free),
+                    mem: res.mem.min(n.mem_free),
+                };
+                change.apply(&mut self.cluster, false);
+                log.push(change);
             }
         }
+        // Running jobs in the order they are expected to end; those being preempted end at
+        // their kill time. Both lists are sorted, so a merge walks them lazily.
+        let mut preempting: Vec<(Time, JobId)> = self
+            .running_by_end
+            .iter()
+            .filter_map(|&(_, j)| match self.jobs[&j].run {
+                Run::Running {
+                    preempting: Some((kill_at, _)),
+                    ..
+                } => Some((kill_at.max(self.now), j)),
+                _ => None,
+            })
+            .collect();
+        preempting.sort_unstable();
+        let mut by_end = self.running_by_end.iter().copied().filter(|(_, j)| {
+            !matches!(
+                self.jobs[j].run,
+                Run::Running {
+                    preempting: Some(_),
+                    ..
+                }
+            )
+        });
+        let mut by_kill = preempting.into_iter();
+        let mut next_end = by_end.next().map(|(t, j)| (t.max(self.now), j));
+        let mut next_kill = by_kill.next();
         let ctx = PlaceCtx {
+            max_scored: self.policy.max_scored_nodes,
             job,
             pools: &pools,
             exclusions: None,
         };
-        let try_place = |s: &Cluster, frag: &mut FragModel| -> Option<Vec<TaskSlot>> {
-            if models.is_empty() {
-                return place(s, None, &req, &ctx, self.policy.placement, frag);
-            }
-            models.iter().find_map(|&m| {
-                let quick = if req.milli < FULL {
-                    s.may_fit_fraction(m, req.milli as u32, req.replicas)
-                } else {
-                    s.may_fit_whole(m, req.gpus, req.replicas)
-                };
-                if !quick {
-                    return None;
-                }
-                place(s, Some(m), &req, &ctx, self.policy.placement, frag)
-            })
-        };
-        let ends: Vec<(Time, JobId)> = self
-            .running_by_end
-            .iter()
-            .map(|&(end, j)| {
-                let end = match self.jobs[&j].run {
-                    Run::Running {
-                        preempting: Some((kill_at, _)),
-                        ..
-                    } => kill_at.min(end),
-                    _ => end,
-                };
-                (end.max(self.now), j)
-            })
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut i = 0;
         let mut found: Option<(Time, Vec<TaskSlot>)> = None;
-        let mut frag = std::mem::take(&mut self.frag);
-        while i < ends.len() {
-            let t = ends[i].0;
-            while i < ends.len() && ends[i].0 == t {
-                let je = &self.jobs[&ends[i].1];
+        loop {
+            let t = match (next_end, next_kill) {
+                (None, None) => break,
+                (Some(a), None) => a.0,
+                (None, Some(b)) => b.0,
+                (Some(a), Some(b)) => a.0.min(b.0),
+            };
+            // Release everything that ends at `t`.
+            loop {
+                let j = match (next_end, next_kill) {
+                    (Some(a), _) if a.0 == t => {
+                        next_end = by_end.next().map(|(t, j)| (t.max(self.now), j));
+                        a.1
+                    }
+                    (_, Some(b)) if b.0 == t => {
+                        next_kill = by_kill.next();
+                        b.1
+                    }
+                    _ => break,
+                };
+                let je = &self.jobs[&j];
                 if let Run::Running { tasks, .. } = &je.run {
-                    for s in tasks {
-                        scratch.release(s.node, &s.gpus, s.milli, je.req.cpu, je.req.mem);
+                    for task in tasks {
+                        let change = Change {
+                            allocate: false,
+                            node: task.node,
+                            gpus: task.gpus.clone(),
+                            milli: task.milli,
+                            cpu: je.req.cpu,
+                            mem: je.req.mem,
+                        };
+                        change.apply(&mut self.cluster, false);
+                        log.push(change);
                     }
                 }
-                i += 1;
             }
-            if let Some(tasks) = try_place(&scratch, &mut frag) {
+            let fitting: Vec<u8> = models
+                .iter()
+                .copied()
+                .filter(|&m| self.may_fit_now(&req, m))
+                .collect();
+            if !models.is_empty() && fitting.is_empty() {
+                continue;
+            }
+            if let Some((_, tasks)) = place(
+                &self.cluster,
+                &fitting,
+                &req,
+                &ctx,
+                self.policy.placement,
+                &mut self.frag,
+            ) {
                 found = Some((t, tasks));
                 break;
             }
         }
-        self.frag = frag;
+        for change in log.iter().rev() {
+            change.apply(&mut self.cluster, true);
+        }
         let (start_at, tasks) = found?;
         let mut nodes: BTreeMap<u32, Reserved> = BTreeMap::new();
         for t in &tasks {
@@ -1218,6 +1522,7 @@ impl Engine {
             r.mem += req.mem;
         }
         Some(ReservationPlan {
+            guaranteed: false,
             start_at,
             nodes: nodes.into_iter().collect(),
         })
@@ -1233,6 +1538,7 @@ impl Engine {
         let e = &self.jobs[&job];
         let pools = self.projects[e.project as usize].pools.clone();
         let ctx = PlaceCtx {
+            max_scored: self.policy.max_scored_nodes,
             job,
             pools: &pools,
             exclusions: None,
@@ -1240,29 +1546,15 @@ impl Engine {
         let req = e.req;
         let models = e.models.clone();
         let mut frag = std::mem::take(&mut self.frag);
-        let fits_now = if models.is_empty() {
-            place(
-                &self.cluster,
-                None,
-                &req,
-                &ctx,
-                self.policy.placement,
-                &mut frag,
-            )
-            .is_some()
-        } else {
-            models.iter().any(|&m| {
-                place(
-                    &self.cluster,
-                    Some(m),
-                    &req,
-                    &ctx,
-                    self.policy.placement,
-                    &mut frag,
-                )
-                .is_some()
-            })
-        };
+        let fits_now = place(
+            &self.cluster,
+            &models,
+            &req,
+            &ctx,
+            self.policy.placement,
+            &mut frag,
+        )
+        .is_some();
         self.frag = frag;
         if fits_now {
             return Some(self.now);
@@ -1364,6 +1656,12 @@ impl Engine {
                 }
             }
         }
+        let busy: BTreeSet<usize> = (0..self.queues.len())
+            .filter(|&q| self.queues[q].len() > 0)
+            .collect();
+        if busy != self.busy_queues {
+            return Err("the set of busy queues is out of step".into());
+        }
         let queued: usize = self
             .jobs
             .values()
@@ -1379,10 +1677,87 @@ impl Engine {
     }
 }
 
+/// Placements that failed in this pass, by (shape, eligible pools, models tried), kept as the
+/// least demanding (CPU, memory, reservations to respect) profiles. Capacity only shrinks during a
+/// pass, so a job at least as demanding as a failed one can not fit either.
+#[derive(Default)]
+struct FailureMemo {
+    failed: FxHashMap<MemoKey, Vec<Profile>>,
+}
+
+/// (shape, eligible pools, models tried, of which guaranteed).
+type MemoKey = (u32, u64, u64, u64);
+/// (CPU, memory, reservations to respect as a bit set).
+type Profile = (u64, u64, u64);
+
+fn at_most(a: Profile, b: Profile) -> bool {
+    a.0 <= b.0 && a.1 <= b.1 && a.2 & !b.2 == 0
+}
+
+impl FailureMemo {
+    fn dominated(&self, key: MemoKey, p: Profile) -> bool {
+        self.failed
+            .get(&key)
+            .is_some_and(|v| v.iter().any(|&f| at_most(f, p)))
+    }
+
+    fn record(&mut self, key: MemoKey, p: Profile) {
+        let v = self.failed.entry(key).or_default();
+        v.retain(|&f| !at_most(p, f));
+        v.push(p);
+    }
+}
+
+/// One change to the cluster's free capacity, kept so that planning can undo it.
+struct Change {
+    allocate: bool,
+    node: u32,
+    gpus: SmallVec<[u32; 8]>,
+    milli: u16,
+    cpu: u64,
+    mem: u64,
+}
+
+impl Change {
+    fn apply(&self, cluster: &mut Cluster, undo: bool) {
+        if self.allocate != undo {
+            cluster.allocate(self.node, &self.gpus, self.milli, self.cpu, self.mem);
+        } else {
+            cluster.release(self.node, &self.gpus, self.milli, self.cpu, self.mem);
+        }
+    }
+}
+
 enum Attempt {
     Started(Start),
     QuotaBlocked,
     NoRoom { guaranteed_model: Option<u8> },
+}
+
+/// A project's past usage (GPU-milliseconds) decayed to `now`, with its running allocation
+/// integrated since the last update: usage decays by half every half-life.
+fn decayed_usage(slot: &ProjectSlot, now: Time, half_life: Span) -> f64 {
+    let dt = now.since(slot.usage_at).0 as f64;
+    if dt <= 0.0 {
+        return slot.usage;
+    }
+    let h = half_life.0 as f64;
+    let decay = 0.5f64.powf(dt / h);
+    let rate = slot.running_milli as f64 / 1000.0;
+    slot.usage * decay + rate * (h / std::f64::consts::LN_2) * (1.0 - decay)
+}
+
+fn pool_sig(pools: &[bool]) -> u64 {
+    pools
+        .iter()
+        .enumerate()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, (i, &ok)| {
+            if ok {
+                (h ^ i as u64).wrapping_mul(0x0100_0000_01b3)
+            } else {
+                h
+            }
+        })
 }
 
 fn task_kind(spec: &haneul_model::JobSpec, models: u64) -> TaskKind {

@@ -34,7 +34,9 @@ struct StateKey {
 }
 
 /// Most task kinds kept in the measure; the long tail adds cost and little signal.
-const MAX_KINDS: usize = 48;
+const MAX_KINDS: usize = 256;
+/// Extra weight per GPU of a whole-GPU kind; see [`FragModel::weigh`].
+const WHOLE_GPU_WEIGHT: f64 = 0.4;
 /// Submissions (tasks) after which a learned kind's weight halves.
 const LEARN_HALF_LIFE: f64 = 20_000.0;
 const MEMO_LIMIT: usize = 1 << 20;
@@ -42,6 +44,8 @@ const MEMO_LIMIT: usize = 1 << 20;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FragModel {
     kinds: Vec<(TaskKind, f64)>,
+    /// GPUs per model in the fleet, to weigh kinds restricted to few models.
+    capacity: Vec<u64>,
     learned: FxHashMap<TaskKind, f64>,
     learned_total: f64,
     pending: u64,
@@ -51,8 +55,41 @@ pub(crate) struct FragModel {
 
 impl FragModel {
     /// Uses this distribution from now on instead of learning one.
+    pub fn set_capacity(&mut self, capacity: Vec<u64>) {
+        self.capacity = capacity;
+    }
+
+    /// Weighs each kind by more than how often it arrives:
+    /// - whole-GPU kinds by their size (`1 + WHOLE_GPU_WEIGHT x GPUs`), since stranding a
+    ///   multi-GPU task's capacity wastes more than a small one's;
+    /// - kinds restricted to some models by how scarce those are (fleet GPUs over the GPUs the kind
+    ///   may use), so capacity that only a few kinds can use is kept for them.
+    fn weigh(&self, mut kinds: Vec<(TaskKind, f64)>) -> Vec<(TaskKind, f64)> {
+        let total: u64 = self.capacity.iter().sum();
+        for (k, w) in &mut kinds {
+            if k.gpus == 0 {
+                continue;
+            }
+            if k.milli == FULL {
+                *w *= 1.0 + WHOLE_GPU_WEIGHT * k.gpus as f64;
+            }
+            let usable: u64 = self
+                .capacity
+                .iter()
+                .enumerate()
+                .filter(|(m, _)| k.models & (1u64 << m) != 0)
+                .map(|(_, c)| c)
+                .sum();
+            if usable > 0 && total > 0 {
+                *w *= total as f64 / usable as f64;
+            }
+        }
+        kinds
+    }
+
     pub fn set_fixed(&mut self, kinds: Vec<(TaskKind, f64)>) {
         self.fixed = true;
+        let kinds = self.weigh(kinds);
         self.kinds = normalise(kinds);
         self.memo.clear();
     }
@@ -84,6 +121,7 @@ impl FragModel {
         }
         self.pending = 0;
         let kinds: Vec<(TaskKind, f64)> = self.learned.iter().map(|(k, w)| (*k, *w)).collect();
+        let kinds = self.weigh(kinds);
         self.kinds = normalise(kinds);
         self.memo.clear();
     }
@@ -190,7 +228,9 @@ mod tests {
         f.set_fixed(vec![(kind(1, 1000), 1.0), (kind(1, 500), 3.0)]);
         // [1000, 300]: whole-GPU kind wastes 300, half-GPU kind wastes 300 too.
         assert!((f.node_frag(0, 0, 0, &[1000, 300]) - 300.0).abs() < 1e-9);
-        // [600, 600]: whole-GPU kind wastes 1200, half-GPU kind wastes nothing.
-        assert!((f.node_frag(0, 0, 0, &[600, 600]) - 300.0).abs() < 1e-9);
+        // [600, 600]: whole-GPU kind wastes 1200, half-GPU kind wastes nothing. The whole-GPU
+        // kind weighs 1.4 against 3.
+        let expected = 1200.0 * 1.4 / 4.4;
+        assert!((f.node_frag(0, 0, 0, &[600, 600]) - expected).abs() < 1e-9);
     }
 }

@@ -5,7 +5,7 @@
 //! whole, else the largest blocks first); single tasks go where the strategy scores best. Slot
 //! counting is exact, so when a placement exists on the given view it is found.
 
-use crate::cluster::{Cluster, FULL, GpuVec, NodeSlot};
+use crate::cluster::{Cluster, FULL, GpuVec, NodeSig, NodeSlot};
 use crate::frag::FragModel;
 use crate::policy::PlacementStrategy;
 use haneul_model::{JobId, NodeState};
@@ -44,6 +44,8 @@ pub(crate) struct TaskSlot {
 
 pub(crate) struct PlaceCtx<'a> {
     pub job: JobId,
+    /// Most groups of interchangeable nodes scored per model for one task.
+    pub max_scored: usize,
     /// Pools this job may run on, by pool index.
     pub pools: &'a [bool],
     pub exclusions: Option<&'a Exclusions>,
@@ -60,11 +62,6 @@ fn view(n: &NodeSlot, idx: u32, ctx: &PlaceCtx) -> Option<View> {
     if n.state != NodeState::Up {
         return None;
     }
-    if let Some(holder) = n.hold
-        && holder != ctx.job
-    {
-        return None;
-    }
     if !ctx.pools.get(n.pool as usize).copied().unwrap_or(false) {
         return None;
     }
@@ -73,7 +70,17 @@ fn view(n: &NodeSlot, idx: u32, ctx: &PlaceCtx) -> Option<View> {
         cpu: n.cpu_free,
         mem: n.mem_free,
     };
-    if let Some(r) = ctx.exclusions.and_then(|e| e.get(&idx)) {
+    let held = n
+        .holds
+        .iter()
+        .filter(|(j, _)| *j != ctx.job)
+        .map(|(_, r)| r);
+    for r in ctx
+        .exclusions
+        .and_then(|e| e.get(&idx))
+        .into_iter()
+        .chain(held)
+    {
         for (g, free) in v.gpus.iter_mut().enumerate() {
             if r.gpu_mask & (1u64 << g) != 0 {
                 *free = 0;
@@ -88,11 +95,11 @@ fn view(n: &NodeSlot, idx: u32, ctx: &PlaceCtx) -> Option<View> {
 /// How many tasks of `req` fit on a node view, at most `cap`.
 fn slots(v: &View, req: &TaskReq, domain: usize, cap: u32) -> u32 {
     let mut n = cap as u64;
-    if req.cpu > 0 {
-        n = n.min(v.cpu / req.cpu);
+    if let Some(per) = v.cpu.checked_div(req.cpu) {
+        n = n.min(per);
     }
-    if req.mem > 0 {
-        n = n.min(v.mem / req.mem);
+    if let Some(per) = v.mem.checked_div(req.mem) {
+        n = n.min(per);
     }
     if req.gpus == 0 {
         return n as u32;
@@ -205,91 +212,240 @@ fn apply(v: &mut View, req: &TaskReq, gpus: &[u32]) {
     v.mem -= req.mem;
 }
 
-/// Candidate node indices for a task on `model` (`None`: CPU-only, any node).
-fn candidates(cluster: &Cluster, model: Option<u8>) -> Box<dyn Iterator<Item = u32> + '_> {
-    match model {
-        Some(m) => Box::new(cluster.model_nodes[m as usize].iter().copied()),
-        None => Box::new(0..cluster.nodes.len() as u32),
+/// Candidate node indices on the given models (none given: a CPU-only task, any node).
+fn candidates<'a>(cluster: &'a Cluster, models: &'a [u8]) -> Box<dyn Iterator<Item = u32> + 'a> {
+    if models.is_empty() {
+        Box::new(0..cluster.nodes.len() as u32)
+    } else {
+        Box::new(
+            models
+                .iter()
+                .flat_map(|&m| cluster.model_nodes[m as usize].iter().copied()),
+        )
     }
 }
 
-/// Finds a placement for all `req.replicas` tasks, or `None`. Never partial.
+/// Finds a placement for all `req.replicas` tasks on one of `models` (empty for CPU-only work),
+/// and the model it chose, or `None`. Never partial. A single task is scored across all the
+/// models; a gang stays on one model, the first in the list that holds it.
 pub(crate) fn place(
     cluster: &Cluster,
-    model: Option<u8>,
+    models: &[u8],
     req: &TaskReq,
     ctx: &PlaceCtx,
     strategy: PlacementStrategy,
     frag: &mut FragModel,
-) -> Option<Vec<TaskSlot>> {
+) -> Option<(Option<u8>, Vec<TaskSlot>)> {
     if req.replicas == 1 {
-        return place_one(cluster, model, req, ctx, strategy, frag).map(|t| vec![t]);
+        let slot = place_one(cluster, models, req, ctx, strategy, frag)?;
+        let model = if models.is_empty() {
+            None
+        } else {
+            cluster.nodes[slot.node as usize].model
+        };
+        return Some((model, vec![slot]));
     }
-    place_gang(cluster, model, req, ctx, frag)
+    if models.is_empty() {
+        return place_gang(cluster, &[], req, ctx, frag).map(|t| (None, t));
+    }
+    models.iter().find_map(|&m| {
+        place_gang(cluster, std::slice::from_ref(&m), req, ctx, frag).map(|t| (Some(m), t))
+    })
 }
 
 fn place_one(
     cluster: &Cluster,
-    model: Option<u8>,
+    models: &[u8],
     req: &TaskReq,
     ctx: &PlaceCtx,
     strategy: PlacementStrategy,
     frag: &mut FragModel,
 ) -> Option<TaskSlot> {
-    // (fragmentation delta, best-fit key, node) of the best node so far.
-    let mut best: Option<(f64, (u64, u64, u64), u32, SmallVec<[u32; 8]>)> = None;
+    let max_scored = ctx.max_scored.max(1);
     let use_frag = strategy == PlacementStrategy::Fragmentation && !frag.is_empty();
-    for idx in candidates(cluster, model) {
+    let mut best: Option<Scored> = None;
+    // Scores one node; says whether it was plain (no hold, no reservation on it, so it stands for
+    // its whole group) and whether the task fits on it.
+    let consider = |idx: u32, frag: &mut FragModel, best: &mut Option<Scored>| -> (bool, bool) {
         let n = &cluster.nodes[idx as usize];
-        let Some(mut v) = view(n, idx, ctx) else {
-            continue;
-        };
-        if v.cpu < req.cpu || v.mem < req.mem {
-            continue;
+        let plain = n.holds.is_empty() && ctx.exclusions.is_none_or(|e| !e.contains_key(&idx));
+        let scored = score_node(n, idx, req, ctx, strategy, use_frag, frag);
+        let feasible = scored.is_some();
+        if let Some(scored) = scored
+            && best.as_ref().is_none_or(|b| scored.beats(b))
+        {
+            *best = Some(scored);
         }
-        let node_model = n.model.unwrap_or(0);
-        let Some(gpus) = choose_gpus(&v, req, n.domain as usize, strategy, node_model, frag) else {
-            continue;
-        };
-        if strategy == PlacementStrategy::FirstFit {
-            return Some(TaskSlot {
-                node: idx,
-                gpus,
-                milli: req.milli,
-            });
-        }
-        let delta = if use_frag && n.model.is_some() {
-            let before = frag.node_frag(node_model, v.cpu, v.mem, &v.gpus);
-            apply(&mut v, req, &gpus);
-            frag.node_frag(node_model, v.cpu, v.mem, &v.gpus) - before
-        } else {
-            apply(&mut v, req, &gpus);
-            0.0
-        };
-        // Tightest node left: fewest whole GPUs, then least GPU share, then least CPU.
-        let full_left = v.gpus.iter().filter(|&&f| f == FULL).count() as u64;
-        let milli_left: u64 = v.gpus.iter().map(|&f| f as u64).sum();
-        let key = (full_left, milli_left, v.cpu);
-        let better = match &best {
-            None => true,
-            Some((bd, bk, _, _)) => {
-                delta < *bd - 1e-9 || ((delta - *bd).abs() <= 1e-9 && key < *bk)
+        (plain, feasible)
+    };
+    match &cluster.groups {
+        Some(groups) if strategy != PlacementStrategy::FirstFit => {
+            // Groups of one model are visited tightest first (fewest fully free GPUs); like
+            // kube-scheduler's percentageOfNodesToScore, at most `max_scored` feasible groups
+            // per model are scored, which bounds a placement on a large fleet.
+            let mut visit = |sig: &NodeSig, nodes: &std::collections::BTreeSet<u32>| -> bool {
+                if !sig_may_fit(sig, req)
+                    || !ctx.pools.get(sig.pool as usize).copied().unwrap_or(false)
+                {
+                    return false;
+                }
+                let mut any = false;
+                for &idx in nodes {
+                    let (plain, feasible) = consider(idx, frag, &mut best);
+                    any |= feasible;
+                    if plain {
+                        // The rest of the group scores the same and loses on index.
+                        break;
+                    }
+                }
+                any
+            };
+            for range in groups_by_model(groups, models, req) {
+                let mut scored = 0usize;
+                for (sig, nodes) in range {
+                    if scored >= max_scored {
+                        break;
+                    }
+                    if visit(sig, nodes) {
+                        scored += 1;
+                    }
+                }
             }
-        };
-        if better {
-            best = Some((delta, key, idx, gpus));
+        }
+        _ => {
+            for idx in candidates(cluster, models) {
+                let _ = consider(idx, frag, &mut best);
+                if strategy == PlacementStrategy::FirstFit && best.is_some() {
+                    break;
+                }
+            }
         }
     }
-    best.map(|(_, _, node, gpus)| TaskSlot {
-        node,
-        gpus,
+    best.map(|b| TaskSlot {
+        node: b.node,
+        gpus: b.gpus,
         milli: req.milli,
+    })
+}
+
+type Groups = std::collections::BTreeMap<NodeSig, std::collections::BTreeSet<u32>>;
+type GroupRange<'a> =
+    Box<dyn Iterator<Item = (&'a NodeSig, &'a std::collections::BTreeSet<u32>)> + 'a>;
+
+/// The groups that may hold a task of `req`, per model (every model for CPU-only work), each
+/// model's tightest first; groups with fewer fully free GPUs than a whole-GPU task needs are
+/// left out.
+fn groups_by_model<'a>(groups: &'a Groups, models: &[u8], req: &TaskReq) -> Vec<GroupRange<'a>> {
+    let min_full = if req.gpus > 0 && req.milli == FULL {
+        req.gpus.min(255) as u8
+    } else {
+        0
+    };
+    let models: Vec<Option<u8>> = if models.is_empty() {
+        let mut all: Vec<Option<u8>> = groups.keys().map(|k| k.model).collect();
+        all.dedup();
+        all
+    } else {
+        models.iter().map(|&m| Some(m)).collect()
+    };
+    models
+        .into_iter()
+        .map(|m| {
+            let from = NodeSig {
+                model: m,
+                full_free: min_full,
+                gpus: GpuVec::new(),
+                cpu: 0,
+                mem: 0,
+                pool: 0,
+                domain: 0,
+            };
+            let range: GroupRange<'a> = Box::new(
+                groups
+                    .range(from..)
+                    .take_while(move |(sig, _)| sig.model == m),
+            );
+            range
+        })
+        .collect()
+}
+
+/// A candidate node for one task and how good it is.
+struct Scored {
+    /// Growth of the node's expected fragmentation (0 when the strategy does not use it).
+    delta: f64,
+    /// Best fit: fewest whole GPUs left, then least GPU share, then least CPU.
+    fit: (u64, u64, u64),
+    node: u32,
+    gpus: SmallVec<[u32; 8]>,
+}
+
+impl Scored {
+    /// A strict total order, so the winner does not depend on the order nodes are looked at.
+    fn beats(&self, other: &Scored) -> bool {
+        match self.delta.total_cmp(&other.delta) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => (self.fit, self.node) < (other.fit, other.node),
+        }
+    }
+}
+
+fn sig_may_fit(sig: &NodeSig, req: &TaskReq) -> bool {
+    if sig.cpu < req.cpu || sig.mem < req.mem {
+        return false;
+    }
+    if req.gpus == 0 {
+        return true;
+    }
+    if req.milli < FULL {
+        sig.gpus.iter().any(|&f| f >= req.milli)
+    } else {
+        sig.gpus.iter().filter(|&&f| f == FULL).count() >= req.gpus as usize
+    }
+}
+
+fn score_node(
+    n: &NodeSlot,
+    idx: u32,
+    req: &TaskReq,
+    ctx: &PlaceCtx,
+    strategy: PlacementStrategy,
+    use_frag: bool,
+    frag: &mut FragModel,
+) -> Option<Scored> {
+    let mut v = view(n, idx, ctx)?;
+    if v.cpu < req.cpu || v.mem < req.mem {
+        return None;
+    }
+    let node_model = n.model.unwrap_or(0);
+    let gpus = choose_gpus(&v, req, n.domain as usize, strategy, node_model, frag)?;
+    let delta = if use_frag && n.model.is_some() {
+        let before = frag.node_frag(node_model, v.cpu, v.mem, &v.gpus);
+        apply(&mut v, req, &gpus);
+        frag.node_frag(node_model, v.cpu, v.mem, &v.gpus) - before
+    } else {
+        apply(&mut v, req, &gpus);
+        0.0
+    };
+    let fit = if strategy == PlacementStrategy::FirstFit {
+        (0, 0, 0)
+    } else {
+        let full_left = v.gpus.iter().filter(|&&f| f == FULL).count() as u64;
+        let milli_left: u64 = v.gpus.iter().map(|&f| f as u64).sum();
+        (full_left, milli_left, v.cpu)
+    };
+    Some(Scored {
+        delta,
+        fit,
+        node: idx,
+        gpus,
     })
 }
 
 fn place_gang(
     cluster: &Cluster,
-    model: Option<u8>,
+    models: &[u8],
     req: &TaskReq,
     ctx: &PlaceCtx,
     frag: &mut FragModel,
@@ -297,16 +453,47 @@ fn place_gang(
     let mut per_node: Vec<(u32, u32)> = Vec::new(); // (node, slots)
     let mut block_slots = vec![0u64; cluster.block_count.max(1)];
     let mut total: u64 = 0;
-    for idx in candidates(cluster, model) {
-        let n = &cluster.nodes[idx as usize];
-        let Some(v) = view(n, idx, ctx) else {
-            continue;
-        };
-        let s = slots(&v, req, n.domain as usize, req.replicas);
+    let mut count = |idx: u32, s: u32| {
         if s > 0 {
             per_node.push((idx, s));
-            block_slots[n.block as usize] += s as u64;
+            block_slots[cluster.nodes[idx as usize].block as usize] += s as u64;
             total += s as u64;
+        }
+    };
+    let node_slots = |idx: u32| -> u32 {
+        let n = &cluster.nodes[idx as usize];
+        view(n, idx, ctx).map_or(0, |v| slots(&v, req, n.domain as usize, req.replicas))
+    };
+    match &cluster.groups {
+        Some(groups) => {
+            // Nodes of one group offer the same slots: count them once per group, except nodes
+            // with a hold or a reservation on them.
+            for range in groups_by_model(groups, models, req) {
+                for (sig, nodes) in range {
+                    if !sig_may_fit(sig, req)
+                        || !ctx.pools.get(sig.pool as usize).copied().unwrap_or(false)
+                    {
+                        continue;
+                    }
+                    let mut shared: Option<u32> = None;
+                    for &idx in nodes {
+                        let n = &cluster.nodes[idx as usize];
+                        let plain = n.holds.is_empty()
+                            && ctx.exclusions.is_none_or(|e| !e.contains_key(&idx));
+                        let s = if plain {
+                            *shared.get_or_insert_with(|| node_slots(idx))
+                        } else {
+                            node_slots(idx)
+                        };
+                        count(idx, s);
+                    }
+                }
+            }
+        }
+        None => {
+            for idx in candidates(cluster, models) {
+                count(idx, node_slots(idx));
+            }
         }
     }
     let r = req.replicas as u64;
@@ -376,4 +563,34 @@ fn place_gang(
         }
     }
     (out.len() as u64 == r).then_some(out)
+}
+
+/// A node's capacity for one job, to which the resources of evicted jobs can be added, counting
+/// the task slots it would then offer. Used to price preemptions.
+pub(crate) struct EvictionView {
+    view: View,
+    domain: usize,
+}
+
+impl EvictionView {
+    pub fn new(n: &NodeSlot, idx: u32, ctx: &PlaceCtx) -> Option<Self> {
+        Some(EvictionView {
+            view: view(n, idx, ctx)?,
+            domain: n.domain as usize,
+        })
+    }
+
+    pub fn free(&mut self, gpus: &[u32], milli: u16, cpu: u64, mem: u64) {
+        for &g in gpus {
+            if let Some(f) = self.view.gpus.get_mut(g as usize) {
+                *f = (*f + milli).min(FULL);
+            }
+        }
+        self.view.cpu += cpu;
+        self.view.mem += mem;
+    }
+
+    pub fn slots(&self, req: &TaskReq) -> u32 {
+        slots(&self.view, req, self.domain, req.replicas)
+    }
 }

@@ -45,11 +45,19 @@ pub struct Policy {
     /// How many blocked jobs at the head of the queue get a reservation. Slurm's `bf_max_job_test`
     /// plays a similar role; 1 protects the head job, more protect more jobs at a higher cost.
     pub reservations: usize,
+    /// Most jobs a pass tries that fail to start once the reservations are made (Slurm's
+    /// `bf_max_job_test`): it bounds the time of a pass on a deep queue. Jobs further down wait
+    /// for a later pass.
+    pub backfill_window: usize,
     /// Run time assumed for jobs that give neither an estimate nor a time limit.
     pub default_runtime: Span,
     /// When false, a blocked job at the head stops everything behind it (strict FIFO).
     pub skip_blocked: bool,
     pub placement: PlacementStrategy,
+    /// Most groups of interchangeable nodes (same model, pool and free capacity) scored per GPU
+    /// model when placing one task, tightest first, like kube-scheduler's
+    /// `percentageOfNodesToScore`. It bounds placement on a large, varied fleet.
+    pub max_scored_nodes: usize,
 }
 
 impl Default for Policy {
@@ -61,9 +69,11 @@ impl Default for Policy {
             preemption: true,
             backfill: true,
             reservations: 1,
+            backfill_window: 1000,
             default_runtime: Span::from_hours(24),
             skip_blocked: true,
             placement: PlacementStrategy::Fragmentation,
+            max_scored_nodes: 256,
         }
     }
 }

@@ -1,9 +1,25 @@
-//! Haneul's simulator side: trace loaders and replays that drive the unchanged scheduling engine.
+//! Haneul's simulator: replays real and synthetic workloads through the unchanged scheduling
+//! engine on a virtual clock, and measures what a centre cares about.
 //!
 //! - [`openb`]: the Alibaba openb GPU-sharing trace, replayed by the method of the FGD paper
-//!   (pods placed one at a time, never leaving) to measure GPU allocation.
+//!   (pods placed one at a time, never leaving) to measure GPU allocation (engine work);
+//! - [`catalogue`]: GPU classes (throughput, price, power), with shipped defaults;
+//! - [`fleet_file`]: fleet files (TOML) into the engine's fleet;
+//! - [`workload`]: the job form every loader produces: Philly, openb pods, generic CSV/JSONL and
+//!   the synthetic national-centre generator;
+//! - [`scenario`]: scenario files that tie a fleet, a workload, a seed and policies together;
+//! - [`driver`]: the discrete-event loop around the engine;
+//! - [`metrics`]: utilisation, latency, fairness, cost and energy of a run;
+//! - [`report`]: CSV and SVG renderings of the reports.
 
+pub mod catalogue;
+pub mod driver;
+pub mod fleet_file;
+pub mod metrics;
 pub mod openb;
+pub mod report;
+pub mod scenario;
+pub mod workload;
 
 mod error;
 pub use error::SimError;

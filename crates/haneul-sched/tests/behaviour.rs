@@ -1,0 +1,249 @@
+//! Targeted tests of single policy rules, with small hand-made fleets.
+
+mod common;
+
+use common::*;
+use haneul_model::{GpuRequest, JobId, NodeId, PriorityClass, Time};
+use haneul_sched::{Engine, JobState, Policy, SchedError};
+
+fn node(gpus: u32, domain: u32, block: u32) -> NodeGen {
+    NodeGen {
+        model: 0,
+        gpus,
+        domain,
+        block,
+        cpu: 128,
+    }
+}
+
+fn job(project: u32, replicas: u32, gpu: GpuRequest) -> JobGen {
+    JobGen {
+        project,
+        replicas,
+        gpu,
+        cpu: 1,
+        models: vec![],
+        priority: PriorityClass::Normal,
+        preemptible: true,
+        estimate_s: 3600,
+    }
+}
+
+fn open_projects(n: usize) -> Vec<ProjectGen> {
+    (0..n)
+        .map(|_| ProjectGen {
+            weight: 1,
+            guarantee: 0,
+            borrow_limit: None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_task_that_fits_one_nvlink_domain_stays_in_it() {
+    let fleet = fleet_of(&[node(8, 4, 0)]);
+    let mut e = Engine::new(&fleet, &tenants_of(&open_projects(1)), Policy::default()).unwrap();
+    let now = Time::from_secs(1);
+    e.submit(job_of(&job(0, 1, GpuRequest::Whole(2)), 0, now), now)
+        .unwrap();
+    e.submit(job_of(&job(0, 1, GpuRequest::Whole(4)), 1, now), now)
+        .unwrap();
+    e.schedule(now);
+    let two = e.placement(JobId(0)).unwrap().tasks[0].gpus.clone();
+    let four = e.placement(JobId(1)).unwrap().tasks[0].gpus.clone();
+    assert!(two.iter().all(|&g| g / 4 == two[0] / 4), "{two:?}");
+    assert!(four.iter().all(|&g| g / 4 == four[0] / 4), "{four:?}");
+    assert_ne!(
+        two[0] / 4,
+        four[0] / 4,
+        "the 4-GPU task needs the untouched domain"
+    );
+}
+
+#[test]
+fn a_gang_goes_to_the_tightest_block_that_holds_it_whole() {
+    // Block 0: four nodes, block 1: two nodes, block 2: one node.
+    let mut nodes = vec![node(8, 8, 0); 4];
+    nodes.extend(vec![node(8, 8, 1); 2]);
+    nodes.push(node(8, 8, 2));
+    let fleet = fleet_of(&nodes);
+    let mut e = Engine::new(&fleet, &tenants_of(&open_projects(1)), Policy::default()).unwrap();
+    let now = Time::from_secs(1);
+    e.submit(job_of(&job(0, 2, GpuRequest::Whole(8)), 0, now), now)
+        .unwrap();
+    e.schedule(now);
+    let nodes: Vec<NodeId> = e.placement(JobId(0)).unwrap().nodes().collect();
+    assert_eq!(
+        nodes,
+        vec![NodeId(4), NodeId(5)],
+        "block 1 holds the gang exactly"
+    );
+    // Three nodes' worth fits only in block 0 now.
+    e.submit(job_of(&job(0, 3, GpuRequest::Whole(8)), 1, now), now)
+        .unwrap();
+    e.schedule(now);
+    let nodes: Vec<NodeId> = e.placement(JobId(1)).unwrap().nodes().collect();
+    assert!(nodes.iter().all(|n| n.0 < 4), "{nodes:?}");
+}
+
+#[test]
+fn shared_gpus_are_packed_so_whole_nodes_stay_free() {
+    let fleet = fleet_of(&[node(8, 8, 0), node(8, 8, 0)]);
+    let mut e = Engine::new(&fleet, &tenants_of(&open_projects(1)), Policy::default()).unwrap();
+    let now = Time::from_secs(1);
+    for i in 0..4 {
+        e.submit(job_of(&job(0, 1, GpuRequest::Fraction(500)), i, now), now)
+            .unwrap();
+        e.schedule(now);
+    }
+    e.submit(job_of(&job(0, 1, GpuRequest::Whole(8)), 9, now), now)
+        .unwrap();
+    let d = e.schedule(now);
+    assert!(
+        d.starts.iter().any(|s| s.job == JobId(9)),
+        "the fractional tasks must share GPUs on one node, leaving the other whole"
+    );
+    e.check_invariants().unwrap();
+}
+
+#[test]
+fn bad_jobs_are_refused_with_the_field_named() {
+    let fleet = fleet_of(&[node(8, 8, 0)]);
+    let mut e = Engine::new(&fleet, &tenants_of(&open_projects(1)), Policy::default()).unwrap();
+    let now = Time::from_secs(1);
+    let mut zero = job_of(&job(0, 1, GpuRequest::Whole(1)), 1, now);
+    zero.spec.replicas = 0;
+    assert!(
+        e.submit(zero, now)
+            .unwrap_err()
+            .to_string()
+            .starts_with("replicas:")
+    );
+    let fraction = job_of(&job(0, 1, GpuRequest::Fraction(1500)), 2, now);
+    assert!(
+        e.submit(fraction, now)
+            .unwrap_err()
+            .to_string()
+            .starts_with("gpu_fraction:")
+    );
+    let mut unknown = job_of(&job(0, 1, GpuRequest::Whole(1)), 3, now);
+    unknown.spec.gpu_models = vec![haneul_model::GpuModel::new("A100").unwrap()];
+    let err = e.submit(unknown, now).unwrap_err();
+    assert!(matches!(err, SchedError::UnknownGpuModel(..)));
+    assert!(err.to_string().starts_with("gpu_models:"), "{err}");
+    let huge = job_of(&job(0, 2, GpuRequest::Whole(8)), 4, now);
+    let err = e.submit(huge, now).unwrap_err();
+    assert!(matches!(err, SchedError::TooLarge { .. }), "{err}");
+    let nine = job_of(&job(0, 1, GpuRequest::Whole(9)), 5, now);
+    assert!(e.submit(nine, now).is_err());
+    let stranger = job_of(&job(7, 1, GpuRequest::Whole(1)), 6, now);
+    assert!(matches!(
+        e.submit(stranger, now),
+        Err(SchedError::UnknownProject(_))
+    ));
+    assert_eq!(e.queued_len(), 0, "nothing refused is queued");
+}
+
+#[test]
+fn fifo_lets_the_blocked_head_hold_the_queue() {
+    let fleet = fleet_of(&[node(8, 8, 0)]);
+    let mut e = Engine::new(&fleet, &tenants_of(&open_projects(1)), Policy::fifo()).unwrap();
+    let now = Time::from_secs(1);
+    e.submit(job_of(&job(0, 1, GpuRequest::Whole(4)), 0, now), now)
+        .unwrap();
+    e.schedule(now);
+    e.submit(job_of(&job(0, 1, GpuRequest::Whole(8)), 1, now), now)
+        .unwrap();
+    e.submit(job_of(&job(0, 1, GpuRequest::Whole(1)), 2, now), now)
+        .unwrap();
+    let d = e.schedule(now);
+    assert!(
+        d.starts.is_empty(),
+        "strict FIFO: the 1-GPU job waits behind the 8-GPU one"
+    );
+    // The default policy backfills the small job: it ends before the big one could start.
+    let mut e = Engine::new(&fleet, &tenants_of(&open_projects(1)), Policy::default()).unwrap();
+    e.submit(job_of(&job(0, 1, GpuRequest::Whole(4)), 0, now), now)
+        .unwrap();
+    e.schedule(now);
+    e.submit(job_of(&job(0, 1, GpuRequest::Whole(8)), 1, now), now)
+        .unwrap();
+    let mut short = job(0, 1, GpuRequest::Whole(1));
+    short.estimate_s = 60;
+    e.submit(job_of(&short, 2, now), now).unwrap();
+    let d = e.schedule(now);
+    assert_eq!(d.starts.len(), 1);
+    assert_eq!(d.starts[0].job, JobId(2));
+    assert_eq!(d.reservations[0].job, JobId(1));
+}
+
+#[test]
+fn non_preemptible_work_never_borrows_and_is_never_a_victim() {
+    let fleet = fleet_of(&[node(8, 8, 0)]);
+    let projects = vec![
+        ProjectGen {
+            weight: 1,
+            guarantee: 4,
+            borrow_limit: None,
+        },
+        ProjectGen {
+            weight: 1,
+            guarantee: 4,
+            borrow_limit: None,
+        },
+    ];
+    let mut e = Engine::new(&fleet, &tenants_of(&projects), Policy::default()).unwrap();
+    let now = Time::from_secs(1);
+    let mut pinned = job(0, 1, GpuRequest::Whole(4));
+    pinned.preemptible = false;
+    e.submit(job_of(&pinned, 0, now), now).unwrap();
+    // Above the guarantee and not preemptible: it may not borrow.
+    e.submit(job_of(&pinned, 1, now), now).unwrap();
+    let d = e.schedule(now);
+    assert_eq!(
+        d.starts.iter().map(|s| s.job).collect::<Vec<_>>(),
+        vec![JobId(0)]
+    );
+    assert_eq!(e.job_state(JobId(1)), Some(JobState::Queued));
+    // Project 1 fills the rest by borrowing nothing: its 4 GPUs are its guarantee.
+    e.submit(job_of(&job(1, 1, GpuRequest::Whole(4)), 2, now), now)
+        .unwrap();
+    let d = e.schedule(now);
+    assert_eq!(d.starts.len(), 1);
+    assert!(!d.starts[0].borrowing);
+    assert!(d.preemptions.is_empty());
+}
+
+#[test]
+fn fair_share_divides_a_contended_fleet_by_weight() {
+    let fleet = fleet_of(&[node(8, 8, 0), node(8, 8, 0)]);
+    let projects = vec![
+        ProjectGen {
+            weight: 1,
+            guarantee: 0,
+            borrow_limit: None,
+        },
+        ProjectGen {
+            weight: 3,
+            guarantee: 0,
+            borrow_limit: None,
+        },
+    ];
+    let mut e = Engine::new(&fleet, &tenants_of(&projects), Policy::default()).unwrap();
+    let now = Time::from_secs(1);
+    for i in 0..40 {
+        e.submit(
+            job_of(&job((i % 2) as u32, 1, GpuRequest::Whole(1)), i, now),
+            now,
+        )
+        .unwrap();
+    }
+    e.schedule(now);
+    let alloc = |p: u32| {
+        e.project_allocation(haneul_model::ProjectId(p)).unwrap()[0]
+            .1
+            .0
+            / 1000
+    };
+    assert_eq!((alloc(0), alloc(1)), (4, 12), "16 GPUs split 1:3");
+}

@@ -1,0 +1,357 @@
+//! Property tests of the engine's invariants over random fleets, tenants and workloads.
+
+mod common;
+
+use common::*;
+use haneul_model::{JobId, NodeId, NodeState, Span, Time};
+use haneul_sched::{Decisions, Engine, JobState, Policy};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+/// One step a driver may take between passes.
+#[derive(Debug, Clone)]
+enum Step {
+    Submit(JobGen),
+    FinishOldest,
+    NodeDown(u32),
+    NodeUp(u32),
+    Wait(i64),
+}
+
+fn step_gen(projects: u32) -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => job_gen(projects).prop_map(Step::Submit),
+        3 => Just(Step::FinishOldest),
+        1 => (0..16u32).prop_map(Step::NodeDown),
+        1 => (0..16u32).prop_map(Step::NodeUp),
+        2 => (1..3600i64).prop_map(Step::Wait),
+    ]
+}
+
+/// Plays the steps against an engine as a driver would: preempted jobs are requeued at their
+/// kill time, node losses requeue their jobs. Returns every pass's decisions.
+fn drive(engine: &mut Engine, nodes: usize, steps: &[Step]) -> Vec<Decisions> {
+    let mut now = Time::from_secs(1);
+    let mut running: Vec<JobId> = Vec::new();
+    let mut next_id = 0u64;
+    let mut out = Vec::new();
+    let mut pending_kills: BTreeMap<(Time, JobId), ()> = BTreeMap::new();
+    for step in steps {
+        match step {
+            Step::Submit(g) => {
+                let job = job_of(g, next_id, now);
+                next_id += 1;
+                let _ = engine.submit(job, now);
+            }
+            Step::FinishOldest => {
+                if !running.is_empty() {
+                    let j = running.remove(0);
+                    engine.finish(j, now).unwrap();
+                }
+            }
+            Step::NodeDown(n) | Step::NodeUp(n) if (*n as usize) < nodes => {
+                let state = if matches!(step, Step::NodeDown(_)) {
+                    NodeState::Down
+                } else {
+                    NodeState::Up
+                };
+                let lost = engine.set_node_state(NodeId(*n), state, now).unwrap();
+                if state == NodeState::Down {
+                    for j in lost {
+                        engine.requeue(j, now).unwrap();
+                        running.retain(|r| *r != j);
+                    }
+                }
+            }
+            Step::NodeDown(_) | Step::NodeUp(_) => {}
+            Step::Wait(s) => now = now + Span::from_secs(*s),
+        }
+        let due: Vec<(Time, JobId)> = pending_kills
+            .range(..=(now, JobId(u64::MAX)))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in due {
+            pending_kills.remove(&k);
+            if matches!(engine.job_state(k.1), Some(JobState::Preempting { .. })) {
+                engine.requeue(k.1, now).unwrap();
+                running.retain(|r| *r != k.1);
+            }
+        }
+        let d = engine.schedule(now);
+        for s in &d.starts {
+            running.push(s.job);
+        }
+        for p in &d.preemptions {
+            pending_kills.insert((p.kill_at, p.victim), ());
+        }
+        engine.check_invariants().unwrap();
+        out.push(d);
+    }
+    out
+}
+
+fn scenario() -> impl Strategy<Value = (Vec<NodeGen>, Vec<ProjectGen>, Vec<Step>)> {
+    (
+        proptest::collection::vec(node_gen(), 1..12),
+        proptest::collection::vec(project_gen(), 1..4),
+    )
+        .prop_flat_map(|(nodes, projects)| {
+            let n = projects.len() as u32;
+            (
+                Just(nodes),
+                Just(projects),
+                proptest::collection::vec(step_gen(n), 1..60),
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// No GPU share above 1000, CPU and memory within capacity, gangs whole, quotas and borrowing
+    /// limits held, the accounting consistent: `check_invariants` after every pass.
+    #[test]
+    fn invariants_hold_under_any_workload((nodes, projects, steps) in scenario()) {
+        let fleet = fleet_of(&nodes);
+        let tenants = tenants_of(&projects);
+        let mut engine = Engine::new(&fleet, &tenants, Policy::default()).unwrap();
+        let passes = drive(&mut engine, nodes.len(), &steps);
+        for d in &passes {
+            for s in &d.starts {
+                // Gangs are atomic: a start carries every task, each on distinct GPUs of a node.
+                prop_assert!(!s.placement.tasks.is_empty());
+                for t in &s.placement.tasks {
+                    let mut gpus = t.gpus.clone();
+                    gpus.dedup();
+                    prop_assert_eq!(gpus.len(), t.gpus.len());
+                }
+            }
+        }
+    }
+
+    /// The same inputs give the same decisions, byte for byte.
+    #[test]
+    fn decisions_are_deterministic((nodes, projects, steps) in scenario()) {
+        let fleet = fleet_of(&nodes);
+        let tenants = tenants_of(&projects);
+        let mut a = Engine::new(&fleet, &tenants, Policy::default()).unwrap();
+        let mut b = Engine::new(&fleet, &tenants, Policy::default()).unwrap();
+        let da = serde_json::to_string(&drive(&mut a, nodes.len(), &steps)).unwrap();
+        let db = serde_json::to_string(&drive(&mut b, nodes.len(), &steps)).unwrap();
+        prop_assert_eq!(da, db);
+    }
+
+    /// Backfill never delays the reserved head job: after the pass that made the reservation
+    /// (and started others behind it), the job can still start no later than promised.
+    /// Every project is either all borrowing or all guaranteed, so reservations and backfill
+    /// compete in one mode (guaranteed work may pass a borrowing job's reservation, by design).
+    #[test]
+    fn backfill_never_delays_the_reservation(
+        (nodes, projects, steps) in scenario(),
+        extra in proptest::collection::vec(job_gen(1), 1..30),
+        all_guaranteed in any::<bool>(),
+    ) {
+        let fleet = fleet_of(&nodes);
+        let mut projects = projects;
+        for p in &mut projects {
+            p.guarantee = if all_guaranteed { 10_000 } else { 0 };
+            p.borrow_limit = None;
+        }
+        let tenants = tenants_of(&projects);
+        let policy = Policy { preemption: false, ..Policy::default() };
+        let mut engine = Engine::new(&fleet, &tenants, policy).unwrap();
+        drive(&mut engine, nodes.len(), &steps);
+        let now = Time::from_secs(1_000_000);
+        for (i, g) in extra.iter().enumerate() {
+            let _ = engine.submit(job_of(g, 1_000_000 + i as u64, now), now);
+        }
+        let d = engine.schedule(now);
+        engine.check_invariants().unwrap();
+        for r in &d.reservations {
+            let earliest = engine.earliest_start(r.job);
+            prop_assert!(
+                earliest.is_some_and(|t| t <= r.start_at),
+                "{} was promised {:?}, now earliest {:?}", r.job, r.start_at, earliest
+            );
+        }
+    }
+
+    /// A project asking for no more than its guarantee gets it back from borrowers, through
+    /// preemption with grace, within a pass per four jobs; non-preemptible work is never a victim.
+    #[test]
+    fn guarantees_are_given_back(
+        nodes in proptest::collection::vec(node_gen(), 1..8),
+        fill in proptest::collection::vec(job_gen(1), 1..40),
+        grace in 0..600i64,
+    ) {
+        let mut nodes = nodes;
+        for n in &mut nodes {
+            n.model = 0;
+            n.cpu = 64;
+        }
+        let fleet = fleet_of(&nodes);
+        let total: u64 = nodes.iter().map(|n| n.gpus as u64).sum();
+        let guarantee = total / 2;
+        // Project 0 borrows everything; project 1 is owed half the fleet.
+        let projects = vec![
+            ProjectGen { weight: 1, guarantee: 0, borrow_limit: None },
+            ProjectGen { weight: 1, guarantee, borrow_limit: Some(0) },
+        ];
+        let tenants = tenants_of(&projects);
+        let mut engine = Engine::new(&fleet, &tenants, Policy::default()).unwrap();
+        let mut now = Time::from_secs(1);
+        let mut id = 0;
+        let mut pinned = Vec::new();
+        for g in &fill {
+            let mut g = g.clone();
+            g.project = 0;
+            g.models = vec![];
+            g.cpu = 0;
+            let mut job = job_of(&g, id, now);
+            job.spec.grace = Span::from_secs(grace);
+            if !job.spec.preemptible {
+                pinned.push(job.id);
+            }
+            id += 1;
+            let _ = engine.submit(job, now);
+        }
+        engine.schedule(now);
+        // Project 1 asks for single whole GPUs up to its guarantee.
+        let mut wanted = Vec::new();
+        let mut asked = 0;
+        while asked < guarantee {
+            let g = JobGen {
+                project: 1, replicas: 1, gpu: haneul_model::GpuRequest::Whole(1), cpu: 0,
+                models: vec![], priority: haneul_model::PriorityClass::Normal,
+                preemptible: false, estimate_s: 3600,
+            };
+            engine.submit(job_of(&g, id, now), now).unwrap();
+            wanted.push(haneul_model::JobId(id));
+            id += 1;
+            asked += 1;
+        }
+        // At most four preemption plans per pass: every owed job gets its GPUs within a pass per
+        // four jobs, plus one to start the last.
+        for _ in 0..wanted.len().div_ceil(4) + 2 {
+            let d = engine.schedule(now);
+            for p in &d.preemptions {
+                prop_assert!(!pinned.contains(&p.victim), "non-preemptible {} preempted", p.victim);
+                prop_assert!(p.kill_at >= now);
+                prop_assert_eq!(p.kill_at, now + Span::from_secs(grace));
+            }
+            now = now + Span::from_secs(grace + 1);
+            let victims: Vec<JobId> = d.preemptions.iter().map(|p| p.victim).collect();
+            for v in victims {
+                engine.requeue(v, now).unwrap();
+            }
+            engine.check_invariants().unwrap();
+        }
+        engine.schedule(now);
+        for j in &wanted {
+            prop_assert!(
+                matches!(engine.job_state(*j), Some(JobState::Running { borrowing: false, .. })),
+                "{} still {:?}", j, engine.job_state(*j)
+            );
+        }
+    }
+}
+
+/// Any spec and any call order: the engine answers with a result, never a panic.
+mod hostile_input {
+    use super::common::*;
+    use haneul_model::{
+        GpuModel, GpuRequest, Job, JobId, JobSpec, MemMib, MilliCpu, NodeId, NodeState, ProjectId,
+        Span, Time,
+    };
+    use haneul_sched::{Engine, Policy};
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Call {
+        Submit {
+            id: u64,
+            project: u32,
+            replicas: u32,
+            gpu: GpuRequest,
+            cpu: u64,
+            mem: u64,
+            model: Option<String>,
+            limit: i64,
+        },
+        Finish(u64),
+        Requeue(u64),
+        Cancel(u64),
+        Node(u32, u8),
+        Schedule(i64),
+    }
+
+    fn call() -> impl Strategy<Value = Call> {
+        prop_oneof![
+            4 => (
+                0..20u64,
+                0..5u32,
+                prop_oneof![Just(0u32), 1..5u32, Just(u32::MAX)],
+                prop_oneof![
+                    Just(GpuRequest::None),
+                    (0..70u32).prop_map(GpuRequest::Whole),
+                    (0..2000u32).prop_map(GpuRequest::Fraction),
+                ],
+                prop_oneof![Just(0u64), 0..200_000u64, Just(u64::MAX)],
+                prop_oneof![Just(0u64), Just(u64::MAX)],
+                proptest::option::of(prop_oneof![Just("H200".to_string()), Just("X9".to_string())]),
+                -5..5i64,
+            )
+                .prop_map(|(id, project, replicas, gpu, cpu, mem, model, limit)| Call::Submit {
+                    id, project, replicas, gpu, cpu, mem, model, limit,
+                }),
+            1 => (0..20u64).prop_map(Call::Finish),
+            1 => (0..20u64).prop_map(Call::Requeue),
+            1 => (0..20u64).prop_map(Call::Cancel),
+            1 => (0..20u32, 0..3u8).prop_map(|(n, s)| Call::Node(n, s)),
+            2 => (-100..100i64).prop_map(Call::Schedule),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_engine_never_panics(
+            nodes in proptest::collection::vec(node_gen(), 1..6),
+            calls in proptest::collection::vec(call(), 1..80),
+        ) {
+            let fleet = fleet_of(&nodes);
+            let projects = vec![
+                ProjectGen { weight: 1, guarantee: 2, borrow_limit: Some(1) },
+                ProjectGen { weight: 2, guarantee: 0, borrow_limit: None },
+            ];
+            let mut engine = Engine::new(&fleet, &tenants_of(&projects), Policy::default()).unwrap();
+            let mut now = Time::from_secs(100);
+            for c in calls {
+                match c {
+                    Call::Submit { id, project, replicas, gpu, cpu, mem, model, limit } => {
+                        let mut spec = JobSpec::new(ProjectId(project), replicas, gpu);
+                        spec.cpu_per_task = MilliCpu(cpu);
+                        spec.memory_per_task = MemMib(mem);
+                        spec.gpu_models = model.iter().map(|m| GpuModel::new(m).unwrap()).collect();
+                        spec.time_limit = Some(Span::from_secs(limit));
+                        let _ = engine.submit(Job { id: JobId(id), spec, submitted_at: now }, now);
+                    }
+                    Call::Finish(j) => { let _ = engine.finish(JobId(j), now); }
+                    Call::Requeue(j) => { let _ = engine.requeue(JobId(j), now); }
+                    Call::Cancel(j) => { let _ = engine.cancel(JobId(j), now); }
+                    Call::Node(n, s) => {
+                        let state = [NodeState::Up, NodeState::Draining, NodeState::Down][s as usize];
+                        let _ = engine.set_node_state(NodeId(n), state, now);
+                    }
+                    Call::Schedule(dt) => {
+                        // Time may even go backwards: the engine keeps its own latest `now`.
+                        now = Time(now.0 + dt * 1000);
+                        engine.schedule(now);
+                    }
+                }
+                prop_assert!(engine.check_invariants().is_ok(), "{:?}", engine.check_invariants());
+            }
+        }
+    }
+}
