@@ -170,7 +170,12 @@ fn signal_group(pgid: libc::pid_t, sig: libc::c_int) {
     }
 }
 
-fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+type RlimitResource = libc::c_int;
+
+fn set_rlimit(resource: RlimitResource, value: u64) -> std::io::Result<()> {
     let lim = libc::rlimit {
         rlim_cur: value as libc::rlim_t,
         rlim_max: value as libc::rlim_t,
@@ -182,7 +187,11 @@ fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Resul
     Ok(())
 }
 
-/// Starts a task as described by `spec`.
+/// Starts a task as described by `spec`: in a new session and process group, in its working
+/// directory, with standard output and error to [`STDOUT_FILE`] and [`STDERR_FILE`] there, and an
+/// environment holding only `PATH`, `HOME` (the working directory), the spec's `env`, and the
+/// agent's variables ([`RESERVED_ENV`] and `HANEUL_CHECKPOINT_FILE`). With no GPUs assigned,
+/// `CUDA_VISIBLE_DEVICES` is empty and `NVIDIA_VISIBLE_DEVICES` is `void`.
 pub fn launch(spec: &TaskSpec) -> Result<RunningTask> {
     if spec.world_size == 0 || spec.rank >= spec.world_size {
         return Err(AgentError::Spec(format!(
@@ -376,7 +385,9 @@ impl RunningTask {
         self.poll()
     }
 
-    /// Waits for the first process to exit.
+    /// Waits for the first process to exit. Processes it left running in its group keep running
+    /// until [`RunningTask::stop`] or the handle is dropped; [`RunningTask::wait_with_limit`] kills
+    /// them as soon as the first process exits.
     pub fn wait(&mut self) -> Result<ExitStatus> {
         loop {
             if let Some(s) = self.poll()? {

@@ -194,6 +194,17 @@ fn time_limit_kills_and_reports_timed_out() {
 }
 
 #[test]
+fn leftovers_of_an_exited_task_are_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = launch(&spec(dir.path(), "sleep 300 & exit 0")).unwrap();
+    let outcome = t
+        .wait_with_limit(Duration::from_secs(5), Duration::from_millis(100))
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Exited(s) if s.success()));
+    assert!(!group_alive(t.pgid()));
+}
+
+#[test]
 fn rlimits_are_applied() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = spec(dir.path(), "ulimit -n; ulimit -t");
