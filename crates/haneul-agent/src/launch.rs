@@ -135,6 +135,9 @@ pub struct RunningTask {
     /// How limits were applied.
     pub limits: LimitMechanism,
     status: Option<ExitStatus>,
+    // Set once the first process is reaped and the group was seen empty: from then on the pgid may
+    // be reused by an unrelated process, so it must never be signalled again.
+    group_gone: bool,
     // Kept so the handle owns the child; waiting is done with waitpid directly.
     _child: std::process::Child,
 }
@@ -312,6 +315,7 @@ pub fn launch(spec: &TaskSpec) -> Result<RunningTask> {
             LimitMechanism::Rlimit
         },
         status: None,
+        group_gone: false,
         _child: child,
     })
 }
@@ -426,16 +430,23 @@ impl RunningTask {
     /// Stops the task: creates the checkpoint file, sends SIGTERM to the whole process group, waits
     /// up to `grace` for the group to end, then sends SIGKILL to what is left. Returns the first
     /// process's exit status once no process of the group is left (as far as we can reap them).
+    ///
+    /// Failing to create the checkpoint file does not stop the protocol: the task still gets SIGTERM,
+    /// its grace and SIGKILL.
     pub fn stop(&mut self, grace: Duration) -> Result<ExitStatus> {
-        fs::write(&self.checkpoint, b"stop\n").map_err(|e| {
-            AgentError::io(format!("cannot create {}", self.checkpoint.display()), e)
-        })?;
+        if let (Some(status), true) = (self.status, self.group_gone) {
+            return Ok(status);
+        }
+        // The job may watch for this file; a failure here (work directory removed, disk full) must
+        // not keep the task alive, so it is deliberately not an error.
+        let _ = fs::write(&self.checkpoint, b"stop\n");
         signal_group(self.pid, libc::SIGTERM);
         let deadline = Instant::now() + grace;
         loop {
             if let Some(status) = self.poll()?
                 && !group_alive(self.pid)
             {
+                self.group_gone = true;
                 return Ok(status);
             }
             if Instant::now() >= deadline {
@@ -449,6 +460,9 @@ impl RunningTask {
     /// Sends SIGKILL to the whole group and waits for the first process; then waits a short while
     /// for the rest of the group to be reaped.
     fn kill_group(&mut self) -> Result<ExitStatus> {
+        if let (Some(status), true) = (self.status, self.group_gone) {
+            return Ok(status);
+        }
         if group_alive(self.pid) {
             signal_group(self.pid, libc::SIGKILL);
         }
@@ -458,6 +472,7 @@ impl RunningTask {
             self.reap_group();
             std::thread::sleep(POLL);
         }
+        self.group_gone = !group_alive(self.pid);
         Ok(status)
     }
 }
@@ -465,7 +480,7 @@ impl RunningTask {
 impl Drop for RunningTask {
     fn drop(&mut self) {
         // Never leave a task behind when its handle goes away.
-        if self.status.is_none() || group_alive(self.pid) {
+        if !self.group_gone && (self.status.is_none() || group_alive(self.pid)) {
             signal_group(self.pid, libc::SIGKILL);
             let _ = self.wait();
             self.reap_group();
