@@ -146,7 +146,8 @@ fn stop_leaves_no_process_of_the_group() {
 #[test]
 fn trapping_task_gets_its_grace() {
     let dir = tempfile::tempdir().unwrap();
-    let script = "trap 'echo saving > saved; sleep 0.3; echo done >> saved; exit 0' TERM; \
+    let script = "trap 'echo saving > saved; test -f \"$HANEUL_CHECKPOINT_FILE\" && echo checkpoint-seen >> saved; \
+                  sleep 0.3; echo done >> saved; exit 0' TERM; \
                   echo ready > ready; while :; do sleep 0.05; done";
     let mut t = launch(&spec(dir.path(), script)).unwrap();
     assert!(wait_for(&t.workdir().join("ready"), Duration::from_secs(2)));
@@ -155,7 +156,7 @@ fn trapping_task_gets_its_grace() {
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
     let saved = std::fs::read_to_string(t.workdir().join("saved")).unwrap();
-    assert_eq!(saved, "saving\ndone\n");
+    assert_eq!(saved, "saving\ncheckpoint-seen\ndone\n");
     assert!(!group_alive(t.pgid()));
 }
 
