@@ -1,0 +1,489 @@
+//! Launching one task of an attempt as its own process group, and stopping it.
+//!
+//! Each task runs in a new session (`setsid` in `pre_exec`), so its process group id is its pid and
+//! every process it starts (unless it starts its own session) can be signalled at once. Stopping
+//! follows the documented protocol: create the checkpoint file, SIGTERM to the whole group, wait the
+//! grace period, then SIGKILL the group.
+//!
+//! Processes that outlive the task's first process are re-parented to init, or to this process when
+//! it is a child subreaper ([`become_subreaper`]), which the agent should be so that it can reap them
+//! and confirm that no process of the group is left.
+
+use crate::{AgentError, Result};
+use std::fs::{self, File};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Name of the file, in the task's working directory, the agent creates when preemption or
+/// cancellation begins. Its path is in `HANEUL_CHECKPOINT_FILE`.
+pub const CHECKPOINT_FILE: &str = ".haneul-checkpoint";
+/// Name of the task's standard output file in its working directory.
+pub const STDOUT_FILE: &str = "stdout.log";
+/// Name of the task's standard error file in its working directory.
+pub const STDERR_FILE: &str = "stderr.log";
+/// `PATH` given to a task whose spec sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Variables the agent sets itself; a spec's `env` may not set them.
+pub const RESERVED_ENV: [&str; 12] = [
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "NODE_RANK",
+    "LOCAL_WORLD_SIZE",
+    "HANEUL_JOB_ID",
+    "HANEUL_ATTEMPT",
+    "HANEUL_TASK",
+];
+
+const POLL: Duration = Duration::from_millis(10);
+
+/// Resource limits applied to the task (and inherited by its children).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Address space in bytes (`RLIMIT_AS`).
+    pub address_space_bytes: Option<u64>,
+    /// CPU time in seconds (`RLIMIT_CPU`).
+    pub cpu_seconds: Option<u64>,
+    /// Open files (`RLIMIT_NOFILE`).
+    pub open_files: Option<u64>,
+}
+
+impl Limits {
+    fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+}
+
+/// Everything needed to start one task of an attempt.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// Job identifier (`HANEUL_JOB_ID`).
+    pub job_id: String,
+    /// Attempt number (`HANEUL_ATTEMPT`).
+    pub attempt: u32,
+    /// Task index within the attempt (`HANEUL_TASK`).
+    pub task: u32,
+    /// Program to run.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Working directory; created if missing. Log and checkpoint files go here.
+    pub workdir: PathBuf,
+    /// GPU indices assigned to this task (`CUDA_VISIBLE_DEVICES`, `NVIDIA_VISIBLE_DEVICES`).
+    pub gpus: Vec<u32>,
+    /// Address of rank 0 (`MASTER_ADDR`).
+    pub master_addr: String,
+    /// Port of rank 0 (`MASTER_PORT`).
+    pub master_port: u16,
+    /// Total number of processes of the gang (`WORLD_SIZE`).
+    pub world_size: u32,
+    /// Global rank of this task (`RANK`).
+    pub rank: u32,
+    /// Rank on this node (`LOCAL_RANK`).
+    pub local_rank: u32,
+    /// Index of this node in the gang (`NODE_RANK`).
+    pub node_rank: u32,
+    /// Number of tasks of the gang on this node (`LOCAL_WORLD_SIZE`).
+    pub local_world_size: u32,
+    /// Further environment variables; the environment is otherwise empty but for `PATH`.
+    pub env: Vec<(String, String)>,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+/// How a task's limits are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitMechanism {
+    /// No limits were asked for.
+    None,
+    /// `setrlimit` in the child before `exec`.
+    Rlimit,
+}
+
+impl LimitMechanism {
+    /// The name reported in the node's status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitMechanism::None => "none",
+            LimitMechanism::Rlimit => "rlimit",
+        }
+    }
+}
+
+/// How a waited-for task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The task's first process exited by itself.
+    Exited(ExitStatus),
+    /// The time limit passed; the task was stopped and ended with this status.
+    TimedOut(ExitStatus),
+}
+
+/// A started task.
+#[derive(Debug)]
+pub struct RunningTask {
+    pid: libc::pid_t,
+    workdir: PathBuf,
+    checkpoint: PathBuf,
+    /// How limits were applied.
+    pub limits: LimitMechanism,
+    status: Option<ExitStatus>,
+    // Set once the first process is reaped and the group was seen empty: from then on the pgid may
+    // be reused by an unrelated process, so it must never be signalled again.
+    group_gone: bool,
+    // Kept so the handle owns the child; waiting is done with waitpid directly.
+    _child: std::process::Child,
+}
+
+/// Makes this process a child subreaper (Linux), so orphaned processes of its tasks are re-parented
+/// to it and can be reaped; a no-op elsewhere.
+pub fn become_subreaper() -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument and touches no memory.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        if rc != 0 {
+            return Err(AgentError::io(
+                "cannot become child subreaper",
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether any process of process group `pgid` exists (zombies included).
+pub fn group_alive(pgid: libc::pid_t) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(-pgid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+fn signal_group(pgid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: plain kill(2); failure (ESRCH: group already gone) is harmless.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+type RlimitResource = libc::c_int;
+
+fn set_rlimit(resource: RlimitResource, value: u64) -> std::io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: value as libc::rlim_t,
+        rlim_max: value as libc::rlim_t,
+    };
+    // SAFETY: setrlimit is async-signal-safe and reads only `lim`.
+    if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Starts a task as described by `spec`: in a new session and process group, in its working
+/// directory, with standard output and error to [`STDOUT_FILE`] and [`STDERR_FILE`] there, and an
+/// environment holding only `PATH`, `HOME` (the working directory), the spec's `env`, and the
+/// agent's variables ([`RESERVED_ENV`] and `HANEUL_CHECKPOINT_FILE`). With no GPUs assigned,
+/// `CUDA_VISIBLE_DEVICES` is empty and `NVIDIA_VISIBLE_DEVICES` is `void`.
+pub fn launch(spec: &TaskSpec) -> Result<RunningTask> {
+    if spec.world_size == 0 || spec.rank >= spec.world_size {
+        return Err(AgentError::Spec(format!(
+            "rank {} not below world size {}",
+            spec.rank, spec.world_size
+        )));
+    }
+    if spec.local_world_size == 0 || spec.local_rank >= spec.local_world_size {
+        return Err(AgentError::Spec(format!(
+            "local rank {} not below local world size {}",
+            spec.local_rank, spec.local_world_size
+        )));
+    }
+    if let Some((k, _)) = spec
+        .env
+        .iter()
+        .find(|(k, _)| RESERVED_ENV.contains(&k.as_str()) || k == "HANEUL_CHECKPOINT_FILE")
+    {
+        return Err(AgentError::Spec(format!(
+            "environment variable {k} is set by the agent"
+        )));
+    }
+    fs::create_dir_all(&spec.workdir).map_err(|e| {
+        AgentError::io(
+            format!("cannot create work directory {}", spec.workdir.display()),
+            e,
+        )
+    })?;
+    let workdir = spec
+        .workdir
+        .canonicalize()
+        .map_err(|e| AgentError::io(format!("cannot resolve {}", spec.workdir.display()), e))?;
+    let checkpoint = workdir.join(CHECKPOINT_FILE);
+    match fs::remove_file(&checkpoint) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(AgentError::io(
+                format!("cannot remove stale {}", checkpoint.display()),
+                e,
+            ));
+        }
+    }
+    let open = |name: &str| {
+        let path = workdir.join(name);
+        File::create(&path)
+            .map_err(|e| AgentError::io(format!("cannot create {}", path.display()), e))
+    };
+    let stdout = open(STDOUT_FILE)?;
+    let stderr = open(STDERR_FILE)?;
+
+    let gpus = spec
+        .gpus
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .current_dir(&workdir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .env_clear()
+        .env("PATH", DEFAULT_PATH)
+        .env("HOME", &workdir);
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    cmd.env("CUDA_VISIBLE_DEVICES", &gpus)
+        .env(
+            "NVIDIA_VISIBLE_DEVICES",
+            if gpus.is_empty() { "void" } else { &gpus },
+        )
+        .env("MASTER_ADDR", &spec.master_addr)
+        .env("MASTER_PORT", spec.master_port.to_string())
+        .env("WORLD_SIZE", spec.world_size.to_string())
+        .env("RANK", spec.rank.to_string())
+        .env("LOCAL_RANK", spec.local_rank.to_string())
+        .env("NODE_RANK", spec.node_rank.to_string())
+        .env("LOCAL_WORLD_SIZE", spec.local_world_size.to_string())
+        .env("HANEUL_JOB_ID", &spec.job_id)
+        .env("HANEUL_ATTEMPT", spec.attempt.to_string())
+        .env("HANEUL_TASK", spec.task.to_string())
+        .env("HANEUL_CHECKPOINT_FILE", &checkpoint);
+
+    let limits = spec.limits;
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (setsid, setrlimit); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(v) = limits.address_space_bytes {
+                set_rlimit(libc::RLIMIT_AS, v)?;
+            }
+            if let Some(v) = limits.cpu_seconds {
+                set_rlimit(libc::RLIMIT_CPU, v)?;
+            }
+            if let Some(v) = limits.open_files {
+                set_rlimit(libc::RLIMIT_NOFILE, v)?;
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| AgentError::io(format!("cannot start {}", spec.program.display()), e))?;
+    let pid = child.id() as libc::pid_t;
+    Ok(RunningTask {
+        pid,
+        workdir,
+        checkpoint,
+        limits: if limits.is_empty() {
+            LimitMechanism::None
+        } else {
+            LimitMechanism::Rlimit
+        },
+        status: None,
+        group_gone: false,
+        _child: child,
+    })
+}
+
+impl RunningTask {
+    /// Pid of the task's first process.
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Process group (and session) id of the task: equal to its pid.
+    pub fn pgid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// The task's working directory.
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    /// Path of the checkpoint file (`HANEUL_CHECKPOINT_FILE`).
+    pub fn checkpoint_file(&self) -> &Path {
+        &self.checkpoint
+    }
+
+    /// Path of the standard output file.
+    pub fn stdout_path(&self) -> PathBuf {
+        self.workdir.join(STDOUT_FILE)
+    }
+
+    /// Path of the standard error file.
+    pub fn stderr_path(&self) -> PathBuf {
+        self.workdir.join(STDERR_FILE)
+    }
+
+    /// Reaps the first process if it has exited, and any re-parented processes of the group.
+    fn poll(&mut self) -> Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            let mut raw = 0;
+            // SAFETY: waitpid on our own child with a valid out pointer.
+            let rc = unsafe { libc::waitpid(self.pid, &mut raw, libc::WNOHANG) };
+            if rc == self.pid {
+                self.status = Some(ExitStatus::from_raw(raw));
+            } else if rc < 0 {
+                return Err(AgentError::io(
+                    format!("cannot wait for task {}", self.pid),
+                    std::io::Error::last_os_error(),
+                ));
+            }
+        }
+        if self.status.is_some() {
+            self.reap_group();
+        }
+        Ok(self.status)
+    }
+
+    /// Reaps processes of the group re-parented to us (when we are a subreaper).
+    fn reap_group(&self) {
+        loop {
+            let mut raw = 0;
+            // SAFETY: waitpid on a process group with a valid out pointer.
+            let rc = unsafe { libc::waitpid(-self.pid, &mut raw, libc::WNOHANG) };
+            if rc <= 0 {
+                break;
+            }
+        }
+    }
+
+    /// Returns the exit status if the first process has exited, without blocking.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.poll()
+    }
+
+    /// Waits for the first process to exit. Processes it left running in its group keep running
+    /// until [`RunningTask::stop`] or the handle is dropped; [`RunningTask::wait_with_limit`] kills
+    /// them as soon as the first process exits.
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        loop {
+            if let Some(s) = self.poll()? {
+                return Ok(s);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for the first process to exit, at most until `deadline`.
+    fn wait_until(&mut self, deadline: Instant) -> Result<Option<ExitStatus>> {
+        loop {
+            if let Some(s) = self.poll()? {
+                return Ok(Some(s));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for the task to end; if it runs past `time_limit` (counted from now), stops it with
+    /// `grace` and reports [`Outcome::TimedOut`].
+    pub fn wait_with_limit(&mut self, time_limit: Duration, grace: Duration) -> Result<Outcome> {
+        match self.wait_until(Instant::now() + time_limit)? {
+            Some(s) => {
+                // The first process is gone; leave nothing of the group behind.
+                self.kill_group()?;
+                Ok(Outcome::Exited(s))
+            }
+            None => Ok(Outcome::TimedOut(self.stop(grace)?)),
+        }
+    }
+
+    /// Stops the task: creates the checkpoint file, sends SIGTERM to the whole process group, waits
+    /// up to `grace` for the group to end, then sends SIGKILL to what is left. Returns the first
+    /// process's exit status once no process of the group is left (as far as we can reap them).
+    ///
+    /// Failing to create the checkpoint file does not stop the protocol: the task still gets SIGTERM,
+    /// its grace and SIGKILL.
+    pub fn stop(&mut self, grace: Duration) -> Result<ExitStatus> {
+        if let (Some(status), true) = (self.status, self.group_gone) {
+            return Ok(status);
+        }
+        // The job may watch for this file; a failure here (work directory removed, disk full) must
+        // not keep the task alive, so it is deliberately not an error.
+        let _ = fs::write(&self.checkpoint, b"stop\n");
+        signal_group(self.pid, libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Some(status) = self.poll()?
+                && !group_alive(self.pid)
+            {
+                self.group_gone = true;
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        self.kill_group()
+    }
+
+    /// Sends SIGKILL to the whole group and waits for the first process; then waits a short while
+    /// for the rest of the group to be reaped.
+    fn kill_group(&mut self) -> Result<ExitStatus> {
+        if let (Some(status), true) = (self.status, self.group_gone) {
+            return Ok(status);
+        }
+        if group_alive(self.pid) {
+            signal_group(self.pid, libc::SIGKILL);
+        }
+        let status = self.wait()?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while group_alive(self.pid) && Instant::now() < deadline {
+            self.reap_group();
+            std::thread::sleep(POLL);
+        }
+        self.group_gone = !group_alive(self.pid);
+        Ok(status)
+    }
+}
+
+impl Drop for RunningTask {
+    fn drop(&mut self) {
+        // Never leave a task behind when its handle goes away.
+        if !self.group_gone && (self.status.is_none() || group_alive(self.pid)) {
+            signal_group(self.pid, libc::SIGKILL);
+            let _ = self.wait();
+            self.reap_group();
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Haneul node agent library.
+//!
+//! This crate owns what happens on one GPU node: finding the node's GPUs ([`gpus`]) and running the
+//! tasks of an attempt as isolated process groups ([`launch`]): their environment, their log files,
+//! their resource limits, their stop protocol (checkpoint file, SIGTERM to the group, grace, SIGKILL)
+//! and their time limits. The server protocol, cgroup v2, containers, health checks and restart
+//! recovery are still to come (issue 5); see `docs/agent.md`.
+
+pub mod gpus;
+pub mod launch;
+
+/// Errors of the agent library.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// `--simulate-gpus` was given something other than `COUNTxMODEL`.
+    #[error(
+        "invalid --simulate-gpus value {value:?}: {reason} (expected COUNTxMODEL, e.g. 8xH200)"
+    )]
+    SimulatedGpus {
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A line of `nvidia-smi` output could not be read.
+    #[error("cannot parse nvidia-smi output line {line:?}: {reason}")]
+    NvidiaSmi {
+        /// The offending line.
+        line: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A task specification is unusable.
+    #[error("invalid task spec: {0}")]
+    Spec(String),
+    /// An operating-system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AgentError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        AgentError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// Result type of the agent library.
+pub type Result<T> = std::result::Result<T, AgentError>;
