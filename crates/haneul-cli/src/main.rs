@@ -1,5 +1,6 @@
 //! The `haneul` binary. Each role is a subcommand with its own module.
 
+mod agent;
 mod bench;
 mod bench_engine;
 mod plan;
@@ -30,6 +31,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Run the control plane: REST API, scheduler and agent protocol (SQLite in DIR by default).
     Server(server::ServerArgs),
+    /// Run the node agent: register this node's GPUs with a server and run the tasks it assigns.
+    Agent(agent::AgentArgs),
 }
 
 /// Errors are printed as one line with their causes (`error: what: why`), never as a panic or a
@@ -67,5 +70,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim(args) => sim::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Server(args) => server::run(args),
+        Command::Agent(args) => agent::run(args),
     }
 }

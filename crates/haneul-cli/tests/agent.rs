@@ -1,0 +1,158 @@
+//! End to end: the real `haneul server` and the real `haneul agent --simulate-gpus 4xH200`.
+//! A two-GPU job prints what it sees and succeeds with its output in the job's logs; a
+//! `sleep 300` job is cancelled and leaves no process behind.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_state(server: &Server, token: &str, job: i64, want: &str, within: Duration) -> Value {
+    let until = Instant::now() + within;
+    loop {
+        let (s, v) = server.get(Some(token), &format!("/v1/jobs/{job}"));
+        assert_eq!(s, 200, "{v}");
+        if v["job"]["state"] == want {
+            return v;
+        }
+        assert!(
+            Instant::now() < until,
+            "job {job} did not reach {want} in {within:?}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether a process whose command line is exactly `sleep 300` exists.
+fn sleep_300_alive() -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .any(|c| c == b"sleep\0300\0")
+}
+
+#[test]
+fn agent_runs_and_cancels_real_jobs() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), None, &[]);
+    let admin = server.admin_token();
+    let org = server.must(
+        &admin,
+        "/v1/orgs",
+        json!({"name": "kaist", "country": "KR"}),
+        201,
+    )["id"]
+        .clone();
+    let project = server.must(
+        &admin,
+        "/v1/projects",
+        json!({"org": org, "name": "llm"}),
+        201,
+    )["id"]
+        .as_i64()
+        .unwrap();
+    server.must(&admin, "/v1/pools", json!({"name": "h200"}), 201);
+    let token = |name: &str, role: &str, org: Value, projects: Vec<i64>| {
+        let u = server.must(
+            &admin,
+            "/v1/users",
+            json!({"name": name, "role": role, "org": org, "projects": projects}),
+            201,
+        );
+        server.must(&admin, "/v1/tokens", json!({"user": u["id"]}), 201)["secret"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let user = token("kim", "member", org.clone(), vec![project]);
+    let agent_token = token("agent-1", "agent", Value::Null, vec![]);
+    let token_file = dir.path().join("agent.token");
+    std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();
+
+    let _agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_haneul"))
+            .arg("agent")
+            .arg("--server")
+            .arg(format!("http://{}", server.addr))
+            .arg("--token-file")
+            .arg(&token_file)
+            .args([
+                "--name",
+                "gpu-001",
+                "--simulate-gpus",
+                "4xH200",
+                "--pool",
+                "h200",
+            ])
+            .arg("--work-dir")
+            .arg(dir.path().join("work"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start haneul agent"),
+    );
+
+    // A two-GPU job that prints what it was given.
+    let job = server.must(
+        &user,
+        "/v1/jobs",
+        json!({"project": project, "gpus_per_task": 2, "command":
+            ["/bin/sh", "-c", "echo GPUS=$CUDA_VISIBLE_DEVICES; echo WORLD_SIZE=$WORLD_SIZE"]}),
+        201,
+    )["id"]
+        .as_i64()
+        .unwrap();
+    let v = wait_state(&server, &user, job, "succeeded", Duration::from_secs(20));
+    assert_eq!(v["job"]["exit_code"], 0, "{v}");
+    let (s, logs) = server.get(Some(&user), &format!("/v1/jobs/{job}/logs"));
+    assert_eq!(s, 200, "{logs}");
+    let text: String = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["data"].as_str().unwrap())
+        .collect();
+    let gpus = text
+        .lines()
+        .find_map(|l| l.strip_prefix("GPUS="))
+        .unwrap_or_else(|| panic!("no GPUS line in {text:?}"));
+    let idx: Vec<u32> = gpus.split(',').map(|g| g.parse().unwrap()).collect();
+    assert_eq!(idx.len(), 2, "{text:?}");
+    assert!(idx.iter().all(|&g| g < 4) && idx[0] != idx[1], "{text:?}");
+    assert!(text.lines().any(|l| l == "WORLD_SIZE=1"), "{text:?}");
+
+    // A long job, cancelled while it runs.
+    let job = server.must(
+        &user,
+        "/v1/jobs",
+        json!({"project": project, "gpus_per_task": 1, "command": ["sleep", "300"]}),
+        201,
+    )["id"]
+        .as_i64()
+        .unwrap();
+    wait_state(&server, &user, job, "running", Duration::from_secs(10));
+    let until = Instant::now() + Duration::from_secs(5);
+    while !sleep_300_alive() {
+        assert!(Instant::now() < until, "sleep 300 never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.must(&user, &format!("/v1/jobs/{job}/cancel"), json!({}), 200);
+    wait_state(&server, &user, job, "cancelled", Duration::from_secs(10));
+    assert!(!sleep_300_alive(), "sleep 300 survived its cancellation");
+    eprintln!("agent end-to-end test took {:?}", started.elapsed());
+}
