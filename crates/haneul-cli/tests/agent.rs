@@ -23,9 +23,14 @@ fn wait_state(server: &Server, token: &str, job: i64, want: &str, within: Durati
     loop {
         let (s, v) = server.get(Some(token), &format!("/v1/jobs/{job}"));
         assert_eq!(s, 200, "{v}");
-        if v["job"]["state"] == want {
+        let state = v["job"]["state"].as_str().unwrap_or("").to_string();
+        if state == want {
             return v;
         }
+        assert!(
+            !["succeeded", "failed", "cancelled", "timed_out"].contains(&state.as_str()),
+            "job {job} ended {state}, not {want}: {v}"
+        );
         assert!(
             Instant::now() < until,
             "job {job} did not reach {want} in {within:?}: {v}"
@@ -106,6 +111,26 @@ fn agent_runs_and_cancels_real_jobs() {
             .spawn()
             .expect("start haneul agent"),
     );
+
+    // Jobs submitted before any node fits them fail at once: wait for the agent's node.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, nodes) = server.get(Some(&admin), "/v1/nodes");
+        let up = nodes.as_array().into_iter().flatten().any(|n| {
+            n["name"] == "gpu-001"
+                && n["state"] == "up"
+                && n["gpus"] == 4
+                && n["gpu_model"] == "H200"
+        });
+        if up {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the agent never registered: {nodes}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // A two-GPU job that prints what it was given.
     let job = server.must(
