@@ -46,7 +46,7 @@ fn sleep_300_alive() -> bool {
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .any(|c| c == b"sleep\0300\0")
+        .any(|c| c == b"sleep\x00300\x00")
 }
 
 #[test]
