@@ -67,6 +67,8 @@ fn stopping() -> bool {
 const LOG_CHUNK: usize = 128 * 1024;
 /// How much of the end of each of stdout and stderr is uploaded.
 const LOG_TAIL: u64 = 1024 * 1024;
+/// How long past its time limit a task may run before the agent stops it by itself.
+const TIME_LIMIT_SLACK: Duration = Duration::from_secs(3);
 /// Long-poll wait; short enough that a signal is noticed quickly.
 const POLL_WAIT_MS: u64 = 2000;
 
@@ -383,7 +385,11 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         return;
     }
     let started = Instant::now();
-    let limit = a.time_limit_s.map(Duration::from_secs);
+    // The server stops overdue attempts itself (the job then ends `timed_out`); this is the
+    // backstop for a server that cannot be reached, a little later so the server's stop wins.
+    let limit = a
+        .time_limit_s
+        .map(|s| Duration::from_secs(s) + TIME_LIMIT_SLACK);
     let grace = Duration::from_secs(a.grace_s);
     let status = loop {
         match task.try_wait() {

@@ -39,14 +39,15 @@ fn wait_state(server: &Server, token: &str, job: i64, want: &str, within: Durati
     }
 }
 
-/// Whether a process whose command line is exactly `sleep 300` exists.
-fn sleep_300_alive() -> bool {
+/// Whether a process whose command line is exactly `sleep SECS` exists.
+fn sleep_alive(secs: &str) -> bool {
+    let want = [b"sleep\x00", secs.as_bytes(), b"\x00"].concat();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .any(|c| c == b"sleep\x00300\x00")
+        .any(|c| c == want)
 }
 
 #[test]
@@ -172,12 +173,25 @@ fn agent_runs_and_cancels_real_jobs() {
         .unwrap();
     wait_state(&server, &user, job, "running", Duration::from_secs(10));
     let until = Instant::now() + Duration::from_secs(5);
-    while !sleep_300_alive() {
+    while !sleep_alive("300") {
         assert!(Instant::now() < until, "sleep 300 never started");
         std::thread::sleep(Duration::from_millis(50));
     }
     server.must(&user, &format!("/v1/jobs/{job}/cancel"), json!({}), 200);
     wait_state(&server, &user, job, "cancelled", Duration::from_secs(10));
-    assert!(!sleep_300_alive(), "sleep 300 survived its cancellation");
+    assert!(!sleep_alive("300"), "sleep 300 survived its cancellation");
+    // A job past its one-second time limit is stopped.
+    let job = server.must(
+        &user,
+        "/v1/jobs",
+        json!({"project": project, "gpus_per_task": 1, "time_limit_s": 1,
+               "command": ["sleep", "299"]}),
+        201,
+    )["id"]
+        .as_i64()
+        .unwrap();
+    wait_state(&server, &user, job, "timed_out", Duration::from_secs(10));
+    assert!(!sleep_alive("299"), "sleep 299 survived its time limit");
+
     eprintln!("agent end-to-end test took {:?}", started.elapsed());
 }
