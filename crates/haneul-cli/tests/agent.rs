@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,15 +40,17 @@ fn wait_state(server: &Server, token: &str, job: i64, want: &str, within: Durati
     }
 }
 
-/// Whether a process whose command line is exactly `sleep SECS` exists.
-fn sleep_alive(secs: &str) -> bool {
+/// Whether a process whose command line is exactly `sleep SECS` runs in a directory under
+/// `work` (so that other tests on the machine do not count).
+fn sleep_alive(work: &Path, secs: &str) -> bool {
+    let work = work.canonicalize().unwrap_or_else(|_| work.to_path_buf());
     let want = [b"sleep\x00", secs.as_bytes(), b"\x00"].concat();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .any(|c| c == want)
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+        .any(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|d| d.starts_with(&work)))
 }
 
 #[test]
@@ -87,9 +90,10 @@ fn agent_runs_and_cancels_real_jobs() {
     let user = token("kim", "member", org.clone(), vec![project]);
     let agent_token = token("agent-1", "agent", Value::Null, vec![]);
     let token_file = dir.path().join("agent.token");
+    let work = dir.path().join("work");
     std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();
 
-    let _agent = Agent(
+    let mut agent = Agent(
         Command::new(env!("CARGO_BIN_EXE_haneul"))
             .arg("agent")
             .arg("--server")
@@ -105,7 +109,7 @@ fn agent_runs_and_cancels_real_jobs() {
                 "h200",
             ])
             .arg("--work-dir")
-            .arg(dir.path().join("work"))
+            .arg(&work)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -173,13 +177,16 @@ fn agent_runs_and_cancels_real_jobs() {
         .unwrap();
     wait_state(&server, &user, job, "running", Duration::from_secs(10));
     let until = Instant::now() + Duration::from_secs(5);
-    while !sleep_alive("300") {
+    while !sleep_alive(&work, "300") {
         assert!(Instant::now() < until, "sleep 300 never started");
         std::thread::sleep(Duration::from_millis(50));
     }
     server.must(&user, &format!("/v1/jobs/{job}/cancel"), json!({}), 200);
     wait_state(&server, &user, job, "cancelled", Duration::from_secs(10));
-    assert!(!sleep_alive("300"), "sleep 300 survived its cancellation");
+    assert!(
+        !sleep_alive(&work, "300"),
+        "sleep 300 survived its cancellation"
+    );
     // A job past its one-second time limit is stopped.
     let job = server.must(
         &user,
@@ -191,7 +198,41 @@ fn agent_runs_and_cancels_real_jobs() {
         .as_i64()
         .unwrap();
     wait_state(&server, &user, job, "timed_out", Duration::from_secs(10));
-    assert!(!sleep_alive("299"), "sleep 299 survived its time limit");
+    assert!(
+        !sleep_alive(&work, "299"),
+        "sleep 299 survived its time limit"
+    );
+
+    // SIGTERM stops the agent and its running task.
+    let job = server.must(
+        &user,
+        "/v1/jobs",
+        json!({"project": project, "gpus_per_task": 1, "command": ["sleep", "298"]}),
+        201,
+    )["id"]
+        .as_i64()
+        .unwrap();
+    wait_state(&server, &user, job, "running", Duration::from_secs(10));
+    let until = Instant::now() + Duration::from_secs(5);
+    while !sleep_alive(&work, "298") {
+        assert!(Instant::now() < until, "sleep 298 never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: plain kill(2) on the agent process this test started.
+    unsafe { libc::kill(agent.0.id() as libc::pid_t, libc::SIGTERM) };
+    let until = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = agent.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "the agent did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "agent exited with {status}");
+    assert!(
+        !sleep_alive(&work, "298"),
+        "sleep 298 survived the agent's SIGTERM"
+    );
 
     eprintln!("agent end-to-end test took {:?}", started.elapsed());
 }
