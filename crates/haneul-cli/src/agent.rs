@@ -554,7 +554,7 @@ impl Backoff {
 
 /// Why a call failed.
 #[derive(Debug)]
-enum CallError {
+pub(crate) enum CallError {
     /// Connection trouble or a 5xx: worth retrying.
     Transient(String),
     /// The server refused (4xx, e.g. 409 for a stale fence): retrying will not help.
@@ -572,13 +572,13 @@ impl std::fmt::Display for CallError {
 
 /// A minimal HTTP/1.1 client (one connection per request), enough for the agent protocol.
 #[derive(Clone)]
-struct Client {
+pub(crate) struct Client {
     host: String,
     token: String,
 }
 
 impl Client {
-    fn new(url: &str, token: String) -> anyhow::Result<Client> {
+    pub(crate) fn new(url: &str, token: String) -> anyhow::Result<Client> {
         let Some(rest) = url.strip_prefix("http://") else {
             bail!("--server must be an http://HOST:PORT URL, got `{url}`");
         };
@@ -639,7 +639,7 @@ impl Client {
         self.raw(method, path, Some(&body)).map(|_| ())
     }
 
-    fn raw(
+    pub(crate) fn raw(
         &self,
         method: &str,
         path: &str,

@@ -3,9 +3,11 @@
 mod agent;
 mod bench;
 mod bench_engine;
+mod client;
 mod plan;
 mod server;
 mod sim;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +35,20 @@ enum Command {
     Server(server::ServerArgs),
     /// Run the node agent: register this node's GPUs with a server and run the tasks it assigns.
     Agent(agent::AgentArgs),
+    /// A whole centre on this machine: server, local agent, demo project and user, client config.
+    Up(up::UpArgs),
+    /// Submit a job (like sbatch): prints its id.
+    Submit(client::SubmitArgs),
+    /// List your jobs (like squeue).
+    Queue(client::QueueArgs),
+    /// Show one job, its attempts and state.
+    Show(client::ShowArgs),
+    /// Print a job's output.
+    Logs(client::LogsArgs),
+    /// Cancel a job (like scancel).
+    Cancel(client::CancelArgs),
+    /// GPU-hours used per project and GPU model (like sacct).
+    Usage(client::UsageArgs),
 }
 
 /// Errors are printed as one line with their causes (`error: what: why`), never as a panic or a
@@ -71,5 +87,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(args),
         Command::Server(args) => server::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Up(args) => up::run(args),
+        Command::Submit(args) => client::submit(args),
+        Command::Queue(args) => client::queue(args),
+        Command::Show(args) => client::show(args),
+        Command::Logs(args) => client::logs(args),
+        Command::Cancel(args) => client::cancel(args),
+        Command::Usage(args) => client::usage(args),
     }
 }

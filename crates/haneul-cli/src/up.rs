@@ -1,0 +1,401 @@
+//! `haneul up`: a whole centre on one machine. Starts `haneul server` and a local `haneul agent`
+//! as child processes, creates a demo organisation, project and user on the first run, and
+//! writes a client config so that `haneul submit` and friends work from the same shell.
+
+use crate::agent::Client;
+use crate::client::{config_path, write_config};
+use anyhow::{Context, bail};
+use clap::Args;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    haneul up\n  \
+    haneul up --data-dir ./centre --listen 127.0.0.1:8471 --simulate-gpus 4xH200")]
+pub struct UpArgs {
+    /// Where the database, tokens and logs live (default ~/.local/share/haneul).
+    #[arg(long, env = "HANEUL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the API.
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    listen: SocketAddr,
+    /// Simulated GPUs, COUNTxMODEL (default 8xH200 when nvidia-smi is absent).
+    #[arg(long)]
+    simulate_gpus: Option<String>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// The demo objects created on the first run, kept in DATA_DIR/up.toml.
+struct UpState {
+    org: i64,
+    project: i64,
+    user_token_file: PathBuf,
+    agent_token_file: PathBuf,
+}
+
+impl UpState {
+    fn load(path: &Path) -> Option<UpState> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let kv = crate::client::parse_kv(&text);
+        Some(UpState {
+            org: kv.get("org")?.parse().ok()?,
+            project: kv.get("project")?.parse().ok()?,
+            user_token_file: kv.get("user_token_file")?.into(),
+            agent_token_file: kv.get("agent_token_file")?.into(),
+        })
+    }
+
+    fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let text = format!(
+            "org = {}\nproject = {}\nuser_token_file = {:?}\nagent_token_file = {:?}\n",
+            self.org,
+            self.project,
+            self.user_token_file.display().to_string(),
+            self.agent_token_file.display().to_string()
+        );
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// Child processes, stopped with SIGTERM (then SIGKILL after 10 s) when dropped.
+struct Children(Vec<(&'static str, Child)>);
+
+impl Children {
+    fn stop(&mut self) {
+        for (_, c) in self.0.iter().rev() {
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        for (_, c) in self.0.iter_mut().rev() {
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > until => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+        self.0.clear();
+    }
+
+    fn exited(&mut self) -> Option<&'static str> {
+        self.0
+            .iter_mut()
+            .find_map(|(n, c)| matches!(c.try_wait(), Ok(Some(_))).then_some(*n))
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --data-dir")?;
+    Ok(PathBuf::from(home).join(".local/share/haneul"))
+}
+
+fn spawn(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
+    let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let err = out.try_clone()?;
+    Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))
+}
+
+fn api(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let body = serde_json::to_string(&body)?;
+    let body = if method == "GET" {
+        None
+    } else {
+        Some(body.as_str())
+    };
+    match client.raw(method, path, body) {
+        Ok((_, text)) => Ok(serde_json::from_str(&text)?),
+        Err(e) => bail!("{method} {path}: {e}"),
+    }
+}
+
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    Ok(())
+}
+
+pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let exe = std::env::current_exe().context("cannot find the haneul binary")?;
+    let url = format!("http://{}", args.listen);
+    let server_dir = data_dir.join("server");
+    let mut children = Children(Vec::new());
+    children.0.push((
+        "server",
+        spawn(
+            &exe,
+            &[
+                "server".into(),
+                "--data-dir".into(),
+                server_dir.display().to_string(),
+                "--listen".into(),
+                args.listen.to_string(),
+            ],
+            &data_dir.join("server.log"),
+        )?,
+    ));
+    let anon = Client::new(&url, String::new())?;
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if children.exited().is_some() {
+            bail!(
+                "the server stopped at start; see {} (is {} already in use? try --listen 127.0.0.1:OTHER_PORT)",
+                data_dir.join("server.log").display(),
+                args.listen
+            );
+        }
+        if anon.raw("GET", "/healthz", None).is_ok() {
+            break;
+        }
+        if Instant::now() > until {
+            bail!(
+                "the server did not answer /healthz within 30 s; see {}",
+                data_dir.join("server.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let admin_file = server_dir.join("admin.token");
+    let admin_token = std::fs::read_to_string(&admin_file)
+        .with_context(|| format!("cannot read the admin token {}", admin_file.display()))?
+        .trim()
+        .to_string();
+    let admin = Client::new(&url, admin_token)?;
+
+    let has_nvidia = Command::new("nvidia-smi")
+        .arg("-L")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let simulate = match (&args.simulate_gpus, has_nvidia) {
+        (Some(s), _) => Some(s.clone()),
+        (None, false) => Some("8xH200".to_string()),
+        (None, true) => None,
+    };
+    let quota = simulate.as_ref().and_then(|s| {
+        let (n, model) = s.split_once('x')?;
+        Some((n.parse::<u64>().ok()?, model.to_string()))
+    });
+
+    let state_file = data_dir.join("up.toml");
+    let state = match UpState::load(&state_file) {
+        Some(s) => {
+            println!("reusing the demo centre in {}", data_dir.display());
+            s
+        }
+        None => {
+            let org = api(
+                &admin,
+                "POST",
+                "/v1/orgs",
+                serde_json::json!({"name": "demo", "country": "KR"}),
+            )?["id"]
+                .as_i64()
+                .context("no org id")?;
+            api(
+                &admin,
+                "POST",
+                "/v1/pools",
+                serde_json::json!({"name": "local"}),
+            )?;
+            let quotas: Vec<serde_json::Value> = quota
+                .iter()
+                .map(|(n, m)| serde_json::json!({"gpu_model": m, "guaranteed_milli": n * 1000}))
+                .collect();
+            let project = api(
+                &admin,
+                "POST",
+                "/v1/projects",
+                serde_json::json!({"org": org, "name": "demo", "quotas": quotas}),
+            )?["id"]
+                .as_i64()
+                .context("no project id")?;
+            let token = |name: &str,
+                         role: &str,
+                         org: serde_json::Value,
+                         projects: Vec<i64>|
+             -> anyhow::Result<String> {
+                let u = api(
+                    &admin,
+                    "POST",
+                    "/v1/users",
+                    serde_json::json!({"name": name, "role": role, "org": org, "projects": projects}),
+                )?;
+                let t = api(
+                    &admin,
+                    "POST",
+                    "/v1/tokens",
+                    serde_json::json!({"user": u["id"]}),
+                )?;
+                Ok(t["secret"].as_str().context("no token secret")?.to_string())
+            };
+            let user_token = token("demo", "member", org.into(), vec![project])?;
+            let agent_token = token("local-agent", "agent", serde_json::Value::Null, vec![])?;
+            let s = UpState {
+                org,
+                project,
+                user_token_file: data_dir.join("user.token"),
+                agent_token_file: data_dir.join("agent.token"),
+            };
+            write_secret(&s.user_token_file, &user_token)?;
+            write_secret(&s.agent_token_file, &agent_token)?;
+            s.save(&state_file)?;
+            println!("created organisation `demo`, project `demo` and user `demo`");
+            s
+        }
+    };
+
+    let mut agent_args: Vec<String> = vec![
+        "agent".into(),
+        "--server".into(),
+        url.clone(),
+        "--token-file".into(),
+        state.agent_token_file.display().to_string(),
+        "--name".into(),
+        "local".into(),
+        "--pool".into(),
+        "local".into(),
+        "--work-dir".into(),
+        data_dir.join("work").display().to_string(),
+    ];
+    match &simulate {
+        Some(s) => {
+            if has_nvidia {
+                println!("simulating {s} GPUs as asked (the machine's real GPUs are not used)");
+            } else {
+                println!(
+                    "no nvidia-smi on this machine: SIMULATING {s} GPUs (tasks get CUDA_VISIBLE_DEVICES but no real GPU)"
+                );
+            }
+            agent_args.push("--simulate-gpus".into());
+            agent_args.push(s.clone());
+        }
+        None => println!("using this machine's GPUs (nvidia-smi)"),
+    }
+    children.0.push((
+        "agent",
+        spawn(&exe, &agent_args, &data_dir.join("agent.log"))?,
+    ));
+
+    // Jobs submitted before a node fits them fail at once: wait for the agent's node.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            children.stop();
+            return Ok(());
+        }
+        if let Some(who) = children.exited() {
+            bail!(
+                "the {who} stopped at start; see {}",
+                data_dir.join(format!("{who}.log")).display()
+            );
+        }
+        if let Ok(nodes) = api(&admin, "GET", "/v1/nodes", serde_json::Value::Null)
+            && nodes
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| n["name"] == "local" && n["state"] == "up")
+        {
+            break;
+        }
+        if Instant::now() > until {
+            bail!(
+                "the agent's node did not come up within 30 s; see {}",
+                data_dir.join("agent.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let config = config_path()?;
+    write_config(&config, &url, &state.user_token_file, Some(state.project))?;
+    println!("haneul is up");
+    println!("  API and portal:  {url}  (API docs at {url}/docs)");
+    println!("  your token file: {}", state.user_token_file.display());
+    println!("  client config:   {}", config.display());
+    println!(
+        "  logs:            {}/{{server,agent}}.log",
+        data_dir.display()
+    );
+    println!(
+        "try:  haneul submit --gpus 1 -- sh -c 'echo hello $CUDA_VISIBLE_DEVICES'   then   haneul queue"
+    );
+    println!(
+        "Ctrl-C stops everything; running `haneul up` again reuses {}",
+        data_dir.display()
+    );
+
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            println!("stopping");
+            children.stop();
+            return Ok(());
+        }
+        if let Some(who) = children.exited() {
+            children.stop();
+            bail!(
+                "the {who} stopped; see {}",
+                data_dir.join(format!("{who}.log")).display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
