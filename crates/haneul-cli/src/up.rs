@@ -115,8 +115,11 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
 fn spawn(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
     let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let err = out.try_clone()?;
+    // The children run in the data directory (their paths are absolute), so that everything
+    // `haneul up` started can be found by its working directory.
     Command::new(exe)
         .args(args)
+        .current_dir(log.parent().unwrap_or(Path::new(".")))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
