@@ -217,7 +217,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
     }
-    if args.gpus % args.nodes != 0 {
+    if !args.gpus.is_multiple_of(args.nodes) {
         bail!(
             "--gpus {} cannot be split evenly across --nodes {}; give a multiple of the node count",
             args.gpus,
