@@ -169,5 +169,42 @@ fn up_submit_watch_cancel_stop() {
         left.is_empty(),
         "processes left under the data dir: {left:?}"
     );
+
+    // A second run reuses the data directory: same jobs, no new demo objects.
+    std::fs::remove_file(&config).unwrap();
+    let mut again = Up(Command::new(env!("CARGO_BIN_EXE_haneul"))
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", &listen, "--simulate-gpus", "4xH200"])
+        .env("HANEUL_CONFIG", &config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start haneul up again"));
+    let until = Instant::now() + Duration::from_secs(30);
+    while !config.exists() {
+        assert!(
+            again.0.try_wait().unwrap().is_none(),
+            "haneul up exited early"
+        );
+        assert!(
+            Instant::now() < until,
+            "no config written on the second run"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let queue = json(&config, &["queue", "--json"]);
+    assert!(queue.as_array().is_some_and(|q| q.len() == 2), "{queue}");
+    unsafe {
+        libc::kill(again.0.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(again.0.wait().unwrap().success());
+    let left = processes_under(&dir_path);
+    assert!(
+        left.is_empty(),
+        "processes left after the second run: {left:?}"
+    );
     eprintln!("up test took {:?}", started.elapsed());
 }
