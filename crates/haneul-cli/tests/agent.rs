@@ -75,20 +75,8 @@ fn agent_runs_and_cancels_real_jobs() {
         .as_i64()
         .unwrap();
     server.must(&admin, "/v1/pools", json!({"name": "h200"}), 201);
-    let token = |name: &str, role: &str, org: Value, projects: Vec<i64>| {
-        let u = server.must(
-            &admin,
-            "/v1/users",
-            json!({"name": name, "role": role, "org": org, "projects": projects}),
-            201,
-        );
-        server.must(&admin, "/v1/tokens", json!({"user": u["id"]}), 201)["secret"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let user = token("kim", "member", org.clone(), vec![project]);
-    let agent_token = token("agent-1", "agent", Value::Null, vec![]);
+    let user = server.user_token(&admin, "kim", "member", org.as_i64(), &[project]);
+    let agent_token = server.user_token(&admin, "agent-1", "agent", None, &[]);
     let token_file = dir.path().join("agent.token");
     let work = dir.path().join("work");
     std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();

@@ -83,6 +83,27 @@ impl Server {
         http(self.addr, Some(token), "POST", path, Some(body))
     }
 
+    /// Creates a user with the given role and returns a fresh API token of theirs.
+    pub fn user_token(
+        &self,
+        admin: &str,
+        name: &str,
+        role: &str,
+        org: Option<i64>,
+        projects: &[i64],
+    ) -> String {
+        let u = self.must(
+            admin,
+            "/v1/users",
+            json!({"name": name, "role": role, "org": org, "projects": projects}),
+            201,
+        );
+        self.must(admin, "/v1/tokens", json!({"user": u["id"]}), 201)["secret"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn must(&self, token: &str, path: &str, body: Value, want: u16) -> Value {
         let (s, v) = self.post(token, path, body);
         assert_eq!(s, want, "POST {path}: {v}");
@@ -163,20 +184,8 @@ pub fn tenant(s: &Server) -> Tenant {
     )["id"]
         .as_i64()
         .unwrap();
-    let token = |name: &str, role: &str, org: Option<i64>, projects: Vec<i64>| {
-        let u = s.must(
-            &admin,
-            "/v1/users",
-            json!({"name": name, "role": role, "org": org, "projects": projects}),
-            201,
-        );
-        s.must(&admin, "/v1/tokens", json!({"user": u["id"]}), 201)["secret"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let user = token("kim", "member", Some(org), vec![project]);
-    let agent = token("agent-1", "agent", None, vec![]);
+    let user = s.user_token(&admin, "kim", "member", Some(org), &[project]);
+    let agent = s.user_token(&admin, "agent-1", "agent", None, &[]);
     let node = s.must(
         &agent,
         "/v1/agent/register",
