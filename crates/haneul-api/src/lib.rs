@@ -100,6 +100,13 @@ fn default_weight() -> i64 {
     1
 }
 
+/// A project's new quotas, replacing all the old ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectQuotas {
+    pub quotas: Vec<QuotaEntry>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Project {
     pub id: i64,
@@ -244,6 +251,20 @@ pub struct JobSubmit {
     pub time_limit_s: Option<u64>,
     #[serde(default)]
     pub runtime_estimate_s: Option<u64>,
+    /// Jobs that must end first; the job stays queued until they have. If an `afterok`
+    /// parent ends other than succeeded, this job fails with a reason naming it.
+    #[serde(default)]
+    pub dependencies: Vec<JobDependency>,
+}
+
+/// One parent of a dependent job, as Slurm's `--dependency afterok:ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobDependency {
+    /// `afterok` (the parent must succeed) or `afterany` (the parent must end).
+    pub kind: String,
+    /// The parent job's id.
+    pub job: i64,
 }
 
 fn one() -> u32 {
@@ -276,6 +297,9 @@ pub struct Job {
     pub attempts: i64,
     pub exit_code: Option<i64>,
     pub reason: Option<String>,
+    /// Jobs this one waits for.
+    #[serde(default)]
+    pub dependencies: Vec<JobDependency>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -94,6 +94,45 @@ pub struct JobSpec {
     pub time_limit: Option<Span>,
     /// The user's estimate of run time on the reference GPU; backfill plans with it.
     pub runtime_estimate: Option<Span>,
+    /// Jobs that must end first (Slurm's `--dependency`). The engine never sees a job whose
+    /// dependencies are unmet: the server holds it back until they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<Dependency>,
+}
+
+/// When a dependent job may start, as Slurm's `afterok` and `afterany`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencyKind {
+    /// After the parent succeeds; if it ends any other way, the dependent job fails.
+    AfterOk,
+    /// After the parent ends, however it ends.
+    AfterAny,
+}
+
+impl DependencyKind {
+    pub fn parse(s: &str) -> Result<Self, ModelError> {
+        match s {
+            "afterok" => Ok(DependencyKind::AfterOk),
+            "afterany" => Ok(DependencyKind::AfterAny),
+            other => Err(ModelError::invalid(
+                "dependencies",
+                format!("unknown dependency kind `{other}`; use afterok or afterany"),
+            )),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DependencyKind::AfterOk => "afterok",
+            DependencyKind::AfterAny => "afterany",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Dependency {
+    pub kind: DependencyKind,
+    pub job: JobId,
 }
 
 fn default_true() -> bool {
@@ -116,6 +155,7 @@ impl JobSpec {
             grace: Span::ZERO,
             time_limit: None,
             runtime_estimate: None,
+            dependencies: Vec::new(),
         }
     }
 

@@ -9,12 +9,12 @@
 
 use crate::metrics::Metrics;
 use haneul_model::{
-    Block, BlockId, Fleet, Job, JobId, MemMib, MilliCpu, Node, NodeId, OrgClass, OrgId,
-    Organisation, Pool, PoolId, Project, ProjectId, Tenants, Time,
+    Block, BlockId, Dependency, DependencyKind, Fleet, Job, JobId, MemMib, MilliCpu, Node, NodeId,
+    OrgClass, OrgId, Organisation, Pool, PoolId, Project, ProjectId, Tenants, Time,
 };
 use haneul_sched::{Decisions, Engine, Policy, SchedError};
 use haneul_store::{EventKind, JobState, NewAttempt, Snapshot, StopReason, Store, StoreError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -87,6 +87,11 @@ struct Leading {
     node_pool: HashMap<u32, (i64, String)>,
     /// Preemptions already asked for: victim job -> kill time.
     stopping: HashMap<i64, i64>,
+    /// Queued jobs whose dependencies have not all ended, kept out of the engine; in id order
+    /// so that jobs released together reach the engine in submission order.
+    held: BTreeMap<i64, Job>,
+    /// Set when a job ended or was held since the last look at `held`.
+    recheck_held: bool,
 }
 
 pub struct Controller {
@@ -204,6 +209,7 @@ impl Controller {
             self.enforce_time_limits().await?;
         }
         self.catch_up().await?;
+        self.release_held().await?;
         self.schedule().await?;
         if self
             .last_metrics
@@ -247,12 +253,17 @@ impl Controller {
             }
         }
         let mut rejected = Vec::new();
+        let mut held = BTreeMap::new();
         for job in &snap.queued {
             let j = Job {
                 id: JobId(job.id as u64),
                 spec: job.spec.clone(),
                 submitted_at: Time(job.submitted_at),
             };
+            if !j.spec.dependencies.is_empty() {
+                held.insert(job.id, j);
+                continue;
+            }
             if let Err(e) = engine.submit(j, Time(now)) {
                 rejected.push((job.id, e.to_string()));
             }
@@ -279,7 +290,62 @@ impl Controller {
             live,
             node_pool,
             stopping: HashMap::new(),
+            recheck_held: !held.is_empty(),
+            held,
         });
+        Ok(())
+    }
+
+    /// Moves held jobs whose parents have all ended into the engine, and fails those with an
+    /// `afterok` parent that ended other than succeeded (which emits their own `Dequeued`, so
+    /// their dependants are looked at next).
+    async fn release_held(&mut self) -> Result<(), ControllerError> {
+        let Some(st) = self.state.as_mut() else {
+            return Ok(());
+        };
+        if !st.recheck_held {
+            return Ok(());
+        }
+        st.recheck_held = false;
+        let parents: BTreeSet<i64> = st
+            .held
+            .values()
+            .flat_map(|j| j.spec.dependencies.iter().map(|d| d.job.0 as i64))
+            .collect();
+        if parents.is_empty() {
+            return Ok(());
+        }
+        let parents: Vec<i64> = parents.into_iter().collect();
+        let states: HashMap<i64, JobState> = self
+            .store
+            .get_jobs(&parents)
+            .await?
+            .into_iter()
+            .map(|j| (j.id, j.state))
+            .collect();
+        let now = now_ms();
+        let mut release = Vec::new();
+        let mut fail = Vec::new();
+        for (&id, job) in &st.held {
+            match dependency_verdict(&job.spec.dependencies, &states) {
+                Verdict::Wait => {}
+                Verdict::Ready => release.push(id),
+                Verdict::Never(reason) => fail.push((id, reason)),
+            }
+        }
+        for (id, reason) in fail {
+            st.held.remove(&id);
+            self.store.reject_job(id, &reason, now).await?;
+        }
+        for id in release {
+            let Some(job) = st.held.remove(&id) else {
+                continue;
+            };
+            match st.engine.submit(job, Time(now)) {
+                Ok(()) | Err(SchedError::DuplicateJob(_)) => {}
+                Err(e) => self.store.reject_job(id, &e.to_string(), now).await?,
+            }
+        }
         Ok(())
     }
 
@@ -309,6 +375,8 @@ impl Controller {
                     (EventKind::Dequeued, Some(j)) => {
                         ignore_gone(st.engine.cancel(j, now))?;
                         st.live.remove(&(j.0 as i64));
+                        st.held.remove(&(j.0 as i64));
+                        st.recheck_held |= !st.held.is_empty();
                     }
                     (EventKind::Finished, Some(j)) => {
                         ignore_gone(st.engine.finish(j, now).or_else(|e| match e {
@@ -318,6 +386,7 @@ impl Controller {
                         }))?;
                         st.live.remove(&(j.0 as i64));
                         st.stopping.remove(&(j.0 as i64));
+                        st.recheck_held |= !st.held.is_empty();
                     }
                     (EventKind::Requeued, Some(j)) => {
                         ignore_gone(st.engine.requeue(j, now))?;
@@ -381,6 +450,11 @@ impl Controller {
                     spec: job.spec,
                     submitted_at: Time(job.submitted_at),
                 };
+                if !j.spec.dependencies.is_empty() {
+                    st.held.insert(id, j);
+                    st.recheck_held = true;
+                    continue;
+                }
                 match st.engine.submit(j, now) {
                     Ok(()) | Err(SchedError::DuplicateJob(_)) => {}
                     Err(e) => {
@@ -597,4 +671,73 @@ fn model_of(snap: &Snapshot) -> Result<(Fleet, Tenants), ControllerError> {
         .collect();
     let tenants = Tenants::new(orgs, projects).map_err(SchedError::from)?;
     Ok((fleet, tenants))
+}
+
+enum Verdict {
+    Wait,
+    Ready,
+    /// Can never start: the reason it fails with.
+    Never(String),
+}
+
+/// Whether a held job may start, given its parents' current states.
+fn dependency_verdict(deps: &[Dependency], states: &HashMap<i64, JobState>) -> Verdict {
+    let mut ready = true;
+    for d in deps {
+        let parent = d.job.0 as i64;
+        let Some(&state) = states.get(&parent) else {
+            return Verdict::Never(format!(
+                "dependency {}:{parent}: no such job",
+                d.kind.as_str()
+            ));
+        };
+        if !state.is_terminal() {
+            ready = false;
+            continue;
+        }
+        if d.kind == DependencyKind::AfterOk && state != JobState::Succeeded {
+            return Verdict::Never(format!(
+                "dependency afterok:{parent} can never be met: job {parent} ended {state}"
+            ));
+        }
+    }
+    if ready { Verdict::Ready } else { Verdict::Wait }
+}
+
+#[cfg(test)]
+mod dependency_tests {
+    use super::*;
+
+    fn dep(kind: DependencyKind, job: u64) -> Dependency {
+        Dependency {
+            kind,
+            job: JobId(job),
+        }
+    }
+
+    #[test]
+    fn afterok_waits_then_starts_or_never() {
+        let deps = [
+            dep(DependencyKind::AfterOk, 1),
+            dep(DependencyKind::AfterAny, 2),
+        ];
+        let mut states = HashMap::from([(1, JobState::Running), (2, JobState::Queued)]);
+        assert!(matches!(dependency_verdict(&deps, &states), Verdict::Wait));
+        states.insert(1, JobState::Succeeded);
+        assert!(matches!(dependency_verdict(&deps, &states), Verdict::Wait));
+        states.insert(2, JobState::Failed);
+        assert!(matches!(dependency_verdict(&deps, &states), Verdict::Ready));
+        states.insert(1, JobState::Cancelled);
+        match dependency_verdict(&deps, &states) {
+            Verdict::Never(r) => assert_eq!(
+                r,
+                "dependency afterok:1 can never be met: job 1 ended cancelled"
+            ),
+            _ => panic!("an afterok parent that was cancelled must fail the child"),
+        }
+        assert!(matches!(
+            dependency_verdict(&deps, &HashMap::new()),
+            Verdict::Never(_)
+        ));
+    }
 }

@@ -4,8 +4,8 @@
 use crate::error::ApiError;
 use haneul_api as api;
 use haneul_model::{
-    GpuModel, GpuRequest, JobSpec, Lending, MemMib, MilliCpu, MilliGpu, PriorityClass, ProjectId,
-    Quota, Span,
+    Dependency, DependencyKind, GpuModel, GpuRequest, JobId, JobSpec, Lending, MemMib, MilliCpu,
+    MilliGpu, PriorityClass, ProjectId, Quota, Span,
 };
 use haneul_store as st;
 use std::collections::BTreeMap;
@@ -174,6 +174,15 @@ pub fn job(j: st::JobRecord) -> api::Job {
         attempts: j.attempts,
         exit_code: j.exit_code,
         reason: j.reason,
+        dependencies: j
+            .spec
+            .dependencies
+            .iter()
+            .map(|d| api::JobDependency {
+                kind: d.kind.as_str().into(),
+                job: d.job.0 as i64,
+            })
+            .collect(),
     }
 }
 
@@ -237,6 +246,35 @@ fn span_s(field: &str, s: u64) -> Result<Span, ApiError> {
         return Err(ApiError::bad(field, format!("at most {MAX_SECS} seconds")));
     }
     Ok(Span::from_secs(s as i64))
+}
+
+/// Most parents of one job; Slurm's own limit is in the same range.
+const MAX_DEPENDENCIES: usize = 1024;
+
+fn dependencies(deps: &[api::JobDependency]) -> Result<Vec<Dependency>, ApiError> {
+    if deps.len() > MAX_DEPENDENCIES {
+        return Err(ApiError::bad(
+            "dependencies",
+            format!("at most {MAX_DEPENDENCIES} parents"),
+        ));
+    }
+    let mut out: Vec<Dependency> = Vec::with_capacity(deps.len());
+    for (i, d) in deps.iter().enumerate() {
+        let kind = DependencyKind::parse(&d.kind)
+            .map_err(|e| ApiError::bad(format!("dependencies[{i}].kind"), e.to_string()))?;
+        let job = u64::try_from(d.job)
+            .ok()
+            .filter(|j| *j > 0)
+            .ok_or_else(|| ApiError::bad(format!("dependencies[{i}].job"), "not a job id"))?;
+        let dep = Dependency {
+            kind,
+            job: JobId(job),
+        };
+        if !out.contains(&dep) {
+            out.push(dep);
+        }
+    }
+    Ok(out)
 }
 
 /// Turns a submission into the engine's job spec, checking what needs no fleet.
@@ -307,6 +345,7 @@ pub fn job_spec(s: &api::JobSubmit) -> Result<JobSpec, ApiError> {
             .runtime_estimate_s
             .map(|t| span_s("runtime_estimate_s", t))
             .transpose()?,
+        dependencies: dependencies(&s.dependencies)?,
     };
     spec.validate()?;
     Ok(spec)

@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_org))
         .routes(routes!(create_project, list_projects))
         .routes(routes!(get_project))
+        .routes(routes!(set_project_quotas))
         .routes(routes!(create_user, list_users))
         .routes(routes!(get_user))
         .routes(routes!(create_token, list_tokens))
@@ -222,6 +223,35 @@ async fn get_project(State(s): State<AppState>, caller: Caller, Id(id): Id) -> A
     Ok(Json(convert::project(
         visible_project(&s, &caller, id).await?,
     )))
+}
+
+/// Replace a project's quotas (centre admin, or the project's organisation's admin). The
+/// scheduler applies them at once; running work above a lowered guarantee becomes preemptible.
+#[utoipa::path(put, path = "/v1/projects/{id}/quotas", tag = "tenants",
+    params(("id" = i64, Path, description = "project id")),
+    request_body = ProjectQuotas,
+    responses((status = 200, body = Project), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn set_project_quotas(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(b): Body<ProjectQuotas>,
+) -> Answer<Project> {
+    caller.person()?;
+    let p = visible_project(&s, &caller, id).await?;
+    if !caller.can_manage_org(p.org_id) {
+        return Err(ApiError::forbidden(
+            "only a centre admin or the organisation's admin may set quotas",
+        ));
+    }
+    let quotas = convert::quotas_from_api(&b.quotas)?;
+    let p = s
+        .store
+        .set_project_quotas(&actor(&caller), id, quotas, now_ms())
+        .await?;
+    s.signals.wake.notify_one();
+    Ok(Json(convert::project(p)))
 }
 
 /// Create a user. Centre admins create any role; org admins add members and org admins to
@@ -530,6 +560,17 @@ async fn submit_job(
         return Err(ApiError::forbidden(
             "you may not submit jobs to this project",
         ));
+    }
+    // A parent the caller cannot see is refused like one that does not exist, so dependencies
+    // reveal nothing of other tenants' jobs.
+    for (i, d) in spec.dependencies.iter().enumerate() {
+        let id = d.job.0 as i64;
+        if visible_job(&s, &caller, id).await.is_err() {
+            return Err(ApiError::bad(
+                format!("dependencies[{i}].job"),
+                format!("no job {id}; `haneul queue` lists the jobs you can see"),
+            ));
+        }
     }
     let j = s
         .submits

@@ -11,7 +11,8 @@ macro_rules! store_impl {
         use crate::records::*;
         use crate::{Result, Store, StoreError};
         use async_trait::async_trait;
-        use haneul_model::{GpuModel, JobSpec, Lending};
+        use haneul_model::{GpuModel, JobSpec, Lending, Quota};
+        use std::collections::BTreeMap;
         use haneul_sched::Placement;
         use sqlx::Row;
 
@@ -637,6 +638,30 @@ macro_rules! store_impl {
                 audit(&mut tx, actor, "project.create", &format!("project/{}", rec.id), &detail, now)
                     .await?;
                 event(&mut tx, EventKind::ProjectChanged, None, None, None, &rec.id.to_string(), now)
+                    .await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn set_project_quotas(
+                &self,
+                actor: &Actor,
+                id: i64,
+                quotas: BTreeMap<GpuModel, Quota>,
+                now: i64,
+            ) -> Result<ProjectRecord> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query("UPDATE projects SET quotas = $1 WHERE id = $2 RETURNING *")
+                    .bind(serde_json::to_string(&quotas)?)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("project", id))?;
+                let rec = project_row(&row)?;
+                let detail = serde_json::to_string(&quotas)?;
+                audit(&mut tx, actor, "project.set_quotas", &format!("project/{id}"), &detail, now)
+                    .await?;
+                event(&mut tx, EventKind::ProjectChanged, None, None, None, &id.to_string(), now)
                     .await?;
                 tx.commit().await?;
                 Ok(rec)

@@ -23,7 +23,9 @@ pub use records::*;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
+use haneul_model::{GpuModel, Quota};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// Result of every store call.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -51,6 +53,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_orgs(&self) -> Result<Vec<OrgRecord>>;
     async fn create_project(&self, actor: &Actor, p: NewProject, now: i64)
     -> Result<ProjectRecord>;
+    /// Replaces a project's quotas; the controller applies them in place.
+    async fn set_project_quotas(
+        &self,
+        actor: &Actor,
+        id: i64,
+        quotas: BTreeMap<GpuModel, Quota>,
+        now: i64,
+    ) -> Result<ProjectRecord>;
     async fn get_project(&self, id: i64) -> Result<ProjectRecord>;
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>>;
     async fn create_user(&self, actor: &Actor, u: NewUser, now: i64) -> Result<UserRecord>;

@@ -270,6 +270,7 @@ impl Workload {
                 grace: j.grace,
                 time_limit: j.time_limit,
                 runtime_estimate: j.estimate,
+                dependencies: Vec::new(),
             },
         }
     }
