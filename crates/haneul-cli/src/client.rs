@@ -1,27 +1,31 @@
-//! User commands (`submit`, `queue`, `show`, `logs`, `cancel`, `usage`) and the client config
-//! they share (~/.config/haneul/config.toml, or $HANEUL_CONFIG), written by `haneul up`.
+//! User commands (`submit`, `queue`, `show`, `logs`, `cancel`, `usage`, `whoami`), the
+//! connection options every client command shares, and the client config
+//! (~/.config/haneul/config.toml, or $HANEUL_CONFIG) written by `haneul up`.
 
 use crate::agent::{CallError, Client};
+use crate::i18n::{M, t};
+use crate::jobfile::{self, JobFile};
+use crate::output::{UsageError, print_json, stdout_colour, table};
 use anyhow::{Context, bail};
 use clap::Args;
-use comfy_table::Table;
-use haneul_api::{Job, JobDetail, JobList, LogChunk, Project, Usage};
+use haneul_api::{ErrorBody, Job, JobDetail, JobList, LogChunk, Project, Usage, User};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Options every user command takes.
+/// Options every client command takes.
 #[derive(Args, Clone)]
 pub struct Conn {
-    /// The server's base URL (default: from the client config written by `haneul up`).
+    /// The server's base URL (default: `server` in the client config written by `haneul up`).
     #[arg(long, env = "HANEUL_SERVER", global = true)]
     server: Option<String>,
     /// A file holding your token (default: the environment's HANEUL_TOKEN, then the config).
-    #[arg(long, global = true)]
+    #[arg(long, env = "HANEUL_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
     /// Print JSON for scripts instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub json: bool,
 }
 
 /// `key = value` lines (values optionally quoted); enough for the files we write ourselves.
@@ -54,6 +58,36 @@ pub fn config_path() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".config/haneul/config.toml"))
 }
 
+/// The client config. Every key is optional and has an override: `--server`/HANEUL_SERVER,
+/// `--token-file`/HANEUL_TOKEN_FILE (or the token itself in HANEUL_TOKEN), `--project`/
+/// HANEUL_PROJECT.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub server: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub project: Option<i64>,
+}
+
+impl ClientConfig {
+    /// The config at `path`; none there is an empty config, a broken one is an error.
+    pub fn load(path: &Path) -> anyhow::Result<ClientConfig> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(_) => bail!("{}", t(M::CannotReadFile).arg("path", path.display())),
+        };
+        toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                t(M::BadConfig)
+                    .arg("path", path.display())
+                    .arg("error", e.message())
+            )
+        })
+    }
+}
+
 pub fn write_config(
     path: &Path,
     server: &str,
@@ -63,56 +97,65 @@ pub fn write_config(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut text = format!(
-        "# written by `haneul up`\nserver = {:?}\ntoken_file = {:?}\n",
-        server,
-        token_file.display().to_string()
-    );
-    if let Some(p) = project {
-        text.push_str(&format!("project = {p}\n"));
+    #[derive(serde::Serialize)]
+    struct Written<'a> {
+        server: &'a str,
+        token_file: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        project: Option<i64>,
     }
+    let text = format!(
+        "# written by `haneul up`\n{}",
+        toml::to_string(&Written {
+            server,
+            token_file: token_file.display().to_string(),
+            project,
+        })?
+    );
     // Write then rename, so a reader never sees half a file.
     let tmp = path.with_extension("toml.tmp");
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-struct Api {
+/// A connection to the server with the caller's token.
+pub struct Api {
     client: Client,
     server: String,
     project: Option<i64>,
-    json: bool,
+    pub json: bool,
 }
 
 impl Conn {
-    fn open(&self) -> anyhow::Result<Api> {
+    pub fn open(&self) -> anyhow::Result<Api> {
         let path = config_path()?;
-        let config = std::fs::read_to_string(&path)
-            .map(|t| parse_kv(&t))
-            .unwrap_or_default();
+        let config = ClientConfig::load(&path)?;
         let server = self
             .server
             .clone()
-            .or_else(|| config.get("server").cloned())
-            .with_context(|| {
-                format!(
-                    "no server given and no config at {}; run `haneul up` or pass --server http://HOST:PORT",
-                    path.display()
-                )
-            })?;
+            .or(config.server)
+            .ok_or_else(|| anyhow::anyhow!("{}", t(M::NoServer).arg("path", path.display())))?;
         let token = if let Some(f) = &self.token_file {
             read_token(f)?
         } else if let Ok(t) = std::env::var("HANEUL_TOKEN") {
             t.trim().to_string()
-        } else if let Some(f) = config.get("token_file") {
-            read_token(Path::new(f))?
+        } else if let Some(f) = &config.token_file {
+            read_token(f)?
         } else {
-            bail!("no token: pass --token-file PATH or set HANEUL_TOKEN (or run `haneul up`)");
+            bail!("{}", t(M::NoToken));
+        };
+        let project = match std::env::var("HANEUL_PROJECT") {
+            Ok(p) => Some(
+                p.trim()
+                    .parse()
+                    .map_err(|_| UsageError(format!("HANEUL_PROJECT: not a project id: `{p}`")))?,
+            ),
+            Err(_) => config.project,
         };
         Ok(Api {
             client: Client::new(&server, token)?,
             server,
-            project: config.get("project").and_then(|p| p.parse().ok()),
+            project,
             json: self.json,
         })
     }
@@ -120,13 +163,42 @@ impl Conn {
 
 fn read_token(path: &Path) -> anyhow::Result<String> {
     Ok(std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?
+        .map_err(|_| anyhow::anyhow!("{}", t(M::CannotReadToken).arg("path", path.display())))?
         .trim()
         .to_string())
 }
 
+/// The command-line flag for a request field the server names, so an error points at what the
+/// user typed.
+fn flag_of(field: &str) -> Option<&'static str> {
+    let base = field.split(['[', '.']).next().unwrap_or(field);
+    Some(match base {
+        "gpu_models" => "--gpu-model",
+        "time_limit_s" => "--time",
+        "priority" => "--priority",
+        "dependencies" => "--dependency",
+        "name" => "--name",
+        "project" => "--project",
+        "replicas" => "--nodes",
+        "gpus_per_task" => "--gpus",
+        "cpu_per_task" | "cpu_milli_per_task" => "--cpus-per-task",
+        "command" => "the command",
+        "quotas" => "--quota",
+        "weight" => "--weight",
+        "role" => "--role",
+        "org" => "--org",
+        "projects" => "--project",
+        "user" => "--user",
+        "class" => "--class",
+        "country" => "--country",
+        "lending" => "--lending",
+        "owner" => "--owner",
+        _ => return None,
+    })
+}
+
 impl Api {
-    fn call<T: serde::de::DeserializeOwned>(
+    pub fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
@@ -137,125 +209,221 @@ impl Api {
             Ok((_, text)) => serde_json::from_str(&text)
                 .with_context(|| format!("{method} {path}: unexpected answer from the server")),
             Err(CallError::Refused(status, text)) => {
-                let msg = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                    .unwrap_or(text);
-                let hint = match status {
-                    401 => {
-                        " (check your token: --token-file, HANEUL_TOKEN or the config from `haneul up`)"
-                    }
-                    404 => " (`haneul queue` lists the jobs you can see)",
-                    _ => "",
+                let (msg, field) = match serde_json::from_str::<ErrorBody>(&text) {
+                    Ok(b) => (b.error.message, b.error.field),
+                    Err(_) => (text, None),
                 };
-                bail!("{msg}{hint}")
+                let msg = match field.as_deref() {
+                    Some(f) => format!("{}: {msg}", flag_of(f).unwrap_or(f)),
+                    None => msg,
+                };
+                let hint = match status {
+                    401 => Some(t(M::HintToken).text()),
+                    403 => Some(t(M::HintForbidden).text()),
+                    404 if path.starts_with("/v1/jobs") => Some(t(M::HintJob).text()),
+                    _ => None,
+                };
+                if msg.contains("exhausted") && !msg.contains("haneul usage") {
+                    bail!("{}", t(M::Exhausted).arg("message", msg));
+                }
+                match hint {
+                    Some(h) if !msg.contains(&h) => bail!("{msg} ({h})"),
+                    _ => bail!("{msg}"),
+                }
             }
             Err(CallError::Transient(m)) => bail!(
-                "cannot reach the server at {}: {m}; is `haneul up` (or `haneul server`) running?",
-                self.server
+                "{}",
+                t(M::Unreachable)
+                    .arg("server", &self.server)
+                    .arg("error", m)
             ),
         }
     }
 
-    fn print_json(&self, v: &impl serde::Serialize) -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(v)?);
-        Ok(())
+    /// The project to act on: the one given, else the config's (or HANEUL_PROJECT), else the
+    /// caller's only project.
+    fn project(&self, given: Option<i64>) -> anyhow::Result<i64> {
+        if let Some(p) = given.or(self.project) {
+            return Ok(p);
+        }
+        let ps: Vec<Project> = self.call("GET", "/v1/projects", None)?;
+        match ps.as_slice() {
+            [p] => Ok(p.id),
+            [] => bail!("{}", t(M::NoProjectMember)),
+            _ => {
+                let ids: Vec<String> = ps.iter().map(|p| p.id.to_string()).collect();
+                Err(UsageError(t(M::SeveralProjects).arg("ids", ids.join(", ")).text()).into())
+            }
+        }
     }
 }
 
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(comfy_table::presets::NOTHING);
-    t.set_header(header.iter().copied());
-    t
-}
-
 #[derive(Args)]
-#[command(after_help = "Examples:\n  \
-    haneul submit --gpus 1 -- python train.py\n  \
-    haneul submit --gpus 16 --nodes 2 --time 2h --name llm -- torchrun train.py\n  \
-    haneul submit --gpus 1 --json -- sh -c 'echo $CUDA_VISIBLE_DEVICES'")]
+#[command(after_help = "Examples:
+  haneul submit --gpus 1 -- python train.py
+  haneul submit --gpus 16 --nodes 2 --time 2h --name llm -- torchrun train.py
+  haneul submit --gpus-per-node 8 --nodes 4 --gpu-model H200 --priority high -- ./run.sh
+  haneul submit --dependency afterok:41 -- python eval.py
+  haneul submit --array 0-9%2 --gpus 1 -- sh -c 'python sweep.py --seed $SLURM_ARRAY_TASK_ID'
+  haneul submit job.toml --time 30m        (flags override the file)
+  haneul submit --gpus 1 --json -- sh -c 'echo $CUDA_VISIBLE_DEVICES'
+
+A job file (TOML) may set: name, gpus, nodes, gpus_per_node, cpus_per_task, gpu_model, time, priority,
+cpus_per_task, dependency, array, project and command (a list: [\"python\", \"train.py\"]).")]
 pub struct SubmitArgs {
+    /// A job file in TOML (the same as --file).
+    #[arg(value_name = "JOB_FILE")]
+    job_file: Option<PathBuf>,
+    /// A job file in TOML.
+    #[arg(long, value_name = "JOB_FILE")]
+    file: Option<PathBuf>,
     /// GPUs in all (split evenly across --nodes).
-    #[arg(long, default_value_t = 0)]
-    gpus: u32,
+    #[arg(long)]
+    gpus: Option<u32>,
     /// Nodes (tasks started together, one per node).
-    #[arg(long, default_value_t = 1)]
-    nodes: u32,
-    /// Time limit: 90s, 10m, 2h, 1d (a bare number is minutes, as in Slurm).
+    #[arg(long)]
+    nodes: Option<u32>,
+    /// GPUs on each node (instead of --gpus).
+    #[arg(long)]
+    gpus_per_node: Option<u32>,
+    /// CPU cores per task (a task without GPUs must ask for some).
+    #[arg(long)]
+    cpus_per_task: Option<f64>,
+    /// GPU model the job may run on; several comma-separated (H200,H100).
+    #[arg(long)]
+    gpu_model: Option<String>,
+    /// Time limit: 90s, 10m, 2h, 1d, 1:30:00 (a bare number is minutes, as in Slurm).
     #[arg(long)]
     time: Option<String>,
     /// The job's name.
     #[arg(long)]
     name: Option<String>,
-    /// Project id (default: the config's project, or your only project).
+    /// low, normal, high or urgent.
+    #[arg(long)]
+    priority: Option<String>,
+    /// Start after other jobs: afterok:ID[:ID...] (they must succeed) or afterany:ID[:ID...].
+    #[arg(long)]
+    dependency: Option<String>,
+    /// A job array: 0-9, 1,3,5 or 0-15:4; `%N` runs at most N tasks at once (0-9%2).
+    #[arg(long)]
+    array: Option<String>,
+    /// Project id (default: the config's project, HANEUL_PROJECT, or your only project).
     #[arg(long)]
     project: Option<i64>,
     #[command(flatten)]
     conn: Conn,
     /// The program and its arguments.
-    #[arg(last = true, required = true)]
+    #[arg(last = true)]
     command: Vec<String>,
 }
 
-pub fn parse_time(s: &str) -> anyhow::Result<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 's')) => (&s[..i], 1),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 'h')) => (&s[..i], 3600),
-        Some((i, 'd')) => (&s[..i], 86400),
-        _ => (s, 60),
+pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    let file = match (&args.job_file, &args.file) {
+        (Some(_), Some(_)) => return Err(UsageError(t(M::FileTwice).text()).into()),
+        (Some(f), None) | (None, Some(f)) => JobFile::read(f)?,
+        (None, None) => JobFile::default(),
     };
-    match num.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n * mult),
-        _ => bail!("--time: expected e.g. 90s, 10m, 2h or 1d, got `{s}`"),
+    let flags = JobFile {
+        name: args.name,
+        gpus: args.gpus,
+        nodes: args.nodes,
+        gpus_per_node: args.gpus_per_node,
+        cpus_per_task: args.cpus_per_task,
+        gpu_model: args.gpu_model,
+        time: args.time,
+        priority: args.priority,
+        dependency: args.dependency,
+        array: args.array,
+        project: args.project,
+        command: Some(args.command),
+    };
+    let merged = file.overridden_by(flags);
+    let plan = jobfile::plan(&merged)?;
+    let api = args.conn.open()?;
+    let project = api.project(merged.project)?;
+    let mut body = plan.body;
+    body["project"] = json!(project);
+    let Some(array) = plan.array else {
+        body["command"] = json!(plan.command);
+        if let Some(n) = &plan.name {
+            body["name"] = json!(n);
+        }
+        let job: Job = api.call("POST", "/v1/jobs", Some(body))?;
+        if api.json {
+            return print_json(&job);
+        }
+        println!("{}", job.id);
+        return Ok(());
+    };
+    // An array is one job per task. `%N` is kept by making task k wait for task k-N to end, so
+    // at most N run at once without the server knowing about arrays.
+    let base = plan.name.clone().unwrap_or_else(|| {
+        Path::new(&plan.command[0])
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_else(|| "array".into())
+    });
+    let shared_deps = body["dependencies"].as_array().cloned().unwrap_or_default();
+    let mut jobs: Vec<Job> = Vec::with_capacity(array.tasks.len());
+    for (k, &task) in array.tasks.iter().enumerate() {
+        let mut b = body.clone();
+        b["name"] = json!(format!("{base}[{task}]"));
+        b["command"] = json!(jobfile::array_command(&plan.command, task, &array));
+        let mut deps = shared_deps.clone();
+        if let Some(n) = array.max_running
+            && k >= n as usize
+        {
+            deps.push(json!({"kind": "afterany", "job": jobs[k - n as usize].id}));
+        }
+        b["dependencies"] = json!(deps);
+        match api.call::<Job>("POST", "/v1/jobs", Some(b)) {
+            Ok(j) => jobs.push(j),
+            Err(e) if !jobs.is_empty() => {
+                let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
+                return Err(e.context(format!(
+                    "array task {task} was not submitted; tasks before it were, as jobs {}",
+                    ids.join(" ")
+                )));
+            }
+            Err(e) => return Err(e),
+        }
     }
+    if api.json {
+        return print_json(&jobs);
+    }
+    for j in &jobs {
+        println!("{}", j.id);
+    }
+    Ok(())
 }
 
-pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
-    if args.nodes == 0 {
-        bail!("--nodes must be at least 1");
-    }
-    if !args.gpus.is_multiple_of(args.nodes) {
-        bail!(
-            "--gpus {} cannot be split evenly across --nodes {}; give a multiple of the node count",
-            args.gpus,
-            args.nodes
-        );
-    }
-    let time = args.time.as_deref().map(parse_time).transpose()?;
+#[derive(Args)]
+#[command(after_help = "Examples:
+  haneul whoami
+  haneul whoami --json")]
+pub struct WhoamiArgs {
+    #[command(flatten)]
+    conn: Conn,
+}
+
+pub fn whoami(args: WhoamiArgs) -> anyhow::Result<()> {
     let api = args.conn.open()?;
-    let project = match args.project.or(api.project) {
-        Some(p) => p,
-        None => {
-            let ps: Vec<Project> = api.call("GET", "/v1/projects", None)?;
-            match ps.as_slice() {
-                [p] => p.id,
-                [] => bail!("you are in no project; ask your organisation's admin to add you"),
-                _ => bail!("you are in several projects; choose one with --project ID"),
-            }
-        }
-    };
-    let mut body = json!({
-        "project": project,
-        "command": args.command,
-        "replicas": args.nodes,
-        "gpus_per_task": args.gpus / args.nodes,
-    });
-    if let Some(n) = args.name {
-        body["name"] = json!(n);
-    }
-    if let Some(t) = time {
-        body["time_limit_s"] = json!(t);
-    }
-    let job: Job = api.call("POST", "/v1/jobs", Some(body))?;
+    let me: User = api.call("GET", "/v1/whoami", None)?;
     if api.json {
-        api.print_json(&job)
-    } else {
-        println!("{}", job.id);
-        Ok(())
+        return print_json(&me);
     }
+    let role = serde_json::to_value(me.role)?;
+    println!("user {} `{}`", me.id, me.name);
+    println!("  role:     {}", role.as_str().unwrap_or_default());
+    if let Some(o) = me.org {
+        println!("  org:      {o}");
+    }
+    if !me.projects.is_empty() {
+        let ps: Vec<String> = me.projects.iter().map(|p| p.to_string()).collect();
+        println!("  projects: {}", ps.join(", "));
+    }
+    println!("  server:   {}", api.server);
+    Ok(())
 }
 
 #[derive(Args)]
@@ -269,8 +437,9 @@ pub fn queue(args: QueueArgs) -> anyhow::Result<()> {
     let api = args.conn.open()?;
     let list: JobList = api.call("GET", "/v1/jobs", None)?;
     if api.json {
-        return api.print_json(&list.jobs);
+        return print_json(&list.jobs);
     }
+    let colour = stdout_colour();
     let mut t = table(&[
         "ID",
         "NAME",
@@ -284,7 +453,7 @@ pub fn queue(args: QueueArgs) -> anyhow::Result<()> {
         t.add_row(vec![
             j.id.to_string(),
             j.name.clone(),
-            j.state.clone(),
+            crate::output::state(&j.state, colour),
             j.replicas.to_string(),
             j.gpus_per_task.to_string(),
             j.project.to_string(),
@@ -312,10 +481,15 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
         let mut v = serde_json::to_value(&d.job)?;
         v["attempts"] = serde_json::to_value(&d.attempts)?;
         v["events"] = serde_json::to_value(&d.events)?;
-        return api.print_json(&v);
+        return print_json(&v);
     }
     let j = &d.job;
-    println!("job {} `{}`: {}", j.id, j.name, j.state);
+    println!(
+        "job {} `{}`: {}",
+        j.id,
+        j.name,
+        crate::output::state(&j.state, stdout_colour())
+    );
     println!("  command:  {}", j.command.join(" "));
     println!("  tasks:    {} x {} GPU", j.replicas, j.gpus_per_task);
     if let Some(c) = j.exit_code {
@@ -323,6 +497,14 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
     }
     if let Some(r) = &j.reason {
         println!("  reason:   {r}");
+    }
+    if !j.dependencies.is_empty() {
+        let deps: Vec<String> = j
+            .dependencies
+            .iter()
+            .map(|d| format!("{}:{}", d.kind, d.job))
+            .collect();
+        println!("  after:    {}", deps.join(","));
     }
     let mut t = table(&["ATTEMPT", "STATE", "GPU MODEL", "EXIT"]);
     for a in &d.attempts {
@@ -366,7 +548,7 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
         all.extend(chunks);
     }
     if api.json {
-        return api.print_json(&all);
+        return print_json(&all);
     }
     for c in &all {
         print!("{}", c.data);
@@ -391,7 +573,7 @@ pub fn cancel(args: CancelArgs) -> anyhow::Result<()> {
         Some(json!({})),
     )?;
     if api.json {
-        api.print_json(&job)
+        print_json(&job)
     } else {
         println!("job {}: {}", job.id, job.state);
         Ok(())
@@ -409,7 +591,7 @@ pub fn usage(args: UsageArgs) -> anyhow::Result<()> {
     let api = args.conn.open()?;
     let usage: Vec<Usage> = api.call("GET", "/v1/usage", None)?;
     if api.json {
-        return api.print_json(&usage);
+        return print_json(&usage);
     }
     let mut t = table(&["PROJECT", "GPU MODEL", "GPU-HOURS"]);
     for u in &usage {
@@ -428,15 +610,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times() {
-        assert_eq!(parse_time("90s").unwrap(), 90);
-        assert_eq!(parse_time("10m").unwrap(), 600);
-        assert_eq!(parse_time("2h").unwrap(), 7200);
-        assert_eq!(parse_time("5").unwrap(), 300);
-        assert!(parse_time("x").is_err());
-    }
-
-    #[test]
     fn config_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c/config.toml");
@@ -447,9 +620,14 @@ mod tests {
             Some(3),
         )
         .unwrap();
-        let kv = parse_kv(&std::fs::read_to_string(&p).unwrap());
-        assert_eq!(kv["server"], "http://127.0.0.1:1");
-        assert_eq!(kv["token_file"], "/t/user.token");
-        assert_eq!(kv["project"], "3");
+        let c = ClientConfig::load(&p).unwrap();
+        assert_eq!(c.server.as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(c.token_file, Some(PathBuf::from("/t/user.token")));
+        assert_eq!(c.project, Some(3));
+        // A misspelt key is an error naming it, not a silent default.
+        std::fs::write(&p, "sever = \"http://x\"\n").unwrap();
+        let e = ClientConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("sever"), "{e}");
+        assert!(ClientConfig::load(&dir.path().join("none.toml")).is_ok());
     }
 }

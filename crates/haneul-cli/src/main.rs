@@ -4,18 +4,31 @@ mod agent;
 mod bench;
 mod bench_engine;
 mod client;
+mod i18n;
+mod jobfile;
+mod ops;
+mod output;
 mod plan;
 mod server;
 mod sim;
 mod up;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use i18n::{M, t};
+use output::UsageError;
 
 #[derive(Parser)]
 #[command(
     name = "haneul",
     version,
-    about = "Control plane for shared national GPU centres"
+    about = "Control plane for shared national GPU centres",
+    after_help = "Examples:
+  haneul up                                   a whole centre on this machine
+  haneul submit --gpus 1 -- python train.py   then: haneul queue, haneul logs ID
+  haneul completions bash > ~/.local/share/bash-completion/completions/haneul
+
+Exit status: 0 done, 1 error (the message says what to do next), 2 usage mistake.
+LANG=ko_KR.UTF-8 (or LC_ALL, LC_MESSAGES) gives Korean messages; NO_COLOR turns colour off."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,16 +62,92 @@ enum Command {
     Cancel(client::CancelArgs),
     /// GPU-hours used per project and GPU model (like sacct).
     Usage(client::UsageArgs),
+    /// Show who your token acts as: user, role, organisation, projects.
+    Whoami(client::WhoamiArgs),
+    /// Projects: create, list, show, set a quota (operators).
+    Project(ops::ProjectArgs),
+    /// Users: create, list, show (operators).
+    User(ops::UserArgs),
+    /// Tokens: create, list, revoke.
+    Token(ops::TokenArgs),
+    /// GPU pools: create, list (operators).
+    Pool(ops::PoolArgs),
+    /// Nodes: list, show, drain, resume (operators).
+    Node(ops::NodeArgs),
+    /// The audit log: list with filters, verify the hash chain.
+    Audit(ops::AuditArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  haneul completions bash > ~/.local/share/bash-completion/completions/haneul
+  haneul completions zsh > ~/.zfunc/_haneul
+  haneul completions fish > ~/.config/fish/completions/haneul.fish")]
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Examples for the commands whose modules do not carry their own.
+const MORE_EXAMPLES: &[(&str, &str)] = &[
+    (
+        "sim",
+        "Examples:
+  haneul sim --scenario examples/scenarios/small.toml
+  haneul sim --trace philly:../shared/traces/philly/cluster_job_log --fleet fleet.toml --json",
+    ),
+    (
+        "plan",
+        "Examples:
+  haneul plan --scenario s.toml --fleet a.toml --fleet b.toml",
+    ),
+    (
+        "bench",
+        "Examples:
+  haneul bench engine
+  haneul bench openb --pods openb_pod_list_default.csv --json",
+    ),
+];
+
+/// The command tree with the summaries in the user's language and examples everywhere.
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for (name, text) in MORE_EXAMPLES {
+        cmd = cmd.mut_subcommand(*name, |c| {
+            let c = c.after_help(*text);
+            let subs: Vec<String> = c
+                .get_subcommands()
+                .map(|s| s.get_name().to_string())
+                .collect();
+            subs.into_iter()
+                .fold(c, |c, s| c.mut_subcommand(s, |s| s.after_help(*text)))
+        });
+    }
+    if i18n::lang() == i18n::Lang::Ko {
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        for name in names {
+            if let Some(m) = i18n::command_summary(&name) {
+                cmd = cmd.mut_subcommand(name, |c| c.about(t(m).text()));
+            }
+        }
+    }
+    cmd
 }
 
 /// Errors are printed as one line with their causes (`error: what: why`), never as a panic or a
-/// backtrace, and the exit status is 1.
+/// backtrace; the exit status is 2 for a usage mistake, else 1.
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", one_line(&err));
-            std::process::ExitCode::FAILURE
+            let prefix = output::red(&t(M::ErrorPrefix).text(), output::stderr_colour());
+            eprintln!("{prefix}: {}", one_line(&err));
+            if err.downcast_ref::<UsageError>().is_some() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }
@@ -94,5 +183,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => client::logs(args),
         Command::Cancel(args) => client::cancel(args),
         Command::Usage(args) => client::usage(args),
+        Command::Whoami(args) => client::whoami(args),
+        Command::Project(args) => ops::project(args),
+        Command::User(args) => ops::user(args),
+        Command::Token(args) => ops::token(args),
+        Command::Pool(args) => ops::pool(args),
+        Command::Node(args) => ops::node(args),
+        Command::Audit(args) => ops::audit(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut command(), "haneul", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        let here = format!("{path} {}", cmd.get_name());
+        let has = cmd
+            .get_after_help()
+            .is_some_and(|h| h.to_string().contains("Examples:"));
+        if !has {
+            missing.push(here.clone());
+        }
+        for s in cmd.get_subcommands() {
+            if s.get_name() != "help" {
+                walk(s, &here, missing);
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_has_examples() {
+        let cmd = command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "", &mut missing);
+        assert!(missing.is_empty(), "commands without examples: {missing:?}");
+    }
+
+    #[test]
+    fn every_command_has_a_korean_summary() {
+        for s in Cli::command().get_subcommands() {
+            assert!(
+                i18n::command_summary(s.get_name()).is_some(),
+                "`{}` has no summary in the catalogue",
+                s.get_name()
+            );
+        }
     }
 }

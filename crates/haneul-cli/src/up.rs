@@ -22,7 +22,7 @@ pub struct UpArgs {
     #[arg(long, env = "HANEUL_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Address of the API.
-    #[arg(long, default_value = "127.0.0.1:8470")]
+    #[arg(long, env = "HANEUL_LISTEN", default_value = "127.0.0.1:8470")]
     listen: SocketAddr,
     /// Simulated GPUs, COUNTxMODEL (default 8xH200 when nvidia-smi is absent).
     #[arg(long)]

@@ -208,3 +208,396 @@ fn up_submit_watch_cancel_stop() {
     );
     eprintln!("up test took {:?}", started.elapsed());
 }
+
+/// `haneul up` on a free port with a config of its own under `dir`, waited for until it has
+/// written the client config.
+fn start_up(dir: &Path, gpus: &str) -> (Up, std::path::PathBuf, std::path::PathBuf) {
+    let config = dir.join("config/config.toml");
+    let data = dir.join("data");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_haneul"))
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--simulate-gpus",
+            gpus,
+        ])
+        .env("HANEUL_CONFIG", &config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start haneul up"));
+    let until = Instant::now() + Duration::from_secs(30);
+    while !config.exists() {
+        assert!(up.0.try_wait().unwrap().is_none(), "haneul up exited early");
+        assert!(Instant::now() < until, "no config written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (up, config, data)
+}
+
+fn haneul_env(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_haneul"));
+    c.args(args)
+        .env("HANEUL_CONFIG", config)
+        .env_remove("HANEUL_SERVER")
+        .env_remove("HANEUL_TOKEN")
+        .env_remove("HANEUL_PROJECT")
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("LANG", "C");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run haneul")
+}
+
+fn wait_ended(config: &Path, id: i64) -> Value {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = json(config, &["show", &id.to_string(), "--json"]);
+        let s = job["state"].as_str().unwrap_or_default().to_string();
+        if ["succeeded", "failed", "cancelled", "timed_out"].contains(&s.as_str()) {
+            return job;
+        }
+        assert!(Instant::now() < until, "job {id} did not end: {job}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Job files, sbatch-like flags, dependencies, arrays, `whoami`, the operator commands, Korean
+/// and English errors: the real binary against `haneul up`, every answer parsed from --json.
+#[test]
+fn job_files_dependencies_arrays_and_operator_commands() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().canonicalize().unwrap();
+    let (up, config, data) = start_up(&dir_path, "4xH200");
+    let c = config.as_path();
+
+    // A job file, with a flag overriding one of its keys.
+    let file = dir_path.join("job.toml");
+    std::fs::write(
+        &file,
+        "name = \"from-file\"\ngpus = 1\ntime = \"5m\"\ngpu_model = \"H200\"\n\
+         priority = \"high\"\ncommand = [\"sh\", \"-c\", \"echo file-job-$CUDA_VISIBLE_DEVICES\"]\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let job = json(c, &["submit", f, "--time", "10m", "--json"]);
+    assert_eq!(job["name"], "from-file");
+    assert_eq!(job["time_limit_s"], 600, "the flag overrides the file");
+    assert_eq!(job["priority"], "high");
+    assert_eq!(job["gpu_models"], serde_json::json!(["H200"]));
+    let file_job = job["id"].as_i64().unwrap();
+    assert_eq!(wait_ended(c, file_job)["state"], "succeeded");
+    assert!(ok(c, &["logs", &file_job.to_string()]).contains("file-job-"));
+
+    // An unknown key in a job file is an error naming it (exit 1: the file, not the flags).
+    std::fs::write(&file, "gpus = 1\ngpu = 2\ncommand = [\"true\"]\n").unwrap();
+    let bad = haneul_env(c, &[], &["submit", "--file", f]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("unknown field `gpu`"), "{err}");
+
+    // Dependencies: afterok on a failing parent fails the child with a reason naming the
+    // parent; afterany runs after it whatever its end.
+    let parent = json(
+        c,
+        &[
+            "submit",
+            "--gpus",
+            "1",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1; exit 3",
+        ],
+    )["id"]
+        .as_i64()
+        .unwrap();
+    let dep_ok = format!("afterok:{parent}");
+    let dep_any = format!("afterany:{parent}");
+    let child_ok = json(
+        c,
+        &[
+            "submit",
+            "--dependency",
+            &dep_ok,
+            "--gpus",
+            "1",
+            "--json",
+            "--",
+            "echo",
+            "never",
+        ],
+    );
+    assert_eq!(child_ok["state"], "queued");
+    assert_eq!(
+        child_ok["dependencies"],
+        serde_json::json!([{"kind": "afterok", "job": parent}])
+    );
+    let child_any = json(
+        c,
+        &[
+            "submit",
+            "--dependency",
+            &dep_any,
+            "--cpus-per-task",
+            "1",
+            "--json",
+            "--",
+            "echo",
+            "after-any",
+        ],
+    )["id"]
+        .as_i64()
+        .unwrap();
+    // While the parent runs the children wait.
+    let early = json(c, &["show", &child_any.to_string(), "--json"]);
+    assert_eq!(
+        early["attempts"].as_array().map(Vec::len),
+        Some(0),
+        "{early}"
+    );
+    let p = wait_ended(c, parent);
+    assert_eq!(p["state"], "failed");
+    let failed = wait_ended(c, child_ok["id"].as_i64().unwrap());
+    assert_eq!(failed["state"], "failed");
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("afterok:{parent}")),
+        "reason: {reason}"
+    );
+    let any = wait_ended(c, child_any);
+    assert_eq!(any["state"], "succeeded", "{any}");
+    let started_any = any["attempts"][0]["started_at"].as_i64().unwrap();
+    assert!(started_any >= p["updated_at"].as_i64().unwrap());
+    // A parent that does not exist is refused at once, naming the flag.
+    let missing = haneul_env(
+        c,
+        &[],
+        &[
+            "submit",
+            "--dependency",
+            "afterok:999999",
+            "--gpus",
+            "1",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--dependency"));
+
+    // An array of three with at most one running: three jobs, each with its task id in the
+    // environment, each after the previous one.
+    let arr = json(
+        c,
+        &[
+            "submit",
+            "--array",
+            "0-2%1",
+            "--gpus",
+            "1",
+            "--name",
+            "sweep",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo task=$SLURM_ARRAY_TASK_ID/$HANEUL_ARRAY_TASK_COUNT",
+        ],
+    );
+    let arr = arr.as_array().expect("an array of jobs").clone();
+    assert_eq!(arr.len(), 3);
+    assert_eq!(arr[1]["name"], "sweep[1]");
+    assert_eq!(
+        arr[2]["dependencies"],
+        serde_json::json!([{"kind": "afterany", "job": arr[1]["id"]}])
+    );
+    let mut windows = Vec::new();
+    for (i, j) in arr.iter().enumerate() {
+        let id = j["id"].as_i64().unwrap();
+        let done = wait_ended(c, id);
+        assert_eq!(done["state"], "succeeded", "{done}");
+        let a = &done["attempts"][0];
+        windows.push((
+            a["started_at"].as_i64().unwrap(),
+            a["ended_at"].as_i64().unwrap(),
+        ));
+        let logs = ok(c, &["logs", &id.to_string()]);
+        assert!(logs.contains(&format!("task={i}/3")), "task {i}: {logs}");
+    }
+    assert!(
+        windows[1].0 >= windows[0].1 && windows[2].0 >= windows[1].1,
+        "{windows:?}"
+    );
+
+    // whoami as the demo user; usage counts what ran.
+    let me = json(c, &["whoami", "--json"]);
+    assert_eq!(me["role"], "member");
+    assert_eq!(me["name"], "demo");
+    let usage = json(c, &["usage", "--json"]);
+    assert!(
+        usage
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["gpu_model"] == "H200" && u["gpu_hours"].as_f64().unwrap() > 0.0),
+        "{usage}"
+    );
+
+    // Operator commands with the centre admin's token.
+    let admin = data.join("server/admin.token");
+    let admin = admin.to_str().unwrap();
+    let op = |args: &[&str]| -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--token-file", admin, "--json"]);
+        json(c, &all)
+    };
+    let nodes = op(&["node", "list"]);
+    let node = nodes[0]["id"].as_i64().unwrap().to_string();
+    assert_eq!(op(&["node", "drain", &node])[0]["state"], "draining");
+    assert_eq!(op(&["node", "show", &node])[0]["state"], "draining");
+    assert_eq!(op(&["node", "resume", &node])[0]["state"], "up");
+    let projects = op(&["project", "list"]);
+    let project = projects[0]["id"].as_i64().unwrap();
+    let org = projects[0]["org"].as_i64().unwrap().to_string();
+    let set = op(&[
+        "project",
+        "set-quota",
+        &project.to_string(),
+        "--quota",
+        "H200=2:4",
+    ]);
+    assert_eq!(
+        set[0]["quotas"],
+        serde_json::json!([{"gpu_model": "H200", "guaranteed_milli": 2000, "borrow_limit_milli": 4000}])
+    );
+    let created = op(&[
+        "project", "create", "--org", &org, "--name", "second", "--quota", "H200=1",
+    ]);
+    let second = created[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        op(&["project", "show", &second.to_string()])[0]["name"],
+        "second"
+    );
+    let user = op(&[
+        "user",
+        "create",
+        "--name",
+        "kim",
+        "--role",
+        "member",
+        "--org",
+        &org,
+        "--project",
+        &second.to_string(),
+    ]);
+    let uid = user[0]["id"].as_i64().unwrap().to_string();
+    assert_eq!(
+        op(&["user", "show", &uid])[0]["projects"],
+        serde_json::json!([second])
+    );
+    assert!(op(&["user", "list"]).as_array().unwrap().len() >= 3);
+    let kim_token = dir_path.join("kim.token");
+    let tok = op(&[
+        "token",
+        "create",
+        "--user",
+        &uid,
+        "--name",
+        "test",
+        "--out",
+        kim_token.to_str().unwrap(),
+    ]);
+    assert!(tok["secret"].is_null(), "the secret went to the file only");
+    let kim = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--token-file", kim_token.to_str().unwrap()]);
+        haneul_env(c, &[], &all)
+    };
+    let kim_me = kim(&["whoami", "--json"]);
+    assert!(kim_me.status.success());
+    assert!(String::from_utf8_lossy(&kim_me.stdout).contains("\"kim\""));
+    let tid = tok["token"]["id"].as_i64().unwrap();
+    assert!(
+        op(&["token", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == tid)
+    );
+    assert!(op(&["token", "revoke", &tid.to_string()])[0]["revoked_at"].is_i64());
+    let revoked = kim(&["whoami"]);
+    assert_eq!(revoked.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("--token-file"));
+    // A member may not drain nodes: exit 1, with what to do.
+    let denied = haneul_env(c, &[], &["node", "drain", &node]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("haneul whoami"));
+    assert!(
+        op(&["pool", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "local")
+    );
+    let audit = op(&["audit", "list", "--action", "node.", "--limit", "1"]);
+    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+    assert!(audit[0]["action"].as_str().unwrap().starts_with("node."));
+    assert!(op(&["audit", "verify"])["entries"].as_i64().unwrap() > 10);
+
+    // Errors in both languages; usage mistakes are exit 2, failures exit 1.
+    let ko = [("LANG", "ko_KR.UTF-8")];
+    let e = haneul_env(c, &ko, &["show", "999999"]);
+    assert_eq!(e.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(err.starts_with("오류: "), "{err}");
+    assert!(err.contains("`haneul queue` 로"), "{err}");
+    let e = haneul_env(c, &[], &["show", "999999"]);
+    assert!(String::from_utf8_lossy(&e.stderr).starts_with("error: "));
+    let e = haneul_env(
+        c,
+        &ko,
+        &["submit", "--gpus", "1", "--time", "5w", "--", "true"],
+    );
+    assert_eq!(e.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        err.contains("--time:") && err.contains("받은 값: `5w`"),
+        "{err}"
+    );
+    let e = haneul_env(
+        c,
+        &[("LC_ALL", "en_US.UTF-8"), ("LANG", "ko_KR.UTF-8")],
+        &["submit", "--gpus", "1", "--time", "5w", "--", "true"],
+    );
+    assert!(String::from_utf8_lossy(&e.stderr).contains("expected e.g. 90s"));
+    let help = haneul_env(c, &ko, &["--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("작업 제출"));
+
+    // Completions and colour: scripts for each shell; no escape codes when not a terminal.
+    for shell in ["bash", "zsh", "fish"] {
+        let out = haneul_env(c, &[], &["completions", shell]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("submit"));
+    }
+    let q = haneul_env(c, &[], &["queue"]);
+    assert!(!String::from_utf8_lossy(&q.stdout).contains('\x1b'));
+
+    drop(up);
+    let left = processes_under(&dir_path);
+    assert!(left.is_empty(), "processes left: {left:?}");
+    eprintln!("job files test took {:?}", started.elapsed());
+}
