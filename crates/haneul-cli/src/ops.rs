@@ -17,6 +17,18 @@ fn role_str(r: haneul_api::Role) -> String {
         .unwrap_or_default()
 }
 
+/// One object: as itself in JSON (like `haneul show`), as a one-row table otherwise.
+fn one<T: serde::Serialize>(
+    api: &Api,
+    item: T,
+    table: fn(&Api, &[T]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if api.json {
+        return print_json(&item);
+    }
+    table(api, std::slice::from_ref(&item))
+}
+
 fn ids(v: &[i64]) -> String {
     v.iter()
         .map(|i| i.to_string())
@@ -157,7 +169,7 @@ pub fn project(args: ProjectArgs) -> anyhow::Result<()> {
                 "/v1/projects",
                 Some(json!({"org": org, "name": name, "weight": weight, "quotas": quotas})),
             )?;
-            print_projects(&api, &[p])
+            one(&api, p, print_projects)
         }
         ProjectCmd::List => {
             let ps: Vec<Project> = api.call("GET", "/v1/projects", None)?;
@@ -165,7 +177,7 @@ pub fn project(args: ProjectArgs) -> anyhow::Result<()> {
         }
         ProjectCmd::Show { id } => {
             let p: Project = api.call("GET", &format!("/v1/projects/{id}"), None)?;
-            print_projects(&api, &[p])
+            one(&api, p, print_projects)
         }
         ProjectCmd::SetQuota { id, quota } => {
             let quotas = quota
@@ -177,7 +189,7 @@ pub fn project(args: ProjectArgs) -> anyhow::Result<()> {
                 &format!("/v1/projects/{id}/quotas"),
                 Some(json!({ "quotas": quotas })),
             )?;
-            print_projects(&api, &[p])
+            one(&api, p, print_projects)
         }
     }
 }
@@ -256,7 +268,7 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
                 "/v1/users",
                 Some(json!({"name": name, "role": role, "org": org, "projects": project})),
             )?;
-            print_users(&api, &[u])
+            one(&api, u, print_users)
         }
         UserCmd::List => {
             let us: Vec<User> = api.call("GET", "/v1/users", None)?;
@@ -264,7 +276,7 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
         }
         UserCmd::Show { id } => {
             let u: User = api.call("GET", &format!("/v1/users/{id}"), None)?;
-            print_users(&api, &[u])
+            one(&api, u, print_users)
         }
     }
 }
@@ -386,7 +398,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         }
         TokenCmd::Revoke { id } => {
             let tk: Token = api.call("DELETE", &format!("/v1/tokens/{id}"), None)?;
-            print_tokens(&api, &[tk])
+            one(&api, tk, print_tokens)
         }
     }
 }
@@ -453,7 +465,7 @@ pub fn pool(args: PoolArgs) -> anyhow::Result<()> {
                 "/v1/pools",
                 Some(json!({"name": name, "owner": owner, "lending": lending})),
             )?;
-            print_pools(&api, &[p])
+            one(&api, p, print_pools)
         }
         PoolCmd::List => {
             let ps: Vec<Pool> = api.call("GET", "/v1/pools", None)?;
@@ -532,7 +544,7 @@ pub fn node(args: NodeArgs) -> anyhow::Result<()> {
         NodeCmd::Drain { id } => set(id, "draining")?,
         NodeCmd::Resume { id } => set(id, "up")?,
     };
-    print_nodes(&api, &[n])
+    one(&api, n, print_nodes)
 }
 
 // --- audit ---

@@ -66,7 +66,11 @@ fn readme_quick_start_as_written() {
         "the quick start begins with the build (done by cargo test): {}",
         commands[0]
     );
-    assert!(commands[1].starts_with("target/release/haneul up"), "{}", commands[1]);
+    assert!(
+        commands[1].starts_with("target/release/haneul up"),
+        "{}",
+        commands[1]
+    );
     assert!(
         commands.iter().any(|c| c.contains("haneul logs")),
         "the quick start reads a job's logs"

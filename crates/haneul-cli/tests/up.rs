@@ -467,9 +467,9 @@ fn job_files_dependencies_arrays_and_operator_commands() {
     };
     let nodes = op(&["node", "list"]);
     let node = nodes[0]["id"].as_i64().unwrap().to_string();
-    assert_eq!(op(&["node", "drain", &node])[0]["state"], "draining");
-    assert_eq!(op(&["node", "show", &node])[0]["state"], "draining");
-    assert_eq!(op(&["node", "resume", &node])[0]["state"], "up");
+    assert_eq!(op(&["node", "drain", &node])["state"], "draining");
+    assert_eq!(op(&["node", "show", &node])["state"], "draining");
+    assert_eq!(op(&["node", "resume", &node])["state"], "up");
     let projects = op(&["project", "list"]);
     let project = projects[0]["id"].as_i64().unwrap();
     let org = projects[0]["org"].as_i64().unwrap().to_string();
@@ -481,15 +481,15 @@ fn job_files_dependencies_arrays_and_operator_commands() {
         "H200=2:4",
     ]);
     assert_eq!(
-        set[0]["quotas"],
+        set["quotas"],
         serde_json::json!([{"gpu_model": "H200", "guaranteed_milli": 2000, "borrow_limit_milli": 4000}])
     );
     let created = op(&[
         "project", "create", "--org", &org, "--name", "second", "--quota", "H200=1",
     ]);
-    let second = created[0]["id"].as_i64().unwrap();
+    let second = created["id"].as_i64().unwrap();
     assert_eq!(
-        op(&["project", "show", &second.to_string()])[0]["name"],
+        op(&["project", "show", &second.to_string()])["name"],
         "second"
     );
     let user = op(&[
@@ -504,9 +504,9 @@ fn job_files_dependencies_arrays_and_operator_commands() {
         "--project",
         &second.to_string(),
     ]);
-    let uid = user[0]["id"].as_i64().unwrap().to_string();
+    let uid = user["id"].as_i64().unwrap().to_string();
     assert_eq!(
-        op(&["user", "show", &uid])[0]["projects"],
+        op(&["user", "show", &uid])["projects"],
         serde_json::json!([second])
     );
     assert!(op(&["user", "list"]).as_array().unwrap().len() >= 3);
@@ -538,7 +538,7 @@ fn job_files_dependencies_arrays_and_operator_commands() {
             .iter()
             .any(|t| t["id"] == tid)
     );
-    assert!(op(&["token", "revoke", &tid.to_string()])[0]["revoked_at"].is_i64());
+    assert!(op(&["token", "revoke", &tid.to_string()])["revoked_at"].is_i64());
     let revoked = kim(&["whoami"]);
     assert_eq!(revoked.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&revoked.stderr).contains("--token-file"));
