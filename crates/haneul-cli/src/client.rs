@@ -174,6 +174,8 @@ fn flag_of(field: &str) -> Option<&'static str> {
     let base = field.split(['[', '.']).next().unwrap_or(field);
     Some(match base {
         "gpu_models" => "--gpu-model",
+        "state" => "--state",
+        "limit" => "--limit",
         "time_limit_s" => "--time",
         "priority" => "--priority",
         "dependencies" => "--dependency",
@@ -427,15 +429,42 @@ pub fn whoami(args: WhoamiArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  haneul queue\n  haneul queue --json")]
+#[command(after_help = "Examples:
+  haneul queue
+  haneul queue --state running --project 3
+  haneul queue --limit 1000 --json")]
 pub struct QueueArgs {
+    /// Only jobs in this state: queued, running, stopping, succeeded, failed, cancelled,
+    /// timed_out.
+    #[arg(long)]
+    state: Option<String>,
+    /// Only this project's jobs.
+    #[arg(long)]
+    project: Option<i64>,
+    /// At most this many jobs, newest first (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
     #[command(flatten)]
     conn: Conn,
 }
 
 pub fn queue(args: QueueArgs) -> anyhow::Result<()> {
     let api = args.conn.open()?;
-    let list: JobList = api.call("GET", "/v1/jobs", None)?;
+    let mut query = format!("/v1/jobs?limit={}", args.limit);
+    if let Some(s) = &args.state {
+        // The server names the field; a value outside the URL's safe set cannot be a state.
+        if !s.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            return Err(UsageError(format!(
+                "--state: use queued, running, stopping, succeeded, failed, cancelled or timed_out, not `{s}`"
+            ))
+            .into());
+        }
+        query.push_str(&format!("&state={s}"));
+    }
+    if let Some(p) = args.project {
+        query.push_str(&format!("&project={p}"));
+    }
+    let list: JobList = api.call("GET", &query, None)?;
     if api.json {
         return print_json(&list.jobs);
     }

@@ -443,6 +443,26 @@ fn job_files_dependencies_arrays_and_operator_commands() {
         "{windows:?}"
     );
 
+    // squeue-like filters.
+    let failed_jobs = json(c, &["queue", "--state", "failed", "--json"]);
+    let failed_ids: Vec<i64> = failed_jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_i64().unwrap())
+        .collect();
+    assert!(failed_ids.contains(&parent) && !failed_ids.contains(&child_any));
+    assert_eq!(
+        json(c, &["queue", "--limit", "2", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let bad_state = haneul_env(c, &[], &["queue", "--state", "done"]);
+    assert_eq!(bad_state.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_state.stderr).contains("--state"));
+
     // whoami as the demo user; usage counts what ran.
     let me = json(c, &["whoami", "--json"]);
     assert_eq!(me["role"], "member");
