@@ -103,7 +103,8 @@ pub fn parse_time(s: &str) -> anyhow::Result<u64> {
 pub fn parse_dependency(s: &str) -> Result<Vec<(String, i64)>, UsageError> {
     let bad = || UsageError(t(M::BadDependency).arg("value", s).text());
     let mut out = Vec::new();
-    for part in s.split([',', '?']).filter(|p| !p.is_empty()) {
+    // Slurm's `?` (any one of several) is not offered: every listed dependency must hold.
+    for part in s.split(',').filter(|p| !p.is_empty()) {
         let mut fields = part.split(':');
         let kind = fields.next().unwrap_or_default();
         if kind != "afterok" && kind != "afterany" {
