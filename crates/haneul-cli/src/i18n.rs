@@ -150,6 +150,58 @@ catalogue! {
         en: "{message}; `haneul usage` shows what is left on each award",
         ko: "{message}; `haneul usage` 로 과제별 남은 GPU 시간을 확인하세요"
     }
+    // `haneul up`.
+    UpServerStopped {
+        en: "the server stopped at start; see {log} (is {listen} already in use? try --listen 127.0.0.1:OTHER_PORT)",
+        ko: "서버가 시작하자마자 멈췄습니다; {log} 를 보세요 ({listen} 이 이미 사용 중인가요? --listen 127.0.0.1:다른_포트 를 써 보세요)"
+    }
+    UpNoHealthz {
+        en: "the server did not answer /healthz within 30 s; see {log}",
+        ko: "서버가 30초 안에 /healthz 에 응답하지 않았습니다; {log} 를 보세요"
+    }
+    UpChildStoppedAtStart {
+        en: "the {who} stopped at start; see {log}",
+        ko: "{who} 가 시작하자마자 멈췄습니다; {log} 를 보세요"
+    }
+    UpNodeNotUp {
+        en: "the agent's node did not come up within 30 s; see {log}",
+        ko: "에이전트의 노드가 30초 안에 올라오지 않았습니다; {log} 를 보세요"
+    }
+    UpChildStopped {
+        en: "the {who} stopped; see {log}",
+        ko: "{who} 가 멈췄습니다; {log} 를 보세요"
+    }
+    UpReusing { en: "reusing the demo centre in {dir}", ko: "{dir} 의 데모 센터를 다시 씁니다" }
+    UpCreated {
+        en: "created organisation `demo`, project `demo` and user `demo`",
+        ko: "기관 `demo`, 프로젝트 `demo`, 사용자 `demo` 를 만들었습니다"
+    }
+    UpSimulatingAsked {
+        en: "simulating {gpus} GPUs as asked (the machine's real GPUs are not used)",
+        ko: "요청대로 GPU {gpus} 를 시뮬레이션합니다 (이 머신의 실제 GPU 는 쓰지 않습니다)"
+    }
+    UpSimulatingNoGpu {
+        en: "no nvidia-smi on this machine: SIMULATING {gpus} GPUs (tasks get CUDA_VISIBLE_DEVICES but no real GPU)",
+        ko: "이 머신에 nvidia-smi 가 없습니다: GPU {gpus} 를 시뮬레이션합니다 (작업은 CUDA_VISIBLE_DEVICES 를 받지만 실제 GPU 는 없습니다)"
+    }
+    UpRealGpus { en: "using this machine's GPUs (nvidia-smi)", ko: "이 머신의 GPU 를 씁니다 (nvidia-smi)" }
+    UpBanner {
+        en: "haneul is up
+  API and portal:  {url}  (API docs at {url}/docs)
+  your token file: {token}
+  client config:   {config}
+  logs:            {dir}/{server,agent}.log
+try:  haneul submit --gpus 1 -- sh -c 'echo hello $CUDA_VISIBLE_DEVICES'   then   haneul queue
+Ctrl-C stops everything; running `haneul up` again reuses {dir}",
+        ko: "haneul 이 실행 중입니다
+  API 와 포털:     {url}  (API 문서: {url}/docs)
+  토큰 파일:       {token}
+  클라이언트 설정: {config}
+  로그:            {dir}/{server,agent}.log
+해 보기:  haneul submit --gpus 1 -- sh -c 'echo hello $CUDA_VISIBLE_DEVICES'   그 다음   haneul queue
+Ctrl-C 로 모두 멈춥니다; `haneul up` 을 다시 실행하면 {dir} 를 다시 씁니다"
+    }
+    UpStopping { en: "stopping", ko: "멈추는 중" }
     // One-line summaries of the commands (`haneul --help`).
     HelpUp {
         en: "A whole centre on this machine: server, local agent, demo project and user, client config",

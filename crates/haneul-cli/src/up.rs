@@ -4,6 +4,7 @@
 
 use crate::agent::Client;
 use crate::client::{config_path, write_config};
+use crate::i18n::{M, t};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::fs::File;
@@ -197,9 +198,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         if children.exited().is_some() {
             bail!(
-                "the server stopped at start; see {} (is {} already in use? try --listen 127.0.0.1:OTHER_PORT)",
-                data_dir.join("server.log").display(),
-                args.listen
+                "{}",
+                t(M::UpServerStopped)
+                    .arg("log", data_dir.join("server.log").display())
+                    .arg("listen", args.listen)
             );
         }
         if anon.raw("GET", "/healthz", None).is_ok() {
@@ -207,8 +209,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         if Instant::now() > until {
             bail!(
-                "the server did not answer /healthz within 30 s; see {}",
-                data_dir.join("server.log").display()
+                "{}",
+                t(M::UpNoHealthz).arg("log", data_dir.join("server.log").display())
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -240,7 +242,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let state_file = data_dir.join("up.toml");
     let state = match UpState::load(&state_file) {
         Some(s) => {
-            println!("reusing the demo centre in {}", data_dir.display());
+            println!("{}", t(M::UpReusing).arg("dir", data_dir.display()));
             s
         }
         None => {
@@ -300,7 +302,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             write_secret(&s.user_token_file, &user_token)?;
             write_secret(&s.agent_token_file, &agent_token)?;
             s.save(&state_file)?;
-            println!("created organisation `demo`, project `demo` and user `demo`");
+            println!("{}", t(M::UpCreated));
             s
         }
     };
@@ -321,16 +323,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     match &simulate {
         Some(s) => {
             if has_nvidia {
-                println!("simulating {s} GPUs as asked (the machine's real GPUs are not used)");
+                println!("{}", t(M::UpSimulatingAsked).arg("gpus", s));
             } else {
-                println!(
-                    "no nvidia-smi on this machine: SIMULATING {s} GPUs (tasks get CUDA_VISIBLE_DEVICES but no real GPU)"
-                );
+                println!("{}", t(M::UpSimulatingNoGpu).arg("gpus", s));
             }
             agent_args.push("--simulate-gpus".into());
             agent_args.push(s.clone());
         }
-        None => println!("using this machine's GPUs (nvidia-smi)"),
+        None => println!("{}", t(M::UpRealGpus)),
     }
     children.0.push((
         "agent",
@@ -346,8 +346,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         if let Some(who) = children.exited() {
             bail!(
-                "the {who} stopped at start; see {}",
-                data_dir.join(format!("{who}.log")).display()
+                "{}",
+                t(M::UpChildStoppedAtStart)
+                    .arg("who", who)
+                    .arg("log", data_dir.join(format!("{who}.log")).display())
             );
         }
         if let Ok(nodes) = api(&admin, "GET", "/v1/nodes", serde_json::Value::Null)
@@ -361,8 +363,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         if Instant::now() > until {
             bail!(
-                "the agent's node did not come up within 30 s; see {}",
-                data_dir.join("agent.log").display()
+                "{}",
+                t(M::UpNodeNotUp).arg("log", data_dir.join("agent.log").display())
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -370,33 +372,28 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let config = config_path()?;
     write_config(&config, &url, &state.user_token_file, Some(state.project))?;
-    println!("haneul is up");
-    println!("  API and portal:  {url}  (API docs at {url}/docs)");
-    println!("  your token file: {}", state.user_token_file.display());
-    println!("  client config:   {}", config.display());
     println!(
-        "  logs:            {}/{{server,agent}}.log",
-        data_dir.display()
-    );
-    println!(
-        "try:  haneul submit --gpus 1 -- sh -c 'echo hello $CUDA_VISIBLE_DEVICES'   then   haneul queue"
-    );
-    println!(
-        "Ctrl-C stops everything; running `haneul up` again reuses {}",
-        data_dir.display()
+        "{}",
+        t(M::UpBanner)
+            .arg("url", &url)
+            .arg("token", state.user_token_file.display())
+            .arg("config", config.display())
+            .arg("dir", data_dir.display())
     );
 
     loop {
         if STOP.load(Ordering::SeqCst) {
-            println!("stopping");
+            println!("{}", t(M::UpStopping));
             children.stop();
             return Ok(());
         }
         if let Some(who) = children.exited() {
             children.stop();
             bail!(
-                "the {who} stopped; see {}",
-                data_dir.join(format!("{who}.log")).display()
+                "{}",
+                t(M::UpChildStopped)
+                    .arg("who", who)
+                    .arg("log", data_dir.join(format!("{who}.log")).display())
             );
         }
         std::thread::sleep(Duration::from_millis(100));
