@@ -2,11 +2,13 @@
 
 mod agent;
 mod bench;
+mod bench_centre;
 mod bench_engine;
 mod client;
 mod plan;
 mod server;
 mod sim;
+mod swarm;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +37,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Run the node agent: register this node's GPUs with a server and run the tasks it assigns.
     Agent(agent::AgentArgs),
+    /// Many simulated nodes in one process, for scale and fault tests (tasks run no process).
+    Swarm(swarm::SwarmArgs),
     /// A whole centre on this machine: server, local agent, demo project and user, client config.
     Up(up::UpArgs),
     /// Submit a job (like sbatch): prints its id.
@@ -87,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(args),
         Command::Server(args) => server::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Swarm(args) => swarm::run(args),
         Command::Up(args) => up::run(args),
         Command::Submit(args) => client::submit(args),
         Command::Queue(args) => client::queue(args),
