@@ -32,7 +32,7 @@ pub struct CentreArgs {
     #[arg(long, default_value_t = 100_000)]
     queued: usize,
     /// Simulated run time of backlog jobs: uniform in MIN..MAX seconds.
-    #[arg(long, default_value = "120..360")]
+    #[arg(long, default_value = "10..200")]
     backlog_runtime: String,
     /// Length of the measured phase in seconds.
     #[arg(long, default_value_t = 60)]
@@ -88,7 +88,7 @@ pub fn run(args: CentreArgs) -> anyhow::Result<()> {
         .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
         .filter(|(a, b)| a <= b)
         .ok_or_else(|| {
-            anyhow::anyhow!("--backlog-runtime: expected MIN..MAX seconds, e.g. 120..360")
+            anyhow::anyhow!("--backlog-runtime: expected MIN..MAX seconds, e.g. 10..200")
         })?;
     if args.nodes == 0 || args.rate == 0 || args.seconds == 0 {
         bail!("--nodes, --rate and --seconds must be at least 1");
@@ -250,6 +250,9 @@ async fn measure(
         s.await??;
     }
     let prefill_s = t0.elapsed().as_secs_f64();
+
+    // The server's gauges are refreshed every 2 s; let them catch up with the backlog.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
 
     // The measured phase: a steady stream from the second project.
     let metrics_before = scrape(addr).await;
