@@ -108,6 +108,15 @@ pub fn run(args: CentreArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.database {
         cmd.arg("--database").arg(url);
     }
+    // An interrupted bench must not leave its server running.
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn().context("cannot start haneul server")?;
     let stdout = child.stdout.take().expect("piped");
     let server = ServerProc(child);
