@@ -14,6 +14,9 @@ pub enum BenchCommand {
     Openb(OpenbArgs),
     /// Time a full scheduling pass over a large fleet and queue, and an incremental one.
     Engine(crate::bench_engine::EngineArgs),
+    /// A whole centre on this machine: a real server process, a swarm of simulated nodes, a
+    /// deep queue and a steady stream of submissions; reports submission-to-start latency.
+    Centre(crate::bench_centre::CentreArgs),
 }
 
 #[derive(Args)]
@@ -39,6 +42,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Openb(args) => openb_bench(args),
         BenchCommand::Engine(args) => crate::bench_engine::run(args),
+        BenchCommand::Centre(args) => crate::bench_centre::run(args),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod bench_centre;
 mod bench_engine;
 mod client;
 mod i18n;
@@ -11,6 +12,7 @@ mod output;
 mod plan;
 mod server;
 mod sim;
+mod swarm;
 mod up;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -48,6 +50,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Run the node agent: register this node's GPUs with a server and run the tasks it assigns.
     Agent(agent::AgentArgs),
+    /// Many simulated nodes in one process, for scale and fault tests (tasks run no process).
+    Swarm(swarm::SwarmArgs),
     /// A whole centre on this machine: server, local agent, demo project and user, client config.
     Up(up::UpArgs),
     /// Submit a job (like sbatch): prints its id.
@@ -176,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(args),
         Command::Server(args) => server::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Swarm(args) => swarm::run(args),
         Command::Up(args) => up::run(args),
         Command::Submit(args) => client::submit(args),
         Command::Queue(args) => client::queue(args),

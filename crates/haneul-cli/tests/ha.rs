@@ -77,4 +77,8 @@ fn standby_takes_over_when_the_leader_dies() {
     let mut all = first;
     all.extend(&acked);
     drain(&standby, &admin, &t, &all, Duration::from_secs(120));
+    // Nothing acknowledged lost, no attempt overlapping another, accounting equal to the
+    // attempts' GPU-seconds (docs/reliability.md).
+    let sum = common::invariants::check_acked(&standby, &admin, t.project, &all);
+    assert_eq!(sum.requeued, 0, "no job should have been requeued: {sum:?}");
 }

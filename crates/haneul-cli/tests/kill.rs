@@ -39,6 +39,7 @@ fn kill_during_burst(data: &std::path::Path, database: Option<&str>) {
         &all,
         Duration::from_secs(120),
     );
+    common::invariants::check_acked(&server, &server.admin_token(), t.project, &all);
 }
 
 #[test]

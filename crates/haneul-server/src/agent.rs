@@ -189,8 +189,10 @@ async fn assignments(
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = s.signals.assignments.subscribe();
+    let mut mine = s.signals.node_assignments(id);
     loop {
         changes.borrow_and_update();
+        mine.borrow_and_update();
         let list: Vec<Assignment> = s
             .store
             .assignments(id)
@@ -206,9 +208,20 @@ async fn assignments(
                 etag,
             }));
         }
-        // Another server may lead (HA): look again at least every second even unsignalled.
-        let nap = (deadline - now).min(Duration::from_secs(1));
-        let _ = tokio::time::timeout(nap, changes.changed()).await;
+        // Another server may lead (HA) and change the list without signalling here: a
+        // standby looks again every second. The leader signals its own changes, so it looks
+        // again unsignalled only as a safety net: with a long poll per node, a look every
+        // second is a thousand store reads a second at a centre's scale.
+        let leading = s.signals.leader.load(std::sync::atomic::Ordering::Relaxed);
+        let unsignalled = Duration::from_secs(if leading { 10 } else { 1 });
+        let nap = (deadline - now).min(unsignalled);
+        let _ = tokio::time::timeout(nap, async {
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = mine.changed() => {}
+            }
+        })
+        .await;
     }
 }
 
@@ -241,7 +254,8 @@ async fn report(
         .await?;
     if !a.state.is_live() || a.state == st::AttemptState::Stopping {
         s.signals.wake.notify_one();
-        s.signals.assignments_changed();
+        s.signals
+            .nodes_changed(a.placement.nodes().map(|n| n.0 as i64));
     }
     Ok(Json(convert::attempt(a)))
 }

@@ -38,8 +38,12 @@ pub struct ControllerConfig {
 pub struct Signals {
     /// Woken by submissions, cancellations and agent reports so a pass runs at once.
     pub wake: Notify,
-    /// Bumped whenever assignments may have changed, for agents' long polls.
+    /// Bumped when any node's assignments may have changed (nodes lost, time limits,
+    /// preemptions, cancellations), for agents' long polls.
     pub assignments: watch::Sender<u64>,
+    /// Bumped per node when only some nodes' assignments changed (starts, task exits): with
+    /// a long poll per node, one global signal per start would wake every poll in the centre.
+    node_assignments: std::sync::Mutex<BTreeMap<i64, watch::Sender<u64>>>,
     pub leader: AtomicBool,
     pub shutdown: watch::Sender<bool>,
 }
@@ -49,12 +53,30 @@ impl Signals {
         Arc::new(Signals {
             wake: Notify::new(),
             assignments: watch::channel(0).0,
+            node_assignments: Default::default(),
             leader: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
         })
     }
     pub fn assignments_changed(&self) {
         self.assignments.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver bumped when `node`'s assignments change.
+    pub fn node_assignments(&self, node: i64) -> watch::Receiver<u64> {
+        let mut map = self.node_assignments.lock().unwrap();
+        map.entry(node)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    pub fn nodes_changed(&self, nodes: impl IntoIterator<Item = i64>) {
+        let map = self.node_assignments.lock().unwrap();
+        for n in nodes {
+            if let Some(tx) = map.get(&n) {
+                tx.send_modify(|v| *v = v.wrapping_add(1));
+            }
+        }
     }
 }
 
@@ -522,7 +544,12 @@ impl Controller {
                 let _ = st.engine.cancel(JobId(j as u64), Time(now));
             }
             self.metrics.attempts_started.inc_by(started.len() as u64);
-            changed = true;
+            self.signals.nodes_changed(
+                started
+                    .iter()
+                    .flat_map(|a| a.placement.nodes())
+                    .map(|n| n.0 as i64),
+            );
         }
         for p in preemptions {
             let victim = p.victim.0 as i64;

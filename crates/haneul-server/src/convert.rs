@@ -347,6 +347,24 @@ pub fn job_spec(s: &api::JobSubmit) -> Result<JobSpec, ApiError> {
             .transpose()?,
         dependencies: dependencies(&s.dependencies)?,
     };
-    spec.validate()?;
+    spec.validate().map_err(|e| match ApiError::from(e) {
+        ApiError::BadRequest { field, reason } => ApiError::bad(submit_field(&field), reason),
+        other => other,
+    })?;
     Ok(spec)
+}
+
+/// The request field behind a job-spec field the model names, so that a 400 points at what
+/// the client sent.
+fn submit_field(model: &str) -> &str {
+    match model {
+        "gpus" => "gpus_per_task",
+        "gpu_fraction" => "gpu_fraction_milli",
+        "cpu_per_task" => "cpu_milli_per_task",
+        "memory_per_task" => "memory_mib_per_task",
+        "time_limit" => "time_limit_s",
+        "runtime_estimate" => "runtime_estimate_s",
+        "grace" => "grace_s",
+        other => other,
+    }
 }

@@ -142,6 +142,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge(limit),
                 other => ApiError::bad("body", other.body_text()),
             })?;
+        // serde would read a struct from an array by position and blame `[0]`; every body here
+        // is an object, so say that instead.
+        if bytes.trim_ascii_start().first() == Some(&b'[') {
+            return Err(ApiError::bad(
+                "body",
+                "expected a JSON object, got an array",
+            ));
+        }
         parse_json(&bytes).map(Body)
     }
 }
@@ -163,6 +171,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .map(|(name, _)| name.to_string());
         let field = match (named, path.as_str()) {
             (Some(n), "." | "") => n,
+            // An unknown field's path already ends at the field itself.
+            (Some(n), p) if p == n || p.ends_with(&format!(".{n}")) => p.to_string(),
             (Some(n), p) => format!("{p}.{n}"),
             (None, "." | "") => "body".to_string(),
             (None, p) => p.to_string(),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod invariants;
+
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,12 +22,22 @@ pub struct Server {
 impl Server {
     /// Starts `haneul server` on a free loopback port and waits for /healthz.
     pub fn start(data_dir: &Path, database: Option<&str>, extra: &[&str]) -> Server {
+        Self::start_on(data_dir, database, "127.0.0.1:0", extra)
+    }
+
+    /// Starts `haneul server` on `listen` (a restarted server keeps its clients' address).
+    pub fn start_on(
+        data_dir: &Path,
+        database: Option<&str>,
+        listen: &str,
+        extra: &[&str],
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_haneul"));
         cmd.arg("server")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

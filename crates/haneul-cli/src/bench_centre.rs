@@ -1,0 +1,391 @@
+//! `haneul bench centre`: the scale run of a whole centre on one machine. A real `haneul server`
+//! process (this binary), a swarm of simulated nodes in this process, a deep queue of backlog
+//! jobs and a steady stream of submissions from a second project. Fair share puts the stream's
+//! jobs first whenever a GPU frees, so their submission-to-start time measures the control
+//! plane (commit, scheduling pass, assignment, the agent's pickup and start report) at full
+//! scale rather than the backlog's length.
+
+use crate::swarm::{self, Api, SwarmConfig, SwarmStats};
+use anyhow::{Context, bail};
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    haneul bench centre                                   # 1,250 x 8 H200, 100,000 queued, 60 s\n  \
+    haneul bench centre --nodes 16 --queued 500 --seconds 3 --json")]
+pub struct CentreArgs {
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 1250)]
+    nodes: usize,
+    /// GPUs of each node, COUNTxMODEL.
+    #[arg(long, default_value = "8xH200")]
+    gpus: String,
+    /// Backlog jobs (one GPU each) submitted before the measured phase.
+    #[arg(long, default_value_t = 100_000)]
+    queued: usize,
+    /// Simulated run time of backlog jobs: uniform in MIN..MAX seconds.
+    #[arg(long, default_value = "10..200")]
+    backlog_runtime: String,
+    /// Length of the measured phase in seconds.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Stream submissions per second during the measured phase (one GPU, `sleep 30` each).
+    #[arg(long, default_value_t = 20)]
+    rate: u32,
+    /// A PostgreSQL URL for the server instead of SQLite in a scratch directory.
+    #[arg(long)]
+    database: Option<String>,
+    /// Print one JSON object instead of lines for people.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The server child: SIGTERM and wait when dropped.
+struct ServerProc(Child);
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the child this process started.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Resident and peak resident memory of a process, in MiB, from /proc.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub fn run(args: CentreArgs) -> anyhow::Result<()> {
+    let inventory = haneul_agent::gpus::parse_simulated(&args.gpus)
+        .map_err(|e| anyhow::anyhow!("--gpus: {e}"))?;
+    let (lo, hi) = args
+        .backlog_runtime
+        .split_once("..")
+        .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
+        .filter(|(a, b)| a <= b)
+        .ok_or_else(|| {
+            anyhow::anyhow!("--backlog-runtime: expected MIN..MAX seconds, e.g. 10..200")
+        })?;
+    if args.nodes == 0 || args.rate == 0 || args.seconds == 0 {
+        bail!("--nodes, --rate and --seconds must be at least 1");
+    }
+    swarm::raise_fd_limit();
+    let dir = std::env::temp_dir().join(format!("haneul-centre-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).context("cannot create the scratch directory")?;
+    let exe = std::env::current_exe().context("cannot find this binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--node-timeout", "120"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(url) = &args.database {
+        cmd.arg("--database").arg(url);
+    }
+    // An interrupted bench must not leave its server running.
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start haneul server")?;
+    let stdout = child.stdout.take().expect("piped");
+    let server = ServerProc(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr: std::net::SocketAddr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("the server did not say where it listens")?
+        .parse()?;
+    let admin = std::fs::read_to_string(dir.join("admin.token"))
+        .context("no admin token: use a fresh --database")?
+        .trim()
+        .to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(measure(
+        &args,
+        addr,
+        admin,
+        server.0.id(),
+        inventory,
+        (lo, hi),
+    ));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = result?;
+    if args.json {
+        println!("{out}");
+    } else {
+        for (k, v) in out.as_object().expect("an object") {
+            println!("{k:32} {v}");
+        }
+    }
+    Ok(())
+}
+
+async fn must(api: &Api, path: &str, body: Value) -> anyhow::Result<Value> {
+    let (_, stop) = watch::channel(false);
+    api.retrying(&stop, "POST", path, Some(&body))
+        .await
+        .map_err(|e| anyhow::anyhow!("POST {path}: {e}"))
+}
+
+async fn get(api: &Api, path: &str) -> anyhow::Result<Value> {
+    let (_, stop) = watch::channel(false);
+    api.retrying::<(), _>(&stop, "GET", path, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("GET {path}: {e}"))
+}
+
+async fn measure(
+    args: &CentreArgs,
+    addr: std::net::SocketAddr,
+    admin: String,
+    server_pid: u32,
+    inventory: Vec<haneul_agent::gpus::Gpu>,
+    (lo, hi): (u64, u64),
+) -> anyhow::Result<Value> {
+    let api = Arc::new(Api::new(addr, admin.clone()));
+    let org =
+        must(&api, "/v1/orgs", json!({"name": "bench", "country": "KR"})).await?["id"].clone();
+    let backlog =
+        must(&api, "/v1/projects", json!({"org": org, "name": "backlog"})).await?["id"].clone();
+    let stream =
+        must(&api, "/v1/projects", json!({"org": org, "name": "stream"})).await?["id"].clone();
+    let user = must(
+        &api,
+        "/v1/users",
+        json!({"name": "bench", "role": "member", "org": org, "projects": [backlog, stream]}),
+    )
+    .await?["id"]
+        .clone();
+    let user_token = must(&api, "/v1/tokens", json!({"user": user})).await?["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let agents =
+        must(&api, "/v1/users", json!({"name": "swarm", "role": "agent"})).await?["id"].clone();
+    let agent_token = must(&api, "/v1/tokens", json!({"user": agents})).await?["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    // The swarm, in this process.
+    let stats = Arc::new(SwarmStats::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cfg = SwarmConfig {
+        addr,
+        token: agent_token,
+        nodes: args.nodes,
+        gpus: inventory.len() as i64,
+        gpu_model: inventory[0].model.clone(),
+        name_prefix: "sim".into(),
+        pool: "default".into(),
+        nodes_per_block: 32,
+        connections: 16,
+        heartbeat: None,
+        poll_wait: Duration::from_secs(30),
+        events: None,
+    };
+    let swarm = tokio::spawn(swarm::run_swarm(cfg, stats.clone(), stop_rx));
+    let t0 = Instant::now();
+    while stats.registered.load(Ordering::Relaxed) < args.nodes as u64 {
+        if swarm.is_finished() {
+            bail!("the swarm stopped while registering");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let register_s = t0.elapsed().as_secs_f64();
+    // Let the controller take the fleet in before jobs arrive (a job no node fits fails).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The backlog, from 16 connections.
+    let user_api = Arc::new(Api::new(addr, user_token));
+    let t0 = Instant::now();
+    let mut subs = Vec::new();
+    for w in 0..16usize {
+        let (api, backlog) = (user_api.clone(), backlog.clone());
+        let mine = (w..args.queued).step_by(16).count();
+        subs.push(tokio::spawn(async move {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42 + w as u64);
+            for _ in 0..mine {
+                let secs = rng.random_range(lo..=hi);
+                let body = json!({"project": backlog, "gpus_per_task": 1,
+                                  "command": ["sleep", secs.to_string()]});
+                must(&api, "/v1/jobs", body).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for s in subs {
+        s.await??;
+    }
+    let prefill_s = t0.elapsed().as_secs_f64();
+
+    // The server's gauges are refreshed every 2 s; let them catch up with the backlog.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // The measured phase: a steady stream from the second project.
+    let metrics_before = scrape(addr).await;
+    let beats0 = stats.heartbeats.load(Ordering::Relaxed);
+    let beat_errors0 = stats.heartbeat_errors.load(Ordering::Relaxed);
+    let started0 = stats.started.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let gap = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let total = args.rate as u64 * args.seconds;
+    let mut tick = tokio::time::interval(gap);
+    let mut pending = Vec::new();
+    let mut rss_max: f64 = 0.0;
+    let mut last_sample = Instant::now();
+    for _ in 0..total {
+        tick.tick().await;
+        let (api, stream) = (user_api.clone(), stream.clone());
+        pending.push(tokio::spawn(async move {
+            let body = json!({"project": stream, "gpus_per_task": 1, "command": ["sleep", "30"]});
+            let sent = Instant::now();
+            let v = must(&api, "/v1/jobs", body).await?;
+            anyhow::Ok((v["id"].as_i64().unwrap_or(0), sent.elapsed()))
+        }));
+        if last_sample.elapsed() >= Duration::from_secs(1) {
+            rss_max = rss_max.max(memory_mib(server_pid).0);
+            last_sample = Instant::now();
+        }
+    }
+    let mut ids = Vec::new();
+    let mut ack_ms = Vec::new();
+    for p in pending {
+        let (id, took) = p.await??;
+        ids.push(id);
+        ack_ms.push(took.as_micros() as i64);
+    }
+    let phase_s = t0.elapsed().as_secs_f64();
+    let beats = stats.heartbeats.load(Ordering::Relaxed) - beats0;
+    let beat_errors = stats.heartbeat_errors.load(Ordering::Relaxed) - beat_errors0;
+    let started_in_phase = stats.started.load(Ordering::Relaxed) - started0;
+    let (rss, hwm) = memory_mib(server_pid);
+    rss_max = rss_max.max(rss);
+    let metrics_after = scrape(addr).await;
+
+    // Every stream job's submission, assignment and start, from the server's own records.
+    let mut to_assign = Vec::new();
+    let mut to_start = Vec::new();
+    let mut unstarted = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for &id in &ids {
+        loop {
+            let v = get(&api, &format!("/v1/jobs/{id}")).await?;
+            let submitted = v["job"]["submitted_at"].as_i64().unwrap_or(0);
+            let first = &v["attempts"][0];
+            if let (Some(created), Some(started)) =
+                (first["created_at"].as_i64(), first["started_at"].as_i64())
+            {
+                to_assign.push(created - submitted);
+                to_start.push(started - submitted);
+                break;
+            }
+            if Instant::now() > deadline {
+                unstarted += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    to_assign.sort_unstable();
+    to_start.sort_unstable();
+    ack_ms.sort_unstable();
+    stop_tx.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), swarm).await;
+
+    let delta = |name: &str| metric(&metrics_after, name) - metric(&metrics_before, name);
+    let passes = delta("haneul_schedule_pass_seconds_count");
+    let queued_at_start = sum_metric(&metrics_before, "haneul_queue_length{");
+    Ok(json!({
+        "backend": if args.database.is_some() { "postgres" } else { "sqlite" },
+        "nodes": args.nodes,
+        "gpus": args.nodes * inventory.len(),
+        "register_s": register_s,
+        "backlog_jobs": args.queued,
+        "backlog_submit_s": prefill_s,
+        "backlog_submissions_per_s": args.queued as f64 / prefill_s,
+        "queued_at_phase_start": queued_at_start,
+        "phase_s": phase_s,
+        "stream_jobs": ids.len(),
+        "stream_unstarted_after_60s": unstarted,
+        "submit_ack_p50_ms": percentile(&ack_ms, 0.5) as f64 / 1000.0,
+        "submit_ack_p99_ms": percentile(&ack_ms, 0.99) as f64 / 1000.0,
+        "submit_to_assign_p50_ms": percentile(&to_assign, 0.5),
+        "submit_to_assign_p99_ms": percentile(&to_assign, 0.99),
+        "submit_to_start_p50_ms": percentile(&to_start, 0.5),
+        "submit_to_start_p99_ms": percentile(&to_start, 0.99),
+        "submit_to_start_max_ms": percentile(&to_start, 1.0),
+        "attempts_started_per_s": started_in_phase as f64 / phase_s,
+        "heartbeats_per_s": beats as f64 / phase_s,
+        "heartbeats_wanted_per_s": args.nodes as f64 / 5.0,
+        "heartbeat_errors": beat_errors,
+        "schedule_passes_per_s": passes / phase_s,
+        "schedule_pass_mean_ms": 1000.0 * delta("haneul_schedule_pass_seconds_sum") / passes.max(1.0),
+        "server_rss_mib": rss,
+        "server_rss_max_mib": rss_max,
+        "server_peak_rss_mib": hwm,
+    }))
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let api = Api::new(addr, String::new());
+    match api.send("GET", "/metrics", None).await {
+        Ok((200, body)) => String::from_utf8_lossy(&body).into_owned(),
+        _ => String::new(),
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn sum_metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}

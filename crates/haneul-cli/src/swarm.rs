@@ -1,0 +1,818 @@
+//! `haneul swarm`: one process holding many simulated nodes, for scale and fault tests. Each
+//! node registers with the agent protocol, heartbeats at the server's interval and long-polls
+//! its assignments like `haneul agent`, but "runs" a task without a process: it reports the
+//! start with the fence, waits the simulated duration read from the command (`sleep N`), and
+//! reports the exit. Stops are honoured at once (exit 143).
+//!
+//! It is built to hold a whole centre on a small machine: async tasks on a two-thread runtime,
+//! one keep-alive connection per node for its long poll and a small shared pool for
+//! heartbeats and reports, never a thread per node.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use haneul_api::{AgentRegister, Assignment, AssignmentList, HeartbeatAck, Node, TaskReport};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+#[derive(Args, Clone)]
+#[command(after_help = "Examples:\n  \
+    haneul swarm --server http://127.0.0.1:8470 --token-file agent.token --nodes 1250 --gpus 8xH200\n  \
+    haneul swarm --server http://127.0.0.1:8470 --token-file agent.token --nodes 4 --events ev.jsonl\n\n\
+    A task's simulated run time is read from its command: the number after a `sleep` word (in any\n\
+    argument, so `sh -c 'sleep 2.5'` works too); its exit code from the number after an `exit`\n\
+    word, or 1 for a command `false`; otherwise it ends at once with 0.")]
+pub struct SwarmArgs {
+    /// The server's base URL (http://HOST:PORT).
+    #[arg(long, env = "HANEUL_SERVER")]
+    pub server: String,
+    /// An `agent` token.
+    #[arg(long, env = "HANEUL_TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// A file holding the `agent` token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// How many simulated nodes to hold.
+    #[arg(long, default_value_t = 1250)]
+    pub nodes: usize,
+    /// Simulated GPUs of each node, COUNTxMODEL.
+    #[arg(long, default_value = "8xH200")]
+    pub gpus: String,
+    /// Node names are PREFIX-0000, PREFIX-0001, ...; blocks PREFIX-b0, PREFIX-b1, ...
+    #[arg(long, default_value = "sim")]
+    pub name_prefix: String,
+    /// The pool every node joins.
+    #[arg(long, default_value = "default")]
+    pub pool: String,
+    /// Nodes per block (network leaf).
+    #[arg(long, default_value_t = 32)]
+    pub nodes_per_block: usize,
+    /// Connections shared by heartbeats, registrations and reports.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    /// Heartbeat period in ms (default: the interval the server asks for). Tests with a short
+    /// `--node-timeout` need a shorter one.
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// How long each assignment long poll waits for a change, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub poll_wait_ms: u64,
+    /// Append one JSON line per task start, end and refused report to this file.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    /// Print a JSON line of counters every this many seconds (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub stats_every: u64,
+}
+
+/// Counters of a running swarm, shared with whoever embeds it (`haneul bench centre`).
+#[derive(Default)]
+pub struct SwarmStats {
+    pub registered: AtomicU64,
+    pub heartbeats: AtomicU64,
+    pub heartbeat_errors: AtomicU64,
+    pub polls: AtomicU64,
+    pub poll_errors: AtomicU64,
+    pub started: AtomicU64,
+    pub finished: AtomicU64,
+    pub stopped: AtomicU64,
+    pub refused: AtomicU64,
+    pub running: AtomicI64,
+}
+
+impl SwarmStats {
+    fn json(&self) -> serde_json::Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "registered": g(&self.registered),
+            "heartbeats": g(&self.heartbeats),
+            "heartbeat_errors": g(&self.heartbeat_errors),
+            "polls": g(&self.polls),
+            "poll_errors": g(&self.poll_errors),
+            "started": g(&self.started),
+            "finished": g(&self.finished),
+            "stopped": g(&self.stopped),
+            "refused": g(&self.refused),
+            "running": self.running.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// What a swarm needs, without the command line's file handling.
+#[derive(Clone)]
+pub struct SwarmConfig {
+    pub addr: SocketAddr,
+    pub token: String,
+    pub nodes: usize,
+    pub gpus: i64,
+    pub gpu_model: String,
+    pub name_prefix: String,
+    pub pool: String,
+    pub nodes_per_block: usize,
+    pub connections: usize,
+    pub heartbeat: Option<Duration>,
+    pub poll_wait: Duration,
+    pub events: Option<PathBuf>,
+}
+
+pub fn run(args: SwarmArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => t.trim().to_string(),
+        (None, Some(p)) => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read --token-file {}", p.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => bail!("give the agent token with --token or --token-file"),
+    };
+    if token.is_empty() {
+        bail!("the agent token is empty");
+    }
+    if args.nodes == 0 || args.connections == 0 || args.nodes_per_block == 0 {
+        bail!("--nodes, --connections and --nodes-per-block must be at least 1");
+    }
+    let inventory = haneul_agent::gpus::parse_simulated(&args.gpus)
+        .map_err(|e| anyhow::anyhow!("--gpus: {e}"))?;
+    let addr = server_addr(&args.server)?;
+    raise_fd_limit();
+    let cfg = SwarmConfig {
+        addr,
+        token,
+        nodes: args.nodes,
+        gpus: inventory.len() as i64,
+        gpu_model: inventory[0].model.clone(),
+        name_prefix: args.name_prefix.clone(),
+        pool: args.pool.clone(),
+        nodes_per_block: args.nodes_per_block,
+        connections: args.connections,
+        heartbeat: args.heartbeat_ms.map(Duration::from_millis),
+        poll_wait: Duration::from_millis(args.poll_wait_ms),
+        events: args.events.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let stats = Arc::new(SwarmStats::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let began = Instant::now();
+        if args.stats_every > 0 {
+            let stats = stats.clone();
+            let every = Duration::from_secs(args.stats_every);
+            tokio::spawn(async move {
+                let mut last = 0;
+                loop {
+                    tokio::time::sleep(every).await;
+                    let beats = stats.heartbeats.load(Ordering::Relaxed);
+                    let mut line = stats.json();
+                    line["at_s"] = json!(began.elapsed().as_secs_f64());
+                    line["heartbeats_per_s"] = json!((beats - last) as f64 / every.as_secs_f64());
+                    last = beats;
+                    println!("{line}");
+                }
+            });
+        }
+        let swarm = tokio::spawn(run_swarm(cfg, stats.clone(), stop_rx));
+        shutdown_signal().await;
+        stop_tx.send_replace(true);
+        let result = swarm.await.context("the swarm panicked")?;
+        let mut line = stats.json();
+        line["at_s"] = json!(began.elapsed().as_secs_f64());
+        println!("{line}");
+        result
+    })
+}
+
+/// `http://HOST:PORT` to a socket address.
+pub fn server_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        anyhow::anyhow!("--server: expected http://HOST:PORT, got `{url}` (TLS is not supported)")
+    })?;
+    let hostport = rest.trim_end_matches('/');
+    use std::net::ToSocketAddrs;
+    hostport
+        .to_socket_addrs()
+        .with_context(|| format!("--server: cannot resolve `{hostport}`"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("--server: `{hostport}` resolves to no address"))
+}
+
+/// One long-poll connection per node: lift the soft open-file limit to the hard one.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Registers every node, then heartbeats and serves their assignments until `stop` is set.
+pub async fn run_swarm(
+    cfg: SwarmConfig,
+    stats: Arc<SwarmStats>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let events = match &cfg.events {
+        Some(p) => Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("cannot open --events {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let ctx = Arc::new(Ctx {
+        api: Api::new(cfg.addr, cfg.token.clone()),
+        stats: stats.clone(),
+        events,
+        stop: stop.clone(),
+        poll_wait: cfg.poll_wait,
+    });
+
+    // Register from `connections` workers at once.
+    let mut regs = Vec::new();
+    for w in 0..cfg.connections.min(cfg.nodes) {
+        let (ctx, cfg) = (ctx.clone(), cfg.clone());
+        regs.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in (w..cfg.nodes).step_by(cfg.connections) {
+                let reg = AgentRegister {
+                    name: format!("{}-{i:04}", cfg.name_prefix),
+                    pool: cfg.pool.clone(),
+                    block: format!("{}-b{}", cfg.name_prefix, i / cfg.nodes_per_block),
+                    gpu_model: cfg.gpu_model.clone(),
+                    gpus: cfg.gpus,
+                    gpu_memory_mib: 0,
+                    nvlink_domain: None,
+                    cpu_milli: 112_000,
+                    memory_mib: 2_000_000,
+                };
+                let node: Node = ctx
+                    .api
+                    .retrying(&ctx.stop, "POST", "/v1/agent/register", Some(&reg))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot register node {}: {e}", reg.name))?;
+                ctx.stats.registered.fetch_add(1, Ordering::Relaxed);
+                out.push((i, node.id));
+            }
+            anyhow::Ok(out)
+        }));
+    }
+    let mut nodes = Vec::with_capacity(cfg.nodes);
+    for r in regs {
+        nodes.extend(r.await.context("a registration worker panicked")??);
+    }
+    nodes.sort_unstable();
+    let nodes: Vec<i64> = nodes.into_iter().map(|(_, id)| id).collect();
+
+    let interval = match cfg.heartbeat {
+        Some(i) => i,
+        None => {
+            let beat: HeartbeatAck = ctx
+                .api
+                .retrying::<(), _>(
+                    &ctx.stop,
+                    "POST",
+                    &format!("/v1/agent/nodes/{}/heartbeat", nodes[0]),
+                    None,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("first heartbeat refused: {e}"))?;
+            Duration::from_millis(beat.interval_ms.max(100) as u64)
+        }
+    };
+
+    let mut loops = Vec::new();
+    let workers = cfg.connections.min(nodes.len());
+    for w in 0..workers {
+        let mine: Vec<i64> = nodes.iter().copied().skip(w).step_by(workers).collect();
+        loops.push(tokio::spawn(heartbeats(ctx.clone(), mine, interval)));
+    }
+    for &node in &nodes {
+        loops.push(tokio::spawn(node_loop(ctx.clone(), node)));
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+    Ok(())
+}
+
+struct Ctx {
+    api: Api,
+    stats: Arc<SwarmStats>,
+    events: Option<Mutex<std::fs::File>>,
+    stop: watch::Receiver<bool>,
+    poll_wait: Duration,
+}
+
+impl Ctx {
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// One line per event, written at once so that a SIGKILLed swarm leaves a complete record.
+    fn event(&self, line: serde_json::Value) {
+        if let Some(f) = &self.events {
+            let mut text = line.to_string();
+            text.push('\n');
+            let _ = f.lock().unwrap().write_all(text.as_bytes());
+        }
+    }
+}
+
+/// Resolves when `stop` is set.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn heartbeats(ctx: Arc<Ctx>, nodes: Vec<i64>, interval: Duration) {
+    let gap = interval / nodes.len().max(1) as u32;
+    let mut tick = tokio::time::interval(gap.max(Duration::from_micros(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn = Conn::new(ctx.api.addr);
+    loop {
+        for n in &nodes {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopped(ctx.stop.clone()) => return,
+            }
+            let path = format!("/v1/agent/nodes/{n}/heartbeat");
+            match conn
+                .call(&ctx.api.token, "POST", &path, None, REQUEST_TIMEOUT)
+                .await
+            {
+                Ok((200, _)) => {
+                    ctx.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok((s, body)) => {
+                    ctx.stats.heartbeat_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(node = n, "heartbeat answered {s}: {}", lossy(&body));
+                }
+                Err(e) => {
+                    ctx.stats.heartbeat_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(node = n, "heartbeat: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// A task this node runs (or has been told to stop).
+struct SimTask {
+    stop: watch::Sender<bool>,
+    stop_sent: bool,
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn node_loop(ctx: Arc<Ctx>, node: i64) {
+    let mut conn = Conn::new(ctx.api.addr);
+    let mut etag = "none".to_string();
+    let mut tasks: HashMap<(i64, i64, i64), SimTask> = HashMap::new();
+    let mut backoff = Duration::from_millis(100);
+    let wait_ms = ctx.poll_wait.as_millis();
+    while !ctx.stopping() {
+        let path = format!("/v1/agent/nodes/{node}/assignments?wait_ms={wait_ms}&etag={etag}");
+        let answer = tokio::select! {
+            r = conn.call(&ctx.api.token, "GET", &path, None, ctx.poll_wait + REQUEST_TIMEOUT) => r,
+            _ = stopped(ctx.stop.clone()) => break,
+        };
+        let list: AssignmentList = match answer {
+            Ok((200, body)) => match serde_json::from_slice(&body) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(node, "bad assignment list: {e}");
+                    continue;
+                }
+            },
+            other => {
+                ctx.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
+                if let Ok((s, body)) = other {
+                    tracing::warn!(node, "assignments answered {s}: {}", lossy(&body));
+                }
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        ctx.stats.polls.fetch_add(1, Ordering::Relaxed);
+        etag = list.etag;
+        // Forget ended tasks that are no longer assigned; a task cut off from the server keeps
+        // running, as a real one would, and its late reports meet the fence.
+        tasks.retain(|k, t| {
+            list.assignments
+                .iter()
+                .any(|a| (a.job, a.task, a.fence) == *k)
+                || !t.done.load(Ordering::SeqCst)
+        });
+        for a in list.assignments {
+            let key = (a.job, a.task, a.fence);
+            match a.action.as_str() {
+                "run" if !tasks.contains_key(&key) => {
+                    let (tx, rx) = watch::channel(false);
+                    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    tokio::spawn(sim_task(ctx.clone(), node, a, rx, done.clone()));
+                    tasks.insert(
+                        key,
+                        SimTask {
+                            stop: tx,
+                            stop_sent: false,
+                            done,
+                        },
+                    );
+                }
+                "stop" => match tasks.get_mut(&key) {
+                    Some(t) if !t.stop_sent => {
+                        t.stop.send_replace(true);
+                        t.stop_sent = true;
+                    }
+                    Some(_) => {}
+                    None => {
+                        // Not running here: say it has ended, once.
+                        let (tx, _) = watch::channel(true);
+                        let done = Arc::new(std::sync::atomic::AtomicBool::new(true));
+                        tasks.insert(
+                            key,
+                            SimTask {
+                                stop: tx,
+                                stop_sent: true,
+                                done,
+                            },
+                        );
+                        let ctx = ctx.clone();
+                        tokio::spawn(async move {
+                            report(&ctx, node, &a, Some(143)).await;
+                        });
+                    }
+                },
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The simulated run time and exit code of a command (see the command's help).
+pub fn simulated_run(command: &[String]) -> (Duration, i64) {
+    let words: Vec<&str> = command.iter().flat_map(|a| a.split_whitespace()).collect();
+    let after = |w: &str| {
+        words
+            .windows(2)
+            .find(|p| p[0] == w)
+            .map(|p| p[1].trim_end_matches(';'))
+    };
+    let secs = after("sleep")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(0.0);
+    let code = after("exit").and_then(|v| v.parse::<i64>().ok()).unwrap_or(
+        if command.first().is_some_and(|c| c == "false") {
+            1
+        } else {
+            0
+        },
+    );
+    (Duration::from_secs_f64(secs.min(1e7)), code)
+}
+
+async fn sim_task(
+    ctx: Arc<Ctx>,
+    node: i64,
+    a: Assignment,
+    mut stop: watch::Receiver<bool>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let ids = json!({"node": node, "job": a.job, "fence": a.fence, "task": a.task});
+    if !report(&ctx, node, &a, None).await {
+        done.store(true, Ordering::SeqCst);
+        return;
+    }
+    let mut ev = ids.clone();
+    ev["ev"] = json!("start");
+    ev["at"] = json!(now_ms());
+    ctx.event(ev);
+    ctx.stats.started.fetch_add(1, Ordering::Relaxed);
+    ctx.stats.running.fetch_add(1, Ordering::Relaxed);
+    let (run_for, code) = simulated_run(&a.command);
+    let exit = tokio::select! {
+        _ = tokio::time::sleep(run_for) => code,
+        _ = stop.wait_for(|s| *s) => {
+            ctx.stats.stopped.fetch_add(1, Ordering::Relaxed);
+            143
+        }
+        _ = stopped(ctx.stop.clone()) => {
+            // The swarm is going away: like the agent, leave it to the server to find the
+            // node lost, rather than failing the job for our shutdown.
+            ctx.stats.running.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let ended = now_ms();
+    ctx.stats.running.fetch_sub(1, Ordering::Relaxed);
+    let accepted = report(&ctx, node, &a, Some(exit)).await;
+    if accepted {
+        ctx.stats.finished.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut ev = ids;
+    ev["ev"] = json!("end");
+    ev["at"] = json!(ended);
+    ev["exit"] = json!(exit);
+    ev["accepted"] = json!(accepted);
+    ctx.event(ev);
+    done.store(true, Ordering::SeqCst);
+}
+
+/// Reports a start (`exit` None) or an exit; true when the server took it. A 4xx (409 for a
+/// stale fence) is counted, written to the events file and not retried.
+async fn report(ctx: &Ctx, node: i64, a: &Assignment, exit: Option<i64>) -> bool {
+    let body = TaskReport {
+        job: a.job,
+        fence: a.fence,
+        task: a.task,
+        exit_code: exit,
+    };
+    let path = format!("/v1/agent/nodes/{node}/reports");
+    match ctx
+        .api
+        .retrying::<_, serde_json::Value>(&ctx.stop, "POST", &path, Some(&body))
+        .await
+    {
+        Ok(_) => true,
+        Err(CallError::Status(status, text)) => {
+            ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                node,
+                job = a.job,
+                fence = a.fence,
+                "report refused {status}: {text}"
+            );
+            ctx.event(json!({"ev": "refused", "node": node, "job": a.job, "fence": a.fence,
+                             "task": a.task, "report": if exit.is_some() { "exit" } else { "start" },
+                             "status": status, "at": now_ms()}));
+            false
+        }
+        Err(CallError::Stopped) => false,
+    }
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// A 4xx answer: the request itself is refused, so retrying cannot help.
+    Status(u16, String),
+    /// The swarm was stopped while retrying.
+    Stopped,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Status(s, t) => write!(f, "answered {s}: {t}"),
+            CallError::Stopped => write!(f, "stopped"),
+        }
+    }
+}
+
+/// The server and a pool of idle keep-alive connections to it.
+pub(crate) struct Api {
+    addr: SocketAddr,
+    token: String,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl Api {
+    pub(crate) fn new(addr: SocketAddr, token: String) -> Api {
+        Api {
+            addr,
+            token,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let taken = self.idle.lock().unwrap().pop();
+        let mut conn = taken.unwrap_or_else(|| Conn::new(self.addr));
+        let r = conn
+            .call(&self.token, method, path, body, REQUEST_TIMEOUT)
+            .await;
+        if r.is_ok() {
+            self.idle.lock().unwrap().push(conn);
+        }
+        r
+    }
+
+    /// Retries connection errors and 5xx answers with backoff (100 ms to 2 s) until the swarm
+    /// stops: a server being restarted or cut off comes back, and a report must not be lost.
+    pub(crate) async fn retrying<B: Serialize, T: DeserializeOwned>(
+        &self,
+        stop: &watch::Receiver<bool>,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, CallError> {
+        let raw = body.map(|b| serde_json::to_vec(b).expect("request bodies serialise"));
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if *stop.borrow() {
+                return Err(CallError::Stopped);
+            }
+            match self.send(method, path, raw.as_deref()).await {
+                Ok((s, body)) if (200..300).contains(&s) => {
+                    let text = if body.is_empty() {
+                        b"null".as_slice()
+                    } else {
+                        &body
+                    };
+                    match serde_json::from_slice(text) {
+                        Ok(v) => return Ok(v),
+                        Err(e) => tracing::warn!("{method} {path}: bad answer: {e}"),
+                    }
+                }
+                Ok((s, body)) if (400..500).contains(&s) => {
+                    return Err(CallError::Status(s, lossy(&body)));
+                }
+                Ok((s, body)) => tracing::debug!("{method} {path}: {s}: {}", lossy(&body)),
+                Err(e) => tracing::debug!("{method} {path}: {e}"),
+            }
+            tokio::time::sleep(jitter(backoff)).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Spreads retries of many nodes so that a restarted server is not met by all of them at once.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>())
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).chars().take(300).collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A keep-alive HTTP/1.1 connection; reconnects after any failure.
+struct Conn {
+    addr: SocketAddr,
+    stream: Option<BufReader<TcpStream>>,
+}
+
+impl Conn {
+    fn new(addr: SocketAddr) -> Self {
+        Conn { addr, stream: None }
+    }
+
+    async fn call(
+        &mut self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let r = tokio::time::timeout(timeout, self.once(token, method, path, body)).await;
+        let r = r.unwrap_or_else(|_| Err(std::io::Error::other("timed out")));
+        if r.is_err() {
+            self.stream = None;
+        }
+        r
+    }
+
+    async fn once(
+        &mut self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(self.addr).await?;
+            let _ = s.set_nodelay(true);
+            self.stream = Some(BufReader::new(s));
+        }
+        let s = self.stream.as_mut().expect("connected");
+        let body = body.unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        let mut req = head.into_bytes();
+        req.extend_from_slice(body);
+        s.get_mut().write_all(&req).await?;
+        let mut line = String::new();
+        if s.read_line(&mut line).await? == 0 {
+            return Err(std::io::Error::other("connection closed"));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other("bad status line"))?;
+        let mut len = 0usize;
+        let mut close = false;
+        loop {
+            line.clear();
+            if s.read_line(&mut line).await? == 0 {
+                return Err(std::io::Error::other("connection closed in the headers"));
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                let v = v.trim();
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.parse().unwrap_or(0);
+                } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                    return Err(std::io::Error::other("chunked answers are not supported"));
+                } else if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
+                    close = true;
+                }
+            }
+        }
+        let mut buf = vec![0; len];
+        s.read_exact(&mut buf).await?;
+        if close {
+            self.stream = None;
+        }
+        Ok((status, buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::simulated_run;
+    use std::time::Duration;
+
+    fn cmd(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn run_time_and_exit_code_come_from_the_command() {
+        assert_eq!(
+            simulated_run(&cmd(&["sleep", "2.5"])),
+            (Duration::from_millis(2500), 0)
+        );
+        assert_eq!(
+            simulated_run(&cmd(&["sh", "-c", "sleep 3; exit 7"])),
+            (Duration::from_secs(3), 7)
+        );
+        assert_eq!(simulated_run(&cmd(&["false"])), (Duration::ZERO, 1));
+        assert_eq!(
+            simulated_run(&cmd(&["python", "train.py"])),
+            (Duration::ZERO, 0)
+        );
+        assert_eq!(simulated_run(&cmd(&["sleep", "-1"])), (Duration::ZERO, 0));
+    }
+}
