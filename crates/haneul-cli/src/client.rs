@@ -5,7 +5,7 @@ use crate::agent::{CallError, Client};
 use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::Table;
-use haneul_api::{Job, JobDetail, JobList, LogChunk, Project, Usage};
+use haneul_api::{AwardBalance, Job, JobDetail, JobList, LogChunk, Project};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -77,15 +77,15 @@ pub fn write_config(
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-struct Api {
+pub(crate) struct Api {
     client: Client,
     server: String,
     project: Option<i64>,
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl Conn {
-    fn open(&self) -> anyhow::Result<Api> {
+    pub(crate) fn open(&self) -> anyhow::Result<Api> {
         let path = config_path()?;
         let config = std::fs::read_to_string(&path)
             .map(|t| parse_kv(&t))
@@ -126,16 +126,27 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
 }
 
 impl Api {
-    fn call<T: serde::de::DeserializeOwned>(
+    pub(crate) fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<T> {
+        let text = self.call_text(method, path, body)?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{method} {path}: unexpected answer from the server"))
+    }
+
+    /// [`Api::call`] for answers that are not JSON (CSV statements).
+    pub(crate) fn call_text(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<String> {
         let body = body.map(|b| b.to_string());
         match self.client.raw(method, path, body.as_deref()) {
-            Ok((_, text)) => serde_json::from_str(&text)
-                .with_context(|| format!("{method} {path}: unexpected answer from the server")),
+            Ok((_, text)) => Ok(text),
             Err(CallError::Refused(status, text)) => {
                 let msg = serde_json::from_str::<Value>(&text)
                     .ok()
@@ -157,13 +168,13 @@ impl Api {
         }
     }
 
-    fn print_json(&self, v: &impl serde::Serialize) -> anyhow::Result<()> {
+    pub(crate) fn print_json(&self, v: &impl serde::Serialize) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(v)?);
         Ok(())
     }
 }
 
-fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(comfy_table::presets::NOTHING);
     t.set_header(header.iter().copied());
@@ -405,18 +416,41 @@ pub struct UsageArgs {
     conn: Conn,
 }
 
+/// Your projects' awards: granted, used (at the GPU class weights, less refunds) and left.
 pub fn usage(args: UsageArgs) -> anyhow::Result<()> {
-    let api = args.conn.open()?;
-    let usage: Vec<Usage> = api.call("GET", "/v1/usage", None)?;
+    usage_of(args.conn)
+}
+
+pub(crate) fn usage_of(conn: Conn) -> anyhow::Result<()> {
+    let api = conn.open()?;
+    let awards: Vec<AwardBalance> = api.call("GET", "/v1/balances", None)?;
     if api.json {
-        return api.print_json(&usage);
+        return api.print_json(&awards);
     }
-    let mut t = table(&["PROJECT", "GPU MODEL", "GPU-HOURS"]);
-    for u in &usage {
+    if awards.is_empty() {
+        println!("no awards: your projects run unmetered, or ask the centre for an award");
+        return Ok(());
+    }
+    let mut t = table(&[
+        "PROJECT",
+        "AWARD",
+        "GPU MODEL",
+        "GRANTED",
+        "USED",
+        "LEFT",
+        "VALID UNTIL",
+        "STATE",
+    ]);
+    for a in &awards {
         t.add_row(vec![
-            u.project.to_string(),
-            u.gpu_model.clone(),
-            format!("{:.3}", u.gpu_hours),
+            a.project_name.clone(),
+            a.award.to_string(),
+            a.gpu_model.clone(),
+            format!("{:.1}", a.gpu_hours_granted),
+            format!("{:.1}", a.gpu_hours_used),
+            format!("{:.1}", a.gpu_hours_left),
+            haneul_server::accounting::date(a.valid_until),
+            a.state.clone(),
         ]);
     }
     println!("{t}");

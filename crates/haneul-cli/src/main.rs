@@ -1,6 +1,7 @@
 //! The `haneul` binary. Each role is a subcommand with its own module.
 
 mod agent;
+mod awards;
 mod bench;
 mod bench_engine;
 mod client;
@@ -47,8 +48,22 @@ enum Command {
     Logs(client::LogsArgs),
     /// Cancel a job (like scancel).
     Cancel(client::CancelArgs),
-    /// GPU-hours used per project and GPU model (like sacct).
+    /// Your awards: GPU-hours granted, used and left, validity and state (like sacct).
     Usage(client::UsageArgs),
+    /// Organisations: register (with export screening), list, show, verify, denied parties.
+    #[command(subcommand)]
+    Org(awards::OrgCommand),
+    /// Awards: grant, list, top up or take back, underuse, notices.
+    #[command(subcommand)]
+    Award(awards::AwardCommand),
+    /// Programme calls: open with tracks, close, rank and award.
+    #[command(subcommand)]
+    Call(awards::CallCommand),
+    /// Applications to calls and reviewer scores.
+    #[command(subcommand)]
+    Application(awards::ApplicationCommand),
+    /// Monthly statement per project and organisation, as a table, JSON or CSV.
+    Statement(awards::StatementArgs),
 }
 
 /// Errors are printed as one line with their causes (`error: what: why`), never as a panic or a
@@ -94,5 +109,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => client::logs(args),
         Command::Cancel(args) => client::cancel(args),
         Command::Usage(args) => client::usage(args),
+        Command::Org(cmd) => awards::org(cmd),
+        Command::Award(cmd) => awards::award(cmd),
+        Command::Call(cmd) => awards::call(cmd),
+        Command::Application(cmd) => awards::application(cmd),
+        Command::Statement(args) => awards::statement(args),
     }
 }

@@ -96,6 +96,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("accounting policy: {0}")]
+    Accounting(String),
 }
 
 /// What every handler can reach.
@@ -479,7 +481,13 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         std::process::id(),
         rand::random::<u32>()
     );
-    let accounting = Arc::new(cfg.accounting.clone());
+    // `DIR/accounting.toml`, when present, replaces the configured rules (docs/accounting.md).
+    let policy_file = cfg.data_dir.join("accounting.toml");
+    let accounting = Arc::new(if policy_file.exists() {
+        accounting::AccountingPolicy::load(&policy_file).map_err(ServerError::Accounting)?
+    } else {
+        cfg.accounting.clone()
+    });
     let controller = Controller::new(
         store.clone(),
         ControllerConfig {
