@@ -714,16 +714,25 @@ fn known_quotas(
         .collect()
 }
 
-/// Queued jobs of one project.
+/// Queued jobs of one project, newest first, read in pages so that a deep queue is whole.
 async fn queued_jobs(store: &dyn Store, project: i64) -> Result<Vec<JobRecord>, StoreError> {
-    store
-        .list_jobs(&JobFilter {
-            projects: Some(vec![project]),
-            state: Some(JobState::Queued),
-            before: None,
-            limit: 10_000,
-        })
-        .await
+    const PAGE: i64 = 10_000;
+    let mut out: Vec<JobRecord> = Vec::new();
+    loop {
+        let page = store
+            .list_jobs(&JobFilter {
+                projects: Some(vec![project]),
+                state: Some(JobState::Queued),
+                before: out.last().map(|j| j.id),
+                limit: PAGE,
+            })
+            .await?;
+        let full = page.len() as i64 == PAGE;
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
 }
 
 /// A project's quotas with the guarantees of its valid awards: an award's GPU quota raises the
