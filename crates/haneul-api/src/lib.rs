@@ -56,6 +56,14 @@ pub struct OrgCreate {
     pub country: String,
     #[serde(default)]
     pub parent: Option<i64>,
+    /// ISO 3166-1 alpha-2 country of the ultimate parent, when it is not a registered
+    /// organisation (`parent`).
+    #[serde(default)]
+    pub parent_country: Option<String>,
+    /// `verified` (default: the centre admin registering it vouches for it) or `pending`
+    /// (verified later with `POST /v1/orgs/{id}/verify`). Only verified organisations run jobs.
+    #[serde(default)]
+    pub verification: Option<String>,
 }
 
 fn default_class() -> String {
@@ -69,6 +77,11 @@ pub struct Org {
     pub class: String,
     pub country: String,
     pub parent: Option<i64>,
+    #[serde(default)]
+    pub parent_country: Option<String>,
+    /// `pending`, `verified` or `suspended`.
+    #[serde(default)]
+    pub verification: String,
     pub created_at: i64,
 }
 
@@ -367,6 +380,9 @@ pub struct AwardCreate {
     pub gpu_hours: i64,
     pub valid_from: i64,
     pub valid_until: i64,
+    /// Whole GPUs the project may hold at once: its guarantee on `gpu_model` while valid.
+    #[serde(default)]
+    pub gpu_quota: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -378,6 +394,11 @@ pub struct Award {
     pub valid_from: i64,
     pub valid_until: i64,
     pub created_at: i64,
+    #[serde(default)]
+    pub gpu_quota: i64,
+    /// The application it answers, when made from a call.
+    #[serde(default)]
+    pub application: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -489,4 +510,297 @@ pub struct LogUpload {
     pub fence: i64,
     pub task: i64,
     pub data: String,
+}
+
+// --- awards, accounting and compliance (docs/accounting.md) ---
+
+/// A top-up (`gpu_hours` > 0) or take-back (< 0) of an award.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwardAdjust {
+    pub gpu_hours: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AwardChange {
+    pub id: i64,
+    pub award: i64,
+    pub gpu_hours: i64,
+    pub reason: String,
+    pub actor: String,
+    pub at: i64,
+}
+
+/// An award and what has been charged against it: one row of `haneul usage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AwardBalance {
+    pub award: i64,
+    pub project: i64,
+    pub project_name: String,
+    pub gpu_model: String,
+    pub gpu_quota: i64,
+    /// Granted plus top-ups minus take-backs.
+    pub gpu_hours_granted: f64,
+    /// Charged at the GPU class weights, less refunds.
+    pub gpu_hours_used: f64,
+    pub gpu_hours_left: f64,
+    pub valid_from: i64,
+    pub valid_until: i64,
+    /// `pending` (not yet valid), `active`, `warning` (past the warning threshold), `spent`
+    /// or `expired`.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub at: i64,
+    /// `charge`, `refund` (attempt lost to a node fault) or `credit` (owed to a partner pool's
+    /// owner, `org`).
+    pub kind: String,
+    pub attempt: i64,
+    pub project: i64,
+    pub org: i64,
+    pub award: Option<i64>,
+    pub gpu_model: String,
+    pub gpu_ms: i64,
+    /// The GPU class weight applied, in thousandths.
+    pub weight_milli: i64,
+    pub charged_ms: i64,
+}
+
+/// One line of a monthly statement: a project's use of one GPU model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StatementLine {
+    pub org: i64,
+    pub project: i64,
+    pub gpu_model: String,
+    /// GPU-hours run (charges).
+    pub gpu_hours: f64,
+    /// Weighted GPU-hours charged.
+    pub charged_gpu_hours: f64,
+    /// Weighted GPU-hours refunded (node faults), as a positive number.
+    pub refunded_gpu_hours: f64,
+    /// Weighted GPU-hours credited to `org` as a partner pool's owner.
+    pub credited_gpu_hours: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Statement {
+    /// `YYYY-MM` (UTC).
+    pub month: String,
+    pub from: i64,
+    pub until: i64,
+    pub lines: Vec<StatementLine>,
+    /// Sums of the lines, in exact GPU-milliseconds, so that they can be checked against the
+    /// ledger without rounding.
+    pub charged_ms: i64,
+    pub refunded_ms: i64,
+    pub credited_ms: i64,
+    pub ledger_rows: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Notice {
+    pub id: i64,
+    pub at: i64,
+    /// `award.warning`, `award.spent`, `compute.threshold` or `award.underuse`.
+    pub kind: String,
+    pub project: i64,
+    pub award: Option<i64>,
+    pub detail: String,
+}
+
+/// An award whose GPUs sat idle: a candidate for take-back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Underuse {
+    pub award: i64,
+    pub project: i64,
+    pub gpu_quota: i64,
+    pub window_days: f64,
+    /// GPU-hours the quota could have run in the window.
+    pub capacity_gpu_hours: f64,
+    pub used_gpu_hours: f64,
+    pub used_fraction: f64,
+    pub flagged: bool,
+}
+
+/// Estimated cumulative training compute of a project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ComputeEstimate {
+    pub project: i64,
+    /// GPU-hours x peak operations per second of the GPU x utilisation.
+    pub operations: f64,
+    pub threshold: f64,
+    pub over_threshold: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuWeight {
+    pub gpu_model: String,
+    /// How many award GPU-hours one hour of this GPU costs (H100 = 1.0).
+    pub weight: f64,
+}
+
+/// Set an organisation's verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgVerify {
+    /// `verified`, `pending` or `suspended`.
+    #[serde(default = "default_verified")]
+    pub status: String,
+}
+
+fn default_verified() -> String {
+    "verified".into()
+}
+
+/// Import a denied-party list: CSV with a header row and the columns `name`, `country` and
+/// optionally `source`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeniedPartyImport {
+    pub csv: String,
+    /// Where the list comes from, used when a row names none (for example `BIS Entity List`).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeniedParty {
+    pub name: String,
+    pub country: String,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeniedPartyImported {
+    pub imported: i64,
+}
+
+// --- programmes: calls, applications, scores ---
+
+/// A track of a call: which requests it takes and how it caps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Track {
+    pub name: String,
+    #[serde(default = "one_gpu")]
+    pub min_gpus: i64,
+    pub max_gpus: i64,
+    /// Requests must be whole servers: multiples of `server_gpus`.
+    #[serde(default)]
+    pub whole_server: bool,
+    #[serde(default = "eight")]
+    pub server_gpus: i64,
+    /// Longest award, in days.
+    pub max_days: i64,
+    /// Most GPUs one organisation may be awarded in this track.
+    #[serde(default)]
+    pub per_org_cap_gpus: Option<i64>,
+    /// Applications from this region rank ahead of equal scores from elsewhere.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+fn one_gpu() -> i64 {
+    1
+}
+
+fn eight() -> i64 {
+    8
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallCreate {
+    pub programme: String,
+    pub name: String,
+    pub gpu_model: String,
+    /// GPUs the call can award at once, over all tracks.
+    pub capacity_gpus: i64,
+    pub tracks: Vec<Track>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Call {
+    pub id: i64,
+    pub programme: String,
+    pub name: String,
+    pub gpu_model: String,
+    pub capacity_gpus: i64,
+    pub tracks: Vec<Track>,
+    /// `open`, `closed` or `awarded`.
+    pub state: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallStateChange {
+    /// `open` or `closed`.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationCreate {
+    pub project: i64,
+    pub track: String,
+    pub gpus: i64,
+    pub days: i64,
+    /// ISO 3166-1 alpha-2 or a region name; defaults to the organisation's country.
+    #[serde(default)]
+    pub region: Option<String>,
+    pub plan: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Score {
+    pub reviewer: String,
+    pub score: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Application {
+    pub id: i64,
+    pub call: i64,
+    pub project: i64,
+    pub track: String,
+    pub gpus: i64,
+    pub days: i64,
+    pub region: String,
+    pub plan: String,
+    /// `submitted`, `awarded` or `declined`.
+    pub state: String,
+    pub scores: Vec<Score>,
+    pub mean_score: Option<f64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreCreate {
+    /// Defaults to the caller's user name.
+    #[serde(default)]
+    pub reviewer: Option<String>,
+    /// 0 to 10.
+    pub score: i64,
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Declined {
+    pub application: i64,
+    pub reason: String,
+}
+
+/// What awarding a call did: awards in rank order, and why the others were declined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CallAwarded {
+    pub awards: Vec<Award>,
+    pub declined: Vec<Declined>,
 }

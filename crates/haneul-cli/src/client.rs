@@ -8,7 +8,7 @@ use crate::jobfile::{self, JobFile};
 use crate::output::{UsageError, print_json, stdout_colour, table};
 use anyhow::{Context, bail};
 use clap::Args;
-use haneul_api::{ErrorBody, Job, JobDetail, JobList, LogChunk, Project, Usage, User};
+use haneul_api::{AwardBalance, ErrorBody, Job, JobDetail, JobList, LogChunk, Project, User};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -206,10 +206,21 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<T> {
+        let text = self.call_text(method, path, body)?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{method} {path}: unexpected answer from the server"))
+    }
+
+    /// [`Api::call`] for answers that are not JSON (CSV statements).
+    pub(crate) fn call_text(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<String> {
         let body = body.map(|b| b.to_string());
         match self.client.raw(method, path, body.as_deref()) {
-            Ok((_, text)) => serde_json::from_str(&text)
-                .with_context(|| format!("{method} {path}: unexpected answer from the server")),
+            Ok((_, text)) => Ok(text),
             Err(CallError::Refused(status, text)) => {
                 let (msg, field) = match serde_json::from_str::<ErrorBody>(&text) {
                     Ok(b) => (b.error.message, b.error.field),
@@ -616,18 +627,41 @@ pub struct UsageArgs {
     conn: Conn,
 }
 
+/// Your projects' awards: granted, used (at the GPU class weights, less refunds) and left.
 pub fn usage(args: UsageArgs) -> anyhow::Result<()> {
-    let api = args.conn.open()?;
-    let usage: Vec<Usage> = api.call("GET", "/v1/usage", None)?;
+    usage_of(args.conn)
+}
+
+pub(crate) fn usage_of(conn: Conn) -> anyhow::Result<()> {
+    let api = conn.open()?;
+    let awards: Vec<AwardBalance> = api.call("GET", "/v1/balances", None)?;
     if api.json {
-        return print_json(&usage);
+        return print_json(&awards);
     }
-    let mut t = table(&["PROJECT", "GPU MODEL", "GPU-HOURS"]);
-    for u in &usage {
+    if awards.is_empty() {
+        println!("no awards: your projects run unmetered, or ask the centre for an award");
+        return Ok(());
+    }
+    let mut t = table(&[
+        "PROJECT",
+        "AWARD",
+        "GPU MODEL",
+        "GRANTED",
+        "USED",
+        "LEFT",
+        "VALID UNTIL",
+        "STATE",
+    ]);
+    for a in &awards {
         t.add_row(vec![
-            u.project.to_string(),
-            u.gpu_model.clone(),
-            format!("{:.3}", u.gpu_hours),
+            a.project_name.clone(),
+            a.award.to_string(),
+            a.gpu_model.clone(),
+            format!("{:.1}", a.gpu_hours_granted),
+            format!("{:.1}", a.gpu_hours_used),
+            format!("{:.1}", a.gpu_hours_left),
+            haneul_server::accounting::date(a.valid_until),
+            a.state.clone(),
         ]);
     }
     println!("{t}");

@@ -1,6 +1,7 @@
 //! The `haneul` binary. Each role is a subcommand with its own module.
 
 mod agent;
+mod awards;
 mod bench;
 mod bench_centre;
 mod bench_engine;
@@ -64,7 +65,7 @@ enum Command {
     Logs(client::LogsArgs),
     /// Cancel a job (like scancel).
     Cancel(client::CancelArgs),
-    /// GPU-hours used per project and GPU model (like sacct).
+    /// Your awards: GPU-hours granted, used and left, validity and state (like sacct).
     Usage(client::UsageArgs),
     /// Show who your token acts as: user, role, organisation, projects.
     Whoami(client::WhoamiArgs),
@@ -80,6 +81,20 @@ enum Command {
     Node(ops::NodeArgs),
     /// The audit log: list with filters, verify the hash chain.
     Audit(ops::AuditArgs),
+    /// Organisations: register (with export screening), list, show, verify, denied parties.
+    #[command(subcommand)]
+    Org(awards::OrgCommand),
+    /// Awards: grant, list, top up or take back, underuse, notices.
+    #[command(subcommand)]
+    Award(awards::AwardCommand),
+    /// Programme calls: open with tracks, close, rank and award.
+    #[command(subcommand)]
+    Call(awards::CallCommand),
+    /// Applications to calls and reviewer scores.
+    #[command(subcommand)]
+    Application(awards::ApplicationCommand),
+    /// Monthly statement per project and organisation, as a table, JSON or CSV.
+    Statement(awards::StatementArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   haneul completions bash > ~/.local/share/bash-completion/completions/haneul
@@ -195,6 +210,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pool(args) => ops::pool(args),
         Command::Node(args) => ops::node(args),
         Command::Audit(args) => ops::audit(args),
+        Command::Org(cmd) => awards::org(cmd),
+        Command::Award(cmd) => awards::award(cmd),
+        Command::Call(cmd) => awards::call(cmd),
+        Command::Application(cmd) => awards::application(cmd),
+        Command::Statement(args) => awards::statement(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command(), "haneul", &mut std::io::stdout());
             Ok(())

@@ -272,6 +272,22 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             )?["id"]
                 .as_i64()
                 .context("no project id")?;
+            // An award for a year of the simulated GPUs, so that the demo project is metered
+            // like any other and `haneul usage` has something to show.
+            if let Some((n, m)) = &quota {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                api(
+                    &admin,
+                    "POST",
+                    "/v1/awards",
+                    serde_json::json!({"project": project, "gpu_model": m,
+                        "gpu_hours": *n as i64 * 24 * 365, "gpu_quota": *n as i64,
+                        "valid_from": now, "valid_until": now + 365 * 86_400_000i64}),
+                )?;
+            }
             let token = |name: &str,
                          role: &str,
                          org: serde_json::Value,

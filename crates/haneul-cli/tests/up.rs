@@ -143,6 +143,17 @@ fn up_submit_watch_cancel_stop() {
     assert!(queue.as_array().is_some_and(|q| q.len() == 2), "{queue}");
     let usage = json(&config, &["usage", "--json"]);
     assert!(usage.is_array(), "{usage}");
+    // The demo project's award, with the fields scripts rely on.
+    for field in [
+        "project",
+        "gpu_hours_granted",
+        "gpu_hours_used",
+        "gpu_hours_left",
+        "valid_until",
+    ] {
+        assert!(usage[0][field].is_number(), "{field}: {usage}");
+    }
+    assert_eq!(usage[0]["state"], "active", "{usage}");
 
     // Errors: an unknown job is exit 1 with advice; a usage mistake is exit 2.
     let missing = haneul(&config, &["show", "999999"]);

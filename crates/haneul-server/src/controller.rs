@@ -7,13 +7,17 @@
 //! acknowledged to no one until `start_attempts` has committed it under the current lease epoch;
 //! a deposed leader's commit fails, so no attempt starts twice.
 
+use crate::accounting::{self, AccountingPolicy};
 use crate::metrics::Metrics;
 use haneul_model::{
     Block, BlockId, Dependency, DependencyKind, Fleet, Job, JobId, MemMib, MilliCpu, Node, NodeId,
     OrgClass, OrgId, Organisation, Pool, PoolId, Project, ProjectId, Tenants, Time,
 };
 use haneul_sched::{Decisions, Engine, Policy, SchedError};
-use haneul_store::{EventKind, JobState, NewAttempt, Snapshot, StopReason, Store, StoreError};
+use haneul_store::{
+    Actor, EventKind, JobFilter, JobRecord, JobState, NewAttempt, Snapshot, StopReason, Store,
+    StoreError,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,6 +118,16 @@ struct Leading {
     held: BTreeMap<i64, Job>,
     /// Set when a job ended or was held since the last look at `held`.
     recheck_held: bool,
+    /// Projects that may not start jobs now, with the reason their queued jobs show. Their
+    /// queued jobs are kept out of the engine until the hold lifts.
+    holds: BTreeMap<i64, String>,
+    /// Something that changes balances or standing happened (an attempt ended, an award or
+    /// an organisation changed): refresh the holds before the next pass.
+    standing_due: bool,
+    /// GPU time was charged since the compute estimate was last checked.
+    compute_due: bool,
+    /// Notices known to be raised already: (kind, project, award).
+    raised: BTreeSet<(String, i64, i64)>,
 }
 
 pub struct Controller {
@@ -125,6 +139,9 @@ pub struct Controller {
     last_renew: Option<Instant>,
     last_lost_check: Option<Instant>,
     last_metrics: Option<Instant>,
+    accounting: Arc<AccountingPolicy>,
+    last_standing: Option<Instant>,
+    last_compute: Option<Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +168,16 @@ impl Controller {
             last_renew: None,
             last_lost_check: None,
             last_metrics: None,
+            accounting: Arc::default(),
+            last_standing: None,
+            last_compute: None,
         }
+    }
+
+    /// The same controller under other accounting rules than the defaults.
+    pub fn with_accounting(mut self, policy: Arc<AccountingPolicy>) -> Self {
+        self.accounting = policy;
+        self
     }
 
     /// Runs until shutdown is signalled, then gives the lease up.
@@ -231,6 +257,7 @@ impl Controller {
             self.enforce_time_limits().await?;
         }
         self.catch_up().await?;
+        self.refresh_standing().await?;
         self.release_held().await?;
         self.schedule().await?;
         if self
@@ -249,7 +276,9 @@ impl Controller {
         let started = Instant::now();
         let snap = self.store.snapshot().await?;
         let now = now_ms();
-        let (fleet, tenants) = model_of(&snap)?;
+        let view = accounting::View::load(self.store.as_ref()).await?;
+        let holds = view.holds(&self.accounting, now);
+        let (fleet, tenants) = model_of(&snap, &view.award_quotas(now))?;
         let mut engine = Engine::new(&fleet, &tenants, Policy::clone(&self.cfg.policy))?;
         let mut live = HashMap::new();
         for (job, attempt) in &snap.running {
@@ -276,7 +305,17 @@ impl Controller {
         }
         let mut rejected = Vec::new();
         let mut held = BTreeMap::new();
+        let mut project_held: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         for job in &snap.queued {
+            if let Some(reason) = holds.get(&job.project_id) {
+                if job.reason.as_deref() != Some(reason.as_str()) {
+                    project_held
+                        .entry(reason.as_str())
+                        .or_default()
+                        .push(job.id);
+                }
+                continue;
+            }
             let j = Job {
                 id: JobId(job.id as u64),
                 spec: job.spec.clone(),
@@ -293,6 +332,16 @@ impl Controller {
         for (id, reason) in rejected {
             self.store.reject_job(id, &reason, now).await?;
         }
+        for (reason, ids) in &project_held {
+            self.store.hold_jobs(ids, Some(reason), now).await?;
+        }
+        let raised = self
+            .store
+            .list_notices()
+            .await?
+            .into_iter()
+            .map(|n| (n.kind, n.project_id, n.award_id))
+            .collect();
         let node_pool = snap
             .nodes
             .iter()
@@ -314,6 +363,10 @@ impl Controller {
             stopping: HashMap::new(),
             recheck_held: !held.is_empty(),
             held,
+            holds,
+            standing_due: false,
+            compute_due: true,
+            raised,
         });
         Ok(())
     }
@@ -363,6 +416,11 @@ impl Controller {
             let Some(job) = st.held.remove(&id) else {
                 continue;
             };
+            // A held project's queued jobs come back through `refresh_standing` when the hold
+            // lifts, and their dependencies are looked at again then.
+            if st.holds.contains_key(&(job.spec.project.0 as i64)) {
+                continue;
+            }
             match st.engine.submit(job, Time(now)) {
                 Ok(()) | Err(SchedError::DuplicateJob(_)) => {}
                 Err(e) => self.store.reject_job(id, &e.to_string(), now).await?,
@@ -401,6 +459,8 @@ impl Controller {
                         st.recheck_held |= !st.held.is_empty();
                     }
                     (EventKind::Finished, Some(j)) => {
+                        st.standing_due = true;
+                        st.compute_due = true;
                         ignore_gone(st.engine.finish(j, now).or_else(|e| match e {
                             // Cancelled before the engine saw it start.
                             SchedError::WrongState { .. } => st.engine.cancel(j, now),
@@ -411,6 +471,8 @@ impl Controller {
                         st.recheck_held |= !st.held.is_empty();
                     }
                     (EventKind::Requeued, Some(j)) => {
+                        st.standing_due = true;
+                        st.compute_due = true;
                         ignore_gone(st.engine.requeue(j, now))?;
                         st.live.remove(&(j.0 as i64));
                         st.stopping.remove(&(j.0 as i64));
@@ -437,7 +499,10 @@ impl Controller {
                             _ => rebuild = true,
                         }
                     }
-                    (EventKind::ProjectChanged, _) => projects.push(ev.detail.clone()),
+                    (EventKind::ProjectChanged, _) => {
+                        st.standing_due = true;
+                        projects.push(ev.detail.clone());
+                    }
                     _ => {}
                 }
             }
@@ -449,11 +514,16 @@ impl Controller {
             for id in projects {
                 let Ok(id) = id.parse::<i64>() else { continue };
                 let p = self.store.get_project(id).await?;
+                let awarded =
+                    accounting::award_quotas(&self.store.award_balances(Some(id)).await?, now.0);
                 let project = Project {
                     id: ProjectId(id32(p.id)),
                     org: OrgId(id32(p.org_id)),
                     name: p.name,
-                    quotas: known_quotas(p.quotas, st.engine.gpu_models()),
+                    quotas: known_quotas(
+                        with_award_quotas(p.quotas, awarded.get(&id)),
+                        st.engine.gpu_models(),
+                    ),
                     weight: p.weight.clamp(1, u32::MAX as i64) as u32,
                 };
                 st.engine.upsert_project(&project)?;
@@ -462,8 +532,13 @@ impl Controller {
             if submitted.is_empty() {
                 continue;
             }
+            let mut held: BTreeMap<String, Vec<i64>> = BTreeMap::new();
             for job in self.store.get_jobs(&submitted).await? {
                 if job.state != JobState::Queued {
+                    continue;
+                }
+                if let Some(reason) = st.holds.get(&job.project_id) {
+                    held.entry(reason.clone()).or_default().push(job.id);
                     continue;
                 }
                 let id = job.id;
@@ -485,7 +560,130 @@ impl Controller {
                     }
                 }
             }
+            for (reason, ids) in &held {
+                self.store.hold_jobs(ids, Some(reason), now.0).await?;
+            }
         }
+    }
+
+    /// Recomputes which projects are held (unverified or screened-out organisation, award
+    /// spent, expired or not yet valid) after anything that can change it, and at least once a
+    /// second since awards expire with time. A project that becomes held has its queued jobs
+    /// taken out of the engine and marked with the reason; one released has them put back.
+    /// Each change, and each new warning or compute notice, lands in the audit log.
+    async fn refresh_standing(&mut self) -> Result<(), ControllerError> {
+        let Some(st) = self.state.as_mut() else {
+            return Ok(());
+        };
+        let periodic = self
+            .last_standing
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if !st.standing_due && !periodic {
+            return Ok(());
+        }
+        st.standing_due = false;
+        self.last_standing = Some(Instant::now());
+        let now = now_ms();
+        let store = self.store.as_ref();
+        let view = accounting::View::load(store).await?;
+        let new = view.holds(&self.accounting, now);
+        let mut notices = accounting::award_notices(&view, &self.accounting, now)
+            .into_iter()
+            .map(|(k, p, a, d)| (k.to_string(), p, a, d))
+            .collect::<Vec<_>>();
+        // The compute estimate aggregates every attempt, so it runs at most once a second.
+        if st.compute_due
+            && self
+                .last_compute
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            st.compute_due = false;
+            self.last_compute = Some(Instant::now());
+            let usage = store.usage(None).await?;
+            let threshold = self.accounting.compute_threshold;
+            for (p, ops) in accounting::compute_estimates(&usage, &self.accounting) {
+                if ops >= threshold {
+                    let detail = format!(
+                        "{{\"operations\":{ops:e},\"threshold\":{threshold:e},\"utilisation\":{}}}",
+                        self.accounting.utilisation
+                    );
+                    notices.push(("compute.threshold".into(), p, 0, detail));
+                }
+            }
+        }
+        for (kind, p, a, detail) in notices {
+            let key = (kind, p, a);
+            if st.raised.contains(&key) {
+                continue;
+            }
+            if store.raise_notice(&key.0, p, a, &detail, now).await? {
+                tracing::warn!(kind = %key.0, project = p, award = a, %detail, "notice raised");
+            }
+            st.raised.insert(key);
+        }
+        let controller = Actor::system("controller");
+        for (&p, reason) in &new {
+            if st.holds.get(&p) == Some(reason) {
+                continue;
+            }
+            let queued = queued_jobs(store, p).await?;
+            for j in &queued {
+                let _ = st.engine.cancel(JobId(j.id as u64), Time(now));
+            }
+            let ids: Vec<i64> = queued.iter().map(|j| j.id).collect();
+            store.hold_jobs(&ids, Some(reason), now).await?;
+            let detail = serde_json::json!({"reason": reason, "queued_jobs": ids.len()});
+            store
+                .record_decision(
+                    &controller,
+                    "project.hold",
+                    &format!("project/{p}"),
+                    &detail.to_string(),
+                    now,
+                )
+                .await?;
+        }
+        let released: Vec<i64> = st
+            .holds
+            .keys()
+            .filter(|p| !new.contains_key(p))
+            .copied()
+            .collect();
+        for p in released {
+            let mut queued = queued_jobs(store, p).await?;
+            queued.sort_by_key(|j| j.id);
+            let ids: Vec<i64> = queued.iter().map(|j| j.id).collect();
+            store.hold_jobs(&ids, None, now).await?;
+            for job in queued {
+                let id = job.id;
+                let j = Job {
+                    id: JobId(job.id as u64),
+                    spec: job.spec,
+                    submitted_at: Time(job.submitted_at),
+                };
+                if !j.spec.dependencies.is_empty() {
+                    st.held.insert(id, j);
+                    st.recheck_held = true;
+                    continue;
+                }
+                match st.engine.submit(j, Time(now)) {
+                    Ok(()) | Err(SchedError::DuplicateJob(_)) => {}
+                    Err(e) => store.reject_job(id, &e.to_string(), now).await?,
+                }
+            }
+            let detail = serde_json::json!({"queued_jobs": ids.len()});
+            store
+                .record_decision(
+                    &controller,
+                    "project.release",
+                    &format!("project/{p}"),
+                    &detail.to_string(),
+                    now,
+                )
+                .await?;
+        }
+        st.holds = new;
+        Ok(())
     }
 
     async fn schedule(&mut self) -> Result<(), ControllerError> {
@@ -630,8 +828,49 @@ fn known_quotas(
         .collect()
 }
 
-/// The engine's view of a snapshot: fleet and tenants with model ids.
-fn model_of(snap: &Snapshot) -> Result<(Fleet, Tenants), ControllerError> {
+/// Queued jobs of one project, newest first, read in pages so that a deep queue is whole.
+async fn queued_jobs(store: &dyn Store, project: i64) -> Result<Vec<JobRecord>, StoreError> {
+    const PAGE: i64 = 10_000;
+    let mut out: Vec<JobRecord> = Vec::new();
+    loop {
+        let page = store
+            .list_jobs(&JobFilter {
+                projects: Some(vec![project]),
+                state: Some(JobState::Queued),
+                before: out.last().map(|j| j.id),
+                limit: PAGE,
+            })
+            .await?;
+        let full = page.len() as i64 == PAGE;
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// A project's quotas with the guarantees of its valid awards: an award's GPU quota raises the
+/// guarantee on its model to at least that many GPUs.
+fn with_award_quotas(
+    mut quotas: BTreeMap<haneul_model::GpuModel, haneul_model::Quota>,
+    awarded: Option<&BTreeMap<haneul_model::GpuModel, u64>>,
+) -> BTreeMap<haneul_model::GpuModel, haneul_model::Quota> {
+    for (model, &milli) in awarded.into_iter().flatten() {
+        let q = quotas.entry(model.clone()).or_insert(haneul_model::Quota {
+            guaranteed: haneul_model::MilliGpu(0),
+            borrow_limit: None,
+        });
+        q.guaranteed = haneul_model::MilliGpu(q.guaranteed.get().max(milli));
+    }
+    quotas
+}
+
+/// The engine's view of a snapshot: fleet and tenants with model ids, projects' quotas raised
+/// by their awards.
+fn model_of(
+    snap: &Snapshot,
+    awarded: &BTreeMap<i64, BTreeMap<haneul_model::GpuModel, u64>>,
+) -> Result<(Fleet, Tenants), ControllerError> {
     let pools = snap
         .pools
         .iter()
@@ -692,7 +931,10 @@ fn model_of(snap: &Snapshot) -> Result<(Fleet, Tenants), ControllerError> {
             id: ProjectId(id32(p.id)),
             org: OrgId(id32(p.org_id)),
             name: p.name.clone(),
-            quotas: known_quotas(p.quotas.clone(), &models),
+            quotas: known_quotas(
+                with_award_quotas(p.quotas.clone(), awarded.get(&p.id)),
+                &models,
+            ),
             weight: p.weight.clamp(1, u32::MAX as i64) as u32,
         })
         .collect();

@@ -37,6 +37,8 @@ pub fn org(o: st::OrgRecord) -> api::Org {
         class: o.class,
         country: o.country,
         parent: o.parent,
+        parent_country: o.parent_country,
+        verification: o.verification.to_string(),
         created_at: o.created_at,
     }
 }
@@ -222,6 +224,8 @@ pub fn award(a: st::AwardRecord) -> api::Award {
         valid_from: a.valid_from,
         valid_until: a.valid_until,
         created_at: a.created_at,
+        gpu_quota: a.gpu_quota,
+        application: a.application_id,
     }
 }
 

@@ -6,14 +6,17 @@
 //! (records to wire types) and [`error`] (the one error type and its HTTP mapping).
 //! `haneul server` in haneul-cli is a thin wrapper around [`run`].
 
+pub mod accounting;
 pub mod agent;
 pub mod auth;
 pub mod batch;
+pub mod compliance;
 pub mod controller;
 pub mod convert;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod programmes;
 pub mod routes;
 
 use crate::controller::{Controller, ControllerConfig, Signals};
@@ -59,6 +62,8 @@ pub struct Config {
     pub tick: Duration,
     pub node_timeout: Duration,
     pub heartbeat_interval: Duration,
+    /// Charging, holding and screening rules (docs/accounting.md).
+    pub accounting: accounting::AccountingPolicy,
 }
 
 impl Config {
@@ -72,6 +77,7 @@ impl Config {
             tick: Duration::from_millis(200),
             node_timeout: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
+            accounting: accounting::AccountingPolicy::default(),
         }
     }
 }
@@ -90,6 +96,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("accounting policy: {0}")]
+    Accounting(String),
 }
 
 /// What every handler can reach.
@@ -105,6 +113,7 @@ pub struct AppState {
     pub signals: Arc<Signals>,
     pub metrics: Arc<Metrics>,
     pub heartbeat_interval_ms: i64,
+    pub accounting: Arc<accounting::AccountingPolicy>,
 }
 
 impl AppState {
@@ -165,7 +174,14 @@ impl AppState {
             signals,
             metrics,
             heartbeat_interval_ms,
+            accounting: Arc::default(),
         }
+    }
+
+    /// The same state under other accounting rules than the defaults.
+    pub fn with_accounting(mut self, policy: Arc<accounting::AccountingPolicy>) -> Self {
+        self.accounting = policy;
+        self
     }
 }
 
@@ -310,6 +326,9 @@ pub fn app(state: AppState) -> axum::Router {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(utoipa_axum::routes!(healthz))
         .merge(routes::router())
+        .merge(accounting::router())
+        .merge(compliance::router())
+        .merge(programmes::router())
         .merge(agent::router())
         .split_for_parts();
     let spec = Arc::new(api.to_json().unwrap_or_else(|_| "{}".into()));
@@ -349,6 +368,9 @@ pub fn openapi_json() -> String {
     let (_, api) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .routes(utoipa_axum::routes!(healthz))
         .merge(routes::router())
+        .merge(accounting::router())
+        .merge(compliance::router())
+        .merge(programmes::router())
         .merge(agent::router())
         .split_for_parts();
     api.to_pretty_json().unwrap_or_default()
@@ -459,6 +481,13 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         std::process::id(),
         rand::random::<u32>()
     );
+    // `DIR/accounting.toml`, when present, replaces the configured rules (docs/accounting.md).
+    let policy_file = cfg.data_dir.join("accounting.toml");
+    let accounting = Arc::new(if policy_file.exists() {
+        accounting::AccountingPolicy::load(&policy_file).map_err(ServerError::Accounting)?
+    } else {
+        cfg.accounting.clone()
+    });
     let controller = Controller::new(
         store.clone(),
         ControllerConfig {
@@ -470,13 +499,15 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         },
         signals.clone(),
         metrics.clone(),
-    );
+    )
+    .with_accounting(accounting.clone());
     let state = AppState::new(
         store,
         signals.clone(),
         metrics,
         cfg.heartbeat_interval.as_millis() as i64,
-    );
+    )
+    .with_accounting(accounting);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServerError::Listen {

@@ -85,12 +85,29 @@ async fn create_org(
             "an ISO 3166-1 alpha-2 code in capitals, for example KR",
         ));
     }
-    if let Some(p) = b.parent {
-        s.store
-            .get_org(p)
-            .await
-            .map_err(|_| ApiError::bad("parent", format!("no organisation {p}")))?;
+    if let Some(c) = &b.parent_country
+        && !crate::compliance::is_country_code(c)
+    {
+        return Err(ApiError::bad(
+            "parent_country",
+            "an ISO 3166-1 alpha-2 code in capitals, for example KR",
+        ));
     }
+    let verification = match b.verification.as_deref() {
+        None => st::Verification::Verified,
+        Some(v) => st::Verification::parse(v)
+            .ok_or_else(|| ApiError::bad("verification", "use verified, pending or suspended"))?,
+    };
+    let parent = match b.parent {
+        Some(p) => Some(
+            s.store
+                .get_org(p)
+                .await
+                .map_err(|_| ApiError::bad("parent", format!("no organisation {p}")))?,
+        ),
+        None => None,
+    };
+    crate::compliance::screen_registration(&s, &actor(&caller), &b, parent.as_ref()).await?;
     let o = s
         .store
         .create_org(
@@ -100,6 +117,8 @@ async fn create_org(
                 class: b.class,
                 country: b.country,
                 parent: b.parent,
+                parent_country: b.parent_country,
+                verification,
             },
             now_ms(),
         )
@@ -788,10 +807,13 @@ async fn create_award(
                 gpu_hours: b.gpu_hours,
                 valid_from: b.valid_from,
                 valid_until: b.valid_until,
+                gpu_quota: b.gpu_quota,
+                application_id: None,
             },
             now_ms(),
         )
         .await?;
+    s.signals.wake.notify_one();
     Ok((StatusCode::CREATED, Json(convert::award(a))))
 }
 

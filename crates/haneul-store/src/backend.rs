@@ -57,6 +57,12 @@ macro_rules! store_impl {
                 class: r.try_get("class")?,
                 country: r.try_get("country")?,
                 parent: r.try_get("parent")?,
+                parent_country: r.try_get("parent_country")?,
+                verification: parse_enum(
+                    &r.try_get::<String, _>("verification")?,
+                    Verification::parse,
+                    "verification",
+                )?,
                 created_at: r.try_get("created_at")?,
             })
         }
@@ -204,8 +210,227 @@ macro_rules! store_impl {
                 gpu_hours: r.try_get("gpu_hours")?,
                 valid_from: r.try_get("valid_from")?,
                 valid_until: r.try_get("valid_until")?,
+                gpu_quota: r.try_get("gpu_quota")?,
+                application_id: r.try_get("application_id")?,
                 created_at: r.try_get("created_at")?,
             })
+        }
+
+        fn change_row(r: &DbRow) -> Result<AwardChange> {
+            Ok(AwardChange {
+                id: r.try_get("id")?,
+                award_id: r.try_get("award_id")?,
+                gpu_hours: r.try_get("gpu_hours")?,
+                reason: r.try_get("reason")?,
+                actor: r.try_get("actor")?,
+                at: r.try_get("at")?,
+            })
+        }
+
+        fn ledger_row(r: &DbRow) -> Result<LedgerEntry> {
+            let kind: String = r.try_get("kind")?;
+            Ok(LedgerEntry {
+                id: r.try_get("id")?,
+                at: r.try_get("at")?,
+                kind: parse_enum(&kind, LedgerKind::parse, "ledger kind")?,
+                attempt_id: r.try_get("attempt_id")?,
+                project_id: r.try_get("project_id")?,
+                org_id: r.try_get("org_id")?,
+                award_id: r.try_get("award_id")?,
+                gpu_model: r.try_get("gpu_model")?,
+                gpu_ms: r.try_get("gpu_ms")?,
+                weight_milli: r.try_get("weight_milli")?,
+                charged_ms: r.try_get("charged_ms")?,
+            })
+        }
+
+        fn call_row(r: &DbRow) -> Result<CallRecord> {
+            let model: String = r.try_get("gpu_model")?;
+            let state: String = r.try_get("state")?;
+            Ok(CallRecord {
+                id: r.try_get("id")?,
+                programme: r.try_get("programme")?,
+                name: r.try_get("name")?,
+                gpu_model: GpuModel::new(&model).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                capacity_gpus: r.try_get("capacity_gpus")?,
+                tracks: r.try_get("tracks")?,
+                state: parse_enum(&state, CallState::parse, "call state")?,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        async fn application_in(tx: &mut Tx<'_>, id: i64) -> Result<ApplicationRecord> {
+            let r = sqlx::query("SELECT * FROM applications WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("application", id))?;
+            let state: String = r.try_get("state")?;
+            let scores: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT reviewer, score FROM scores WHERE application_id = $1 ORDER BY reviewer",
+            )
+            .bind(id)
+            .fetch_all(&mut **tx)
+            .await?;
+            Ok(ApplicationRecord {
+                id: r.try_get("id")?,
+                call_id: r.try_get("call_id")?,
+                project_id: r.try_get("project_id")?,
+                track: r.try_get("track")?,
+                gpus: r.try_get("gpus")?,
+                days: r.try_get("days")?,
+                region: r.try_get("region")?,
+                plan: r.try_get("plan")?,
+                state: parse_enum(&state, ApplicationState::parse, "application state")?,
+                created_at: r.try_get("created_at")?,
+                scores,
+            })
+        }
+
+        async fn call_in(tx: &mut Tx<'_>, id: i64) -> Result<CallRecord> {
+            let r = sqlx::query("SELECT * FROM calls WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("call", id))?;
+            call_row(&r)
+        }
+
+        /// Inserts an award with its audit entry, and tells the controller that the project's
+        /// quota and standing changed.
+        async fn insert_award(
+            tx: &mut Tx<'_>,
+            actor: &Actor,
+            a: &NewAward,
+            now: i64,
+        ) -> Result<AwardRecord> {
+            if a.valid_until <= a.valid_from {
+                return Err(StoreError::invalid("valid_until", "must be after valid_from"));
+            }
+            if a.gpu_hours <= 0 {
+                return Err(StoreError::invalid("gpu_hours", "must be positive"));
+            }
+            if a.gpu_quota < 0 {
+                return Err(StoreError::invalid("gpu_quota", "must be zero or more"));
+            }
+            let row = sqlx::query(
+                "INSERT INTO awards (project_id, gpu_model, gpu_hours, valid_from, valid_until, \
+                 created_at, gpu_quota, application_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 RETURNING *",
+            )
+            .bind(a.project_id)
+            .bind(a.gpu_model.as_str())
+            .bind(a.gpu_hours)
+            .bind(a.valid_from)
+            .bind(a.valid_until)
+            .bind(now)
+            .bind(a.gpu_quota)
+            .bind(a.application_id)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| unique(e, "project", "award".into()))?;
+            let rec = award_row(&row)?;
+            let detail = format!(
+                "{{\"project\":{},\"gpu_model\":\"{}\",\"gpu_hours\":{},\"gpu_quota\":{},\
+                 \"valid_from\":{},\"valid_until\":{},\"application\":{}}}",
+                a.project_id,
+                a.gpu_model,
+                a.gpu_hours,
+                a.gpu_quota,
+                a.valid_from,
+                a.valid_until,
+                a.application_id.map_or("null".to_string(), |v| v.to_string())
+            );
+            audit(tx, actor, "award.create", &format!("award/{}", rec.id), &detail, now).await?;
+            event(tx, EventKind::ProjectChanged, None, None, None, &a.project_id.to_string(), now)
+                .await?;
+            Ok(rec)
+        }
+
+        /// Charges an ended attempt's GPU time to its project's award, in the transaction that
+        /// ends it: the (attempt, kind) key makes the charge, its refund and a partner's credit
+        /// each happen at most once, and the shared transaction makes them happen at least once.
+        async fn charge(
+            tx: &mut Tx<'_>,
+            a: &AttemptRecord,
+            state: AttemptState,
+            gpu_ms: i64,
+            now: i64,
+        ) -> Result<()> {
+            let (project, org): (i64, i64) = sqlx::query_as(
+                "SELECT p.id, p.org_id FROM jobs j JOIN projects p ON p.id = j.project_id \
+                 WHERE j.id = $1",
+            )
+            .bind(a.job_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            let model = a.gpu_model.as_ref().map(|m| m.to_string()).unwrap_or_default();
+            let weight: i64 =
+                sqlx::query_scalar("SELECT weight_milli FROM gpu_weights WHERE gpu_model = $1")
+                    .bind(&model)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .unwrap_or(1000);
+            // The award that was valid while the attempt ran and expires first, preferring one
+            // with time left: hours about to lapse are spent before later ones.
+            let started = a.started_at.unwrap_or(a.created_at);
+            let candidates: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT a.id, CAST(a.gpu_hours * 3600000 \
+                 + COALESCE((SELECT SUM(c.gpu_hours) FROM award_changes c WHERE c.award_id = a.id), 0) * 3600000 \
+                 - COALESCE((SELECT SUM(l.charged_ms) FROM ledger l WHERE l.award_id = a.id \
+                   AND l.kind <> 'credit'), 0) AS BIGINT) \
+                 FROM awards a WHERE a.project_id = $1 AND a.gpu_model = $2 \
+                 AND a.valid_from <= $3 AND a.valid_until > $4 ORDER BY a.valid_until, a.id",
+            )
+            .bind(project)
+            .bind(&model)
+            .bind(now)
+            .bind(started)
+            .fetch_all(&mut **tx)
+            .await?;
+            let award = candidates
+                .iter()
+                .find(|(_, left)| *left > 0)
+                .or(candidates.first())
+                .map(|(id, _)| *id);
+            let charged = ((gpu_ms as i128 * weight as i128) / 1000) as i64;
+            let mut rows = vec![(LedgerKind::Charge, org, award, gpu_ms, charged)];
+            if state == AttemptState::NodeLost {
+                rows.push((LedgerKind::Refund, org, award, -gpu_ms, -charged));
+            } else if let Some(first) = a.placement.tasks.first() {
+                let owner: Option<i64> = sqlx::query_scalar(
+                    "SELECT p.owner FROM nodes n JOIN blocks b ON b.id = n.block_id \
+                     JOIN pools p ON p.id = b.pool_id WHERE n.id = $1",
+                )
+                .bind(first.node.get() as i64)
+                .fetch_optional(&mut **tx)
+                .await?
+                .flatten();
+                if let Some(owner) = owner.filter(|o| *o != org) {
+                    rows.push((LedgerKind::Credit, owner, None, gpu_ms, charged));
+                }
+            }
+            for (kind, org, award, gpu_ms, charged) in rows {
+                sqlx::query(
+                    "INSERT INTO ledger (at, kind, attempt_id, project_id, org_id, award_id, \
+                     gpu_model, gpu_ms, weight_milli, charged_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(now)
+                .bind(kind.as_str())
+                .bind(a.id)
+                .bind(project)
+                .bind(org)
+                .bind(award)
+                .bind(&model)
+                .bind(gpu_ms)
+                .bind(weight)
+                .bind(charged)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| unique(e, "attempt", format!("a {kind} of attempt {}", a.id)))?;
+            }
+            Ok(())
         }
 
         fn audit_row(r: &DbRow) -> Result<AuditRecord> {
@@ -366,6 +591,7 @@ macro_rules! store_impl {
             exit_code: Option<i64>,
             now: i64,
         ) -> Result<()> {
+            let used = gpu_ms(a, now);
             sqlx::query(
                 "UPDATE attempts SET state = $1, ended_at = $2, exit_code = $3, gpu_ms = $4 \
                  WHERE id = $5",
@@ -373,10 +599,11 @@ macro_rules! store_impl {
             .bind(state.as_str())
             .bind(now)
             .bind(exit_code)
-            .bind(gpu_ms(a, now))
+            .bind(used)
             .bind(a.id)
             .execute(&mut **tx)
             .await?;
+            charge(tx, a, state, used, now).await?;
             let (job_state, kind) = match state {
                 AttemptState::Succeeded => (JobState::Succeeded, EventKind::Finished),
                 AttemptState::Failed => (JobState::Failed, EventKind::Finished),
@@ -580,14 +807,16 @@ macro_rules! store_impl {
             async fn create_org(&self, actor: &Actor, org: NewOrg, now: i64) -> Result<OrgRecord> {
                 let mut tx = self.begin_write().await?;
                 let row = sqlx::query(
-                    "INSERT INTO orgs (name, class, country, parent, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                    "INSERT INTO orgs (name, class, country, parent, created_at, parent_country, \
+                     verification) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
                 )
                 .bind(&org.name)
                 .bind(&org.class)
                 .bind(&org.country)
                 .bind(org.parent)
                 .bind(now)
+                .bind(&org.parent_country)
+                .bind(org.verification.as_str())
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| unique(e, "name", format!("organisation `{}`", org.name)))?;
@@ -1192,33 +1421,8 @@ macro_rules! store_impl {
             }
 
             async fn create_award(&self, actor: &Actor, a: NewAward, now: i64) -> Result<AwardRecord> {
-                if a.valid_until <= a.valid_from {
-                    return Err(StoreError::invalid("valid_until", "must be after valid_from"));
-                }
-                if a.gpu_hours <= 0 {
-                    return Err(StoreError::invalid("gpu_hours", "must be positive"));
-                }
                 let mut tx = self.begin_write().await?;
-                let row = sqlx::query(
-                    "INSERT INTO awards (project_id, gpu_model, gpu_hours, valid_from, valid_until, \
-                     created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-                )
-                .bind(a.project_id)
-                .bind(a.gpu_model.as_str())
-                .bind(a.gpu_hours)
-                .bind(a.valid_from)
-                .bind(a.valid_until)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| unique(e, "project", "award".into()))?;
-                let rec = award_row(&row)?;
-                let detail = format!(
-                    "{{\"project\":{},\"gpu_model\":\"{}\",\"gpu_hours\":{}}}",
-                    a.project_id, a.gpu_model, a.gpu_hours
-                );
-                audit(&mut tx, actor, "award.create", &format!("award/{}", rec.id), &detail, now)
-                    .await?;
+                let rec = insert_award(&mut tx, actor, &a, now).await?;
                 tx.commit().await?;
                 Ok(rec)
             }
@@ -1251,6 +1455,578 @@ macro_rules! store_impl {
                         gpu_ms: ms,
                     })
                     .collect())
+            }
+
+            async fn adjust_award(
+                &self,
+                actor: &Actor,
+                award: i64,
+                gpu_hours: i64,
+                reason: &str,
+                now: i64,
+            ) -> Result<AwardChange> {
+                if gpu_hours == 0 {
+                    return Err(StoreError::invalid("gpu_hours", "must not be zero: positive tops up, negative takes back"));
+                }
+                if reason.trim().is_empty() {
+                    return Err(StoreError::invalid("reason", "say why the award changes"));
+                }
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query("SELECT * FROM awards WHERE id = $1")
+                    .bind(award)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("award", award))?;
+                let a = award_row(&row)?;
+                let changed: i64 = sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(gpu_hours), 0) AS BIGINT) FROM award_changes \
+                     WHERE award_id = $1",
+                )
+                .bind(award)
+                .fetch_one(&mut *tx)
+                .await?;
+                let granted = a.gpu_hours + changed;
+                if granted + gpu_hours < 0 {
+                    return Err(StoreError::invalid(
+                        "gpu_hours",
+                        format!("award {award} has {granted} GPU-hours granted; cannot take back more"),
+                    ));
+                }
+                let row = sqlx::query(
+                    "INSERT INTO award_changes (award_id, gpu_hours, reason, actor, at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                )
+                .bind(award)
+                .bind(gpu_hours)
+                .bind(reason)
+                .bind(&actor.name)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let rec = change_row(&row)?;
+                let action = if gpu_hours > 0 { "award.top-up" } else { "award.take-back" };
+                let detail = format!(
+                    "{{\"gpu_hours\":{gpu_hours},\"granted\":{},\"reason\":{}}}",
+                    granted + gpu_hours,
+                    serde_json::to_string(reason)?
+                );
+                audit(&mut tx, actor, action, &format!("award/{award}"), &detail, now).await?;
+                event(&mut tx, EventKind::ProjectChanged, None, None, None, &a.project_id.to_string(), now)
+                    .await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn award_changes(&self, award: i64) -> Result<Vec<AwardChange>> {
+                let rows = sqlx::query("SELECT * FROM award_changes WHERE award_id = $1 ORDER BY id")
+                    .bind(award)
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(change_row).collect()
+            }
+
+            async fn award_balances(&self, project: Option<i64>) -> Result<Vec<AwardBalance>> {
+                let rows = sqlx::query(
+                    "SELECT a.*, \
+                     CAST(COALESCE((SELECT SUM(c.gpu_hours) FROM award_changes c \
+                       WHERE c.award_id = a.id), 0) AS BIGINT) AS changed_hours, \
+                     CAST(COALESCE((SELECT SUM(l.charged_ms) FROM ledger l \
+                       WHERE l.award_id = a.id AND l.kind <> 'credit'), 0) AS BIGINT) AS used_ms \
+                     FROM awards a WHERE ($1 IS NULL OR a.project_id = $1) ORDER BY a.id",
+                )
+                .bind(project)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let award = award_row(r)?;
+                        let changed: i64 = r.try_get("changed_hours")?;
+                        Ok(AwardBalance {
+                            granted_ms: (award.gpu_hours + changed) * 3_600_000,
+                            used_ms: r.try_get("used_ms")?,
+                            award,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn ledger(
+                &self,
+                project: Option<i64>,
+                from: i64,
+                until: i64,
+            ) -> Result<Vec<LedgerEntry>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM ledger WHERE ($1 IS NULL OR project_id = $1) \
+                     AND at >= $2 AND at < $3 ORDER BY id",
+                )
+                .bind(project)
+                .bind(from)
+                .bind(until)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter().map(ledger_row).collect()
+            }
+
+            async fn set_gpu_weight(
+                &self,
+                actor: &Actor,
+                model: &GpuModel,
+                weight_milli: i64,
+                now: i64,
+            ) -> Result<()> {
+                if weight_milli <= 0 {
+                    return Err(StoreError::invalid("weight", "must be positive"));
+                }
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO gpu_weights (gpu_model, weight_milli) VALUES ($1, $2) \
+                     ON CONFLICT (gpu_model) DO UPDATE SET weight_milli = excluded.weight_milli",
+                )
+                .bind(model.as_str())
+                .bind(weight_milli)
+                .execute(&mut *tx)
+                .await?;
+                audit(
+                    &mut tx,
+                    actor,
+                    "gpu-weight.set",
+                    &format!("gpu-model/{model}"),
+                    &format!("{{\"weight_milli\":{weight_milli}}}"),
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn gpu_weights(&self) -> Result<Vec<(String, i64)>> {
+                Ok(sqlx::query_as("SELECT gpu_model, weight_milli FROM gpu_weights ORDER BY gpu_model")
+                    .fetch_all(&self.read)
+                    .await?)
+            }
+
+            async fn raise_notice(
+                &self,
+                kind: &str,
+                project: i64,
+                award: i64,
+                detail: &str,
+                now: i64,
+            ) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let id: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO notices (at, kind, project_id, award_id, detail) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (kind, project_id, award_id) DO NOTHING RETURNING id",
+                )
+                .bind(now)
+                .bind(kind)
+                .bind(project)
+                .bind(award)
+                .bind(detail)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if id.is_none() {
+                    return Ok(false);
+                }
+                audit(
+                    &mut tx,
+                    &Actor::system("accounting"),
+                    &format!("notice.{kind}"),
+                    &format!("project/{project}"),
+                    detail,
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn list_notices(&self) -> Result<Vec<NoticeRecord>> {
+                let rows: Vec<(i64, i64, String, i64, i64, String)> = sqlx::query_as(
+                    "SELECT id, at, kind, project_id, award_id, detail FROM notices ORDER BY id",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, at, kind, project_id, award_id, detail)| NoticeRecord {
+                        id,
+                        at,
+                        kind,
+                        project_id,
+                        award_id,
+                        detail,
+                    })
+                    .collect())
+            }
+
+            async fn set_org_verification(
+                &self,
+                actor: &Actor,
+                org: i64,
+                status: Verification,
+                now: i64,
+            ) -> Result<OrgRecord> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query("UPDATE orgs SET verification = $1 WHERE id = $2 RETURNING *")
+                    .bind(status.as_str())
+                    .bind(org)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("organisation", org))?;
+                let rec = org_row(&row)?;
+                audit(
+                    &mut tx,
+                    actor,
+                    "org.verify",
+                    &format!("org/{org}"),
+                    &format!("{{\"verification\":\"{status}\"}}"),
+                    now,
+                )
+                .await?;
+                let projects: Vec<i64> =
+                    sqlx::query_scalar("SELECT id FROM projects WHERE org_id = $1 ORDER BY id")
+                        .bind(org)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                for p in projects {
+                    event(&mut tx, EventKind::ProjectChanged, None, None, None, &p.to_string(), now)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn import_denied_parties(
+                &self,
+                actor: &Actor,
+                parties: Vec<DeniedParty>,
+                now: i64,
+            ) -> Result<i64> {
+                let mut tx = self.begin_write().await?;
+                let mut n = 0;
+                for p in &parties {
+                    let key = party_key(&p.name);
+                    if key.is_empty() {
+                        return Err(StoreError::invalid("name", format!("`{}` has no letters or digits", p.name)));
+                    }
+                    sqlx::query(
+                        "INSERT INTO denied_parties (name_key, name, country, source, added_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name_key) DO UPDATE SET \
+                         name = excluded.name, country = excluded.country, \
+                         source = excluded.source, added_at = excluded.added_at",
+                    )
+                    .bind(&key)
+                    .bind(&p.name)
+                    .bind(&p.country)
+                    .bind(&p.source)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    n += 1;
+                }
+                let sources: std::collections::BTreeSet<&str> =
+                    parties.iter().map(|p| p.source.as_str()).collect();
+                audit(
+                    &mut tx,
+                    actor,
+                    "denied-parties.import",
+                    "denied-parties",
+                    &format!("{{\"rows\":{n},\"sources\":{}}}", serde_json::to_string(&sources)?),
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn list_denied_parties(&self) -> Result<Vec<DeniedParty>> {
+                let rows: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT name, country, source FROM denied_parties ORDER BY name_key",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(name, country, source)| DeniedParty { name, country, source })
+                    .collect())
+            }
+
+            async fn record_decision(
+                &self,
+                actor: &Actor,
+                action: &str,
+                target: &str,
+                detail: &str,
+                now: i64,
+            ) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                audit(&mut tx, actor, action, target, detail, now).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn hold_jobs(&self, jobs: &[i64], reason: Option<&str>, now: i64) -> Result<()> {
+                if jobs.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.begin_write().await?;
+                for chunk in jobs.chunks(500) {
+                    // Ids are integers we hold, never text from a request.
+                    let list: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
+                    sqlx::query(&format!(
+                        "UPDATE jobs SET reason = $1, updated_at = $2 \
+                         WHERE state = 'queued' AND id IN ({})",
+                        list.join(",")
+                    ))
+                    .bind(reason)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_call(&self, actor: &Actor, c: NewCall, now: i64) -> Result<CallRecord> {
+                if c.capacity_gpus <= 0 {
+                    return Err(StoreError::invalid("capacity_gpus", "must be positive"));
+                }
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO calls (programme, name, gpu_model, capacity_gpus, tracks, state, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, 'open', $6) RETURNING *",
+                )
+                .bind(&c.programme)
+                .bind(&c.name)
+                .bind(c.gpu_model.as_str())
+                .bind(c.capacity_gpus)
+                .bind(&c.tracks)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "name", format!("call `{}`", c.name)))?;
+                let rec = call_row(&row)?;
+                let detail = format!(
+                    "{{\"programme\":{},\"name\":{},\"gpu_model\":\"{}\",\"capacity_gpus\":{},\"tracks\":{}}}",
+                    serde_json::to_string(&c.programme)?,
+                    serde_json::to_string(&c.name)?,
+                    c.gpu_model,
+                    c.capacity_gpus,
+                    c.tracks
+                );
+                audit(&mut tx, actor, "call.create", &format!("call/{}", rec.id), &detail, now).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn get_call(&self, id: i64) -> Result<CallRecord> {
+                let mut tx = self.begin_read().await?;
+                call_in(&mut tx, id).await
+            }
+
+            async fn list_calls(&self) -> Result<Vec<CallRecord>> {
+                let rows = sqlx::query("SELECT * FROM calls ORDER BY id")
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(call_row).collect()
+            }
+
+            async fn set_call_state(
+                &self,
+                actor: &Actor,
+                id: i64,
+                state: CallState,
+                now: i64,
+            ) -> Result<CallRecord> {
+                if state == CallState::Awarded {
+                    return Err(StoreError::invalid("state", "a call is awarded by making its awards"));
+                }
+                let mut tx = self.begin_write().await?;
+                let call = call_in(&mut tx, id).await?;
+                if call.state == CallState::Awarded {
+                    return Err(StoreError::conflict("state", format!("call `{}` has been awarded", call.name)));
+                }
+                sqlx::query("UPDATE calls SET state = $1 WHERE id = $2")
+                    .bind(state.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                audit(&mut tx, actor, &format!("call.{state}"), &format!("call/{id}"), "{}", now).await?;
+                let rec = call_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn create_application(
+                &self,
+                actor: &Actor,
+                a: NewApplication,
+                now: i64,
+            ) -> Result<ApplicationRecord> {
+                let mut tx = self.begin_write().await?;
+                let call = call_in(&mut tx, a.call_id).await?;
+                if call.state != CallState::Open {
+                    return Err(StoreError::conflict(
+                        "call",
+                        format!("call `{}` is {} and takes no applications", call.name, call.state),
+                    ));
+                }
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO applications (call_id, project_id, track, gpus, days, region, plan, \
+                     state, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitted', $8) \
+                     RETURNING id",
+                )
+                .bind(a.call_id)
+                .bind(a.project_id)
+                .bind(&a.track)
+                .bind(a.gpus)
+                .bind(a.days)
+                .bind(&a.region)
+                .bind(&a.plan)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "project", format!("an application of project {} to this call", a.project_id)))?;
+                let detail = format!(
+                    "{{\"call\":{},\"project\":{},\"track\":{},\"gpus\":{},\"days\":{}}}",
+                    a.call_id,
+                    a.project_id,
+                    serde_json::to_string(&a.track)?,
+                    a.gpus,
+                    a.days
+                );
+                audit(&mut tx, actor, "application.create", &format!("application/{id}"), &detail, now)
+                    .await?;
+                let rec = application_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn get_application(&self, id: i64) -> Result<ApplicationRecord> {
+                let mut tx = self.begin_read().await?;
+                application_in(&mut tx, id).await
+            }
+
+            async fn list_applications(&self, call: i64) -> Result<Vec<ApplicationRecord>> {
+                let mut tx = self.begin_read().await?;
+                let ids: Vec<i64> =
+                    sqlx::query_scalar("SELECT id FROM applications WHERE call_id = $1 ORDER BY id")
+                        .bind(call)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    out.push(application_in(&mut tx, id).await?);
+                }
+                Ok(out)
+            }
+
+            async fn score_application(
+                &self,
+                actor: &Actor,
+                application: i64,
+                reviewer: &str,
+                score: i64,
+                comment: &str,
+                now: i64,
+            ) -> Result<ApplicationRecord> {
+                let mut tx = self.begin_write().await?;
+                let app = application_in(&mut tx, application).await?;
+                if app.state != ApplicationState::Submitted {
+                    return Err(StoreError::conflict(
+                        "application",
+                        format!("application {application} has been decided ({})", app.state),
+                    ));
+                }
+                sqlx::query(
+                    "INSERT INTO scores (application_id, reviewer, score, comment, at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (application_id, reviewer) \
+                     DO UPDATE SET score = excluded.score, comment = excluded.comment, at = excluded.at",
+                )
+                .bind(application)
+                .bind(reviewer)
+                .bind(score)
+                .bind(comment)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let detail = format!(
+                    "{{\"reviewer\":{},\"score\":{score}}}",
+                    serde_json::to_string(reviewer)?
+                );
+                audit(&mut tx, actor, "application.score", &format!("application/{application}"), &detail, now)
+                    .await?;
+                let rec = application_in(&mut tx, application).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn award_call(
+                &self,
+                actor: &Actor,
+                call: i64,
+                decisions: Vec<CallDecision>,
+                now: i64,
+            ) -> Result<Vec<AwardRecord>> {
+                let mut tx = self.begin_write().await?;
+                let c = call_in(&mut tx, call).await?;
+                if c.state == CallState::Awarded {
+                    return Err(StoreError::conflict("call", format!("call `{}` has already been awarded", c.name)));
+                }
+                let mut awards = Vec::new();
+                for d in decisions {
+                    let (app, state, detail) = match &d {
+                        CallDecision::Award(a) => {
+                            let rec = insert_award(&mut tx, actor, a, now).await?;
+                            let detail = format!("{{\"award\":{}}}", rec.id);
+                            awards.push(rec);
+                            (a.application_id.unwrap_or(0), ApplicationState::Awarded, detail)
+                        }
+                        CallDecision::Decline { application_id, reason } => (
+                            *application_id,
+                            ApplicationState::Declined,
+                            format!("{{\"reason\":{}}}", serde_json::to_string(reason)?),
+                        ),
+                    };
+                    let done = sqlx::query(
+                        "UPDATE applications SET state = $1 WHERE id = $2 AND call_id = $3 \
+                         AND state = 'submitted'",
+                    )
+                    .bind(state.as_str())
+                    .bind(app)
+                    .bind(call)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::conflict(
+                            "application",
+                            format!("application {app} is not a submitted application of this call"),
+                        ));
+                    }
+                    let action = match state {
+                        ApplicationState::Awarded => "application.award",
+                        _ => "application.decline",
+                    };
+                    audit(&mut tx, actor, action, &format!("application/{app}"), &detail, now).await?;
+                }
+                sqlx::query("UPDATE calls SET state = 'awarded' WHERE id = $1")
+                    .bind(call)
+                    .execute(&mut *tx)
+                    .await?;
+                audit(
+                    &mut tx,
+                    actor,
+                    "call.award",
+                    &format!("call/{call}"),
+                    &format!("{{\"awards\":{}}}", awards.len()),
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(awards)
             }
 
             async fn snapshot(&self) -> Result<Snapshot> {

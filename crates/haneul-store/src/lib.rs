@@ -127,6 +127,113 @@ pub trait Store: Send + Sync + 'static {
     async fn list_awards(&self, project: Option<i64>) -> Result<Vec<AwardRecord>>;
     /// GPU-milliseconds used per project and GPU model by ended attempts.
     async fn usage(&self, project: Option<i64>) -> Result<Vec<UsageRecord>>;
+    /// Tops an award up (`gpu_hours` > 0) or takes hours back (< 0); never below zero granted.
+    async fn adjust_award(
+        &self,
+        actor: &Actor,
+        award: i64,
+        gpu_hours: i64,
+        reason: &str,
+        now: i64,
+    ) -> Result<AwardChange>;
+    async fn award_changes(&self, award: i64) -> Result<Vec<AwardChange>>;
+    /// Every award (of one project, or all) with its granted and used GPU time.
+    async fn award_balances(&self, project: Option<i64>) -> Result<Vec<AwardBalance>>;
+    /// Ledger rows with `from <= at < until`, of one project or all, in id order.
+    async fn ledger(&self, project: Option<i64>, from: i64, until: i64)
+    -> Result<Vec<LedgerEntry>>;
+    /// Sets the weight (thousandths) at which a GPU model's time is charged from now on.
+    async fn set_gpu_weight(
+        &self,
+        actor: &Actor,
+        model: &GpuModel,
+        weight_milli: i64,
+        now: i64,
+    ) -> Result<()>;
+    async fn gpu_weights(&self) -> Result<Vec<(String, i64)>>;
+    /// Raises a notice once: false (and nothing written) when the same kind was raised for
+    /// this project and award before. A new notice is also written to the audit log.
+    async fn raise_notice(
+        &self,
+        kind: &str,
+        project: i64,
+        award: i64,
+        detail: &str,
+        now: i64,
+    ) -> Result<bool>;
+    async fn list_notices(&self) -> Result<Vec<NoticeRecord>>;
+
+    // --- compliance ---
+
+    /// Sets an organisation's verification; its projects' standing changes with it.
+    async fn set_org_verification(
+        &self,
+        actor: &Actor,
+        org: i64,
+        status: Verification,
+        now: i64,
+    ) -> Result<OrgRecord>;
+    /// Adds (or replaces, by name) denied parties. Returns how many rows were written.
+    async fn import_denied_parties(
+        &self,
+        actor: &Actor,
+        parties: Vec<DeniedParty>,
+        now: i64,
+    ) -> Result<i64>;
+    async fn list_denied_parties(&self) -> Result<Vec<DeniedParty>>;
+    /// Writes a decision that changes no other table (a refused registration, a hold) to the
+    /// audit log.
+    async fn record_decision(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<()>;
+    /// Sets (or with `None` clears) the hold reason of these jobs where they are still queued.
+    async fn hold_jobs(&self, jobs: &[i64], reason: Option<&str>, now: i64) -> Result<()>;
+
+    // --- programmes ---
+
+    async fn create_call(&self, actor: &Actor, c: NewCall, now: i64) -> Result<CallRecord>;
+    async fn get_call(&self, id: i64) -> Result<CallRecord>;
+    async fn list_calls(&self) -> Result<Vec<CallRecord>>;
+    /// Opens or closes a call for applications.
+    async fn set_call_state(
+        &self,
+        actor: &Actor,
+        id: i64,
+        state: CallState,
+        now: i64,
+    ) -> Result<CallRecord>;
+    /// Files an application to an open call.
+    async fn create_application(
+        &self,
+        actor: &Actor,
+        a: NewApplication,
+        now: i64,
+    ) -> Result<ApplicationRecord>;
+    async fn get_application(&self, id: i64) -> Result<ApplicationRecord>;
+    async fn list_applications(&self, call: i64) -> Result<Vec<ApplicationRecord>>;
+    /// Records (or replaces) one reviewer's score of a submitted application.
+    async fn score_application(
+        &self,
+        actor: &Actor,
+        application: i64,
+        reviewer: &str,
+        score: i64,
+        comment: &str,
+        now: i64,
+    ) -> Result<ApplicationRecord>;
+    /// Makes a call's awards and declines in one transaction, and marks the call awarded.
+    async fn award_call(
+        &self,
+        actor: &Actor,
+        call: i64,
+        decisions: Vec<CallDecision>,
+        now: i64,
+    ) -> Result<Vec<AwardRecord>>;
 
     // --- controller ---
 

@@ -134,6 +134,49 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// Whether the centre has checked who an organisation is. Only verified ones run jobs.
+    Verification {
+        Pending = "pending",
+        Verified = "verified",
+        Suspended = "suspended",
+    }
+);
+
+// `text_enum!` derives no `Default`, so `#[default]` is not available here.
+#[allow(clippy::derivable_impls)]
+impl Default for Verification {
+    fn default() -> Self {
+        Verification::Verified
+    }
+}
+
+text_enum!(
+    LedgerKind {
+        Charge = "charge",
+        /// Gives a charge back: the attempt was lost to a node fault.
+        Refund = "refund",
+        /// Owed to the owner of a partner pool that another organisation's job ran on.
+        Credit = "credit",
+    }
+);
+
+text_enum!(
+    CallState {
+        Open = "open",
+        Closed = "closed",
+        Awarded = "awarded",
+    }
+);
+
+text_enum!(
+    ApplicationState {
+        Submitted = "submitted",
+        Awarded = "awarded",
+        Declined = "declined",
+    }
+);
+
 /// Who does something, as written to the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -156,12 +199,17 @@ impl Actor {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NewOrg {
     pub name: String,
     pub class: String,
     pub country: String,
     pub parent: Option<i64>,
+    /// Country of the ultimate parent when it is not an organisation registered here.
+    #[serde(default)]
+    pub parent_country: Option<String>,
+    #[serde(default)]
+    pub verification: Verification,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +219,8 @@ pub struct OrgRecord {
     pub class: String,
     pub country: String,
     pub parent: Option<i64>,
+    pub parent_country: Option<String>,
+    pub verification: Verification,
     pub created_at: i64,
 }
 
@@ -401,6 +451,10 @@ pub struct NewAward {
     pub gpu_hours: i64,
     pub valid_from: i64,
     pub valid_until: i64,
+    /// Whole GPUs the project may hold at once: its guarantee while the award is valid.
+    pub gpu_quota: i64,
+    /// The application this award answers, when made from a call.
+    pub application_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -408,10 +462,133 @@ pub struct AwardRecord {
     pub id: i64,
     pub project_id: i64,
     pub gpu_model: GpuModel,
+    /// As first granted; top-ups and take-backs are in [`AwardChange`].
     pub gpu_hours: i64,
     pub valid_from: i64,
     pub valid_until: i64,
+    pub gpu_quota: i64,
+    pub application_id: Option<i64>,
     pub created_at: i64,
+}
+
+/// An award with what the ledger has charged against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwardBalance {
+    pub award: AwardRecord,
+    /// Granted GPU-hours plus top-ups minus take-backs, in GPU-milliseconds.
+    pub granted_ms: i64,
+    /// Weighted charges minus refunds, in GPU-milliseconds.
+    pub used_ms: i64,
+}
+
+/// A top-up (positive) or take-back (negative) of an award.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwardChange {
+    pub id: i64,
+    pub award_id: i64,
+    pub gpu_hours: i64,
+    pub reason: String,
+    pub actor: String,
+    pub at: i64,
+}
+
+/// One row of the append-only ledger. `charged_ms` is `gpu_ms` times the GPU class weight;
+/// refunds carry it negated, credits are owed to a partner pool's owner (`org_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub at: i64,
+    pub kind: LedgerKind,
+    pub attempt_id: i64,
+    pub project_id: i64,
+    pub org_id: i64,
+    pub award_id: Option<i64>,
+    pub gpu_model: String,
+    pub gpu_ms: i64,
+    pub weight_milli: i64,
+    pub charged_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRecord {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub project_id: i64,
+    /// 0 for notices about a whole project.
+    pub award_id: i64,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeniedParty {
+    pub name: String,
+    pub country: String,
+    pub source: String,
+}
+
+/// Key under which denied-party names are compared: case, punctuation and spacing ignored.
+pub fn party_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(|c| c.to_lowercase())
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCall {
+    pub programme: String,
+    pub name: String,
+    pub gpu_model: GpuModel,
+    pub capacity_gpus: i64,
+    /// The tracks as JSON (their shape is the API's `Track`).
+    pub tracks: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub id: i64,
+    pub programme: String,
+    pub name: String,
+    pub gpu_model: GpuModel,
+    pub capacity_gpus: i64,
+    pub tracks: String,
+    pub state: CallState,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApplication {
+    pub call_id: i64,
+    pub project_id: i64,
+    pub track: String,
+    pub gpus: i64,
+    pub days: i64,
+    pub region: String,
+    pub plan: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationRecord {
+    pub id: i64,
+    pub call_id: i64,
+    pub project_id: i64,
+    pub track: String,
+    pub gpus: i64,
+    pub days: i64,
+    pub region: String,
+    pub plan: String,
+    pub state: ApplicationState,
+    pub created_at: i64,
+    /// (reviewer, score), by reviewer.
+    pub scores: Vec<(String, i64)>,
+}
+
+/// What a call's ranking decided for one application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallDecision {
+    Award(NewAward),
+    Decline { application_id: i64, reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@ async fn tenant(store: &dyn Store, org: &str) -> (OrgRecord, ProjectRecord, User
                 class: "academia".into(),
                 country: "KR".into(),
                 parent: None,
+                ..NewOrg::default()
             },
             1,
         )
@@ -163,6 +164,7 @@ pub async fn tenants_and_tokens(store: &dyn Store) {
                 class: "academia".into(),
                 country: "KR".into(),
                 parent: None,
+                ..NewOrg::default()
             },
             3,
         )
@@ -576,6 +578,8 @@ pub async fn projects_and_awards(store: &dyn Store) {
                 gpu_hours: 1000,
                 valid_from: 0,
                 valid_until: 100,
+                gpu_quota: 0,
+                application_id: None,
             },
             3,
         )
@@ -592,6 +596,8 @@ pub async fn projects_and_awards(store: &dyn Store) {
                 gpu_hours: 1,
                 valid_from: 10,
                 valid_until: 5,
+                gpu_quota: 0,
+                application_id: None,
             },
             4,
         )
@@ -698,6 +704,354 @@ pub async fn group_commit(store: &dyn Store) {
     assert!(beats[1].is_none());
 }
 
+fn h200() -> GpuModel {
+    GpuModel::new("H200").unwrap()
+}
+
+fn award(project: i64, hours: i64, from: i64, until: i64) -> NewAward {
+    NewAward {
+        project_id: project,
+        gpu_model: h200(),
+        gpu_hours: hours,
+        valid_from: from,
+        valid_until: until,
+        gpu_quota: 2,
+        application_id: None,
+    }
+}
+
+/// Reports the one task of `job`'s attempt `fence` started at `now` and done an hour later.
+async fn finish(store: &dyn Store, job: i64, fence: i64, node: i64, now: i64) {
+    store
+        .report_task(
+            TaskReport {
+                node,
+                job,
+                fence,
+                task: 0,
+                exit_code: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .report_task(
+            TaskReport {
+                node,
+                job,
+                fence,
+                task: 0,
+                exit_code: Some(0),
+            },
+            now + 3_600_000,
+        )
+        .await
+        .unwrap();
+}
+
+pub async fn ledger_charges_each_attempt_once(store: &dyn Store) {
+    let (o, p, u) = tenant(store, "kisti").await;
+    let n = node(store, "n1", 1).await;
+    let epoch = lead(store, "a", 1).await;
+    let a = store
+        .create_award(&admin(), award(p.id, 10, 0, i64::MAX / 2), 1)
+        .await
+        .unwrap();
+    store
+        .set_gpu_weight(&admin(), &h200(), 1500, 1)
+        .await
+        .unwrap();
+    // One hour on 2 GPUs at weight 1.5: 2 GPU-hours used, 3 charged.
+    let j = submit(store, &u, p.id, 2).await;
+    let at = start(store, epoch, j.id, n.id, 10).await;
+    finish(store, j.id, at.fence, n.id, 10).await;
+    let rows = store.ledger(None, 0, i64::MAX).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        (r.kind, r.attempt_id, r.project_id, r.org_id, r.award_id),
+        (LedgerKind::Charge, at.id, p.id, o.id, Some(a.id))
+    );
+    assert_eq!(
+        (r.gpu_ms, r.weight_milli, r.charged_ms),
+        (7_200_000, 1500, 10_800_000)
+    );
+    let b = &store.award_balances(Some(p.id)).await.unwrap()[0];
+    assert_eq!((b.granted_ms, b.used_ms), (36_000_000, 10_800_000));
+
+    // An attempt lost with its node is charged and refunded in the same transaction.
+    let j2 = submit(store, &u, p.id, 20).await;
+    let at2 = start(store, epoch, j2.id, n.id, 30).await;
+    store
+        .report_task(
+            TaskReport {
+                node: n.id,
+                job: j2.id,
+                fence: at2.fence,
+                task: 0,
+                exit_code: None,
+            },
+            40,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.mark_lost_nodes(1_000_000, 1_000_040).await.unwrap(),
+        vec![n.id]
+    );
+    let rows = store.ledger(Some(p.id), 0, i64::MAX).await.unwrap();
+    let kinds: Vec<(LedgerKind, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.kind, r.attempt_id, r.charged_ms))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (LedgerKind::Charge, at.id, 10_800_000),
+            (LedgerKind::Charge, at2.id, 3_000_000),
+            (LedgerKind::Refund, at2.id, -3_000_000),
+        ]
+    );
+    let b = &store.award_balances(Some(p.id)).await.unwrap()[0];
+    assert_eq!(b.used_ms, 10_800_000);
+    // The time window selects rows by when they were written.
+    assert_eq!(store.ledger(None, 0, 2_000_000).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .gpu_weights()
+            .await
+            .unwrap()
+            .iter()
+            .find(|w| w.0 == "H200")
+            .unwrap()
+            .1,
+        1500
+    );
+}
+
+pub async fn awards_change_and_balance(store: &dyn Store) {
+    let (_, p, _) = tenant(store, "snu").await;
+    let a = store
+        .create_award(&admin(), award(p.id, 100, 0, 1000), 1)
+        .await
+        .unwrap();
+    assert_eq!(a.gpu_quota, 2);
+    store
+        .adjust_award(&admin(), a.id, 50, "second phase", 2)
+        .await
+        .unwrap();
+    store
+        .adjust_award(&admin(), a.id, -30, "idle for a month", 3)
+        .await
+        .unwrap();
+    let too_much = store
+        .adjust_award(&admin(), a.id, -1000, "all of it", 4)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            too_much,
+            StoreError::Invalid {
+                field: "gpu_hours",
+                ..
+            }
+        ),
+        "{too_much}"
+    );
+    assert!(store.adjust_award(&admin(), 999, 1, "x", 4).await.is_err());
+    let changes = store.award_changes(a.id).await.unwrap();
+    assert_eq!(
+        changes.iter().map(|c| c.gpu_hours).collect::<Vec<_>>(),
+        vec![50, -30]
+    );
+    let b = &store.award_balances(None).await.unwrap()[0];
+    assert_eq!((b.granted_ms, b.used_ms), (120 * 3_600_000, 0));
+    let actions: Vec<String> = store
+        .list_audit(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(actions.contains(&"award.top-up".to_string()));
+    assert!(actions.contains(&"award.take-back".to_string()));
+    // Notices are raised once per kind, project and award.
+    assert!(
+        store
+            .raise_notice("award.warning", p.id, a.id, "{}", 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .raise_notice("award.warning", p.id, a.id, "{}", 6)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.list_notices().await.unwrap().len(), 1);
+    assert!(store.verify_audit().await.unwrap() > 0);
+}
+
+pub async fn compliance_records(store: &dyn Store) {
+    let o = store
+        .create_org(
+            &admin(),
+            NewOrg {
+                name: "acme".into(),
+                class: "enterprise".into(),
+                country: "KR".into(),
+                parent: None,
+                parent_country: Some("SG".into()),
+                verification: Verification::Pending,
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(o.verification, Verification::Pending);
+    assert_eq!(o.parent_country.as_deref(), Some("SG"));
+    let v = store
+        .set_org_verification(&admin(), o.id, Verification::Verified, 2)
+        .await
+        .unwrap();
+    assert_eq!(v.verification, Verification::Verified);
+    assert_eq!(
+        store.get_org(o.id).await.unwrap().verification,
+        Verification::Verified
+    );
+    let n = store
+        .import_denied_parties(
+            &admin(),
+            vec![
+                DeniedParty {
+                    name: "Bad Corp.".into(),
+                    country: "XX".into(),
+                    source: "test".into(),
+                },
+                DeniedParty {
+                    name: "BAD CORP".into(),
+                    country: "YY".into(),
+                    source: "test".into(),
+                },
+            ],
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    // Same key: the second row replaced the first.
+    let list = store.list_denied_parties().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].country, "YY");
+    store
+        .record_decision(&admin(), "org.refuse", "org/evil", "{\"rule\":\"x\"}", 4)
+        .await
+        .unwrap();
+    let last = store.list_audit(0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.target.as_str()),
+        ("org.refuse", "org/evil")
+    );
+}
+
+pub async fn calls_applications_and_awards(store: &dyn Store) {
+    let (_, p, _) = tenant(store, "postech").await;
+    let (_, q, _) = tenant(store, "gist").await;
+    let c = store
+        .create_call(
+            &admin(),
+            NewCall {
+                programme: "national-ai".into(),
+                name: "2027-spring".into(),
+                gpu_model: h200(),
+                capacity_gpus: 8,
+                tracks: "[]".into(),
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.state, CallState::Open);
+    let app = |project: i64| NewApplication {
+        call_id: c.id,
+        project_id: project,
+        track: "small".into(),
+        gpus: 4,
+        days: 30,
+        region: "KR".into(),
+        plan: "train a model".into(),
+    };
+    let a1 = store
+        .create_application(&admin(), app(p.id), 2)
+        .await
+        .unwrap();
+    let a2 = store
+        .create_application(&admin(), app(q.id), 2)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .create_application(&admin(), app(p.id), 2)
+            .await
+            .is_err()
+    );
+    store
+        .score_application(&admin(), a1.id, "kim", 7, "", 3)
+        .await
+        .unwrap();
+    store
+        .score_application(&admin(), a1.id, "lee", 9, "", 3)
+        .await
+        .unwrap();
+    let s = store
+        .score_application(&admin(), a1.id, "kim", 8, "revised", 4)
+        .await
+        .unwrap();
+    assert_eq!(s.scores, vec![("kim".into(), 8), ("lee".into(), 9)]);
+    let mut aw = award(p.id, 2880, 5, 100);
+    aw.application_id = Some(a1.id);
+    let made = store
+        .award_call(
+            &admin(),
+            c.id,
+            vec![
+                CallDecision::Award(aw),
+                CallDecision::Decline {
+                    application_id: a2.id,
+                    reason: "below the cut".into(),
+                },
+            ],
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].application_id, Some(a1.id));
+    let apps = store.list_applications(c.id).await.unwrap();
+    assert_eq!(
+        apps.iter().map(|a| a.state).collect::<Vec<_>>(),
+        vec![ApplicationState::Awarded, ApplicationState::Declined]
+    );
+    assert_eq!(
+        store.get_call(c.id).await.unwrap().state,
+        CallState::Awarded
+    );
+    assert!(store.award_call(&admin(), c.id, vec![], 6).await.is_err());
+    assert!(
+        store
+            .create_application(&admin(), app(q.id), 7)
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .score_application(&admin(), a2.id, "kim", 1, "", 8)
+            .await
+            .is_err()
+    );
+}
+
 /// Instantiates every test of the suite for one backend; `$open` is an async block that returns
 /// `(store, guard)`, the guard keeping the database alive for the test.
 macro_rules! suite {
@@ -713,7 +1067,11 @@ macro_rules! suite {
                 lease_fences_a_deposed_leader,
                 audit_is_a_chain,
                 projects_and_awards,
-                group_commit);
+                group_commit,
+                ledger_charges_each_attempt_once,
+                awards_change_and_balance,
+                compliance_records,
+                calls_applications_and_awards);
         }
     };
     (@tests $open:expr; $($name:ident),+) => {

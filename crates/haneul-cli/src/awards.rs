@@ -1,0 +1,733 @@
+//! Operator and applicant commands for organisations, awards, programmes and statements:
+//! `org`, `award`, `call`, `application` and `statement` (docs/accounting.md). Each is a thin
+//! client of the `/v1` API; the server decides and records.
+
+use crate::client::{Api, Conn};
+use crate::output::{print_json, table};
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use haneul_api::*;
+use serde_json::json;
+use std::path::PathBuf;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn date(ms: i64) -> String {
+    haneul_server::accounting::date(ms)
+}
+
+// --- org ---
+
+#[derive(Subcommand)]
+pub enum OrgCommand {
+    /// Register an organisation; export screening refuses restricted countries and denied parties.
+    #[command(after_help = "Examples:\n  haneul org create kaist --country KR\n  \
+        haneul org create acme-kr --country KR --parent-country US --class enterprise --pending")]
+    Create(OrgCreateArgs),
+    /// List organisations.
+    List(ConnArgs),
+    /// Show one organisation.
+    Show(IdArgs),
+    /// Mark an organisation verified (or pending, or suspended); only verified ones run jobs.
+    Verify(OrgVerifyArgs),
+    /// Import a denied-party list (CSV with `name`, `country` and optionally `source` columns).
+    ImportDenied(ImportDeniedArgs),
+}
+
+#[derive(Args)]
+pub struct ConnArgs {
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Args)]
+pub struct IdArgs {
+    id: i64,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Args)]
+pub struct OrgCreateArgs {
+    name: String,
+    /// ISO 3166-1 alpha-2 country of the headquarters, for example KR.
+    #[arg(long)]
+    country: String,
+    /// Country of the ultimate parent, when it is not a registered organisation.
+    #[arg(long)]
+    parent_country: Option<String>,
+    /// Id of the parent organisation, when registered here.
+    #[arg(long)]
+    parent: Option<i64>,
+    /// academia, institute, startup, enterprise, partner or public-agency.
+    #[arg(long, default_value = "academia")]
+    class: String,
+    /// Register it unverified: its jobs are held until `haneul org verify`.
+    #[arg(long)]
+    pending: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Args)]
+pub struct OrgVerifyArgs {
+    id: i64,
+    /// verified, pending or suspended.
+    #[arg(long, default_value = "verified")]
+    status: String,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Args)]
+pub struct ImportDeniedArgs {
+    file: PathBuf,
+    /// Where the list comes from, for rows that name no source.
+    #[arg(long)]
+    source: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+fn print_orgs(api: &Api, orgs: &[Org]) -> anyhow::Result<()> {
+    if api.json {
+        return print_json(&orgs);
+    }
+    let mut t = table(&["ID", "NAME", "CLASS", "COUNTRY", "PARENT", "VERIFICATION"]);
+    for o in orgs {
+        let parent = match (o.parent, &o.parent_country) {
+            (Some(p), _) => format!("org {p}"),
+            (None, Some(c)) => c.clone(),
+            (None, None) => "-".into(),
+        };
+        t.add_row(vec![
+            o.id.to_string(),
+            o.name.clone(),
+            o.class.clone(),
+            o.country.clone(),
+            parent,
+            o.verification.clone(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn org(cmd: OrgCommand) -> anyhow::Result<()> {
+    match cmd {
+        OrgCommand::Create(a) => {
+            let api = a.conn.open()?;
+            let mut body = json!({"name": a.name, "country": a.country, "class": a.class});
+            if let Some(c) = a.parent_country {
+                body["parent_country"] = json!(c);
+            }
+            if let Some(p) = a.parent {
+                body["parent"] = json!(p);
+            }
+            if a.pending {
+                body["verification"] = json!("pending");
+            }
+            let o: Org = api.call("POST", "/v1/orgs", Some(body))?;
+            if api.json {
+                return print_json(&o);
+            }
+            println!("organisation {} `{}`: {}", o.id, o.name, o.verification);
+            Ok(())
+        }
+        OrgCommand::List(a) => {
+            let api = a.conn.open()?;
+            let orgs: Vec<Org> = api.call("GET", "/v1/orgs", None)?;
+            print_orgs(&api, &orgs)
+        }
+        OrgCommand::Show(a) => {
+            let api = a.conn.open()?;
+            let o: Org = api.call("GET", &format!("/v1/orgs/{}", a.id), None)?;
+            if api.json {
+                return print_json(&o);
+            }
+            print_orgs(&api, &[o])
+        }
+        OrgCommand::Verify(a) => {
+            let api = a.conn.open()?;
+            let o: Org = api.call(
+                "POST",
+                &format!("/v1/orgs/{}/verify", a.id),
+                Some(json!({"status": a.status})),
+            )?;
+            if api.json {
+                return print_json(&o);
+            }
+            println!("organisation {} `{}`: {}", o.id, o.name, o.verification);
+            Ok(())
+        }
+        OrgCommand::ImportDenied(a) => {
+            let api = a.conn.open()?;
+            let csv = std::fs::read_to_string(&a.file)
+                .with_context(|| format!("cannot read {}", a.file.display()))?;
+            let r: DeniedPartyImported = api.call(
+                "POST",
+                "/v1/denied-parties",
+                Some(json!({"csv": csv, "source": a.source})),
+            )?;
+            if api.json {
+                return print_json(&r);
+            }
+            println!("imported {} denied parties", r.imported);
+            Ok(())
+        }
+    }
+}
+
+// --- award ---
+
+#[derive(Subcommand)]
+pub enum AwardCommand {
+    /// Grant GPU-hours of one GPU model to a project for a number of days.
+    #[command(
+        after_help = "Example:\n  haneul award create --project 3 --gpu-model H200 \
+        --gpu-hours 2880 --gpu-quota 4 --days 30"
+    )]
+    Create(AwardCreateArgs),
+    /// Awards with their balances (like `haneul usage`, for every project you may see).
+    List(ConnArgs),
+    /// Top an award up (positive hours) or take hours back (negative).
+    #[command(
+        after_help = "Examples:\n  haneul award adjust 7 --gpu-hours 500 --reason 'phase two'\n  \
+        haneul award adjust 7 --gpu-hours=-200 --reason 'idle for a month'"
+    )]
+    Adjust(AwardAdjustArgs),
+    /// Awards whose GPUs sat idle: candidates for take-back.
+    Underuse(ConnArgs),
+    /// Notices raised to operators (award warnings, spent awards, compute threshold, underuse).
+    Notices(ConnArgs),
+}
+
+#[derive(Args)]
+pub struct AwardCreateArgs {
+    #[arg(long)]
+    project: i64,
+    #[arg(long)]
+    gpu_model: String,
+    #[arg(long)]
+    gpu_hours: i64,
+    /// Whole GPUs the project may hold at once (its guarantee).
+    #[arg(long, default_value_t = 0)]
+    gpu_quota: i64,
+    /// Days from now the award is valid.
+    #[arg(long)]
+    days: i64,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Args)]
+pub struct AwardAdjustArgs {
+    id: i64,
+    #[arg(long, allow_negative_numbers = true)]
+    gpu_hours: i64,
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+pub fn award(cmd: AwardCommand) -> anyhow::Result<()> {
+    match cmd {
+        AwardCommand::Create(a) => {
+            if a.days < 1 {
+                bail!("--days: must be at least 1");
+            }
+            let api = a.conn.open()?;
+            let now = now_ms();
+            let award: Award = api.call(
+                "POST",
+                "/v1/awards",
+                Some(json!({"project": a.project, "gpu_model": a.gpu_model,
+                    "gpu_hours": a.gpu_hours, "gpu_quota": a.gpu_quota,
+                    "valid_from": now, "valid_until": now + a.days * 86_400_000})),
+            )?;
+            if api.json {
+                return print_json(&award);
+            }
+            println!(
+                "award {}: {} {} GPU-hours to project {} until {}",
+                award.id,
+                award.gpu_hours,
+                award.gpu_model,
+                award.project,
+                date(award.valid_until)
+            );
+            Ok(())
+        }
+        AwardCommand::List(a) => crate::client::usage_of(a.conn),
+        AwardCommand::Adjust(a) => {
+            let api = a.conn.open()?;
+            let c: AwardChange = api.call(
+                "POST",
+                &format!("/v1/awards/{}/adjust", a.id),
+                Some(json!({"gpu_hours": a.gpu_hours, "reason": a.reason})),
+            )?;
+            if api.json {
+                return print_json(&c);
+            }
+            println!(
+                "award {}: {:+} GPU-hours ({})",
+                c.award, c.gpu_hours, c.reason
+            );
+            Ok(())
+        }
+        AwardCommand::Underuse(a) => {
+            let api = a.conn.open()?;
+            let rows: Vec<Underuse> = api.call("GET", "/v1/underuse", None)?;
+            if api.json {
+                return print_json(&rows);
+            }
+            let mut t = table(&["AWARD", "PROJECT", "QUOTA", "DAYS", "USED", "OF", "FLAGGED"]);
+            for u in &rows {
+                t.add_row(vec![
+                    u.award.to_string(),
+                    u.project.to_string(),
+                    u.gpu_quota.to_string(),
+                    format!("{:.1}", u.window_days),
+                    format!("{:.1}", u.used_gpu_hours),
+                    format!("{:.1}", u.capacity_gpu_hours),
+                    if u.flagged { "take back?" } else { "" }.to_string(),
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+        AwardCommand::Notices(a) => {
+            let api = a.conn.open()?;
+            let rows: Vec<Notice> = api.call("GET", "/v1/notices", None)?;
+            if api.json {
+                return print_json(&rows);
+            }
+            let mut t = table(&["ID", "DATE", "KIND", "PROJECT", "AWARD", "DETAIL"]);
+            for n in &rows {
+                t.add_row(vec![
+                    n.id.to_string(),
+                    date(n.at),
+                    n.kind.clone(),
+                    n.project.to_string(),
+                    n.award.map_or("-".into(), |a| a.to_string()),
+                    n.detail.clone(),
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+    }
+}
+
+// --- call ---
+
+#[derive(Subcommand)]
+pub enum CallCommand {
+    /// Open a call of a programme with one or more tracks.
+    #[command(
+        after_help = "Example:\n  haneul call create --programme national-ai --name 2027-spring \
+        --gpu-model H200 --capacity 64 \\\n    --track name=small,min=1,max=4,days=90,org-cap=4,region=KR \\\n    \
+        --track name=server,min=8,max=16,days=60,whole-server"
+    )]
+    Create(CallCreateArgs),
+    List(ConnArgs),
+    Show(IdArgs),
+    /// Stop taking applications.
+    Close(IdArgs),
+    /// Take applications again.
+    Open(IdArgs),
+    /// Rank the applications by their scores and make the awards within the call's capacity.
+    Award(IdArgs),
+}
+
+#[derive(Args)]
+pub struct CallCreateArgs {
+    #[arg(long)]
+    programme: String,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    gpu_model: String,
+    /// GPUs the call can award at once, over all tracks.
+    #[arg(long)]
+    capacity: i64,
+    /// A track: name=N,min=G,max=G,days=D[,org-cap=G][,region=R][,whole-server][,server-gpus=G].
+    #[arg(long, required = true)]
+    track: Vec<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// Parses one `--track` value.
+pub fn parse_track(spec: &str) -> anyhow::Result<Track> {
+    let mut t = Track {
+        name: String::new(),
+        min_gpus: 1,
+        max_gpus: 0,
+        whole_server: false,
+        server_gpus: 8,
+        max_days: 0,
+        per_org_cap_gpus: None,
+        region: None,
+    };
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        let num = || -> anyhow::Result<i64> {
+            v.parse()
+                .with_context(|| format!("--track: `{k}` needs a whole number, got `{v}`"))
+        };
+        match k {
+            "name" => t.name = v.to_string(),
+            "min" => t.min_gpus = num()?,
+            "max" => t.max_gpus = num()?,
+            "days" => t.max_days = num()?,
+            "org-cap" => t.per_org_cap_gpus = Some(num()?),
+            "region" => t.region = Some(v.to_string()),
+            "whole-server" => t.whole_server = true,
+            "server-gpus" => t.server_gpus = num()?,
+            other => bail!(
+                "--track: unknown key `{other}`; use name, min, max, days, org-cap, region, \
+                 whole-server, server-gpus"
+            ),
+        }
+    }
+    if t.name.is_empty() || t.max_gpus == 0 || t.max_days == 0 {
+        bail!("--track: give at least name=, max= and days=, for example name=small,max=4,days=90");
+    }
+    Ok(t)
+}
+
+fn print_call(api: &Api, c: &Call) -> anyhow::Result<()> {
+    if api.json {
+        return print_json(c);
+    }
+    println!(
+        "call {} `{}` of {}: {} GPUs of {}, {}",
+        c.id, c.name, c.programme, c.capacity_gpus, c.gpu_model, c.state
+    );
+    let mut t = table(&[
+        "TRACK",
+        "GPUS",
+        "WHOLE SERVERS",
+        "MAX DAYS",
+        "ORG CAP",
+        "REGION",
+    ]);
+    for tr in &c.tracks {
+        t.add_row(vec![
+            tr.name.clone(),
+            format!("{}-{}", tr.min_gpus, tr.max_gpus),
+            if tr.whole_server {
+                tr.server_gpus.to_string()
+            } else {
+                "-".into()
+            },
+            tr.max_days.to_string(),
+            tr.per_org_cap_gpus.map_or("-".into(), |c| c.to_string()),
+            tr.region.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn call(cmd: CallCommand) -> anyhow::Result<()> {
+    match cmd {
+        CallCommand::Create(a) => {
+            let tracks = a
+                .track
+                .iter()
+                .map(|s| parse_track(s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let api = a.conn.open()?;
+            let c: Call = api.call(
+                "POST",
+                "/v1/calls",
+                Some(json!({"programme": a.programme, "name": a.name,
+                    "gpu_model": a.gpu_model, "capacity_gpus": a.capacity, "tracks": tracks})),
+            )?;
+            print_call(&api, &c)
+        }
+        CallCommand::List(a) => {
+            let api = a.conn.open()?;
+            let calls: Vec<Call> = api.call("GET", "/v1/calls", None)?;
+            if api.json {
+                return print_json(&calls);
+            }
+            let mut t = table(&["ID", "PROGRAMME", "NAME", "GPU MODEL", "CAPACITY", "STATE"]);
+            for c in &calls {
+                t.add_row(vec![
+                    c.id.to_string(),
+                    c.programme.clone(),
+                    c.name.clone(),
+                    c.gpu_model.clone(),
+                    c.capacity_gpus.to_string(),
+                    c.state.clone(),
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+        CallCommand::Show(a) => {
+            let api = a.conn.open()?;
+            let c: Call = api.call("GET", &format!("/v1/calls/{}", a.id), None)?;
+            print_call(&api, &c)
+        }
+        CallCommand::Close(a) => set_call_state(a, "closed"),
+        CallCommand::Open(a) => set_call_state(a, "open"),
+        CallCommand::Award(a) => {
+            let api = a.conn.open()?;
+            let r: CallAwarded = api.call("POST", &format!("/v1/calls/{}/award", a.id), None)?;
+            if api.json {
+                return print_json(&r);
+            }
+            for w in &r.awards {
+                println!(
+                    "award {}: project {} gets {} GPU-hours ({} GPUs) until {}",
+                    w.id,
+                    w.project,
+                    w.gpu_hours,
+                    w.gpu_quota,
+                    date(w.valid_until)
+                );
+            }
+            for d in &r.declined {
+                println!("application {} declined: {}", d.application, d.reason);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn set_call_state(a: IdArgs, state: &str) -> anyhow::Result<()> {
+    let api = a.conn.open()?;
+    let c: Call = api.call(
+        "POST",
+        &format!("/v1/calls/{}/state", a.id),
+        Some(json!({"state": state})),
+    )?;
+    print_call(&api, &c)
+}
+
+// --- application ---
+
+#[derive(Subcommand)]
+pub enum ApplicationCommand {
+    /// Apply to a call for one of your organisation's projects.
+    #[command(
+        after_help = "Example:\n  haneul application create --call 1 --project 3 --track small \
+        --gpus 4 --days 30 --plan 'fine-tune a Korean LLM'"
+    )]
+    Create(ApplicationCreateArgs),
+    /// A call's applications with their scores.
+    List(ApplicationListArgs),
+    /// Record a reviewer's score (0 to 10).
+    Score(ScoreArgs),
+}
+
+#[derive(Args)]
+pub struct ApplicationCreateArgs {
+    #[arg(long)]
+    call: i64,
+    #[arg(long)]
+    project: i64,
+    #[arg(long)]
+    track: String,
+    #[arg(long)]
+    gpus: i64,
+    #[arg(long)]
+    days: i64,
+    /// What the GPUs are for.
+    #[arg(long)]
+    plan: String,
+    /// Default: the organisation's country.
+    #[arg(long)]
+    region: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Args)]
+pub struct ApplicationListArgs {
+    #[arg(long)]
+    call: i64,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    id: i64,
+    #[arg(long)]
+    score: i64,
+    /// Default: your user name.
+    #[arg(long)]
+    reviewer: Option<String>,
+    #[arg(long, default_value = "")]
+    comment: String,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+fn print_applications(api: &Api, apps: &[Application]) -> anyhow::Result<()> {
+    if api.json {
+        return print_json(&apps);
+    }
+    let mut t = table(&[
+        "ID", "PROJECT", "TRACK", "GPUS", "DAYS", "REGION", "SCORE", "STATE",
+    ]);
+    for a in apps {
+        t.add_row(vec![
+            a.id.to_string(),
+            a.project.to_string(),
+            a.track.clone(),
+            a.gpus.to_string(),
+            a.days.to_string(),
+            a.region.clone(),
+            a.mean_score
+                .map_or("-".into(), |s| format!("{s:.2} ({})", a.scores.len())),
+            a.state.clone(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn application(cmd: ApplicationCommand) -> anyhow::Result<()> {
+    match cmd {
+        ApplicationCommand::Create(a) => {
+            let api = a.conn.open()?;
+            let mut body = json!({"project": a.project, "track": a.track, "gpus": a.gpus,
+                "days": a.days, "plan": a.plan});
+            if let Some(r) = a.region {
+                body["region"] = json!(r);
+            }
+            let app: Application = api.call(
+                "POST",
+                &format!("/v1/calls/{}/applications", a.call),
+                Some(body),
+            )?;
+            if api.json {
+                return print_json(&app);
+            }
+            print_applications(&api, &[app])
+        }
+        ApplicationCommand::List(a) => {
+            let api = a.conn.open()?;
+            let apps: Vec<Application> =
+                api.call("GET", &format!("/v1/calls/{}/applications", a.call), None)?;
+            print_applications(&api, &apps)
+        }
+        ApplicationCommand::Score(a) => {
+            let api = a.conn.open()?;
+            let mut body = json!({"score": a.score, "comment": a.comment});
+            if let Some(r) = a.reviewer {
+                body["reviewer"] = json!(r);
+            }
+            let app: Application = api.call(
+                "POST",
+                &format!("/v1/applications/{}/scores", a.id),
+                Some(body),
+            )?;
+            if api.json {
+                return print_json(&app);
+            }
+            print_applications(&api, &[app])
+        }
+    }
+}
+
+// --- statement ---
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  haneul statement --month 2026-12\n  \
+    haneul statement --month 2026-12 --org 2 --csv > kaist-2026-12.csv")]
+pub struct StatementArgs {
+    /// YYYY-MM (UTC).
+    #[arg(long)]
+    month: String,
+    #[arg(long)]
+    project: Option<i64>,
+    #[arg(long)]
+    org: Option<i64>,
+    /// Print CSV (the server's rendering) instead of a table.
+    #[arg(long)]
+    csv: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+pub fn statement(a: StatementArgs) -> anyhow::Result<()> {
+    let api = a.conn.open()?;
+    let mut path = format!("/v1/statements?month={}", a.month);
+    if let Some(p) = a.project {
+        path.push_str(&format!("&project={p}"));
+    }
+    if let Some(o) = a.org {
+        path.push_str(&format!("&org={o}"));
+    }
+    if a.csv {
+        print!(
+            "{}",
+            api.call_text("GET", &format!("{path}&format=csv"), None)?
+        );
+        return Ok(());
+    }
+    let s: Statement = api.call("GET", &path, None)?;
+    if api.json {
+        return print_json(&s);
+    }
+    let mut t = table(&[
+        "ORG",
+        "PROJECT",
+        "GPU MODEL",
+        "GPU-HOURS",
+        "CHARGED",
+        "REFUNDED",
+        "CREDITED",
+    ]);
+    for l in &s.lines {
+        t.add_row(vec![
+            l.org.to_string(),
+            l.project.to_string(),
+            l.gpu_model.clone(),
+            format!("{:.3}", l.gpu_hours),
+            format!("{:.3}", l.charged_gpu_hours),
+            format!("{:.3}", l.refunded_gpu_hours),
+            format!("{:.3}", l.credited_gpu_hours),
+        ]);
+    }
+    println!("{t}");
+    let h = |ms: i64| ms as f64 / 3.6e6;
+    println!(
+        "{}: charged {:.3}, refunded {:.3}, credited {:.3} GPU-hours over {} ledger rows",
+        s.month,
+        h(s.charged_ms),
+        h(s.refunded_ms),
+        h(s.credited_ms),
+        s.ledger_rows
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks() {
+        let t = parse_track("name=server,min=8,max=16,days=60,whole-server,org-cap=16").unwrap();
+        assert_eq!((t.min_gpus, t.max_gpus, t.max_days), (8, 16, 60));
+        assert!(t.whole_server);
+        assert_eq!(t.per_org_cap_gpus, Some(16));
+        assert!(parse_track("name=x,max=4").is_err());
+        assert!(parse_track("name=x,max=four,days=3").is_err());
+        assert!(parse_track("name=x,max=4,days=3,colour=red").is_err());
+    }
+}

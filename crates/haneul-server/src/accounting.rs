@@ -1,0 +1,937 @@
+//! Accounting: award balances and states, the hold rules that keep spent, expired or
+//! unscreened projects from starting jobs, operator notices (award warnings, the training
+//! compute threshold, underuse), monthly statements, and their routes. The ledger itself is
+//! written by the store in the transaction that ends each attempt; this module only reads it.
+//!
+//! Policy comes from [`AccountingPolicy`] (`DIR/accounting.toml` for `haneul server`), whose
+//! defaults are documented in docs/accounting.md.
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::compliance;
+use crate::controller::now_ms;
+use crate::error::{ApiError, Body};
+use crate::extract::{Id, Q};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use haneul_api::*;
+use haneul_model::GpuModel;
+use haneul_store as st;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub const MS_PER_HOUR: f64 = 3_600_000.0;
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// What the centre decides about charging, holding and flagging. Every field has a default, so
+/// an empty `accounting.toml` is valid.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountingPolicy {
+    /// Fraction of an award's GPU-hours at which operators and the project are warned.
+    pub warn_fraction: f64,
+    /// Hold jobs of projects that have never had an award. Off by default so that a centre
+    /// can run unmetered projects (and `haneul up` needs no award to try things out).
+    pub require_award: bool,
+    /// ISO 3166-1 alpha-2 codes whose organisations, or organisations owned from them, are
+    /// refused (see docs/accounting.md for the sources of the default list).
+    pub restricted_countries: Vec<String>,
+    /// Fraction of peak operations a training job sustains, for the compute estimate.
+    pub utilisation: f64,
+    /// Estimated cumulative operations at which a project's training compute is reported.
+    pub compute_threshold: f64,
+    /// Peak dense BF16 operations per second per GPU model; overrides and extends the table
+    /// in [`default_peak_ops`].
+    pub peak_ops: BTreeMap<String, f64>,
+    /// Underuse: the window looked back over, in days.
+    pub underuse_window_days: f64,
+    /// Underuse: an award whose quota ran less than this fraction of the window is flagged.
+    pub underuse_fraction: f64,
+}
+
+/// The default restricted-country list: the countries for which 22 CFR 126.1(d)(1) sets a
+/// policy of denial, those under UN Security Council arms embargoes (22 CFR 126.1(d)(2)), and
+/// Macau. docs/accounting.md gives the sources; a centre replaces the list with its own
+/// export-control officer's.
+pub const DEFAULT_RESTRICTED: &[&str] = &[
+    // 22 CFR 126.1(d)(1): Belarus, Burma, Cambodia, China, Cuba, Iran, North Korea, Russia,
+    // Syria, Venezuela.
+    "BY", "MM", "KH", "CN", "CU", "IR", "KP", "RU", "SY", "VE",
+    // UN Security Council arms embargoes, 22 CFR 126.1(d)(2): Afghanistan, Central African
+    // Republic, DR Congo, Eritrea, Haiti, Iraq, Lebanon, Libya, Somalia, South Sudan, Sudan,
+    // Yemen, Zimbabwe.
+    "AF", "CF", "CD", "ER", "HT", "IQ", "LB", "LY", "SO", "SS", "SD", "YE", "ZW",
+    // Macau, as the programme rules require.
+    "MO",
+];
+
+impl Default for AccountingPolicy {
+    fn default() -> Self {
+        AccountingPolicy {
+            warn_fraction: 0.8,
+            require_award: false,
+            restricted_countries: DEFAULT_RESTRICTED.iter().map(|c| c.to_string()).collect(),
+            utilisation: 0.4,
+            compute_threshold: 1e26,
+            peak_ops: BTreeMap::new(),
+            underuse_window_days: 14.0,
+            underuse_fraction: 0.25,
+        }
+    }
+}
+
+/// Peak dense BF16 tensor operations per second, from the vendors' datasheets (without
+/// sparsity): NVIDIA H100 SXM 989 TFLOPS, H200 SXM 989 TFLOPS, B200 2.25 PFLOPS, A100 SXM 312
+/// TFLOPS, L40S 362 TFLOPS. The GPU catalogue (crates/haneul-sim/catalogue.toml) has relative
+/// throughput but no operation counts, so the table lives here.
+pub fn default_peak_ops(model: &str) -> Option<f64> {
+    Some(match model {
+        "H100" | "H200" => 989e12,
+        "B200" => 2250e12,
+        "A100" => 312e12,
+        "L40S" => 362e12,
+        _ => return None,
+    })
+}
+
+impl AccountingPolicy {
+    /// Reads `path` when it exists, else the defaults.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let p: AccountingPolicy =
+                    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                p.check().map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(p)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.warn_fraction) {
+            return Err("warn_fraction: must be between 0 and 1".into());
+        }
+        if !(self.utilisation > 0.0 && self.utilisation <= 1.0) {
+            return Err("utilisation: must be above 0 and at most 1".into());
+        }
+        if self.compute_threshold <= 0.0 {
+            return Err("compute_threshold: must be positive".into());
+        }
+        for c in &self.restricted_countries {
+            if !compliance::is_country_code(c) {
+                return Err(format!(
+                    "restricted_countries: `{c}` is not an ISO 3166-1 alpha-2 code in capitals"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_restricted(&self, country: &str) -> bool {
+        self.restricted_countries.iter().any(|c| c == country)
+    }
+
+    pub fn peak_ops(&self, model: &str) -> Option<f64> {
+        self.peak_ops
+            .get(model)
+            .copied()
+            .or_else(|| default_peak_ops(model))
+    }
+}
+
+/// `YYYY-MM-DD` of a Unix-millisecond time, UTC.
+pub fn date(ms: i64) -> String {
+    let (y, m, d) = civil_from_days(ms.div_euclid(MS_PER_DAY));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// (year, month, day) to days since 1970-01-01.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The UTC bounds `[from, until)` of a month written `YYYY-MM`.
+pub fn month_bounds(month: &str) -> Option<(i64, i64)> {
+    let (y, m) = month.split_once('-')?;
+    if y.len() != 4 || m.len() != 2 {
+        return None;
+    }
+    let y: i64 = y.parse().ok()?;
+    let m: u32 = m.parse().ok()?;
+    if !(1..=12).contains(&m) {
+        return None;
+    }
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    Some((
+        days_from_civil(y, m, 1) * MS_PER_DAY,
+        days_from_civil(ny, nm, 1) * MS_PER_DAY,
+    ))
+}
+
+/// An award's state at `now`.
+pub fn award_state(b: &st::AwardBalance, now: i64, warn_fraction: f64) -> &'static str {
+    if now < b.award.valid_from {
+        "pending"
+    } else if now >= b.award.valid_until {
+        "expired"
+    } else if b.used_ms >= b.granted_ms {
+        "spent"
+    } else if b.granted_ms > 0 && b.used_ms as f64 >= warn_fraction * b.granted_ms as f64 {
+        "warning"
+    } else {
+        "active"
+    }
+}
+
+pub fn balance_to_api(
+    b: &st::AwardBalance,
+    project_name: &str,
+    now: i64,
+    policy: &AccountingPolicy,
+) -> AwardBalance {
+    AwardBalance {
+        award: b.award.id,
+        project: b.award.project_id,
+        project_name: project_name.to_string(),
+        gpu_model: b.award.gpu_model.to_string(),
+        gpu_quota: b.award.gpu_quota,
+        gpu_hours_granted: b.granted_ms as f64 / MS_PER_HOUR,
+        gpu_hours_used: b.used_ms as f64 / MS_PER_HOUR,
+        gpu_hours_left: (b.granted_ms - b.used_ms) as f64 / MS_PER_HOUR,
+        valid_from: b.award.valid_from,
+        valid_until: b.award.valid_until,
+        state: award_state(b, now, policy.warn_fraction).to_string(),
+    }
+}
+
+/// Everything the hold rules read, loaded in one go.
+pub struct View {
+    pub orgs: BTreeMap<i64, st::OrgRecord>,
+    pub projects: Vec<st::ProjectRecord>,
+    pub balances: Vec<st::AwardBalance>,
+    pub denied: Vec<st::DeniedParty>,
+}
+
+impl View {
+    pub async fn load(store: &dyn st::Store) -> Result<View, st::StoreError> {
+        Ok(View {
+            orgs: store
+                .list_orgs()
+                .await?
+                .into_iter()
+                .map(|o| (o.id, o))
+                .collect(),
+            projects: store.list_projects().await?,
+            balances: store.award_balances(None).await?,
+            denied: store.list_denied_parties().await?,
+        })
+    }
+
+    /// Why each held project may not start jobs now; projects that may are absent.
+    pub fn holds(&self, policy: &AccountingPolicy, now: i64) -> BTreeMap<i64, String> {
+        let mut by_project: BTreeMap<i64, Vec<&st::AwardBalance>> = BTreeMap::new();
+        for b in &self.balances {
+            by_project.entry(b.award.project_id).or_default().push(b);
+        }
+        let mut out = BTreeMap::new();
+        for p in &self.projects {
+            let awards = by_project.get(&p.id).map(Vec::as_slice).unwrap_or(&[]);
+            if let Some(reason) = self.hold_reason(p, awards, policy, now) {
+                out.insert(p.id, reason);
+            }
+        }
+        out
+    }
+
+    fn hold_reason(
+        &self,
+        p: &st::ProjectRecord,
+        awards: &[&st::AwardBalance],
+        policy: &AccountingPolicy,
+        now: i64,
+    ) -> Option<String> {
+        let org = self.orgs.get(&p.org_id)?;
+        if org.verification != st::Verification::Verified {
+            return Some(format!(
+                "held: organisation `{}` is {}; only verified organisations run jobs (a centre \
+                 admin runs `haneul org verify {}`)",
+                org.name, org.verification, org.id
+            ));
+        }
+        let parent = org.parent.and_then(|id| self.orgs.get(&id));
+        if let Err(refusal) = compliance::screen(
+            &org.name,
+            &org.country,
+            org.parent_country.as_deref(),
+            parent,
+            &self.denied,
+            policy,
+        ) {
+            return Some(format!(
+                "held: organisation `{}` fails export screening: {}",
+                org.name, refusal.reason
+            ));
+        }
+        if awards.is_empty() {
+            return policy.require_award.then(|| {
+                format!(
+                    "held: project `{}` has no award; apply to a call or ask the centre for one",
+                    p.name
+                )
+            });
+        }
+        let usable = awards.iter().any(|b| {
+            now >= b.award.valid_from && now < b.award.valid_until && b.used_ms < b.granted_ms
+        });
+        if usable {
+            return None;
+        }
+        // Name the award the user most likely means: the one that ends last.
+        let b = awards
+            .iter()
+            .max_by_key(|b| (b.award.valid_until, b.award.id))
+            .copied()?;
+        let id = b.award.id;
+        Some(match award_state(b, now, policy.warn_fraction) {
+            "expired" => format!(
+                "held: award {id} of project `{}` expired on {}; see `haneul usage` for the \
+                 balance",
+                p.name,
+                date(b.award.valid_until)
+            ),
+            "pending" => format!(
+                "held: award {id} of project `{}` starts on {}; see `haneul usage`",
+                p.name,
+                date(b.award.valid_from)
+            ),
+            _ => format!(
+                "held: award {id} of project `{}` is spent ({:.2} of {:.2} GPU-hours used); see \
+                 `haneul usage` for the balance",
+                p.name,
+                b.used_ms as f64 / MS_PER_HOUR,
+                b.granted_ms as f64 / MS_PER_HOUR
+            ),
+        })
+    }
+
+    /// Whole-GPU guarantees that valid awards give their projects, in milli-GPU per model.
+    pub fn award_quotas(&self, now: i64) -> BTreeMap<i64, BTreeMap<GpuModel, u64>> {
+        award_quotas(&self.balances, now)
+    }
+}
+
+pub fn award_quotas(
+    balances: &[st::AwardBalance],
+    now: i64,
+) -> BTreeMap<i64, BTreeMap<GpuModel, u64>> {
+    let mut out: BTreeMap<i64, BTreeMap<GpuModel, u64>> = BTreeMap::new();
+    for b in balances {
+        let a = &b.award;
+        if a.gpu_quota > 0 && now >= a.valid_from && now < a.valid_until {
+            *out.entry(a.project_id)
+                .or_default()
+                .entry(a.gpu_model.clone())
+                .or_default() += a.gpu_quota as u64 * 1000;
+        }
+    }
+    out
+}
+
+/// Notices due for the balances at `now`: (kind, project, award, detail).
+pub fn award_notices(
+    view: &View,
+    policy: &AccountingPolicy,
+    now: i64,
+) -> Vec<(&'static str, i64, i64, String)> {
+    let mut out = Vec::new();
+    for b in &view.balances {
+        let kind = match award_state(b, now, policy.warn_fraction) {
+            "warning" => "award.warning",
+            "spent" => "award.spent",
+            _ => continue,
+        };
+        let detail = format!(
+            "{{\"award\":{},\"gpu_hours_used\":{:.3},\"gpu_hours_granted\":{:.3}}}",
+            b.award.id,
+            b.used_ms as f64 / MS_PER_HOUR,
+            b.granted_ms as f64 / MS_PER_HOUR
+        );
+        out.push((kind, b.award.project_id, b.award.id, detail));
+    }
+    out
+}
+
+/// Estimated operations per project from its GPU time per model. Models with no known peak
+/// count nothing (and are named in the docs' table to be filled in).
+pub fn compute_estimates(
+    usage: &[st::UsageRecord],
+    policy: &AccountingPolicy,
+) -> BTreeMap<i64, f64> {
+    let mut out: BTreeMap<i64, f64> = BTreeMap::new();
+    for u in usage {
+        let Some(peak) = policy.peak_ops(&u.gpu_model) else {
+            continue;
+        };
+        *out.entry(u.project_id).or_default() +=
+            u.gpu_ms as f64 / 1000.0 * peak * policy.utilisation;
+    }
+    out
+}
+
+/// Awards whose quota sat idle over the window ending at `now`.
+pub fn underuse(
+    balances: &[st::AwardBalance],
+    ledger: &[st::LedgerEntry],
+    policy: &AccountingPolicy,
+    now: i64,
+) -> Vec<Underuse> {
+    let window_ms = (policy.underuse_window_days * MS_PER_DAY as f64) as i64;
+    let mut out = Vec::new();
+    for b in balances {
+        let a = &b.award;
+        if a.gpu_quota <= 0 || now < a.valid_from || now >= a.valid_until {
+            continue;
+        }
+        let from = (now - window_ms).max(a.valid_from);
+        let span = now - from;
+        if span <= 0 {
+            continue;
+        }
+        let used: i64 = ledger
+            .iter()
+            .filter(|l| {
+                l.award_id == Some(a.id) && l.at >= from && l.kind != st::LedgerKind::Credit
+            })
+            .map(|l| l.gpu_ms)
+            .sum();
+        let capacity = a.gpu_quota as f64 * span as f64;
+        let fraction = used as f64 / capacity;
+        // A window shorter than a day says too little to take GPUs back.
+        let flagged = span >= MS_PER_DAY && fraction < policy.underuse_fraction;
+        out.push(Underuse {
+            award: a.id,
+            project: a.project_id,
+            gpu_quota: a.gpu_quota,
+            window_days: span as f64 / MS_PER_DAY as f64,
+            capacity_gpu_hours: capacity / MS_PER_HOUR,
+            used_gpu_hours: used as f64 / MS_PER_HOUR,
+            used_fraction: fraction,
+            flagged,
+        });
+    }
+    out
+}
+
+/// A statement over ledger rows: one line per (org, project, GPU model), in that order.
+/// Credits are listed under the owner organisation that earns them.
+pub fn statement(month: &str, from: i64, until: i64, rows: &[st::LedgerEntry]) -> Statement {
+    #[derive(Default)]
+    struct Sums {
+        gpu_ms: i64,
+        charged: i64,
+        refunded: i64,
+        credited: i64,
+    }
+    let mut lines: BTreeMap<(i64, i64, String), Sums> = BTreeMap::new();
+    let (mut charged, mut refunded, mut credited) = (0, 0, 0);
+    for r in rows {
+        let s = lines
+            .entry((r.org_id, r.project_id, r.gpu_model.clone()))
+            .or_default();
+        match r.kind {
+            st::LedgerKind::Charge => {
+                s.gpu_ms += r.gpu_ms;
+                s.charged += r.charged_ms;
+                charged += r.charged_ms;
+            }
+            st::LedgerKind::Refund => {
+                s.refunded -= r.charged_ms;
+                refunded -= r.charged_ms;
+            }
+            st::LedgerKind::Credit => {
+                s.credited += r.charged_ms;
+                credited += r.charged_ms;
+            }
+        }
+    }
+    Statement {
+        month: month.to_string(),
+        from,
+        until,
+        lines: lines
+            .into_iter()
+            .map(|((org, project, gpu_model), s)| StatementLine {
+                org,
+                project,
+                gpu_model,
+                gpu_hours: s.gpu_ms as f64 / MS_PER_HOUR,
+                charged_gpu_hours: s.charged as f64 / MS_PER_HOUR,
+                refunded_gpu_hours: s.refunded as f64 / MS_PER_HOUR,
+                credited_gpu_hours: s.credited as f64 / MS_PER_HOUR,
+            })
+            .collect(),
+        charged_ms: charged,
+        refunded_ms: refunded,
+        credited_ms: credited,
+        ledger_rows: rows.len() as i64,
+    }
+}
+
+pub fn statement_csv(s: &Statement) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "month",
+        "org",
+        "project",
+        "gpu_model",
+        "gpu_hours",
+        "charged_gpu_hours",
+        "refunded_gpu_hours",
+        "credited_gpu_hours",
+    ]);
+    for l in &s.lines {
+        let _ = w.write_record([
+            s.month.clone(),
+            l.org.to_string(),
+            l.project.to_string(),
+            l.gpu_model.clone(),
+            format!("{:.6}", l.gpu_hours),
+            format!("{:.6}", l.charged_gpu_hours),
+            format!("{:.6}", l.refunded_gpu_hours),
+            format!("{:.6}", l.credited_gpu_hours),
+        ]);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+// --- routes ---
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(balances))
+        .routes(routes!(adjust_award))
+        .routes(routes!(award_changes))
+        .routes(routes!(ledger))
+        .routes(routes!(statements))
+        .routes(routes!(notices))
+        .routes(routes!(underuse_report))
+        .routes(routes!(compute))
+        .routes(routes!(list_weights, set_weight))
+}
+
+fn actor(c: &Caller) -> st::Actor {
+    st::Actor::user(&c.0)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ProjectQuery {
+    /// Only this project.
+    project: Option<i64>,
+}
+
+async fn visible(
+    s: &AppState,
+    caller: &Caller,
+    only: Option<i64>,
+) -> Result<BTreeMap<i64, st::ProjectRecord>, ApiError> {
+    Ok(s.store
+        .list_projects()
+        .await?
+        .into_iter()
+        .filter(|p| caller.can_see_project(p))
+        .filter(|p| only.is_none_or(|o| o == p.id))
+        .map(|p| (p.id, p))
+        .collect())
+}
+
+/// The caller's awards with what is used and left: what `haneul usage` shows.
+#[utoipa::path(get, path = "/v1/balances", tag = "awards", params(ProjectQuery),
+    responses((status = 200, body = Vec<AwardBalance>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn balances(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<ProjectQuery>,
+) -> Result<Json<Vec<AwardBalance>>, ApiError> {
+    caller.person()?;
+    let projects = visible(&s, &caller, q.project).await?;
+    let now = now_ms();
+    Ok(Json(
+        s.store
+            .award_balances(q.project)
+            .await?
+            .iter()
+            .filter_map(|b| {
+                let p = projects.get(&b.award.project_id)?;
+                Some(balance_to_api(b, &p.name, now, &s.accounting))
+            })
+            .collect(),
+    ))
+}
+
+/// Top an award up (positive `gpu_hours`) or take hours back (negative); centre admin.
+#[utoipa::path(post, path = "/v1/awards/{id}/adjust", tag = "awards", request_body = AwardAdjust,
+    params(("id" = i64, Path, description = "award id")),
+    responses((status = 201, body = AwardChange), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn adjust_award(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(b): Body<AwardAdjust>,
+) -> Result<(StatusCode, Json<AwardChange>), ApiError> {
+    caller.admin()?;
+    let c = s
+        .store
+        .adjust_award(&actor(&caller), id, b.gpu_hours, &b.reason, now_ms())
+        .await?;
+    s.signals.wake.notify_one();
+    Ok((StatusCode::CREATED, Json(change_to_api(c))))
+}
+
+fn change_to_api(c: st::AwardChange) -> AwardChange {
+    AwardChange {
+        id: c.id,
+        award: c.award_id,
+        gpu_hours: c.gpu_hours,
+        reason: c.reason,
+        actor: c.actor,
+        at: c.at,
+    }
+}
+
+/// An award's top-ups and take-backs.
+#[utoipa::path(get, path = "/v1/awards/{id}/changes", tag = "awards",
+    params(("id" = i64, Path, description = "award id")),
+    responses((status = 200, body = Vec<AwardChange>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn award_changes(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Json<Vec<AwardChange>>, ApiError> {
+    caller.person()?;
+    let projects = visible(&s, &caller, None).await?;
+    let award = s
+        .store
+        .list_awards(None)
+        .await?
+        .into_iter()
+        .find(|a| a.id == id && projects.contains_key(&a.project_id))
+        .ok_or_else(|| ApiError::not_found("award", id))?;
+    Ok(Json(
+        s.store
+            .award_changes(award.id)
+            .await?
+            .into_iter()
+            .map(change_to_api)
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct LedgerQuery {
+    /// Only this project.
+    project: Option<i64>,
+    /// Rows written at or after this time (default: all).
+    from: Option<i64>,
+    /// Rows written before this time (default: all).
+    until: Option<i64>,
+}
+
+fn ledger_to_api(l: &st::LedgerEntry) -> LedgerEntry {
+    LedgerEntry {
+        id: l.id,
+        at: l.at,
+        kind: l.kind.to_string(),
+        attempt: l.attempt_id,
+        project: l.project_id,
+        org: l.org_id,
+        award: l.award_id,
+        gpu_model: l.gpu_model.clone(),
+        gpu_ms: l.gpu_ms,
+        weight_milli: l.weight_milli,
+        charged_ms: l.charged_ms,
+    }
+}
+
+/// Ledger rows of the projects the caller may see, oldest first.
+#[utoipa::path(get, path = "/v1/ledger", tag = "awards", params(LedgerQuery),
+    responses((status = 200, body = Vec<LedgerEntry>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn ledger(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<LedgerQuery>,
+) -> Result<Json<Vec<LedgerEntry>>, ApiError> {
+    caller.person()?;
+    let projects = visible(&s, &caller, q.project).await?;
+    let rows = s
+        .store
+        .ledger(
+            q.project,
+            q.from.unwrap_or(i64::MIN),
+            q.until.unwrap_or(i64::MAX),
+        )
+        .await?;
+    Ok(Json(
+        rows.iter()
+            .filter(|l| projects.contains_key(&l.project_id))
+            .map(ledger_to_api)
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct StatementQuery {
+    /// `YYYY-MM` (UTC).
+    month: String,
+    /// Only this project.
+    project: Option<i64>,
+    /// Only this organisation: its projects' use, and credits it earned as a pool owner.
+    org: Option<i64>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// A monthly statement per project and GPU model, as JSON or CSV.
+#[utoipa::path(get, path = "/v1/statements", tag = "awards", params(StatementQuery),
+    responses((status = 200, body = Statement), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn statements(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<StatementQuery>,
+) -> Result<Response, ApiError> {
+    caller.person()?;
+    let (from, until) = month_bounds(&q.month)
+        .ok_or_else(|| ApiError::bad("month", "use YYYY-MM, for example 2026-12"))?;
+    if let Some(o) = q.org
+        && !caller.can_see_org(o)
+    {
+        return Err(ApiError::not_found("organisation", o));
+    }
+    let projects = visible(&s, &caller, q.project).await?;
+    let rows: Vec<st::LedgerEntry> = s
+        .store
+        .ledger(q.project, from, until)
+        .await?
+        .into_iter()
+        .filter(|l| {
+            let mine = projects.contains_key(&l.project_id);
+            match q.org {
+                None => mine,
+                // An organisation's statement: its own projects, and credits owed to it.
+                Some(o) => l.org_id == o && (mine || l.kind == st::LedgerKind::Credit),
+            }
+        })
+        .collect();
+    let stmt = statement(&q.month, from, until, &rows);
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(stmt).into_response()),
+        Some("csv") => Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            statement_csv(&stmt),
+        )
+            .into_response()),
+        Some(_) => Err(ApiError::bad("format", "use json or csv")),
+    }
+}
+
+/// Notices raised to operators (centre admins and auditors).
+#[utoipa::path(get, path = "/v1/notices", tag = "awards",
+    responses((status = 200, body = Vec<Notice>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn notices(State(s): State<AppState>, caller: Caller) -> Result<Json<Vec<Notice>>, ApiError> {
+    caller.person()?;
+    if !caller.can_audit() {
+        return Err(ApiError::forbidden(
+            "only centre admins and auditors read notices",
+        ));
+    }
+    Ok(Json(
+        s.store
+            .list_notices()
+            .await?
+            .into_iter()
+            .map(|n| Notice {
+                id: n.id,
+                at: n.at,
+                kind: n.kind,
+                project: n.project_id,
+                award: (n.award_id != 0).then_some(n.award_id),
+                detail: n.detail,
+            })
+            .collect(),
+    ))
+}
+
+/// Valid awards with a GPU quota and how much of it ran over the underuse window; flagged ones
+/// are candidates for take-back (centre admins and auditors). Each flag is also raised as an
+/// `award.underuse` notice.
+#[utoipa::path(get, path = "/v1/underuse", tag = "awards",
+    responses((status = 200, body = Vec<Underuse>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn underuse_report(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Underuse>>, ApiError> {
+    caller.person()?;
+    if !caller.can_audit() {
+        return Err(ApiError::forbidden(
+            "only centre admins and auditors read the underuse report",
+        ));
+    }
+    let now = now_ms();
+    let window_ms = (s.accounting.underuse_window_days * MS_PER_DAY as f64) as i64;
+    let balances = s.store.award_balances(None).await?;
+    let rows = s.store.ledger(None, now - window_ms, i64::MAX).await?;
+    let report = underuse(&balances, &rows, &s.accounting, now);
+    for u in report.iter().filter(|u| u.flagged) {
+        let detail = format!(
+            "{{\"award\":{},\"used_fraction\":{:.4},\"window_days\":{:.2}}}",
+            u.award, u.used_fraction, u.window_days
+        );
+        s.store
+            .raise_notice("award.underuse", u.project, u.award, &detail, now)
+            .await?;
+    }
+    Ok(Json(report))
+}
+
+/// Estimated cumulative training compute per visible project.
+#[utoipa::path(get, path = "/v1/compute", tag = "awards", params(ProjectQuery),
+    responses((status = 200, body = Vec<ComputeEstimate>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn compute(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<ProjectQuery>,
+) -> Result<Json<Vec<ComputeEstimate>>, ApiError> {
+    caller.person()?;
+    let projects = visible(&s, &caller, q.project).await?;
+    let usage = s.store.usage(q.project).await?;
+    let est = compute_estimates(&usage, &s.accounting);
+    let threshold = s.accounting.compute_threshold;
+    Ok(Json(
+        projects
+            .keys()
+            .map(|&p| {
+                let operations = est.get(&p).copied().unwrap_or(0.0);
+                ComputeEstimate {
+                    project: p,
+                    operations,
+                    threshold,
+                    over_threshold: operations >= threshold,
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// The GPU class weights at which time is charged.
+#[utoipa::path(get, path = "/v1/gpu-weights", tag = "awards",
+    responses((status = 200, body = Vec<GpuWeight>), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn list_weights(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<GpuWeight>>, ApiError> {
+    caller.person()?;
+    Ok(Json(
+        s.store
+            .gpu_weights()
+            .await?
+            .into_iter()
+            .map(|(gpu_model, w)| GpuWeight {
+                gpu_model,
+                weight: w as f64 / 1000.0,
+            })
+            .collect(),
+    ))
+}
+
+/// Set one GPU model's class weight (centre admin); it applies to attempts that end from now.
+#[utoipa::path(put, path = "/v1/gpu-weights", tag = "awards", request_body = GpuWeight,
+    responses((status = 200, body = GpuWeight), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn set_weight(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<GpuWeight>,
+) -> Result<Json<GpuWeight>, ApiError> {
+    caller.admin()?;
+    let model = GpuModel::new(&b.gpu_model)?;
+    if !(b.weight > 0.0 && b.weight <= 100.0) {
+        return Err(ApiError::bad("weight", "must be above 0 and at most 100"));
+    }
+    let milli = (b.weight * 1000.0).round() as i64;
+    s.store
+        .set_gpu_weight(&actor(&caller), &model, milli, now_ms())
+        .await?;
+    Ok(Json(GpuWeight {
+        gpu_model: model.to_string(),
+        weight: milli as f64 / 1000.0,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_and_dates() {
+        assert_eq!(month_bounds("1970-01"), Some((0, 31 * MS_PER_DAY)));
+        let (from, until) = month_bounds("2024-02").unwrap();
+        assert_eq!((until - from) / MS_PER_DAY, 29);
+        assert_eq!(date(from), "2024-02-01");
+        assert_eq!(date(until - 1), "2024-02-29");
+        let (from, until) = month_bounds("2026-12").unwrap();
+        assert_eq!(date(from), "2026-12-01");
+        assert_eq!(date(until), "2027-01-01");
+        for bad in ["2026-13", "2026-1", "26-01", "2026/01", ""] {
+            assert_eq!(month_bounds(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_policy_is_valid() {
+        let p = AccountingPolicy::default();
+        p.check().unwrap();
+        assert!(p.is_restricted("CN") && p.is_restricted("MO") && !p.is_restricted("KR"));
+        let parsed: AccountingPolicy = toml::from_str("warn_fraction = 0.5").unwrap();
+        assert_eq!(parsed.warn_fraction, 0.5);
+        assert_eq!(parsed.restricted_countries, p.restricted_countries);
+        assert!(toml::from_str::<AccountingPolicy>("warn = 1").is_err());
+    }
+}
