@@ -244,3 +244,46 @@ fn agent_variables_cannot_be_overridden() {
     let e = launch(&s).unwrap_err().to_string();
     assert!(e.contains("CUDA_VISIBLE_DEVICES"), "{e}");
 }
+
+#[test]
+fn exit_status_is_kept_in_the_work_directory() {
+    use haneul_agent::launch::read_exit_file;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = launch(&spec(dir.path(), "echo hi; exit 7")).unwrap();
+    assert_eq!(t.wait().unwrap().code(), Some(7));
+    assert_eq!(read_exit_file(t.workdir()).unwrap().code(), Some(7));
+    assert_eq!(std::fs::read_to_string(t.stdout_path()).unwrap(), "hi\n");
+    // Killed by a signal: the agent's wait and the file both say so.
+    let mut t = launch(&spec(dir.path(), "kill -KILL $$")).unwrap();
+    assert_eq!(t.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert_eq!(
+        read_exit_file(t.workdir()).unwrap().signal(),
+        Some(libc::SIGKILL)
+    );
+}
+
+#[test]
+fn a_running_task_can_be_adopted_by_pid_and_start_time() {
+    use haneul_agent::launch::adopt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = launch(&spec(dir.path(), "sleep 0.5; exit 4")).unwrap();
+    let ticks = t.start_ticks().expect("start time read from /proc");
+    // Another start time: the pid is taken to belong to some later process.
+    assert!(adopt(t.pid(), ticks + 1, t.workdir(), LimitMechanism::None).is_none());
+    let mut adopted = adopt(t.pid(), ticks, t.workdir(), LimitMechanism::None).unwrap();
+    assert_eq!(adopted.pgid(), t.pgid());
+    // The original handle reaps; the adopted one learns the status from the file.
+    assert_eq!(t.wait().unwrap().code(), Some(4));
+    assert_eq!(adopted.wait().unwrap().code(), Some(4));
+    assert!(!adopted.status_lost());
+    drop(t);
+    assert!(
+        adopt(
+            adopted.pid(),
+            ticks,
+            adopted.workdir(),
+            LimitMechanism::None
+        )
+        .is_none()
+    );
+}
