@@ -101,6 +101,59 @@ pub struct TaskSpec {
     pub env: Vec<(String, String)>,
     /// Resource limits.
     pub limits: Limits,
+    /// The Unix account to run as (the agent must be root); `None`: the agent's own.
+    pub run_as: Option<Identity>,
+}
+
+/// A Unix account a task runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Account name.
+    pub name: String,
+    /// User id.
+    pub uid: libc::uid_t,
+    /// Primary group id.
+    pub gid: libc::gid_t,
+    /// Every group of the account (primary included).
+    pub groups: Vec<libc::gid_t>,
+}
+
+/// The account called `name` from the system's user database, with its groups; `None` when
+/// there is no such account.
+pub fn lookup_user(name: &str) -> Option<Identity> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid out-parameter for getpwnam_r.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwnam_r writes into pw and buf, both valid for their given sizes.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    let (uid, gid) = (pw.pw_uid, pw.pw_gid);
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut n = groups.len() as libc::c_int;
+    // SAFETY: getgrouplist writes at most n entries into groups and the count into n.
+    let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+    groups.truncate(if rc < 0 { 0 } else { n.max(0) as usize });
+    if !groups.contains(&gid) {
+        groups.push(gid);
+    }
+    Some(Identity {
+        name: name.to_string(),
+        uid,
+        gid,
+        groups,
+    })
 }
 
 pub use crate::limits::LimitMechanism;
@@ -242,6 +295,19 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
     };
     let stdout = open(STDOUT_FILE)?;
     let stderr = open(STDERR_FILE)?;
+    if let Some(id) = &spec.run_as {
+        // The task must be able to work in its directory; the log files it writes through
+        // descriptors opened here, but it may reopen them.
+        for p in [
+            workdir.clone(),
+            workdir.join(STDOUT_FILE),
+            workdir.join(STDERR_FILE),
+        ] {
+            std::os::unix::fs::chown(&p, Some(id.uid), Some(id.gid)).map_err(|e| {
+                AgentError::io(format!("cannot give {} to {}", p.display(), id.name), e)
+            })?;
+        }
+    }
     // Opened close-on-exec: the program never sees it, the status-keeping parent keeps it.
     let exit_file = open(EXIT_FILE)?;
     let exit_fd = exit_file.as_raw_fd();
@@ -284,6 +350,7 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
     let limits = spec.limits;
     let rlimits = prepared.rlimits.clone();
     let procs = limits::procs_fd(&prepared);
+    let run_as = spec.run_as.clone();
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
     // functions (setsid, write, setrlimit); it allocates nothing.
     unsafe {
@@ -300,6 +367,14 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
             }
             if let Some(v) = limits.open_files {
                 set_rlimit(libc::RLIMIT_NOFILE, v)?;
+            }
+            // After joining the cgroup (which needs the agent's rights), before exec.
+            if let Some(id) = &run_as
+                && (libc::setgroups(id.groups.len() as _, id.groups.as_ptr()) != 0
+                    || libc::setgid(id.gid) != 0
+                    || libc::setuid(id.uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             keep_status(exit_fd)
         });

@@ -28,6 +28,7 @@ fn spec(dir: &Path, script: &str) -> TaskSpec {
         local_world_size: 8,
         env: vec![("USER_VAR".into(), "x".into())],
         limits: Limits::default(),
+        run_as: None,
     }
 }
 

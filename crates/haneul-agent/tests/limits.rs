@@ -27,6 +27,7 @@ fn spec(dir: &Path, script: &str) -> TaskSpec {
         local_world_size: 1,
         env: vec![],
         limits: Limits::default(),
+        run_as: None,
     }
 }
 

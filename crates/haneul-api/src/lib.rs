@@ -463,6 +463,10 @@ pub struct Assignment {
     /// advertised address, or its name when it advertises none.
     pub peers: Vec<String>,
     pub user: i64,
+    /// The submitting user's name: an agent running as root with `--task-user submitter` runs
+    /// the task as the Unix account of this name.
+    #[serde(default)]
+    pub user_name: String,
     pub project: i64,
     pub cpu_milli: u64,
     pub memory_mib: u64,

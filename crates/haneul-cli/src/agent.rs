@@ -63,6 +63,14 @@ pub struct AgentArgs {
     /// runs here). Default: the node's name, resolved by the peers.
     #[arg(long)]
     advertise_addr: Option<String>,
+    /// Whose account tasks run as: `agent` (the agent's own) or `submitter` (the Unix account
+    /// named like the job's user; needs the agent to run as root).
+    #[arg(long, default_value = "agent", value_parser = ["agent", "submitter"])]
+    task_user: String,
+    /// With --task-user submitter, the account for a user with no Unix account of that name;
+    /// `none` refuses such tasks (they fail with a message saying why).
+    #[arg(long, default_value = "nobody")]
+    fallback_user: String,
     /// A shell command run every --health-interval; a non-zero exit (or running past the
     /// interval) marks the node unhealthy: the server drains it and requeues its jobs.
     #[arg(long)]
@@ -135,6 +143,21 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             inv.gpus
         }
     };
+    let run_as_submitter = args.task_user == "submitter";
+    if run_as_submitter {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!(
+                "--task-user submitter needs the agent to run as root (it switches to each job's user)"
+            );
+        }
+        if args.fallback_user != "none" && launch::lookup_user(&args.fallback_user).is_none() {
+            bail!(
+                "--fallback-user {}: no such Unix account; name one, or `none` to refuse jobs of users without an account",
+                args.fallback_user
+            );
+        }
+    }
     launch::become_subreaper()?;
     let detection = task_limits::detect(
         &task_limits::CgroupProbe::system(),
@@ -228,6 +251,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         me: args.advertise_addr.clone().unwrap_or_else(|| name.clone()),
         work_dir,
         limits: detection.backend,
+        run_as: run_as_submitter.then(|| args.fallback_user.clone()),
     });
     let mut tasks: HashMap<(i64, i64, i64), Running> = HashMap::new();
     // Tasks an earlier agent process started here: reattach, report or clean up.
@@ -370,6 +394,8 @@ struct NodeCtx {
     me: String,
     work_dir: PathBuf,
     limits: Box<dyn LimitBackend>,
+    /// `Some(fallback account)` when tasks run as their submitter (`none`: refuse).
+    run_as: Option<String>,
 }
 
 fn heartbeats(client: Client, node: i64, interval: Duration) {
@@ -515,7 +541,31 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
             ("HANEUL_PROJECT".into(), a.project.to_string()),
         ],
         limits: Limits::default(),
+        run_as: None,
     };
+    let mut spec = spec;
+    if let Some(fallback) = &ctx.run_as {
+        let id = launch::lookup_user(&a.user_name).or_else(|| {
+            (fallback != "none")
+                .then(|| launch::lookup_user(fallback))
+                .flatten()
+        });
+        match id {
+            Some(id) => spec.run_as = Some(id),
+            None => {
+                let why = format!(
+                    "haneul agent: no Unix account `{}` on node {} and --fallback-user is none: \
+                     the task is refused\n",
+                    a.user_name, ctx.name
+                );
+                if report(ctx, &a, None) {
+                    upload(ctx, &a, &why);
+                    report(ctx, &a, Some(127));
+                }
+                return;
+            }
+        }
+    }
     let request = ResourceRequest {
         cpu_milli: a.cpu_milli,
         memory_mib: a.memory_mib,
@@ -1244,6 +1294,7 @@ mod tests {
             command: vec!["true".into()],
             peers: peers.iter().map(|s| s.to_string()).collect(),
             user: 1,
+            user_name: "kim".into(),
             project: 1,
             cpu_milli: 0,
             memory_mib: 0,

@@ -14,6 +14,8 @@ pub enum BenchCommand {
     Openb(OpenbArgs),
     /// Time a full scheduling pass over a large fleet and queue, and an incremental one.
     Engine(crate::bench_engine::EngineArgs),
+    /// Time from the server's start decision to the task's process start through a real agent.
+    Agent(crate::bench_agent::AgentBenchArgs),
 }
 
 #[derive(Args)]
@@ -39,6 +41,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Openb(args) => openb_bench(args),
         BenchCommand::Engine(args) => crate::bench_engine::run(args),
+        BenchCommand::Agent(args) => crate::bench_agent::run(args),
     }
 }
 

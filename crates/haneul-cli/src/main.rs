@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod bench_agent;
 mod bench_engine;
 mod client;
 mod plan;

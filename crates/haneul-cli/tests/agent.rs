@@ -682,3 +682,53 @@ else:
         "{text:?}"
     );
 }
+
+/// With `--task-user submitter` (agent as root) a job of a user without a Unix account runs
+/// as the fallback account, in a directory it owns; with `--fallback-user none` it is refused
+/// with a message saying why. Not root: the agent refuses the flag at start.
+#[test]
+fn tasks_run_as_the_submitter_or_the_fallback_account() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Centre::new();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        let out = Command::new(env!("CARGO_BIN_EXE_haneul"))
+            .args(["agent", "--server", "http://127.0.0.1:1", "--token", "x"])
+            .args(["--simulate-gpus", "1xH200", "--task-user", "submitter"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("needs the agent to run as root"));
+        return;
+    }
+    // The fallback account must be able to reach its work directory.
+    std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut agent = c.agent("gpu-u", &["--task-user", "submitter"]);
+    let job = c.submit(json!({"gpus_per_task": 1, "command": ["/bin/sh", "-c",
+        "id -un; touch \"$HOME/mine\" && echo wrote"]}));
+    wait_state(
+        &c.server,
+        &c.user,
+        job,
+        "succeeded",
+        Duration::from_secs(20),
+    );
+    // No account `kim` here: the fallback, nobody.
+    assert_eq!(c.logs(job), "nobody\nwrote\n");
+    // SAFETY: kill(2) of the agent this test started.
+    unsafe { libc::kill(agent.0.id() as libc::pid_t, libc::SIGTERM) };
+    agent.0.wait().unwrap();
+
+    let _agent = c.agent(
+        "gpu-u",
+        &["--task-user", "submitter", "--fallback-user", "none"],
+    );
+    let job = c.submit(json!({"gpus_per_task": 1, "command": ["true"]}));
+    let v = wait_state(&c.server, &c.user, job, "failed", Duration::from_secs(20));
+    assert_eq!(v["job"]["exit_code"], 127, "{v}");
+    assert!(
+        c.logs(job).contains("no Unix account `kim`"),
+        "{}",
+        c.logs(job)
+    );
+}

@@ -176,6 +176,7 @@ fn to_wire(a: st::Assignment) -> Assignment {
         command: a.job.command,
         peers: a.peers,
         user: a.job.user_id,
+        user_name: a.user_name,
         project: a.job.project_id,
         cpu_milli: a.job.spec.cpu_per_task.get(),
         memory_mib: a.job.spec.memory_per_task.get(),

@@ -1648,6 +1648,11 @@ macro_rules! store_impl {
                         .await?;
                     let attempt = attempt_row(&row)?;
                     let job = job_in(&mut tx, attempt.job_id).await?;
+                    let user_name: String = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
+                        .bind(job.user_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .unwrap_or_default();
                     let peers: Vec<String> = sqlx::query_scalar(
                         "SELECT COALESCE(n.address, n.name) FROM tasks t JOIN nodes n ON n.id = t.node_id \
                          WHERE t.attempt_id = $1 ORDER BY t.idx",
@@ -1662,6 +1667,7 @@ macro_rules! store_impl {
                         gpus: serde_json::from_str(&gpus)?,
                         task_state: parse_enum(&state, TaskState::parse, "task state")?,
                         peers,
+                        user_name,
                     });
                 }
                 Ok(out)

@@ -379,6 +379,9 @@ pub struct Assignment {
     /// Where every task of the gang runs, by task index (rank 0 is the master): the node's
     /// advertised address, or its name when it advertises none.
     pub peers: Vec<String>,
+    /// Name of the user who submitted the job (an agent running as root may run the task as
+    /// the Unix account of that name).
+    pub user_name: String,
 }
 
 /// What an agent says about one task.
