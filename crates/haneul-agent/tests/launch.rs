@@ -288,3 +288,14 @@ fn a_running_task_can_be_adopted_by_pid_and_start_time() {
         .is_none()
     );
 }
+
+#[test]
+fn a_program_that_cannot_start_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), "");
+    s.program = "/nonexistent/program".into();
+    let started = Instant::now();
+    let err = launch(&s).unwrap_err().to_string();
+    assert!(err.contains("cannot start /nonexistent/program"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -1551,9 +1551,10 @@ macro_rules! store_impl {
                             .bind(node)
                             .execute(&mut *tx)
                             .await?;
-                        // Only the first failing report drains and requeues; repeats just
-                        // refresh what failed.
-                        if before.health.is_none() {
+                        // The first failing report drains and requeues; repeats just refresh
+                        // what failed, unless the node is up again meanwhile (lost while
+                        // unhealthy, then back), which drains it again.
+                        if before.health.is_none() || before.state == NodeState::Up {
                             let rows = sqlx::query(
                                 "SELECT DISTINCT a.* FROM attempts a JOIN tasks t ON t.attempt_id = a.id \
                                  WHERE t.node_id = $1 AND a.state IN ('assigned', 'running', 'stopping') \

@@ -768,6 +768,26 @@ pub async fn node_health_drains_and_requeues(store: &dyn Store) {
     assert_eq!(rec.state, NodeState::Up);
     assert_eq!((rec.down_reason, rec.health), (None, None));
 
+    // Up again while unhealthy (an operator resumed it, or it was lost and came back): the
+    // next failing report drains it again.
+    store
+        .report_node_health(&agent, n.id, Some("hot"), 21)
+        .await
+        .unwrap();
+    store
+        .set_node_state(&admin(), n.id, NodeState::Up, 22)
+        .await
+        .unwrap();
+    let (rec, _) = store
+        .report_node_health(&agent, n.id, Some("hot"), 23)
+        .await
+        .unwrap();
+    assert_eq!(rec.state, NodeState::Draining);
+    store
+        .report_node_health(&agent, n.id, None, 24)
+        .await
+        .unwrap();
+
     // An operator's drain is not undone by a passing check.
     store
         .report_node_health(&agent, n.id, Some("hot"), 30)
