@@ -9,8 +9,10 @@
 //! it is a child subreaper ([`become_subreaper`]), which the agent should be so that it can reap them
 //! and confirm that no process of the group is left.
 
+use crate::limits::{self, Prepared};
 use crate::{AgentError, Result};
 use std::fs::{self, File};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -19,6 +21,9 @@ use std::time::{Duration, Instant};
 /// Name of the file, in the task's working directory, the agent creates when preemption or
 /// cancellation begins. Its path is in `HANEUL_CHECKPOINT_FILE`.
 pub const CHECKPOINT_FILE: &str = ".haneul-checkpoint";
+/// Name of the file, in the task's working directory, where the task's status is written when its
+/// program ends (`exit N` or `signal N`), so that an agent that restarted can still learn it.
+pub const EXIT_FILE: &str = ".haneul-exit";
 /// Name of the task's standard output file in its working directory.
 pub const STDOUT_FILE: &str = "stdout.log";
 /// Name of the task's standard error file in its working directory.
@@ -96,26 +101,62 @@ pub struct TaskSpec {
     pub env: Vec<(String, String)>,
     /// Resource limits.
     pub limits: Limits,
+    /// The Unix account to run as (the agent must be root); `None`: the agent's own.
+    pub run_as: Option<Identity>,
 }
 
-/// How a task's limits are enforced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitMechanism {
-    /// No limits were asked for.
-    None,
-    /// `setrlimit` in the child before `exec`.
-    Rlimit,
+/// A Unix account a task runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Account name.
+    pub name: String,
+    /// User id.
+    pub uid: libc::uid_t,
+    /// Primary group id.
+    pub gid: libc::gid_t,
+    /// Every group of the account (primary included).
+    pub groups: Vec<libc::gid_t>,
 }
 
-impl LimitMechanism {
-    /// The name reported in the node's status.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LimitMechanism::None => "none",
-            LimitMechanism::Rlimit => "rlimit",
-        }
+/// The account called `name` from the system's user database, with its groups; `None` when
+/// there is no such account.
+pub fn lookup_user(name: &str) -> Option<Identity> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid out-parameter for getpwnam_r.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwnam_r writes into pw and buf, both valid for their given sizes.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return None;
     }
+    let (uid, gid) = (pw.pw_uid, pw.pw_gid);
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut n = groups.len() as libc::c_int;
+    // SAFETY: getgrouplist writes at most n entries into groups and the count into n.
+    let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+    groups.truncate(if rc < 0 { 0 } else { n.max(0) as usize });
+    if !groups.contains(&gid) {
+        groups.push(gid);
+    }
+    Some(Identity {
+        name: name.to_string(),
+        uid,
+        gid,
+        groups,
+    })
 }
+
+pub use crate::limits::LimitMechanism;
 
 /// How a waited-for task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,12 +175,19 @@ pub struct RunningTask {
     checkpoint: PathBuf,
     /// How limits were applied.
     pub limits: LimitMechanism,
+    prepared: Prepared,
     status: Option<ExitStatus>,
     // Set once the first process is reaped and the group was seen empty: from then on the pgid may
     // be reused by an unrelated process, so it must never be signalled again.
     group_gone: bool,
-    // Kept so the handle owns the child; waiting is done with waitpid directly.
-    _child: std::process::Child,
+    // Kept so the handle owns the child; waiting is done with waitpid directly. `None` for a task
+    // adopted after an agent restart, which is not our child.
+    _child: Option<std::process::Child>,
+    // The first process's start time (clock ticks since boot, /proc/PID/stat field 22): with the
+    // pid, what tells this process from a later one that reuses the pid.
+    start_ticks: Option<u64>,
+    // The status could not be learnt (adopted task whose status file is missing).
+    status_lost: bool,
 }
 
 /// Makes this process a child subreaper (Linux), so orphaned processes of its tasks are re-parented
@@ -173,12 +221,7 @@ fn signal_group(pgid: libc::pid_t, sig: libc::c_int) {
     }
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-type RlimitResource = libc::__rlimit_resource_t;
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-type RlimitResource = libc::c_int;
-
-fn set_rlimit(resource: RlimitResource, value: u64) -> std::io::Result<()> {
+fn set_rlimit(resource: limits::RlimitResource, value: u64) -> std::io::Result<()> {
     let lim = libc::rlimit {
         rlim_cur: value as libc::rlim_t,
         rlim_max: value as libc::rlim_t,
@@ -196,6 +239,13 @@ fn set_rlimit(resource: RlimitResource, value: u64) -> std::io::Result<()> {
 /// agent's variables ([`RESERVED_ENV`] and `HANEUL_CHECKPOINT_FILE`). With no GPUs assigned,
 /// `CUDA_VISIBLE_DEVICES` is empty and `NVIDIA_VISIBLE_DEVICES` is `void`.
 pub fn launch(spec: &TaskSpec) -> Result<RunningTask> {
+    launch_limited(spec, Prepared::default())
+}
+
+/// Like [`launch`], and the task's first process also applies `prepared` (from a
+/// [`crate::limits::LimitBackend`]) to itself before `exec`. The handle keeps `prepared` for
+/// [`crate::limits::LimitBackend::release`] ([`RunningTask::prepared`]).
+pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask> {
     if spec.world_size == 0 || spec.rank >= spec.world_size {
         return Err(AgentError::Spec(format!(
             "rank {} not below world size {}",
@@ -245,6 +295,22 @@ pub fn launch(spec: &TaskSpec) -> Result<RunningTask> {
     };
     let stdout = open(STDOUT_FILE)?;
     let stderr = open(STDERR_FILE)?;
+    if let Some(id) = &spec.run_as {
+        // The task must be able to work in its directory; the log files it writes through
+        // descriptors opened here, but it may reopen them.
+        for p in [
+            workdir.clone(),
+            workdir.join(STDOUT_FILE),
+            workdir.join(STDERR_FILE),
+        ] {
+            std::os::unix::fs::chown(&p, Some(id.uid), Some(id.gid)).map_err(|e| {
+                AgentError::io(format!("cannot give {} to {}", p.display(), id.name), e)
+            })?;
+        }
+    }
+    // Opened close-on-exec: the program never sees it, the status-keeping parent keeps it.
+    let exit_file = open(EXIT_FILE)?;
+    let exit_fd = exit_file.as_raw_fd();
 
     let gpus = spec
         .gpus
@@ -282,13 +348,17 @@ pub fn launch(spec: &TaskSpec) -> Result<RunningTask> {
         .env("HANEUL_CHECKPOINT_FILE", &checkpoint);
 
     let limits = spec.limits;
+    let rlimits = prepared.rlimits.clone();
+    let procs = limits::procs_fd(&prepared);
+    let run_as = spec.run_as.clone();
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // functions (setsid, setrlimit); it allocates nothing.
+    // functions (setsid, write, setrlimit); it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            limits::apply_in_child(&rlimits, procs)?;
             if let Some(v) = limits.address_space_bytes {
                 set_rlimit(libc::RLIMIT_AS, v)?;
             }
@@ -298,25 +368,37 @@ pub fn launch(spec: &TaskSpec) -> Result<RunningTask> {
             if let Some(v) = limits.open_files {
                 set_rlimit(libc::RLIMIT_NOFILE, v)?;
             }
-            Ok(())
+            // After joining the cgroup (which needs the agent's rights), before exec.
+            if let Some(id) = &run_as
+                && (libc::setgroups(id.groups.len() as _, id.groups.as_ptr()) != 0
+                    || libc::setgid(id.gid) != 0
+                    || libc::setuid(id.uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            keep_status(exit_fd)
         });
     }
     let child = cmd
         .spawn()
         .map_err(|e| AgentError::io(format!("cannot start {}", spec.program.display()), e))?;
+    drop(exit_file);
     let pid = child.id() as libc::pid_t;
     Ok(RunningTask {
         pid,
         workdir,
         checkpoint,
-        limits: if limits.is_empty() {
-            LimitMechanism::None
-        } else {
-            LimitMechanism::Rlimit
+        limits: match prepared.mechanism {
+            Some(m) => m,
+            None if limits.is_empty() => LimitMechanism::None,
+            None => LimitMechanism::Rlimit,
         },
+        prepared,
         status: None,
         group_gone: false,
-        _child: child,
+        _child: Some(child),
+        start_ticks: process_start(pid).map(|(t, _)| t),
+        status_lost: false,
     })
 }
 
@@ -326,9 +408,26 @@ impl RunningTask {
         self.pid
     }
 
+    /// Start time of the first process in clock ticks since boot, as `/proc/PID/stat` gives it;
+    /// keep it with the pid to [`adopt`] the task later.
+    pub fn start_ticks(&self) -> Option<u64> {
+        self.start_ticks
+    }
+
+    /// Whether the task was adopted and its status was not recorded (its status-keeping
+    /// process was killed too), so the status from the wait is a stand-in SIGKILL.
+    pub fn status_lost(&self) -> bool {
+        self.status_lost
+    }
+
     /// Process group (and session) id of the task: equal to its pid.
     pub fn pgid(&self) -> libc::pid_t {
         self.pid
+    }
+
+    /// The limits prepared for this task, to release once it has ended.
+    pub fn prepared(&self) -> &Prepared {
+        &self.prepared
     }
 
     /// The task's working directory.
@@ -353,7 +452,16 @@ impl RunningTask {
 
     /// Reaps the first process if it has exited, and any re-parented processes of the group.
     fn poll(&mut self) -> Result<Option<ExitStatus>> {
-        if self.status.is_none() {
+        if self.status.is_none() && self._child.is_none() {
+            // Adopted: not our child, so no waitpid; the status file and /proc tell.
+            if let Some(s) = read_exit_file(&self.workdir) {
+                self.status = Some(s);
+            } else if !same_process(self.pid, self.start_ticks) {
+                self.status = Some(ExitStatus::from_raw(libc::SIGKILL));
+                self.status_lost = true;
+            }
+        }
+        if self.status.is_none() && self._child.is_some() {
             let mut raw = 0;
             // SAFETY: waitpid on our own child with a valid out pointer.
             let rc = unsafe { libc::waitpid(self.pid, &mut raw, libc::WNOHANG) };
@@ -486,4 +594,168 @@ impl Drop for RunningTask {
             self.reap_group();
         }
     }
+}
+
+/// Called in the forked child before `exec`: forks once more. The new child goes on to `exec` the
+/// task's program; this process stays as its parent (and the group's leader), ignores the stop
+/// signals, waits for the program and writes its status to `exit_fd` ([`EXIT_FILE`]), then ends
+/// the same way the program did, so the agent's wait sees the program's status. The status file
+/// outlives an agent that is killed, which is what lets a restarted agent report the exit.
+///
+/// Only async-signal-safe calls: this runs in a forked copy of a threaded process.
+fn keep_status(exit_fd: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: fork(2) in a single-threaded child; each branch below makes only
+    // async-signal-safe calls (signal, syscall, close, waitpid, pwrite, kill, _exit).
+    unsafe {
+        let program = libc::fork();
+        if program < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if program == 0 {
+            return Ok(());
+        }
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+        // Every inherited descriptor but the status file goes, above all the pipe on which the
+        // spawning parent waits for the exec: holding it would block the agent until the task
+        // ends. Stdout and stderr stay (they are the task's log files).
+        close_fds_except(exit_fd);
+        let mut raw = 0;
+        loop {
+            let rc = libc::waitpid(program, &mut raw, 0);
+            if rc == program {
+                break;
+            }
+            if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                libc::_exit(127);
+            }
+        }
+        let mut buf = [0u8; 24];
+        let (word, n): (&[u8], i32) = if libc::WIFEXITED(raw) {
+            (b"exit ", libc::WEXITSTATUS(raw))
+        } else {
+            (b"signal ", libc::WTERMSIG(raw))
+        };
+        let mut len = 0;
+        for &b in word {
+            buf[len] = b;
+            len += 1;
+        }
+        len += write_decimal(&mut buf[len..], n as u32);
+        buf[len] = b'\n';
+        len += 1;
+        libc::pwrite(exit_fd, buf.as_ptr().cast(), len, 0);
+        if libc::WIFEXITED(raw) {
+            libc::_exit(n);
+        }
+        libc::signal(n, libc::SIG_DFL);
+        libc::kill(libc::getpid(), n);
+        libc::_exit(128 + n);
+    }
+}
+
+/// Closes every descriptor from 3 up except `keep`.
+///
+/// # Safety
+/// Only in a forked child: it closes descriptors other code may think it owns.
+unsafe fn close_fds_except(keep: libc::c_int) {
+    // SAFETY: close_range(2) and close(2) on descriptor numbers; see the function's contract.
+    unsafe {
+        let ranges = [(3, keep - 1), (keep + 1, libc::c_int::MAX)];
+        for (lo, hi) in ranges {
+            if lo > hi {
+                continue;
+            }
+            if libc::syscall(libc::SYS_close_range, lo as u32, hi as u32, 0u32) != 0 {
+                // Kernels before 5.9: close one by one, up to a bound that covers any
+                // descriptor an agent plausibly holds.
+                for fd in lo..hi.min(65_536) {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}
+
+fn write_decimal(out: &mut [u8], mut n: u32) -> usize {
+    let mut digits = [0u8; 10];
+    let mut i = 0;
+    loop {
+        digits[i] = b'0' + (n % 10) as u8;
+        i += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for k in 0..i {
+        out[k] = digits[i - 1 - k];
+    }
+    i
+}
+
+/// The status [`keep_status`] wrote in `workdir`, once it is complete.
+pub fn read_exit_file(workdir: &Path) -> Option<ExitStatus> {
+    let text = fs::read_to_string(workdir.join(EXIT_FILE)).ok()?;
+    let line = text.strip_suffix('\n')?;
+    let (word, n) = line.split_once(' ')?;
+    let n: i32 = n.parse().ok()?;
+    match word {
+        "exit" => Some(ExitStatus::from_raw((n & 0xff) << 8)),
+        "signal" => Some(ExitStatus::from_raw(n & 0x7f)),
+        _ => None,
+    }
+}
+
+/// `(start time in clock ticks since boot, state letter)` of process `pid`, from
+/// `/proc/PID/stat`.
+pub fn process_start(pid: libc::pid_t) -> Option<(u64, char)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); starttime is field 22.
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((start, state))
+}
+
+/// Whether `pid` is still the live (not zombie) process that started at `start_ticks`.
+fn same_process(pid: libc::pid_t, start_ticks: Option<u64>) -> bool {
+    match (process_start(pid), start_ticks) {
+        (Some((t, state)), Some(want)) => t == want && state != 'Z' && state != 'X',
+        _ => false,
+    }
+}
+
+/// Takes charge again of a task started by an earlier agent process (which has since died):
+/// `pid` and `start_ticks` as that agent recorded them ([`RunningTask::start_ticks`]), `workdir`
+/// the task's directory. `None` when that process is gone (or the pid now belongs to another
+/// process); its status may then still be in the directory ([`read_exit_file`]).
+///
+/// An adopted task is not a child of this process: its end is seen through its status file and
+/// `/proc`, and leftovers of its group are re-parented to init, not to this agent.
+pub fn adopt(
+    pid: libc::pid_t,
+    start_ticks: u64,
+    workdir: &Path,
+    limits: LimitMechanism,
+) -> Option<RunningTask> {
+    if pid <= 0 || !same_process(pid, Some(start_ticks)) {
+        return None;
+    }
+    let workdir = workdir.canonicalize().ok()?;
+    Some(RunningTask {
+        pid,
+        checkpoint: workdir.join(CHECKPOINT_FILE),
+        workdir,
+        limits,
+        prepared: Prepared::default(),
+        status: None,
+        group_gone: false,
+        _child: None,
+        start_ticks: Some(start_ticks),
+        status_lost: false,
+    })
 }

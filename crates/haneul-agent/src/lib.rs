@@ -3,11 +3,14 @@
 //! This crate owns what happens on one GPU node: finding the node's GPUs ([`gpus`]) and running the
 //! tasks of an attempt as isolated process groups ([`launch`]): their environment, their log files,
 //! their resource limits, their stop protocol (checkpoint file, SIGTERM to the group, grace, SIGKILL)
-//! and their time limits. The server protocol, cgroup v2, containers, health checks and restart
-//! recovery are still to come (issue 5); see `docs/agent.md`.
+//! and their time limits, and their CPU and memory allotment ([`limits`]: cgroup v2 or rlimits).
+//! See `docs/agent.md`.
 
 pub mod gpus;
+pub mod health;
 pub mod launch;
+pub mod limits;
+pub mod logs;
 
 /// Errors of the agent library.
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,7 @@ fn spec(dir: &Path, script: &str) -> TaskSpec {
         local_world_size: 8,
         env: vec![("USER_VAR".into(), "x".into())],
         limits: Limits::default(),
+        run_as: None,
     }
 }
 
@@ -243,4 +244,58 @@ fn agent_variables_cannot_be_overridden() {
         .push(("CUDA_VISIBLE_DEVICES".into(), "0,1,2,3".into()));
     let e = launch(&s).unwrap_err().to_string();
     assert!(e.contains("CUDA_VISIBLE_DEVICES"), "{e}");
+}
+
+#[test]
+fn exit_status_is_kept_in_the_work_directory() {
+    use haneul_agent::launch::read_exit_file;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = launch(&spec(dir.path(), "echo hi; exit 7")).unwrap();
+    assert_eq!(t.wait().unwrap().code(), Some(7));
+    assert_eq!(read_exit_file(t.workdir()).unwrap().code(), Some(7));
+    assert_eq!(std::fs::read_to_string(t.stdout_path()).unwrap(), "hi\n");
+    // Killed by a signal: the agent's wait and the file both say so.
+    let mut t = launch(&spec(dir.path(), "kill -KILL $$")).unwrap();
+    assert_eq!(t.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert_eq!(
+        read_exit_file(t.workdir()).unwrap().signal(),
+        Some(libc::SIGKILL)
+    );
+}
+
+#[test]
+fn a_running_task_can_be_adopted_by_pid_and_start_time() {
+    use haneul_agent::launch::adopt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = launch(&spec(dir.path(), "sleep 0.5; exit 4")).unwrap();
+    let ticks = t.start_ticks().expect("start time read from /proc");
+    // Another start time: the pid is taken to belong to some later process.
+    assert!(adopt(t.pid(), ticks + 1, t.workdir(), LimitMechanism::None).is_none());
+    let mut adopted = adopt(t.pid(), ticks, t.workdir(), LimitMechanism::None).unwrap();
+    assert_eq!(adopted.pgid(), t.pgid());
+    // The original handle reaps; the adopted one learns the status from the file.
+    assert_eq!(t.wait().unwrap().code(), Some(4));
+    assert_eq!(adopted.wait().unwrap().code(), Some(4));
+    assert!(!adopted.status_lost());
+    drop(t);
+    assert!(
+        adopt(
+            adopted.pid(),
+            ticks,
+            adopted.workdir(),
+            LimitMechanism::None
+        )
+        .is_none()
+    );
+}
+
+#[test]
+fn a_program_that_cannot_start_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), "");
+    s.program = "/nonexistent/program".into();
+    let started = Instant::now();
+    let err = launch(&s).unwrap_err().to_string();
+    assert!(err.contains("cannot start /nonexistent/program"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
 }

@@ -218,6 +218,17 @@ pub struct Node {
     pub state: String,
     pub down_reason: Option<String>,
     pub last_heartbeat: i64,
+    /// How the agent enforces task CPU and memory limits: `cgroup-v2` or `rlimit`; absent
+    /// until the agent says.
+    #[serde(default)]
+    pub limits: Option<String>,
+    /// The address the agent advertises for its tasks (gang peers' `MASTER_ADDR`).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The failing health check while there is one (the node is then drained, with
+    /// `down_reason` `unhealthy`); absent when healthy.
+    #[serde(default)]
+    pub health: Option<String>,
 }
 
 /// Drain a node (running work finishes, nothing new starts) or resume it.
@@ -446,10 +457,28 @@ pub struct AgentRegister {
     pub nvlink_domain: Option<i64>,
     pub cpu_milli: i64,
     pub memory_mib: i64,
+    /// How the agent enforces task limits: `cgroup-v2`, `rlimit` or `none`.
+    #[serde(default)]
+    pub limits: Option<String>,
+    /// The address this node's tasks are reached at by the rest of a gang (an IP address or
+    /// host name); absent: the node's name.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 fn default_name() -> String {
     "default".into()
+}
+
+/// The result of the agent's periodic health checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthReport {
+    /// What failed (for example `health command exited 1: ...`); absent when every check
+    /// passed. The first failure drains the node and requeues its running jobs; a pass after
+    /// that resumes a node the health check drained.
+    #[serde(default)]
+    pub failure: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -475,9 +504,14 @@ pub struct Assignment {
     pub gpus: Vec<u32>,
     pub milli_per_gpu: u64,
     pub command: Vec<String>,
-    /// Node names of every task of the gang by rank; rank 0 is the master.
+    /// Where every task of the gang runs, by rank (rank 0 is the master): the node's
+    /// advertised address, or its name when it advertises none.
     pub peers: Vec<String>,
     pub user: i64,
+    /// The submitting user's name: an agent running as root with `--task-user submitter` runs
+    /// the task as the Unix account of this name.
+    #[serde(default)]
+    pub user_name: String,
     pub project: i64,
     pub cpu_milli: u64,
     pub memory_mib: u64,

@@ -6,9 +6,13 @@
 
 use anyhow::{Context, bail};
 use clap::Args;
-use haneul_agent::gpus;
 use haneul_agent::launch::{self, Limits, TaskSpec};
-use haneul_api::{AgentRegister, Assignment, AssignmentList, HeartbeatAck, LogUpload, TaskReport};
+use haneul_agent::limits::{self as task_limits, LimitBackend, ResourceRequest};
+use haneul_agent::logs::Follower;
+use haneul_agent::{gpus, health};
+use haneul_api::{
+    AgentRegister, Assignment, AssignmentList, HealthReport, HeartbeatAck, LogUpload, TaskReport,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -50,6 +54,33 @@ pub struct AgentArgs {
     /// The node's block (network locality group) within its pool.
     #[arg(long, default_value = "default")]
     block: String,
+    /// A cgroup v2 directory delegated to the agent (cpu and memory enabled in its
+    /// cgroup.subtree_control) for the tasks' cgroups. Default: the agent's own cgroup, when
+    /// cgroup v2 there offers cpu and memory; else limits fall back to rlimits.
+    #[arg(long)]
+    cgroup_parent: Option<PathBuf>,
+    /// The address other nodes reach this node's tasks at (MASTER_ADDR for a gang whose rank 0
+    /// runs here). Default: the node's name, resolved by the peers.
+    #[arg(long)]
+    advertise_addr: Option<String>,
+    /// Whose account tasks run as: `agent` (the agent's own) or `submitter` (the Unix account
+    /// named like the job's user; needs the agent to run as root).
+    #[arg(long, default_value = "agent", value_parser = ["agent", "submitter"])]
+    task_user: String,
+    /// With --task-user submitter, the account for a user with no Unix account of that name;
+    /// `none` refuses such tasks (they fail with a message saying why).
+    #[arg(long, default_value = "nobody")]
+    fallback_user: String,
+    /// A shell command run every --health-interval; a non-zero exit (or running past the
+    /// interval) marks the node unhealthy: the server drains it and requeues its jobs.
+    #[arg(long)]
+    health_command: Option<String>,
+    /// Seconds between health checks.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    health_interval: u64,
+    /// A GPU at this temperature (Celsius) or hotter fails the health check (real GPUs only).
+    #[arg(long, default_value_t = 90)]
+    max_gpu_temp: u32,
 }
 
 /// Set by SIGINT/SIGTERM.
@@ -65,8 +96,15 @@ fn stopping() -> bool {
 
 /// Largest log upload the server takes is 256 KiB; stay well below.
 const LOG_CHUNK: usize = 128 * 1024;
-/// How much of the end of each of stdout and stderr is uploaded.
+/// At a task's end, how much of what was not streamed yet is uploaded, per file.
 const LOG_TAIL: u64 = 1024 * 1024;
+/// How often new output of a running task is uploaded.
+const STREAM_EVERY: Duration = Duration::from_secs(1);
+/// Most bytes streamed per file per tick, so a chatty task cannot monopolise its thread.
+const STREAM_TICK_MAX: usize = 1024 * 1024;
+/// Most bytes streamed per task while it runs; past this only the tail is uploaded at its end
+/// (the files stay whole in the task's directory on the node).
+const STREAM_MAX_TOTAL: u64 = 64 * 1024 * 1024;
 /// How long past its time limit a task may run before the agent stops it by itself.
 const TIME_LIMIT_SLACK: Duration = Duration::from_secs(3);
 /// Long-poll wait; short enough that a signal is noticed quickly.
@@ -105,7 +143,34 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             inv.gpus
         }
     };
+    let run_as_submitter = args.task_user == "submitter";
+    if run_as_submitter {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!(
+                "--task-user submitter needs the agent to run as root (it switches to each job's user)"
+            );
+        }
+        if args.fallback_user != "none" && launch::lookup_user(&args.fallback_user).is_none() {
+            bail!(
+                "--fallback-user {}: no such Unix account; name one, or `none` to refuse jobs of users without an account",
+                args.fallback_user
+            );
+        }
+    }
     launch::become_subreaper()?;
+    let detection = task_limits::detect(
+        &task_limits::CgroupProbe::system(),
+        args.cgroup_parent.as_deref(),
+    );
+    if args.cgroup_parent.is_some() && detection.backend.mechanism().as_str() != "cgroup-v2" {
+        bail!("cannot use --cgroup-parent: {}", detection.reason);
+    }
+    tracing::info!(
+        limits = detection.backend.mechanism().as_str(),
+        "task limits: {}",
+        detection.reason
+    );
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
@@ -133,6 +198,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         nvlink_domain: None,
         cpu_milli: std::thread::available_parallelism().map_or(1, |n| n.get()) as i64 * 1000,
         memory_mib: memory_mib(),
+        limits: Some(detection.backend.mechanism().as_str().to_string()),
+        address: args.advertise_addr.clone(),
     };
     let node: haneul_api::Node = client
         .retrying("register", || {
@@ -162,14 +229,42 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         let id = node.id;
         std::thread::spawn(move || heartbeats(client, id, interval))
     };
+    let checks = HealthChecks {
+        command: args.health_command.clone(),
+        gpus: args.simulate_gpus.is_none(),
+        max_gpu_temp: args.max_gpu_temp,
+        every: Duration::from_secs(args.health_interval),
+    };
+    if !checks.gpus {
+        tracing::info!("GPU health checks (ECC, temperature) skipped: the GPUs are simulated");
+    }
+    let health = {
+        let client = client.clone();
+        let id = node.id;
+        std::thread::spawn(move || health_loop(client, id, checks))
+    };
 
     let ctx = Arc::new(NodeCtx {
         client: client.clone(),
         node: node.id,
         name: name.clone(),
+        me: args.advertise_addr.clone().unwrap_or_else(|| name.clone()),
         work_dir,
+        limits: detection.backend,
+        run_as: run_as_submitter.then(|| args.fallback_user.clone()),
     });
     let mut tasks: HashMap<(i64, i64, i64), Running> = HashMap::new();
+    // Tasks an earlier agent process started here: reattach, report or clean up.
+    let first: AssignmentList = client
+        .retrying("assignments", || {
+            client.call::<(), _>(
+                "GET",
+                &format!("/v1/agent/nodes/{}/assignments?wait_ms=0", node.id),
+                None,
+            )
+        })
+        .map_err(|e| anyhow::anyhow!("cannot read the node's assignments: {e}"))?;
+    tasks.extend(recover(&ctx, &first.assignments));
     let mut etag = String::new();
     let mut backoff = Backoff::new();
     while !stopping() {
@@ -190,13 +285,26 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             }
         };
         etag = list.etag.clone();
-        // Forget finished tasks that are no longer assigned.
+        // Forget finished tasks that are no longer assigned. A running one that is no longer
+        // assigned had its attempt ended by the server (node drained as unhealthy, or declared
+        // lost while cut off): stop it, its job runs again elsewhere.
         tasks.retain(|k, r| {
             let listed = list
                 .assignments
                 .iter()
                 .any(|a| (a.job, a.task, a.fence) == *k);
-            listed || !r.handle.as_ref().is_none_or(|h| h.is_finished())
+            let running = !r.handle.as_ref().is_none_or(|h| h.is_finished());
+            if !listed && running && !r.stop_sent {
+                tracing::info!(
+                    job = k.0,
+                    task = k.1,
+                    fence = k.2,
+                    "attempt ended by the server: stopping its task"
+                );
+                let _ = r.stop.send(r.grace);
+                r.stop_sent = true;
+            }
+            listed || running
         });
         for a in list.assignments {
             let key = (a.job, a.task, a.fence);
@@ -207,6 +315,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                     }
                     let (tx, rx) = mpsc::channel();
                     let ctx = ctx.clone();
+                    let grace = Duration::from_secs(a.grace_s);
                     let handle = std::thread::spawn(move || run_task(&ctx, a, rx));
                     tasks.insert(
                         key,
@@ -214,6 +323,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                             stop: tx,
                             handle: Some(handle),
                             stop_sent: false,
+                            grace,
                         },
                     );
                 }
@@ -243,6 +353,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                                     stop: tx,
                                     handle: None,
                                     stop_sent: true,
+                                    grace: Duration::ZERO,
                                 },
                             );
                             report(&ctx, &a, Some(143));
@@ -263,6 +374,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
     let _ = hb.join();
+    let _ = health.join();
     tracing::info!("agent stopped");
     Ok(())
 }
@@ -271,13 +383,19 @@ struct Running {
     stop: Sender<Duration>,
     handle: Option<std::thread::JoinHandle<()>>,
     stop_sent: bool,
+    grace: Duration,
 }
 
 struct NodeCtx {
     client: Client,
     node: i64,
     name: String,
+    /// How the gang's peers list this node: its advertised address, else its name.
+    me: String,
     work_dir: PathBuf,
+    limits: Box<dyn LimitBackend>,
+    /// `Some(fallback account)` when tasks run as their submitter (`none`: refuse).
+    run_as: Option<String>,
 }
 
 fn heartbeats(client: Client, node: i64, interval: Duration) {
@@ -291,6 +409,71 @@ fn heartbeats(client: Client, node: i64, interval: Duration) {
         next = Instant::now() + interval;
         if let Err(e) = client.call::<(), HeartbeatAck>("POST", &path, None) {
             tracing::warn!("heartbeat: {e}");
+        }
+    }
+}
+
+struct HealthChecks {
+    command: Option<String>,
+    /// Whether the GPUs are real (so nvidia-smi can be asked about them).
+    gpus: bool,
+    max_gpu_temp: u32,
+    every: Duration,
+}
+
+impl HealthChecks {
+    /// `None` when every check passes, else what failed.
+    fn run(&self) -> Option<String> {
+        let mut failures = Vec::new();
+        // A check may take at most the interval (at most 30 s), so checks never pile up.
+        let timeout = self.every.min(Duration::from_secs(30));
+        if let Some(cmd) = &self.command
+            && let Some(f) = health::run_health_command(cmd, timeout)
+        {
+            failures.push(f);
+        }
+        if self.gpus
+            && let Some(f) = health::gpu_health(self.max_gpu_temp, timeout)
+        {
+            failures.push(f);
+        }
+        (!failures.is_empty()).then(|| failures.join("; "))
+    }
+}
+
+/// Runs the health checks every interval and tells the server when the verdict changes (and
+/// once at start, so a verdict from before a restart does not linger).
+fn health_loop(client: Client, node: i64, checks: HealthChecks) {
+    if checks.command.is_none() && !checks.gpus {
+        return;
+    }
+    let path = format!("/v1/agent/nodes/{node}/health");
+    let mut told: Option<Option<String>> = None;
+    let mut next = Instant::now();
+    while !stopping() {
+        if Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(100).min(next - Instant::now()));
+            continue;
+        }
+        next = Instant::now() + checks.every;
+        let failure = checks.run();
+        if told.as_ref() == Some(&failure) {
+            continue;
+        }
+        match &failure {
+            Some(f) => tracing::warn!("health check failed: {f}"),
+            None => tracing::info!("health checks pass"),
+        }
+        let body = HealthReport {
+            failure: failure.clone(),
+        };
+        match client.call::<_, haneul_api::Node>("POST", &path, Some(&body)) {
+            Ok(n) => {
+                tracing::info!(state = %n.state, "health reported");
+                told = Some(failure);
+            }
+            // Told again at the next check.
+            Err(e) => tracing::warn!("health report: {e}"),
         }
     }
 }
@@ -330,12 +513,8 @@ fn gang(a: &Assignment, me: &str) -> (String, u32, u32, u32, u32, u32) {
 }
 
 fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
-    let (master, world, rank, local_rank, node_rank, local_world) = gang(&a, &ctx.name);
-    let workdir = ctx
-        .work_dir
-        .join(format!("job-{}", a.job))
-        .join(format!("attempt-{}", a.fence))
-        .join(format!("task-{}", a.task));
+    let (master, world, rank, local_rank, node_rank, local_world) = gang(&a, &ctx.me);
+    let workdir = task_dir(ctx, &a);
     let Some((program, args)) = a.command.split_first() else {
         upload(ctx, &a, "haneul agent: the job has an empty command\n");
         report(ctx, &a, None);
@@ -362,8 +541,41 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
             ("HANEUL_PROJECT".into(), a.project.to_string()),
         ],
         limits: Limits::default(),
+        run_as: None,
     };
-    let mut task = match launch::launch(&spec) {
+    let mut spec = spec;
+    if let Some(fallback) = &ctx.run_as {
+        let id = launch::lookup_user(&a.user_name).or_else(|| {
+            (fallback != "none")
+                .then(|| launch::lookup_user(fallback))
+                .flatten()
+        });
+        match id {
+            Some(id) => spec.run_as = Some(id),
+            None => {
+                let why = format!(
+                    "haneul agent: no Unix account `{}` on node {} and --fallback-user is none: \
+                     the task is refused\n",
+                    a.user_name, ctx.name
+                );
+                if report(ctx, &a, None) {
+                    upload(ctx, &a, &why);
+                    report(ctx, &a, Some(127));
+                }
+                return;
+            }
+        }
+    }
+    let request = ResourceRequest {
+        cpu_milli: a.cpu_milli,
+        memory_mib: a.memory_mib,
+        time_limit_s: a.time_limit_s,
+    };
+    let prepared = ctx
+        .limits
+        .prepare(&format!("job-{}-{}-{}", a.job, a.fence, a.task), &request);
+    let launched = prepared.and_then(|p| launch::launch_limited(&spec, p));
+    let mut task = match launched {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(job = a.job, task = a.task, "cannot launch: {e}");
@@ -378,13 +590,45 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
             return;
         }
     };
-    tracing::info!(job = a.job, task = a.task, pid = task.pid(), gpus = ?a.gpus, "task started");
+    tracing::info!(job = a.job, task = a.task, pid = task.pid(), gpus = ?a.gpus,
+        limits = task.limits.as_str(), "task started");
+    let record = TaskFile {
+        job: a.job,
+        fence: a.fence,
+        task: a.task,
+        pid: task.pid(),
+        start_ticks: task.start_ticks().unwrap_or(0),
+        started_at_ms: now_ms(),
+        limits: task.limits.as_str().to_string(),
+        stdout_offset: 0,
+        stderr_offset: 0,
+    };
+    // Written before the start is reported: an agent killed after the report finds the task.
+    record.save(task.workdir());
     if !report(ctx, &a, None) {
         // Stale or refused: this attempt is not ours to run.
         let _ = task.stop(Duration::ZERO);
+        ctx.limits.release(task.prepared());
+        TaskFile::remove(task.workdir());
         return;
     }
-    let started = Instant::now();
+    let logs = LogStream::new(&task, 0, 0);
+    supervise(ctx, &a, task, &stop, logs, Instant::now(), record);
+}
+
+/// Watches a started task until it ends: streams its logs, passes on a stop, enforces the
+/// time-limit backstop; then uploads the last output and reports the exit. `started` is when
+/// the task started (earlier than now for a task adopted after a restart).
+fn supervise(
+    ctx: &NodeCtx,
+    a: &Assignment,
+    mut task: launch::RunningTask,
+    stop: &Receiver<Duration>,
+    mut logs: LogStream,
+    started: Instant,
+    mut record: TaskFile,
+) {
+    let mut last_stream = Instant::now();
     // The server stops overdue attempts itself (the job then ends `timed_out`); this is the
     // backstop for a server that cannot be reached, a little later so the server's stop wins.
     let limit = a
@@ -407,52 +651,373 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         if stopping() {
             let _ = task.stop(grace.min(Duration::from_secs(5)));
             // The node is going away: the server requeues the work when the node is lost;
-            // reporting an exit would fail the job for a reason that is not its own.
-            upload(ctx, &a, &tail_logs(&task));
+            // reporting an exit would fail the job for a reason that is not its own. Nothing is
+            // left for a restarted agent to adopt.
+            ctx.limits.release(task.prepared());
+            logs.pump(ctx, a, true);
+            TaskFile::remove(task.workdir());
             return;
         }
         if limit.is_some_and(|l| started.elapsed() >= l) {
             tracing::info!(job = a.job, task = a.task, "time limit reached");
             break task.stop(grace).ok();
         }
+        if last_stream.elapsed() >= STREAM_EVERY {
+            logs.pump(ctx, a, false);
+            let (out, err) = logs.offsets();
+            if (out, err) != (record.stdout_offset, record.stderr_offset) {
+                record.stdout_offset = out;
+                record.stderr_offset = err;
+                record.save(task.workdir());
+            }
+            last_stream = Instant::now();
+        }
         match stop.recv_timeout(Duration::from_millis(20)) {
             Ok(g) => break task.stop(g).ok(),
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
         }
     };
-    let code = status.map_or(137, |s| {
+    let code = if task.status_lost() {
+        logs.note(LOST_STATUS_NOTE);
+        LOST_STATUS_CODE
+    } else {
+        exit_code(status)
+    };
+    tracing::info!(job = a.job, task = a.task, code, "task exited");
+    ctx.limits.release(task.prepared());
+    logs.pump(ctx, a, true);
+    report(ctx, a, Some(code));
+    TaskFile::remove(task.workdir());
+}
+
+/// Exit code reported for a task whose status nobody could record (it and its status keeper
+/// were killed while the agent was down): as for SIGKILL.
+const LOST_STATUS_CODE: i64 = 137;
+const LOST_STATUS_NOTE: &str =
+    "[haneul agent: the task ended while the agent was down and its exit status was lost]\n";
+
+fn exit_code(status: Option<std::process::ExitStatus>) -> i64 {
+    status.map_or(137, |s| {
         use std::os::unix::process::ExitStatusExt;
         s.code()
             .map(i64::from)
             .or_else(|| s.signal().map(|n| 128 + i64::from(n)))
             .unwrap_or(1)
-    });
-    tracing::info!(job = a.job, task = a.task, code, "task exited");
-    upload(ctx, &a, &tail_logs(&task));
-    report(ctx, &a, Some(code));
+    })
 }
 
-/// The end of the task's stdout, then of its stderr.
-fn tail_logs(task: &launch::RunningTask) -> String {
-    let tail = |p: PathBuf| -> String {
-        let Ok(mut f) = std::fs::File::open(&p) else {
-            return String::new();
-        };
-        let len = f.metadata().map_or(0, |m| m.len());
-        if len > LOG_TAIL {
-            use std::io::Seek;
-            let _ = f.seek(std::io::SeekFrom::Start(len - LOG_TAIL));
+/// What the agent keeps about a started task in its directory (`.haneul-task.json`), so that a
+/// restarted agent can find it again: the pid with its start time (which tells the task's
+/// process from a later one with the same pid) and how much of its output was uploaded.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct TaskFile {
+    job: i64,
+    fence: i64,
+    task: i64,
+    pid: i32,
+    start_ticks: u64,
+    started_at_ms: i64,
+    limits: String,
+    stdout_offset: u64,
+    stderr_offset: u64,
+}
+
+const TASK_FILE: &str = ".haneul-task.json";
+
+impl TaskFile {
+    /// Written to a temporary file and renamed, so a crash never leaves half a record.
+    fn save(&self, dir: &std::path::Path) {
+        let tmp = dir.join(".haneul-task.json.tmp");
+        let ok = serde_json::to_vec(self)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|()| std::fs::rename(&tmp, dir.join(TASK_FILE)));
+        if let Err(e) = ok {
+            tracing::warn!(
+                job = self.job,
+                task = self.task,
+                "cannot save {TASK_FILE}: {e}"
+            );
         }
-        let mut buf = Vec::new();
-        let _ = f.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    };
-    let mut out = tail(task.stdout_path());
-    let err = tail(task.stderr_path());
-    if !err.is_empty() {
-        out.push_str(&err);
+    }
+
+    fn remove(dir: &std::path::Path) {
+        let _ = std::fs::remove_file(dir.join(TASK_FILE));
+    }
+
+    /// Every task record under the work directory (`job-*/attempt-*/task-*`).
+    fn find_all(work_dir: &std::path::Path) -> Vec<(PathBuf, TaskFile)> {
+        let mut out = Vec::new();
+        let dirs = |d: &std::path::Path, prefix: &str| -> Vec<PathBuf> {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .map(|e| e.path())
+                .collect();
+            v.sort();
+            v
+        };
+        for job in dirs(work_dir, "job-") {
+            for attempt in dirs(&job, "attempt-") {
+                for task in dirs(&attempt, "task-") {
+                    let Ok(text) = std::fs::read(task.join(TASK_FILE)) else {
+                        continue;
+                    };
+                    match serde_json::from_slice::<TaskFile>(&text) {
+                        Ok(r) => out.push((task, r)),
+                        Err(e) => {
+                            tracing::warn!("ignoring {}: {e}", task.join(TASK_FILE).display())
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// After a restart: finds the tasks an earlier agent process started (their records under the
+/// work directory) and, given the server's current assignments, reattaches to those still
+/// running and assigned, reports the exit of those that ended meanwhile, and stops and forgets
+/// those the server no longer assigns here. Returns the reattached and reporting tasks, for the
+/// main loop's table.
+fn recover(ctx: &Arc<NodeCtx>, assigned: &[Assignment]) -> Vec<((i64, i64, i64), Running)> {
+    let mut out = Vec::new();
+    for (dir, rec) in TaskFile::find_all(&ctx.work_dir) {
+        let key = (rec.job, rec.task, rec.fence);
+        let assignment = assigned
+            .iter()
+            .find(|a| (a.job, a.task, a.fence) == key)
+            .cloned();
+        let mechanism = match rec.limits.as_str() {
+            "cgroup-v2" => task_limits::LimitMechanism::CgroupV2,
+            "rlimit" => task_limits::LimitMechanism::Rlimit,
+            _ => task_limits::LimitMechanism::None,
+        };
+        let adopted = launch::adopt(rec.pid, rec.start_ticks, &dir, mechanism);
+        let Some(a) = assignment else {
+            // The server ended this attempt while the agent was away (or it was fenced off).
+            if let Some(mut t) = adopted {
+                tracing::info!(
+                    job = rec.job,
+                    task = rec.task,
+                    pid = rec.pid,
+                    "stopping a task the server no longer assigns here"
+                );
+                let _ = t.stop(Duration::from_secs(5));
+            }
+            TaskFile::remove(&dir);
+            continue;
+        };
+        let (tx, rx) = mpsc::channel();
+        let grace = Duration::from_secs(a.grace_s);
+        let ctx2 = ctx.clone();
+        let handle = match adopted {
+            Some(task) => {
+                tracing::info!(
+                    job = rec.job,
+                    task = rec.task,
+                    pid = rec.pid,
+                    "reattached to a running task"
+                );
+                let age = Duration::from_millis((now_ms() - rec.started_at_ms).max(0) as u64);
+                let started = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                std::thread::spawn(move || {
+                    // Idempotent: the server may not have got the first one.
+                    if !report(&ctx2, &a, None) {
+                        let mut task = task;
+                        let _ = task.stop(Duration::ZERO);
+                        TaskFile::remove(task.workdir());
+                        return;
+                    }
+                    let logs = LogStream::new(&task, rec.stdout_offset, rec.stderr_offset);
+                    supervise(&ctx2, &a, task, &rx, logs, started, rec);
+                })
+            }
+            None => {
+                let status = launch::read_exit_file(&dir);
+                tracing::info!(
+                    job = rec.job,
+                    task = rec.task,
+                    ?status,
+                    "a task ended while the agent was down"
+                );
+                std::thread::spawn(move || {
+                    let mut logs = LogStream::at(&dir, rec.stdout_offset, rec.stderr_offset);
+                    let code = match status {
+                        Some(s) => exit_code(Some(s)),
+                        None => {
+                            logs.note(LOST_STATUS_NOTE);
+                            LOST_STATUS_CODE
+                        }
+                    };
+                    // A task that was meant to be stopped (cancel, preemption) stopped.
+                    report(&ctx2, &a, None);
+                    logs.pump(&ctx2, &a, true);
+                    report(&ctx2, &a, Some(code));
+                    TaskFile::remove(&dir);
+                    drop(rx);
+                })
+            }
+        };
+        out.push((
+            key,
+            Running {
+                stop: tx,
+                handle: Some(handle),
+                stop_sent: false,
+                grace,
+            },
+        ));
     }
     out
+}
+
+/// Streams a task's stdout and stderr to the server: new bytes only, bounded per tick and per
+/// task. Text whose upload failed is kept and sent again on the next tick.
+struct LogStream {
+    files: [(&'static str, Follower, Option<String>); 2],
+    streamed: u64,
+    refused: bool,
+}
+
+impl LogStream {
+    /// Starts at these offsets into the files (0 for a new task).
+    fn new(task: &launch::RunningTask, stdout_offset: u64, stderr_offset: u64) -> Self {
+        LogStream::at(task.workdir(), stdout_offset, stderr_offset)
+    }
+
+    fn at(dir: &std::path::Path, stdout_offset: u64, stderr_offset: u64) -> Self {
+        LogStream {
+            files: [
+                (
+                    "stdout",
+                    Follower::at(dir.join(launch::STDOUT_FILE), stdout_offset),
+                    None,
+                ),
+                (
+                    "stderr",
+                    Follower::at(dir.join(launch::STDERR_FILE), stderr_offset),
+                    None,
+                ),
+            ],
+            streamed: 0,
+            refused: false,
+        }
+    }
+
+    /// How far into stdout and stderr the upload has got (text waiting for a retry counts
+    /// as not uploaded only until the next pump; a restart may then send it twice, never
+    /// skip it).
+    fn offsets(&self) -> (u64, u64) {
+        let off = |i: usize| {
+            let (_, f, unsent) = &self.files[i];
+            f.offset() - unsent.as_ref().map_or(0, |t| t.len() as u64)
+        };
+        (off(0), off(1))
+    }
+
+    /// Adds a line of the agent's own after stderr's output.
+    fn note(&mut self, text: &str) {
+        let unsent = &mut self.files[1].2;
+        *unsent = Some(unsent.take().unwrap_or_default() + text);
+    }
+
+    /// Uploads what is new. At the task's end (`at_end`) everything left is sent, retrying,
+    /// after skipping all but the last [`LOG_TAIL`] bytes of each file.
+    fn pump(&mut self, ctx: &NodeCtx, a: &Assignment, at_end: bool) {
+        for (name, follower, unsent) in &mut self.files {
+            if self.refused {
+                return;
+            }
+            if !at_end && self.streamed >= STREAM_MAX_TOTAL {
+                return;
+            }
+            if at_end {
+                let skipped = follower.skip_to_tail(LOG_TAIL);
+                if skipped > 0 {
+                    let note = format!(
+                        "[haneul agent: {skipped} bytes of {name} not uploaded; the whole file \
+                         is {} on node {}]\n",
+                        follower_path(ctx, a, name),
+                        ctx.name
+                    );
+                    *unsent = Some(unsent.take().unwrap_or_default() + &note);
+                }
+            }
+            let mut this_tick = 0;
+            loop {
+                let text = match unsent.take() {
+                    Some(t) => t,
+                    None => match follower.read_new(LOG_CHUNK, at_end) {
+                        Ok(t) if t.is_empty() => break,
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::warn!(job = a.job, task = a.task, "reading {name}: {e}");
+                            break;
+                        }
+                    },
+                };
+                let len = text.len();
+                match send_log(ctx, a, &text, at_end) {
+                    Ok(()) => {
+                        self.streamed += len as u64;
+                        this_tick += len;
+                    }
+                    Err(CallError::Refused(s, m)) => {
+                        tracing::warn!(job = a.job, task = a.task, "log upload refused ({s}): {m}");
+                        self.refused = true;
+                        return;
+                    }
+                    Err(CallError::Transient(m)) => {
+                        if at_end {
+                            tracing::warn!(job = a.job, task = a.task, "log upload dropped: {m}");
+                            return;
+                        }
+                        // Kept for the next tick.
+                        *unsent = Some(text);
+                        break;
+                    }
+                }
+                if !at_end && this_tick >= STREAM_TICK_MAX {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn follower_path(ctx: &NodeCtx, a: &Assignment, name: &str) -> String {
+    task_dir(ctx, a)
+        .join(format!("{name}.log"))
+        .display()
+        .to_string()
+}
+
+fn task_dir(ctx: &NodeCtx, a: &Assignment) -> PathBuf {
+    ctx.work_dir
+        .join(format!("job-{}", a.job))
+        .join(format!("attempt-{}", a.fence))
+        .join(format!("task-{}", a.task))
+}
+
+/// One log upload of at most [`LOG_CHUNK`] bytes; with `retry`, transient failures are retried.
+fn send_log(ctx: &NodeCtx, a: &Assignment, text: &str, retry: bool) -> Result<(), CallError> {
+    let path = format!("/v1/agent/nodes/{}/logs", ctx.node);
+    let body = LogUpload {
+        job: a.job,
+        fence: a.fence,
+        task: a.task,
+        data: text.to_string(),
+    };
+    if retry {
+        ctx.client
+            .retrying("log upload", || ctx.client.call_empty("POST", &path, &body))
+    } else {
+        ctx.client.call_empty("POST", &path, &body)
+    }
 }
 
 /// Uploads `data` in chunks; stops at a refusal.
@@ -729,6 +1294,7 @@ mod tests {
             command: vec!["true".into()],
             peers: peers.iter().map(|s| s.to_string()).collect(),
             user: 1,
+            user_name: "kim".into(),
             project: 1,
             cpu_milli: 0,
             memory_mib: 0,

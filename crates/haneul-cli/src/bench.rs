@@ -17,6 +17,8 @@ pub enum BenchCommand {
     /// A whole centre on this machine: a real server process, a swarm of simulated nodes, a
     /// deep queue and a steady stream of submissions; reports submission-to-start latency.
     Centre(crate::bench_centre::CentreArgs),
+    /// Time from the server's start decision to the task's process start through a real agent.
+    Agent(crate::bench_agent::AgentBenchArgs),
 }
 
 #[derive(Args)]
@@ -43,6 +45,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Openb(args) => openb_bench(args),
         BenchCommand::Engine(args) => crate::bench_engine::run(args),
         BenchCommand::Centre(args) => crate::bench_centre::run(args),
+        BenchCommand::Agent(args) => crate::bench_agent::run(args),
     }
 }
 

@@ -562,10 +562,13 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  haneul logs 42")]
+#[command(after_help = "Examples:\n  haneul logs 42\n  haneul logs -f 42")]
 pub struct LogsArgs {
     /// The job id.
     id: i64,
+    /// Keep printing new output until the job ends (with --json: one chunk per line).
+    #[arg(short, long)]
+    follow: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -574,19 +577,47 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let api = args.conn.open()?;
     let mut after = 0;
     let mut all = Vec::new();
-    loop {
-        let chunks: Vec<LogChunk> = api.call(
-            "GET",
-            &format!("/v1/jobs/{}/logs?after={after}", args.id),
-            None,
-        )?;
-        let Some(last) = chunks.last() else { break };
-        if last.id <= after {
-            break;
+    let fetch = |after: &mut i64| -> anyhow::Result<Vec<LogChunk>> {
+        let mut out = Vec::new();
+        loop {
+            let chunks: Vec<LogChunk> = api.call(
+                "GET",
+                &format!("/v1/jobs/{}/logs?after={after}", args.id),
+                None,
+            )?;
+            let Some(last) = chunks.last() else { break };
+            if last.id <= *after {
+                break;
+            }
+            *after = last.id;
+            out.extend(chunks);
         }
-        after = last.id;
-        all.extend(chunks);
+        Ok(out)
+    };
+    if args.follow {
+        use std::io::Write;
+        loop {
+            // The state first: agents upload a task's last output before reporting its exit,
+            // so once the job has ended one more fetch has everything.
+            let d: JobDetail = api.call("GET", &format!("/v1/jobs/{}", args.id), None)?;
+            let ended = !["queued", "running", "stopping"].contains(&d.job.state.as_str());
+            let mut out = std::io::stdout().lock();
+            for c in fetch(&mut after)? {
+                if api.json {
+                    writeln!(out, "{}", serde_json::to_string(&c)?)?;
+                } else {
+                    write!(out, "{}", c.data)?;
+                }
+            }
+            out.flush()?;
+            if ended {
+                return Ok(());
+            }
+            drop(out);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
     }
+    all.extend(fetch(&mut after)?);
     if api.json {
         return print_json(&all);
     }

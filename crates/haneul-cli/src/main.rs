@@ -3,6 +3,7 @@
 mod agent;
 mod awards;
 mod bench;
+mod bench_agent;
 mod bench_centre;
 mod bench_engine;
 mod client;

@@ -285,6 +285,9 @@ pub async fn run_swarm(
                     nvlink_domain: None,
                     cpu_milli: 112_000,
                     memory_mib: 2_000_000,
+                    // Simulated tasks run no process, so nothing is limited.
+                    limits: Some("none".into()),
+                    address: None,
                 };
                 let node: Node = ctx
                     .api

@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(assignments))
         .routes(routes!(report))
         .routes(routes!(upload_logs))
+        .routes(routes!(health))
 }
 
 async fn own_node(s: &AppState, caller: &Caller, id: i64) -> Result<st::NodeRecord, ApiError> {
@@ -83,7 +84,20 @@ async fn register(
             return Err(ApiError::bad(field, "must not be negative"));
         }
     }
-    let n = s
+    if let Some(l) = &b.limits
+        && !["cgroup-v2", "rlimit", "none"].contains(&l.as_str())
+    {
+        return Err(ApiError::bad("limits", "must be cgroup-v2, rlimit or none"));
+    }
+    if let Some(a) = &b.address
+        && (a.is_empty() || a.len() > 253 || a.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(ApiError::bad(
+            "address",
+            "must be an IP address or host name of 1 to 253 characters",
+        ));
+    }
+    let mut n = s
         .store
         .register_node(
             &st::Actor::user(&caller.0),
@@ -102,6 +116,12 @@ async fn register(
             now_ms(),
         )
         .await?;
+    if b.limits.is_some() || b.address.is_some() || n.limits.is_some() || n.address.is_some() {
+        n = s
+            .store
+            .set_node_agent(n.id, b.limits.as_deref(), b.address.as_deref())
+            .await?;
+    }
     s.signals.wake.notify_one();
     Ok(Json(convert::node(n)))
 }
@@ -156,6 +176,7 @@ fn to_wire(a: st::Assignment) -> Assignment {
         command: a.job.command,
         peers: a.peers,
         user: a.job.user_id,
+        user_name: a.user_name,
         project: a.job.project_id,
         cpu_milli: a.job.spec.cpu_per_task.get(),
         memory_mib: a.job.spec.memory_per_task.get(),
@@ -283,4 +304,44 @@ async fn upload_logs(
         .append_log(id, b.job, b.fence, b.task, &b.data, now_ms())
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Report the result of the node's health checks. The first failure drains the node and
+/// requeues the jobs running on it (their attempts end as `node_lost`); the agent stops their
+/// tasks when they leave its assignments. A pass resumes a node that a failure drained.
+#[utoipa::path(post, path = "/v1/agent/nodes/{id}/health", tag = "agent",
+    params(("id" = i64, Path, description = "node id")),
+    request_body = HealthReport,
+    responses((status = 200, body = Node), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn health(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(b): Body<HealthReport>,
+) -> Result<Json<Node>, ApiError> {
+    own_node(&s, &caller, id).await?;
+    if let Some(f) = &b.failure
+        && (f.is_empty() || f.len() > 4096)
+    {
+        return Err(ApiError::bad(
+            "failure",
+            "must be 1 to 4096 bytes saying what failed; omit it when healthy",
+        ));
+    }
+    let (n, requeued) = s
+        .store
+        .report_node_health(
+            &st::Actor::user(&caller.0),
+            id,
+            b.failure.as_deref(),
+            now_ms(),
+        )
+        .await?;
+    if !requeued.is_empty() {
+        tracing::warn!(node = id, ?requeued, failure = ?b.failure, "node unhealthy: drained, jobs requeued");
+    }
+    s.signals.wake.notify_one();
+    s.signals.assignments_changed();
+    Ok(Json(convert::node(n)))
 }

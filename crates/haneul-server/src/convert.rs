@@ -135,6 +135,9 @@ pub fn node(n: st::NodeRecord) -> api::Node {
         state: n.state.to_string(),
         down_reason: n.down_reason,
         last_heartbeat: n.last_heartbeat,
+        limits: n.limits,
+        address: n.address,
+        health: n.health,
     }
 }
 

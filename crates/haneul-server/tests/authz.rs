@@ -428,6 +428,13 @@ async fn every_role_against_every_endpoint() {
     .await;
     w.check(
         "POST",
+        &format!("/v1/agent/nodes/{n}/health"),
+        Some(json!({})),
+        &agent_only,
+    )
+    .await;
+    w.check(
+        "POST",
         "/v1/agent/register",
         Some(json!({"name": "gpu-002", "gpu_model": "H200", "gpus": 8,
                     "cpu_milli": 1000, "memory_mib": 1000})),

@@ -113,7 +113,7 @@ macro_rules! store_impl {
 
         const NODE_COLS: &str = "n.id, n.name, b.pool_id, n.block_id, b.name AS block, \
             n.gpu_model, n.gpus, n.gpu_memory_mib, n.nvlink_domain, n.cpu_milli, n.memory_mib, \
-            n.state, n.down_reason, n.agent_user, n.last_heartbeat \
+            n.state, n.down_reason, n.agent_user, n.last_heartbeat, n.limits, n.address, n.health \
             FROM nodes n JOIN blocks b ON b.id = n.block_id";
 
         fn node_row(r: &DbRow) -> Result<NodeRecord> {
@@ -135,6 +135,9 @@ macro_rules! store_impl {
                 down_reason: r.try_get("down_reason")?,
                 agent_user: r.try_get("agent_user")?,
                 last_heartbeat: r.try_get("last_heartbeat")?,
+                limits: r.try_get("limits")?,
+                address: r.try_get("address")?,
+                health: r.try_get("health")?,
             })
         }
 
@@ -1145,7 +1148,8 @@ macro_rules! store_impl {
                      nvlink_domain = excluded.nvlink_domain, cpu_milli = excluded.cpu_milli, \
                      memory_mib = excluded.memory_mib, \
                      state = CASE WHEN nodes.state = 'draining' THEN 'draining' ELSE 'up' END, \
-                     down_reason = NULL, agent_user = excluded.agent_user, \
+                     down_reason = CASE WHEN nodes.state = 'draining' THEN nodes.down_reason END, \
+                     agent_user = excluded.agent_user, \
                      last_heartbeat = excluded.last_heartbeat RETURNING id",
                 )
                 .bind(&n.name)
@@ -1209,7 +1213,9 @@ macro_rules! store_impl {
                 }
                 let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
-                    "UPDATE nodes SET state = $1 WHERE id = $2 AND (state <> 'down' OR $1 = 'draining')",
+                    "UPDATE nodes SET state = $1, \
+                     down_reason = CASE WHEN state = 'down' THEN down_reason END \
+                     WHERE id = $2 AND (state <> 'down' OR $1 = 'draining')",
                 )
                 .bind(state.as_str())
                 .bind(id)
@@ -2301,6 +2307,130 @@ macro_rules! store_impl {
                 Ok(lost)
             }
 
+            async fn set_node_agent(
+                &self,
+                node: i64,
+                limits: Option<&str>,
+                address: Option<&str>,
+            ) -> Result<NodeRecord> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("UPDATE nodes SET limits = $1, address = $2 WHERE id = $3")
+                    .bind(limits)
+                    .bind(address)
+                    .bind(node)
+                    .execute(&mut *tx)
+                    .await?;
+                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(node)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("node", node))?;
+                let rec = node_row(&row)?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn report_node_health(
+                &self,
+                actor: &Actor,
+                node: i64,
+                failure: Option<&str>,
+                now: i64,
+            ) -> Result<(NodeRecord, Vec<i64>)> {
+                let mut tx = self.begin_write().await?;
+                let before = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(node)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("node", node))?;
+                let before = node_row(&before)?;
+                let mut requeued = Vec::new();
+                match failure {
+                    Some(what) => {
+                        sqlx::query("UPDATE nodes SET health = $1 WHERE id = $2")
+                            .bind(what)
+                            .bind(node)
+                            .execute(&mut *tx)
+                            .await?;
+                        // The first failing report drains and requeues; repeats just refresh
+                        // what failed, unless the node is up again meanwhile (lost while
+                        // unhealthy, then back), which drains it again.
+                        if before.health.is_none() || before.state == NodeState::Up {
+                            let rows = sqlx::query(
+                                "SELECT DISTINCT a.* FROM attempts a JOIN tasks t ON t.attempt_id = a.id \
+                                 WHERE t.node_id = $1 AND a.state IN ('assigned', 'running', 'stopping') \
+                                 ORDER BY a.id",
+                            )
+                            .bind(node)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                            for r in &rows {
+                                let a = attempt_row(r)?;
+                                sqlx::query(
+                                    "UPDATE tasks SET state = 'lost' WHERE attempt_id = $1 \
+                                     AND state IN ('assigned', 'running')",
+                                )
+                                .bind(a.id)
+                                .execute(&mut *tx)
+                                .await?;
+                                // The same path as a lost node: the job runs again elsewhere,
+                                // unless its user had cancelled it.
+                                let end = if a.stop_reason == Some(StopReason::Cancel) {
+                                    AttemptState::Cancelled
+                                } else {
+                                    AttemptState::NodeLost
+                                };
+                                end_attempt(&mut tx, &a, end, None, now).await?;
+                                requeued.push(a.job_id);
+                            }
+                            let detail = format!("{{\"failure\":{}}}", serde_json::to_string(what)?);
+                            audit(&mut tx, actor, "node.unhealthy", &format!("node/{node}"), &detail, now)
+                                .await?;
+                            if before.state == NodeState::Up {
+                                sqlx::query(
+                                    "UPDATE nodes SET state = 'draining', down_reason = 'unhealthy' \
+                                     WHERE id = $1",
+                                )
+                                .bind(node)
+                                .execute(&mut *tx)
+                                .await?;
+                                event(&mut tx, EventKind::FleetChanged, None, None, Some(node), "draining", now)
+                                    .await?;
+                            }
+                        }
+                    }
+                    None if before.health.is_some() => {
+                        sqlx::query("UPDATE nodes SET health = NULL WHERE id = $1")
+                            .bind(node)
+                            .execute(&mut *tx)
+                            .await?;
+                        audit(&mut tx, actor, "node.healthy", &format!("node/{node}"), "{}", now)
+                            .await?;
+                        // Only a drain the health check made is undone; an operator's stays.
+                        let resumed = sqlx::query(
+                            "UPDATE nodes SET state = 'up', down_reason = NULL \
+                             WHERE id = $1 AND state = 'draining' AND down_reason = 'unhealthy'",
+                        )
+                        .bind(node)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        if resumed > 0 {
+                            event(&mut tx, EventKind::FleetChanged, None, None, Some(node), "up", now)
+                                .await?;
+                        }
+                    }
+                    None => {}
+                }
+                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(node)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let rec = node_row(&row)?;
+                tx.commit().await?;
+                Ok((rec, requeued))
+            }
+
             async fn assignments(&self, node: i64) -> Result<Vec<Assignment>> {
                 let mut tx = self.begin_read().await?;
                 let tasks: Vec<(i64, i64, String, String)> = sqlx::query_as(
@@ -2320,8 +2450,13 @@ macro_rules! store_impl {
                         .await?;
                     let attempt = attempt_row(&row)?;
                     let job = job_in(&mut tx, attempt.job_id).await?;
+                    let user_name: String = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
+                        .bind(job.user_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .unwrap_or_default();
                     let peers: Vec<String> = sqlx::query_scalar(
-                        "SELECT n.name FROM tasks t JOIN nodes n ON n.id = t.node_id \
+                        "SELECT COALESCE(n.address, n.name) FROM tasks t JOIN nodes n ON n.id = t.node_id \
                          WHERE t.attempt_id = $1 ORDER BY t.idx",
                     )
                     .bind(attempt_id)
@@ -2334,6 +2469,7 @@ macro_rules! store_impl {
                         gpus: serde_json::from_str(&gpus)?,
                         task_state: parse_enum(&state, TaskState::parse, "task state")?,
                         peers,
+                        user_name,
                     });
                 }
                 Ok(out)

@@ -267,6 +267,26 @@ pub trait Store: Send + Sync + 'static {
 
     // --- agent protocol ---
 
+    /// Records what the node's agent says at registration: how it enforces task limits
+    /// (`cgroup-v2`, `rlimit`) and the address its tasks are reached at (gang peers get it
+    /// instead of the node name).
+    async fn set_node_agent(
+        &self,
+        node: i64,
+        limits: Option<&str>,
+        address: Option<&str>,
+    ) -> Result<NodeRecord>;
+    /// Records the agent's health check. The first failure (`Some(what)`) drains the node
+    /// (`down_reason` `unhealthy`) and ends its live attempts as node lost, requeueing their
+    /// jobs (returned), in one transaction. A later pass (`None`) clears it and resumes the node
+    /// if the health check drained it.
+    async fn report_node_health(
+        &self,
+        actor: &Actor,
+        node: i64,
+        failure: Option<&str>,
+        now: i64,
+    ) -> Result<(NodeRecord, Vec<i64>)>;
     /// Tasks of live attempts on this node, with the job's spec and command.
     async fn assignments(&self, node: i64) -> Result<Vec<Assignment>>;
     /// A report from an agent about one task. Refused unless `fence` is the job's current attempt

@@ -317,6 +317,12 @@ pub struct NodeRecord {
     pub down_reason: Option<String>,
     pub agent_user: Option<i64>,
     pub last_heartbeat: i64,
+    /// How the agent enforces task limits (`cgroup-v2`, `rlimit`); `None` until it says.
+    pub limits: Option<String>,
+    /// The address the agent advertises for its tasks (`--advertise-addr`).
+    pub address: Option<String>,
+    /// The failing health check while the agent reports one; `None` when healthy.
+    pub health: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,8 +426,12 @@ pub struct Assignment {
     pub task: i64,
     pub gpus: Vec<u32>,
     pub task_state: TaskState,
-    /// Node names of every task of the gang, by task index (rank 0 is the master).
+    /// Where every task of the gang runs, by task index (rank 0 is the master): the node's
+    /// advertised address, or its name when it advertises none.
     pub peers: Vec<String>,
+    /// Name of the user who submitted the job (an agent running as root may run the task as
+    /// the Unix account of that name).
+    pub user_name: String,
 }
 
 /// What an agent says about one task.

@@ -1052,6 +1052,113 @@ pub async fn calls_applications_and_awards(store: &dyn Store) {
     );
 }
 
+/// An agent's limits and health: the first failing check drains the node and requeues its
+/// running job in one step, repeats change nothing, a pass resumes only a health-made drain.
+pub async fn node_health_drains_and_requeues(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "kaist").await;
+    let n = node(store, "gpu-001", 0).await;
+    assert_eq!((n.limits.as_deref(), n.health.as_deref()), (None, None));
+    let n = store
+        .set_node_agent(n.id, Some("rlimit"), Some("10.0.0.7"))
+        .await
+        .unwrap();
+    assert_eq!(n.limits.as_deref(), Some("rlimit"));
+    assert_eq!(n.address.as_deref(), Some("10.0.0.7"));
+    let epoch = lead(store, "a", 0).await;
+    let job = submit(store, &u, p.id, 1).await;
+    let a = start(store, epoch, job.id, n.id, 2).await;
+    assert_eq!(
+        store.assignments(n.id).await.unwrap()[0].peers,
+        vec!["10.0.0.7"]
+    );
+
+    let agent = Actor::system("agent");
+    let (rec, requeued) = store
+        .report_node_health(&agent, n.id, Some("GPU 3 has 2 uncorrected ECC errors"), 10)
+        .await
+        .unwrap();
+    assert_eq!(requeued, vec![job.id]);
+    assert_eq!(rec.state, NodeState::Draining);
+    assert_eq!(rec.down_reason.as_deref(), Some("unhealthy"));
+    assert_eq!(
+        rec.health.as_deref(),
+        Some("GPU 3 has 2 uncorrected ECC errors")
+    );
+    assert_eq!(store.get_job(job.id).await.unwrap().state, JobState::Queued);
+    assert_eq!(
+        store.list_attempts(job.id).await.unwrap()[0].state,
+        AttemptState::NodeLost
+    );
+    assert!(store.assignments(n.id).await.unwrap().is_empty());
+    let err = store
+        .report_task(
+            TaskReport {
+                node: n.id,
+                job: job.id,
+                fence: a.fence,
+                task: 0,
+                exit_code: Some(143),
+            },
+            11,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+    // Re-registering (an agent restart) keeps the health drain.
+    let again = node(store, "gpu-001", 12).await;
+    assert_eq!(again.state, NodeState::Draining);
+    assert_eq!(again.down_reason.as_deref(), Some("unhealthy"));
+    let (rec, requeued) = store
+        .report_node_health(&agent, n.id, Some("still bad"), 13)
+        .await
+        .unwrap();
+    assert!(requeued.is_empty());
+    assert_eq!(rec.health.as_deref(), Some("still bad"));
+
+    let (rec, _) = store
+        .report_node_health(&agent, n.id, None, 20)
+        .await
+        .unwrap();
+    assert_eq!(rec.state, NodeState::Up);
+    assert_eq!((rec.down_reason, rec.health), (None, None));
+
+    // Up again while unhealthy (an operator resumed it, or it was lost and came back): the
+    // next failing report drains it again.
+    store
+        .report_node_health(&agent, n.id, Some("hot"), 21)
+        .await
+        .unwrap();
+    store
+        .set_node_state(&admin(), n.id, NodeState::Up, 22)
+        .await
+        .unwrap();
+    let (rec, _) = store
+        .report_node_health(&agent, n.id, Some("hot"), 23)
+        .await
+        .unwrap();
+    assert_eq!(rec.state, NodeState::Draining);
+    store
+        .report_node_health(&agent, n.id, None, 24)
+        .await
+        .unwrap();
+
+    // An operator's drain is not undone by a passing check.
+    store
+        .report_node_health(&agent, n.id, Some("hot"), 30)
+        .await
+        .unwrap();
+    store
+        .set_node_state(&admin(), n.id, NodeState::Draining, 31)
+        .await
+        .unwrap();
+    let (rec, _) = store
+        .report_node_health(&agent, n.id, None, 32)
+        .await
+        .unwrap();
+    assert_eq!(rec.state, NodeState::Draining);
+    assert_eq!(rec.down_reason, None);
+}
+
 /// Instantiates every test of the suite for one backend; `$open` is an async block that returns
 /// `(store, guard)`, the guard keeping the database alive for the test.
 macro_rules! suite {
@@ -1071,7 +1178,8 @@ macro_rules! suite {
                 ledger_charges_each_attempt_once,
                 awards_change_and_balance,
                 compliance_records,
-                calls_applications_and_awards);
+                calls_applications_and_awards,
+                node_health_drains_and_requeues);
         }
     };
     (@tests $open:expr; $($name:ident),+) => {
