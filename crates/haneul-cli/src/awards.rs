@@ -30,12 +30,18 @@ pub enum OrgCommand {
         haneul org create acme-kr --country KR --parent-country US --class enterprise --pending")]
     Create(OrgCreateArgs),
     /// List organisations.
+    #[command(after_help = "Examples:\n  haneul org list --json")]
     List(ConnArgs),
     /// Show one organisation.
+    #[command(after_help = "Examples:\n  haneul org show 2")]
     Show(IdArgs),
     /// Mark an organisation verified (or pending, or suspended); only verified ones run jobs.
+    #[command(
+        after_help = "Examples:\n  haneul org verify 2\n  haneul org verify 2 --status suspended"
+    )]
     Verify(OrgVerifyArgs),
     /// Import a denied-party list (CSV with `name`, `country` and optionally `source` columns).
+    #[command(after_help = "Examples:\n  haneul org import-denied denied.csv --source entity-list")]
     ImportDenied(ImportDeniedArgs),
 }
 
@@ -189,11 +195,12 @@ pub fn org(cmd: OrgCommand) -> anyhow::Result<()> {
 pub enum AwardCommand {
     /// Grant GPU-hours of one GPU model to a project for a number of days.
     #[command(
-        after_help = "Example:\n  haneul award create --project 3 --gpu-model H200 \
+        after_help = "Examples:\n  haneul award create --project 3 --gpu-model H200 \
         --gpu-hours 2880 --gpu-quota 4 --days 30"
     )]
     Create(AwardCreateArgs),
     /// Awards with their balances (like `haneul usage`, for every project you may see).
+    #[command(after_help = "Examples:\n  haneul award list --json")]
     List(ConnArgs),
     /// Top an award up (positive hours) or take hours back (negative).
     #[command(
@@ -202,8 +209,10 @@ pub enum AwardCommand {
     )]
     Adjust(AwardAdjustArgs),
     /// Awards whose GPUs sat idle: candidates for take-back.
+    #[command(after_help = "Examples:\n  haneul award underuse")]
     Underuse(ConnArgs),
     /// Notices raised to operators (award warnings, spent awards, compute threshold, underuse).
+    #[command(after_help = "Examples:\n  haneul award notices --json")]
     Notices(ConnArgs),
 }
 
@@ -331,18 +340,23 @@ pub fn award(cmd: AwardCommand) -> anyhow::Result<()> {
 pub enum CallCommand {
     /// Open a call of a programme with one or more tracks.
     #[command(
-        after_help = "Example:\n  haneul call create --programme national-ai --name 2027-spring \
+        after_help = "Examples:\n  haneul call create --programme national-ai --name 2027-spring \
         --gpu-model H200 --capacity 64 \\\n    --track name=small,min=1,max=4,days=90,org-cap=4,region=KR \\\n    \
         --track name=server,min=8,max=16,days=60,whole-server"
     )]
     Create(CallCreateArgs),
+    #[command(after_help = "Examples:\n  haneul call list")]
     List(ConnArgs),
+    #[command(after_help = "Examples:\n  haneul call show 1 --json")]
     Show(IdArgs),
     /// Stop taking applications.
+    #[command(after_help = "Examples:\n  haneul call close 1")]
     Close(IdArgs),
     /// Take applications again.
+    #[command(after_help = "Examples:\n  haneul call open 1")]
     Open(IdArgs),
     /// Rank the applications by their scores and make the awards within the call's capacity.
+    #[command(after_help = "Examples:\n  haneul call award 1")]
     Award(IdArgs),
 }
 
@@ -521,13 +535,15 @@ fn set_call_state(a: IdArgs, state: &str) -> anyhow::Result<()> {
 pub enum ApplicationCommand {
     /// Apply to a call for one of your organisation's projects.
     #[command(
-        after_help = "Example:\n  haneul application create --call 1 --project 3 --track small \
+        after_help = "Examples:\n  haneul application create --call 1 --project 3 --track small \
         --gpus 4 --days 30 --plan 'fine-tune a Korean LLM'"
     )]
     Create(ApplicationCreateArgs),
     /// A call's applications with their scores.
+    #[command(after_help = "Examples:\n  haneul application list --call 1")]
     List(ApplicationListArgs),
     /// Record a reviewer's score (0 to 10).
+    #[command(after_help = "Examples:\n  haneul application score 4 --score 8 --reviewer kim")]
     Score(ScoreArgs),
 }
 

@@ -235,6 +235,12 @@ Ctrl-C 로 모두 멈춥니다; `haneul up` 을 다시 실행하면 {dir} 를 �
     HelpSim { en: "Replay a workload through the engine under several policies and report", ko: "여러 정책으로 워크로드를 재현하고 보고서 작성" }
     HelpPlan { en: "Compare candidate fleets on one workload", ko: "한 워크로드로 후보 장비 구성 비교" }
     HelpBench { en: "Benchmarks of the scheduling engine", ko: "스케줄링 엔진 벤치마크" }
+    HelpSwarm { en: "Many simulated nodes in one process, for scale and fault tests", ko: "규모 및 장애 시험용: 한 프로세스에 여러 모의 노드" }
+    HelpOrg { en: "Organisations: register with export screening, list, show, verify", ko: "기관: 수출 심사를 거친 등록, 목록, 조회, 검증" }
+    HelpAward { en: "Awards: grant, list, top up or take back, underuse, notices", ko: "배정: 부여, 목록, 추가 및 회수, 미사용, 알림" }
+    HelpCall { en: "Programme calls: open with tracks, close, rank and award", ko: "공모: 트랙별 개설, 마감, 순위 결정 및 배정" }
+    HelpApplication { en: "Applications to calls and reviewer scores", ko: "공모 신청서와 심사 점수" }
+    HelpStatement { en: "Monthly statement per project and organisation", ko: "과제 및 기관별 월간 명세서" }
 }
 
 /// A message being filled in.
@@ -293,6 +299,12 @@ pub fn command_summary(name: &str) -> Option<M> {
         "sim" => M::HelpSim,
         "plan" => M::HelpPlan,
         "bench" => M::HelpBench,
+        "swarm" => M::HelpSwarm,
+        "org" => M::HelpOrg,
+        "award" => M::HelpAward,
+        "call" => M::HelpCall,
+        "application" => M::HelpApplication,
+        "statement" => M::HelpStatement,
         _ => return None,
     })
 }

@@ -83,16 +83,28 @@ enum Command {
     /// The audit log: list with filters, verify the hash chain.
     Audit(ops::AuditArgs),
     /// Organisations: register (with export screening), list, show, verify, denied parties.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  haneul org create kaist --country KR\n  haneul org list"
+    )]
     Org(awards::OrgCommand),
     /// Awards: grant, list, top up or take back, underuse, notices.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  haneul award create --project 3 --gpu-model H200 --gpu-hours 5000 --days 90 --gpu-quota 4\n  haneul award list"
+    )]
     Award(awards::AwardCommand),
     /// Programme calls: open with tracks, close, rank and award.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  haneul call list\n  haneul call award 1"
+    )]
     Call(awards::CallCommand),
     /// Applications to calls and reviewer scores.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  haneul application list --call 1\n  haneul application score 4 --score 8"
+    )]
     Application(awards::ApplicationCommand),
     /// Monthly statement per project and organisation, as a table, JSON or CSV.
     Statement(awards::StatementArgs),
