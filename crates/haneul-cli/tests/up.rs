@@ -474,7 +474,7 @@ fn job_files_dependencies_arrays_and_operator_commands() {
     assert_eq!(bad_state.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad_state.stderr).contains("--state"));
 
-    // whoami as the demo user; usage counts what ran.
+    // whoami as the demo user; usage charges what ran to the demo award.
     let me = json(c, &["whoami", "--json"]);
     assert_eq!(me["role"], "member");
     assert_eq!(me["name"], "demo");
@@ -484,7 +484,7 @@ fn job_files_dependencies_arrays_and_operator_commands() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|u| u["gpu_model"] == "H200" && u["gpu_hours"].as_f64().unwrap() > 0.0),
+            .any(|u| u["gpu_model"] == "H200" && u["gpu_hours_used"].as_f64().unwrap() > 0.0),
         "{usage}"
     );
 
