@@ -3,7 +3,8 @@
 //!
 //! Modules: [`routes`] (tenant API), [`agent`] (agent protocol), [`auth`] (tokens and the
 //! authorisation policy), [`controller`] (lease, engine, decisions), [`metrics`], [`convert`]
-//! (records to wire types) and [`error`] (the one error type and its HTTP mapping).
+//! (records to wire types), [`error`] (the one error type and its HTTP mapping) and [`portal`]
+//! (the web pages under /portal).
 //! `haneul server` in haneul-cli is a thin wrapper around [`run`].
 
 pub mod agent;
@@ -14,6 +15,7 @@ pub mod convert;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod portal;
 pub mod routes;
 
 use crate::controller::{Controller, ControllerConfig, Signals};
@@ -335,6 +337,7 @@ pub fn app(state: AppState) -> axum::Router {
             }),
         )
         .route("/metrics", get(metrics_text))
+        .merge(portal::router(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
