@@ -1,7 +1,7 @@
 //! Hand-written SVG bar charts: a few rectangles need no chart library, and the markup stays
 //! small enough to inline in a page (no script, readable by screen readers through its title).
 
-/// A horizontal bar chart of `(label, value)`, values shown with one decimal.
+/// A horizontal bar chart of `(label, value)`, bars scaled to the largest value.
 pub fn bars(rows: &[(String, f64)], unit: &str) -> String {
     let row_h = 28.0;
     let label_w = 140.0;
@@ -20,15 +20,26 @@ pub fn bars(rows: &[(String, f64)], unit: &str) -> String {
         svg.push_str(&format!(
             "<text x=\"0\" y=\"{ty}\" class=\"label\">{label}</text>\
              <rect x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"{bh}\" class=\"bar\"/>\
-             <text x=\"{vx:.1}\" y=\"{ty}\" class=\"value\">{value:.1}</text>",
+             <text x=\"{vx:.1}\" y=\"{ty}\" class=\"value\">{shown}</text>",
             ty = y + row_h * 0.6,
             label = escape(label),
             bh = row_h - 8.0,
             vx = label_w + w + 6.0,
+            shown = figure(*value),
         ));
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// One decimal for sizeable values; small ones (a short test job) keep three, so a bar drawn
+/// at full length is never labelled 0.0.
+fn figure(v: f64) -> String {
+    if v.abs() >= 10.0 || v == 0.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -48,6 +59,7 @@ mod tests {
         assert!(svg.contains("a&lt;b"));
         assert!(svg.contains("width=\"150.0\""), "{svg}");
         assert!(svg.contains("width=\"300.0\""), "{svg}");
-        assert!(svg.contains(">4.0</text>"));
+        assert!(svg.contains(">4.000</text>"));
+        assert!(bars(&[("x".into(), 12.0)], "h").contains(">12.0</text>"));
     }
 }
