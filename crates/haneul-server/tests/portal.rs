@@ -120,6 +120,9 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_refuses_bad_tokens() {
     assert_eq!(anon.location, "/portal/signin");
     let stale = fetch(&h, "GET", "/portal", Some("hn_revoked"), &[], None).await;
     assert_eq!(stale.location, "/portal/signin");
+    // A cookie that cannot be a token is no session either (and never reaches a header).
+    let junk = fetch(&h, "GET", "/portal", Some("a\"b%c"), &[], None).await;
+    assert_eq!(junk.location, "/portal/signin");
 
     // Agent tokens are for the agent protocol only.
     let (_, agent) = h.user("agent", "agent", None, &[]).await;

@@ -112,7 +112,7 @@ impl FromRequestParts<AppState> for Ctx {
         Ok(Ctx {
             lang,
             token: cookie(&parts.headers, SESSION_COOKIE)
-                .filter(|t| !t.is_empty())
+                .filter(|t| plausible_token(t))
                 .map(str::to_string),
             path: parts.uri.path().to_string(),
             api,
@@ -588,6 +588,11 @@ struct SigninForm {
     token: String,
 }
 
+/// Tokens are `hn_` and hex; anything else cannot be one, and must not reach a header.
+fn plausible_token(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 256 && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn session_cookie(value: &str, max_age: i64) -> String {
     // HttpOnly: scripts never read it. SameSite=Strict: no other site's page sends it.
     format!("{SESSION_COOKIE}={value}; Path=/portal; HttpOnly; SameSite=Strict; Max-Age={max_age}")
@@ -595,10 +600,7 @@ fn session_cookie(value: &str, max_age: i64) -> String {
 
 async fn signin(ctx: Ctx, Form(f): Form<SigninForm>) -> Response {
     let token = f.token.trim().to_string();
-    // Tokens are `hn_` and hex; anything else cannot be one, and must not reach a header.
-    let plausible =
-        !token.is_empty() && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    let user = if plausible {
+    let user = if plausible_token(&token) {
         call_api::<api::User>(&ctx.api, &token, Method::GET, "/v1/whoami", None)
             .await
             .ok()
