@@ -31,7 +31,9 @@ impl Drop for Up {
 
 fn chromium() -> PathBuf {
     if let Some(p) = std::env::var_os("HANEUL_CHROMIUM") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "HANEUL_CHROMIUM={} is not a file", p.display());
+        return p;
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for name in [

@@ -198,6 +198,11 @@ async fn members_see_their_tenant_only_and_operators_see_the_fleet() {
     let cancel = post(&h, &format!("/portal/jobs/{job_b}/cancel"), Some(&mia), "").await;
     assert_eq!(cancel.status, StatusCode::NOT_FOUND);
     assert_eq!(h.job_state(job_b).await, "running");
+    // The owner's cancel button works: the running job is asked to stop.
+    let cancel = post(&h, &format!("/portal/jobs/{job_a}/cancel"), Some(&mia), "").await;
+    assert_eq!(cancel.status, StatusCode::SEE_OTHER, "{}", cancel.body);
+    assert_eq!(cancel.location, format!("/portal/jobs/{job_a}"));
+    assert_eq!(h.job_state(job_a).await, "stopping");
 
     // Operator pages do not exist for members, and members cannot drain.
     for path in ["/portal/fleet", "/portal/audit"] {
