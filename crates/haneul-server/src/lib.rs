@@ -3,7 +3,9 @@
 //!
 //! Modules: [`routes`] (tenant API), [`agent`] (agent protocol), [`auth`] (tokens and the
 //! authorisation policy), [`controller`] (lease, engine, decisions), [`metrics`], [`convert`]
-//! (records to wire types) and [`error`] (the one error type and its HTTP mapping).
+//! (records to wire types), [`error`] (the one error type and its HTTP mapping), [`accounting`]
+//! (balances, weights, statements, notices), [`compliance`] (export screening),
+//! [`programmes`] (calls, applications, ranking) and [`portal`] (the web pages under /portal).
 //! `haneul server` in haneul-cli is a thin wrapper around [`run`].
 
 pub mod accounting;
@@ -16,6 +18,7 @@ pub mod convert;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod portal;
 pub mod programmes;
 pub mod routes;
 
@@ -354,6 +357,7 @@ pub fn app(state: AppState) -> axum::Router {
             }),
         )
         .route("/metrics", get(metrics_text))
+        .merge(portal::router(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

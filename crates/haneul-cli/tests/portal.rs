@@ -1,0 +1,380 @@
+//! The portal in a real browser: `haneul up` (server + agent with simulated GPUs) and headless
+//! Chromium driven over the DevTools protocol. A researcher signs in, submits a job from the
+//! form, watches it finish and reads its logs; a member of another project is shown a 404 page
+//! for that job; an operator drains a node and resumes it; the language switch gives Korean.
+//! Screenshots of the main pages go to $CARGO_TARGET_DIR/portal-shots (docs/portal.md).
+//!
+//! Chromium is required: the test fails, naming the fix, when none is found. Set
+//! HANEUL_CHROMIUM to a browser binary to use another one.
+
+use headless_chrome::protocol::cdp::Emulation;
+use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use headless_chrome::{Browser, LaunchOptions, Tab};
+use serde_json::Value;
+use std::ffi::OsStr;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn chromium() -> PathBuf {
+    if let Some(p) = std::env::var_os("HANEUL_CHROMIUM") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "HANEUL_CHROMIUM={} is not a file", p.display());
+        return p;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ] {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "no Chromium found for the portal browser test: install it \
+         (`DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium`; .ci/run does) \
+         or set HANEUL_CHROMIUM to a Chromium or Chrome binary"
+    );
+}
+
+fn haneul(config: &Path, token_file: &Path, args: &[&str]) -> Value {
+    // --json before any `--`: after it, it would belong to the job's command.
+    let mut args = args.to_vec();
+    let at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+    args.insert(at, "--json");
+    let out = Command::new(env!("CARGO_BIN_EXE_haneul"))
+        .args(&args)
+        .env("HANEUL_CONFIG", config)
+        .env("HANEUL_TOKEN_FILE", token_file)
+        .env_remove("HANEUL_SERVER")
+        .env_remove("HANEUL_TOKEN")
+        .output()
+        .expect("run haneul");
+    assert!(
+        out.status.success(),
+        "haneul {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json from haneul")
+}
+
+/// Evaluates `js` until it gives a value that `ok` accepts; fails with the last value.
+fn wait_js(tab: &Tab, js: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = tab
+            .evaluate(js, false)
+            .ok()
+            .and_then(|r| r.value)
+            .unwrap_or(Value::Null);
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < until,
+            "timed out waiting for {what}; last: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn text_of(tab: &Tab, selector: &str) -> String {
+    let js = format!(
+        "(() => {{ const e = document.querySelector({selector:?}); return e ? e.innerText : null }})()"
+    );
+    wait_js(tab, &js, selector, Value::is_string)
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn wait_text(tab: &Tab, selector: &str, want: &str) {
+    let js = format!(
+        "(() => {{ const e = document.querySelector({selector:?}); return e ? e.innerText : null }})()"
+    );
+    wait_js(tab, &js, &format!("{selector} to show {want:?}"), |v| {
+        v.as_str().is_some_and(|s| s.contains(want))
+    });
+}
+
+fn goto(tab: &Tab, url: &str) {
+    tab.navigate_to(url).expect("navigate");
+    tab.wait_until_navigated().expect("page loads");
+}
+
+fn click(tab: &Tab, selector: &str) {
+    tab.wait_for_element(selector)
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+        .click()
+        .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+}
+
+fn fill(tab: &Tab, selector: &str, value: &str) {
+    tab.wait_for_element(selector)
+        .unwrap_or_else(|e| panic!("{selector}: {e}"));
+    let js = format!("document.querySelector({selector:?}).value = {value:?}");
+    tab.evaluate(&js, false).expect("fill");
+}
+
+fn shot(tab: &Tab, dir: &Path, name: &str) {
+    let png = tab
+        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+        .expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+fn sign_in(tab: &Tab, base: &str, token: &str) {
+    goto(tab, &format!("{base}/portal/signin"));
+    fill(tab, "#token", token);
+    click(tab, "#signin-submit");
+    text_of(tab, "#who");
+}
+
+#[test]
+fn researcher_and_operator_in_chromium() {
+    let started = Instant::now();
+    let browser_path = chromium();
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("portal-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let config = root.join("config.toml");
+    let data = root.join("data");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let up = Up(Command::new(env!("CARGO_BIN_EXE_haneul"))
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--simulate-gpus",
+            "4xH200",
+        ])
+        .env("HANEUL_CONFIG", &config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start haneul up"));
+    let until = Instant::now() + Duration::from_secs(30);
+    while !config.exists() {
+        assert!(Instant::now() < until, "haneul up wrote no config");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let member_file = data.join("user.token");
+    let admin_file = data.join("server/admin.token");
+    let member = std::fs::read_to_string(&member_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let admin = std::fs::read_to_string(&admin_file)
+        .unwrap()
+        .trim()
+        .to_string();
+
+    // Another project with its own member and a job the demo member must not see.
+    let other = haneul(
+        &config,
+        &admin_file,
+        &["project", "create", "--org", "1", "--name", "other"],
+    );
+    let other_id = other["id"].as_i64().unwrap().to_string();
+    let eve = haneul(
+        &config,
+        &admin_file,
+        &[
+            "user",
+            "create",
+            "--name",
+            "eve",
+            "--role",
+            "member",
+            "--org",
+            "1",
+            "--project",
+            &other_id,
+        ],
+    );
+    let eve_file = root.join("eve.token");
+    haneul(
+        &config,
+        &admin_file,
+        &[
+            "token",
+            "create",
+            "--user",
+            &eve["id"].as_i64().unwrap().to_string(),
+            "--out",
+            eve_file.to_str().unwrap(),
+        ],
+    );
+    let eve_job = haneul(
+        &config,
+        &eve_file,
+        &[
+            "submit",
+            "--project",
+            &other_id,
+            "--gpus",
+            "1",
+            "--",
+            "echo",
+            "eve-secret",
+        ],
+    );
+    let eve_job = eve_job["id"].as_i64().unwrap();
+
+    let browser = Browser::new(
+        LaunchOptions::default_builder()
+            .path(Some(browser_path))
+            .headless(true)
+            .sandbox(false)
+            .window_size(Some((1280, 900)))
+            .idle_browser_timeout(Duration::from_secs(60))
+            .args(vec![
+                OsStr::new("--lang=en-US"),
+                OsStr::new("--disable-gpu"),
+            ])
+            .build()
+            .unwrap(),
+    )
+    .expect("launch chromium");
+    let tab: Arc<Tab> = browser.new_tab().expect("a tab");
+    tab.set_default_timeout(Duration::from_secs(15));
+
+    // Researcher: sign in, see the project, submit from the form, watch it finish, read logs.
+    sign_in(&tab, &base, &member);
+    assert!(text_of(&tab, "main").contains("demo"));
+    shot(&tab, &shots, "home");
+    goto(&tab, &format!("{base}/portal/jobs"));
+    fill(&tab, "#name", "portal-e2e");
+    fill(&tab, "#gpus", "2");
+    fill(
+        &tab,
+        "#command",
+        "echo portal-hello; sleep 1; echo gpus-$CUDA_VISIBLE_DEVICES",
+    );
+    click(&tab, "#submit-job");
+    wait_text(&tab, "h1", "portal-e2e");
+    let path = wait_js(&tab, "location.pathname", "the job page", Value::is_string);
+    let job_id: i64 = path
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/portal/jobs/")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a job page: {path}"));
+    wait_text(&tab, "#state", "succeeded");
+    wait_text(&tab, "#log", "portal-hello");
+    wait_text(&tab, "#log", "gpus-");
+    assert_eq!(text_of(&tab, "#exit-code"), "0");
+    wait_text(&tab, "#attempts", "H200");
+    assert!(
+        tab.find_element("#cancel").is_err(),
+        "no cancel on an ended job"
+    );
+    shot(&tab, &shots, "job");
+    goto(&tab, &format!("{base}/portal/jobs"));
+    wait_text(&tab, &format!("#job-{job_id}"), "succeeded");
+    shot(&tab, &shots, "jobs");
+
+    // Another project's job is a 404 page, as in the API, and shows nothing of it.
+    goto(&tab, &format!("{base}/portal/jobs/{eve_job}"));
+    wait_text(&tab, "#error-heading", "Not found");
+    assert!(!text_of(&tab, "body").contains("eve-secret"));
+    click(&tab, "#signout");
+    wait_text(&tab, "h1", "Sign in");
+
+    // Operator: the fleet, a drain from the page, then resume.
+    sign_in(&tab, &base, &admin);
+    wait_text(&tab, "h1", "Fleet");
+    assert!(text_of(&tab, "#fleet").contains("H200"));
+    let node = haneul(&config, &admin_file, &["node", "list"]);
+    let node_id = node[0]["id"].as_i64().unwrap();
+    click(&tab, &format!("#drain-{node_id}"));
+    wait_text(&tab, &format!("#node-{node_id}-state"), "draining");
+    let shown = haneul(
+        &config,
+        &admin_file,
+        &["node", "show", &node_id.to_string()],
+    );
+    assert_eq!(shown["state"], "draining", "the drain reached the server");
+    shot(&tab, &shots, "fleet");
+    click(&tab, &format!("#resume-{node_id}"));
+    wait_text(&tab, &format!("#node-{node_id}-state"), "up");
+    goto(&tab, &format!("{base}/portal/audit?action=node."));
+    wait_text(&tab, "#audit", "node.draining");
+    shot(&tab, &shots, "audit");
+
+    // Korean by the switch, on a phone-sized screen.
+    click(&tab, "#lang-switch");
+    wait_text(&tab, "h1", "감사 로그");
+    tab.call_method(Emulation::SetDeviceMetricsOverride {
+        width: 390,
+        height: 844,
+        device_scale_factor: 2.0,
+        mobile: true,
+        scale: None,
+        screen_width: None,
+        screen_height: None,
+        position_x: None,
+        position_y: None,
+        dont_set_visible_size: None,
+        screen_orientation: None,
+        viewport: None,
+        display_feature: None,
+        device_posture: None,
+    })
+    .expect("phone viewport");
+    goto(&tab, &format!("{base}/portal/fleet"));
+    wait_text(&tab, "h1", "자원 현황");
+    let overflow = wait_js(
+        &tab,
+        "document.documentElement.scrollWidth <= window.innerWidth",
+        "no sideways scrolling on a phone",
+        |v| v.as_bool().is_some(),
+    );
+    assert_eq!(
+        overflow,
+        Value::Bool(true),
+        "the page is wider than the phone"
+    );
+    shot(&tab, &shots, "fleet-ko-phone");
+
+    drop(tab);
+    drop(browser);
+    drop(up);
+    eprintln!(
+        "portal browser test: {:.1} s, screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        shots.display()
+    );
+}

@@ -1,0 +1,1180 @@
+//! The web portal under `/portal`: server-rendered pages (askama) with htmx for the live parts
+//! (job states, following logs), assets compiled into the binary.
+//!
+//! The portal owns no data and no policy. Each page asks the `/v1` API in process, with the
+//! token from the session cookie as its bearer token, so a page can show exactly what the API
+//! would answer that user: the same token table, the same roles, and another tenant's job is a
+//! 404 here as it is there. Forms are checked against cross-site use by the SameSite=Strict
+//! cookie and an `Origin` check on every POST.
+
+mod chart;
+mod i18n;
+
+use crate::AppState;
+use crate::error::ApiError;
+use askama::Template;
+use axum::body::Body;
+use axum::extract::{Form, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use haneul_api as api;
+use i18n::{Lang, Texts};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
+const SESSION_COOKIE: &str = "haneul_session";
+const LANG_COOKIE: &str = "haneul_lang";
+const HTMX_JS: &[u8] = include_bytes!("../../assets/htmx.min.js");
+const PORTAL_CSS: &str = include_str!("../../assets/portal.css");
+
+/// The `/v1` API as a service the pages call in process.
+#[derive(Clone)]
+struct Api(Router);
+
+/// The portal's routes, to be merged into the server's router.
+pub fn router(state: AppState) -> Router<AppState> {
+    let (api, _) = utoipa_axum::router::OpenApiRouter::new()
+        .merge(crate::routes::router())
+        .split_for_parts();
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/portal") }))
+        .route("/portal", get(home))
+        .route("/portal/signin", get(signin_page).post(signin))
+        .route("/portal/signout", post(signout))
+        .route("/portal/lang/{code}", get(switch_lang))
+        .route("/portal/jobs", get(jobs_page).post(submit_job))
+        .route("/portal/jobs/rows", get(job_rows))
+        .route("/portal/jobs/{id}", get(job_page))
+        .route("/portal/jobs/{id}/state", get(job_state))
+        .route("/portal/jobs/{id}/logs", get(job_logs))
+        .route("/portal/jobs/{id}/cancel", post(cancel_job))
+        .route("/portal/fleet", get(fleet_page))
+        .route("/portal/nodes/{id}/{action}", post(node_action))
+        .route("/portal/audit", get(audit_page))
+        .route("/portal/assets/htmx.min.js", get(htmx_js))
+        .route("/portal/assets/portal.css", get(portal_css))
+        .route("/portal/{*rest}", get(unknown_page))
+        .layer(Extension(Api(api.with_state(state))))
+}
+
+// --- request context ---
+
+/// What every page needs: the language, and the signed-in session if there is one.
+struct Ctx {
+    lang: Lang,
+    token: Option<String>,
+    path: String,
+    api: Api,
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+        let lang = cookie(&parts.headers, LANG_COOKIE)
+            .and_then(Lang::parse)
+            .unwrap_or_else(|| {
+                Lang::from_accept_language(
+                    parts
+                        .headers
+                        .get(header::ACCEPT_LANGUAGE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or(""),
+                )
+            });
+        if parts.method == Method::POST && !same_origin(&parts.headers) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "cross-site form refused: the Origin header must be this server",
+            )
+                .into_response());
+        }
+        let api = parts
+            .extensions
+            .get::<Api>()
+            .cloned()
+            .ok_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
+        Ok(Ctx {
+            lang,
+            token: cookie(&parts.headers, SESSION_COOKIE)
+                .filter(|t| plausible_token(t))
+                .map(str::to_string),
+            path: parts.uri.path().to_string(),
+            api,
+        })
+    }
+}
+
+/// A POST must come from a page of this server: browsers send `Origin` on every POST, and
+/// its host must be the one the request was sent to. With the SameSite=Strict cookie this
+/// keeps other sites from submitting the portal's forms.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match (host, origin) {
+        (Some(host), Some(origin)) => origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| o == host),
+        _ => false,
+    }
+}
+
+/// What the API answered, as the portal shows it.
+enum Refusal {
+    /// No session, or its token no longer works: back to the sign-in page.
+    SignIn,
+    NotFound,
+    Forbidden(String),
+    /// A field the API refused, with its reason (shown next to the form).
+    Bad {
+        field: String,
+        message: String,
+    },
+    Internal(String),
+}
+
+impl Ctx {
+    fn t(&self) -> &'static Texts {
+        self.lang.texts()
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, Refusal> {
+        let Some(token) = &self.token else {
+            return Err(Refusal::SignIn);
+        };
+        call_api(&self.api, token, method, uri, body).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, uri: &str) -> Result<T, Refusal> {
+        self.call(Method::GET, uri, None).await
+    }
+
+    fn base(&self, user: &api::User) -> Base {
+        Base {
+            t: self.t(),
+            lang: self.lang.code(),
+            other_lang: self.lang.other().code(),
+            path: self.path.clone(),
+            user: Some(user.clone()),
+            operator: sees_all(user),
+            signed_in: true,
+        }
+    }
+
+    fn anonymous_base(&self) -> Base {
+        Base {
+            t: self.t(),
+            lang: self.lang.code(),
+            other_lang: self.lang.other().code(),
+            path: self.path.clone(),
+            user: None,
+            operator: false,
+            signed_in: self.token.is_some(),
+        }
+    }
+
+    /// The page for a refusal: sign-in redirect, or an error page with the API's status.
+    fn refused(&self, r: Refusal) -> Response {
+        let (status, heading, message) = match r {
+            Refusal::SignIn => return Redirect::to("/portal/signin").into_response(),
+            Refusal::NotFound => (
+                StatusCode::NOT_FOUND,
+                self.t().not_found,
+                self.t().not_found_help.to_string(),
+            ),
+            Refusal::Forbidden(m) => (StatusCode::FORBIDDEN, self.t().forbidden, m),
+            Refusal::Bad { field, message } => (
+                StatusCode::BAD_REQUEST,
+                self.t().refused,
+                format!("{field}: {message}"),
+            ),
+            Refusal::Internal(m) => {
+                tracing::error!(error = %m, "portal page failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, self.t().refused, m)
+            }
+        };
+        let page = ErrorPage {
+            base: self.anonymous_base(),
+            heading,
+            message,
+        };
+        (status, render(&page)).into_response()
+    }
+}
+
+async fn call_api<T: DeserializeOwned>(
+    api: &Api,
+    token: &str,
+    method: Method,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> Result<T, Refusal> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let body = match body {
+        Some(v) => {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let req = req
+        .body(body)
+        .map_err(|e| Refusal::Internal(e.to_string()))?;
+    let mut svc = api.0.clone();
+    let resp = tower::Service::call(&mut svc, req)
+        .await
+        .map_err(|e| Refusal::Internal(e.to_string()))?;
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), crate::BODY_LIMIT * 64)
+        .await
+        .map_err(|e| Refusal::Internal(e.to_string()))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| Refusal::Internal(e.to_string()));
+    }
+    let detail = serde_json::from_slice::<api::ErrorBody>(&bytes).ok();
+    let message = detail
+        .as_ref()
+        .map(|d| d.error.message.clone())
+        .unwrap_or_default();
+    Err(match status {
+        StatusCode::UNAUTHORIZED => Refusal::SignIn,
+        StatusCode::NOT_FOUND => Refusal::NotFound,
+        StatusCode::FORBIDDEN => Refusal::Forbidden(message),
+        s if s.is_client_error() => Refusal::Bad {
+            field: detail
+                .and_then(|d| d.error.field)
+                .unwrap_or_else(|| "request".into()),
+            message,
+        },
+        _ => Refusal::Internal(message),
+    })
+}
+
+fn sees_all(u: &api::User) -> bool {
+    matches!(u.role, api::Role::CentreAdmin | api::Role::Auditor)
+}
+
+fn render<T: Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "portal template failed");
+            ApiError::Internal(e.to_string()).into_response()
+        }
+    }
+}
+
+/// Runs a page body; a refusal becomes its page.
+macro_rules! page {
+    ($ctx:expr, $body:expr) => {
+        match $body {
+            Ok(r) => r,
+            Err(refusal) => $ctx.refused(refusal),
+        }
+    };
+}
+
+// --- templates ---
+
+/// The frame every page shares.
+struct Base {
+    t: &'static Texts,
+    lang: &'static str,
+    other_lang: &'static str,
+    path: String,
+    user: Option<api::User>,
+    operator: bool,
+    /// A session cookie came with the request (an error page still offers to sign out).
+    signed_in: bool,
+}
+
+impl Base {
+    fn role(&self) -> &'static str {
+        match self.user.as_ref().map(|u| u.role) {
+            Some(api::Role::CentreAdmin) => "centre-admin",
+            Some(api::Role::OrgAdmin) => "org-admin",
+            Some(api::Role::Member) => "member",
+            Some(api::Role::Auditor) => "auditor",
+            Some(api::Role::Agent) => "agent",
+            None => "",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/error.html")]
+struct ErrorPage {
+    base: Base,
+    heading: &'static str,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/signin.html")]
+struct SigninPage {
+    base: Base,
+    error: Option<&'static str>,
+}
+
+struct ProjectRow {
+    project: api::Project,
+    awarded: Vec<AwardRow>,
+    used: Vec<api::Usage>,
+}
+
+struct AwardRow {
+    award: api::Award,
+    valid: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/home.html")]
+struct HomePage {
+    base: Base,
+    projects: Vec<ProjectRow>,
+    chart: String,
+}
+
+/// A job as a list row.
+struct JobRow {
+    job: api::Job,
+    project: String,
+}
+
+impl JobRow {
+    fn gpus(&self) -> String {
+        gpus_text(&self.job)
+    }
+    fn submitted(&self) -> String {
+        utc(self.job.submitted_at)
+    }
+}
+
+fn gpus_text(j: &api::Job) -> String {
+    match j.gpu_fraction_milli {
+        Some(m) => format!("{} × {:.3}", j.replicas, m as f64 / 1000.0),
+        None => format!("{} × {}", j.replicas, j.gpus_per_task),
+    }
+}
+
+fn ended(state: &str) -> bool {
+    !matches!(state, "queued" | "running" | "stopping")
+}
+
+/// A Unix-millisecond time as `YYYY-MM-DD HH:MM:SS` UTC (civil-from-days, Howard Hinnant's
+/// algorithm), so the portal needs no date crate for one format.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[derive(Template)]
+#[template(path = "portal/job_rows.html")]
+struct JobRows {
+    t: &'static Texts,
+    rows: Vec<JobRow>,
+}
+
+/// The submission form's values, kept when the API refuses them so nothing typed is lost.
+#[derive(Debug, Default, Deserialize)]
+struct SubmitForm {
+    #[serde(default)]
+    project: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    gpus: String,
+    #[serde(default)]
+    nodes: String,
+    #[serde(default)]
+    time: String,
+    #[serde(default)]
+    command: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/jobs.html")]
+struct JobsPage {
+    base: Base,
+    projects: Vec<api::Project>,
+    form: SubmitForm,
+    /// The field at fault and why, after a refused submission.
+    error: Option<(String, String)>,
+    rows: JobRows,
+}
+
+#[derive(Template)]
+#[template(path = "portal/job_state.html")]
+struct JobState {
+    t: &'static Texts,
+    job: api::Job,
+    can_cancel: bool,
+    attempts: Vec<AttemptRow>,
+}
+
+impl JobState {
+    fn ended(&self) -> bool {
+        ended(&self.job.state)
+    }
+    fn gpus(&self) -> String {
+        gpus_text(&self.job)
+    }
+    fn submitted(&self) -> String {
+        utc(self.job.submitted_at)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/job.html")]
+struct JobPage {
+    base: Base,
+    state: JobState,
+    project: String,
+    command: String,
+    can_read_logs: bool,
+}
+
+struct AttemptRow {
+    attempt: api::Attempt,
+    started: String,
+    nodes: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/logs.html")]
+struct LogChunks {
+    job: i64,
+    chunks: Vec<api::LogChunk>,
+    after: i64,
+    follow: bool,
+}
+
+/// GPUs of one model in one pool, by what they are doing.
+#[derive(Default)]
+struct FleetRow {
+    pool: String,
+    model: String,
+    total: i64,
+    allocated: i64,
+    idle: i64,
+    draining: i64,
+    down: i64,
+}
+
+struct QueueRow {
+    project: String,
+    queued: usize,
+    running: usize,
+    queued_gpus: f64,
+}
+
+struct NodeRow {
+    node: api::Node,
+    pool: String,
+    allocated: i64,
+}
+
+#[derive(Template)]
+#[template(path = "portal/fleet.html")]
+struct FleetPage {
+    base: Base,
+    fleet: Vec<FleetRow>,
+    queue: Vec<QueueRow>,
+    nodes: Vec<NodeRow>,
+    admin: bool,
+    chart: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuditFilter {
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    target: String,
+}
+
+struct AuditRow {
+    entry: api::AuditEntry,
+    at: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/audit.html")]
+struct AuditPage {
+    base: Base,
+    filter: AuditFilter,
+    entries: Vec<AuditRow>,
+}
+
+// --- handlers ---
+
+async fn htmx_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        HTMX_JS,
+    )
+        .into_response()
+}
+
+async fn portal_css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        PORTAL_CSS,
+    )
+        .into_response()
+}
+
+async fn unknown_page(ctx: Ctx) -> Response {
+    ctx.refused(Refusal::NotFound)
+}
+
+async fn signin_page(ctx: Ctx) -> Response {
+    render(&SigninPage {
+        base: ctx.anonymous_base(),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    #[serde(default)]
+    token: String,
+}
+
+/// Tokens are `hn_` and hex; anything else cannot be one, and must not reach a header.
+fn plausible_token(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 256 && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn session_cookie(value: &str, max_age: i64) -> String {
+    // HttpOnly: scripts never read it. SameSite=Strict: no other site's page sends it.
+    format!("{SESSION_COOKIE}={value}; Path=/portal; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+}
+
+async fn signin(ctx: Ctx, Form(f): Form<SigninForm>) -> Response {
+    let token = f.token.trim().to_string();
+    let user = if plausible_token(&token) {
+        call_api::<api::User>(&ctx.api, &token, Method::GET, "/v1/whoami", None)
+            .await
+            .ok()
+    } else {
+        None
+    };
+    match user {
+        Some(u) if u.role != api::Role::Agent => (
+            [(header::SET_COOKIE, session_cookie(&token, 12 * 3600))],
+            Redirect::to(if sees_all(&u) {
+                "/portal/fleet"
+            } else {
+                "/portal"
+            }),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            render(&SigninPage {
+                base: ctx.anonymous_base(),
+                error: Some(ctx.t().bad_token),
+            }),
+        )
+            .into_response(),
+    }
+}
+
+async fn signout(_: Ctx) -> Response {
+    (
+        [(header::SET_COOKIE, session_cookie("", 0))],
+        Redirect::to("/portal/signin"),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct Back {
+    back: Option<String>,
+}
+
+async fn switch_lang(Path(code): Path<String>, Query(q): Query<Back>) -> Response {
+    let lang = Lang::parse(&code).unwrap_or(Lang::En);
+    // Only back into the portal: never an open redirect.
+    let back = q
+        .back
+        .filter(|b| b.starts_with("/portal") && !b.starts_with("//"))
+        .unwrap_or_else(|| "/portal".into());
+    (
+        [(
+            header::SET_COOKIE,
+            format!(
+                "{LANG_COOKIE}={}; Path=/portal; SameSite=Lax; Max-Age=31536000",
+                lang.code()
+            ),
+        )],
+        Redirect::to(&back),
+    )
+        .into_response()
+}
+
+async fn home(ctx: Ctx) -> Response {
+    page!(ctx, home_body(&ctx).await)
+}
+
+async fn home_body(ctx: &Ctx) -> Result<Response, Refusal> {
+    let user: api::User = ctx.get("/v1/whoami").await?;
+    let projects: Vec<api::Project> = ctx.get("/v1/projects").await?;
+    let awards: Vec<api::Award> = ctx.get("/v1/awards").await?;
+    let usage: Vec<api::Usage> = ctx.get("/v1/usage").await?;
+    let bars: Vec<(String, f64)> = projects
+        .iter()
+        .map(|p| {
+            let used = usage
+                .iter()
+                .filter(|u| u.project == p.id)
+                .map(|u| u.gpu_hours)
+                .sum();
+            (p.name.clone(), used)
+        })
+        .collect();
+    let chart = chart::bars(&bars, ctx.t().used_hours);
+    let projects = projects
+        .into_iter()
+        .map(|p| ProjectRow {
+            awarded: awards
+                .iter()
+                .filter(|a| a.project == p.id)
+                .map(|a| AwardRow {
+                    valid: format!(
+                        "{} – {}",
+                        &utc(a.valid_from)[..10],
+                        &utc(a.valid_until)[..10]
+                    ),
+                    award: a.clone(),
+                })
+                .collect(),
+            used: usage
+                .iter()
+                .filter(|u| u.project == p.id)
+                .cloned()
+                .collect(),
+            project: p,
+        })
+        .collect();
+    Ok(render(&HomePage {
+        base: ctx.base(&user),
+        projects,
+        chart,
+    }))
+}
+
+async fn load_rows(ctx: &Ctx) -> Result<Vec<JobRow>, Refusal> {
+    let projects: Vec<api::Project> = ctx.get("/v1/projects").await?;
+    let names: BTreeMap<i64, String> = projects.into_iter().map(|p| (p.id, p.name)).collect();
+    let list: api::JobList = ctx.get("/v1/jobs?limit=50").await?;
+    Ok(list
+        .jobs
+        .into_iter()
+        .map(|job| JobRow {
+            project: names
+                .get(&job.project)
+                .cloned()
+                .unwrap_or_else(|| job.project.to_string()),
+            job,
+        })
+        .collect())
+}
+
+async fn jobs_page(ctx: Ctx) -> Response {
+    page!(ctx, jobs_body(&ctx, SubmitForm::default(), None).await)
+}
+
+async fn jobs_body(
+    ctx: &Ctx,
+    form: SubmitForm,
+    error: Option<(String, String)>,
+) -> Result<Response, Refusal> {
+    let user: api::User = ctx.get("/v1/whoami").await?;
+    let projects: Vec<api::Project> = ctx.get("/v1/projects").await?;
+    let rows = load_rows(ctx).await?;
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let page = JobsPage {
+        base: ctx.base(&user),
+        projects,
+        form,
+        error,
+        rows: JobRows { t: ctx.t(), rows },
+    };
+    Ok((status, render(&page)).into_response())
+}
+
+async fn job_rows(ctx: Ctx) -> Response {
+    page!(
+        ctx,
+        load_rows(&ctx)
+            .await
+            .map(|rows| render(&JobRows { t: ctx.t(), rows }))
+    )
+}
+
+/// Reads a form number, naming the field when it is not one.
+fn number(field: &str, raw: &str, default: u64) -> Result<u64, (String, String)> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(default);
+    }
+    raw.parse::<u64>()
+        .map_err(|_| (field.to_string(), format!("`{raw}` is not a whole number")))
+}
+
+fn submission(f: &SubmitForm) -> Result<serde_json::Value, (String, String)> {
+    let project = number("project", &f.project, 0)?;
+    if project == 0 {
+        return Err(("project".into(), "choose a project".into()));
+    }
+    let gpus = number("gpus", &f.gpus, 1)?;
+    let nodes = number("nodes", &f.nodes, 1)?;
+    if nodes == 0 {
+        return Err(("nodes".into(), "at least 1".into()));
+    }
+    let minutes = number("time", &f.time, 0)?;
+    let command = f.command.trim();
+    if command.is_empty() {
+        return Err((
+            "command".into(),
+            "give the command to run, for example `python train.py`".into(),
+        ));
+    }
+    let mut body = serde_json::json!({
+        "project": project,
+        "name": f.name.trim(),
+        "command": ["sh", "-c", command],
+        "replicas": nodes,
+        "gpus_per_task": gpus,
+    });
+    if minutes > 0 {
+        body["time_limit_s"] = serde_json::json!(minutes * 60);
+    }
+    Ok(body)
+}
+
+async fn submit_job(ctx: Ctx, Form(f): Form<SubmitForm>) -> Response {
+    let body = match submission(&f) {
+        Ok(b) => b,
+        Err(e) => return page!(ctx, jobs_body(&ctx, f, Some(e)).await),
+    };
+    match ctx
+        .call::<api::Job>(Method::POST, "/v1/jobs", Some(body))
+        .await
+    {
+        Ok(job) => Redirect::to(&format!("/portal/jobs/{}", job.id)).into_response(),
+        Err(Refusal::Bad { field, message }) => {
+            page!(ctx, jobs_body(&ctx, f, Some((field, message))).await)
+        }
+        Err(Refusal::Forbidden(message)) => {
+            page!(
+                ctx,
+                jobs_body(&ctx, f, Some(("project".into(), message))).await
+            )
+        }
+        Err(r) => ctx.refused(r),
+    }
+}
+
+/// Whether the caller may cancel the job and read its logs: the same rules as the API's
+/// (crate::auth), applied to what `/v1/whoami` and the project say.
+fn job_rights(user: &api::User, job: &api::Job, project: &api::Project) -> (bool, bool) {
+    let manages = match user.role {
+        api::Role::CentreAdmin => true,
+        api::Role::OrgAdmin => user.org == Some(project.org),
+        _ => false,
+    };
+    let member = user.role == api::Role::Member && user.projects.contains(&project.id);
+    (
+        manages || (member && job.user == user.id),
+        manages || member,
+    )
+}
+
+async fn job_page(ctx: Ctx, Path(id): Path<String>) -> Response {
+    page!(ctx, job_body(&ctx, &id).await)
+}
+
+fn job_id(raw: &str) -> Result<i64, Refusal> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or(Refusal::NotFound)
+}
+
+async fn job_body(ctx: &Ctx, raw: &str) -> Result<Response, Refusal> {
+    let id = job_id(raw)?;
+    let user: api::User = ctx.get("/v1/whoami").await?;
+    let detail: api::JobDetail = ctx.get(&format!("/v1/jobs/{id}")).await?;
+    let project: api::Project = ctx
+        .get(&format!("/v1/projects/{}", detail.job.project))
+        .await?;
+    let (can_cancel, can_read_logs) = job_rights(&user, &detail.job, &project);
+    let command = detail.job.command.join(" ");
+    let page = JobPage {
+        base: ctx.base(&user),
+        state: JobState {
+            t: ctx.t(),
+            job: detail.job,
+            can_cancel,
+            attempts: attempt_rows(detail.attempts),
+        },
+        project: project.name,
+        command,
+        can_read_logs,
+    };
+    Ok(render(&page))
+}
+
+fn attempt_rows(attempts: Vec<api::Attempt>) -> Vec<AttemptRow> {
+    attempts
+        .into_iter()
+        .map(|a| AttemptRow {
+            started: a.started_at.map(utc).unwrap_or_default(),
+            nodes: a
+                .tasks
+                .iter()
+                .map(|t| format!("{}:{:?}", t.node, t.gpus))
+                .collect::<Vec<_>>()
+                .join(" "),
+            attempt: a,
+        })
+        .collect()
+}
+
+async fn job_state(ctx: Ctx, Path(id): Path<String>) -> Response {
+    page!(ctx, job_state_body(&ctx, &id).await)
+}
+
+async fn job_state_body(ctx: &Ctx, raw: &str) -> Result<Response, Refusal> {
+    let id = job_id(raw)?;
+    let user: api::User = ctx.get("/v1/whoami").await?;
+    let detail: api::JobDetail = ctx.get(&format!("/v1/jobs/{id}")).await?;
+    let project: api::Project = ctx
+        .get(&format!("/v1/projects/{}", detail.job.project))
+        .await?;
+    let (can_cancel, _) = job_rights(&user, &detail.job, &project);
+    Ok(render(&JobState {
+        t: ctx.t(),
+        job: detail.job,
+        can_cancel,
+        attempts: attempt_rows(detail.attempts),
+    }))
+}
+
+#[derive(Deserialize)]
+struct After {
+    after: Option<i64>,
+}
+
+async fn job_logs(ctx: Ctx, Path(id): Path<String>, Query(q): Query<After>) -> Response {
+    page!(ctx, logs_body(&ctx, &id, q.after.unwrap_or(0)).await)
+}
+
+async fn logs_body(ctx: &Ctx, raw: &str, after: i64) -> Result<Response, Refusal> {
+    let id = job_id(raw)?;
+    // The state is read before the chunks: the agent uploads a task's last output before it
+    // reports the exit, so once the job had ended, these chunks are all there will be.
+    let job: api::JobDetail = ctx.get(&format!("/v1/jobs/{id}")).await?;
+    let chunks: Vec<api::LogChunk> = ctx
+        .get(&format!("/v1/jobs/{id}/logs?after={after}&limit=1000"))
+        .await?;
+    let last = chunks.last().map(|c| c.id).unwrap_or(after);
+    let follow = !ended(&job.job.state) || chunks.len() == 1000;
+    Ok(render(&LogChunks {
+        job: id,
+        chunks,
+        after: last,
+        follow,
+    }))
+}
+
+async fn cancel_job(ctx: Ctx, Path(id): Path<String>) -> Response {
+    let result = async {
+        let id = job_id(&id)?;
+        ctx.call::<api::Job>(Method::POST, &format!("/v1/jobs/{id}/cancel"), None)
+            .await?;
+        Ok(Redirect::to(&format!("/portal/jobs/{id}")).into_response())
+    };
+    page!(ctx, result.await)
+}
+
+async fn fleet_page(ctx: Ctx) -> Response {
+    page!(ctx, fleet_body(&ctx).await)
+}
+
+async fn fleet_body(ctx: &Ctx) -> Result<Response, Refusal> {
+    let user: api::User = ctx.get("/v1/whoami").await?;
+    if !sees_all(&user) {
+        // The fleet is the operators' page; to anyone else it is not there.
+        return Err(Refusal::NotFound);
+    }
+    let pools: Vec<api::Pool> = ctx.get("/v1/pools").await?;
+    let pool_names: BTreeMap<i64, String> = pools.into_iter().map(|p| (p.id, p.name)).collect();
+    let nodes: Vec<api::Node> = ctx.get("/v1/nodes").await?;
+    let projects: Vec<api::Project> = ctx.get("/v1/projects").await?;
+    let orgs: Vec<api::Org> = ctx.get("/v1/orgs").await?;
+    let usage: Vec<api::Usage> = ctx.get("/v1/usage").await?;
+
+    // GPUs held per node, from the placements of the attempts of running and stopping jobs.
+    let mut held: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut queue: BTreeMap<i64, QueueRow> = BTreeMap::new();
+    for p in &projects {
+        queue.insert(
+            p.id,
+            QueueRow {
+                project: p.name.clone(),
+                queued: 0,
+                running: 0,
+                queued_gpus: 0.0,
+            },
+        );
+    }
+    for state in ["queued", "running", "stopping"] {
+        let list: api::JobList = ctx
+            .get(&format!("/v1/jobs?state={state}&limit=1000"))
+            .await?;
+        for job in list.jobs {
+            let row = queue.entry(job.project).or_insert_with(|| QueueRow {
+                project: job.project.to_string(),
+                queued: 0,
+                running: 0,
+                queued_gpus: 0.0,
+            });
+            if state == "queued" {
+                row.queued += 1;
+                row.queued_gpus += job.replicas as f64
+                    * job
+                        .gpu_fraction_milli
+                        .map(|m| m as f64 / 1000.0)
+                        .unwrap_or(job.gpus_per_task as f64);
+                continue;
+            }
+            row.running += 1;
+            let detail: api::JobDetail = ctx.get(&format!("/v1/jobs/{}", job.id)).await?;
+            if let Some(a) = detail.attempts.iter().rev().find(|a| a.ended_at.is_none()) {
+                for t in &a.tasks {
+                    *held.entry(t.node).or_default() += t.gpus.len() as i64;
+                }
+            }
+        }
+    }
+
+    let mut fleet: BTreeMap<(String, String), FleetRow> = BTreeMap::new();
+    let mut node_rows = Vec::new();
+    for n in nodes {
+        let pool = pool_names
+            .get(&n.pool)
+            .cloned()
+            .unwrap_or_else(|| n.pool.to_string());
+        let allocated = held.get(&n.id).copied().unwrap_or(0).min(n.gpus);
+        let row = fleet
+            .entry((pool.clone(), n.gpu_model.clone()))
+            .or_insert_with(|| FleetRow {
+                pool: pool.clone(),
+                model: n.gpu_model.clone(),
+                ..FleetRow::default()
+            });
+        row.total += n.gpus;
+        // A GPU counts once: busy ones as allocated; the free rest by the node's state.
+        row.allocated += allocated;
+        let free = n.gpus - allocated;
+        match n.state.as_str() {
+            "up" => row.idle += free,
+            "draining" => row.draining += free,
+            _ => row.down += free,
+        }
+        node_rows.push(NodeRow {
+            node: n,
+            pool,
+            allocated,
+        });
+    }
+
+    let org_of: BTreeMap<i64, i64> = projects.iter().map(|p| (p.id, p.org)).collect();
+    let mut by_org: BTreeMap<i64, f64> = orgs.iter().map(|o| (o.id, 0.0)).collect();
+    for u in &usage {
+        if let Some(o) = org_of.get(&u.project) {
+            *by_org.entry(*o).or_default() += u.gpu_hours;
+        }
+    }
+    let bars: Vec<(String, f64)> = by_org
+        .into_iter()
+        .map(|(id, h)| {
+            let name = orgs
+                .iter()
+                .find(|o| o.id == id)
+                .map(|o| o.name.clone())
+                .unwrap_or_else(|| id.to_string());
+            (name, h)
+        })
+        .collect();
+    let page = FleetPage {
+        base: ctx.base(&user),
+        fleet: fleet.into_values().collect(),
+        queue: queue
+            .into_values()
+            .filter(|q| q.queued + q.running > 0)
+            .collect(),
+        nodes: node_rows,
+        admin: user.role == api::Role::CentreAdmin,
+        chart: chart::bars(&bars, ctx.t().gpu_hours),
+    };
+    Ok(render(&page))
+}
+
+async fn node_action(ctx: Ctx, Path((id, action)): Path<(String, String)>) -> Response {
+    let result = async {
+        let id = job_id(&id)?;
+        let state = match action.as_str() {
+            "drain" => "draining",
+            "resume" => "up",
+            _ => return Err(Refusal::NotFound),
+        };
+        ctx.call::<api::Node>(
+            Method::POST,
+            &format!("/v1/nodes/{id}/state"),
+            Some(serde_json::json!({ "state": state })),
+        )
+        .await?;
+        Ok(Redirect::to("/portal/fleet").into_response())
+    };
+    page!(ctx, result.await)
+}
+
+async fn audit_page(ctx: Ctx, Query(filter): Query<AuditFilter>) -> Response {
+    page!(ctx, audit_body(&ctx, filter).await)
+}
+
+async fn audit_body(ctx: &Ctx, filter: AuditFilter) -> Result<Response, Refusal> {
+    let user: api::User = ctx.get("/v1/whoami").await?;
+    if !sees_all(&user) {
+        return Err(Refusal::NotFound);
+    }
+    // The whole log in pages of the API's largest size, filtered here as `haneul audit list`
+    // does; newest first, at most 500 shown.
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: Vec<api::AuditEntry> = ctx
+            .get(&format!("/v1/audit?after={after}&limit=10000"))
+            .await?;
+        let n = page.len();
+        if let Some(last) = page.last() {
+            after = last.seq;
+        }
+        all.extend(page);
+        if n < 10_000 {
+            break;
+        }
+    }
+    let entries = all
+        .into_iter()
+        .rev()
+        .filter(|e| filter.actor.is_empty() || e.actor.contains(filter.actor.trim()))
+        .filter(|e| filter.action.is_empty() || e.action.starts_with(filter.action.trim()))
+        .filter(|e| filter.target.is_empty() || e.target.contains(filter.target.trim()))
+        .take(500)
+        .map(|e| AuditRow {
+            at: utc(e.at),
+            entry: e,
+        })
+        .collect();
+    Ok(render(&AuditPage {
+        base: ctx.base(&user),
+        filter,
+        entries,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_798_761_599_000), "2026-12-31 23:59:59");
+    }
+
+    #[test]
+    fn origin_must_match_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:8470".parse().unwrap());
+        assert!(!same_origin(&h), "no Origin is refused");
+        h.insert(header::ORIGIN, "http://127.0.0.1:8470".parse().unwrap());
+        assert!(same_origin(&h));
+        h.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert!(!same_origin(&h));
+    }
+
+    #[test]
+    fn submission_names_the_bad_field() {
+        let f = SubmitForm {
+            project: "1".into(),
+            gpus: "two".into(),
+            command: "true".into(),
+            ..SubmitForm::default()
+        };
+        assert_eq!(submission(&f).unwrap_err().0, "gpus");
+        let f = SubmitForm {
+            project: "1".into(),
+            ..SubmitForm::default()
+        };
+        assert_eq!(submission(&f).unwrap_err().0, "command");
+    }
+}
