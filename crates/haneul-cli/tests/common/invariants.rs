@@ -5,8 +5,8 @@
 //! - no job had two attempts at once: fences run 1..n, at most one attempt is live, each
 //!   attempt ended before the next was created, and a fence ran on one node only;
 //! - accounting: each ended attempt's `gpu_ms` is its GPUs times its held time, and the usage
-//!   API's totals equal the sum of the attempts' GPU-seconds. When the ledger lands, its totals
-//!   are to be compared here too (`check_accounting`).
+//!   API's totals equal the sum of the attempts' GPU-seconds, and the award ledger charges each
+//!   attempt exactly once for exactly that time (`check_accounting`).
 
 use super::Server;
 use serde_json::Value;
@@ -169,7 +169,7 @@ fn check_with(
     sum
 }
 
-/// The usage API (and, later, the ledger) against the attempts' GPU-milliseconds per model.
+/// The usage API and the award ledger against the attempts' GPU-milliseconds per model.
 pub fn check_accounting(
     server: &Server,
     admin: &str,
@@ -197,6 +197,47 @@ pub fn check_accounting(
             "usage names {model}, which no attempt ran on: {v}"
         );
     }
+
+    // The award ledger: each ended attempt charged exactly once, for exactly its GPU time, and
+    // a refund only ever undoes a charge of the same attempt.
+    let (s, rows) = server.get(Some(admin), &format!("/v1/ledger?project={project}"));
+    assert_eq!(s, 200, "{rows}");
+    let mut charges: BTreeMap<i64, (String, i64)> = BTreeMap::new();
+    let mut charged: BTreeMap<String, i64> = BTreeMap::new();
+    for r in rows.as_array().unwrap() {
+        if r["kind"] != "charge" {
+            continue;
+        }
+        let (attempt, model, ms) = (
+            r["attempt"].as_i64().unwrap(),
+            r["gpu_model"].as_str().unwrap().to_string(),
+            r["gpu_ms"].as_i64().unwrap(),
+        );
+        assert!(
+            charges.insert(attempt, (model.clone(), ms)).is_none(),
+            "attempt {attempt} is charged twice: {rows}"
+        );
+        *charged.entry(model).or_default() += ms;
+    }
+    for r in rows.as_array().unwrap() {
+        if r["kind"] == "refund" {
+            let attempt = r["attempt"].as_i64().unwrap();
+            let (_, ms) = charges
+                .get(&attempt)
+                .unwrap_or_else(|| panic!("refund of attempt {attempt}, never charged: {rows}"));
+            assert_eq!(-r["gpu_ms"].as_i64().unwrap(), *ms, "{rows}");
+        }
+    }
+    charged.retain(|_, ms| *ms != 0);
+    let ran: BTreeMap<String, i64> = attempts_gpu_ms
+        .iter()
+        .filter(|(_, ms)| **ms != 0)
+        .map(|(m, ms)| (m.clone(), *ms))
+        .collect();
+    assert_eq!(
+        charged, ran,
+        "ledger charges per GPU model against the attempts: {rows}"
+    );
 }
 
 /// One line of a swarm's events file.
