@@ -585,6 +585,38 @@ macro_rules! store_impl {
             (now - from).max(0).saturating_mul(milli as i64) / 1000
         }
 
+        /// Ends every live attempt with a task on `node` as lost with the node, so their jobs
+        /// run again elsewhere (a job its user cancelled stays cancelled); returns their jobs.
+        async fn requeue_node_attempts(tx: &mut Tx<'_>, node: i64, now: i64) -> Result<Vec<i64>> {
+            let rows = sqlx::query(
+                "SELECT DISTINCT a.* FROM attempts a JOIN tasks t ON t.attempt_id = a.id \
+                 WHERE t.node_id = $1 AND a.state IN ('assigned', 'running', 'stopping') \
+                 ORDER BY a.id",
+            )
+            .bind(node)
+            .fetch_all(&mut **tx)
+            .await?;
+            let mut jobs = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let a = attempt_row(r)?;
+                sqlx::query(
+                    "UPDATE tasks SET state = 'lost' WHERE attempt_id = $1 \
+                     AND state IN ('assigned', 'running')",
+                )
+                .bind(a.id)
+                .execute(&mut **tx)
+                .await?;
+                let end = if a.stop_reason == Some(StopReason::Cancel) {
+                    AttemptState::Cancelled
+                } else {
+                    AttemptState::NodeLost
+                };
+                end_attempt(tx, &a, end, None, now).await?;
+                jobs.push(a.job_id);
+            }
+            Ok(jobs)
+        }
+
         /// Ends a live attempt with `state` and moves its job on: requeued (preempted, node lost)
         /// or finished. Writes the controller event that tells the engine which.
         async fn end_attempt(
@@ -2273,31 +2305,7 @@ macro_rules! store_impl {
                 .fetch_all(&mut *tx)
                 .await?;
                 for &node in &lost {
-                    let rows = sqlx::query(
-                        "SELECT DISTINCT a.* FROM attempts a JOIN tasks t ON t.attempt_id = a.id \
-                         WHERE t.node_id = $1 AND a.state IN ('assigned', 'running', 'stopping') \
-                         ORDER BY a.id",
-                    )
-                    .bind(node)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    for r in &rows {
-                        let a = attempt_row(r)?;
-                        sqlx::query(
-                            "UPDATE tasks SET state = 'lost' WHERE attempt_id = $1 \
-                             AND state IN ('assigned', 'running')",
-                        )
-                        .bind(a.id)
-                        .execute(&mut *tx)
-                        .await?;
-                        // A job its user cancelled stays cancelled; anything else runs again.
-                        let end = if a.stop_reason == Some(StopReason::Cancel) {
-                            AttemptState::Cancelled
-                        } else {
-                            AttemptState::NodeLost
-                        };
-                        end_attempt(&mut tx, &a, end, None, now).await?;
-                    }
+                    requeue_node_attempts(&mut tx, node, now).await?;
                     audit(&mut tx, &Actor::system("controller"), "node.lost", &format!("node/{node}"), "{}", now)
                         .await?;
                     event(&mut tx, EventKind::FleetChanged, None, None, Some(node), "lost", now)
@@ -2356,33 +2364,8 @@ macro_rules! store_impl {
                         // what failed, unless the node is up again meanwhile (lost while
                         // unhealthy, then back), which drains it again.
                         if before.health.is_none() || before.state == NodeState::Up {
-                            let rows = sqlx::query(
-                                "SELECT DISTINCT a.* FROM attempts a JOIN tasks t ON t.attempt_id = a.id \
-                                 WHERE t.node_id = $1 AND a.state IN ('assigned', 'running', 'stopping') \
-                                 ORDER BY a.id",
-                            )
-                            .bind(node)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                            for r in &rows {
-                                let a = attempt_row(r)?;
-                                sqlx::query(
-                                    "UPDATE tasks SET state = 'lost' WHERE attempt_id = $1 \
-                                     AND state IN ('assigned', 'running')",
-                                )
-                                .bind(a.id)
-                                .execute(&mut *tx)
-                                .await?;
-                                // The same path as a lost node: the job runs again elsewhere,
-                                // unless its user had cancelled it.
-                                let end = if a.stop_reason == Some(StopReason::Cancel) {
-                                    AttemptState::Cancelled
-                                } else {
-                                    AttemptState::NodeLost
-                                };
-                                end_attempt(&mut tx, &a, end, None, now).await?;
-                                requeued.push(a.job_id);
-                            }
+                            // The same path as a lost node.
+                            requeued.extend(requeue_node_attempts(&mut tx, node, now).await?);
                             let detail = format!("{{\"failure\":{}}}", serde_json::to_string(what)?);
                             audit(&mut tx, actor, "node.unhealthy", &format!("node/{node}"), &detail, now)
                                 .await?;
