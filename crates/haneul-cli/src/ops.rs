@@ -551,13 +551,15 @@ pub fn node(args: NodeArgs) -> anyhow::Result<()> {
 
 #[derive(Args)]
 #[command(after_help = "Examples:
+  haneul audit --json
   haneul audit list --action job. --limit 20
   haneul audit list --actor user/1 --json
   haneul audit list --target project/3 --after 100
   haneul audit verify")]
 pub struct AuditArgs {
+    /// What to do; `haneul audit` alone lists every entry, as `haneul audit list`.
     #[command(subcommand)]
-    cmd: AuditCmd,
+    cmd: Option<AuditCmd>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -594,7 +596,14 @@ const AUDIT_PAGE: i64 = 10_000;
 
 pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
     let api = args.conn.open()?;
-    match args.cmd {
+    let cmd = args.cmd.unwrap_or(AuditCmd::List {
+        after: 0,
+        actor: None,
+        action: None,
+        target: None,
+        limit: None,
+    });
+    match cmd {
         AuditCmd::List {
             after,
             actor,
