@@ -8,7 +8,11 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::Harness;
+use haneul_model::GpuModel;
+use haneul_server::controller::now_ms;
+use haneul_store as st;
 use serde_json::json;
+use std::time::Duration;
 use tower::ServiceExt;
 
 const HOST: &str = "portal.test:8470";
@@ -369,4 +373,125 @@ async fn language_follows_the_browser_unless_switched() {
     let css = fetch(&h, "GET", "/portal/assets/htmx.min.js", None, &[], None).await;
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.body.contains("htmx"));
+}
+
+/// The figures as the portal prints them (`chart::figure`): one decimal, three below ten.
+fn figure(v: f64) -> String {
+    if v.abs() >= 10.0 || v == 0.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+#[tokio::test]
+async fn home_shows_each_awards_balance_as_the_api_has_it() {
+    let mut h = Harness::sqlite().await;
+    let org = h.org("org-a").await;
+    let pa = h.project(org, "alpha-proj").await;
+    let (_, mia) = h.user("mia", "member", Some(org), &[pa]).await;
+    let (_, agent) = h.user("agent", "agent", None, &[]).await;
+    let node = h.node(&agent, "gpu-node-1").await;
+    let admin = st::Actor::system("test");
+    let h200 = GpuModel::new("H200").unwrap();
+    let award = h
+        .store
+        .create_award(
+            &admin,
+            st::NewAward {
+                project_id: pa,
+                gpu_model: h200.clone(),
+                gpu_hours: 10_000,
+                valid_from: 0,
+                valid_until: now_ms() + 30 * 86_400_000,
+                gpu_quota: 0,
+                application_id: None,
+            },
+            1,
+        )
+        .await
+        .unwrap()
+        .id;
+    // A dear GPU class, so a job of some milliseconds charges whole GPU-hours.
+    h.store
+        .set_gpu_weight(&admin, &h200, 1_000_000_000, now_ms())
+        .await
+        .unwrap();
+    let job = h.submit(&mia, pa, 1).await;
+    h.step().await;
+    for exit in [None, Some(0)] {
+        if exit.is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        h.ok(
+            &agent,
+            "POST",
+            &format!("/v1/agent/nodes/{node}/reports"),
+            Some(json!({"job": job, "fence": 1, "task": 0, "exit_code": exit})),
+            200,
+        )
+        .await;
+    }
+    h.step().await;
+    assert_eq!(h.job_state(job).await, "succeeded");
+
+    let balances = h.ok(&mia, "GET", "/v1/balances", None, 200).await;
+    let b = &balances.as_array().unwrap()[0];
+    assert_eq!(b["award"], award, "{balances}");
+    let used = b["gpu_hours_used"].as_f64().unwrap();
+    assert!(used > 1.0, "the ledger charged the job: {balances}");
+    let (granted, left) = (
+        b["gpu_hours_granted"].as_f64().unwrap(),
+        b["gpu_hours_left"].as_f64().unwrap(),
+    );
+    assert_eq!(granted, 10_000.0);
+
+    let home = fetch(
+        &h,
+        "GET",
+        "/portal",
+        Some(&mia),
+        &[("accept-language", "en")],
+        None,
+    )
+    .await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    let body = &home.body;
+    let row = &body[body
+        .find(&format!("id=\"award-{award}\""))
+        .unwrap_or_else(|| panic!("a row for award {award}: {body}"))..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    for (class, v) in [("granted", granted), ("used", used), ("left", left)] {
+        assert!(
+            row.contains(&format!("<td class=\"{class}\">{}</td>", figure(v))),
+            "{class} {v}: {row}"
+        );
+    }
+    assert!(row.contains("<td class=\"state\">Active</td>"), "{row}");
+    let until = &b["valid_until"];
+    assert!(row.contains("<time datetime=\"20"), "{until}: {row}");
+    // The bar: used against granted, named for screen readers.
+    let label = format!(
+        "Award #{award} H200: {} / {} GPU-hours used of granted",
+        figure(used),
+        figure(granted)
+    );
+    assert!(row.contains(&format!("aria-label=\"{label}\"")), "{row}");
+    assert!(row.contains("<title>"), "{row}");
+
+    let ko = fetch(
+        &h,
+        "GET",
+        "/portal",
+        Some(&mia),
+        &[("accept-language", "ko")],
+        None,
+    )
+    .await;
+    assert!(ko.body.contains("배정 잔액") && ko.body.contains("남은 GPU 시간"));
+    assert!(
+        ko.body.contains("<td class=\"state\">사용 중</td>"),
+        "{}",
+        ko.body
+    );
 }

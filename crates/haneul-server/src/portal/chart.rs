@@ -32,9 +32,36 @@ pub fn bars(rows: &[(String, f64)], unit: &str) -> String {
     svg
 }
 
+/// One bar of `used` against `granted`, in the style of [`bars`]: a track the width of the
+/// grant and the used part over it (capped at the track; an overdrawn award shows full).
+/// `label` names the bar for screen readers (the SVG's title and aria-label).
+pub fn used_of_granted(used: f64, granted: f64, label: &str) -> String {
+    let bar_w = 300.0;
+    let fraction = if granted > 0.0 {
+        (used / granted).clamp(0.0, 1.0)
+    } else if used > 0.0 {
+        1.0
+    } else {
+        0.0
+    };
+    format!(
+        "<svg class=\"chart balance\" role=\"img\" viewBox=\"0 0 {w} 28\" \
+         preserveAspectRatio=\"xMinYMin meet\" aria-label=\"{label}\"><title>{label}</title>\
+         <rect x=\"0\" y=\"4\" width=\"{bar_w:.1}\" height=\"20\" class=\"track\"/>\
+         <rect x=\"0\" y=\"4\" width=\"{used_w:.1}\" height=\"20\" class=\"bar\"/>\
+         <text x=\"{vx:.1}\" y=\"{ty}\" class=\"value\">{pct:.0}%</text></svg>",
+        w = bar_w + 60.0,
+        label = escape(label),
+        used_w = bar_w * fraction,
+        vx = bar_w + 6.0,
+        ty = 4.0 + 28.0 * 0.6,
+        pct = fraction * 100.0,
+    )
+}
+
 /// One decimal for sizeable values; small ones (a short test job) keep three, so a bar drawn
 /// at full length is never labelled 0.0.
-fn figure(v: f64) -> String {
+pub fn figure(v: f64) -> String {
     if v.abs() >= 10.0 || v == 0.0 {
         format!("{v:.1}")
     } else {
@@ -61,5 +88,22 @@ mod tests {
         assert!(svg.contains("width=\"300.0\""), "{svg}");
         assert!(svg.contains(">4.000</text>"));
         assert!(bars(&[("x".into(), 12.0)], "h").contains(">12.0</text>"));
+    }
+
+    #[test]
+    fn balance_bar_is_the_used_share_of_the_grant_and_caps_at_full() {
+        let svg = used_of_granted(25.0, 100.0, "H200 <1>");
+        assert!(svg.contains("aria-label=\"H200 &lt;1&gt;\""), "{svg}");
+        assert!(
+            svg.contains("width=\"75.0\" height=\"20\" class=\"bar\""),
+            "{svg}"
+        );
+        assert!(svg.contains(">25%</text>"), "{svg}");
+        let over = used_of_granted(150.0, 100.0, "x");
+        assert!(
+            over.contains("width=\"300.0\" height=\"20\" class=\"bar\""),
+            "{over}"
+        );
+        assert!(used_of_granted(0.0, 0.0, "x").contains(">0%</text>"));
     }
 }

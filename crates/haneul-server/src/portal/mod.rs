@@ -39,6 +39,7 @@ struct Api(Router);
 pub fn router(state: AppState) -> Router<AppState> {
     let (api, _) = utoipa_axum::router::OpenApiRouter::new()
         .merge(crate::routes::router())
+        .merge(crate::accounting::router())
         .split_for_parts();
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal") }))
@@ -342,13 +343,47 @@ struct SigninPage {
 
 struct ProjectRow {
     project: api::Project,
-    awarded: Vec<AwardRow>,
+    balances: Vec<BalanceRow>,
     used: Vec<api::Usage>,
 }
 
-struct AwardRow {
-    award: api::Award,
-    valid: String,
+/// One award's balance from `/v1/balances`, its figures formatted as the charts label them.
+struct BalanceRow {
+    balance: api::AwardBalance,
+    granted: String,
+    used: String,
+    left: String,
+    valid_until: String,
+    state: &'static str,
+    bar: String,
+}
+
+impl BalanceRow {
+    fn new(b: api::AwardBalance, t: &Texts) -> BalanceRow {
+        let state = match b.state.as_str() {
+            "pending" => t.state_pending,
+            "active" => t.state_active,
+            "warning" => t.state_warning,
+            "spent" => t.state_spent,
+            "expired" => t.state_expired,
+            _ => t.state,
+        };
+        let granted = chart::figure(b.gpu_hours_granted);
+        let used = chart::figure(b.gpu_hours_used);
+        let label = format!(
+            "{} #{} {}: {} / {} {}",
+            t.award, b.award, b.gpu_model, used, granted, t.used_of_granted
+        );
+        BalanceRow {
+            bar: chart::used_of_granted(b.gpu_hours_used, b.gpu_hours_granted, &label),
+            left: chart::figure(b.gpu_hours_left),
+            valid_until: utc(b.valid_until)[..10].to_string(),
+            granted,
+            used,
+            state,
+            balance: b,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -668,7 +703,7 @@ async fn home(ctx: Ctx) -> Response {
 async fn home_body(ctx: &Ctx) -> Result<Response, Refusal> {
     let user: api::User = ctx.get("/v1/whoami").await?;
     let projects: Vec<api::Project> = ctx.get("/v1/projects").await?;
-    let awards: Vec<api::Award> = ctx.get("/v1/awards").await?;
+    let balances: Vec<api::AwardBalance> = ctx.get("/v1/balances").await?;
     let usage: Vec<api::Usage> = ctx.get("/v1/usage").await?;
     let bars: Vec<(String, f64)> = projects
         .iter()
@@ -685,17 +720,10 @@ async fn home_body(ctx: &Ctx) -> Result<Response, Refusal> {
     let projects = projects
         .into_iter()
         .map(|p| ProjectRow {
-            awarded: awards
+            balances: balances
                 .iter()
-                .filter(|a| a.project == p.id)
-                .map(|a| AwardRow {
-                    valid: format!(
-                        "{} – {}",
-                        &utc(a.valid_from)[..10],
-                        &utc(a.valid_until)[..10]
-                    ),
-                    award: a.clone(),
-                })
+                .filter(|b| b.project == p.id)
+                .map(|b| BalanceRow::new(b.clone(), ctx.t()))
                 .collect(),
             used: usage
                 .iter()
