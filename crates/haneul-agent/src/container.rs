@@ -183,7 +183,10 @@ pub fn parse_task_name(name: &str) -> Option<(i64, i64, i64)> {
     let task = parts.next()?.parse().ok()?;
     let fence = parts.next()?.parse().ok()?;
     let job = parts.next()?.parse().ok()?;
-    parts.next()?.starts_with("haneul-").then_some((job, fence, task))
+    parts
+        .next()?
+        .starts_with("haneul-")
+        .then_some((job, fence, task))
 }
 
 fn gpu_list(gpus: impl Iterator<Item = u32>) -> String {
@@ -523,7 +526,9 @@ mod tests {
             "{joined}"
         );
         assert!(
-            joined.ends_with("--ulimit=nofile=1024:1024 nvcr.io/nvidia/pytorch:24.10-py3 python train.py"),
+            joined.ends_with(
+                "--ulimit=nofile=1024:1024 nvcr.io/nvidia/pytorch:24.10-py3 python train.py"
+            ),
             "{joined}"
         );
         assert_eq!(

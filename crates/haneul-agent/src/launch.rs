@@ -341,7 +341,9 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
     let mut cmd = match &spec.container {
         None => {
             let mut cmd = Command::new(&spec.program);
-            cmd.args(&spec.args).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+            cmd.args(&spec.args)
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)));
             cmd
         }
         Some(c) => {

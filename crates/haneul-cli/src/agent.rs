@@ -123,14 +123,16 @@ impl ContainerArgs {
     /// The runtime chosen, looked up on PATH; `None` when there is none.
     fn runtime(&self) -> anyhow::Result<Option<Runtime>> {
         let path = std::env::var_os("PATH");
-        Ok(container::choose(&self.container_runtime, path.as_deref())?.map(
-            |(kind, program)| Runtime {
-                kind,
-                program,
-                global_args: self.container_runtime_arg.clone(),
-                run_args: self.container_run_arg.clone(),
-            },
-        ))
+        Ok(
+            container::choose(&self.container_runtime, path.as_deref())?.map(|(kind, program)| {
+                Runtime {
+                    kind,
+                    program,
+                    global_args: self.container_runtime_arg.clone(),
+                    run_args: self.container_run_arg.clone(),
+                }
+            }),
+        )
     }
 }
 
@@ -1462,6 +1464,38 @@ mod tests {
             gang(&assignment(1, &peers), "a"),
             ("a".into(), 4, 1, 1, 0, 2)
         );
+    }
+
+    #[test]
+    fn container_flags_pass_through_unchanged() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            c: ContainerArgs,
+        }
+        let given = Flags::try_parse_from([
+            "haneul",
+            "--container-runtime",
+            "podman",
+            "--container-runtime-arg",
+            "--runtime=runc",
+            "--container-run-arg=--ulimit=nproc=1000:1000",
+        ])
+        .unwrap();
+        let flags = given.c.to_flags();
+        assert_eq!(
+            flags,
+            [
+                "--container-runtime=podman",
+                "--container-runtime-arg=--runtime=runc",
+                "--container-run-arg=--ulimit=nproc=1000:1000",
+            ]
+        );
+        let again =
+            Flags::try_parse_from(std::iter::once("haneul".to_string()).chain(flags)).unwrap();
+        assert_eq!(again.c.to_flags(), given.c.to_flags());
+        assert!(Flags::try_parse_from(["haneul", "--container-runtime", "docker"]).is_err());
     }
 
     #[test]

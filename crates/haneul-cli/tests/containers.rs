@@ -212,12 +212,14 @@ impl Site {
     }
 
     fn haneul_as(&self, token_file: &Path, args: &[&str]) -> Output {
+        // Right after the command's name: the job's own command follows `--`.
         Command::new(env!("CARGO_BIN_EXE_haneul"))
-            .args(args)
+            .arg(args[0])
             .arg("--server")
             .arg(format!("http://{}", self.server.addr))
             .arg("--token-file")
             .arg(token_file)
+            .args(&args[1..])
             .env("HANEUL_CONFIG", self.dir.path().join("no-config"))
             .env_remove("HANEUL_PROJECT")
             .env("LANG", "C")
@@ -290,8 +292,13 @@ fn container_job_sees_its_gpus_its_directory_and_logs() {
     let out = site.haneul_as(&site.admin_token, &["node", "list"]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        table.lines().next().is_some_and(|h| h.contains("CONTAINERS"))
-            && table.lines().any(|l| l.contains("ctr-env") && l.contains("podman")),
+        table
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("CONTAINERS"))
+            && table
+                .lines()
+                .any(|l| l.contains("ctr-env") && l.contains("podman")),
         "{out:?}"
     );
 
@@ -300,8 +307,13 @@ fn container_job_sees_its_gpus_its_directory_and_logs() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("input.txt"), "from the host\n").unwrap();
     let script = "env | sort; echo PWD_IS=$(pwd); cat input.txt; echo written > out.txt; \
-                  test -e /etc/debian_version && echo ON_HOST || echo IN_CONTAINER";
-    let job = site.submit(&["--gpus", "2"], &["/bin/sh", "-c", script]);
+                  test -e /etc/debian_version && echo ON_HOST || echo IN_CONTAINER; \
+                  echo CPU_QUOTA=$(cat /sys/fs/cgroup/cpu.max 2>/dev/null \
+                                   || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)";
+    let job = site.submit(
+        &["--gpus", "2", "--cpus-per-task", "1.5"],
+        &["/bin/sh", "-c", script],
+    );
     assert_eq!(job, 1);
     let v = site.wait_state(job, "succeeded", Duration::from_secs(60));
     assert_eq!(v["exit_code"], 0, "{v}");
@@ -339,6 +351,11 @@ fn container_job_sees_its_gpus_its_directory_and_logs() {
     );
     assert!(logs.lines().any(|l| l == "from the host"), "{logs}");
     assert!(logs.lines().any(|l| l == "IN_CONTAINER"), "{logs}");
+    // 1.5 cores as the container's CPU quota (cgroup v2 `cpu.max`, or v1's quota per 100 ms).
+    assert!(
+        ["150000 100000", "150000"].contains(&var("CPU_QUOTA").as_str()),
+        "{logs}"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.join("out.txt")).unwrap(),
         "written\n"
@@ -367,11 +384,9 @@ fn cancelled_container_jobs_leave_no_container_and_no_process() {
     for job in [polite, stubborn] {
         site.wait_state(job, "running", Duration::from_secs(60));
     }
-    wait_until(
-        "both containers run",
-        Duration::from_secs(30),
-        || containers_of("ctr-stop").len() == 2,
-    );
+    wait_until("both containers run", Duration::from_secs(30), || {
+        containers_of("ctr-stop").len() == 2
+    });
     let mut names = containers_of("ctr-stop");
     names.sort();
     assert_eq!(
@@ -393,7 +408,10 @@ fn cancelled_container_jobs_leave_no_container_and_no_process() {
     let started = Instant::now();
     for job in [polite, stubborn] {
         let out = site.haneul(&["cancel", &job.to_string()]);
-        assert!(out.contains("stopping") || out.contains("cancelled"), "{out}");
+        assert!(
+            out.contains("stopping") || out.contains("cancelled"),
+            "{out}"
+        );
     }
     site.wait_state(polite, "cancelled", Duration::from_secs(30));
     let polite_took = started.elapsed();
@@ -418,7 +436,10 @@ fn cancelled_container_jobs_leave_no_container_and_no_process() {
 fn restarted_agent_reattaches_and_removes_strays() {
     let site = Site::new();
     let (mut agent, _) = site.agent("ctr-restart", &RUNTIME_FLAGS);
-    let job = site.submit(&[], &["/bin/sh", "-c", "echo before; sleep 3003; echo never"]);
+    let job = site.submit(
+        &["--gpus", "1"],
+        &["/bin/sh", "-c", "echo before; sleep 3003; echo never"],
+    );
     site.wait_state(job, "running", Duration::from_secs(60));
     let name = format!("haneul-ctr-restart-{job}-1-0");
     wait_until("the container runs", Duration::from_secs(30), || {
@@ -472,7 +493,7 @@ fn a_node_without_a_runtime_fails_container_jobs_and_bad_images_are_refused() {
     let site = Site::new();
     let (_agent, node) = site.agent("ctr-none", &["--container-runtime", "none"]);
     assert_eq!(node["container_runtime"], "none", "{node}");
-    let job = site.submit(&[], &["/bin/sh", "-c", "echo ran"]);
+    let job = site.submit(&["--gpus", "1"], &["/bin/sh", "-c", "echo ran"]);
     let until = Instant::now() + Duration::from_secs(30);
     let v = loop {
         let v = site.state(job);
@@ -496,9 +517,15 @@ fn a_node_without_a_runtime_fails_container_jobs_and_bad_images_are_refused() {
 
     for (image, says) in [
         ("--privileged", "must not start with `-`"),
-        ("./rootfs", "is neither an image reference nor an absolute path"),
+        (
+            "./rootfs",
+            "is neither an image reference nor an absolute path",
+        ),
         ("/srv/../etc", "a path must be absolute and normalised"),
-        ("ubuntu 24.04", "is neither an image reference nor an absolute path"),
+        (
+            "ubuntu 24.04",
+            "is neither an image reference nor an absolute path",
+        ),
     ] {
         let out = site.haneul_raw(&[
             "submit",

@@ -395,7 +395,9 @@ fn container_image(image: &str) -> Result<(), ApiError> {
     }
     if let Some(path) = image.strip_prefix('/') {
         if image.chars().any(char::is_control)
-            || path.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            || path
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
         {
             return Err(ApiError::bad(
                 FIELD,

@@ -425,7 +425,12 @@ pub async fn preemption_and_time_limit(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.get_job(limited.id).await.unwrap().container_image.as_deref(),
+        store
+            .get_job(limited.id)
+            .await
+            .unwrap()
+            .container_image
+            .as_deref(),
         Some("/srv/images/rootfs")
     );
     let epoch = lead(store, "a", 30).await;
@@ -1087,7 +1092,9 @@ pub async fn node_health_drains_and_requeues(store: &dyn Store) {
     assert_eq!(n.address.as_deref(), Some("10.0.0.7"));
     assert_eq!(n.container_runtime.as_deref(), Some("podman"));
     assert_eq!(
-        store.list_nodes().await.unwrap()[0].container_runtime.as_deref(),
+        store.list_nodes().await.unwrap()[0]
+            .container_runtime
+            .as_deref(),
         Some("podman")
     );
     let epoch = lead(store, "a", 0).await;
