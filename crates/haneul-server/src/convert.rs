@@ -431,3 +431,39 @@ fn submit_field(model: &str) -> &str {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(image: &str) -> String {
+        match container_image(image) {
+            Err(ApiError::BadRequest { field, reason }) => {
+                assert_eq!(field, "container_image");
+                reason
+            }
+            other => panic!("{image:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn container_images() {
+        for ok in [
+            "ubuntu:24.04",
+            "nvcr.io/nvidia/pytorch:24.10-py3",
+            "docker://ghcr.io/org/img@sha256:0123abcd",
+            "/srv/images/rootfs",
+            "/srv/images/pytorch.sif",
+        ] {
+            assert!(container_image(ok).is_ok(), "{ok}");
+        }
+        assert!(refusal("").contains("must not be empty"));
+        assert!(refusal(&"a".repeat(1025)).contains("at most 1024"));
+        assert!(refusal("--privileged").contains("must not start with `-`"));
+        assert!(refusal("/srv/../etc").contains("normalised"));
+        assert!(refusal("/srv//x").contains("normalised"));
+        assert!(refusal("./rootfs").contains("neither an image reference nor an absolute path"));
+        assert!(refusal("ubuntu 24.04").contains("neither"));
+        assert!(refusal("img;rm").contains("neither"));
+    }
+}
