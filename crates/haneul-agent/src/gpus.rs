@@ -511,7 +511,9 @@ mod tests {
         assert_eq!(inv.source, Source::None);
         let note = inv.note.unwrap();
         assert!(
-            note.starts_with("no GPUs discovered: nvml: /nonexistent/libnvidia-ml.so.1 cannot be loaded ("),
+            note.starts_with(
+                "no GPUs discovered: nvml: /nonexistent/libnvidia-ml.so.1 cannot be loaded ("
+            ),
             "{note}"
         );
         assert!(
@@ -530,12 +532,12 @@ mod tests {
             "#!/bin/sh\necho \"0, NVIDIA H200, 143771, GPU-a\"\necho \"1, NVIDIA H200, 143771, GPU-b\"\n",
         )
         .unwrap();
-        std::fs::set_permissions(
-            &smi,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let inv = discover_with(OsStr::new("/nonexistent/libnvidia-ml.so.1"), smi.to_str().unwrap());
+        std::fs::set_permissions(&smi, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let inv = discover_with(
+            OsStr::new("/nonexistent/libnvidia-ml.so.1"),
+            smi.to_str().unwrap(),
+        );
         assert_eq!(inv.source, Source::NvidiaSmi);
         assert_eq!(inv.gpus.len(), 2);
         assert_eq!(inv.gpus[1].uuid, "GPU-b");

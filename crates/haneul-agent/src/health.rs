@@ -161,7 +161,9 @@ impl NodeHealth {
                 GpuEvent::Xid(x) => match classify(x.xid).0 {
                     XidClass::Fatal => Some(x.to_string()),
                     XidClass::Application => {
-                        polled.xids.push(format!("{x} (application error: node stays up)"));
+                        polled
+                            .xids
+                            .push(format!("{x} (application error: node stays up)"));
                         None
                     }
                     XidClass::Unclassified => {
@@ -178,7 +180,9 @@ impl NodeHealth {
             if let Some(f) = fatal
                 && !self.fatal.contains(&f)
             {
-                polled.xids.push(format!("{f} (the GPU is broken: node drained)"));
+                polled
+                    .xids
+                    .push(format!("{f} (the GPU is broken: node drained)"));
                 polled.fatal = true;
                 self.fatal.push(f);
             }

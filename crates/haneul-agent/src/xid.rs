@@ -190,6 +190,9 @@ mod tests {
             uuid: "GPU-b".into(),
             xid: 79,
         };
-        assert_eq!(e.to_string(), "GPU 1 (GPU-b) XID 79: GPU has fallen off the bus");
+        assert_eq!(
+            e.to_string(),
+            "GPU 1 (GPU-b) XID 79: GPU has fallen off the bus"
+        );
     }
 }

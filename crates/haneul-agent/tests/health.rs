@@ -111,8 +111,8 @@ fn command_readings_and_xids_are_named_together() {
             error: None,
         },
     ];
-    let mut h = NodeHealth::new(Some("exit 4".into()), Some(Box::new(Fixed(readings))), 90)
-        .with_events(rx);
+    let mut h =
+        NodeHealth::new(Some("exit 4".into()), Some(Box::new(Fixed(readings))), 90).with_events(rx);
     tx.send(GpuEvent::Lost("a GPU has fallen off the bus".into()))
         .unwrap();
     assert_eq!(h.probe_name(), Some("fixed"));
@@ -186,7 +186,10 @@ fn event_file_feeds_the_checks() {
     };
     assert_eq!(failure, "GPU 1 (SIM-H200-1) XID 95: uncontained ECC error");
     assert_eq!(xids.len(), 2, "{xids:?}");
-    assert!(xids[0].starts_with("GPU 0 (SIM-H200-0) XID 13: "), "{xids:?}");
+    assert!(
+        xids[0].starts_with("GPU 0 (SIM-H200-0) XID 13: "),
+        "{xids:?}"
+    );
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(notes[0].ends_with("line \"bogus\" ignored: expected `GPU XID`, e.g. `1 79`"));
     stop.store(true, Ordering::SeqCst);
