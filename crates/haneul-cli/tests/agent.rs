@@ -441,6 +441,21 @@ fn limits_reported_and_logs_followed_while_the_job_runs() {
     assert_eq!(c.logs(job), "first\nsecond\n");
 }
 
+/// Waits until `job` is queued again after its attempt 1 ended `node_lost`, and its task's
+/// `sleep SECS` process is gone.
+fn wait_requeued_and_stopped(c: &Centre, job: i64, secs: &str) {
+    let v = wait_state(&c.server, &c.user, job, "queued", Duration::from_secs(10));
+    assert_eq!(v["attempts"][0]["state"], "node_lost", "{v}");
+    let until = Instant::now() + Duration::from_secs(10);
+    while sleep_alive(&c.work(), secs) {
+        assert!(
+            Instant::now() < until,
+            "the requeued job's process was not stopped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A health command that starts failing drains the node and requeues its running job (whose
 /// process is stopped); once it passes again the node resumes and the job runs again.
 #[test]
@@ -469,16 +484,7 @@ fn failing_health_check_drains_the_node_and_requeues_its_job() {
             .is_some_and(|h| h.contains("exited 1")),
         "{node}"
     );
-    let v = wait_state(&c.server, &c.user, job, "queued", Duration::from_secs(10));
-    assert_eq!(v["attempts"][0]["state"], "node_lost", "{v}");
-    let until = Instant::now() + Duration::from_secs(10);
-    while sleep_alive(&c.work(), "297") {
-        assert!(
-            Instant::now() < until,
-            "the requeued job's process was not stopped"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_requeued_and_stopped(&c, job, "297");
     // Drained: nothing starts here while it is unhealthy.
     std::thread::sleep(Duration::from_millis(1500));
     let (_, v) = c.server.get(Some(&c.user), &format!("/v1/jobs/{job}"));
@@ -541,16 +547,7 @@ fn a_fatal_xid_drains_the_node_and_an_application_xid_does_not() {
         node["health"], "GPU 1 (SIM-H200-1) XID 79: GPU has fallen off the bus",
         "{node}"
     );
-    let v = wait_state(&c.server, &c.user, job, "queued", Duration::from_secs(10));
-    assert_eq!(v["attempts"][0]["state"], "node_lost", "{v}");
-    let until = Instant::now() + Duration::from_secs(10);
-    while sleep_alive(&c.work(), "296") {
-        assert!(
-            Instant::now() < until,
-            "the requeued job's process was not stopped"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_requeued_and_stopped(&c, job, "296");
     c.server
         .must(&c.user, &format!("/v1/jobs/{job}/cancel"), json!({}), 200);
 }
