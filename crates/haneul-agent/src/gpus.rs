@@ -299,7 +299,7 @@ pub fn nvlink_domain_size(order: &[u32], component: &BTreeMap<u32, u32>) -> u32 
     let comp = |i: usize| component.get(&order[i]).copied().unwrap_or(order[i]);
     (1..=n.max(1))
         .rev()
-        .filter(|d| n % d == 0)
+        .filter(|d| n.is_multiple_of(*d))
         .find(|&d| (0..n).all(|i| comp(i) == comp(i - i % d)))
         .unwrap_or(1) as u32
 }
