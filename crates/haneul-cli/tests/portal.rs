@@ -397,8 +397,12 @@ fn start_up(root: &Path) -> (Up, String, PathBuf) {
         .expect("start haneul up");
     let up = Up(child);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !data.join("user.token").exists() {
-        assert!(Instant::now() < deadline, "haneul up wrote no user token");
+    let written = || data.join("user.token").exists() && root.join("config.toml").exists();
+    while !written() {
+        assert!(
+            Instant::now() < deadline,
+            "haneul up wrote no config or user token"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     (up, format!("http://{listen}"), data)
@@ -447,12 +451,25 @@ fn a_call_from_the_operators_form_to_the_researchers_award() {
     let pi = haneul(
         &config,
         &admin_file,
-        &["user", "create", "--name", "pi", "--role", "org-admin", "--org", &org.to_string()],
+        &[
+            "user",
+            "create",
+            "--name",
+            "pi",
+            "--role",
+            "org-admin",
+            "--org",
+            &org.to_string(),
+        ],
     );
     let pi_file = root.join("pi.token");
     let pi_id = pi["id"].as_i64().unwrap().to_string();
     let out = pi_file.to_str().unwrap();
-    haneul(&config, &admin_file, &["token", "create", "--user", &pi_id, "--out", out]);
+    haneul(
+        &config,
+        &admin_file,
+        &["token", "create", "--user", &pi_id, "--out", out],
+    );
     let pi = read(&pi_file);
 
     let browser = Browser::new(LaunchOptions {
@@ -499,7 +516,11 @@ fn a_call_from_the_operators_form_to_the_researchers_award() {
         format!("/portal/calls/{call}"),
         "/portal/statements".to_string(),
     ] {
-        assert_eq!(fits_a_phone(&tab, &page), "fits", "{page} on a 390 px screen");
+        assert_eq!(
+            fits_a_phone(&tab, &page),
+            "fits",
+            "{page} on a 390 px screen"
+        );
     }
     click(&tab, "#signout");
     wait_text(&tab, "h1", "Sign in");
@@ -539,7 +560,11 @@ fn a_call_from_the_operators_form_to_the_researchers_award() {
         "the award's row",
         Value::is_string,
     );
-    let award = award.as_str().unwrap().trim_start_matches("awarded-").to_string();
+    let award = award
+        .as_str()
+        .unwrap()
+        .trim_start_matches("awarded-")
+        .to_string();
     shot(&tab, &shots, "call-awarded");
     click(&tab, "#signout");
     wait_text(&tab, "h1", "Sign in");

@@ -182,7 +182,13 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
     assert_eq!(early.status, StatusCode::BAD_REQUEST, "{}", early.body);
     assert!(early.body.contains("<b>call</b>") && early.body.contains("closed"));
     // Closed calls are not offered to those who have not applied.
-    assert!(row(&page(&h, "/portal/calls", &mia).await.body, &format!("call-{call}")).is_none());
+    assert!(
+        row(
+            &page(&h, "/portal/calls", &mia).await.body,
+            &format!("call-{call}")
+        )
+        .is_none()
+    );
     submit(
         &h,
         &format!("/portal/calls/{call}/state"),
@@ -312,7 +318,10 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
         balance.contains("<td class=\"granted\">480.0</td>"),
         "{balance}"
     );
-    assert!(home.body.contains("href=\"/portal/calls\"") && home.body.contains("href=\"/portal/statements\""));
+    assert!(
+        home.body.contains("href=\"/portal/calls\"")
+            && home.body.contains("href=\"/portal/statements\"")
+    );
 
     // Usage, then the month's statement: the member's project only, as the API totals it.
     let h200 = GpuModel::new("H200").unwrap();
@@ -367,7 +376,10 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
     let api_csv = api_text(
         &h,
         &mia,
-        &format!("/v1/statements?month={}&project={pa}&format=csv", month_now()),
+        &format!(
+            "/v1/statements?month={}&project={pa}&format=csv",
+            month_now()
+        ),
     )
     .await;
     assert_eq!(csv.body, api_csv);
@@ -416,7 +428,10 @@ async fn bad_fields_are_named_and_cross_site_posts_refused() {
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("<b>capacity_gpus</b>"), "{}", bad.body);
-    assert!(bad.body.contains("value=\"lots\" required aria-invalid=\"true\""));
+    assert!(
+        bad.body
+            .contains("value=\"lots\" required aria-invalid=\"true\"")
+    );
     assert!(bad.body.contains("value=\"2027-spring\""));
     let bad = submit(
         &h,
@@ -426,7 +441,11 @@ async fn bad_fields_are_named_and_cross_site_posts_refused() {
     )
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert!(bad.body.contains("<b>tracks[1].server_gpus</b>"), "{}", bad.body);
+    assert!(
+        bad.body.contains("<b>tracks[1].server_gpus</b>"),
+        "{}",
+        bad.body
+    );
     let bad = submit(
         &h,
         "/portal/calls",
@@ -434,21 +453,39 @@ async fn bad_fields_are_named_and_cross_site_posts_refused() {
         &CALL_FORM.replace("capacity_gpus=8", "capacity_gpus=0"),
     )
     .await;
-    assert!(bad.body.contains("<b>capacity_gpus</b>: must be positive"), "{}", bad.body);
-    assert!(h.ok(&admin, "GET", "/v1/calls", None, 200).await.as_array().unwrap().is_empty());
+    assert!(
+        bad.body.contains("<b>capacity_gpus</b>: must be positive"),
+        "{}",
+        bad.body
+    );
+    assert!(
+        h.ok(&admin, "GET", "/v1/calls", None, 200)
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // From another site, or with no Origin: refused before anything is made.
     for origin in ["http://evil.example", ""] {
         let cross = browse(&h, "/portal/calls", &admin, "en", Some(CALL_FORM), origin).await;
         assert_eq!(cross.status, StatusCode::FORBIDDEN, "{origin}");
     }
-    assert!(h.ok(&admin, "GET", "/v1/calls", None, 200).await.as_array().unwrap().is_empty());
+    assert!(
+        h.ok(&admin, "GET", "/v1/calls", None, 200)
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     // Only centre admins create calls; to others the list has no form, and a post is refused.
     let refused = submit(&h, "/portal/calls", &pi, CALL_FORM).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 
     let call = id_after(
-        submit(&h, "/portal/calls", &admin, CALL_FORM).await.location(),
+        submit(&h, "/portal/calls", &admin, CALL_FORM)
+            .await
+            .location(),
         "/portal/calls/",
     );
     let apply = |form: String| {
@@ -458,15 +495,31 @@ async fn bad_fields_are_named_and_cross_site_posts_refused() {
     };
     for (form, field, says) in [
         (application(pa, 6, "x"), "gpus", "takes 1 to 4 GPUs"),
-        (application(pa, 2, "x").replace("days=10", "days=ten"), "days", "not a whole number"),
-        (application(pa, 2, "x").replace("days=10", "days=31"), "days", "1 to 30 days"),
+        (
+            application(pa, 2, "x").replace("days=10", "days=ten"),
+            "days",
+            "not a whole number",
+        ),
+        (
+            application(pa, 2, "x").replace("days=10", "days=31"),
+            "days",
+            "1 to 30 days",
+        ),
         (application(pa, 2, ""), "plan", "describe the work"),
-        (application(pa, 2, "x").replace("track=small", "track=huge"), "track", "small, server"),
+        (
+            application(pa, 2, "x").replace("track=small", "track=huge"),
+            "track",
+            "small, server",
+        ),
         (application(0, 2, "x"), "project", "choose a project"),
     ] {
         let a = apply(form).await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{field}");
-        assert!(a.body.contains(&format!("<b>{field}</b>")), "{field}: {}", a.body);
+        assert!(
+            a.body.contains(&format!("<b>{field}</b>")),
+            "{field}: {}",
+            a.body
+        );
         assert!(a.body.contains(says), "{field}: {}", a.body);
     }
     // A member posting the form anyway gets the API's refusal at the project field.
@@ -495,8 +548,16 @@ async fn bad_fields_are_named_and_cross_site_posts_refused() {
         )
         .await;
         assert_eq!(s.status, StatusCode::BAD_REQUEST);
-        assert!(s.body.contains(&format!("id=\"score-error-{app}\"")), "{}", s.body);
-        assert!(s.body.contains("<b>score</b>") && s.body.contains(says), "{}", s.body);
+        assert!(
+            s.body.contains(&format!("id=\"score-error-{app}\"")),
+            "{}",
+            s.body
+        );
+        assert!(
+            s.body.contains("<b>score</b>") && s.body.contains(says),
+            "{}",
+            s.body
+        );
     }
 
     // Statements: a month the API refuses, one that is not a month, a project that is no number.
@@ -507,7 +568,11 @@ async fn bad_fields_are_named_and_cross_site_posts_refused() {
     ] {
         let s = page(&h, &format!("/portal/statements?{query}"), &mia).await;
         assert_eq!(s.status, StatusCode::BAD_REQUEST, "{query}");
-        assert!(s.body.contains(&format!("<b>{field}</b>")), "{query}: {}", s.body);
+        assert!(
+            s.body.contains(&format!("<b>{field}</b>")),
+            "{query}: {}",
+            s.body
+        );
         let csv = page(&h, &format!("/portal/statements.csv?{query}"), &mia).await;
         assert_eq!(csv.status, StatusCode::BAD_REQUEST, "{query}");
     }
@@ -527,21 +592,45 @@ async fn the_pages_render_in_english_and_korean() {
     let pa = h.project(org, "alpha-proj").await;
     let (_, mia) = h.user("mia", "member", Some(org), &[pa]).await;
     let call = id_after(
-        submit(&h, "/portal/calls", &admin, CALL_FORM).await.location(),
+        submit(&h, "/portal/calls", &admin, CALL_FORM)
+            .await
+            .location(),
         "/portal/calls/",
     );
     for (lang, words) in [
-        ("en", ["Calls for GPU time", "Tracks", "Monthly statement", "Open a new call"]),
-        ("ko", ["GPU 자원 공모", "트랙", "월별 정산서", "새 공모 열기"]),
+        (
+            "en",
+            [
+                "Calls for GPU time",
+                "Tracks",
+                "Monthly statement",
+                "Open a new call",
+            ],
+        ),
+        (
+            "ko",
+            ["GPU 자원 공모", "트랙", "월별 정산서", "새 공모 열기"],
+        ),
     ] {
         let list = browse(&h, "/portal/calls", &admin, lang, None, SAME_SITE).await;
-        let one = browse(&h, &format!("/portal/calls/{call}"), &mia, lang, None, SAME_SITE).await;
+        let one = browse(
+            &h,
+            &format!("/portal/calls/{call}"),
+            &mia,
+            lang,
+            None,
+            SAME_SITE,
+        )
+        .await;
         let stmt = browse(&h, "/portal/statements", &mia, lang, None, SAME_SITE).await;
         for p in [&list, &one, &stmt] {
             assert_eq!(p.status, StatusCode::OK, "{lang}: {}", p.body);
             assert!(p.body.contains(&format!("<html lang=\"{lang}\">")));
         }
-        assert!(list.body.contains(words[0]) && list.body.contains(words[3]), "{lang}");
+        assert!(
+            list.body.contains(words[0]) && list.body.contains(words[3]),
+            "{lang}"
+        );
         assert!(one.body.contains(words[1]), "{lang}");
         assert!(stmt.body.contains(words[2]), "{lang}");
     }

@@ -303,11 +303,7 @@ struct StateForm {
     state: String,
 }
 
-async fn set_call_state(
-    ctx: Ctx,
-    Path(id): Path<String>,
-    Form(f): Form<StateForm>,
-) -> Response {
+async fn set_call_state(ctx: Ctx, Path(id): Path<String>, Form(f): Form<StateForm>) -> Response {
     let result = async {
         let id = path_id(&id)?;
         ctx.call::<api::Call>(
