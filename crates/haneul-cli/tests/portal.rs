@@ -379,8 +379,11 @@ fn researcher_and_operator_in_chromium() {
     );
 }
 
-/// `haneul up` in `root` on a free port; returns it with its base URL and data folder.
-fn start_up(root: &Path) -> (Up, String, PathBuf) {
+/// `haneul up` in a new temporary folder on a free port; returns the folder, the running
+/// `haneul up`, its base URL and its data folder.
+fn start_up() -> (tempfile::TempDir, Up, String, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -405,7 +408,7 @@ fn start_up(root: &Path) -> (Up, String, PathBuf) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    (up, format!("http://{listen}"), data)
+    (dir, up, format!("http://{listen}"), data)
 }
 
 /// Whether `path` laid out in a 390 px wide frame (a phone) needs no sideways scrolling.
@@ -426,14 +429,11 @@ fn fits_a_phone(tab: &Tab, path: &str) -> Value {
 #[test]
 fn a_call_from_the_operators_form_to_the_researchers_award() {
     let browser_path = chromium();
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("portal-shots");
+    // Next to the other test's screenshots: $CARGO_TARGET_DIR/portal-shots.
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).with_file_name("portal-shots");
     std::fs::create_dir_all(&shots).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, up, base, data) = start_up();
     let root = dir.path().canonicalize().unwrap();
-    let (up, base, data) = start_up(&root);
     let config = root.join("config.toml");
     let admin_file = data.join("server/admin.token");
     let read = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();

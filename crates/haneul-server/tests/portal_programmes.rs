@@ -35,8 +35,8 @@ impl Answer {
     }
 }
 
-/// A browser's request to the portal: signed in as `session` (a token), in `lang`, with a
-/// form when `form` is given (and then the Origin a page of this server would send).
+/// A browser's request to the portal: signed in as `session` (a token), in `lang`, and a
+/// POST of `form` with `origin` as its Origin header when a form is given.
 async fn browse(
     h: &Harness,
     path: &str,
@@ -51,9 +51,14 @@ async fn browse(
         .header(header::ACCEPT_LANGUAGE, lang)
         .header(header::COOKIE, format!("haneul_session={session}"));
     let request = if let Some(f) = form {
+        // An empty `origin` sends none, as no browser would on a POST.
+        let builder = if origin.is_empty() {
+            builder
+        } else {
+            builder.header(header::ORIGIN, origin)
+        };
         builder
             .method("POST")
-            .header(header::ORIGIN, origin)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(f.to_string()))
     } else {
@@ -75,6 +80,17 @@ async fn page(h: &Harness, path: &str, session: &str) -> Answer {
 
 async fn submit(h: &Harness, path: &str, session: &str, form: &str) -> Answer {
     browse(h, path, session, "en", Some(form), SAME_SITE).await
+}
+
+/// The application form of `call`, posted by `who`.
+async fn apply_as(h: &Harness, call: i64, who: &str, form: &str) -> Answer {
+    submit(h, &format!("/portal/calls/{call}/applications"), who, form).await
+}
+
+/// The scoring form of application `app` of `call`, posted by `who`.
+async fn score_as(h: &Harness, call: i64, app: i64, who: &str, form: &str) -> Answer {
+    let path = format!("/portal/calls/{call}/applications/{app}/scores");
+    submit(h, &path, who, form).await
 }
 
 /// The id at the end of a redirect such as `/portal/calls/3` or `/portal/calls/3#app-7`.
@@ -172,13 +188,7 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
     let r = row(&list.body, &format!("call-{call}")).unwrap();
     assert!(r.contains("data-state=\"closed\"") && r.contains(&format!("id=\"open-{call}\"")));
     // A closed call takes no application, and the form says why.
-    let early = submit(
-        &h,
-        &format!("/portal/calls/{call}/applications"),
-        &pi,
-        &application(pa, 2, "early"),
-    )
-    .await;
+    let early = apply_as(&h, call, &pi, &application(pa, 2, "early")).await;
     assert_eq!(early.status, StatusCode::BAD_REQUEST, "{}", early.body);
     assert!(early.body.contains("<b>call</b>") && early.body.contains("closed"));
     // Closed calls are not offered to those who have not applied.
@@ -209,24 +219,16 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
     assert!(pi_view.body.contains("id=\"apply-form\""));
     assert!(pi_view.body.contains("alpha-proj") && !pi_view.body.contains("beta-proj"));
 
-    let applied = submit(
-        &h,
-        &format!("/portal/calls/{call}/applications"),
-        &pi,
-        &application(pa, 2, "a+Korean+speech+model"),
-    )
-    .await;
-    assert_eq!(applied.status, StatusCode::SEE_OTHER, "{}", applied.body);
-    let app_a = id_after(applied.location(), "#app-");
-    let applied = submit(
-        &h,
-        &format!("/portal/calls/{call}/applications"),
-        &pi_b,
-        &application(pb, 4, "beta-secret-plan"),
-    )
-    .await;
-    assert_eq!(applied.status, StatusCode::SEE_OTHER, "{}", applied.body);
-    let app_b = id_after(applied.location(), "#app-");
+    let mut apps = Vec::new();
+    for (who, project, gpus, plan) in [
+        (&pi, pa, 2, "a+Korean+speech+model"),
+        (&pi_b, pb, 4, "beta-secret-plan"),
+    ] {
+        let applied = apply_as(&h, call, who, &application(project, gpus, plan)).await;
+        assert_eq!(applied.status, StatusCode::SEE_OTHER, "{}", applied.body);
+        apps.push(id_after(applied.location(), "#app-"));
+    }
+    let (app_a, app_b) = (apps[0], apps[1]);
 
     // Each tenant sees its own application only, with its state and without scores.
     for (who, mine, theirs, secret) in [
@@ -242,13 +244,7 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
         assert!(!view.body.contains("Mean score") && !view.body.contains("score-form"));
     }
     // Nor may they score: the API's refusal is the portal's "not allowed" page.
-    let scored = submit(
-        &h,
-        &format!("/portal/calls/{call}/applications/{app_a}/scores"),
-        &pi,
-        "reviewer=me&score=10",
-    )
-    .await;
+    let scored = score_as(&h, call, app_a, &pi, "reviewer=me&score=10").await;
     assert_eq!(scored.status, StatusCode::FORBIDDEN, "{}", scored.body);
 
     // The operator sees both, scores one (the other stays unscored), and awards.
@@ -257,9 +253,10 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
     assert!(row(&op_view.body, &format!("app-{app_b}")).is_some());
     assert!(op_view.body.contains(&format!("id=\"score-form-{app_a}\"")));
     for (reviewer, score) in [("rev-1", 9), ("rev-2", 8)] {
-        let s = submit(
+        let s = score_as(
             &h,
-            &format!("/portal/calls/{call}/applications/{app_a}/scores"),
+            call,
+            app_a,
             &admin,
             &format!("reviewer={reviewer}&score={score}&comment=strong"),
         )
@@ -409,68 +406,56 @@ async fn api_text(h: &Harness, token: &str, path: &str) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
-#[tokio::test]
-async fn bad_fields_are_named_and_cross_site_posts_refused() {
+/// One organisation with a project, its admin and a member of the project: (harness,
+/// project, admin's token, member's token).
+async fn one_tenant() -> (Harness, i64, String, String) {
     let h = Harness::sqlite().await;
-    let admin = h.admin.clone();
     let org = h.org("org-a").await;
     let pa = h.project(org, "alpha-proj").await;
     let (_, pi) = h.user("pi-a", "org-admin", Some(org), &[]).await;
     let (_, mia) = h.user("mia", "member", Some(org), &[pa]).await;
+    (h, pa, pi, mia)
+}
+
+#[tokio::test]
+async fn bad_fields_are_named_and_cross_site_posts_refused() {
+    let (h, pa, pi, mia) = one_tenant().await;
+    let admin = h.admin.clone();
 
     // The form's own check, then the API's, each naming its field and keeping what was typed.
-    let bad = submit(
-        &h,
-        "/portal/calls",
-        &admin,
-        &CALL_FORM.replace("capacity_gpus=8", "capacity_gpus=lots"),
-    )
-    .await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert!(bad.body.contains("<b>capacity_gpus</b>"), "{}", bad.body);
-    assert!(
-        bad.body
-            .contains("value=\"lots\" required aria-invalid=\"true\"")
-    );
-    assert!(bad.body.contains("value=\"2027-spring\""));
-    let bad = submit(
-        &h,
-        "/portal/calls",
-        &admin,
-        &CALL_FORM.replace("t2_server=8", "t2_server=16"),
-    )
-    .await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert!(
-        bad.body.contains("<b>tracks[1].server_gpus</b>"),
-        "{}",
-        bad.body
-    );
-    let bad = submit(
-        &h,
-        "/portal/calls",
-        &admin,
-        &CALL_FORM.replace("capacity_gpus=8", "capacity_gpus=0"),
-    )
-    .await;
-    assert!(
-        bad.body.contains("<b>capacity_gpus</b>: must be positive"),
-        "{}",
-        bad.body
-    );
-    assert!(
-        h.ok(&admin, "GET", "/v1/calls", None, 200)
-            .await
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    for (from, to, says, kept) in [
+        (
+            "capacity_gpus=8",
+            "capacity_gpus=lots",
+            "<b>capacity_gpus</b>: `lots` is not a whole number",
+            "value=\"lots\" required aria-invalid=\"true\"",
+        ),
+        (
+            "t2_server=8",
+            "t2_server=16",
+            "<b>tracks[1].server_gpus</b>: a whole-server track",
+            "value=\"16\" aria-invalid=\"true\"",
+        ),
+        (
+            "capacity_gpus=8",
+            "capacity_gpus=0",
+            "<b>capacity_gpus</b>: must be positive",
+            "value=\"0\" required aria-invalid=\"true\"",
+        ),
+    ] {
+        let bad = submit(&h, "/portal/calls", &admin, &CALL_FORM.replace(from, to)).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{to}");
+        assert!(bad.body.contains(says), "{to}: {}", bad.body);
+        assert!(bad.body.contains(kept), "{to}: {}", bad.body);
+        assert!(bad.body.contains("value=\"2027-spring\""), "{to}");
+    }
 
     // From another site, or with no Origin: refused before anything is made.
     for origin in ["http://evil.example", ""] {
         let cross = browse(&h, "/portal/calls", &admin, "en", Some(CALL_FORM), origin).await;
         assert_eq!(cross.status, StatusCode::FORBIDDEN, "{origin}");
     }
+    // Neither the refused forms nor the cross-site posts made a call.
     assert!(
         h.ok(&admin, "GET", "/v1/calls", None, 200)
             .await
@@ -488,11 +473,6 @@ async fn bad_fields_are_named_and_cross_site_posts_refused() {
             .location(),
         "/portal/calls/",
     );
-    let apply = |form: String| {
-        let h = &h;
-        let pi = pi.clone();
-        async move { submit(h, &format!("/portal/calls/{call}/applications"), &pi, &form).await }
-    };
     for (form, field, says) in [
         (application(pa, 6, "x"), "gpus", "takes 1 to 4 GPUs"),
         (
@@ -513,7 +493,7 @@ async fn bad_fields_are_named_and_cross_site_posts_refused() {
         ),
         (application(0, 2, "x"), "project", "choose a project"),
     ] {
-        let a = apply(form).await;
+        let a = apply_as(&h, call, &pi, &form).await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{field}");
         assert!(
             a.body.contains(&format!("<b>{field}</b>")),
@@ -523,13 +503,7 @@ async fn bad_fields_are_named_and_cross_site_posts_refused() {
         assert!(a.body.contains(says), "{field}: {}", a.body);
     }
     // A member posting the form anyway gets the API's refusal at the project field.
-    let m = submit(
-        &h,
-        &format!("/portal/calls/{call}/applications"),
-        &mia,
-        &application(pa, 2, "x"),
-    )
-    .await;
+    let m = apply_as(&h, call, &mia, &application(pa, 2, "x")).await;
     assert_eq!(m.status, StatusCode::BAD_REQUEST);
     assert!(
         m.body.contains("<b>project</b>") && m.body.contains("or a centre admin applies"),
@@ -538,15 +512,14 @@ async fn bad_fields_are_named_and_cross_site_posts_refused() {
     );
 
     // Scores: not a number, out of range.
-    let app = id_after(apply(application(pa, 2, "x")).await.location(), "#app-");
+    let app = id_after(
+        apply_as(&h, call, &pi, &application(pa, 2, "x"))
+            .await
+            .location(),
+        "#app-",
+    );
     for (score, says) in [("nine", "not a whole number"), ("11", "must be 0 to 10")] {
-        let s = submit(
-            &h,
-            &format!("/portal/calls/{call}/applications/{app}/scores"),
-            &admin,
-            &format!("score={score}"),
-        )
-        .await;
+        let s = score_as(&h, call, app, &admin, &format!("score={score}")).await;
         assert_eq!(s.status, StatusCode::BAD_REQUEST);
         assert!(
             s.body.contains(&format!("id=\"score-error-{app}\"")),
@@ -586,11 +559,8 @@ async fn bad_fields_are_named_and_cross_site_posts_refused() {
 
 #[tokio::test]
 async fn the_pages_render_in_english_and_korean() {
-    let h = Harness::sqlite().await;
+    let (h, _, _, mia) = one_tenant().await;
     let admin = h.admin.clone();
-    let org = h.org("org-a").await;
-    let pa = h.project(org, "alpha-proj").await;
-    let (_, mia) = h.user("mia", "member", Some(org), &[pa]).await;
     let call = id_after(
         submit(&h, "/portal/calls", &admin, CALL_FORM)
             .await
