@@ -39,6 +39,8 @@ pub fn routes() -> Router<AppState> {
 /// A field at fault and why, as the API (or the form's own parsing) names it.
 type FieldError = (String, String);
 
+/// A page body's result as its page: what the parent's `page!` does, which is defined after
+/// this module is declared and so is not in scope here.
 fn finish(ctx: &Ctx, r: Result<Response, Refusal>) -> Response {
     r.unwrap_or_else(|refusal| ctx.refused(refusal))
 }
