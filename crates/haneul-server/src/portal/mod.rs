@@ -9,6 +9,7 @@
 
 mod chart;
 mod i18n;
+mod programmes;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     let (api, _) = utoipa_axum::router::OpenApiRouter::new()
         .merge(crate::routes::router())
         .merge(crate::accounting::router())
+        .merge(crate::programmes::router())
         .split_for_parts();
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal") }))
@@ -56,6 +58,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal/fleet", get(fleet_page))
         .route("/portal/nodes/{id}/{action}", post(node_action))
         .route("/portal/audit", get(audit_page))
+        // Calls, applications, scores and statements: portal/programmes.rs.
+        .merge(programmes::routes())
         .route("/portal/assets/htmx.min.js", get(htmx_js))
         .route("/portal/assets/portal.css", get(portal_css))
         .route("/portal/{*rest}", get(unknown_page))
