@@ -148,6 +148,16 @@ pub struct Texts {
     pub not_found_help: &'static str,
     pub forbidden: &'static str,
     pub refused: &'static str,
+    // --- usage over time, fleet shares and job paging (portal-usage) ---
+    pub usage_over_time_org: &'static str,
+    pub usage_over_time_project: &'static str,
+    pub day_utc: &'static str,
+    pub organisation: &'static str,
+    pub chart_figures: &'static str,
+    pub allocated_share: &'static str,
+    pub older: &'static str,
+    pub newer: &'static str,
+    pub job_pages: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -228,6 +238,16 @@ pub const EN: Texts = Texts {
     not_found_help: "There is nothing here that you may see.",
     forbidden: "Not allowed",
     refused: "The server refused this",
+    // --- usage over time, fleet shares and job paging (portal-usage) ---
+    usage_over_time_org: "GPU-hours per organisation over time (last 30 days)",
+    usage_over_time_project: "Award GPU-hours charged per day, by project (last 30 days)",
+    day_utc: "Day (UTC)",
+    organisation: "Organisation",
+    chart_figures: "The chart's figures (days with use)",
+    allocated_share: "Held (GPU shares)",
+    older: "Older jobs →",
+    newer: "← Newer jobs",
+    job_pages: "Pages of the job list",
 };
 
 pub const KO: Texts = Texts {
@@ -308,6 +328,16 @@ pub const KO: Texts = Texts {
     not_found_help: "볼 수 있는 항목이 없습니다.",
     forbidden: "허용되지 않음",
     refused: "서버가 거절했습니다",
+    // --- usage over time, fleet shares and job paging (portal-usage) ---
+    usage_over_time_org: "기관별 GPU 시간 추이 (최근 30일)",
+    usage_over_time_project: "프로젝트별 일일 배정 GPU 시간 차감 (최근 30일)",
+    day_utc: "날짜 (UTC)",
+    organisation: "기관",
+    chart_figures: "차트 수치 (사용한 날)",
+    allocated_share: "점유 (GPU 지분)",
+    older: "이전 작업 →",
+    newer: "← 최근 작업",
+    job_pages: "작업 목록 페이지",
 };
 
 #[cfg(test)]
