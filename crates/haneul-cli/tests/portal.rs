@@ -325,39 +325,35 @@ fn researcher_and_operator_in_chromium() {
             "true",
         ],
     );
-    let rows_js = "Array.from(document.querySelectorAll('#job-rows tr[id^=job-]')).map(r => r.id)";
+    // The ids of the listed rows, as JSON text (evaluate returns no objects by value).
+    let rows = |what: &str, n: usize| -> Vec<String> {
+        let js = "JSON.stringify(Array.from(document.querySelectorAll('#job-rows tr[id^=job-]')).map(r => r.id))";
+        let v = wait_js(&tab, js, what, |v| {
+            v.as_str()
+                .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+                .is_some_and(|ids| ids.len() == n)
+        });
+        serde_json::from_str(v.as_str().unwrap()).unwrap()
+    };
     goto(&tab, &format!("{base}/portal/jobs"));
-    let first = wait_js(&tab, rows_js, "the first page", |v| {
-        v.as_array().is_some_and(|a| a.len() == 50)
-    });
+    let first = rows("the first page of 50", 50);
     assert_eq!(first[0], format!("job-{}", job_id + 55), "newest first");
     click(&tab, "#older");
-    let older = wait_js(&tab, rows_js, "the older page", |v| {
-        v.as_array().is_some_and(|a| a.len() == 6)
-    });
-    for id in older.as_array().unwrap() {
-        assert!(
-            !first.as_array().unwrap().contains(id),
-            "{id} on both pages"
-        );
+    let older = rows("the older page of 6", 6);
+    for id in &older {
+        assert!(!first.contains(id), "{id} on both pages");
     }
     assert!(
-        older
-            .as_array()
-            .unwrap()
-            .contains(&Value::from(format!("job-{job_id}"))),
-        "the form's job is on the older page: {older}"
+        older.contains(&format!("job-{job_id}")),
+        "the form's job is on the older page: {older:?}"
     );
     assert!(
-        !older
-            .as_array()
-            .unwrap()
-            .contains(&Value::from(format!("job-{eve_job}"))),
+        !older.contains(&format!("job-{eve_job}")),
         "another project's job stays invisible"
     );
     shot(&tab, &shots, "jobs-older");
     click(&tab, "#newer");
-    wait_js(&tab, rows_js, "the first page again", |v| v == &first);
+    assert_eq!(rows("the first page again", 50), first);
 
     // Another project's job is a 404 page, as in the API, and shows nothing of it.
     goto(&tab, &format!("{base}/portal/jobs/{eve_job}"));
