@@ -924,7 +924,7 @@ async fn usage_series_is_scoped_like_usage_and_the_home_page_draws_it() {
 
     // The researcher's home page: the last 30 days of their project, a chart and its table.
     let home = fetch(
-        &h,
+        h,
         "GET",
         "/portal",
         Some(&t.mia),
@@ -947,7 +947,7 @@ async fn usage_series_is_scoped_like_usage_and_the_home_page_draws_it() {
     let total = &table[table.find("<tfoot>").unwrap()..];
     assert!(total.contains("<td>2.600</td>"), "{table}");
     let ko = fetch(
-        &h,
+        h,
         "GET",
         "/portal",
         Some(&t.mia),
@@ -963,7 +963,7 @@ async fn usage_series_is_scoped_like_usage_and_the_home_page_draws_it() {
 
     // The operators' fleet page draws every organisation over time.
     let admin = h.admin.clone();
-    let fleet = fetch(&h, "GET", "/portal/fleet", Some(&admin), &[], None).await;
+    let fleet = fetch(h, "GET", "/portal/fleet", Some(&admin), &[], None).await;
     assert!(
         fleet.body.contains("data-series=\"org-a\""),
         "{}",
