@@ -923,15 +923,12 @@ async fn usage_series_is_scoped_like_usage_and_the_home_page_draws_it() {
     );
 
     // The researcher's home page: the last 30 days of their project, a chart and its table.
-    let home = fetch(
-        h,
-        "GET",
-        "/portal",
-        Some(&t.mia),
-        &[("accept-language", "en")],
-        None,
-    )
-    .await;
+    let mia = t.mia.as_str();
+    let home_in = |lang: &'static str| async move {
+        let header = [("accept-language", lang)];
+        fetch(h, "GET", "/portal", Some(mia), &header, None).await
+    };
+    let home = home_in("en").await;
     assert_eq!(home.status, StatusCode::OK, "{}", home.body);
     let body = &home.body;
     assert!(
@@ -946,15 +943,7 @@ async fn usage_series_is_scoped_like_usage_and_the_home_page_draws_it() {
     let table = &table[..table.find("</table>").unwrap()];
     let total = &table[table.find("<tfoot>").unwrap()..];
     assert!(total.contains("<td>2.600</td>"), "{table}");
-    let ko = fetch(
-        h,
-        "GET",
-        "/portal",
-        Some(&t.mia),
-        &[("accept-language", "ko")],
-        None,
-    )
-    .await;
+    let ko = home_in("ko").await;
     assert!(
         ko.body.contains("프로젝트별 일일 배정 GPU 시간 차감"),
         "{}",
