@@ -306,6 +306,55 @@ fn researcher_and_operator_in_chromium() {
     wait_text(&tab, &format!("#job-{job_id}"), "succeeded");
     shot(&tab, &shots, "jobs");
 
+    // Paging: with 55 more jobs (an array, from the CLI) the list shows the newest 50, "older"
+    // the other 6 (none of them on the first page), "newer" the first page again.
+    let projects = haneul(&config, &member_file, &["project", "list"]);
+    let demo = projects[0]["id"].as_i64().unwrap().to_string();
+    haneul(
+        &config,
+        &member_file,
+        &[
+            "submit",
+            "--project",
+            &demo,
+            "--array",
+            "0-54",
+            "--gpus",
+            "1",
+            "--",
+            "true",
+        ],
+    );
+    // The ids of the listed rows, as JSON text (evaluate returns no objects by value).
+    let rows = |what: &str, n: usize| -> Vec<String> {
+        let js = "JSON.stringify(Array.from(document.querySelectorAll('#job-rows tr[id^=job-]')).map(r => r.id))";
+        let v = wait_js(&tab, js, what, |v| {
+            v.as_str()
+                .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+                .is_some_and(|ids| ids.len() == n)
+        });
+        serde_json::from_str(v.as_str().unwrap()).unwrap()
+    };
+    goto(&tab, &format!("{base}/portal/jobs"));
+    let first = rows("the first page of 50", 50);
+    assert_eq!(first[0], format!("job-{}", job_id + 55), "newest first");
+    click(&tab, "#older");
+    let older = rows("the older page of 6", 6);
+    for id in &older {
+        assert!(!first.contains(id), "{id} on both pages");
+    }
+    assert!(
+        older.contains(&format!("job-{job_id}")),
+        "the form's job is on the older page: {older:?}"
+    );
+    assert!(
+        !older.contains(&format!("job-{eve_job}")),
+        "another project's job stays invisible"
+    );
+    shot(&tab, &shots, "jobs-older");
+    click(&tab, "#newer");
+    assert_eq!(rows("the first page again", 50), first);
+
     // Another project's job is a 404 page, as in the API, and shows nothing of it.
     goto(&tab, &format!("{base}/portal/jobs/{eve_job}"));
     wait_text(&tab, "#error-heading", "Not found");
@@ -327,6 +376,22 @@ fn researcher_and_operator_in_chromium() {
         &["node", "show", &node_id.to_string()],
     );
     assert_eq!(shown["state"], "draining", "the drain reached the server");
+    // GPU-hours per organisation over time: the chart names the organisation, and its figures
+    // are in the table beside it.
+    let title = wait_js(
+        &tab,
+        "(() => { const t = document.querySelector('svg.chart.lines title'); return t ? t.textContent : null })()",
+        "the usage-over-time chart",
+        Value::is_string,
+    );
+    assert!(title.as_str().unwrap().contains("over time"), "{title}");
+    wait_js(
+        &tab,
+        "(() => { const s = document.querySelector('svg.chart.lines'); return s ? s.textContent : null })()",
+        "the organisation in the chart's legend",
+        |v| v.as_str().is_some_and(|t| t.contains("demo")),
+    );
+    wait_text(&tab, "#series-org", "demo");
     shot(&tab, &shots, "fleet");
     click(&tab, &format!("#resume-{node_id}"));
     wait_text(&tab, &format!("#node-{node_id}-state"), "up");

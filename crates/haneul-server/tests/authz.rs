@@ -385,7 +385,9 @@ async fn every_role_against_every_endpoint() {
         .await;
     w.check("GET", "/v1/awards", None, &humans(200)).await;
     w.check("GET", "/v1/usage", None, &humans(200)).await;
-    for path in ["/v1/audit", "/v1/audit/verify"] {
+    w.check("GET", "/v1/usage/series", None, &humans(200)).await;
+    // Operators' reads: the audit log and the fleet summary.
+    for path in ["/v1/audit", "/v1/audit/verify", "/v1/fleet/summary"] {
         w.check(
             "GET",
             path,

@@ -209,6 +209,16 @@ pub struct Texts {
     pub credited_hours: &'static str,
     pub ledger_rows: &'static str,
     pub org: &'static str,
+    // --- usage over time, fleet shares and job paging (portal-usage) ---
+    pub usage_over_time_org: &'static str,
+    pub usage_over_time_project: &'static str,
+    pub day_utc: &'static str,
+    pub organisation: &'static str,
+    pub chart_figures: &'static str,
+    pub allocated_share: &'static str,
+    pub older: &'static str,
+    pub newer: &'static str,
+    pub job_pages: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -350,6 +360,16 @@ pub const EN: Texts = Texts {
     credited_hours: "Credited GPU-hours",
     ledger_rows: "Ledger rows",
     org: "Organisation",
+    // --- usage over time, fleet shares and job paging (portal-usage) ---
+    usage_over_time_org: "GPU-hours per organisation over time (last 30 days)",
+    usage_over_time_project: "Award GPU-hours charged per day, by project (last 30 days)",
+    day_utc: "Day (UTC)",
+    organisation: "Organisation",
+    chart_figures: "The chart's figures (days with use)",
+    allocated_share: "Held (GPU shares)",
+    older: "Older jobs →",
+    newer: "← Newer jobs",
+    job_pages: "Pages of the job list",
 };
 
 pub const KO: Texts = Texts {
@@ -491,6 +511,16 @@ pub const KO: Texts = Texts {
     credited_hours: "적립 GPU 시간",
     ledger_rows: "원장 행 수",
     org: "기관",
+    // --- usage over time, fleet shares and job paging (portal-usage) ---
+    usage_over_time_org: "기관별 GPU 시간 추이 (최근 30일)",
+    usage_over_time_project: "프로젝트별 일일 배정 GPU 시간 차감 (최근 30일)",
+    day_utc: "날짜 (UTC)",
+    organisation: "기관",
+    chart_figures: "차트 수치 (사용한 날)",
+    allocated_share: "점유 (GPU 지분)",
+    older: "이전 작업 →",
+    newer: "← 최근 작업",
+    job_pages: "작업 목록 페이지",
 };
 
 #[cfg(test)]
