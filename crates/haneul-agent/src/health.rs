@@ -1,12 +1,217 @@
-//! Node health checks: an operator's health command, and GPU checks (uncorrected ECC errors,
-//! temperature) read from `nvidia-smi` when the node has real GPUs.
+//! Node health checks: an operator's health command, GPU checks (uncorrected volatile ECC
+//! errors, temperature) read through NVML or `nvidia-smi` when the node has real GPUs, and XID
+//! events from a watcher. [`NodeHealth`] puts them together into one verdict.
 //!
 //! Each check returns `None` when healthy or `Some(what failed)`, a line for people that the
 //! server stores as the node's `health` and that drains the node.
 
+use crate::xid::{GpuEvent, XidClass, classify};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
+
+/// One GPU's health readings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GpuReading {
+    /// The GPU's index.
+    pub index: u32,
+    /// Its UUID, empty when the source does not give it.
+    pub uuid: String,
+    /// Die temperature in Celsius; `None` without a sensor.
+    pub temperature_c: Option<u32>,
+    /// Uncorrected ECC errors since the driver loaded; `None` when ECC is off.
+    pub uncorrected_ecc: Option<u64>,
+    /// Why the GPU could not be read (a GPU that cannot be read is a failure).
+    pub error: Option<String>,
+}
+
+/// The failures in a set of readings: a GPU that could not be read, one at `max_temp_c` or
+/// hotter, or one with an uncorrected ECC error. Absent readings (no sensor, ECC off) pass.
+pub fn reading_failures(readings: &[GpuReading], max_temp_c: u32) -> Vec<String> {
+    let mut failures = Vec::new();
+    for r in readings {
+        let gpu = if r.uuid.is_empty() {
+            format!("GPU {}", r.index)
+        } else {
+            format!("GPU {} ({})", r.index, r.uuid)
+        };
+        if let Some(e) = &r.error {
+            failures.push(format!("{gpu} cannot be read: {e}"));
+        }
+        if let Some(t) = r.temperature_c
+            && t >= max_temp_c
+        {
+            failures.push(format!("{gpu} at {t} C (limit {max_temp_c} C)"));
+        }
+        if let Some(n) = r.uncorrected_ecc
+            && n > 0
+        {
+            failures.push(format!("{gpu} has {n} uncorrected ECC errors"));
+        }
+    }
+    failures
+}
+
+/// A source of GPU readings: NVML ([`crate::nvml::NvmlProbe`]) or `nvidia-smi`
+/// ([`NvidiaSmiProbe`]).
+pub trait GpuProbe: Send {
+    /// What the probe reads through, for messages.
+    fn name(&self) -> &'static str;
+    /// Reads every GPU, within `timeout` where the source can be made to wait.
+    fn readings(&mut self, timeout: Duration) -> Result<Vec<GpuReading>, String>;
+}
+
+/// Reads the GPUs with `nvidia-smi` ([`GPU_HEALTH_QUERY`]).
+pub struct NvidiaSmiProbe;
+
+impl GpuProbe for NvidiaSmiProbe {
+    fn name(&self) -> &'static str {
+        "nvidia-smi"
+    }
+
+    fn readings(&mut self, timeout: Duration) -> Result<Vec<GpuReading>, String> {
+        let out = run_capture("nvidia-smi", &GPU_HEALTH_QUERY, timeout)
+            .map_err(|e| format!("nvidia-smi {}: {e}", GPU_HEALTH_QUERY.join(" ")))?;
+        parse_gpu_readings(&out)
+    }
+}
+
+/// The node's health checks: an optional command, an optional GPU probe, and the events of an
+/// optional XID watcher.
+pub struct NodeHealth {
+    command: Option<String>,
+    probe: Option<Box<dyn GpuProbe>>,
+    max_gpu_temp_c: u32,
+    events: Option<Receiver<GpuEvent>>,
+    /// Fatal events seen, in order, once each. They stay failures until the agent restarts:
+    /// the GPU needs a reset or repair first, which an operator does with the node drained.
+    fatal: Vec<String>,
+}
+
+/// What [`NodeHealth::poll_events`] took from the watcher, for the agent's log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Polled {
+    /// XID events, one line each: application and unclassified ones (the node stays up), and
+    /// each fatal one when first seen.
+    pub xids: Vec<String>,
+    /// The watcher's own notes: what it watches, or why it stopped.
+    pub notes: Vec<String>,
+    /// Whether a new fatal event arrived, so the caller reports at once rather than at the
+    /// next interval.
+    pub fatal: bool,
+}
+
+/// The result of one pass of [`NodeHealth::check`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// What failed, for the server; `None` when healthy.
+    pub failure: Option<String>,
+    /// The events taken during the pass.
+    pub events: Polled,
+}
+
+impl NodeHealth {
+    /// Checks with an optional shell command and GPU probe; GPUs at `max_gpu_temp_c` or
+    /// hotter fail.
+    pub fn new(
+        command: Option<String>,
+        probe: Option<Box<dyn GpuProbe>>,
+        max_gpu_temp_c: u32,
+    ) -> Self {
+        NodeHealth {
+            command,
+            probe,
+            max_gpu_temp_c,
+            events: None,
+            fatal: Vec::new(),
+        }
+    }
+
+    /// Also takes the events a watcher sends on the other end of `events`.
+    pub fn with_events(mut self, events: Receiver<GpuEvent>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Whether there is anything to check.
+    pub fn is_empty(&self) -> bool {
+        self.command.is_none() && self.probe.is_none() && self.events.is_none()
+    }
+
+    /// What the GPU checks read through (`nvml`, `nvidia-smi`), if there are GPU checks.
+    pub fn probe_name(&self) -> Option<&'static str> {
+        self.probe.as_ref().map(|p| p.name())
+    }
+
+    /// Takes whatever the watcher has sent, without waiting.
+    pub fn poll_events(&mut self) -> Polled {
+        let mut polled = Polled::default();
+        while let Some(rx) = &self.events {
+            let event = match rx.try_recv() {
+                Ok(e) => e,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    // The watcher ended and said why in a note; nothing more will come.
+                    self.events = None;
+                    break;
+                }
+            };
+            let fatal = match event {
+                GpuEvent::Xid(x) => match classify(x.xid).0 {
+                    XidClass::Fatal => Some(x.to_string()),
+                    XidClass::Application => {
+                        polled
+                            .xids
+                            .push(format!("{x} (application error: node stays up)"));
+                        None
+                    }
+                    XidClass::Unclassified => {
+                        polled.xids.push(format!("{x} (node stays up)"));
+                        None
+                    }
+                },
+                GpuEvent::Lost(what) => Some(what),
+                GpuEvent::Note(note) => {
+                    polled.notes.push(note);
+                    None
+                }
+            };
+            if let Some(f) = fatal
+                && !self.fatal.contains(&f)
+            {
+                polled
+                    .xids
+                    .push(format!("{f} (the GPU is broken: node drained)"));
+                polled.fatal = true;
+                self.fatal.push(f);
+            }
+        }
+        polled
+    }
+
+    /// Runs every check once; each may take at most `timeout`.
+    pub fn check(&mut self, timeout: Duration) -> Verdict {
+        let mut failures = Vec::new();
+        if let Some(cmd) = &self.command
+            && let Some(f) = run_health_command(cmd, timeout)
+        {
+            failures.push(f);
+        }
+        if let Some(probe) = &mut self.probe {
+            match probe.readings(timeout) {
+                Ok(r) => failures.extend(reading_failures(&r, self.max_gpu_temp_c)),
+                Err(e) => failures.push(e),
+            }
+        }
+        let events = self.poll_events();
+        failures.extend(self.fatal.iter().cloned());
+        Verdict {
+            failure: (!failures.is_empty()).then(|| failures.join("; ")),
+            events,
+        }
+    }
+}
 
 /// Most bytes of a health command's output kept in the failure message.
 const OUTPUT_KEPT: usize = 512;
@@ -105,35 +310,30 @@ pub const GPU_HEALTH_QUERY: [&str; 2] = [
 /// driver loaded, or a temperature of `max_temp_c` or more. `[N/A]` (ECC off, or no sensor)
 /// counts as healthy.
 pub fn parse_gpu_health(output: &str, max_temp_c: u32) -> Vec<String> {
-    let mut failures = Vec::new();
-    for line in output.lines().filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        let [index, temp, ecc] = f[..] else {
-            failures.push(format!("unreadable nvidia-smi line {line:?}"));
-            continue;
-        };
-        if let Ok(t) = temp.parse::<u32>()
-            && t >= max_temp_c
-        {
-            failures.push(format!("GPU {index} at {t} C (limit {max_temp_c} C)"));
-        }
-        if let Ok(n) = ecc.parse::<u64>()
-            && n > 0
-        {
-            failures.push(format!("GPU {index} has {n} uncorrected ECC errors"));
-        }
+    match parse_gpu_readings(output) {
+        Ok(r) => reading_failures(&r, max_temp_c),
+        Err(e) => vec![e],
     }
-    failures
 }
 
-/// Runs the GPU checks through `nvidia-smi`. `None`: healthy. A missing or failing `nvidia-smi`
-/// on a node that found GPUs at start-up is itself a failure.
-pub fn gpu_health(max_temp_c: u32, timeout: Duration) -> Option<String> {
-    let quoted = GPU_HEALTH_QUERY.join(" ");
-    run_capture("nvidia-smi", &GPU_HEALTH_QUERY, timeout)
-        .map_err(|e| format!("nvidia-smi {quoted}: {e}"))
-        .map(|out| parse_gpu_health(&out, max_temp_c))
-        .map_or_else(Some, |f| (!f.is_empty()).then(|| f.join("; ")))
+/// The readings in `nvidia-smi` output of [`GPU_HEALTH_QUERY`].
+fn parse_gpu_readings(output: &str) -> Result<Vec<GpuReading>, String> {
+    let mut readings = Vec::new();
+    for line in output.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let unreadable = || format!("unreadable nvidia-smi line {line:?}");
+        let [index, temp, ecc] = f[..] else {
+            return Err(unreadable());
+        };
+        let index = index.parse().map_err(|_| unreadable())?;
+        readings.push(GpuReading {
+            index,
+            temperature_c: temp.parse().ok(),
+            uncorrected_ecc: ecc.parse().ok(),
+            ..GpuReading::default()
+        });
+    }
+    Ok(readings)
 }
 
 fn run_capture(program: &str, args: &[&str], timeout: Duration) -> Result<String, String> {

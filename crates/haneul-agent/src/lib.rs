@@ -1,10 +1,12 @@
 //! Haneul node agent library.
 //!
-//! This crate owns what happens on one GPU node: finding the node's GPUs ([`gpus`]) and running the
-//! tasks of an attempt as isolated process groups ([`launch`]): their environment, their log files,
-//! their resource limits, their stop protocol (checkpoint file, SIGTERM to the group, grace, SIGKILL)
-//! and their time limits, and their CPU and memory allotment ([`limits`]: cgroup v2 or rlimits);
-//! a task may run in a container instead ([`container`]: podman or apptainer).
+//! This crate owns what happens on one GPU node: finding the node's GPUs ([`gpus`], through
+//! [`nvml`] or `nvidia-smi`), checking its health ([`health`], with XID events from [`xid`])
+//! and running the tasks of an attempt as isolated process groups ([`launch`]): their
+//! environment, their log files, their resource limits, their stop protocol (checkpoint file,
+//! SIGTERM to the group, grace, SIGKILL) and their time limits, and their CPU and memory
+//! allotment ([`limits`]: cgroup v2 or rlimits); a task may run in a container instead
+//! ([`container`]: podman or apptainer).
 //! See `docs/agent.md`.
 
 pub mod container;
@@ -13,6 +15,8 @@ pub mod health;
 pub mod launch;
 pub mod limits;
 pub mod logs;
+pub mod nvml;
+pub mod xid;
 
 /// Errors of the agent library.
 #[derive(Debug, thiserror::Error)]

@@ -857,3 +857,87 @@ pub struct CallAwarded {
     pub awards: Vec<Award>,
     pub declined: Vec<Declined>,
 }
+
+// --- fleet summary and usage over time ---
+
+/// GPUs of one model in one pool by what they are doing. Each GPU counts once: `allocated`
+/// when a live attempt holds any share of it, else `idle`, `draining` or `down` by its node's
+/// state, so `total = allocated + idle + draining + down`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FleetGpus {
+    pub pool: i64,
+    pub pool_name: String,
+    pub gpu_model: String,
+    pub nodes: i64,
+    pub total: i64,
+    pub allocated: i64,
+    /// The shares held on the allocated GPUs (1000 per whole GPU): two half-GPU jobs on one
+    /// GPU give `allocated` 1 and 1000 here; one quarter-GPU job gives 1 and 250.
+    pub allocated_milli: i64,
+    pub idle: i64,
+    pub draining: i64,
+    pub down: i64,
+}
+
+/// One project's queued and running work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProjectQueue {
+    pub project: i64,
+    pub project_name: String,
+    pub org: i64,
+    pub queued_jobs: i64,
+    /// GPUs the queued jobs ask for, replicas x GPUs per task, in milli-GPU.
+    pub queued_gpu_milli: i64,
+    /// Jobs running or stopping (their GPUs are still held).
+    pub running_jobs: i64,
+}
+
+/// GPUs held on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeAllocation {
+    pub node: i64,
+    pub allocated: i64,
+    pub allocated_milli: i64,
+}
+
+/// The fleet at `at`, from one consistent read: GPUs by pool (by name) and model, the queue by
+/// project id (projects with queued or running work only), and the nodes holding work by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FleetSummary {
+    pub at: i64,
+    pub gpus: Vec<FleetGpus>,
+    pub queue: Vec<ProjectQueue>,
+    pub nodes: Vec<NodeAllocation>,
+}
+
+/// One organisation's or project's use per bucket, aligned with [`UsageSeries::starts`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UsageLine {
+    /// The organisation or project id.
+    pub id: i64,
+    pub name: String,
+    /// GPU time run in each bucket (refunds of node-lost attempts taken off), GPU-hours.
+    pub gpu_hours: Vec<f64>,
+    /// What awards were charged in each bucket (GPU time x class weight, refunds taken off),
+    /// GPU-hours.
+    pub charged_gpu_hours: Vec<f64>,
+    /// `charged_gpu_hours` exactly, in GPU-milliseconds.
+    pub charged_ms: Vec<i64>,
+}
+
+/// GPU-hours per time bucket from the ledger. A charge is spread over the buckets its attempt
+/// ran in, in proportion to the time in each, so a bucket holds the GPU time used in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UsageSeries {
+    /// `org` or `project`.
+    pub by: String,
+    /// `hour` or `day` (UTC).
+    pub bucket: String,
+    /// The first bucket's start and the last bucket's end.
+    pub from: i64,
+    pub to: i64,
+    /// Each bucket's start.
+    pub starts: Vec<i64>,
+    /// One line per organisation or project with any use in the range, by id.
+    pub lines: Vec<UsageLine>,
+}

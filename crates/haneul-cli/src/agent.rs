@@ -10,7 +10,7 @@ use haneul_agent::container::{self, Runtime};
 use haneul_agent::launch::{self, ContainerSpec, Limits, TaskSpec};
 use haneul_agent::limits::{self as task_limits, LimitBackend, ResourceRequest};
 use haneul_agent::logs::Follower;
-use haneul_agent::{gpus, health};
+use haneul_agent::{gpus, health, nvml, xid};
 use haneul_api::{
     AgentRegister, Assignment, AssignmentList, HealthReport, HeartbeatAck, LogUpload, TaskReport,
 };
@@ -82,6 +82,10 @@ pub struct AgentArgs {
     /// A GPU at this temperature (Celsius) or hotter fails the health check (real GPUs only).
     #[arg(long, default_value_t = 90)]
     max_gpu_temp: u32,
+    /// For tests and drills only, with --simulate-gpus: XID events to act on as if NVML had
+    /// sent them, one `GPU XID` line each (e.g. `1 79`) appended to this file.
+    #[arg(long, hide = true, requires = "simulate_gpus")]
+    xid_events_file: Option<PathBuf>,
     #[command(flatten)]
     containers: ContainerArgs,
 }
@@ -182,8 +186,13 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         bail!("the agent token is empty");
     }
     let client = Client::new(&args.server, token)?;
-    let inventory = match &args.simulate_gpus {
-        Some(v) => gpus::parse_simulated(v)?,
+    let discovered = match &args.simulate_gpus {
+        Some(v) => gpus::Inventory {
+            gpus: gpus::parse_simulated(v)?,
+            note: Some(format!("simulated: --simulate-gpus {v}")),
+            source: gpus::Source::Simulated,
+            nvlink_domain: None,
+        },
         None => {
             let inv = gpus::discover();
             if inv.gpus.is_empty() {
@@ -193,9 +202,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                     inv.note.unwrap_or_default()
                 );
             }
-            inv.gpus
+            inv
         }
     };
+    let inventory = &discovered.gpus;
     let run_as_submitter = args.task_user == "submitter";
     if run_as_submitter {
         // SAFETY: geteuid has no preconditions.
@@ -258,7 +268,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         gpu_model: model,
         gpus: inventory.len() as i64,
         gpu_memory_mib: inventory[0].memory_mib.unwrap_or(0) as i64,
-        nvlink_domain: None,
+        nvlink_domain: discovered.nvlink_domain.map(i64::from),
         cpu_milli: std::thread::available_parallelism().map_or(1, |n| n.get()) as i64 * 1000,
         memory_mib: memory_mib(),
         limits: Some(detection.backend.mechanism().as_str().to_string()),
@@ -281,6 +291,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         gpus = reg.gpus,
         model = %reg.gpu_model,
         simulated = args.simulate_gpus.is_some(),
+        nvlink_domain = ?reg.nvlink_domain,
+        gpus_from = discovered.note.as_deref().unwrap_or(""),
         "registered"
     );
     let beat: HeartbeatAck = client
@@ -298,19 +310,12 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         let id = node.id;
         std::thread::spawn(move || heartbeats(client, id, interval))
     };
-    let checks = HealthChecks {
-        command: args.health_command.clone(),
-        gpus: args.simulate_gpus.is_none(),
-        max_gpu_temp: args.max_gpu_temp,
-        every: Duration::from_secs(args.health_interval),
-    };
-    if !checks.gpus {
-        tracing::info!("GPU health checks (ECC, temperature) skipped: the GPUs are simulated");
-    }
+    let checks = health_checks(&args, &discovered);
     let health = {
         let client = client.clone();
         let id = node.id;
-        std::thread::spawn(move || health_loop(client, id, checks))
+        let every = Duration::from_secs(args.health_interval);
+        std::thread::spawn(move || health_loop(client, id, checks, every))
     };
 
     let ctx = Arc::new(NodeCtx {
@@ -488,50 +493,69 @@ fn heartbeats(client: Client, node: i64, interval: Duration) {
     }
 }
 
-struct HealthChecks {
-    command: Option<String>,
-    /// Whether the GPUs are real (so nvidia-smi can be asked about them).
-    gpus: bool,
-    max_gpu_temp: u32,
-    every: Duration,
-}
-
-impl HealthChecks {
-    /// `None` when every check passes, else what failed.
-    fn run(&self) -> Option<String> {
-        let mut failures = Vec::new();
-        // A check may take at most the interval (at most 30 s), so checks never pile up.
-        let timeout = self.every.min(Duration::from_secs(30));
-        if let Some(cmd) = &self.command
-            && let Some(f) = health::run_health_command(cmd, timeout)
-        {
-            failures.push(f);
+/// The node's health checks: `--health-command`; the GPU checks through NVML when the GPUs
+/// were found through it (else `nvidia-smi`), none for simulated GPUs; and NVML's XID events
+/// (or, for tests and drills, `--xid-events-file`).
+fn health_checks(args: &AgentArgs, found: &gpus::Inventory) -> health::NodeHealth {
+    let library = std::ffi::OsStr::new(gpus::NVML_LIBRARY);
+    let probe: Option<Box<dyn health::GpuProbe>> = match found.source {
+        gpus::Source::Nvml => match nvml::NvmlProbe::open(library) {
+            Ok(p) => Some(Box::new(p)),
+            Err(e) => {
+                tracing::warn!("GPU health checks through nvidia-smi: nvml: {e}");
+                Some(Box::new(health::NvidiaSmiProbe))
+            }
+        },
+        gpus::Source::NvidiaSmi => Some(Box::new(health::NvidiaSmiProbe)),
+        gpus::Source::Simulated | gpus::Source::None => {
+            tracing::info!("GPU health checks (ECC, temperature) skipped: the GPUs are simulated");
+            None
         }
-        if self.gpus
-            && let Some(f) = health::gpu_health(self.max_gpu_temp, timeout)
-        {
-            failures.push(f);
-        }
-        (!failures.is_empty()).then(|| failures.join("; "))
+    };
+    let checks = health::NodeHealth::new(args.health_command.clone(), probe, args.max_gpu_temp);
+    let (tx, rx) = mpsc::channel();
+    if let Some(path) = &args.xid_events_file {
+        tracing::warn!(
+            "acting on XID events written to {} (for tests and drills only)",
+            path.display()
+        );
+        let uuids = found.gpus.iter().map(|g| g.uuid.clone()).collect();
+        xid::follow_file(path.clone(), uuids, stopping, tx);
+    } else if found.source == gpus::Source::Nvml {
+        nvml::watch_xids(library.to_os_string(), stopping, tx);
+    } else {
+        return checks;
     }
+    checks.with_events(rx)
 }
 
-/// Runs the health checks every interval and tells the server when the verdict changes (and
-/// once at start, so a verdict from before a restart does not linger).
-fn health_loop(client: Client, node: i64, checks: HealthChecks) {
-    if checks.command.is_none() && !checks.gpus {
+/// Runs the health checks every interval, and at once when a fatal XID event arrives, and
+/// tells the server when the verdict changes (and once at start, so a verdict from before a
+/// restart does not linger).
+fn health_loop(client: Client, node: i64, mut checks: health::NodeHealth, every: Duration) {
+    if checks.is_empty() {
         return;
     }
+    // A check may take at most the interval (at most 30 s), so checks never pile up.
+    let timeout = every.min(Duration::from_secs(30));
+    let log = |events: &health::Polled| {
+        events.xids.iter().for_each(|x| tracing::warn!("{x}"));
+        events.notes.iter().for_each(|n| tracing::info!("{n}"));
+    };
     let path = format!("/v1/agent/nodes/{node}/health");
     let mut told: Option<Option<String>> = None;
     let mut next = Instant::now();
     while !stopping() {
-        if Instant::now() < next {
+        let events = checks.poll_events();
+        log(&events);
+        if Instant::now() < next && !events.fatal {
             std::thread::sleep(Duration::from_millis(100).min(next - Instant::now()));
             continue;
         }
-        next = Instant::now() + checks.every;
-        let failure = checks.run();
+        next = Instant::now() + every;
+        let verdict = checks.check(timeout);
+        log(&verdict.events);
+        let failure = verdict.failure;
         if told.as_ref() == Some(&failure) {
             continue;
         }

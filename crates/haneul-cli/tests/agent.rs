@@ -441,6 +441,21 @@ fn limits_reported_and_logs_followed_while_the_job_runs() {
     assert_eq!(c.logs(job), "first\nsecond\n");
 }
 
+/// Waits until `job` is queued again after its attempt 1 ended `node_lost`, and its task's
+/// `sleep SECS` process is gone.
+fn wait_requeued_and_stopped(c: &Centre, job: i64, secs: &str) {
+    let v = wait_state(&c.server, &c.user, job, "queued", Duration::from_secs(10));
+    assert_eq!(v["attempts"][0]["state"], "node_lost", "{v}");
+    let until = Instant::now() + Duration::from_secs(10);
+    while sleep_alive(&c.work(), secs) {
+        assert!(
+            Instant::now() < until,
+            "the requeued job's process was not stopped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A health command that starts failing drains the node and requeues its running job (whose
 /// process is stopped); once it passes again the node resumes and the job runs again.
 #[test]
@@ -469,16 +484,7 @@ fn failing_health_check_drains_the_node_and_requeues_its_job() {
             .is_some_and(|h| h.contains("exited 1")),
         "{node}"
     );
-    let v = wait_state(&c.server, &c.user, job, "queued", Duration::from_secs(10));
-    assert_eq!(v["attempts"][0]["state"], "node_lost", "{v}");
-    let until = Instant::now() + Duration::from_secs(10);
-    while sleep_alive(&c.work(), "297") {
-        assert!(
-            Instant::now() < until,
-            "the requeued job's process was not stopped"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_requeued_and_stopped(&c, job, "297");
     // Drained: nothing starts here while it is unhealthy.
     std::thread::sleep(Duration::from_millis(1500));
     let (_, v) = c.server.get(Some(&c.user), &format!("/v1/jobs/{job}"));
@@ -498,6 +504,52 @@ fn failing_health_check_drains_the_node_and_requeues_its_job() {
         "cancelled",
         Duration::from_secs(10),
     );
+}
+
+/// XID events reach the server through the agent's health loop, fed here through the
+/// test-only `--xid-events-file` as NVML's watcher feeds them on a real node: an application
+/// XID leaves the node up and its job running; a fatal one drains the node at once (the
+/// periodic check is 10 minutes away), naming the GPU and the XID, and requeues the job.
+#[test]
+fn a_fatal_xid_drains_the_node_and_an_application_xid_does_not() {
+    let c = Centre::new();
+    let xids = c.dir.path().join("xids");
+    let _agent = c.agent(
+        "gpu-x",
+        &[
+            "--xid-events-file",
+            xids.to_str().unwrap(),
+            "--health-interval",
+            "600",
+        ],
+    );
+    let job = c.submit(json!({"gpus_per_task": 1, "command": ["sleep", "296"]}));
+    wait_state(&c.server, &c.user, job, "running", Duration::from_secs(10));
+
+    std::fs::write(&xids, "2 31\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let node = c.wait_node("gpu-x", |_| true);
+    assert_eq!(node["state"], "up", "{node}");
+    assert!(node["health"].is_null(), "{node}");
+    let (_, v) = c.server.get(Some(&c.user), &format!("/v1/jobs/{job}"));
+    assert_eq!(v["job"]["state"], "running", "{v}");
+
+    let started = Instant::now();
+    std::fs::write(&xids, "2 31\n1 79\n").unwrap();
+    let node = c.wait_node("gpu-x", |n| n["state"] == "draining");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(node["down_reason"], "unhealthy", "{node}");
+    assert_eq!(
+        node["health"], "GPU 1 (SIM-H200-1) XID 79: GPU has fallen off the bus",
+        "{node}"
+    );
+    wait_requeued_and_stopped(&c, job, "296");
+    c.server
+        .must(&c.user, &format!("/v1/jobs/{job}/cancel"), json!({}), 200);
 }
 
 /// Start time of process `pid` in clock ticks since boot (/proc/PID/stat field 22).

@@ -306,6 +306,55 @@ fn researcher_and_operator_in_chromium() {
     wait_text(&tab, &format!("#job-{job_id}"), "succeeded");
     shot(&tab, &shots, "jobs");
 
+    // Paging: with 55 more jobs (an array, from the CLI) the list shows the newest 50, "older"
+    // the other 6 (none of them on the first page), "newer" the first page again.
+    let projects = haneul(&config, &member_file, &["project", "list"]);
+    let demo = projects[0]["id"].as_i64().unwrap().to_string();
+    haneul(
+        &config,
+        &member_file,
+        &[
+            "submit",
+            "--project",
+            &demo,
+            "--array",
+            "0-54",
+            "--gpus",
+            "1",
+            "--",
+            "true",
+        ],
+    );
+    // The ids of the listed rows, as JSON text (evaluate returns no objects by value).
+    let rows = |what: &str, n: usize| -> Vec<String> {
+        let js = "JSON.stringify(Array.from(document.querySelectorAll('#job-rows tr[id^=job-]')).map(r => r.id))";
+        let v = wait_js(&tab, js, what, |v| {
+            v.as_str()
+                .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+                .is_some_and(|ids| ids.len() == n)
+        });
+        serde_json::from_str(v.as_str().unwrap()).unwrap()
+    };
+    goto(&tab, &format!("{base}/portal/jobs"));
+    let first = rows("the first page of 50", 50);
+    assert_eq!(first[0], format!("job-{}", job_id + 55), "newest first");
+    click(&tab, "#older");
+    let older = rows("the older page of 6", 6);
+    for id in &older {
+        assert!(!first.contains(id), "{id} on both pages");
+    }
+    assert!(
+        older.contains(&format!("job-{job_id}")),
+        "the form's job is on the older page: {older:?}"
+    );
+    assert!(
+        !older.contains(&format!("job-{eve_job}")),
+        "another project's job stays invisible"
+    );
+    shot(&tab, &shots, "jobs-older");
+    click(&tab, "#newer");
+    assert_eq!(rows("the first page again", 50), first);
+
     // Another project's job is a 404 page, as in the API, and shows nothing of it.
     goto(&tab, &format!("{base}/portal/jobs/{eve_job}"));
     wait_text(&tab, "#error-heading", "Not found");
@@ -327,6 +376,22 @@ fn researcher_and_operator_in_chromium() {
         &["node", "show", &node_id.to_string()],
     );
     assert_eq!(shown["state"], "draining", "the drain reached the server");
+    // GPU-hours per organisation over time: the chart names the organisation, and its figures
+    // are in the table beside it.
+    let title = wait_js(
+        &tab,
+        "(() => { const t = document.querySelector('svg.chart.lines title'); return t ? t.textContent : null })()",
+        "the usage-over-time chart",
+        Value::is_string,
+    );
+    assert!(title.as_str().unwrap().contains("over time"), "{title}");
+    wait_js(
+        &tab,
+        "(() => { const s = document.querySelector('svg.chart.lines'); return s ? s.textContent : null })()",
+        "the organisation in the chart's legend",
+        |v| v.as_str().is_some_and(|t| t.contains("demo")),
+    );
+    wait_text(&tab, "#series-org", "demo");
     shot(&tab, &shots, "fleet");
     click(&tab, &format!("#resume-{node_id}"));
     wait_text(&tab, &format!("#node-{node_id}-state"), "up");
@@ -377,4 +442,208 @@ fn researcher_and_operator_in_chromium() {
         started.elapsed().as_secs_f64(),
         shots.display()
     );
+}
+
+/// `haneul up` in a new temporary folder on a free port; returns the folder, the running
+/// `haneul up`, its base URL and its data folder.
+fn start_up() -> (tempfile::TempDir, Up, String, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let data = root.join("data");
+    let child = Command::new(env!("CARGO_BIN_EXE_haneul"))
+        .args([OsStr::new("up"), OsStr::new("--data-dir"), data.as_os_str()])
+        .args(["--listen", &listen, "--simulate-gpus", "4xH200"])
+        .env("HANEUL_CONFIG", root.join("config.toml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start haneul up");
+    let up = Up(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let written = || data.join("user.token").exists() && root.join("config.toml").exists();
+    while !written() {
+        assert!(
+            Instant::now() < deadline,
+            "haneul up wrote no config or user token"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (dir, up, format!("http://{listen}"), data)
+}
+
+/// Whether `path` laid out in a 390 px wide frame (a phone) needs no sideways scrolling.
+fn fits_a_phone(tab: &Tab, path: &str) -> Value {
+    let js = format!(
+        "new Promise(done => {{ const f = document.createElement('iframe'); \
+         f.style.cssText = 'width:390px;height:844px;border:0'; \
+         f.onload = () => {{ const w = f.contentDocument.documentElement.scrollWidth; \
+         done(w <= 390 ? 'fits' : 'wide: ' + w + ' px'); }}; \
+         f.src = {path:?}; document.body.appendChild(f); }})"
+    );
+    tab.evaluate(&js, true)
+        .ok()
+        .and_then(|r| r.value)
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_call_from_the_operators_form_to_the_researchers_award() {
+    let browser_path = chromium();
+    // Next to the other test's screenshots: $CARGO_TARGET_DIR/portal-shots.
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).with_file_name("portal-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let (dir, up, base, data) = start_up();
+    let root = dir.path().canonicalize().unwrap();
+    let config = root.join("config.toml");
+    let admin_file = data.join("server/admin.token");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();
+    let (admin, member) = (read(&admin_file), read(&data.join("user.token")));
+    let projects = haneul(&config, &admin_file, &["project", "list"]);
+    let demo = projects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "demo")
+        .unwrap_or_else(|| panic!("no demo project: {projects}"));
+    let (demo_id, org) = (demo["id"].as_i64().unwrap(), demo["org"].as_i64().unwrap());
+    // The researcher who applies: the demo organisation's admin (the API lets an
+    // organisation's admin apply for its projects; the member then holds the award).
+    let pi = haneul(
+        &config,
+        &admin_file,
+        &[
+            "user",
+            "create",
+            "--name",
+            "pi",
+            "--role",
+            "org-admin",
+            "--org",
+            &org.to_string(),
+        ],
+    );
+    let pi_file = root.join("pi.token");
+    let pi_id = pi["id"].as_i64().unwrap().to_string();
+    let out = pi_file.to_str().unwrap();
+    haneul(
+        &config,
+        &admin_file,
+        &["token", "create", "--user", &pi_id, "--out", out],
+    );
+    let pi = read(&pi_file);
+
+    let browser = Browser::new(LaunchOptions {
+        path: Some(browser_path),
+        headless: true,
+        sandbox: false,
+        window_size: Some((1280, 900)),
+        idle_browser_timeout: Duration::from_secs(60),
+        args: vec![OsStr::new("--lang=en-US"), OsStr::new("--disable-gpu")],
+        ..LaunchOptions::default()
+    })
+    .expect("launch chromium");
+    let tab = browser.new_tab().expect("a tab");
+    tab.set_default_timeout(Duration::from_secs(15));
+
+    // The operator creates a call from the form (it opens at once), closes and reopens it.
+    sign_in(&tab, &base, &admin);
+    goto(&tab, &format!("{base}/portal/calls"));
+    for (field, value) in [
+        ("#programme", "national-ai"),
+        ("#call-name", "browser-call"),
+        ("#capacity_gpus", "4"),
+        ("#t1_name", "small"),
+        ("#t1_max", "4"),
+        ("#t1_days", "30"),
+    ] {
+        fill(&tab, field, value);
+    }
+    click(&tab, "#create-call");
+    wait_text(&tab, "h1", "browser-call");
+    let path = wait_js(&tab, "location.pathname", "the call page", Value::is_string);
+    let call: i64 = path.as_str().unwrap()["/portal/calls/".len()..]
+        .parse()
+        .unwrap_or_else(|_| panic!("not a call page: {path}"));
+    wait_text(&tab, "#call-state", "Open");
+    goto(&tab, &format!("{base}/portal/calls"));
+    click(&tab, &format!("#close-{call}"));
+    wait_text(&tab, &format!("#call-{call}-state"), "Closed");
+    click(&tab, &format!("#open-{call}"));
+    wait_text(&tab, &format!("#call-{call}-state"), "Open");
+    shot(&tab, &shots, "calls");
+    for page in [
+        "/portal/calls".to_string(),
+        format!("/portal/calls/{call}"),
+        "/portal/statements".to_string(),
+    ] {
+        assert_eq!(
+            fits_a_phone(&tab, &page),
+            "fits",
+            "{page} on a 390 px screen"
+        );
+    }
+    click(&tab, "#signout");
+    wait_text(&tab, "h1", "Sign in");
+
+    // The researcher applies for the demo project.
+    sign_in(&tab, &base, &pi);
+    goto(&tab, &format!("{base}/portal/calls/{call}"));
+    fill(&tab, "#app-project", &demo_id.to_string());
+    fill(&tab, "#app-gpus", "2");
+    fill(&tab, "#app-days", "10");
+    fill(&tab, "#app-plan", "fine-tune a Korean speech model");
+    click(&tab, "#apply-submit");
+    wait_text(&tab, "#applications", "Submitted");
+    let app = wait_js(
+        &tab,
+        "document.querySelector('#applications tbody tr').id",
+        "the application's row",
+        Value::is_string,
+    );
+    let app = app.as_str().unwrap().trim_start_matches("app-").to_string();
+    shot(&tab, &shots, "call-applied");
+    click(&tab, "#signout");
+    wait_text(&tab, "h1", "Sign in");
+
+    // The operator scores it and awards the call; the outcome names the award.
+    sign_in(&tab, &base, &admin);
+    goto(&tab, &format!("{base}/portal/calls/{call}"));
+    fill(&tab, &format!("#score-{app}"), "9");
+    click(&tab, &format!("#score-submit-{app}"));
+    wait_text(&tab, &format!("#app-{app} .mean"), "9.00");
+    click(&tab, "#award-call");
+    wait_text(&tab, "#outcome-awarded", "demo");
+    assert_eq!(text_of(&tab, "#call-state"), "Awarded");
+    let award = wait_js(
+        &tab,
+        "document.querySelector('#outcome-awarded tbody tr').id",
+        "the award's row",
+        Value::is_string,
+    );
+    let award = award
+        .as_str()
+        .unwrap()
+        .trim_start_matches("awarded-")
+        .to_string();
+    shot(&tab, &shots, "call-awarded");
+    click(&tab, "#signout");
+    wait_text(&tab, "h1", "Sign in");
+
+    // The demo member finds the award on the home page: 2 GPUs x 10 days x 24 GPU-hours.
+    sign_in(&tab, &base, &member);
+    wait_text(&tab, &format!("#award-{award} .granted"), "480.0");
+    assert_eq!(text_of(&tab, &format!("#award-{award} .state")), "Active");
+    shot(&tab, &shots, "home-award");
+    goto(&tab, &format!("{base}/portal/statements"));
+    wait_text(&tab, "h1", "Monthly statement");
+    shot(&tab, &shots, "statements");
+
+    drop(tab);
+    drop(browser);
+    drop(up);
 }

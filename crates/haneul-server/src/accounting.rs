@@ -531,6 +531,88 @@ pub fn statement_csv(s: &Statement) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
+/// Most buckets one usage series may hold: enough for six weeks by the hour or almost three
+/// years by the day, and small enough to draw and to send.
+pub const MAX_BUCKETS: i64 = 1000;
+
+/// Bucket sizes of a usage series, in milliseconds (UTC hours and days have no leap seconds
+/// in Unix time).
+pub fn bucket_ms(bucket: &str) -> Option<i64> {
+    match bucket {
+        "hour" => Some(3_600_000),
+        "day" => Some(MS_PER_DAY),
+        _ => None,
+    }
+}
+
+/// A time parameter: Unix milliseconds, or a UTC date `YYYY-MM-DD` (its midnight).
+pub fn parse_time(raw: &str) -> Option<i64> {
+    if let Ok(ms) = raw.parse::<i64>() {
+        return Some(ms);
+    }
+    let mut parts = raw.splitn(3, '-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i64, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let days = days_from_civil(y, m, d);
+    // Refuses 2026-02-30 and the like: the day must come back as written.
+    (civil_from_days(days) == (y, m, d)).then_some(days * MS_PER_DAY)
+}
+
+/// GPU-milliseconds run and charged per bucket for one line of a series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spread {
+    pub gpu_ms: Vec<i64>,
+    pub charged_ms: Vec<i64>,
+}
+
+/// Spreads each ledger span over the `n` buckets of `size` ms from `from`, per `key` (the
+/// organisation or project), in proportion to the time the attempt ran in each bucket. Shares
+/// are rounded so that they telescope: the buckets of a span that lies inside the range add up
+/// to its amounts exactly. A span of no length counts in the bucket where it ended.
+pub fn spread(
+    spans: &[st::LedgerSpan],
+    key: impl Fn(&st::LedgerEntry) -> i64,
+    from: i64,
+    size: i64,
+    n: usize,
+) -> BTreeMap<i64, Spread> {
+    let mut out: BTreeMap<i64, Spread> = BTreeMap::new();
+    let until = from + size * n as i64;
+    for span in spans {
+        let (start, end) = (span.started_at, span.entry.at.max(span.started_at));
+        let line = out.entry(key(&span.entry)).or_insert_with(|| Spread {
+            gpu_ms: vec![0; n],
+            charged_ms: vec![0; n],
+        });
+        if end == start {
+            if (from..until).contains(&end) {
+                let i = ((end - from) / size) as usize;
+                line.gpu_ms[i] += span.entry.gpu_ms;
+                line.charged_ms[i] += span.entry.charged_ms;
+            }
+            continue;
+        }
+        let length = (end - start) as i128;
+        // The part of the amount used by time `t`, rounded down; differences of it telescope.
+        let by = |amount: i64, t: i64| -> i64 {
+            ((amount as i128 * (t.clamp(start, end) - start) as i128).div_euclid(length)) as i64
+        };
+        let first = (start.max(from) - from) / size;
+        let last = (end.min(until) - 1 - from).div_euclid(size);
+        for i in first.max(0)..=last.min(n as i64 - 1) {
+            let (b0, b1) = (from + i * size, from + (i + 1) * size);
+            let i = i as usize;
+            line.gpu_ms[i] += by(span.entry.gpu_ms, b1) - by(span.entry.gpu_ms, b0);
+            line.charged_ms[i] += by(span.entry.charged_ms, b1) - by(span.entry.charged_ms, b0);
+        }
+    }
+    out.retain(|_, l| l.gpu_ms.iter().any(|v| *v != 0) || l.charged_ms.iter().any(|v| *v != 0));
+    out
+}
+
 // --- routes ---
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -544,6 +626,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(underuse_report))
         .routes(routes!(compute))
         .routes(routes!(list_weights, set_weight))
+        .routes(routes!(usage_series))
 }
 
 fn actor(c: &Caller) -> st::Actor {
@@ -905,6 +988,121 @@ async fn set_weight(
     }))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct SeriesQuery {
+    /// `org` or `project` (default): one line per organisation or per project.
+    by: Option<String>,
+    /// `hour` or `day` (default), UTC.
+    bucket: Option<String>,
+    /// Start, Unix milliseconds or `YYYY-MM-DD`, rounded down to a bucket (default: 48 hours
+    /// or 30 days before `to`).
+    from: Option<String>,
+    /// End, Unix milliseconds or `YYYY-MM-DD`, rounded up to a bucket (default: now).
+    to: Option<String>,
+}
+
+/// GPU-hours run and charged per hour or day, per organisation or project, from the ledger;
+/// scoped like `/v1/usage` (the projects the caller may see).
+#[utoipa::path(get, path = "/v1/usage/series", tag = "awards", params(SeriesQuery),
+    responses((status = 200, body = UsageSeries), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn usage_series(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<SeriesQuery>,
+) -> Result<Json<UsageSeries>, ApiError> {
+    caller.person()?;
+    let by = q.by.unwrap_or_else(|| "project".into());
+    if by != "org" && by != "project" {
+        return Err(ApiError::bad("by", "use org or project"));
+    }
+    let bucket = q.bucket.unwrap_or_else(|| "day".into());
+    let size = bucket_ms(&bucket).ok_or_else(|| ApiError::bad("bucket", "use hour or day"))?;
+    let time = |field: &'static str, raw: Option<String>| -> Result<Option<i64>, ApiError> {
+        raw.map(|r| {
+            parse_time(r.trim()).ok_or_else(|| {
+                ApiError::bad(
+                    field,
+                    format!("`{r}` is not a time: give Unix milliseconds or a date YYYY-MM-DD"),
+                )
+            })
+        })
+        .transpose()
+    };
+    let to_raw = time("to", q.to)?.unwrap_or_else(now_ms);
+    // Round outwards to whole buckets.
+    let to = to_raw.div_euclid(size) * size + if to_raw.rem_euclid(size) > 0 { size } else { 0 };
+    let default_buckets = if bucket == "hour" { 48 } else { 30 };
+    let from = time("from", q.from)?
+        .unwrap_or(to - default_buckets * size)
+        .div_euclid(size)
+        * size;
+    if from >= to {
+        return Err(ApiError::bad("to", "must be after from"));
+    }
+    let n = (to - from) / size;
+    if n > MAX_BUCKETS {
+        return Err(ApiError::bad(
+            "from",
+            format!(
+                "the range holds {n} {bucket} buckets, more than {MAX_BUCKETS}: ask for a \
+                 shorter range{}",
+                if bucket == "hour" {
+                    " or bucket=day"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let projects = visible(&s, &caller, None).await?;
+    let ids: Vec<i64> = projects.keys().copied().collect();
+    let spans = s.store.ledger_spans(Some(&ids), from, to).await?;
+    let lines = if by == "org" {
+        let names: BTreeMap<i64, String> = s
+            .store
+            .list_orgs()
+            .await?
+            .into_iter()
+            .map(|o| (o.id, o.name))
+            .collect();
+        named_lines(spread(&spans, |l| l.org_id, from, size, n as usize), |id| {
+            names.get(&id).cloned()
+        })
+    } else {
+        named_lines(
+            spread(&spans, |l| l.project_id, from, size, n as usize),
+            |id| projects.get(&id).map(|p| p.name.clone()),
+        )
+    };
+    Ok(Json(UsageSeries {
+        by,
+        bucket,
+        from,
+        to,
+        starts: (0..n).map(|i| from + i * size).collect(),
+        lines,
+    }))
+}
+
+fn named_lines(
+    spread: BTreeMap<i64, Spread>,
+    name: impl Fn(i64) -> Option<String>,
+) -> Vec<UsageLine> {
+    let hours = |v: &[i64]| v.iter().map(|ms| *ms as f64 / MS_PER_HOUR).collect();
+    spread
+        .into_iter()
+        .map(|(id, l)| UsageLine {
+            id,
+            name: name(id).unwrap_or_else(|| id.to_string()),
+            gpu_hours: hours(&l.gpu_ms),
+            charged_gpu_hours: hours(&l.charged_ms),
+            charged_ms: l.charged_ms,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -933,5 +1131,62 @@ mod tests {
         assert_eq!(parsed.warn_fraction, 0.5);
         assert_eq!(parsed.restricted_countries, p.restricted_countries);
         assert!(toml::from_str::<AccountingPolicy>("warn = 1").is_err());
+    }
+    fn span(start: i64, end: i64, gpu_ms: i64, charged_ms: i64) -> st::LedgerSpan {
+        st::LedgerSpan {
+            entry: st::LedgerEntry {
+                id: 1,
+                at: end,
+                kind: st::LedgerKind::Charge,
+                attempt_id: 1,
+                project_id: 5,
+                org_id: 2,
+                award_id: None,
+                gpu_model: "H200".into(),
+                gpu_ms,
+                weight_milli: 1300,
+                charged_ms,
+            },
+            started_at: start,
+        }
+    }
+
+    #[test]
+    fn a_charge_is_spread_by_time_and_adds_up_exactly() {
+        const H: i64 = 3_600_000;
+        // 10:30 to 12:15 on 8 GPUs, in hour buckets from 10:00: 30, 60 and 15 minutes.
+        let gpu_ms = 8 * (105 * 60_000);
+        let s = spread(
+            &[span(
+                10 * H + H / 2,
+                12 * H + H / 4,
+                gpu_ms,
+                gpu_ms * 13 / 10,
+            )],
+            |l| l.project_id,
+            10 * H,
+            H,
+            4,
+        );
+        let line = &s[&5];
+        assert_eq!(line.gpu_ms, vec![4 * H, 8 * H, 2 * H, 0]);
+        assert_eq!(line.charged_ms.iter().sum::<i64>(), gpu_ms * 13 / 10);
+        // Amounts that do not divide evenly still add up, and a negative refund too.
+        let odd = spread(&[span(1, 1_000, 997, -997)], |l| l.org_id, 0, 100, 10);
+        assert_eq!(odd[&2].gpu_ms.iter().sum::<i64>(), 997);
+        assert_eq!(odd[&2].charged_ms.iter().sum::<i64>(), -997);
+        // Only the part inside the range counts; nothing at all leaves no line.
+        let clipped = spread(&[span(0, 4 * H, 4 * H, 4 * H)], |l| l.org_id, H, H, 2);
+        assert_eq!(clipped[&2].gpu_ms, vec![H, H]);
+        assert!(spread(&[span(0, H, H, H)], |l| l.org_id, 2 * H, H, 2).is_empty());
+    }
+
+    #[test]
+    fn times_are_milliseconds_or_dates() {
+        assert_eq!(parse_time("86400000"), Some(MS_PER_DAY));
+        assert_eq!(parse_time("1970-01-02"), Some(MS_PER_DAY));
+        assert_eq!(parse_time("2026-02-30"), None);
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(bucket_ms("week"), None);
     }
 }

@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_nodes))
         .routes(routes!(get_node))
         .routes(routes!(set_node_state))
+        .routes(routes!(fleet_summary))
         .routes(routes!(submit_job, list_jobs))
         .routes(routes!(get_job))
         .routes(routes!(cancel_job))
@@ -552,6 +553,73 @@ async fn set_node_state(
         .await?;
     s.signals.wake.notify_one();
     Ok(Json(convert::node(n)))
+}
+
+/// GPUs by pool and model (allocated, idle, draining, down), the queue by project and the GPUs
+/// held per node, from one consistent read (centre admins and auditors).
+#[utoipa::path(get, path = "/v1/fleet/summary", tag = "fleet",
+    responses((status = 200, body = FleetSummary), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn fleet_summary(State(s): State<AppState>, caller: Caller) -> Answer<FleetSummary> {
+    caller.person()?;
+    if !caller.sees_all() {
+        return Err(ApiError::forbidden(
+            "only centre admins and auditors read the fleet summary",
+        ));
+    }
+    let at = now_ms();
+    let summary = s.store.fleet_summary().await?;
+    let projects: std::collections::BTreeMap<i64, st::ProjectRecord> = s
+        .store
+        .list_projects()
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    Ok(Json(FleetSummary {
+        at,
+        gpus: summary
+            .gpus
+            .into_iter()
+            .map(|g| FleetGpus {
+                pool: g.pool_id,
+                pool_name: g.pool,
+                gpu_model: g.gpu_model,
+                nodes: g.nodes,
+                total: g.total,
+                allocated: g.allocated,
+                allocated_milli: g.allocated_milli,
+                idle: g.idle,
+                draining: g.draining,
+                down: g.down,
+            })
+            .collect(),
+        queue: summary
+            .queue
+            .into_iter()
+            .filter(|q| q.queued_jobs + q.running_jobs > 0)
+            .map(|q| {
+                let p = projects.get(&q.project_id);
+                ProjectQueue {
+                    project: q.project_id,
+                    project_name: p.map(|p| p.name.clone()).unwrap_or_default(),
+                    org: p.map(|p| p.org_id).unwrap_or_default(),
+                    queued_jobs: q.queued_jobs,
+                    queued_gpu_milli: q.queued_gpu_milli,
+                    running_jobs: q.running_jobs,
+                }
+            })
+            .collect(),
+        nodes: summary
+            .nodes
+            .into_iter()
+            .map(|n| NodeAllocation {
+                node: n.node_id,
+                allocated: n.allocated,
+                allocated_milli: n.allocated_milli,
+            })
+            .collect(),
+    }))
 }
 
 /// Submit a job. The answer comes after the job is durably queued.

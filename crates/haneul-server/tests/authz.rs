@@ -385,7 +385,9 @@ async fn every_role_against_every_endpoint() {
         .await;
     w.check("GET", "/v1/awards", None, &humans(200)).await;
     w.check("GET", "/v1/usage", None, &humans(200)).await;
-    for path in ["/v1/audit", "/v1/audit/verify"] {
+    w.check("GET", "/v1/usage/series", None, &humans(200)).await;
+    // Operators' reads: the audit log and the fleet summary.
+    for path in ["/v1/audit", "/v1/audit/verify", "/v1/fleet/summary"] {
         w.check(
             "GET",
             path,
@@ -542,4 +544,234 @@ async fn revoked_tokens_stop_at_once() {
         401,
         "a revoked token must not outlive the cache"
     );
+}
+
+/// Roles that only read what operators read: centre admins and auditors.
+fn operators_read(ok: u16) -> Vec<(&'static str, u16)> {
+    let mut v = humans(403);
+    for cell in &mut v {
+        if matches!(cell.0, "admin" | "auditor") {
+            cell.1 = ok;
+        }
+    }
+    v
+}
+
+/// The awards, compliance and programme endpoints, added after the matrix above was drawn:
+/// who may read balances, ledgers and statements, who may change awards, weights and
+/// screening, and who may run a call from creation to its awards.
+#[tokio::test]
+async fn awards_compliance_and_programmes_by_role() {
+    let w = world().await;
+    let (pa, b) = (w.pa, w.org_b);
+
+    // Reading the accounts: every person, within what they may see.
+    for path in [
+        "/v1/balances",
+        "/v1/ledger",
+        "/v1/compute",
+        "/v1/gpu-weights",
+        "/v1/statements?month=2026-12",
+        "/v1/statements?month=2026-12&format=csv",
+    ] {
+        w.check("GET", path, None, &humans(200)).await;
+    }
+    w.check("GET", "/v1/statements?month=12-2026", None, &humans(400))
+        .await;
+    w.check(
+        "GET",
+        &format!("/v1/statements?month=2026-12&org={b}"),
+        None,
+        &[
+            ("none", 401),
+            ("admin", 200),
+            ("auditor", 200),
+            ("orgadmin_a", 404),
+            ("member_a", 404),
+            ("member_b", 200),
+            ("agent", 403),
+        ],
+    )
+    .await;
+    for path in ["/v1/notices", "/v1/underuse", "/v1/denied-parties"] {
+        w.check("GET", path, None, &operators_read(200)).await;
+    }
+
+    // Changing awards, weights and screening: centre admins only.
+    let (s, award) =
+        w.h.call(
+            Some(&w.h.admin),
+            "POST",
+            "/v1/awards",
+            Some(json!({"project": pa, "gpu_model": "H200", "gpu_hours": 100,
+                        "valid_from": 0, "valid_until": 4_102_444_800_000_i64})),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 201, "{award}");
+    let award = award["id"].as_i64().unwrap();
+    w.check(
+        "POST",
+        &format!("/v1/awards/{award}/adjust"),
+        Some(json!({"gpu_hours": 10, "reason": "review panel top-up"})),
+        &only_admin(201),
+    )
+    .await;
+    w.check(
+        "GET",
+        &format!("/v1/awards/{award}/changes"),
+        None,
+        &[
+            ("none", 401),
+            ("admin", 200),
+            ("auditor", 200),
+            ("orgadmin_a", 200),
+            ("member_a", 200),
+            ("member_a2", 404),
+            ("member_b", 404),
+            ("agent", 403),
+        ],
+    )
+    .await;
+    w.check(
+        "PUT",
+        "/v1/gpu-weights",
+        Some(json!({"gpu_model": "H200", "weight": 1.5})),
+        &only_admin(200),
+    )
+    .await;
+    w.check(
+        "POST",
+        &format!("/v1/orgs/{b}/verify"),
+        Some(json!({"status": "verified"})),
+        &only_admin(200),
+    )
+    .await;
+    w.check(
+        "POST",
+        "/v1/denied-parties",
+        Some(json!({"csv": "name,country\nShadow Compute Ltd,XX\n", "source": "test list"})),
+        &only_admin(201),
+    )
+    .await;
+
+    // A call from creation to its awards.
+    let call_body = json!({"programme": "national-ai", "name": "2027 spring",
+        "gpu_model": "H200", "capacity_gpus": 16,
+        "tracks": [{"name": "small", "max_gpus": 4, "max_days": 90}]});
+    w.check(
+        "POST",
+        "/v1/calls",
+        Some(call_body.clone()),
+        &only_admin(201),
+    )
+    .await;
+    let (_, calls) = w.h.call(Some(&w.h.admin), "GET", "/v1/calls", None).await;
+    let call = calls[0]["id"].as_i64().unwrap();
+    w.check("GET", "/v1/calls", None, &humans(200)).await;
+    w.check("GET", &format!("/v1/calls/{call}"), None, &humans(200))
+        .await;
+    w.check("GET", "/v1/calls/999999", None, &humans(404)).await;
+    w.check(
+        "POST",
+        &format!("/v1/calls/{call}/state"),
+        Some(json!({"state": "open"})),
+        &only_admin(200),
+    )
+    .await;
+    // Applying is for the project's organisation admin (or a centre admin); a project the
+    // caller cannot see is refused as a bad field, so its existence does not leak.
+    let application = |project: i64| {
+        json!({"project": project, "track": "small", "gpus": 2, "days": 30,
+               "plan": "fine-tune a Korean legal-domain model"})
+    };
+    w.check(
+        "POST",
+        &format!("/v1/calls/{call}/applications"),
+        Some(application(pa)),
+        &[
+            ("none", 401),
+            ("auditor", 403),
+            ("member_a", 403),
+            ("member_a2", 400),
+            ("member_b", 400),
+            ("agent", 403),
+            ("orgadmin_a", 201),
+        ],
+    )
+    .await;
+    let (_, projects) =
+        w.h.call(Some(&w.tokens["member_b"]), "GET", "/v1/projects", None)
+            .await;
+    let pb = projects[0]["id"].as_i64().unwrap();
+    w.check(
+        "POST",
+        &format!("/v1/calls/{call}/applications"),
+        Some(application(pb)),
+        &[("orgadmin_a", 400), ("admin", 201)],
+    )
+    .await;
+    w.check(
+        "GET",
+        &format!("/v1/calls/{call}/applications"),
+        None,
+        &humans(200),
+    )
+    .await;
+    // Each sees the applications of the projects they may see, and no other.
+    let mut both = vec![pa, pb];
+    both.sort_unstable();
+    assert_eq!(w.applicants(call, "admin").await, both);
+    assert_eq!(w.applicants(call, "auditor").await, both);
+    assert_eq!(w.applicants(call, "orgadmin_a").await, vec![pa]);
+    assert_eq!(w.applicants(call, "member_a").await, vec![pa]);
+    assert!(w.applicants(call, "member_a2").await.is_empty());
+    assert_eq!(w.applicants(call, "member_b").await, vec![pb]);
+
+    let (_, apps) =
+        w.h.call(
+            Some(&w.h.admin),
+            "GET",
+            &format!("/v1/calls/{call}/applications"),
+            None,
+        )
+        .await;
+    for app in apps.as_array().unwrap() {
+        w.check(
+            "POST",
+            &format!("/v1/applications/{}/scores", app["id"]),
+            Some(json!({"score": 7, "reviewer": "panel-1"})),
+            &only_admin(201),
+        )
+        .await;
+    }
+    w.check(
+        "POST",
+        &format!("/v1/calls/{call}/award"),
+        None,
+        &only_admin(201),
+    )
+    .await;
+    let (_, done) =
+        w.h.call(Some(&w.h.admin), "GET", &format!("/v1/calls/{call}"), None)
+            .await;
+    assert_eq!(done["state"], "awarded", "{done}");
+}
+
+impl World {
+    /// The projects of the call's applications that `role` is shown, sorted.
+    async fn applicants(&self, call: i64, role: &str) -> Vec<i64> {
+        let path = format!("/v1/calls/{call}/applications");
+        let (_, v) = self
+            .h
+            .call(Some(&self.tokens[role]), "GET", &path, None)
+            .await;
+        let mut projects: Vec<i64> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["project"].as_i64().unwrap())
+            .collect();
+        projects.sort_unstable();
+        projects
+    }
 }

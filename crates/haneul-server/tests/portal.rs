@@ -495,3 +495,613 @@ async fn home_shows_each_awards_balance_as_the_api_has_it() {
         ko.body
     );
 }
+
+/// The fleet page against a known fleet: three nodes of 8 H200, one draining and one down; on
+/// the one up, whole-GPU jobs of 2 and 1 GPUs and a half-GPU job; an 8-GPU job that cannot
+/// start. The page prints what `/v1/fleet/summary` says, and that is the known fleet.
+#[tokio::test]
+async fn fleet_page_counts_come_from_the_summary_of_a_known_fleet() {
+    let mut h = Harness::sqlite().await;
+    let org = h.org("org-a").await;
+    let pa = h.project(org, "alpha-proj").await;
+    let (_, mia) = h.user("mia", "member", Some(org), &[pa]).await;
+    let (_, agent) = h.user("agent", "agent", None, &[]).await;
+    let up = h.node(&agent, "gpu-up").await;
+    let draining = h.node(&agent, "gpu-draining").await;
+    let down = h.node(&agent, "gpu-down").await;
+    let admin = h.admin.clone();
+    h.ok(
+        &admin,
+        "POST",
+        &format!("/v1/nodes/{draining}/state"),
+        Some(json!({"state": "draining"})),
+        200,
+    )
+    .await;
+    // The third node's agent goes quiet: it is declared lost, and so down.
+    let now = now_ms();
+    h.store
+        .heartbeats(&[up, draining], now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store
+            .mark_lost_nodes(now + 30_000, now + 60_000)
+            .await
+            .unwrap(),
+        vec![down]
+    );
+    h.submit(&mia, pa, 2).await;
+    h.submit(&mia, pa, 1).await;
+    h.ok(
+        &mia,
+        "POST",
+        "/v1/jobs",
+        Some(
+            json!({"project": pa, "command": ["true"], "gpus_per_task": 0,
+                    "gpu_fraction_milli": 500}),
+        ),
+        201,
+    )
+    .await;
+    let big = h.submit(&mia, pa, 8).await;
+    h.step().await;
+    assert_eq!(h.job_state(big).await, "queued");
+
+    let s = h.ok(&admin, "GET", "/v1/fleet/summary", None, 200).await;
+    assert_eq!(
+        s["gpus"],
+        json!([{"pool": s["gpus"][0]["pool"], "pool_name": "default", "gpu_model": "H200",
+                "nodes": 3, "total": 24, "allocated": 4, "allocated_milli": 3500,
+                "idle": 4, "draining": 8, "down": 8}]),
+        "{s}"
+    );
+    assert_eq!(
+        s["queue"],
+        json!([{"project": pa, "project_name": "alpha-proj", "org": org, "queued_jobs": 1,
+                "queued_gpu_milli": 8000, "running_jobs": 3}]),
+        "{s}"
+    );
+    assert_eq!(
+        s["nodes"],
+        json!([{"node": up, "allocated": 4, "allocated_milli": 3500}])
+    );
+
+    let page = fetch(&h, "GET", "/portal/fleet", Some(&admin), &[], None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let g = &s["gpus"][0];
+    let row = format!(
+        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td>",
+        g["pool_name"].as_str().unwrap(),
+        g["gpu_model"].as_str().unwrap(),
+        g["total"],
+        g["allocated"],
+        g["idle"],
+        g["draining"],
+        g["down"],
+        g["allocated_milli"].as_i64().unwrap() as f64 / 1000.0
+    );
+    assert_eq!(
+        row,
+        "<td>default</td><td>H200</td><td>24</td><td>4</td><td>4</td><td>8</td><td>8</td><td>3.50</td>"
+    );
+    assert!(page.body.contains(&row), "{}", page.body);
+    assert!(
+        page.body
+            .contains("<td>alpha-proj</td><td>1</td><td>8.0</td><td>3</td>"),
+        "{}",
+        page.body
+    );
+    for (node, name, allocated, state) in [
+        (up, "gpu-up", 4, "up"),
+        (draining, "gpu-draining", 0, "draining"),
+        (down, "gpu-down", 0, "down"),
+    ] {
+        let at = page
+            .body
+            .find(&format!("id=\"node-{node}\""))
+            .unwrap_or_else(|| panic!("a row for {name}"));
+        let tr = &page.body[at..];
+        let tr = &tr[..tr.find("</tr>").unwrap()];
+        assert!(
+            tr.contains(&format!(
+                "<td>{name}</td><td>default</td><td>H200</td><td>8</td><td>{allocated}</td>"
+            )),
+            "{tr}"
+        );
+        assert!(tr.contains(&format!(">{state}</span>")), "{tr}");
+    }
+}
+
+#[tokio::test]
+async fn the_fleet_summary_is_for_operators_only() {
+    let h = Harness::sqlite().await;
+    let org = h.org("org-a").await;
+    let pa = h.project(org, "pa").await;
+    let (_, auditor) = h.user("aud", "auditor", None, &[]).await;
+    let (_, orgadmin) = h.user("oa", "org-admin", Some(org), &[]).await;
+    let (_, member) = h.user("mia", "member", Some(org), &[pa]).await;
+    let (_, agent) = h.user("agent", "agent", None, &[]).await;
+    let admin = h.admin.clone();
+    for (who, token, want) in [
+        ("centre-admin", Some(admin.as_str()), 200),
+        ("auditor", Some(auditor.as_str()), 200),
+        ("org-admin", Some(orgadmin.as_str()), 403),
+        ("member", Some(member.as_str()), 403),
+        ("agent", Some(agent.as_str()), 403),
+        ("nobody", None, 401),
+    ] {
+        let (status, v) = h.call(token, "GET", "/v1/fleet/summary", None).await;
+        assert_eq!(status.as_u16(), want, "{who}: {v}");
+        if want != 200 {
+            assert!(v["error"]["code"].is_string(), "{who}: {v}");
+        }
+    }
+    // On the portal the page is the operators': 404 to the others, read-only to auditors.
+    let page = fetch(&h, "GET", "/portal/fleet", Some(&auditor), &[], None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(!page.body.contains("id=\"drain-"));
+    for token in [&orgadmin, &member] {
+        let page = fetch(&h, "GET", "/portal/fleet", Some(token), &[], None).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND);
+    }
+}
+
+/// 2026-01-01 00:00 UTC.
+const DAY0: i64 = 1_767_225_600_000;
+const HOUR: i64 = 3_600_000;
+
+/// Runs `job` on `gpus` of `node` from `from` to `until`, straight through the store, so its
+/// ledger charge has known times.
+async fn run_between(h: &Harness, job: i64, node: i64, gpus: Vec<u32>, from: i64, until: i64) {
+    let epoch = h
+        .store
+        .acquire_lease("controller", "portal-test", 30 * 86_400_000, from)
+        .await
+        .unwrap()
+        .expect("the lease is free");
+    let (started, skipped) = h
+        .store
+        .start_attempts(
+            "portal-test",
+            epoch,
+            vec![st::NewAttempt {
+                job_id: job,
+                placement: haneul_sched::Placement {
+                    tasks: vec![haneul_sched::TaskPlacement {
+                        node: haneul_model::NodeId(node as u32),
+                        gpus,
+                        milli_per_gpu: haneul_model::MilliGpu(1000),
+                    }],
+                },
+                gpu_model: Some(GpuModel::new("H200").unwrap()),
+                borrowing: false,
+            }],
+            from,
+        )
+        .await
+        .unwrap();
+    assert!(skipped.is_empty());
+    for (exit_code, at) in [(None, from), (Some(0), until)] {
+        h.store
+            .report_task(
+                st::TaskReport {
+                    node,
+                    job,
+                    fence: started[0].fence,
+                    task: 0,
+                    exit_code,
+                },
+                at,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+struct Tenants {
+    h: Harness,
+    org_a: i64,
+    org_b: i64,
+    pa: i64,
+    pb: i64,
+    mia: String,
+    bo: String,
+    orgadmin_a: String,
+    auditor: String,
+}
+
+/// Two organisations with a project each, and charges at known times: in alpha-proj (org-a)
+/// 2 GPUs 10:30-12:15 and 1 GPU 23:30-00:30 across midnight on 2026-01-01; in beta-proj
+/// (org-b) 1 GPU 11:00-11:30; and alpha-proj 1 GPU for the last two hours before now.
+async fn charged_tenants() -> Tenants {
+    let h = Harness::sqlite().await;
+    let org_a = h.org("org-a").await;
+    let org_b = h.org("org-b").await;
+    let pa = h.project(org_a, "alpha-proj").await;
+    let pb = h.project(org_b, "beta-proj").await;
+    let (_, mia) = h.user("mia", "member", Some(org_a), &[pa]).await;
+    let (_, bo) = h.user("bo", "member", Some(org_b), &[pb]).await;
+    let (_, orgadmin_a) = h.user("oa", "org-admin", Some(org_a), &[]).await;
+    let (_, auditor) = h.user("aud", "auditor", None, &[]).await;
+    let (_, agent) = h.user("agent", "agent", None, &[]).await;
+    let node = h.node(&agent, "gpu-1").await;
+    let now = now_ms();
+    for (token, project, gpus, from, until) in [
+        (
+            &mia,
+            pa,
+            vec![0, 1],
+            DAY0 + 10 * HOUR + HOUR / 2,
+            DAY0 + 12 * HOUR + HOUR / 4,
+        ),
+        (
+            &bo,
+            pb,
+            vec![2],
+            DAY0 + 11 * HOUR,
+            DAY0 + 11 * HOUR + HOUR / 2,
+        ),
+        (
+            &mia,
+            pa,
+            vec![3],
+            DAY0 + 23 * HOUR + HOUR / 2,
+            DAY0 + 24 * HOUR + HOUR / 2,
+        ),
+        (&mia, pa, vec![4], now - 2 * HOUR, now),
+    ] {
+        let job = h.submit(token, project, gpus.len() as u32).await;
+        run_between(&h, job, node, gpus, from, until).await;
+    }
+    Tenants {
+        h,
+        org_a,
+        org_b,
+        pa,
+        pb,
+        mia,
+        bo,
+        orgadmin_a,
+        auditor,
+    }
+}
+
+fn hours(line: &serde_json::Value, key: &str) -> Vec<f64> {
+    line[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+fn close(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9)
+}
+
+#[tokio::test]
+async fn usage_series_splits_charges_across_buckets_and_adds_up_to_the_ledger() {
+    let t = charged_tenants().await;
+    let h = &t.h;
+    let admin = h.admin.clone();
+    let s = h
+        .ok(
+            &admin,
+            "GET",
+            "/v1/usage/series?by=project&bucket=hour&from=2026-01-01&to=2026-01-02",
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(
+        (s["by"].as_str(), s["bucket"].as_str()),
+        (Some("project"), Some("hour"))
+    );
+    assert_eq!(
+        (s["from"].as_i64(), s["to"].as_i64()),
+        (Some(DAY0), Some(DAY0 + 24 * HOUR))
+    );
+    let starts = s["starts"].as_array().unwrap();
+    assert_eq!(starts.len(), 24);
+    assert_eq!(starts[11].as_i64(), Some(DAY0 + 11 * HOUR));
+    let lines = s["lines"].as_array().unwrap();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["id"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![t.pa, t.pb]
+    );
+    assert_eq!(lines[0]["name"], "alpha-proj");
+    // 2 GPUs from 10:30 to 12:15: 30, 60 and 15 minutes; and the first half hour of the
+    // midnight run at 23:30.
+    let mut want = vec![0.0; 24];
+    (want[10], want[11], want[12], want[23]) = (1.0, 2.0, 0.5, 0.5);
+    let pa_hours = hours(&lines[0], "gpu_hours");
+    assert!(close(&pa_hours, &want), "{pa_hours:?}");
+    let mut want_b = vec![0.0; 24];
+    want_b[11] = 0.5;
+    assert!(close(&hours(&lines[1], "gpu_hours"), &want_b));
+    // Charged at the H200 class weight in each bucket.
+    let charged = hours(&lines[0], "charged_gpu_hours");
+    let weighted: Vec<f64> = want.iter().map(|v| v * 1.3).collect();
+    assert!(close(&charged, &weighted), "{charged:?}");
+
+    // Per day, the buckets of a project add up to its ledger charges exactly.
+    let d = h
+        .ok(
+            &admin,
+            "GET",
+            "/v1/usage/series?by=project&bucket=day&from=2026-01-01&to=2026-01-03",
+            None,
+            200,
+        )
+        .await;
+    let pa_line = &d["lines"][0];
+    assert!(close(&hours(pa_line, "gpu_hours"), &[4.0, 0.5]), "{d}");
+    let ledger = h
+        .ok(
+            &admin,
+            "GET",
+            &format!(
+                "/v1/ledger?project={}&until={}",
+                t.pa,
+                DAY0 + 2 * 86_400_000
+            ),
+            None,
+            200,
+        )
+        .await;
+    let charged_ms: i64 = ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["charged_ms"].as_i64().unwrap())
+        .sum();
+    assert_eq!(ledger.as_array().unwrap().len(), 2, "{ledger}");
+    let series_ms: i64 = pa_line["charged_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(series_ms, charged_ms);
+
+    // By organisation, with the names.
+    let o = h
+        .ok(
+            &admin,
+            "GET",
+            "/v1/usage/series?by=org&bucket=day&from=2026-01-01&to=2026-01-03",
+            None,
+            200,
+        )
+        .await;
+    let names: Vec<&str> = o["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["org-a", "org-b"]);
+    assert_eq!(o["lines"][0]["id"].as_i64(), Some(t.org_a));
+    assert!(close(&hours(&o["lines"][1], "gpu_hours"), &[0.5, 0.0]));
+}
+
+#[tokio::test]
+async fn usage_series_is_scoped_like_usage_and_the_home_page_draws_it() {
+    let t = charged_tenants().await;
+    let h = &t.h;
+    let q = "/v1/usage/series?by=project&bucket=day&from=2026-01-01&to=2026-01-03";
+    let ids = |v: &serde_json::Value| -> Vec<i64> {
+        v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&h.ok(&t.mia, "GET", q, None, 200).await), vec![t.pa]);
+    assert_eq!(ids(&h.ok(&t.bo, "GET", q, None, 200).await), vec![t.pb]);
+    assert_eq!(
+        ids(&h.ok(&t.orgadmin_a, "GET", q, None, 200).await),
+        vec![t.pa]
+    );
+    assert_eq!(
+        ids(&h.ok(&t.auditor, "GET", q, None, 200).await),
+        vec![t.pa, t.pb]
+    );
+    let by_org = q.replace("by=project", "by=org");
+    assert_eq!(
+        ids(&h.ok(&t.bo, "GET", &by_org, None, 200).await),
+        vec![t.org_b]
+    );
+    assert_eq!(
+        ids(&h.ok(&t.mia, "GET", &by_org, None, 200).await),
+        vec![t.org_a]
+    );
+
+    // The researcher's home page: the last 30 days of their project, a chart and its table.
+    let mia = t.mia.as_str();
+    let home_in = |lang: &'static str| async move {
+        let header = [("accept-language", lang)];
+        fetch(h, "GET", "/portal", Some(mia), &header, None).await
+    };
+    let home = home_in("en").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    let body = &home.body;
+    assert!(
+        body.contains("<title>Award GPU-hours charged per day"),
+        "{body}"
+    );
+    assert!(body.contains("data-series=\"alpha-proj\""), "{body}");
+    assert!(body.contains("id=\"series-project\""), "{body}");
+    assert!(!body.contains("beta-proj"));
+    // Two hours on one GPU at the H200 weight, split over one or two UTC days.
+    let table = &body[body.find("id=\"series-project\"").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    let total = &table[table.find("<tfoot>").unwrap()..];
+    assert!(total.contains("<td>2.600</td>"), "{table}");
+    let ko = home_in("ko").await;
+    assert!(
+        ko.body.contains("프로젝트별 일일 배정 GPU 시간 차감"),
+        "{}",
+        ko.body
+    );
+
+    // The operators' fleet page draws every organisation over time.
+    let admin = h.admin.clone();
+    let fleet = fetch(h, "GET", "/portal/fleet", Some(&admin), &[], None).await;
+    assert!(
+        fleet.body.contains("data-series=\"org-a\""),
+        "{}",
+        fleet.body
+    );
+    assert!(fleet.body.contains("id=\"series-org\""));
+    assert!(fleet.body.contains("role=\"img\""));
+}
+
+#[tokio::test]
+async fn usage_series_names_the_bad_parameter() {
+    let h = Harness::sqlite().await;
+    let admin = h.admin.clone();
+    for (query, field) in [
+        ("by=team", "by"),
+        ("bucket=week", "bucket"),
+        ("from=yesterday", "from"),
+        ("to=2026-02-30", "to"),
+        ("from=2026-01-02&to=2026-01-01", "to"),
+        ("bucket=hour&from=2026-01-01&to=2026-03-01", "from"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, v) = h
+            .call(
+                Some(&admin),
+                "GET",
+                &format!("/v1/usage/series?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {v}");
+        assert_eq!(v["error"]["field"], field, "{query}: {v}");
+    }
+    let (_, v) = h
+        .call(
+            Some(&admin),
+            "GET",
+            "/v1/usage/series?bucket=hour&from=2026-01-01&to=2026-03-01",
+            None,
+        )
+        .await;
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("1416") && message.contains("1000"),
+        "{message}"
+    );
+}
+
+fn job_ids(body: &str) -> Vec<i64> {
+    body.match_indices("<tr id=\"job-")
+        .map(|(at, m)| {
+            let rest = &body[at + m.len()..];
+            rest[..rest.find('"').unwrap()].parse().unwrap()
+        })
+        .collect()
+}
+
+fn link(body: &str, id: &str) -> Option<String> {
+    let pattern = format!("id=\"{id}\" href=\"");
+    let rest = &body[body.find(&pattern)? + pattern.len()..];
+    Some(rest[..rest.find('"').unwrap()].replace("&amp;", "&"))
+}
+
+#[tokio::test]
+async fn the_job_list_pages_through_the_callers_jobs_only() {
+    let h = Harness::sqlite().await;
+    let org_a = h.org("org-a").await;
+    let org_b = h.org("org-b").await;
+    let pa = h.project(org_a, "alpha-proj").await;
+    let pb = h.project(org_b, "beta-proj").await;
+    let (_, mia) = h.user("mia", "member", Some(org_a), &[pa]).await;
+    let (_, bo) = h.user("bo", "member", Some(org_b), &[pb]).await;
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    for i in 0..60 {
+        mine.push(h.submit(&mia, pa, 1).await);
+        if i % 12 == 0 {
+            theirs.push(h.submit(&bo, pb, 1).await);
+        }
+    }
+
+    let first = fetch(&h, "GET", "/portal/jobs", Some(&mia), &[], None).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let page1 = job_ids(&first.body);
+    assert_eq!(page1.len(), 50);
+    assert_eq!(page1[0], *mine.last().unwrap(), "newest first");
+    assert!(
+        first.body.contains("hx-get=\"/portal/jobs/rows\""),
+        "the first page refreshes itself"
+    );
+    assert!(link(&first.body, "newer").is_none());
+    let older = link(&first.body, "older").expect("an older page");
+    assert!(older.starts_with("/portal/jobs?before="), "{older}");
+
+    let second = fetch(&h, "GET", &older, Some(&mia), &[], None).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    let page2 = job_ids(&second.body);
+    assert_eq!(page2.len(), 10);
+    assert!(page2.iter().all(|id| !page1.contains(id)), "no overlap");
+    let mut all: Vec<i64> = page1.iter().chain(&page2).copied().collect();
+    all.sort();
+    assert_eq!(all, mine, "the two pages are exactly mia's jobs");
+    assert!(
+        theirs
+            .iter()
+            .all(|id| !page2.contains(id) && !page1.contains(id))
+    );
+    assert!(!second.body.contains("beta-proj"));
+    assert!(
+        !second.body.contains("hx-get=\"/portal/jobs/rows\""),
+        "older pages stand still"
+    );
+    assert!(link(&second.body, "older").is_none(), "the last page");
+    let newer = link(&second.body, "newer").expect("a newer page");
+    let back = fetch(&h, "GET", &newer, Some(&mia), &[], None).await;
+    assert_eq!(job_ids(&back.body), page1);
+
+    // A page reached through others goes back along its trail of cursors.
+    let before = page1[19];
+    let p2 = fetch(
+        &h,
+        "GET",
+        &format!("/portal/jobs?before={before}&trail=999"),
+        Some(&mia),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        link(&p2.body, "newer").as_deref(),
+        Some("/portal/jobs?before=999")
+    );
+    // A page of another tenant's ids shows nothing of theirs; a cursor that is not an id is
+    // refused naming it.
+    let theirs_page = fetch(
+        &h,
+        "GET",
+        &format!("/portal/jobs?before={}", theirs[0] + 1),
+        Some(&mia),
+        &[],
+        None,
+    )
+    .await;
+    assert!(
+        job_ids(&theirs_page.body)
+            .iter()
+            .all(|id| mine.contains(id))
+    );
+    let bad = fetch(&h, "GET", "/portal/jobs?before=abc", Some(&mia), &[], None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("before"), "{}", bad.body);
+}

@@ -1234,6 +1234,49 @@ macro_rules! store_impl {
                 rows.iter().map(node_row).collect()
             }
 
+            async fn fleet_summary(&self) -> Result<FleetSummary> {
+                let mut tx = self.begin_read().await?;
+                let pools = sqlx::query("SELECT * FROM pools ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(pool_row)
+                    .collect::<Result<Vec<_>>>()?;
+                let nodes = sqlx::query(&format!("SELECT {NODE_COLS} ORDER BY n.id"))
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(node_row)
+                    .collect::<Result<Vec<_>>>()?;
+                let live: Vec<(String,)> = sqlx::query_as(
+                    "SELECT placement FROM attempts \
+                     WHERE state IN ('assigned', 'running', 'stopping') ORDER BY id",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let live = live
+                    .iter()
+                    .map(|(p,)| serde_json::from_str::<Placement>(p))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let jobs: Vec<(i64, String, String)> = sqlx::query_as(
+                    "SELECT project_id, state, spec FROM jobs \
+                     WHERE state IN ('queued', 'running', 'stopping') ORDER BY id",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let jobs = jobs
+                    .iter()
+                    .map(|(p, state, spec)| {
+                        Ok((
+                            *p,
+                            parse_enum(state, JobState::parse, "job state")?,
+                            serde_json::from_str::<JobSpec>(spec)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(FleetSummary::build(&pools, &nodes, &live, &jobs))
+            }
+
             async fn set_node_state(
                 &self,
                 actor: &Actor,
@@ -1608,6 +1651,42 @@ macro_rules! store_impl {
                 .fetch_all(&self.read)
                 .await?;
                 rows.iter().map(ledger_row).collect()
+            }
+
+            async fn ledger_spans(
+                &self,
+                projects: Option<&[i64]>,
+                from: i64,
+                until: i64,
+            ) -> Result<Vec<LedgerSpan>> {
+                let mut sql = String::from(
+                    "SELECT l.*, COALESCE(a.started_at, a.created_at) AS span_start \
+                     FROM ledger l JOIN attempts a ON a.id = l.attempt_id \
+                     WHERE l.kind <> 'credit' AND l.at > $1 \
+                     AND COALESCE(a.started_at, a.created_at) < $2",
+                );
+                if let Some(projects) = projects {
+                    if projects.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    // Ids are integers we hold, never text from a request.
+                    let list: Vec<String> = projects.iter().map(|p| p.to_string()).collect();
+                    sql.push_str(&format!(" AND l.project_id IN ({})", list.join(",")));
+                }
+                sql.push_str(" ORDER BY l.id");
+                let rows = sqlx::query(&sql)
+                    .bind(from)
+                    .bind(until)
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(LedgerSpan {
+                            entry: ledger_row(r)?,
+                            started_at: r.try_get("span_start")?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn set_gpu_weight(

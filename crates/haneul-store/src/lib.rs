@@ -100,6 +100,9 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(&self, node: i64, now: i64) -> Result<NodeRecord>;
     /// Heartbeats of several nodes in one transaction; `None` for an unknown node.
     async fn heartbeats(&self, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>>;
+    /// GPUs by pool and model (allocated, idle, draining, down), the queue per project and the
+    /// GPUs held per node, read in one transaction so the figures agree with each other.
+    async fn fleet_summary(&self) -> Result<FleetSummary>;
 
     // --- jobs ---
 
@@ -142,6 +145,14 @@ pub trait Store: Send + Sync + 'static {
     /// Ledger rows with `from <= at < until`, of one project or all, in id order.
     async fn ledger(&self, project: Option<i64>, from: i64, until: i64)
     -> Result<Vec<LedgerEntry>>;
+    /// Charge and refund rows (not credits) of these projects, or all, whose attempt held its
+    /// GPUs during part of `[from, until)`, each with the attempt's start, in id order.
+    async fn ledger_spans(
+        &self,
+        projects: Option<&[i64]>,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<LedgerSpan>>;
     /// Sets the weight (thousandths) at which a GPU model's time is charged from now on.
     async fn set_gpu_weight(
         &self,

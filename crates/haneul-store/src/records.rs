@@ -643,3 +643,219 @@ pub fn audit_hash(
     }
     hex::encode(h.finalize())
 }
+
+/// GPUs of one model in one pool, by what they are doing. A GPU counts once: allocated when a
+/// live attempt holds any share of it, else idle, draining or down by its node's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetGpus {
+    pub pool_id: i64,
+    pub pool: String,
+    pub gpu_model: String,
+    pub nodes: i64,
+    pub total: i64,
+    pub allocated: i64,
+    /// The shares held on the allocated GPUs, in milli-GPU: two half-GPU jobs on one GPU are
+    /// one allocated GPU and 1000 here, one quarter-GPU job is one allocated GPU and 250.
+    pub allocated_milli: i64,
+    pub idle: i64,
+    pub draining: i64,
+    pub down: i64,
+}
+
+/// One project's work waiting and running.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectQueue {
+    pub project_id: i64,
+    pub queued_jobs: i64,
+    /// GPUs the queued jobs ask for (replicas x GPUs per task), in milli-GPU.
+    pub queued_gpu_milli: i64,
+    /// Jobs running or stopping (still holding GPUs).
+    pub running_jobs: i64,
+}
+
+/// GPUs held on one node by live attempts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeAllocation {
+    pub node_id: i64,
+    pub allocated: i64,
+    pub allocated_milli: i64,
+}
+
+/// The fleet at one moment, as one read transaction saw it: GPUs per (pool, model) ordered by
+/// pool name then model, the queue per project by project id, allocations per node by node id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetSummary {
+    pub gpus: Vec<FleetGpus>,
+    pub queue: Vec<ProjectQueue>,
+    pub nodes: Vec<NodeAllocation>,
+}
+
+impl FleetSummary {
+    /// Adds it up from the nodes, the placements of live attempts and the unfinished jobs
+    /// (project, state, spec). Pure, so both backends share it and tests can feed it directly.
+    pub fn build(
+        pools: &[PoolRecord],
+        nodes: &[NodeRecord],
+        live: &[Placement],
+        jobs: &[(i64, JobState, JobSpec)],
+    ) -> FleetSummary {
+        // (node, gpu index) -> milli held; a BTreeMap so nothing depends on hash order.
+        let mut held: BTreeMap<(i64, u32), u64> = BTreeMap::new();
+        for p in live {
+            for t in &p.tasks {
+                for g in &t.gpus {
+                    *held.entry((t.node.get() as i64, *g)).or_default() += t.milli_per_gpu.get();
+                }
+            }
+        }
+        let mut per_node: BTreeMap<i64, NodeAllocation> = BTreeMap::new();
+        for ((node, _), milli) in &held {
+            let a = per_node.entry(*node).or_insert_with(|| NodeAllocation {
+                node_id: *node,
+                ..NodeAllocation::default()
+            });
+            a.allocated += 1;
+            a.allocated_milli += (*milli).min(1000) as i64;
+        }
+        let pool_name: BTreeMap<i64, &str> =
+            pools.iter().map(|p| (p.id, p.name.as_str())).collect();
+        let mut gpus: BTreeMap<(String, String), FleetGpus> = BTreeMap::new();
+        for n in nodes {
+            let pool = pool_name
+                .get(&n.pool_id)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| n.pool_id.to_string());
+            let row = gpus
+                .entry((pool.clone(), n.gpu_model.to_string()))
+                .or_insert_with(|| FleetGpus {
+                    pool_id: n.pool_id,
+                    pool,
+                    gpu_model: n.gpu_model.to_string(),
+                    ..FleetGpus::default()
+                });
+            let a = per_node.get(&n.id).cloned().unwrap_or_default();
+            // A placement names GPU indices the node has; clamp anyway so a stale row cannot
+            // make the free count negative.
+            let allocated = a.allocated.min(n.gpus);
+            let free = n.gpus - allocated;
+            row.nodes += 1;
+            row.total += n.gpus;
+            row.allocated += allocated;
+            row.allocated_milli += a.allocated_milli;
+            match n.state {
+                NodeState::Up => row.idle += free,
+                NodeState::Draining => row.draining += free,
+                NodeState::Down => row.down += free,
+            }
+        }
+        let mut queue: BTreeMap<i64, ProjectQueue> = BTreeMap::new();
+        for (project, state, spec) in jobs {
+            let q = queue.entry(*project).or_insert_with(|| ProjectQueue {
+                project_id: *project,
+                ..ProjectQueue::default()
+            });
+            match state {
+                JobState::Queued => {
+                    q.queued_jobs += 1;
+                    q.queued_gpu_milli += spec.total_gpu().get() as i64;
+                }
+                JobState::Running | JobState::Stopping => q.running_jobs += 1,
+                _ => {}
+            }
+        }
+        FleetSummary {
+            gpus: gpus.into_values().collect(),
+            queue: queue.into_values().collect(),
+            nodes: per_node.into_values().collect(),
+        }
+    }
+}
+
+/// A charge or refund with the span of the attempt it is for: the attempt held its GPUs at a
+/// constant rate from `started_at` to the row's `at`, which is how a time series spreads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSpan {
+    pub entry: LedgerEntry,
+    pub started_at: i64,
+}
+
+#[cfg(test)]
+mod fleet_tests {
+    use super::*;
+    use haneul_model::{GpuRequest, MilliGpu, NodeId, ProjectId};
+    use haneul_sched::TaskPlacement;
+
+    fn node(id: i64, state: NodeState) -> NodeRecord {
+        NodeRecord {
+            id,
+            name: format!("n{id}"),
+            pool_id: 1,
+            block_id: 1,
+            block: "b".into(),
+            gpu_model: GpuModel::new("H200").unwrap(),
+            gpus: 8,
+            gpu_memory_mib: 0,
+            nvlink_domain: 8,
+            cpu_milli: 0,
+            memory_mib: 0,
+            state,
+            down_reason: None,
+            agent_user: None,
+            last_heartbeat: 0,
+            limits: None,
+            address: None,
+            health: None,
+        }
+    }
+
+    fn on(node: u32, gpus: Vec<u32>, milli: u64) -> Placement {
+        Placement {
+            tasks: vec![TaskPlacement {
+                node: NodeId(node),
+                gpus,
+                milli_per_gpu: MilliGpu(milli),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_shared_gpu_counts_once_and_its_shares_add_up() {
+        let pools = [PoolRecord {
+            id: 1,
+            name: "gov".into(),
+            owner: None,
+            lending: haneul_model::Lending::Open,
+        }];
+        let nodes = [node(1, NodeState::Up), node(2, NodeState::Draining)];
+        // Two half-GPU jobs on GPU 0 of node 1, a quarter on GPU 1, a whole GPU on node 2.
+        let live = [
+            on(1, vec![0], 500),
+            on(1, vec![0], 500),
+            on(1, vec![1], 250),
+            on(2, vec![3], 1000),
+        ];
+        let fraction = JobSpec::new(ProjectId(7), 3, GpuRequest::Fraction(250));
+        let jobs = [(7, JobState::Queued, fraction)];
+        let s = FleetSummary::build(&pools, &nodes, &live, &jobs);
+        assert_eq!(s.gpus.len(), 1);
+        let g = &s.gpus[0];
+        assert_eq!((g.total, g.allocated, g.allocated_milli), (16, 3, 2250));
+        assert_eq!((g.idle, g.draining, g.down), (6, 7, 0));
+        assert_eq!(s.queue[0].queued_gpu_milli, 750);
+        assert_eq!(
+            s.nodes,
+            vec![
+                NodeAllocation {
+                    node_id: 1,
+                    allocated: 2,
+                    allocated_milli: 1250
+                },
+                NodeAllocation {
+                    node_id: 2,
+                    allocated: 1,
+                    allocated_milli: 1000
+                },
+            ]
+        );
+    }
+}

@@ -1192,6 +1192,104 @@ pub async fn node_health_drains_and_requeues(store: &dyn Store) {
     assert_eq!(rec.down_reason, None);
 }
 
+pub async fn fleet_summary_and_ledger_spans(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "kisti").await;
+    let (_, other, _) = tenant(store, "snu").await;
+    let n1 = node(store, "n1", 1).await;
+    let n2 = node(store, "n2", 1).await;
+    let n3 = node(store, "n3", 1).await;
+    let epoch = lead(store, "a", 1).await;
+    let running = submit(store, &u, p.id, 2).await;
+    start(store, epoch, running.id, n1.id, 10).await;
+    submit(store, &u, p.id, 3).await;
+    submit(store, &u, p.id, 4).await;
+    store
+        .set_node_state(&admin(), n2.id, NodeState::Draining, 5)
+        .await
+        .unwrap();
+    store.heartbeats(&[n1.id, n2.id], 100).await.unwrap();
+    assert_eq!(store.mark_lost_nodes(50, 100).await.unwrap(), vec![n3.id]);
+
+    let s = store.fleet_summary().await.unwrap();
+    assert_eq!(
+        s.gpus,
+        vec![FleetGpus {
+            pool_id: n1.pool_id,
+            pool: "main".into(),
+            gpu_model: "H200".into(),
+            nodes: 3,
+            total: 24,
+            allocated: 2,
+            allocated_milli: 2000,
+            idle: 6,
+            draining: 8,
+            down: 8,
+        }]
+    );
+    assert_eq!(
+        s.queue,
+        vec![ProjectQueue {
+            project_id: p.id,
+            queued_jobs: 2,
+            queued_gpu_milli: 4000,
+            running_jobs: 1,
+        }]
+    );
+    assert_eq!(
+        s.nodes,
+        vec![NodeAllocation {
+            node_id: n1.id,
+            allocated: 2,
+            allocated_milli: 2000,
+        }]
+    );
+
+    // The attempt runs from 1000 for an hour; its charge is written when it ends.
+    finish(store, running.id, 1, n1.id, 1000).await;
+    let end = 1000 + 3_600_000;
+    let spans = store.ledger_spans(None, 0, 2_000_000).await.unwrap();
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    assert_eq!(spans[0].started_at, 1000);
+    assert_eq!(spans[0].entry.at, end);
+    assert_eq!(spans[0].entry.gpu_ms, 2 * 3_600_000);
+    assert_eq!(spans[0].entry.kind, LedgerKind::Charge);
+    // Only spans that overlap the window: ending at its start or starting at its end do not.
+    assert!(
+        store
+            .ledger_spans(None, end, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.ledger_spans(None, 0, 1000).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .ledger_spans(Some(&[p.id]), end - 1, end)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .ledger_spans(Some(&[other.id]), 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .ledger_spans(Some(&[]), 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let s = store.fleet_summary().await.unwrap();
+    assert_eq!((s.gpus[0].allocated, s.gpus[0].idle), (0, 8));
+    assert!(s.nodes.is_empty());
+    assert_eq!(s.queue[0].running_jobs, 0);
+}
+
 /// Instantiates every test of the suite for one backend; `$open` is an async block that returns
 /// `(store, guard)`, the guard keeping the database alive for the test.
 macro_rules! suite {
@@ -1212,7 +1310,8 @@ macro_rules! suite {
                 awards_change_and_balance,
                 compliance_records,
                 calls_applications_and_awards,
-                node_health_drains_and_requeues);
+                node_health_drains_and_requeues,
+                fleet_summary_and_ledger_spans);
         }
     };
     (@tests $open:expr; $($name:ident),+) => {

@@ -59,6 +59,147 @@ pub fn used_of_granted(used: f64, granted: f64, label: &str) -> String {
     )
 }
 
+/// What a [`lines`] chart says about itself: its title (also the SVG's title and the start of
+/// its aria-label) and its axes.
+pub struct Axes<'a> {
+    pub title: &'a str,
+    pub x: &'a str,
+    pub y: &'a str,
+}
+
+/// Line colours (Okabe and Ito's palette, told apart with colour blindness); past the seventh
+/// series they repeat dashed.
+const PALETTE: [&str; 7] = [
+    "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#000000",
+];
+
+/// The smallest 1, 2 or 5 times a power of ten at or above `v`, so axis ticks are round.
+fn round_up(v: f64) -> f64 {
+    if v <= 0.0 {
+        return 1.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|c| *c >= v * (1.0 - 1e-9))
+        .unwrap_or(10.0 * p)
+}
+
+/// A line chart over time: one line per `(name, values)` against the bucket `ticks` (labels
+/// of the buckets, in order), a y axis from zero with three round ticks, the first, middle and
+/// last bucket labelled, axis titles, and a legend under the plot (one row per line, so long
+/// names still fit a phone). The aria-label gives each line's total, for screen readers.
+pub fn lines(ticks: &[String], series: &[(String, Vec<f64>)], axes: &Axes) -> String {
+    let (left, width, top, height) = (64.0, 480.0, 12.0, 180.0);
+    let n = ticks.len().max(1);
+    let max = round_up(
+        series
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .fold(0.0_f64, f64::max),
+    );
+    let legend_y = top + height + 52.0;
+    let total_h = legend_y + 20.0 * series.len() as f64 + 4.0;
+    let totals: Vec<String> = series
+        .iter()
+        .map(|(name, v)| format!("{name} {}", figure(v.iter().sum())))
+        .collect();
+    let label = if totals.is_empty() {
+        axes.title.to_string()
+    } else {
+        format!("{}: {}", axes.title, totals.join(", "))
+    };
+    let x_of = |i: usize| left + width * (i as f64 + 0.5) / n as f64;
+    let y_of = |v: f64| top + height * (1.0 - v / max);
+    let mut svg = format!(
+        "<svg class=\"chart lines\" role=\"img\" viewBox=\"0 0 {w} {total_h}\" \
+         preserveAspectRatio=\"xMinYMin meet\" aria-label=\"{label}\"><title>{title}</title>\
+         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{bottom}\" class=\"axis\"/>\
+         <line x1=\"{left}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" class=\"axis\"/>",
+        w = left + width + 16.0,
+        label = escape(&label),
+        title = escape(axes.title),
+        bottom = top + height,
+        right = left + width,
+    );
+    for k in 0..=2 {
+        let v = max * k as f64 / 2.0;
+        let y = y_of(v);
+        svg.push_str(&format!(
+            "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{right}\" y2=\"{y:.1}\" class=\"grid\"/>\
+             <text x=\"{tx}\" y=\"{ty:.1}\" class=\"tick\" text-anchor=\"end\">{v}</text>",
+            right = left + width,
+            tx = left - 6.0,
+            ty = y + 4.0,
+            v = figure(v),
+        ));
+    }
+    let mut shown: Vec<usize> = vec![0, n / 2, n - 1];
+    shown.dedup();
+    for i in shown.into_iter().filter(|i| *i < ticks.len()) {
+        let anchor = if i == 0 {
+            "start"
+        } else if i == n - 1 {
+            "end"
+        } else {
+            "middle"
+        };
+        svg.push_str(&format!(
+            "<text x=\"{x:.1}\" y=\"{y}\" class=\"tick\" text-anchor=\"{anchor}\">{t}</text>",
+            x = if i == 0 {
+                left
+            } else if i == n - 1 {
+                left + width
+            } else {
+                x_of(i)
+            },
+            y = top + height + 18.0,
+            t = escape(&ticks[i]),
+        ));
+    }
+    svg.push_str(&format!(
+        "<text x=\"{x}\" y=\"{y}\" class=\"axis-title\" text-anchor=\"middle\">{t}</text>\
+         <text x=\"12\" y=\"{my}\" class=\"axis-title\" text-anchor=\"middle\" \
+         transform=\"rotate(-90 12 {my})\">{yt}</text>",
+        x = left + width / 2.0,
+        y = top + height + 38.0,
+        t = escape(axes.x),
+        my = top + height / 2.0,
+        yt = escape(axes.y),
+    ));
+    for (k, (name, values)) in series.iter().enumerate() {
+        let colour = PALETTE[k % PALETTE.len()];
+        let dash = if k >= PALETTE.len() {
+            " stroke-dasharray=\"6 3\""
+        } else {
+            ""
+        };
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", x_of(i), y_of(*v)))
+            .collect();
+        let ly = legend_y + 20.0 * k as f64;
+        svg.push_str(&format!(
+            "<polyline points=\"{points}\" fill=\"none\" stroke=\"{colour}\" \
+             stroke-width=\"2\"{dash} class=\"series\" data-series=\"{name}\"/>\
+             <line x1=\"{left}\" y1=\"{my:.1}\" x2=\"{lx}\" y2=\"{my:.1}\" stroke=\"{colour}\" \
+             stroke-width=\"3\"{dash}/>\
+             <text x=\"{tx}\" y=\"{ty:.1}\" class=\"legend\">{name} ({total})</text>",
+            points = points.join(" "),
+            name = escape(name),
+            my = ly - 4.0,
+            lx = left + 22.0,
+            tx = left + 28.0,
+            ty = ly,
+            total = figure(values.iter().sum()),
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 /// One decimal for sizeable values; small ones (a short test job) keep three, so a bar drawn
 /// at full length is never labelled 0.0.
 pub fn figure(v: f64) -> String {
@@ -105,5 +246,41 @@ mod tests {
             "{over}"
         );
         assert!(used_of_granted(0.0, 0.0, "x").contains(">0%</text>"));
+    }
+    #[test]
+    fn line_chart_has_a_line_and_legend_entry_per_series_on_round_axes() {
+        let ticks: Vec<String> = ["01", "02", "03"].iter().map(|s| s.to_string()).collect();
+        let svg = lines(
+            &ticks,
+            &[
+                ("org <a>".into(), vec![1.0, 3.0, 0.0]),
+                ("org-b".into(), vec![0.0, 0.5, 0.5]),
+            ],
+            &Axes {
+                title: "GPU-hours over time",
+                x: "Day (UTC)",
+                y: "GPU-hours",
+            },
+        );
+        assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+        assert!(svg.contains("data-series=\"org &lt;a&gt;\""), "{svg}");
+        assert!(
+            svg.contains(">org &lt;a&gt; (4.000)</text>"),
+            "legend with total: {svg}"
+        );
+        assert!(
+            svg.contains("aria-label=\"GPU-hours over time: org &lt;a&gt; 4.000, org-b 1.000\""),
+            "{svg}"
+        );
+        assert!(svg.contains("<title>GPU-hours over time</title>"));
+        // The largest value, 3, is drawn against an axis of 5 with ticks 0, 2.5 and 5.
+        assert!(
+            svg.contains(">5.000</text>") && svg.contains(">2.500</text>"),
+            "{svg}"
+        );
+        assert!(svg.contains(">Day (UTC)</text>") && svg.contains(">GPU-hours</text>"));
+        assert_eq!(round_up(0.0), 1.0);
+        assert_eq!(round_up(11.0), 20.0);
+        assert!((round_up(0.03) - 0.05).abs() < 1e-12);
     }
 }

@@ -9,6 +9,7 @@
 
 mod chart;
 mod i18n;
+mod programmes;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     let (api, _) = utoipa_axum::router::OpenApiRouter::new()
         .merge(crate::routes::router())
         .merge(crate::accounting::router())
+        .merge(crate::programmes::router())
         .split_for_parts();
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal") }))
@@ -56,6 +58,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal/fleet", get(fleet_page))
         .route("/portal/nodes/{id}/{action}", post(node_action))
         .route("/portal/audit", get(audit_page))
+        // Calls, applications, scores and statements: portal/programmes.rs.
+        .merge(programmes::routes())
         .route("/portal/assets/htmx.min.js", get(htmx_js))
         .route("/portal/assets/portal.css", get(portal_css))
         .route("/portal/{*rest}", get(unknown_page))
@@ -392,6 +396,7 @@ struct HomePage {
     base: Base,
     projects: Vec<ProjectRow>,
     chart: String,
+    series: SeriesView,
 }
 
 /// A job as a list row.
@@ -447,6 +452,8 @@ fn utc(ms: i64) -> String {
 struct JobRows {
     t: &'static Texts,
     rows: Vec<JobRow>,
+    /// The first page refreshes itself; older pages stay as they are (their rows would shift).
+    live: bool,
 }
 
 /// The submission form's values, kept when the API refuses them so nothing typed is lost.
@@ -475,6 +482,7 @@ struct JobsPage {
     /// The field at fault and why, after a refused submission.
     error: Option<(String, String)>,
     rows: JobRows,
+    pager: Pager,
 }
 
 #[derive(Template)]
@@ -533,6 +541,8 @@ struct FleetRow {
     idle: i64,
     draining: i64,
     down: i64,
+    /// The shares held on the allocated GPUs, in GPUs (two decimals: a quarter GPU shows).
+    share: String,
 }
 
 struct QueueRow {
@@ -556,7 +566,7 @@ struct FleetPage {
     queue: Vec<QueueRow>,
     nodes: Vec<NodeRow>,
     admin: bool,
-    chart: String,
+    series: SeriesView,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -733,18 +743,40 @@ async fn home_body(ctx: &Ctx) -> Result<Response, Refusal> {
             project: p,
         })
         .collect();
+    let series = usage_series(
+        ctx,
+        "project",
+        ctx.t().usage_over_time_project,
+        ctx.t().project,
+        |l| &l.charged_gpu_hours,
+    )
+    .await?;
     Ok(render(&HomePage {
         base: ctx.base(&user),
         projects,
         chart,
+        series,
     }))
 }
 
-async fn load_rows(ctx: &Ctx) -> Result<Vec<JobRow>, Refusal> {
+/// Jobs per page of the job list.
+const JOB_PAGE: usize = 50;
+
+/// How many pages back the "newer" link can retrace exactly; further back it returns to the
+/// newest page.
+const TRAIL_MAX: usize = 20;
+
+/// One page of the jobs the API shows the caller, newest first, below job id `before` when
+/// given; and the API's `next_before` for the page after it.
+async fn load_rows(ctx: &Ctx, before: Option<i64>) -> Result<(Vec<JobRow>, Option<i64>), Refusal> {
     let projects: Vec<api::Project> = ctx.get("/v1/projects").await?;
     let names: BTreeMap<i64, String> = projects.into_iter().map(|p| (p.id, p.name)).collect();
-    let list: api::JobList = ctx.get("/v1/jobs?limit=50").await?;
-    Ok(list
+    let uri = match before {
+        Some(b) => format!("/v1/jobs?limit={JOB_PAGE}&before={b}"),
+        None => format!("/v1/jobs?limit={JOB_PAGE}"),
+    };
+    let list: api::JobList = ctx.get(&uri).await?;
+    let rows = list
         .jobs
         .into_iter()
         .map(|job| JobRow {
@@ -754,21 +786,93 @@ async fn load_rows(ctx: &Ctx) -> Result<Vec<JobRow>, Refusal> {
                 .unwrap_or_else(|| job.project.to_string()),
             job,
         })
-        .collect())
+        .collect();
+    Ok((rows, list.next_before))
 }
 
-async fn jobs_page(ctx: Ctx) -> Response {
-    page!(ctx, jobs_body(&ctx, SubmitForm::default(), None).await)
+/// Where the job list is: `before` (the API's cursor) and `trail`, the cursors of the newer
+/// pages seen on the way here, newest first, so that "newer" goes back one page with the same
+/// `before` cursor the API pages with (it has no cursor for the other direction).
+#[derive(Debug, Default, Deserialize)]
+struct JobsQuery {
+    #[serde(default)]
+    before: String,
+    #[serde(default)]
+    trail: String,
+}
+
+/// The job list's paging links; `None` where there is no such page.
+struct Pager {
+    newer: Option<String>,
+    older: Option<String>,
+}
+
+fn cursor(field: &str, raw: &str) -> Result<Option<i64>, Refusal> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match raw.parse::<i64>() {
+        Ok(v) if v > 0 => Ok(Some(v)),
+        _ => Err(Refusal::Bad {
+            field: field.into(),
+            message: format!("`{raw}` is not a job id"),
+        }),
+    }
+}
+
+impl JobsQuery {
+    fn before(&self) -> Result<Option<i64>, Refusal> {
+        cursor("before", &self.before)
+    }
+
+    fn trail(&self) -> Result<Vec<i64>, Refusal> {
+        self.trail
+            .split(',')
+            .filter(|t| !t.trim().is_empty())
+            .take(TRAIL_MAX)
+            .map(|t| cursor("trail", t).map(|v| v.unwrap_or_default()))
+            .collect()
+    }
+
+    fn pager(&self, next_before: Option<i64>) -> Result<Pager, Refusal> {
+        let before = self.before()?;
+        let trail = self.trail()?;
+        let link = |before: i64, trail: &[i64]| {
+            let mut href = format!("/portal/jobs?before={before}");
+            if !trail.is_empty() {
+                let list: Vec<String> = trail.iter().map(i64::to_string).collect();
+                href.push_str(&format!("&trail={}", list.join("%2C")));
+            }
+            href
+        };
+        let newer = before.map(|_| match trail.split_first() {
+            Some((prev, rest)) => link(*prev, rest),
+            None => "/portal/jobs".to_string(),
+        });
+        let older = next_before.map(|next| {
+            let mut back: Vec<i64> = before.into_iter().chain(trail.iter().copied()).collect();
+            back.truncate(TRAIL_MAX);
+            link(next, &back)
+        });
+        Ok(Pager { newer, older })
+    }
+}
+
+async fn jobs_page(ctx: Ctx, Query(q): Query<JobsQuery>) -> Response {
+    page!(ctx, jobs_body(&ctx, SubmitForm::default(), None, &q).await)
 }
 
 async fn jobs_body(
     ctx: &Ctx,
     form: SubmitForm,
     error: Option<(String, String)>,
+    q: &JobsQuery,
 ) -> Result<Response, Refusal> {
+    let before = q.before()?;
     let user: api::User = ctx.get("/v1/whoami").await?;
     let projects: Vec<api::Project> = ctx.get("/v1/projects").await?;
-    let rows = load_rows(ctx).await?;
+    let (rows, next_before) = load_rows(ctx, before).await?;
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
@@ -779,7 +883,12 @@ async fn jobs_body(
         projects,
         form,
         error,
-        rows: JobRows { t: ctx.t(), rows },
+        rows: JobRows {
+            t: ctx.t(),
+            rows,
+            live: before.is_none(),
+        },
+        pager: q.pager(next_before)?,
     };
     Ok((status, render(&page)).into_response())
 }
@@ -787,9 +896,13 @@ async fn jobs_body(
 async fn job_rows(ctx: Ctx) -> Response {
     page!(
         ctx,
-        load_rows(&ctx)
+        load_rows(&ctx, None)
             .await
-            .map(|rows| render(&JobRows { t: ctx.t(), rows }))
+            .map(|(rows, _)| render(&JobRows {
+                t: ctx.t(),
+                rows,
+                live: true,
+            }))
     )
 }
 
@@ -837,7 +950,12 @@ fn submission(f: &SubmitForm) -> Result<serde_json::Value, (String, String)> {
 async fn submit_job(ctx: Ctx, Form(f): Form<SubmitForm>) -> Response {
     let body = match submission(&f) {
         Ok(b) => b,
-        Err(e) => return page!(ctx, jobs_body(&ctx, f, Some(e)).await),
+        Err(e) => {
+            return page!(
+                ctx,
+                jobs_body(&ctx, f, Some(e), &JobsQuery::default()).await
+            );
+        }
     };
     match ctx
         .call::<api::Job>(Method::POST, "/v1/jobs", Some(body))
@@ -845,12 +963,21 @@ async fn submit_job(ctx: Ctx, Form(f): Form<SubmitForm>) -> Response {
     {
         Ok(job) => Redirect::to(&format!("/portal/jobs/{}", job.id)).into_response(),
         Err(Refusal::Bad { field, message }) => {
-            page!(ctx, jobs_body(&ctx, f, Some((field, message))).await)
+            page!(
+                ctx,
+                jobs_body(&ctx, f, Some((field, message)), &JobsQuery::default()).await
+            )
         }
         Err(Refusal::Forbidden(message)) => {
             page!(
                 ctx,
-                jobs_body(&ctx, f, Some(("project".into(), message))).await
+                jobs_body(
+                    &ctx,
+                    f,
+                    Some(("project".into(), message)),
+                    &JobsQuery::default()
+                )
+                .await
             )
         }
         Err(r) => ctx.refused(r),
@@ -990,118 +1117,144 @@ async fn fleet_body(ctx: &Ctx) -> Result<Response, Refusal> {
         // The fleet is the operators' page; to anyone else it is not there.
         return Err(Refusal::NotFound);
     }
-    let pools: Vec<api::Pool> = ctx.get("/v1/pools").await?;
-    let pool_names: BTreeMap<i64, String> = pools.into_iter().map(|p| (p.id, p.name)).collect();
+    // The counts come from one consistent read of the store (`/v1/fleet/summary`); the node
+    // list only adds names and states.
+    let summary: api::FleetSummary = ctx.get("/v1/fleet/summary").await?;
     let nodes: Vec<api::Node> = ctx.get("/v1/nodes").await?;
-    let projects: Vec<api::Project> = ctx.get("/v1/projects").await?;
-    let orgs: Vec<api::Org> = ctx.get("/v1/orgs").await?;
-    let usage: Vec<api::Usage> = ctx.get("/v1/usage").await?;
-
-    // GPUs held per node, from the placements of the attempts of running and stopping jobs.
-    let mut held: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut queue: BTreeMap<i64, QueueRow> = BTreeMap::new();
-    for p in &projects {
-        queue.insert(
-            p.id,
-            QueueRow {
-                project: p.name.clone(),
-                queued: 0,
-                running: 0,
-                queued_gpus: 0.0,
-            },
-        );
-    }
-    for state in ["queued", "running", "stopping"] {
-        let list: api::JobList = ctx
-            .get(&format!("/v1/jobs?state={state}&limit=1000"))
-            .await?;
-        for job in list.jobs {
-            let row = queue.entry(job.project).or_insert_with(|| QueueRow {
-                project: job.project.to_string(),
-                queued: 0,
-                running: 0,
-                queued_gpus: 0.0,
-            });
-            if state == "queued" {
-                row.queued += 1;
-                row.queued_gpus += job.replicas as f64
-                    * job
-                        .gpu_fraction_milli
-                        .map(|m| m as f64 / 1000.0)
-                        .unwrap_or(job.gpus_per_task as f64);
-                continue;
-            }
-            row.running += 1;
-            let detail: api::JobDetail = ctx.get(&format!("/v1/jobs/{}", job.id)).await?;
-            if let Some(a) = detail.attempts.iter().rev().find(|a| a.ended_at.is_none()) {
-                for t in &a.tasks {
-                    *held.entry(t.node).or_default() += t.gpus.len() as i64;
-                }
-            }
-        }
-    }
-
-    let mut fleet: BTreeMap<(String, String), FleetRow> = BTreeMap::new();
-    let mut node_rows = Vec::new();
-    for n in nodes {
-        let pool = pool_names
-            .get(&n.pool)
-            .cloned()
-            .unwrap_or_else(|| n.pool.to_string());
-        let allocated = held.get(&n.id).copied().unwrap_or(0).min(n.gpus);
-        let row = fleet
-            .entry((pool.clone(), n.gpu_model.clone()))
-            .or_insert_with(|| FleetRow {
-                pool: pool.clone(),
-                model: n.gpu_model.clone(),
-                ..FleetRow::default()
-            });
-        row.total += n.gpus;
-        // A GPU counts once: busy ones as allocated; the free rest by the node's state.
-        row.allocated += allocated;
-        let free = n.gpus - allocated;
-        match n.state.as_str() {
-            "up" => row.idle += free,
-            "draining" => row.draining += free,
-            _ => row.down += free,
-        }
-        node_rows.push(NodeRow {
-            node: n,
-            pool,
-            allocated,
-        });
-    }
-
-    let org_of: BTreeMap<i64, i64> = projects.iter().map(|p| (p.id, p.org)).collect();
-    let mut by_org: BTreeMap<i64, f64> = orgs.iter().map(|o| (o.id, 0.0)).collect();
-    for u in &usage {
-        if let Some(o) = org_of.get(&u.project) {
-            *by_org.entry(*o).or_default() += u.gpu_hours;
-        }
-    }
-    let bars: Vec<(String, f64)> = by_org
+    let pool_names: BTreeMap<i64, String> = summary
+        .gpus
+        .iter()
+        .map(|g| (g.pool, g.pool_name.clone()))
+        .collect();
+    let held: BTreeMap<i64, i64> = summary
+        .nodes
+        .iter()
+        .map(|n| (n.node, n.allocated))
+        .collect();
+    let node_rows = nodes
         .into_iter()
-        .map(|(id, h)| {
-            let name = orgs
-                .iter()
-                .find(|o| o.id == id)
-                .map(|o| o.name.clone())
-                .unwrap_or_else(|| id.to_string());
-            (name, h)
+        .map(|n| NodeRow {
+            pool: pool_names
+                .get(&n.pool)
+                .cloned()
+                .unwrap_or_else(|| n.pool.to_string()),
+            allocated: held.get(&n.id).copied().unwrap_or(0),
+            node: n,
         })
         .collect();
+    let fleet = summary
+        .gpus
+        .into_iter()
+        .map(|g| FleetRow {
+            pool: g.pool_name,
+            model: g.gpu_model,
+            total: g.total,
+            allocated: g.allocated,
+            idle: g.idle,
+            draining: g.draining,
+            down: g.down,
+            share: format!("{:.2}", g.allocated_milli as f64 / 1000.0),
+        })
+        .collect();
+    let queue = summary
+        .queue
+        .into_iter()
+        .map(|q| QueueRow {
+            project: q.project_name,
+            queued: q.queued_jobs as usize,
+            running: q.running_jobs as usize,
+            queued_gpus: q.queued_gpu_milli as f64 / 1000.0,
+        })
+        .collect();
+    let series = usage_series(
+        ctx,
+        "org",
+        ctx.t().usage_over_time_org,
+        ctx.t().organisation,
+        |l| &l.gpu_hours,
+    )
+    .await?;
     let page = FleetPage {
         base: ctx.base(&user),
-        fleet: fleet.into_values().collect(),
-        queue: queue
-            .into_values()
-            .filter(|q| q.queued + q.running > 0)
-            .collect(),
+        fleet,
+        queue,
         nodes: node_rows,
         admin: user.role == api::Role::CentreAdmin,
-        chart: chart::bars(&bars, ctx.t().gpu_hours),
+        series,
     };
     Ok(render(&page))
+}
+
+/// A usage-over-time chart with its figures as a table, for the fleet and home pages.
+struct SeriesView {
+    /// The table's id (`series-org`, `series-project`).
+    id: String,
+    title: &'static str,
+    chart: String,
+    /// The table's first column head, then one per line.
+    who: &'static str,
+    names: Vec<String>,
+    /// Days with any use: the day and one figure per line.
+    rows: Vec<(String, Vec<String>)>,
+    totals: Vec<String>,
+}
+
+/// The last 30 UTC days of `/v1/usage/series?by=BY`, drawn from the figures `values` picks
+/// (GPU time run for operators, award hours charged for researchers).
+async fn usage_series(
+    ctx: &Ctx,
+    by: &str,
+    title: &'static str,
+    who: &'static str,
+    values: fn(&api::UsageLine) -> &[f64],
+) -> Result<SeriesView, Refusal> {
+    let s: api::UsageSeries = ctx
+        .get(&format!("/v1/usage/series?by={by}&bucket=day"))
+        .await?;
+    let t = ctx.t();
+    let ticks: Vec<String> = s
+        .starts
+        .iter()
+        .map(|ms| utc(*ms)[5..10].to_string())
+        .collect();
+    let lines: Vec<(String, Vec<f64>)> = s
+        .lines
+        .iter()
+        .map(|l| (l.name.clone(), values(l).to_vec()))
+        .collect();
+    let chart = chart::lines(
+        &ticks,
+        &lines,
+        &chart::Axes {
+            title,
+            x: t.day_utc,
+            y: t.gpu_hours,
+        },
+    );
+    let rows = s
+        .starts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| lines.iter().any(|(_, v)| v[*i] != 0.0))
+        .map(|(i, ms)| {
+            (
+                utc(*ms)[..10].to_string(),
+                lines.iter().map(|(_, v)| chart::figure(v[i])).collect(),
+            )
+        })
+        .collect();
+    Ok(SeriesView {
+        id: format!("series-{by}"),
+        title,
+        chart,
+        who,
+        totals: lines
+            .iter()
+            .map(|(_, v)| chart::figure(v.iter().sum()))
+            .collect(),
+        names: lines.into_iter().map(|(n, _)| n).collect(),
+        rows,
+    })
 }
 
 async fn node_action(ctx: Ctx, Path((id, action)): Path<(String, String)>) -> Response {
