@@ -805,6 +805,7 @@ mod fleet_tests {
             limits: None,
             address: None,
             health: None,
+            container_runtime: None,
         }
     }
 
