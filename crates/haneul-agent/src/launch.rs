@@ -9,6 +9,7 @@
 //! it is a child subreaper ([`become_subreaper`]), which the agent should be so that it can reap them
 //! and confirm that no process of the group is left.
 
+use crate::container::{self, ContainerTask, Image, Runtime, RuntimeKind};
 use crate::limits::{self, Prepared};
 use crate::{AgentError, Result};
 use std::fs::{self, File};
@@ -103,6 +104,27 @@ pub struct TaskSpec {
     pub limits: Limits,
     /// The Unix account to run as (the agent must be root); `None`: the agent's own.
     pub run_as: Option<Identity>,
+    /// Run the program in this container instead of directly.
+    pub container: Option<ContainerSpec>,
+}
+
+/// How a task runs in a container ([`crate::container`]).
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// The node's runtime.
+    pub runtime: Runtime,
+    /// The job's image: an OCI reference, a root file system directory or a `.sif` file.
+    pub image: String,
+    /// The container's name ([`crate::container::task_name`]).
+    pub name: String,
+    /// The node's name, labelled on the container.
+    pub node: String,
+    /// Whether the task's GPUs are real (handed to the container) or simulated.
+    pub real_gpus: bool,
+    /// CPU allotment in milli-cores (podman `--cpus`); 0 is unlimited.
+    pub cpu_milli: u64,
+    /// Memory allotment in MiB (podman `--memory`); 0 is unlimited.
+    pub memory_mib: u64,
 }
 
 /// A Unix account a task runs as.
@@ -180,6 +202,9 @@ pub struct RunningTask {
     // Set once the first process is reaped and the group was seen empty: from then on the pgid may
     // be reused by an unrelated process, so it must never be signalled again.
     group_gone: bool,
+    // A podman task's container (runtime, name): it runs under conmon, outside the group, so
+    // ending the group does not end it; it is removed once the task ends or is killed.
+    container: Option<(Runtime, String)>,
     // Kept so the handle owns the child; waiting is done with waitpid directly. `None` for a task
     // adopted after an agent restart, which is not our child.
     _child: Option<std::process::Child>,
@@ -312,45 +337,77 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
     let exit_file = open(EXIT_FILE)?;
     let exit_fd = exit_file.as_raw_fd();
 
-    let gpus = spec
-        .gpus
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .current_dir(&workdir)
+    let env = task_env(spec, &workdir, &checkpoint);
+    let mut cmd = match &spec.container {
+        None => {
+            let mut cmd = Command::new(&spec.program);
+            cmd.args(&spec.args)
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)));
+            cmd
+        }
+        Some(c) => {
+            check_image(&c.image)?;
+            let command: Vec<String> = std::iter::once(spec.program.display().to_string())
+                .chain(spec.args.iter().cloned())
+                .collect();
+            // The launcher's PATH is not the image's: the image keeps its own.
+            let inner: Vec<(String, String)> =
+                env.iter().filter(|(k, _)| k != "PATH").cloned().collect();
+            let user = spec
+                .run_as
+                .as_ref()
+                .map(|id| (id.uid, id.gid, id.groups.as_slice()));
+            let inv = container::invocation(
+                &c.runtime,
+                &ContainerTask {
+                    name: &c.name,
+                    node: &c.node,
+                    image: &c.image,
+                    workdir: &workdir,
+                    env: &inner,
+                    gpus: &spec.gpus,
+                    real_gpus: c.real_gpus,
+                    user,
+                    cpu_milli: c.cpu_milli,
+                    memory_mib: c.memory_mib,
+                    command: &command,
+                },
+            )?;
+            let mut cmd = Command::new(&inv.program);
+            cmd.args(&inv.args)
+                .env_clear()
+                .envs(inv.env.iter().map(|(k, v)| (k, v)));
+            cmd
+        }
+    };
+    cmd.current_dir(&workdir)
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
-        .env_clear()
-        .env("PATH", DEFAULT_PATH)
-        .env("HOME", &workdir);
-    for (k, v) in &spec.env {
-        cmd.env(k, v);
-    }
-    cmd.env("CUDA_VISIBLE_DEVICES", &gpus)
-        .env(
-            "NVIDIA_VISIBLE_DEVICES",
-            if gpus.is_empty() { "void" } else { &gpus },
-        )
-        .env("MASTER_ADDR", &spec.master_addr)
-        .env("MASTER_PORT", spec.master_port.to_string())
-        .env("WORLD_SIZE", spec.world_size.to_string())
-        .env("RANK", spec.rank.to_string())
-        .env("LOCAL_RANK", spec.local_rank.to_string())
-        .env("NODE_RANK", spec.node_rank.to_string())
-        .env("LOCAL_WORLD_SIZE", spec.local_world_size.to_string())
-        .env("HANEUL_JOB_ID", &spec.job_id)
-        .env("HANEUL_ATTEMPT", spec.attempt.to_string())
-        .env("HANEUL_TASK", spec.task.to_string())
-        .env("HANEUL_CHECKPOINT_FILE", &checkpoint);
+        .stderr(stderr);
 
-    let limits = spec.limits;
-    let rlimits = prepared.rlimits.clone();
+    let podman = spec
+        .container
+        .as_ref()
+        .filter(|c| c.runtime.kind == RuntimeKind::Podman);
+    // Podman runs as the agent (root) and applies the user and limits to the container itself;
+    // rlimits or another account would hamper podman, not the task.
+    let limits = if podman.is_some() {
+        Limits::default()
+    } else {
+        spec.limits
+    };
+    let rlimits = if podman.is_some() {
+        Vec::new()
+    } else {
+        prepared.rlimits.clone()
+    };
     let procs = limits::procs_fd(&prepared);
-    let run_as = spec.run_as.clone();
+    let run_as = if podman.is_some() {
+        None
+    } else {
+        spec.run_as.clone()
+    };
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
     // functions (setsid, write, setrlimit); it allocates nothing.
     unsafe {
@@ -388,18 +445,77 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
         pid,
         workdir,
         checkpoint,
-        limits: match prepared.mechanism {
-            Some(m) => m,
-            None if limits.is_empty() => LimitMechanism::None,
-            None => LimitMechanism::Rlimit,
+        limits: match (podman, prepared.mechanism) {
+            (Some(c), _) if c.cpu_milli > 0 || c.memory_mib > 0 => LimitMechanism::Container,
+            (Some(_), _) => LimitMechanism::None,
+            (None, Some(m)) => m,
+            (None, None) if limits.is_empty() => LimitMechanism::None,
+            (None, None) => LimitMechanism::Rlimit,
         },
         prepared,
         status: None,
         group_gone: false,
+        container: podman.map(|c| (c.runtime.clone(), c.name.clone())),
         _child: Some(child),
         start_ticks: process_start(pid).map(|(t, _)| t),
         status_lost: false,
     })
+}
+
+/// The environment of a task: `PATH`, `HOME` (the working directory), the spec's `env`, then
+/// the agent's variables. With no GPUs assigned, `CUDA_VISIBLE_DEVICES` is empty and
+/// `NVIDIA_VISIBLE_DEVICES` is `void`.
+fn task_env(spec: &TaskSpec, workdir: &Path, checkpoint: &Path) -> Vec<(String, String)> {
+    let gpus = spec
+        .gpus
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut env = vec![
+        ("PATH".to_string(), DEFAULT_PATH.to_string()),
+        ("HOME".to_string(), workdir.display().to_string()),
+    ];
+    env.extend(spec.env.iter().cloned());
+    let nvidia = if gpus.is_empty() {
+        "void".to_string()
+    } else {
+        gpus.clone()
+    };
+    for (k, v) in [
+        ("CUDA_VISIBLE_DEVICES", gpus),
+        ("NVIDIA_VISIBLE_DEVICES", nvidia),
+        ("MASTER_ADDR", spec.master_addr.clone()),
+        ("MASTER_PORT", spec.master_port.to_string()),
+        ("WORLD_SIZE", spec.world_size.to_string()),
+        ("RANK", spec.rank.to_string()),
+        ("LOCAL_RANK", spec.local_rank.to_string()),
+        ("NODE_RANK", spec.node_rank.to_string()),
+        ("LOCAL_WORLD_SIZE", spec.local_world_size.to_string()),
+        ("HANEUL_JOB_ID", spec.job_id.clone()),
+        ("HANEUL_ATTEMPT", spec.attempt.to_string()),
+        ("HANEUL_TASK", spec.task.to_string()),
+        ("HANEUL_CHECKPOINT_FILE", checkpoint.display().to_string()),
+    ] {
+        env.push((k.to_string(), v));
+    }
+    env
+}
+
+/// Refuses an image path that is not on this node, with a message saying so (the runtime's own
+/// error would be less clear).
+fn check_image(image: &str) -> Result<()> {
+    let missing = match Image::parse(image) {
+        Image::Rootfs(p) => !p.is_dir(),
+        Image::Sif(p) => !p.is_file(),
+        Image::Reference(_) => false,
+    };
+    if missing {
+        return Err(AgentError::Spec(format!(
+            "container image {image} does not exist on this node"
+        )));
+    }
+    Ok(())
 }
 
 impl RunningTask {
@@ -418,6 +534,30 @@ impl RunningTask {
     /// process was killed too), so the status from the wait is a stand-in SIGKILL.
     pub fn status_lost(&self) -> bool {
         self.status_lost
+    }
+
+    /// The name of the task's podman container, when it runs in one.
+    pub fn container_name(&self) -> Option<&str> {
+        self.container.as_ref().map(|(_, n)| n.as_str())
+    }
+
+    /// Marks an adopted task ([`adopt`]) as running in podman container `name`, so that ending
+    /// it removes the container too.
+    pub fn with_container(mut self, runtime: Runtime, name: String) -> Self {
+        if runtime.kind == RuntimeKind::Podman {
+            self.container = Some((runtime, name));
+        }
+        self
+    }
+
+    /// Kills and removes the task's container, once. A failure is returned to no one: the
+    /// restarted agent's sweep ([`crate::container::list`]) is the second chance.
+    fn remove_container(&mut self) {
+        if let Some((rt, name)) = self.container.take()
+            && let Err(e) = container::remove(&rt, &name)
+        {
+            eprintln!("haneul agent: cannot remove container {name}: {e}");
+        }
     }
 
     /// Process group (and session) id of the task: equal to its pid.
@@ -555,6 +695,8 @@ impl RunningTask {
                 && !group_alive(self.pid)
             {
                 self.group_gone = true;
+                // Podman removed it already (`--rm`) unless podman itself was killed.
+                self.remove_container();
                 return Ok(status);
             }
             if Instant::now() >= deadline {
@@ -571,6 +713,9 @@ impl RunningTask {
         if let (Some(status), true) = (self.status, self.group_gone) {
             return Ok(status);
         }
+        // First the container, whose processes are outside the group: podman then ends by
+        // itself, with the container's status.
+        self.remove_container();
         if group_alive(self.pid) {
             signal_group(self.pid, libc::SIGKILL);
         }
@@ -588,6 +733,7 @@ impl RunningTask {
 impl Drop for RunningTask {
     fn drop(&mut self) {
         // Never leave a task behind when its handle goes away.
+        self.remove_container();
         if !self.group_gone && (self.status.is_none() || group_alive(self.pid)) {
             signal_group(self.pid, libc::SIGKILL);
             let _ = self.wait();
@@ -754,6 +900,7 @@ pub fn adopt(
         prepared: Prepared::default(),
         status: None,
         group_gone: false,
+        container: None,
         _child: None,
         start_ticks: Some(start_ticks),
         status_lost: false,

@@ -5,9 +5,11 @@
 //! and running the tasks of an attempt as isolated process groups ([`launch`]): their
 //! environment, their log files, their resource limits, their stop protocol (checkpoint file,
 //! SIGTERM to the group, grace, SIGKILL) and their time limits, and their CPU and memory
-//! allotment ([`limits`]: cgroup v2 or rlimits).
+//! allotment ([`limits`]: cgroup v2 or rlimits); a task may run in a container instead
+//! ([`container`]: podman or apptainer).
 //! See `docs/agent.md`.
 
+pub mod container;
 pub mod gpus;
 pub mod health;
 pub mod launch;

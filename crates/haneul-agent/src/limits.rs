@@ -36,6 +36,8 @@ pub enum LimitMechanism {
     Rlimit,
     /// A cgroup v2 child cgroup per task (`cpu.max`, `memory.max`).
     CgroupV2,
+    /// The container runtime's own cgroup for the task (podman `--cpus`, `--memory`).
+    Container,
 }
 
 impl LimitMechanism {
@@ -45,6 +47,7 @@ impl LimitMechanism {
             LimitMechanism::None => "none",
             LimitMechanism::Rlimit => "rlimit",
             LimitMechanism::CgroupV2 => "cgroup-v2",
+            LimitMechanism::Container => "container",
         }
     }
 }

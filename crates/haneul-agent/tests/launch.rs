@@ -29,6 +29,7 @@ fn spec(dir: &Path, script: &str) -> TaskSpec {
         env: vec![("USER_VAR".into(), "x".into())],
         limits: Limits::default(),
         run_as: None,
+        container: None,
     }
 }
 

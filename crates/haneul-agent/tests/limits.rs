@@ -28,6 +28,7 @@ fn spec(dir: &Path, script: &str) -> TaskSpec {
         env: vec![],
         limits: Limits::default(),
         run_as: None,
+        container: None,
     }
 }
 

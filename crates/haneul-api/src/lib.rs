@@ -229,6 +229,10 @@ pub struct Node {
     /// `down_reason` `unhealthy`); absent when healthy.
     #[serde(default)]
     pub health: Option<String>,
+    /// The container runtime of the node's agent: `podman`, `apptainer` or `none`; absent
+    /// until the agent says.
+    #[serde(default)]
+    pub container_runtime: Option<String>,
 }
 
 /// Drain a node (running work finishes, nothing new starts) or resume it.
@@ -279,6 +283,11 @@ pub struct JobSubmit {
     /// parent ends other than succeeded, this job fails with a reason naming it.
     #[serde(default)]
     pub dependencies: Vec<JobDependency>,
+    /// Run each task in a container of this image: an OCI image reference
+    /// (`nvcr.io/nvidia/pytorch:24.10-py3`), an absolute path to a root file system directory,
+    /// or an absolute path to an apptainer `.sif` file. Absent: the program runs directly.
+    #[serde(default)]
+    pub container_image: Option<String>,
 }
 
 /// One parent of a dependent job, as Slurm's `--dependency afterok:ID`.
@@ -324,6 +333,9 @@ pub struct Job {
     /// Jobs this one waits for.
     #[serde(default)]
     pub dependencies: Vec<JobDependency>,
+    /// The container image its tasks run in; absent: none.
+    #[serde(default)]
+    pub container_image: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -464,6 +476,10 @@ pub struct AgentRegister {
     /// host name); absent: the node's name.
     #[serde(default)]
     pub address: Option<String>,
+    /// The container runtime jobs with a `container_image` run in: `podman`, `apptainer` or
+    /// `none`.
+    #[serde(default)]
+    pub container_runtime: Option<String>,
 }
 
 fn default_name() -> String {
@@ -517,6 +533,9 @@ pub struct Assignment {
     pub memory_mib: u64,
     pub time_limit_s: Option<u64>,
     pub grace_s: u64,
+    /// The job's container image; absent: run the command directly.
+    #[serde(default)]
+    pub container_image: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -6,7 +6,8 @@
 
 use anyhow::{Context, bail};
 use clap::Args;
-use haneul_agent::launch::{self, Limits, TaskSpec};
+use haneul_agent::container::{self, Runtime};
+use haneul_agent::launch::{self, ContainerSpec, Limits, TaskSpec};
 use haneul_agent::limits::{self as task_limits, LimitBackend, ResourceRequest};
 use haneul_agent::logs::Follower;
 use haneul_agent::{gpus, health, nvml, xid};
@@ -85,6 +86,58 @@ pub struct AgentArgs {
     /// sent them, one `GPU XID` line each (e.g. `1 79`) appended to this file.
     #[arg(long, hide = true, requires = "simulate_gpus")]
     xid_events_file: Option<PathBuf>,
+    #[command(flatten)]
+    containers: ContainerArgs,
+}
+
+/// How jobs with a container image run; shared by `haneul agent` and `haneul up`.
+#[derive(Args, Clone, Debug)]
+pub struct ContainerArgs {
+    /// Container runtime for jobs with a container image: auto (podman on PATH, else
+    /// apptainer, else none), podman, apptainer or none (such jobs then fail here).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "podman", "apptainer", "none"])]
+    container_runtime: String,
+    /// An argument of the runtime itself, before `run` (repeatable), e.g.
+    /// --container-runtime-arg=--runtime=runc --container-runtime-arg=--cgroup-manager=cgroupfs.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    container_runtime_arg: Vec<String>,
+    /// An argument of every container run, before the image (repeatable), e.g.
+    /// --container-run-arg=--ulimit=nofile=1024:1024.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    container_run_arg: Vec<String>,
+}
+
+impl ContainerArgs {
+    /// The same choice as `haneul agent` flags, for `haneul up` to pass on.
+    pub fn to_flags(&self) -> Vec<String> {
+        let mut out = vec![format!("--container-runtime={}", self.container_runtime)];
+        out.extend(
+            self.container_runtime_arg
+                .iter()
+                .map(|a| format!("--container-runtime-arg={a}")),
+        );
+        out.extend(
+            self.container_run_arg
+                .iter()
+                .map(|a| format!("--container-run-arg={a}")),
+        );
+        out
+    }
+
+    /// The runtime chosen, looked up on PATH; `None` when there is none.
+    fn runtime(&self) -> anyhow::Result<Option<Runtime>> {
+        let path = std::env::var_os("PATH");
+        Ok(
+            container::choose(&self.container_runtime, path.as_deref())?.map(|(kind, program)| {
+                Runtime {
+                    kind,
+                    program,
+                    global_args: self.container_runtime_arg.clone(),
+                    run_args: self.container_run_arg.clone(),
+                }
+            }),
+        )
+    }
 }
 
 /// Set by SIGINT/SIGTERM.
@@ -181,6 +234,16 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         "task limits: {}",
         detection.reason
     );
+    let containers = args.containers.runtime()?;
+    match &containers {
+        Some(rt) => tracing::info!(
+            runtime = rt.kind.as_str(),
+            program = %rt.program.display(),
+            "container jobs run with {}",
+            rt.kind.as_str()
+        ),
+        None => tracing::info!("no container runtime: jobs with a container image fail here"),
+    }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
@@ -210,6 +273,12 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         memory_mib: memory_mib(),
         limits: Some(detection.backend.mechanism().as_str().to_string()),
         address: args.advertise_addr.clone(),
+        container_runtime: Some(
+            containers
+                .as_ref()
+                .map_or("none", |r| r.kind.as_str())
+                .to_string(),
+        ),
     };
     let node: haneul_api::Node = client
         .retrying("register", || {
@@ -257,6 +326,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         work_dir,
         limits: detection.backend,
         run_as: run_as_submitter.then(|| args.fallback_user.clone()),
+        containers,
+        real_gpus: args.simulate_gpus.is_none(),
     });
     let mut tasks: HashMap<(i64, i64, i64), Running> = HashMap::new();
     // Tasks an earlier agent process started here: reattach, report or clean up.
@@ -401,6 +472,10 @@ struct NodeCtx {
     limits: Box<dyn LimitBackend>,
     /// `Some(fallback account)` when tasks run as their submitter (`none`: refuse).
     run_as: Option<String>,
+    /// The container runtime for jobs with an image; `None`: such jobs fail here.
+    containers: Option<Runtime>,
+    /// Whether the GPUs are real (handed to containers) or simulated.
+    real_gpus: bool,
 }
 
 fn heartbeats(client: Client, node: i64, interval: Duration) {
@@ -566,6 +641,7 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         ],
         limits: Limits::default(),
         run_as: None,
+        container: None,
     };
     let mut spec = spec;
     if let Some(fallback) = &ctx.run_as {
@@ -590,14 +666,45 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
             }
         }
     }
+    if let Some(image) = &a.container_image {
+        let Some(rt) = &ctx.containers else {
+            let why = format!(
+                "haneul agent: job asks for container image {image} but node {} has no \
+                 container runtime; install podman or apptainer\n",
+                ctx.name
+            );
+            if report(ctx, &a, None) {
+                upload(ctx, &a, &why);
+                report(ctx, &a, Some(127));
+            }
+            return;
+        };
+        spec.container = Some(ContainerSpec {
+            runtime: rt.clone(),
+            image: image.clone(),
+            name: container::task_name(&ctx.name, a.job, a.fence, a.task),
+            node: ctx.name.clone(),
+            real_gpus: ctx.real_gpus,
+            cpu_milli: a.cpu_milli,
+            memory_mib: a.memory_mib,
+        });
+    }
     let request = ResourceRequest {
         cpu_milli: a.cpu_milli,
         memory_mib: a.memory_mib,
         time_limit_s: a.time_limit_s,
     };
-    let prepared = ctx
-        .limits
-        .prepare(&format!("job-{}-{}-{}", a.job, a.fence, a.task), &request);
+    // Podman applies the limits to the container; the agent's own would bind podman.
+    let prepared = if spec
+        .container
+        .as_ref()
+        .is_some_and(|c| c.runtime.kind == container::RuntimeKind::Podman)
+    {
+        Ok(task_limits::Prepared::default())
+    } else {
+        ctx.limits
+            .prepare(&format!("job-{}-{}-{}", a.job, a.fence, a.task), &request)
+    };
     let launched = prepared.and_then(|p| launch::launch_limited(&spec, p));
     let mut task = match launched {
         Ok(t) => t,
@@ -626,6 +733,7 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         limits: task.limits.as_str().to_string(),
         stdout_offset: 0,
         stderr_offset: 0,
+        container: task.container_name().map(String::from),
     };
     // Written before the start is reported: an agent killed after the report finds the task.
     record.save(task.workdir());
@@ -744,6 +852,9 @@ struct TaskFile {
     limits: String,
     stdout_offset: u64,
     stderr_offset: u64,
+    /// The task's podman container, when it runs in one.
+    #[serde(default)]
+    container: Option<String>,
 }
 
 const TASK_FILE: &str = ".haneul-task.json";
@@ -809,6 +920,8 @@ impl TaskFile {
 /// main loop's table.
 fn recover(ctx: &Arc<NodeCtx>, assigned: &[Assignment]) -> Vec<((i64, i64, i64), Running)> {
     let mut out = Vec::new();
+    // Reattached tasks, whose containers stay.
+    let mut kept = Vec::new();
     for (dir, rec) in TaskFile::find_all(&ctx.work_dir) {
         let key = (rec.job, rec.task, rec.fence);
         let assignment = assigned
@@ -818,9 +931,15 @@ fn recover(ctx: &Arc<NodeCtx>, assigned: &[Assignment]) -> Vec<((i64, i64, i64),
         let mechanism = match rec.limits.as_str() {
             "cgroup-v2" => task_limits::LimitMechanism::CgroupV2,
             "rlimit" => task_limits::LimitMechanism::Rlimit,
+            "container" => task_limits::LimitMechanism::Container,
             _ => task_limits::LimitMechanism::None,
         };
-        let adopted = launch::adopt(rec.pid, rec.start_ticks, &dir, mechanism);
+        let adopted = launch::adopt(rec.pid, rec.start_ticks, &dir, mechanism).map(|t| {
+            match (&ctx.containers, &rec.container) {
+                (Some(rt), Some(name)) => t.with_container(rt.clone(), name.clone()),
+                _ => t,
+            }
+        });
         let Some(a) = assignment else {
             // The server ended this attempt while the agent was away (or it was fenced off).
             if let Some(mut t) = adopted {
@@ -846,6 +965,7 @@ fn recover(ctx: &Arc<NodeCtx>, assigned: &[Assignment]) -> Vec<((i64, i64, i64),
                     pid = rec.pid,
                     "reattached to a running task"
                 );
+                kept.push((rec.job, rec.fence, rec.task));
                 let age = Duration::from_millis((now_ms() - rec.started_at_ms).max(0) as u64);
                 let started = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
                 std::thread::spawn(move || {
@@ -896,7 +1016,32 @@ fn recover(ctx: &Arc<NodeCtx>, assigned: &[Assignment]) -> Vec<((i64, i64, i64),
             },
         ));
     }
+    remove_stray_containers(ctx, &kept);
     out
+}
+
+/// Removes the containers of this node's tasks that no reattached task owns: left by an
+/// agent that died before removing them, or whose task's record is gone.
+fn remove_stray_containers(ctx: &NodeCtx, kept: &[(i64, i64, i64)]) {
+    let Some(rt) = &ctx.containers else {
+        return;
+    };
+    let names = match container::list(rt, &ctx.name) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("cannot list this node's containers: {e}");
+            return;
+        }
+    };
+    for name in names {
+        if container::parse_task_name(&name).is_some_and(|k| kept.contains(&k)) {
+            continue;
+        }
+        tracing::info!(container = %name, "removing a container no task of this agent owns");
+        if let Err(e) = container::remove(rt, &name) {
+            tracing::warn!("{e}");
+        }
+    }
 }
 
 /// Streams a task's stdout and stderr to the server: new bytes only, bounded per tick and per
@@ -1324,6 +1469,7 @@ mod tests {
             memory_mib: 0,
             time_limit_s: None,
             grace_s: 0,
+            container_image: None,
         }
     }
 
@@ -1342,6 +1488,38 @@ mod tests {
             gang(&assignment(1, &peers), "a"),
             ("a".into(), 4, 1, 1, 0, 2)
         );
+    }
+
+    #[test]
+    fn container_flags_pass_through_unchanged() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            c: ContainerArgs,
+        }
+        let given = Flags::try_parse_from([
+            "haneul",
+            "--container-runtime",
+            "podman",
+            "--container-runtime-arg",
+            "--runtime=runc",
+            "--container-run-arg=--ulimit=nproc=1000:1000",
+        ])
+        .unwrap();
+        let flags = given.c.to_flags();
+        assert_eq!(
+            flags,
+            [
+                "--container-runtime=podman",
+                "--container-runtime-arg=--runtime=runc",
+                "--container-run-arg=--ulimit=nproc=1000:1000",
+            ]
+        );
+        let again =
+            Flags::try_parse_from(std::iter::once("haneul".to_string()).chain(flags)).unwrap();
+        assert_eq!(again.c.to_flags(), given.c.to_flags());
+        assert!(Flags::try_parse_from(["haneul", "--container-runtime", "docker"]).is_err());
     }
 
     #[test]

@@ -179,6 +179,7 @@ fn flag_of(field: &str) -> Option<&'static str> {
         "time_limit_s" => "--time",
         "priority" => "--priority",
         "dependencies" => "--dependency",
+        "container_image" => "--container-image",
         "name" => "--name",
         "project" => "--project",
         "replicas" => "--nodes",
@@ -280,9 +281,10 @@ impl Api {
   haneul submit --array 0-9%2 --gpus 1 -- sh -c 'python sweep.py --seed $SLURM_ARRAY_TASK_ID'
   haneul submit job.toml --time 30m        (flags override the file)
   haneul submit --gpus 1 --json -- sh -c 'echo $CUDA_VISIBLE_DEVICES'
+  haneul submit --gpus 8 --container-image nvcr.io/nvidia/pytorch:24.10-py3 -- torchrun train.py
 
 A job file (TOML) may set: name, gpus, nodes, gpus_per_node, cpus_per_task, gpu_model, time, priority,
-cpus_per_task, dependency, array, project and command (a list: [\"python\", \"train.py\"]).")]
+cpus_per_task, dependency, array, project, container_image and command (a list: [\"python\", \"train.py\"]).")]
 pub struct SubmitArgs {
     /// A job file in TOML (the same as --file).
     #[arg(value_name = "JOB_FILE")]
@@ -323,6 +325,10 @@ pub struct SubmitArgs {
     /// Project id (default: the config's project, HANEUL_PROJECT, or your only project).
     #[arg(long)]
     project: Option<i64>,
+    /// Run each task in a container of this image: an OCI reference (ubuntu:24.04), or an
+    /// absolute path to a root file system directory or an apptainer .sif file.
+    #[arg(long)]
+    container_image: Option<String>,
     #[command(flatten)]
     conn: Conn,
     /// The program and its arguments.
@@ -348,6 +354,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         dependency: args.dependency,
         array: args.array,
         project: args.project,
+        container_image: args.container_image,
         command: Some(args.command),
     };
     let merged = file.overridden_by(flags);
@@ -531,6 +538,9 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
         crate::output::state(&j.state, stdout_colour())
     );
     println!("  command:  {}", j.command.join(" "));
+    if let Some(image) = &j.container_image {
+        println!("  image:    {image}");
+    }
     println!("  tasks:    {} x {} GPU", j.replicas, j.gpus_per_task);
     if let Some(c) = j.exit_code {
         println!("  exit:     {c}");

@@ -25,6 +25,9 @@ pub struct JobFile {
     pub dependency: Option<String>,
     pub array: Option<String>,
     pub project: Option<i64>,
+    /// The container image the tasks run in (OCI reference, root file system directory or
+    /// `.sif` file), as Slurm's pyxis `--container-image`.
+    pub container_image: Option<String>,
     pub command: Option<Vec<String>>,
 }
 
@@ -61,6 +64,7 @@ impl JobFile {
             dependency: over.dependency.or(self.dependency),
             array: over.array.or(self.array),
             project: over.project.or(self.project),
+            container_image: over.container_image.or(self.container_image),
             command: over.command.filter(|c| !c.is_empty()).or(self.command),
         }
     }
@@ -254,6 +258,9 @@ pub fn plan(f: &JobFile) -> Result<Plan, UsageError> {
         }
     }
     body["dependencies"] = json!(deps);
+    if let Some(image) = &f.container_image {
+        body["container_image"] = json!(image);
+    }
     let array = f.array.as_deref().map(parse_array).transpose()?;
     Ok(Plan {
         body,
@@ -358,6 +365,18 @@ mod tests {
         assert_eq!(p.body["gpus_per_task"], 4);
         assert_eq!(p.body["gpu_models"], json!(["H200"]));
         assert_eq!(p.body["time_limit_s"], 7200);
+        assert!(p.body.get("container_image").is_none());
+
+        let f = JobFile::parse("container_image = \"/srv/rootfs\"\ncommand = [\"env\"]\n").unwrap();
+        let over = JobFile {
+            container_image: Some("ubuntu:24.04".into()),
+            ..JobFile::default()
+        };
+        assert_eq!(plan(&f).unwrap().body["container_image"], "/srv/rootfs");
+        assert_eq!(
+            plan(&f.overridden_by(over)).unwrap().body["container_image"],
+            "ubuntu:24.04"
+        );
 
         let e = JobFile::parse("gpus = 1\ngpu = 2\n").unwrap_err();
         assert!(

@@ -510,7 +510,16 @@ fn print_nodes(api: &Api, ns: &[Node]) -> anyhow::Result<()> {
         return print_json(&ns);
     }
     let colour = stdout_colour();
-    let mut t = table(&["ID", "NAME", "POOL", "BLOCK", "GPUS", "STATE", "REASON"]);
+    let mut t = table(&[
+        "ID",
+        "NAME",
+        "POOL",
+        "BLOCK",
+        "GPUS",
+        "STATE",
+        "REASON",
+        "CONTAINERS",
+    ]);
     for n in ns {
         t.add_row(vec![
             n.id.to_string(),
@@ -520,6 +529,7 @@ fn print_nodes(api: &Api, ns: &[Node]) -> anyhow::Result<()> {
             format!("{}x{}", n.gpus, n.gpu_model),
             state(&n.state, colour),
             n.down_reason.clone().unwrap_or_default(),
+            n.container_runtime.clone().unwrap_or_default(),
         ]);
     }
     println!("{t}");

@@ -288,6 +288,7 @@ pub async fn run_swarm(
                     // Simulated tasks run no process, so nothing is limited.
                     limits: Some("none".into()),
                     address: None,
+                    container_runtime: None,
                 };
                 let node: Node = ctx
                     .api

@@ -28,6 +28,9 @@ pub struct UpArgs {
     /// Simulated GPUs, COUNTxMODEL (default 8xH200 when nvidia-smi is absent).
     #[arg(long)]
     simulate_gpus: Option<String>,
+    /// Passed to the local agent.
+    #[command(flatten)]
+    containers: crate::agent::ContainerArgs,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -336,6 +339,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         "--work-dir".into(),
         data_dir.join("work").display().to_string(),
     ];
+    agent_args.extend(args.containers.to_flags());
     match &simulate {
         Some(s) => {
             if has_nvidia {

@@ -218,6 +218,7 @@ async fn main() {
                             user_id: user.id,
                             spec: spec.clone(),
                             command: vec!["true".into()],
+                            container_image: None,
                         },
                     )
                 })

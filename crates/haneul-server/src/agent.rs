@@ -97,6 +97,14 @@ async fn register(
             "must be an IP address or host name of 1 to 253 characters",
         ));
     }
+    if let Some(r) = &b.container_runtime
+        && !["podman", "apptainer", "none"].contains(&r.as_str())
+    {
+        return Err(ApiError::bad(
+            "container_runtime",
+            "must be podman, apptainer or none",
+        ));
+    }
     let mut n = s
         .store
         .register_node(
@@ -116,10 +124,21 @@ async fn register(
             now_ms(),
         )
         .await?;
-    if b.limits.is_some() || b.address.is_some() || n.limits.is_some() || n.address.is_some() {
+    if b.limits.is_some()
+        || b.address.is_some()
+        || b.container_runtime.is_some()
+        || n.limits.is_some()
+        || n.address.is_some()
+        || n.container_runtime.is_some()
+    {
         n = s
             .store
-            .set_node_agent(n.id, b.limits.as_deref(), b.address.as_deref())
+            .set_node_agent(
+                n.id,
+                b.limits.as_deref(),
+                b.address.as_deref(),
+                b.container_runtime.as_deref(),
+            )
             .await?;
     }
     s.signals.wake.notify_one();
@@ -182,6 +201,7 @@ fn to_wire(a: st::Assignment) -> Assignment {
         memory_mib: a.job.spec.memory_per_task.get(),
         time_limit_s: a.job.spec.time_limit.map(|t| (t.millis() / 1000) as u64),
         grace_s: (a.job.spec.grace.millis() / 1000) as u64,
+        container_image: a.job.container_image,
     }
 }
 

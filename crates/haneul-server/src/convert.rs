@@ -138,6 +138,7 @@ pub fn node(n: st::NodeRecord) -> api::Node {
         limits: n.limits,
         address: n.address,
         health: n.health,
+        container_runtime: n.container_runtime,
     }
 }
 
@@ -188,6 +189,7 @@ pub fn job(j: st::JobRecord) -> api::Job {
                 job: d.job.0 as i64,
             })
             .collect(),
+        container_image: j.container_image,
     }
 }
 
@@ -354,11 +356,65 @@ pub fn job_spec(s: &api::JobSubmit) -> Result<JobSpec, ApiError> {
             .transpose()?,
         dependencies: dependencies(&s.dependencies)?,
     };
+    if let Some(image) = &s.container_image {
+        container_image(image)?;
+    }
     spec.validate().map_err(|e| match ApiError::from(e) {
         ApiError::BadRequest { field, reason } => ApiError::bad(submit_field(&field), reason),
         other => other,
     })?;
     Ok(spec)
+}
+
+/// Longest container image accepted: references are far shorter, paths may be long.
+const MAX_IMAGE_LEN: usize = 1024;
+
+/// Checks a job's `container_image`: an OCI reference or an absolute path. The agent passes it
+/// to the runtime as one argument, so it must not look like an option or hold spaces.
+fn container_image(image: &str) -> Result<(), ApiError> {
+    const FIELD: &str = "container_image";
+    const FORMS: &str = "give an OCI image reference (nvcr.io/nvidia/pytorch:24.10-py3) or an \
+                         absolute path to a root file system directory or a .sif file";
+    if image.is_empty() {
+        return Err(ApiError::bad(
+            FIELD,
+            "must not be empty; leave it out to run the command without a container",
+        ));
+    }
+    if image.len() > MAX_IMAGE_LEN {
+        return Err(ApiError::bad(
+            FIELD,
+            format!("at most {MAX_IMAGE_LEN} characters"),
+        ));
+    }
+    if image.starts_with('-') {
+        return Err(ApiError::bad(
+            FIELD,
+            format!("must not start with `-`; {FORMS}"),
+        ));
+    }
+    if let Some(path) = image.strip_prefix('/') {
+        if image.chars().any(char::is_control)
+            || path
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(ApiError::bad(
+                FIELD,
+                "a path must be absolute and normalised (no `.`, `..` or empty components) \
+                 and free of control characters",
+            ));
+        }
+        return Ok(());
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
+    if image.starts_with('.') || !image.chars().all(allowed) {
+        return Err(ApiError::bad(
+            FIELD,
+            format!("{image:?} is neither an image reference nor an absolute path; {FORMS}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The request field behind a job-spec field the model names, so that a 400 points at what
@@ -373,5 +429,41 @@ fn submit_field(model: &str) -> &str {
         "runtime_estimate" => "runtime_estimate_s",
         "grace" => "grace_s",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(image: &str) -> String {
+        match container_image(image) {
+            Err(ApiError::BadRequest { field, reason }) => {
+                assert_eq!(field, "container_image");
+                reason
+            }
+            other => panic!("{image:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn container_images() {
+        for ok in [
+            "ubuntu:24.04",
+            "nvcr.io/nvidia/pytorch:24.10-py3",
+            "docker://ghcr.io/org/img@sha256:0123abcd",
+            "/srv/images/rootfs",
+            "/srv/images/pytorch.sif",
+        ] {
+            assert!(container_image(ok).is_ok(), "{ok}");
+        }
+        assert!(refusal("").contains("must not be empty"));
+        assert!(refusal(&"a".repeat(1025)).contains("at most 1024"));
+        assert!(refusal("--privileged").contains("must not start with `-`"));
+        assert!(refusal("/srv/../etc").contains("normalised"));
+        assert!(refusal("/srv//x").contains("normalised"));
+        assert!(refusal("./rootfs").contains("neither an image reference nor an absolute path"));
+        assert!(refusal("ubuntu 24.04").contains("neither"));
+        assert!(refusal("img;rm").contains("neither"));
     }
 }

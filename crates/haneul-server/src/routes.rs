@@ -667,6 +667,7 @@ async fn submit_job(
                 user_id: caller.0.id,
                 spec,
                 command: b.command,
+                container_image: b.container_image,
             },
         ))
         .await?;

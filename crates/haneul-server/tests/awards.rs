@@ -765,6 +765,7 @@ async fn ledger_under_concurrent_attempts(h: Harness) {
                             user_id,
                             spec,
                             command: vec!["true".into()],
+                            container_image: None,
                         },
                     )
                 })

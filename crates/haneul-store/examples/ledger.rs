@@ -120,6 +120,7 @@ async fn main() {
                                 user_id,
                                 spec,
                                 command: vec!["true".into()],
+                                container_image: None,
                             },
                         )
                     })

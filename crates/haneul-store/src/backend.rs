@@ -113,8 +113,8 @@ macro_rules! store_impl {
 
         const NODE_COLS: &str = "n.id, n.name, b.pool_id, n.block_id, b.name AS block, \
             n.gpu_model, n.gpus, n.gpu_memory_mib, n.nvlink_domain, n.cpu_milli, n.memory_mib, \
-            n.state, n.down_reason, n.agent_user, n.last_heartbeat, n.limits, n.address, n.health \
-            FROM nodes n JOIN blocks b ON b.id = n.block_id";
+            n.state, n.down_reason, n.agent_user, n.last_heartbeat, n.limits, n.address, n.health, \
+            n.container_runtime FROM nodes n JOIN blocks b ON b.id = n.block_id";
 
         fn node_row(r: &DbRow) -> Result<NodeRecord> {
             let model: String = r.try_get("gpu_model")?;
@@ -138,6 +138,7 @@ macro_rules! store_impl {
                 limits: r.try_get("limits")?,
                 address: r.try_get("address")?,
                 health: r.try_get("health")?,
+                container_runtime: r.try_get("container_runtime")?,
             })
         }
 
@@ -152,6 +153,7 @@ macro_rules! store_impl {
                 name: r.try_get("name")?,
                 spec: serde_json::from_str::<JobSpec>(&spec)?,
                 command: serde_json::from_str(&command)?,
+                container_image: r.try_get("container_image")?,
                 state: parse_enum(&state, JobState::parse, "job state")?,
                 submitted_at: r.try_get("submitted_at")?,
                 updated_at: r.try_get("updated_at")?,
@@ -669,15 +671,16 @@ macro_rules! store_impl {
             let command = serde_json::to_string(&job.command)?;
             let project = job.spec.project.get() as i64;
             let row = sqlx::query(
-                "INSERT INTO jobs (project_id, user_id, name, spec, command, state, \
-                 submitted_at, updated_at, attempts) \
-                 VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, 0) RETURNING *",
+                "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
+                 state, submitted_at, updated_at, attempts) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, 0) RETURNING *",
             )
             .bind(project)
             .bind(job.user_id)
             .bind(&job.spec.name)
             .bind(&spec)
             .bind(&command)
+            .bind(&job.container_image)
             .bind(now)
             .fetch_one(&mut **tx)
             .await
@@ -703,8 +706,8 @@ macro_rules! store_impl {
                 prepared.push((actor, job, spec, command));
             }
             let mut qb = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO jobs (project_id, user_id, name, spec, command, state, \
-                 submitted_at, updated_at, attempts) ",
+                "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
+                 state, submitted_at, updated_at, attempts) ",
             );
             qb.push_values(&prepared, |mut b, (_, job, spec, command)| {
                 b.push_bind(job.spec.project.get() as i64)
@@ -712,6 +715,7 @@ macro_rules! store_impl {
                     .push_bind(job.spec.name.clone())
                     .push_bind(spec.clone())
                     .push_bind(command.clone())
+                    .push_bind(job.container_image.clone())
                     .push_bind("queued")
                     .push_bind(now)
                     .push_bind(now)
@@ -2399,12 +2403,17 @@ macro_rules! store_impl {
                 node: i64,
                 limits: Option<&str>,
                 address: Option<&str>,
+                container_runtime: Option<&str>,
             ) -> Result<NodeRecord> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query("UPDATE nodes SET limits = $1, address = $2 WHERE id = $3")
-                    .bind(limits)
-                    .bind(address)
-                    .bind(node)
+                sqlx::query(
+                    "UPDATE nodes SET limits = $1, address = $2, container_runtime = $3 \
+                     WHERE id = $4",
+                )
+                .bind(limits)
+                .bind(address)
+                .bind(container_runtime)
+                .bind(node)
                     .execute(&mut *tx)
                     .await?;
                 let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))

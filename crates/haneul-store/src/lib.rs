@@ -279,13 +279,14 @@ pub trait Store: Send + Sync + 'static {
     // --- agent protocol ---
 
     /// Records what the node's agent says at registration: how it enforces task limits
-    /// (`cgroup-v2`, `rlimit`) and the address its tasks are reached at (gang peers get it
-    /// instead of the node name).
+    /// (`cgroup-v2`, `rlimit`), the address its tasks are reached at (gang peers get it
+    /// instead of the node name) and its container runtime (`podman`, `apptainer`, `none`).
     async fn set_node_agent(
         &self,
         node: i64,
         limits: Option<&str>,
         address: Option<&str>,
+        container_runtime: Option<&str>,
     ) -> Result<NodeRecord>;
     /// Records the agent's health check. The first failure (`Some(what)`) drains the node
     /// (`down_reason` `unhealthy`) and ends its live attempts as node lost, requeueing their

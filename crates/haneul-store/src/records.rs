@@ -323,6 +323,8 @@ pub struct NodeRecord {
     pub address: Option<String>,
     /// The failing health check while the agent reports one; `None` when healthy.
     pub health: Option<String>,
+    /// The agent's container runtime (`podman`, `apptainer`, `none`); `None` until it says.
+    pub container_runtime: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +333,8 @@ pub struct NewJob {
     /// `spec.project` is the project id.
     pub spec: JobSpec,
     pub command: Vec<String>,
+    /// The container image the tasks run in; `None`: the command runs directly.
+    pub container_image: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,6 +345,7 @@ pub struct JobRecord {
     pub name: String,
     pub spec: JobSpec,
     pub command: Vec<String>,
+    pub container_image: Option<String>,
     pub state: JobState,
     pub submitted_at: i64,
     pub updated_at: i64,
@@ -800,6 +805,7 @@ mod fleet_tests {
             limits: None,
             address: None,
             health: None,
+            container_runtime: None,
         }
     }
 

@@ -107,6 +107,7 @@ async fn submit(store: &dyn Store, u: &UserRecord, project: i64, now: i64) -> Jo
                 user_id: u.id,
                 spec: spec(project, 2),
                 command: vec!["python".into(), "train.py".into()],
+                container_image: None,
             },
             now,
         )
@@ -417,13 +418,30 @@ pub async fn preemption_and_time_limit(store: &dyn Store) {
                 user_id: u.id,
                 spec: s,
                 command: vec!["sleep".into()],
+                container_image: Some("/srv/images/rootfs".into()),
             },
             20,
         )
         .await
         .unwrap();
+    assert_eq!(
+        store
+            .get_job(limited.id)
+            .await
+            .unwrap()
+            .container_image
+            .as_deref(),
+        Some("/srv/images/rootfs")
+    );
     let epoch = lead(store, "a", 30).await;
     let a = start(store, epoch, limited.id, n.id, 30).await;
+    assert_eq!(
+        store.assignments(n.id).await.unwrap()[0]
+            .job
+            .container_image
+            .as_deref(),
+        Some("/srv/images/rootfs")
+    );
     assert_eq!(a.deadline, Some(60_030));
     assert!(store.overdue_attempts(60_000).await.unwrap().is_empty());
     assert_eq!(store.overdue_attempts(60_031).await.unwrap()[0].id, a.id);
@@ -629,12 +647,17 @@ pub async fn group_commit(store: &dyn Store) {
                     user_id: u.id,
                     spec: spec(p.id, 1),
                     command: vec!["true".into()],
+                    container_image: Some("ubuntu:24.04".into()),
                 },
             )
         })
         .collect();
     let jobs = store.submit_jobs(batch, 20).await.unwrap();
     assert_eq!(jobs.len(), 50);
+    assert!(
+        jobs.iter()
+            .all(|j| j.container_image.as_deref() == Some("ubuntu:24.04"))
+    );
     assert!(jobs.windows(2).all(|w| w[1].id > w[0].id));
     assert_eq!(store.snapshot().await.unwrap().queued.len(), 50);
     assert_eq!(store.verify_audit().await.unwrap(), 3 + 1 + 50);
@@ -650,6 +673,7 @@ pub async fn group_commit(store: &dyn Store) {
                         user_id: u.id,
                         spec: spec(p.id, 1),
                         command: vec!["true".into()],
+                        container_image: None,
                     },
                 ),
                 (
@@ -658,6 +682,7 @@ pub async fn group_commit(store: &dyn Store) {
                         user_id: u.id,
                         spec: bad,
                         command: vec!["true".into()],
+                        container_image: None,
                     },
                 ),
             ],
@@ -1058,12 +1083,20 @@ pub async fn node_health_drains_and_requeues(store: &dyn Store) {
     let (_, p, u) = tenant(store, "kaist").await;
     let n = node(store, "gpu-001", 0).await;
     assert_eq!((n.limits.as_deref(), n.health.as_deref()), (None, None));
+    assert_eq!(n.container_runtime, None);
     let n = store
-        .set_node_agent(n.id, Some("rlimit"), Some("10.0.0.7"))
+        .set_node_agent(n.id, Some("rlimit"), Some("10.0.0.7"), Some("podman"))
         .await
         .unwrap();
     assert_eq!(n.limits.as_deref(), Some("rlimit"));
     assert_eq!(n.address.as_deref(), Some("10.0.0.7"));
+    assert_eq!(n.container_runtime.as_deref(), Some("podman"));
+    assert_eq!(
+        store.list_nodes().await.unwrap()[0]
+            .container_runtime
+            .as_deref(),
+        Some("podman")
+    );
     let epoch = lead(store, "a", 0).await;
     let job = submit(store, &u, p.id, 1).await;
     let a = start(store, epoch, job.id, n.id, 2).await;
