@@ -329,7 +329,16 @@ pub async fn run_swarm(
     let workers = cfg.connections.min(nodes.len());
     for w in 0..workers {
         let mine: Vec<i64> = nodes.iter().copied().skip(w).step_by(workers).collect();
-        loops.push(tokio::spawn(heartbeats(ctx.clone(), mine, interval)));
+        // Workers start spread over one interval: started together, every worker's nodes
+        // would beat in the same instant, a burst real agents (started at different times)
+        // do not make, and a short measuring window could fall between two bursts.
+        let offset = interval * w as u32 / workers as u32;
+        loops.push(tokio::spawn(heartbeats(
+            ctx.clone(),
+            mine,
+            interval,
+            offset,
+        )));
     }
     for &node in &nodes {
         loops.push(tokio::spawn(node_loop(ctx.clone(), node)));
@@ -368,9 +377,12 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-async fn heartbeats(ctx: Arc<Ctx>, nodes: Vec<i64>, interval: Duration) {
+async fn heartbeats(ctx: Arc<Ctx>, nodes: Vec<i64>, interval: Duration, offset: Duration) {
     let gap = interval / nodes.len().max(1) as u32;
-    let mut tick = tokio::time::interval(gap.max(Duration::from_micros(100)));
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + offset,
+        gap.max(Duration::from_micros(100)),
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conn = Conn::new(ctx.api.addr);
     loop {
