@@ -485,6 +485,9 @@ fn task_env(spec: &TaskSpec, workdir: &Path, checkpoint: &Path) -> Vec<(String, 
     for (k, v) in [
         ("CUDA_VISIBLE_DEVICES", gpus),
         ("NVIDIA_VISIBLE_DEVICES", nvidia),
+        // The indexes above are NVML's, which follow the PCI bus; CUDA's default order is
+        // fastest first, which on a mixed node would hand the task other GPUs than it was given.
+        ("CUDA_DEVICE_ORDER", "PCI_BUS_ID".to_string()),
         ("MASTER_ADDR", spec.master_addr.clone()),
         ("MASTER_PORT", spec.master_port.to_string()),
         ("WORLD_SIZE", spec.world_size.to_string()),

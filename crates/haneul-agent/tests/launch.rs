@@ -56,6 +56,7 @@ fn task_sees_its_gpus_and_torchrun_environment() {
     let expect = [
         ("CUDA_VISIBLE_DEVICES", "2,5"),
         ("NVIDIA_VISIBLE_DEVICES", "2,5"),
+        ("CUDA_DEVICE_ORDER", "PCI_BUS_ID"),
         ("MASTER_ADDR", "10.0.0.7"),
         ("MASTER_PORT", "29500"),
         ("WORLD_SIZE", "16"),
