@@ -68,25 +68,14 @@ impl Centre {
     fn new() -> Centre {
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(&dir.path().join("server"), None, &[]);
-        let admin = server.admin_token();
-        let org = server.must(
-            &admin,
-            "/v1/orgs",
-            json!({"name": "kaist", "country": "KR"}),
-            201,
-        )["id"]
-            .clone();
-        let project = server.must(
-            &admin,
-            "/v1/projects",
-            json!({"org": org, "name": "llm"}),
-            201,
-        )["id"]
-            .as_i64()
-            .unwrap();
+        let Members {
+            admin,
+            project,
+            user,
+            agent: agent_token,
+            ..
+        } = members(&server);
         server.must(&admin, "/v1/pools", json!({"name": "h200"}), 201);
-        let user = server.user_token(&admin, "kim", "member", org.as_i64(), &[project]);
-        let agent_token = server.user_token(&admin, "agent-1", "agent", None, &[]);
         let token_file = dir.path().join("agent.token");
         std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();
         let user_token_file = dir.path().join("user.token");
@@ -186,25 +175,14 @@ fn agent_runs_and_cancels_real_jobs() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"), None, &[]);
-    let admin = server.admin_token();
-    let org = server.must(
-        &admin,
-        "/v1/orgs",
-        json!({"name": "kaist", "country": "KR"}),
-        201,
-    )["id"]
-        .clone();
-    let project = server.must(
-        &admin,
-        "/v1/projects",
-        json!({"org": org, "name": "llm"}),
-        201,
-    )["id"]
-        .as_i64()
-        .unwrap();
+    let Members {
+        admin,
+        project,
+        user,
+        agent: agent_token,
+        ..
+    } = members(&server);
     server.must(&admin, "/v1/pools", json!({"name": "h200"}), 201);
-    let user = server.user_token(&admin, "kim", "member", org.as_i64(), &[project]);
-    let agent_token = server.user_token(&admin, "agent-1", "agent", None, &[]);
     let token_file = dir.path().join("agent.token");
     let work = dir.path().join("work");
     std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();

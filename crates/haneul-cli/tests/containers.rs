@@ -116,25 +116,10 @@ impl Site {
         );
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(&dir.path().join("server"), None, &[]);
-        let admin = server.admin_token();
-        let org = server.must(
-            &admin,
-            "/v1/orgs",
-            json!({"name": "snu", "country": "KR"}),
-            201,
-        )["id"]
-            .as_i64();
-        let project = server.must(
-            &admin,
-            "/v1/projects",
-            json!({"org": org, "name": "vision"}),
-            201,
-        )["id"]
-            .as_i64()
-            .unwrap();
+        let Members {
+            admin, user, agent, ..
+        } = members(&server);
         server.must(&admin, "/v1/pools", json!({"name": "h200"}), 201);
-        let user = server.user_token(&admin, "lee", "member", org, &[project]);
-        let agent = server.user_token(&admin, "agent-c", "agent", None, &[]);
         let agent_token = dir.path().join("agent.token");
         std::fs::write(&agent_token, agent).unwrap();
         let user_token = dir.path().join("user.token");

@@ -178,7 +178,17 @@ pub struct Tenant {
     pub node: i64,
 }
 
-pub fn tenant(s: &Server) -> Tenant {
+/// An organisation with one project, a member who submits to it and an agent account, created
+/// through the API: what every test of jobs on agents starts from.
+pub struct Members {
+    pub admin: String,
+    pub org: i64,
+    pub project: i64,
+    pub user: String,
+    pub agent: String,
+}
+
+pub fn members(s: &Server) -> Members {
     let admin = s.admin_token();
     let org = s.must(
         &admin,
@@ -198,6 +208,22 @@ pub fn tenant(s: &Server) -> Tenant {
         .unwrap();
     let user = s.user_token(&admin, "kim", "member", Some(org), &[project]);
     let agent = s.user_token(&admin, "agent-1", "agent", None, &[]);
+    Members {
+        admin,
+        org,
+        project,
+        user,
+        agent,
+    }
+}
+
+pub fn tenant(s: &Server) -> Tenant {
+    let Members {
+        project,
+        user,
+        agent,
+        ..
+    } = members(s);
     let node = s.must(
         &agent,
         "/v1/agent/register",
