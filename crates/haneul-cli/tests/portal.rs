@@ -153,43 +153,10 @@ fn sign_in(tab: &Tab, base: &str, token: &str) {
 fn researcher_and_operator_in_chromium() {
     let started = Instant::now();
     let browser_path = chromium();
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("portal-shots");
-    std::fs::create_dir_all(&shots).unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
+    let shots = shots_dir();
+    let (dir, up, base, data) = start_up();
     let root = dir.path().canonicalize().unwrap();
     let config = root.join("config.toml");
-    let data = root.join("data");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let up = Up(Command::new(env!("CARGO_BIN_EXE_haneul"))
-        .arg("up")
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--simulate-gpus",
-            "4xH200",
-        ])
-        .env("HANEUL_CONFIG", &config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start haneul up"));
-    let until = Instant::now() + Duration::from_secs(30);
-    while !config.exists() {
-        assert!(Instant::now() < until, "haneul up wrote no config");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let member_file = data.join("user.token");
     let admin_file = data.join("server/admin.token");
     let member = std::fs::read_to_string(&member_file)
@@ -444,6 +411,13 @@ fn researcher_and_operator_in_chromium() {
     );
 }
 
+/// Where the screenshots go, linked from docs/portal.md: `$CARGO_TARGET_DIR/portal-shots`.
+fn shots_dir() -> PathBuf {
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).with_file_name("portal-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    shots
+}
+
 /// `haneul up` in a new temporary folder on a free port; returns the folder, the running
 /// `haneul up`, its base URL and its data folder.
 fn start_up() -> (tempfile::TempDir, Up, String, PathBuf) {
@@ -494,9 +468,7 @@ fn fits_a_phone(tab: &Tab, path: &str) -> Value {
 #[test]
 fn a_call_from_the_operators_form_to_the_researchers_award() {
     let browser_path = chromium();
-    // Next to the other test's screenshots: $CARGO_TARGET_DIR/portal-shots.
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).with_file_name("portal-shots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = shots_dir();
     let (dir, up, base, data) = start_up();
     let root = dir.path().canonicalize().unwrap();
     let config = root.join("config.toml");
