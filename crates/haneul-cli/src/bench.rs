@@ -23,9 +23,13 @@ pub enum BenchCommand {
 
 #[derive(Args)]
 pub struct OpenbArgs {
-    /// Pod list CSV, e.g. ../shared/traces/alibaba-gpu-v2023-openb/csv/openb_pod_list_default.csv
+    /// Pod list CSV (default: alibaba-gpu-v2023-openb/csv/openb_pod_list_default.csv under the
+    /// trace directory).
     #[arg(long)]
-    pods: PathBuf,
+    pods: Option<PathBuf>,
+    /// Directory of public trace files (default: ../shared/traces when present).
+    #[arg(long, env = "HANEUL_TRACES", value_name = "DIR")]
+    traces: Option<PathBuf>,
     /// Node list CSV; defaults to openb_node_list_gpu_node.csv beside the pod list.
     #[arg(long)]
     nodes: Option<PathBuf>,
@@ -105,18 +109,25 @@ struct OpenbReport {
 fn openb_bench(args: OpenbArgs) -> anyhow::Result<()> {
     let seeds = parse_seeds(&args.seeds)?;
     let placement = parse_placement(&args.placement)?;
+    let pods_path = match &args.pods {
+        Some(p) => p.clone(),
+        None => haneul_sim::traces::locate(
+            args.traces.as_deref(),
+            "alibaba-gpu-v2023-openb/csv/openb_pod_list_default.csv",
+        )?,
+    };
     let nodes_path = match &args.nodes {
         Some(p) => p.clone(),
-        None => args
-            .pods
+        None => pods_path
             .parent()
             .unwrap_or(Path::new("."))
             .join("openb_node_list_gpu_node.csv"),
     };
+    haneul_sim::traces::require(&pods_path)?;
+    haneul_sim::traces::require(&nodes_path)?;
     let nodes = openb::load_nodes(&nodes_path)?;
-    let pods = openb::load_pods(&args.pods)?;
-    let pod_list = args
-        .pods
+    let pods = openb::load_pods(&pods_path)?;
+    let pod_list = pods_path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -135,8 +146,7 @@ fn openb_bench(args: OpenbArgs) -> anyhow::Result<()> {
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let results_csv = args
-        .pods
+    let results_csv = pods_path
         .parent()
         .unwrap_or(Path::new("."))
         .join("../fgd_expected_results/analysis_allo_discrete.csv");

@@ -31,6 +31,10 @@ pub struct SimArgs {
     /// Write report.json, CSV tables and SVG charts here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Directory of public trace files, for scenarios whose workload names a `trace`
+    /// (default: ../shared/traces when present).
+    #[arg(long, env = "HANEUL_TRACES", value_name = "DIR")]
+    traces: Option<PathBuf>,
 }
 
 /// A progress bar that shows itself only once a run has taken more than a second, on stderr,
@@ -73,7 +77,7 @@ impl Progress {
 
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let mut scn = match (&args.scenario, &args.trace) {
-        (Some(p), None) => Scenario::load(p)?,
+        (Some(p), None) => Scenario::load_with_traces(p, args.traces.as_deref())?,
         (None, Some(t)) => match (&args.fleet, t.strip_prefix("openb:")) {
             (Some(fleet), _) => Scenario::from_trace(t, fleet)?,
             (None, Some(pods)) => {

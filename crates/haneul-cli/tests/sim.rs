@@ -14,8 +14,16 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The public trace directory: HANEUL_TRACES, or ../shared/traces beside the checkout
+/// (`scripts/test` fetches the traces where neither holds them).
+fn traces() -> PathBuf {
+    std::env::var_os("HANEUL_TRACES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces"))
+}
+
 fn philly_trace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces/philly/philly.csv")
+    traces().join("philly/philly.csv")
 }
 
 /// A fresh directory holding the given files.
@@ -611,8 +619,7 @@ fn a_scheduling_cadence_delays_starts_to_the_next_tick() {
 
 #[test]
 fn an_openb_trace_brings_its_own_node_list() {
-    let pods = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/traces/alibaba-gpu-v2023-openb/csv/openb_pod_list_default.csv");
+    let pods = traces().join("alibaba-gpu-v2023-openb/csv/openb_pod_list_default.csv");
     let trace = format!("openb:{}", pods.display());
     let rows = json_ok(run_in(&repo_root(), &["sim", "--trace", &trace, "--json"]));
     let policies: Vec<&str> = rows.iter().map(|r| r["policy"].as_str().unwrap()).collect();
@@ -625,4 +632,65 @@ fn an_openb_trace_brings_its_own_node_list() {
     let trace = format!("philly:{}", philly_trace().display());
     let err = failure(run_in(&repo_root(), &["sim", "--trace", &trace]));
     assert!(err.contains("needs --fleet"), "{err}");
+}
+
+/// Without the public traces, what reads them fails naming where to download each file, its
+/// licence and its citation; a scenario that names a `trace` finds it under `--traces`.
+#[test]
+fn a_missing_trace_says_where_to_get_it() {
+    let empty = dir_with(&[]);
+    let empty_s = empty.display().to_string();
+    let err = failure(run_in(
+        &repo_root(),
+        &[
+            "sim",
+            "--scenario",
+            "examples/scenarios/philly.toml",
+            "--traces",
+            &empty_s,
+        ],
+    ));
+    for needle in [
+        "petuum/adaptdl",
+        "simulator/traces/philly.csv",
+        "CC BY 4.0",
+        "Jeon et al.",
+    ] {
+        assert!(err.contains(needle), "`{needle}` missing from: {err}");
+    }
+    let err = failure(run_in(
+        &empty,
+        &["bench", "openb", "--seeds", "42", "--traces", &empty_s],
+    ));
+    for needle in [
+        "alibaba/clusterdata",
+        "cluster-trace-gpu-v2023/csv/openb_pod_list_default.csv",
+        "Weng et al.",
+    ] {
+        assert!(err.contains(needle), "`{needle}` missing from: {err}");
+    }
+    // The same scenario runs once its trace directory holds the file (a three-job Philly table).
+    std::fs::create_dir_all(empty.join("philly")).unwrap();
+    std::fs::write(
+        empty.join("philly/philly.csv"),
+        "timestamp,duration,num_gpus,gpu_time,cluster\n\
+         2017-10-03 00:00:00,60,1,60,vc1\n\
+         2017-10-03 00:00:10,120,2,240,vc2\n\
+         2017-10-03 00:00:20,30,1,30,vc1\n",
+    )
+    .unwrap();
+    let rows = json_ok(run_in(
+        &repo_root(),
+        &[
+            "sim",
+            "--scenario",
+            "examples/scenarios/philly.toml",
+            "--traces",
+            &empty_s,
+            "--policy",
+            "fifo",
+            "--json",
+        ],
+    ));
+    assert_eq!(rows[0]["jobs"].as_u64(), Some(3), "{rows:?}");
 }

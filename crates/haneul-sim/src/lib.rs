@@ -10,7 +10,8 @@
 //! - [`scenario`]: scenario files that tie a fleet, a workload, a seed and policies together;
 //! - [`driver`]: the discrete-event loop around the engine;
 //! - [`metrics`]: utilisation, latency, fairness, cost and energy of a run;
-//! - [`report`]: CSV and SVG renderings of the reports.
+//! - [`report`]: CSV and SVG renderings of the reports;
+//! - [`traces`]: where public trace files are found, and how to get a missing one.
 
 pub mod catalogue;
 pub mod driver;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod openb;
 pub mod report;
 pub mod scenario;
+pub mod traces;
 pub mod workload;
 
 mod error;

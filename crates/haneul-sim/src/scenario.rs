@@ -8,6 +8,7 @@ use crate::driver::{self, Failures, SimConfig};
 use crate::error::{SimError, toml_error};
 use crate::fleet_file::FleetSpec;
 use crate::metrics::{self, PolicyReport};
+use crate::traces;
 use crate::workload::{self, Shape, Workload, synthetic::SyntheticConfig};
 use haneul_model::{OrgClass, Span};
 use haneul_sched::Policy;
@@ -112,7 +113,15 @@ fn file_err(path: &Path, reason: String) -> SimError {
 }
 
 impl Scenario {
+    /// Reads a scenario file; a workload's `trace` is looked up in the default trace directory
+    /// ([`crate::traces::dir`]).
     pub fn load(path: &Path) -> Result<Scenario, SimError> {
+        Self::load_with_traces(path, None)
+    }
+
+    /// Reads a scenario file; a workload's `trace` (a path under the trace directory) is looked
+    /// up in `traces`, else in the default trace directory.
+    pub fn load_with_traces(path: &Path, traces: Option<&Path>) -> Result<Scenario, SimError> {
         let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
             path: path.to_path_buf(),
             source,
@@ -129,11 +138,28 @@ impl Scenario {
             }
         };
         let take_path = |wl: &mut toml::Table| -> Result<PathBuf, SimError> {
-            match wl.remove("path") {
-                Some(toml::Value::String(s)) => Ok(PathBuf::from(s)),
+            match (wl.remove("path"), wl.remove("trace")) {
+                (Some(toml::Value::String(s)), None) => {
+                    let p = PathBuf::from(s);
+                    if traces::known(&p).is_some() {
+                        traces::require(&p)?;
+                    }
+                    Ok(p)
+                }
+                (None, Some(toml::Value::String(rel))) => traces::locate(traces, &rel),
+                (Some(_), Some(_)) => Err(file_err(
+                    path,
+                    "workload: give `path` (a file) or `trace` (a file under the trace \
+                     directory), not both"
+                        .into(),
+                )),
                 _ => Err(file_err(
                     path,
-                    format!("workload.path: a `{format}` workload needs the trace's path"),
+                    format!(
+                        "workload.path: a `{format}` workload needs the file's `path`, or \
+                         `trace`, its path under the trace directory (--traces, {})",
+                        traces::ENV
+                    ),
                 )),
             }
         };
@@ -230,11 +256,13 @@ impl Scenario {
         let (format, p) = trace.split_once(':').ok_or_else(|| {
             file_err(
                 Path::new(trace),
-                "--trace: write FORMAT:PATH, for example philly:../shared/traces/philly/philly.csv"
-                    .into(),
+                "--trace: write FORMAT:PATH, for example philly:TRACES/philly/philly.csv".into(),
             )
         })?;
         let path = PathBuf::from(p);
+        if traces::known(&path).is_some() {
+            traces::require(&path)?;
+        }
         let workload = match format {
             "philly" => WorkloadSpec::Philly {
                 path: path.clone(),

@@ -4,10 +4,15 @@ use haneul_sched::PlacementStrategy;
 use haneul_sim::openb;
 use std::path::PathBuf;
 
+/// A file of the openb trace, from HANEUL_TRACES or ../shared/traces beside the checkout
+/// (`scripts/test` fetches them where neither holds them).
 fn trace(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/traces/alibaba-gpu-v2023-openb/csv")
-        .join(file)
+    let dir = std::env::var_os("HANEUL_TRACES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces")
+        });
+    dir.join("alibaba-gpu-v2023-openb/csv").join(file)
 }
 
 #[test]
