@@ -18,7 +18,7 @@ fn now_ms() -> i64 {
 }
 
 fn date(ms: i64) -> String {
-    haneul_server::accounting::date(ms)
+    haneul_server::calendar::Calendar::from_env().date(ms)
 }
 
 // --- org ---

@@ -701,7 +701,7 @@ pub(crate) fn usage_of(conn: Conn) -> anyhow::Result<()> {
             format!("{:.1}", a.gpu_hours_granted),
             format!("{:.1}", a.gpu_hours_used),
             format!("{:.1}", a.gpu_hours_left),
-            haneul_server::accounting::date(a.valid_until),
+            haneul_server::calendar::Calendar::from_env().date(a.valid_until),
             a.state.clone(),
         ]);
     }

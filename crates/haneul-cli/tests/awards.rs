@@ -171,5 +171,5 @@ fn org_screening_and_a_call_from_the_command_line() {
 }
 
 fn haneul_server_date(ms: i64) -> String {
-    haneul_server::accounting::date(ms)
+    haneul_server::calendar::Calendar::from_env().date(ms)
 }

@@ -8,6 +8,7 @@
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::calendar::{Bucket, Calendar};
 use crate::compliance;
 use crate::controller::now_ms;
 use crate::error::{ApiError, Body};
@@ -52,6 +53,9 @@ pub struct AccountingPolicy {
     pub underuse_window_days: f64,
     /// Underuse: an award whose quota ran less than this fraction of the window is flagged.
     pub underuse_fraction: f64,
+    /// The centre's time zone (IANA name): statements' months, usage charts' days and the dates
+    /// in notices and hold reasons follow it; API timestamps stay UTC.
+    pub time_zone: Calendar,
 }
 
 /// The default restricted-country list: the countries for which 22 CFR 126.1(d)(1) sets a
@@ -81,6 +85,7 @@ impl Default for AccountingPolicy {
             peak_ops: BTreeMap::new(),
             underuse_window_days: 14.0,
             underuse_fraction: 0.25,
+            time_zone: Calendar::default(),
         }
     }
 }
@@ -144,55 +149,6 @@ impl AccountingPolicy {
             .copied()
             .or_else(|| default_peak_ops(model))
     }
-}
-
-/// `YYYY-MM-DD` of a Unix-millisecond time, UTC.
-pub fn date(ms: i64) -> String {
-    let (y, m, d) = civil_from_days(ms.div_euclid(MS_PER_DAY));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// (year, month, day) to days since 1970-01-01.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The UTC bounds `[from, until)` of a month written `YYYY-MM`.
-pub fn month_bounds(month: &str) -> Option<(i64, i64)> {
-    let (y, m) = month.split_once('-')?;
-    if y.len() != 4 || m.len() != 2 {
-        return None;
-    }
-    let y: i64 = y.parse().ok()?;
-    let m: u32 = m.parse().ok()?;
-    if !(1..=12).contains(&m) {
-        return None;
-    }
-    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    Some((
-        days_from_civil(y, m, 1) * MS_PER_DAY,
-        days_from_civil(ny, nm, 1) * MS_PER_DAY,
-    ))
 }
 
 /// An award's state at `now`.
@@ -324,12 +280,12 @@ impl View {
                 "held: award {id} of project `{}` expired on {}; see `haneul usage` for the \
                  balance",
                 p.name,
-                date(b.award.valid_until)
+                policy.time_zone.date(b.award.valid_until)
             ),
             "pending" => format!(
                 "held: award {id} of project `{}` starts on {}; see `haneul usage`",
                 p.name,
-                date(b.award.valid_from)
+                policy.time_zone.date(b.award.valid_from)
             ),
             _ => format!(
                 "held: award {id} of project `{}` is spent ({:.2} of {:.2} GPU-hours used); see \
@@ -535,32 +491,6 @@ pub fn statement_csv(s: &Statement) -> String {
 /// years by the day, and small enough to draw and to send.
 pub const MAX_BUCKETS: i64 = 1000;
 
-/// Bucket sizes of a usage series, in milliseconds (UTC hours and days have no leap seconds
-/// in Unix time).
-pub fn bucket_ms(bucket: &str) -> Option<i64> {
-    match bucket {
-        "hour" => Some(3_600_000),
-        "day" => Some(MS_PER_DAY),
-        _ => None,
-    }
-}
-
-/// A time parameter: Unix milliseconds, or a UTC date `YYYY-MM-DD` (its midnight).
-pub fn parse_time(raw: &str) -> Option<i64> {
-    if let Ok(ms) = raw.parse::<i64>() {
-        return Some(ms);
-    }
-    let mut parts = raw.splitn(3, '-');
-    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return None;
-    }
-    let (y, m, d): (i64, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-    let days = days_from_civil(y, m, d);
-    // Refuses 2026-02-30 and the like: the day must come back as written.
-    (civil_from_days(days) == (y, m, d)).then_some(days * MS_PER_DAY)
-}
-
 /// GPU-milliseconds run and charged per bucket for one line of a series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spread {
@@ -568,19 +498,24 @@ pub struct Spread {
     pub charged_ms: Vec<i64>,
 }
 
-/// Spreads each ledger span over the `n` buckets of `size` ms from `from`, per `key` (the
-/// organisation or project), in proportion to the time the attempt ran in each bucket. Shares
-/// are rounded so that they telescope: the buckets of a span that lies inside the range add up
-/// to its amounts exactly. A span of no length counts in the bucket where it ended.
+/// Spreads each ledger span over the buckets `[bounds[i], bounds[i + 1])`, per `key` (the
+/// organisation or project), in proportion to the time the attempt ran in each bucket. Buckets
+/// may differ in length (local days across a clock change). Shares are rounded so that they
+/// telescope: the buckets of a span that lies inside the range add up to its amounts exactly. A
+/// span of no length counts in the bucket where it ended.
 pub fn spread(
     spans: &[st::LedgerSpan],
     key: impl Fn(&st::LedgerEntry) -> i64,
-    from: i64,
-    size: i64,
-    n: usize,
+    bounds: &[i64],
 ) -> BTreeMap<i64, Spread> {
     let mut out: BTreeMap<i64, Spread> = BTreeMap::new();
-    let until = from + size * n as i64;
+    let n = bounds.len().saturating_sub(1);
+    if n == 0 {
+        return out;
+    }
+    let (from, until) = (bounds[0], bounds[n]);
+    // The bucket holding `t`, for `from <= t < until`.
+    let bucket_of = |t: i64| bounds.partition_point(|&b| b <= t) - 1;
     for span in spans {
         let (start, end) = (span.started_at, span.entry.at.max(span.started_at));
         let line = out.entry(key(&span.entry)).or_insert_with(|| Spread {
@@ -589,10 +524,13 @@ pub fn spread(
         });
         if end == start {
             if (from..until).contains(&end) {
-                let i = ((end - from) / size) as usize;
+                let i = bucket_of(end);
                 line.gpu_ms[i] += span.entry.gpu_ms;
                 line.charged_ms[i] += span.entry.charged_ms;
             }
+            continue;
+        }
+        if end <= from || start >= until {
             continue;
         }
         let length = (end - start) as i128;
@@ -600,11 +538,8 @@ pub fn spread(
         let by = |amount: i64, t: i64| -> i64 {
             ((amount as i128 * (t.clamp(start, end) - start) as i128).div_euclid(length)) as i64
         };
-        let first = (start.max(from) - from) / size;
-        let last = (end.min(until) - 1 - from).div_euclid(size);
-        for i in first.max(0)..=last.min(n as i64 - 1) {
-            let (b0, b1) = (from + i * size, from + (i + 1) * size);
-            let i = i as usize;
+        for i in bucket_of(start.max(from))..=bucket_of(end.min(until) - 1) {
+            let (b0, b1) = (bounds[i], bounds[i + 1]);
             line.gpu_ms[i] += by(span.entry.gpu_ms, b1) - by(span.entry.gpu_ms, b0);
             line.charged_ms[i] += by(span.entry.charged_ms, b1) - by(span.entry.charged_ms, b0);
         }
@@ -797,7 +732,8 @@ async fn ledger(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct StatementQuery {
-    /// `YYYY-MM` (UTC).
+    /// `YYYY-MM`, in the centre's time zone (`time_zone` in accounting.toml, default
+    /// Asia/Seoul).
     month: String,
     /// Only this project.
     project: Option<i64>,
@@ -817,7 +753,10 @@ async fn statements(
     Q(q): Q<StatementQuery>,
 ) -> Result<Response, ApiError> {
     caller.person()?;
-    let (from, until) = month_bounds(&q.month)
+    let (from, until) = s
+        .accounting
+        .time_zone
+        .month_bounds(&q.month)
         .ok_or_else(|| ApiError::bad("month", "use YYYY-MM, for example 2026-12"))?;
     if let Some(o) = q.org
         && !caller.can_see_org(o)
@@ -993,7 +932,7 @@ async fn set_weight(
 struct SeriesQuery {
     /// `org` or `project` (default): one line per organisation or per project.
     by: Option<String>,
-    /// `hour` or `day` (default), UTC.
+    /// `hour` or `day` (default); days run from midnight to midnight in the centre's time zone.
     bucket: Option<String>,
     /// Start, Unix milliseconds or `YYYY-MM-DD`, rounded down to a bucket (default: 48 hours
     /// or 30 days before `to`).
@@ -1018,10 +957,11 @@ async fn usage_series(
         return Err(ApiError::bad("by", "use org or project"));
     }
     let bucket = q.bucket.unwrap_or_else(|| "day".into());
-    let size = bucket_ms(&bucket).ok_or_else(|| ApiError::bad("bucket", "use hour or day"))?;
+    let width = Bucket::parse(&bucket).ok_or_else(|| ApiError::bad("bucket", "use hour or day"))?;
+    let cal = &s.accounting.time_zone;
     let time = |field: &'static str, raw: Option<String>| -> Result<Option<i64>, ApiError> {
         raw.map(|r| {
-            parse_time(r.trim()).ok_or_else(|| {
+            cal.parse_time(r.trim()).ok_or_else(|| {
                 ApiError::bad(
                     field,
                     format!("`{r}` is not a time: give Unix milliseconds or a date YYYY-MM-DD"),
@@ -1030,32 +970,37 @@ async fn usage_series(
         })
         .transpose()
     };
-    let to_raw = time("to", q.to)?.unwrap_or_else(now_ms);
-    // Round outwards to whole buckets.
-    let to = to_raw.div_euclid(size) * size + if to_raw.rem_euclid(size) > 0 { size } else { 0 };
-    let default_buckets = if bucket == "hour" { 48 } else { 30 };
-    let from = time("from", q.from)?
-        .unwrap_or(to - default_buckets * size)
-        .div_euclid(size)
-        * size;
+    let to = time("to", q.to)?.unwrap_or_else(now_ms);
+    let default_buckets = if width == Bucket::Hour { 48 } else { 30 };
+    let out_of_range = || ApiError::bad("to", "is outside the range of dates the server handles");
+    let from = match time("from", q.from)? {
+        Some(from) => from,
+        // The last `default_buckets` whole buckets and the one holding `to`.
+        None => cal
+            .back(width, to.saturating_sub(1), default_buckets - 1)
+            .ok_or_else(out_of_range)?,
+    };
     if from >= to {
         return Err(ApiError::bad("to", "must be after from"));
     }
-    let n = (to - from) / size;
-    if n > MAX_BUCKETS {
-        return Err(ApiError::bad(
-            "from",
-            format!(
-                "the range holds {n} {bucket} buckets, more than {MAX_BUCKETS}: ask for a \
-                 shorter range{}",
-                if bucket == "hour" {
-                    " or bucket=day"
-                } else {
-                    ""
-                }
-            ),
-        ));
-    }
+    // Rounded outwards to whole buckets.
+    let bounds = cal
+        .boundaries(width, from, to, MAX_BUCKETS as usize)
+        .ok_or_else(|| {
+            ApiError::bad(
+                "from",
+                format!(
+                    "the range holds more than {MAX_BUCKETS} {bucket} buckets: ask for a \
+                     shorter range{}",
+                    if width == Bucket::Hour {
+                        " or bucket=day"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        })?;
+    let (from, to) = (bounds[0], bounds[bounds.len() - 1]);
     let projects = visible(&s, &caller, None).await?;
     let ids: Vec<i64> = projects.keys().copied().collect();
     let spans = s.store.ledger_spans(Some(&ids), from, to).await?;
@@ -1067,21 +1012,20 @@ async fn usage_series(
             .into_iter()
             .map(|o| (o.id, o.name))
             .collect();
-        named_lines(spread(&spans, |l| l.org_id, from, size, n as usize), |id| {
+        named_lines(spread(&spans, |l| l.org_id, &bounds), |id| {
             names.get(&id).cloned()
         })
     } else {
-        named_lines(
-            spread(&spans, |l| l.project_id, from, size, n as usize),
-            |id| projects.get(&id).map(|p| p.name.clone()),
-        )
+        named_lines(spread(&spans, |l| l.project_id, &bounds), |id| {
+            projects.get(&id).map(|p| p.name.clone())
+        })
     };
     Ok(Json(UsageSeries {
         by,
         bucket,
         from,
         to,
-        starts: (0..n).map(|i| from + i * size).collect(),
+        starts: bounds[..bounds.len() - 1].to_vec(),
         lines,
     }))
 }
@@ -1108,21 +1052,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn months_and_dates() {
-        assert_eq!(month_bounds("1970-01"), Some((0, 31 * MS_PER_DAY)));
-        let (from, until) = month_bounds("2024-02").unwrap();
-        assert_eq!((until - from) / MS_PER_DAY, 29);
-        assert_eq!(date(from), "2024-02-01");
-        assert_eq!(date(until - 1), "2024-02-29");
-        let (from, until) = month_bounds("2026-12").unwrap();
-        assert_eq!(date(from), "2026-12-01");
-        assert_eq!(date(until), "2027-01-01");
-        for bad in ["2026-13", "2026-1", "26-01", "2026/01", ""] {
-            assert_eq!(month_bounds(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn default_policy_is_valid() {
         let p = AccountingPolicy::default();
         p.check().unwrap();
@@ -1131,7 +1060,13 @@ mod tests {
         assert_eq!(parsed.warn_fraction, 0.5);
         assert_eq!(parsed.restricted_countries, p.restricted_countries);
         assert!(toml::from_str::<AccountingPolicy>("warn = 1").is_err());
+        assert_eq!(p.time_zone.name(), "Asia/Seoul");
+        let utc: AccountingPolicy = toml::from_str("time_zone = \"UTC\"").unwrap();
+        assert_eq!(utc.time_zone.name(), "UTC");
+        let bad = toml::from_str::<AccountingPolicy>("time_zone = \"Seoul\"").unwrap_err();
+        assert!(bad.to_string().contains("not an IANA time zone"), "{bad}");
     }
+
     fn span(start: i64, end: i64, gpu_ms: i64, charged_ms: i64) -> st::LedgerSpan {
         st::LedgerSpan {
             entry: st::LedgerEntry {
@@ -1164,29 +1099,30 @@ mod tests {
                 gpu_ms * 13 / 10,
             )],
             |l| l.project_id,
-            10 * H,
-            H,
-            4,
+            &[10 * H, 11 * H, 12 * H, 13 * H, 14 * H],
         );
         let line = &s[&5];
         assert_eq!(line.gpu_ms, vec![4 * H, 8 * H, 2 * H, 0]);
         assert_eq!(line.charged_ms.iter().sum::<i64>(), gpu_ms * 13 / 10);
         // Amounts that do not divide evenly still add up, and a negative refund too.
-        let odd = spread(&[span(1, 1_000, 997, -997)], |l| l.org_id, 0, 100, 10);
+        let tens: Vec<i64> = (0..=10).map(|i| i * 100).collect();
+        let odd = spread(&[span(1, 1_000, 997, -997)], |l| l.org_id, &tens);
         assert_eq!(odd[&2].gpu_ms.iter().sum::<i64>(), 997);
         assert_eq!(odd[&2].charged_ms.iter().sum::<i64>(), -997);
         // Only the part inside the range counts; nothing at all leaves no line.
-        let clipped = spread(&[span(0, 4 * H, 4 * H, 4 * H)], |l| l.org_id, H, H, 2);
+        let clipped = spread(
+            &[span(0, 4 * H, 4 * H, 4 * H)],
+            |l| l.org_id,
+            &[H, 2 * H, 3 * H],
+        );
         assert_eq!(clipped[&2].gpu_ms, vec![H, H]);
-        assert!(spread(&[span(0, H, H, H)], |l| l.org_id, 2 * H, H, 2).is_empty());
-    }
-
-    #[test]
-    fn times_are_milliseconds_or_dates() {
-        assert_eq!(parse_time("86400000"), Some(MS_PER_DAY));
-        assert_eq!(parse_time("1970-01-02"), Some(MS_PER_DAY));
-        assert_eq!(parse_time("2026-02-30"), None);
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(bucket_ms("week"), None);
+        assert!(spread(&[span(0, H, H, H)], |l| l.org_id, &[2 * H, 3 * H, 4 * H]).is_empty());
+        // Buckets of unequal length (a 23-hour local day) share by time too.
+        let uneven = spread(
+            &[span(0, 47 * H, 47 * H, 0)],
+            |l| l.org_id,
+            &[0, 24 * H, 47 * H],
+        );
+        assert_eq!(uneven[&2].gpu_ms, vec![24 * H, 23 * H]);
     }
 }

@@ -4,7 +4,8 @@
 //! Modules: [`routes`] (tenant API), [`agent`] (agent protocol), [`auth`] (tokens and the
 //! authorisation policy), [`controller`] (lease, engine, decisions), [`metrics`], [`convert`]
 //! (records to wire types), [`error`] (the one error type and its HTTP mapping), [`accounting`]
-//! (balances, weights, statements, notices), [`compliance`] (export screening),
+//! (balances, weights, statements, notices), [`calendar`] (the centre's time zone for months
+//! and days), [`compliance`] (export screening),
 //! [`programmes`] (calls, applications, ranking) and [`portal`] (the web pages under /portal).
 //! `haneul server` in haneul-cli is a thin wrapper around [`run`].
 
@@ -12,6 +13,7 @@ pub mod accounting;
 pub mod agent;
 pub mod auth;
 pub mod batch;
+pub mod calendar;
 pub mod compliance;
 pub mod controller;
 pub mod convert;

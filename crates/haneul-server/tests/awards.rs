@@ -366,8 +366,9 @@ async fn whole_call(mut h: Harness) {
 
     // The month's statement equals the ledger, as JSON and as CSV.
     let first = n(&rows[0]["at"]);
-    let month = haneul_server::accounting::date(first)[..7].to_string();
-    let (from, until) = haneul_server::accounting::month_bounds(&month).unwrap();
+    let seoul = haneul_server::calendar::Calendar::default();
+    let month = seoul.date(first)[..7].to_string();
+    let (from, until) = seoul.month_bounds(&month).unwrap();
     let in_month: Vec<&Value> = rows
         .iter()
         .filter(|r| (from..until).contains(&n(&r["at"])))
