@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use std::fs::File;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,8 +122,24 @@ fn spawn(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
     let err = out.try_clone()?;
     // The children run in the data directory (their paths are absolute), so that everything
     // `haneul up` started can be found by its working directory.
-    Command::new(exe)
-        .args(args)
+    let mut cmd = Command::new(exe);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl, getppid and raise are async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(move || {
+            // `haneul up` killed by SIGKILL cannot stop its children: the kernel does it for
+            // it, so that no orphaned server keeps the port and the next `haneul up` starts.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl took effect.
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+    cmd.args(args)
         .current_dir(log.parent().unwrap_or(Path::new(".")))
         .stdin(Stdio::null())
         .stdout(out)
