@@ -6,6 +6,19 @@ use common::*;
 use haneul_model::{JobId, NodeId, NodeState, Span, Time};
 use haneul_sched::{Decisions, Engine, JobState, Policy};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+/// 256 cases each, after the failures saved in `properties.proptest-regressions` beside this
+/// file, which every run replays first (and where a new failure is saved).
+fn replaying_saved_failures() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
 use std::collections::BTreeMap;
 
 /// One step a driver may take between passes.
@@ -106,7 +119,7 @@ fn scenario() -> impl Strategy<Value = (Vec<NodeGen>, Vec<ProjectGen>, Vec<Step>
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(replaying_saved_failures())]
 
     /// No GPU share above 1000, CPU and memory within capacity, gangs whole, quotas and borrowing
     /// limits held, the accounting consistent: `check_invariants` after every pass.
@@ -313,7 +326,7 @@ mod hostile_input {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+        #![proptest_config(replaying_saved_failures())]
 
         #[test]
         fn the_engine_never_panics(
