@@ -272,6 +272,7 @@ proptest! {
 /// Any spec and any call order: the engine answers with a result, never a panic.
 mod hostile_input {
     use super::common::*;
+    use super::replaying_saved_failures;
     use haneul_model::{
         GpuModel, GpuRequest, Job, JobId, JobSpec, MemMib, MilliCpu, NodeId, NodeState, ProjectId,
         Span, Time,
