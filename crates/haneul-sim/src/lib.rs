@@ -10,13 +10,16 @@
 //! - [`scenario`]: scenario files that tie a fleet, a workload, a seed and policies together;
 //! - [`driver`]: the discrete-event loop around the engine;
 //! - [`metrics`]: utilisation, latency, fairness, cost and energy of a run;
-//! - [`report`]: CSV and SVG renderings of the reports.
+//! - [`report`]: CSV and SVG renderings of the reports;
+//! - [`plan`]: the capacity planner: candidate fleets (given or swept), seeds in parallel, total
+//!   cost of ownership, demand from the allocation round, and the committee's HTML report.
 
 pub mod catalogue;
 pub mod driver;
 pub mod fleet_file;
 pub mod metrics;
 pub mod openb;
+pub mod plan;
 pub mod report;
 pub mod scenario;
 pub mod workload;
