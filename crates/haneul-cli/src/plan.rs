@@ -157,7 +157,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             thousands(c.krw_per_delivered_gpu_hour.mean),
             fmt_h(c.p50_wait_h.mean),
             format!(
-                "{} [{}-{}]",
+                "{} [{}–{}]",
                 fmt_h(c.p90_wait_h.mean),
                 fmt_h(c.p90_wait_h.lo),
                 fmt_h(c.p90_wait_h.hi)

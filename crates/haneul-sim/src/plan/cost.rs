@@ -286,11 +286,11 @@ server_power_kw = 3.0
         .unwrap();
         // Capex 2 x 300,000,000 + 4 x 100,000,000 = 1,000,000,000; 250,000,000 a year.
         assert!(close(t.depreciation_krw_per_year, 250_000_000.0));
-        // Idle X: 2 x 3.0 kW; N without an idle figure at full load: 4 x 3.0 kW. 12 kW x 8,760
-        // x 1.2 = 126,144 kWh x 100 KRW.
-        assert!(close(t.power_krw_per_year, 12_614_400.0));
+        // Idle X: 2 x 3.0 kW; N without an idle figure at full load: 4 x 3.0 kW. 18 kW x 8,760
+        // x 1.2 = 189,216 kWh x 100 KRW.
+        assert!(close(t.power_krw_per_year, 18_921_600.0));
         assert!(close(t.ops_krw_per_year, 6_000_000.0));
-        assert!(close(t.total_usd_per_year, 268_614_400.0 / 1000.0));
+        assert!(close(t.total_usd_per_year, 274_921_600.0 / 1000.0));
     }
 
     #[test]

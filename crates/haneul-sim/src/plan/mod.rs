@@ -740,7 +740,7 @@ fn recommend(cs: &[CandidateResult], opts: &Options, site: &Site, seeds: usize) 
             candidate: None,
             en: format!(
                 "No candidate{in_budget_en} keeps the p90 wait under {w} h with 95% confidence over {seeds} seeds. \
-                 The lowest p90 wait, {} h (95% interval {}-{} h), comes from {} at {} a year; reaching the target needs more servers or a smaller grant.",
+                 The lowest p90 wait, {} h (95% interval {}–{} h), comes from {} at {} a year; reaching the target needs more servers or a smaller grant.",
                 fmt_h(b.p90_wait_h.mean),
                 fmt_h(b.p90_wait_h.lo),
                 fmt_h(b.p90_wait_h.hi),
@@ -761,7 +761,7 @@ fn recommend(cs: &[CandidateResult], opts: &Options, site: &Site, seeds: usize) 
     let index = cs.iter().position(|c| std::ptr::eq(c, pick));
     let p = &pick.p90_wait_h;
     let first_en = format!(
-        "Buy {} ({} accelerator{}): of the {n} candidates{in_budget_en}, it is the least costly whose p90 wait stays under {w} h with 95% confidence ({} h, interval {}-{} h over {seeds} seeds), at {} ({:.1} million USD) a year, {} KRW per delivered GPU-hour.",
+        "Buy {} ({} accelerator{}): of the {n} candidates{in_budget_en}, it is the least costly whose p90 wait stays under {w} h with 95% confidence ({} h, interval {}–{} h over {seeds} seeds), at {} ({:.1} million USD) a year, {} KRW per delivered GPU-hour.",
         pick.name,
         thousands(pick.accelerators as f64),
         if pick.accelerators == 1 { "" } else { "s" },
@@ -813,7 +813,7 @@ fn recommend(cs: &[CandidateResult], opts: &Options, site: &Site, seeds: usize) 
             let saves = pick.tco_krw_per_year.mean - c.tco_krw_per_year.mean;
             (
                 format!(
-                    "The next cheaper candidate, {}, would save {} a year but its p90 wait would be {} h (interval {}-{} h).",
+                    "The next cheaper candidate, {}, would save {} a year but its p90 wait would be {} h (interval {}–{} h).",
                     c.name,
                     bn_krw(saves),
                     fmt_h(c.p90_wait_h.mean),

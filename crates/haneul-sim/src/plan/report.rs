@@ -170,11 +170,12 @@ pub fn pareto_svg(plan: &Plan) -> Result<String, SimError> {
                 .draw_series([Circle::new(at, 9, BLACK.stroke_width(2))])
                 .map_err(chart_err)?;
             chart
-                .draw_series([Text::new(
-                    format!("권고 · recommended: {}", c.name),
-                    at,
-                    (FONT, 13).into_font().color(&BLACK),
-                )])
+                .draw_series([EmptyElement::at(at)
+                    + Text::new(
+                        format!("권고 · recommended: {}", c.name),
+                        (14, -18),
+                        (FONT, 13).into_font().color(&BLACK),
+                    )])
                 .map_err(chart_err)?;
         }
         chart

@@ -11,7 +11,7 @@ const T95: [f64; 30] = [
     2.052, 2.048, 2.045, 2.042,
 ];
 
-/// A figure over seeds.
+/// A figure over seeds. The interval's low end is clipped at 0 when no value is negative.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct Spread {
     pub mean: f64,
@@ -36,11 +36,14 @@ impl Spread {
             let t = T95.get(n - 2).copied().unwrap_or(1.96);
             t * (var / n as f64).sqrt()
         };
+        let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+        // Waits, costs and shares are never negative; neither is the interval's low end.
+        let floor = if min >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
         Spread {
             mean,
-            lo: mean - half,
+            lo: (mean - half).max(floor),
             hi: mean + half,
-            min: xs.iter().copied().fold(f64::INFINITY, f64::min),
+            min,
             max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         }
     }
@@ -59,6 +62,9 @@ mod tests {
         assert!((s.hi - 5.0 - 2.776 * 0.5f64.sqrt()).abs() < 1e-12);
         assert!((s.mean - s.lo - (s.hi - s.mean)).abs() < 1e-12);
         assert_eq!((s.min, s.max), (3.0, 7.0));
+        let wide = Spread::of(&[0.0, 10.0]);
+        assert_eq!(wide.lo, 0.0);
+        assert!((wide.hi - 5.0 - 12.706 * 5.0).abs() < 1e-9);
         let one = Spread::of(&[2.0]);
         assert_eq!((one.lo, one.hi), (2.0, 2.0));
     }
