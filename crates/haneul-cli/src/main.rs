@@ -127,7 +127,8 @@ const MORE_EXAMPLES: &[(&str, &str)] = &[
     (
         "plan",
         "Examples:
-  haneul plan --scenario s.toml --fleet a.toml --fleet b.toml",
+  haneul plan --scenario s.toml --fleet a.toml --fleet b.toml
+  haneul plan --scenario s.toml --sweep --servers 32..256/32 --mix H200 --mix H200:3+NPU:1 --out /tmp/plan",
     ),
     (
         "bench",

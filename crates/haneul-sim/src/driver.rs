@@ -482,6 +482,7 @@ pub fn run(
         price_per_gpu_hour: 0.0,
         power_w: 0.0,
         idle_power_w: 0.0,
+        ..GpuClass::default()
     };
     let models = engine_fleet.gpu_models();
     let mut unknown_classes = Vec::new();

@@ -18,6 +18,9 @@ pub enum SimError {
     },
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
+    /// A planner input (a command-line option or a sweep) that names no file.
+    #[error("{field}: {reason}")]
+    Plan { field: String, reason: String },
     #[error(transparent)]
     Sched(#[from] haneul_sched::SchedError),
     #[error(transparent)]

@@ -11,13 +11,16 @@
 //! - [`driver`]: the discrete-event loop around the engine;
 //! - [`metrics`]: utilisation, latency, fairness, cost and energy of a run;
 //! - [`report`]: CSV and SVG renderings of the reports;
-//! - [`traces`]: where public trace files are found, and how to get a missing one.
+//! - [`traces`]: where public trace files are found, and how to get a missing one;
+//! - [`plan`]: the capacity planner: candidate fleets (given or swept), seeds in parallel, total
+//!   cost of ownership, demand from the allocation round, and the committee's HTML report.
 
 pub mod catalogue;
 pub mod driver;
 pub mod fleet_file;
 pub mod metrics;
 pub mod openb;
+pub mod plan;
 pub mod report;
 pub mod scenario;
 pub mod traces;

@@ -1,6 +1,6 @@
-//! Report renderings for scripts and people: CSV tables and SVG charts (hand-written SVG, so
-//! charts need no drawing library and are byte-stable across machines). The terminal table lives
-//! in the binary.
+//! Report renderings of `haneul sim` for scripts and people: CSV tables and SVG time charts
+//! (hand-written SVG, byte-stable across machines, with round ticks). The terminal table lives in
+//! the binary; the planner's charts are in [`crate::plan::report`].
 
 use crate::metrics::{GroupStats, PolicyReport};
 use std::fmt::Write;
@@ -114,6 +114,9 @@ pub fn line_chart(
     if y1 <= 0.0 {
         y1 = 1.0;
     }
+    // The top of the y axis on a round tick.
+    let st = nice_step(0.0, y1);
+    y1 = (y1 / st - 1e-9).ceil() * st;
     let px = |x: f64| l + (tx(x) - x0) / (x1 - x0) * (w - l - r);
     let py = |y: f64| h - b - y / y1 * (h - t - b);
     let mut s = String::new();
@@ -136,10 +139,7 @@ pub fn line_chart(
         h - b,
         h - b
     );
-    for i in 0..=4 {
-        let yv = y1 * i as f64 / 4.0;
-        let xv = x0 + (x1 - x0) * i as f64 / 4.0;
-        let xl = if log_x { 10f64.powf(xv) } else { xv };
+    for yv in nice_ticks(0.0, y1) {
         let _ = writeln!(
             s,
             r##"<text x="{}" y="{}" text-anchor="end">{}</text><line x1="{l}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>"##,
@@ -150,12 +150,25 @@ pub fn line_chart(
             w - r,
             py(yv)
         );
+    }
+    // A log axis gets its decades; a linear one round steps.
+    let x_ticks: Vec<f64> = if log_x {
+        (x0.ceil() as i32..=x1.floor() as i32)
+            .map(|e| e as f64)
+            .collect()
+    } else {
+        nice_ticks(x0, x1)
+    };
+    for xv in x_ticks {
+        let xl = if log_x { 10f64.powf(xv) } else { xv };
+        let x = l + (xv - x0) / (x1 - x0) * (w - l - r);
         let _ = writeln!(
             s,
-            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-            l + (w - l - r) * i as f64 / 4.0,
+            r#"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text><line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="black"/>"#,
             h - b + 18.0,
-            fmt_num(xl)
+            fmt_num(xl),
+            h - b,
+            h - b + 4.0
         );
     }
     let _ = writeln!(
@@ -203,70 +216,27 @@ pub fn line_chart(
     s
 }
 
-/// Grouped bars: one group per category, one bar per series, each metric scaled to its own
-/// maximum so unlike figures can sit side by side.
-pub fn bar_chart(title: &str, categories: &[String], metrics: &[(String, Vec<f64>)]) -> String {
-    let (w, h, l, r, t, b) = (760.0, 420.0, 40.0, 220.0, 40.0, 60.0);
-    let groups = categories.len().max(1) as f64;
-    let gw = (w - l - r) / groups;
-    let bw = gw * 0.8 / metrics.len().max(1) as f64;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
-        (w - r + l) / 2.0,
-        esc(title)
-    );
-    let _ = writeln!(
-        s,
-        r#"<line x1="{l}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
-        h - b,
-        w - r,
-        h - b
-    );
-    for (mi, (name, values)) in metrics.iter().enumerate() {
-        let max = values.iter().cloned().fold(0.0f64, f64::max).max(1e-12);
-        let c = COLOURS[mi % COLOURS.len()];
-        for (ci, v) in values.iter().enumerate() {
-            let bh = v / max * (h - t - b - 20.0);
-            let x = l + gw * ci as f64 + gw * 0.1 + bw * mi as f64;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{c}"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
-                h - b - bh,
-                bw * 0.9,
-                x + bw * 0.45,
-                h - b - bh - 3.0,
-                fmt_num(*v)
-            );
-        }
-        let ly = t + 16.0 * mi as f64 + 10.0;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{}" y="{}" width="14" height="10" fill="{c}"/><text x="{}" y="{}">{}</text>"#,
-            w - r + 10.0,
-            ly - 5.0,
-            w - r + 30.0,
-            ly + 4.0,
-            esc(name)
-        );
+/// Round tick values (1, 2 or 5 times a power of ten apart, about five of them) from `lo` to
+/// `hi`, so axes read 0, 50, 100, 150 rather than 0, 45.2, 90.3.
+pub fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
+        return vec![lo];
     }
-    for (ci, cat) in categories.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-            l + gw * (ci as f64 + 0.5),
-            h - b + 18.0,
-            esc(cat)
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+    let step = nice_step(lo, hi);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// The tick spacing of [`nice_ticks`].
+fn nice_step(lo: f64, hi: f64) -> f64 {
+    let raw = ((hi - lo) / 5.0).max(f64::MIN_POSITIVE);
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag)
 }
 
 fn fmt_num(v: f64) -> String {
@@ -275,7 +245,7 @@ fn fmt_num(v: f64) -> String {
         format!("{:.1}M", v / 1e6)
     } else if a >= 1e4 {
         format!("{:.0}k", v / 1e3)
-    } else if a >= 100.0 {
+    } else if a >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if a >= 1.0 {
         format!("{v:.1}")
@@ -355,4 +325,26 @@ pub fn sim_charts(reports: &[PolicyReport]) -> Vec<(String, String)> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round() {
+        assert_eq!(nice_ticks(0.0, 181.0), vec![0.0, 50.0, 100.0, 150.0]);
+        let t = nice_ticks(0.0, 1.0);
+        assert_eq!(t.len(), 6);
+        assert!((t[3] - 0.6).abs() < 1e-12 && t[5] == 1.0);
+        assert_eq!(nice_ticks(3.0, 99.3), vec![20.0, 40.0, 60.0, 80.0]);
+        let svg = line_chart(
+            "t",
+            "hours",
+            "jobs",
+            &[("a".into(), vec![(0.0, 0.0), (181.0, 90.3)])],
+            false,
+        );
+        assert!(svg.contains(">150</text>") && !svg.contains("181"), "{svg}");
+    }
 }

@@ -9,6 +9,8 @@ use crate::error::{SimError, toml_error};
 use crate::fleet_file::FleetSpec;
 use crate::metrics::{self, PolicyReport};
 use crate::traces;
+use crate::plan::cost::Site;
+use crate::plan::demand::Demand;
 use crate::workload::{self, Shape, Workload, synthetic::SyntheticConfig};
 use haneul_model::{OrgClass, Span};
 use haneul_sched::Policy;
@@ -48,6 +50,12 @@ struct ScenarioFile {
     custom_policies: BTreeMap<String, Policy>,
     #[serde(default)]
     projects: Vec<ProjectSettings>,
+    /// The planner's site parameters (PUE, electricity, depreciation, operations, exchange rate).
+    #[serde(default)]
+    site: Option<Site>,
+    /// The planner's demand: the allocation round and its growth.
+    #[serde(default)]
+    demand: Option<Demand>,
 }
 
 /// Settings for a workload's project by name (trace projects come with weight 1 and no
@@ -103,6 +111,10 @@ pub struct Scenario {
     pub failures: Option<Failures>,
     pub custom_policies: BTreeMap<String, Policy>,
     pub projects: Vec<ProjectSettings>,
+    /// Read by `haneul plan` only; defaults when the scenario has no `[site]`.
+    pub site: Site,
+    /// Read by `haneul plan` only.
+    pub demand: Option<Demand>,
 }
 
 fn file_err(path: &Path, reason: String) -> SimError {
@@ -237,7 +249,20 @@ impl Scenario {
             failures: f.failures,
             custom_policies: f.custom_policies,
             projects: f.projects,
+            site: f.site.unwrap_or_default(),
+            demand: f.demand,
         };
+        let plan_err = |e: SimError| file_err(path, e.to_string());
+        s.site.check().map_err(plan_err)?;
+        if let Some(d) = &s.demand {
+            d.check().map_err(plan_err)?;
+            if !matches!(s.workload, WorkloadSpec::Synthetic(_)) {
+                return Err(file_err(
+                    path,
+                    "demand: needs a synthetic workload (format = \"synthetic\"), whose arrival rate it sets".into(),
+                ));
+            }
+        }
         for p in &s.policies {
             s.policy(p)?;
         }
@@ -293,6 +318,8 @@ impl Scenario {
             failures: None,
             custom_policies: BTreeMap::new(),
             projects: Vec::new(),
+            site: Site::default(),
+            demand: None,
         })
     }
 
@@ -414,7 +441,7 @@ impl Scenario {
             .sum())
     }
 
-    fn sim_config(&self, name: &str) -> Result<SimConfig, SimError> {
+    pub(crate) fn sim_config(&self, name: &str) -> Result<SimConfig, SimError> {
         Ok(SimConfig {
             policy_name: name.to_string(),
             policy: self.policy(name)?,

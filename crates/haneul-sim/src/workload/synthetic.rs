@@ -167,7 +167,7 @@ impl SyntheticConfig {
     }
 
     /// Mean GPU-hours of one job, for turning `load` into an arrival rate (clipping ignored).
-    fn mean_gpu_hours(&self) -> f64 {
+    pub fn mean_gpu_hours(&self) -> f64 {
         let small_w: f64 = self.small_sizes.iter().map(|s| s.1).sum();
         let small_g = self.small_sizes.iter().map(|s| s.0 * s.1).sum::<f64>() / small_w;
         let server_w: f64 = self.server_nodes.iter().map(|s| s.1).sum();
