@@ -123,7 +123,9 @@ pub fn parse_servers(list: &str) -> Result<Vec<reqwest::Url>> {
         out.push(url);
     }
     if out.is_empty() {
-        return Err(bad("no server given; e.g. --server https://haneul.example:8470".into()));
+        return Err(bad(
+            "no server given; e.g. --server https://haneul.example:8470".into(),
+        ));
     }
     Ok(out)
 }
@@ -538,7 +540,8 @@ fn read_ca(path: &Path) -> Result<reqwest::Certificate> {
         field: "--ca-file",
         message,
     };
-    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let pem =
+        std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
     if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
         return Err(bad(format!(
             "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the CA's certificate, \
@@ -546,8 +549,13 @@ fn read_ca(path: &Path) -> Result<reqwest::Certificate> {
             path.display()
         )));
     }
-    reqwest::Certificate::from_pem(&pem)
-        .map_err(|e| bad(format!("{}: not a PEM certificate: {}", path.display(), chain(&e))))
+    reqwest::Certificate::from_pem(&pem).map_err(|e| {
+        bad(format!(
+            "{}: not a PEM certificate: {}",
+            path.display(),
+            chain(&e)
+        ))
+    })
 }
 
 /// The error with its causes, which is where reqwest keeps what actually happened.
@@ -566,9 +574,15 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn is_tls(message: &str) -> bool {
-    ["certificate", "InvalidCertificate", "tls handshake", "UnknownIssuer"]
-        .iter()
-        .any(|w| message.contains(w))
+    [
+        "certificate",
+        "InvalidCertificate",
+        "tls handshake",
+        "UnknownIssuer",
+        "InvalidContentType",
+    ]
+    .iter()
+    .any(|w| message.contains(w))
 }
 
 fn tls_hint(message: &str) -> String {
@@ -576,6 +590,11 @@ fn tls_hint(message: &str) -> String {
         format!(
             "the server's certificate is not signed by a CA this client trusts ({message}); \
              give the centre's CA with --ca-file, ca_file in the client config or HANEUL_CA_FILE"
+        )
+    } else if message.contains("InvalidContentType") {
+        format!(
+            "the server does not answer in TLS ({message}); use its http:// URL, or serve TLS \
+             (haneul server --tls-cert)"
         )
     } else if message.contains("NotValidForName") || message.contains("not valid for name") {
         format!(

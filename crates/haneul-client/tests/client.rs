@@ -93,9 +93,7 @@ fn client(servers: &str, ca_file: Option<std::path::PathBuf>) -> Client {
 }
 
 async fn text(c: &Client, path: &str) -> Result<String, Error> {
-    let a = c
-        .request(Method::GET, path, None, &[], None)
-        .await?;
+    let a = c.request(Method::GET, path, None, &[], None).await?;
     Ok(String::from_utf8(a.body).unwrap())
 }
 
@@ -106,7 +104,10 @@ async fn trusts_the_given_ca_and_speaks_http2() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let addr = tls_server(&pki, app("a")).await;
-    for host in [format!("https://{addr}"), format!("https://localhost:{}", addr.port())] {
+    for host in [
+        format!("https://{addr}"),
+        format!("https://localhost:{}", addr.port()),
+    ] {
         let c = client(&host, Some(ca.clone()));
         assert_eq!(text(&c, "/version").await.unwrap(), "HTTP/2.0", "{host}");
     }
@@ -121,14 +122,19 @@ async fn refuses_a_server_whose_ca_it_does_not_know() {
     let e = text(&client(&url, None), "/version").await.unwrap_err();
     assert!(matches!(e, Error::Tls { .. }), "{e:?}");
     let msg = e.to_string();
-    assert!(msg.contains("not signed by a CA this client trusts"), "{msg}");
+    assert!(
+        msg.contains("not signed by a CA this client trusts"),
+        "{msg}"
+    );
     assert!(msg.contains("--ca-file"), "{msg}");
     assert!(!e.is_transient(), "retrying cannot fix a certificate");
     // Nor does another CA.
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("other.pem");
-    std::fs::write(&other, pki().ca_pem).unwrap();
-    let e = text(&client(&url, Some(other)), "/version").await.unwrap_err();
+    std::fs::write(&other, self::pki().ca_pem).unwrap();
+    let e = text(&client(&url, Some(other)), "/version")
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Tls { .. }), "{e:?}");
 }
 
@@ -196,7 +202,10 @@ async fn moves_on_from_a_dead_server_and_follows_the_named_leader() {
     .await;
     let c = client(&format!("http://{dead_addr},http://{standby}"), None);
     let e = text(&c, "/name").await.unwrap_err();
-    assert!(matches!(e, Error::Unreachable { .. }) && e.is_transient(), "{e:?}");
+    assert!(
+        matches!(e, Error::Unreachable { .. }) && e.is_transient(),
+        "{e:?}"
+    );
     // The next call goes to the next server, a standby, which names the leader ...
     assert_eq!(text(&c, "/name").await.unwrap(), "standby");
     assert_eq!(c.server(), format!("http://{leader}"));
