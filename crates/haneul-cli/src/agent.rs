@@ -1492,5 +1492,4 @@ mod tests {
         assert_eq!(again.c.to_flags(), given.c.to_flags());
         assert!(Flags::try_parse_from(["haneul", "--container-runtime", "docker"]).is_err());
     }
-
 }

@@ -252,7 +252,9 @@ impl Api {
         let m = Method::from_bytes(method.as_bytes())?;
         match self.client.request(m, path, body, &headers, None, &retry) {
             Ok(a) => Ok(String::from_utf8_lossy(&a.body).into_owned()),
-            Err(Error::Status { status, body: text, .. }) if status < 500 => {
+            Err(Error::Status {
+                status, body: text, ..
+            }) if status < 500 => {
                 let (msg, field) = match serde_json::from_str::<ErrorBody>(&text) {
                     Ok(b) => (b.error.message, b.error.field),
                     Err(_) => (text, None),

@@ -416,7 +416,8 @@ struct SimTask {
 async fn node_loop(ctx: Arc<Ctx>, node: i64) {
     let mut etag = "none".to_string();
     let mut tasks: HashMap<(i64, i64, i64), SimTask> = HashMap::new();
-    let mut backoff = haneul_client::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let mut backoff =
+        haneul_client::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let wait_ms = ctx.poll_wait.as_millis();
     while !ctx.stopping() {
         let path = format!("/v1/agent/nodes/{node}/assignments?wait_ms={wait_ms}&etag={etag}");
