@@ -542,7 +542,11 @@ pub async fn lease_fences_a_deposed_leader(store: &dyn Store) {
     assert_eq!(store.get_job(job.id).await.unwrap().state, JobState::Queued);
     assert_eq!(holder(1_700).await.unwrap().as_deref(), Some("b"));
     store.release_lease("controller", "b").await.unwrap();
-    assert_eq!(holder(1_700).await.unwrap(), None, "a released lease names no one");
+    assert_eq!(
+        holder(1_700).await.unwrap(),
+        None,
+        "a released lease names no one"
+    );
     assert!(
         store
             .acquire_lease("controller", "a", 1_000, 1_800)
