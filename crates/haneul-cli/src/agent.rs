@@ -1,8 +1,9 @@
 //! `haneul agent`: the node agent. It registers this node's GPUs with a server, heartbeats,
 //! long-polls its assignments, runs each assigned task as a process group (through the
 //! `haneul-agent` library), uploads the task's output and reports its start and exit with the
-//! attempt's fence. Blocking threads and a small HTTP/1.1 client over `std::net`: one thread
-//! polls, one heartbeats, one watches each running task.
+//! attempt's fence. Blocking threads over the one client (`haneul-client`, whose blocking form
+//! shares one connection pool): one thread polls, one heartbeats, one watches each running
+//! task.
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -17,8 +18,6 @@ use haneul_api::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,12 +26,19 @@ use std::time::{Duration, Instant};
 
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \
-    haneul agent --server http://10.0.0.1:8470 --token-file /etc/haneul/agent.token\n  \
+    haneul agent --server https://10.0.0.1:8470 --ca-file /etc/haneul/ca.pem --token-file /etc/haneul/agent.token\n  \
+    haneul agent --server https://ctl-a:8470,https://ctl-b:8470 --token-file /etc/haneul/agent.token\n  \
     haneul agent --server http://127.0.0.1:8470 --token hn_... --simulate-gpus 8xH200")]
 pub struct AgentArgs {
-    /// The server's base URL (http://HOST:PORT).
+    /// The server's base URL (http://HOST:PORT or https://HOST:PORT); several servers of one
+    /// centre comma-separated (the agent uses one at a time, moves on when it cannot reach it,
+    /// and follows a standby to the leader).
     #[arg(long, env = "HANEUL_SERVER")]
     server: String,
+    /// The CA certificate (PEM) that signed the servers' certificates, instead of the public
+    /// roots.
+    #[arg(long, env = "HANEUL_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// An `agent` token.
     #[arg(long, env = "HANEUL_TOKEN", conflicts_with = "token_file")]
     token: Option<String>,
@@ -185,7 +191,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     if token.is_empty() {
         bail!("the agent token is empty");
     }
-    let client = Client::new(&args.server, token)?;
+    let client = Client::with_ca(&args.server, token, args.ca_file.clone())?;
     let discovered = match &args.simulate_gpus {
         Some(v) => gpus::Inventory {
             gpus: gpus::parse_simulated(v)?,
@@ -1270,19 +1276,19 @@ fn memory_mib() -> i64 {
         .map_or(0, |kb| kb / 1024)
 }
 
-/// Exponential backoff from 100 ms to 5 s.
-struct Backoff(Duration);
+/// Exponential backoff from 100 ms to 5 s with full jitter, so that agents cut off together
+/// do not come back together.
+struct Backoff(haneul_client::Backoff);
 
 impl Backoff {
     fn new() -> Self {
-        Backoff(Duration::from_millis(100))
+        Backoff(haneul_client::Backoff::default())
     }
     fn reset(&mut self) {
-        self.0 = Duration::from_millis(100);
+        self.0.reset();
     }
     fn sleep(&mut self) {
-        std::thread::sleep(self.0);
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        std::thread::sleep(self.0.next_wait());
     }
 }
 
@@ -1291,41 +1297,56 @@ impl Backoff {
 pub(crate) enum CallError {
     /// Connection trouble or a 5xx: worth retrying.
     Transient(String),
-    /// The server refused (4xx, e.g. 409 for a stale fence): retrying will not help.
+    /// The server refused (4xx, e.g. 409 for a stale fence): retrying will not help. Status 0:
+    /// no answer worth retrying either (a certificate this agent does not trust).
     Refused(u16, String),
 }
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Transient(m) => write!(f, "{m}"),
+            CallError::Transient(m) | CallError::Refused(0, m) => write!(f, "{m}"),
             CallError::Refused(s, m) => write!(f, "refused with {s}: {m}"),
         }
     }
 }
 
-/// A minimal HTTP/1.1 client (one connection per request), enough for the agent protocol.
-#[derive(Clone)]
-pub(crate) struct Client {
-    host: String,
-    token: String,
+impl From<haneul_client::Error> for CallError {
+    fn from(e: haneul_client::Error) -> Self {
+        match e {
+            haneul_client::Error::Status { status, body, .. } if status < 500 => {
+                CallError::Refused(status, body)
+            }
+            e if e.is_transient() => CallError::Transient(e.to_string()),
+            e => CallError::Refused(0, e.to_string()),
+        }
+    }
 }
 
+/// The agent protocol's calls through the one client ([`haneul_client`]), with the agent's
+/// two outcomes.
+#[derive(Clone)]
+pub(crate) struct Client(haneul_client::blocking::Client);
+
 impl Client {
-    pub(crate) fn new(url: &str, token: String) -> anyhow::Result<Client> {
-        let Some(rest) = url.strip_prefix("http://") else {
-            bail!("--server must be an http://HOST:PORT URL, got `{url}`");
-        };
-        let host = rest.trim_end_matches('/').to_string();
-        if host.is_empty() || host.contains('/') {
-            bail!("--server must be an http://HOST:PORT URL, got `{url}`");
-        }
-        let host = if host.contains(':') {
-            host
-        } else {
-            format!("{host}:80")
-        };
-        Ok(Client { host, token })
+    pub(crate) fn new(servers: &str, token: String) -> anyhow::Result<Client> {
+        Client::with_ca(servers, token, None)
+    }
+
+    /// `servers`: one or more base URLs, comma-separated; `ca_file`: the CA to trust.
+    pub(crate) fn with_ca(
+        servers: &str,
+        token: String,
+        ca_file: Option<PathBuf>,
+    ) -> anyhow::Result<Client> {
+        Ok(Client(haneul_client::blocking::Client::new(
+            &haneul_client::Options {
+                servers: servers.to_string(),
+                token,
+                ca_file,
+                ..Default::default()
+            },
+        )?))
     }
 
     /// Retries transient failures with backoff (at most about two minutes, less once the
@@ -1373,77 +1394,27 @@ impl Client {
         self.raw(method, path, Some(&body)).map(|_| ())
     }
 
+    /// One request, no retry; the answer's status and text.
     pub(crate) fn raw(
         &self,
         method: &str,
         path: &str,
         body: Option<&str>,
     ) -> Result<(u16, String), CallError> {
-        let t = |e: std::io::Error| CallError::Transient(format!("{method} {path}: {e}"));
-        let addr = self
-            .host
-            .to_socket_addrs()
-            .map_err(t)?
-            .next()
-            .ok_or_else(|| CallError::Transient(format!("cannot resolve {}", self.host)))?;
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(t)?;
-        s.set_read_timeout(Some(
-            Duration::from_millis(POLL_WAIT_MS) + Duration::from_secs(30),
-        ))
-        .map_err(t)?;
-        let body = body.unwrap_or("");
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.host,
-            self.token,
-            body.len()
-        );
-        s.write_all(req.as_bytes()).map_err(t)?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(t)?;
-        let text = String::from_utf8_lossy(&raw);
-        let Some((head, body)) = text.split_once("\r\n\r\n") else {
-            return Err(CallError::Transient(format!(
-                "{method} {path}: truncated answer"
-            )));
-        };
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_string()
-        };
-        match status {
-            200..=299 => Ok((status, body)),
-            400..=499 => Err(CallError::Refused(status, body)),
-            _ => Err(CallError::Transient(format!(
-                "{method} {path}: status {status}: {body}"
-            ))),
-        }
+        let method = haneul_client::Method::from_bytes(method.as_bytes())
+            .map_err(|e| CallError::Refused(0, format!("{method}: {e}")))?;
+        // Long polls wait up to POLL_WAIT_MS on the server before answering.
+        let timeout = Duration::from_millis(POLL_WAIT_MS) + Duration::from_secs(30);
+        let a = self.0.request(
+            method,
+            path,
+            body.map(|b| b.as_bytes().to_vec()),
+            &[],
+            Some(timeout),
+            &haneul_client::Retry::never(),
+        )?;
+        Ok((a.status, String::from_utf8_lossy(&a.body).into_owned()))
     }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -1520,16 +1491,5 @@ mod tests {
             Flags::try_parse_from(std::iter::once("haneul".to_string()).chain(flags)).unwrap();
         assert_eq!(again.c.to_flags(), given.c.to_flags());
         assert!(Flags::try_parse_from(["haneul", "--container-runtime", "docker"]).is_err());
-    }
-
-    #[test]
-    fn chunked_bodies() {
-        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
-    }
-
-    #[test]
-    fn server_url() {
-        assert_eq!(Client::new("http://h:1/", "t".into()).unwrap().host, "h:1");
-        assert!(Client::new("https://h:1", "t".into()).is_err());
     }
 }

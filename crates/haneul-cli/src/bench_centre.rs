@@ -183,7 +183,8 @@ async fn measure(
     inventory: Vec<haneul_agent::gpus::Gpu>,
     (lo, hi): (u64, u64),
 ) -> anyhow::Result<Value> {
-    let api = Arc::new(Api::new(addr, admin.clone()));
+    let url = format!("http://{addr}");
+    let api = Arc::new(Api::connect(&url, admin.clone(), None)?);
     let org =
         must(&api, "/v1/orgs", json!({"name": "bench", "country": "KR"})).await?["id"].clone();
     let backlog =
@@ -212,7 +213,8 @@ async fn measure(
     let stats = Arc::new(SwarmStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = SwarmConfig {
-        addr,
+        server: url.clone(),
+        ca_file: None,
         token: agent_token,
         nodes: args.nodes,
         gpus: inventory.len() as i64,
@@ -238,7 +240,7 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The backlog, from 16 connections.
-    let user_api = Arc::new(Api::new(addr, user_token));
+    let user_api = Arc::new(Api::connect(&url, user_token, None)?);
     let t0 = Instant::now();
     let mut subs = Vec::new();
     for w in 0..16usize {
@@ -369,7 +371,9 @@ async fn measure(
 }
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
-    let api = Api::new(addr, String::new());
+    let Ok(api) = Api::connect(&format!("http://{addr}"), String::new(), None) else {
+        return String::new();
+    };
     match api.send("GET", "/metrics", None).await {
         Ok((200, body)) => String::from_utf8_lossy(&body).into_owned(),
         _ => String::new(),

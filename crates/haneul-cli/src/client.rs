@@ -2,7 +2,6 @@
 //! connection options every client command shares, and the client config
 //! (~/.config/haneul/config.toml, or $HANEUL_CONFIG) written by `haneul up`.
 
-use crate::agent::{CallError, Client};
 use crate::i18n::{M, t};
 use crate::jobfile::{self, JobFile};
 use crate::output::{UsageError, print_json, stdout_colour, table};
@@ -17,9 +16,14 @@ use std::path::{Path, PathBuf};
 /// Options every client command takes.
 #[derive(Args, Clone)]
 pub struct Conn {
-    /// The server's base URL (default: `server` in the client config written by `haneul up`).
+    /// The server's base URL, http:// or https:// (default: `server` in the client config
+    /// written by `haneul up`); several servers of one centre comma-separated.
     #[arg(long, env = "HANEUL_SERVER", global = true)]
     server: Option<String>,
+    /// The CA certificate (PEM) that signed the server's certificate, instead of the public
+    /// roots (default: `ca_file` in the client config).
+    #[arg(long, env = "HANEUL_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
     /// A file holding your token (default: the environment's HANEUL_TOKEN, then the config).
     #[arg(long, env = "HANEUL_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
@@ -60,13 +64,15 @@ pub fn config_path() -> anyhow::Result<PathBuf> {
 
 /// The client config. Every key is optional and has an override: `--server`/HANEUL_SERVER,
 /// `--token-file`/HANEUL_TOKEN_FILE (or the token itself in HANEUL_TOKEN), `--project`/
-/// HANEUL_PROJECT.
+/// HANEUL_PROJECT, `--ca-file`/HANEUL_CA_FILE.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
+    /// One base URL, or several comma-separated.
     pub server: Option<String>,
     pub token_file: Option<PathBuf>,
     pub project: Option<i64>,
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -93,6 +99,7 @@ pub fn write_config(
     server: &str,
     token_file: &Path,
     project: Option<i64>,
+    ca_file: Option<&Path>,
 ) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -103,6 +110,8 @@ pub fn write_config(
         token_file: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         project: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ca_file: Option<String>,
     }
     let text = format!(
         "# written by `haneul up`\n{}",
@@ -110,6 +119,7 @@ pub fn write_config(
             server,
             token_file: token_file.display().to_string(),
             project,
+            ca_file: ca_file.map(|p| p.display().to_string()),
         })?
     );
     // Write then rename, so a reader never sees half a file.
@@ -120,11 +130,13 @@ pub fn write_config(
 
 /// A connection to the server with the caller's token.
 pub struct Api {
-    client: Client,
-    server: String,
+    client: haneul_client::blocking::Client,
     project: Option<i64>,
     pub json: bool,
 }
+
+/// Tries of a call that is safe to repeat (reads, and submits with their idempotency key).
+const TRIES: u32 = 4;
 
 impl Conn {
     pub fn open(&self) -> anyhow::Result<Api> {
@@ -152,9 +164,15 @@ impl Conn {
             ),
             Err(_) => config.project,
         };
+        let client = haneul_client::blocking::Client::new(&haneul_client::Options {
+            servers: server,
+            token,
+            ca_file: self.ca_file.clone().or(config.ca_file),
+            ..Default::default()
+        })
+        .map_err(|e| UsageError(e.to_string()))?;
         Ok(Api {
-            client: Client::new(&server, token)?,
-            server,
+            client,
             project,
             json: self.json,
         })
@@ -219,10 +237,24 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<String> {
-        let body = body.map(|b| b.to_string());
-        match self.client.raw(method, path, body.as_deref()) {
-            Ok((_, text)) => Ok(text),
-            Err(CallError::Refused(status, text)) => {
+        use haneul_client::{Error, Method, Retry};
+        let body = body.map(|b| b.to_string().into_bytes());
+        let key = haneul_client::idempotency_key();
+        let (retry, headers): (Retry, Vec<(&str, &str)>) = match (method, path) {
+            ("GET", _) => (Retry::times(TRIES), vec![]),
+            // One key per logical submit, the same on every try: the server makes one job.
+            ("POST", "/v1/jobs") => (
+                Retry::times(TRIES),
+                vec![(haneul_client::IDEMPOTENCY_HEADER, key.as_str())],
+            ),
+            _ => (Retry::never(), vec![]),
+        };
+        let m = Method::from_bytes(method.as_bytes())?;
+        match self.client.request(m, path, body, &headers, None, &retry) {
+            Ok(a) => Ok(String::from_utf8_lossy(&a.body).into_owned()),
+            Err(Error::Status {
+                status, body: text, ..
+            }) if status < 500 => {
                 let (msg, field) = match serde_json::from_str::<ErrorBody>(&text) {
                     Ok(b) => (b.error.message, b.error.field),
                     Err(_) => (text, None),
@@ -245,12 +277,23 @@ impl Api {
                     _ => bail!("{msg}"),
                 }
             }
-            Err(CallError::Transient(m)) => bail!(
+            Err(Error::Unreachable { server, message }) => bail!(
                 "{}",
                 t(M::Unreachable)
-                    .arg("server", &self.server)
-                    .arg("error", m)
+                    .arg("server", server)
+                    .arg("error", message)
             ),
+            Err(Error::Status {
+                server,
+                status,
+                body,
+            }) => bail!(
+                "{}",
+                t(M::Unreachable)
+                    .arg("server", server)
+                    .arg("error", format!("status {status}: {body}"))
+            ),
+            Err(e) => bail!("{e}"),
         }
     }
 
@@ -442,7 +485,7 @@ pub fn whoami(args: WhoamiArgs) -> anyhow::Result<()> {
         let ps: Vec<String> = me.projects.iter().map(|p| p.to_string()).collect();
         println!("  projects: {}", ps.join(", "));
     }
-    println!("  server:   {}", api.server);
+    println!("  server:   {}", api.client.server());
     Ok(())
 }
 
@@ -722,12 +765,14 @@ mod tests {
             "http://127.0.0.1:1",
             Path::new("/t/user.token"),
             Some(3),
+            Some(Path::new("/d/tls/ca.pem")),
         )
         .unwrap();
         let c = ClientConfig::load(&p).unwrap();
         assert_eq!(c.server.as_deref(), Some("http://127.0.0.1:1"));
         assert_eq!(c.token_file, Some(PathBuf::from("/t/user.token")));
         assert_eq!(c.project, Some(3));
+        assert_eq!(c.ca_file, Some(PathBuf::from("/d/tls/ca.pem")));
         // A misspelt key is an error naming it, not a silent default.
         std::fs::write(&p, "sever = \"http://x\"\n").unwrap();
         let e = ClientConfig::load(&p).unwrap_err().to_string();

@@ -109,8 +109,8 @@ catalogue! {
         ko: "토큰 파일 {path} 을 읽을 수 없습니다; 경로를 확인하거나 --token-file 을 주세요"
     }
     BadConfig {
-        en: "config {path}: {error}; the keys are server, token_file and project",
-        ko: "설정 파일 {path}: {error}; 쓸 수 있는 키는 server, token_file, project 입니다"
+        en: "config {path}: {error}; the keys are server, token_file, project and ca_file",
+        ko: "설정 파일 {path}: {error}; 쓸 수 있는 키는 server, token_file, project, ca_file 입니다"
     }
     Unreachable {
         en: "cannot reach the server at {server}: {error}; is `haneul up` (or `haneul server`) running?",

@@ -29,6 +29,10 @@ pub struct ServerArgs {
     /// Seconds a leader's lease lasts; a standby takes over this long after the leader dies.
     #[arg(long, default_value_t = 3)]
     lease_ttl: u64,
+    /// The base URL agents and clients reach this server at (https://ctl-a.example:8470). With
+    /// several servers, a standby names the leader's URL in every answer and clients move there.
+    #[arg(long, env = "HANEUL_ADVERTISE_URL")]
+    advertise_url: Option<String>,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -52,6 +56,15 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     cfg.node_timeout = Duration::from_secs(args.node_timeout);
     cfg.lease_ttl = Duration::from_secs(args.lease_ttl);
+    if let Some(url) = &args.advertise_url {
+        match haneul_client::parse_servers(url) {
+            Ok(v) if v.len() == 1 => {
+                cfg.advertise_url = Some(v[0].as_str().trim_end_matches('/').to_string())
+            }
+            Ok(_) => anyhow::bail!("--advertise-url: give one URL, not a list: `{url}`"),
+            Err(e) => anyhow::bail!("{}", e.to_string().replace("--server", "--advertise-url")),
+        }
+    }
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let mut running = haneul_server::start(cfg.clone())

@@ -4,9 +4,10 @@
 //! start with the fence, waits the simulated duration read from the command (`sleep N`), and
 //! reports the exit. Stops are honoured at once (exit 143).
 //!
-//! It is built to hold a whole centre on a small machine: async tasks on a two-thread runtime,
-//! one keep-alive connection per node for its long poll and a small shared pool for
-//! heartbeats and reports, never a thread per node.
+//! It is built to hold a whole centre on a small machine: async tasks on a two-thread runtime
+//! and the one async client (`haneul-client`) with its one connection pool (over plain HTTP a
+//! keep-alive connection per held long poll, over TLS HTTP/2 streams), never a thread per
+//! node.
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -16,13 +17,10 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 #[derive(Args, Clone)]
@@ -33,9 +31,12 @@ use tokio::sync::watch;
     argument, so `sh -c 'sleep 2.5'` works too); its exit code from the number after an `exit`\n\
     word, or 1 for a command `false`; otherwise it ends at once with 0.")]
 pub struct SwarmArgs {
-    /// The server's base URL (http://HOST:PORT).
+    /// The server's base URL (http://HOST:PORT or https://HOST:PORT); several comma-separated.
     #[arg(long, env = "HANEUL_SERVER")]
     pub server: String,
+    /// The CA certificate (PEM) that signed the servers' certificates.
+    #[arg(long, env = "HANEUL_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// An `agent` token.
     #[arg(long, env = "HANEUL_TOKEN", conflicts_with = "token_file")]
     pub token: Option<String>,
@@ -57,7 +58,7 @@ pub struct SwarmArgs {
     /// Nodes per block (network leaf).
     #[arg(long, default_value_t = 32)]
     pub nodes_per_block: usize,
-    /// Connections shared by heartbeats, registrations and reports.
+    /// Workers sharing out heartbeats and registrations.
     #[arg(long, default_value_t = 16)]
     pub connections: usize,
     /// Heartbeat period in ms (default: the interval the server asks for). Tests with a short
@@ -88,6 +89,8 @@ pub struct SwarmStats {
     pub stopped: AtomicU64,
     pub refused: AtomicU64,
     pub running: AtomicI64,
+    /// The server the last heartbeat went to (the client follows the leader).
+    pub server: Mutex<String>,
 }
 
 impl SwarmStats {
@@ -104,6 +107,7 @@ impl SwarmStats {
             "stopped": g(&self.stopped),
             "refused": g(&self.refused),
             "running": self.running.load(Ordering::Relaxed),
+            "server": self.server.lock().unwrap().clone(),
         })
     }
 }
@@ -111,7 +115,9 @@ impl SwarmStats {
 /// What a swarm needs, without the command line's file handling.
 #[derive(Clone)]
 pub struct SwarmConfig {
-    pub addr: SocketAddr,
+    /// The servers' base URLs, comma-separated.
+    pub server: String,
+    pub ca_file: Option<PathBuf>,
     pub token: String,
     pub nodes: usize,
     pub gpus: i64,
@@ -148,10 +154,11 @@ pub fn run(args: SwarmArgs) -> anyhow::Result<()> {
     }
     let inventory = haneul_agent::gpus::parse_simulated(&args.gpus)
         .map_err(|e| anyhow::anyhow!("--gpus: {e}"))?;
-    let addr = server_addr(&args.server)?;
+    haneul_client::parse_servers(&args.server)?;
     raise_fd_limit();
     let cfg = SwarmConfig {
-        addr,
+        server: args.server.clone(),
+        ca_file: args.ca_file.clone(),
         token,
         nodes: args.nodes,
         gpus: inventory.len() as i64,
@@ -198,20 +205,6 @@ pub fn run(args: SwarmArgs) -> anyhow::Result<()> {
         println!("{line}");
         result
     })
-}
-
-/// `http://HOST:PORT` to a socket address.
-pub fn server_addr(url: &str) -> anyhow::Result<SocketAddr> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        anyhow::anyhow!("--server: expected http://HOST:PORT, got `{url}` (TLS is not supported)")
-    })?;
-    let hostport = rest.trim_end_matches('/');
-    use std::net::ToSocketAddrs;
-    hostport
-        .to_socket_addrs()
-        .with_context(|| format!("--server: cannot resolve `{hostport}`"))?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("--server: `{hostport}` resolves to no address"))
 }
 
 /// One long-poll connection per node: lift the soft open-file limit to the hard one.
@@ -261,7 +254,7 @@ pub async fn run_swarm(
         None => None,
     };
     let ctx = Arc::new(Ctx {
-        api: Api::new(cfg.addr, cfg.token.clone()),
+        api: Api::connect(&cfg.server, cfg.token.clone(), cfg.ca_file.clone())?,
         stats: stats.clone(),
         events,
         stop: stop.clone(),
@@ -384,7 +377,6 @@ async fn heartbeats(ctx: Arc<Ctx>, nodes: Vec<i64>, interval: Duration, offset: 
         gap.max(Duration::from_micros(100)),
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut conn = Conn::new(ctx.api.addr);
     loop {
         for n in &nodes {
             tokio::select! {
@@ -392,12 +384,14 @@ async fn heartbeats(ctx: Arc<Ctx>, nodes: Vec<i64>, interval: Duration, offset: 
                 _ = stopped(ctx.stop.clone()) => return,
             }
             let path = format!("/v1/agent/nodes/{n}/heartbeat");
-            match conn
-                .call(&ctx.api.token, "POST", &path, None, REQUEST_TIMEOUT)
-                .await
-            {
+            match ctx.api.send_for("POST", &path, None, REQUEST_TIMEOUT).await {
                 Ok((200, _)) => {
                     ctx.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                    let now = ctx.api.client.server();
+                    let mut server = ctx.stats.server.lock().unwrap();
+                    if *server != now {
+                        *server = now;
+                    }
                 }
                 Ok((s, body)) => {
                     ctx.stats.heartbeat_errors.fetch_add(1, Ordering::Relaxed);
@@ -420,15 +414,15 @@ struct SimTask {
 }
 
 async fn node_loop(ctx: Arc<Ctx>, node: i64) {
-    let mut conn = Conn::new(ctx.api.addr);
     let mut etag = "none".to_string();
     let mut tasks: HashMap<(i64, i64, i64), SimTask> = HashMap::new();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff =
+        haneul_client::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let wait_ms = ctx.poll_wait.as_millis();
     while !ctx.stopping() {
         let path = format!("/v1/agent/nodes/{node}/assignments?wait_ms={wait_ms}&etag={etag}");
         let answer = tokio::select! {
-            r = conn.call(&ctx.api.token, "GET", &path, None, ctx.poll_wait + REQUEST_TIMEOUT) => r,
+            r = ctx.api.send_for("GET", &path, None, ctx.poll_wait + REQUEST_TIMEOUT) => r,
             _ = stopped(ctx.stop.clone()) => break,
         };
         let list: AssignmentList = match answer {
@@ -444,12 +438,11 @@ async fn node_loop(ctx: Arc<Ctx>, node: i64) {
                 if let Ok((s, body)) = other {
                     tracing::warn!(node, "assignments answered {s}: {}", lossy(&body));
                 }
-                tokio::time::sleep(jitter(backoff)).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(backoff.next_wait()).await;
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         ctx.stats.polls.fetch_add(1, Ordering::Relaxed);
         etag = list.etag;
         // Forget ended tasks that are no longer assigned; a task cut off from the server keeps
@@ -613,7 +606,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub(crate) enum CallError {
-    /// A 4xx answer: the request itself is refused, so retrying cannot help.
+    /// A 4xx answer: the request itself is refused, so retrying cannot help. Status 0: no
+    /// answer that retrying could change (a certificate not trusted).
     Status(u16, String),
     /// The swarm was stopped while retrying.
     Stopped,
@@ -622,47 +616,66 @@ pub(crate) enum CallError {
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            CallError::Status(0, t) => write!(f, "{t}"),
             CallError::Status(s, t) => write!(f, "answered {s}: {t}"),
             CallError::Stopped => write!(f, "stopped"),
         }
     }
 }
 
-/// The server and a pool of idle keep-alive connections to it.
+/// The servers, through the one client and its connection pool.
 pub(crate) struct Api {
-    addr: SocketAddr,
-    token: String,
-    idle: Mutex<Vec<Conn>>,
+    client: haneul_client::Client,
 }
 
 impl Api {
-    pub(crate) fn new(addr: SocketAddr, token: String) -> Api {
-        Api {
-            addr,
+    /// `server`: one or more base URLs, comma-separated.
+    pub(crate) fn connect(
+        server: &str,
+        token: String,
+        ca_file: Option<PathBuf>,
+    ) -> anyhow::Result<Api> {
+        let client = haneul_client::Client::new(&haneul_client::Options {
+            servers: server.to_string(),
             token,
-            idle: Mutex::new(Vec::new()),
-        }
+            ca_file,
+            // Each simulated node holds a long poll, as a machine of its own would.
+            http1_only: true,
+        })?;
+        Ok(Api { client })
     }
 
+    /// One request, any status, within [`REQUEST_TIMEOUT`].
     pub(crate) async fn send(
         &self,
         method: &str,
         path: &str,
         body: Option<&[u8]>,
-    ) -> std::io::Result<(u16, Vec<u8>)> {
-        let taken = self.idle.lock().unwrap().pop();
-        let mut conn = taken.unwrap_or_else(|| Conn::new(self.addr));
-        let r = conn
-            .call(&self.token, method, path, body, REQUEST_TIMEOUT)
-            .await;
-        if r.is_ok() {
-            self.idle.lock().unwrap().push(conn);
-        }
-        r
+    ) -> Result<(u16, Vec<u8>), haneul_client::Error> {
+        self.send_for(method, path, body, REQUEST_TIMEOUT).await
     }
 
-    /// Retries connection errors and 5xx answers with backoff (100 ms to 2 s) until the swarm
-    /// stops: a server being restarted or cut off comes back, and a report must not be lost.
+    async fn send_for(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), haneul_client::Error> {
+        let method = haneul_client::Method::from_bytes(method.as_bytes()).map_err(|e| {
+            haneul_client::Error::Config {
+                field: "method",
+                message: e.to_string(),
+            }
+        })?;
+        self.client
+            .send(method, path, body.map(<[u8]>::to_vec), &[], Some(timeout))
+            .await
+    }
+
+    /// Retries connection errors and 5xx answers with backoff (100 ms to 2 s, full jitter)
+    /// until the swarm stops: a server being restarted or cut off comes back, and a report
+    /// must not be lost. A submit carries one idempotency key over all its tries.
     pub(crate) async fn retrying<B: Serialize, T: DeserializeOwned>(
         &self,
         stop: &watch::Receiver<bool>,
@@ -670,39 +683,60 @@ impl Api {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, CallError> {
+        let stopping = stop.clone();
+        let retry = haneul_client::Retry::times(1)
+            .forever()
+            .with_backoff(haneul_client::Backoff::new(
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+            ))
+            .until(move || *stopping.borrow());
+        let key = haneul_client::idempotency_key();
+        let headers: &[(&str, &str)] = if method == "POST" && path == "/v1/jobs" {
+            &[(haneul_client::IDEMPOTENCY_HEADER, key.as_str())]
+        } else {
+            &[]
+        };
         let raw = body.map(|b| serde_json::to_vec(b).expect("request bodies serialise"));
-        let mut backoff = Duration::from_millis(100);
+        let m = haneul_client::Method::from_bytes(method.as_bytes())
+            .map_err(|e| CallError::Status(0, e.to_string()))?;
         loop {
             if *stop.borrow() {
                 return Err(CallError::Stopped);
             }
-            match self.send(method, path, raw.as_deref()).await {
-                Ok((s, body)) if (200..300).contains(&s) => {
-                    let text = if body.is_empty() {
+            let answer = self
+                .client
+                .request_retrying(
+                    m.clone(),
+                    path,
+                    raw.clone(),
+                    headers,
+                    Some(REQUEST_TIMEOUT),
+                    &retry,
+                )
+                .await;
+            match answer {
+                Ok(a) => {
+                    let text = if a.body.is_empty() {
                         b"null".as_slice()
                     } else {
-                        &body
+                        &a.body
                     };
                     match serde_json::from_slice(text) {
                         Ok(v) => return Ok(v),
+                        // As before: a garbled answer is retried like a lost one.
                         Err(e) => tracing::warn!("{method} {path}: bad answer: {e}"),
                     }
                 }
-                Ok((s, body)) if (400..500).contains(&s) => {
-                    return Err(CallError::Status(s, lossy(&body)));
+                Err(haneul_client::Error::Status { status, body, .. }) if status < 500 => {
+                    return Err(CallError::Status(status, body.chars().take(300).collect()));
                 }
-                Ok((s, body)) => tracing::debug!("{method} {path}: {s}: {}", lossy(&body)),
-                Err(e) => tracing::debug!("{method} {path}: {e}"),
+                Err(haneul_client::Error::Stopped { .. }) => return Err(CallError::Stopped),
+                Err(e) => return Err(CallError::Status(0, e.to_string())),
             }
-            tokio::time::sleep(jitter(backoff)).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-/// Spreads retries of many nodes so that a restarted server is not met by all of them at once.
-fn jitter(d: Duration) -> Duration {
-    d.mul_f64(0.5 + rand::random::<f64>())
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -713,96 +747,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// A keep-alive HTTP/1.1 connection; reconnects after any failure.
-struct Conn {
-    addr: SocketAddr,
-    stream: Option<BufReader<TcpStream>>,
-}
-
-impl Conn {
-    fn new(addr: SocketAddr) -> Self {
-        Conn { addr, stream: None }
-    }
-
-    async fn call(
-        &mut self,
-        token: &str,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-        timeout: Duration,
-    ) -> std::io::Result<(u16, Vec<u8>)> {
-        let r = tokio::time::timeout(timeout, self.once(token, method, path, body)).await;
-        let r = r.unwrap_or_else(|_| Err(std::io::Error::other("timed out")));
-        if r.is_err() {
-            self.stream = None;
-        }
-        r
-    }
-
-    async fn once(
-        &mut self,
-        token: &str,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-    ) -> std::io::Result<(u16, Vec<u8>)> {
-        if self.stream.is_none() {
-            let s = TcpStream::connect(self.addr).await?;
-            let _ = s.set_nodelay(true);
-            self.stream = Some(BufReader::new(s));
-        }
-        let s = self.stream.as_mut().expect("connected");
-        let body = body.unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.addr,
-            body.len()
-        );
-        let mut req = head.into_bytes();
-        req.extend_from_slice(body);
-        s.get_mut().write_all(&req).await?;
-        let mut line = String::new();
-        if s.read_line(&mut line).await? == 0 {
-            return Err(std::io::Error::other("connection closed"));
-        }
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| std::io::Error::other("bad status line"))?;
-        let mut len = 0usize;
-        let mut close = false;
-        loop {
-            line.clear();
-            if s.read_line(&mut line).await? == 0 {
-                return Err(std::io::Error::other("connection closed in the headers"));
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                let v = v.trim();
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.parse().unwrap_or(0);
-                } else if k.eq_ignore_ascii_case("transfer-encoding") {
-                    return Err(std::io::Error::other("chunked answers are not supported"));
-                } else if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
-                    close = true;
-                }
-            }
-        }
-        let mut buf = vec![0; len];
-        s.read_exact(&mut buf).await?;
-        if close {
-            self.stream = None;
-        }
-        Ok((status, buf))
-    }
 }
 
 #[cfg(test)]

@@ -166,6 +166,21 @@ fn api(
     }
 }
 
+/// The centre's URL: https when the server serves TLS with a certificate from `ca_file`.
+fn base_url(listen: SocketAddr, ca_file: Option<&Path>) -> String {
+    match ca_file {
+        Some(_) => format!("https://{listen}"),
+        None => format!("http://{listen}"),
+    }
+}
+
+/// The local agent's flags for trusting the CA of `up --tls`.
+fn agent_tls_args(ca_file: Option<&Path>) -> Vec<String> {
+    ca_file
+        .map(|ca| vec!["--ca-file".to_string(), ca.display().to_string()])
+        .unwrap_or_default()
+}
+
 fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -193,7 +208,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     let exe = std::env::current_exe().context("cannot find the haneul binary")?;
-    let url = format!("http://{}", args.listen);
+    // `Some(DATA_DIR/tls/ca.pem)` once the server serves TLS (`up --tls`): every client of
+    // this centre, ours included, then trusts that CA.
+    let ca_file: Option<PathBuf> = None;
+    let url = base_url(args.listen, ca_file.as_deref());
     let server_dir = data_dir.join("server");
     let mut children = Children(Vec::new());
     children.0.push((
@@ -210,7 +228,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             &data_dir.join("server.log"),
         )?,
     ));
-    let anon = Client::new(&url, String::new())?;
+    let anon = Client::with_ca(&url, String::new(), ca_file.clone())?;
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         if STOP.load(Ordering::SeqCst) {
@@ -240,7 +258,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the admin token {}", admin_file.display()))?
         .trim()
         .to_string();
-    let admin = Client::new(&url, admin_token)?;
+    let admin = Client::with_ca(&url, admin_token, ca_file.clone())?;
 
     let has_nvidia = Command::new("nvidia-smi")
         .arg("-L")
@@ -356,6 +374,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         "--work-dir".into(),
         data_dir.join("work").display().to_string(),
     ];
+    agent_args.extend(agent_tls_args(ca_file.as_deref()));
     agent_args.extend(args.containers.to_flags());
     match &simulate {
         Some(s) => {
@@ -408,7 +427,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     }
 
     let config = config_path()?;
-    write_config(&config, &url, &state.user_token_file, Some(state.project))?;
+    write_config(
+        &config,
+        &url,
+        &state.user_token_file,
+        Some(state.project),
+        ca_file.as_deref(),
+    )?;
     println!(
         "{}",
         t(M::UpBanner)
@@ -434,5 +459,20 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             );
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_plumbing_names_the_ca_everywhere() {
+        let listen: SocketAddr = "127.0.0.1:8470".parse().unwrap();
+        assert_eq!(base_url(listen, None), "http://127.0.0.1:8470");
+        assert!(agent_tls_args(None).is_empty());
+        let ca = Path::new("/d/tls/ca.pem");
+        assert_eq!(base_url(listen, Some(ca)), "https://127.0.0.1:8470");
+        assert_eq!(agent_tls_args(Some(ca)), ["--ca-file", "/d/tls/ca.pem"]);
     }
 }

@@ -11,89 +11,38 @@
 
 use haneul_server::{Config, Database};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const NODES: usize = 1_250;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
-/// A keep-alive HTTP/1.1 connection: the benchmark measures the server, not connection setup.
+/// The one client (haneul-client) with one keep-alive pool for the whole benchmark: it measures
+/// the server, not connection setup. Each caller sends its own token.
 struct Conn {
-    addr: SocketAddr,
-    stream: Option<BufReader<TcpStream>>,
+    client: haneul_client::Client,
 }
 
 impl Conn {
-    fn new(addr: SocketAddr) -> Self {
-        Conn { addr, stream: None }
+    fn new(client: &haneul_client::Client) -> Self {
+        Conn {
+            client: client.clone(),
+        }
     }
 
     async fn call(&mut self, token: &str, method: &str, path: &str, body: &Value) -> (u16, Value) {
-        for _ in 0..2 {
-            if self.stream.is_none() {
-                match TcpStream::connect(self.addr).await {
-                    Ok(s) => {
-                        let _ = s.set_nodelay(true);
-                        self.stream = Some(BufReader::new(s));
-                    }
-                    Err(_) => return (0, Value::Null),
-                }
-            }
-            match self.once(token, method, path, body).await {
-                Ok(r) => return r,
-                Err(_) => self.stream = None,
-            }
+        let auth = format!("Bearer {token}");
+        let body = (!body.is_null()).then(|| body.to_string().into_bytes());
+        let method = haneul_client::Method::from_bytes(method.as_bytes()).expect("a method");
+        match self
+            .client
+            .send(method, path, body, &[("authorization", &auth)], None)
+            .await
+        {
+            Ok((status, b)) => (status, serde_json::from_slice(&b).unwrap_or(Value::Null)),
+            Err(_) => (0, Value::Null),
         }
-        (0, Value::Null)
-    }
-
-    async fn once(
-        &mut self,
-        token: &str,
-        method: &str,
-        path: &str,
-        body: &Value,
-    ) -> std::io::Result<(u16, Value)> {
-        let s = self.stream.as_mut().expect("connected");
-        let body = if body.is_null() {
-            String::new()
-        } else {
-            body.to_string()
-        };
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.get_mut().write_all(req.as_bytes()).await?;
-        let mut line = String::new();
-        s.read_line(&mut line).await?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| std::io::Error::other("bad status line"))?;
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            s.read_line(&mut line).await?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut buf = vec![0; len];
-        s.read_exact(&mut buf).await?;
-        Ok((status, serde_json::from_slice(&buf).unwrap_or(Value::Null)))
     }
 }
 
@@ -128,8 +77,13 @@ async fn main() {
         .unwrap()
         .trim()
         .to_string();
+    let client = haneul_client::Client::new(&haneul_client::Options {
+        servers: format!("http://{addr}"),
+        ..Default::default()
+    })
+    .expect("a client");
 
-    let mut c = Conn::new(addr);
+    let mut c = Conn::new(&client);
     let org = c
         .call(
             &admin,
@@ -174,8 +128,9 @@ async fn main() {
     let mut regs = Vec::new();
     for w in 0..16 {
         let agent = agent.clone();
+        let client = client.clone();
         regs.push(tokio::spawn(async move {
-            let mut c = Conn::new(addr);
+            let mut c = Conn::new(&client);
             let mut ids = Vec::new();
             for n in (w..NODES).step_by(16) {
                 let body = json!({"name": format!("gpu-{n:04}"), "block": format!("b{}", n / 32),
@@ -239,8 +194,9 @@ async fn main() {
     for w in 0..8 {
         let (agent, stop, beats) = (agent.clone(), stop.clone(), beats.clone());
         let mine: Vec<i64> = nodes.iter().copied().skip(w).step_by(8).collect();
+        let client = client.clone();
         hb.push(tokio::spawn(async move {
-            let mut c = Conn::new(addr);
+            let mut c = Conn::new(&client);
             let gap = HEARTBEAT / mine.len().max(1) as u32;
             let mut tick = tokio::time::interval(gap);
             'outer: loop {
@@ -270,8 +226,9 @@ async fn main() {
     let mut subs = Vec::new();
     for _ in 0..clients {
         let admin = admin.clone();
+        let client = client.clone();
         subs.push(tokio::spawn(async move {
-            let mut c = Conn::new(addr);
+            let mut c = Conn::new(&client);
             let mut lat = Vec::new();
             let mut errors = 0u64;
             let body = json!({"project": project, "command": ["python", "train.py"],
@@ -306,13 +263,11 @@ async fn main() {
     // Scheduling pass durations, from the server's own histogram.
     let (_, _) = c.call(&admin, "GET", "/healthz", &Value::Null).await;
     let metrics = {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        let (_, body) = client
+            .send(haneul_client::Method::GET, "/metrics", None, &[], None)
             .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
+            .expect("metrics");
+        String::from_utf8_lossy(&body).into_owned()
     };
     let metric = |name: &str| -> f64 {
         metrics

@@ -49,6 +49,8 @@ pub struct Signals {
     /// a long poll per node, one global signal per start would wake every poll in the centre.
     node_assignments: std::sync::Mutex<BTreeMap<i64, watch::Sender<u64>>>,
     pub leader: AtomicBool,
+    /// While standing by: the leader's advertised URL, when it advertises one.
+    pub leader_url: std::sync::Mutex<Option<String>>,
     pub shutdown: watch::Sender<bool>,
 }
 
@@ -59,6 +61,7 @@ impl Signals {
             assignments: watch::channel(0).0,
             node_assignments: Default::default(),
             leader: AtomicBool::new(false),
+            leader_url: std::sync::Mutex::new(None),
             shutdown: watch::channel(false).0,
         })
     }
@@ -229,10 +232,16 @@ impl Controller {
                         tracing::warn!("lost the controller lease; standing by");
                     }
                     self.signals.leader.store(false, Ordering::SeqCst);
+                    // The holder is `ID URL` when the leader advertises a URL (see
+                    // `haneul_server::start`): clients of this standby are sent there.
+                    let holder = self.store.lease_holder("controller", now).await?;
+                    let url = holder.and_then(|h| Some(h.split_once(' ')?.1.to_string()));
+                    *self.signals.leader_url.lock().expect("not poisoned") = url;
                     return Ok(());
                 }
                 Some(e) if self.state.as_ref().is_some_and(|s| s.epoch == e) => {}
                 Some(e) => {
+                    *self.signals.leader_url.lock().expect("not poisoned") = None;
                     tracing::info!(epoch = e, holder = %self.cfg.holder, "leading the controller");
                     self.rebuild(e).await?;
                     self.signals.leader.store(true, Ordering::SeqCst);

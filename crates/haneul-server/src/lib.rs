@@ -69,6 +69,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Charging, holding and screening rules (docs/accounting.md).
     pub accounting: accounting::AccountingPolicy,
+    /// The base URL clients reach this server at; while it stands by, the others' answers
+    /// name it in a `Haneul-Leader` header once it leads.
+    pub advertise_url: Option<String>,
 }
 
 impl Config {
@@ -83,6 +86,7 @@ impl Config {
             node_timeout: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             accounting: accounting::AccountingPolicy::default(),
+            advertise_url: None,
         }
     }
 }
@@ -254,6 +258,20 @@ async fn not_found() -> ApiError {
 }
 
 /// Records API latency by matched route (not raw path, which would explode label cardinality).
+/// A standby serves every request (the database is shared) and names the leader in each
+/// answer, so that clients given any server end up on the leader, whose long polls answer
+/// at once and whose clock drives the schedule.
+async fn name_leader(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let mut answer = next.run(req).await;
+    if !s.signals.leader.load(Ordering::SeqCst) {
+        let url = s.signals.leader_url.lock().expect("not poisoned").clone();
+        if let Some(v) = url.and_then(|u| header::HeaderValue::from_str(&u).ok()) {
+            answer.headers_mut().insert("haneul-leader", v);
+        }
+    }
+    answer
+}
+
 async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -362,6 +380,10 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(portal::router(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            name_leader,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_to_json,
@@ -481,12 +503,16 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let bootstrap = bootstrap(store.as_ref(), &cfg.data_dir).await?;
     let signals = Signals::new();
     let metrics = Arc::new(Metrics::new());
-    let holder = format!(
+    let mut holder = format!(
         "{}-{}-{:08x}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "haneul".into()),
         std::process::id(),
         rand::random::<u32>()
     );
+    // Standbys read the leader's URL from its lease (the id has no spaces).
+    if let Some(url) = &cfg.advertise_url {
+        holder = format!("{} {url}", holder.replace(' ', "-"));
+    }
     // `DIR/accounting.toml`, when present, replaces the configured rules (docs/accounting.md).
     let policy_file = cfg.data_dir.join("accounting.toml");
     let accounting = Arc::new(if policy_file.exists() {

@@ -2800,6 +2800,16 @@ macro_rules! store_impl {
                 tx.commit().await?;
                 Ok(())
             }
+
+            async fn lease_holder(&self, name: &str, now: i64) -> Result<Option<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT holder FROM leases WHERE name = $1 AND expires_at > $2",
+                )
+                .bind(name)
+                .bind(now)
+                .fetch_optional(&self.read)
+                .await?)
+            }
         }
     };
 }

@@ -336,4 +336,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<i64>>;
     /// Gives the lease up (clean shutdown), so a standby need not wait for it to expire.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    /// Who holds the named lease at `now`, if anyone (a standby names the leader with it).
+    async fn lease_holder(&self, name: &str, now: i64) -> Result<Option<String>>;
 }

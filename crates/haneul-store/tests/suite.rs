@@ -513,6 +513,10 @@ pub async fn lease_fences_a_deposed_leader(store: &dyn Store) {
         None,
         "a live lease is not taken"
     );
+    // A standby names the leader from its lease; an expired one names no one.
+    let holder = |now| store.lease_holder("controller", now);
+    assert_eq!(holder(900).await.unwrap().as_deref(), Some("a"));
+    assert_eq!(holder(1_500).await.unwrap(), None);
     let eb = store
         .acquire_lease("controller", "b", 1_000, 1_600)
         .await
@@ -536,7 +540,13 @@ pub async fn lease_fences_a_deposed_leader(store: &dyn Store) {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotLeader), "{err}");
     assert_eq!(store.get_job(job.id).await.unwrap().state, JobState::Queued);
+    assert_eq!(holder(1_700).await.unwrap().as_deref(), Some("b"));
     store.release_lease("controller", "b").await.unwrap();
+    assert_eq!(
+        holder(1_700).await.unwrap(),
+        None,
+        "a released lease names no one"
+    );
     assert!(
         store
             .acquire_lease("controller", "a", 1_000, 1_800)
