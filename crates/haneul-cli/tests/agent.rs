@@ -589,7 +589,7 @@ fn a_restarted_agent_reattaches_reports_and_cleans_up() {
     let stray_dir = c.work().join("job-999/attempt-1/task-0");
     std::fs::create_dir_all(&stray_dir).unwrap();
     std::fs::write(
-        stray_dir.join(".haneul-task.json"),
+        c.work().join("job-999/attempt-1/.task-0.haneul-task.json"),
         json!({"job": 999, "fence": 1, "task": 0, "pid": stray_pid,
                "start_ticks": start_ticks(stray_pid), "started_at_ms": 0, "limits": "none",
                "stdout_offset": 0, "stderr_offset": 0})
@@ -606,7 +606,7 @@ fn a_restarted_agent_reattaches_reports_and_cleans_up() {
         !status.success(),
         "the stray process was not stopped: {status}"
     );
-    assert!(!stray_dir.join(".haneul-task.json").exists());
+    assert!(!c.work().join("job-999/attempt-1/.task-0.haneul-task.json").exists());
 
     let v = wait_state(&c.server, &c.user, j1, "failed", Duration::from_secs(20));
     assert_eq!(v["job"]["exit_code"], 3, "{v}");
