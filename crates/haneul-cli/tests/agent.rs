@@ -66,7 +66,7 @@ struct Centre {
 
 impl Centre {
     fn new() -> Centre {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::tempdir();
         let server = Server::start(&dir.path().join("server"), None, &[]);
         let Members {
             admin,
@@ -173,7 +173,7 @@ impl Centre {
 #[test]
 fn agent_runs_and_cancels_real_jobs() {
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let server = Server::start(&dir.path().join("server"), None, &[]);
     let Members {
         admin,

@@ -1,6 +1,9 @@
 //! End to end: `haneul up` in the background, then the user commands against it as a user in
 //! the same shell would run them, all with --json parsed; SIGTERM stops everything.
 
+#[allow(dead_code)]
+mod common;
+
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::Path;
@@ -85,7 +88,7 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn up_submit_watch_cancel_stop() {
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let dir_path = dir.path().canonicalize().unwrap();
     let config = dir_path.join("config/config.toml");
     let data = dir_path.join("data");
@@ -289,7 +292,7 @@ fn wait_ended(config: &Path, id: i64) -> Value {
 #[test]
 fn job_files_dependencies_arrays_and_operator_commands() {
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let dir_path = dir.path().canonicalize().unwrap();
     let (up, config, data) = start_up(&dir_path, "4xH200");
     let c = config.as_path();
