@@ -479,10 +479,10 @@ fn try_cgroup_v1(probe: &CgroupProbe) -> std::result::Result<(CgroupV1, String),
         "cgroup v1 under {} and {}{}",
         memory.display(),
         cpu.display(),
-        pids.as_ref()
-            .map_or(" (no pids hierarchy: process counts are not limited)".to_string(), |p| {
-                format!(" and {}", p.display())
-            })
+        pids.as_ref().map_or(
+            " (no pids hierarchy: process counts are not limited)".to_string(),
+            |p| { format!(" and {}", p.display()) }
+        )
     );
     Ok((CgroupV1::new(memory, cpu, pids), reason))
 }
@@ -783,7 +783,10 @@ mod tests {
         };
         let asked_nothing = ResourceRequest::default();
         let two = node.fill(&asked_nothing, 2000);
-        assert_eq!((two.cpu_milli, two.memory_mib, two.pids), (16_000, 256_000, DEFAULT_PIDS));
+        assert_eq!(
+            (two.cpu_milli, two.memory_mib, two.pids),
+            (16_000, 256_000, DEFAULT_PIDS)
+        );
         let half = node.fill(&asked_nothing, 500);
         assert_eq!((half.cpu_milli, half.memory_mib), (4_000, 64_000));
         let cpu_only = node.fill(&asked_nothing, 0);
@@ -804,6 +807,10 @@ mod tests {
             gpus: 0,
         };
         let t = tiny.fill(&asked_nothing, 0);
-        assert_eq!((t.cpu_milli, t.memory_mib), (500, 100), "capped at the node");
+        assert_eq!(
+            (t.cpu_milli, t.memory_mib),
+            (500, 100),
+            "capped at the node"
+        );
     }
 }

@@ -40,10 +40,7 @@ pub fn client_env(base: &Path, gpu: u32, milli: u64, gpu_memory_mib: u64) -> Vec
     let percent = milli.div_ceil(10).clamp(1, 100);
     let memory = gpu_memory_mib * milli.min(1000) / 1000;
     vec![
-        (
-            "CUDA_MPS_PIPE_DIRECTORY".into(),
-            pipe.display().to_string(),
-        ),
+        ("CUDA_MPS_PIPE_DIRECTORY".into(), pipe.display().to_string()),
         ("CUDA_MPS_LOG_DIRECTORY".into(), log.display().to_string()),
         (
             "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE".into(),
@@ -86,10 +83,7 @@ impl MpsSupervisor {
         vec![
             ("CUDA_VISIBLE_DEVICES".into(), gpu.to_string()),
             ("CUDA_DEVICE_ORDER".into(), "PCI_BUS_ID".into()),
-            (
-                "CUDA_MPS_PIPE_DIRECTORY".into(),
-                pipe.display().to_string(),
-            ),
+            ("CUDA_MPS_PIPE_DIRECTORY".into(), pipe.display().to_string()),
             ("CUDA_MPS_LOG_DIRECTORY".into(), log.display().to_string()),
         ]
     }
@@ -146,7 +140,12 @@ impl MpsSupervisor {
     /// For a task holding `milli` of each of `gpus` (of `gpu_memory_mib` each): makes sure
     /// their daemons run and gives the client environment (for the first GPU: CUDA's MPS
     /// variables are per process, and a fractional task holds one GPU).
-    pub fn client(&self, gpus: &[u32], milli: u64, gpu_memory_mib: u64) -> Result<Vec<(String, String)>> {
+    pub fn client(
+        &self,
+        gpus: &[u32],
+        milli: u64,
+        gpu_memory_mib: u64,
+    ) -> Result<Vec<(String, String)>> {
         for g in gpus {
             self.ensure(*g)?;
         }
@@ -280,16 +279,21 @@ mod tests {
 
     #[test]
     fn client_environment_matches_the_share() {
-        let env: BTreeMap<String, String> = client_env(Path::new("/run/haneul-mps"), 3, 500, 143_771)
-            .into_iter()
-            .collect();
+        let env: BTreeMap<String, String> =
+            client_env(Path::new("/run/haneul-mps"), 3, 500, 143_771)
+                .into_iter()
+                .collect();
         assert_eq!(env["CUDA_MPS_PIPE_DIRECTORY"], "/run/haneul-mps/gpu-3/pipe");
         assert_eq!(env["CUDA_MPS_LOG_DIRECTORY"], "/run/haneul-mps/gpu-3/log");
         assert_eq!(env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"], "50");
         assert_eq!(env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"], "0=71885M");
-        let tenth: BTreeMap<String, String> =
-            client_env(Path::new("/m"), 0, 125, 80_000).into_iter().collect();
-        assert_eq!(tenth["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"], "13", "rounded up");
+        let tenth: BTreeMap<String, String> = client_env(Path::new("/m"), 0, 125, 80_000)
+            .into_iter()
+            .collect();
+        assert_eq!(
+            tenth["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"], "13",
+            "rounded up"
+        );
         assert_eq!(tenth["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"], "0=10000M");
         assert!(needs_mps(500, true, 1));
         assert!(!needs_mps(1000, true, 1), "a whole GPU");
@@ -335,6 +339,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("MIG-x") && e.contains("no profile"), "{e}");
-        assert_eq!(mig_profile("NVIDIA A100-SXM4-80GB MIG 1g.10gb"), Some("1g.10gb"));
+        assert_eq!(
+            mig_profile("NVIDIA A100-SXM4-80GB MIG 1g.10gb"),
+            Some("1g.10gb")
+        );
     }
 }

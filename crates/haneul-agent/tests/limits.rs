@@ -109,7 +109,12 @@ fn writable_v1_hierarchies_are_used_with_the_allotment() {
         root_prefix: root.path().to_path_buf(),
     };
     let d = detect(&probe, None);
-    assert_eq!(d.backend.mechanism(), LimitMechanism::CgroupV1, "{}", d.reason);
+    assert_eq!(
+        d.backend.mechanism(),
+        LimitMechanism::CgroupV1,
+        "{}",
+        d.reason
+    );
     assert!(
         d.reason.contains("offers no cpu or memory controller"),
         "{}",
@@ -121,8 +126,18 @@ fn writable_v1_hierarchies_are_used_with_the_allotment() {
     let pids = cg.join("pids/haneul-tasks");
     // Real cgroupfs makes these files with the directory; here the test does.
     for (d, files) in [
-        (&mem, &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "cgroup.procs"][..]),
-        (&cpu, &["cpu.cfs_quota_us", "cpu.cfs_period_us", "cgroup.procs"][..]),
+        (
+            &mem,
+            &[
+                "memory.limit_in_bytes",
+                "memory.memsw.limit_in_bytes",
+                "cgroup.procs",
+            ][..],
+        ),
+        (
+            &cpu,
+            &["cpu.cfs_quota_us", "cpu.cfs_period_us", "cgroup.procs"][..],
+        ),
         (&pids, &["pids.max", "cgroup.procs"][..]),
     ] {
         fs::create_dir_all(d.join("job-1-1-0")).unwrap();
@@ -144,8 +159,14 @@ fn writable_v1_hierarchies_are_used_with_the_allotment() {
         .unwrap();
     assert_eq!(p.mechanism, Some(LimitMechanism::CgroupV1));
     let read = |d: &Path, f: &str| fs::read_to_string(d.join("job-1-1-0").join(f)).unwrap();
-    assert_eq!(read(&mem, "memory.limit_in_bytes"), (512u64 << 20).to_string());
-    assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), (512u64 << 20).to_string());
+    assert_eq!(
+        read(&mem, "memory.limit_in_bytes"),
+        (512u64 << 20).to_string()
+    );
+    assert_eq!(
+        read(&mem, "memory.memsw.limit_in_bytes"),
+        (512u64 << 20).to_string()
+    );
     assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "250000");
     assert_eq!(read(&cpu, "cpu.cfs_period_us"), "100000");
     assert_eq!(read(&pids, "pids.max"), "100");
@@ -165,7 +186,10 @@ fn ten_workers_cannot_exceed_the_cgroup_memory_together() {
     let d = detect(&probe, None);
     let mechanism = d.backend.mechanism();
     assert!(
-        matches!(mechanism, LimitMechanism::CgroupV1 | LimitMechanism::CgroupV2),
+        matches!(
+            mechanism,
+            LimitMechanism::CgroupV1 | LimitMechanism::CgroupV2
+        ),
         "this test needs a writable cgroup (run it as root): {}",
         d.reason
     );
@@ -226,7 +250,10 @@ fn ten_workers_cannot_exceed_the_cgroup_memory_together() {
         mechanism.as_str(),
         peak >> 20
     );
-    assert!(survivors < 10, "all ten workers held 24 MiB each in 64 MiB: {out}");
+    assert!(
+        survivors < 10,
+        "all ten workers held 24 MiB each in 64 MiB: {out}"
+    );
     assert!(oom_kills > 0, "no OOM kill recorded in {events}: {ev}");
     if peak > 0 {
         assert!(peak <= (limit_mib << 20), "peak {peak} over the limit");

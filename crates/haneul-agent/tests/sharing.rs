@@ -57,7 +57,10 @@ fn one_supervised_daemon_per_shared_gpu() {
 
     // Two half-GPU tasks on GPU 1, one on GPU 3: one daemon per GPU.
     let env = sup.client(&[1], 500, 143_771).unwrap();
-    assert!(!sup.ensure(1).unwrap(), "a running daemon is not started again");
+    assert!(
+        !sup.ensure(1).unwrap(),
+        "a running daemon is not started again"
+    );
     sup.client(&[1], 500, 143_771).unwrap();
     sup.client(&[3], 250, 143_771).unwrap();
     wait_for("two daemons", || lines(dir.path()).len() == 2);
@@ -67,7 +70,11 @@ fn one_supervised_daemon_per_shared_gpu() {
     assert_eq!(
         got,
         vec![
-            format!("daemon gpu=1 pipe={} log={}", pipe1.display(), log1.display()),
+            format!(
+                "daemon gpu=1 pipe={} log={}",
+                pipe1.display(),
+                log1.display()
+            ),
             format!(
                 "daemon gpu=3 pipe={} log={}",
                 mps_dirs(&base, 3).0.display(),
@@ -112,5 +119,8 @@ fn a_missing_control_program_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let sup = MpsSupervisor::new(dir.path().join("absent"), dir.path().join("mps"));
     let e = sup.client(&[0], 500, 1000).unwrap_err().to_string();
-    assert!(e.contains("MPS control daemon") && e.contains("absent"), "{e}");
+    assert!(
+        e.contains("MPS control daemon") && e.contains("absent"),
+        "{e}"
+    );
 }

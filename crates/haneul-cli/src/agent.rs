@@ -7,10 +7,10 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use haneul_agent::container::{self, Runtime};
+use haneul_agent::identity::{self, TaskUser};
 use haneul_agent::launch::{self, ContainerSpec, Limits, TaskSpec};
 use haneul_agent::limits::{self as task_limits, LimitBackend, ResourceRequest};
 use haneul_agent::logs::Follower;
-use haneul_agent::identity::{self, TaskUser};
 use haneul_agent::sharing::{self, MpsSupervisor};
 use haneul_agent::{gpus, health, nvml, xid};
 use haneul_api::{
@@ -221,7 +221,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     match &task_user {
         TaskUser::Agent => tracing::warn!("{}", identity::shared_account_warning(euid)),
         TaskUser::Owner => tracing::info!("tasks run as their owners' uids from the server"),
-        TaskUser::Submitter { .. } => tracing::info!("tasks run as the Unix accounts named like their users"),
+        TaskUser::Submitter { .. } => {
+            tracing::info!("tasks run as the Unix accounts named like their users")
+        }
     }
     if matches!(task_user, TaskUser::Submitter { .. }) {
         if args.fallback_user != "none" && launch::lookup_user(&args.fallback_user).is_none() {
@@ -688,11 +690,18 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         container: None,
     };
     let mut spec = spec;
-    let who = identity::task_identity(&ctx.task_user, &a.user_name, a.uid, a.gid, &a.groups, ctx.euid);
+    let who = identity::task_identity(
+        &ctx.task_user,
+        &a.user_name,
+        a.uid,
+        a.gid,
+        &a.groups,
+        ctx.euid,
+    );
     let mps = match &ctx.mps {
-        Some(m) if sharing::needs_mps(a.milli_per_gpu, ctx.real_gpus, a.gpus.len()) => {
-            m.client(&a.gpus, a.milli_per_gpu, ctx.gpu_memory_mib).map(Some)
-        }
+        Some(m) if sharing::needs_mps(a.milli_per_gpu, ctx.real_gpus, a.gpus.len()) => m
+            .client(&a.gpus, a.milli_per_gpu, ctx.gpu_memory_mib)
+            .map(Some),
         _ => Ok(None),
     };
     match (who, mps) {

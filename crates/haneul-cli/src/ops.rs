@@ -288,8 +288,10 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
             let u: User = api.call(
                 "POST",
                 "/v1/users",
-                Some(json!({"name": name, "role": role, "org": org, "projects": project,
-                    "uid": uid, "gid": gid})),
+                Some(
+                    json!({"name": name, "role": role, "org": org, "projects": project,
+                    "uid": uid, "gid": gid}),
+                ),
             )?;
             one(&api, u, print_users)
         }

@@ -61,7 +61,9 @@ fn rootfs(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "cat", "echo", "env", "id", "pwd", "sleep", "sort", "test"] {
+    for applet in [
+        "sh", "cat", "echo", "env", "id", "pwd", "sleep", "sort", "test",
+    ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     root

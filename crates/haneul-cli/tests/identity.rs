@@ -204,15 +204,19 @@ fn jobs_run_as_their_owners_and_cannot_read_what_is_not_theirs() {
     assert_eq!(var("UID"), kim_uid.to_string(), "{out}");
     assert_eq!(var("GID"), kim["gid"].to_string(), "{out}");
     assert!(
-        var("GROUPS").split(' ').any(|g| g == project_gid.to_string()),
+        var("GROUPS")
+            .split(' ')
+            .any(|g| g == project_gid.to_string()),
         "the project's group: {out}"
     );
     assert_eq!(var("USER"), "kim");
     assert_eq!(var("DIRMODE"), "700");
     // Every attempt fails with EACCES ("Permission denied"), not with a missing file.
     assert!(
-        out.contains(&format!("ls: cannot open directory '{}': Permission denied", lee_dir.display()))
-            || out.contains(&format!("ls: {}: Permission denied", lee_dir.display())),
+        out.contains(&format!(
+            "ls: cannot open directory '{}': Permission denied",
+            lee_dir.display()
+        )) || out.contains(&format!("ls: {}: Permission denied", lee_dir.display())),
         "{out}"
     );
     for t in &targets {
@@ -228,7 +232,10 @@ fn jobs_run_as_their_owners_and_cannot_read_what_is_not_theirs() {
     // Limits though the job asked for none: its share of the node by its GPUs (1 of 4),
     // in a cgroup of its own.
     let cgroup = var("CGROUP");
-    assert!(cgroup.contains("haneul-tasks/job-"), "not in a task cgroup: {out}");
+    assert!(
+        cgroup.contains("haneul-tasks/job-"),
+        "not in a task cgroup: {out}"
+    );
     let (_, nodes) = server.get(Some(&admin), "/v1/nodes");
     let node = nodes
         .as_array()
@@ -306,7 +313,10 @@ fn root_and_agent_uids_are_refused() {
         json!({"name": "park", "role": "member", "org": org, "uid": 250_000, "gid": 5000}),
         201,
     );
-    assert_eq!((u["uid"].as_i64(), u["gid"].as_i64()), (Some(250_000), Some(5000)));
+    assert_eq!(
+        (u["uid"].as_i64(), u["gid"].as_i64()),
+        (Some(250_000), Some(5000))
+    );
     let (s, v) = server.post(
         &admin,
         "/v1/users",
@@ -333,14 +343,28 @@ fn root_and_agent_uids_are_refused() {
     let id = u["id"].to_string();
     let out = cli(&["user", "update", &id, "--uid", "0"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("uid") && err.contains("root"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("uid") && err.contains("root"),
+        "{err}"
+    );
     let out = cli(&["user", "update", &id, "--uid", "250001", "--json"]);
     assert!(out.status.success(), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["uid"].as_i64(), v["gid"].as_i64()), (Some(250_001), Some(5000)));
+    assert_eq!(
+        (v["uid"].as_i64(), v["gid"].as_i64()),
+        (Some(250_001), Some(5000))
+    );
     let out = cli(&[
-        "user", "create", "--name", "choi", "--role", "member", "--org", &org.to_string(),
-        "--uid", "0",
+        "user",
+        "create",
+        "--name",
+        "choi",
+        "--role",
+        "member",
+        "--org",
+        &org.to_string(),
+        "--uid",
+        "0",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("uid"), "{err}");

@@ -110,9 +110,18 @@ async fn register(
     }
     if let Some(uid) = b.uid {
         if !(0..=crate::identity::MAX_ID).contains(&uid) {
-            return Err(ApiError::bad("uid", format!("must be 0 to {}", crate::identity::MAX_ID)));
+            return Err(ApiError::bad(
+                "uid",
+                format!("must be 0 to {}", crate::identity::MAX_ID),
+            ));
         }
-        if let Some(u) = s.store.list_users().await?.into_iter().find(|u| u.uid == Some(uid)) {
+        if let Some(u) = s
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .find(|u| u.uid == Some(uid))
+        {
             return Err(ApiError::bad(
                 "uid",
                 format!(

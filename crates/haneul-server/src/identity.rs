@@ -78,7 +78,11 @@ impl IdentityPolicy {
         const FIELD: &str = "container_image";
         if image.starts_with('/') {
             let path = Path::new(image);
-            if self.container_rootfs_dirs.iter().any(|d| path.starts_with(d)) {
+            if self
+                .container_rootfs_dirs
+                .iter()
+                .any(|d| path.starts_with(d))
+            {
                 return Ok(());
             }
             return Err(ApiError::bad(
@@ -86,7 +90,11 @@ impl IdentityPolicy {
                 format!(
                     "{image} is not under a root file system directory this centre allows \
                      (server --container-rootfs-dir: {})",
-                    list(self.container_rootfs_dirs.iter().map(|d| d.display().to_string()))
+                    list(
+                        self.container_rootfs_dirs
+                            .iter()
+                            .map(|d| d.display().to_string())
+                    )
                 ),
             ));
         }
@@ -220,7 +228,10 @@ mod tests {
         );
         assert_eq!(normalise_reference("localhost/img"), "localhost/img");
         assert_eq!(qualified("ubuntu:24.04"), "docker.io/library/ubuntu:24.04");
-        assert_eq!(qualified("kim/tool@sha256:ab"), "docker.io/kim/tool@sha256:ab");
+        assert_eq!(
+            qualified("kim/tool@sha256:ab"),
+            "docker.io/kim/tool@sha256:ab"
+        );
         assert_eq!(qualified("nvcr.io/nvidia/x:1"), "nvcr.io/nvidia/x:1");
         assert_eq!(qualified("/srv/images/a"), "/srv/images/a");
     }
@@ -249,11 +260,17 @@ mod tests {
         }
         let (field, why) = reason(p.check_image("nvcr.io/nvidiax/evil").unwrap_err());
         assert_eq!(field, "container_image");
-        assert!(why.contains("--container-registry") && why.contains("nvcr.io/nvidia"), "{why}");
+        assert!(
+            why.contains("--container-registry") && why.contains("nvcr.io/nvidia"),
+            "{why}"
+        );
         let (_, why) = reason(p.check_image("kim/tool").unwrap_err());
         assert!(why.contains("docker.io/kim/tool"), "{why}");
         let (_, why) = reason(p.check_image("/srv/imagesX/busybox").unwrap_err());
-        assert!(why.contains("--container-rootfs-dir") && why.contains("/srv/images"), "{why}");
+        assert!(
+            why.contains("--container-rootfs-dir") && why.contains("/srv/images"),
+            "{why}"
+        );
         let (_, why) = reason(
             IdentityPolicy::default()
                 .check_image("/srv/images/a")

@@ -441,12 +441,12 @@ pub fn make_private(data_dir: &Path) -> Result<(), ServerError> {
     {
         use std::os::unix::fs::PermissionsExt;
         let chmod = |p: &Path, mode: u32| {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(
-                |source| ServerError::Io {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+                ServerError::Io {
                     path: p.to_path_buf(),
                     source,
-                },
-            )
+                }
+            })
         };
         chmod(data_dir, 0o700)?;
         let entries = std::fs::read_dir(data_dir).map_err(|source| ServerError::Io {
