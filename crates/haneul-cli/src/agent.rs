@@ -225,13 +225,14 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             tracing::info!("tasks run as the Unix accounts named like their users")
         }
     }
-    if matches!(task_user, TaskUser::Submitter { .. }) {
-        if args.fallback_user != "none" && launch::lookup_user(&args.fallback_user).is_none() {
-            bail!(
-                "--fallback-user {}: no such Unix account; name one, or `none` to refuse jobs of users without an account",
-                args.fallback_user
-            );
-        }
+    if matches!(task_user, TaskUser::Submitter { .. })
+        && args.fallback_user != "none"
+        && launch::lookup_user(&args.fallback_user).is_none()
+    {
+        bail!(
+            "--fallback-user {}: no such Unix account; name one, or `none` to refuse jobs of users without an account",
+            args.fallback_user
+        );
     }
     launch::become_subreaper()?;
     let detection = task_limits::detect(

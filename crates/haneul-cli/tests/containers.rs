@@ -553,6 +553,8 @@ fn a_node_without_a_runtime_fails_container_jobs_and_bad_images_are_refused() {
     ] {
         let out = site.haneul_raw(&[
             "submit",
+            "--gpus",
+            "1",
             &format!("--container-image={image}"),
             "--",
             "true",
