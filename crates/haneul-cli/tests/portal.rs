@@ -7,7 +7,6 @@
 //! Chromium is required: the test fails, naming the fix, when none is found. Set
 //! HANEUL_CHROMIUM to a browser binary to use another one.
 
-#[allow(dead_code)]
 mod common;
 
 use headless_chrome::protocol::cdp::Emulation;

@@ -4,7 +4,6 @@
 //! built, and the data directory `/tmp/haneul-demo` becomes a temporary one; the port comes from
 //! HANEUL_LISTEN and the client config from HANEUL_CONFIG.
 
-#[allow(dead_code)]
 mod common;
 
 use std::net::TcpListener;

@@ -1,7 +1,6 @@
 //! End to end: `haneul up` in the background, then the user commands against it as a user in
 //! the same shell would run them, all with --json parsed; SIGTERM stops everything.
 
-#[allow(dead_code)]
 mod common;
 
 use serde_json::Value;
