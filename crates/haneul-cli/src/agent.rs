@@ -760,8 +760,17 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
     {
         Ok(task_limits::Prepared::default())
     } else {
-        ctx.limits
-            .prepare(&format!("job-{}-{}-{}", a.job, a.fence, a.task), &request)
+        ctx.limits.prepare(
+            &format!(
+                "{}-{}-job-{}-{}-{}",
+                cgroup_safe(&ctx.name),
+                std::process::id(),
+                a.job,
+                a.fence,
+                a.task
+            ),
+            &request,
+        )
     };
     let launched = prepared.and_then(|p| launch::launch_limited(&spec, p));
     let mut task = match launched {
@@ -1326,6 +1335,21 @@ fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "node".into())
+}
+
+/// A node name as part of a cgroup's name: agents of several nodes (or servers) may share a
+/// host and its cgroup hierarchy, and job numbers repeat between servers, so a task's cgroup
+/// carries its node and agent process too; one agent's clean-up must never kill another's task.
+fn cgroup_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// `program` found on `PATH`.

@@ -233,7 +233,7 @@ fn jobs_run_as_their_owners_and_cannot_read_what_is_not_theirs() {
     // in a cgroup of its own.
     let cgroup = var("CGROUP");
     assert!(
-        cgroup.contains("haneul-tasks/job-"),
+        cgroup.contains("haneul-tasks/id-node-") && cgroup.contains(&format!("-job-{kim_job}-1-0")),
         "not in a task cgroup: {out}"
     );
     let (_, nodes) = server.get(Some(&admin), "/v1/nodes");
