@@ -159,6 +159,9 @@ print(f"checksum {c.double().sum().item():.6e} (float64 CPU reference {ref.sum()
 print(f"max relative error {err:.2e}; {2 * n**3 / dt / 1e12:.1f} TFLOP/s float32")
 print("MATMUL OK" if err < 5e-3 else "MATMUL WRONG")
 PY
+# Jobs run as the demo user's uid (haneul up as root): they must reach the script.
+chmod 711 "$WORK"
+chmod 644 "$WORK/matmul.py"
 JOB_SH="echo CUDA_VISIBLE_DEVICES=\$CUDA_VISIBLE_DEVICES;"
 if [ -n "$SMI" ]; then JOB_SH+=" $SMI -L;"; else JOB_SH+=" echo 'NVIDIA-SMI MISSING';"; fi
 if [ -n "$PY" ]; then JOB_SH+=" $PY $WORK/matmul.py"; else JOB_SH+=" echo 'TORCH MISSING: no python3'"; fi
@@ -195,4 +198,56 @@ grep -q '^CUDA UNAVAILABLE' "$WORK/job-output.txt" && fail "torch.cuda.is_availa
 grep -q 'device count 1$' "$WORK/job-output.txt" || fail "torch in the job did not see exactly one CUDA device"
 grep -q '^MATMUL OK' "$WORK/job-output.txt" || fail "the matmul result is wrong or missing"
 say "nvidia-smi -L in the job listed one GPU; torch saw one device; the matmul matches the CPU"
+
+# 7. Two half-GPU tasks on one GPU, under MPS: each must see its pinned memory limit (half the
+# GPU's memory) and fail to allocate more than that. Submitted through the API, since the
+# command line has no flag for a GPU fraction.
+command -v nvidia-cuda-mps-control >/dev/null ||
+    fail "nvidia-cuda-mps-control is not on PATH: fractional GPUs cannot be enforced (install the CUDA MPS tools)"
+cat >"$WORK/half.py" <<'PY'
+import os, torch
+free, total = torch.cuda.mem_get_info()
+print("MPS LIMIT", os.environ.get("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "THREADS",
+      os.environ.get("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"))
+print(f"SEES TOTAL MIB {total >> 20}")
+phys = int(os.environ["HALF_CHECK_PHYS_MIB"])
+try:
+    x = torch.empty((int(phys * 0.75) << 20,), dtype=torch.uint8, device="cuda")
+    print("ALLOCATED PAST THE LIMIT")
+except RuntimeError as e:
+    print("REFUSED PAST THE LIMIT:", str(e).splitlines()[0][:120])
+PY
+chmod 644 "$WORK/half.py"
+PHYS="$(sed -n 's/^ *"gpu_memory_mib": \([0-9]*\),\{0,1\}$/\1/p' "$WORK/nodes.json" | head -n 1)"
+PROJECT="$(sed -n 's/^project = //p' "$WORK/centre/up.toml")"
+TOKEN="$(cat "$WORK/centre/user.token")"
+HALF_JOBS=()
+for i in 1 2; do
+    BODY="{\"project\": $PROJECT, \"gpus_per_task\": 0, \"gpu_fraction_milli\": 500, \"time_limit_s\": 600,
+           \"command\": [\"sh\", \"-c\", \"HALF_CHECK_PHYS_MIB=$PHYS $PY $WORK/half.py\"]}"
+    ANSWER="$(curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+        -d "$BODY" "http://127.0.0.1:$PORT/v1/jobs")" || fail "half-GPU submit: curl failed"
+    ID="$(echo "$ANSWER" | grep -o '"id": *[0-9]*' | head -n 1 | grep -o '[0-9]*$')"
+    [ -n "$ID" ] || fail "half-GPU submit refused: $ANSWER"
+    HALF_JOBS+=("$ID")
+done
+say "half-GPU jobs ${HALF_JOBS[*]} submitted ($PHYS MiB GPU)"
+for ID in "${HALF_JOBS[@]}"; do
+    for _ in $(seq 1200); do
+        "$BIN" show "$ID" --json >"$WORK/half-$ID.json" 2>&1
+        STATE="$(sed -n 's/^  "state": "\([a-z_]*\)",\{0,1\}$/\1/p' "$WORK/half-$ID.json" | head -n 1)"
+        case "$STATE" in succeeded | failed | cancelled | timed_out) break ;; esac
+        sleep 0.5
+    done
+    "$BIN" logs "$ID" >"$WORK/half-$ID.txt" 2>&1
+    say "half-GPU job $ID ended $STATE:"
+    sed 's/^/    /' "$WORK/half-$ID.txt" | tee -a "$REPORT"
+    [ "$STATE" = succeeded ] || fail "half-GPU job $ID ended '$STATE'"
+    SEES="$(sed -n 's/^SEES TOTAL MIB //p' "$WORK/half-$ID.txt")"
+    [ -n "$SEES" ] && [ "$SEES" -le $((PHYS / 2 + 1024)) ] ||
+        fail "half-GPU job $ID sees ${SEES:-no} MiB, not its half ($((PHYS / 2)) MiB)"
+    grep -q '^REFUSED PAST THE LIMIT' "$WORK/half-$ID.txt" ||
+        fail "half-GPU job $ID could allocate past its memory limit"
+done
+say "two half-GPU tasks each saw their memory limit under MPS and were refused past it"
 finish 0

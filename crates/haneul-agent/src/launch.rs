@@ -12,7 +12,7 @@
 use crate::container::{self, ContainerTask, Image, Runtime, RuntimeKind};
 use crate::limits::{self, Prepared};
 use crate::{AgentError, Result};
-use std::fs::{self, File};
+use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -292,12 +292,26 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
             "environment variable {k} is set by the agent"
         )));
     }
+    // The directories this call creates above the task's own: with the task running as
+    // another account they must let it pass (0711) without letting it list them.
+    let created: Vec<PathBuf> = spec
+        .workdir
+        .ancestors()
+        .skip(1)
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .map(Path::to_path_buf)
+        .collect();
     fs::create_dir_all(&spec.workdir).map_err(|e| {
         AgentError::io(
             format!("cannot create work directory {}", spec.workdir.display()),
             e,
         )
     })?;
+    if spec.run_as.is_some() {
+        for p in &created {
+            set_mode(p, 0o711)?;
+        }
+    }
     let workdir = spec
         .workdir
         .canonicalize()
@@ -314,13 +328,22 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
         }
     }
     let open = |name: &str| {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = workdir.join(name);
-        File::create(&path)
+        // 0600: a job's output is its owner's alone.
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
             .map_err(|e| AgentError::io(format!("cannot create {}", path.display()), e))
     };
     let stdout = open(STDOUT_FILE)?;
     let stderr = open(STDERR_FILE)?;
     if let Some(id) = &spec.run_as {
+        // The directory is the owner's alone (0700); the agent, root, still reads the output.
+        set_mode(&workdir, 0o700)?;
         // The task must be able to work in its directory; the log files it writes through
         // descriptors opened here, but it may reopen them.
         for p in [
@@ -402,7 +425,7 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
     } else {
         prepared.rlimits.clone()
     };
-    let procs = limits::procs_fd(&prepared);
+    let procs = limits::procs_fds(&prepared);
     let run_as = if podman.is_some() {
         None
     } else {
@@ -415,7 +438,7 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            limits::apply_in_child(&rlimits, procs)?;
+            limits::apply_in_child(&rlimits, &procs)?;
             if let Some(v) = limits.address_space_bytes {
                 set_rlimit(libc::RLIMIT_AS, v)?;
             }
@@ -462,8 +485,14 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
     })
 }
 
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| AgentError::io(format!("cannot set the mode of {}", path.display()), e))
+}
+
 /// The environment of a task: `PATH`, `HOME` (the working directory), the spec's `env`, then
-/// the agent's variables. With no GPUs assigned, `CUDA_VISIBLE_DEVICES` is empty and
+/// the agent's variables (and `USER`, `LOGNAME` for a task run as its owner). With no GPUs assigned, `CUDA_VISIBLE_DEVICES` is empty and
 /// `NVIDIA_VISIBLE_DEVICES` is `void`.
 fn task_env(spec: &TaskSpec, workdir: &Path, checkpoint: &Path) -> Vec<(String, String)> {
     let gpus = spec
@@ -501,6 +530,10 @@ fn task_env(spec: &TaskSpec, workdir: &Path, checkpoint: &Path) -> Vec<(String, 
         ("HANEUL_CHECKPOINT_FILE", checkpoint.display().to_string()),
     ] {
         env.push((k.to_string(), v));
+    }
+    if let Some(id) = &spec.run_as {
+        env.push(("USER".into(), id.name.clone()));
+        env.push(("LOGNAME".into(), id.name.clone()));
     }
     env
 }
@@ -690,7 +723,21 @@ impl RunningTask {
         }
         // The job may watch for this file; a failure here (work directory removed, disk full) must
         // not keep the task alive, so it is deliberately not an error.
-        let _ = fs::write(&self.checkpoint, b"stop\n");
+        // Never through a link the task may have put there: the agent is root, the directory
+        // the task's. An existing file is the signal already.
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            if let Ok(mut f) = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o644)
+                .open(&self.checkpoint)
+            {
+                let _ = f.write_all(b"stop\n");
+            }
+        }
         signal_group(self.pid, libc::SIGTERM);
         let deadline = Instant::now() + grace;
         loop {
@@ -846,7 +893,12 @@ fn write_decimal(out: &mut [u8], mut n: u32) -> usize {
 
 /// The status [`keep_status`] wrote in `workdir`, once it is complete.
 pub fn read_exit_file(workdir: &Path) -> Option<ExitStatus> {
-    let text = fs::read_to_string(workdir.join(EXIT_FILE)).ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut crate::logs::open_regular(&workdir.join(EXIT_FILE)).ok()?,
+        &mut text,
+    )
+    .ok()?;
     let line = text.strip_suffix('\n')?;
     let (word, n) = line.split_once(' ')?;
     let n: i32 = n.parse().ok()?;

@@ -5,17 +5,21 @@
 //! and running the tasks of an attempt as isolated process groups ([`launch`]): their
 //! environment, their log files, their resource limits, their stop protocol (checkpoint file,
 //! SIGTERM to the group, grace, SIGKILL) and their time limits, and their CPU and memory
-//! allotment ([`limits`]: cgroup v2 or rlimits); a task may run in a container instead
-//! ([`container`]: podman or apptainer).
+//! allotment ([`limits`]: cgroup v2, cgroup v1 or rlimits); a task may run in a container
+//! instead ([`container`]: podman or apptainer). Tasks run as their owners' Unix ids
+//! ([`identity`]); fractional GPUs are shared through CUDA MPS and MIG instances are reported
+//! as GPUs of their own ([`sharing`]).
 //! See `docs/agent.md`.
 
 pub mod container;
 pub mod gpus;
 pub mod health;
+pub mod identity;
 pub mod launch;
 pub mod limits;
 pub mod logs;
 pub mod nvml;
+pub mod sharing;
 pub mod xid;
 
 /// Errors of the agent library.
@@ -42,6 +46,9 @@ pub enum AgentError {
     /// A task specification is unusable.
     #[error("invalid task spec: {0}")]
     Spec(String),
+    /// A task's account is refused, or the agent's mode does not fit its own account.
+    #[error("{0}")]
+    Identity(String),
     /// An operating-system call failed.
     #[error("{what}: {source}")]
     Io {

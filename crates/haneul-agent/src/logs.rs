@@ -73,7 +73,7 @@ impl Follower {
     /// as U+FFFD instead of being held back. A missing file reads as empty.
     pub fn read_new(&mut self, max: usize, at_end: bool) -> std::io::Result<String> {
         let mut buf = std::mem::take(&mut self.partial);
-        match File::open(&self.path) {
+        match open_regular(&self.path) {
             Ok(mut f) => {
                 f.seek(SeekFrom::Start(self.offset))?;
                 let want = max.saturating_sub(buf.len()).max(1);
@@ -102,6 +102,24 @@ impl Follower {
         self.partial = buf.split_off(keep);
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
+}
+
+/// Opens `path` for reading only if it is a regular file and not a symbolic link. The agent
+/// (root) reads files in directories their tasks own: a task could put a link to a secret, or
+/// a FIFO that blocks the reader, where its output was.
+pub fn open_regular(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(f)
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 
 use haneul_agent::launch::{LimitMechanism, Limits, TaskSpec, become_subreaper, launch_limited};
 use haneul_agent::limits::{
-    CgroupProbe, CgroupV2, LimitBackend, ResourceRequest, Rlimits, cgroup2_mount, detect,
+    CgroupProbe, CgroupV1, CgroupV2, LimitBackend, ResourceRequest, Rlimits, cgroup1_mount,
+    cgroup2_mount, detect,
 };
 use std::fs;
 use std::path::Path;
@@ -55,6 +56,14 @@ fn detection_on_this_machine_matches_its_cgroup_files() {
         if d.backend.mechanism() == LimitMechanism::Rlimit {
             assert!(d.reason.contains("cannot"), "{}", d.reason);
         }
+    } else if v1_writable(&probe) {
+        assert_eq!(
+            d.backend.mechanism(),
+            LimitMechanism::CgroupV1,
+            "{}",
+            d.reason
+        );
+        assert!(d.reason.starts_with("cgroup v1 under "), "{}", d.reason);
     } else {
         assert_eq!(
             d.backend.mechanism(),
@@ -64,6 +73,192 @@ fn detection_on_this_machine_matches_its_cgroup_files() {
         );
         assert!(d.reason.starts_with("rlimits, because "), "{}", d.reason);
     }
+}
+
+/// Whether this machine mounts cgroup v1 memory and cpu hierarchies that this process may
+/// make cgroups in (root on this CI machine).
+fn v1_writable(probe: &CgroupProbe) -> bool {
+    ["memory", "cpu"].iter().all(|c| {
+        cgroup1_mount(&probe.mountinfo, c).is_some_and(|m| {
+            let rel = haneul_agent::limits::v1_path(&probe.self_cgroup, c).unwrap_or_default();
+            let d = m
+                .join(rel.trim_start_matches('/'))
+                .join(format!("haneul-probe-test-{}", std::process::id()));
+            let ok = fs::create_dir(&d).is_ok();
+            let _ = fs::remove_dir(&d);
+            ok
+        })
+    })
+}
+
+/// A hybrid host whose v1 hierarchies are writable (a fake tree): cgroup v1 is picked, and a
+/// task's cgroups get the memory, memsw, CPU quota and pids limits.
+#[test]
+fn writable_v1_hierarchies_are_used_with_the_allotment() {
+    let root = tempfile::tempdir().unwrap();
+    let unified = root.path().join("sys/fs/cgroup/unified");
+    fs::create_dir_all(&unified).unwrap();
+    fs::write(unified.join("cgroup.controllers"), "").unwrap();
+    let probe = CgroupProbe {
+        mountinfo: "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                    32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                    39 31 0:36 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+            .into(),
+        self_cgroup: "5:pids:/\n4:memory:/agent\n2:cpu,cpuacct:/\n0::/\n".into(),
+        root_prefix: root.path().to_path_buf(),
+    };
+    let d = detect(&probe, None);
+    assert_eq!(
+        d.backend.mechanism(),
+        LimitMechanism::CgroupV1,
+        "{}",
+        d.reason
+    );
+    assert!(
+        d.reason.contains("offers no cpu or memory controller"),
+        "{}",
+        d.reason
+    );
+    let cg = root.path().join("sys/fs/cgroup");
+    let mem = cg.join("memory/agent/haneul-tasks");
+    let cpu = cg.join("cpu,cpuacct/haneul-tasks");
+    let pids = cg.join("pids/haneul-tasks");
+    // Real cgroupfs makes these files with the directory; here the test does.
+    for (d, files) in [
+        (
+            &mem,
+            &[
+                "memory.limit_in_bytes",
+                "memory.memsw.limit_in_bytes",
+                "cgroup.procs",
+            ][..],
+        ),
+        (
+            &cpu,
+            &["cpu.cfs_quota_us", "cpu.cfs_period_us", "cgroup.procs"][..],
+        ),
+        (&pids, &["pids.max", "cgroup.procs"][..]),
+    ] {
+        fs::create_dir_all(d.join("job-1-1-0")).unwrap();
+        for f in files {
+            fs::write(d.join("job-1-1-0").join(f), "").unwrap();
+        }
+    }
+    let v1 = CgroupV1::new(mem.clone(), cpu.clone(), Some(pids.clone()));
+    let p = v1
+        .prepare(
+            "job-1-1-0",
+            &ResourceRequest {
+                cpu_milli: 2500,
+                memory_mib: 512,
+                time_limit_s: None,
+                pids: 100,
+            },
+        )
+        .unwrap();
+    assert_eq!(p.mechanism, Some(LimitMechanism::CgroupV1));
+    let read = |d: &Path, f: &str| fs::read_to_string(d.join("job-1-1-0").join(f)).unwrap();
+    assert_eq!(
+        read(&mem, "memory.limit_in_bytes"),
+        (512u64 << 20).to_string()
+    );
+    assert_eq!(
+        read(&mem, "memory.memsw.limit_in_bytes"),
+        (512u64 << 20).to_string()
+    );
+    assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "250000");
+    assert_eq!(read(&cpu, "cpu.cfs_period_us"), "100000");
+    assert_eq!(read(&pids, "pids.max"), "100");
+    assert!(p.cgroup_procs.is_some());
+    assert_eq!(p.more_procs.len(), 2);
+    assert_eq!(p.v1_dirs.len(), 3);
+}
+
+/// The real thing, where this machine has it: a job that forks ten workers, each touching
+/// 24 MiB, in a cgroup of 64 MiB. Together they cannot exceed it: the kernel kills workers
+/// (the cgroup's peak stays within the limit and its OOM counter rises). Runs the cgroup v2
+/// backend where v2 is usable, v1 where v1 is writable (this CI machine, as root), and fails
+/// elsewhere rather than pass without checking anything.
+#[test]
+fn ten_workers_cannot_exceed_the_cgroup_memory_together() {
+    let probe = CgroupProbe::system();
+    let d = detect(&probe, None);
+    let mechanism = d.backend.mechanism();
+    assert!(
+        matches!(
+            mechanism,
+            LimitMechanism::CgroupV1 | LimitMechanism::CgroupV2
+        ),
+        "this test needs a writable cgroup (run it as root): {}",
+        d.reason
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("job-test-{}-1-0", std::process::id());
+    let limit_mib = 64;
+    let p = d
+        .backend
+        .prepare(
+            &name,
+            &ResourceRequest {
+                cpu_milli: 1000,
+                memory_mib: limit_mib,
+                time_limit_s: None,
+                pids: 64,
+            },
+        )
+        .unwrap();
+    let cgroup = p
+        .cgroup_dir
+        .clone()
+        .or_else(|| p.v1_dirs.first().cloned())
+        .unwrap();
+    // Each worker writes its 24 MiB (a str of 'x's is really written, unlike calloc's zero
+    // pages), reports, and holds it for a while.
+    let worker = "import time; b = 'x' * (24 << 20); print('worker holds 24 MiB', flush=True); time.sleep(3)";
+    let script = format!(
+        "for i in 0 1 2 3 4 5 6 7 8 9; do /usr/bin/python3 -c \"{worker}\" & pids=\"$pids $!\"; \
+         done; ok=0; for p in $pids; do wait $p && ok=$((ok+1)); done; echo survivors=$ok"
+    );
+    let mut t = launch_limited(&spec(dir.path(), &script), p).unwrap();
+    assert_eq!(t.limits, mechanism);
+    t.wait().unwrap();
+    let out = fs::read_to_string(t.stdout_path()).unwrap();
+    let (peak_file, events) = match mechanism {
+        LimitMechanism::CgroupV2 => ("memory.peak", "memory.events"),
+        _ => ("memory.max_usage_in_bytes", "memory.oom_control"),
+    };
+    let peak: u64 = fs::read_to_string(cgroup.join(peak_file))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let ev = fs::read_to_string(cgroup.join(events)).unwrap_or_default();
+    d.backend.release(t.prepared());
+    let survivors: u32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("survivors="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(99);
+    let oom_kills: u64 = ev
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    eprintln!(
+        "{}: peak {} MiB of {limit_mib} MiB, {survivors} of 10 workers survived, {oom_kills} OOM kills",
+        mechanism.as_str(),
+        peak >> 20
+    );
+    assert!(
+        survivors < 10,
+        "all ten workers held 24 MiB each in 64 MiB: {out}"
+    );
+    assert!(oom_kills > 0, "no OOM kill recorded in {events}: {ev}");
+    if peak > 0 {
+        assert!(peak <= (limit_mib << 20), "peak {peak} over the limit");
+    }
+    assert!(!cgroup.exists(), "the task's cgroup was not removed");
 }
 
 /// A hybrid host as this CI machine has it: cgroup v1 controllers, an empty v2 hierarchy.
@@ -137,6 +332,7 @@ fn delegated_cgroup_parent_is_used_and_gets_the_allotment() {
                 cpu_milli: 2500,
                 memory_mib: 512,
                 time_limit_s: None,
+                pids: 0,
             },
         )
         .unwrap();
@@ -177,6 +373,7 @@ fn rlimit_fallback_applies_memory_and_cpu_time() {
                 cpu_milli: 2000,
                 memory_mib: 256,
                 time_limit_s: Some(30),
+                pids: 0,
             },
         )
         .unwrap();
@@ -195,6 +392,7 @@ fn rlimit_fallback_applies_memory_and_cpu_time() {
                 cpu_milli: 0,
                 memory_mib: 16,
                 time_limit_s: None,
+                pids: 0,
             },
         )
         .unwrap();

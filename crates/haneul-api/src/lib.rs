@@ -128,6 +128,9 @@ pub struct Project {
     pub weight: i64,
     pub quotas: Vec<QuotaEntry>,
     pub created_at: i64,
+    /// The project's Unix group: its jobs' tasks run with it as a supplementary group.
+    #[serde(default)]
+    pub gid: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -141,6 +144,23 @@ pub struct UserCreate {
     /// Projects a member belongs to (of the user's organisation).
     #[serde(default)]
     pub projects: Vec<i64>,
+    /// The Unix uid the user's tasks run as (1 or more, not an agent's); absent: the next free
+    /// one of the server's `--uid-range`.
+    #[serde(default)]
+    pub uid: Option<i64>,
+    /// The primary Unix gid (1 or more); absent: equal to the uid.
+    #[serde(default)]
+    pub gid: Option<i64>,
+}
+
+/// New Unix ids for a user (`PATCH /v1/users/{id}`); an absent field keeps its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    #[serde(default)]
+    pub uid: Option<i64>,
+    #[serde(default)]
+    pub gid: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -151,6 +171,11 @@ pub struct User {
     pub org: Option<i64>,
     pub projects: Vec<i64>,
     pub created_at: i64,
+    /// The Unix uid and primary gid the user's tasks run as.
+    #[serde(default)]
+    pub uid: Option<i64>,
+    #[serde(default)]
+    pub gid: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -469,7 +494,7 @@ pub struct AgentRegister {
     pub nvlink_domain: Option<i64>,
     pub cpu_milli: i64,
     pub memory_mib: i64,
-    /// How the agent enforces task limits: `cgroup-v2`, `rlimit` or `none`.
+    /// How the agent enforces task limits: `cgroup-v2`, `cgroup-v1`, `rlimit` or `none`.
     #[serde(default)]
     pub limits: Option<String>,
     /// The address this node's tasks are reached at by the rest of a gang (an IP address or
@@ -480,6 +505,9 @@ pub struct AgentRegister {
     /// `none`.
     #[serde(default)]
     pub container_runtime: Option<String>,
+    /// The Unix uid the agent runs as: the server refuses to give it to a user.
+    #[serde(default)]
+    pub uid: Option<i64>,
 }
 
 fn default_name() -> String {
@@ -536,6 +564,15 @@ pub struct Assignment {
     /// The job's container image; absent: run the command directly.
     #[serde(default)]
     pub container_image: Option<String>,
+    /// The job owner's Unix uid and primary gid: an agent running as root runs the task as
+    /// them. Absent: the owner has no uid (such tasks are refused by a root agent).
+    #[serde(default)]
+    pub uid: Option<u32>,
+    #[serde(default)]
+    pub gid: Option<u32>,
+    /// Supplementary groups of the task: the job's project's group.
+    #[serde(default)]
+    pub groups: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -8,9 +8,11 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use haneul_agent::container::{self, Runtime};
+use haneul_agent::identity::{self, TaskUser};
 use haneul_agent::launch::{self, ContainerSpec, Limits, TaskSpec};
 use haneul_agent::limits::{self as task_limits, LimitBackend, ResourceRequest};
 use haneul_agent::logs::Follower;
+use haneul_agent::sharing::{self, MpsSupervisor};
 use haneul_agent::{gpus, health, nvml, xid};
 use haneul_api::{
     AgentRegister, Assignment, AssignmentList, HealthReport, HeartbeatAck, LogUpload, TaskReport,
@@ -70,9 +72,11 @@ pub struct AgentArgs {
     /// runs here). Default: the node's name, resolved by the peers.
     #[arg(long)]
     advertise_addr: Option<String>,
-    /// Whose account tasks run as: `agent` (the agent's own) or `submitter` (the Unix account
-    /// named like the job's user; needs the agent to run as root).
-    #[arg(long, default_value = "agent", value_parser = ["agent", "submitter"])]
+    /// Whose account tasks run as: `auto` (`owner` when the agent is root, else `agent`),
+    /// `owner` (the job owner's uid, gid and project group from the server; needs root),
+    /// `agent` (the agent's own, for an agent that is not root: every task shares it) or
+    /// `submitter` (the Unix account named like the job's user; needs root).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "owner", "agent", "submitter"])]
     task_user: String,
     /// With --task-user submitter, the account for a user with no Unix account of that name;
     /// `none` refuses such tasks (they fail with a message saying why).
@@ -212,20 +216,29 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     };
     let inventory = &discovered.gpus;
-    let run_as_submitter = args.task_user == "submitter";
-    if run_as_submitter {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            bail!(
-                "--task-user submitter needs the agent to run as root (it switches to each job's user)"
-            );
+    // The agent's own files (task records, MPS directories) are its own; task directories and
+    // logs get their modes explicitly.
+    // SAFETY: umask has no preconditions.
+    unsafe {
+        libc::umask(0o077);
+    }
+    let euid = identity::euid();
+    let task_user = identity::choose(&args.task_user, &args.fallback_user, euid)?;
+    match &task_user {
+        TaskUser::Agent => tracing::warn!("{}", identity::shared_account_warning(euid)),
+        TaskUser::Owner => tracing::info!("tasks run as their owners' uids from the server"),
+        TaskUser::Submitter { .. } => {
+            tracing::info!("tasks run as the Unix accounts named like their users")
         }
-        if args.fallback_user != "none" && launch::lookup_user(&args.fallback_user).is_none() {
-            bail!(
-                "--fallback-user {}: no such Unix account; name one, or `none` to refuse jobs of users without an account",
-                args.fallback_user
-            );
-        }
+    }
+    if matches!(task_user, TaskUser::Submitter { .. })
+        && args.fallback_user != "none"
+        && launch::lookup_user(&args.fallback_user).is_none()
+    {
+        bail!(
+            "--fallback-user {}: no such Unix account; name one, or `none` to refuse jobs of users without an account",
+            args.fallback_user
+        );
     }
     launch::become_subreaper()?;
     let detection = task_limits::detect(
@@ -260,8 +273,23 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         .work_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("haneul-agent-{name}")));
-    std::fs::create_dir_all(&work_dir)
-        .with_context(|| format!("cannot create --work-dir {}", work_dir.display()))?;
+    if task_user == TaskUser::Agent {
+        std::fs::create_dir_all(&work_dir)
+            .with_context(|| format!("cannot create --work-dir {}", work_dir.display()))?;
+    } else {
+        identity::prepare_work_root(&work_dir)?;
+    }
+    let mps = match (args.simulate_gpus.is_none(), which(sharing::MPS_CONTROL)) {
+        (true, Some(program)) => Some(MpsSupervisor::new(program, work_dir.join(".mps"))),
+        (true, None) => {
+            tracing::warn!(
+                "{} is not on PATH: tasks holding a fraction of a GPU are not held to it",
+                sharing::MPS_CONTROL
+            );
+            None
+        }
+        (false, _) => None,
+    };
     let model = inventory[0]
         .model
         .trim()
@@ -285,6 +313,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                 .map_or("none", |r| r.kind.as_str())
                 .to_string(),
         ),
+        uid: Some(i64::from(euid)),
     };
     let node: haneul_api::Node = client
         .retrying("register", || {
@@ -331,7 +360,15 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         me: args.advertise_addr.clone().unwrap_or_else(|| name.clone()),
         work_dir,
         limits: detection.backend,
-        run_as: run_as_submitter.then(|| args.fallback_user.clone()),
+        share: task_limits::NodeShare {
+            cpu_milli: reg.cpu_milli.max(0) as u64,
+            memory_mib: reg.memory_mib.max(0) as u64,
+            gpus: inventory.len() as u64,
+        },
+        gpu_memory_mib: reg.gpu_memory_mib.max(0) as u64,
+        task_user,
+        euid,
+        mps,
         containers,
         real_gpus: args.simulate_gpus.is_none(),
     });
@@ -457,6 +494,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let _ = hb.join();
     let _ = health.join();
+    if let Some(m) = &ctx.mps {
+        m.shutdown(Duration::from_secs(5));
+    }
     tracing::info!("agent stopped");
     Ok(())
 }
@@ -476,8 +516,15 @@ struct NodeCtx {
     me: String,
     work_dir: PathBuf,
     limits: Box<dyn LimitBackend>,
-    /// `Some(fallback account)` when tasks run as their submitter (`none`: refuse).
-    run_as: Option<String>,
+    /// What the node has, to fill in the limits of tasks that asked for none.
+    share: task_limits::NodeShare,
+    gpu_memory_mib: u64,
+    /// Whose account tasks run as.
+    task_user: TaskUser,
+    /// The agent's own uid: no task runs as it.
+    euid: u32,
+    /// The MPS control daemons of shared GPUs (real GPUs with the MPS control program only).
+    mps: Option<MpsSupervisor>,
     /// The container runtime for jobs with an image; `None`: such jobs fail here.
     containers: Option<Runtime>,
     /// Whether the GPUs are real (handed to containers) or simulated.
@@ -650,28 +697,44 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         container: None,
     };
     let mut spec = spec;
-    if let Some(fallback) = &ctx.run_as {
-        let id = launch::lookup_user(&a.user_name).or_else(|| {
-            (fallback != "none")
-                .then(|| launch::lookup_user(fallback))
-                .flatten()
-        });
-        match id {
-            Some(id) => spec.run_as = Some(id),
-            None => {
-                let why = format!(
-                    "haneul agent: no Unix account `{}` on node {} and --fallback-user is none: \
-                     the task is refused\n",
-                    a.user_name, ctx.name
-                );
-                if report(ctx, &a, None) {
-                    upload(ctx, &a, &why);
-                    report(ctx, &a, Some(127));
-                }
-                return;
+    let who = identity::task_identity(
+        &ctx.task_user,
+        &a.user_name,
+        a.uid,
+        a.gid,
+        &a.groups,
+        ctx.euid,
+    );
+    let mps = match &ctx.mps {
+        Some(m) if sharing::needs_mps(a.milli_per_gpu, ctx.real_gpus, a.gpus.len()) => m
+            .client(&a.gpus, a.milli_per_gpu, ctx.gpu_memory_mib)
+            .map(Some),
+        _ => Ok(None),
+    };
+    match (who, mps) {
+        (Ok(id), Ok(mps)) => {
+            spec.run_as = id;
+            spec.env.extend(mps.into_iter().flatten());
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            let why = format!("haneul agent: node {} refuses the task: {e}\n", ctx.name);
+            if report(ctx, &a, None) {
+                upload(ctx, &a, &why);
+                report(ctx, &a, Some(127));
             }
+            return;
         }
     }
+    // A task that asked for no CPU or memory gets its share of the node by its GPUs.
+    let request = ctx.share.fill(
+        &ResourceRequest {
+            cpu_milli: a.cpu_milli,
+            memory_mib: a.memory_mib,
+            time_limit_s: a.time_limit_s,
+            pids: 0,
+        },
+        a.gpus.len() as u64 * a.milli_per_gpu,
+    );
     if let Some(image) = &a.container_image {
         let Some(rt) = &ctx.containers else {
             let why = format!(
@@ -691,15 +754,10 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
             name: container::task_name(&ctx.name, a.job, a.fence, a.task),
             node: ctx.name.clone(),
             real_gpus: ctx.real_gpus,
-            cpu_milli: a.cpu_milli,
-            memory_mib: a.memory_mib,
+            cpu_milli: request.cpu_milli,
+            memory_mib: request.memory_mib,
         });
     }
-    let request = ResourceRequest {
-        cpu_milli: a.cpu_milli,
-        memory_mib: a.memory_mib,
-        time_limit_s: a.time_limit_s,
-    };
     // Podman applies the limits to the container; the agent's own would bind podman.
     let prepared = if spec
         .container
@@ -708,8 +766,17 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
     {
         Ok(task_limits::Prepared::default())
     } else {
-        ctx.limits
-            .prepare(&format!("job-{}-{}-{}", a.job, a.fence, a.task), &request)
+        ctx.limits.prepare(
+            &format!(
+                "{}-{}-job-{}-{}-{}",
+                cgroup_safe(&ctx.name),
+                std::process::id(),
+                a.job,
+                a.fence,
+                a.task
+            ),
+            &request,
+        )
     };
     let launched = prepared.and_then(|p| launch::launch_limited(&spec, p));
     let mut task = match launched {
@@ -844,7 +911,9 @@ fn exit_code(status: Option<std::process::ExitStatus>) -> i64 {
     })
 }
 
-/// What the agent keeps about a started task in its directory (`.haneul-task.json`), so that a
+/// What the agent keeps about a started task beside its directory (`.task-T.haneul-task.json`
+/// in the attempt's directory, which the agent owns: the task's own directory is its owner's,
+/// who must not be able to point the agent at another process), so that a
 /// restarted agent can find it again: the pid with its start time (which tells the task's
 /// process from a later one with the same pid) and how much of its output was uploaded.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -868,11 +937,12 @@ const TASK_FILE: &str = ".haneul-task.json";
 impl TaskFile {
     /// Written to a temporary file and renamed, so a crash never leaves half a record.
     fn save(&self, dir: &std::path::Path) {
-        let tmp = dir.join(".haneul-task.json.tmp");
+        let path = Self::path(dir);
+        let tmp = path.with_extension("json.tmp");
         let ok = serde_json::to_vec(self)
             .map_err(std::io::Error::other)
             .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|()| std::fs::rename(&tmp, dir.join(TASK_FILE)));
+            .and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = ok {
             tracing::warn!(
                 job = self.job,
@@ -883,7 +953,15 @@ impl TaskFile {
     }
 
     fn remove(dir: &std::path::Path) {
-        let _ = std::fs::remove_file(dir.join(TASK_FILE));
+        let _ = std::fs::remove_file(Self::path(dir));
+    }
+
+    /// The record of the task whose directory is `dir`.
+    fn path(dir: &std::path::Path) -> PathBuf {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        dir.parent()
+            .unwrap_or(dir)
+            .join(format!(".{name}{TASK_FILE}"))
     }
 
     /// Every task record under the work directory (`job-*/attempt-*/task-*`).
@@ -903,13 +981,13 @@ impl TaskFile {
         for job in dirs(work_dir, "job-") {
             for attempt in dirs(&job, "attempt-") {
                 for task in dirs(&attempt, "task-") {
-                    let Ok(text) = std::fs::read(task.join(TASK_FILE)) else {
+                    let Ok(text) = std::fs::read(Self::path(&task)) else {
                         continue;
                     };
                     match serde_json::from_slice::<TaskFile>(&text) {
                         Ok(r) => out.push((task, r)),
                         Err(e) => {
-                            tracing::warn!("ignoring {}: {e}", task.join(TASK_FILE).display())
+                            tracing::warn!("ignoring {}: {e}", Self::path(&task).display())
                         }
                     }
                 }
@@ -936,6 +1014,7 @@ fn recover(ctx: &Arc<NodeCtx>, assigned: &[Assignment]) -> Vec<((i64, i64, i64),
             .cloned();
         let mechanism = match rec.limits.as_str() {
             "cgroup-v2" => task_limits::LimitMechanism::CgroupV2,
+            "cgroup-v1" => task_limits::LimitMechanism::CgroupV1,
             "rlimit" => task_limits::LimitMechanism::Rlimit,
             "container" => task_limits::LimitMechanism::Container,
             _ => task_limits::LimitMechanism::None,
@@ -1264,6 +1343,28 @@ fn hostname() -> String {
         .unwrap_or_else(|| "node".into())
 }
 
+/// A node name as part of a cgroup's name: agents of several nodes (or servers) may share a
+/// host and its cgroup hierarchy, and job numbers repeat between servers, so a task's cgroup
+/// carries its node and agent process too; one agent's clean-up must never kill another's task.
+fn cgroup_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `program` found on `PATH`.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
 fn memory_mib() -> i64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -1441,6 +1542,9 @@ mod tests {
             time_limit_s: None,
             grace_s: 0,
             container_image: None,
+            uid: None,
+            gid: None,
+            groups: Vec::new(),
         }
     }
 

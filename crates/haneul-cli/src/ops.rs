@@ -200,6 +200,8 @@ pub fn project(args: ProjectArgs) -> anyhow::Result<()> {
 #[command(after_help = "Examples:
   haneul user create --name kim --role member --org 1 --project 3
   haneul user create --name ops --role auditor
+  haneul user create --name lee --role member --org 1 --project 3 --uid 201234
+  haneul user update 7 --uid 205000 --gid 5000
   haneul user list
   haneul user show 7 --json")]
 pub struct UserArgs {
@@ -227,6 +229,22 @@ enum UserCmd {
         /// A project the member belongs to; repeat for several.
         #[arg(long)]
         project: Vec<i64>,
+        /// The Unix uid the user's tasks run as (default: the next of the server's
+        /// --uid-range; never 0 or an agent's uid).
+        #[arg(long)]
+        uid: Option<i64>,
+        /// The primary Unix gid (default: equal to the uid).
+        #[arg(long)]
+        gid: Option<i64>,
+    },
+    /// Set a user's Unix uid or primary gid (centre administrators).
+    #[command(after_help = "Examples:\n  haneul user update 7 --uid 205000 --gid 5000")]
+    Update {
+        id: i64,
+        #[arg(long)]
+        uid: Option<i64>,
+        #[arg(long)]
+        gid: Option<i64>,
     },
     /// Users you may see.
     #[command(after_help = "Examples:\n  haneul user list --json")]
@@ -240,7 +258,7 @@ fn print_users(api: &Api, us: &[User]) -> anyhow::Result<()> {
     if api.json {
         return print_json(&us);
     }
-    let mut t = table(&["ID", "NAME", "ROLE", "ORG", "PROJECTS"]);
+    let mut t = table(&["ID", "NAME", "ROLE", "ORG", "PROJECTS", "UID", "GID"]);
     for u in us {
         t.add_row(vec![
             u.id.to_string(),
@@ -248,6 +266,8 @@ fn print_users(api: &Api, us: &[User]) -> anyhow::Result<()> {
             role_str(u.role),
             u.org.map(|o| o.to_string()).unwrap_or_default(),
             ids(&u.projects),
+            u.uid.map(|v| v.to_string()).unwrap_or_default(),
+            u.gid.map(|v| v.to_string()).unwrap_or_default(),
         ]);
     }
     println!("{t}");
@@ -262,11 +282,27 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
             role,
             org,
             project,
+            uid,
+            gid,
         } => {
             let u: User = api.call(
                 "POST",
                 "/v1/users",
-                Some(json!({"name": name, "role": role, "org": org, "projects": project})),
+                Some(
+                    json!({"name": name, "role": role, "org": org, "projects": project,
+                    "uid": uid, "gid": gid}),
+                ),
+            )?;
+            one(&api, u, print_users)
+        }
+        UserCmd::Update { id, uid, gid } => {
+            if uid.is_none() && gid.is_none() {
+                anyhow::bail!("give --uid, --gid or both");
+            }
+            let u: User = api.call(
+                "PATCH",
+                &format!("/v1/users/{id}"),
+                Some(json!({"uid": uid, "gid": gid})),
             )?;
             one(&api, u, print_users)
         }

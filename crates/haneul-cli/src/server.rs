@@ -33,6 +33,20 @@ pub struct ServerArgs {
     /// several servers, a standby names the leader's URL in every answer and clients move there.
     #[arg(long, env = "HANEUL_ADVERTISE_URL")]
     advertise_url: Option<String>,
+    /// Unix uids given to new users (their primary gid is the same number), FIRST-LAST.
+    #[arg(long, default_value = "200000-299999", value_parser = haneul_server::identity::parse_range)]
+    uid_range: haneul_server::identity::IdRange,
+    /// Unix group ids given to new projects, FIRST-LAST (must not overlap --uid-range).
+    #[arg(long, default_value = "300000-399999", value_parser = haneul_server::identity::parse_range)]
+    project_gid_range: haneul_server::identity::IdRange,
+    /// A registry (or registry/namespace) jobs' container images may come from, e.g.
+    /// nvcr.io/nvidia or docker.io/library (repeatable). None: no OCI image is accepted.
+    #[arg(long, value_name = "PREFIX")]
+    container_registry: Vec<String>,
+    /// A directory jobs' root file system (or .sif) images may lie under (repeatable). None:
+    /// no path image is accepted.
+    #[arg(long, value_name = "DIR")]
+    container_rootfs_dir: Vec<PathBuf>,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -43,8 +57,19 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Everything the server creates (database, WAL, tokens) is for its own account only.
+    // SAFETY: umask has no preconditions.
+    unsafe {
+        libc::umask(0o077);
+    }
     let mut cfg = Config::new(args.data_dir.clone());
     cfg.listen = args.listen;
+    cfg.identity = haneul_server::identity::IdentityPolicy {
+        uid_range: args.uid_range,
+        project_gid_range: args.project_gid_range,
+        container_registries: args.container_registry.clone(),
+        container_rootfs_dirs: args.container_rootfs_dir.clone(),
+    };
     if let Some(url) = &args.database {
         if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             anyhow::bail!("--database: expected a postgres:// URL, got `{url}`");

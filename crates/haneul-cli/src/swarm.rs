@@ -282,6 +282,7 @@ pub async fn run_swarm(
                     limits: Some("none".into()),
                     address: None,
                     container_runtime: None,
+                    uid: None,
                 };
                 let node: Node = ctx
                     .api

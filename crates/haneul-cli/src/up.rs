@@ -117,8 +117,31 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/haneul"))
 }
 
+/// Logs past this size are rotated when `haneul up` starts (to `NAME.1`, the older one gone).
+const LOG_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Opens a child's log for appending (0600): a restart keeps what the last run wrote, unless
+/// the log has grown past [`LOG_ROTATE_BYTES`], when it moves to `NAME.1` first.
+fn open_log(log: &Path) -> anyhow::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if std::fs::metadata(log).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        let mut old = log.as_os_str().to_owned();
+        old.push(".1");
+        std::fs::rename(log, &old).with_context(|| format!("cannot rotate {}", log.display()))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
 fn spawn(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
-    let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let out = open_log(log)?;
     let err = out.try_clone()?;
     // The children run in the data directory (their paths are absolute), so that everything
     // `haneul up` started can be found by its working directory.
@@ -200,9 +223,21 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => default_data_dir()?,
     };
+    // What up writes (tokens, state, logs) is for this account only. The data directory itself
+    // is 0711: the agent's work directory inside it must be passable for tasks that run as
+    // their owners; the server's directory is 0700 and the rest 0600.
+    // SAFETY: umask has no preconditions.
+    unsafe {
+        libc::umask(0o077);
+    }
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("cannot set the mode of {}", data_dir.display()))?;
+    }
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);

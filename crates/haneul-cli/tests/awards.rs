@@ -37,7 +37,7 @@ fn json(server: &Server, token: &Path, args: &[&str]) -> Value {
 
 #[test]
 fn org_screening_and_a_call_from_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let server = Server::start(dir.path(), None, &[]);
     let admin = dir.path().join("admin.token");
 

@@ -61,7 +61,9 @@ fn rootfs(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "cat", "echo", "env", "pwd", "sleep", "sort", "test"] {
+    for applet in [
+        "sh", "cat", "echo", "env", "id", "pwd", "sleep", "sort", "test",
+    ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     root
@@ -114,8 +116,14 @@ impl Site {
             Command::new("podman").arg("--version").output().is_ok(),
             "podman is not installed: {INSTALL}"
         );
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(&dir.path().join("server"), None, &[]);
+        let dir = common::tempdir();
+        // The only images this centre allows: root file systems under the test's directory.
+        let allowed = dir.path().join("rootfs");
+        let server = Server::start(
+            &dir.path().join("server"),
+            None,
+            &["--container-rootfs-dir", allowed.to_str().unwrap()],
+        );
         let Members {
             admin, user, agent, ..
         } = members(&server);
@@ -292,6 +300,7 @@ fn container_job_sees_its_gpus_its_directory_and_logs() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("input.txt"), "from the host\n").unwrap();
     let script = "env | sort; echo PWD_IS=$(pwd); cat input.txt; echo written > out.txt; \
+                  echo UID_IS=$(id -u); echo GROUPS_IS=$(id -G); \
                   test -e /etc/debian_version && echo ON_HOST || echo IN_CONTAINER; \
                   echo CPU_QUOTA=$(cat /sys/fs/cgroup/cpu.max 2>/dev/null \
                                    || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)";
@@ -335,6 +344,25 @@ fn container_job_sees_its_gpus_its_directory_and_logs() {
         dir.join(".haneul-checkpoint").display().to_string()
     );
     assert!(logs.lines().any(|l| l == "from the host"), "{logs}");
+    // The container runs as the job's owner, with the owner's ids from the server.
+    let (_, users) = site.server.get(Some(&site.admin), "/v1/users");
+    let kim = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "kim")
+        .unwrap();
+    let (_, project) = site.server.get(Some(&site.admin), "/v1/projects");
+    assert_eq!(var("UID_IS"), kim["uid"].to_string(), "{logs}");
+    let groups: Vec<String> = var("GROUPS_IS").split(' ').map(String::from).collect();
+    assert!(groups.contains(&kim["gid"].to_string()), "{logs}");
+    assert!(groups.contains(&project[0]["gid"].to_string()), "{logs}");
+    assert_eq!(var("USER"), "kim");
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir.join("out.txt")).unwrap();
+        assert_eq!(i64::from(meta.uid()), kim["uid"].as_i64().unwrap());
+    }
     assert!(logs.lines().any(|l| l == "IN_CONTAINER"), "{logs}");
     // 1.5 cores as the container's CPU quota (cgroup v2 `cpu.max`, or v1's quota per 100 ms).
     assert!(
@@ -511,9 +539,22 @@ fn a_node_without_a_runtime_fails_container_jobs_and_bad_images_are_refused() {
             "ubuntu 24.04",
             "is neither an image reference nor an absolute path",
         ),
+        // The server's allow-list: no registry is configured here, and only the test's
+        // root file systems.
+        (
+            "ubuntu:24.04",
+            "is not from a registry this centre allows (server --container-registry: none \
+             configured)",
+        ),
+        (
+            "/srv/images/busybox",
+            "is not under a root file system directory this centre allows",
+        ),
     ] {
         let out = site.haneul_raw(&[
             "submit",
+            "--gpus",
+            "1",
             &format!("--container-image={image}"),
             "--",
             "true",

@@ -232,7 +232,7 @@ fn report(what: &str, sum: &Summary, extra: &str) {
 /// The server is SIGKILLed in the middle of a burst while the swarm runs jobs, and restarted
 /// on the same address; the swarm reconnects by itself.
 fn server_killed_mid_burst(database: Option<&str>) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let listen = free_port();
     let data = dir.path().join("server");
     let extra = ["--node-timeout", "10"];
@@ -372,7 +372,7 @@ impl Proxy {
 /// for the old attempts are refused by the fence (409) and change nothing.
 #[test]
 fn agent_cut_off_is_fenced_and_its_work_finishes_elsewhere() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let server = Server::start(&dir.path().join("server"), None, &["--node-timeout", "2"]);
     let c = centre(&server, dir.path());
     let proxy = Proxy::start(server.addr);
@@ -469,7 +469,7 @@ fn agent_cut_off_is_fenced_and_its_work_finishes_elsewhere() {
 /// to the end by another swarm.
 #[test]
 fn agent_killed_with_jobs_running_is_requeued() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let server = Server::start(&dir.path().join("server"), None, &["--node-timeout", "2"]);
     let c = centre(&server, dir.path());
     let mut doomed = Swarm::start(server.addr, &c.agent_file, 2, "doomed", dir.path());
@@ -538,7 +538,7 @@ impl Cluster {
              `apt-get install -y postgresql` and put /usr/lib/postgresql/*/bin on PATH \
              (scripts/test does both)"
         );
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::tempdir();
         let data = dir.path().join("pg");
         if unsafe { libc::geteuid() } == 0 {
             let ok = Command::new("chown")
@@ -623,7 +623,7 @@ impl Drop for Cluster {
 #[test]
 fn postgres_restarted_under_load_loses_nothing() {
     let db = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let url = db.url();
     let server = Server::start(
         &dir.path().join("server"),

@@ -18,7 +18,7 @@ fn leads(s: &Server) -> bool {
 fn standby_takes_over_when_the_leader_dies() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(haneul_store::testing::TestDb::create());
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (dir_a, dir_b) = (common::tempdir(), common::tempdir());
     let ttl = ["--lease-ttl", "1"];
     let a = Server::start(dir_a.path(), Some(db.url()), &ttl);
     let admin = a.admin_token();

@@ -44,7 +44,7 @@ fn kill_during_burst(data: &std::path::Path, database: Option<&str>) {
 
 #[test]
 fn sqlite_survives_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     kill_during_burst(dir.path(), None);
 }
 
@@ -52,6 +52,6 @@ fn sqlite_survives_sigkill() {
 fn postgres_survives_sigkill() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(haneul_store::testing::TestDb::create());
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     kill_during_burst(dir.path(), Some(db.url()));
 }

@@ -7,6 +7,8 @@
 //! Chromium is required: the test fails, naming the fix, when none is found. Set
 //! HANEUL_CHROMIUM to a browser binary to use another one.
 
+mod common;
+
 use headless_chrome::protocol::cdp::Emulation;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
@@ -421,7 +423,7 @@ fn shots_dir() -> PathBuf {
 /// `haneul up` in a new temporary folder on a free port; returns the folder, the running
 /// `haneul up`, its base URL and its data folder.
 fn start_up() -> (tempfile::TempDir, Up, String, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let root = dir.path().canonicalize().unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -4,6 +4,8 @@
 //! built, and the data directory `/tmp/haneul-demo` becomes a temporary one; the port comes from
 //! HANEUL_LISTEN and the client config from HANEUL_CONFIG.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -76,7 +78,7 @@ fn readme_quick_start_as_written() {
         "the quick start reads a job's logs"
     );
 
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let dir_path = dir.path().canonicalize().unwrap();
     let data = dir_path.join("data");
     let config = dir_path.join("config.toml");

@@ -1,6 +1,8 @@
 //! End to end: `haneul up` in the background, then the user commands against it as a user in
 //! the same shell would run them, all with --json parsed; SIGTERM stops everything.
 
+mod common;
+
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::Path;
@@ -85,7 +87,7 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn up_submit_watch_cancel_stop() {
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let dir_path = dir.path().canonicalize().unwrap();
     let config = dir_path.join("config/config.toml");
     let data = dir_path.join("data");
@@ -124,13 +126,18 @@ fn up_submit_watch_cancel_stop() {
             "--",
             "sh",
             "-c",
-            "echo hello-$CUDA_VISIBLE_DEVICES",
+            "echo hello-$CUDA_VISIBLE_DEVICES; echo uid-$(id -u)",
         ],
     );
     let id = job["id"].as_i64().expect("an id").to_string();
     wait_state(&config, &id, "succeeded");
     let logs = ok(&config, &["logs", &id]);
     assert!(logs.contains("hello-"), "logs: {logs}");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Started by root, the demo user's jobs run as its allocated uid, never as root.
+        assert!(logs.contains("uid-200000\n"), "logs: {logs}");
+    }
 
     let sleeper = ok(&config, &["submit", "--gpus", "1", "--", "sleep", "300"]);
     let sleeper = sleeper.trim().to_string();
@@ -212,6 +219,29 @@ fn up_submit_watch_cancel_stop() {
         libc::kill(again.0.id() as libc::pid_t, libc::SIGTERM);
     }
     assert!(again.0.wait().unwrap().success());
+    // The logs were appended to, not truncated: both runs' servers are in them; and private.
+    let server_log = std::fs::read_to_string(data.join("server.log")).unwrap();
+    assert_eq!(
+        server_log.matches("haneul server listening on").count(),
+        2,
+        "{server_log}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        for f in [
+            "server.log",
+            "agent.log",
+            "user.token",
+            "agent.token",
+            "up.toml",
+        ] {
+            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+        }
+        assert_eq!(mode(&data.join("server")), 0o700);
+        assert_eq!(mode(&data.join("server/admin.token")), 0o600);
+        assert_eq!(mode(&data), 0o711);
+    }
     let left = processes_under(&dir_path);
     assert!(
         left.is_empty(),
@@ -289,7 +319,7 @@ fn wait_ended(config: &Path, id: i64) -> Value {
 #[test]
 fn job_files_dependencies_arrays_and_operator_commands() {
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let dir_path = dir.path().canonicalize().unwrap();
     let (up, config, data) = start_up(&dir_path, "4xH200");
     let c = config.as_path();

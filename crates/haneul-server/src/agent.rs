@@ -85,9 +85,12 @@ async fn register(
         }
     }
     if let Some(l) = &b.limits
-        && !["cgroup-v2", "rlimit", "none"].contains(&l.as_str())
+        && !["cgroup-v2", "cgroup-v1", "rlimit", "none"].contains(&l.as_str())
     {
-        return Err(ApiError::bad("limits", "must be cgroup-v2, rlimit or none"));
+        return Err(ApiError::bad(
+            "limits",
+            "must be cgroup-v2, cgroup-v1, rlimit or none",
+        ));
     }
     if let Some(a) = &b.address
         && (a.is_empty() || a.len() > 253 || a.chars().any(|c| c.is_whitespace() || c.is_control()))
@@ -104,6 +107,30 @@ async fn register(
             "container_runtime",
             "must be podman, apptainer or none",
         ));
+    }
+    if let Some(uid) = b.uid {
+        if !(0..=crate::identity::MAX_ID).contains(&uid) {
+            return Err(ApiError::bad(
+                "uid",
+                format!("must be 0 to {}", crate::identity::MAX_ID),
+            ));
+        }
+        if let Some(u) = s
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .find(|u| u.uid == Some(uid))
+        {
+            return Err(ApiError::bad(
+                "uid",
+                format!(
+                    "the agent runs as uid {uid}, which is user `{}`'s: that user's tasks could \
+                     control the agent; run the agent as root or as an account no user has",
+                    u.name
+                ),
+            ));
+        }
     }
     let mut n = s
         .store
@@ -141,6 +168,7 @@ async fn register(
             )
             .await?;
     }
+    s.store.set_node_agent_uid(n.id, b.uid).await?;
     s.signals.wake.notify_one();
     Ok(Json(convert::node(n)))
 }
@@ -202,6 +230,13 @@ fn to_wire(a: st::Assignment) -> Assignment {
         time_limit_s: a.job.spec.time_limit.map(|t| (t.millis() / 1000) as u64),
         grace_s: (a.job.spec.grace.millis() / 1000) as u64,
         container_image: a.job.container_image,
+        uid: a.uid.and_then(|u| u32::try_from(u).ok()),
+        gid: a.gid.and_then(|g| u32::try_from(g).ok()),
+        groups: a
+            .project_gid
+            .and_then(|g| u32::try_from(g).ok())
+            .into_iter()
+            .collect(),
     }
 }
 

@@ -80,6 +80,7 @@ pub fn project(p: st::ProjectRecord) -> api::Project {
         weight: p.weight,
         quotas: quotas_to_api(&p.quotas),
         created_at: p.created_at,
+        gid: p.gid,
     }
 }
 
@@ -91,6 +92,8 @@ pub fn user(u: st::UserRecord) -> api::User {
         org: u.org_id,
         projects: u.projects,
         created_at: u.created_at,
+        uid: u.uid,
+        gid: u.gid,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod controller;
 pub mod convert;
 pub mod error;
 pub mod extract;
+pub mod identity;
 pub mod metrics;
 pub mod portal;
 pub mod programmes;
@@ -72,6 +73,8 @@ pub struct Config {
     /// The base URL clients reach this server at; while it stands by, the others' answers
     /// name it in a `Haneul-Leader` header once it leads.
     pub advertise_url: Option<String>,
+    /// Unix id ranges and the container allow-list (docs/server.md).
+    pub identity: identity::IdentityPolicy,
 }
 
 impl Config {
@@ -87,6 +90,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(5),
             accounting: accounting::AccountingPolicy::default(),
             advertise_url: None,
+            identity: identity::IdentityPolicy::default(),
         }
     }
 }
@@ -107,6 +111,8 @@ pub enum ServerError {
     },
     #[error("accounting policy: {0}")]
     Accounting(String),
+    #[error("{0}")]
+    Identity(String),
 }
 
 /// What every handler can reach.
@@ -123,6 +129,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub heartbeat_interval_ms: i64,
     pub accounting: Arc<accounting::AccountingPolicy>,
+    pub identity: Arc<identity::IdentityPolicy>,
 }
 
 impl AppState {
@@ -184,7 +191,14 @@ impl AppState {
             metrics,
             heartbeat_interval_ms,
             accounting: Arc::default(),
+            identity: Arc::default(),
         }
+    }
+
+    /// The same state under another identity and container policy than the defaults.
+    pub fn with_identity(mut self, policy: identity::IdentityPolicy) -> Self {
+        self.identity = Arc::new(policy);
+        self
     }
 
     /// The same state under other accounting rules than the defaults.
@@ -443,6 +457,35 @@ pub async fn bootstrap(store: &dyn Store, data_dir: &Path) -> Result<Bootstrap, 
     }
 }
 
+/// Makes the data directory 0700 and what it already holds (database, WAL, tokens) 0600: a task
+/// or a local user must not read the database or a token. Files created later get the mode
+/// from the server's umask (`haneul server` sets 077).
+pub fn make_private(data_dir: &Path) -> Result<(), ServerError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+                ServerError::Io {
+                    path: p.to_path_buf(),
+                    source,
+                }
+            })
+        };
+        chmod(data_dir, 0o700)?;
+        let entries = std::fs::read_dir(data_dir).map_err(|source| ServerError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                chmod(&e.path(), 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn write_secret(path: &Path, secret: &str) -> Result<(), ServerError> {
     use std::io::Write;
     let io = |source| ServerError::Io {
@@ -495,10 +538,12 @@ impl Running {
 /// Opens the store, bootstraps the administrator, binds, and starts the HTTP server and the
 /// controller. Returns once requests are accepted.
 pub async fn start(cfg: Config) -> Result<Running, ServerError> {
+    cfg.identity.validate().map_err(ServerError::Identity)?;
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::Io {
         path: cfg.data_dir.clone(),
         source,
     })?;
+    make_private(&cfg.data_dir)?;
     let store = open_store(&cfg.database).await?;
     let bootstrap = bootstrap(store.as_ref(), &cfg.data_dir).await?;
     let signals = Signals::new();
@@ -539,7 +584,8 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         metrics,
         cfg.heartbeat_interval.as_millis() as i64,
     )
-    .with_accounting(accounting);
+    .with_accounting(accounting)
+    .with_identity(cfg.identity.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServerError::Listen {

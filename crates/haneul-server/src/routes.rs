@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_project))
         .routes(routes!(set_project_quotas))
         .routes(routes!(create_user, list_users))
-        .routes(routes!(get_user))
+        .routes(routes!(get_user, update_user))
         .routes(routes!(create_token, list_tokens))
         .routes(routes!(revoke_token))
         .routes(routes!(create_pool, list_pools))
@@ -200,6 +200,7 @@ async fn create_project(
                 name: b.name,
                 weight: b.weight,
                 quotas,
+                gid_range: s.identity.project_gid_range,
             },
             now_ms(),
         )
@@ -312,6 +313,13 @@ async fn create_user(
             .await
             .map_err(|_| ApiError::bad("org", format!("no organisation {o}")))?;
     }
+    if (b.uid.is_some() || b.gid.is_some()) && caller.admin().is_err() {
+        return Err(ApiError::forbidden(
+            "only a centre administrator may choose a user's uid or gid (it decides whose files \
+             the user's tasks can touch); leave them out to have them allocated",
+        ));
+    }
+    check_ids(&s, b.uid, b.gid).await?;
     let u = s
         .store
         .create_user(
@@ -321,6 +329,9 @@ async fn create_user(
                 role,
                 org_id: b.org,
                 projects: b.projects,
+                uid: b.uid,
+                gid: b.gid,
+                uid_range: s.identity.uid_range,
             },
             now_ms(),
         )
@@ -364,6 +375,43 @@ async fn visible_user(s: &AppState, caller: &Caller, id: i64) -> Result<st::User
 async fn get_user(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<User> {
     caller.person()?;
     Ok(Json(convert::user(visible_user(&s, &caller, id).await?)))
+}
+
+/// Refuses a uid or gid of 0, out of range, or (a uid) that an agent runs as.
+async fn check_ids(s: &AppState, uid: Option<i64>, gid: Option<i64>) -> Result<(), ApiError> {
+    let agents = s.store.agent_uids().await?;
+    if let Some(u) = uid {
+        crate::identity::check_id("uid", u, &agents)?;
+    }
+    if let Some(g) = gid {
+        crate::identity::check_id("gid", g, &agents)?;
+    }
+    Ok(())
+}
+
+/// Set a user's Unix uid or primary gid (centre administrators). The user's tasks started from
+/// now on run with them; files the old ids own are the operator's to hand over (`chown`).
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "access", request_body = UserUpdate,
+    params(("id" = i64, Path, description = "user id")),
+    responses((status = 200, body = User), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn update_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(b): Body<UserUpdate>,
+) -> Answer<User> {
+    caller.admin()?;
+    if b.uid.is_none() && b.gid.is_none() {
+        return Err(ApiError::bad("uid", "give uid, gid or both"));
+    }
+    check_ids(&s, b.uid, b.gid).await?;
+    visible_user(&s, &caller, id).await?;
+    let u = s
+        .store
+        .update_user_ids(&actor(&caller), id, b.uid, b.gid, now_ms())
+        .await?;
+    Ok(Json(convert::user(u)))
 }
 
 /// A new 256-bit token as text.
@@ -633,6 +681,13 @@ async fn submit_job(
 ) -> Created<Job> {
     caller.person()?;
     let spec = convert::job_spec(&b)?;
+    let container_image = match &b.container_image {
+        Some(image) => {
+            s.identity.check_image(image)?;
+            Some(crate::identity::qualified(image))
+        }
+        None => None,
+    };
     let project = match s.store.get_project(b.project).await {
         Ok(p) if caller.can_see_project(&p) => p,
         Ok(_) | Err(st::StoreError::NotFound { .. }) => {
@@ -667,7 +722,7 @@ async fn submit_job(
                 user_id: caller.0.id,
                 spec,
                 command: b.command,
-                container_image: b.container_image,
+                container_image,
             },
         ))
         .await?;

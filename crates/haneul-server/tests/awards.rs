@@ -698,6 +698,7 @@ async fn ledger_under_concurrent_attempts(h: Harness) {
                 name: "p".into(),
                 weight: 1,
                 quotas: Default::default(),
+                gid_range: Default::default(),
             },
             1,
         )

@@ -48,6 +48,7 @@ async fn main() {
                 name: "p".into(),
                 weight: 1,
                 quotas: Default::default(),
+                gid_range: Default::default(),
             },
             1,
         )

@@ -76,6 +76,7 @@ macro_rules! store_impl {
                 weight: r.try_get("weight")?,
                 quotas: serde_json::from_str(&quotas)?,
                 created_at: r.try_get("created_at")?,
+                gid: r.try_get("gid")?,
             })
         }
 
@@ -88,7 +89,38 @@ macro_rules! store_impl {
                 org_id: r.try_get("org_id")?,
                 projects,
                 created_at: r.try_get("created_at")?,
+                uid: r.try_get("uid")?,
+                gid: r.try_get("gid")?,
             })
+        }
+
+        /// The next id of `range` for `column` of `table`: one above the highest allocated in
+        /// the range (ids freed below it are not reused, so a deleted account's files are never
+        /// handed to a newcomer).
+        async fn next_id(
+            tx: &mut Tx<'_>,
+            table: &'static str,
+            column: &'static str,
+            range: IdRange,
+        ) -> Result<i64> {
+            let max: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT MAX({column}) FROM {table} WHERE {column} BETWEEN $1 AND $2"
+            ))
+            .bind(range.first)
+            .bind(range.last)
+            .fetch_one(&mut **tx)
+            .await?;
+            let next = max.map_or(range.first, |m| m + 1);
+            if next > range.last {
+                return Err(StoreError::invalid(
+                    column,
+                    format!(
+                        "the range {}-{} is used up; widen it in the server's configuration",
+                        range.first, range.last
+                    ),
+                ));
+            }
+            Ok(next)
         }
 
         fn token_row(r: &DbRow) -> Result<TokenRecord> {
@@ -889,15 +921,17 @@ macro_rules! store_impl {
                 now: i64,
             ) -> Result<ProjectRecord> {
                 let mut tx = self.begin_write().await?;
+                let gid = next_id(&mut tx, "projects", "gid", p.gid_range).await?;
                 let row = sqlx::query(
-                    "INSERT INTO projects (org_id, name, weight, quotas, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                    "INSERT INTO projects (org_id, name, weight, quotas, created_at, gid) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
                 )
                 .bind(p.org_id)
                 .bind(&p.name)
                 .bind(p.weight)
                 .bind(serde_json::to_string(&p.quotas)?)
                 .bind(now)
+                .bind(gid)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| unique(e, "name", format!("project `{}` in this organisation", p.name)))?;
@@ -953,14 +987,33 @@ macro_rules! store_impl {
 
             async fn create_user(&self, actor: &Actor, u: NewUser, now: i64) -> Result<UserRecord> {
                 let mut tx = self.begin_write().await?;
+                let uid = match u.uid {
+                    Some(uid) => uid,
+                    None => next_id(&mut tx, "users", "uid", u.uid_range).await?,
+                };
+                if u.uid.is_some() {
+                    let taken: Option<String> =
+                        sqlx::query_scalar("SELECT name FROM users WHERE uid = $1")
+                            .bind(uid)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if let Some(other) = taken {
+                        return Err(StoreError::conflict(
+                            "uid",
+                            format!("uid {uid} already belongs to user `{other}`"),
+                        ));
+                    }
+                }
                 let row = sqlx::query(
-                    "INSERT INTO users (name, role, org_id, created_at) \
-                     VALUES ($1, $2, $3, $4) RETURNING *",
+                    "INSERT INTO users (name, role, org_id, created_at, uid, gid) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
                 )
                 .bind(&u.name)
                 .bind(u.role.as_str())
                 .bind(u.org_id)
                 .bind(now)
+                .bind(uid)
+                .bind(u.gid.unwrap_or(uid))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| unique(e, "name", format!("user `{}`", u.name)))?;
@@ -989,11 +1042,14 @@ macro_rules! store_impl {
                 }
                 let rec = user_row(&row, user_projects(&mut tx, id).await?)?;
                 let detail = format!(
-                    "{{\"name\":{},\"role\":\"{}\",\"org\":{:?},\"projects\":{:?}}}",
+                    "{{\"name\":{},\"role\":\"{}\",\"org\":{:?},\"projects\":{:?},\"uid\":{},\
+                     \"gid\":{}}}",
                     serde_json::to_string(&u.name)?,
                     u.role,
                     u.org_id,
-                    u.projects
+                    u.projects,
+                    uid,
+                    u.gid.unwrap_or(uid)
                 );
                 audit(&mut tx, actor, "user.create", &format!("user/{id}"), &detail, now).await?;
                 tx.commit().await?;
@@ -1009,6 +1065,67 @@ macro_rules! store_impl {
                     .ok_or_else(|| StoreError::not_found("user", id))?;
                 let projects = user_projects(&mut tx, id).await?;
                 user_row(&row, projects)
+            }
+
+            async fn update_user_ids(
+                &self,
+                actor: &Actor,
+                id: i64,
+                uid: Option<i64>,
+                gid: Option<i64>,
+                now: i64,
+            ) -> Result<UserRecord> {
+                let mut tx = self.begin_write().await?;
+                if let Some(uid) = uid {
+                    let taken: Option<String> =
+                        sqlx::query_scalar("SELECT name FROM users WHERE uid = $1 AND id <> $2")
+                            .bind(uid)
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if let Some(other) = taken {
+                        return Err(StoreError::conflict(
+                            "uid",
+                            format!("uid {uid} already belongs to user `{other}`"),
+                        ));
+                    }
+                }
+                let row = sqlx::query(
+                    "UPDATE users SET uid = COALESCE($1, uid), gid = COALESCE($2, gid) \
+                     WHERE id = $3 RETURNING *",
+                )
+                .bind(uid)
+                .bind(gid)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("user", id))?;
+                let rec = user_row(&row, user_projects(&mut tx, id).await?)?;
+                let detail = format!("{{\"uid\":{:?},\"gid\":{:?}}}", rec.uid, rec.gid);
+                audit(&mut tx, actor, "user.update", &format!("user/{id}"), &detail, now).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn set_node_agent_uid(&self, node: i64, uid: Option<i64>) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("UPDATE nodes SET agent_uid = $1 WHERE id = $2")
+                    .bind(uid)
+                    .bind(node)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn agent_uids(&self) -> Result<Vec<i64>> {
+                let mut tx = self.begin_read().await?;
+                Ok(sqlx::query_scalar(
+                    "SELECT DISTINCT agent_uid FROM nodes WHERE agent_uid IS NOT NULL \
+                     ORDER BY agent_uid",
+                )
+                .fetch_all(&mut *tx)
+                .await?)
             }
 
             async fn list_users(&self) -> Result<Vec<UserRecord>> {
@@ -2521,11 +2638,18 @@ macro_rules! store_impl {
                         .await?;
                     let attempt = attempt_row(&row)?;
                     let job = job_in(&mut tx, attempt.job_id).await?;
-                    let user_name: String = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
-                        .bind(job.user_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .unwrap_or_default();
+                    let (user_name, uid, gid): (String, Option<i64>, Option<i64>) =
+                        sqlx::query_as("SELECT name, uid, gid FROM users WHERE id = $1")
+                            .bind(job.user_id)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .unwrap_or_default();
+                    let project_gid: Option<i64> =
+                        sqlx::query_scalar("SELECT gid FROM projects WHERE id = $1")
+                            .bind(job.project_id)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .flatten();
                     let peers: Vec<String> = sqlx::query_scalar(
                         "SELECT COALESCE(n.address, n.name) FROM tasks t JOIN nodes n ON n.id = t.node_id \
                          WHERE t.attempt_id = $1 ORDER BY t.idx",
@@ -2541,6 +2665,9 @@ macro_rules! store_impl {
                         task_state: parse_enum(&state, TaskState::parse, "task state")?,
                         peers,
                         user_name,
+                        uid,
+                        gid,
+                        project_gid,
                     });
                 }
                 Ok(out)

@@ -66,6 +66,20 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, actor: &Actor, u: NewUser, now: i64) -> Result<UserRecord>;
     async fn get_user(&self, id: i64) -> Result<UserRecord>;
     async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    /// Sets a user's Unix uid and/or primary gid (`None` keeps the current one); a uid
+    /// another user has is a conflict naming `uid`.
+    async fn update_user_ids(
+        &self,
+        actor: &Actor,
+        id: i64,
+        uid: Option<i64>,
+        gid: Option<i64>,
+        now: i64,
+    ) -> Result<UserRecord>;
+    /// Records the Unix uid a node's agent runs as (reported at registration).
+    async fn set_node_agent_uid(&self, node: i64, uid: Option<i64>) -> Result<()>;
+    /// Every uid an agent runs as: no user may be given one of them.
+    async fn agent_uids(&self) -> Result<Vec<i64>>;
     /// Stores a token for `user`; only the hash is kept.
     async fn create_token(
         &self,

@@ -230,6 +230,36 @@ pub struct NewProject {
     pub name: String,
     pub weight: i64,
     pub quotas: BTreeMap<GpuModel, Quota>,
+    /// Where the project's Unix group id is allocated from (the lowest unused above every
+    /// allocated one). Not part of the audit record: it is configuration.
+    #[serde(skip)]
+    pub gid_range: IdRange,
+}
+
+/// An inclusive range of Unix ids the store allocates from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub first: i64,
+    pub last: i64,
+}
+
+impl IdRange {
+    /// Users' uids (and their primary gids, equal to the uid) by default.
+    pub const USERS: IdRange = IdRange {
+        first: 200_000,
+        last: 299_999,
+    };
+    /// Projects' group ids by default.
+    pub const PROJECTS: IdRange = IdRange {
+        first: 300_000,
+        last: 399_999,
+    };
+}
+
+impl Default for IdRange {
+    fn default() -> Self {
+        IdRange::PROJECTS
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +270,9 @@ pub struct ProjectRecord {
     pub weight: i64,
     pub quotas: BTreeMap<GpuModel, Quota>,
     pub created_at: i64,
+    /// The project's Unix group: tasks of its jobs run with it as a supplementary group.
+    #[serde(default)]
+    pub gid: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +281,12 @@ pub struct NewUser {
     pub role: Role,
     pub org_id: Option<i64>,
     pub projects: Vec<i64>,
+    /// The user's Unix uid; `None`: the lowest unused one of `uid_range` above every
+    /// allocated one.
+    pub uid: Option<i64>,
+    /// The primary gid; `None`: equal to the uid (a private group, as Debian gives its users).
+    pub gid: Option<i64>,
+    pub uid_range: IdRange,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +298,9 @@ pub struct UserRecord {
     /// Projects the user is a member of.
     pub projects: Vec<i64>,
     pub created_at: i64,
+    /// The Unix uid and primary gid the user's tasks run as.
+    pub uid: Option<i64>,
+    pub gid: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,6 +479,10 @@ pub struct Assignment {
     /// Name of the user who submitted the job (an agent running as root may run the task as
     /// the Unix account of that name).
     pub user_name: String,
+    /// The owner's Unix uid and primary gid, and the job's project group.
+    pub uid: Option<i64>,
+    pub gid: Option<i64>,
+    pub project_gid: Option<i64>,
 }
 
 /// What an agent says about one task.

@@ -32,6 +32,7 @@ async fn tenant(store: &dyn Store, org: &str) -> (OrgRecord, ProjectRecord, User
                 name: "p".into(),
                 weight: 1,
                 quotas: BTreeMap::new(),
+                gid_range: Default::default(),
             },
             1,
         )
@@ -45,6 +46,9 @@ async fn tenant(store: &dyn Store, org: &str) -> (OrgRecord, ProjectRecord, User
                 role: Role::Member,
                 org_id: Some(o.id),
                 projects: vec![p.id],
+                uid: None,
+                gid: None,
+                uid_range: IdRange::USERS,
             },
             1,
         )
@@ -591,6 +595,7 @@ pub async fn projects_and_awards(store: &dyn Store) {
                 name: "llm".into(),
                 weight: 3,
                 quotas: quotas.clone(),
+                gid_range: Default::default(),
             },
             2,
         )

@@ -13,6 +13,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A temporary directory others may pass through (0711): agents running as root run tasks as
+/// their owners, who must reach their work directories under it.
+pub fn tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    d
+}
+
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
