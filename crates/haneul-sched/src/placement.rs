@@ -6,7 +6,7 @@
 //! counting is exact, so when a placement exists on the given view it is found.
 
 use crate::cluster::{Cluster, FULL, GpuVec, NodeSig, NodeSlot};
-use crate::frag::FragModel;
+use crate::frag::{self, FragModel};
 use crate::policy::PlacementStrategy;
 use haneul_model::{JobId, NodeState};
 use rustc_hash::FxHashMap;
@@ -138,6 +138,18 @@ fn choose_gpus(
             let score = match strategy {
                 PlacementStrategy::FirstFit => return Some(SmallVec::from_slice(&[g as u32])),
                 PlacementStrategy::BestFit => 0.0,
+                PlacementStrategy::FgdPaper => {
+                    // The simulator takes the first GPU with the best integer score.
+                    let before = frag.node_frag(model, v.cpu, v.mem, &v.gpus);
+                    let mut after = v.gpus.clone();
+                    after[g] -= req.milli;
+                    let after = frag.node_frag(model, v.cpu.saturating_sub(req.cpu), 0, &after);
+                    let score = -(frag::paper_score(before, after) as f64);
+                    if best.is_none_or(|(s, _, _)| score < s) {
+                        best = Some((score, free, g));
+                    }
+                    continue;
+                }
                 PlacementStrategy::Fragmentation => {
                     if best.is_some_and(|(_, f, _)| f == free) {
                         continue; // same free share, same outcome: keep the lower index
@@ -261,6 +273,9 @@ fn place_one(
     strategy: PlacementStrategy,
     frag: &mut FragModel,
 ) -> Option<TaskSlot> {
+    if strategy == PlacementStrategy::FgdPaper {
+        return place_one_paper(cluster, models, req, ctx, frag);
+    }
     let max_scored = ctx.max_scored.max(1);
     let use_frag = strategy == PlacementStrategy::Fragmentation && !frag.is_empty();
     let mut best: Option<Scored> = None;
@@ -326,6 +341,121 @@ fn place_one(
         gpus: b.gpus,
         milli: req.milli,
     })
+}
+
+/// FGD as the paper's simulator ran it: every feasible node scored with kube-scheduler's integer
+/// score of the fragmentation change, the best score wins, and ties go to a node drawn uniformly
+/// at random (kube-scheduler's `selectHost`). The draw is a hash of the job id, so the engine
+/// stays deterministic; a group of interchangeable nodes counts as many times as it has nodes.
+fn place_one_paper(
+    cluster: &Cluster,
+    models: &[u8],
+    req: &TaskReq,
+    ctx: &PlaceCtx,
+    frag: &mut FragModel,
+) -> Option<TaskSlot> {
+    let mut rng = SplitMix(ctx.job.0 ^ 0x5eed_f9d0_a7c3_0001);
+    // (score, node, gpus) of the current pick, and how many nodes share its score.
+    let mut best: Option<(i64, u32, SmallVec<[u32; 8]>)> = None;
+    let mut tied: u64 = 0;
+    let mut consider = |idx: u32, weight: u64, frag: &mut FragModel| -> bool {
+        let n = &cluster.nodes[idx as usize];
+        let Some((score, gpus)) = paper_score_node(n, idx, req, ctx, frag) else {
+            return false;
+        };
+        match &best {
+            Some((s, _, _)) if score < *s => {}
+            Some((s, _, _)) if score == *s => {
+                tied += weight;
+                if rng.below(tied) < weight {
+                    best = Some((score, idx, gpus));
+                }
+            }
+            _ => {
+                tied = weight;
+                best = Some((score, idx, gpus));
+            }
+        }
+        true
+    };
+    match &cluster.groups {
+        Some(groups) => {
+            for range in groups_by_model(groups, models, req) {
+                for (sig, nodes) in range {
+                    if !sig_may_fit(sig, req)
+                        || !ctx.pools.get(sig.pool as usize).copied().unwrap_or(false)
+                    {
+                        continue;
+                    }
+                    for (i, &idx) in nodes.iter().enumerate() {
+                        let n = &cluster.nodes[idx as usize];
+                        let plain = n.holds.is_empty()
+                            && ctx.exclusions.is_none_or(|e| !e.contains_key(&idx));
+                        if plain {
+                            // Stands for the rest of its group, which scores the same.
+                            consider(idx, (nodes.len() - i) as u64, frag);
+                            break;
+                        }
+                        consider(idx, 1, frag);
+                    }
+                }
+            }
+        }
+        None => {
+            for idx in candidates(cluster, models) {
+                consider(idx, 1, frag);
+            }
+        }
+    }
+    best.map(|(_, node, gpus)| TaskSlot {
+        node,
+        gpus,
+        milli: req.milli,
+    })
+}
+
+fn paper_score_node(
+    n: &NodeSlot,
+    idx: u32,
+    req: &TaskReq,
+    ctx: &PlaceCtx,
+    frag: &mut FragModel,
+) -> Option<(i64, SmallVec<[u32; 8]>)> {
+    let mut v = view(n, idx, ctx)?;
+    if v.cpu < req.cpu || v.mem < req.mem {
+        return None;
+    }
+    let model = n.model.unwrap_or(0);
+    let gpus = choose_gpus(
+        &v,
+        req,
+        n.domain as usize,
+        PlacementStrategy::FgdPaper,
+        model,
+        frag,
+    )?;
+    let before = frag.node_frag(model, v.cpu, v.mem, &v.gpus);
+    apply(&mut v, req, &gpus);
+    let after = frag.node_frag(model, v.cpu, v.mem, &v.gpus);
+    Some((frag::paper_score(before, after), gpus))
+}
+
+/// A small deterministic generator (SplitMix64) for the paper baseline's random tie-break.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0); the bias of the modulo is below 2^-40 for the counts used here.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
 }
 
 type Groups = std::collections::BTreeMap<NodeSig, std::collections::BTreeSet<u32>>;

@@ -18,6 +18,8 @@ pub enum SimError {
     },
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
+    #[error("variant `{name}`: {reason}")]
+    Variant { name: String, reason: String },
     #[error(transparent)]
     Sched(#[from] haneul_sched::SchedError),
     #[error(transparent)]
