@@ -31,7 +31,7 @@ pub enum PlacementStrategy {
     /// FGD exactly as the paper's published simulator ran it, as a baseline: the paper's measure
     /// (CPU-only kinds see all free GPU as fragment, memory ignored, the most popular kinds
     /// covering 95% of the work), kube-scheduler's integer score `sigmoid(-delta / 1000) x 100`,
-    /// every node scored, ties broken at random (deterministically, from the job id).
+    /// every node scored, equal scores to the first node in fleet order.
     FgdPaper,
 }
 

@@ -511,8 +511,8 @@ mod frag_model {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// The paper's FGD baseline keeps every invariant too (its random tie-break is a hash of the
-    /// job id, so the same workload places the same way).
+    /// The paper's FGD baseline keeps every invariant too, and the same workload places the same
+    /// way.
     #[test]
     fn fgd_paper_placement_keeps_the_invariants((nodes, projects, steps) in scenario()) {
         let fleet = fleet_of(&nodes);
