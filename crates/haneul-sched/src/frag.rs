@@ -270,7 +270,7 @@ impl FragModel {
         self.pending = 0.0;
         // Sorted by kind, so the weights do not depend on the hash map's order.
         let mut counts: Vec<(TaskKind, f64)> = self.learned.iter().map(|(k, w)| (*k, *w)).collect();
-        counts.sort_by(|a, b| a.0.cmp(&b.0));
+        counts.sort_by_key(|c| c.0);
         self.kinds = self.build(counts);
         self.memo.clear();
     }
