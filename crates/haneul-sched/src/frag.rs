@@ -6,10 +6,14 @@
 //! each kind is gives the node's expected fragmentation; placing a task where it grows the least
 //! keeps capacity usable for what will arrive (the measure of Weng et al., ATC 2023).
 //!
-//! The workload is learned from submissions (decayed, so it follows changes) unless the driver
-//! supplies it. Values are memoised by node state, which repeats a great deal across a fleet.
+//! Two sets of rules share this module: Haneul's ([`Measure::Haneul`]) and the paper's as its
+//! published simulator computed it ([`Measure::Paper`]), the baseline Haneul is compared with.
+//! The measure itself ([`expected_fragmentation`], [`kind_fragment`], [`haneul_kinds`],
+//! [`paper_kinds`]) is pure; [`FragModel`] adds the learned workload and a memo of values by node
+//! state, which repeats a great deal across a fleet.
 
 use crate::cluster::{FULL, GpuVec};
+use crate::policy::FragTuning;
 use rustc_hash::FxHashMap;
 
 /// One kind of task as the fragmentation measure sees it.
@@ -17,12 +21,161 @@ use rustc_hash::FxHashMap;
 pub struct TaskKind {
     /// GPUs per task; 0 for CPU-only tasks.
     pub gpus: u8,
-    /// Milli-GPU per GPU: 1000 for whole GPUs, less for a shared GPU.
+    /// Milli-GPU per GPU: 1000 for whole GPUs, less for a shared GPU, 0 for CPU-only tasks.
     pub milli: u16,
     pub cpu: u64,
     pub mem: u64,
     /// Allowed GPU models as a bit set over the engine's model table; `u64::MAX` for any.
     pub models: u64,
+}
+
+/// Which rules count a fragment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Measure {
+    /// A CPU-only kind fragments nothing on a node where it fits (it needs no GPU); memory counts
+    /// like CPU.
+    #[default]
+    Haneul,
+    /// The FGD simulator's rules: a CPU-only kind sees every free GPU of a node as fragment
+    /// whether or not it fits there, and memory is not looked at.
+    Paper,
+}
+
+/// A node's free capacity, as the measure sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeFree<'a> {
+    /// The node's GPU model, an index into the engine's model table.
+    pub model: u8,
+    pub cpu: u64,
+    pub mem: u64,
+    /// Free milli-GPU of each GPU, in any order.
+    pub gpus: &'a [u16],
+}
+
+/// The free milli-GPU of `node` that a task of `kind` can not use.
+pub fn kind_fragment(measure: Measure, kind: &TaskKind, node: &NodeFree) -> u64 {
+    let total: u64 = node.gpus.iter().map(|&g| g as u64).sum();
+    if kind.gpus == 0 {
+        return match measure {
+            Measure::Paper => total,
+            Measure::Haneul if kind.cpu > node.cpu || kind.mem > node.mem => total,
+            Measure::Haneul => 0,
+        };
+    }
+    let lacks_mem = measure == Measure::Haneul && kind.mem > node.mem;
+    if kind.cpu > node.cpu || lacks_mem || kind.models & (1u64 << node.model) == 0 {
+        return total;
+    }
+    let usable = node.gpus.iter().filter(|&&g| g >= kind.milli).count();
+    if usable < kind.gpus as usize {
+        return total;
+    }
+    node.gpus
+        .iter()
+        .filter(|&&g| g < kind.milli)
+        .map(|&g| g as u64)
+        .sum()
+}
+
+/// Expected fragmented milli-GPU of `node` under `kinds` (weights summing to 1).
+pub fn expected_fragmentation(measure: Measure, kinds: &[(TaskKind, f64)], node: &NodeFree) -> f64 {
+    if node.gpus.iter().all(|&g| g == 0) {
+        return 0.0;
+    }
+    kinds
+        .iter()
+        .map(|(k, p)| p * kind_fragment(measure, k, node) as f64)
+        .sum()
+}
+
+/// Haneul's kind list from counts: each count weighted as [`FragTuning`] says, the `max_kinds`
+/// heaviest kept, weights normalised to sum to 1. `capacity` is the fleet's GPUs per model.
+///
+/// - whole-GPU kinds count `1 + whole_gpu_weight_pct / 100 x GPUs` times, since stranding a
+///   multi-GPU task's capacity wastes more than a small one's;
+/// - kinds restricted to some models count `fleet GPUs / GPUs they may use` times (at most
+///   `scarcity_cap`), so capacity that only a few kinds can use is kept for them.
+pub fn haneul_kinds(
+    counts: Vec<(TaskKind, f64)>,
+    capacity: &[u64],
+    tuning: &FragTuning,
+) -> Vec<(TaskKind, f64)> {
+    let total: u64 = capacity.iter().sum();
+    let mut kinds = counts;
+    for (k, w) in &mut kinds {
+        if k.gpus == 0 {
+            continue;
+        }
+        if k.milli == FULL {
+            *w *= 1.0 + tuning.whole_gpu_weight_pct as f64 / 100.0 * k.gpus as f64;
+        }
+        if tuning.scarcity_cap == 0 {
+            continue;
+        }
+        let usable: u64 = capacity
+            .iter()
+            .enumerate()
+            .filter(|(m, _)| k.models & (1u64 << m) != 0)
+            .map(|(_, c)| c)
+            .sum();
+        if usable > 0 && total > 0 {
+            *w *= (total as f64 / usable as f64).min(tuning.scarcity_cap as f64);
+        }
+    }
+    let keep = if tuning.max_kinds == 0 {
+        usize::MAX
+    } else {
+        tuning.max_kinds as usize
+    };
+    normalise(kinds, keep)
+}
+
+/// Share of the work the paper's simulator keeps in its "typical pods": the most popular kinds
+/// until they cover 95% of the tasks (its `podPopularityThreshold`).
+const PAPER_POPULARITY: f64 = 0.95;
+
+/// The paper simulator's kind list from counts: memory dropped from the kind (the simulator's
+/// pod resource has none), the most popular kinds covering 95% of the tasks kept, weights
+/// normalised to sum to 1.
+pub fn paper_kinds(counts: Vec<(TaskKind, f64)>) -> Vec<(TaskKind, f64)> {
+    let mut merged: std::collections::BTreeMap<TaskKind, f64> = Default::default();
+    for (mut k, w) in counts {
+        k.mem = 0;
+        if w > 0.0 && w.is_finite() {
+            *merged.entry(k).or_insert(0.0) += w;
+        }
+    }
+    let mut kinds: Vec<(TaskKind, f64)> = merged.into_iter().collect();
+    // Most popular first; equal counts in the simulator's order (larger CPU, then share, then GPUs).
+    kinds.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then(b.0.cpu.cmp(&a.0.cpu))
+            .then(b.0.milli.cmp(&a.0.milli))
+            .then(b.0.gpus.cmp(&a.0.gpus))
+            .then(b.0.models.cmp(&a.0.models))
+    });
+    let total: f64 = kinds.iter().map(|(_, w)| w).sum();
+    let mut covered = 0.0;
+    let mut keep = 0;
+    while keep < kinds.len() && covered < PAPER_POPULARITY * total {
+        covered += kinds[keep].1;
+        keep += 1;
+    }
+    kinds.truncate(keep);
+    let sum: f64 = kinds.iter().map(|(_, w)| w).sum();
+    if sum > 0.0 {
+        for (_, w) in &mut kinds {
+            *w /= sum;
+        }
+    }
+    kinds
+}
+
+/// kube-scheduler's score of a fragmentation change in the paper's simulator: the growth in
+/// milli-GPU through a sigmoid, scaled to 0..=100 and truncated to an integer.
+pub fn paper_score(before: f64, after: f64) -> i64 {
+    let x = (before - after) / 1000.0;
+    (100.0 / (1.0 + (-x).exp())) as i64
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -33,64 +186,51 @@ struct StateKey {
     gpus: GpuVec,
 }
 
-/// Most task kinds kept in the measure; the long tail adds cost and little signal.
-const MAX_KINDS: usize = 256;
-/// Extra weight per GPU of a whole-GPU kind; see [`FragModel::weigh`].
-const WHOLE_GPU_WEIGHT: f64 = 0.4;
-/// Submissions (tasks) after which a learned kind's weight halves.
-const LEARN_HALF_LIFE: f64 = 20_000.0;
 const MEMO_LIMIT: usize = 1 << 20;
+/// Past this the learned weights are rescaled (new arrivals weigh more instead of old ones
+/// decaying, so learning costs O(1) per submission).
+const SCALE_LIMIT: f64 = 1e100;
 
+/// The measure with the workload it expects: given by the driver or learned from submissions
+/// (decayed counts), and a memo of values by node state.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FragModel {
+    measure: Measure,
+    tuning: FragTuning,
     kinds: Vec<(TaskKind, f64)>,
     /// GPUs per model in the fleet, to weigh kinds restricted to few models.
     capacity: Vec<u64>,
     learned: FxHashMap<TaskKind, f64>,
     learned_total: f64,
-    pending: u64,
+    /// Weight of one task submitted now; grows by 2 every half-life.
+    scale: f64,
+    pending: f64,
     fixed: bool,
     memo: FxHashMap<StateKey, f64>,
 }
 
 impl FragModel {
-    /// Uses this distribution from now on instead of learning one.
-    pub fn set_capacity(&mut self, capacity: Vec<u64>) {
-        self.capacity = capacity;
-    }
-
-    /// Weighs each kind by more than how often it arrives:
-    /// - whole-GPU kinds by their size (`1 + WHOLE_GPU_WEIGHT x GPUs`), since stranding a
-    ///   multi-GPU task's capacity wastes more than a small one's;
-    /// - kinds restricted to some models by how scarce those are (fleet GPUs over the GPUs the kind
-    ///   may use), so capacity that only a few kinds can use is kept for them.
-    fn weigh(&self, mut kinds: Vec<(TaskKind, f64)>) -> Vec<(TaskKind, f64)> {
-        let total: u64 = self.capacity.iter().sum();
-        for (k, w) in &mut kinds {
-            if k.gpus == 0 {
-                continue;
-            }
-            if k.milli == FULL {
-                *w *= 1.0 + WHOLE_GPU_WEIGHT * k.gpus as f64;
-            }
-            let usable: u64 = self
-                .capacity
-                .iter()
-                .enumerate()
-                .filter(|(m, _)| k.models & (1u64 << m) != 0)
-                .map(|(_, c)| c)
-                .sum();
-            if usable > 0 && total > 0 {
-                *w *= total as f64 / usable as f64;
-            }
+    pub fn new(measure: Measure, tuning: FragTuning, capacity: Vec<u64>) -> Self {
+        FragModel {
+            measure,
+            tuning,
+            capacity,
+            scale: 1.0,
+            ..FragModel::default()
         }
-        kinds
     }
 
+    fn build(&self, counts: Vec<(TaskKind, f64)>) -> Vec<(TaskKind, f64)> {
+        match self.measure {
+            Measure::Haneul => haneul_kinds(counts, &self.capacity, &self.tuning),
+            Measure::Paper => paper_kinds(counts),
+        }
+    }
+
+    /// Uses this distribution from now on instead of learning one.
     pub fn set_fixed(&mut self, kinds: Vec<(TaskKind, f64)>) {
         self.fixed = true;
-        let kinds = self.weigh(kinds);
-        self.kinds = normalise(kinds);
+        self.kinds = self.build(kinds);
         self.memo.clear();
     }
 
@@ -98,31 +238,40 @@ impl FragModel {
         if self.fixed {
             return;
         }
-        let decay = 0.5f64.powf(tasks as f64 / LEARN_HALF_LIFE);
-        if decay < 1.0 && self.learned_total > 1e6 {
-            for w in self.learned.values_mut() {
-                *w *= decay;
-            }
-            self.learned_total *= decay;
+        if self.scale == 0.0 {
+            self.scale = 1.0;
         }
-        *self.learned.entry(kind).or_insert(0.0) += tasks as f64;
-        self.learned_total += tasks as f64;
-        self.pending += tasks as u64;
+        let half_life = self.tuning.learn_half_life.max(1) as f64;
+        self.scale *= 2f64.powf(tasks as f64 / half_life);
+        if self.scale > SCALE_LIMIT {
+            for w in self.learned.values_mut() {
+                *w /= self.scale;
+            }
+            self.learned_total /= self.scale;
+            self.pending /= self.scale;
+            self.scale = 1.0;
+        }
+        let w = tasks as f64 * self.scale;
+        *self.learned.entry(kind).or_insert(0.0) += w;
+        self.learned_total += w;
+        self.pending += w;
     }
 
-    /// Rebuilds the kind list from what was learned when enough has changed since the last time.
+    /// Rebuilds the kind list from what was learned when enough has changed since the last time
+    /// (2% of the decayed total, and at least 16 tasks' worth).
     pub fn refresh(&mut self) {
-        if self.fixed || self.pending == 0 {
+        if self.fixed || self.pending <= 0.0 {
             return;
         }
-        let threshold = (self.learned_total * 0.02).max(16.0) as u64;
+        let threshold = (self.learned_total * 0.02).max(16.0 * self.scale);
         if !self.kinds.is_empty() && self.pending < threshold {
             return;
         }
-        self.pending = 0;
-        let kinds: Vec<(TaskKind, f64)> = self.learned.iter().map(|(k, w)| (*k, *w)).collect();
-        let kinds = self.weigh(kinds);
-        self.kinds = normalise(kinds);
+        self.pending = 0.0;
+        // Sorted by kind, so the weights do not depend on the hash map's order.
+        let mut counts: Vec<(TaskKind, f64)> = self.learned.iter().map(|(k, w)| (*k, *w)).collect();
+        counts.sort_by_key(|c| c.0);
+        self.kinds = self.build(counts);
         self.memo.clear();
     }
 
@@ -137,13 +286,24 @@ impl FragModel {
         let key = StateKey {
             model,
             cpu,
-            mem,
+            // The paper's measure ignores memory: more memo hits.
+            mem: if self.measure == Measure::Paper {
+                0
+            } else {
+                mem
+            },
             gpus: sorted,
         };
         if let Some(&v) = self.memo.get(&key) {
             return v;
         }
-        let v = frag_of(&self.kinds, &key);
+        let node = NodeFree {
+            model,
+            cpu,
+            mem,
+            gpus: &key.gpus,
+        };
+        let v = expected_fragmentation(self.measure, &self.kinds, &node);
         if self.memo.len() >= MEMO_LIMIT {
             self.memo.clear();
         }
@@ -152,10 +312,10 @@ impl FragModel {
     }
 }
 
-fn normalise(mut kinds: Vec<(TaskKind, f64)>) -> Vec<(TaskKind, f64)> {
+fn normalise(mut kinds: Vec<(TaskKind, f64)>, keep: usize) -> Vec<(TaskKind, f64)> {
     kinds.retain(|(_, w)| *w > 0.0 && w.is_finite());
     kinds.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    kinds.truncate(MAX_KINDS);
+    kinds.truncate(keep);
     let total: f64 = kinds.iter().map(|(_, w)| w).sum();
     if total > 0.0 {
         for (_, w) in &mut kinds {
@@ -163,34 +323,6 @@ fn normalise(mut kinds: Vec<(TaskKind, f64)>) -> Vec<(TaskKind, f64)> {
         }
     }
     kinds
-}
-
-fn frag_of(kinds: &[(TaskKind, f64)], s: &StateKey) -> f64 {
-    let total: u64 = s.gpus.iter().map(|&g| g as u64).sum();
-    if total == 0 {
-        return 0.0;
-    }
-    let mut frag = 0.0;
-    for (k, p) in kinds {
-        let unusable = if k.cpu > s.cpu || k.mem > s.mem {
-            total
-        } else if k.gpus == 0 {
-            0
-        } else if k.models & (1u64 << s.model) == 0 {
-            total
-        } else {
-            // `gpus` is sorted ascending: the usable GPUs are a suffix.
-            let first_usable = s.gpus.partition_point(|&g| g < k.milli);
-            let usable = s.gpus.len() - first_usable;
-            if usable >= k.gpus as usize {
-                s.gpus[..first_usable].iter().map(|&g| g as u64).sum()
-            } else {
-                total
-            }
-        };
-        frag += p * unusable as f64;
-    }
-    frag
 }
 
 /// Whole GPUs are `FULL` milli each in a task kind.
@@ -212,10 +344,15 @@ mod tests {
         }
     }
 
+    fn haneul(kinds: Vec<(TaskKind, f64)>) -> FragModel {
+        let mut f = FragModel::new(Measure::Haneul, FragTuning::default(), vec![8]);
+        f.set_fixed(kinds);
+        f
+    }
+
     #[test]
     fn half_used_gpus_are_fragments_for_whole_gpu_work() {
-        let mut f = FragModel::default();
-        f.set_fixed(vec![(kind(1, 1000), 1.0)]);
+        let mut f = haneul(vec![(kind(1, 1000), 1.0)]);
         // Two GPUs: one full free, one with 500 free. A whole-GPU task can use only the first.
         assert_eq!(f.node_frag(0, 10, 10, &[1000, 500]), 500.0);
         // Nothing fits: all free capacity is fragmented.
@@ -224,13 +361,78 @@ mod tests {
 
     #[test]
     fn the_measure_weights_kinds_by_popularity() {
-        let mut f = FragModel::default();
-        f.set_fixed(vec![(kind(1, 1000), 1.0), (kind(1, 500), 3.0)]);
+        let mut f = haneul(vec![(kind(1, 1000), 1.0), (kind(1, 500), 3.0)]);
         // [1000, 300]: whole-GPU kind wastes 300, half-GPU kind wastes 300 too.
         assert!((f.node_frag(0, 0, 0, &[1000, 300]) - 300.0).abs() < 1e-9);
         // [600, 600]: whole-GPU kind wastes 1200, half-GPU kind wastes nothing. The whole-GPU
         // kind weighs 1.4 against 3.
         let expected = 1200.0 * 1.4 / 4.4;
         assert!((f.node_frag(0, 0, 0, &[600, 600]) - expected).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_paper_counts_free_gpus_as_fragments_for_cpu_only_work_and_ignores_memory() {
+        let cpu_only = TaskKind {
+            cpu: 4,
+            mem: 1 << 30,
+            ..kind(0, 0)
+        };
+        let node = NodeFree {
+            model: 0,
+            cpu: 8,
+            mem: 1,
+            gpus: &[1000, 250],
+        };
+        assert_eq!(kind_fragment(Measure::Paper, &cpu_only, &node), 1250);
+        // Haneul: it does not fit (memory), so all is fragment; with memory it would be none.
+        assert_eq!(kind_fragment(Measure::Haneul, &cpu_only, &node), 1250);
+        let roomy = NodeFree {
+            mem: 1 << 31,
+            ..node
+        };
+        assert_eq!(kind_fragment(Measure::Haneul, &cpu_only, &roomy), 0);
+        let big_mem_gpu = TaskKind {
+            mem: 1 << 30,
+            ..kind(1, 500)
+        };
+        // The paper: it fits (memory is not looked at); the 250 left on the second GPU is too
+        // little for it.
+        assert_eq!(kind_fragment(Measure::Paper, &big_mem_gpu, &node), 250);
+        assert_eq!(kind_fragment(Measure::Haneul, &big_mem_gpu, &node), 1250);
+    }
+
+    #[test]
+    fn the_paper_keeps_the_kinds_that_cover_95_percent() {
+        let counts: Vec<(TaskKind, f64)> = (1..=20u16).map(|m| (kind(1, m * 10), 1.0)).collect();
+        let mut heavy = counts.clone();
+        heavy.push((kind(1, 1000), 80.0));
+        // 100 tasks: the whole-GPU kind (80) and 15 of the others reach 95.
+        let kinds = paper_kinds(heavy);
+        assert_eq!(kinds.len(), 16);
+        assert_eq!(kinds[0].0, kind(1, 1000));
+        assert!((kinds.iter().map(|(_, w)| w).sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_paper_score_is_a_truncated_sigmoid() {
+        assert_eq!(paper_score(0.0, 0.0), 50);
+        assert_eq!(paper_score(0.0, 1000.0), 26);
+        assert_eq!(paper_score(1000.0, 0.0), 73);
+    }
+
+    #[test]
+    fn learned_weights_decay_by_half_life() {
+        let tuning = FragTuning {
+            learn_half_life: 10,
+            ..FragTuning::default()
+        };
+        let mut f = FragModel::new(Measure::Haneul, tuning, vec![8]);
+        f.observe(kind(1, 500), 10);
+        f.observe(kind(1, 1000), 10);
+        f.refresh();
+        // The half-GPU kind arrived one half-life earlier: it weighs half of the whole-GPU
+        // kind's raw count, then the whole-GPU kind gets its 1.4.
+        let w: Vec<f64> = f.kinds.iter().map(|(_, w)| *w).collect();
+        assert!((w[0] / w[1] - 2.8).abs() < 1e-9, "{w:?}");
     }
 }

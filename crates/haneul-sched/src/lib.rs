@@ -23,7 +23,7 @@ mod cluster;
 mod decision;
 mod engine;
 mod error;
-mod frag;
+pub mod frag;
 mod placement;
 mod policy;
 mod queue;
@@ -32,4 +32,4 @@ pub use decision::{Decisions, Placement, Preemption, Reservation, Start, TaskPla
 pub use engine::{Engine, JobState, PassStats};
 pub use error::SchedError;
 pub use frag::TaskKind;
-pub use policy::{Ordering, PlacementStrategy, Policy};
+pub use policy::{FragTuning, Ordering, PlacementStrategy, Policy};

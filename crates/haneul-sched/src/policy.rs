@@ -28,6 +28,38 @@ pub enum PlacementStrategy {
     BestFit,
     /// First node in fleet order that fits.
     FirstFit,
+    /// FGD exactly as the paper's published simulator ran it, as a baseline: the paper's measure
+    /// (CPU-only kinds see all free GPU as fragment, memory ignored, the most popular kinds
+    /// covering 95% of the work), kube-scheduler's integer score `sigmoid(-delta / 1000) x 100`,
+    /// every node scored, equal scores to the first node in fleet order.
+    FgdPaper,
+}
+
+/// How Haneul's fragmentation measure weighs task kinds (docs/scheduling.md, section 5, has the
+/// ablation that chose these values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FragTuning {
+    /// Whole-GPU kinds count `1 + whole_gpu_weight_pct / 100 x GPUs` times their popularity.
+    pub whole_gpu_weight_pct: u32,
+    /// Kinds restricted to some GPU models count `fleet GPUs / GPUs they may use` times, at most
+    /// this many times; 0 turns the scarcity weight off.
+    pub scarcity_cap: u32,
+    /// Most task kinds kept in the measure (the most popular ones); 0 keeps all.
+    pub max_kinds: u32,
+    /// Submissions (tasks) after which a learned kind's weight halves.
+    pub learn_half_life: u32,
+}
+
+impl Default for FragTuning {
+    fn default() -> Self {
+        FragTuning {
+            whole_gpu_weight_pct: 40,
+            scarcity_cap: u32::MAX,
+            max_kinds: 256,
+            learn_half_life: 20_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +90,8 @@ pub struct Policy {
     /// model when placing one task, tightest first, like kube-scheduler's
     /// `percentageOfNodesToScore`. It bounds placement on a large, varied fleet.
     pub max_scored_nodes: usize,
+    /// Weights of the fragmentation measure (`fragmentation` placement only).
+    pub frag: FragTuning,
 }
 
 impl Default for Policy {
@@ -74,6 +108,7 @@ impl Default for Policy {
             skip_blocked: true,
             placement: PlacementStrategy::Fragmentation,
             max_scored_nodes: 256,
+            frag: FragTuning::default(),
         }
     }
 }

@@ -369,3 +369,173 @@ mod hostile_input {
         }
     }
 }
+
+mod frag_model {
+    //! The fragmentation measure is a pure function of a node's free capacity and the kind mix.
+
+    use haneul_sched::FragTuning;
+    use haneul_sched::frag::{
+        Measure, NodeFree, TaskKind, expected_fragmentation, haneul_kinds, kind_fragment,
+        paper_kinds, paper_score,
+    };
+    use proptest::prelude::*;
+
+    fn kind_gen() -> impl Strategy<Value = TaskKind> {
+        (
+            0u8..=8,
+            1u16..=1000,
+            0u64..64_000,
+            0u64..256_000,
+            prop_oneof![Just(u64::MAX), 1u64..8],
+        )
+            .prop_map(|(gpus, milli, cpu, mem, models)| {
+                let (gpus, milli) = match gpus {
+                    0 => (0, 0),
+                    1 => (1, milli),
+                    n => (n, 1000),
+                };
+                TaskKind {
+                    gpus,
+                    milli,
+                    cpu,
+                    mem,
+                    models,
+                }
+            })
+    }
+
+    fn node_gen() -> impl Strategy<Value = (u8, u64, u64, Vec<u16>)> {
+        (
+            0u8..3,
+            0u64..96_000,
+            0u64..512_000,
+            proptest::collection::vec(prop_oneof![Just(1000u16), Just(0u16), 0u16..=1000], 1..=8),
+        )
+    }
+
+    fn measure_gen() -> impl Strategy<Value = Measure> {
+        prop_oneof![Just(Measure::Haneul), Just(Measure::Paper)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// A kind's fragment is part of the node's free GPU: all of it when the kind can not
+        /// run there, none of a fully free GPU when it can.
+        #[test]
+        fn a_fragment_is_part_of_the_free_gpu(
+            measure in measure_gen(),
+            kind in kind_gen(),
+            (model, cpu, mem, gpus) in node_gen(),
+        ) {
+            let node = NodeFree { model, cpu, mem, gpus: &gpus };
+            let total: u64 = gpus.iter().map(|&g| g as u64).sum();
+            let f = kind_fragment(measure, &kind, &node);
+            prop_assert!(f <= total);
+            let model_ok = kind.models & (1 << model) != 0;
+            let mem_ok = measure == Measure::Paper || kind.mem <= mem;
+            if kind.gpus > 0 && (!model_ok || kind.cpu > cpu || !mem_ok) {
+                prop_assert_eq!(f, total);
+            }
+            if kind.gpus > 0 && f < total {
+                // It fits: fully free GPUs are never part of the fragment.
+                let partial: u64 = gpus.iter().filter(|&&g| g < 1000).map(|&g| g as u64).sum();
+                prop_assert!(f <= partial);
+            }
+            if kind.gpus == 0 {
+                let fits = kind.cpu <= cpu && kind.mem <= mem;
+                let expected = if measure == Measure::Haneul && fits { 0 } else { total };
+                prop_assert_eq!(f, expected);
+            }
+        }
+
+        /// The expected fragmentation lies between 0 and the free GPU, and does not depend on the
+        /// order of the GPUs.
+        #[test]
+        fn expected_fragmentation_is_bounded_and_order_free(
+            measure in measure_gen(),
+            counts in proptest::collection::vec((kind_gen(), 1u32..100), 1..20),
+            (model, cpu, mem, mut gpus) in node_gen(),
+        ) {
+            let counts: Vec<(TaskKind, f64)> = counts.into_iter().map(|(k, c)| (k, c as f64)).collect();
+            let kinds = match measure {
+                Measure::Haneul => haneul_kinds(counts, &[8, 16, 4], &FragTuning::default()),
+                Measure::Paper => paper_kinds(counts),
+            };
+            let sum: f64 = kinds.iter().map(|(_, w)| w).sum();
+            prop_assert!((sum - 1.0).abs() < 1e-9);
+            let total: f64 = gpus.iter().map(|&g| g as f64).sum();
+            let a = expected_fragmentation(measure, &kinds, &NodeFree { model, cpu, mem, gpus: &gpus });
+            prop_assert!(a >= 0.0 && a <= total + 1e-6, "{} of {}", a, total);
+            gpus.reverse();
+            let b = expected_fragmentation(measure, &kinds, &NodeFree { model, cpu, mem, gpus: &gpus });
+            prop_assert!((a - b).abs() < 1e-6);
+        }
+
+        /// The paper's kind list: the most popular kinds until 95% of the tasks, and no fewer.
+        #[test]
+        fn paper_kinds_cover_95_percent_with_the_most_popular(
+            counts in proptest::collection::vec((kind_gen(), 1u32..1000), 1..40),
+        ) {
+            let total: f64 = counts.iter().map(|(_, c)| *c as f64).sum();
+            let mut merged = std::collections::BTreeMap::new();
+            for (k, c) in &counts {
+                *merged.entry(TaskKind { mem: 0, ..*k }).or_insert(0.0) += *c as f64;
+            }
+            let kinds = paper_kinds(counts.iter().map(|(k, c)| (*k, *c as f64)).collect());
+            let kept: f64 = kinds.iter().map(|(k, _)| merged[k]).sum();
+            prop_assert!(kept >= 0.95 * total - 1e-6);
+            let smallest = kinds.iter().map(|(k, _)| merged[k]).fold(f64::INFINITY, f64::min);
+            prop_assert!(kept - smallest < 0.95 * total + 1e-6, "one kind too many");
+            for (k, c) in &merged {
+                if !kinds.iter().any(|(kk, _)| kk == k) {
+                    prop_assert!(*c <= smallest);
+                }
+            }
+        }
+
+        /// Without the extra weights, Haneul's weights are the kinds' shares of the tasks.
+        #[test]
+        fn unweighted_haneul_kinds_are_popularity(
+            counts in proptest::collection::vec((kind_gen(), 1u32..1000), 1..40),
+        ) {
+            let tuning = FragTuning { whole_gpu_weight_pct: 0, scarcity_cap: 0, max_kinds: 0, ..FragTuning::default() };
+            let mut merged = std::collections::BTreeMap::new();
+            for (k, c) in &counts {
+                *merged.entry(*k).or_insert(0.0) += *c as f64;
+            }
+            let total: f64 = merged.values().sum();
+            let kinds = haneul_kinds(merged.iter().map(|(k, c)| (*k, *c)).collect(), &[8], &tuning);
+            prop_assert_eq!(kinds.len(), merged.len());
+            for (k, w) in kinds {
+                prop_assert!((w - merged[&k] / total).abs() < 1e-9);
+            }
+        }
+
+        /// kube-scheduler's score never rises as the fragmentation after a placement grows.
+        #[test]
+        fn the_paper_score_falls_with_fragmentation(before in 0.0f64..64_000.0, a in 0.0f64..64_000.0, b in 0.0f64..64_000.0) {
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            prop_assert!(paper_score(before, lo) >= paper_score(before, hi));
+            prop_assert!((0..=100).contains(&paper_score(before, hi)));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The paper's FGD baseline keeps every invariant too, and the same workload places the same
+    /// way.
+    #[test]
+    fn fgd_paper_placement_keeps_the_invariants((nodes, projects, steps) in scenario()) {
+        let fleet = fleet_of(&nodes);
+        let tenants = tenants_of(&projects);
+        let policy = Policy { placement: haneul_sched::PlacementStrategy::FgdPaper, ..Policy::default() };
+        let mut a = Engine::new(&fleet, &tenants, policy.clone()).unwrap();
+        let mut b = Engine::new(&fleet, &tenants, policy).unwrap();
+        let first = drive(&mut a, nodes.len(), &steps);
+        let second = drive(&mut b, nodes.len(), &steps);
+        prop_assert_eq!(first, second);
+    }
+}

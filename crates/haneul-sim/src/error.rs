@@ -18,6 +18,8 @@ pub enum SimError {
     },
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
+    #[error("variant `{name}`: {reason}")]
+    Variant { name: String, reason: String },
     /// A planner input (a command-line option or a sweep) that names no file.
     #[error("{field}: {reason}")]
     Plan { field: String, reason: String },

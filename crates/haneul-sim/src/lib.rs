@@ -3,6 +3,8 @@
 //!
 //! - [`openb`]: the Alibaba openb GPU-sharing trace, replayed by the method of the FGD paper
 //!   (pods placed one at a time, never leaving) to measure GPU allocation (engine work);
+//! - [`openb_variants`]: workloads derived from the openb default list along the axes of the FGD
+//!   paper's sensitivity study, to tune and judge placement on;
 //! - [`catalogue`]: GPU classes (throughput, price, power), with shipped defaults;
 //! - [`fleet_file`]: fleet files (TOML) into the engine's fleet;
 //! - [`workload`]: the job form every loader produces: Philly, openb pods, generic CSV/JSONL and
@@ -21,6 +23,7 @@ pub mod fleet_file;
 pub mod metrics;
 pub mod openb;
 pub mod plan;
+pub mod openb_variants;
 pub mod report;
 pub mod scenario;
 pub mod traces;

@@ -347,13 +347,37 @@ pub fn arrival_order(
     order
 }
 
-/// Replays one seed through a fresh engine.
+/// Where the fragmentation measure gets the pod mix from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mix {
+    /// The whole pod list's mix, handed to the engine before the first pod (as the FGD paper's
+    /// simulator does).
+    #[default]
+    Given,
+    /// Learned by the engine from the pods as they arrive (decayed counts), as the live server
+    /// must.
+    Online,
+}
+
+/// Replays one seed through a fresh engine, with the pod list's mix given up front.
 pub fn replay(
     nodes: &[OpenbNode],
     pods: &[OpenbPod],
     seed: u64,
     max_pct: u32,
     policy: Policy,
+) -> Result<SeedResult, SimError> {
+    replay_with(nodes, pods, seed, max_pct, policy, Mix::Given)
+}
+
+/// Replays one seed through a fresh engine.
+pub fn replay_with(
+    nodes: &[OpenbNode],
+    pods: &[OpenbPod],
+    seed: u64,
+    max_pct: u32,
+    policy: Policy,
+    mix_from: Mix,
 ) -> Result<SeedResult, SimError> {
     let (fleet, tenants) = fleet_of(nodes)?;
     let capacity: u64 = nodes.iter().map(|n| n.gpus as u64 * 1000).sum();
@@ -363,6 +387,9 @@ pub fn replay(
     let mut specs = Vec::with_capacity(pods.len());
     for p in pods {
         specs.push(spec_of(p)?);
+        if mix_from == Mix::Online {
+            continue;
+        }
         let kind = (
             p.num_gpu,
             p.gpu_milli,
@@ -388,7 +415,9 @@ pub fn replay(
         };
         hint.push((spec_of(&pod)?, weight));
     }
-    engine.set_workload_hint(&hint)?;
+    if mix_from == Mix::Given {
+        engine.set_workload_hint(&hint)?;
+    }
 
     let order = arrival_order(pods, capacity, seed, max_pct);
     let mut allocation_at = vec![f64::NAN; max_pct as usize + 1];

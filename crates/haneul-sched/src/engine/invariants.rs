@@ -1,0 +1,119 @@
+//! The engine's self-check: every derived quantity recomputed from the running jobs.
+
+use super::*;
+
+impl Engine {
+    /// Recomputes every derived quantity from the running jobs and compares: a debugging and
+    /// test aid (`sanity_check` in HyperQueue's words).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut used: Vec<Vec<u32>> = self
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| vec![0; n.gpus()])
+            .collect();
+        let mut cpu = vec![0u64; self.cluster.nodes.len()];
+        let mut mem = vec![0u64; self.cluster.nodes.len()];
+        let mut alloc = vec![vec![0u64; self.cluster.models.len()]; self.projects.len()];
+        let mut running = 0;
+        for (_, j) in &self.running_by_end {
+            let e = &self.jobs[j];
+            let Run::Running { tasks, model, .. } = &e.run else {
+                return Err(format!("{j} is in the running index but not running"));
+            };
+            running += 1;
+            if tasks.len() != e.req.replicas as usize {
+                return Err(format!(
+                    "{j} has {} tasks placed, wants {}",
+                    tasks.len(),
+                    e.req.replicas
+                ));
+            }
+            for t in tasks {
+                if t.gpus.len() != e.req.gpus as usize {
+                    return Err(format!(
+                        "{j}: a task got {} GPUs, wants {}",
+                        t.gpus.len(),
+                        e.req.gpus
+                    ));
+                }
+                let n = &self.cluster.nodes[t.node as usize];
+                if let (Some(m), Some(nm)) = (model, n.model)
+                    && *m != nm
+                {
+                    return Err(format!("{j} placed on a node of another model"));
+                }
+                let d = n.domain as usize;
+                if t.gpus.len() <= d && t.gpus.len() > 1 {
+                    let dom = t.gpus[0] as usize / d;
+                    if t.gpus.iter().any(|&g| g as usize / d != dom) {
+                        return Err(format!("{j}: a task that fits one NVLink domain was split"));
+                    }
+                }
+                for &g in &t.gpus {
+                    used[t.node as usize][g as usize] += t.milli as u32;
+                }
+                cpu[t.node as usize] += e.req.cpu;
+                mem[t.node as usize] += e.req.mem;
+            }
+            if let Some(m) = model {
+                alloc[e.project as usize][*m as usize] += e.total_milli();
+            }
+        }
+        if running
+            != self
+                .jobs
+                .values()
+                .filter(|e| matches!(e.run, Run::Running { .. }))
+                .count()
+        {
+            return Err("running index out of step with jobs".into());
+        }
+        for (i, n) in self.cluster.nodes.iter().enumerate() {
+            for (g, &u) in used[i].iter().enumerate() {
+                if u > FULL as u32 {
+                    return Err(format!("{} gpu {g} over-allocated: {u} milli", n.id));
+                }
+                if n.gpu_free[g] as u32 + u != FULL as u32 {
+                    return Err(format!(
+                        "{} gpu {g}: free {} + used {u} != 1000",
+                        n.id, n.gpu_free[g]
+                    ));
+                }
+            }
+            if cpu[i] + n.cpu_free != n.cpu_cap || mem[i] + n.mem_free != n.mem_cap {
+                return Err(format!("{}: cpu or memory accounting is off", n.id));
+            }
+        }
+        for (p, slot) in self.projects.iter().enumerate() {
+            if alloc[p] != slot.alloc {
+                return Err(format!("{}: allocation accounting is off", slot.id));
+            }
+            for m in 0..self.cluster.models.len() {
+                if let Some(limit) = slot.borrow_limit[m]
+                    && slot.alloc[m] > slot.guarantee[m] + limit
+                {
+                    return Err(format!("{} is above its borrowing limit", slot.id));
+                }
+            }
+        }
+        let busy: BTreeSet<usize> = (0..self.queues.len())
+            .filter(|&q| self.queues[q].len() > 0)
+            .collect();
+        if busy != self.busy_queues {
+            return Err("the set of busy queues is out of step".into());
+        }
+        let queued: usize = self
+            .jobs
+            .values()
+            .filter(|e| matches!(e.run, Run::Queued { .. }))
+            .count();
+        if queued != self.queued_len() {
+            return Err(format!(
+                "{queued} queued jobs but the queues hold {}",
+                self.queued_len()
+            ));
+        }
+        Ok(())
+    }
+}

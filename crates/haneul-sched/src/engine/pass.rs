@@ -1,0 +1,455 @@
+//! One scheduling pass: holds and reclaimers first, then each queue in fair-share order,
+//! with reservations for blocked jobs, backfill behind them and preemption for guarantees.
+
+use super::*;
+
+impl Engine {
+    /// Runs one scheduling pass at `now`.
+    pub fn schedule(&mut self, now: Time) -> Decisions {
+        self.advance(now);
+        self.expire_holds();
+        self.frag.refresh();
+        if self.policy.ordering == Ordering::FairShare {
+            // Only projects with queued work compete in this pass; the rest catch up when they
+            // next start or end a job.
+            let busy: Vec<usize> = self.busy_queues.iter().copied().collect();
+            for q in busy {
+                self.touch_usage(q as u32);
+            }
+        }
+        let mut decisions = Decisions::default();
+        let mut stats = PassStats::default();
+        let mut reservations: Vec<ReservationPlan> = Vec::new();
+        // Exclusions for a job that would still run at the start of the first `i` reservations.
+        let mut failures = FailureMemo::default();
+        let mut shape_closed = vec![false; self.shapes.keys.len()];
+        let mut full_cursor: FxHashMap<usize, OrderKey> = FxHashMap::default();
+        let mut shape_cursor: FxHashMap<(usize, u32), OrderKey> = FxHashMap::default();
+        let backfill = self.policy.backfill && self.policy.skip_blocked;
+        // Planning a preemption looks at every node of a model: bound the work of one pass.
+        let mut preemption_plans = 0usize;
+        let mut preemption_failed: rustc_hash::FxHashSet<(u32, u8)> = Default::default();
+        let depth = if backfill {
+            self.policy.reservations
+        } else {
+            0
+        };
+        // Jobs whose preemption victims have stopped go first, onto the nodes held for them.
+        let ready: Vec<JobId> = self
+            .holds
+            .keys()
+            .filter(|j| {
+                matches!(
+                    self.jobs.get(j).map(|e| &e.run),
+                    Some(Run::Queued { victims: 0 })
+                )
+            })
+            .copied()
+            .collect();
+        for job in ready {
+            stats.visited += 1;
+            if let Attempt::Started(start) = self.try_start(job, &[], &mut failures, &mut stats) {
+                stats.started += 1;
+                decisions.starts.push(start);
+            }
+        }
+        let mut heap: BinaryHeap<Reverse<(Share, usize)>> = self
+            .busy_queues
+            .iter()
+            .map(|&q| Reverse((Share(self.share_of(q)), q)))
+            .collect();
+
+        let mut failed_after_reservations = 0usize;
+        while let Some(Reverse((_, q))) = heap.pop() {
+            if !reservations.is_empty() && failed_after_reservations >= self.policy.backfill_window
+            {
+                break;
+            }
+            let full_mode = !self.policy.skip_blocked || reservations.len() < depth;
+            let cursor = full_cursor.get(&q).copied();
+            let candidate = if full_mode {
+                first_after(&self.queues[q].all, cursor)
+            } else {
+                self.next_fitting(q, cursor, &mut shape_cursor, &mut shape_closed)
+            };
+            let Some(key) = candidate else {
+                continue;
+            };
+            if full_mode {
+                full_cursor.insert(q, key);
+            } else {
+                let shape = self.jobs[&key.job].shape;
+                shape_cursor.insert((q, shape), key);
+            }
+            stats.visited += 1;
+            let job = key.job;
+            let outcome = self.try_start(job, &reservations, &mut failures, &mut stats);
+            match outcome {
+                Attempt::Started(start) => {
+                    stats.started += 1;
+                    decisions.starts.push(start);
+                }
+                Attempt::QuotaBlocked => {
+                    failed_after_reservations += !reservations.is_empty() as usize
+                }
+                Attempt::NoRoom { guaranteed_model } => {
+                    failed_after_reservations += !reservations.is_empty() as usize;
+                    let waiting =
+                        matches!(self.jobs[&job].run, Run::Queued { victims } if victims > 0);
+                    let shape = self.jobs[&job].shape;
+                    let preempted = if !waiting
+                        && self.policy.preemption
+                        && preemption_plans < MAX_PREEMPTION_PLANS_PER_PASS
+                        && let Some(m) = guaranteed_model
+                        && !preemption_failed.contains(&(shape, m))
+                    {
+                        preemption_plans += 1;
+                        stats.preemption_plans += 1;
+                        let plan = self.plan_preemption(job, m);
+                        if plan.is_none() {
+                            preemption_failed.insert((shape, m));
+                        }
+                        plan
+                    } else {
+                        None
+                    };
+                    if let Some(pre) = preempted {
+                        decisions.preemptions.extend(pre);
+                    } else if !self.policy.skip_blocked {
+                        break;
+                    } else if reservations.len() < depth
+                        && !waiting
+                        && let Some(mut plan) = {
+                            stats.reservation_plans += 1;
+                            self.plan_reservation(job, &reservations)
+                        }
+                    {
+                        plan.guaranteed = guaranteed_model.is_some();
+                        decisions.reservations.push(self.reservation_of(job, &plan));
+                        reservations.push(plan);
+                    }
+                }
+            }
+            heap.push(Reverse((Share(self.share_of(q)), q)));
+        }
+        // Projects below a guarantee may have work that no shape check let the loop reach: give
+        // each its first waiting job a chance to reclaim, within the pass's preemption budget.
+        if self.policy.preemption {
+            let owed: Vec<usize> = self
+                .busy_queues
+                .iter()
+                .copied()
+                .filter(|&q| {
+                    self.policy.ordering == Ordering::FairShare && {
+                        let p = &self.projects[q];
+                        p.alloc.iter().zip(&p.guarantee).any(|(a, g)| a < g)
+                    }
+                })
+                .collect();
+            for q in owed {
+                if preemption_plans >= MAX_PREEMPTION_PLANS_PER_PASS {
+                    break;
+                }
+                if self
+                    .reclaim_backoff
+                    .get(&(q as u32))
+                    .is_some_and(|&t| t > self.now)
+                {
+                    continue;
+                }
+                // Plan for the project's owed jobs in order until one plan fails.
+                let mut after: Option<OrderKey> = None;
+                while preemption_plans < MAX_PREEMPTION_PLANS_PER_PASS {
+                    let Some((key, job, m)) = self.next_reclaimer(q, after) else {
+                        break;
+                    };
+                    after = Some(key);
+                    let shape = self.jobs[&job].shape;
+                    if preemption_failed.contains(&(shape, m)) {
+                        break;
+                    }
+                    preemption_plans += 1;
+                    stats.preemption_plans += 1;
+                    match self.plan_preemption(job, m) {
+                        Some(pre) => decisions.preemptions.extend(pre),
+                        None => {
+                            preemption_failed.insert((shape, m));
+                            self.reclaim_backoff
+                                .insert(q as u32, self.now + RECLAIM_BACKOFF);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.last_stats = stats;
+        decisions
+    }
+
+    /// The next job of queue `q` after `after`, in queue order, that would run within its
+    /// project's guarantee even counting the jobs ahead of it waiting for their preemptions, and
+    /// has none in flight; with the model it would reclaim.
+    fn next_reclaimer(&self, q: usize, after: Option<OrderKey>) -> Option<(OrderKey, JobId, u8)> {
+        let p = &self.projects[q];
+        let mut pending = vec![0u64; p.alloc.len()];
+        for key in self.queues[q].all.iter().take(RECLAIM_SCAN) {
+            let e = &self.jobs[&key.job];
+            let Some(&m) = e.models.iter().find(|&&m| {
+                p.alloc[m as usize] + pending[m as usize] + e.total_milli()
+                    <= p.guarantee[m as usize]
+            }) else {
+                continue;
+            };
+            let waiting = matches!(e.run, Run::Queued { victims } if victims > 0)
+                || self.holds.contains_key(&key.job);
+            pending[m as usize] += e.total_milli();
+            if !waiting && after.is_none_or(|a| *key > a) {
+                return Some((*key, key.job, m));
+            }
+        }
+        None
+    }
+
+    fn reservation_of(&self, job: JobId, plan: &ReservationPlan) -> Reservation {
+        Reservation {
+            job,
+            start_at: plan.start_at,
+            nodes: plan
+                .nodes
+                .iter()
+                .map(|(n, _)| self.cluster.nodes[*n as usize].id)
+                .collect(),
+        }
+    }
+
+    /// The next job of queue `q` in a shape that may still fit, in queue order.
+    fn next_fitting(
+        &self,
+        q: usize,
+        full_cursor: Option<OrderKey>,
+        shape_cursor: &mut FxHashMap<(usize, u32), OrderKey>,
+        shape_closed: &mut Vec<bool>,
+    ) -> Option<OrderKey> {
+        if shape_closed.len() < self.shapes.keys.len() {
+            shape_closed.resize(self.shapes.keys.len(), false);
+        }
+        let mut best: Option<OrderKey> = None;
+        for (&shape, set) in &self.queues[q].by_shape {
+            if shape_closed[shape as usize] {
+                continue;
+            }
+            if !self.shape_may_fit(shape) {
+                // Capacity only shrinks during a pass: this shape is done until the next one.
+                shape_closed[shape as usize] = true;
+                continue;
+            }
+            let after = match (full_cursor, shape_cursor.get(&(q, shape)).copied()) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(k) = first_after(set, after)
+                && best.is_none_or(|b| k < b)
+            {
+                best = Some(k);
+            }
+        }
+        best
+    }
+
+    fn try_start(
+        &mut self,
+        job: JobId,
+        reservations: &[ReservationPlan],
+        failures: &mut FailureMemo,
+        stats: &mut PassStats,
+    ) -> Attempt {
+        let e = &self.jobs[&job];
+        let end_est = self.now + e.estimate(self.policy.default_runtime);
+        // Reservations that start before this job would end: it must leave their resources alone.
+        let blocking: u64 = reservations
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.start_at < end_est)
+            .fold(0, |mask, (i, _)| mask | (1 << i.min(63)));
+        let project = &self.projects[e.project as usize];
+        let mut guaranteed: Vec<u8> = Vec::new();
+        let mut borrowing: Vec<u8> = Vec::new();
+        for &m in &e.models {
+            match self.mode(e, m) {
+                Some(Mode::Guaranteed) => guaranteed.push(m),
+                Some(Mode::Borrowing) => borrowing.push(m),
+                None => {}
+            }
+        }
+        if !e.models.is_empty() && guaranteed.is_empty() && borrowing.is_empty() {
+            return Attempt::QuotaBlocked;
+        }
+        let guaranteed_model = guaranteed.first().copied();
+        // Nodes held for this job are out of the capacity counts: a holder skips the quick check.
+        let holder = self.holds.contains_key(&job);
+        if !holder {
+            guaranteed.retain(|&m| self.may_fit_now(&e.req, m));
+            borrowing.retain(|&m| self.may_fit_now(&e.req, m));
+        }
+        let tried = guaranteed
+            .iter()
+            .chain(&borrowing)
+            .fold(0u64, |mask, &m| mask | (1 << m));
+        if !e.models.is_empty() && tried == 0 {
+            return Attempt::NoRoom { guaranteed_model };
+        }
+        // A job no easier to place than one that already failed this pass fails too; a job
+        // holding nodes from a preemption is the exception, those nodes are its alone.
+        let guaranteed_mask = guaranteed.iter().fold(0u64, |mask, &m| mask | (1 << m));
+        let memo_key = (e.shape, project.pool_sig, tried, guaranteed_mask);
+        let profile = (e.req.cpu, e.req.mem, blocking);
+        if !holder && failures.dominated(memo_key, profile) {
+            return Attempt::NoRoom { guaranteed_model };
+        }
+        let exclusions_for = |mode: Mode| -> Option<Exclusions> {
+            let mut excl = Exclusions::default();
+            for (i, r) in reservations.iter().enumerate() {
+                if blocking & (1 << i.min(63)) == 0 || (mode == Mode::Guaranteed && !r.guaranteed) {
+                    continue;
+                }
+                for (node, res) in &r.nodes {
+                    let x = excl.entry(*node).or_default();
+                    x.gpu_mask |= res.gpu_mask;
+                    x.cpu += res.cpu;
+                    x.mem += res.mem;
+                }
+            }
+            (!excl.is_empty()).then_some(excl)
+        };
+        let pools = project.pools.clone();
+        // Guaranteed capacity first, then borrowing. CPU-only work holds no GPU class quota and
+        // counts as guaranteed.
+        let attempts = if e.models.is_empty() {
+            vec![(Vec::new(), Mode::Guaranteed)]
+        } else {
+            vec![(guaranteed, Mode::Guaranteed), (borrowing, Mode::Borrowing)]
+        };
+        let gpu_job = !e.models.is_empty();
+        for (models, mode) in attempts {
+            if gpu_job && models.is_empty() {
+                continue;
+            }
+            stats.placement_attempts += 1;
+            let excl = exclusions_for(mode);
+            let ctx = PlaceCtx {
+                max_scored: self.policy.max_scored_nodes,
+                job,
+                pools: &pools,
+                exclusions: excl.as_ref(),
+            };
+            let placed = place(
+                &self.cluster,
+                &models,
+                &self.jobs[&job].req,
+                &ctx,
+                self.policy.placement,
+                &mut self.frag,
+            );
+            if let Some((model, tasks)) = placed {
+                return Attempt::Started(self.commit(job, model, mode, tasks));
+            }
+        }
+        if !holder {
+            failures.record(memo_key, profile);
+        }
+        Attempt::NoRoom { guaranteed_model }
+    }
+
+    pub(super) fn commit(
+        &mut self,
+        job: JobId,
+        model: Option<u8>,
+        mode: Mode,
+        tasks: Vec<TaskSlot>,
+    ) -> Start {
+        let e = &self.jobs[&job];
+        let (cpu, mem, total, project, key, shape) = (
+            e.req.cpu,
+            e.req.mem,
+            e.total_milli(),
+            e.project,
+            e.key,
+            e.shape,
+        );
+        let end_est = self.now + e.estimate(self.policy.default_runtime);
+        for t in &tasks {
+            self.cluster.allocate(t.node, &t.gpus, t.milli, cpu, mem);
+            let on_node = &mut self.node_jobs[t.node as usize];
+            if !on_node.contains(&job) {
+                on_node.push(job);
+            }
+        }
+        self.touch_usage(project);
+        let p = &mut self.projects[project as usize];
+        p.running_milli += total;
+        if let Some(m) = model {
+            p.alloc[m as usize] += total;
+        }
+        let q = self.queue_of(project);
+        self.queues[q].remove(&key, shape);
+        if self.queues[q].len() == 0 {
+            self.busy_queues.remove(&q);
+        }
+        self.running_by_end.insert((end_est, job));
+        self.clear_hold(job);
+        let placement = self.to_placement(&tasks);
+        let borrowing = mode == Mode::Borrowing;
+        let e = self.jobs.get_mut(&job).expect("job exists");
+        e.run = Run::Running {
+            started: self.now,
+            end_est,
+            model,
+            borrowing,
+            tasks,
+            preempting: None,
+        };
+        Start {
+            job,
+            placement,
+            gpu_model: model.map(|m| self.cluster.models[m as usize].clone()),
+            borrowing,
+        }
+    }
+}
+
+/// Placements that failed in this pass, by (shape, eligible pools, models tried), kept as the
+/// least demanding (CPU, memory, reservations to respect) profiles. Capacity only shrinks during a
+/// pass, so a job at least as demanding as a failed one can not fit either.
+#[derive(Default)]
+struct FailureMemo {
+    failed: FxHashMap<MemoKey, Vec<Profile>>,
+}
+
+/// (shape, eligible pools, models tried, of which guaranteed).
+type MemoKey = (u32, u64, u64, u64);
+/// (CPU, memory, reservations to respect as a bit set).
+type Profile = (u64, u64, u64);
+
+fn at_most(a: Profile, b: Profile) -> bool {
+    a.0 <= b.0 && a.1 <= b.1 && a.2 & !b.2 == 0
+}
+
+impl FailureMemo {
+    fn dominated(&self, key: MemoKey, p: Profile) -> bool {
+        self.failed
+            .get(&key)
+            .is_some_and(|v| v.iter().any(|&f| at_most(f, p)))
+    }
+
+    fn record(&mut self, key: MemoKey, p: Profile) {
+        let v = self.failed.entry(key).or_default();
+        v.retain(|&f| !at_most(p, f));
+        v.push(p);
+    }
+}
+
+enum Attempt {
+    Started(Start),
+    QuotaBlocked,
+    NoRoom { guaranteed_model: Option<u8> },
+}
