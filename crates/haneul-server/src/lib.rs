@@ -556,7 +556,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         certs,
         cfg.limits.clone(),
         stop,
-    ));
+    )?);
     let controller = tokio::spawn(controller.run());
     Ok(Running {
         addr,

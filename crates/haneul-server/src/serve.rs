@@ -73,23 +73,33 @@ const REFUSAL_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a stop waits for requests in progress (long polls end sooner, at their wait).
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `stop` turns true, then drains the connections.
-pub(crate) async fn serve(
+/// Prepares TLS and the SIGHUP watch at once (so both are in place when the caller says the
+/// server is up), and returns the future that serves `app` on `listener` until `stop` turns
+/// true, then drains the connections.
+pub(crate) fn serve(
     listener: TcpListener,
     app: axum::Router,
     tls: Option<Arc<CertStore>>,
     limits: Limits,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
+    stop: watch::Receiver<bool>,
+) -> Result<impl std::future::Future<Output = std::io::Result<()>> + Send, crate::ServerError> {
     let acceptor = match &tls {
-        Some(store) => Some(TlsAcceptor::from(Arc::new(
-            store.server_config().map_err(std::io::Error::other)?,
-        ))),
+        Some(store) => Some(TlsAcceptor::from(Arc::new(store.server_config()?))),
         None => None,
     };
-    if let Some(store) = tls.clone() {
+    if let Some(store) = tls {
         reload_on_sighup(store);
     }
+    Ok(accept_loop(listener, app, acceptor, limits, stop))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    acceptor: Option<TlsAcceptor>,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let app = with_limits(app, &limits);
     let builders = Arc::new(Builders::new(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -161,26 +171,34 @@ fn with_limits(app: axum::Router, limits: &Limits) -> axum::Router {
     }
 }
 
+/// Watches SIGHUP. The handler is installed before this returns, so a SIGHUP sent once the
+/// server is up never meets the default action (which ends the process).
 fn reload_on_sighup(store: Arc<CertStore>) {
     #[cfg(unix)]
-    tokio::spawn(async move {
+    {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot watch SIGHUP; the certificate will not be reloaded");
-            return;
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP; the certificate will not be reloaded");
+                return;
+            }
         };
-        while hup.recv().await.is_some() {
-            match store.reload() {
-                Ok(()) => tracing::info!(
-                    cert = %store.files().cert.display(),
-                    "reloaded the TLS certificate and key"
-                ),
-                Err(e) => {
-                    tracing::error!(error = %e, "TLS reload failed; keeping the certificate in use")
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match store.reload() {
+                    Ok(()) => tracing::info!(
+                        cert = %store.files().cert.display(),
+                        "reloaded the TLS certificate and key"
+                    ),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "TLS reload failed; keeping the certificate in use"
+                    ),
                 }
             }
-        }
-    });
+        });
+    }
     #[cfg(not(unix))]
     let _ = store;
 }
