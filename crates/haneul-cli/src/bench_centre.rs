@@ -100,12 +100,20 @@ pub fn run(args: CentreArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find this binary")?;
     let mut cmd = Command::new(exe);
     // The backlog is 100,000 submits from one token, far past the default write rate.
-    cmd.args(["server", "--listen", "127.0.0.1:0", "--node-timeout", "120", "--write-rate", "0"])
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--node-timeout",
+        "120",
+        "--write-rate",
+        "0",
+    ])
+    .arg("--data-dir")
+    .arg(&dir)
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     if let Some(url) = &args.database {
         cmd.arg("--database").arg(url);
     }

@@ -20,7 +20,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 #[derive(Args)]
-#[command(after_help = "Example:\n  haneul bench half-open --connections 1000 --nodes 1250 --seconds 60")]
+#[command(
+    after_help = "Example:\n  haneul bench half-open --connections 1000 --nodes 1250 --seconds 60"
+)]
 pub struct HalfOpenArgs {
     /// Half-open connections held at all times.
     #[arg(long, default_value_t = 1000)]
@@ -116,11 +118,21 @@ async fn measure(args: &HalfOpenArgs, addr: SocketAddr, admin: String) -> anyhow
     let api = swarm::Api::new(addr, admin);
     let (_keep, never) = watch::channel(false);
     let agents: Value = api
-        .retrying(&never, "POST", "/v1/users", Some(&json!({"name": "swarm", "role": "agent"})))
+        .retrying(
+            &never,
+            "POST",
+            "/v1/users",
+            Some(&json!({"name": "swarm", "role": "agent"})),
+        )
         .await
         .map_err(|e| anyhow::anyhow!("POST /v1/users: {e}"))?;
     let token: Value = api
-        .retrying(&never, "POST", "/v1/tokens", Some(&json!({"user": agents["id"]})))
+        .retrying(
+            &never,
+            "POST",
+            "/v1/tokens",
+            Some(&json!({"user": agents["id"]})),
+        )
         .await
         .map_err(|e| anyhow::anyhow!("POST /v1/tokens: {e}"))?;
     let token = token["secret"].as_str().unwrap_or_default().to_string();
@@ -177,8 +189,7 @@ async fn measure(args: &HalfOpenArgs, addr: SocketAddr, admin: String) -> anyhow
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
-                if s
-                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
                     .await
                     .is_err()
                 {

@@ -193,7 +193,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         let ca = haneul_server::tls::local_ca(&data_dir.join("tls"))
             .context("cannot make the local certificate authority")?;
         if ca.created {
-            println!("made a local certificate authority: {}", ca.ca_cert.display());
+            println!(
+                "made a local certificate authority: {}",
+                ca.ca_cert.display()
+            );
         }
         server_args.extend([
             "--tls-cert".into(),

@@ -88,7 +88,11 @@ async fn https_with_the_local_authority_negotiates_http2_and_keeps_its_files() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{host}");
-        assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN offered h2 to {host}");
+        assert_eq!(
+            r.version(),
+            reqwest::Version::HTTP_2,
+            "ALPN offered h2 to {host}"
+        );
     }
     // A client without HTTP/2 gets HTTP/1.1 on the same port.
     let pem = std::fs::read(&ca.ca_cert).unwrap();
@@ -192,7 +196,10 @@ async fn sighup_serves_the_new_certificate_on_the_same_listener() {
         if trusting(&new.ca_cert).get(&url).send().await.is_ok() {
             break;
         }
-        assert!(Instant::now() < deadline, "the new certificate was never served");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(trusting(&old.ca_cert).get(&url).send().await.is_err());
@@ -417,7 +424,12 @@ async fn writes_past_the_rate_get_429_with_retry_after_and_reads_and_agents_do_n
     let mut statuses = Vec::new();
     let mut retry = None;
     for i in 0..5 {
-        let r = post(up.admin.clone(), "/v1/orgs", json!({"name": format!("o{i}"), "country": "KR"})).await;
+        let r = post(
+            up.admin.clone(),
+            "/v1/orgs",
+            json!({"name": format!("o{i}"), "country": "KR"}),
+        )
+        .await;
         statuses.push(r.status().as_u16());
         if r.status() == 429 {
             retry = r
@@ -469,7 +481,12 @@ async fn writes_past_the_rate_get_429_with_retry_after_and_reads_and_agents_do_n
         .await
         .unwrap();
     let other = token["secret"].as_str().unwrap().to_string();
-    let r = post(other, "/v1/orgs", json!({"name": "theirs", "country": "KR"})).await;
+    let r = post(
+        other,
+        "/v1/orgs",
+        json!({"name": "theirs", "country": "KR"}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     up.running.stop().await;
 }
@@ -499,14 +516,20 @@ async fn a_long_poll_outlives_the_idle_and_header_timeouts() {
     };
     let _ = send(&up.admin, "/v1/pools", json!({"name": "default"})).await;
     let u = ok(
-        send(&up.admin, "/v1/users", json!({"name": "n1", "role": "agent", "org": null, "projects": []}))
-            .await
-            .unwrap(),
+        send(
+            &up.admin,
+            "/v1/users",
+            json!({"name": "n1", "role": "agent", "org": null, "projects": []}),
+        )
+        .await
+        .unwrap(),
         201,
     )
     .await;
     let t = ok(
-        send(&up.admin, "/v1/tokens", json!({"user": u["id"]})).await.unwrap(),
+        send(&up.admin, "/v1/tokens", json!({"user": u["id"]}))
+            .await
+            .unwrap(),
         201,
     )
     .await;
@@ -526,7 +549,11 @@ async fn a_long_poll_outlives_the_idle_and_header_timeouts() {
         .as_i64()
         .unwrap();
     let path = format!("{base}/v1/agent/nodes/{node}/assignments");
-    let first = ok(http.get(&path).bearer_auth(&agent).send().await.unwrap(), 200).await;
+    let first = ok(
+        http.get(&path).bearer_auth(&agent).send().await.unwrap(),
+        200,
+    )
+    .await;
     let etag = first["etag"].as_str().unwrap().to_string();
     let t0 = Instant::now();
     let r = http
@@ -537,7 +564,10 @@ async fn a_long_poll_outlives_the_idle_and_header_timeouts() {
         .unwrap();
     let v = ok(r, 200).await;
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(2900), "the poll did not wait: {took:?}");
+    assert!(
+        took >= Duration::from_millis(2900),
+        "the poll did not wait: {took:?}"
+    );
     assert_eq!(v["etag"], etag.as_str());
     up.running.stop().await;
 }
