@@ -357,7 +357,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     }
 }
 
-/// After TLS (or without it): the stream and whether ALPN chose HTTP/2.
+/// The stream after the TLS handshake, or the bare socket without TLS.
 enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
