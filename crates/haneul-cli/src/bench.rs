@@ -23,6 +23,9 @@ pub enum BenchCommand {
     Centre(crate::bench_centre::CentreArgs),
     /// Time from the server's start decision to the task's process start through a real agent.
     Agent(crate::bench_agent::AgentBenchArgs),
+    /// Slow-header attack: half-open connections held against a real server while simulated
+    /// nodes heartbeat; reports /healthz latency and the heartbeat rate.
+    HalfOpen(crate::bench_halfopen::HalfOpenArgs),
 }
 
 #[derive(Args)]
@@ -134,6 +137,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Engine(args) => crate::bench_engine::run(args),
         BenchCommand::Centre(args) => crate::bench_centre::run(args),
         BenchCommand::Agent(args) => crate::bench_agent::run(args),
+        BenchCommand::HalfOpen(args) => crate::bench_halfopen::run(args),
     }
 }
 

@@ -99,12 +99,21 @@ pub fn run(args: CentreArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).context("cannot create the scratch directory")?;
     let exe = std::env::current_exe().context("cannot find this binary")?;
     let mut cmd = Command::new(exe);
-    cmd.args(["server", "--listen", "127.0.0.1:0", "--node-timeout", "120"])
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    // The backlog is 100,000 submits from one token, far past the default write rate.
+    cmd.args([
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--node-timeout",
+        "120",
+        "--write-rate",
+        "0",
+    ])
+    .arg("--data-dir")
+    .arg(&dir)
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     if let Some(url) = &args.database {
         cmd.arg("--database").arg(url);
     }

@@ -6,6 +6,7 @@ mod bench;
 mod bench_agent;
 mod bench_centre;
 mod bench_engine;
+mod bench_halfopen;
 mod client;
 mod i18n;
 mod jobfile;

@@ -11,7 +11,10 @@ use std::time::Duration;
 #[command(after_help = "Examples:\n  \
     haneul server --data-dir /var/lib/haneul\n  \
     haneul server --data-dir ./state --listen 127.0.0.1:8470\n  \
-    haneul server --data-dir ./state --database postgres://haneul@db/haneul")]
+    haneul server --data-dir ./state --database postgres://haneul@db/haneul\n  \
+    haneul server --data-dir /var/lib/haneul --listen 0.0.0.0:8470 \\\n      \
+      --tls-cert /etc/haneul/server.pem --tls-key /etc/haneul/server.key\n\n\
+    On SIGHUP the certificate and key are read again (rotation without a restart).")]
 pub struct ServerArgs {
     /// Directory for the SQLite database and the administrator token.
     #[arg(long, env = "HANEUL_DATA_DIR")]
@@ -47,6 +50,110 @@ pub struct ServerArgs {
     /// no path image is accepted.
     #[arg(long, value_name = "DIR")]
     container_rootfs_dir: Vec<PathBuf>,
+    /// PEM certificate chain (leaf first) to serve HTTPS with; reloaded on SIGHUP.
+    #[arg(long, env = "HANEUL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "HANEUL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback. Only behind a TLS-terminating
+    /// proxy on a network you trust: tokens and job output cross it in clear text.
+    #[arg(long, env = "HANEUL_INSECURE_HTTP", conflicts_with = "tls_cert")]
+    insecure_http: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Connection hygiene (docs/server.md, "Connection limits").
+#[derive(Args)]
+pub struct LimitArgs {
+    /// Seconds a client has for the TLS handshake and for each request header (also how long
+    /// an HTTP/1.1 keep-alive connection may wait for its next request).
+    #[arg(long, env = "HANEUL_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Longest pause in seconds between two pieces of a request body.
+    #[arg(long, env = "HANEUL_BODY_TIMEOUT", default_value_t = 30)]
+    body_timeout: u64,
+    /// Seconds without traffic, and with no request in progress, after which a connection
+    /// is closed.
+    #[arg(long, env = "HANEUL_IDLE_TIMEOUT", default_value_t = 120)]
+    idle_timeout: u64,
+    /// Connections served at once; further ones get 503 with Retry-After. Lowered to fit
+    /// the process's file limit.
+    #[arg(long, env = "HANEUL_MAX_CONNECTIONS", default_value_t = 8192)]
+    max_connections: usize,
+    /// Writes per second per token (0: no limit); the agent protocol is not limited.
+    #[arg(long, env = "HANEUL_WRITE_RATE", default_value_t = 50)]
+    write_rate: u32,
+    /// Writes a token may burst before --write-rate applies.
+    #[arg(long, env = "HANEUL_WRITE_BURST", default_value_t = 500)]
+    write_burst: u32,
+}
+
+/// Descriptors kept for the database, log files and the like, outside the connection cap.
+const FD_RESERVE: u64 = 256;
+
+impl LimitArgs {
+    fn to_limits(&self) -> anyhow::Result<haneul_server::serve::Limits> {
+        for (name, v) in [
+            ("--header-timeout", self.header_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--idle-timeout", self.idle_timeout),
+        ] {
+            if v == 0 {
+                anyhow::bail!("{name} must be at least 1 second");
+            }
+        }
+        if self.max_connections == 0 {
+            anyhow::bail!("--max-connections must be at least 1");
+        }
+        let files = raise_file_limit();
+        let fit = files.saturating_sub(FD_RESERVE).max(16) as usize;
+        let max_connections = if self.max_connections > fit {
+            tracing::warn!(
+                asked = self.max_connections,
+                file_limit = files,
+                using = fit,
+                "--max-connections lowered to fit the file limit (raise LimitNOFILE)"
+            );
+            fit
+        } else {
+            self.max_connections
+        };
+        Ok(haneul_server::serve::Limits {
+            header_timeout: Duration::from_secs(self.header_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            max_connections,
+            writes_per_second: self.write_rate,
+            write_burst: self.write_burst,
+        })
+    }
+}
+
+/// Raises the soft file limit to the hard one (the kernel's default soft limit, 1,024, is
+/// less than a centre's agents) and returns the limit in force.
+fn raise_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -90,6 +197,15 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             Err(e) => anyhow::bail!("{}", e.to_string().replace("--server", "--advertise-url")),
         }
     }
+    cfg.limits = args.limits.to_limits()?;
+    cfg.insecure_http = args.insecure_http;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        cfg.tls = Some(haneul_server::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let mut running = haneul_server::start(cfg.clone())
@@ -111,7 +227,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             Database::Postgres(_) => "postgres".to_string(),
         };
         println!(
-            "haneul server listening on http://{} ({backend}); API docs at /docs",
+            "haneul server listening on {scheme}://{} ({backend}); API docs at /docs",
             running.addr
         );
         let signals = running.signals();

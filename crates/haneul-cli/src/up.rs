@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \
     haneul up\n  \
-    haneul up --data-dir ./centre --listen 127.0.0.1:8471 --simulate-gpus 4xH200")]
+    haneul up --data-dir ./centre --listen 127.0.0.1:8471 --simulate-gpus 4xH200\n  \
+    haneul up --tls")]
 pub struct UpArgs {
     /// Where the database, tokens and logs live (default ~/.local/share/haneul).
     #[arg(long, env = "HANEUL_DATA_DIR")]
@@ -29,6 +30,10 @@ pub struct UpArgs {
     /// Simulated GPUs, COUNTxMODEL (default 8xH200 when nvidia-smi is absent).
     #[arg(long)]
     simulate_gpus: Option<String>,
+    /// Serve HTTPS with a local certificate authority made on the first run and kept in
+    /// DATA_DIR/tls/ (ca.pem is what clients trust).
+    #[arg(long)]
+    tls: bool,
     /// Passed to the local agent.
     #[command(flatten)]
     containers: crate::agent::ContainerArgs,
@@ -243,25 +248,40 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     let exe = std::env::current_exe().context("cannot find the haneul binary")?;
-    // `Some(DATA_DIR/tls/ca.pem)` once the server serves TLS (`up --tls`): every client of
-    // this centre, ours included, then trusts that CA.
-    let ca_file: Option<PathBuf> = None;
-    let url = base_url(args.listen, ca_file.as_deref());
     let server_dir = data_dir.join("server");
+    let mut server_args: Vec<String> = vec![
+        "server".into(),
+        "--data-dir".into(),
+        server_dir.display().to_string(),
+        "--listen".into(),
+        args.listen.to_string(),
+    ];
+    // With --tls every client of this centre, ours and the local agent included, trusts the
+    // local CA and nothing else.
+    let ca_file: Option<PathBuf> = if args.tls {
+        let ca = haneul_server::tls::local_ca(&data_dir.join("tls"))
+            .context("cannot make the local certificate authority")?;
+        if ca.created {
+            println!(
+                "made a local certificate authority: {}",
+                ca.ca_cert.display()
+            );
+        }
+        server_args.extend([
+            "--tls-cert".into(),
+            ca.server.cert.display().to_string(),
+            "--tls-key".into(),
+            ca.server.key.display().to_string(),
+        ]);
+        Some(ca.ca_cert.clone())
+    } else {
+        None
+    };
+    let url = base_url(args.listen, ca_file.as_deref());
     let mut children = Children(Vec::new());
     children.0.push((
         "server",
-        spawn(
-            &exe,
-            &[
-                "server".into(),
-                "--data-dir".into(),
-                server_dir.display().to_string(),
-                "--listen".into(),
-                args.listen.to_string(),
-            ],
-            &data_dir.join("server.log"),
-        )?,
+        spawn(&exe, &server_args, &data_dir.join("server.log"))?,
     ));
     let anon = Client::with_ca(&url, String::new(), ca_file.clone())?;
     let until = Instant::now() + Duration::from_secs(30);

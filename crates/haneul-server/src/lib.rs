@@ -5,8 +5,10 @@
 //! authorisation policy), [`controller`] (lease, engine, decisions), [`metrics`], [`convert`]
 //! (records to wire types), [`error`] (the one error type and its HTTP mapping), [`accounting`]
 //! (balances, weights, statements, notices), [`calendar`] (the centre's time zone for months
-//! and days), [`compliance`] (export screening),
-//! [`programmes`] (calls, applications, ranking) and [`portal`] (the web pages under /portal).
+//! and days), [`compliance`] (export screening), [`programmes`] (calls, applications, ranking),
+//! [`portal`] (the web pages under /portal), [`serve`] (the listener: TLS, timeouts, connection
+//! cap, write rate limits) and [`tls`] (certificates, their reload, the local authority of
+//! `haneul up --tls`).
 //! `haneul server` in haneul-cli is a thin wrapper around [`run`].
 
 pub mod accounting;
@@ -24,6 +26,8 @@ pub mod metrics;
 pub mod portal;
 pub mod programmes;
 pub mod routes;
+pub mod serve;
+pub mod tls;
 
 use crate::controller::{Controller, ControllerConfig, Signals};
 use crate::error::ApiError;
@@ -75,6 +79,12 @@ pub struct Config {
     pub advertise_url: Option<String>,
     /// Unix id ranges and the container allow-list (docs/server.md).
     pub identity: identity::IdentityPolicy,
+    /// HTTPS with these files; `None` is plain HTTP.
+    pub tls: Option<tls::TlsFiles>,
+    /// Plain HTTP on an address other than loopback (behind a TLS proxy the operator trusts).
+    pub insecure_http: bool,
+    /// Timeouts, the connection cap and write rate limits.
+    pub limits: serve::Limits,
 }
 
 impl Config {
@@ -91,6 +101,9 @@ impl Config {
             accounting: accounting::AccountingPolicy::default(),
             advertise_url: None,
             identity: identity::IdentityPolicy::default(),
+            tls: None,
+            insecure_http: false,
+            limits: serve::Limits::default(),
         }
     }
 }
@@ -113,6 +126,13 @@ pub enum ServerError {
     Accounting(String),
     #[error("{0}")]
     Identity(String),
+    #[error("tls: {path}: {reason}")]
+    Tls { path: PathBuf, reason: String },
+    #[error(
+        "refusing plain HTTP on {0}: tokens would cross the network in clear text; give \
+         --tls-cert and --tls-key, or --insecure-http when a TLS proxy you trust is in front"
+    )]
+    Insecure(SocketAddr),
 }
 
 /// What every handler can reach.
@@ -539,6 +559,11 @@ impl Running {
 /// controller. Returns once requests are accepted.
 pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     cfg.identity.validate().map_err(ServerError::Identity)?;
+    if cfg.tls.is_none() && !cfg.insecure_http && !cfg.listen.ip().is_loopback() {
+        return Err(ServerError::Insecure(cfg.listen));
+    }
+    // Before anything is opened: a bad certificate stops the start, not the first handshake.
+    let certs = cfg.tls.clone().map(tls::CertStore::open).transpose()?;
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::Io {
         path: cfg.data_dir.clone(),
         source,
@@ -598,14 +623,14 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
             addr: cfg.listen,
             source,
         })?;
-    let mut stop = signals.shutdown.subscribe();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let stop = signals.shutdown.subscribe();
+    let http = tokio::spawn(serve::serve(
+        listener,
+        app(state),
+        certs,
+        cfg.limits.clone(),
+        stop,
+    )?);
     let controller = tokio::spawn(controller.run());
     Ok(Running {
         addr,

@@ -1,0 +1,599 @@
+//! The listener: the accept loop, TLS (with the certificate reloaded on SIGHUP), and the
+//! hygiene that keeps strangers from holding the server: a TLS handshake and a request header
+//! must arrive in time, request bodies must keep flowing, idle connections are closed, the
+//! number of connections is capped (503 past it), and writes are rate-limited per token (429).
+//!
+//! hyper does the HTTP: its header-read timer bounds a half-sent header, and on HTTP/1.1 the
+//! same timer runs while a kept-alive connection waits for its next request. HTTP/2 is served
+//! when TLS negotiates it by ALPN; plain connections are HTTP/1.1 only, so that no connection
+//! waits in protocol detection, outside hyper's timers.
+
+use crate::tls::CertStore;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, Version, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::Clock;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// Bounds on what one peer may hold or send. `haneul server` exposes each as a flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// A TLS handshake, and a request's header after the connection opens or after the
+    /// previous answer (HTTP/1.1 keep-alive), must arrive within this.
+    pub header_timeout: Duration,
+    /// Longest pause between two pieces of a request body.
+    pub body_timeout: Duration,
+    /// A connection with no traffic and no request in progress is closed after this (HTTP/2;
+    /// on HTTP/1.1 the header timeout closes it first).
+    pub idle_timeout: Duration,
+    /// Connections served at once; the next ones are answered 503 and closed.
+    pub max_connections: usize,
+    /// Writes (POST, PUT, PATCH, DELETE) per second per token, or per address without a
+    /// token; 0 turns the limit off. The agent protocol is not limited (see [`limit_writes`]).
+    pub writes_per_second: u32,
+    /// Writes a token may make at once before the rate applies.
+    pub write_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 8192,
+            writes_per_second: 50,
+            write_burst: 500,
+        }
+    }
+}
+
+/// Connections past the cap that still get their 503 (each holds a descriptor for at most
+/// [`REFUSAL_DEADLINE`]); past these, a connection is closed without an answer.
+const REFUSALS_AT_ONCE: usize = 256;
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a stop waits for requests in progress (long polls end sooner, at their wait).
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Prepares TLS and the SIGHUP watch at once (so both are in place when the caller says the
+/// server is up), and returns the future that serves `app` on `listener` until `stop` turns
+/// true, then drains the connections.
+pub(crate) fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: Option<Arc<CertStore>>,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+) -> Result<impl std::future::Future<Output = std::io::Result<()>> + Send, crate::ServerError> {
+    let acceptor = match &tls {
+        Some(store) => Some(TlsAcceptor::from(Arc::new(store.server_config()?))),
+        None => None,
+    };
+    if let Some(store) = tls {
+        reload_on_sighup(store);
+    }
+    Ok(accept_loop(listener, app, acceptor, limits, stop))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    acceptor: Option<TlsAcceptor>,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = with_limits(app, &limits);
+    let builders = Arc::new(Builders::new(&limits));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
+    let graceful = GracefulShutdown::new();
+    let limits = Arc::new(limits);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was taken: neither
+                    // ends the server. The pause lets closing connections free descriptors.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn = Conn {
+            tcp,
+            peer,
+            acceptor: acceptor.clone(),
+            builders: builders.clone(),
+            limits: limits.clone(),
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let (app, watcher) = (app.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    conn.serve(app, watcher).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => match refusals.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(REFUSAL_DEADLINE, conn.refuse()).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => drop(conn),
+            },
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open {DRAIN:?} after the stop; closing them");
+    }
+    Ok(())
+}
+
+/// The router with the body timeout and the write limit around it.
+fn with_limits(app: axum::Router, limits: &Limits) -> axum::Router {
+    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.body_timeout,
+    ));
+    match WriteLimiter::new(limits) {
+        Some(l) => app.layer(axum::middleware::from_fn_with_state(
+            Arc::new(l),
+            limit_writes,
+        )),
+        None => app,
+    }
+}
+
+/// Watches SIGHUP. The handler is installed before this returns, so a SIGHUP sent once the
+/// server is up never meets the default action (which ends the process).
+fn reload_on_sighup(store: Arc<CertStore>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP; the certificate will not be reloaded");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match store.reload() {
+                    Ok(()) => tracing::info!(
+                        cert = %store.files().cert.display(),
+                        "reloaded the TLS certificate and key"
+                    ),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "TLS reload failed; keeping the certificate in use"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = store;
+}
+
+/// One hyper builder per protocol, configured once.
+struct Builders {
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &Limits) -> Self {
+        let configure = |mut b: auto::Builder<TokioExecutor>| {
+            b.http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(true);
+            b.http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(256)
+                // Pings find peers that vanished without a FIN (a node that lost power).
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .keep_alive_timeout(Duration::from_secs(20));
+            b
+        };
+        Builders {
+            h1: configure(auto::Builder::new(TokioExecutor::new()).http1_only()),
+            h2: configure(auto::Builder::new(TokioExecutor::new()).http2_only()),
+        }
+    }
+}
+
+/// An accepted TCP connection, before TLS and HTTP.
+struct Conn {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    builders: Arc<Builders>,
+    limits: Arc<Limits>,
+}
+
+/// What a connection has done: for the idle check.
+struct Activity {
+    opened: Instant,
+    /// Milliseconds since `opened` of the last byte read or written.
+    last: AtomicU64,
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            opened: Instant::now(),
+            last: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        self.last
+            .store(self.opened.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether the connection should be closed now.
+    fn expired(&self, limits: &Limits) -> bool {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        let age = self.opened.elapsed();
+        // No request yet (an HTTP/2 peer that never sends its preface or first stream).
+        if self.requests.load(Ordering::Relaxed) == 0 && age > limits.header_timeout {
+            return true;
+        }
+        let quiet = age.saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
+        quiet > limits.idle_timeout
+    }
+}
+
+/// Counts a request from the moment its header is read until its answer's body is dropped,
+/// so that a long poll or a log stream waiting for output is not "idle".
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(a: &Arc<Activity>) -> Self {
+        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        a.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(a.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// The socket, noting when bytes move.
+struct Tracked<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// The stream after the TLS handshake, or the bare socket without TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    /// The TLS handshake, bounded by the header timeout; `None` when it fails or stalls.
+    async fn handshake(self) -> Option<(Stream, bool, SocketAddr, Arc<Builders>, Arc<Limits>)> {
+        let Conn {
+            tcp,
+            peer,
+            acceptor,
+            builders,
+            limits,
+        } = self;
+        let Some(acceptor) = acceptor else {
+            return Some((Stream::Plain(tcp), false, peer, builders, limits));
+        };
+        match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                Some((Stream::Tls(Box::new(tls)), h2, peer, builders, limits))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                None
+            }
+        }
+    }
+
+    async fn serve(self, app: axum::Router, watcher: Watcher) {
+        let Some((stream, h2, peer, builders, limits)) = self.handshake().await else {
+            return;
+        };
+        let activity = Activity::new();
+        let svc = {
+            let activity = activity.clone();
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let guard = InFlight::start(&activity);
+                let app = app.clone();
+                async move {
+                    let mut req = req.map(Body::new);
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    let resp = app.oneshot(req).await?;
+                    // The guard lives as long as the answer's body is being sent.
+                    Ok::<_, std::convert::Infallible>(resp.map(|b| {
+                        Body::new(b.map_err(move |e| {
+                            let _ = &guard;
+                            e
+                        }))
+                    }))
+                }
+            })
+        };
+        let builder = if h2 { &builders.h2 } else { &builders.h1 };
+        let done = match stream {
+            Stream::Plain(s) => {
+                let io = TokioIo::new(Tracked {
+                    inner: s,
+                    activity: activity.clone(),
+                });
+                watch_idle(
+                    watcher.watch(builder.serve_connection(io, svc)),
+                    &activity,
+                    &limits,
+                )
+                .await
+            }
+            Stream::Tls(s) => {
+                let io = TokioIo::new(Tracked {
+                    inner: *s,
+                    activity: activity.clone(),
+                });
+                watch_idle(
+                    watcher.watch(builder.serve_connection(io, svc)),
+                    &activity,
+                    &limits,
+                )
+                .await
+            }
+        };
+        if let Some(Err(e)) = done {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+
+    /// Past the cap: one 503 with Retry-After, then the connection is closed.
+    async fn refuse(self) {
+        let Some((stream, h2, _, builders, _)) = self.handshake().await else {
+            return;
+        };
+        let svc =
+            hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                let mut resp = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "the server is at its connection limit; retry shortly",
+                    1,
+                );
+                if req.version() < Version::HTTP_2 {
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(resp)
+            });
+        let builder = if h2 { &builders.h2 } else { &builders.h1 };
+        let r = match stream {
+            Stream::Plain(s) => builder.serve_connection(TokioIo::new(s), svc).await,
+            Stream::Tls(s) => builder.serve_connection(TokioIo::new(*s), svc).await,
+        };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "refused connection ended with an error");
+        }
+    }
+}
+
+/// Drives the connection; drops it (closing the socket) once it is idle past the limits.
+async fn watch_idle<F: std::future::Future>(
+    conn: F,
+    activity: &Activity,
+    limits: &Limits,
+) -> Option<F::Output> {
+    tokio::pin!(conn);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = &mut conn => return Some(r),
+            _ = tick.tick() => if activity.expired(limits) {
+                return None;
+            },
+        }
+    }
+}
+
+/// A JSON error in the API's usual shape, with Retry-After.
+fn error_response(status: StatusCode, code: &str, message: &str, retry_s: u64) -> Response {
+    let body = haneul_api::ErrorBody {
+        error: haneul_api::ErrorDetail {
+            code: code.into(),
+            message: message.into(),
+            field: None,
+        },
+    };
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_s.max(1)));
+    resp
+}
+
+type Keyed = governor::DefaultKeyedRateLimiter<[u8; 32]>;
+
+/// Per-token write budgets. Keys are SHA-256 of the token (never the token itself), or of the
+/// peer's address for requests without one.
+pub(crate) struct WriteLimiter {
+    keyed: Keyed,
+    /// Forgetting keys that are back at full budget, now and then, bounds the map's memory
+    /// when a stranger sends many made-up tokens.
+    swept: std::sync::Mutex<Instant>,
+}
+
+/// Keys kept before a sweep is forced ahead of schedule.
+const MAX_KEYS: usize = 100_000;
+
+impl WriteLimiter {
+    fn new(limits: &Limits) -> Option<Self> {
+        let rate = NonZeroU32::new(limits.writes_per_second)?;
+        let burst = NonZeroU32::new(limits.write_burst.max(limits.writes_per_second))?;
+        let quota = governor::Quota::per_second(rate).allow_burst(burst);
+        Some(WriteLimiter {
+            keyed: governor::RateLimiter::keyed(quota),
+            swept: std::sync::Mutex::new(Instant::now()),
+        })
+    }
+
+    fn sweep(&self) {
+        let Ok(mut at) = self.swept.lock() else {
+            return;
+        };
+        if at.elapsed() > Duration::from_secs(60) || self.keyed.len() > MAX_KEYS {
+            self.keyed.retain_recent();
+            self.keyed.shrink_to_fit();
+            *at = Instant::now();
+        }
+    }
+}
+
+fn key_of(req: &Request) -> [u8; 32] {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let mut h = Sha256::new();
+    match token {
+        Some(t) => h.update(t.as_bytes()),
+        None => {
+            let ip = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_default();
+            h.update(b"addr:");
+            h.update(ip.as_bytes());
+        }
+    }
+    h.finalize().into()
+}
+
+/// 429 with Retry-After once a token spends its write budget. Reads are not limited, and
+/// neither is the agent protocol: one agent token may serve a whole fleet (1,250 nodes
+/// heartbeat about 250 times a second), agent tokens are issued by operators, and a tenant
+/// token there is refused by authentication before anything is written.
+async fn limit_writes(State(l): State<Arc<WriteLimiter>>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || req.uri().path().starts_with("/v1/agent/")
+    {
+        return next.run(req).await;
+    }
+    l.sweep();
+    match l.keyed.check_key(&key_of(&req)) {
+        Ok(()) => next.run(req).await,
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(l.keyed.clock().now());
+            error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many writes with this token; retry after the time in Retry-After",
+                wait.as_secs_f64().ceil() as u64,
+            )
+        }
+    }
+}
