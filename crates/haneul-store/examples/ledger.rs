@@ -121,6 +121,7 @@ async fn main() {
                                 spec,
                                 command: vec!["true".into()],
                                 container_image: None,
+                                idempotency: None,
                             },
                         )
                     })

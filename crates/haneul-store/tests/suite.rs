@@ -108,6 +108,7 @@ async fn submit(store: &dyn Store, u: &UserRecord, project: i64, now: i64) -> Jo
                 spec: spec(project, 2),
                 command: vec!["python".into(), "train.py".into()],
                 container_image: None,
+                idempotency: None,
             },
             now,
         )
@@ -177,7 +178,7 @@ pub async fn tenants_and_tokens(store: &dyn Store) {
     );
 
     let t = store
-        .create_token(&admin(), u.id, "laptop", &hash_token("secret"), 4)
+        .create_token(&admin(), u.id, "laptop", &hash_token("secret"), None, 4)
         .await
         .unwrap();
     let who = store
@@ -419,6 +420,7 @@ pub async fn preemption_and_time_limit(store: &dyn Store) {
                 spec: s,
                 command: vec!["sleep".into()],
                 container_image: Some("/srv/images/rootfs".into()),
+                idempotency: None,
             },
             20,
         )
@@ -648,6 +650,7 @@ pub async fn group_commit(store: &dyn Store) {
                     spec: spec(p.id, 1),
                     command: vec!["true".into()],
                     container_image: Some("ubuntu:24.04".into()),
+                    idempotency: None,
                 },
             )
         })
@@ -674,6 +677,7 @@ pub async fn group_commit(store: &dyn Store) {
                         spec: spec(p.id, 1),
                         command: vec!["true".into()],
                         container_image: None,
+                        idempotency: None,
                     },
                 ),
                 (
@@ -683,6 +687,7 @@ pub async fn group_commit(store: &dyn Store) {
                         spec: bad,
                         command: vec!["true".into()],
                         container_image: None,
+                        idempotency: None,
                     },
                 ),
             ],
