@@ -10,6 +10,7 @@
 
 pub mod accounting;
 pub mod agent;
+pub mod anchor;
 pub mod auth;
 pub mod batch;
 pub mod compliance;
@@ -17,10 +18,12 @@ pub mod controller;
 pub mod convert;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod portal;
 pub mod programmes;
 pub mod routes;
+pub mod validate;
 
 use crate::controller::{Controller, ControllerConfig, Signals};
 use crate::error::ApiError;
@@ -67,6 +70,13 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Charging, holding and screening rules (docs/accounting.md).
     pub accounting: accounting::AccountingPolicy,
+    /// Bearer token that `/metrics` requires; `None` leaves it open (as Prometheus expects on a
+    /// trusted network).
+    pub metrics_token: Option<String>,
+    /// The audit chain's signing key, checkpoint file and interval.
+    pub anchor: anchor::AnchorConfig,
+    /// Sessions and token expiry.
+    pub sessions: auth::SessionPolicy,
 }
 
 impl Config {
@@ -74,6 +84,8 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
         Config {
             database: Database::Sqlite(data_dir.join("haneul.db")),
+            anchor: anchor::AnchorConfig::in_dir(&data_dir),
+            sessions: auth::SessionPolicy::default(),
             data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
             lease_ttl: Duration::from_secs(3),
@@ -81,6 +93,7 @@ impl Config {
             node_timeout: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             accounting: accounting::AccountingPolicy::default(),
+            metrics_token: None,
         }
     }
 }
@@ -117,6 +130,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub heartbeat_interval_ms: i64,
     pub accounting: Arc<accounting::AccountingPolicy>,
+    /// When set, `/metrics` answers only requests bearing this token.
+    pub metrics_token: Option<Arc<str>>,
+    /// Sessions and token expiry.
+    pub sessions: Arc<auth::SessionPolicy>,
 }
 
 impl AppState {
@@ -178,6 +195,8 @@ impl AppState {
             metrics,
             heartbeat_interval_ms,
             accounting: Arc::default(),
+            metrics_token: None,
+            sessions: Arc::default(),
         }
     }
 
@@ -233,7 +252,22 @@ async fn healthz(State(s): State<AppState>) -> Json<haneul_api::Health> {
     })
 }
 
-async fn metrics_text(State(s): State<AppState>) -> Response {
+async fn metrics_text(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(want) = &s.metrics_token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = sent.is_some_and(|t| {
+            use sha2::{Digest, Sha256};
+            // Compare digests so that the time taken says nothing about the token.
+            Sha256::digest(t.as_bytes()) == Sha256::digest(want.as_bytes())
+        });
+        if !ok {
+            return ApiError::Unauthenticated.into_response();
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -251,14 +285,16 @@ async fn not_found() -> ApiError {
     }
 }
 
-/// Records API latency by matched route (not raw path, which would explode label cardinality).
+/// Records API latency by matched route. Every label comes from a closed set: the route is one
+/// of the router's templates (never the raw path) and the method one of the standard ones, else
+/// `OTHER`, so that no request can add series of its own making.
 async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+        .unwrap_or_else(|| metrics::OTHER.into());
+    let method = metrics::method_label(req.method()).to_string();
     let t0 = Instant::now();
     let resp = next.run(req).await;
     let label = RouteLabel {
@@ -359,6 +395,10 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/metrics", get(metrics_text))
         .merge(portal::router(state.clone()))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -512,6 +552,20 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         cfg.heartbeat_interval.as_millis() as i64,
     )
     .with_accounting(accounting);
+    let mut state = state;
+    state.metrics_token = cfg.metrics_token.as_deref().map(Arc::from);
+    state.sessions = Arc::new(cfg.sessions.clone());
+    let key =
+        anchor::load_or_create_key(&cfg.anchor.key_file).map_err(|source| ServerError::Io {
+            path: cfg.anchor.key_file.clone(),
+            source,
+        })?;
+    tokio::spawn(anchor::run(
+        state.store.clone(),
+        cfg.anchor.clone(),
+        key,
+        signals.shutdown.subscribe(),
+    ));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServerError::Listen {
