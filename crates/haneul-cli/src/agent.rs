@@ -1379,6 +1379,17 @@ impl Client {
         path: &str,
         body: Option<&str>,
     ) -> Result<(u16, String), CallError> {
+        self.raw_with(method, path, body, &[])
+    }
+
+    /// [`Client::raw`] with more request headers (`Idempotency-Key`).
+    pub(crate) fn raw_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, String), CallError> {
         let t = |e: std::io::Error| CallError::Transient(format!("{method} {path}: {e}"));
         let addr = self
             .host
@@ -1392,9 +1403,13 @@ impl Client {
         ))
         .map_err(t)?;
         let body = body.unwrap_or("");
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+             Content-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
             self.host,
             self.token,
             body.len()

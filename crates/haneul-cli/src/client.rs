@@ -5,7 +5,7 @@
 use crate::agent::{CallError, Client};
 use crate::i18n::{M, t};
 use crate::jobfile::{self, JobFile};
-use crate::output::{UsageError, print_json, stdout_colour, table};
+use crate::output::{UsageError, print_json, shown, stdout_colour, table};
 use anyhow::{Context, bail};
 use clap::Args;
 use haneul_api::{AwardBalance, ErrorBody, Job, JobDetail, JobList, LogChunk, Project, User};
@@ -220,9 +220,16 @@ impl Api {
         body: Option<Value>,
     ) -> anyhow::Result<String> {
         let body = body.map(|b| b.to_string());
-        match self.client.raw(method, path, body.as_deref()) {
-            Ok((_, text)) => Ok(text),
-            Err(CallError::Refused(status, text)) => {
+        self.client
+            .raw(method, path, body.as_deref())
+            .map(|(_, text)| text)
+            .map_err(|e| self.explain(e, path))
+    }
+
+    /// A failed call as the message a user reads: the flag at fault, and a hint.
+    fn explain(&self, e: CallError, path: &str) -> anyhow::Error {
+        let r: anyhow::Result<()> = (|| match e {
+            CallError::Refused(status, text) => {
                 let (msg, field) = match serde_json::from_str::<ErrorBody>(&text) {
                     Ok(b) => (b.error.message, b.error.field),
                     Err(_) => (text, None),
@@ -245,12 +252,48 @@ impl Api {
                     _ => bail!("{msg}"),
                 }
             }
-            Err(CallError::Transient(m)) => bail!(
+            CallError::Transient(m) => bail!(
                 "{}",
                 t(M::Unreachable)
                     .arg("server", &self.server)
                     .arg("error", m)
             ),
+        })();
+        r.err().unwrap_or_else(|| anyhow::anyhow!("call failed"))
+    }
+
+    /// Submits one job. Each logical submit gets a fresh `Idempotency-Key`; when the connection
+    /// fails or the server answers 5xx (it died, restarts, or fails over), the same request is
+    /// sent again with the same key, so a job is made exactly once whether or not an answer
+    /// was lost (docs/server.md). Retries back off exponentially with jitter, about a minute
+    /// in all.
+    fn submit_job(&self, body: &Value) -> anyhow::Result<Job> {
+        use rand::Rng;
+        const TRIES: u32 = 16;
+        let key = format!("{:032x}", rand::rng().random::<u128>());
+        let text = body.to_string();
+        let mut delay = std::time::Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.client.raw_with(
+                "POST",
+                "/v1/jobs",
+                Some(&text),
+                &[("Idempotency-Key", &key)],
+            ) {
+                Ok((_, answer)) => {
+                    return serde_json::from_str(&answer)
+                        .context("POST /v1/jobs: unexpected answer from the server");
+                }
+                Err(CallError::Transient(m)) if tries < TRIES => {
+                    tracing::debug!("submit: {m}; retrying with the same key");
+                    let jitter = rand::rng().random_range(0.5..1.5);
+                    std::thread::sleep(delay.mul_f64(jitter));
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+                Err(e) => return Err(self.explain(e, "/v1/jobs")),
+            }
         }
     }
 
@@ -368,7 +411,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         if let Some(n) = &plan.name {
             body["name"] = json!(n);
         }
-        let job: Job = api.call("POST", "/v1/jobs", Some(body))?;
+        let job = api.submit_job(&body)?;
         if api.json {
             return print_json(&job);
         }
@@ -396,7 +439,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
             deps.push(json!({"kind": "afterany", "job": jobs[k - n as usize].id}));
         }
         b["dependencies"] = json!(deps);
-        match api.call::<Job>("POST", "/v1/jobs", Some(b)) {
+        match api.submit_job(&b) {
             Ok(j) => jobs.push(j),
             Err(e) if !jobs.is_empty() => {
                 let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
@@ -499,12 +542,12 @@ pub fn queue(args: QueueArgs) -> anyhow::Result<()> {
     for j in &list.jobs {
         t.add_row(vec![
             j.id.to_string(),
-            j.name.clone(),
+            shown(&j.name),
             crate::output::state(&j.state, colour),
             j.replicas.to_string(),
             j.gpus_per_task.to_string(),
             j.project.to_string(),
-            j.command.join(" "),
+            shown(&j.command.join(" ")),
         ]);
     }
     println!("{t}");
@@ -534,19 +577,19 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
     println!(
         "job {} `{}`: {}",
         j.id,
-        j.name,
+        shown(&j.name),
         crate::output::state(&j.state, stdout_colour())
     );
-    println!("  command:  {}", j.command.join(" "));
+    println!("  command:  {}", shown(&j.command.join(" ")));
     if let Some(image) = &j.container_image {
-        println!("  image:    {image}");
+        println!("  image:    {}", shown(image));
     }
     println!("  tasks:    {} x {} GPU", j.replicas, j.gpus_per_task);
     if let Some(c) = j.exit_code {
         println!("  exit:     {c}");
     }
     if let Some(r) = &j.reason {
-        println!("  reason:   {r}");
+        println!("  reason:   {}", shown(r));
     }
     if !j.dependencies.is_empty() {
         let deps: Vec<String> = j
