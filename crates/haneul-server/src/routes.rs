@@ -777,6 +777,9 @@ async fn list_jobs(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad("limit", "must be 1 to 1000"));
     }
+    if q.project.is_some_and(|p| p < 1) {
+        return Err(ApiError::bad("project", "a project id is a positive integer"));
+    }
     let state = match &q.state {
         None => None,
         Some(v) => Some(st::JobState::parse(v).ok_or_else(|| {

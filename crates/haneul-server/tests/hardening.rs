@@ -7,7 +7,7 @@
 mod common;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{Request, StatusCode};
 use common::Harness;
 use serde_json::{Value, json};
 use std::time::Duration;
