@@ -123,7 +123,7 @@ fn retrying_clients_across_a_kill(data: &std::path::Path, database: Option<&str>
     );
     for (name, ok, id, err) in &results {
         assert!(
-            ok && id.is_some(),
+            *ok && id.is_some(),
             "submit {name} failed across the restart: {err}"
         );
     }

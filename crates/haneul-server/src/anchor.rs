@@ -177,10 +177,10 @@ pub enum Found {
 
 /// Checks each checkpoint against what the database holds: a missing entry is a truncated tail,
 /// another hash a rewritten one. Returns the newest checkpoint that holds.
-pub fn check<'a>(
-    checkpoints: &'a [Checkpoint],
+pub fn check(
+    checkpoints: &[Checkpoint],
     mut lookup: impl FnMut(i64) -> Result<Found, String>,
-) -> Result<&'a Checkpoint, String> {
+) -> Result<&Checkpoint, String> {
     for cp in checkpoints {
         match lookup(cp.seq)? {
             Found::Entry(hash) if hash == cp.hash => {}

@@ -80,11 +80,13 @@ pub fn token_refusal(t: &haneul_store::TokenRecord, now: i64) -> Option<ApiError
 /// this server is dropped at once; through another server (HA) it stops working within this.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(2);
 
+/// A verified token: its user, its expiry, and when it was verified.
+type Verified = (UserRecord, Option<i64>, Instant);
+
 /// Verified tokens by hash, so that a busy client costs one store read per TTL, not per request.
 #[derive(Default)]
 pub struct TokenCache {
-    /// The user, the token's expiry, and when it was verified.
-    map: Mutex<HashMap<String, (UserRecord, Option<i64>, Instant)>>,
+    map: Mutex<HashMap<String, Verified>>,
 }
 
 impl TokenCache {

@@ -778,7 +778,10 @@ async fn list_jobs(
         return Err(ApiError::bad("limit", "must be 1 to 1000"));
     }
     if q.project.is_some_and(|p| p < 1) {
-        return Err(ApiError::bad("project", "a project id is a positive integer"));
+        return Err(ApiError::bad(
+            "project",
+            "a project id is a positive integer",
+        ));
     }
     let state = match &q.state {
         None => None,

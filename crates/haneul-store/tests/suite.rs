@@ -59,7 +59,7 @@ async fn node(store: &dyn Store, name: &str, now: i64) -> NodeRecord {
             &admin(),
             NewNode {
                 name: name.into(),
-                pool: "main".into(),
+                pool: DEFAULT_POOL.into(),
                 block: "b1".into(),
                 gpu_model: GpuModel::new("H200").unwrap(),
                 gpus: 8,
@@ -1220,7 +1220,7 @@ pub async fn fleet_summary_and_ledger_spans(store: &dyn Store) {
         s.gpus,
         vec![FleetGpus {
             pool_id: n1.pool_id,
-            pool: "main".into(),
+            pool: DEFAULT_POOL.into(),
             gpu_model: "H200".into(),
             nodes: 3,
             total: 24,
