@@ -45,24 +45,104 @@ pub enum Role {
     Agent,
 }
 
+// --- closed sets of values, for the OpenAPI document ---
+//
+// The wire fields below stay `String` (the server names the field and the fix when a value is
+// unknown); these types only tell the OpenAPI document which values there are.
+
+/// A job's state.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStateName {
+    Queued,
+    Running,
+    Stopping,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+/// A job's priority.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityName {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+/// Who may use a pool's GPUs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LendingName {
+    Open,
+    OwnerOnly,
+}
+
+/// An organisation's class.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrgClassName {
+    Academia,
+    Institute,
+    Startup,
+    Enterprise,
+    Partner,
+    PublicAgency,
+}
+
+/// An organisation's verification.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationName {
+    Verified,
+    Pending,
+    Suspended,
+}
+
+/// The states an operator may set on a node.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStateChangeName {
+    Draining,
+    Up,
+}
+
+/// How a dependent job waits for its parent.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyKindName {
+    Afterok,
+    Afterany,
+}
+
+/// An ISO 3166-1 alpha-2 country code pattern.
+pub const COUNTRY_PATTERN: &str = "^[A-Z]{2}$";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgCreate {
     pub name: String,
     /// academia, institute, startup, enterprise, partner or public-agency.
     #[serde(default = "default_class")]
+    #[schema(value_type = OrgClassName)]
     pub class: String,
     /// ISO 3166-1 alpha-2 country of the headquarters, for example `KR`.
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country: String,
     #[serde(default)]
     pub parent: Option<i64>,
     /// ISO 3166-1 alpha-2 country of the ultimate parent, when it is not a registered
     /// organisation (`parent`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub parent_country: Option<String>,
     /// `verified` (default: the centre admin registering it vouches for it) or `pending`
     /// (verified later with `POST /v1/orgs/{id}/verify`). Only verified organisations run jobs.
     #[serde(default)]
+    #[schema(value_type = Option<VerificationName>)]
     pub verification: Option<String>,
 }
 
@@ -74,13 +154,16 @@ fn default_class() -> String {
 pub struct Org {
     pub id: i64,
     pub name: String,
+    #[schema(value_type = OrgClassName)]
     pub class: String,
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country: String,
     pub parent: Option<i64>,
     #[serde(default)]
     pub parent_country: Option<String>,
     /// `pending`, `verified` or `suspended`.
     #[serde(default)]
+    #[schema(value_type = VerificationName)]
     pub verification: String,
     pub created_at: i64,
 }
@@ -186,6 +269,11 @@ pub struct TokenCreate {
     pub user: Option<i64>,
     #[serde(default)]
     pub name: String,
+    /// Seconds the token works for, 60 to 315360000 (ten years). Absent: the server's default
+    /// for people's tokens (`--token-expiry-days`), and never for agents'.
+    #[serde(default)]
+    #[schema(minimum = 60, maximum = 315360000)]
+    pub expires_in_s: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -195,6 +283,9 @@ pub struct Token {
     pub name: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// When the token stops working; absent or null: never.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 /// A new token. The secret is shown once: the server keeps only its hash.
@@ -212,6 +303,7 @@ pub struct PoolCreate {
     pub owner: Option<i64>,
     /// `open` (any project) or `owner-only`.
     #[serde(default = "default_lending")]
+    #[schema(value_type = LendingName)]
     pub lending: String,
 }
 
@@ -224,6 +316,7 @@ pub struct Pool {
     pub id: i64,
     pub name: String,
     pub owner: Option<i64>,
+    #[schema(value_type = LendingName)]
     pub lending: String,
 }
 
@@ -265,6 +358,7 @@ pub struct Node {
 #[serde(deny_unknown_fields)]
 pub struct NodeStateChange {
     /// `draining` or `up`.
+    #[schema(value_type = NodeStateChangeName)]
     pub state: String,
 }
 
@@ -294,6 +388,7 @@ pub struct JobSubmit {
     pub memory_mib_per_task: u64,
     /// low, normal, high or urgent.
     #[serde(default)]
+    #[schema(value_type = Option<PriorityName>)]
     pub priority: Option<String>,
     #[serde(default = "yes")]
     pub preemptible: bool,
@@ -320,6 +415,7 @@ pub struct JobSubmit {
 #[serde(deny_unknown_fields)]
 pub struct JobDependency {
     /// `afterok` (the parent must succeed) or `afterany` (the parent must end).
+    #[schema(value_type = DependencyKindName)]
     pub kind: String,
     /// The parent job's id.
     pub job: i64,
@@ -340,12 +436,14 @@ pub struct Job {
     pub user: i64,
     pub name: String,
     /// queued, running, stopping, succeeded, failed, cancelled or timed_out.
+    #[schema(value_type = JobStateName)]
     pub state: String,
     pub command: Vec<String>,
     pub replicas: u32,
     pub gpus_per_task: u32,
     pub gpu_fraction_milli: Option<u32>,
     pub gpu_models: Vec<String>,
+    #[schema(value_type = PriorityName)]
     pub priority: String,
     pub preemptible: bool,
     pub time_limit_s: Option<u64>,
@@ -740,6 +838,7 @@ pub struct GpuWeight {
 pub struct OrgVerify {
     /// `verified`, `pending` or `suspended`.
     #[serde(default = "default_verified")]
+    #[schema(value_type = VerificationName)]
     pub status: String,
 }
 

@@ -4,7 +4,7 @@
 
 use crate::i18n::{M, t};
 use crate::jobfile::{self, JobFile};
-use crate::output::{UsageError, print_json, stdout_colour, table};
+use crate::output::{UsageError, print_json, shown, stdout_colour, table};
 use anyhow::{Context, bail};
 use clap::Args;
 use haneul_api::{AwardBalance, ErrorBody, Job, JobDetail, JobList, LogChunk, Project, User};
@@ -135,8 +135,11 @@ pub struct Api {
     pub json: bool,
 }
 
-/// Tries of a call that is safe to repeat (reads, and submits with their idempotency key).
+/// Tries of a read, which is safe to repeat.
 const TRIES: u32 = 4;
+/// Tries of a submit: its idempotency key makes a repeat safe, and enough tries (backing off to
+/// 5 s apart) outlast a server's restart or fail-over, so no submit is lost to one.
+const SUBMIT_TRIES: u32 = 16;
 
 impl Conn {
     pub fn open(&self) -> anyhow::Result<Api> {
@@ -230,6 +233,12 @@ impl Api {
             .with_context(|| format!("{method} {path}: unexpected answer from the server"))
     }
 
+    /// Submits one job: one `Idempotency-Key` for every try (see [`Api::call_text`]), so the
+    /// server makes it once whether or not an answer was lost.
+    fn submit_job(&self, body: &Value) -> anyhow::Result<Job> {
+        self.call("POST", "/v1/jobs", Some(body.clone()))
+    }
+
     /// [`Api::call`] for answers that are not JSON (CSV statements).
     pub(crate) fn call_text(
         &self,
@@ -244,7 +253,7 @@ impl Api {
             ("GET", _) => (Retry::times(TRIES), vec![]),
             // One key per logical submit, the same on every try: the server makes one job.
             ("POST", "/v1/jobs") => (
-                Retry::times(TRIES),
+                Retry::times(SUBMIT_TRIES),
                 vec![(haneul_client::IDEMPOTENCY_HEADER, key.as_str())],
             ),
             _ => (Retry::never(), vec![]),
@@ -411,7 +420,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         if let Some(n) = &plan.name {
             body["name"] = json!(n);
         }
-        let job: Job = api.call("POST", "/v1/jobs", Some(body))?;
+        let job = api.submit_job(&body)?;
         if api.json {
             return print_json(&job);
         }
@@ -439,7 +448,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
             deps.push(json!({"kind": "afterany", "job": jobs[k - n as usize].id}));
         }
         b["dependencies"] = json!(deps);
-        match api.call::<Job>("POST", "/v1/jobs", Some(b)) {
+        match api.submit_job(&b) {
             Ok(j) => jobs.push(j),
             Err(e) if !jobs.is_empty() => {
                 let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
@@ -542,12 +551,12 @@ pub fn queue(args: QueueArgs) -> anyhow::Result<()> {
     for j in &list.jobs {
         t.add_row(vec![
             j.id.to_string(),
-            j.name.clone(),
+            shown(&j.name),
             crate::output::state(&j.state, colour),
             j.replicas.to_string(),
             j.gpus_per_task.to_string(),
             j.project.to_string(),
-            j.command.join(" "),
+            shown(&j.command.join(" ")),
         ]);
     }
     println!("{t}");
@@ -577,19 +586,19 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
     println!(
         "job {} `{}`: {}",
         j.id,
-        j.name,
+        shown(&j.name),
         crate::output::state(&j.state, stdout_colour())
     );
-    println!("  command:  {}", j.command.join(" "));
+    println!("  command:  {}", shown(&j.command.join(" ")));
     if let Some(image) = &j.container_image {
-        println!("  image:    {image}");
+        println!("  image:    {}", shown(image));
     }
     println!("  tasks:    {} x {} GPU", j.replicas, j.gpus_per_task);
     if let Some(c) = j.exit_code {
         println!("  exit:     {c}");
     }
     if let Some(r) = &j.reason {
-        println!("  reason:   {r}");
+        println!("  reason:   {}", shown(r));
     }
     if !j.dependencies.is_empty() {
         let deps: Vec<String> = j

@@ -334,7 +334,9 @@ pub struct TokenArgs {
 #[derive(Subcommand)]
 enum TokenCmd {
     /// Mint a token (for yourself, or for a user you manage). The secret is shown once.
-    #[command(after_help = "Examples:\n  haneul token create --user 7 --out kim.token")]
+    #[command(
+        after_help = "Examples:\n  haneul token create --user 7 --out kim.token\n  haneul token create --expires 90d"
+    )]
     Create {
         /// The user it acts as (default: you).
         #[arg(long)]
@@ -344,6 +346,10 @@ enum TokenCmd {
         /// Write the secret to this file (mode 0600) instead of printing it.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// How long the token works: a number with s, m, h or d (`90d`, `12h`). Default: the
+        /// server's default for people's tokens; agents' tokens never expire unless given one.
+        #[arg(long, value_parser = parse_expiry)]
+        expires: Option<i64>,
     },
     /// Your tokens (all tokens for a centre admin); secrets are never shown again.
     #[command(after_help = "Examples:\n  haneul token list --json")]
@@ -353,18 +359,37 @@ enum TokenCmd {
     Revoke { id: i64 },
 }
 
+/// `90d`, `12h`, `30m`, `600s` as seconds.
+fn parse_expiry(s: &str) -> Result<i64, String> {
+    let bad = || format!("`{s}`: give a number with s, m, h or d, for example 90d");
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let mul = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    if n <= 0 {
+        return Err(bad());
+    }
+    n.checked_mul(mul).ok_or_else(bad)
+}
+
 fn print_tokens(api: &Api, ts: &[Token]) -> anyhow::Result<()> {
     if api.json {
         return print_json(&ts);
     }
-    let mut t = table(&["ID", "USER", "NAME", "CREATED", "REVOKED"]);
+    let mut t = table(&["ID", "USER", "NAME", "CREATED", "REVOKED", "EXPIRES"]);
     for tk in ts {
         t.add_row(vec![
             tk.id.to_string(),
             tk.user.to_string(),
-            tk.name.clone(),
+            crate::output::shown(&tk.name),
             tk.created_at.to_string(),
             tk.revoked_at.map(|r| r.to_string()).unwrap_or_default(),
+            tk.expires_at.map(|r| r.to_string()).unwrap_or_default(),
         ]);
     }
     println!("{t}");
@@ -387,7 +412,12 @@ fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
 pub fn token(args: TokenArgs) -> anyhow::Result<()> {
     let api = args.conn.open()?;
     match args.cmd {
-        TokenCmd::Create { user, name, out } => {
+        TokenCmd::Create {
+            user,
+            name,
+            out,
+            expires,
+        } => {
             // Refuse a path in use before minting, so no secret is made and then lost.
             if let Some(p) = &out
                 && p.exists()
@@ -397,7 +427,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
             let c: TokenCreated = api.call(
                 "POST",
                 "/v1/tokens",
-                Some(json!({"user": user, "name": name})),
+                Some(json!({"user": user, "name": name, "expires_in_s": expires})),
             )?;
             if let Some(p) = &out {
                 write_secret(p, &c.secret)?;
@@ -631,9 +661,17 @@ enum AuditCmd {
         #[arg(long)]
         limit: Option<usize>,
     },
-    /// Recompute the audit log's hash chain; exit 1 if it is broken.
-    #[command(after_help = "Examples:\n  haneul audit verify")]
-    Verify,
+    /// Recompute the audit log's hash chain; exit 1 if it is broken. With --checkpoint, also
+    /// check the server's signed checkpoints: an entry they name that is gone (a truncated
+    /// tail) or changed (a rewritten one) is a failure.
+    #[command(
+        after_help = "Examples:\n  haneul audit verify\n  haneul audit verify --checkpoint /var/lib/haneul/audit-checkpoints.jsonl"
+    )]
+    Verify {
+        /// The server's checkpoint file (DIR/audit-checkpoints.jsonl), or a copy of it.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 /// Entries come from the server in pages; the filters are applied here, as the API filters by
@@ -703,17 +741,57 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
             println!("{t}");
             Ok(())
         }
-        AuditCmd::Verify => match api.call::<AuditVerify>("GET", "/v1/audit/verify", None) {
-            Ok(v) => {
-                if api.json {
-                    return print_json(&v);
+        AuditCmd::Verify { checkpoint } => {
+            let v = match api.call::<AuditVerify>("GET", "/v1/audit/verify", None) {
+                Ok(v) => v,
+                Err(e) => bail!("{}", t(M::AuditBroken).arg("error", e)),
+            };
+            let anchored = match &checkpoint {
+                None => None,
+                Some(file) => Some(
+                    check_checkpoints(&api, file, v.entries)
+                        .map_err(|e| anyhow::anyhow!("{}", t(M::AuditBroken).arg("error", e)))?,
+                ),
+            };
+            if api.json {
+                let mut out = serde_json::to_value(&v)?;
+                if let Some(cp) = &anchored {
+                    out["checkpoint"] = json!({"seq": cp.seq, "hash": cp.hash, "at": cp.at,
+                                               "public_key": cp.public_key});
                 }
-                println!("{}", t(M::AuditIntact).arg("entries", v.entries));
-                Ok(())
+                return print_json(&out);
             }
-            Err(e) => bail!("{}", t(M::AuditBroken).arg("error", e)),
-        },
+            println!("{}", t(M::AuditIntact).arg("entries", v.entries));
+            if let Some(cp) = anchored {
+                println!(
+                    "the signed checkpoints hold, the newest at entry {} (key {})",
+                    cp.seq,
+                    &cp.public_key[..16]
+                );
+            }
+            Ok(())
+        }
     }
+}
+
+/// Checks every checkpoint of `file` against the server's audit log.
+fn check_checkpoints(
+    api: &Api,
+    file: &std::path::Path,
+    entries: i64,
+) -> Result<haneul_server::anchor::Checkpoint, String> {
+    use haneul_server::anchor::{Found, check, read};
+    let cps = read(file)?;
+    let newest = check(&cps, |seq| {
+        let page: Vec<AuditEntry> = api
+            .call("GET", &format!("/v1/audit?after={}&limit=1", seq - 1), None)
+            .map_err(|e| e.to_string())?;
+        match page.first() {
+            Some(e) if e.seq == seq => Ok(Found::Entry(e.hash.clone())),
+            _ => Ok(Found::Missing { entries }),
+        }
+    })?;
+    Ok(newest.clone())
 }
 
 #[cfg(test)]

@@ -60,6 +60,24 @@ pub fn red(text: &str, colour: bool) -> String {
     }
 }
 
+/// `text` safe to print in a table or a line: every control character (ESC, CR, LF, tab, ...)
+/// is written as its escape (`\u{1b}`), so a tenant's job name cannot move the cursor, clear
+/// the screen or forge rows in an operator's terminal.
+pub fn shown(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// A borderless table like squeue's.
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -86,5 +104,12 @@ mod tests {
         assert!(colour_allowed(true, Some("".into())));
         assert_eq!(state("failed", false), "failed");
         assert!(state("failed", true).contains("\x1b[31m"));
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(shown("train 하늘"), "train 하늘");
+        assert_eq!(shown("a\x1b[2Jb\r\nc"), "a\\u{1b}[2Jb\\u{d}\\u{a}c");
+        assert!(!shown("\x07\x1b\u{9b}").chars().any(char::is_control));
     }
 }

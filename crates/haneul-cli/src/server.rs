@@ -60,6 +60,34 @@ pub struct ServerArgs {
     /// proxy on a network you trust: tokens and job output cross it in clear text.
     #[arg(long, env = "HANEUL_INSECURE_HTTP", conflicts_with = "tls_cert")]
     insecure_http: bool,
+    /// File holding a token that `/metrics` then requires as `Authorization: Bearer`
+    /// (Prometheus: `authorization: {credentials_file: ...}`); without it `/metrics` is open.
+    #[arg(long, env = "HANEUL_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<PathBuf>,
+    /// Days a person's token works when created without `--expires` (agents' tokens never
+    /// expire unless given one). 0: no default expiry.
+    #[arg(long, default_value_t = 0)]
+    token_expiry_days: u64,
+    /// Minutes a portal session lasts without a request.
+    #[arg(long, default_value_t = 30)]
+    session_idle_minutes: u64,
+    /// Hours a portal session lasts at most.
+    #[arg(long, default_value_t = 12)]
+    session_hours: u64,
+    /// Mark the portal's session cookie `Secure` (set this when clients reach the server over
+    /// TLS, directly or through a proxy).
+    #[arg(long)]
+    secure_cookie: bool,
+    /// The ed25519 key that signs audit checkpoints (default: DIR/audit.key, made on first
+    /// start). Keep it, or a copy of its public half, away from the database's administrators.
+    #[arg(long)]
+    audit_key: Option<PathBuf>,
+    /// Where signed audit checkpoints are appended (default: DIR/audit-checkpoints.jsonl).
+    #[arg(long)]
+    audit_checkpoints: Option<PathBuf>,
+    /// Seconds between audit checkpoints (one is written only when the log grew).
+    #[arg(long, default_value_t = 60)]
+    audit_checkpoint_interval: u64,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -206,6 +234,38 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         });
     }
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    if args.session_idle_minutes == 0
+        || args.session_hours == 0
+        || args.audit_checkpoint_interval == 0
+    {
+        anyhow::bail!(
+            "--session-idle-minutes, --session-hours and --audit-checkpoint-interval must be at least 1"
+        );
+    }
+    cfg.sessions.default_token_ttl =
+        (args.token_expiry_days > 0).then(|| Duration::from_secs(args.token_expiry_days * 86_400));
+    cfg.sessions.session_idle = Duration::from_secs(args.session_idle_minutes * 60);
+    cfg.sessions.session_absolute = Duration::from_secs(args.session_hours * 3600);
+    cfg.sessions.secure_cookie = args.secure_cookie;
+    if let Some(k) = &args.audit_key {
+        cfg.anchor.key_file = k.clone();
+    }
+    if let Some(f) = &args.audit_checkpoints {
+        cfg.anchor.checkpoint_file = f.clone();
+    }
+    cfg.anchor.interval = Duration::from_secs(args.audit_checkpoint_interval);
+    if let Some(f) = &args.metrics_token_file {
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("--metrics-token-file: cannot read {}", f.display()))?;
+        let t = t.trim();
+        if t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            anyhow::bail!(
+                "--metrics-token-file: {} must hold one token of at least 16 printable characters",
+                f.display()
+            );
+        }
+        cfg.metrics_token = Some(t.to_string());
+    }
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let mut running = haneul_server::start(cfg.clone())

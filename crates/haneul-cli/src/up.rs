@@ -272,6 +272,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             ca.server.cert.display().to_string(),
             "--tls-key".into(),
             ca.server.key.display().to_string(),
+            // The portal's session cookie then travels over TLS only.
+            "--secure-cookie".into(),
         ]);
         Some(ca.ca_cert.clone())
     } else {

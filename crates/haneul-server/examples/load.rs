@@ -174,6 +174,7 @@ async fn main() {
                             spec: spec.clone(),
                             command: vec!["true".into()],
                             container_image: None,
+                            idempotency: None,
                         },
                     )
                 })

@@ -569,6 +569,7 @@ fn actor(c: &Caller) -> st::Actor {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ProjectQuery {
     /// Only this project.
@@ -617,7 +618,7 @@ async fn balances(
 
 /// Top an award up (positive `gpu_hours`) or take hours back (negative); centre admin.
 #[utoipa::path(post, path = "/v1/awards/{id}/adjust", tag = "awards", request_body = AwardAdjust,
-    params(("id" = i64, Path, description = "award id")),
+    params(("id" = i64, Path, description = "award id", minimum = 1)),
     responses((status = 201, body = AwardChange), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn adjust_award(
@@ -627,6 +628,7 @@ async fn adjust_award(
     Body(b): Body<AwardAdjust>,
 ) -> Result<(StatusCode, Json<AwardChange>), ApiError> {
     caller.admin()?;
+    crate::validate::text("reason", &b.reason, 1024)?;
     let c = s
         .store
         .adjust_award(&actor(&caller), id, b.gpu_hours, &b.reason, now_ms())
@@ -648,7 +650,7 @@ fn change_to_api(c: st::AwardChange) -> AwardChange {
 
 /// An award's top-ups and take-backs.
 #[utoipa::path(get, path = "/v1/awards/{id}/changes", tag = "awards",
-    params(("id" = i64, Path, description = "award id")),
+    params(("id" = i64, Path, description = "award id", minimum = 1)),
     responses((status = 200, body = Vec<AwardChange>), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn award_changes(
@@ -676,6 +678,7 @@ async fn award_changes(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LedgerQuery {
     /// Only this project.
@@ -730,16 +733,19 @@ async fn ledger(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StatementQuery {
     /// `YYYY-MM`, in the centre's time zone (`time_zone` in accounting.toml, default
     /// Asia/Seoul).
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
     month: String,
     /// Only this project.
     project: Option<i64>,
     /// Only this organisation: its projects' use, and credits it earned as a pool owner.
     org: Option<i64>,
     /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
 }
 
@@ -928,11 +934,14 @@ async fn set_weight(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SeriesQuery {
     /// `org` or `project` (default): one line per organisation or per project.
+    #[param(pattern = "^(org|project)$")]
     by: Option<String>,
     /// `hour` or `day` (default); days run from midnight to midnight in the centre's time zone.
+    #[param(pattern = "^(hour|day)$")]
     bucket: Option<String>,
     /// Start, Unix milliseconds or `YYYY-MM-DD`, rounded down to a bucket (default: 48 hours
     /// or 30 days before `to`).

@@ -54,12 +54,7 @@ async fn register(
 ) -> Result<Json<Node>, ApiError> {
     caller.agent()?;
     for (field, v) in [("name", &b.name), ("pool", &b.pool), ("block", &b.block)] {
-        if v.is_empty() || v.len() > 128 || v.chars().any(|c| c.is_control()) {
-            return Err(ApiError::bad(
-                field,
-                "must be 1 to 128 printable characters",
-            ));
-        }
+        crate::validate::name(field, v, 128)?;
     }
     let model = haneul_model::GpuModel::new(&b.gpu_model)?;
     if !(0..=crate::MAX_GPUS_PER_NODE as i64).contains(&b.gpus) {
@@ -93,7 +88,9 @@ async fn register(
         ));
     }
     if let Some(a) = &b.address
-        && (a.is_empty() || a.len() > 253 || a.chars().any(|c| c.is_whitespace() || c.is_control()))
+        && (a.is_empty()
+            || a.chars().count() > 253
+            || a.chars().any(|c| c.is_whitespace() || c.is_control()))
     {
         return Err(ApiError::bad(
             "address",
@@ -176,7 +173,7 @@ async fn register(
 /// Tell the server the node is alive. A node silent for longer than the node timeout is
 /// marked lost and its work requeued.
 #[utoipa::path(post, path = "/v1/agent/nodes/{id}/heartbeat", tag = "agent",
-    params(("id" = i64, Path, description = "node id")),
+    params(("id" = i64, Path, description = "node id", minimum = 1)),
     responses((status = 200, body = HeartbeatAck), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn heartbeat(
@@ -194,6 +191,7 @@ async fn heartbeat(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PollQuery {
     /// The `etag` of the last answer: wait until the assignments differ from it.
@@ -252,7 +250,7 @@ fn etag_of(list: &[Assignment]) -> String {
 /// Tasks this node must run or stop. With `etag` and `wait_ms`, the answer is held until the
 /// list changes or the wait ends (a long poll).
 #[utoipa::path(get, path = "/v1/agent/nodes/{id}/assignments", tag = "agent",
-    params(("id" = i64, Path, description = "node id"), PollQuery),
+    params(("id" = i64, Path, description = "node id", minimum = 1), PollQuery),
     responses((status = 200, body = AssignmentList), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn assignments(
@@ -304,7 +302,7 @@ async fn assignments(
 /// Report that a task started (no `exit_code`) or exited. Refused with 409 when the fence is
 /// not the job's current attempt or the task is not on this node.
 #[utoipa::path(post, path = "/v1/agent/nodes/{id}/reports", tag = "agent",
-    params(("id" = i64, Path, description = "node id")),
+    params(("id" = i64, Path, description = "node id", minimum = 1)),
     request_body = TaskReport,
     responses((status = 200, body = Attempt), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
@@ -315,6 +313,16 @@ async fn report(
     Body(b): Body<TaskReport>,
 ) -> Result<Json<Attempt>, ApiError> {
     own_node(&s, &caller, id).await?;
+    // A process's exit status is 0 to 255 on the platforms agents run on (a signal is
+    // reported as 128 + its number).
+    if let Some(code) = b.exit_code
+        && !(0..=255).contains(&code)
+    {
+        return Err(ApiError::bad(
+            "exit_code",
+            format!("must be 0 to 255 (a signal is 128 + its number), got {code}"),
+        ));
+    }
     let a = s
         .store
         .report_task(
@@ -338,7 +346,7 @@ async fn report(
 
 /// Append output of a task; upload a task's last output before reporting its exit.
 #[utoipa::path(post, path = "/v1/agent/nodes/{id}/logs", tag = "agent",
-    params(("id" = i64, Path, description = "node id")),
+    params(("id" = i64, Path, description = "node id", minimum = 1)),
     request_body = LogUpload,
     responses((status = 204), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
@@ -365,7 +373,7 @@ async fn upload_logs(
 /// requeues the jobs running on it (their attempts end as `node_lost`); the agent stops their
 /// tasks when they leave its assignments. A pass resumes a node that a failure drained.
 #[utoipa::path(post, path = "/v1/agent/nodes/{id}/health", tag = "agent",
-    params(("id" = i64, Path, description = "node id")),
+    params(("id" = i64, Path, description = "node id", minimum = 1)),
     request_body = HealthReport,
     responses((status = 200, body = Node), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
@@ -376,13 +384,14 @@ async fn health(
     Body(b): Body<HealthReport>,
 ) -> Result<Json<Node>, ApiError> {
     own_node(&s, &caller, id).await?;
-    if let Some(f) = &b.failure
-        && (f.is_empty() || f.len() > 4096)
-    {
-        return Err(ApiError::bad(
-            "failure",
-            "must be 1 to 4096 bytes saying what failed; omit it when healthy",
-        ));
+    if let Some(f) = &b.failure {
+        if f.is_empty() {
+            return Err(ApiError::bad(
+                "failure",
+                "must say what failed in 1 to 4096 characters; omit it when healthy",
+            ));
+        }
+        crate::validate::text("failure", f, 4096)?;
     }
     let (n, requeued) = s
         .store

@@ -16,30 +16,93 @@ use std::time::{Duration, Instant};
 /// The authenticated user behind a request.
 pub struct Caller(pub UserRecord);
 
+/// A user the portal resolved from its session cookie, attached to the portal's in-process API
+/// requests. Only the server itself can set a request extension; nothing a client sends
+/// becomes one.
+#[derive(Clone)]
+pub struct SessionUser(pub UserRecord);
+
+/// Token expiry and the portal's sessions (docs/server.md, security model).
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    /// Expiry given to a person's token created without one; `None`: such tokens never expire.
+    pub default_token_ttl: Option<Duration>,
+    /// A portal session ends after this long without a request...
+    pub session_idle: Duration,
+    /// ...and this long after sign-in in any case.
+    pub session_absolute: Duration,
+    /// Mark the session cookie `Secure` (the server is reached over TLS).
+    pub secure_cookie: bool,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy {
+            default_token_ttl: None,
+            session_idle: Duration::from_secs(30 * 60),
+            session_absolute: Duration::from_secs(12 * 3600),
+            secure_cookie: false,
+        }
+    }
+}
+
+/// A time as people read it in a message: `2026-12-04 20:55 UTC`.
+fn utc(ms: i64) -> String {
+    let min = ms.div_euclid(60_000).rem_euclid(24 * 60);
+    format!(
+        "{} {:02}:{:02} UTC",
+        crate::accounting::date(ms),
+        min / 60,
+        min % 60
+    )
+}
+
+/// Why a token that exists does not work, as the 401 says it.
+pub fn token_refusal(t: &haneul_store::TokenRecord, now: i64) -> Option<ApiError> {
+    if let Some(at) = t.revoked_at {
+        return Some(ApiError::TokenEnded(format!(
+            "this token was revoked (at {}); ask for a new one",
+            utc(at)
+        )));
+    }
+    if let Some(at) = t.expires_at
+        && at <= now
+    {
+        return Some(ApiError::TokenEnded(format!(
+            "this token expired at {}; create a new one with `haneul token create`",
+            utc(at)
+        )));
+    }
+    None
+}
+
 /// How long a verified token is trusted without asking the store again. A token revoked through
 /// this server is dropped at once; through another server (HA) it stops working within this.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(2);
 
+/// A verified token: its user, its expiry, and when it was verified.
+type Verified = (UserRecord, Option<i64>, Instant);
+
 /// Verified tokens by hash, so that a busy client costs one store read per TTL, not per request.
 #[derive(Default)]
 pub struct TokenCache {
-    map: Mutex<HashMap<String, (UserRecord, Instant)>>,
+    map: Mutex<HashMap<String, Verified>>,
 }
 
 impl TokenCache {
-    fn get(&self, hash: &str) -> Option<UserRecord> {
+    fn get(&self, hash: &str, now: i64) -> Option<UserRecord> {
         let map = self.map.lock().ok()?;
-        let (u, at) = map.get(hash)?;
-        (at.elapsed() < TOKEN_CACHE_TTL).then(|| u.clone())
+        let (u, expires, at) = map.get(hash)?;
+        (at.elapsed() < TOKEN_CACHE_TTL && expires.is_none_or(|e| now < e)).then(|| u.clone())
     }
 
-    fn put(&self, hash: String, user: UserRecord) {
+    fn put(&self, hash: String, user: UserRecord, expires: Option<i64>) {
         if let Ok(mut map) = self.map.lock() {
             // Bounded: past this many live tokens, start over rather than grow.
             if map.len() >= 100_000 {
                 map.clear();
             }
-            map.insert(hash, (user, Instant::now()));
+            map.insert(hash, (user, expires, Instant::now()));
         }
     }
 
@@ -55,6 +118,9 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(SessionUser(u)) = parts.extensions.get::<SessionUser>() {
+            return Ok(Caller(u.clone()));
+        }
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -66,16 +132,22 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
         let hash = haneul_store::hash_token(token);
-        if let Some(user) = state.tokens.get(&hash) {
+        let now = crate::controller::now_ms();
+        if let Some(user) = state.tokens.get(&hash, now) {
             return Ok(Caller(user));
         }
-        let user = state
+        let found = state
             .store
-            .authenticate(&hash)
+            .token_auth(&hash)
             .await?
             .ok_or(ApiError::Unauthenticated)?;
-        state.tokens.put(hash, user.clone());
-        Ok(Caller(user))
+        if let Some(refusal) = token_refusal(&found.token, now) {
+            return Err(refusal);
+        }
+        state
+            .tokens
+            .put(hash, found.user.clone(), found.token.expires_at);
+        Ok(Caller(found.user))
     }
 }
 

@@ -133,7 +133,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Set an organisation's verification (centre admin). Its projects run jobs only while it is
 /// `verified`.
 #[utoipa::path(post, path = "/v1/orgs/{id}/verify", tag = "tenants", request_body = OrgVerify,
-    params(("id" = i64, Path, description = "organisation id")),
+    params(("id" = i64, Path, description = "organisation id", minimum = 1)),
     responses((status = 200, body = Org), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn verify_org(

@@ -104,6 +104,7 @@ pub fn token(t: st::TokenRecord) -> api::Token {
         name: t.name,
         created_at: t.created_at,
         revoked_at: t.revoked_at,
+        expires_at: t.expires_at,
     }
 }
 
@@ -300,8 +301,9 @@ pub fn job_spec(s: &api::JobSubmit) -> Result<JobSpec, ApiError> {
     if s.command.len() > 4096 {
         return Err(ApiError::bad("command", "at most 4096 arguments"));
     }
-    if s.name.len() > 256 {
-        return Err(ApiError::bad("name", "at most 256 characters"));
+    crate::validate::optional_name("name", &s.name, 256)?;
+    for (i, arg) in s.command.iter().enumerate() {
+        crate::validate::text(&format!("command[{i}]"), arg, 65_536)?;
     }
     if s.replicas > 4096 {
         return Err(ApiError::bad("replicas", "at most 4096 tasks in one job"));
@@ -384,7 +386,7 @@ fn container_image(image: &str) -> Result<(), ApiError> {
             "must not be empty; leave it out to run the command without a container",
         ));
     }
-    if image.len() > MAX_IMAGE_LEN {
+    if image.chars().count() > MAX_IMAGE_LEN {
         return Err(ApiError::bad(
             FIELD,
             format!("at most {MAX_IMAGE_LEN} characters"),

@@ -25,10 +25,20 @@ pub enum ApiError {
     Conflict { field: String, reason: String },
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
+    #[error("send the body as JSON with `Content-Type: application/json` (got {0})")]
+    UnsupportedMediaType(String),
+    #[error("{field}: {reason}")]
+    Unprocessable { field: String, reason: String },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The audit chain does not verify: our failure, but one whose place the caller must see.
+    #[error("the audit chain is broken at entry {seq}: {reason}")]
+    AuditBroken { seq: i64, reason: String },
+    /// A token that was valid and is no more.
+    #[error("{0}")]
+    TokenEnded(String),
 }
 
 impl ApiError {
@@ -60,8 +70,24 @@ impl ApiError {
                 (StatusCode::CONFLICT, "conflict", Some(field.clone()))
             }
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                Some("content-type".into()),
+            ),
+            ApiError::Unprocessable { field, .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                Some(field.clone()),
+            ),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+            ApiError::AuditBroken { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit_chain_broken",
+                Some("seq".into()),
+            ),
+            ApiError::TokenEnded(_) => (StatusCode::UNAUTHORIZED, "unauthenticated", None),
         }
     }
 }
@@ -83,6 +109,10 @@ impl From<StoreError> for ApiError {
                 reason,
             },
             StoreError::NotLeader => ApiError::Unavailable("this server does not lead".into()),
+            StoreError::AuditBroken { seq, reason } => {
+                tracing::error!(seq, %reason, "audit chain broken");
+                ApiError::AuditBroken { seq, reason }
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::Internal(other.to_string())
@@ -109,9 +139,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, field) = self.parts();
         let message = match &self {
-            ApiError::BadRequest { reason, .. } | ApiError::Conflict { reason, .. } => {
-                reason.clone()
-            }
+            ApiError::BadRequest { reason, .. }
+            | ApiError::Conflict { reason, .. }
+            | ApiError::Unprocessable { reason, .. } => reason.clone(),
             // Details of our own failures go to the log, not to the client.
             ApiError::Internal(_) => "internal error; the server log has details".into(),
             other => other.to_string(),
@@ -136,6 +166,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         let limit = crate::BODY_LIMIT;
+        check_json_type(req.headers())?;
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| match e {
@@ -150,7 +181,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 "expected a JSON object, got an array",
             ));
         }
+        crate::validate::check_body(&bytes)?;
         parse_json(&bytes).map(Body)
+    }
+}
+
+/// A JSON body must say so: `application/json` or an `application/*+json` type. Anything else
+/// (a form, plain text, none) is 415, so a body is never read as something it was not sent as.
+pub fn check_json_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let raw = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let Some(raw) = raw else {
+        return Err(ApiError::UnsupportedMediaType("no Content-Type".into()));
+    };
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        let shown: String = raw.chars().filter(|c| !c.is_control()).take(64).collect();
+        Err(ApiError::UnsupportedMediaType(format!("`{shown}`")))
     }
 }
 

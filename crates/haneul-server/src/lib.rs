@@ -13,6 +13,7 @@
 
 pub mod accounting;
 pub mod agent;
+pub mod anchor;
 pub mod auth;
 pub mod batch;
 pub mod calendar;
@@ -21,6 +22,7 @@ pub mod controller;
 pub mod convert;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod identity;
 pub mod metrics;
 pub mod portal;
@@ -28,6 +30,7 @@ pub mod programmes;
 pub mod routes;
 pub mod serve;
 pub mod tls;
+pub mod validate;
 
 use crate::controller::{Controller, ControllerConfig, Signals};
 use crate::error::ApiError;
@@ -85,6 +88,13 @@ pub struct Config {
     pub insecure_http: bool,
     /// Timeouts, the connection cap and write rate limits.
     pub limits: serve::Limits,
+    /// Bearer token that `/metrics` requires; `None` leaves it open (as Prometheus expects on a
+    /// trusted network).
+    pub metrics_token: Option<String>,
+    /// The audit chain's signing key, checkpoint file and interval.
+    pub anchor: anchor::AnchorConfig,
+    /// Sessions and token expiry.
+    pub sessions: auth::SessionPolicy,
 }
 
 impl Config {
@@ -92,6 +102,8 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
         Config {
             database: Database::Sqlite(data_dir.join("haneul.db")),
+            anchor: anchor::AnchorConfig::in_dir(&data_dir),
+            sessions: auth::SessionPolicy::default(),
             data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
             lease_ttl: Duration::from_secs(3),
@@ -104,6 +116,7 @@ impl Config {
             tls: None,
             insecure_http: false,
             limits: serve::Limits::default(),
+            metrics_token: None,
         }
     }
 }
@@ -150,6 +163,10 @@ pub struct AppState {
     pub heartbeat_interval_ms: i64,
     pub accounting: Arc<accounting::AccountingPolicy>,
     pub identity: Arc<identity::IdentityPolicy>,
+    /// When set, `/metrics` answers only requests bearing this token.
+    pub metrics_token: Option<Arc<str>>,
+    /// Sessions and token expiry.
+    pub sessions: Arc<auth::SessionPolicy>,
 }
 
 impl AppState {
@@ -212,6 +229,8 @@ impl AppState {
             heartbeat_interval_ms,
             accounting: Arc::default(),
             identity: Arc::default(),
+            metrics_token: None,
+            sessions: Arc::default(),
         }
     }
 
@@ -273,7 +292,22 @@ async fn healthz(State(s): State<AppState>) -> Json<haneul_api::Health> {
     })
 }
 
-async fn metrics_text(State(s): State<AppState>) -> Response {
+async fn metrics_text(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(want) = &s.metrics_token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = sent.is_some_and(|t| {
+            use sha2::{Digest, Sha256};
+            // Compare digests so that the time taken says nothing about the token.
+            Sha256::digest(t.as_bytes()) == Sha256::digest(want.as_bytes())
+        });
+        if !ok {
+            return ApiError::Unauthenticated.into_response();
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -291,7 +325,6 @@ async fn not_found() -> ApiError {
     }
 }
 
-/// Records API latency by matched route (not raw path, which would explode label cardinality).
 /// A standby serves every request (the database is shared) and names the leader in each
 /// answer, so that clients given any server end up on the leader, whose long polls answer
 /// at once and whose clock drives the schedule.
@@ -306,13 +339,16 @@ async fn name_leader(State(s): State<AppState>, req: Request, next: Next) -> Res
     answer
 }
 
+/// Records API latency by matched route. Every label comes from a closed set: the route is one
+/// of the router's templates (never the raw path) and the method one of the standard ones, else
+/// `OTHER`, so that no request can add series of its own making.
 async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+        .unwrap_or_else(|| metrics::OTHER.into());
+    let method = metrics::method_label(req.method()).to_string();
     let t0 = Instant::now();
     let resp = next.run(req).await;
     let label = RouteLabel {
@@ -413,6 +449,10 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/metrics", get(metrics_text))
         .merge(portal::router(state.clone()))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -611,6 +651,20 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     )
     .with_accounting(accounting)
     .with_identity(cfg.identity.clone());
+    let mut state = state;
+    state.metrics_token = cfg.metrics_token.as_deref().map(Arc::from);
+    state.sessions = Arc::new(cfg.sessions.clone());
+    let key =
+        anchor::load_or_create_key(&cfg.anchor.key_file).map_err(|source| ServerError::Io {
+            path: cfg.anchor.key_file.clone(),
+            source,
+        })?;
+    tokio::spawn(anchor::run(
+        state.store.clone(),
+        cfg.anchor.clone(),
+        key,
+        signals.shutdown.subscribe(),
+    ));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServerError::Listen {

@@ -29,6 +29,25 @@ pub struct RouteLabel {
     pub status: String,
 }
 
+/// The label of every method or route outside the closed sets.
+pub const OTHER: &str = "OTHER";
+
+/// The method as a label: one of the standard methods, else [`OTHER`] (a method is any token a
+/// client cares to send, and each distinct label is a series kept until restart).
+pub fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => OTHER,
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub queue_length: Family<ProjectLabel, Gauge>,

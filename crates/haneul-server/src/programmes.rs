@@ -174,6 +174,10 @@ fn check_tracks(tracks: &[Track]) -> Result<(), ApiError> {
     }
     for (i, t) in tracks.iter().enumerate() {
         let f = |name: &str| format!("tracks[{i}].{name}");
+        crate::validate::name(&f("name"), &t.name, 128)?;
+        if let Some(r) = &t.region {
+            crate::validate::name(&f("region"), r, 128)?;
+        }
         if t.name.is_empty() || tracks[..i].iter().any(|o| o.name == t.name) {
             return Err(ApiError::bad(f("name"), "must be non-empty and unique"));
         }
@@ -209,6 +213,8 @@ async fn create_call(
     Body(b): Body<CallCreate>,
 ) -> Result<(StatusCode, Json<Call>), ApiError> {
     caller.admin()?;
+    crate::validate::optional_name("programme", &b.programme, 128)?;
+    crate::validate::optional_name("name", &b.name, 128)?;
     if b.name.is_empty() || b.programme.is_empty() {
         return Err(ApiError::bad(
             if b.name.is_empty() {
@@ -258,7 +264,7 @@ async fn list_calls(
 }
 
 #[utoipa::path(get, path = "/v1/calls/{id}", tag = "awards",
-    params(("id" = i64, Path, description = "call id")),
+    params(("id" = i64, Path, description = "call id", minimum = 1)),
     responses((status = 200, body = Call), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn get_call(
@@ -272,7 +278,7 @@ async fn get_call(
 
 /// Close a call to applications, or open it again (centre admin).
 #[utoipa::path(post, path = "/v1/calls/{id}/state", tag = "awards", request_body = CallStateChange,
-    params(("id" = i64, Path, description = "call id")),
+    params(("id" = i64, Path, description = "call id", minimum = 1)),
     responses((status = 200, body = Call), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn set_call_state(
@@ -297,7 +303,7 @@ async fn set_call_state(
 /// Apply to an open call for a project (its organisation's admin, or a centre admin).
 #[utoipa::path(post, path = "/v1/calls/{id}/applications", tag = "awards",
     request_body = ApplicationCreate,
-    params(("id" = i64, Path, description = "call id")),
+    params(("id" = i64, Path, description = "call id", minimum = 1)),
     responses((status = 201, body = Application), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn apply(
@@ -356,6 +362,7 @@ async fn apply(
             format!("track `{}` awards 1 to {} days", track.name, track.max_days),
         ));
     }
+    crate::validate::text("plan", &b.plan, 20_000)?;
     if b.plan.trim().is_empty() {
         return Err(ApiError::bad("plan", "describe the work the GPUs are for"));
     }
@@ -384,7 +391,7 @@ async fn apply(
 
 /// A call's applications the caller may see (all of them for centre admins and auditors).
 #[utoipa::path(get, path = "/v1/calls/{id}/applications", tag = "awards",
-    params(("id" = i64, Path, description = "call id")),
+    params(("id" = i64, Path, description = "call id", minimum = 1)),
     responses((status = 200, body = Vec<Application>), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn list_applications(
@@ -416,7 +423,7 @@ async fn list_applications(
 /// Score an application (centre admin, on behalf of a reviewer).
 #[utoipa::path(post, path = "/v1/applications/{id}/scores", tag = "awards",
     request_body = ScoreCreate,
-    params(("id" = i64, Path, description = "application id")),
+    params(("id" = i64, Path, description = "application id", minimum = 1)),
     responses((status = 201, body = Application), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn score(
@@ -433,6 +440,8 @@ async fn score(
     if reviewer.is_empty() {
         return Err(ApiError::bad("reviewer", "must not be empty"));
     }
+    crate::validate::name("reviewer", &reviewer, 128)?;
+    crate::validate::text("comment", &b.comment, 4096)?;
     let a = s
         .store
         .score_application(
@@ -450,7 +459,7 @@ async fn score(
 /// Rank a call's applications and make its awards within its capacity (centre admin). The
 /// call takes no more applications afterwards.
 #[utoipa::path(post, path = "/v1/calls/{id}/award", tag = "awards",
-    params(("id" = i64, Path, description = "call id")),
+    params(("id" = i64, Path, description = "call id", minimum = 1)),
     responses((status = 201, body = CallAwarded), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn award_call(

@@ -143,7 +143,7 @@ async fn list_orgs(State(s): State<AppState>, caller: Caller) -> Answer<Vec<Org>
 }
 
 #[utoipa::path(get, path = "/v1/orgs/{id}", tag = "tenants",
-    params(("id" = i64, Path, description = "organisation id")),
+    params(("id" = i64, Path, description = "organisation id", minimum = 1)),
     responses((status = 200, body = Org), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn get_org(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<Org> {
@@ -155,13 +155,7 @@ async fn get_org(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answe
 }
 
 fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
-    if name.is_empty() || name.len() > 128 {
-        return Err(ApiError::bad(field, "must be 1 to 128 characters"));
-    }
-    if name.chars().any(|c| c.is_control()) {
-        return Err(ApiError::bad(field, "must not hold control characters"));
-    }
-    Ok(())
+    crate::validate::name(field, name, 128)
 }
 
 /// Create a project in an organisation (centre admin, or that organisation's admin).
@@ -236,7 +230,7 @@ async fn visible_project(
 }
 
 #[utoipa::path(get, path = "/v1/projects/{id}", tag = "tenants",
-    params(("id" = i64, Path, description = "project id")),
+    params(("id" = i64, Path, description = "project id", minimum = 1)),
     responses((status = 200, body = Project), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn get_project(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<Project> {
@@ -249,7 +243,7 @@ async fn get_project(State(s): State<AppState>, caller: Caller, Id(id): Id) -> A
 /// Replace a project's quotas (centre admin, or the project's organisation's admin). The
 /// scheduler applies them at once; running work above a lowered guarantee becomes preemptible.
 #[utoipa::path(put, path = "/v1/projects/{id}/quotas", tag = "tenants",
-    params(("id" = i64, Path, description = "project id")),
+    params(("id" = i64, Path, description = "project id", minimum = 1)),
     request_body = ProjectQuotas,
     responses((status = 200, body = Project), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
@@ -369,7 +363,7 @@ async fn visible_user(s: &AppState, caller: &Caller, id: i64) -> Result<st::User
 }
 
 #[utoipa::path(get, path = "/v1/users/{id}", tag = "access",
-    params(("id" = i64, Path, description = "user id")),
+    params(("id" = i64, Path, description = "user id", minimum = 1)),
     responses((status = 200, body = User), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn get_user(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<User> {
@@ -433,9 +427,7 @@ async fn create_token(
     Body(b): Body<TokenCreate>,
 ) -> Created<TokenCreated> {
     caller.person()?;
-    if b.name.len() > 128 {
-        return Err(ApiError::bad("name", "at most 128 characters"));
-    }
+    crate::validate::optional_name("name", &b.name, 128)?;
     let target = match b.user {
         None => caller.0.clone(),
         Some(id) => visible_user(&s, &caller, id)
@@ -445,6 +437,21 @@ async fn create_token(
     if !caller.can_manage_tokens_of(&target) {
         return Err(ApiError::forbidden("you may not mint tokens for this user"));
     }
+    const MAX_TTL_S: i64 = 10 * 365 * 86_400;
+    let now = now_ms();
+    let ttl_s = match b.expires_in_s {
+        Some(t) if !(60..=MAX_TTL_S).contains(&t) => {
+            return Err(ApiError::bad(
+                "expires_in_s",
+                format!("must be 60 to {MAX_TTL_S} seconds (ten years)"),
+            ));
+        }
+        Some(t) => Some(t),
+        // Agents run unattended; an expiry would stop a node some night. People's tokens get
+        // the centre's default.
+        None if target.role == st::Role::Agent => None,
+        None => s.sessions.default_token_ttl.map(|d| d.as_secs() as i64),
+    };
     let secret = new_secret();
     let t = s
         .store
@@ -453,7 +460,8 @@ async fn create_token(
             target.id,
             &b.name,
             &haneul_store::hash_token(&secret),
-            now_ms(),
+            ttl_s.map(|t| now + t * 1000),
+            now,
         )
         .await?;
     Ok((
@@ -477,7 +485,7 @@ async fn list_tokens(State(s): State<AppState>, caller: Caller) -> Answer<Vec<To
 }
 
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "access",
-    params(("id" = i64, Path, description = "token id")),
+    params(("id" = i64, Path, description = "token id", minimum = 1)),
     responses((status = 200, body = Token), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn revoke_token(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<Token> {
@@ -569,7 +577,7 @@ async fn list_nodes(State(s): State<AppState>, caller: Caller) -> Answer<Vec<Nod
 }
 
 #[utoipa::path(get, path = "/v1/nodes/{id}", tag = "fleet",
-    params(("id" = i64, Path, description = "node id")),
+    params(("id" = i64, Path, description = "node id", minimum = 1)),
     responses((status = 200, body = Node), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn get_node(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<Node> {
@@ -579,7 +587,7 @@ async fn get_node(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answ
 
 /// Drain or resume a node (centre admin).
 #[utoipa::path(post, path = "/v1/nodes/{id}/state", tag = "fleet",
-    params(("id" = i64, Path, description = "node id")),
+    params(("id" = i64, Path, description = "node id", minimum = 1)),
     request_body = NodeStateChange,
     responses((status = 200, body = Node), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
@@ -677,9 +685,30 @@ async fn fleet_summary(State(s): State<AppState>, caller: Caller) -> Answer<Flee
 async fn submit_job(
     State(s): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     Body(b): Body<JobSubmit>,
-) -> Created<Job> {
+) -> Result<axum::response::Response, ApiError> {
+    use crate::idempotency as idem;
+    use axum::response::IntoResponse;
     caller.person()?;
+    // The request as parsed, so that a retry that spells the same JSON otherwise is the same.
+    let key = idem::key_of(&headers)?;
+    let now = now_ms();
+    let idempotency = match key {
+        None => None,
+        Some(key) => {
+            let hash = idem::request_hash("/v1/jobs", &serde_json::to_vec(&b).unwrap_or_default());
+            if let Some(r) = replay_submit(&s, &caller, &key, &hash, now).await? {
+                return Ok(r);
+            }
+            Some(st::NewIdempotency {
+                key,
+                route: "/v1/jobs".into(),
+                body_hash: hash,
+                since: idem::since(now),
+            })
+        }
+    };
     let spec = convert::job_spec(&b)?;
     let container_image = match &b.container_image {
         Some(image) => {
@@ -714,6 +743,7 @@ async fn submit_job(
             ));
         }
     }
+    let retry = idempotency.clone();
     let j = s
         .submits
         .call((
@@ -723,23 +753,68 @@ async fn submit_job(
                 spec,
                 command: b.command,
                 container_image,
+                idempotency,
             },
         ))
-        .await?;
+        .await;
+    let j = match (j, retry) {
+        (Ok(j), _) => j,
+        // The same key raced in twice: the other one made the job; answer with it.
+        (Err(ApiError::Conflict { field, .. }), Some(k)) if field == "Idempotency-Key" => {
+            match replay_submit(&s, &caller, &k.key, &k.body_hash, now).await? {
+                Some(r) => return Ok(r),
+                None => return Err(ApiError::Unavailable("retry the submit".into())),
+            }
+        }
+        (Err(e), _) => return Err(e),
+    };
     s.signals.wake.notify_one();
-    Ok((StatusCode::CREATED, Json(convert::job(j))))
+    Ok((StatusCode::CREATED, Json(convert::job(j))).into_response())
+}
+
+/// The answer to a submit whose key is known: the job it made, as it is now; 422 when the key
+/// came with another request. `None` for a new key.
+async fn replay_submit(
+    s: &AppState,
+    caller: &Caller,
+    key: &str,
+    hash: &str,
+    now: i64,
+) -> Result<Option<axum::response::Response>, ApiError> {
+    use crate::idempotency as idem;
+    let Some(a) = s
+        .store
+        .idempotent_answer(caller.0.id, key, idem::since(now))
+        .await?
+    else {
+        return Ok(None);
+    };
+    if a.route != "/v1/jobs" || a.body_hash != hash {
+        return Err(idem::reused());
+    }
+    let Some(id) = a.resource else {
+        return Err(idem::reused());
+    };
+    let job = s.store.get_job(id).await?;
+    let body =
+        serde_json::to_string(&convert::job(job)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Some(idem::replay(201, body)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct JobQuery {
     /// Only this project's jobs.
+    #[param(minimum = 1)]
     project: Option<i64>,
     /// Only jobs in this state.
+    #[param(value_type = Option<JobStateName>)]
     state: Option<String>,
     /// Jobs with ids below this (the previous page's `next_before`).
     before: Option<i64>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -756,6 +831,12 @@ async fn list_jobs(
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad("limit", "must be 1 to 1000"));
+    }
+    if q.project.is_some_and(|p| p < 1) {
+        return Err(ApiError::bad(
+            "project",
+            "a project id is a positive integer",
+        ));
     }
     let state = match &q.state {
         None => None,
@@ -817,7 +898,7 @@ async fn visible_job(
 
 /// A job with its attempts and history.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = i64, Path, description = "job id")),
+    params(("id" = i64, Path, description = "job id", minimum = 1)),
     responses((status = 200, body = JobDetail), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn get_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<JobDetail> {
@@ -844,7 +925,7 @@ async fn get_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answe
 /// Cancel a job: a queued job at once; a running one is stopped by its agents (state
 /// `stopping`, then `cancelled`).
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
-    params(("id" = i64, Path, description = "job id")),
+    params(("id" = i64, Path, description = "job id", minimum = 1)),
     responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn cancel_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<Job> {
@@ -862,6 +943,7 @@ async fn cancel_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> An
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LogQuery {
     /// Chunks after this id (the last id seen), to follow a log.
@@ -872,7 +954,7 @@ struct LogQuery {
 
 /// A job's output, oldest first, across its attempts.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
-    params(("id" = i64, Path, description = "job id"), LogQuery),
+    params(("id" = i64, Path, description = "job id", minimum = 1), LogQuery),
     responses((status = 200, body = Vec<LogChunk>), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn job_logs(
@@ -942,6 +1024,7 @@ async fn create_award(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ProjectQuery {
     /// Only this project.
@@ -1008,6 +1091,7 @@ async fn usage(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     /// Entries after this sequence number.

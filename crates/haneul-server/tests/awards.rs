@@ -768,6 +768,7 @@ async fn ledger_under_concurrent_attempts(h: Harness) {
                             spec,
                             command: vec!["true".into()],
                             container_image: None,
+                            idempotency: None,
                         },
                     )
                 })

@@ -39,7 +39,9 @@ async fn fetch(
         .uri(path)
         .header(header::HOST, HOST);
     if let Some(s) = session {
-        req = req.header(header::COOKIE, format!("haneul_session={s}"));
+        // Tests name sessions by their token; the browser's cookie is the session it gets.
+        let id = h.portal_session(s, HOST).await;
+        req = req.header(header::COOKIE, format!("haneul_session={id}"));
     }
     for (k, v) in extra {
         req = req.header(*k, *v);
@@ -90,14 +92,14 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_refuses_bad_tokens() {
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
     assert_eq!(ok.location, "/portal");
     let cookie = ok.cookies.first().expect("a session cookie");
-    assert!(
-        cookie.starts_with(&format!("haneul_session={member};")),
-        "{cookie}"
-    );
+    // The cookie holds a session id of the portal's own, never the token.
+    assert!(cookie.starts_with("haneul_session=hn_"), "{cookie}");
+    assert!(!cookie.contains(&member), "{cookie}");
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
+    assert!(!cookie.contains("Secure"), "{cookie}");
 
     let bad = post(&h, "/portal/signin", None, "token=hn_0000").await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
@@ -1104,4 +1106,132 @@ async fn the_job_list_pages_through_the_callers_jobs_only() {
     let bad = fetch(&h, "GET", "/portal/jobs?before=abc", Some(&mia), &[], None).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("before"), "{}", bad.body);
+}
+
+/// A request with the cookie exactly as given (no sign-in on the way).
+async fn with_cookie(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    id: &str,
+) -> axum::http::Response<Body> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, HOST)
+        .header(header::COOKIE, format!("haneul_session={id}"));
+    if method == "POST" {
+        req = req.header(header::ORIGIN, ORIGIN);
+    }
+    h.app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+fn is_signin(r: &axum::http::Response<Body>) -> bool {
+    r.status() == StatusCode::SEE_OTHER
+        && r.headers().get(header::LOCATION).unwrap() == "/portal/signin"
+}
+
+#[tokio::test]
+async fn sessions_end_on_sign_out_revocation_idle_and_age() {
+    let h = Harness::sqlite().await;
+    let org = h.org("org-a").await;
+    let pa = h.project(org, "pa").await;
+    let (_, member) = h.user("mia", "member", Some(org), &[pa]).await;
+
+    // Sign-out revokes the session itself: the copied cookie no longer works.
+    let id = h.portal_session(&member, HOST).await;
+    assert_ne!(id, member);
+    assert_eq!(
+        with_cookie(&h, "GET", "/portal/jobs", &id).await.status(),
+        StatusCode::OK
+    );
+    let out = with_cookie(&h, "POST", "/portal/signout", &id).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(is_signin(
+        &with_cookie(&h, "GET", "/portal/jobs", &id).await
+    ));
+    // The token as a cookie is no session.
+    assert!(is_signin(
+        &with_cookie(&h, "GET", "/portal/jobs", &member).await
+    ));
+
+    // Revoking the token signed in with ends its sessions.
+    let t = h
+        .ok(
+            &member,
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "browser"})),
+            201,
+        )
+        .await;
+    let secret = t["secret"].as_str().unwrap().to_string();
+    let id = h.portal_session(&secret, HOST).await;
+    assert_eq!(
+        with_cookie(&h, "GET", "/portal/jobs", &id).await.status(),
+        StatusCode::OK
+    );
+    h.ok(
+        &member,
+        "DELETE",
+        &format!("/v1/tokens/{}", t["token"]["id"]),
+        None,
+        200,
+    )
+    .await;
+    assert!(is_signin(
+        &with_cookie(&h, "GET", "/portal/jobs", &id).await
+    ));
+
+    // Idle and absolute expiry, and Secure under TLS.
+    let idle = h.with_state(|s| {
+        let mut p = (*s.sessions).clone();
+        p.session_idle = Duration::from_millis(300);
+        p.secure_cookie = true;
+        s.sessions = std::sync::Arc::new(p);
+    });
+    let signin = fetch(
+        &idle,
+        "POST",
+        "/portal/signin",
+        None,
+        &[("origin", ORIGIN)],
+        Some(&format!("token={member}")),
+    )
+    .await;
+    assert!(
+        signin.cookies[0].contains("; Secure"),
+        "{:?}",
+        signin.cookies
+    );
+    let id = idle.portal_session(&member, HOST).await;
+    assert_eq!(
+        with_cookie(&idle, "GET", "/portal/jobs", &id)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(is_signin(
+        &with_cookie(&idle, "GET", "/portal/jobs", &id).await
+    ));
+    let old = idle.with_state(|s| {
+        let mut p = (*s.sessions).clone();
+        p.session_idle = Duration::from_secs(3600);
+        p.session_absolute = Duration::from_millis(300);
+        s.sessions = std::sync::Arc::new(p);
+    });
+    let id = old.portal_session(&member, HOST).await;
+    assert_eq!(
+        with_cookie(&old, "GET", "/portal/jobs", &id).await.status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(is_signin(
+        &with_cookie(&old, "GET", "/portal/jobs", &id).await
+    ));
 }

@@ -45,11 +45,13 @@ async fn browse(
     form: Option<&str>,
     origin: &str,
 ) -> Answer {
+    // Tests name sessions by their token; the browser's cookie is the session it gets.
+    let id = h.portal_session(session, HOST).await;
     let builder = Request::builder()
         .uri(path)
         .header(header::HOST, HOST)
         .header(header::ACCEPT_LANGUAGE, lang)
-        .header(header::COOKIE, format!("haneul_session={session}"));
+        .header(header::COOKIE, format!("haneul_session={id}"));
     let request = if let Some(f) = form {
         // An empty `origin` sends none, as no browser would on a POST.
         let builder = if origin.is_empty() {

@@ -122,6 +122,7 @@ async fn main() {
                                 spec,
                                 command: vec!["true".into()],
                                 container_image: None,
+                                idempotency: None,
                             },
                         )
                     })

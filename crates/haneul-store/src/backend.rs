@@ -130,6 +130,7 @@ macro_rules! store_impl {
                 name: r.try_get("name")?,
                 created_at: r.try_get("created_at")?,
                 revoked_at: r.try_get("revoked_at")?,
+                expires_at: r.try_get("expires_at")?,
             })
         }
 
@@ -718,10 +719,46 @@ macro_rules! store_impl {
             .await
             .map_err(|e| unique(e, "project", "job".into()))?;
             let rec = job_row(&row)?;
+            if let Some(k) = &job.idempotency {
+                keep_job_key(tx, job.user_id, rec.id, k, now).await?;
+            }
             event(tx, EventKind::Submitted, Some(rec.id), None, None, "", now).await?;
             audit_after(tx, tip, actor, "job.submit", &format!("job/{}", rec.id), &spec, now)
                 .await?;
             Ok(rec)
+        }
+
+        /// Keeps a submit's idempotency key for the job just inserted, in the submit's
+        /// transaction. A key with a live answer already is a conflict: the whole submit is
+        /// undone, so one key never makes two jobs.
+        async fn keep_job_key(tx: &mut Tx<'_>, user: i64, job: i64, k: &NewIdempotency, now: i64) -> Result<()> {
+            let kept: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO idempotency (user_id, idem_key, route, body_hash, status, answer, \
+                 resource, created_at) VALUES ($1, $2, $3, $4, 201, '', $5, $6) \
+                 ON CONFLICT (user_id, idem_key) DO UPDATE SET route = excluded.route, \
+                 body_hash = excluded.body_hash, status = excluded.status, \
+                 answer = excluded.answer, resource = excluded.resource, \
+                 created_at = excluded.created_at \
+                 WHERE idempotency.created_at < $7 RETURNING user_id",
+            )
+            .bind(user)
+            .bind(&k.key)
+            .bind(&k.route)
+            .bind(&k.body_hash)
+            .bind(job)
+            .bind(now)
+            .bind(k.since)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if kept.is_none() {
+                return Err(StoreError::conflict(
+                    "Idempotency-Key",
+                    "another request with this key was answered or is being answered; \
+                     send it again to get that answer"
+                        .to_string(),
+                ));
+            }
+            Ok(())
         }
 
         /// Inserts many queued jobs with three multi-row statements (jobs, events, audit)
@@ -770,6 +807,11 @@ macro_rules! store_impl {
                     .all(|(r, (_, j, _, _))| r.user_id == j.user_id && r.spec == j.spec);
             if !matches {
                 return Err(StoreError::Corrupt("batched insert returned other rows".into()));
+            }
+            for (r, (_, j, _, _)) in recs.iter().zip(&prepared) {
+                if let Some(k) = &j.idempotency {
+                    keep_job_key(tx, j.user_id, r.id, k, now).await?;
+                }
             }
             let mut qb = sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO events (at, kind, job_id, attempt_id, node_id, detail) ",
@@ -1024,15 +1066,10 @@ macro_rules! store_impl {
                             .bind(p)
                             .fetch_optional(&mut *tx)
                             .await?;
-                    match org {
-                        None => return Err(StoreError::not_found("project", p)),
-                        Some(o) if Some(o) != u.org_id => {
-                            return Err(StoreError::invalid(
-                                "projects",
-                                format!("project {p} belongs to another organisation"),
-                            ));
-                        }
-                        Some(_) => {}
+                    // Another organisation's project is answered as one that does not exist,
+                    // so that a caller learns nothing of other tenants' ids.
+                    if org.is_none() || org != u.org_id {
+                        return Err(StoreError::not_found("project", p));
                     }
                     sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2)")
                         .bind(p)
@@ -1148,17 +1185,19 @@ macro_rules! store_impl {
                 user: i64,
                 name: &str,
                 token_hash: &str,
+                expires_at: Option<i64>,
                 now: i64,
             ) -> Result<TokenRecord> {
                 let mut tx = self.begin_write().await?;
                 let row = sqlx::query(
-                    "INSERT INTO tokens (user_id, name, hash, created_at) \
-                     VALUES ($1, $2, $3, $4) RETURNING *",
+                    "INSERT INTO tokens (user_id, name, hash, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING *",
                 )
                 .bind(user)
                 .bind(name)
                 .bind(token_hash)
                 .bind(now)
+                .bind(expires_at)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| unique(e, "user", "token".to_string()))?;
@@ -1168,7 +1207,7 @@ macro_rules! store_impl {
                     actor,
                     "token.create",
                     &format!("token/{}", rec.id),
-                    &format!("{{\"user\":{user}}}"),
+                    &format!("{{\"user\":{user},\"expires_at\":{}}}", expires_at.map_or("null".to_string(), |e| e.to_string())),
                     now,
                 )
                 .await?;
@@ -1217,6 +1256,99 @@ macro_rules! store_impl {
                 Ok(Some(user_row(&row, projects)?))
             }
 
+            async fn token_auth(&self, token_hash: &str) -> Result<Option<TokenAuth>> {
+                let Some(row) = sqlx::query("SELECT * FROM tokens WHERE hash = $1")
+                    .bind(token_hash)
+                    .fetch_optional(&self.read)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let token = token_row(&row)?;
+                let user = self.get_user(token.user_id).await?;
+                Ok(Some(TokenAuth { token, user }))
+            }
+
+            async fn get_token(&self, id: i64) -> Result<TokenRecord> {
+                let row = sqlx::query("SELECT * FROM tokens WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("token", id))?;
+                token_row(&row)
+            }
+
+            async fn create_session(
+                &self,
+                id_hash: &str,
+                user: i64,
+                token: i64,
+                expires_at: i64,
+                now: i64,
+            ) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                // Sessions past their end are of no use to anyone: drop them as new ones come.
+                sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO sessions (id_hash, user_id, token_id, created_at, last_seen, \
+                     expires_at) VALUES ($1, $2, $3, $4, $4, $5)",
+                )
+                .bind(id_hash)
+                .bind(user)
+                .bind(token)
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>> {
+                let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.map(|r| {
+                    Ok(SessionRecord {
+                        user_id: r.try_get("user_id")?,
+                        token_id: r.try_get("token_id")?,
+                        created_at: r.try_get("created_at")?,
+                        last_seen: r.try_get("last_seen")?,
+                        expires_at: r.try_get("expires_at")?,
+                        revoked_at: r.try_get("revoked_at")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn touch_session(&self, id_hash: &str, now: i64) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("UPDATE sessions SET last_seen = $1 WHERE id_hash = $2")
+                    .bind(now)
+                    .bind(id_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn revoke_session(&self, id_hash: &str, now: i64) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1 WHERE id_hash = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(id_hash)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn create_pool(&self, actor: &Actor, p: NewPool, now: i64) -> Result<PoolRecord> {
                 let mut tx = self.begin_write().await?;
                 let row = sqlx::query(
@@ -1258,6 +1390,17 @@ macro_rules! store_impl {
                     .await?;
                 let pool = match pool {
                     Some(p) => p,
+                    // Pools are made by operators (with their owner and lending terms); only the
+                    // `default` pool, which a centre of one pool never names, comes by itself.
+                    None if n.pool != DEFAULT_POOL => {
+                        return Err(StoreError::Invalid {
+                            field: "pool",
+                            reason: format!(
+                                "no pool `{}`; an operator creates it first (`haneul pool create`)",
+                                n.pool
+                            ),
+                        });
+                    }
                     None => {
                         sqlx::query_scalar(
                             "INSERT INTO pools (name, owner, lending) VALUES ($1, NULL, 'open') \
@@ -2811,7 +2954,8 @@ macro_rules! store_impl {
                     "SELECT a.id FROM attempts a JOIN tasks t ON t.attempt_id = a.id \
                      JOIN jobs j ON j.id = a.job_id \
                      WHERE a.job_id = $1 AND a.fence = $2 AND t.idx = $3 AND t.node_id = $4 \
-                     AND j.attempts = a.fence AND a.state <> 'node_lost'",
+                     AND j.attempts = a.fence \
+                     AND a.state IN ('assigned', 'running', 'stopping')",
                 )
                 .bind(job)
                 .bind(fence)
@@ -2821,14 +2965,18 @@ macro_rules! store_impl {
                 .await?;
                 let Some(attempt) = attempt else {
                     return Err(StoreError::Fenced(format!(
-                        "attempt {fence} of job {job} is not current or has no task {task} on this node"
+                        "attempt {fence} of job {job} is not current, has ended, or has no task {task} on this node"
                     )));
                 };
-                sqlx::query("INSERT INTO logs (attempt_id, task, data, at) VALUES ($1, $2, $3, $4)")
+                let (data, escaped) = encode_log(data);
+                sqlx::query(
+                    "INSERT INTO logs (attempt_id, task, data, at, escaped) VALUES ($1, $2, $3, $4, $5)",
+                )
                     .bind(attempt)
                     .bind(task)
-                    .bind(data)
+                    .bind(data.as_ref())
                     .bind(now)
+                    .bind(escaped)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -2836,8 +2984,8 @@ macro_rules! store_impl {
             }
 
             async fn read_logs(&self, job: i64, after: i64, limit: i64) -> Result<Vec<LogRecord>> {
-                let rows: Vec<(i64, i64, i64, String, i64)> = sqlx::query_as(
-                    "SELECT l.id, a.fence, l.task, l.data, l.at FROM logs l \
+                let rows: Vec<(i64, i64, i64, String, i64, i64)> = sqlx::query_as(
+                    "SELECT l.id, a.fence, l.task, l.data, l.at, l.escaped FROM logs l \
                      JOIN attempts a ON a.id = l.attempt_id \
                      WHERE a.job_id = $1 AND l.id > $2 ORDER BY l.id LIMIT $3",
                 )
@@ -2848,14 +2996,80 @@ macro_rules! store_impl {
                 .await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(id, fence, task, data, at)| LogRecord {
+                    .map(|(id, fence, task, data, at, escaped)| LogRecord {
                         id,
                         fence,
                         task,
-                        data,
+                        data: decode_log(data, escaped),
                         at,
                     })
                     .collect())
+            }
+
+            async fn idempotent_answer(
+                &self,
+                user: i64,
+                key: &str,
+                since: i64,
+            ) -> Result<Option<IdempotentAnswer>> {
+                let row = sqlx::query(
+                    "SELECT route, body_hash, status, answer, resource, created_at FROM idempotency \
+                     WHERE user_id = $1 AND idem_key = $2 AND created_at >= $3",
+                )
+                .bind(user)
+                .bind(key)
+                .bind(since)
+                .fetch_optional(&self.read)
+                .await?;
+                row.map(|r| {
+                    Ok(IdempotentAnswer {
+                        route: r.try_get("route")?,
+                        body_hash: r.try_get("body_hash")?,
+                        status: r.try_get("status")?,
+                        answer: r.try_get("answer")?,
+                        resource: r.try_get("resource")?,
+                        created_at: r.try_get("created_at")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn keep_idempotent_answer(
+                &self,
+                user: i64,
+                key: &str,
+                a: &IdempotentAnswer,
+                since: i64,
+            ) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+                    .bind(since)
+                    .execute(&mut *tx)
+                    .await?;
+                let kept: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO idempotency (user_id, idem_key, route, body_hash, status, answer, \
+                     resource, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING user_id",
+                )
+                .bind(user)
+                .bind(key)
+                .bind(&a.route)
+                .bind(&a.body_hash)
+                .bind(a.status)
+                .bind(&a.answer)
+                .bind(a.resource)
+                .bind(a.created_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(kept.is_some())
+            }
+
+            async fn audit_head(&self) -> Result<Option<AuditRecord>> {
+                let row = sqlx::query("SELECT * FROM audit ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.as_ref().map(audit_row).transpose()
             }
 
             async fn list_audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
@@ -2877,11 +3091,17 @@ macro_rules! store_impl {
                     after = last.seq;
                     for e in &page {
                         let want = audit_hash(&prev, e.at, &e.actor, &e.action, &e.target, &e.detail);
-                        if e.prev_hash != prev || e.hash != want {
-                            return Err(StoreError::Corrupt(format!(
-                                "audit chain broken at entry {}",
-                                e.seq
-                            )));
+                        if e.prev_hash != prev {
+                            return Err(StoreError::AuditBroken {
+                                seq: e.seq,
+                                reason: "its link to the entry before does not match".into(),
+                            });
+                        }
+                        if e.hash != want {
+                            return Err(StoreError::AuditBroken {
+                                seq: e.seq,
+                                reason: "its contents do not match its hash".into(),
+                            });
                         }
                         prev = e.hash.clone();
                         count += 1;

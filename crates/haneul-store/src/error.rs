@@ -20,6 +20,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The audit hash chain does not hold from entry `seq` on.
+    #[error("the audit chain is broken at entry {seq}: {reason}")]
+    AuditBroken { seq: i64, reason: String },
 }
 
 impl StoreError {

@@ -87,12 +87,33 @@ pub trait Store: Send + Sync + 'static {
         user: i64,
         name: &str,
         token_hash: &str,
+        expires_at: Option<i64>,
         now: i64,
     ) -> Result<TokenRecord>;
     async fn list_tokens(&self, user: Option<i64>) -> Result<Vec<TokenRecord>>;
     async fn revoke_token(&self, actor: &Actor, id: i64, now: i64) -> Result<TokenRecord>;
     /// The user a live token belongs to, or `None` for an unknown or revoked token.
     async fn authenticate(&self, token_hash: &str) -> Result<Option<UserRecord>>;
+    /// The token with this hash and its user, live or not (`None`: no such token).
+    async fn token_auth(&self, token_hash: &str) -> Result<Option<TokenAuth>>;
+    /// A token by id.
+    async fn get_token(&self, id: i64) -> Result<TokenRecord>;
+
+    // --- portal sessions ---
+
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        user: i64,
+        token: i64,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<()>;
+    async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>>;
+    /// Records activity (for the idle expiry).
+    async fn touch_session(&self, id_hash: &str, now: i64) -> Result<()>;
+    /// Ends a session (sign-out); its id never works again.
+    async fn revoke_session(&self, id_hash: &str, now: i64) -> Result<()>;
 
     // --- fleet ---
 
@@ -318,8 +339,10 @@ pub trait Store: Send + Sync + 'static {
     /// A report from an agent about one task. Refused unless `fence` is the job's current attempt
     /// and the task is on `node`.
     async fn report_task(&self, r: TaskReport, now: i64) -> Result<AttemptRecord>;
-    /// Appends output of one task. Only the job's current attempt may write, and not once its
-    /// node was declared lost: agents upload a task's last output before reporting its exit.
+    /// Appends output of one task. Only the job's current attempt may write, and only while it
+    /// is live (not once it ended or its node was declared lost): agents upload a task's last
+    /// output before reporting its exit. Output holding NUL is kept escaped and read back as
+    /// sent ([`encode_log`]).
     async fn append_log(
         &self,
         node: i64,
@@ -330,12 +353,31 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<()>;
     async fn read_logs(&self, job: i64, after: i64, limit: i64) -> Result<Vec<LogRecord>>;
+    /// The answer kept for `user`'s idempotency `key`, if it was kept after `since`.
+    async fn idempotent_answer(
+        &self,
+        user: i64,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<IdempotentAnswer>>;
+    /// Keeps `answer` for `user`'s `key` (replacing one kept before `since`, and dropping every
+    /// answer kept before `since`). False when the key already has an answer kept after `since`.
+    async fn keep_idempotent_answer(
+        &self,
+        user: i64,
+        key: &str,
+        answer: &IdempotentAnswer,
+        since: i64,
+    ) -> Result<bool>;
 
     // --- audit ---
 
     async fn list_audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>>;
-    /// Recomputes the hash chain from the start; the first broken link is an error.
+    /// Recomputes the hash chain from the start; the first broken link is
+    /// [`StoreError::AuditBroken`] naming its entry.
     async fn verify_audit(&self) -> Result<i64>;
+    /// The newest audit entry (the chain's head), if any.
+    async fn audit_head(&self) -> Result<Option<AuditRecord>>;
 
     // --- leadership ---
 

@@ -62,6 +62,9 @@ impl JobState {
     }
 }
 
+/// The pool a node joins when its agent names none; the one pool created on first use.
+pub const DEFAULT_POOL: &str = "default";
+
 text_enum!(
     /// One run of a job on one placement.
     AttemptState {
@@ -310,6 +313,29 @@ pub struct TokenRecord {
     pub name: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// After this time the token no longer works; `None`: never expires.
+    pub expires_at: Option<i64>,
+}
+
+/// A token with its user, as authentication finds it (revoked and expired ones included, so
+/// that the refusal can say which).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenAuth {
+    pub token: TokenRecord,
+    pub user: UserRecord,
+}
+
+/// A portal session. The cookie holds a random id; the store keeps its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user_id: i64,
+    /// The token signed in with: revoking it ends the session.
+    pub token_id: i64,
+    pub created_at: i64,
+    pub last_seen: i64,
+    /// The absolute end of the session.
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,6 +403,33 @@ pub struct NewJob {
     pub command: Vec<String>,
     /// The container image the tasks run in; `None`: the command runs directly.
     pub container_image: Option<String>,
+    /// The submit's `Idempotency-Key` and request hash, kept in the submit's own transaction
+    /// so that a retried submit finds the job however the first answer was lost.
+    pub idempotency: Option<NewIdempotency>,
+}
+
+/// An idempotency key given with a submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewIdempotency {
+    pub key: String,
+    /// What the key was sent with: the route and the SHA-256 of the request.
+    pub route: String,
+    pub body_hash: String,
+    /// Answers kept before this time are expired (the retention's start).
+    pub since: i64,
+}
+
+/// The kept answer to a request sent with an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentAnswer {
+    pub route: String,
+    pub body_hash: String,
+    pub status: i64,
+    /// The answer's body; empty when `resource` names what to answer with instead.
+    pub answer: String,
+    /// The job a submit created.
+    pub resource: Option<i64>,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -904,5 +957,59 @@ mod fleet_tests {
                 },
             ]
         );
+    }
+}
+
+/// How a log chunk is kept: as sent, unless it holds NUL, which PostgreSQL text cannot store.
+/// Such a chunk is kept escaped (`\0` for NUL, `\\` for a backslash) with the row's `escaped`
+/// flag set, and [`decode_log`] gives the bytes back exactly. Returns the text and the flag.
+pub fn encode_log(data: &str) -> (std::borrow::Cow<'_, str>, i64) {
+    if !data.contains('\0') {
+        return (std::borrow::Cow::Borrowed(data), 0);
+    }
+    let mut out = String::with_capacity(data.len() + 8);
+    for c in data.chars() {
+        match c {
+            '\0' => out.push_str("\\0"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    (std::borrow::Cow::Owned(out), 1)
+}
+
+/// The chunk as it was sent, from what [`encode_log`] stored.
+pub fn decode_log(stored: String, escaped: i64) -> String {
+    if escaped == 0 {
+        return stored;
+    }
+    let mut out = String::with_capacity(stored.len());
+    let mut it = stored.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('0') => out.push('\0'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod log_encoding {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for s in ["plain", "x\0y", "a\\0b\0", "\\\0\\\\", "\0", "한글\0\n"] {
+            let (enc, flag) = encode_log(s);
+            assert!(!enc.contains('\0'));
+            assert_eq!(decode_log(enc.into_owned(), flag), s, "{s:?}");
+        }
+        assert_eq!(encode_log("no nul \\0 here").1, 0);
     }
 }

@@ -63,7 +63,7 @@ async fn node(store: &dyn Store, name: &str, now: i64) -> NodeRecord {
             &admin(),
             NewNode {
                 name: name.into(),
-                pool: "main".into(),
+                pool: DEFAULT_POOL.into(),
                 block: "b1".into(),
                 gpu_model: GpuModel::new("H200").unwrap(),
                 gpus: 8,
@@ -112,6 +112,7 @@ async fn submit(store: &dyn Store, u: &UserRecord, project: i64, now: i64) -> Jo
                 spec: spec(project, 2),
                 command: vec!["python".into(), "train.py".into()],
                 container_image: None,
+                idempotency: None,
             },
             now,
         )
@@ -181,7 +182,7 @@ pub async fn tenants_and_tokens(store: &dyn Store) {
     );
 
     let t = store
-        .create_token(&admin(), u.id, "laptop", &hash_token("secret"), 4)
+        .create_token(&admin(), u.id, "laptop", &hash_token("secret"), None, 4)
         .await
         .unwrap();
     let who = store
@@ -423,6 +424,7 @@ pub async fn preemption_and_time_limit(store: &dyn Store) {
                 spec: s,
                 command: vec!["sleep".into()],
                 container_image: Some("/srv/images/rootfs".into()),
+                idempotency: None,
             },
             20,
         )
@@ -663,6 +665,7 @@ pub async fn group_commit(store: &dyn Store) {
                     spec: spec(p.id, 1),
                     command: vec!["true".into()],
                     container_image: Some("ubuntu:24.04".into()),
+                    idempotency: None,
                 },
             )
         })
@@ -689,6 +692,7 @@ pub async fn group_commit(store: &dyn Store) {
                         spec: spec(p.id, 1),
                         command: vec!["true".into()],
                         container_image: None,
+                        idempotency: None,
                     },
                 ),
                 (
@@ -698,6 +702,7 @@ pub async fn group_commit(store: &dyn Store) {
                         spec: bad,
                         command: vec!["true".into()],
                         container_image: None,
+                        idempotency: None,
                     },
                 ),
             ],
@@ -1230,7 +1235,7 @@ pub async fn fleet_summary_and_ledger_spans(store: &dyn Store) {
         s.gpus,
         vec![FleetGpus {
             pool_id: n1.pool_id,
-            pool: "main".into(),
+            pool: DEFAULT_POOL.into(),
             gpu_model: "H200".into(),
             nodes: 3,
             total: 24,

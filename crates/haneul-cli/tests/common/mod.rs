@@ -217,6 +217,8 @@ pub fn members(s: &Server) -> Members {
         .unwrap();
     let user = s.user_token(&admin, "kim", "member", Some(org), &[project]);
     let agent = s.user_token(&admin, "agent-1", "agent", None, &[]);
+    // The pool the agent tests' nodes register in: pools are made by operators.
+    s.must(&admin, "/v1/pools", json!({"name": "h200"}), 201);
     Members {
         admin,
         org,

@@ -1,11 +1,15 @@
 //! The web portal under `/portal`: server-rendered pages (askama) with htmx for the live parts
 //! (job states, following logs), assets compiled into the binary.
 //!
-//! The portal owns no data and no policy. Each page asks the `/v1` API in process, with the
-//! token from the session cookie as its bearer token, so a page can show exactly what the API
-//! would answer that user: the same token table, the same roles, and another tenant's job is a
-//! 404 here as it is there. Forms are checked against cross-site use by the SameSite=Strict
-//! cookie and an `Origin` check on every POST.
+//! The portal owns no data and no policy. Each page asks the `/v1` API in process as the
+//! session's user, so a page can show exactly what the API would answer that user: the same
+//! roles, and another tenant's job is a 404 here as it is there. Forms are checked against
+//! cross-site use by the SameSite=Strict cookie and an `Origin` check on every POST.
+//!
+//! Sessions are the portal's own: signing in with a token makes a random session id, which
+//! the HttpOnly cookie holds (never the token). The store keeps the id's hash with the token
+//! signed in with; the session ends after [`crate::auth::SessionPolicy`]'s idle time or its
+//! absolute lifetime, on sign-out, or when that token is revoked or expires.
 
 mod chart;
 mod i18n;
@@ -71,9 +75,40 @@ pub fn router(state: AppState) -> Router<AppState> {
 /// What every page needs: the language, and the signed-in session if there is one.
 struct Ctx {
     lang: Lang,
-    token: Option<String>,
+    /// The signed-in user, from a live session.
+    user: Option<haneul_store::UserRecord>,
+    /// A session cookie came with the request (live or not).
+    has_cookie: bool,
     path: String,
     api: Api,
+    state: AppState,
+}
+
+/// The session id's hash, as the store keeps it.
+fn session_hash(id: &str) -> String {
+    haneul_store::hash_token(id)
+}
+
+/// The user of a live session with cookie value `id`; `None` when it is unknown, signed out,
+/// idle or past its end, or its token no longer works. Activity is recorded at most once a
+/// minute, so that browsing costs no write per page.
+async fn session_user(s: &AppState, id: &str) -> Option<haneul_store::UserRecord> {
+    let now = crate::controller::now_ms();
+    let hash = session_hash(id);
+    let sess = s.store.get_session(&hash).await.ok()??;
+    let idle = s.sessions.session_idle.as_millis() as i64;
+    if sess.revoked_at.is_some() || now >= sess.expires_at || now - sess.last_seen >= idle {
+        return None;
+    }
+    let token = s.store.get_token(sess.token_id).await.ok()?;
+    if crate::auth::token_refusal(&token, now).is_some() {
+        return None;
+    }
+    let user = s.store.get_user(sess.user_id).await.ok()?;
+    if now - sess.last_seen >= 60_000 {
+        let _ = s.store.touch_session(&hash, now).await;
+    }
+    Some(user)
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -90,7 +125,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 impl FromRequestParts<AppState> for Ctx {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let lang = cookie(&parts.headers, LANG_COOKIE)
             .and_then(Lang::parse)
             .unwrap_or_else(|| {
@@ -114,13 +149,18 @@ impl FromRequestParts<AppState> for Ctx {
             .get::<Api>()
             .cloned()
             .ok_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
+        let id = cookie(&parts.headers, SESSION_COOKIE).filter(|t| plausible_token(t));
+        let user = match id {
+            Some(id) => session_user(state, id).await,
+            None => None,
+        };
         Ok(Ctx {
             lang,
-            token: cookie(&parts.headers, SESSION_COOKIE)
-                .filter(|t| plausible_token(t))
-                .map(str::to_string),
+            user,
+            has_cookie: id.is_some(),
             path: parts.uri.path().to_string(),
             api,
+            state: state.clone(),
         })
     }
 }
@@ -165,10 +205,10 @@ impl Ctx {
         uri: &str,
         body: Option<serde_json::Value>,
     ) -> Result<T, Refusal> {
-        let Some(token) = &self.token else {
+        let Some(user) = &self.user else {
             return Err(Refusal::SignIn);
         };
-        call_api(&self.api, token, method, uri, body).await
+        call_api(&self.api, As::Session(user), method, uri, body).await
     }
 
     async fn get<T: DeserializeOwned>(&self, uri: &str) -> Result<T, Refusal> {
@@ -195,7 +235,7 @@ impl Ctx {
             path: self.path.clone(),
             user: None,
             operator: false,
-            signed_in: self.token.is_some(),
+            signed_in: self.has_cookie,
         }
     }
 
@@ -228,17 +268,30 @@ impl Ctx {
     }
 }
 
+/// Whom an in-process API request acts as.
+enum As<'a> {
+    /// A token being signed in with.
+    Token(&'a str),
+    /// A live session's user.
+    Session(&'a haneul_store::UserRecord),
+}
+
 async fn call_api<T: DeserializeOwned>(
     api: &Api,
-    token: &str,
+    who: As<'_>,
     method: Method,
     uri: &str,
     body: Option<serde_json::Value>,
 ) -> Result<T, Refusal> {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let mut req = Request::builder().method(method).uri(uri);
+    match who {
+        As::Token(token) => {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        As::Session(user) => {
+            req = req.extension(crate::auth::SessionUser(user.clone()));
+        }
+    }
     let body = match body {
         Some(v) => {
             req = req.header(header::CONTENT_TYPE, "application/json");
@@ -638,23 +691,57 @@ fn plausible_token(t: &str) -> bool {
     !t.is_empty() && t.len() <= 256 && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn session_cookie(value: &str, max_age: i64) -> String {
+fn session_cookie(value: &str, max_age: i64, secure: bool) -> String {
     // HttpOnly: scripts never read it. SameSite=Strict: no other site's page sends it.
-    format!("{SESSION_COOKIE}={value}; Path=/portal; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+    // Secure: under TLS, never sent in the clear.
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/portal; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    )
+}
+
+/// A new session for the token just checked; its cookie value.
+async fn open_session(s: &AppState, token: &str) -> Option<String> {
+    let now = crate::controller::now_ms();
+    let found = s
+        .store
+        .token_auth(&haneul_store::hash_token(token))
+        .await
+        .ok()??;
+    let id = crate::routes::new_secret();
+    let end = now + s.sessions.session_absolute.as_millis() as i64;
+    // A session never outlives its token.
+    let end = found.token.expires_at.map_or(end, |e| e.min(end));
+    s.store
+        .create_session(&session_hash(&id), found.user.id, found.token.id, end, now)
+        .await
+        .ok()?;
+    Some(id)
 }
 
 async fn signin(ctx: Ctx, Form(f): Form<SigninForm>) -> Response {
     let token = f.token.trim().to_string();
     let user = if plausible_token(&token) {
-        call_api::<api::User>(&ctx.api, &token, Method::GET, "/v1/whoami", None)
+        call_api::<api::User>(&ctx.api, As::Token(&token), Method::GET, "/v1/whoami", None)
             .await
             .ok()
     } else {
         None
     };
-    match user {
-        Some(u) if u.role != api::Role::Agent => (
-            [(header::SET_COOKIE, session_cookie(&token, 12 * 3600))],
+    let session = match &user {
+        Some(u) if u.role != api::Role::Agent => open_session(&ctx.state, &token).await,
+        _ => None,
+    };
+    match (user, session) {
+        (Some(u), Some(id)) => (
+            [(
+                header::SET_COOKIE,
+                session_cookie(
+                    &id,
+                    ctx.state.sessions.session_absolute.as_secs() as i64,
+                    ctx.state.sessions.secure_cookie,
+                ),
+            )],
             Redirect::to(if sees_all(&u) {
                 "/portal/fleet"
             } else {
@@ -673,9 +760,21 @@ async fn signin(ctx: Ctx, Form(f): Form<SigninForm>) -> Response {
     }
 }
 
-async fn signout(_: Ctx) -> Response {
+/// Ends the session in the store (so the id never works again, wherever the cookie was
+/// copied) and clears the cookie.
+async fn signout(ctx: Ctx, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+        let _ = ctx
+            .state
+            .store
+            .revoke_session(&session_hash(id), crate::controller::now_ms())
+            .await;
+    }
     (
-        [(header::SET_COOKIE, session_cookie("", 0))],
+        [(
+            header::SET_COOKIE,
+            session_cookie("", 0, ctx.state.sessions.secure_cookie),
+        )],
         Redirect::to("/portal/signin"),
     )
         .into_response()

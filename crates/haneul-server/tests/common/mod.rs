@@ -16,6 +16,8 @@ use tower::ServiceExt;
 
 pub struct Harness {
     pub app: axum::Router,
+    /// The state the app was built from ([`Harness::with_state`] rebuilds it).
+    pub state: AppState,
     pub store: Arc<dyn Store>,
     pub controller: Controller,
     pub admin: String,
@@ -70,13 +72,54 @@ impl Harness {
         );
         let state = AppState::new(store.clone(), signals, metrics, 5_000);
         Harness {
-            app: app(state),
+            app: app(state.clone()),
+            state,
             store,
             controller,
             admin,
             _dir: dir,
             _db: db,
         }
+    }
+
+    /// The same server with its state changed by `f` (a metrics token, session rules...).
+    pub fn with_state(mut self, f: impl FnOnce(&mut AppState)) -> Harness {
+        f(&mut self.state);
+        self.app = app(self.state.clone());
+        self
+    }
+
+    /// The database URL (PostgreSQL) or file (SQLite), for tests that reach under the API.
+    pub fn database(&self) -> String {
+        match (&self._db, &self._dir) {
+            (Some(db), _) => db.url().to_string(),
+            (None, Some(dir)) => format!("sqlite://{}", dir.path().join("h.db").display()),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// The portal session a browser holding `token` gets by signing in on `host`: the
+    /// cookie's session id. A value that does not sign in (a junk or revoked token) comes back
+    /// as it is, to be sent as a cookie that is no session.
+    pub async fn portal_session(&self, token: &str, host: &str) -> String {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/portal/signin")
+            .header("host", host)
+            .header("origin", format!("http://{host}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={token}")))
+            .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix("haneul_session="))
+            .and_then(|c| c.split(';').next())
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| token.to_string())
     }
 
     /// One request; the answer's status and JSON body (`null` when empty or not JSON).
