@@ -115,7 +115,7 @@ pub fn run(args: HalfOpenArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(args: &HalfOpenArgs, addr: SocketAddr, admin: String) -> anyhow::Result<Value> {
-    let api = swarm::Api::new(addr, admin);
+    let api = swarm::Api::connect(&format!("http://{addr}"), admin, None)?;
     let (_keep, never) = watch::channel(false);
     let agents: Value = api
         .retrying(
@@ -141,7 +141,8 @@ async fn measure(args: &HalfOpenArgs, addr: SocketAddr, admin: String) -> anyhow
     let (stop_tx, stop_rx) = watch::channel(false);
     let swarm = tokio::spawn(swarm::run_swarm(
         SwarmConfig {
-            addr,
+            server: format!("http://{addr}"),
+            ca_file: None,
             token,
             nodes: args.nodes,
             gpus: 8,

@@ -46,15 +46,12 @@ impl Default for SessionPolicy {
     }
 }
 
-/// A time as people read it in a message: `2026-12-04 20:55 UTC`.
+/// A time as people read it in a message: `2026-12-04 20:55 UTC` (API times stay UTC).
 fn utc(ms: i64) -> String {
-    let min = ms.div_euclid(60_000).rem_euclid(24 * 60);
-    format!(
-        "{} {:02}:{:02} UTC",
-        crate::accounting::date(ms),
-        min / 60,
-        min % 60
-    )
+    match crate::calendar::Calendar::new("UTC") {
+        Ok(utc) => utc.date_time(ms),
+        Err(_) => format!("{ms} ms since 1970 UTC"),
+    }
 }
 
 /// Why a token that exists does not work, as the 401 says it.
