@@ -75,7 +75,6 @@ impl Centre {
             agent: agent_token,
             ..
         } = members(&server);
-        server.must(&admin, "/v1/pools", json!({"name": "h200"}), 201);
         let token_file = dir.path().join("agent.token");
         std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();
         let user_token_file = dir.path().join("user.token");
@@ -182,7 +181,6 @@ fn agent_runs_and_cancels_real_jobs() {
         agent: agent_token,
         ..
     } = members(&server);
-    server.must(&admin, "/v1/pools", json!({"name": "h200"}), 201);
     let token_file = dir.path().join("agent.token");
     let work = dir.path().join("work");
     std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();

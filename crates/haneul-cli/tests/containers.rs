@@ -127,7 +127,6 @@ impl Site {
         let Members {
             admin, user, agent, ..
         } = members(&server);
-        server.must(&admin, "/v1/pools", json!({"name": "h200"}), 201);
         let agent_token = dir.path().join("agent.token");
         std::fs::write(&agent_token, agent).unwrap();
         let user_token = dir.path().join("user.token");

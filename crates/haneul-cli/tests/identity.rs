@@ -120,7 +120,6 @@ fn jobs_run_as_their_owners_and_cannot_read_what_is_not_theirs() {
         user,
         agent,
     } = members(&server);
-    server.must(&admin, "/v1/pools", json!({"name": "h200"}), 201);
     // A second tenant: another project and member of the same organisation.
     let other_project = server.must(
         &admin,
@@ -294,7 +293,6 @@ fn root_and_agent_uids_are_refused() {
     assert_eq!(field, "gid", "{v}");
 
     // An agent reports the uid it runs as; no user may then have it.
-    server.must(&admin, "/v1/pools", json!({"name": "h200"}), 201);
     let (s, v) = server.post(
         &agent,
         "/v1/agent/register",

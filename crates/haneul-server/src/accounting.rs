@@ -751,7 +751,13 @@ struct StatementQuery {
 
 /// A monthly statement per project and GPU model, as JSON or CSV.
 #[utoipa::path(get, path = "/v1/statements", tag = "awards", params(StatementQuery),
-    responses((status = 200, body = Statement), (status = "4XX", body = ErrorBody)),
+    responses(
+        (status = 200, description = "the statement: JSON, or CSV with format=csv", content(
+            (Statement = "application/json"),
+            (String = "text/csv")
+        )),
+        (status = "4XX", body = ErrorBody)
+    ),
     security(("token" = [])))]
 async fn statements(
     State(s): State<AppState>,
@@ -996,11 +1002,19 @@ async fn usage_series(
     let bounds = cal
         .boundaries(width, from, to, MAX_BUCKETS as usize)
         .ok_or_else(|| {
+            // Local days are 23 to 25 hours long; the count is exact for hours and near enough
+            // to say how much shorter the range must be.
+            let width_ms = if width == Bucket::Hour {
+                3_600_000
+            } else {
+                86_400_000
+            };
+            let n = (to - from + width_ms - 1).div_euclid(width_ms);
             ApiError::bad(
                 "from",
                 format!(
-                    "the range holds more than {MAX_BUCKETS} {bucket} buckets: ask for a \
-                     shorter range{}",
+                    "the range holds about {n} {bucket} buckets, more than {MAX_BUCKETS}: ask \
+                     for a shorter range{}",
                     if width == Bucket::Hour {
                         " or bucket=day"
                     } else {

@@ -721,6 +721,19 @@ async fn ledger_under_concurrent_attempts(h: Harness) {
         )
         .await
         .unwrap();
+    // Pools are made by operators before nodes register in them.
+    store
+        .create_pool(
+            &admin,
+            st::NewPool {
+                name: "main".into(),
+                owner: None,
+                lending: haneul_model::Lending::Open,
+            },
+            t0,
+        )
+        .await
+        .unwrap();
     let mut nodes = Vec::new();
     for i in 0..4 {
         let nd = store

@@ -717,7 +717,14 @@ struct Tenants {
 /// 2 GPUs 10:30-12:15 and 1 GPU 23:30-00:30 across midnight on 2026-01-01; in beta-proj
 /// (org-b) 1 GPU 11:00-11:30; and alpha-proj 1 GPU for the last two hours before now.
 async fn charged_tenants() -> Tenants {
-    let h = Harness::sqlite().await;
+    // A centre on UTC, so that the hand-computed buckets below are UTC hours and days (the
+    // calendar's own tests cover other zones).
+    let h = Harness::sqlite().await.with_state(|s| {
+        s.accounting = std::sync::Arc::new(haneul_server::accounting::AccountingPolicy {
+            time_zone: haneul_server::calendar::Calendar::new("UTC").unwrap(),
+            ..Default::default()
+        })
+    });
     let org_a = h.org("org-a").await;
     let org_b = h.org("org-b").await;
     let pa = h.project(org_a, "alpha-proj").await;
