@@ -253,6 +253,15 @@ fn up_submit_watch_cancel_stop() {
 /// `haneul up` on a free port with a config of its own under `dir`, waited for until it has
 /// written the client config.
 fn start_up(dir: &Path, gpus: &str) -> (Up, std::path::PathBuf, std::path::PathBuf) {
+    start_up_with(dir, gpus, &[])
+}
+
+/// [`start_up`] with more `haneul up` flags.
+fn start_up_with(
+    dir: &Path,
+    gpus: &str,
+    extra: &[&str],
+) -> (Up, std::path::PathBuf, std::path::PathBuf) {
     let config = dir.join("config/config.toml");
     let data = dir.join("data");
     let port = TcpListener::bind("127.0.0.1:0")
@@ -270,6 +279,7 @@ fn start_up(dir: &Path, gpus: &str) -> (Up, std::path::PathBuf, std::path::PathB
             "--simulate-gpus",
             gpus,
         ])
+        .args(extra)
         .env("HANEUL_CONFIG", &config)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -661,4 +671,49 @@ fn job_files_dependencies_arrays_and_operator_commands() {
     let left = processes_under(&dir_path);
     assert!(left.is_empty(), "processes left: {left:?}");
     eprintln!("job files test took {:?}", started.elapsed());
+}
+
+/// `haneul up --tls`: the server speaks HTTPS with a CA of its own, which the client
+/// configuration and the local agent trust; a job goes through and its output comes back, and a
+/// client without that CA refuses the server.
+#[test]
+fn up_with_tls_serves_https_end_to_end() {
+    let dir = common::tempdir();
+    let (_up, config, data) = start_up_with(dir.path(), "1xH200", &["--tls"]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let ca = data.join("tls/ca.pem");
+    assert!(text.contains("server = \"https://"), "{text}");
+    assert!(
+        text.contains(&format!("ca_file = \"{}\"", ca.display())),
+        "{text}"
+    );
+    let job = json(
+        &config,
+        &[
+            "submit",
+            "--gpus",
+            "1",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo hello over tls",
+        ],
+    );
+    let id = job["id"].as_i64().unwrap();
+    assert_eq!(wait_ended(&config, id)["state"], "succeeded");
+    assert!(ok(&config, &["logs", &id.to_string()]).contains("hello over tls"));
+
+    let without_ca: String = text
+        .lines()
+        .filter(|l| !l.starts_with("ca_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let bare = dir.path().join("config/bare.toml");
+    std::fs::write(&bare, without_ca).unwrap();
+    let refused = haneul(&bare, &["queue"]);
+    assert!(
+        !refused.status.success(),
+        "a client without the CA trusted the server"
+    );
 }
