@@ -49,7 +49,31 @@ pub struct CentreArgs {
 }
 
 /// The server child: SIGTERM and wait when dropped.
-struct ServerProc(Child);
+pub(crate) struct ServerProc(Child);
+
+/// Starts the `haneul server` that `cmd` describes (its stdout is read here), with a
+/// parent-death signal so that an interrupted bench leaves no server running, and waits until
+/// it says where it listens.
+pub(crate) fn start_server(mut cmd: Command) -> anyhow::Result<(ServerProc, std::net::SocketAddr)> {
+    cmd.stdout(Stdio::piped());
+    crate::up::die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().context("cannot start haneul server")?;
+    let stdout = child.stdout.take().expect("piped");
+    let server = ServerProc(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("the server did not say where it listens")?
+        .parse()?;
+    Ok((server, addr))
+}
 
 impl Drop for ServerProc {
     fn drop(&mut self) {
@@ -117,30 +141,7 @@ pub fn run(args: CentreArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.database {
         cmd.arg("--database").arg(url);
     }
-    // An interrupted bench must not leave its server running.
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().context("cannot start haneul server")?;
-    let stdout = child.stdout.take().expect("piped");
-    let server = ServerProc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr: std::net::SocketAddr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .context("the server did not say where it listens")?
-        .parse()?;
+    let (server, addr) = start_server(cmd)?;
     let admin = std::fs::read_to_string(dir.join("admin.token"))
         .context("no admin token: use a fresh --database")?
         .trim()

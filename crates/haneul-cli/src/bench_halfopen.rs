@@ -5,13 +5,13 @@
 //! Reports the probe's latency, how many connections the server closed, and whether the nodes'
 //! heartbeats kept their rate.
 
+use crate::bench_centre::start_server;
 use crate::swarm::{self, SwarmConfig, SwarmStats};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -41,16 +41,6 @@ pub struct HalfOpenArgs {
     json: bool,
 }
 
-struct ServerProc(Child);
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the child this process started.
-        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
 pub fn run(args: HalfOpenArgs) -> anyhow::Result<()> {
     if args.connections == 0 || args.seconds == 0 || args.header_timeout == 0 {
         bail!("--connections, --seconds and --header-timeout must be at least 1");
@@ -69,29 +59,7 @@ pub fn run(args: HalfOpenArgs) -> anyhow::Result<()> {
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().context("cannot start haneul server")?;
-    let stdout = child.stdout.take().expect("piped");
-    let server = ServerProc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr: SocketAddr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .context("the server did not say where it listens")?
-        .parse()?;
+    let (server, addr) = start_server(cmd)?;
     let admin = std::fs::read_to_string(dir.join("admin.token"))
         .context("no admin token")?
         .trim()

@@ -145,18 +145,13 @@ fn open_log(log: &Path) -> anyhow::Result<File> {
     Ok(f)
 }
 
-fn spawn(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
-    let out = open_log(log)?;
-    let err = out.try_clone()?;
-    // The children run in the data directory (their paths are absolute), so that everything
-    // `haneul up` started can be found by its working directory.
-    let mut cmd = Command::new(exe);
+/// Gives the child `cmd` starts a parent-death signal (SIGTERM): a parent killed by SIGKILL
+/// cannot stop its children, so the kernel does it, and no orphaned server keeps a port.
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: prctl, getppid and raise are async-signal-safe, as pre_exec requires.
     unsafe {
         cmd.pre_exec(move || {
-            // `haneul up` killed by SIGKILL cannot stop its children: the kernel does it for
-            // it, so that no orphaned server keeps the port and the next `haneul up` starts.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -167,6 +162,15 @@ fn spawn(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
             Ok(())
         });
     }
+}
+
+fn spawn(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
+    let out = open_log(log)?;
+    let err = out.try_clone()?;
+    // The children run in the data directory (their paths are absolute), so that everything
+    // `haneul up` started can be found by its working directory.
+    let mut cmd = Command::new(exe);
+    die_with_parent(&mut cmd);
     cmd.args(args)
         .current_dir(log.parent().unwrap_or(Path::new(".")))
         .stdin(Stdio::null())
