@@ -135,8 +135,9 @@ pub struct ContainerTask<'a> {
     pub workdir: &'a Path,
     /// The task's whole environment (the launcher's `PATH` excluded: the image's own stays).
     pub env: &'a [(String, String)],
-    /// Assigned GPU indices on the host.
-    pub gpus: &'a [u32],
+    /// Assigned GPUs on the host, as the runtime names them: indices, or MIG UUIDs
+    /// ([`crate::launch::TaskSpec::device_names`]).
+    pub gpus: &'a [String],
     /// Whether the GPUs are real (handed to the container) or simulated (indices only).
     pub real_gpus: bool,
     /// `(uid, gid, supplementary groups)` to run as; `None`: the runtime's default.
@@ -195,7 +196,8 @@ fn gpu_list(gpus: impl Iterator<Item = u32>) -> String {
 
 /// `podman run` for a task: removed when it ends (`--rm`; `--replace` clears a leftover of the
 /// same name), an init process (`--init`: a program running as PID 1 would ignore the SIGTERM
-/// of the stop protocol), the host's network (gang ranks meet at `MASTER_ADDR`), the working
+/// of the stop protocol), no capabilities and no privilege gained by exec (the task is its
+/// owner, never root, even when podman runs as root), the host's network (gang ranks meet at `MASTER_ADDR`), the working
 /// directory mounted at its own path, every variable of the task's environment, real GPUs
 /// through CDI (`--device nvidia.com/gpu=N`; simulated ones get none), the task's user, and its
 /// memory (no swap beyond it) and CPUs as the container's cgroup limits.
@@ -223,6 +225,11 @@ pub fn podman_run(rt: &Runtime, t: &ContainerTask<'_>) -> Result<Invocation> {
             "--rm",
             "--replace",
             "--init",
+            // The task is its owner, not root: no capability inside, none gained by exec.
+            "--cap-drop",
+            "all",
+            "--security-opt",
+            "no-new-privileges",
             "--name",
             t.name,
             "--label",
@@ -435,6 +442,8 @@ mod tests {
         ]
     }
 
+    static GPUS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
     fn task<'a>(
         image: &'a str,
         env: &'a [(String, String)],
@@ -446,7 +455,7 @@ mod tests {
             image,
             workdir: Path::new("/w/job-1"),
             env,
-            gpus: &[2, 5],
+            gpus: GPUS.get_or_init(|| vec!["2".into(), "5".into()]),
             real_gpus: false,
             user: None,
             cpu_milli: 0,
@@ -473,6 +482,10 @@ mod tests {
                 "--rm",
                 "--replace",
                 "--init",
+                "--cap-drop",
+                "all",
+                "--security-opt",
+                "no-new-privileges",
                 "--name",
                 "haneul-n1-1-2-0",
                 "--label",

@@ -304,6 +304,47 @@ pub fn nvlink_domain_size(order: &[u32], component: &BTreeMap<u32, u32>) -> u32 
         .unwrap_or(1) as u32
 }
 
+/// The GPUs a node reports from what NVML told: its whole GPUs, or, when MIG is on, its MIG
+/// instances as GPUs of their own ([`crate::sharing::mig_inventory`]; NVLink does not join
+/// instances, so the domain is 1). A node reports one GPU model, as the scheduler keeps one per
+/// node, so MIG must be on for every GPU with one profile throughout (NVIDIA's "single"
+/// strategy); a mixed node is refused with the fix in words rather than reported wrongly.
+pub fn node_inventory(facts: &crate::nvml::NvmlFacts) -> std::result::Result<(Vec<Gpu>, u32), String> {
+    if facts.mig_enabled.is_empty() {
+        return Ok(inventory_from_nvml(&facts.devices, &facts.links));
+    }
+    let whole: Vec<String> = facts
+        .devices
+        .iter()
+        .filter(|d| !facts.mig_enabled.contains(&d.index))
+        .map(|d| d.index.to_string())
+        .collect();
+    if !whole.is_empty() {
+        return Err(format!(
+            "GPUs {} have MIG mode off while others have it on; a node reports one kind of GPU: \
+             partition every GPU with the same MIG profile, or turn MIG off on all of them",
+            whole.join(",")
+        ));
+    }
+    let gpus = crate::sharing::mig_inventory(&facts.mig).map_err(|e| e.to_string())?;
+    if gpus.is_empty() {
+        return Err(
+            "MIG mode is on but no MIG instance exists; create instances (nvidia-smi mig -cgi \
+             ... -C) or turn MIG off"
+                .into(),
+        );
+    }
+    let models: std::collections::BTreeSet<&str> = gpus.iter().map(|g| g.model.as_str()).collect();
+    if models.len() > 1 {
+        return Err(format!(
+            "MIG instances of several profiles ({}); a node reports one GPU model: give every GPU \
+             the same profile",
+            models.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok((gpus, 1))
+}
+
 /// The library NVML is loaded from unless told otherwise: the versioned name, which the driver
 /// installs (the unversioned `libnvidia-ml.so` comes only with development packages).
 pub const NVML_LIBRARY: &str = "libnvidia-ml.so.1";
@@ -317,8 +358,18 @@ pub fn discover() -> Inventory {
 /// As [`discover`], with the NVML library to load and the `nvidia-smi` program to run.
 pub fn discover_with(nvml_library: &OsStr, nvidia_smi: &str) -> Inventory {
     let nvml_failure = match crate::nvml::gather(nvml_library) {
-        Ok((devices, links)) if !devices.is_empty() => {
-            let (gpus, domain) = inventory_from_nvml(&devices, &links);
+        Ok(facts) if !facts.devices.is_empty() => {
+            let (gpus, domain) = match node_inventory(&facts) {
+                Ok(found) => found,
+                Err(why) => {
+                    return Inventory {
+                        gpus: Vec::new(),
+                        note: Some(format!("no GPUs reported: {why}")),
+                        source: Source::Nvml,
+                        nvlink_domain: None,
+                    };
+                }
+            };
             return Inventory {
                 note: Some(format!(
                     "discovered through NVML ({}): {} GPUs, NVLink domain {domain}",
@@ -548,5 +599,70 @@ mod tests {
             note.contains("(nvml: /nonexistent/libnvidia-ml.so.1 cannot be loaded ("),
             "{note}"
         );
+    }
+
+    #[test]
+    fn a_node_in_mig_mode_reports_its_instances_or_says_why_not() {
+        use crate::nvml::NvmlFacts;
+        use crate::sharing::MigFact;
+        let mig = |parent: u32, profile: &str, uuid: &str| MigFact {
+            parent,
+            parent_name: "NVIDIA H200".into(),
+            name: format!("NVIDIA H200 MIG {profile}"),
+            uuid: uuid.into(),
+            memory_bytes: Some(35 * 1024 * 1024 * 1024),
+        };
+        let whole = NvmlFacts {
+            devices: vec![dev(0, 1), dev(1, 2)],
+            ..NvmlFacts::default()
+        };
+        let (gpus, _) = node_inventory(&whole).unwrap();
+        assert_eq!(gpus.len(), 2, "MIG off: the whole GPUs");
+
+        let partitioned = NvmlFacts {
+            devices: vec![dev(0, 1), dev(1, 2)],
+            mig_enabled: vec![0, 1],
+            mig: vec![
+                mig(1, "2g.35gb", "MIG-c"),
+                mig(0, "2g.35gb", "MIG-a"),
+                mig(0, "2g.35gb", "MIG-b"),
+            ],
+            ..NvmlFacts::default()
+        };
+        let (gpus, domain) = node_inventory(&partitioned).unwrap();
+        let got: Vec<(&str, &str)> = gpus
+            .iter()
+            .map(|g| (g.model.as_str(), g.uuid.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("H200-MIG-2g.35gb", "MIG-a"),
+                ("H200-MIG-2g.35gb", "MIG-b"),
+                ("H200-MIG-2g.35gb", "MIG-c")
+            ]
+        );
+        assert_eq!(domain, 1, "NVLink does not join MIG instances");
+
+        let half = NvmlFacts {
+            mig_enabled: vec![0],
+            mig: vec![mig(0, "2g.35gb", "MIG-a")],
+            ..partitioned
+        };
+        let e = node_inventory(&half).unwrap_err();
+        assert!(e.contains("GPUs 1 have MIG mode off"), "{e}");
+        let mixed = NvmlFacts {
+            devices: vec![dev(0, 1), dev(1, 2)],
+            links: Vec::new(),
+            mig_enabled: vec![0, 1],
+            mig: vec![mig(0, "2g.35gb", "MIG-a"), mig(1, "1g.18gb", "MIG-b")],
+        };
+        let e = node_inventory(&mixed).unwrap_err();
+        assert!(e.contains("several profiles") && e.contains("1g.18gb"), "{e}");
+        let empty = NvmlFacts {
+            mig: Vec::new(),
+            ..mixed
+        };
+        assert!(node_inventory(&empty).unwrap_err().contains("no MIG instance"));
     }
 }

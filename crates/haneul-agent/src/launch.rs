@@ -61,6 +61,17 @@ pub struct Limits {
     pub open_files: Option<u64>,
 }
 
+impl TaskSpec {
+    /// The names the task's GPUs are given to CUDA and the container runtime by.
+    pub fn device_names(&self) -> Vec<String> {
+        if self.devices.is_empty() {
+            self.gpus.iter().map(u32::to_string).collect()
+        } else {
+            self.devices.clone()
+        }
+    }
+}
+
 impl Limits {
     fn is_empty(&self) -> bool {
         *self == Limits::default()
@@ -82,8 +93,13 @@ pub struct TaskSpec {
     pub args: Vec<String>,
     /// Working directory; created if missing. Log and checkpoint files go here.
     pub workdir: PathBuf,
-    /// GPU indices assigned to this task (`CUDA_VISIBLE_DEVICES`, `NVIDIA_VISIBLE_DEVICES`).
+    /// GPU indices assigned to this task.
     pub gpus: Vec<u32>,
+    /// What CUDA and the container runtime call those GPUs, in the same order
+    /// (`CUDA_VISIBLE_DEVICES`, `NVIDIA_VISIBLE_DEVICES`, CDI names): a MIG instance by its
+    /// UUID, since CUDA takes no index for one ([`crate::sharing::device_names`]). Empty: the
+    /// indices themselves.
+    pub devices: Vec<String>,
     /// Address of rank 0 (`MASTER_ADDR`).
     pub master_addr: String,
     /// Port of rank 0 (`MASTER_PORT`).
@@ -389,7 +405,7 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
                     image: &c.image,
                     workdir: &workdir,
                     env: &inner,
-                    gpus: &spec.gpus,
+                    gpus: &spec.device_names(),
                     real_gpus: c.real_gpus,
                     user,
                     cpu_milli: c.cpu_milli,
@@ -495,12 +511,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 /// the agent's variables (and `USER`, `LOGNAME` for a task run as its owner). With no GPUs assigned, `CUDA_VISIBLE_DEVICES` is empty and
 /// `NVIDIA_VISIBLE_DEVICES` is `void`.
 fn task_env(spec: &TaskSpec, workdir: &Path, checkpoint: &Path) -> Vec<(String, String)> {
-    let gpus = spec
-        .gpus
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let gpus = spec.device_names().join(",");
     let mut env = vec![
         ("PATH".to_string(), DEFAULT_PATH.to_string()),
         ("HOME".to_string(), workdir.display().to_string()),

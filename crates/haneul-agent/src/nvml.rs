@@ -5,6 +5,7 @@
 
 use crate::gpus::{NvLinkFact, NvmlDevice, PciAddr};
 use crate::health::{GpuProbe, GpuReading};
+use crate::sharing::MigFact;
 use crate::xid::{GpuEvent, XidEvent};
 use nvml_wrapper::Nvml;
 use nvml_wrapper::bitmasks::event::EventTypes;
@@ -46,22 +47,60 @@ fn addr(p: &nvml_wrapper::struct_wrappers::device::PciInfo) -> PciAddr {
     }
 }
 
-/// Every GPU NVML sees, and every NVLink of each that answers.
-pub fn gather(library: &OsStr) -> Result<(Vec<NvmlDevice>, Vec<NvLinkFact>), String> {
+/// What NVML tells of a node's GPUs.
+#[derive(Debug, Default)]
+pub struct NvmlFacts {
+    /// Every physical GPU.
+    pub devices: Vec<NvmlDevice>,
+    /// Every NVLink of each that answers.
+    pub links: Vec<NvLinkFact>,
+    /// Indexes of the GPUs whose MIG mode is on.
+    pub mig_enabled: Vec<u32>,
+    /// Every MIG instance of those GPUs.
+    pub mig: Vec<MigFact>,
+}
+
+/// Every GPU NVML sees, every NVLink of each that answers, and the MIG instances of GPUs in
+/// MIG mode.
+pub fn gather(library: &OsStr) -> Result<NvmlFacts, String> {
     let nvml = open(library)?;
     let count = nvml
         .device_count()
         .map_err(|e| format!("cannot count the GPUs: {e}"))?;
-    let mut devices = Vec::new();
-    let mut links = Vec::new();
+    let mut facts = NvmlFacts::default();
     for i in 0..count {
         let d = nvml
             .device_by_index(i)
             .map_err(|e| format!("GPU {i}: {e}"))?;
         let index = d.index().unwrap_or(i);
-        devices.push(NvmlDevice {
+        let name = d.name().map_err(|e| format!("GPU {i}: no name: {e}"))?;
+        // A GPU without MIG support answers NotSupported: it is a whole GPU.
+        if d.mig_mode().is_ok_and(|m| m.current == 1) {
+            facts.mig_enabled.push(index);
+            let slots = d
+                .mig_device_count()
+                .map_err(|e| format!("GPU {i}: cannot count its MIG devices: {e}"))?;
+            for slot in 0..slots {
+                // Slots without an instance answer NotFound.
+                let Ok(m) = d.mig_device_by_index(slot) else {
+                    continue;
+                };
+                facts.mig.push(MigFact {
+                    parent: index,
+                    parent_name: name.clone(),
+                    name: m
+                        .name()
+                        .map_err(|e| format!("GPU {i} MIG device {slot}: no name: {e}"))?,
+                    uuid: m
+                        .uuid()
+                        .map_err(|e| format!("GPU {i} MIG device {slot}: no UUID: {e}"))?,
+                    memory_bytes: m.memory_info().ok().map(|m| m.total),
+                });
+            }
+        }
+        facts.devices.push(NvmlDevice {
             index,
-            name: d.name().map_err(|e| format!("GPU {i}: no name: {e}"))?,
+            name,
             uuid: d.uuid().map_err(|e| format!("GPU {i}: no UUID: {e}"))?,
             memory_bytes: d.memory_info().ok().map(|m| m.total),
             pci: d.pci_info().ok().as_ref().map(addr),
@@ -75,7 +114,7 @@ pub fn gather(library: &OsStr) -> Result<(Vec<NvmlDevice>, Vec<NvLinkFact>), Str
             } else {
                 None
             };
-            links.push(NvLinkFact {
+            facts.links.push(NvLinkFact {
                 gpu: index,
                 link,
                 active,
@@ -83,7 +122,7 @@ pub fn gather(library: &OsStr) -> Result<(Vec<NvmlDevice>, Vec<NvLinkFact>), Str
             });
         }
     }
-    Ok((devices, links))
+    Ok(facts)
 }
 
 /// Temperature and ECC readings through NVML.

@@ -8,6 +8,16 @@
 //! the client's share of the GPU's SMs (`CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`) and its device
 //! memory (`CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`) at the task's share.
 //!
+//! A client's environment can only lower the limits its MPS server has (NVIDIA's MPS
+//! documentation), and a hostile task controls its own environment, so the limits that hold
+//! are the server's: before a task of uid U starts, the agent has the daemon start U's server
+//! (`start_server -uid U`), finds its pid (`get_server_list`, the process owned by U), and sets
+//! that server's SM share and pinned memory limit (`set_active_thread_percentage`,
+//! `set_device_pinned_mem_limit`) at the task's share ([`MpsSupervisor::limit_server`]). MPS
+//! runs one server per uid on a GPU at a time, so tasks of the same user on one GPU share one
+//! server whose limits are the largest share among them (each still gets its own in its
+//! environment), and a task of another user waits until that server's clients are done.
+//!
 //! **MIG.** A GPU partitioned with MIG is reported as its instances ([`mig_inventory`]), each
 //! a GPU of the model `PARENT-MIG-PROFILE` (e.g. `H200-MIG-3g.71gb`) whose `uuid` is the MIG
 //! UUID the task gets in `CUDA_VISIBLE_DEVICES`; the engine then schedules instances as their
@@ -59,12 +69,28 @@ pub fn needs_mps(milli_per_gpu: u64, real_gpus: bool, gpus: usize) -> bool {
     real_gpus && gpus > 0 && milli_per_gpu > 0 && milli_per_gpu < 1000
 }
 
+/// The control daemon commands that hold MPS server `pid` (of a GPU's daemon, which sees the
+/// GPU as its device 0) to `milli` thousandths of the GPU's SMs and `gpu_memory_mib`.
+pub fn server_limit_commands(pid: u32, milli: u64, gpu_memory_mib: u64) -> [String; 2] {
+    let percent = milli.div_ceil(10).clamp(1, 100);
+    let memory = gpu_memory_mib * milli.min(1000) / 1000;
+    [
+        format!("set_active_thread_percentage {pid} {percent}"),
+        format!("set_device_pinned_mem_limit {pid} 0 {memory}M"),
+    ]
+}
+
 /// Starts and supervises one MPS control daemon per shared GPU.
 #[derive(Debug)]
 pub struct MpsSupervisor {
     program: PathBuf,
     base: PathBuf,
     daemons: Mutex<BTreeMap<u32, Child>>,
+    /// The share each MPS server was last limited to, by (GPU, server pid): a server's limit
+    /// only grows while it lives, so that a second task of its user never shrinks the first's.
+    limited: Mutex<BTreeMap<(u32, u32), u64>>,
+    /// What CUDA calls each GPU, where not its index (MIG instances by UUID).
+    names: BTreeMap<u32, String>,
 }
 
 impl MpsSupervisor {
@@ -74,14 +100,100 @@ impl MpsSupervisor {
             program,
             base,
             daemons: Mutex::new(BTreeMap::new()),
+            limited: Mutex::new(BTreeMap::new()),
+            names: BTreeMap::new(),
         }
+    }
+
+    /// Names each GPU of `inventory` to its daemon as CUDA knows it ([`device_names`]): a
+    /// daemon of a MIG instance is given the instance's UUID.
+    pub fn naming(mut self, inventory: &[Gpu]) -> Self {
+        let indexes: Vec<u32> = inventory.iter().map(|g| g.index).collect();
+        self.names = indexes
+            .iter()
+            .copied()
+            .zip(device_names(inventory, &indexes))
+            .collect();
+        self
+    }
+
+    /// Sends one command to GPU `gpu`'s daemon and returns what it answered.
+    pub fn control(&self, gpu: u32, command: &str) -> Result<String> {
+        let mut child = Command::new(&self.program)
+            .env_clear()
+            .env("PATH", crate::launch::DEFAULT_PATH)
+            .envs(self.env(gpu))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                AgentError::io(
+                    format!("cannot run {} for GPU {gpu}", self.program.display()),
+                    e,
+                )
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(format!("{command}\n").as_bytes())
+                .map_err(|e| AgentError::io(format!("cannot send `{command}` to MPS"), e))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| AgentError::io(format!("no answer to `{command}` from MPS"), e))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Makes GPU `gpu`'s daemon run a server for `uid` and holds that server to `milli` of the
+    /// GPU (SMs and `gpu_memory_mib` of memory), or to more if one of the user's tasks on the
+    /// GPU already holds more. Returns the server's pid.
+    pub fn limit_server(&self, gpu: u32, uid: u32, milli: u64, gpu_memory_mib: u64) -> Result<u32> {
+        // Harmless when the server already runs: the daemon says so and changes nothing.
+        self.control(gpu, &format!("start_server -uid {uid}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pid = loop {
+            let list = self.control(gpu, "get_server_list")?;
+            let found = list
+                .split_whitespace()
+                .filter_map(|w| w.parse::<u32>().ok())
+                .find(|pid| process_uid(*pid) == Some(uid));
+            if let Some(pid) = found {
+                break pid;
+            }
+            if Instant::now() >= deadline {
+                return Err(AgentError::Spec(format!(
+                    "the MPS control daemon of GPU {gpu} started no server for uid {uid} \
+                     (servers: {})",
+                    list.trim()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let share = {
+            let mut limited = self.limited.lock().unwrap_or_else(|e| e.into_inner());
+            let share = limited.entry((gpu, pid)).or_insert(0);
+            if *share >= milli {
+                return Ok(pid);
+            }
+            *share = milli;
+            milli
+        };
+        for command in server_limit_commands(pid, share, gpu_memory_mib) {
+            self.control(gpu, &command)?;
+        }
+        Ok(pid)
     }
 
     /// The daemon environment of GPU `gpu`.
     fn env(&self, gpu: u32) -> Vec<(String, String)> {
         let (pipe, log) = mps_dirs(&self.base, gpu);
+        let device = self
+            .names
+            .get(&gpu)
+            .cloned()
+            .unwrap_or_else(|| gpu.to_string());
         vec![
-            ("CUDA_VISIBLE_DEVICES".into(), gpu.to_string()),
+            ("CUDA_VISIBLE_DEVICES".into(), device),
             ("CUDA_DEVICE_ORDER".into(), "PCI_BUS_ID".into()),
             ("CUDA_MPS_PIPE_DIRECTORY".into(), pipe.display().to_string()),
             ("CUDA_MPS_LOG_DIRECTORY".into(), log.display().to_string()),
@@ -137,17 +249,20 @@ impl MpsSupervisor {
         Ok(true)
     }
 
-    /// For a task holding `milli` of each of `gpus` (of `gpu_memory_mib` each): makes sure
-    /// their daemons run and gives the client environment (for the first GPU: CUDA's MPS
-    /// variables are per process, and a fractional task holds one GPU).
+    /// For a task of `uid` holding `milli` of each of `gpus` (of `gpu_memory_mib` each): makes
+    /// sure their daemons run, that the user's server on each is held to the share
+    /// ([`Self::limit_server`]), and gives the client environment (for the first GPU: CUDA's
+    /// MPS variables are per process, and a fractional task holds one GPU).
     pub fn client(
         &self,
         gpus: &[u32],
+        uid: u32,
         milli: u64,
         gpu_memory_mib: u64,
     ) -> Result<Vec<(String, String)>> {
         for g in gpus {
             self.ensure(*g)?;
+            self.limit_server(*g, uid, milli, gpu_memory_mib)?;
         }
         Ok(gpus
             .first()
@@ -196,6 +311,18 @@ impl Drop for MpsSupervisor {
     fn drop(&mut self) {
         self.shutdown(Duration::from_secs(2));
     }
+}
+
+/// The real uid of process `pid`, from `/proc/PID/status`.
+fn process_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 // The library logs nothing by itself elsewhere; a daemon's restart is worth a line on stderr,
@@ -260,17 +387,21 @@ pub fn mig_inventory(facts: &[MigFact]) -> Result<Vec<Gpu>> {
         .collect()
 }
 
-/// `CUDA_VISIBLE_DEVICES` for a task given `indexes` of `inventory`: MIG instances by their
-/// UUID (CUDA takes no index for them), whole GPUs by index.
-pub fn visible_devices(inventory: &[Gpu], indexes: &[u32]) -> String {
+/// What CUDA and the container runtime call the GPUs `indexes` of `inventory`: MIG
+/// instances by their UUID (CUDA takes no index for them), whole GPUs by index.
+pub fn device_names(inventory: &[Gpu], indexes: &[u32]) -> Vec<String> {
     indexes
         .iter()
         .map(|i| match inventory.iter().find(|g| g.index == *i) {
             Some(g) if g.uuid.starts_with("MIG-") => g.uuid.clone(),
             _ => i.to_string(),
         })
-        .collect::<Vec<_>>()
-        .join(",")
+        .collect()
+}
+
+/// `CUDA_VISIBLE_DEVICES` for a task given `indexes` of `inventory` ([`device_names`]).
+pub fn visible_devices(inventory: &[Gpu], indexes: &[u32]) -> String {
+    device_names(inventory, indexes).join(",")
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ fn spec(dir: &Path, script: &str) -> TaskSpec {
         args: vec!["-c".into(), script.into()],
         workdir: dir.join("task"),
         gpus: vec![2, 5],
+        devices: Vec::new(),
         master_addr: "10.0.0.7".into(),
         master_port: 29500,
         world_size: 16,
@@ -80,6 +81,18 @@ fn task_sees_its_gpus_and_torchrun_environment() {
         .collect();
     assert_eq!(gpu_vars.len(), 2, "{out}");
     assert!(!t.checkpoint_file().exists());
+}
+
+#[test]
+fn mig_instances_are_named_to_cuda_by_their_uuid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), "env");
+    s.devices = vec!["MIG-aaaa".into(), "MIG-bbbb".into()];
+    let mut t = launch(&s).unwrap();
+    assert!(t.wait().unwrap().success());
+    let out = std::fs::read_to_string(t.stdout_path()).unwrap();
+    assert!(out.contains("\nCUDA_VISIBLE_DEVICES=MIG-aaaa,MIG-bbbb\n"), "{out}");
+    assert!(out.contains("\nNVIDIA_VISIBLE_DEVICES=MIG-aaaa,MIG-bbbb\n"), "{out}");
 }
 
 #[test]

@@ -19,6 +19,7 @@ fn spec(dir: &Path, script: &str) -> TaskSpec {
         args: vec!["-c".into(), script.into()],
         workdir: dir.join("task"),
         gpus: vec![],
+        devices: Vec::new(),
         master_addr: "127.0.0.1".into(),
         master_port: 29500,
         world_size: 1,

@@ -280,7 +280,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         identity::prepare_work_root(&work_dir)?;
     }
     let mps = match (args.simulate_gpus.is_none(), which(sharing::MPS_CONTROL)) {
-        (true, Some(program)) => Some(MpsSupervisor::new(program, work_dir.join(".mps"))),
+        (true, Some(program)) => {
+            Some(MpsSupervisor::new(program, work_dir.join(".mps")).naming(inventory))
+        }
         (true, None) => {
             tracing::warn!(
                 "{} is not on PATH: tasks holding a fraction of a GPU are not held to it",
@@ -371,6 +373,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         mps,
         containers,
         real_gpus: args.simulate_gpus.is_none(),
+        inventory: inventory.clone(),
     });
     let mut tasks: HashMap<(i64, i64, i64), Running> = HashMap::new();
     // Tasks an earlier agent process started here: reattach, report or clean up.
@@ -529,6 +532,8 @@ struct NodeCtx {
     containers: Option<Runtime>,
     /// Whether the GPUs are real (handed to containers) or simulated.
     real_gpus: bool,
+    /// The node's GPUs, to name them to CUDA (MIG instances by UUID).
+    inventory: Vec<gpus::Gpu>,
 }
 
 fn heartbeats(client: Client, node: i64, interval: Duration) {
@@ -681,6 +686,7 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         args: args.to_vec(),
         workdir,
         gpus: a.gpus.clone(),
+        devices: sharing::device_names(&ctx.inventory, &a.gpus),
         master_addr: master,
         master_port: 20000 + (a.job.rem_euclid(20000)) as u16,
         world_size: world,
@@ -705,10 +711,12 @@ fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         &a.groups,
         ctx.euid,
     );
-    let mps = match &ctx.mps {
-        Some(m) if sharing::needs_mps(a.milli_per_gpu, ctx.real_gpus, a.gpus.len()) => m
-            .client(&a.gpus, a.milli_per_gpu, ctx.gpu_memory_mib)
-            .map(Some),
+    let mps = match (&ctx.mps, &who) {
+        (Some(m), Ok(id)) if sharing::needs_mps(a.milli_per_gpu, ctx.real_gpus, a.gpus.len()) => {
+            let uid = id.as_ref().map_or(ctx.euid, |id| id.uid);
+            m.client(&a.gpus, uid, a.milli_per_gpu, ctx.gpu_memory_mib)
+                .map(Some)
+        }
         _ => Ok(None),
     };
     match (who, mps) {

@@ -27,11 +27,17 @@ fn target_dir() -> PathBuf {
 
 /// The `schemathesis` command, installed into TARGET/schemathesis-venv when missing.
 fn schemathesis() -> PathBuf {
+    // The two backends' tests run at once: one installs while the other waits, so that neither
+    // finds a half-made venv.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let venv = target_dir().join("schemathesis-venv");
     let exe = venv.join("bin/schemathesis");
     if exe.exists() {
         return exe;
     }
+    // What an interrupted install left behind.
+    let _ = std::fs::remove_dir_all(&venv);
     let ok = Command::new("python3")
         .args(["-m", "venv"])
         .arg(&venv)

@@ -496,10 +496,15 @@ pub enum Bootstrap {
     AlreadyInitialised,
 }
 
-/// On a fresh database, creates the centre administrator and writes its token to
-/// `DIR/admin.token` (mode 0600). The file is written before the database commit, so a crash in
-/// between leaves a token that works rather than a database no one can enter.
-pub async fn bootstrap(store: &dyn Store, data_dir: &Path) -> Result<Bootstrap, ServerError> {
+/// On a fresh database, creates the centre administrator (with a uid from `uid_range`) and
+/// writes its token to `DIR/admin.token` (mode 0600). The file is written before the database
+/// commit, so a crash in between leaves a token that works rather than a database no one can
+/// enter.
+pub async fn bootstrap(
+    store: &dyn Store,
+    data_dir: &Path,
+    uid_range: identity::IdRange,
+) -> Result<Bootstrap, ServerError> {
     let path = data_dir.join("admin.token");
     if path.exists() {
         return Ok(Bootstrap::Present(path));
@@ -507,7 +512,11 @@ pub async fn bootstrap(store: &dyn Store, data_dir: &Path) -> Result<Bootstrap, 
     let secret = routes::new_secret();
     write_secret(&path, &secret)?;
     if store
-        .bootstrap_admin(&haneul_store::hash_token(&secret), controller::now_ms())
+        .bootstrap_admin(
+            &haneul_store::hash_token(&secret),
+            uid_range,
+            controller::now_ms(),
+        )
         .await?
     {
         Ok(Bootstrap::Wrote(path))
@@ -610,7 +619,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     })?;
     make_private(&cfg.data_dir)?;
     let store = open_store(&cfg.database).await?;
-    let bootstrap = bootstrap(store.as_ref(), &cfg.data_dir).await?;
+    let bootstrap = bootstrap(store.as_ref(), &cfg.data_dir, cfg.identity.uid_range).await?;
     let signals = Signals::new();
     let metrics = Arc::new(Metrics::new());
     let mut holder = format!(

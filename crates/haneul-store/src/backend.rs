@@ -887,7 +887,12 @@ macro_rules! store_impl {
                 Self::BACKEND
             }
 
-            async fn bootstrap_admin(&self, token_hash: &str, now: i64) -> Result<bool> {
+            async fn bootstrap_admin(
+                &self,
+                token_hash: &str,
+                uid_range: IdRange,
+                now: i64,
+            ) -> Result<bool> {
                 let mut tx = self.begin_write().await?;
                 let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
                     .fetch_one(&mut *tx)
@@ -895,11 +900,13 @@ macro_rules! store_impl {
                 if users > 0 {
                     return Ok(false);
                 }
+                let uid = next_id(&mut tx, "users", "uid", uid_range).await?;
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO users (name, role, org_id, created_at) \
-                     VALUES ('admin', 'centre-admin', NULL, $1) RETURNING id",
+                    "INSERT INTO users (name, role, org_id, created_at, uid, gid) \
+                     VALUES ('admin', 'centre-admin', NULL, $1, $2, $2) RETURNING id",
                 )
                 .bind(now)
+                .bind(uid)
                 .fetch_one(&mut *tx)
                 .await?;
                 sqlx::query(

@@ -45,9 +45,12 @@ pub trait Store: Send + Sync + 'static {
 
     // --- tenants and access ---
 
-    /// Creates the first centre administrator with this token hash when there are no users yet.
-    /// Returns false (and changes nothing) when users exist.
-    async fn bootstrap_admin(&self, token_hash: &str, now: i64) -> Result<bool>;
+    /// Creates the first centre administrator with this token hash when there are no users yet,
+    /// with a uid (and private gid) allocated from `uid_range` like any other user's, so that
+    /// the administrator's own jobs never run without an identity. Returns false (and changes
+    /// nothing) when users exist.
+    async fn bootstrap_admin(&self, token_hash: &str, uid_range: IdRange, now: i64)
+    -> Result<bool>;
     async fn create_org(&self, actor: &Actor, org: NewOrg, now: i64) -> Result<OrgRecord>;
     async fn get_org(&self, id: i64) -> Result<OrgRecord>;
     async fn list_orgs(&self) -> Result<Vec<OrgRecord>>;

@@ -145,10 +145,19 @@ async fn start(store: &dyn Store, epoch: i64, job: i64, node: i64, now: i64) -> 
 }
 
 pub async fn tenants_and_tokens(store: &dyn Store) {
-    assert!(store.bootstrap_admin(&hash_token("root"), 1).await.unwrap());
+    let range = IdRange {
+        first: 250_000,
+        last: 250_009,
+    };
+    assert!(
+        store
+            .bootstrap_admin(&hash_token("root"), range, 1)
+            .await
+            .unwrap()
+    );
     assert!(
         !store
-            .bootstrap_admin(&hash_token("again"), 2)
+            .bootstrap_admin(&hash_token("again"), range, 2)
             .await
             .unwrap()
     );
@@ -158,6 +167,11 @@ pub async fn tenants_and_tokens(store: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(admin_user.role, Role::CentreAdmin);
+    // The first administrator has an identity from the range, like every later user.
+    assert_eq!(
+        (admin_user.uid, admin_user.gid),
+        (Some(250_000), Some(250_000))
+    );
 
     let (o, p, u) = tenant(store, "kaist").await;
     assert_eq!(u.projects, vec![p.id]);

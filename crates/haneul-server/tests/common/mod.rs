@@ -49,8 +49,12 @@ impl Harness {
         dir: Option<tempfile::TempDir>,
         db: Option<haneul_store::testing::TestDb>,
     ) -> Harness {
-        haneul_server::bootstrap(store.as_ref(), data)
-            .await
+        haneul_server::bootstrap(
+            store.as_ref(),
+            data,
+            haneul_server::identity::IdRange::USERS,
+        )
+        .await
             .unwrap();
         let admin = std::fs::read_to_string(data.join("admin.token"))
             .unwrap()
