@@ -1077,3 +1077,25 @@ pub struct UsageSeries {
     /// One line per organisation or project with any use in the range, by id.
     pub lines: Vec<UsageLine>,
 }
+
+/// GPU-hours and the like as statements print them: three decimals, and never `-0.000` (a sum
+/// of refunds and charges that cancel, or a tiny negative left by floating point, is shown as
+/// the nothing it is).
+pub fn fixed3(v: f64) -> String {
+    let text = format!("{v:.3}");
+    match text.strip_prefix('-') {
+        Some(rest) if rest.bytes().all(|b| b == b'0' || b == b'.') => rest.to_string(),
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod fixed3_tests {
+    #[test]
+    fn no_negative_zero_in_figures() {
+        assert_eq!(super::fixed3(-0.0), "0.000");
+        assert_eq!(super::fixed3(-0.0001), "0.000");
+        assert_eq!(super::fixed3(-0.25), "-0.250");
+        assert_eq!(super::fixed3(1.5), "1.500");
+    }
+}

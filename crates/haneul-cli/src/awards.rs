@@ -713,20 +713,20 @@ pub fn statement(a: StatementArgs) -> anyhow::Result<()> {
             l.org.to_string(),
             l.project.to_string(),
             l.gpu_model.clone(),
-            format!("{:.3}", l.gpu_hours),
-            format!("{:.3}", l.charged_gpu_hours),
-            format!("{:.3}", l.refunded_gpu_hours),
-            format!("{:.3}", l.credited_gpu_hours),
+            haneul_api::fixed3(l.gpu_hours),
+            haneul_api::fixed3(l.charged_gpu_hours),
+            haneul_api::fixed3(l.refunded_gpu_hours),
+            haneul_api::fixed3(l.credited_gpu_hours),
         ]);
     }
     println!("{t}");
     let h = |ms: i64| ms as f64 / 3.6e6;
     println!(
-        "{}: charged {:.3}, refunded {:.3}, credited {:.3} GPU-hours over {} ledger rows",
+        "{}: charged {}, refunded {}, credited {} GPU-hours over {} ledger rows",
         s.month,
-        h(s.charged_ms),
-        h(s.refunded_ms),
-        h(s.credited_ms),
+        haneul_api::fixed3(h(s.charged_ms)),
+        haneul_api::fixed3(h(s.refunded_ms)),
+        haneul_api::fixed3(h(s.credited_ms)),
         s.ledger_rows
     );
     Ok(())

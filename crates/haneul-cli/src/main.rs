@@ -170,8 +170,18 @@ fn command() -> clap::Command {
 /// Errors are printed as one line with their causes (`error: what: why`), never as a panic or a
 /// backtrace; the exit status is 2 for a usage mistake, else 1.
 fn main() -> std::process::ExitCode {
-    let matches = command().get_matches();
+    let cmd = command();
+    let argv = hoist_connection_options(std::env::args_os().collect(), &cmd);
+    let matches = cmd.get_matches_from(argv);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if !cli.command.is_daemon() {
+        // A command whose reader has gone (`haneul queue | head`) ends quietly, as other Unix
+        // tools do, instead of panicking on the failed write. Daemons keep Rust's default
+        // (ignored), so a closed socket is an error they handle, never a silent death.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -183,6 +193,73 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// The options every client command shares, with whether each takes a value.
+const CONNECTION_OPTIONS: [(&str, bool); 4] = [
+    ("--server", true),
+    ("--ca-file", true),
+    ("--token-file", true),
+    ("--json", false),
+];
+
+/// `argv` with the connection options written before the command moved after it:
+/// `haneul --server URL queue` is read as `haneul queue --server URL`. The options belong to
+/// each client command (so its help lists them), and clap only lets an option flow down from
+/// the command that defines it; users of Slurm's and kubectl's tools put them first.
+fn hoist_connection_options(
+    argv: Vec<std::ffi::OsString>,
+    cmd: &clap::Command,
+) -> Vec<std::ffi::OsString> {
+    let mut leading = Vec::new();
+    let mut i = 1;
+    while let Some(arg) = argv.get(i).and_then(|a| a.to_str()) {
+        let name = arg.split_once('=').map_or(arg, |(n, _)| n);
+        let Some((_, takes_value)) = CONNECTION_OPTIONS.iter().find(|(o, _)| *o == name) else {
+            break;
+        };
+        let width = if *takes_value && !arg.contains('=') {
+            2
+        } else {
+            1
+        };
+        let end = (i + width).min(argv.len());
+        leading.extend_from_slice(&argv[i..end]);
+        i = end;
+    }
+    if leading.is_empty() {
+        return argv;
+    }
+    // Past the command's path (`award create`), where the command's own options begin.
+    let mut at = i;
+    let mut here = cmd;
+    while let Some(sub) = argv
+        .get(at)
+        .and_then(|a| a.to_str())
+        .and_then(|name| here.find_subcommand(name))
+    {
+        here = sub;
+        at += 1;
+    }
+    let mut out = vec![argv[0].clone()];
+    out.extend_from_slice(&argv[i..at]);
+    out.extend(leading);
+    out.extend_from_slice(&argv[at..]);
+    out
+}
+
+impl Command {
+    /// Long-running roles that serve sockets, rather than commands that print and exit.
+    fn is_daemon(&self) -> bool {
+        matches!(
+            self,
+            Command::Server(_)
+                | Command::Agent(_)
+                | Command::Up(_)
+                | Command::Swarm(_)
+                | Command::Bench(_)
+        )
     }
 }
 
@@ -240,6 +317,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(args: &[&str]) -> clap::ArgMatches {
+        let argv = args.iter().map(std::ffi::OsString::from).collect();
+        let cmd = command();
+        let argv = hoist_connection_options(argv, &cmd);
+        cmd.try_get_matches_from(argv).unwrap()
+    }
+
+    #[test]
+    fn connection_options_may_come_before_the_command() {
+        let m = parsed(&["haneul", "--server", "http://a:1", "--json", "queue"]);
+        let q = m.subcommand_matches("queue").unwrap();
+        assert_eq!(q.get_one::<String>("server").unwrap(), "http://a:1");
+        assert!(q.get_flag("json"));
+        let m = parsed(&["haneul", "--token-file=/t", "award", "list", "--json"]);
+        let l = m
+            .subcommand_matches("award")
+            .and_then(|a| a.subcommand_matches("list"))
+            .unwrap();
+        assert_eq!(
+            l.get_one::<std::path::PathBuf>("token_file").unwrap(),
+            std::path::Path::new("/t")
+        );
+        // What follows `--` is the job's command, left as it is.
+        let argv: Vec<std::ffi::OsString> = [
+            "haneul", "--json", "submit", "--gpus", "1", "--", "echo", "--server",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let moved = hoist_connection_options(argv, &command());
+        assert_eq!(
+            moved,
+            [
+                "haneul", "submit", "--json", "--gpus", "1", "--", "echo", "--server"
+            ]
+            .map(std::ffi::OsString::from)
+        );
+        // Nothing to move: argv as given.
+        let argv: Vec<std::ffi::OsString> = ["haneul", "queue", "--json"].map(Into::into).into();
+        assert_eq!(hoist_connection_options(argv.clone(), &command()), argv);
+    }
 
     fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
         let here = format!("{path} {}", cmd.get_name());

@@ -147,6 +147,45 @@ fn readme_quick_start_as_written() {
     }
     assert!(says_hello_with_a_gpu(&transcript), "{transcript}");
     eprintln!("{transcript}");
+
+    // The connection options and --json go before the command as well as after it, as with
+    // Slurm's and kubectl's tools.
+    for line in [
+        "target/release/haneul --json queue",
+        "target/release/haneul queue --json",
+    ] {
+        let out = sh(line).output().unwrap();
+        assert!(
+            out.status.success(),
+            "`{line}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("`{line}` printed no JSON ({e})"));
+    }
+    let before = sh(&format!(
+        "target/release/haneul --server http://{listen} --json show 1"
+    ))
+    .output()
+    .unwrap();
+    assert!(
+        before.status.success(),
+        "{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
+    // A reader that has gone (`| head`, here one that never reads) ends the command quietly:
+    // no panic, no "broken pipe" message.
+    let closed = sh(
+        "target/release/haneul show 1 | true; target/release/haneul --json queue | true; \
+         target/release/haneul completions bash | true",
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.to_lowercase().contains("broken pipe"),
+        "a closed pipe made noise: {stderr}"
+    );
     drop(up);
     eprintln!("README quick start took {:?}", started.elapsed());
 }

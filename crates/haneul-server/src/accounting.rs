@@ -852,10 +852,12 @@ async fn underuse_report(
     let rows = s.store.ledger(None, now - window_ms, i64::MAX).await?;
     let report = underuse(&balances, &rows, &s.accounting, now);
     for u in report.iter().filter(|u| u.flagged) {
-        let detail = format!(
-            "{{\"award\":{},\"used_fraction\":{:.4},\"window_days\":{:.2}}}",
-            u.award, u.used_fraction, u.window_days
-        );
+        let detail = serde_json::json!({
+            "award": u.award,
+            "used_fraction": (u.used_fraction * 1e4).round() / 1e4,
+            "window_days": (u.window_days * 1e2).round() / 1e2,
+        })
+        .to_string();
         s.store
             .raise_notice("award.underuse", u.project, u.award, &detail, now)
             .await?;

@@ -612,10 +612,12 @@ impl Controller {
             let threshold = self.accounting.compute_threshold;
             for (p, ops) in accounting::compute_estimates(&usage, &self.accounting) {
                 if ops >= threshold {
-                    let detail = format!(
-                        "{{\"operations\":{ops:e},\"threshold\":{threshold:e},\"utilisation\":{}}}",
-                        self.accounting.utilisation
-                    );
+                    let detail = serde_json::json!({
+                        "operations": ops,
+                        "threshold": threshold,
+                        "utilisation": self.accounting.utilisation,
+                    })
+                    .to_string();
                     notices.push(("compute.threshold".into(), p, 0, detail));
                 }
             }

@@ -20,6 +20,7 @@ const ORIGIN: &str = "http://portal.test:8470";
 
 struct Page {
     status: StatusCode,
+    headers: axum::http::HeaderMap,
     location: String,
     cookies: Vec<String>,
     body: String,
@@ -55,6 +56,7 @@ async fn fetch(
     };
     let resp = h.app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
+    let headers = resp.headers().clone();
     let location = resp
         .headers()
         .get(header::LOCATION)
@@ -71,6 +73,7 @@ async fn fetch(
         .unwrap();
     Page {
         status,
+        headers,
         location,
         cookies,
         body: String::from_utf8(bytes.to_vec()).unwrap(),
@@ -134,6 +137,103 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_refuses_bad_tokens() {
     let (_, agent) = h.user("agent", "agent", None, &[]).await;
     let a = post(&h, "/portal/signin", None, &format!("token={agent}")).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_forms_must_come_from_this_origin() {
+    let h = Harness::sqlite().await;
+    let org = h.org("org-a").await;
+    let pa = h.project(org, "pa").await;
+    let (_, member) = h.user("mia", "member", Some(org), &[pa]).await;
+    let header = |p: &Page, name: &str| {
+        p.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    for (path, session) in [
+        ("/portal/signin", None),
+        ("/portal", Some(member.as_str())),
+        ("/portal/jobs", Some(member.as_str())),
+        ("/portal/no-such-page", Some(member.as_str())),
+    ] {
+        let page = fetch(&h, "GET", path, session, &[], None).await;
+        let csp = header(&page, "content-security-policy");
+        for part in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(part), "{path}: CSP lacks {part}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(header(&page, "x-frame-options"), "DENY", "{path}");
+        assert_eq!(header(&page, "x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header(&page, "referrer-policy"), "same-origin", "{path}");
+        assert_eq!(header(&page, "cache-control"), "no-store", "{path}");
+    }
+    // The pages themselves keep to the policy: no inline script, no style attribute.
+    let home = fetch(&h, "GET", "/portal", Some(&member), &[], None).await;
+    assert!(
+        !home.body.contains("<script>"),
+        "inline script in the home page"
+    );
+    assert!(
+        !home.body.contains(" style="),
+        "inline style in the home page"
+    );
+    let asset = fetch(&h, "GET", "/portal/assets/portal.css", None, &[], None).await;
+    assert_eq!(asset.status, StatusCode::OK);
+    assert_eq!(header(&asset, "x-content-type-options"), "nosniff");
+    assert_ne!(
+        header(&asset, "cache-control"),
+        "no-store",
+        "assets may be cached"
+    );
+
+    // The Origin must match in scheme too: a server reached over plain HTTP refuses a form
+    // whose page claims to be https (and the other way round is covered by the unit test).
+    let https = fetch(
+        &h,
+        "POST",
+        "/portal/signin",
+        None,
+        &[("origin", "https://portal.test:8470")],
+        Some(&format!("token={member}")),
+    )
+    .await;
+    assert_eq!(https.status, StatusCode::FORBIDDEN);
+    let other_port = fetch(
+        &h,
+        "POST",
+        "/portal/signin",
+        None,
+        &[("origin", "http://portal.test:8471")],
+        Some(&format!("token={member}")),
+    )
+    .await;
+    assert_eq!(other_port.status, StatusCode::FORBIDDEN);
+    let ok = post(&h, "/portal/signin", None, &format!("token={member}")).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+
+    // A form's address opened as a page (a reload of its result, a bookmark) leads to the page
+    // the form belongs to, never a bare 405.
+    for (path, to) in [
+        ("/portal/jobs/7/cancel", "/portal/jobs/7"),
+        ("/portal/signout", "/portal"),
+        ("/portal/nodes/3/drain", "/portal/fleet"),
+        ("/portal/calls/2/state", "/portal/calls/2"),
+        ("/portal/calls/2/award", "/portal/calls/2"),
+        (
+            "/portal/calls/2/applications/5/scores",
+            "/portal/calls/2#app-5",
+        ),
+    ] {
+        let page = fetch(&h, "GET", path, Some(&member), &[], None).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(page.location, to, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -323,7 +423,108 @@ async fn the_form_submits_jobs_and_keeps_what_was_typed_when_refused() {
     )
     .await;
     assert_eq!(huge.status, StatusCode::BAD_REQUEST, "{}", huge.body);
-    assert!(huge.body.contains("gpus_per_task"), "{}", huge.body);
+    // ... named as the form's field, beside what was typed.
+    assert!(huge.body.contains("<b>gpus</b>"), "{}", huge.body);
+
+    // The fuller form: GPU models, CPUs and memory, priority, dependency.
+    let full = post(
+        &h,
+        "/portal/jobs",
+        Some(&mia),
+        &format!(
+            "project={pa}&name=full&gpus=1&nodes=1&gpu_model=H200%2C+B200&cpus=2.5&memory=16\
+             &priority=high&dependency=afterok%3A{id}&command=python+train.py"
+        ),
+    )
+    .await;
+    assert_eq!(full.status, StatusCode::SEE_OTHER, "{}", full.body);
+    let full_id: i64 = full
+        .location
+        .trim_start_matches("/portal/jobs/")
+        .parse()
+        .unwrap();
+    let job = h
+        .ok(&mia, "GET", &format!("/v1/jobs/{full_id}"), None, 200)
+        .await;
+    assert_eq!(job["job"]["gpu_models"], json!(["H200", "B200"]));
+    assert_eq!(job["job"]["priority"], "high");
+    assert_eq!(
+        job["job"]["dependencies"],
+        json!([{"kind": "afterok", "job": id}])
+    );
+    // A CPU-only job without CPUs: the API's complaint is shown at the form's CPU field.
+    let no_cpu = post(
+        &h,
+        "/portal/jobs",
+        Some(&mia),
+        &format!("project={pa}&gpus=0&command=true"),
+    )
+    .await;
+    assert_eq!(no_cpu.status, StatusCode::BAD_REQUEST, "{}", no_cpu.body);
+    assert!(no_cpu.body.contains("<b>cpus</b>"), "{}", no_cpu.body);
+    for (form, field) in [
+        ("cpus=lots", "cpus"),
+        ("memory=-1", "memory"),
+        ("priority=asap", "priority"),
+        ("dependency=after%3A1", "dependency"),
+    ] {
+        let bad = post(
+            &h,
+            "/portal/jobs",
+            Some(&mia),
+            &format!("project={pa}&gpus=1&command=true&{form}"),
+        )
+        .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{form}");
+        assert!(
+            bad.body.contains(&format!("<b>{field}</b>")),
+            "{form}: {}",
+            bad.body
+        );
+    }
+
+    // "Submit again" fills the form as the job was submitted.
+    let again = fetch(
+        &h,
+        "GET",
+        &format!("/portal/jobs?again={full_id}"),
+        Some(&mia),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    for shown in [
+        "value=\"full\"",
+        "value=\"H200,B200\"",
+        "python train.py",
+        &format!("value=\"afterok:{id}\""),
+        "<option value=\"high\" selected>",
+    ] {
+        assert!(
+            again.body.contains(shown),
+            "{shown} not in the form: {}",
+            again.body
+        );
+    }
+    let page = fetch(
+        &h,
+        "GET",
+        &format!("/portal/jobs/{full_id}"),
+        Some(&mia),
+        &[],
+        None,
+    )
+    .await;
+    assert!(
+        page.body
+            .contains(&format!("href=\"/portal/jobs?again={full_id}\"")),
+        "{}",
+        page.body
+    );
+    // The job page says who submitted it, in the centre's time zone with the zone shown.
+    assert!(page.body.contains("id=\"submitter\">mia<"), "{}", page.body);
+    assert!(page.body.contains("KST"), "{}", page.body);
 }
 
 #[tokio::test]
@@ -1165,6 +1366,31 @@ async fn sessions_end_on_sign_out_revocation_idle_and_age() {
     assert!(is_signin(
         &with_cookie(&h, "GET", "/portal/jobs", &member).await
     ));
+    // A live refresh (htmx) of an ended session is told to load the sign-in page as the whole
+    // page, never given that page to splice into the jobs table.
+    let fragment = h
+        .app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/portal/jobs/rows")
+                .header(header::HOST, HOST)
+                .header(header::COOKIE, format!("haneul_session={id}"))
+                .header("hx-request", "true")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fragment.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        fragment.headers().get("hx-redirect").unwrap(),
+        "/portal/signin"
+    );
+    let body = axum::body::to_bytes(fragment.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert!(body.is_empty(), "the fragment carries no page");
 
     // Revoking the token signed in with ends its sessions.
     let t = h
@@ -1206,7 +1432,7 @@ async fn sessions_end_on_sign_out_revocation_idle_and_age() {
         "POST",
         "/portal/signin",
         None,
-        &[("origin", ORIGIN)],
+        &[("origin", "https://portal.test:8470")],
         Some(&format!("token={member}")),
     )
     .await;

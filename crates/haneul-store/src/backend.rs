@@ -368,17 +368,16 @@ macro_rules! store_impl {
             .await
             .map_err(|e| unique(e, "project", "award".into()))?;
             let rec = award_row(&row)?;
-            let detail = format!(
-                "{{\"project\":{},\"gpu_model\":\"{}\",\"gpu_hours\":{},\"gpu_quota\":{},\
-                 \"valid_from\":{},\"valid_until\":{},\"application\":{}}}",
-                a.project_id,
-                a.gpu_model,
-                a.gpu_hours,
-                a.gpu_quota,
-                a.valid_from,
-                a.valid_until,
-                a.application_id.map_or("null".to_string(), |v| v.to_string())
-            );
+            let detail = serde_json::json!({
+                "project": a.project_id,
+                "gpu_model": a.gpu_model,
+                "gpu_hours": a.gpu_hours,
+                "gpu_quota": a.gpu_quota,
+                "valid_from": a.valid_from,
+                "valid_until": a.valid_until,
+                "application": a.application_id,
+            })
+            .to_string();
             audit(tx, actor, "award.create", &format!("award/{}", rec.id), &detail, now).await?;
             event(tx, EventKind::ProjectChanged, None, None, None, &a.project_id.to_string(), now)
                 .await?;
@@ -1085,16 +1084,15 @@ macro_rules! store_impl {
                         .await?;
                 }
                 let rec = user_row(&row, user_projects(&mut tx, id).await?)?;
-                let detail = format!(
-                    "{{\"name\":{},\"role\":\"{}\",\"org\":{:?},\"projects\":{:?},\"uid\":{},\
-                     \"gid\":{}}}",
-                    serde_json::to_string(&u.name)?,
-                    u.role,
-                    u.org_id,
-                    u.projects,
-                    uid,
-                    u.gid.unwrap_or(uid)
-                );
+                let detail = serde_json::json!({
+                    "name": u.name,
+                    "role": u.role.to_string(),
+                    "org": u.org_id,
+                    "projects": u.projects,
+                    "uid": uid,
+                    "gid": u.gid.unwrap_or(uid),
+                })
+                .to_string();
                 audit(&mut tx, actor, "user.create", &format!("user/{id}"), &detail, now).await?;
                 tx.commit().await?;
                 Ok(rec)
@@ -1145,7 +1143,7 @@ macro_rules! store_impl {
                 .await?
                 .ok_or_else(|| StoreError::not_found("user", id))?;
                 let rec = user_row(&row, user_projects(&mut tx, id).await?)?;
-                let detail = format!("{{\"uid\":{:?},\"gid\":{:?}}}", rec.uid, rec.gid);
+                let detail = serde_json::json!({"uid": rec.uid, "gid": rec.gid}).to_string();
                 audit(&mut tx, actor, "user.update", &format!("user/{id}"), &detail, now).await?;
                 tx.commit().await?;
                 Ok(rec)
@@ -1214,7 +1212,7 @@ macro_rules! store_impl {
                     actor,
                     "token.create",
                     &format!("token/{}", rec.id),
-                    &format!("{{\"user\":{user},\"expires_at\":{}}}", expires_at.map_or("null".to_string(), |e| e.to_string())),
+                    &serde_json::json!({"user": user, "expires_at": expires_at}).to_string(),
                     now,
                 )
                 .await?;
@@ -1467,12 +1465,9 @@ macro_rules! store_impl {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                let detail = format!(
-                    "{{\"name\":{},\"gpu_model\":\"{}\",\"gpus\":{}}}",
-                    serde_json::to_string(&n.name)?,
-                    n.gpu_model,
-                    n.gpus
-                );
+                let detail =
+                    serde_json::json!({"name": n.name, "gpu_model": n.gpu_model, "gpus": n.gpus})
+                        .to_string();
                 audit(&mut tx, actor, "node.register", &format!("node/{id}"), &detail, now).await?;
                 event(&mut tx, EventKind::FleetChanged, None, None, Some(id), "register", now)
                     .await?;
@@ -1857,11 +1852,12 @@ macro_rules! store_impl {
                 .await?;
                 let rec = change_row(&row)?;
                 let action = if gpu_hours > 0 { "award.top-up" } else { "award.take-back" };
-                let detail = format!(
-                    "{{\"gpu_hours\":{gpu_hours},\"granted\":{},\"reason\":{}}}",
-                    granted + gpu_hours,
-                    serde_json::to_string(reason)?
-                );
+                let detail = serde_json::json!({
+                    "gpu_hours": gpu_hours,
+                    "granted": granted + gpu_hours,
+                    "reason": reason,
+                })
+                .to_string();
                 audit(&mut tx, actor, action, &format!("award/{award}"), &detail, now).await?;
                 event(&mut tx, EventKind::ProjectChanged, None, None, None, &a.project_id.to_string(), now)
                     .await?;
@@ -1980,7 +1976,7 @@ macro_rules! store_impl {
                     actor,
                     "gpu-weight.set",
                     &format!("gpu-model/{model}"),
-                    &format!("{{\"weight_milli\":{weight_milli}}}"),
+                    &serde_json::json!({"weight_milli": weight_milli}).to_string(),
                     now,
                 )
                 .await?;
@@ -2070,7 +2066,7 @@ macro_rules! store_impl {
                     actor,
                     "org.verify",
                     &format!("org/{org}"),
-                    &format!("{{\"verification\":\"{status}\"}}"),
+                    &serde_json::json!({"verification": status.to_string()}).to_string(),
                     now,
                 )
                 .await?;
@@ -2122,7 +2118,7 @@ macro_rules! store_impl {
                     actor,
                     "denied-parties.import",
                     "denied-parties",
-                    &format!("{{\"rows\":{n},\"sources\":{}}}", serde_json::to_string(&sources)?),
+                    &serde_json::json!({"rows": n, "sources": sources}).to_string(),
                     now,
                 )
                 .await?;
@@ -2197,14 +2193,16 @@ macro_rules! store_impl {
                 .await
                 .map_err(|e| unique(e, "name", format!("call `{}`", c.name)))?;
                 let rec = call_row(&row)?;
-                let detail = format!(
-                    "{{\"programme\":{},\"name\":{},\"gpu_model\":\"{}\",\"capacity_gpus\":{},\"tracks\":{}}}",
-                    serde_json::to_string(&c.programme)?,
-                    serde_json::to_string(&c.name)?,
-                    c.gpu_model,
-                    c.capacity_gpus,
-                    c.tracks
-                );
+                let detail = serde_json::json!({
+                    "programme": c.programme,
+                    "name": c.name,
+                    "gpu_model": c.gpu_model,
+                    "capacity_gpus": c.capacity_gpus,
+                    // Tracks are stored as JSON text; kept as JSON in the entry, not quoted.
+                    "tracks": serde_json::from_str::<serde_json::Value>(&c.tracks)
+                        .unwrap_or_else(|_| c.tracks.clone().into()),
+                })
+                .to_string();
                 audit(&mut tx, actor, "call.create", &format!("call/{}", rec.id), &detail, now).await?;
                 tx.commit().await?;
                 Ok(rec)
@@ -2278,14 +2276,14 @@ macro_rules! store_impl {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| unique(e, "project", format!("an application of project {} to this call", a.project_id)))?;
-                let detail = format!(
-                    "{{\"call\":{},\"project\":{},\"track\":{},\"gpus\":{},\"days\":{}}}",
-                    a.call_id,
-                    a.project_id,
-                    serde_json::to_string(&a.track)?,
-                    a.gpus,
-                    a.days
-                );
+                let detail = serde_json::json!({
+                    "call": a.call_id,
+                    "project": a.project_id,
+                    "track": a.track,
+                    "gpus": a.gpus,
+                    "days": a.days,
+                })
+                .to_string();
                 audit(&mut tx, actor, "application.create", &format!("application/{id}"), &detail, now)
                     .await?;
                 let rec = application_in(&mut tx, id).await?;
@@ -2341,10 +2339,7 @@ macro_rules! store_impl {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                let detail = format!(
-                    "{{\"reviewer\":{},\"score\":{score}}}",
-                    serde_json::to_string(reviewer)?
-                );
+                let detail = serde_json::json!({"reviewer": reviewer, "score": score}).to_string();
                 audit(&mut tx, actor, "application.score", &format!("application/{application}"), &detail, now)
                     .await?;
                 let rec = application_in(&mut tx, application).await?;
@@ -2369,14 +2364,14 @@ macro_rules! store_impl {
                     let (app, state, detail) = match &d {
                         CallDecision::Award(a) => {
                             let rec = insert_award(&mut tx, actor, a, now).await?;
-                            let detail = format!("{{\"award\":{}}}", rec.id);
+                            let detail = serde_json::json!({"award": rec.id}).to_string();
                             awards.push(rec);
                             (a.application_id.unwrap_or(0), ApplicationState::Awarded, detail)
                         }
                         CallDecision::Decline { application_id, reason } => (
                             *application_id,
                             ApplicationState::Declined,
-                            format!("{{\"reason\":{}}}", serde_json::to_string(reason)?),
+                            serde_json::json!({"reason": reason}).to_string(),
                         ),
                     };
                     let done = sqlx::query(
@@ -2409,7 +2404,7 @@ macro_rules! store_impl {
                     actor,
                     "call.award",
                     &format!("call/{call}"),
-                    &format!("{{\"awards\":{}}}", awards.len()),
+                    &serde_json::json!({"awards": awards.len()}).to_string(),
                     now,
                 )
                 .await?;
@@ -2721,7 +2716,7 @@ macro_rules! store_impl {
                         if before.health.is_none() || before.state == NodeState::Up {
                             // The same path as a lost node.
                             requeued.extend(requeue_node_attempts(&mut tx, node, now).await?);
-                            let detail = format!("{{\"failure\":{}}}", serde_json::to_string(what)?);
+                            let detail = serde_json::json!({"failure": what}).to_string();
                             audit(&mut tx, actor, "node.unhealthy", &format!("node/{node}"), &detail, now)
                                 .await?;
                             if before.state == NodeState::Up {

@@ -1326,6 +1326,25 @@ pub async fn fleet_summary_and_ledger_spans(store: &dyn Store) {
 
 /// Instantiates every test of the suite for one backend; `$open` is an async block that returns
 /// `(store, guard)`, the guard keeping the database alive for the test.
+/// Whatever a test did, every audit entry it left has a detail that parses as JSON: operators
+/// and their tools read the log as data, so no entry may carry Rust's debug formatting.
+async fn every_audit_detail_is_json(store: &dyn Store) {
+    let mut after = 0;
+    loop {
+        let page = store.list_audit(after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            if let Err(err) = serde_json::from_str::<serde_json::Value>(&e.detail) {
+                panic!(
+                    "audit entry {} ({}) has a detail that is not JSON ({err}): {}",
+                    e.seq, e.action, e.detail
+                );
+            }
+        }
+    }
+}
+
 macro_rules! suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -1354,6 +1373,7 @@ macro_rules! suite {
             async fn $name() {
                 let (store, _guard) = $open.await;
                 super::$name(&store).await;
+                super::every_audit_detail_is_json(&store).await;
             }
         )+
     };

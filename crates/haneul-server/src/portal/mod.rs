@@ -14,6 +14,7 @@
 mod chart;
 mod i18n;
 mod programmes;
+mod term;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -23,7 +24,7 @@ use axum::extract::{Form, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Extension, Router};
 use haneul_api as api;
 use i18n::{Lang, Texts};
@@ -51,16 +52,28 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/portal") }))
         .route("/portal", get(home))
         .route("/portal/signin", get(signin_page).post(signin))
-        .route("/portal/signout", post(signout))
+        // Forms' addresses opened as pages (a reload, a bookmark) lead to the page the form
+        // belongs to rather than a bare 405.
+        .route(
+            "/portal/signout",
+            get(|| async { Redirect::to("/portal") }).post(signout),
+        )
         .route("/portal/lang/{code}", get(switch_lang))
         .route("/portal/jobs", get(jobs_page).post(submit_job))
         .route("/portal/jobs/rows", get(job_rows))
         .route("/portal/jobs/{id}", get(job_page))
         .route("/portal/jobs/{id}/state", get(job_state))
         .route("/portal/jobs/{id}/logs", get(job_logs))
-        .route("/portal/jobs/{id}/cancel", post(cancel_job))
+        .route(
+            "/portal/jobs/{id}/cancel",
+            get(|Path(id): Path<i64>| async move { Redirect::to(&format!("/portal/jobs/{id}")) })
+                .post(cancel_job),
+        )
         .route("/portal/fleet", get(fleet_page))
-        .route("/portal/nodes/{id}/{action}", post(node_action))
+        .route(
+            "/portal/nodes/{id}/{action}",
+            get(|| async { Redirect::to("/portal/fleet") }).post(node_action),
+        )
         .route("/portal/audit", get(audit_page))
         // Calls, applications, scores and statements: portal/programmes.rs.
         .merge(programmes::routes())
@@ -68,6 +81,44 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal/assets/portal.css", get(portal_css))
         .route("/portal/{*rest}", get(unknown_page))
         .layer(Extension(Api(api.with_state(state))))
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+/// What a browser may do with the portal's pages. The pages carry no inline script or style
+/// (htmx is told not to add its own), so the policy can refuse both; nothing may frame the
+/// portal; and a page seen while signed in is never kept in the cache, so Back after signing
+/// out shows nothing of it. The assets are the same for everyone and may be cached.
+async fn security_headers(req: Request, next: axum::middleware::Next) -> Response {
+    let cacheable = req.uri().path().starts_with("/portal/assets/");
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; \
+             frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
+    if !cacheable {
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    res
 }
 
 // --- request context ---
@@ -79,6 +130,8 @@ struct Ctx {
     user: Option<haneul_store::UserRecord>,
     /// A session cookie came with the request (live or not).
     has_cookie: bool,
+    /// htmx asked for a fragment (`HX-Request`), to be spliced into a page already shown.
+    htmx: bool,
     path: String,
     api: Api,
     state: AppState,
@@ -137,7 +190,13 @@ impl FromRequestParts<AppState> for Ctx {
                         .unwrap_or(""),
                 )
             });
-        if parts.method == Method::POST && !same_origin(&parts.headers) {
+        if parts.method == Method::POST
+            && !same_origin(
+                &parts.headers,
+                parts.uri.authority().map(|a| a.as_str()),
+                state.sessions.secure_cookie,
+            )
+        {
             return Err((
                 StatusCode::FORBIDDEN,
                 "cross-site form refused: the Origin header must be this server",
@@ -158,6 +217,7 @@ impl FromRequestParts<AppState> for Ctx {
             lang,
             user,
             has_cookie: id.is_some(),
+            htmx: parts.headers.contains_key("hx-request"),
             path: parts.uri.path().to_string(),
             api,
             state: state.clone(),
@@ -166,16 +226,21 @@ impl FromRequestParts<AppState> for Ctx {
 }
 
 /// A POST must come from a page of this server: browsers send `Origin` on every POST, and
-/// its host must be the one the request was sent to. With the SameSite=Strict cookie this
-/// keeps other sites from submitting the portal's forms.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+/// its scheme, host and port must be those the request was sent to (`https` when the server
+/// is reached over TLS). With the SameSite=Strict cookie this keeps other sites, and a plain
+/// HTTP page posing as this one, from submitting the portal's forms. Over HTTP/2 the host comes
+/// in the request's authority, not a `Host` header.
+fn same_origin(headers: &HeaderMap, authority: Option<&str>, over_tls: bool) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or(authority);
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let scheme = if over_tls { "https://" } else { "http://" };
     match (host, origin) {
         (Some(host), Some(origin)) => origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .is_some_and(|o| o == host),
+            .strip_prefix(scheme)
+            .is_some_and(|o| o.eq_ignore_ascii_case(host)),
         _ => false,
     }
 }
@@ -242,6 +307,15 @@ impl Ctx {
     /// The page for a refusal: sign-in redirect, or an error page with the API's status.
     fn refused(&self, r: Refusal) -> Response {
         let (status, heading, message) = match r {
+            // A fragment must not become the sign-in page inside the page it refreshes: htmx
+            // is told to load the sign-in page as the whole page instead.
+            Refusal::SignIn if self.htmx => {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [("hx-redirect", "/portal/signin")],
+                )
+                    .into_response();
+            }
             Refusal::SignIn => return Redirect::to("/portal/signin").into_response(),
             Refusal::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -452,6 +526,12 @@ struct HomePage {
     series: SeriesView,
 }
 
+impl HomePage {
+    fn fixed3(&self, v: impl std::borrow::Borrow<f64>) -> String {
+        api::fixed3(*v.borrow())
+    }
+}
+
 /// A job as a list row.
 struct JobRow {
     job: api::Job,
@@ -524,6 +604,84 @@ struct SubmitForm {
     time: String,
     #[serde(default)]
     command: String,
+    /// Allowed GPU models, comma-separated; empty is any.
+    #[serde(default)]
+    gpu_model: String,
+    /// CPU cores per task (decimals allowed); empty: the node's share by GPUs.
+    #[serde(default)]
+    cpus: String,
+    /// Memory per task in GiB; empty: the node's share by GPUs.
+    #[serde(default)]
+    memory: String,
+    #[serde(default)]
+    priority: String,
+    /// Container image; empty runs the command directly.
+    #[serde(default)]
+    image: String,
+    /// Slurm's form: `afterok:12:13,afterany:14`.
+    #[serde(default)]
+    dependency: String,
+}
+
+impl SubmitForm {
+    /// The form filled in as `job` was submitted, for "submit again".
+    fn from_job(job: &api::Job) -> SubmitForm {
+        let command = match job.command.as_slice() {
+            [sh, c, line] if sh == "sh" && c == "-c" => line.clone(),
+            words => words.join(" "),
+        };
+        SubmitForm {
+            project: job.project.to_string(),
+            name: job.name.clone(),
+            gpus: job.gpus_per_task.to_string(),
+            nodes: job.replicas.to_string(),
+            time: job
+                .time_limit_s
+                .map(|s| s.div_ceil(60).to_string())
+                .unwrap_or_default(),
+            command,
+            gpu_model: job.gpu_models.join(","),
+            cpus: String::new(),
+            memory: String::new(),
+            priority: job.priority.clone(),
+            image: job.container_image.clone().unwrap_or_default(),
+            dependency: job
+                .dependencies
+                .iter()
+                .map(|d| format!("{}:{}", d.kind, d.job))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+}
+
+/// The form's field for a field the API named, so that its error shows beside what was typed.
+fn form_field(api_field: &str) -> &str {
+    match api_field {
+        "gpus_per_task" | "gpu_fraction_milli" => "gpus",
+        "replicas" => "nodes",
+        "time_limit_s" => "time",
+        "gpu_models" => "gpu_model",
+        "cpu_milli_per_task" => "cpus",
+        "memory_mib_per_task" => "memory",
+        "container_image" => "image",
+        "dependencies" => "dependency",
+        other => other,
+    }
+}
+
+/// A decimal amount of a unit, scaled (`1.5` cores as 1500 milli-cores).
+fn scaled(field: &str, raw: &str, scale: f64) -> Result<Option<u64>, (String, String)> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match raw.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v * scale < 1e15 => {
+            Ok(Some((v * scale).round() as u64))
+        }
+        _ => Err((field.into(), format!("`{raw}` is not a positive number"))),
+    }
 }
 
 #[derive(Template)]
@@ -545,6 +703,15 @@ struct JobState {
     job: api::Job,
     can_cancel: bool,
     attempts: Vec<AttemptRow>,
+    /// Who submitted it: a name, or `#id` where the viewer may not read that user.
+    submitter: String,
+    /// Times in the centre's zone, with the zone shown; empty where not reached yet.
+    submitted: String,
+    started: String,
+    ended: String,
+    /// Run time over all attempts so far, `H:MM:SS`.
+    elapsed: String,
+    gpu_hours: String,
 }
 
 impl JobState {
@@ -554,9 +721,63 @@ impl JobState {
     fn gpus(&self) -> String {
         gpus_text(&self.job)
     }
-    fn submitted(&self) -> String {
-        utc(self.job.submitted_at)
+}
+
+/// What the job page and its live part show of `detail` to `viewer`.
+async fn job_state_of(
+    ctx: &Ctx,
+    viewer: &api::User,
+    detail: api::JobDetail,
+    can_cancel: bool,
+) -> JobState {
+    let submitter = if detail.job.user == viewer.id {
+        viewer.name.clone()
+    } else {
+        match ctx
+            .get::<api::User>(&format!("/v1/users/{}", detail.job.user))
+            .await
+        {
+            Ok(u) => u.name,
+            Err(_) => format!("#{}", detail.job.user),
+        }
+    };
+    let zone = &ctx.state.accounting.time_zone;
+    let now = crate::controller::now_ms();
+    let started = detail.attempts.iter().filter_map(|a| a.started_at).min();
+    let ended = if ended(&detail.job.state) {
+        detail.attempts.iter().filter_map(|a| a.ended_at).max()
+    } else {
+        None
+    };
+    let run_ms: i64 = detail
+        .attempts
+        .iter()
+        .filter_map(|a| Some(a.ended_at.unwrap_or(now) - a.started_at?))
+        .map(|ms| ms.max(0))
+        .sum();
+    let gpu_ms: i64 = detail.attempts.iter().map(|a| a.gpu_ms).sum();
+    JobState {
+        t: ctx.t(),
+        submitter,
+        submitted: zone.date_time(detail.job.submitted_at),
+        started: started.map(|ms| zone.date_time(ms)).unwrap_or_default(),
+        ended: ended.map(|ms| zone.date_time(ms)).unwrap_or_default(),
+        elapsed: if started.is_some() {
+            clock_text(run_ms)
+        } else {
+            String::new()
+        },
+        gpu_hours: api::fixed3(gpu_ms as f64 / 3_600_000.0),
+        job: detail.job,
+        can_cancel,
+        attempts: attempt_rows(detail.attempts, zone),
     }
+}
+
+/// `H:MM:SS` of a duration in milliseconds, as Slurm's and `time`'s users read elapsed time.
+fn clock_text(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 #[derive(Template)]
@@ -579,8 +800,13 @@ struct AttemptRow {
 #[template(path = "portal/logs.html")]
 struct LogChunks {
     job: i64,
-    chunks: Vec<api::LogChunk>,
+    /// Finished lines, drawn as HTML ([`term::render`]).
+    done: String,
+    /// The unfinished last line, drawn as HTML.
+    tail: String,
     after: i64,
+    skip: usize,
+    sgr: String,
     follow: bool,
 }
 
@@ -898,6 +1124,9 @@ struct JobsQuery {
     before: String,
     #[serde(default)]
     trail: String,
+    /// A job whose submission fills the form ("submit again").
+    #[serde(default)]
+    again: String,
 }
 
 /// The job list's paging links; `None` where there is no such page.
@@ -959,7 +1188,19 @@ impl JobsQuery {
 }
 
 async fn jobs_page(ctx: Ctx, Query(q): Query<JobsQuery>) -> Response {
-    page!(ctx, jobs_body(&ctx, SubmitForm::default(), None, &q).await)
+    let form = async {
+        Ok(match cursor("again", &q.again)? {
+            Some(id) => {
+                let detail: api::JobDetail = ctx.get(&format!("/v1/jobs/{id}")).await?;
+                SubmitForm::from_job(&detail.job)
+            }
+            None => SubmitForm::default(),
+        })
+    };
+    match form.await {
+        Ok(form) => page!(ctx, jobs_body(&ctx, form, None, &q).await),
+        Err(r) => ctx.refused(r),
+    }
 }
 
 async fn jobs_body(
@@ -1043,6 +1284,68 @@ fn submission(f: &SubmitForm) -> Result<serde_json::Value, (String, String)> {
     if minutes > 0 {
         body["time_limit_s"] = serde_json::json!(minutes * 60);
     }
+    let models: Vec<&str> = f
+        .gpu_model
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect();
+    if !models.is_empty() {
+        body["gpu_models"] = serde_json::json!(models);
+    }
+    if let Some(milli) = scaled("cpus", &f.cpus, 1000.0)? {
+        body["cpu_milli_per_task"] = serde_json::json!(milli);
+    }
+    if let Some(mib) = scaled("memory", &f.memory, 1024.0)? {
+        body["memory_mib_per_task"] = serde_json::json!(mib);
+    }
+    match f.priority.trim() {
+        "" => {}
+        p @ ("low" | "normal" | "high" | "urgent") => body["priority"] = serde_json::json!(p),
+        other => {
+            return Err((
+                "priority".into(),
+                format!("`{other}` is not a priority: low, normal, high or urgent"),
+            ));
+        }
+    }
+    if !f.image.trim().is_empty() {
+        body["container_image"] = serde_json::json!(f.image.trim());
+    }
+    let mut dependencies = Vec::new();
+    for part in f
+        .dependency
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let bad = || {
+            (
+                "dependency".to_string(),
+                format!("`{part}` is not afterok:ID or afterany:ID (several ids: afterok:12:13)"),
+            )
+        };
+        let mut words = part.split(':');
+        let kind = words.next().unwrap_or_default();
+        if kind != "afterok" && kind != "afterany" {
+            return Err(bad());
+        }
+        let ids: Vec<&str> = words.collect();
+        if ids.is_empty() {
+            return Err(bad());
+        }
+        for id in ids {
+            match id.trim().parse::<i64>() {
+                Ok(job) if job > 0 => {
+                    dependencies.push(serde_json::json!({"kind": kind, "job": job}))
+                }
+                _ => return Err(bad()),
+            }
+        }
+    }
+    if !dependencies.is_empty() {
+        body["dependencies"] = serde_json::json!(dependencies);
+    }
     Ok(body)
 }
 
@@ -1062,6 +1365,7 @@ async fn submit_job(ctx: Ctx, Form(f): Form<SubmitForm>) -> Response {
     {
         Ok(job) => Redirect::to(&format!("/portal/jobs/{}", job.id)).into_response(),
         Err(Refusal::Bad { field, message }) => {
+            let field = form_field(&field).to_string();
             page!(
                 ctx,
                 jobs_body(&ctx, f, Some((field, message)), &JobsQuery::default()).await
@@ -1120,12 +1424,7 @@ async fn job_body(ctx: &Ctx, raw: &str) -> Result<Response, Refusal> {
     let command = detail.job.command.join(" ");
     let page = JobPage {
         base: ctx.base(&user),
-        state: JobState {
-            t: ctx.t(),
-            job: detail.job,
-            can_cancel,
-            attempts: attempt_rows(detail.attempts),
-        },
+        state: job_state_of(ctx, &user, detail, can_cancel).await,
         project: project.name,
         command,
         can_read_logs,
@@ -1133,11 +1432,14 @@ async fn job_body(ctx: &Ctx, raw: &str) -> Result<Response, Refusal> {
     Ok(render(&page))
 }
 
-fn attempt_rows(attempts: Vec<api::Attempt>) -> Vec<AttemptRow> {
+fn attempt_rows(attempts: Vec<api::Attempt>, zone: &crate::calendar::Calendar) -> Vec<AttemptRow> {
     attempts
         .into_iter()
         .map(|a| AttemptRow {
-            started: a.started_at.map(utc).unwrap_or_default(),
+            started: a
+                .started_at
+                .map(|ms| zone.date_time(ms))
+                .unwrap_or_default(),
             nodes: a
                 .tasks
                 .iter()
@@ -1161,37 +1463,75 @@ async fn job_state_body(ctx: &Ctx, raw: &str) -> Result<Response, Refusal> {
         .get(&format!("/v1/projects/{}", detail.job.project))
         .await?;
     let (can_cancel, _) = job_rights(&user, &detail.job, &project);
-    Ok(render(&JobState {
-        t: ctx.t(),
-        job: detail.job,
-        can_cancel,
-        attempts: attempt_rows(detail.attempts),
-    }))
+    Ok(render(&job_state_of(ctx, &user, detail, can_cancel).await))
 }
 
+/// Where the log view's next refresh starts: after chunk `after`, `skip` bytes into the next
+/// one, with the colours `sgr` in effect there.
 #[derive(Deserialize)]
 struct After {
     after: Option<i64>,
+    skip: Option<usize>,
+    sgr: Option<String>,
 }
 
 async fn job_logs(ctx: Ctx, Path(id): Path<String>, Query(q): Query<After>) -> Response {
-    page!(ctx, logs_body(&ctx, &id, q.after.unwrap_or(0)).await)
+    page!(ctx, logs_body(&ctx, &id, &q).await)
 }
 
-async fn logs_body(ctx: &Ctx, raw: &str, after: i64) -> Result<Response, Refusal> {
+async fn logs_body(ctx: &Ctx, raw: &str, q: &After) -> Result<Response, Refusal> {
     let id = job_id(raw)?;
+    let after = q.after.unwrap_or(0);
     // The state is read before the chunks: the agent uploads a task's last output before it
     // reports the exit, so once the job had ended, these chunks are all there will be.
     let job: api::JobDetail = ctx.get(&format!("/v1/jobs/{id}")).await?;
     let chunks: Vec<api::LogChunk> = ctx
         .get(&format!("/v1/jobs/{id}/logs?after={after}&limit=1000"))
         .await?;
-    let last = chunks.last().map(|c| c.id).unwrap_or(after);
     let follow = !ended(&job.job.state) || chunks.len() == 1000;
+    // What came before `skip` in the first chunk was drawn as finished lines last time.
+    let skip = q.skip.unwrap_or(0);
+    let mut parts: Vec<(i64, &str)> = chunks.iter().map(|c| (c.id, c.data.as_str())).collect();
+    if let Some((_, first)) = parts.first_mut() {
+        if first.is_char_boundary(skip) {
+            *first = &first[skip..];
+        }
+    }
+    let text: String = parts.iter().map(|(_, d)| *d).collect();
+    // Finished lines are drawn for good; the unfinished last line is drawn inside the element
+    // that the next refresh replaces, so that it is drawn again from its start.
+    let cut = text.rfind('\n').map_or(0, |i| i + 1);
+    let (done, style) = term::render(
+        &text[..cut],
+        term::Style::from_codes(q.sgr.as_deref().unwrap_or("")),
+    );
+    let (tail, _) = term::render(&text[cut..], style);
+    // Where the unfinished line starts: the chunk before the one holding it, and how far into
+    // that one it begins.
+    let (mut tail_after, mut tail_skip) = (after, skip);
+    let mut offset = 0;
+    for (i, (chunk, data)) in parts.iter().enumerate() {
+        let end = offset + data.len();
+        if cut < end || (cut == end && i + 1 == parts.len()) {
+            let into = cut - offset;
+            (tail_after, tail_skip) = if into == data.len() {
+                (*chunk, 0)
+            } else {
+                let before = if i == 0 { after } else { parts[i - 1].0 };
+                let base = if i == 0 { skip } else { 0 };
+                (before, base + into)
+            };
+            break;
+        }
+        offset = end;
+    }
     Ok(render(&LogChunks {
         job: id,
-        chunks,
-        after: last,
+        done,
+        tail,
+        after: tail_after,
+        skip: tail_skip,
+        sgr: style.codes(),
         follow,
     }))
 }
@@ -1432,14 +1772,38 @@ mod tests {
     }
 
     #[test]
-    fn origin_must_match_host() {
+    fn elapsed_reads_as_hours_minutes_seconds() {
+        assert_eq!(clock_text(0), "0:00:00");
+        assert_eq!(clock_text(61_999), "0:01:01");
+        assert_eq!(clock_text(90_061_000), "25:01:01");
+    }
+
+    #[test]
+    fn origin_must_match_scheme_host_and_port() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, "127.0.0.1:8470".parse().unwrap());
-        assert!(!same_origin(&h), "no Origin is refused");
+        assert!(!same_origin(&h, None, false), "no Origin is refused");
         h.insert(header::ORIGIN, "http://127.0.0.1:8470".parse().unwrap());
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, None, false));
+        assert!(
+            !same_origin(&h, None, true),
+            "a plain-HTTP origin is refused by a server reached over TLS"
+        );
+        h.insert(header::ORIGIN, "https://127.0.0.1:8470".parse().unwrap());
+        assert!(same_origin(&h, None, true));
+        assert!(!same_origin(&h, None, false));
+        h.insert(header::ORIGIN, "https://127.0.0.1:8471".parse().unwrap());
+        assert!(
+            !same_origin(&h, None, true),
+            "another port is another origin"
+        );
         h.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, None, false));
+        // HTTP/2: no Host header, the authority says where the request went.
+        let mut h2 = HeaderMap::new();
+        h2.insert(header::ORIGIN, "https://centre.example".parse().unwrap());
+        assert!(same_origin(&h2, Some("centre.example"), true));
+        assert!(!same_origin(&h2, Some("other.example"), true));
     }
 
     #[test]

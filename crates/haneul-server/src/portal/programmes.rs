@@ -17,7 +17,7 @@ use axum::Router;
 use axum::extract::{Form, Path, Query};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use haneul_api as api;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,12 +28,27 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/portal/calls", get(calls_page).post(create_call))
         .route("/portal/calls/{id}", get(call_page))
-        .route("/portal/calls/{id}/state", post(set_call_state))
-        .route("/portal/calls/{id}/applications", post(apply))
-        .route("/portal/calls/{id}/applications/{app}/scores", post(score))
-        .route("/portal/calls/{id}/award", post(award_call))
+        .route(
+            "/portal/calls/{id}/state",
+            get(to_call).post(set_call_state),
+        )
+        .route("/portal/calls/{id}/applications", get(to_call).post(apply))
+        .route(
+            "/portal/calls/{id}/applications/{app}/scores",
+            get(|Path((id, app)): Path<(i64, i64)>| async move {
+                Redirect::to(&format!("/portal/calls/{id}#app-{app}"))
+            })
+            .post(score),
+        )
+        .route("/portal/calls/{id}/award", get(to_call).post(award_call))
         .route("/portal/statements", get(statements_page))
         .route("/portal/statements.csv", get(statement_csv))
+}
+
+/// A form's address opened as a page (reloaded, bookmarked, typed) shows the call it belongs
+/// to instead of a bare 405.
+async fn to_call(Path(id): Path<i64>) -> Redirect {
+    Redirect::to(&format!("/portal/calls/{id}"))
 }
 
 /// A field at fault and why, as the API (or the form's own parsing) names it.
@@ -731,6 +746,9 @@ impl StatementsPage {
     }
     fn hours(&self, ms: &i64) -> f64 {
         *ms as f64 / MS_PER_HOUR
+    }
+    fn fixed3(&self, v: impl std::borrow::Borrow<f64>) -> String {
+        haneul_api::fixed3(*v.borrow())
     }
 }
 

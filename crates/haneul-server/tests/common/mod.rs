@@ -55,7 +55,7 @@ impl Harness {
             haneul_server::identity::IdRange::USERS,
         )
         .await
-            .unwrap();
+        .unwrap();
         let admin = std::fs::read_to_string(data.join("admin.token"))
             .unwrap()
             .trim()
@@ -106,11 +106,17 @@ impl Harness {
     /// cookie's session id. A value that does not sign in (a junk or revoked token) comes back
     /// as it is, to be sent as a cookie that is no session.
     pub async fn portal_session(&self, token: &str, host: &str) -> String {
+        // The browser's page came over TLS when the server is reached over TLS.
+        let scheme = if self.state.sessions.secure_cookie {
+            "https"
+        } else {
+            "http"
+        };
         let req = Request::builder()
             .method("POST")
             .uri("/portal/signin")
             .header("host", host)
-            .header("origin", format!("http://{host}"))
+            .header("origin", format!("{scheme}://{host}"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Body::from(format!("token={token}")))
             .unwrap();
