@@ -129,7 +129,7 @@ impl Centre {
 
     /// Waits until node `name` satisfies `ok`; returns it.
     fn wait_node(&self, name: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let until = Instant::now() + Duration::from_secs(15);
+        let until = Instant::now() + Duration::from_secs(30);
         loop {
             let (_, nodes) = self.server.get(Some(&self.admin), "/v1/nodes");
             if let Some(n) = nodes
@@ -518,8 +518,9 @@ fn a_fatal_xid_drains_the_node_and_an_application_xid_does_not() {
     let started = Instant::now();
     std::fs::write(&xids, "2 31\n1 79\n").unwrap();
     let node = c.wait_node("gpu-x", |n| n["state"] == "draining");
+    // "At once" against the periodic check's 10 minutes: 20 s holds on a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
     );

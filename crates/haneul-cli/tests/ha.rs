@@ -1,6 +1,7 @@
 //! High availability on PostgreSQL: two real servers share one database; the leader is killed
-//! with SIGKILL under load, the standby takes over within a few seconds, and no attempt is ever
-//! started twice — neither the ones the old leader started nor the ones submitted meanwhile.
+//! with SIGKILL under load, the standby takes over (within 30 s, a bound that holds on a loaded
+//! machine; takeover times are printed, and a one-second lease usually gives about two), and
+//! no attempt is ever started twice — neither the ones the old leader started nor the ones submitted meanwhile.
 
 mod common;
 
@@ -52,8 +53,8 @@ fn standby_takes_over_when_the_leader_dies() {
     let killed = Instant::now();
     while !leads(&standby) {
         assert!(
-            killed.elapsed() < Duration::from_secs(5),
-            "the standby did not take over within 5 s"
+            killed.elapsed() < Duration::from_secs(30),
+            "the standby did not take over within 30 s"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -99,7 +100,7 @@ fn last_stats(lines: &std::sync::Mutex<Vec<serde_json::Value>>) -> serde_json::V
 /// Clients given both servers: 16 simulated agents (a swarm, one process) and a user running
 /// `haneul submit` in a loop. Before the kill the agents have followed the standby's
 /// `Haneul-Leader` to the leader (the standby is first in their list); after it every node
-/// heartbeats to the new leader within 5 s, the submits carry on (the leader first in their
+/// heartbeats to the new leader within 30 s, the submits carry on (the leader first in their
 /// list, so each fails over), and no acknowledged job is lost: every one runs to success on
 /// the swarm, each once.
 #[test]
@@ -200,9 +201,11 @@ fn agents_and_clients_follow_the_leader_over_a_failover() {
     // each submit meets a refused connection, moves to the next server and retries there
     // with the same idempotency key.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let submitted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let submitter = {
         let servers = format!("{leader_url},{standby_url}");
         let (stop, user_token) = (stop.clone(), user_token.clone());
+        let submitted = submitted.clone();
         let config = work.path().join("none.toml");
         let project = m.project.to_string();
         std::thread::spawn(move || {
@@ -216,21 +219,32 @@ fn agents_and_clients_follow_the_leader_over_a_failover() {
                     .output()
                     .unwrap();
                 match String::from_utf8_lossy(&out.stdout).trim().parse::<i64>() {
-                    Ok(id) if out.status.success() => acked.push((Instant::now(), id)),
+                    Ok(id) if out.status.success() => {
+                        acked.push((Instant::now(), id));
+                        submitted.fetch_add(1, Ordering::SeqCst);
+                    }
                     _ => failed += 1,
                 }
             }
             (acked, failed)
         })
     };
-    std::thread::sleep(Duration::from_secs(2));
+    // Some submits through the leader before the kill.
+    let until = Instant::now() + Duration::from_secs(30);
+    while submitted.load(Ordering::SeqCst) < 3 {
+        assert!(
+            Instant::now() < until,
+            "no submit got through before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     leader.kill9();
     let killed = Instant::now();
     let killed_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    // Every node heartbeats again (through the survivor) within 5 s, and the swarm's client
+    // Every node heartbeats again (through the survivor) within 30 s, and the swarm's client
     // is on the survivor, which leads.
     loop {
         let (code, nodes) = standby.get(Some(&m.admin), "/v1/nodes");
@@ -248,14 +262,23 @@ fn agents_and_clients_follow_the_leader_over_a_failover() {
             break;
         }
         assert!(
-            killed.elapsed() < Duration::from_secs(5),
-            "after 5 s {fresh} of 16 nodes were back; swarm: {}",
+            killed.elapsed() < Duration::from_secs(30),
+            "after 30 s {fresh} of 16 nodes were back; swarm: {}",
             last_stats(&stats)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     let back = killed.elapsed();
-    std::thread::sleep(Duration::from_secs(2));
+    // Some submits through the survivor after the kill.
+    let before = submitted.load(Ordering::SeqCst);
+    let until = Instant::now() + Duration::from_secs(30);
+    while submitted.load(Ordering::SeqCst) < before + 3 {
+        assert!(
+            Instant::now() < until,
+            "no submit got through after the kill"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     stop.store(true, Ordering::SeqCst);
     let (acked, failed) = submitter.join().unwrap();
     let after_kill = acked.iter().filter(|(at, _)| *at > killed).count();

@@ -8,11 +8,11 @@ use haneul_sched::{Decisions, Engine, JobState, Policy};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
-/// 256 cases each, after the failures saved in `properties.proptest-regressions` beside this
+/// `cases` cases, after the failures saved in `properties.proptest-regressions` beside this
 /// file, which every run replays first (and where a new failure is saved).
-fn replaying_saved_failures() -> ProptestConfig {
+fn replaying_saved_failures(cases: u32) -> ProptestConfig {
     ProptestConfig {
-        cases: 256,
+        cases,
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
             "proptest-regressions",
         ))),
@@ -119,7 +119,7 @@ fn scenario() -> impl Strategy<Value = (Vec<NodeGen>, Vec<ProjectGen>, Vec<Step>
 }
 
 proptest! {
-    #![proptest_config(replaying_saved_failures())]
+    #![proptest_config(replaying_saved_failures(256))]
 
     /// No GPU share above 1000, CPU and memory within capacity, gangs whole, quotas and borrowing
     /// limits held, the accounting consistent: `check_invariants` after every pass.
@@ -327,7 +327,7 @@ mod hostile_input {
     }
 
     proptest! {
-        #![proptest_config(replaying_saved_failures())]
+        #![proptest_config(replaying_saved_failures(256))]
 
         #[test]
         fn the_engine_never_panics(
@@ -418,7 +418,7 @@ mod frag_model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+        #![proptest_config(super::replaying_saved_failures(512))]
 
         /// A kind's fragment is part of the node's free GPU: all of it when the kind can not
         /// run there, none of a fully free GPU when it can.
@@ -523,7 +523,7 @@ mod frag_model {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(replaying_saved_failures(64))]
 
     /// The paper's FGD baseline keeps every invariant too, and the same workload places the same
     /// way.

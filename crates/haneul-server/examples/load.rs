@@ -9,6 +9,7 @@
 //!
 //! Prints one JSON line of figures (see docs/benchmarks.md).
 
+use haneul_server::clock::Clock;
 use haneul_server::{Config, Database};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -180,7 +181,7 @@ async fn main() {
                 })
                 .collect();
             store
-                .submit_jobs(batch, haneul_server::controller::now_ms())
+                .submit_jobs(batch, haneul_server::clock::SystemClock.now_ms())
                 .await
                 .unwrap();
         }

@@ -10,7 +10,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::calendar::{Bucket, Calendar};
 use crate::compliance;
-use crate::controller::now_ms;
 use crate::error::{ApiError, Body};
 use crate::extract::{Id, Q};
 use axum::Json;
@@ -602,7 +601,7 @@ async fn balances(
 ) -> Result<Json<Vec<AwardBalance>>, ApiError> {
     caller.person()?;
     let projects = visible(&s, &caller, q.project).await?;
-    let now = now_ms();
+    let now = s.clock.now_ms();
     Ok(Json(
         s.store
             .award_balances(q.project)
@@ -631,7 +630,13 @@ async fn adjust_award(
     crate::validate::text("reason", &b.reason, 1024)?;
     let c = s
         .store
-        .adjust_award(&actor(&caller), id, b.gpu_hours, &b.reason, now_ms())
+        .adjust_award(
+            &actor(&caller),
+            id,
+            b.gpu_hours,
+            &b.reason,
+            s.clock.now_ms(),
+        )
         .await?;
     s.signals.wake.notify_one();
     Ok((StatusCode::CREATED, Json(change_to_api(c))))
@@ -846,7 +851,7 @@ async fn underuse_report(
             "only centre admins and auditors read the underuse report",
         ));
     }
-    let now = now_ms();
+    let now = s.clock.now_ms();
     let window_ms = (s.accounting.underuse_window_days * MS_PER_DAY as f64) as i64;
     let balances = s.store.award_balances(None).await?;
     let rows = s.store.ledger(None, now - window_ms, i64::MAX).await?;
@@ -933,7 +938,7 @@ async fn set_weight(
     }
     let milli = (b.weight * 1000.0).round() as i64;
     s.store
-        .set_gpu_weight(&actor(&caller), &model, milli, now_ms())
+        .set_gpu_weight(&actor(&caller), &model, milli, s.clock.now_ms())
         .await?;
     Ok(Json(GpuWeight {
         gpu_model: model.to_string(),
@@ -987,7 +992,7 @@ async fn usage_series(
         })
         .transpose()
     };
-    let to = time("to", q.to)?.unwrap_or_else(now_ms);
+    let to = time("to", q.to)?.unwrap_or_else(|| s.clock.now_ms());
     let default_buckets = if width == Bucket::Hour { 48 } else { 30 };
     let out_of_range = || ApiError::bad("to", "is outside the range of dates the server handles");
     let from = match time("from", q.from)? {

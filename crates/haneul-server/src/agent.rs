@@ -5,7 +5,6 @@
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::controller::now_ms;
 use crate::convert;
 use crate::error::{ApiError, Body};
 use crate::extract::{Id, Q};
@@ -145,7 +144,7 @@ async fn register(
                 memory_mib: b.memory_mib,
                 agent_user: Some(caller.0.id),
             },
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     if b.limits.is_some()
@@ -333,7 +332,7 @@ async fn report(
                 task: b.task,
                 exit_code: b.exit_code,
             },
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     if !a.state.is_live() || a.state == st::AttemptState::Stopping {
@@ -364,7 +363,7 @@ async fn upload_logs(
         ));
     }
     s.store
-        .append_log(id, b.job, b.fence, b.task, &b.data, now_ms())
+        .append_log(id, b.job, b.fence, b.task, &b.data, s.clock.now_ms())
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -399,7 +398,7 @@ async fn health(
             &st::Actor::user(&caller.0),
             id,
             b.failure.as_deref(),
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     if !requeued.is_empty() {

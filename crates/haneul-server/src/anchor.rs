@@ -204,9 +204,11 @@ pub fn check(
         .ok_or_else(|| "no checkpoints".to_string())
 }
 
-/// Signs the head whenever it moved, every `cfg.interval`, until shutdown.
+/// Signs the head whenever it moved, every `cfg.interval` of real time (the cadence of the
+/// work), with the checkpoint dated by `clock`, until shutdown.
 pub async fn run(
     store: std::sync::Arc<dyn haneul_store::Store>,
+    clock: crate::clock::SharedClock,
     cfg: AnchorConfig,
     key: SigningKey,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -215,7 +217,7 @@ pub async fn run(
     loop {
         match store.audit_head().await {
             Ok(Some(head)) if last.as_ref() != Some(&(head.seq, head.hash.clone())) => {
-                let cp = Checkpoint::sign(&key, head.seq, &head.hash, crate::controller::now_ms());
+                let cp = Checkpoint::sign(&key, head.seq, &head.hash, clock.now_ms());
                 match append(&cfg.checkpoint_file, &cp) {
                     Ok(()) => {
                         tracing::info!(

@@ -129,7 +129,7 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
         let hash = haneul_store::hash_token(token);
-        let now = crate::controller::now_ms();
+        let now = state.clock.now_ms();
         if let Some(user) = state.tokens.get(&hash, now) {
             return Ok(Caller(user));
         }

@@ -6,7 +6,6 @@
 use crate::AppState;
 use crate::accounting::AccountingPolicy;
 use crate::auth::Caller;
-use crate::controller::now_ms;
 use crate::convert;
 use crate::error::{ApiError, Body};
 use crate::extract::Id;
@@ -115,7 +114,7 @@ pub async fn screen_registration(
             "org.refuse",
             &format!("org-name/{}", b.name),
             &detail,
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     Err(ApiError::forbidden(format!(
@@ -147,7 +146,7 @@ async fn verify_org(
         .ok_or_else(|| ApiError::bad("status", "use verified, pending or suspended"))?;
     let o = s
         .store
-        .set_org_verification(&st::Actor::user(&caller.0), id, status, now_ms())
+        .set_org_verification(&st::Actor::user(&caller.0), id, status, s.clock.now_ms())
         .await?;
     s.signals.wake.notify_one();
     Ok(Json(convert::org(o)))
@@ -167,7 +166,7 @@ async fn import_denied(
     let parties = parse_denied_csv(&b.csv, b.source.as_deref().unwrap_or("imported list"))?;
     let n = s
         .store
-        .import_denied_parties(&st::Actor::user(&caller.0), parties, now_ms())
+        .import_denied_parties(&st::Actor::user(&caller.0), parties, s.clock.now_ms())
         .await?;
     s.signals.wake.notify_one();
     Ok((

@@ -8,6 +8,7 @@
 //! a deposed leader's commit fails, so no attempt starts twice.
 
 use crate::accounting::{self, AccountingPolicy};
+use crate::clock::{SharedClock, SystemClock};
 use crate::metrics::Metrics;
 use haneul_model::{
     Block, BlockId, Dependency, DependencyKind, Fleet, Job, JobId, MemMib, MilliCpu, Node, NodeId,
@@ -90,11 +91,28 @@ impl Signals {
 /// Most attempts started in one transaction.
 const START_CHUNK: usize = 128;
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// When a periodic duty last ran, on both clocks. It is due again once its period has passed
+/// on either: the work keeps its real-time cadence, and a clock that moved (a test's manual
+/// clock, or the system time set forward) is acted on at the next step rather than a period
+/// later.
+#[derive(Debug, Clone, Copy)]
+struct Ran {
+    at: Instant,
+    at_ms: i64,
+}
+
+impl Ran {
+    fn now(now_ms: i64) -> Option<Ran> {
+        Some(Ran {
+            at: Instant::now(),
+            at_ms: now_ms,
+        })
+    }
+}
+
+fn due(last: Option<Ran>, every: Duration, now_ms: i64) -> bool {
+    let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+    last.is_none_or(|r| r.at.elapsed() >= every || now_ms.saturating_sub(r.at_ms) >= every_ms)
 }
 
 fn id32(v: i64) -> u32 {
@@ -139,12 +157,13 @@ pub struct Controller {
     signals: Arc<Signals>,
     metrics: Arc<Metrics>,
     state: Option<Leading>,
-    last_renew: Option<Instant>,
-    last_lost_check: Option<Instant>,
-    last_metrics: Option<Instant>,
+    last_renew: Option<Ran>,
+    last_lost_check: Option<Ran>,
+    last_metrics: Option<Ran>,
     accounting: Arc<AccountingPolicy>,
-    last_standing: Option<Instant>,
-    last_compute: Option<Instant>,
+    last_standing: Option<Ran>,
+    last_compute: Option<Ran>,
+    clock: SharedClock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +193,14 @@ impl Controller {
             accounting: Arc::default(),
             last_standing: None,
             last_compute: None,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same controller on another clock than the system's (a test's manual one).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The same controller under other accounting rules than the defaults.
@@ -218,14 +244,14 @@ impl Controller {
     /// One round: keep (or take) the lease, catch the engine up, schedule, persist.
     pub async fn step(&mut self) -> Result<(), ControllerError> {
         let renew_every = self.cfg.lease_ttl / 3;
-        if self.state.is_none() || self.last_renew.is_none_or(|t| t.elapsed() >= renew_every) {
-            let now = now_ms();
+        let now = self.clock.now_ms();
+        if self.state.is_none() || due(self.last_renew, renew_every, now) {
             let ttl = self.cfg.lease_ttl.as_millis() as i64;
             let epoch = self
                 .store
                 .acquire_lease("controller", &self.cfg.holder, ttl, now)
                 .await?;
-            self.last_renew = Some(Instant::now());
+            self.last_renew = Ran::now(now);
             match epoch {
                 None => {
                     if self.state.take().is_some() {
@@ -248,12 +274,8 @@ impl Controller {
                 }
             }
         }
-        if self
-            .last_lost_check
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(500))
-        {
-            self.last_lost_check = Some(Instant::now());
-            let now = now_ms();
+        if due(self.last_lost_check, Duration::from_millis(500), now) {
+            self.last_lost_check = Ran::now(now);
             let cutoff = now - self.cfg.node_timeout.as_millis() as i64;
             let lost = self.store.mark_lost_nodes(cutoff, now).await?;
             if !lost.is_empty() {
@@ -269,11 +291,8 @@ impl Controller {
         self.refresh_standing().await?;
         self.release_held().await?;
         self.schedule().await?;
-        if self
-            .last_metrics
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
-        {
-            self.last_metrics = Some(Instant::now());
+        if due(self.last_metrics, Duration::from_secs(2), now) {
+            self.last_metrics = Ran::now(now);
             self.publish_metrics().await?;
         }
         Ok(())
@@ -284,7 +303,7 @@ impl Controller {
     async fn rebuild(&mut self, epoch: i64) -> Result<(), ControllerError> {
         let started = Instant::now();
         let snap = self.store.snapshot().await?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let view = accounting::View::load(self.store.as_ref()).await?;
         let holds = view.holds(&self.accounting, now);
         let (fleet, tenants) = model_of(&snap, &view.award_quotas(now))?;
@@ -407,7 +426,7 @@ impl Controller {
             .into_iter()
             .map(|j| (j.id, j.state))
             .collect();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut release = Vec::new();
         let mut fail = Vec::new();
         for (&id, job) in &st.held {
@@ -448,7 +467,7 @@ impl Controller {
             if events.is_empty() {
                 return Ok(());
             }
-            let now = Time(now_ms());
+            let now = Time(self.clock.now_ms());
             let mut rebuild = false;
             let mut submitted = Vec::new();
             let mut projects = Vec::new();
@@ -584,15 +603,13 @@ impl Controller {
         let Some(st) = self.state.as_mut() else {
             return Ok(());
         };
-        let periodic = self
-            .last_standing
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        let now = self.clock.now_ms();
+        let periodic = due(self.last_standing, Duration::from_secs(1), now);
         if !st.standing_due && !periodic {
             return Ok(());
         }
         st.standing_due = false;
-        self.last_standing = Some(Instant::now());
-        let now = now_ms();
+        self.last_standing = Ran::now(now);
         let store = self.store.as_ref();
         let view = accounting::View::load(store).await?;
         let new = view.holds(&self.accounting, now);
@@ -601,13 +618,9 @@ impl Controller {
             .map(|(k, p, a, d)| (k.to_string(), p, a, d))
             .collect::<Vec<_>>();
         // The compute estimate aggregates every attempt, so it runs at most once a second.
-        if st.compute_due
-            && self
-                .last_compute
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-        {
+        if st.compute_due && due(self.last_compute, Duration::from_secs(1), now) {
             st.compute_due = false;
-            self.last_compute = Some(Instant::now());
+            self.last_compute = Ran::now(now);
             let usage = store.usage(None).await?;
             let threshold = self.accounting.compute_threshold;
             for (p, ops) in accounting::compute_estimates(&usage, &self.accounting) {
@@ -701,7 +714,7 @@ impl Controller {
         let Some(st) = self.state.as_mut() else {
             return Ok(());
         };
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let t0 = Instant::now();
         let Decisions {
             starts,
@@ -784,7 +797,7 @@ impl Controller {
         if self.state.is_none() {
             return Ok(());
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let overdue = self.store.overdue_attempts(now).await?;
         for a in &overdue {
             let grace = match self.store.get_job(a.job_id).await {

@@ -119,7 +119,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     // The path is part of the request: the same body to /v1/calls/1/applications and
     // /v1/calls/2/applications are two requests.
     let hash = request_hash(parts.uri.path(), &bytes);
-    let now = crate::controller::now_ms();
+    let now = s.clock.now_ms();
     let user = caller.0.id;
     match s.store.idempotent_answer(user, &key, since(now)).await {
         Ok(Some(a)) if a.route == route && a.body_hash == hash => {

@@ -7,8 +7,8 @@
 //! (balances, weights, statements, notices), [`calendar`] (the centre's time zone for months
 //! and days), [`compliance`] (export screening), [`programmes`] (calls, applications, ranking),
 //! [`portal`] (the web pages under /portal), [`serve`] (the listener: TLS, timeouts, connection
-//! cap, write rate limits) and [`tls`] (certificates, their reload, the local authority of
-//! `haneul up --tls`).
+//! cap, write rate limits), [`tls`] (certificates, their reload, the local authority of
+//! `haneul up --tls`) and [`clock`] (the one wall clock every date-dependent decision reads).
 //! `haneul server` in haneul-cli is a thin wrapper around [`run`].
 
 pub mod accounting;
@@ -17,6 +17,7 @@ pub mod anchor;
 pub mod auth;
 pub mod batch;
 pub mod calendar;
+pub mod clock;
 pub mod compliance;
 pub mod controller;
 pub mod convert;
@@ -32,6 +33,7 @@ pub mod serve;
 pub mod tls;
 pub mod validate;
 
+use crate::clock::Clock;
 use crate::controller::{Controller, ControllerConfig, Signals};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, RouteLabel};
@@ -95,6 +97,8 @@ pub struct Config {
     pub anchor: anchor::AnchorConfig,
     /// Sessions and token expiry.
     pub sessions: auth::SessionPolicy,
+    /// The wall clock of every decision that depends on the date; the system's in production.
+    pub clock: clock::SharedClock,
 }
 
 impl Config {
@@ -117,6 +121,7 @@ impl Config {
             insecure_http: false,
             limits: serve::Limits::default(),
             metrics_token: None,
+            clock: Arc::new(clock::SystemClock),
         }
     }
 }
@@ -167,6 +172,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<str>>,
     /// Sessions and token expiry.
     pub sessions: Arc<auth::SessionPolicy>,
+    /// The wall clock of expiry, windows and every time the store records.
+    pub clock: clock::SharedClock,
 }
 
 impl AppState {
@@ -177,11 +184,29 @@ impl AppState {
         metrics: Arc<Metrics>,
         heartbeat_interval_ms: i64,
     ) -> Self {
+        Self::new_with_clock(
+            store,
+            signals,
+            metrics,
+            heartbeat_interval_ms,
+            Arc::new(clock::SystemClock),
+        )
+    }
+
+    /// [`AppState::new`] on another clock than the system's (a test's manual one).
+    pub fn new_with_clock(
+        store: Arc<dyn Store>,
+        signals: Arc<Signals>,
+        metrics: Arc<Metrics>,
+        heartbeat_interval_ms: i64,
+        clock: clock::SharedClock,
+    ) -> Self {
         let s = store.clone();
+        let c = clock.clone();
         let submits = batch::Batcher::spawn(512, move |jobs: Vec<_>| {
             let s = s.clone();
+            let now = c.now_ms();
             async move {
-                let now = controller::now_ms();
                 let n = jobs.len();
                 match s.submit_jobs(jobs.clone(), now).await {
                     Ok(recs) => recs.into_iter().map(Ok).collect(),
@@ -199,10 +224,12 @@ impl AppState {
             }
         });
         let s = store.clone();
+        let c = clock.clone();
         let beats = batch::Batcher::spawn(1024, move |nodes: Vec<i64>| {
             let s = s.clone();
+            let now = c.now_ms();
             async move {
-                match s.heartbeats(&nodes, controller::now_ms()).await {
+                match s.heartbeats(&nodes, now).await {
                     Ok(recs) => recs
                         .into_iter()
                         .zip(&nodes)
@@ -231,6 +258,7 @@ impl AppState {
             identity: Arc::default(),
             metrics_token: None,
             sessions: Arc::default(),
+            clock,
         }
     }
 
@@ -505,6 +533,17 @@ pub async fn bootstrap(
     data_dir: &Path,
     uid_range: identity::IdRange,
 ) -> Result<Bootstrap, ServerError> {
+    bootstrap_at(store, data_dir, uid_range, clock::SystemClock.now_ms()).await
+}
+
+/// [`bootstrap`] with the administrator created at `now` (Unix milliseconds), for a server on
+/// another clock than the system's.
+pub async fn bootstrap_at(
+    store: &dyn Store,
+    data_dir: &Path,
+    uid_range: identity::IdRange,
+    now: i64,
+) -> Result<Bootstrap, ServerError> {
     let path = data_dir.join("admin.token");
     if path.exists() {
         return Ok(Bootstrap::Present(path));
@@ -512,11 +551,7 @@ pub async fn bootstrap(
     let secret = routes::new_secret();
     write_secret(&path, &secret)?;
     if store
-        .bootstrap_admin(
-            &haneul_store::hash_token(&secret),
-            uid_range,
-            controller::now_ms(),
-        )
+        .bootstrap_admin(&haneul_store::hash_token(&secret), uid_range, now)
         .await?
     {
         Ok(Bootstrap::Wrote(path))
@@ -619,7 +654,13 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     })?;
     make_private(&cfg.data_dir)?;
     let store = open_store(&cfg.database).await?;
-    let bootstrap = bootstrap(store.as_ref(), &cfg.data_dir, cfg.identity.uid_range).await?;
+    let bootstrap = bootstrap_at(
+        store.as_ref(),
+        &cfg.data_dir,
+        cfg.identity.uid_range,
+        cfg.clock.now_ms(),
+    )
+    .await?;
     let signals = Signals::new();
     let metrics = Arc::new(Metrics::new());
     let mut holder = format!(
@@ -651,12 +692,14 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         signals.clone(),
         metrics.clone(),
     )
-    .with_accounting(accounting.clone());
-    let state = AppState::new(
+    .with_accounting(accounting.clone())
+    .with_clock(cfg.clock.clone());
+    let state = AppState::new_with_clock(
         store,
         signals.clone(),
         metrics,
         cfg.heartbeat_interval.as_millis() as i64,
+        cfg.clock.clone(),
     )
     .with_accounting(accounting)
     .with_identity(cfg.identity.clone());
@@ -670,6 +713,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         })?;
     tokio::spawn(anchor::run(
         state.store.clone(),
+        cfg.clock.clone(),
         cfg.anchor.clone(),
         key,
         signals.shutdown.subscribe(),
@@ -692,6 +736,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         app(state),
         certs,
         cfg.limits.clone(),
+        cfg.clock.clone(),
         stop,
     )?);
     let controller = tokio::spawn(controller.run());

@@ -4,7 +4,6 @@
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::controller::now_ms;
 use crate::convert;
 use crate::error::{ApiError, Body};
 use crate::extract::Id;
@@ -239,7 +238,7 @@ async fn create_call(
                 capacity_gpus: b.capacity_gpus,
                 tracks,
             },
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(call_to_api(c)?)))
@@ -295,7 +294,7 @@ async fn set_call_state(
     };
     let c = s
         .store
-        .set_call_state(&actor(&caller), id, state, now_ms())
+        .set_call_state(&actor(&caller), id, state, s.clock.now_ms())
         .await?;
     Ok(Json(call_to_api(c)?))
 }
@@ -383,7 +382,7 @@ async fn apply(
                 region,
                 plan: b.plan,
             },
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(application_to_api(a))))
@@ -450,7 +449,7 @@ async fn score(
             &reviewer,
             b.score,
             &b.comment,
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(application_to_api(a))))
@@ -488,7 +487,7 @@ async fn award_call(
             application: a,
         })
         .collect();
-    let now = now_ms();
+    let now = s.clock.now_ms();
     let decisions = rank(&call, &tracks, &candidates, now);
     let declined = decisions
         .iter()

@@ -4,7 +4,6 @@
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::controller::now_ms;
 use crate::convert;
 use crate::error::{ApiError, Body};
 use crate::extract::{Id, Q};
@@ -121,7 +120,7 @@ async fn create_org(
                 parent_country: b.parent_country,
                 verification,
             },
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(convert::org(o))))
@@ -196,7 +195,7 @@ async fn create_project(
                 quotas,
                 gid_range: s.identity.project_gid_range,
             },
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(convert::project(p))))
@@ -263,7 +262,7 @@ async fn set_project_quotas(
     let quotas = convert::quotas_from_api(&b.quotas)?;
     let p = s
         .store
-        .set_project_quotas(&actor(&caller), id, quotas, now_ms())
+        .set_project_quotas(&actor(&caller), id, quotas, s.clock.now_ms())
         .await?;
     s.signals.wake.notify_one();
     Ok(Json(convert::project(p)))
@@ -327,7 +326,7 @@ async fn create_user(
                 gid: b.gid,
                 uid_range: s.identity.uid_range,
             },
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await
         .map_err(|e| match e {
@@ -403,7 +402,7 @@ async fn update_user(
     visible_user(&s, &caller, id).await?;
     let u = s
         .store
-        .update_user_ids(&actor(&caller), id, b.uid, b.gid, now_ms())
+        .update_user_ids(&actor(&caller), id, b.uid, b.gid, s.clock.now_ms())
         .await?;
     Ok(Json(convert::user(u)))
 }
@@ -438,7 +437,7 @@ async fn create_token(
         return Err(ApiError::forbidden("you may not mint tokens for this user"));
     }
     const MAX_TTL_S: i64 = 10 * 365 * 86_400;
-    let now = now_ms();
+    let now = s.clock.now_ms();
     let ttl_s = match b.expires_in_s {
         Some(t) if !(60..=MAX_TTL_S).contains(&t) => {
             return Err(ApiError::bad(
@@ -501,7 +500,10 @@ async fn revoke_token(State(s): State<AppState>, caller: Caller, Id(id): Id) -> 
     if !caller.can_manage_tokens_of(&owner) {
         return Err(ApiError::forbidden("you may not revoke this user's tokens"));
     }
-    let t = s.store.revoke_token(&actor(&caller), id, now_ms()).await?;
+    let t = s
+        .store
+        .revoke_token(&actor(&caller), id, s.clock.now_ms())
+        .await?;
     s.tokens.clear();
     Ok(Json(convert::token(t)))
 }
@@ -540,7 +542,7 @@ async fn create_pool(
                 owner: b.owner,
                 lending,
             },
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(convert::pool(p))))
@@ -605,7 +607,7 @@ async fn set_node_state(
     };
     let n = s
         .store
-        .set_node_state(&actor(&caller), id, state, now_ms())
+        .set_node_state(&actor(&caller), id, state, s.clock.now_ms())
         .await?;
     s.signals.wake.notify_one();
     Ok(Json(convert::node(n)))
@@ -623,7 +625,7 @@ async fn fleet_summary(State(s): State<AppState>, caller: Caller) -> Answer<Flee
             "only centre admins and auditors read the fleet summary",
         ));
     }
-    let at = now_ms();
+    let at = s.clock.now_ms();
     let summary = s.store.fleet_summary().await?;
     let projects: std::collections::BTreeMap<i64, st::ProjectRecord> = s
         .store
@@ -693,7 +695,7 @@ async fn submit_job(
     caller.person()?;
     // The request as parsed, so that a retry that spells the same JSON otherwise is the same.
     let key = idem::key_of(&headers)?;
-    let now = now_ms();
+    let now = s.clock.now_ms();
     let idempotency = match key {
         None => None,
         Some(key) => {
@@ -936,7 +938,10 @@ async fn cancel_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> An
             "only the job's owner or its organisation's admin may cancel it",
         ));
     }
-    let j = s.store.cancel_job(&actor(&caller), id, now_ms()).await?;
+    let j = s
+        .store
+        .cancel_job(&actor(&caller), id, s.clock.now_ms())
+        .await?;
     s.signals.wake.notify_one();
     s.signals.assignments_changed();
     Ok(Json(convert::job(j)))
@@ -1016,7 +1021,7 @@ async fn create_award(
                 gpu_quota: b.gpu_quota,
                 application_id: None,
             },
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     s.signals.wake.notify_one();

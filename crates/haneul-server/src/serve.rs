@@ -8,6 +8,7 @@
 //! when TLS negotiates it by ALPN; plain connections are HTTP/1.1 only, so that no connection
 //! waits in protocol detection, outside hyper's timers.
 
+use crate::clock::SharedClock;
 use crate::tls::CertStore;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -81,6 +82,7 @@ pub(crate) fn serve(
     app: axum::Router,
     tls: Option<Arc<CertStore>>,
     limits: Limits,
+    clock: SharedClock,
     stop: watch::Receiver<bool>,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>> + Send, crate::ServerError> {
     let acceptor = match &tls {
@@ -90,6 +92,7 @@ pub(crate) fn serve(
     if let Some(store) = tls {
         reload_on_sighup(store);
     }
+    let app = with_limits(app, &limits, clock);
     Ok(accept_loop(listener, app, acceptor, limits, stop))
 }
 
@@ -100,7 +103,6 @@ async fn accept_loop(
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app = with_limits(app, &limits);
     let builders = Arc::new(Builders::new(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
@@ -158,11 +160,11 @@ async fn accept_loop(
 }
 
 /// The router with the body timeout and the write limit around it.
-fn with_limits(app: axum::Router, limits: &Limits) -> axum::Router {
+fn with_limits(app: axum::Router, limits: &Limits, clock: SharedClock) -> axum::Router {
     let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
         limits.body_timeout,
     ));
-    match WriteLimiter::new(limits) {
+    match WriteLimiter::new(limits, clock) {
         Some(l) => app.layer(axum::middleware::from_fn_with_state(
             Arc::new(l),
             limit_writes,
@@ -512,7 +514,25 @@ fn error_response(status: StatusCode, code: &str, message: &str, retry_s: u64) -
     resp
 }
 
-type Keyed = governor::DefaultKeyedRateLimiter<[u8; 32]>;
+/// The server's clock as the rate limiter's time source: its monotonic scale, so that a test's
+/// manual clock refills budgets when moved and the system's is never set back.
+#[derive(Debug, Clone)]
+struct RateClock(SharedClock);
+
+impl governor::clock::Clock for RateClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.monotonic()
+    }
+}
+
+type Keyed = governor::RateLimiter<
+    [u8; 32],
+    governor::state::keyed::DefaultKeyedStateStore<[u8; 32]>,
+    RateClock,
+    governor::middleware::NoOpMiddleware<Duration>,
+>;
 
 /// Per-token write budgets. Keys are SHA-256 of the token (never the token itself), or of the
 /// peer's address for requests without one.
@@ -527,12 +547,12 @@ pub(crate) struct WriteLimiter {
 const MAX_KEYS: usize = 100_000;
 
 impl WriteLimiter {
-    fn new(limits: &Limits) -> Option<Self> {
+    fn new(limits: &Limits, clock: SharedClock) -> Option<Self> {
         let rate = NonZeroU32::new(limits.writes_per_second)?;
         let burst = NonZeroU32::new(limits.write_burst.max(limits.writes_per_second))?;
         let quota = governor::Quota::per_second(rate).allow_burst(burst);
         Some(WriteLimiter {
-            keyed: governor::RateLimiter::keyed(quota),
+            keyed: governor::RateLimiter::new(quota, Default::default(), RateClock(clock)),
             swept: std::sync::Mutex::new(Instant::now()),
         })
     }

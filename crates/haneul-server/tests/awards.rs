@@ -8,7 +8,8 @@ mod common;
 use common::Harness;
 use haneul_model::GpuModel;
 use haneul_server::accounting::AccountingPolicy;
-use haneul_server::controller::{Controller, ControllerConfig, Signals, now_ms};
+use haneul_server::clock::Clock;
+use haneul_server::controller::{Controller, ControllerConfig, Signals};
 use haneul_server::metrics::Metrics;
 use haneul_server::{AppState, app};
 use haneul_store as st;
@@ -191,7 +192,7 @@ async fn whole_call(mut h: Harness) {
     let j1 = h.submit(&u1, p1, 2).await;
     h.step().await;
     report(&h, &agent, node, j1, 1, None).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    h.clock.advance(Duration::from_millis(20));
     report(&h, &agent, node, j1, 1, Some(0)).await;
     h.step().await;
     let rows = ledger(&h).await;
@@ -204,7 +205,7 @@ async fn whole_call(mut h: Harness) {
         ),
         (Some("charge"), award1, 1300)
     );
-    assert!(n(&rows[0]["gpu_ms"]) >= 2 * 20);
+    assert_eq!(n(&rows[0]["gpu_ms"]), 2 * 20);
     assert_eq!(
         n(&rows[0]["charged_ms"]),
         n(&rows[0]["gpu_ms"]) * 1300 / 1000
@@ -224,14 +225,14 @@ async fn whole_call(mut h: Harness) {
             &st::Actor::system("test"),
             &GpuModel::new("H200").unwrap(),
             1_000_000_000,
-            now_ms(),
+            h.clock.now_ms(),
         )
         .await
         .unwrap();
     let j2 = h.submit(&u1, p1, 1).await;
     h.step().await;
     report(&h, &agent, node, j2, 1, None).await;
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    h.clock.advance(Duration::from_millis(10));
     report(&h, &agent, node, j2, 1, Some(0)).await;
     h.step().await;
     let usage = h.ok(&u1, "GET", "/v1/balances", None, 200).await;
@@ -343,10 +344,10 @@ async fn whole_call(mut h: Harness) {
     let j3 = h.submit(&u2, p2, 4).await;
     h.step().await;
     report(&h, &agent, node, j3, 1, None).await;
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    h.clock.advance(Duration::from_millis(10));
     let lost = h
         .store
-        .mark_lost_nodes(now_ms() + 1, now_ms())
+        .mark_lost_nodes(h.clock.now_ms() + 1, h.clock.now_ms())
         .await
         .unwrap();
     assert_eq!(lost, vec![node]);
@@ -633,8 +634,13 @@ async fn compute_threshold_notice(mut h: Harness) {
         signals.clone(),
         metrics.clone(),
     )
-    .with_accounting(policy.clone());
-    h.app = app(AppState::new(h.store.clone(), signals, metrics, 5_000).with_accounting(policy));
+    .with_accounting(policy.clone())
+    .with_clock(h.clock.shared());
+    h.app =
+        app(
+            AppState::new_with_clock(h.store.clone(), signals, metrics, 5_000, h.clock.shared())
+                .with_accounting(policy),
+        );
     let o = org(&h, json!({"name": "kisti", "country": "KR"})).await;
     let p = h.project(o, "big").await;
     let (_, u) = h.user("jung", "member", Some(o), &[p]).await;
@@ -643,10 +649,10 @@ async fn compute_threshold_notice(mut h: Harness) {
     let j = h.submit(&u, p, 8).await;
     h.step().await;
     report(&h, &agent, node, j, 1, None).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    h.clock.advance(Duration::from_millis(5));
     report(&h, &agent, node, j, 1, Some(0)).await;
     // The estimate aggregates all attempts, so the controller runs it at most once a second.
-    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    h.clock.advance(Duration::from_millis(1_050));
     h.step().await;
     let est = h.ok(&u, "GET", "/v1/compute", None, 200).await;
     assert_eq!(est[0]["over_threshold"], true, "{est}");
@@ -704,7 +710,7 @@ async fn ledger_under_concurrent_attempts(h: Harness) {
         )
         .await
         .unwrap();
-    let t0 = now_ms();
+    let t0 = h.clock.now_ms();
     store
         .create_award(
             &admin,

@@ -9,7 +9,7 @@ mod common;
 
 use common::Harness;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
 
 /// Any JSON value, small.
@@ -260,10 +260,16 @@ fn world() -> World {
     }
 }
 
+/// `cases` cases, after the failures saved in `fuzz.proptest-regressions` beside this file,
+/// which every run replays first (and where a new failure is saved): a failure found once
+/// stays a test.
 fn runner(cases: u32) -> TestRunner {
     TestRunner::new(Config {
         cases,
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        source_file: Some(file!()),
         ..Config::default()
     })
 }

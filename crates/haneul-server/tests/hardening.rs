@@ -9,6 +9,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::Harness;
+use haneul_server::clock::Clock;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tower::ServiceExt;
@@ -512,7 +513,7 @@ async fn metrics_labels_are_a_closed_set_and_the_token_is_required() {
 async fn token_expiry(h: Harness) {
     let w = world(h).await;
     let h = &w.h;
-    let now = haneul_server::controller::now_ms();
+    let now = h.clock.now_ms();
     let mia = h.ok(&w.member, "GET", "/v1/whoami", None, 200).await;
     let mia_id = mia["id"].as_i64().unwrap();
     // An expired token, made under the API (the API's shortest expiry is a minute).
@@ -545,9 +546,31 @@ async fn token_expiry(h: Harness) {
         )
         .await;
     let exp = t["token"]["expires_at"].as_i64().unwrap();
-    assert!((exp - now - 3_600_000).abs() < 60_000, "{t}");
+    assert_eq!(exp, now + 3_600_000, "{t}");
     let secret = t["secret"].as_str().unwrap().to_string();
     h.ok(&secret, "GET", "/v1/whoami", None, 200).await;
+    // One of the shortest life works to its last millisecond, and not at its end.
+    let short = h
+        .ok(
+            &w.member,
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "ci", "expires_in_s": 60})),
+            201,
+        )
+        .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.clock.advance(Duration::from_millis(59_999));
+    h.ok(&short, "GET", "/v1/whoami", None, 200).await;
+    h.clock.advance(Duration::from_millis(1));
+    let (s, v) = h.call(Some(&short), "GET", "/v1/whoami", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("expired"),
+        "{v}"
+    );
     h.ok(
         &w.member,
         "DELETE",

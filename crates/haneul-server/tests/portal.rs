@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::Harness;
 use haneul_model::GpuModel;
-use haneul_server::controller::now_ms;
+use haneul_server::clock::Clock;
 use haneul_store as st;
 use serde_json::json;
 use std::time::Duration;
@@ -606,7 +606,7 @@ async fn home_shows_each_awards_balance_as_the_api_has_it() {
                 gpu_model: h200.clone(),
                 gpu_hours: 10_000,
                 valid_from: 0,
-                valid_until: now_ms() + 30 * 86_400_000,
+                valid_until: h.clock.now_ms() + 30 * 86_400_000,
                 gpu_quota: 0,
                 application_id: None,
             },
@@ -617,14 +617,14 @@ async fn home_shows_each_awards_balance_as_the_api_has_it() {
         .id;
     // A dear GPU class, so a job of some milliseconds charges whole GPU-hours.
     h.store
-        .set_gpu_weight(&admin, &h200, 1_000_000_000, now_ms())
+        .set_gpu_weight(&admin, &h200, 1_000_000_000, h.clock.now_ms())
         .await
         .unwrap();
     let job = h.submit(&mia, pa, 1).await;
     h.step().await;
     for exit in [None, Some(0)] {
         if exit.is_some() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            h.clock.advance(Duration::from_millis(20));
         }
         h.ok(
             &agent,
@@ -722,7 +722,7 @@ async fn fleet_page_counts_come_from_the_summary_of_a_known_fleet() {
     )
     .await;
     // The third node's agent goes quiet: it is declared lost, and so down.
-    let now = now_ms();
+    let now = h.clock.now_ms();
     h.store
         .heartbeats(&[up, draining], now + 60_000)
         .await
@@ -936,7 +936,7 @@ async fn charged_tenants() -> Tenants {
     let (_, auditor) = h.user("aud", "auditor", None, &[]).await;
     let (_, agent) = h.user("agent", "agent", None, &[]).await;
     let node = h.node(&agent, "gpu-1").await;
-    let now = now_ms();
+    let now = h.clock.now_ms();
     for (token, project, gpus, from, until) in [
         (
             &mia,
@@ -1423,7 +1423,7 @@ async fn sessions_end_on_sign_out_revocation_idle_and_age() {
     // Idle and absolute expiry, and Secure under TLS.
     let idle = h.with_state(|s| {
         let mut p = (*s.sessions).clone();
-        p.session_idle = Duration::from_millis(300);
+        p.session_idle = Duration::from_secs(30 * 60);
         p.secure_cookie = true;
         s.sessions = std::sync::Arc::new(p);
     });
@@ -1448,14 +1448,24 @@ async fn sessions_end_on_sign_out_revocation_idle_and_age() {
             .status(),
         StatusCode::OK
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Use keeps a session alive past its idle time; thirty idle minutes end it.
+    for _ in 0..3 {
+        idle.clock.advance(Duration::from_secs(20 * 60));
+        assert_eq!(
+            with_cookie(&idle, "GET", "/portal/jobs", &id)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    idle.clock.advance(Duration::from_secs(30 * 60));
     assert!(is_signin(
         &with_cookie(&idle, "GET", "/portal/jobs", &id).await
     ));
     let old = idle.with_state(|s| {
         let mut p = (*s.sessions).clone();
         p.session_idle = Duration::from_secs(3600);
-        p.session_absolute = Duration::from_millis(300);
+        p.session_absolute = Duration::from_secs(8 * 3600);
         s.sessions = std::sync::Arc::new(p);
     });
     let id = old.portal_session(&member, HOST).await;
@@ -1463,7 +1473,20 @@ async fn sessions_end_on_sign_out_revocation_idle_and_age() {
         with_cookie(&old, "GET", "/portal/jobs", &id).await.status(),
         StatusCode::OK
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // However busy, a session ends at its absolute limit.
+    for _ in 0..15 {
+        old.clock.advance(Duration::from_secs(30 * 60));
+        assert_eq!(
+            with_cookie(&old, "GET", "/portal/jobs", &id).await.status(),
+            StatusCode::OK
+        );
+    }
+    old.clock.advance(Duration::from_secs(30 * 60 - 1));
+    assert_eq!(
+        with_cookie(&old, "GET", "/portal/jobs", &id).await.status(),
+        StatusCode::OK
+    );
+    old.clock.advance(Duration::from_secs(1));
     assert!(is_signin(
         &with_cookie(&old, "GET", "/portal/jobs", &id).await
     ));

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use common::Harness;
 use haneul_model::GpuModel;
-use haneul_server::controller::now_ms;
+use haneul_server::clock::Clock;
 use haneul_store as st;
 use serde_json::json;
 use std::time::Duration;
@@ -136,7 +136,7 @@ async fn run_job(h: &mut Harness, member: &str, agent: &str, node: i64, project:
         200,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(25)).await;
+    h.clock.advance(Duration::from_millis(25));
     h.ok(
         agent,
         "POST",
@@ -325,7 +325,12 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
     // Usage, then the month's statement: the member's project only, as the API totals it.
     let h200 = GpuModel::new("H200").unwrap();
     h.store
-        .set_gpu_weight(&st::Actor::system("test"), &h200, 1_000_000_000, now_ms())
+        .set_gpu_weight(
+            &st::Actor::system("test"),
+            &h200,
+            1_000_000_000,
+            h.clock.now_ms(),
+        )
         .await
         .unwrap();
     run_job(&mut h, &mia, &agent, node, pa).await;

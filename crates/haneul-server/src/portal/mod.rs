@@ -146,7 +146,7 @@ fn session_hash(id: &str) -> String {
 /// idle or past its end, or its token no longer works. Activity is recorded at most once a
 /// minute, so that browsing costs no write per page.
 async fn session_user(s: &AppState, id: &str) -> Option<haneul_store::UserRecord> {
-    let now = crate::controller::now_ms();
+    let now = s.clock.now_ms();
     let hash = session_hash(id);
     let sess = s.store.get_session(&hash).await.ok()??;
     let idle = s.sessions.session_idle.as_millis() as i64;
@@ -928,7 +928,7 @@ fn session_cookie(value: &str, max_age: i64, secure: bool) -> String {
 
 /// A new session for the token just checked; its cookie value.
 async fn open_session(s: &AppState, token: &str) -> Option<String> {
-    let now = crate::controller::now_ms();
+    let now = s.clock.now_ms();
     let found = s
         .store
         .token_auth(&haneul_store::hash_token(token))
@@ -993,7 +993,7 @@ async fn signout(ctx: Ctx, headers: HeaderMap) -> Response {
         let _ = ctx
             .state
             .store
-            .revoke_session(&session_hash(id), crate::controller::now_ms())
+            .revoke_session(&session_hash(id), ctx.state.clock.now_ms())
             .await;
     }
     (

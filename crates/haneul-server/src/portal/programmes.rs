@@ -11,7 +11,6 @@ use super::i18n::Texts;
 use super::job_id as path_id;
 use super::{Base, Ctx, Refusal, number, render, utc};
 use crate::AppState;
-use crate::controller::now_ms;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, Query};
@@ -682,14 +681,17 @@ struct StatementQuery {
 }
 
 impl StatementQuery {
-    /// The month asked for, or the current one (UTC).
-    fn month(&self) -> String {
-        let m = self.month.trim();
-        if m.is_empty() {
-            utc(now_ms())[..7].to_string()
-        } else {
-            m.to_string()
+    /// The query with no month asked for read as the month of `now` (UTC).
+    fn or_month_of(mut self, now: i64) -> Self {
+        if self.month.trim().is_empty() {
+            self.month = utc(now)[..7].to_string();
         }
+        self
+    }
+
+    /// The month asked for.
+    fn month(&self) -> String {
+        self.month.trim().to_string()
     }
 
     /// The `/v1/statements` query; a value that cannot be one is refused by its field's name.
@@ -753,6 +755,7 @@ impl StatementsPage {
 }
 
 async fn statements_page(ctx: Ctx, Query(q): Query<StatementQuery>) -> Response {
+    let q = q.or_month_of(ctx.state.clock.now_ms());
     finish(&ctx, statements_body(&ctx, q).await)
 }
 
@@ -801,6 +804,7 @@ async fn statements_body(ctx: &Ctx, q: StatementQuery) -> Result<Response, Refus
 /// The same statement as CSV, in the API's columns (`accounting::statement_csv`), as a
 /// download named by its month and project.
 async fn statement_csv(ctx: Ctx, Query(q): Query<StatementQuery>) -> Response {
+    let q = q.or_month_of(ctx.state.clock.now_ms());
     let result = async {
         let uri = q
             .api_uri()
@@ -865,9 +869,15 @@ mod tests {
 
     #[test]
     fn statement_query_defaults_to_this_month_and_refuses_what_is_not_one() {
-        let q = StatementQuery::default();
-        assert_eq!(q.month(), utc(now_ms())[..7]);
-        assert!(q.api_uri().unwrap().ends_with(&q.month()));
+        // 2026-12-31T23:59:59.999Z
+        let q = StatementQuery::default().or_month_of(1_798_761_599_999);
+        assert_eq!(q.month(), "2026-12");
+        assert!(q.api_uri().unwrap().ends_with("month=2026-12"));
+        let asked = StatementQuery {
+            month: "2025-03".into(),
+            ..StatementQuery::default()
+        };
+        assert_eq!(asked.or_month_of(1_798_761_599_999).month(), "2025-03");
         let q = StatementQuery {
             month: "2026-12&org=1".into(),
             ..StatementQuery::default()

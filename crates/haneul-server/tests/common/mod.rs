@@ -1,10 +1,12 @@
 //! A server in the test process: the real router and controller over a real store, driven
-//! request by request (no sockets) and step by step (no timers).
+//! request by request (no sockets), step by step (no timers), on a manual clock that moves
+//! only when a test advances it (no sleeps).
 
 #![allow(dead_code)]
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use haneul_server::clock::{Clock, ManualClock};
 use haneul_server::controller::{Controller, ControllerConfig, Signals};
 use haneul_server::metrics::Metrics;
 use haneul_server::{AppState, app};
@@ -21,6 +23,8 @@ pub struct Harness {
     pub store: Arc<dyn Store>,
     pub controller: Controller,
     pub admin: String,
+    /// The server's wall clock: it stands still until the test moves it.
+    pub clock: ManualClock,
     _dir: Option<tempfile::TempDir>,
     _db: Option<haneul_store::testing::TestDb>,
 }
@@ -49,10 +53,12 @@ impl Harness {
         dir: Option<tempfile::TempDir>,
         db: Option<haneul_store::testing::TestDb>,
     ) -> Harness {
-        haneul_server::bootstrap(
+        let clock = ManualClock::starting_now();
+        haneul_server::bootstrap_at(
             store.as_ref(),
             data,
             haneul_server::identity::IdRange::USERS,
+            clock.now_ms(),
         )
         .await
         .unwrap();
@@ -73,14 +79,17 @@ impl Harness {
             },
             signals.clone(),
             metrics.clone(),
-        );
-        let state = AppState::new(store.clone(), signals, metrics, 5_000);
+        )
+        .with_clock(clock.shared());
+        let state =
+            AppState::new_with_clock(store.clone(), signals, metrics, 5_000, clock.shared());
         Harness {
             app: app(state.clone()),
             state,
             store,
             controller,
             admin,
+            clock,
             _dir: dir,
             _db: db,
         }
