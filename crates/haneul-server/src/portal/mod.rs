@@ -742,7 +742,7 @@ async fn job_state_of(
         }
     };
     let zone = &ctx.state.accounting.time_zone;
-    let now = crate::controller::now_ms();
+    let now = ctx.state.clock.now_ms();
     let started = detail.attempts.iter().filter_map(|a| a.started_at).min();
     let ended = if ended(&detail.job.state) {
         detail.attempts.iter().filter_map(|a| a.ended_at).max()
