@@ -36,6 +36,8 @@ struct State {
 struct Fake {
     s: Mutex<State>,
     changed: Condvar,
+    /// The heartbeat interval the server asks for; 0: 100 ms.
+    interval_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Fake {
@@ -92,10 +94,14 @@ impl Fake {
         self.gate(&mut s)?;
         s.heartbeats.push((Instant::now(), server));
         self.changed.notify_all();
+        let interval_ms = match self.interval_ms.load(Ordering::SeqCst) {
+            0 => 100,
+            n => n,
+        };
         Ok(HeartbeatAck {
             node: 1,
             state: "idle".into(),
-            interval_ms: 100,
+            interval_ms,
         })
     }
 
@@ -494,7 +500,9 @@ fn an_unassigned_task_found_after_a_restart_is_stopped() {
     let mut task = started_by_a_dead_agent(work.path(), &assignment(13, "exec sleep 60"));
     let agent = Agent::start(fake.clone(), work.path());
     let deadline = Instant::now() + WITHIN;
-    while task.try_wait().unwrap().is_none() {
+    // The task's keeper is this test process's child, so the agent (in this process too) may
+    // reap it first: "no child" then means it ended all the same.
+    while matches!(task.try_wait(), Ok(None)) {
         assert!(Instant::now() < deadline, "the stray task was not stopped");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -629,28 +637,35 @@ fn centre(fake: Arc<Fake>) -> Centre {
 fn follows_the_leader_over_http() {
     let work = tempfile::tempdir().unwrap();
     let fake = Arc::new(Fake::default());
+    // Heartbeats every 30 s: the agent must not wait for the next one to reach a new leader.
+    fake.interval_ms.store(30_000, Ordering::SeqCst);
     let c = centre(fake.clone());
     // Given the standby only: the agent reaches the leader by following the standby's word.
     let transport = node::http::HttpTransport::new(&c.urls[0], "hn_test".into(), None).unwrap();
     let agent = Agent::start(Arc::new(transport), work.path());
-    fake.wait_for("heartbeats at the leader", WITHIN, |s| {
-        s.heartbeats.iter().filter(|(_, at)| *at == 1).count() >= 2
+    fake.wait_for("a heartbeat at the leader", WITHIN, |s| {
+        s.heartbeats.iter().any(|(_, server)| *server == 1)
     });
     assert_eq!(fake.lock().registered.len(), 1);
+    assert!(
+        fake.lock()
+            .heartbeats
+            .iter()
+            .all(|(_, server)| *server == 1)
+    );
     // The leader changes: the old one now stands by and names the new one.
     c.leader.store(0, Ordering::SeqCst);
     let changed = Instant::now();
-    fake.wait_for("heartbeats at the new leader", WITHIN, |s| {
-        s.heartbeats
-            .iter()
-            .any(|(at, server)| *server == 0 && *at > changed)
+    fake.wait_for("a heartbeat at the new leader", WITHIN, |s| {
+        s.heartbeats.iter().any(|(_, server)| *server == 0)
     });
     let back = changed.elapsed();
     eprintln!(
-        "the agent was back on the new leader {} ms after the change",
+        "the agent heartbeat to the new leader {} ms after the change",
         back.as_millis()
     );
-    // Heartbeats come every 100 ms; a second is ample even on a loaded machine.
+    // Its poll (300 ms) meets the change and the heartbeat follows at once, long before the
+    // 30 s interval.
     assert!(back < Duration::from_secs(5), "back after {back:?}");
     // And the new leader's work runs.
     fake.assign(assignment(15, "echo led; exit 6"));

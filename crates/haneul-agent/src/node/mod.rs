@@ -246,7 +246,7 @@ pub fn run(setup: Setup) -> Result<()> {
     let interval = Duration::from_millis(beat.interval_ms.max(100) as u64);
     let hb = {
         let (transport, stop) = (transport.clone(), stop.clone());
-        std::thread::spawn(move || heartbeats(&*transport, node, interval, &stop))
+        std::thread::spawn(move || heartbeats(&*transport, node, interval, timing, &stop))
     };
     let health = {
         let (transport, stop) = (transport.clone(), stop.clone());
@@ -401,16 +401,40 @@ fn apply(ctx: &Arc<NodeCtx>, tasks: &mut BTreeMap<(i64, i64, i64), Running>, lis
     }
 }
 
-fn heartbeats(transport: &dyn Transport, node: i64, interval: Duration, stop: &Stop) {
+/// Heartbeats every `interval`. A failed heartbeat is tried again after a backoff shorter than
+/// the interval, and a move to another server (the poll met a connection error, or a standby
+/// named the leader) heartbeats there at once: a node is back on a new leader as soon as its
+/// poll is, not an interval later.
+fn heartbeats(
+    transport: &dyn Transport,
+    node: i64,
+    interval: Duration,
+    timing: Timing,
+    stop: &Stop,
+) {
+    let mut backoff = haneul_client::Backoff::new(timing.backoff_base, timing.backoff_cap);
     let mut next = Instant::now() + interval;
+    // Where the last heartbeat got through, and whether the last one did.
+    let mut reached = transport.server();
+    let mut ok = true;
     while !stop() {
-        if Instant::now() < next {
-            std::thread::sleep(Duration::from_millis(100).min(next - Instant::now()));
+        let moved = ok && transport.server() != reached;
+        if Instant::now() < next && !moved {
+            std::thread::sleep(Duration::from_millis(50).min(next - Instant::now()));
             continue;
         }
-        next = Instant::now() + interval;
-        if let Err(e) = transport.heartbeat(node) {
-            tracing::warn!("heartbeat: {e}");
+        match transport.heartbeat(node) {
+            Ok(_) => {
+                ok = true;
+                backoff.reset();
+                reached = transport.server();
+                next = Instant::now() + interval;
+            }
+            Err(e) => {
+                tracing::warn!("heartbeat: {e}");
+                ok = false;
+                next = Instant::now() + backoff.next_wait().min(interval);
+            }
         }
     }
 }
