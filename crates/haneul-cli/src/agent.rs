@@ -294,6 +294,12 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         ),
         uid: Some(i64::from(euid)),
     };
+    tracing::info!(
+        gpus = inventory.len(),
+        simulated = args.simulate_gpus.is_some(),
+        gpus_from = discovered.note.as_deref().unwrap_or(""),
+        "GPUs found"
+    );
     let health = health_checks(&args, &discovered);
     node::run(node::Setup {
         transport: Arc::new(transport),
