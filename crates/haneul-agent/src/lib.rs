@@ -8,7 +8,9 @@
 //! allotment ([`limits`]: cgroup v2, cgroup v1 or rlimits); a task may run in a container
 //! instead ([`container`]: podman or apptainer). Tasks run as their owners' Unix ids
 //! ([`identity`]); fractional GPUs are shared through CUDA MPS and MIG instances are reported
-//! as GPUs of their own ([`sharing`]).
+//! as GPUs of their own ([`sharing`]). The protocol with the server (registration,
+//! heartbeats, assignments, reports, log upload, recovery after a restart) is [`node`], over a
+//! [`node::Transport`] whose real form speaks HTTP through `haneul-client`.
 //! See `docs/agent.md`.
 
 pub mod container;
@@ -18,6 +20,7 @@ pub mod identity;
 pub mod launch;
 pub mod limits;
 pub mod logs;
+pub mod node;
 pub mod nvml;
 pub mod sharing;
 pub mod xid;
@@ -49,6 +52,22 @@ pub enum AgentError {
     /// A task's account is refused, or the agent's mode does not fit its own account.
     #[error("{0}")]
     Identity(String),
+    /// A call to the server failed in a way worth retrying: no answer, or a 5xx (a standby
+    /// that is not the leader answers 503).
+    #[error("{0}")]
+    Transient(String),
+    /// The server refused a call (4xx, e.g. 409 for a stale fence): retrying will not help.
+    /// Status 0: no answer worth retrying either (a certificate this agent does not trust).
+    #[error("{}", refused_text(*status, message))]
+    Refused {
+        /// The HTTP status, 0 when there was no answer.
+        status: u16,
+        /// The server's error answer, or why there was none.
+        message: String,
+    },
+    /// The agent could not join the centre (registration or its first calls failed).
+    #[error("{0}")]
+    Join(String),
     /// An operating-system call failed.
     #[error("{what}: {source}")]
     Io {
@@ -66,6 +85,14 @@ impl AgentError {
             what: what.into(),
             source,
         }
+    }
+}
+
+fn refused_text(status: u16, message: &str) -> String {
+    if status == 0 {
+        message.to_string()
+    } else {
+        format!("refused with {status}: {message}")
     }
 }
 

@@ -21,6 +21,9 @@ pub struct AgentBenchArgs {
     /// Simulated GPUs of the local agent, COUNTxMODEL: how many jobs run at once.
     #[arg(long, default_value = "8xH200")]
     gpus: String,
+    /// Serve over TLS (`haneul up --tls`: a local CA; the agent and this bench trust it).
+    #[arg(long)]
+    tls: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -28,6 +31,8 @@ pub struct AgentBenchArgs {
 
 #[derive(Serialize)]
 struct Report {
+    /// `http` or `https`.
+    transport: &'static str,
     jobs: usize,
     gpus: String,
     p50_ms: i64,
@@ -84,8 +89,12 @@ pub fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
     let port = free_port()?;
     let exe = std::env::current_exe().context("cannot find the haneul binary")?;
     let log = std::fs::File::create(dir.join("up.log"))?;
-    let up = Up(Command::new(&exe)
-        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+    let mut cmd = Command::new(&exe);
+    cmd.args(["up", "--listen", &format!("127.0.0.1:{port}")]);
+    if args.tls {
+        cmd.arg("--tls");
+    }
+    let up = Up(cmd
         .arg("--data-dir")
         .arg(&dir)
         .args(["--simulate-gpus", &args.gpus])
@@ -104,10 +113,11 @@ pub fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "decision to process start over {} jobs on {} (loopback): p50 {} ms, p90 {} ms, \
+            "decision to process start over {} jobs on {} (loopback, {}): p50 {} ms, p90 {} ms, \
              p99 {} ms, max {} ms, mean {:.1} ms; {:.1} s in all",
             report.jobs,
             report.gpus,
+            report.transport,
             report.p50_ms,
             report.p90_ms,
             report.p99_ms,
@@ -120,7 +130,14 @@ pub fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
 }
 
 fn bench(args: &AgentBenchArgs, dir: &Path, port: u16) -> anyhow::Result<Report> {
-    let url = format!("http://127.0.0.1:{port}");
+    let (url, ca_file) = if args.tls {
+        (
+            format!("https://127.0.0.1:{port}"),
+            Some(dir.join("tls").join("ca.pem")),
+        )
+    } else {
+        (format!("http://127.0.0.1:{port}"), None)
+    };
     // `haneul up` writes up.toml and the user token once the agent's node is up.
     let until = Instant::now() + Duration::from_secs(60);
     let state = loop {
@@ -146,7 +163,7 @@ fn bench(args: &AgentBenchArgs, dir: &Path, port: u16) -> anyhow::Result<Report>
     let token = std::fs::read_to_string(dir.join("user.token"))?
         .trim()
         .to_string();
-    let user = Client::new(&url, token)?;
+    let user = Client::with_ca(&url, token, ca_file)?;
     // The node may still be registering when up.toml appears.
     let until = Instant::now() + Duration::from_secs(30);
     while !call(&user, "GET", "/healthz", None).is_ok_and(|b| b.contains("true")) {
@@ -191,6 +208,7 @@ fn bench(args: &AgentBenchArgs, dir: &Path, port: u16) -> anyhow::Result<Report>
     let wall_s = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     Ok(Report {
+        transport: if args.tls { "https" } else { "http" },
         jobs: args.jobs,
         gpus: args.gpus.clone(),
         p50_ms: percentile(&latencies, 0.50),

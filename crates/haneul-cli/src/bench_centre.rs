@@ -43,9 +43,20 @@ pub struct CentreArgs {
     /// A PostgreSQL URL for the server instead of SQLite in a scratch directory.
     #[arg(long)]
     database: Option<String>,
+    /// Run the whole measurement twice in this invocation, over plain HTTP and then over TLS
+    /// (a fresh local CA and server certificate, as `haneul up --tls` makes), and report both
+    /// and the ratios of the headline figures.
+    #[arg(long)]
+    tls: bool,
     /// Print one JSON object instead of lines for people.
     #[arg(long)]
     json: bool,
+}
+
+/// Where the bench's clients reach the server: its base URL, and the CA to trust over TLS.
+struct Target {
+    url: String,
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// The server child: SIGTERM and wait when dropped.
@@ -63,7 +74,11 @@ pub(crate) fn start_server(mut cmd: Command) -> anyhow::Result<(ServerProc, std:
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            let rest = line
+                .split("listening on http://")
+                .nth(1)
+                .or_else(|| line.split("listening on https://").nth(1));
+            if let Some(rest) = rest {
                 let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
             }
         }
@@ -118,7 +133,63 @@ pub fn run(args: CentreArgs) -> anyhow::Result<()> {
         bail!("--nodes, --rate and --seconds must be at least 1");
     }
     swarm::raise_fd_limit();
-    let dir = std::env::temp_dir().join(format!("haneul-centre-{}", std::process::id()));
+    let out = if args.tls {
+        let plain = one_run(&args, &inventory, (lo, hi), false)?;
+        let tls = one_run(&args, &inventory, (lo, hi), true)?;
+        let ratio = |k: &str| {
+            let (a, b) = (
+                plain[k].as_f64().unwrap_or(0.0),
+                tls[k].as_f64().unwrap_or(0.0),
+            );
+            if a > 0.0 { json!(b / a) } else { Value::Null }
+        };
+        let mut ratios = serde_json::Map::new();
+        for k in [
+            "register_s",
+            "backlog_submissions_per_s",
+            "submit_ack_p50_ms",
+            "submit_ack_p99_ms",
+            "submit_to_start_p50_ms",
+            "submit_to_start_p99_ms",
+            "attempts_started_per_s",
+            "heartbeats_per_s",
+            "server_peak_rss_mib",
+        ] {
+            ratios.insert(k.to_string(), ratio(k));
+        }
+        json!({"plain": plain, "tls": tls, "tls_over_plain": ratios})
+    } else {
+        one_run(&args, &inventory, (lo, hi), false)?
+    };
+    if args.json {
+        println!("{out}");
+    } else if args.tls {
+        for part in ["plain", "tls", "tls_over_plain"] {
+            println!("[{part}]");
+            for (k, v) in out[part].as_object().expect("an object") {
+                println!("{k:32} {v}");
+            }
+        }
+    } else {
+        for (k, v) in out.as_object().expect("an object") {
+            println!("{k:32} {v}");
+        }
+    }
+    Ok(())
+}
+
+/// One measurement against a fresh server, over TLS or plain HTTP.
+fn one_run(
+    args: &CentreArgs,
+    inventory: &[haneul_agent::gpus::Gpu],
+    (lo, hi): (u64, u64),
+    tls: bool,
+) -> anyhow::Result<Value> {
+    let dir = std::env::temp_dir().join(format!(
+        "haneul-centre-{}-{}",
+        std::process::id(),
+        if tls { "tls" } else { "plain" }
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).context("cannot create the scratch directory")?;
     let exe = std::env::current_exe().context("cannot find this binary")?;
@@ -141,7 +212,21 @@ pub fn run(args: CentreArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.database {
         cmd.arg("--database").arg(url);
     }
+    let ca_file = if tls {
+        let ca = haneul_server::tls::local_ca(&dir.join("tls"))?;
+        cmd.arg("--tls-cert")
+            .arg(&ca.server.cert)
+            .arg("--tls-key")
+            .arg(&ca.server.key);
+        Some(ca.ca_cert)
+    } else {
+        None
+    };
     let (server, addr) = start_server(cmd)?;
+    let target = Target {
+        url: format!("{}://{addr}", if tls { "https" } else { "http" }),
+        ca_file,
+    };
     let admin = std::fs::read_to_string(dir.join("admin.token"))
         .context("no admin token: use a fresh --database")?
         .trim()
@@ -151,24 +236,18 @@ pub fn run(args: CentreArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = rt.block_on(measure(
-        &args,
-        addr,
+        args,
+        &target,
         admin,
         server.0.id(),
-        inventory,
+        inventory.to_vec(),
         (lo, hi),
     ));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-    let out = result?;
-    if args.json {
-        println!("{out}");
-    } else {
-        for (k, v) in out.as_object().expect("an object") {
-            println!("{k:32} {v}");
-        }
-    }
-    Ok(())
+    let mut out = result?;
+    out["transport"] = json!(if tls { "https" } else { "http" });
+    Ok(out)
 }
 
 async fn must(api: &Api, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -187,14 +266,14 @@ async fn get(api: &Api, path: &str) -> anyhow::Result<Value> {
 
 async fn measure(
     args: &CentreArgs,
-    addr: std::net::SocketAddr,
+    target: &Target,
     admin: String,
     server_pid: u32,
     inventory: Vec<haneul_agent::gpus::Gpu>,
     (lo, hi): (u64, u64),
 ) -> anyhow::Result<Value> {
-    let url = format!("http://{addr}");
-    let api = Arc::new(Api::connect(&url, admin.clone(), None)?);
+    let url = target.url.clone();
+    let api = Arc::new(Api::connect(&url, admin.clone(), target.ca_file.clone())?);
     let org =
         must(&api, "/v1/orgs", json!({"name": "bench", "country": "KR"})).await?["id"].clone();
     let backlog =
@@ -224,7 +303,7 @@ async fn measure(
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = SwarmConfig {
         server: url.clone(),
-        ca_file: None,
+        ca_file: target.ca_file.clone(),
         token: agent_token,
         nodes: args.nodes,
         gpus: inventory.len() as i64,
@@ -250,7 +329,7 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The backlog, from 16 connections.
-    let user_api = Arc::new(Api::connect(&url, user_token, None)?);
+    let user_api = Arc::new(Api::connect(&url, user_token, target.ca_file.clone())?);
     let t0 = Instant::now();
     let mut subs = Vec::new();
     for w in 0..16usize {
@@ -276,7 +355,7 @@ async fn measure(
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     // The measured phase: a steady stream from the second project.
-    let metrics_before = scrape(addr).await;
+    let metrics_before = scrape(target).await;
     let beats0 = stats.heartbeats.load(Ordering::Relaxed);
     let beat_errors0 = stats.heartbeat_errors.load(Ordering::Relaxed);
     let started0 = stats.started.load(Ordering::Relaxed);
@@ -314,7 +393,7 @@ async fn measure(
     let started_in_phase = stats.started.load(Ordering::Relaxed) - started0;
     let (rss, hwm) = memory_mib(server_pid);
     rss_max = rss_max.max(rss);
-    let metrics_after = scrape(addr).await;
+    let metrics_after = scrape(target).await;
 
     // Every stream job's submission, assignment and start, from the server's own records.
     let mut to_assign = Vec::new();
@@ -380,8 +459,8 @@ async fn measure(
     }))
 }
 
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let Ok(api) = Api::connect(&format!("http://{addr}"), String::new(), None) else {
+async fn scrape(target: &Target) -> String {
+    let Ok(api) = Api::connect(&target.url, String::new(), target.ca_file.clone()) else {
         return String::new();
     };
     match api.send("GET", "/metrics", None).await {

@@ -98,9 +98,10 @@ fn last_stats(lines: &std::sync::Mutex<Vec<serde_json::Value>>) -> serde_json::V
 }
 
 /// Clients given both servers: 16 simulated agents (a swarm, one process) and a user running
-/// `haneul submit` in a loop. Before the kill the agents have followed the standby's
+/// `haneul submit` in a loop, and two real agents. A standby refuses a submit with 503
+/// `not_leader`, naming the leader. Before the kill the agents have followed the standby's
 /// `Haneul-Leader` to the leader (the standby is first in their list); after it every node
-/// heartbeats to the new leader within 30 s, the submits carry on (the leader first in their
+/// (18) heartbeats to the new leader within 5 s, the submits carry on (the leader first in their
 /// list, so each fails over), and no acknowledged job is lost: every one runs to success on
 /// the swarm, each once.
 #[test]
@@ -157,9 +158,40 @@ fn agents_and_clients_follow_the_leader_over_a_failover() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // A standby that knows the leader takes no write: 503 `not_leader`, naming the leader.
+    let (code, v) = standby.post(
+        &m.user,
+        "/v1/jobs",
+        serde_json::json!({"project": m.project, "gpus_per_task": 1, "command": ["true"]}),
+    );
+    assert_eq!(code, 503, "{v}");
+    assert_eq!(v["error"]["code"], "not_leader", "{v}");
+    assert_eq!(v["error"]["leader"], leader_url.as_str(), "{v}");
+
     let work = tempfile::tempdir().unwrap();
     let agent_token = work.path().join("agent.token");
     std::fs::write(&agent_token, &m.agent).unwrap();
+    // Two real agents beside the swarm's 16 simulated nodes, the standby first in their list
+    // too: the protocol loop of haneul-agent over its HTTP transport follows the leader.
+    let real: Vec<Reaped> = (0..2)
+        .map(|i| {
+            let dir = work.path().join(format!("real-{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            Reaped(
+                Command::new(env!("CARGO_BIN_EXE_haneul"))
+                    .args(["agent", "--server", &servers, "--token-file"])
+                    .arg(&agent_token)
+                    .args(["--name", &format!("real-{i}"), "--simulate-gpus", "1xH200"])
+                    .args(["--pool", "h200", "--work-dir"])
+                    .arg(&dir)
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
     let user_token = work.path().join("user.token");
     std::fs::write(&user_token, &m.user).unwrap();
     let events = work.path().join("events.jsonl");
@@ -188,7 +220,18 @@ fn agents_and_clients_follow_the_leader_over_a_failover() {
         });
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while last_stats(&stats)["registered"] != 16 || last_stats(&stats)["server"] != leader_url {
+    let nodes_at = |s: &Server| {
+        let (code, nodes) = s.get(Some(&m.admin), "/v1/nodes");
+        if code == 200 {
+            nodes.as_array().unwrap().len()
+        } else {
+            0
+        }
+    };
+    while last_stats(&stats)["registered"] != 16
+        || last_stats(&stats)["server"] != leader_url
+        || nodes_at(&leader) != 18
+    {
         assert!(
             Instant::now() < deadline,
             "the swarm never settled on the leader: {}",
@@ -258,12 +301,12 @@ fn agents_and_clients_follow_the_leader_over_a_failover() {
         } else {
             0
         };
-        if fresh == 16 && last_stats(&stats)["server"] == standby_url && leads(&standby) {
+        if fresh == 18 && last_stats(&stats)["server"] == standby_url && leads(&standby) {
             break;
         }
         assert!(
-            killed.elapsed() < Duration::from_secs(30),
-            "after 30 s {fresh} of 16 nodes were back; swarm: {}",
+            killed.elapsed() < Duration::from_secs(5),
+            "after 5 s {fresh} of 18 nodes were back; swarm: {}",
             last_stats(&stats)
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -292,6 +335,7 @@ fn agents_and_clients_follow_the_leader_over_a_failover() {
     let sum =
         common::invariants::check(&standby, &m.admin, m.project, &ids, Duration::from_secs(60));
     assert!(sum.jobs >= ids.len());
+    drop(real);
 }
 
 /// A child killed when the test ends, passed or failed.

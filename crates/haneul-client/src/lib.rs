@@ -25,6 +25,10 @@ pub use reqwest::Method;
 
 /// Sent by a server that does not hold the controller lease: the leader's advertised URL.
 pub const LEADER_HEADER: &str = "haneul-leader";
+/// The error code of a standby's 503 to a write or an agent call.
+pub const NOT_LEADER: &str = "not_leader";
+/// Leaders followed in one call at most, so that two servers naming each other cannot loop.
+const MAX_HOPS: u32 = 3;
 /// The header that makes a repeated `POST /v1/jobs` return the job the first one made.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// How long a connection may take to open (TCP and TLS).
@@ -76,6 +80,11 @@ impl Error {
             Error::Status { status, .. } => *status >= 500,
             _ => false,
         }
+    }
+
+    /// A standby's refusal (503, code `not_leader`): the call was not carried out.
+    pub fn is_not_leader(&self) -> bool {
+        matches!(self, Error::Status { status: 503, body, .. } if body.contains(NOT_LEADER))
     }
 
     /// The HTTP status of an error answer.
@@ -425,13 +434,22 @@ impl Client {
     ) -> Result<Answer> {
         let mut backoff = retry.backoff;
         let mut tries = 0u32;
+        let mut hops = 0u32;
         loop {
             tries += 1;
+            let before = self.server();
             let e = match self
                 .request(method.clone(), path, body.clone(), headers, timeout)
                 .await
             {
                 Ok(a) => return Ok(a),
+                // A standby did nothing but name the leader: going there at once is safe for
+                // any call, idempotent or not, and is not a retry.
+                Err(e) if e.is_not_leader() && self.server() != before && hops < MAX_HOPS => {
+                    hops += 1;
+                    tries -= 1;
+                    continue;
+                }
                 Err(e) if !e.is_transient() => return Err(e),
                 Err(e) => e,
             };

@@ -220,6 +220,74 @@ async fn moves_on_from_a_dead_server_and_follows_the_named_leader() {
     assert_eq!(a.body, b"leader");
 }
 
+/// A standby that refuses a write with 503 `not_leader` has done nothing: the client sends the
+/// write to the leader it names at once, even a call that is never retried, and only once.
+#[tokio::test]
+async fn a_write_refused_by_a_standby_goes_to_the_leader_once() {
+    use axum::routing::post;
+    let writes = Arc::new(Mutex::new(0u32));
+    let leader = {
+        let writes = writes.clone();
+        plain_server(Router::new().route(
+            "/v1/things",
+            post(move || {
+                let writes = writes.clone();
+                async move {
+                    *writes.lock().unwrap() += 1;
+                    "made"
+                }
+            }),
+        ))
+        .await
+    };
+    let leader_url = format!("http://{leader}");
+    let standby = plain_server(Router::new().route(
+        "/v1/things",
+        post(move || {
+            let leader_url = leader_url.clone();
+            async move {
+                let mut h = HeaderMap::new();
+                h.insert(haneul_client::LEADER_HEADER, leader_url.parse().unwrap());
+                let body = format!(
+                    r#"{{"error":{{"code":"not_leader","message":"stands by","leader":"{leader_url}"}}}}"#
+                );
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, h, body)
+            }
+        }),
+    ))
+    .await;
+    let c = client(&format!("http://{standby}"), None);
+    let a = c
+        .request_retrying(
+            Method::POST,
+            "/v1/things",
+            Some(b"{}".to_vec()),
+            &[],
+            None,
+            &Retry::never(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.body, b"made");
+    assert_eq!(*writes.lock().unwrap(), 1);
+    assert_eq!(c.server(), format!("http://{leader}"));
+    // A 503 that names no leader is an ordinary server error: not followed, not re-sent.
+    let busy = plain_server(Router::new().route(
+        "/v1/things",
+        post(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy") }),
+    ))
+    .await;
+    let c = client(&format!("http://{busy}"), None);
+    let Err(e) = c
+        .request_retrying(Method::POST, "/v1/things", None, &[], None, &Retry::never())
+        .await
+    else {
+        panic!("a 503 must be an error");
+    };
+    assert_eq!(e.status(), Some(503));
+    assert!(!e.is_not_leader());
+}
+
 #[tokio::test]
 async fn a_standby_is_not_followed_from_https_down_to_http() {
     let pki = pki();

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The audit chain does not verify: our failure, but one whose place the caller must see.
     #[error("the audit chain is broken at entry {seq}: {reason}")]
     AuditBroken { seq: i64, reason: String },
+    /// A standby's answer to a write or an agent call: go to the leader at this URL.
+    #[error("this server stands by; the leader is {0}")]
+    NotLeader(String),
     /// A token that was valid and is no more.
     #[error("{0}")]
     TokenEnded(String),
@@ -88,6 +91,7 @@ impl ApiError {
                 Some("seq".into()),
             ),
             ApiError::TokenEnded(_) => (StatusCode::UNAUTHORIZED, "unauthenticated", None),
+            ApiError::NotLeader(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_leader", None),
         }
     }
 }
@@ -146,11 +150,16 @@ impl IntoResponse for ApiError {
             ApiError::Internal(_) => "internal error; the server log has details".into(),
             other => other.to_string(),
         };
+        let leader = match &self {
+            ApiError::NotLeader(url) => Some(url.clone()),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.into(),
                 message,
                 field,
+                leader,
             },
         };
         (status, Json(body)).into_response()

@@ -60,6 +60,8 @@ pub const MAX_GPUS_PER_NODE: u32 = 64;
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+/// A standby's answers name the leader's advertised URL in this header.
+pub const LEADER_HEADER: &str = "haneul-leader";
 
 /// Where the state lives.
 #[derive(Debug, Clone)]
@@ -353,17 +355,35 @@ async fn not_found() -> ApiError {
     }
 }
 
-/// A standby serves every request (the database is shared) and names the leader in each
-/// answer, so that clients given any server end up on the leader, whose long polls answer
-/// at once and whose clock drives the schedule.
+/// A standby that knows the leader's advertised URL names it in every answer, and refuses
+/// writes and agent calls with 503 `not_leader` (the leader's URL in the body too): only the
+/// leader's controller is woken by a submit or a report, and only its long polls answer at
+/// once, so a write taken here would wait for the leader's next unsignalled look. Reads are
+/// served (the database is shared). A standby that knows no leader (none advertises a URL, or
+/// none holds the lease) serves everything: what it writes waits in the database for the next
+/// leader.
 async fn name_leader(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let mut answer = next.run(req).await;
-    if !s.signals.leader.load(Ordering::SeqCst) {
-        let url = s.signals.leader_url.lock().expect("not poisoned").clone();
-        if let Some(v) = url.and_then(|u| header::HeaderValue::from_str(&u).ok()) {
-            answer.headers_mut().insert("haneul-leader", v);
-        }
+    if s.signals.leader.load(Ordering::SeqCst) {
+        return next.run(req).await;
     }
+    let url = s.signals.leader_url.lock().expect("not poisoned").clone();
+    let Some((url, value)) = url.and_then(|u| {
+        let v = header::HeaderValue::from_str(&u).ok()?;
+        Some((u, v))
+    }) else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    let write = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let mut answer = if path.starts_with("/v1/agent/") || (write && path.starts_with("/v1/")) {
+        ApiError::NotLeader(url).into_response()
+    } else {
+        next.run(req).await
+    };
+    answer.headers_mut().insert(LEADER_HEADER, value);
     answer
 }
 

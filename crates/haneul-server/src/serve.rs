@@ -506,6 +506,7 @@ fn error_response(status: StatusCode, code: &str, message: &str, retry_s: u64) -
             code: code.into(),
             message: message.into(),
             field: None,
+            leader: None,
         },
     };
     let mut resp = (status, axum::Json(body)).into_response();

@@ -1,0 +1,173 @@
+//! A task's output to the server: streamed while it runs (new bytes only, bounded per tick and
+//! per task), its tail at its end, and the agent's own notes. Every upload goes through
+//! [`send_log`], the one place that makes the wire form of a piece of output.
+
+use super::NodeCtx;
+use crate::AgentError;
+use crate::launch;
+use crate::logs::Follower;
+use haneul_api::{Assignment, LogUpload};
+
+/// Largest log upload the server takes is 256 KiB; stay well below.
+const LOG_CHUNK: usize = 128 * 1024;
+/// At a task's end, how much of what was not streamed yet is uploaded, per file.
+const LOG_TAIL: u64 = 1024 * 1024;
+/// Most bytes streamed per file per tick, so a chatty task cannot monopolise its thread.
+const STREAM_TICK_MAX: usize = 1024 * 1024;
+/// Most bytes streamed per task while it runs; past this only the tail is uploaded at its end
+/// (the files stay whole in the task's directory on the node).
+const STREAM_MAX_TOTAL: u64 = 64 * 1024 * 1024;
+
+/// Streams a task's stdout and stderr to the server: new bytes only, bounded per tick and per
+/// task. Text whose upload failed is kept and sent again on the next tick.
+pub(super) struct LogStream {
+    files: [(&'static str, Follower, Option<String>); 2],
+    streamed: u64,
+    refused: bool,
+}
+
+impl LogStream {
+    /// Starts at these offsets into the files (0 for a new task).
+    pub(super) fn new(task: &launch::RunningTask, stdout_offset: u64, stderr_offset: u64) -> Self {
+        LogStream::at(task.workdir(), stdout_offset, stderr_offset)
+    }
+
+    pub(super) fn at(dir: &std::path::Path, stdout_offset: u64, stderr_offset: u64) -> Self {
+        LogStream {
+            files: [
+                (
+                    "stdout",
+                    Follower::at(dir.join(launch::STDOUT_FILE), stdout_offset),
+                    None,
+                ),
+                (
+                    "stderr",
+                    Follower::at(dir.join(launch::STDERR_FILE), stderr_offset),
+                    None,
+                ),
+            ],
+            streamed: 0,
+            refused: false,
+        }
+    }
+
+    /// How far into stdout and stderr the upload has got (text waiting for a retry counts
+    /// as not uploaded only until the next pump; a restart may then send it twice, never
+    /// skip it).
+    pub(super) fn offsets(&self) -> (u64, u64) {
+        let off = |i: usize| {
+            let (_, f, unsent) = &self.files[i];
+            f.offset() - unsent.as_ref().map_or(0, |t| t.len() as u64)
+        };
+        (off(0), off(1))
+    }
+
+    /// Adds a line of the agent's own after stderr's output.
+    pub(super) fn note(&mut self, text: &str) {
+        let unsent = &mut self.files[1].2;
+        *unsent = Some(unsent.take().unwrap_or_default() + text);
+    }
+
+    /// Uploads what is new. At the task's end (`at_end`) everything left is sent, retrying,
+    /// after skipping all but the last [`LOG_TAIL`] bytes of each file.
+    pub(super) fn pump(&mut self, ctx: &NodeCtx, a: &Assignment, at_end: bool) {
+        for (name, follower, unsent) in &mut self.files {
+            if self.refused {
+                return;
+            }
+            if !at_end && self.streamed >= STREAM_MAX_TOTAL {
+                return;
+            }
+            if at_end {
+                let skipped = follower.skip_to_tail(LOG_TAIL);
+                if skipped > 0 {
+                    let note = format!(
+                        "[haneul agent: {skipped} bytes of {name} not uploaded; the whole file \
+                         is {} on node {}]\n",
+                        follower_path(ctx, a, name),
+                        ctx.name
+                    );
+                    *unsent = Some(unsent.take().unwrap_or_default() + &note);
+                }
+            }
+            let mut this_tick = 0;
+            loop {
+                let text = match unsent.take() {
+                    Some(t) => t,
+                    None => match follower.read_new(LOG_CHUNK, at_end) {
+                        Ok(t) if t.is_empty() => break,
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::warn!(job = a.job, task = a.task, "reading {name}: {e}");
+                            break;
+                        }
+                    },
+                };
+                let len = text.len();
+                match send_log(ctx, a, &text, at_end) {
+                    Ok(()) => {
+                        self.streamed += len as u64;
+                        this_tick += len;
+                    }
+                    Err(AgentError::Transient(m)) => {
+                        if at_end {
+                            tracing::warn!(job = a.job, task = a.task, "log upload dropped: {m}");
+                            return;
+                        }
+                        // Kept for the next tick.
+                        *unsent = Some(text);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = a.job, task = a.task, "log upload: {e}");
+                        self.refused = true;
+                        return;
+                    }
+                }
+                if !at_end && this_tick >= STREAM_TICK_MAX {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn follower_path(ctx: &NodeCtx, a: &Assignment, name: &str) -> String {
+    ctx.task_dir(a)
+        .join(format!("{name}.log"))
+        .display()
+        .to_string()
+}
+
+/// One log upload of at most [`LOG_CHUNK`] bytes; with `retry`, transient failures are retried.
+/// The one place that turns a piece of output into the wire's [`LogUpload`].
+fn send_log(ctx: &NodeCtx, a: &Assignment, text: &str, retry: bool) -> Result<(), AgentError> {
+    let body = LogUpload {
+        job: a.job,
+        fence: a.fence,
+        task: a.task,
+        data: text.to_string(),
+    };
+    if retry {
+        ctx.retrying("log upload", || ctx.transport.upload_log(ctx.node, &body))
+    } else {
+        ctx.transport.upload_log(ctx.node, &body)
+    }
+}
+
+/// Uploads `data` (a note of the agent's own) in chunks; stops at a refusal.
+pub(super) fn upload(ctx: &NodeCtx, a: &Assignment, data: &str) {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(LOG_CHUNK);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (chunk, tail) = rest.split_at(cut);
+        rest = tail;
+        if let Err(e) = send_log(ctx, a, chunk, true) {
+            tracing::warn!(job = a.job, task = a.task, "log upload dropped: {e}");
+            return;
+        }
+    }
+}
