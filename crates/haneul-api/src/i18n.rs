@@ -194,6 +194,156 @@ words! {
     "declined" => "미선정",
 }
 
+/// Why the server holds a project's jobs: the `reason` of a held job. The server writes the
+/// English with [`Reason::english`]; the CLI and the portal read a stored reason back with
+/// [`reason_korean`], which matches it against the same templates, so the two cannot drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    OrgUnverified,
+    OrgScreenedOut,
+    NoAward,
+    AwardExpired,
+    AwardPending,
+    AwardSpent,
+}
+
+impl Reason {
+    pub const ALL: &'static [Reason] = &[
+        Reason::OrgUnverified,
+        Reason::OrgScreenedOut,
+        Reason::NoAward,
+        Reason::AwardExpired,
+        Reason::AwardPending,
+        Reason::AwardSpent,
+    ];
+
+    /// `(English, Korean)` templates; placeholders are `{name}`.
+    fn templates(self) -> (&'static str, &'static str) {
+        match self {
+            Reason::OrgUnverified => (
+                "held: organisation `{org}` is {state}; only verified organisations run jobs (a centre admin runs `haneul org verify {id}`)",
+                "보류: 기관 `{org}` 이(가) {state} 상태입니다; 검증된 기관만 작업을 실행합니다 (센터 관리자가 `haneul org verify {id}` 를 실행)",
+            ),
+            Reason::OrgScreenedOut => (
+                "held: organisation `{org}` fails export screening: {detail}",
+                "보류: 기관 `{org}` 이(가) 수출 심사를 통과하지 못했습니다: {detail}",
+            ),
+            Reason::NoAward => (
+                "held: project `{project}` has no award; apply to a call or ask the centre for one",
+                "보류: 프로젝트 `{project}` 에 배정이 없습니다; 공모에 신청하거나 센터에 요청하세요",
+            ),
+            Reason::AwardExpired => (
+                "held: award {id} of project `{project}` expired on {date}; see `haneul usage` for the balance",
+                "보류: 프로젝트 `{project}` 의 배정 {id} 이(가) {date} 에 만료되었습니다; 잔량은 `haneul usage` 로 확인하세요",
+            ),
+            Reason::AwardPending => (
+                "held: award {id} of project `{project}` starts on {date}; see `haneul usage`",
+                "보류: 프로젝트 `{project}` 의 배정 {id} 은(는) {date} 에 시작합니다; `haneul usage` 를 확인하세요",
+            ),
+            Reason::AwardSpent => (
+                "held: award {id} of project `{project}` is spent ({used} of {granted} GPU-hours used); see `haneul usage` for the balance",
+                "보류: 프로젝트 `{project}` 의 배정 {id} 을(를) 모두 썼습니다 (GPU 시간 {granted} 중 {used} 사용); 잔량은 `haneul usage` 로 확인하세요",
+            ),
+        }
+    }
+
+    /// The English reason with `args` (name, value) filled in.
+    pub fn english(self, args: &[(&str, &str)]) -> String {
+        fill(self.templates().0, args)
+    }
+}
+
+fn fill(template: &str, args: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for piece in pieces(template) {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Slot(name) => match args.iter().find(|(n, _)| *n == name) {
+                Some((_, v)) => out.push_str(v),
+                None => {
+                    out.push('{');
+                    out.push_str(name);
+                    out.push('}');
+                }
+            },
+        }
+    }
+    out
+}
+
+enum Piece<'a> {
+    Text(&'a str),
+    Slot(&'a str),
+}
+
+fn pieces(template: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        let Some(j) = rest[i..].find('}') else { break };
+        if i > 0 {
+            out.push(Piece::Text(&rest[..i]));
+        }
+        out.push(Piece::Slot(&rest[i + 1..i + j]));
+        rest = &rest[i + j + 1..];
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest));
+    }
+    out
+}
+
+/// The values of `template`'s placeholders in `text`, when `text` is that template filled in.
+/// Each placeholder takes the shortest text up to the next literal piece (the last one, up to
+/// the template's end). A name that holds the template's own words may be split elsewhere than
+/// it was written, but every character of it still reaches the Korean.
+fn unfill<'t>(template: &str, text: &'t str) -> Option<Vec<(String, &'t str)>> {
+    let ps = pieces(template);
+    let mut rest = text;
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < ps.len() {
+        match &ps[k] {
+            Piece::Text(t) => rest = rest.strip_prefix(*t)?,
+            Piece::Slot(name) => {
+                let end = match ps.get(k + 1) {
+                    Some(Piece::Text(next)) if k + 2 == ps.len() => {
+                        rest.strip_suffix(*next).map(str::len)?
+                    }
+                    Some(Piece::Text(next)) => rest.find(*next)?,
+                    Some(Piece::Slot(_)) => return None,
+                    None => rest.len(),
+                };
+                out.push((name.to_string(), &rest[..end]));
+                rest = &rest[end..];
+            }
+        }
+        k += 1;
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// A reason the server wrote from [`Reason`], in Korean; `None` for any other text. State
+/// words inside it (`pending`) are named in Korean too.
+pub fn reason_korean(text: &str) -> Option<String> {
+    Reason::ALL.iter().find_map(|r| {
+        let (en, ko) = r.templates();
+        let values = unfill(en, text)?;
+        let args: Vec<(&str, &str)> = values
+            .iter()
+            .map(|(n, v)| {
+                let v = if n == "state" {
+                    word_korean(v).unwrap_or(v)
+                } else {
+                    v
+                };
+                (n.as_str(), v)
+            })
+            .collect();
+        Some(fill(ko, &args))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +394,57 @@ mod tests {
             );
         }
         assert_eq!(word_korean("<script>"), None);
+    }
+
+    #[test]
+    fn every_reason_reads_back_in_korean_with_the_same_values() {
+        let args = [
+            ("org", "kaist; `x`"),
+            ("state", "pending"),
+            ("id", "7"),
+            ("detail", "country KP is restricted"),
+            ("project", "llm"),
+            ("date", "2027-01-01"),
+            ("used", "10.00"),
+            ("granted", "8.00"),
+        ];
+        for &r in Reason::ALL {
+            let (en, ko) = r.templates();
+            let mut en_slots: Vec<&str> = pieces(en)
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::Slot(s) => Some(*s),
+                    Piece::Text(_) => None,
+                })
+                .collect();
+            let mut ko_slots: Vec<&str> = pieces(ko)
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::Slot(s) => Some(*s),
+                    Piece::Text(_) => None,
+                })
+                .collect();
+            en_slots.sort();
+            ko_slots.sort();
+            assert_eq!(en_slots, ko_slots, "{r:?}");
+            let english = r.english(&args);
+            assert!(!english.contains('{'), "{r:?}: {english}");
+            let korean = reason_korean(&english).unwrap_or_else(|| panic!("{r:?}: {english}"));
+            assert!(korean.starts_with("보류: "), "{korean}");
+            assert!(!korean.contains('{'), "{r:?}: {korean}");
+            for (name, value) in args {
+                if en_slots.contains(&name) && name != "state" {
+                    assert!(korean.contains(value), "{r:?}: {korean} lacks {value}");
+                }
+            }
+        }
+        assert!(
+            reason_korean(&Reason::OrgUnverified.english(&args))
+                .unwrap()
+                .contains("대기 상태")
+        );
+        assert_eq!(reason_korean("disk full"), None);
+        assert_eq!(reason_korean("held: something new"), None);
     }
 
     #[test]

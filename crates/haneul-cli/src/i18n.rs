@@ -246,9 +246,13 @@ pub fn word(text: &str) -> String {
 }
 
 pub fn word_in(text: &str, lang: Lang) -> String {
-    match (lang, haneul_api::i18n::word_korean(text)) {
-        (Lang::Ko, Some(ko)) => ko.to_string(),
-        _ => crate::output::shown(text),
+    use haneul_api::i18n::{reason_korean, word_korean};
+    match lang {
+        Lang::Ko => match word_korean(text) {
+            Some(ko) => ko.to_string(),
+            None => crate::output::shown(&reason_korean(text).unwrap_or_else(|| text.into())),
+        },
+        Lang::En => crate::output::shown(text),
     }
 }
 
@@ -316,6 +320,10 @@ mod tests {
         assert_eq!(word_in("running", Lang::Ko), "실행 중");
         assert_eq!(word_in("running", Lang::En), "running");
         assert_eq!(word_in("node_lost", Lang::Ko), "노드 유실");
+        // A hold reason the server wrote reads back in Korean.
+        let held = "held: project `llm` has no award; apply to a call or ask the centre for one";
+        assert!(word_in(held, Lang::Ko).starts_with("보류: 프로젝트 `llm` "));
+        assert_eq!(word_in(held, Lang::En), held);
         // A free-text reason is kept, and kept harmless in a terminal.
         assert_eq!(
             word_in("disk \x1b[2J full", Lang::Ko),

@@ -528,12 +528,16 @@ pub const KO: Texts = Texts {
 };
 
 impl Texts {
-    /// A state or reason word from the API (`running`, `draining`, `node_lost`) in this
-    /// language; text that is no such word (a free-text reason) is shown as it is.
-    pub fn word<'a>(&self, word: &'a str) -> &'a str {
+    /// A state or reason from the API (`running`, `draining`, a hold reason) in this
+    /// language; other text (a free-text reason) is shown as it is.
+    pub fn word<'a>(&self, word: &'a str) -> std::borrow::Cow<'a, str> {
+        use haneul_api::i18n::{reason_korean, word_korean};
         match self.lang {
-            Lang::Ko => haneul_api::i18n::word_korean(word).unwrap_or(word),
-            Lang::En => word,
+            Lang::Ko => match word_korean(word) {
+                Some(ko) => ko.into(),
+                None => reason_korean(word).map_or(word.into(), Into::into),
+            },
+            Lang::En => word.into(),
         }
     }
 }
@@ -570,9 +574,16 @@ mod tests {
             .chain(["lost", "unhealthy"]);
         for w in words {
             let ko = KO.word(w);
-            assert_ne!(ko, w, "`{w}` has no Korean name");
+            assert_ne!(ko.as_ref(), w, "`{w}` has no Korean name");
             assert_eq!(EN.word(w), w);
         }
         assert_eq!(KO.word("disk full"), "disk full");
+        let held = haneul_api::i18n::Reason::NoAward.english(&[("project", "llm")]);
+        assert!(
+            KO.word(&held).starts_with("보류: 프로젝트 `llm` "),
+            "{}",
+            KO.word(&held)
+        );
+        assert_eq!(EN.word(&held), held.as_str());
     }
 }
