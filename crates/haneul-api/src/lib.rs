@@ -5,6 +5,8 @@
 //! seconds (`*_s`), GPU shares are milli-GPU (`*_milli`, 1000 is one GPU). Unknown fields in
 //! request bodies are refused so that a misspelt option is an error, not a silent default.
 
+pub mod i18n;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -18,8 +20,10 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// One of `bad_request`, `unauthenticated`, `forbidden`, `not_found`, `conflict`,
-    /// `payload_too_large`, `unavailable`, `not_leader`, `internal`.
+    /// `payload_too_large`, `unsupported_media_type`, `unprocessable`, `unavailable`,
+    /// `not_leader`, `internal`, `audit_chain_broken`, `rate_limited`, `overloaded` ([`i18n::ErrorCode`]).
     pub code: String,
+    /// In Korean when the request's `Accept-Language` prefers `ko`, else in English.
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
@@ -528,11 +532,23 @@ pub struct AwardCreate {
     pub project: i64,
     pub gpu_model: String,
     pub gpu_hours: i64,
-    pub valid_from: i64,
-    pub valid_until: i64,
+    /// The first moment the award is valid.
+    pub valid_from: TimeOrDate,
+    /// The moment it ends (not included): a date ends the award as that day begins.
+    pub valid_until: TimeOrDate,
     /// Whole GPUs the project may hold at once: its guarantee on `gpu_model` while valid.
     #[serde(default)]
     pub gpu_quota: i64,
+}
+
+/// A moment as a request may give it: Unix milliseconds, or a date `YYYY-MM-DD`, which means
+/// midnight at the start of that day in the centre's time zone (so that an award from
+/// 2026-03-01 starts when March starts in Seoul, not nine hours later).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum TimeOrDate {
+    Millis(i64),
+    Date(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -227,11 +227,62 @@ pub struct AwardCreateArgs {
     /// Whole GPUs the project may hold at once (its guarantee).
     #[arg(long, default_value_t = 0)]
     gpu_quota: i64,
-    /// Days from now the award is valid.
-    #[arg(long)]
-    days: i64,
+    /// Days the award is valid, from --from (or from now).
+    #[arg(long, conflicts_with = "until", required_unless_present = "until")]
+    days: Option<i64>,
+    /// First day of the award, YYYY-MM-DD: it starts at that day's midnight in the centre's
+    /// time zone (default: now).
+    #[arg(long, value_parser = parse_day)]
+    from: Option<jiff::civil::Date>,
+    /// The day the award ends, YYYY-MM-DD: it ends as that day begins in the centre's time zone.
+    #[arg(long, value_parser = parse_day)]
+    until: Option<jiff::civil::Date>,
     #[command(flatten)]
     conn: Conn,
+}
+
+/// A day written `YYYY-MM-DD`, checked here so that a typo is a usage error before any request.
+fn parse_day(raw: &str) -> Result<jiff::civil::Date, String> {
+    let well_formed = raw.len() == 10
+        && raw.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    well_formed
+        .then(|| raw.parse().ok())
+        .flatten()
+        .ok_or_else(|| format!("expected a date YYYY-MM-DD, got `{raw}`"))
+}
+
+/// The award's window as the API takes it: dates stay dates, so that the server reads them in
+/// the centre's time zone; without --from it starts now.
+fn award_window(
+    from: Option<jiff::civil::Date>,
+    until: Option<jiff::civil::Date>,
+    days: Option<i64>,
+    now: i64,
+) -> anyhow::Result<(serde_json::Value, serde_json::Value)> {
+    let valid_from = match from {
+        Some(d) => json!(d.to_string()),
+        None => json!(now),
+    };
+    let valid_until = match (until, days, from) {
+        (Some(d), _, _) => json!(d.to_string()),
+        (None, Some(n), _) if n < 1 => bail!("--days: must be at least 1"),
+        (None, Some(n), Some(d)) => json!(
+            d.checked_add(jiff::Span::new().try_days(n)?)
+                .context("--days: the award would end after the year 9999")?
+                .to_string()
+        ),
+        (None, Some(n), None) => json!(now + n * 86_400_000),
+        (None, None, _) => bail!("give --days or --until"),
+    };
+    if let (Some(f), Some(u)) = (from, until)
+        && u <= f
+    {
+        bail!("--until {u} must be after --from {f}");
+    }
+    Ok((valid_from, valid_until))
 }
 
 #[derive(Args)]
@@ -248,17 +299,14 @@ pub struct AwardAdjustArgs {
 pub fn award(cmd: AwardCommand) -> anyhow::Result<()> {
     match cmd {
         AwardCommand::Create(a) => {
-            if a.days < 1 {
-                bail!("--days: must be at least 1");
-            }
+            let (valid_from, valid_until) = award_window(a.from, a.until, a.days, now_ms())?;
             let api = a.conn.open()?;
-            let now = now_ms();
             let award: Award = api.call(
                 "POST",
                 "/v1/awards",
                 Some(json!({"project": a.project, "gpu_model": a.gpu_model,
                     "gpu_hours": a.gpu_hours, "gpu_quota": a.gpu_quota,
-                    "valid_from": now, "valid_until": now + a.days * 86_400_000})),
+                    "valid_from": valid_from, "valid_until": valid_until})),
             )?;
             if api.json {
                 return print_json(&award);
@@ -345,8 +393,10 @@ pub enum CallCommand {
         --track name=server,min=8,max=16,days=60,whole-server"
     )]
     Create(CallCreateArgs),
+    /// List the calls and their state.
     #[command(after_help = "Examples:\n  haneul call list")]
     List(ConnArgs),
+    /// Show one call: its tracks and, once awarded, its outcome.
     #[command(after_help = "Examples:\n  haneul call show 1 --json")]
     Show(IdArgs),
     /// Stop taking applications.
@@ -482,7 +532,7 @@ pub fn call(cmd: CallCommand) -> anyhow::Result<()> {
                     c.name.clone(),
                     c.gpu_model.clone(),
                     c.capacity_gpus.to_string(),
-                    c.state.clone(),
+                    crate::i18n::word(&c.state),
                 ]);
             }
             println!("{t}");
@@ -608,7 +658,7 @@ fn print_applications(api: &Api, apps: &[Application]) -> anyhow::Result<()> {
             a.region.clone(),
             a.mean_score
                 .map_or("-".into(), |s| format!("{s:.2} ({})", a.scores.len())),
-            a.state.clone(),
+            crate::i18n::word(&a.state),
         ]);
     }
     println!("{t}");
@@ -665,7 +715,7 @@ pub fn application(cmd: ApplicationCommand) -> anyhow::Result<()> {
 #[command(after_help = "Examples:\n  haneul statement --month 2026-12\n  \
     haneul statement --month 2026-12 --org 2 --csv > kaist-2026-12.csv")]
 pub struct StatementArgs {
-    /// YYYY-MM (UTC).
+    /// YYYY-MM: the month in the centre's time zone (Asia/Seoul unless the centre sets another).
     #[arg(long)]
     month: String,
     #[arg(long)]
@@ -745,5 +795,33 @@ mod tests {
         assert!(parse_track("name=x,max=4").is_err());
         assert!(parse_track("name=x,max=four,days=3").is_err());
         assert!(parse_track("name=x,max=4,days=3,colour=red").is_err());
+    }
+
+    #[test]
+    fn award_windows_keep_dates_for_the_server() {
+        let day = |s: &str| parse_day(s).unwrap();
+        let now = 1_800_000_000_000;
+        let (f, u) =
+            award_window(Some(day("2026-03-01")), Some(day("2026-06-01")), None, now).unwrap();
+        assert_eq!((f, u), (json!("2026-03-01"), json!("2026-06-01")));
+        let (f, u) = award_window(Some(day("2026-12-01")), None, Some(31), now).unwrap();
+        assert_eq!((f, u), (json!("2026-12-01"), json!("2027-01-01")));
+        let (f, u) = award_window(None, None, Some(2), now).unwrap();
+        assert_eq!((f, u), (json!(now), json!(now + 2 * 86_400_000)));
+        let (f, u) = award_window(None, Some(day("2027-01-01")), None, now).unwrap();
+        assert_eq!((f, u), (json!(now), json!("2027-01-01")));
+        assert!(award_window(None, None, Some(0), now).is_err());
+        assert!(award_window(None, None, None, now).is_err());
+        assert!(award_window(Some(day("2026-03-01")), Some(day("2026-03-01")), None, now).is_err());
+        for bad in [
+            "2026-3-01",
+            "2026-02-30",
+            "20260301",
+            "2026-03-01T00",
+            "２０２６-03-01",
+            "",
+        ] {
+            assert!(parse_day(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -10,7 +10,6 @@ use clap::Args;
 use haneul_api::{AwardBalance, ErrorBody, Job, JobDetail, JobList, LogChunk, Project, User};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Options every client command takes.
@@ -30,28 +29,6 @@ pub struct Conn {
     /// Print JSON for scripts instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
-}
-
-/// `key = value` lines (values optionally quoted); enough for the files we write ourselves.
-pub fn parse_kv(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            if l.starts_with('#') {
-                return None;
-            }
-            let (k, v) = l.split_once('=')?;
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
-            Some((
-                k.trim().to_string(),
-                v.replace("\\\"", "\"").replace("\\\\", "\\"),
-            ))
-        })
-        .collect()
 }
 
 pub fn config_path() -> anyhow::Result<PathBuf> {
@@ -249,7 +226,7 @@ impl Api {
         use haneul_client::{Error, Method, Retry};
         let body = body.map(|b| b.to_string().into_bytes());
         let key = haneul_client::idempotency_key();
-        let (retry, headers): (Retry, Vec<(&str, &str)>) = match (method, path) {
+        let (retry, mut headers): (Retry, Vec<(&str, &str)>) = match (method, path) {
             ("GET", _) => (Retry::times(TRIES), vec![]),
             // One key per logical submit, the same on every try: the server makes one job.
             ("POST", "/v1/jobs") => (
@@ -258,6 +235,10 @@ impl Api {
             ),
             _ => (Retry::never(), vec![]),
         };
+        // Under a Korean locale the server's errors come in Korean too.
+        if crate::i18n::lang() == crate::i18n::Lang::Ko {
+            headers.push(("accept-language", "ko"));
+        }
         let m = Method::from_bytes(method.as_bytes())?;
         match self.client.request(m, path, body, &headers, None, &retry) {
             Ok(a) => Ok(String::from_utf8_lossy(&a.body).into_owned()),
@@ -268,8 +249,12 @@ impl Api {
                     Ok(b) => (b.error.message, b.error.field),
                     Err(_) => (text, None),
                 };
+                // A Korean message already starts with the field; name it as the flag instead.
                 let msg = match field.as_deref() {
-                    Some(f) => format!("{}: {msg}", flag_of(f).unwrap_or(f)),
+                    Some(f) => {
+                        let rest = msg.strip_prefix(&format!("{f}: ")).unwrap_or(&msg);
+                        format!("{}: {rest}", flag_of(f).unwrap_or(f))
+                    }
                     None => msg,
                 };
                 let hint = match status {
@@ -598,7 +583,7 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
         println!("  exit:     {c}");
     }
     if let Some(r) = &j.reason {
-        println!("  reason:   {}", shown(r));
+        println!("  reason:   {}", crate::i18n::word(r));
     }
     if !j.dependencies.is_empty() {
         let deps: Vec<String> = j
@@ -612,7 +597,7 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
     for a in &d.attempts {
         t.add_row(vec![
             a.fence.to_string(),
-            a.state.clone(),
+            crate::i18n::word(&a.state),
             a.gpu_model.clone().unwrap_or_default(),
             a.exit_code.map(|c| c.to_string()).unwrap_or_default(),
         ]);
@@ -754,7 +739,7 @@ pub(crate) fn usage_of(conn: Conn) -> anyhow::Result<()> {
             format!("{:.1}", a.gpu_hours_used),
             format!("{:.1}", a.gpu_hours_left),
             haneul_server::calendar::Calendar::from_env().date(a.valid_until),
-            a.state.clone(),
+            crate::i18n::word(&a.state),
         ]);
     }
     println!("{t}");

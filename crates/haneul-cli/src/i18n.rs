@@ -1,7 +1,8 @@
-//! The CLI's message catalogue, in English and Korean: every message the CLI writes itself and
-//! the one-line summaries of its commands. `LC_ALL`, `LC_MESSAGES` or `LANG` (the first one set,
-//! as POSIX orders them) starting with `ko` chooses Korean; anything else is English. Messages
-//! from the server are shown as the server wrote them (English).
+//! The CLI's message catalogue, in English and Korean: every message the CLI writes itself
+//! (`--help` in Korean is [`crate::help_ko`]). `LC_ALL`, `LC_MESSAGES` or `LANG` (the first one set,
+//! as POSIX orders them) starting with `ko` chooses Korean; anything else is English. Under Korean
+//! the CLI asks the server for Korean too (`Accept-Language: ko`), and shows the server's state
+//! words (`running`, `draining`) in Korean ([`word`]); JSON output keeps the wire's words.
 //!
 //! A message is a key with both texts side by side, so a new message cannot be added in one
 //! language only; placeholders are `{name}` and must be the same in both (a test checks).
@@ -202,45 +203,6 @@ Ctrl-C stops everything; running `haneul up` again reuses {dir}",
 Ctrl-C 로 모두 멈춥니다; `haneul up` 을 다시 실행하면 {dir} 를 다시 씁니다"
     }
     UpStopping { en: "stopping", ko: "멈추는 중" }
-    // One-line summaries of the commands (`haneul --help`).
-    HelpUp {
-        en: "A whole centre on this machine: server, local agent, demo project and user, client config",
-        ko: "이 머신 하나로 센터 전체 실행: 서버, 로컬 에이전트, 데모 프로젝트와 사용자, 클라이언트 설정"
-    }
-    HelpSubmit { en: "Submit a job (like sbatch): prints its id", ko: "작업 제출 (sbatch 처럼): 작업 번호를 출력" }
-    HelpQueue { en: "List your jobs (like squeue)", ko: "내 작업 목록 (squeue 처럼)" }
-    HelpShow { en: "Show one job, its attempts and state", ko: "작업 하나의 상태와 실행 기록 보기" }
-    HelpLogs { en: "Print a job's output", ko: "작업 출력 보기" }
-    HelpCancel { en: "Cancel a job (like scancel)", ko: "작업 취소 (scancel 처럼)" }
-    HelpUsage {
-        en: "GPU-hours used per project and GPU model (like sacct)",
-        ko: "프로젝트와 GPU 모델별 사용한 GPU 시간 (sacct 처럼)"
-    }
-    HelpWhoami { en: "Show who your token acts as: user, role, organisation, projects", ko: "내 토큰의 사용자, 역할, 기관, 프로젝트 보기" }
-    HelpProject { en: "Projects: create, list, show, set a quota (operators)", ko: "프로젝트: 생성, 목록, 보기, 할당량 설정 (운영자)" }
-    HelpUser { en: "Users: create, list, show (operators)", ko: "사용자: 생성, 목록, 보기 (운영자)" }
-    HelpToken { en: "Tokens: create, list, revoke", ko: "토큰: 발급, 목록, 폐기" }
-    HelpPool { en: "GPU pools: create, list (operators)", ko: "GPU 풀: 생성, 목록 (운영자)" }
-    HelpNode { en: "Nodes: list, show, drain, resume (operators)", ko: "노드: 목록, 보기, 드레인, 재개 (운영자)" }
-    HelpAudit { en: "The audit log: list with filters, verify the hash chain", ko: "감사 로그: 조건별 목록, 해시 체인 검증" }
-    HelpCompletions { en: "Print a shell completion script (bash, zsh, fish)", ko: "셸 자동완성 스크립트 출력 (bash, zsh, fish)" }
-    HelpServer {
-        en: "Run the control plane: REST API, scheduler and agent protocol",
-        ko: "컨트롤 플레인 실행: REST API, 스케줄러, 에이전트 프로토콜"
-    }
-    HelpAgent {
-        en: "Run the node agent: register this node's GPUs and run the tasks it is given",
-        ko: "노드 에이전트 실행: 이 노드의 GPU 를 등록하고 배정된 작업 실행"
-    }
-    HelpSim { en: "Replay a workload through the engine under several policies and report", ko: "여러 정책으로 워크로드를 재현하고 보고서 작성" }
-    HelpPlan { en: "Compare candidate fleets on one workload", ko: "한 워크로드로 후보 장비 구성 비교" }
-    HelpBench { en: "Benchmarks of the scheduling engine", ko: "스케줄링 엔진 벤치마크" }
-    HelpSwarm { en: "Many simulated nodes in one process, for scale and fault tests", ko: "규모 및 장애 시험용: 한 프로세스에 여러 모의 노드" }
-    HelpOrg { en: "Organisations: register with export screening, list, show, verify", ko: "기관: 수출 심사를 거친 등록, 목록, 조회, 검증" }
-    HelpAward { en: "Awards: grant, list, top up or take back, underuse, notices", ko: "배정: 부여, 목록, 추가 및 회수, 미사용, 알림" }
-    HelpCall { en: "Programme calls: open with tracks, close, rank and award", ko: "공모: 트랙별 개설, 마감, 순위 결정 및 배정" }
-    HelpApplication { en: "Applications to calls and reviewer scores", ko: "공모 신청서와 심사 점수" }
-    HelpStatement { en: "Monthly statement per project and organisation", ko: "과제 및 기관별 월간 명세서" }
 }
 
 /// A message being filled in.
@@ -276,37 +238,22 @@ impl Display for Text {
     }
 }
 
-/// The summary of a subcommand, by its name, for the localised `--help`.
-pub fn command_summary(name: &str) -> Option<M> {
-    Some(match name {
-        "up" => M::HelpUp,
-        "submit" => M::HelpSubmit,
-        "queue" => M::HelpQueue,
-        "show" => M::HelpShow,
-        "logs" => M::HelpLogs,
-        "cancel" => M::HelpCancel,
-        "usage" => M::HelpUsage,
-        "whoami" => M::HelpWhoami,
-        "project" => M::HelpProject,
-        "user" => M::HelpUser,
-        "token" => M::HelpToken,
-        "pool" => M::HelpPool,
-        "node" => M::HelpNode,
-        "audit" => M::HelpAudit,
-        "completions" => M::HelpCompletions,
-        "server" => M::HelpServer,
-        "agent" => M::HelpAgent,
-        "sim" => M::HelpSim,
-        "plan" => M::HelpPlan,
-        "bench" => M::HelpBench,
-        "swarm" => M::HelpSwarm,
-        "org" => M::HelpOrg,
-        "award" => M::HelpAward,
-        "call" => M::HelpCall,
-        "application" => M::HelpApplication,
-        "statement" => M::HelpStatement,
-        _ => return None,
-    })
+/// A state or reason word from the server (`running`, `draining`, `node_lost`, ...) in the
+/// user's language; any other text (a free-text reason, a tenant's name) is shown as it is,
+/// made safe for the terminal.
+pub fn word(text: &str) -> String {
+    word_in(text, lang())
+}
+
+pub fn word_in(text: &str, lang: Lang) -> String {
+    use haneul_api::i18n::{reason_korean, word_korean};
+    match lang {
+        Lang::Ko => match word_korean(text) {
+            Some(ko) => ko.to_string(),
+            None => crate::output::shown(&reason_korean(text).unwrap_or_else(|| text.into())),
+        },
+        Lang::En => crate::output::shown(text),
+    }
 }
 
 #[cfg(test)]
@@ -365,6 +312,22 @@ mod tests {
         assert_eq!(
             lang_from_env(env(&[("LC_ALL", ""), ("LC_MESSAGES", "ko"), ("LANG", "C")])),
             Lang::Ko
+        );
+    }
+
+    #[test]
+    fn state_words_in_korean_and_other_text_kept() {
+        assert_eq!(word_in("running", Lang::Ko), "실행 중");
+        assert_eq!(word_in("running", Lang::En), "running");
+        assert_eq!(word_in("node_lost", Lang::Ko), "노드 유실");
+        // A hold reason the server wrote reads back in Korean.
+        let held = "held: project `llm` has no award; apply to a call or ask the centre for one";
+        assert!(word_in(held, Lang::Ko).starts_with("보류: 프로젝트 `llm` "));
+        assert_eq!(word_in(held, Lang::En), held);
+        // A free-text reason is kept, and kept harmless in a terminal.
+        assert_eq!(
+            word_in("disk \x1b[2J full", Lang::Ko),
+            "disk \\u{1b}[2J full"
         );
     }
 

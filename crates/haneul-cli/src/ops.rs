@@ -594,7 +594,10 @@ fn print_nodes(api: &Api, ns: &[Node]) -> anyhow::Result<()> {
             n.block.clone(),
             format!("{}x{}", n.gpus, n.gpu_model),
             state(&n.state, colour),
-            n.down_reason.clone().unwrap_or_default(),
+            n.down_reason
+                .as_deref()
+                .map(crate::i18n::word)
+                .unwrap_or_default(),
             n.container_runtime.clone().unwrap_or_default(),
         ]);
     }

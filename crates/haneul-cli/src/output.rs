@@ -39,17 +39,18 @@ pub fn stderr_colour() -> bool {
 
 /// `text` in the ANSI colour that suits a job or node state, when colour is allowed.
 pub fn state(text: &str, colour: bool) -> String {
+    let shown = crate::i18n::word(text);
     if !colour {
-        return text.to_string();
+        return shown;
     }
     let code = match text {
         "succeeded" | "up" | "running" => "32",
         "failed" | "timed_out" | "down" | "node_lost" => "31",
         "queued" | "stopping" | "draining" | "assigned" => "33",
         "cancelled" | "preempted" => "90",
-        _ => return text.to_string(),
+        _ => return shown,
     };
-    format!("\x1b[{code}m{text}\x1b[0m")
+    format!("\x1b[{code}m{shown}\x1b[0m")
 }
 
 pub fn red(text: &str, colour: bool) -> String {

@@ -7,6 +7,7 @@ use crate::client::{config_path, write_config};
 use crate::i18n::{M, t};
 use anyhow::{Context, bail};
 use clap::Args;
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -46,6 +47,8 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// The demo objects created on the first run, kept in DATA_DIR/up.toml.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UpState {
     org: i64,
     project: i64,
@@ -54,25 +57,35 @@ struct UpState {
 }
 
 impl UpState {
-    fn load(path: &Path) -> Option<UpState> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let kv = crate::client::parse_kv(&text);
-        Some(UpState {
-            org: kv.get("org")?.parse().ok()?,
-            project: kv.get("project")?.parse().ok()?,
-            user_token_file: kv.get("user_token_file")?.into(),
-            agent_token_file: kv.get("agent_token_file")?.into(),
+    /// `None` when there is no state yet (the first run). A file that exists but does not read
+    /// is an error naming the file and the field: recreating the demo objects over it would
+    /// collide with the ones it names.
+    fn load(path: &Path) -> anyhow::Result<Option<UpState>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        Self::parse(&text)
+            .map(Some)
+            .with_context(|| format!("{} is corrupt; remove it to start over", path.display()))
+    }
+
+    fn parse(text: &str) -> anyhow::Result<UpState> {
+        let de = toml::Deserializer::parse(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let message = e.inner().message().to_string();
+            if field == "." || field.is_empty() {
+                anyhow::anyhow!("{message}")
+            } else {
+                anyhow::anyhow!("field `{field}`: {message}")
+            }
         })
     }
 
     fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let text = format!(
-            "org = {}\nproject = {}\nuser_token_file = {:?}\nagent_token_file = {:?}\n",
-            self.org,
-            self.project,
-            self.user_token_file.display().to_string(),
-            self.agent_token_file.display().to_string()
-        );
+        let text = toml::to_string(self).context("cannot write the state of haneul up")?;
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
     }
 }
@@ -339,7 +352,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     });
 
     let state_file = data_dir.join("up.toml");
-    let state = match UpState::load(&state_file) {
+    let state = match UpState::load(&state_file)? {
         Some(s) => {
             println!("{}", t(M::UpReusing).arg("dir", data_dir.display()));
             s
@@ -535,5 +548,34 @@ mod tests {
         let ca = Path::new("/d/tls/ca.pem");
         assert_eq!(base_url(listen, Some(ca)), "https://127.0.0.1:8470");
         assert_eq!(agent_tls_args(Some(ca)), ["--ca-file", "/d/tls/ca.pem"]);
+    }
+
+    #[test]
+    fn state_file_round_trips_and_a_corrupt_one_names_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("up.toml");
+        assert!(UpState::load(&path).unwrap().is_none());
+        let state = UpState {
+            org: 3,
+            project: 7,
+            user_token_file: dir.path().join("we \"quote\" this\\user.token"),
+            agent_token_file: dir.path().join("agent.token"),
+        };
+        state.save(&path).unwrap();
+        assert_eq!(UpState::load(&path).unwrap(), Some(state));
+
+        let error = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            format!("{:#}", UpState::load(&path).unwrap_err())
+        };
+        let bad = error(
+            "org = \"three\"\nproject = 7\nuser_token_file = \"u\"\nagent_token_file = \"a\"\n",
+        );
+        assert!(bad.contains(&path.display().to_string()), "{bad}");
+        assert!(bad.contains("field `org`"), "{bad}");
+        let missing = error("org = 3\nuser_token_file = \"u\"\nagent_token_file = \"a\"\n");
+        assert!(missing.contains("project"), "{missing}");
+        let syntax = error("org = = 3\n");
+        assert!(syntax.contains(&path.display().to_string()), "{syntax}");
     }
 }

@@ -168,6 +168,81 @@ fn org_screening_and_a_call_from_the_command_line() {
     let bad = haneul(&server, &admin, &["statement", "--month", "2026-1"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("YYYY-MM"));
+
+    // Awards by dates: each bound is a midnight in the centre's time zone (Seoul by default),
+    // so December's award is exactly December's statement month.
+    let p = project.to_string();
+    let award_args = |window: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "award",
+            "create",
+            "--project",
+            &p,
+            "--gpu-model",
+            "H200",
+            "--gpu-hours",
+            "10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(window.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        json(&server, &admin, &args)
+    };
+    let december = haneul_server::calendar::Calendar::default()
+        .month_bounds("2026-12")
+        .unwrap();
+    for window in [
+        &["--from", "2026-12-01", "--until", "2027-01-01"][..],
+        &["--from", "2026-12-01", "--days", "31"][..],
+    ] {
+        let a = run(&award_args(window));
+        assert_eq!(
+            (
+                a["valid_from"].as_i64().unwrap(),
+                a["valid_until"].as_i64().unwrap()
+            ),
+            december,
+            "{window:?}: {a}"
+        );
+    }
+    let args = award_args(&["--from", "2026-02-30", "--days", "3"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let bad = haneul(&server, &admin, &args);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("YYYY-MM-DD"));
+
+    // Under a Korean locale the server's refusal comes in Korean, naming the same flag.
+    let refused = Command::new(env!("CARGO_BIN_EXE_haneul"))
+        .args([
+            "award",
+            "create",
+            "--project",
+            "987654",
+            "--gpu-model",
+            "H200",
+        ])
+        .args(["--gpu-hours", "10", "--days", "3", "--server"])
+        .arg(format!("http://{}", server.addr))
+        .arg("--token-file")
+        .arg(&admin)
+        .env("HANEUL_CONFIG", server.data_dir.join("no-config.toml"))
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("LANG", "ko_KR.UTF-8")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.starts_with("오류: --project: 요청 값이 올바르지 않습니다"),
+        "{err}"
+    );
+    assert!(err.contains("987654"), "{err}");
 }
 
 fn haneul_server_date(ms: i64) -> String {

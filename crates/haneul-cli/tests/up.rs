@@ -642,6 +642,16 @@ fn job_files_dependencies_arrays_and_operator_commands() {
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(err.starts_with("오류: "), "{err}");
     assert!(err.contains("`haneul queue` 로"), "{err}");
+    // The server's own message is in Korean too, naming the same job.
+    assert!(err.contains("`999999` 을(를) 찾을 수 없습니다"), "{err}");
+    let queue = haneul_env(c, &ko, &["queue"]);
+    let queue = String::from_utf8_lossy(&queue.stdout);
+    assert!(
+        ["성공", "실패", "취소됨", "실행 중", "대기 중"]
+            .iter()
+            .any(|w| queue.contains(w)),
+        "{queue}"
+    );
     let e = haneul_env(c, &[], &["show", "999999"]);
     assert!(String::from_utf8_lossy(&e.stderr).starts_with("error: "));
     let e = haneul_env(

@@ -16,6 +16,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use haneul_api::i18n::Reason;
 use haneul_api::*;
 use haneul_model::GpuModel;
 use haneul_store as st;
@@ -234,11 +235,11 @@ impl View {
     ) -> Option<String> {
         let org = self.orgs.get(&p.org_id)?;
         if org.verification != st::Verification::Verified {
-            return Some(format!(
-                "held: organisation `{}` is {}; only verified organisations run jobs (a centre \
-                 admin runs `haneul org verify {}`)",
-                org.name, org.verification, org.id
-            ));
+            return Some(Reason::OrgUnverified.english(&[
+                ("org", &org.name),
+                ("state", org.verification.as_str()),
+                ("id", &org.id.to_string()),
+            ]));
         }
         let parent = org.parent.and_then(|id| self.orgs.get(&id));
         if let Err(refusal) = compliance::screen(
@@ -249,18 +250,14 @@ impl View {
             &self.denied,
             policy,
         ) {
-            return Some(format!(
-                "held: organisation `{}` fails export screening: {}",
-                org.name, refusal.reason
-            ));
+            return Some(
+                Reason::OrgScreenedOut.english(&[("org", &org.name), ("detail", &refusal.reason)]),
+            );
         }
         if awards.is_empty() {
-            return policy.require_award.then(|| {
-                format!(
-                    "held: project `{}` has no award; apply to a call or ask the centre for one",
-                    p.name
-                )
-            });
+            return policy
+                .require_award
+                .then(|| Reason::NoAward.english(&[("project", &p.name)]));
         }
         let usable = awards.iter().any(|b| {
             now >= b.award.valid_from && now < b.award.valid_until && b.used_ms < b.granted_ms
@@ -273,26 +270,31 @@ impl View {
             .iter()
             .max_by_key(|b| (b.award.valid_until, b.award.id))
             .copied()?;
-        let id = b.award.id;
+        let english = |r: Reason, more: [(&'static str, String); 1]| {
+            let id = b.award.id.to_string();
+            let mut args = vec![("id", id.as_str()), ("project", p.name.as_str())];
+            args.extend(more.iter().map(|(n, v)| (*n, v.as_str())));
+            r.english(&args)
+        };
         Some(match award_state(b, now, policy.warn_fraction) {
-            "expired" => format!(
-                "held: award {id} of project `{}` expired on {}; see `haneul usage` for the \
-                 balance",
-                p.name,
-                policy.time_zone.date(b.award.valid_until)
+            "expired" => english(
+                Reason::AwardExpired,
+                [("date", policy.time_zone.date(b.award.valid_until))],
             ),
-            "pending" => format!(
-                "held: award {id} of project `{}` starts on {}; see `haneul usage`",
-                p.name,
-                policy.time_zone.date(b.award.valid_from)
+            "pending" => english(
+                Reason::AwardPending,
+                [("date", policy.time_zone.date(b.award.valid_from))],
             ),
-            _ => format!(
-                "held: award {id} of project `{}` is spent ({:.2} of {:.2} GPU-hours used); see \
-                 `haneul usage` for the balance",
-                p.name,
-                b.used_ms as f64 / MS_PER_HOUR,
-                b.granted_ms as f64 / MS_PER_HOUR
-            ),
+            _ => {
+                let used = format!("{:.2}", b.used_ms as f64 / MS_PER_HOUR);
+                let granted = format!("{:.2}", b.granted_ms as f64 / MS_PER_HOUR);
+                Reason::AwardSpent.english(&[
+                    ("id", &b.award.id.to_string()),
+                    ("project", &p.name),
+                    ("used", &used),
+                    ("granted", &granted),
+                ])
+            }
         })
     }
 

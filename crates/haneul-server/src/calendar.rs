@@ -111,6 +111,11 @@ impl Calendar {
         if let Ok(ms) = raw.parse::<i64>() {
             return Some(ms);
         }
+        self.parse_date(raw)
+    }
+
+    /// A date `YYYY-MM-DD`: its local midnight, as Unix milliseconds.
+    pub fn parse_date(&self, raw: &str) -> Option<i64> {
         let mut parts = raw.splitn(3, '-');
         let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
         if y.len() != 4 || m.len() != 2 || d.len() != 2 {

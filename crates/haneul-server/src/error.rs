@@ -6,6 +6,7 @@ use axum::extract::FromRequest;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use haneul_api::i18n::ErrorCode;
 use haneul_api::{ErrorBody, ErrorDetail};
 use haneul_store::StoreError;
 use serde::de::DeserializeOwned;
@@ -61,39 +62,124 @@ impl ApiError {
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
+    fn parts(&self) -> (StatusCode, ErrorCode, Option<String>) {
         match self {
-            ApiError::BadRequest { field, .. } => {
-                (StatusCode::BAD_REQUEST, "bad_request", Some(field.clone()))
+            ApiError::BadRequest { field, .. } => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                Some(field.clone()),
+            ),
+            ApiError::Unauthenticated => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, None)
             }
-            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", None),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
-            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
-            ApiError::Conflict { field, .. } => {
-                (StatusCode::CONFLICT, "conflict", Some(field.clone()))
-            }
-            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden, None),
+            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+            ApiError::Conflict { field, .. } => (
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                Some(field.clone()),
+            ),
+            ApiError::TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                None,
+            ),
             ApiError::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 Some("content-type".into()),
             ),
             ApiError::Unprocessable { field, .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "unprocessable",
+                ErrorCode::Unprocessable,
                 Some(field.clone()),
             ),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                None,
+            ),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, None),
             ApiError::AuditBroken { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "audit_chain_broken",
+                ErrorCode::AuditChainBroken,
                 Some("seq".into()),
             ),
-            ApiError::TokenEnded(_) => (StatusCode::UNAUTHORIZED, "unauthenticated", None),
-            ApiError::NotLeader(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_leader", None),
+            ApiError::TokenEnded(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, None),
+            ApiError::NotLeader(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::NotLeader,
+                None,
+            ),
         }
     }
+
+    /// The message in English, as it has always been written.
+    fn english(&self) -> String {
+        match self {
+            ApiError::BadRequest { reason, .. }
+            | ApiError::Conflict { reason, .. }
+            | ApiError::Unprocessable { reason, .. } => reason.clone(),
+            // Details of our own failures go to the log, not to the client.
+            ApiError::Internal(_) => "internal error; the server log has details".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The message in Korean: the code's template filled with this error's specifics.
+    pub fn korean(&self) -> String {
+        let (_, code, _) = self.parts();
+        let english = self.english();
+        match self {
+            ApiError::BadRequest { field, reason }
+            | ApiError::Conflict { field, reason }
+            | ApiError::Unprocessable { field, reason } => {
+                code.korean_with(&[("field", field), ("detail", reason)])
+            }
+            ApiError::NotFound { kind, id } => code.korean_with(&[("kind", kind), ("id", id)]),
+            ApiError::TooLarge(limit) => code.korean_with(&[("limit", &limit.to_string())]),
+            ApiError::UnsupportedMediaType(got) => code.korean_with(&[("detail", got)]),
+            ApiError::AuditBroken { seq, reason } => {
+                code.korean_with(&[("seq", &seq.to_string()), ("detail", reason)])
+            }
+            ApiError::Unauthenticated
+            | ApiError::Forbidden(_)
+            | ApiError::Unavailable(_)
+            | ApiError::TokenEnded(_) => code.korean_with(&[("detail", &english)]),
+            ApiError::NotLeader(url) => code.korean_with(&[("leader", url)]),
+            ApiError::Internal(_) => code.korean().to_string(),
+        }
+    }
+}
+
+/// The Korean form of an error answer, carried beside the English one until [`localise`]
+/// knows which the request asked for.
+#[derive(Debug, Clone)]
+struct Korean(ErrorBody);
+
+/// Answers errors in Korean to requests whose `Accept-Language` prefers `ko`. Only answers
+/// made from an [`ApiError`] carry a Korean form; everything else passes unchanged.
+pub async fn localise(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let korean = request_prefers_korean(req.headers());
+    let mut answer = next.run(req).await;
+    let Some(Korean(body)) = answer.extensions_mut().remove::<Korean>() else {
+        return answer;
+    };
+    if !korean {
+        return answer;
+    }
+    let (mut parts, _) = answer.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// Whether the request's `Accept-Language` prefers Korean.
+pub fn request_prefers_korean(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(haneul_api::i18n::prefers_korean)
 }
 
 impl From<StoreError> for ApiError {
@@ -142,27 +228,22 @@ impl From<haneul_model::ModelError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, field) = self.parts();
-        let message = match &self {
-            ApiError::BadRequest { reason, .. }
-            | ApiError::Conflict { reason, .. }
-            | ApiError::Unprocessable { reason, .. } => reason.clone(),
-            // Details of our own failures go to the log, not to the client.
-            ApiError::Internal(_) => "internal error; the server log has details".into(),
-            other => other.to_string(),
-        };
         let leader = match &self {
             ApiError::NotLeader(url) => Some(url.clone()),
             _ => None,
         };
-        let body = ErrorBody {
+        let body = |message| ErrorBody {
             error: ErrorDetail {
-                code: code.into(),
+                code: code.as_str().into(),
                 message,
-                field,
-                leader,
+                field: field.clone(),
+                leader: leader.clone(),
             },
         };
-        (status, Json(body)).into_response()
+        let korean = Korean(body(self.korean()));
+        let mut answer = (status, Json(body(self.english()))).into_response();
+        answer.extensions_mut().insert(korean);
+        answer
     }
 }
 
@@ -246,4 +327,116 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let reason = msg.split(" at line ").next().unwrap_or(&msg).to_string();
         ApiError::bad(field, reason)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderValue, header};
+    use http_body_util::BodyExt;
+
+    fn every_variant() -> Vec<ApiError> {
+        let all = vec![
+            ApiError::bad("gpus", "must be above 0"),
+            ApiError::Unauthenticated,
+            ApiError::forbidden("only operators may do this"),
+            ApiError::not_found("job", 42),
+            ApiError::Conflict {
+                field: "name".into(),
+                reason: "already taken".into(),
+            },
+            ApiError::TooLarge(1024),
+            ApiError::UnsupportedMediaType("`text/plain`".into()),
+            ApiError::Unprocessable {
+                field: "award".into(),
+                reason: "window ended".into(),
+            },
+            ApiError::Unavailable("this server does not lead".into()),
+            ApiError::Internal("disk on fire".into()),
+            ApiError::AuditBroken {
+                seq: 7,
+                reason: "hash mismatch".into(),
+            },
+            ApiError::TokenEnded("this token expired".into()),
+            ApiError::NotLeader("https://leader.example:8470".into()),
+        ];
+        // A new variant must be added above: this match has no wildcard.
+        for e in &all {
+            match e {
+                ApiError::BadRequest { .. }
+                | ApiError::Unauthenticated
+                | ApiError::Forbidden(_)
+                | ApiError::NotFound { .. }
+                | ApiError::Conflict { .. }
+                | ApiError::TooLarge(_)
+                | ApiError::UnsupportedMediaType(_)
+                | ApiError::Unprocessable { .. }
+                | ApiError::Unavailable(_)
+                | ApiError::Internal(_)
+                | ApiError::AuditBroken { .. }
+                | ApiError::TokenEnded(_)
+                | ApiError::NotLeader(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_error_has_a_korean_message_naming_the_same_specifics() {
+        for e in every_variant() {
+            let ko = e.korean();
+            assert!(!ko.contains('{'), "{e:?}: unfilled placeholder in {ko}");
+            assert!(
+                ko.chars().any(|c| ('\u{AC00}'..='\u{D7A3}').contains(&c)),
+                "{e:?}: no Korean in {ko}"
+            );
+            // A refused request field is named in the message; `content-type` and `seq` are
+            // named by the sentence itself.
+            let (_, _, field) = e.parts();
+            if let Some(f) = field.filter(|f| f != "content-type" && f != "seq") {
+                assert!(ko.contains(&f), "{e:?}: {ko} does not name {f}");
+            }
+        }
+        assert!(ApiError::not_found("job", 42).korean().contains("job `42`"));
+        assert!(ApiError::TooLarge(1024).korean().contains("1024"));
+        // Our own failures stay in the log in both languages.
+        assert!(
+            !ApiError::Internal("disk on fire".into())
+                .korean()
+                .contains("disk")
+        );
+    }
+
+    async fn answer(
+        make: fn() -> ApiError,
+        accept: Option<&str>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = axum::http::Request::new(axum::body::Body::empty());
+        if let Some(a) = accept {
+            req.headers_mut()
+                .insert(header::ACCEPT_LANGUAGE, HeaderValue::from_str(a).unwrap());
+        }
+        let app = axum::Router::new()
+            .fallback(move || async move { make() })
+            .layer(axum::middleware::from_fn(localise));
+        let resp = tower::ServiceExt::oneshot(app, req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_answer_follows_accept_language() {
+        let e = || ApiError::bad("gpus", "must be above 0");
+        let (status, en) = answer(e, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(en["error"]["message"], "must be above 0");
+        let (_, en) = answer(e, Some("en-US,ko;q=0.5")).await;
+        assert_eq!(en["error"]["message"], "must be above 0");
+        let (status, ko) = answer(e, Some("ko-KR,ko;q=0.9,en;q=0.8")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(ko["error"]["code"], "bad_request");
+        assert_eq!(ko["error"]["field"], "gpus");
+        assert_eq!(ko["error"]["message"], e().korean());
+    }
 }

@@ -510,6 +510,8 @@ pub fn app(state: AppState) -> axum::Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_to_json,
         ))
+        // Outermost, so that every error answer, a panic's included, speaks the request's language.
+        .layer(axum::middleware::from_fn(error::localise))
         .with_state(state)
 }
 

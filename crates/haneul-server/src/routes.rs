@@ -1008,6 +1008,9 @@ async fn create_award(
         .get_project(b.project)
         .await
         .map_err(|_| ApiError::bad("project", format!("no project {}", b.project)))?;
+    let cal = &s.accounting.time_zone;
+    let valid_from = moment(cal, "valid_from", &b.valid_from)?;
+    let valid_until = moment(cal, "valid_until", &b.valid_until)?;
     let a = s
         .store
         .create_award(
@@ -1016,8 +1019,8 @@ async fn create_award(
                 project_id: b.project,
                 gpu_model: model,
                 gpu_hours: b.gpu_hours,
-                valid_from: b.valid_from,
-                valid_until: b.valid_until,
+                valid_from,
+                valid_until,
                 gpu_quota: b.gpu_quota,
                 application_id: None,
             },
@@ -1026,6 +1029,24 @@ async fn create_award(
         .await?;
     s.signals.wake.notify_one();
     Ok((StatusCode::CREATED, Json(convert::award(a))))
+}
+
+/// A moment in Unix milliseconds; a date is its midnight in the centre's time zone.
+fn moment(
+    cal: &crate::calendar::Calendar,
+    field: &str,
+    when: &haneul_api::TimeOrDate,
+) -> Result<i64, ApiError> {
+    match when {
+        haneul_api::TimeOrDate::Millis(ms) => Ok(*ms),
+        haneul_api::TimeOrDate::Date(d) => cal.parse_date(d).ok_or_else(|| {
+            let shown: String = d.chars().filter(|c| !c.is_control()).take(32).collect();
+            ApiError::bad(
+                field,
+                format!("expected Unix milliseconds or a date YYYY-MM-DD, got `{shown}`"),
+            )
+        }),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

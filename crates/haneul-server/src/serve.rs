@@ -16,6 +16,7 @@ use axum::http::{HeaderValue, Method, StatusCode, Version, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::Clock;
+use haneul_api::i18n::ErrorCode;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -459,8 +460,9 @@ impl Conn {
             hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
                 let mut resp = error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
+                    ErrorCode::Overloaded,
                     "the server is at its connection limit; retry shortly",
+                    crate::error::request_prefers_korean(req.headers()),
                     1,
                 );
                 if req.version() < Version::HTTP_2 {
@@ -499,12 +501,24 @@ async fn watch_idle<F: std::future::Future>(
     }
 }
 
-/// A JSON error in the API's usual shape, with Retry-After.
-fn error_response(status: StatusCode, code: &str, message: &str, retry_s: u64) -> Response {
+/// A JSON error in the API's usual shape, with Retry-After; in Korean when asked for. These
+/// answers are made below the router, so [`crate::error::localise`] never sees them.
+fn error_response(
+    status: StatusCode,
+    code: ErrorCode,
+    english: &str,
+    korean: bool,
+    retry_s: u64,
+) -> Response {
+    let message = if korean {
+        code.korean().to_string()
+    } else {
+        english.to_string()
+    };
     let body = haneul_api::ErrorBody {
         error: haneul_api::ErrorDetail {
-            code: code.into(),
-            message: message.into(),
+            code: code.as_str().into(),
+            message,
             field: None,
             leader: None,
         },
@@ -611,8 +625,9 @@ async fn limit_writes(State(l): State<Arc<WriteLimiter>>, req: Request, next: Ne
             let wait = not_until.wait_time_from(l.keyed.clock().now());
             error_response(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "too many writes with this token; retry after the time in Retry-After",
+                crate::error::request_prefers_korean(req.headers()),
                 wait.as_secs_f64().ceil() as u64,
             )
         }

@@ -912,6 +912,116 @@ async fn ledger_under_concurrent_attempts(h: Harness) {
     assert_eq!(b.used_ms, net);
 }
 
+/// Award windows given as dates start and end at the centre's midnight (Asia/Seoul by
+/// default), and errors answer in the language the request prefers.
+async fn award_dates_and_korean_errors(h: Harness) {
+    let o = h.org("kaist").await;
+    let p = h.project(o, "llm").await;
+    let award = |from: Value, until: Value| {
+        json!({"project": p, "gpu_model": "H200", "gpu_hours": 100,
+               "valid_from": from, "valid_until": until})
+    };
+    let a = h
+        .ok(
+            &h.admin,
+            "POST",
+            "/v1/awards",
+            Some(award(json!("2026-12-01"), json!("2027-01-01"))),
+            201,
+        )
+        .await;
+    // 2026-12-01T00:00+09:00 is 2026-11-30T15:00Z.
+    assert_eq!(n(&a["valid_from"]), 1_796_050_800_000, "{a}");
+    assert_eq!(
+        n(&a["valid_until"]) - n(&a["valid_from"]),
+        31 * 24 * 3_600_000
+    );
+    let seoul = haneul_server::calendar::Calendar::default();
+    assert_eq!(
+        seoul.month_bounds("2026-12").unwrap(),
+        (n(&a["valid_from"]), n(&a["valid_until"]))
+    );
+    // Milliseconds still work, unchanged.
+    let a = h
+        .ok(
+            &h.admin,
+            "POST",
+            "/v1/awards",
+            Some(award(json!(1_000), json!(2_000))),
+            201,
+        )
+        .await;
+    assert_eq!((n(&a["valid_from"]), n(&a["valid_until"])), (1_000, 2_000));
+
+    let ask =
+        |lang: Option<&'static str>, method: &'static str, path: String, body: Option<Value>| {
+            let app = h.app.clone();
+            let admin = h.admin.clone();
+            async move {
+                let mut req = axum::http::Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header("authorization", format!("Bearer {admin}"))
+                    .header("content-type", "application/json");
+                if let Some(l) = lang {
+                    req = req.header("accept-language", l);
+                }
+                let req = req
+                    .body(axum::body::Body::from(
+                        body.map(|b| b.to_string()).unwrap_or_default(),
+                    ))
+                    .unwrap();
+                let resp = tower::ServiceExt::oneshot(app, req).await.unwrap();
+                let status = resp.status().as_u16();
+                let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+            }
+        };
+    let bad = || Some(award(json!("2026-02-30"), json!("2027-01-01")));
+    let (status, en) = ask(None, "POST", "/v1/awards".into(), bad()).await;
+    assert_eq!(status, 400, "{en}");
+    assert_eq!(en["error"]["field"], "valid_from");
+    assert_eq!(
+        en["error"]["message"],
+        "expected Unix milliseconds or a date YYYY-MM-DD, got `2026-02-30`"
+    );
+    let (status, ko) = ask(
+        Some("ko-KR,ko;q=0.9,en;q=0.8"),
+        "POST",
+        "/v1/awards".into(),
+        bad(),
+    )
+    .await;
+    assert_eq!(status, 400, "{ko}");
+    assert_eq!(ko["error"]["code"], "bad_request");
+    assert_eq!(ko["error"]["field"], "valid_from");
+    let msg = ko["error"]["message"].as_str().unwrap();
+    assert!(msg.starts_with("valid_from: "), "{msg}");
+    assert!(msg.contains("올바르지 않습니다"), "{msg}");
+    assert!(msg.contains("`2026-02-30`"), "{msg}");
+
+    let (status, ko) = ask(Some("ko"), "GET", "/v1/jobs/987654".into(), None).await;
+    assert_eq!(status, 404, "{ko}");
+    assert_eq!(ko["error"]["code"], "not_found");
+    assert!(
+        ko["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("찾을 수 없습니다"),
+        "{ko}"
+    );
+    let (_, en) = ask(Some("en, ko;q=0.5"), "GET", "/v1/jobs/987654".into(), None).await;
+    assert!(
+        en["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not found"),
+        "{en}"
+    );
+}
+
 macro_rules! both {
     ($($name:ident),+) => {
         mod sqlite {
@@ -927,6 +1037,7 @@ macro_rules! both {
 
 both!(
     whole_call,
+    award_dates_and_korean_errors,
     screening,
     compute_threshold_notice,
     ledger_under_concurrent_attempts

@@ -71,6 +71,8 @@ impl Lang {
 
 /// Every string the portal shows.
 pub struct Texts {
+    /// The language of this table, for the words that come from the API ([`Texts::word`]).
+    pub lang: Lang,
     pub title: &'static str,
     pub switch_to: &'static str,
     pub sign_in: &'static str,
@@ -237,6 +239,7 @@ pub struct Texts {
 }
 
 pub const EN: Texts = Texts {
+    lang: Lang::En,
     title: "Haneul GPU centre",
     switch_to: "한국어",
     sign_in: "Sign in",
@@ -403,6 +406,7 @@ pub const EN: Texts = Texts {
 };
 
 pub const KO: Texts = Texts {
+    lang: Lang::Ko,
     title: "하늘 GPU 센터",
     switch_to: "English",
     sign_in: "로그인",
@@ -568,6 +572,21 @@ pub const KO: Texts = Texts {
     job_pages: "작업 목록 페이지",
 };
 
+impl Texts {
+    /// A state or reason from the API (`running`, `draining`, a hold reason) in this
+    /// language; other text (a free-text reason) is shown as it is.
+    pub fn word<'a>(&self, word: &'a str) -> std::borrow::Cow<'a, str> {
+        use haneul_api::i18n::{reason_korean, word_korean};
+        match self.lang {
+            Lang::Ko => match word_korean(word) {
+                Some(ko) => ko.into(),
+                None => reason_korean(word).map_or(word.into(), Into::into),
+            },
+            Lang::En => word.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,5 +601,34 @@ mod tests {
         assert_eq!(Lang::from_accept_language("fr, ko;q=0.3"), Lang::Ko);
         assert_eq!(Lang::from_accept_language("fr,de"), Lang::En);
         assert_eq!(Lang::from_accept_language(""), Lang::En);
+    }
+
+    #[test]
+    fn every_state_the_store_knows_has_a_korean_name() {
+        use haneul_store as st;
+        let words = st::JobState::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .chain(st::AttemptState::ALL.iter().map(|s| s.as_str()))
+            .chain(st::TaskState::ALL.iter().map(|s| s.as_str()))
+            .chain(st::StopReason::ALL.iter().map(|s| s.as_str()))
+            .chain(st::NodeState::ALL.iter().map(|s| s.as_str()))
+            .chain(st::Verification::ALL.iter().map(|s| s.as_str()))
+            // The store's reasons for a node that is down or draining without an operator's
+            // words (backend.rs).
+            .chain(["lost", "unhealthy"]);
+        for w in words {
+            let ko = KO.word(w);
+            assert_ne!(ko.as_ref(), w, "`{w}` has no Korean name");
+            assert_eq!(EN.word(w), w);
+        }
+        assert_eq!(KO.word("disk full"), "disk full");
+        let held = haneul_api::i18n::Reason::NoAward.english(&[("project", "llm")]);
+        assert!(
+            KO.word(&held).starts_with("보류: 프로젝트 `llm` "),
+            "{}",
+            KO.word(&held)
+        );
+        assert_eq!(EN.word(&held), held.as_str());
     }
 }
