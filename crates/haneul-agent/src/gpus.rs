@@ -309,7 +309,9 @@ pub fn nvlink_domain_size(order: &[u32], component: &BTreeMap<u32, u32>) -> u32 
 /// instances, so the domain is 1). A node reports one GPU model, as the scheduler keeps one per
 /// node, so MIG must be on for every GPU with one profile throughout (NVIDIA's "single"
 /// strategy); a mixed node is refused with the fix in words rather than reported wrongly.
-pub fn node_inventory(facts: &crate::nvml::NvmlFacts) -> std::result::Result<(Vec<Gpu>, u32), String> {
+pub fn node_inventory(
+    facts: &crate::nvml::NvmlFacts,
+) -> std::result::Result<(Vec<Gpu>, u32), String> {
     if facts.mig_enabled.is_empty() {
         return Ok(inventory_from_nvml(&facts.devices, &facts.links));
     }
@@ -658,11 +660,18 @@ mod tests {
             mig: vec![mig(0, "2g.35gb", "MIG-a"), mig(1, "1g.18gb", "MIG-b")],
         };
         let e = node_inventory(&mixed).unwrap_err();
-        assert!(e.contains("several profiles") && e.contains("1g.18gb"), "{e}");
+        assert!(
+            e.contains("several profiles") && e.contains("1g.18gb"),
+            "{e}"
+        );
         let empty = NvmlFacts {
             mig: Vec::new(),
             ..mixed
         };
-        assert!(node_inventory(&empty).unwrap_err().contains("no MIG instance"));
+        assert!(
+            node_inventory(&empty)
+                .unwrap_err()
+                .contains("no MIG instance")
+        );
     }
 }

@@ -91,8 +91,14 @@ fn mig_instances_are_named_to_cuda_by_their_uuid() {
     let mut t = launch(&s).unwrap();
     assert!(t.wait().unwrap().success());
     let out = std::fs::read_to_string(t.stdout_path()).unwrap();
-    assert!(out.contains("\nCUDA_VISIBLE_DEVICES=MIG-aaaa,MIG-bbbb\n"), "{out}");
-    assert!(out.contains("\nNVIDIA_VISIBLE_DEVICES=MIG-aaaa,MIG-bbbb\n"), "{out}");
+    assert!(
+        out.contains("\nCUDA_VISIBLE_DEVICES=MIG-aaaa,MIG-bbbb\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nNVIDIA_VISIBLE_DEVICES=MIG-aaaa,MIG-bbbb\n"),
+        "{out}"
+    );
 }
 
 #[test]

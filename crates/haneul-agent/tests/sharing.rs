@@ -178,7 +178,10 @@ fn the_owners_mps_server_is_held_to_the_share_by_the_daemon() {
         .into_iter()
         .filter(|l| l.contains("start_server"))
         .collect();
-    assert_eq!(started, vec![format!("control gpu=2 cmd=start_server -uid {OWNER}")]);
+    assert_eq!(
+        started,
+        vec![format!("control gpu=2 cmd=start_server -uid {OWNER}")]
+    );
     assert_eq!(
         limits(),
         vec![

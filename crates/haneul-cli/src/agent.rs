@@ -1140,7 +1140,7 @@ fn remove_stray_containers(ctx: &NodeCtx, kept: &[(i64, i64, i64)]) {
 /// Streams a task's stdout and stderr to the server: new bytes only, bounded per tick and per
 /// task. Text whose upload failed is kept and sent again on the next tick.
 struct LogStream {
-    files: [(&'static str, Follower, Option<String>); 2],
+    files: [(&'static str, Follower, Option<Vec<u8>>); 2],
     streamed: u64,
     refused: bool,
 }
@@ -1183,8 +1183,8 @@ impl LogStream {
 
     /// Adds a line of the agent's own after stderr's output.
     fn note(&mut self, text: &str) {
-        let unsent = &mut self.files[1].2;
-        *unsent = Some(unsent.take().unwrap_or_default() + text);
+        let unsent = self.files[1].2.get_or_insert_default();
+        unsent.extend_from_slice(text.as_bytes());
     }
 
     /// Uploads what is new. At the task's end (`at_end`) everything left is sent, retrying,
@@ -1206,7 +1206,9 @@ impl LogStream {
                         follower_path(ctx, a, name),
                         ctx.name
                     );
-                    *unsent = Some(unsent.take().unwrap_or_default() + &note);
+                    unsent
+                        .get_or_insert_default()
+                        .extend_from_slice(note.as_bytes());
                 }
             }
             let mut this_tick = 0;
@@ -1266,14 +1268,10 @@ fn task_dir(ctx: &NodeCtx, a: &Assignment) -> PathBuf {
 }
 
 /// One log upload of at most [`LOG_CHUNK`] bytes; with `retry`, transient failures are retried.
-fn send_log(ctx: &NodeCtx, a: &Assignment, text: &str, retry: bool) -> Result<(), CallError> {
+fn send_log(ctx: &NodeCtx, a: &Assignment, bytes: &[u8], retry: bool) -> Result<(), CallError> {
     let path = format!("/v1/agent/nodes/{}/logs", ctx.node);
-    let body = LogUpload {
-        job: a.job,
-        fence: a.fence,
-        task: a.task,
-        data: text.to_string(),
-    };
+    // Output that is not UTF-8 goes as base64, so that the server keeps every byte.
+    let body = LogUpload::new(a.job, a.fence, a.task, bytes);
     if retry {
         ctx.client
             .retrying("log upload", || ctx.client.call_empty("POST", &path, &body))
@@ -1293,12 +1291,7 @@ fn upload(ctx: &NodeCtx, a: &Assignment, data: &str) {
         }
         let (chunk, tail) = rest.split_at(cut);
         rest = tail;
-        let body = LogUpload {
-            job: a.job,
-            fence: a.fence,
-            task: a.task,
-            data: chunk.to_string(),
-        };
+        let body = LogUpload::new(a.job, a.fence, a.task, chunk.as_bytes());
         if let Err(e) = ctx
             .client
             .retrying("log upload", || ctx.client.call_empty("POST", &path, &body))

@@ -357,14 +357,26 @@ async fn upload_logs(
     Body(b): Body<LogUpload>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     own_node(&s, &caller, id).await?;
-    if b.data.len() > MAX_LOG_CHUNK {
+    let data = b.bytes().map_err(|e| match e {
+        LogUploadError::Both => ApiError::bad(
+            "data_base64",
+            "send the output in data or in data_base64, not both",
+        ),
+        LogUploadError::NotBase64 => ApiError::bad("data_base64", "must be standard base64"),
+    })?;
+    if data.len() > MAX_LOG_CHUNK {
+        let field = if b.data_base64.is_some() {
+            "data_base64"
+        } else {
+            "data"
+        };
         return Err(ApiError::bad(
-            "data",
+            field,
             format!("at most {MAX_LOG_CHUNK} bytes per upload; send several"),
         ));
     }
     s.store
-        .append_log(id, b.job, b.fence, b.task, &b.data, now_ms())
+        .append_log(id, b.job, b.fence, b.task, &data, now_ms())
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -977,13 +977,7 @@ async fn job_logs(
     let logs = s.store.read_logs(id, q.after.unwrap_or(0), limit).await?;
     Ok(Json(
         logs.into_iter()
-            .map(|l| LogChunk {
-                id: l.id,
-                fence: l.fence,
-                task: l.task,
-                data: l.data,
-                at: l.at,
-            })
+            .map(|l| LogChunk::new(l.id, l.fence, l.task, &l.data, l.at))
             .collect(),
     ))
 }

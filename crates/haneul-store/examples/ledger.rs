@@ -94,7 +94,10 @@ async fn main() {
     let user_id = match user.first() {
         Some(u) => u.id,
         None => {
-            store.bootstrap_admin("bench", haneul_store::IdRange::USERS, 1).await.unwrap();
+            store
+                .bootstrap_admin("bench", haneul_store::IdRange::USERS, 1)
+                .await
+                .unwrap();
             store.list_users().await.unwrap()[0].id
         }
     };

@@ -55,7 +55,7 @@ impl Harness {
             haneul_server::identity::IdRange::USERS,
         )
         .await
-            .unwrap();
+        .unwrap();
         let admin = std::fs::read_to_string(data.join("admin.token"))
             .unwrap()
             .trim()
