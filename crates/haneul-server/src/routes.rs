@@ -386,7 +386,7 @@ async fn check_ids(s: &AppState, uid: Option<i64>, gid: Option<i64>) -> Result<(
 /// Set a user's Unix uid or primary gid (centre administrators). The user's tasks started from
 /// now on run with them; files the old ids own are the operator's to hand over (`chown`).
 #[utoipa::path(patch, path = "/v1/users/{id}", tag = "access", request_body = UserUpdate,
-    params(("id" = i64, Path, description = "user id")),
+    params(("id" = i64, Path, description = "user id", minimum = 1)),
     responses((status = 200, body = User), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn update_user(
