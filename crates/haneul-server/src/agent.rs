@@ -196,7 +196,8 @@ async fn heartbeat(
 struct PollQuery {
     /// The `etag` of the last answer: wait until the assignments differ from it.
     etag: Option<String>,
-    /// How long to wait for a change, in milliseconds (at most 60000; default 0).
+    /// How long to wait for a change, in milliseconds, 0 to 60000 (default 0).
+    #[param(minimum = 0, maximum = 60000)]
     wait_ms: Option<u64>,
 }
 
@@ -260,7 +261,14 @@ async fn assignments(
     Q(q): Q<PollQuery>,
 ) -> Result<Json<AssignmentList>, ApiError> {
     own_node(&s, &caller, id).await?;
-    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
+    let wait_ms = q.wait_ms.unwrap_or(0);
+    if wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::bad(
+            "wait_ms",
+            format!("must be 0 to {MAX_WAIT_MS}"),
+        ));
+    }
+    let wait = Duration::from_millis(wait_ms);
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = s.signals.assignments.subscribe();
     let mut mine = s.signals.node_assignments(id);
