@@ -124,6 +124,8 @@ pub const COUNTRY_PATTERN: &str = "^[A-Z]{2}$";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgCreate {
+    /// 1 to 128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     /// academia, institute, startup, enterprise, partner or public-agency.
     #[serde(default = "default_class")]
@@ -184,6 +186,8 @@ pub struct QuotaEntry {
 #[serde(deny_unknown_fields)]
 pub struct ProjectCreate {
     pub org: i64,
+    /// 1 to 128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     /// Fair-share weight, 1 or more.
     #[serde(default = "default_weight")]
@@ -219,6 +223,8 @@ pub struct Project {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserCreate {
+    /// 1 to 128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     pub role: Role,
     /// Required for org-admin and member; absent for centre-wide roles.
@@ -298,6 +304,8 @@ pub struct TokenCreated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolCreate {
+    /// 1 to 128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     #[serde(default)]
     pub owner: Option<i64>,

@@ -949,6 +949,7 @@ struct LogQuery {
     /// Chunks after this id (the last id seen), to follow a log.
     after: Option<i64>,
     /// At most this many chunks, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 
@@ -1091,6 +1092,7 @@ struct AuditQuery {
     /// Entries after this sequence number.
     after: Option<i64>,
     /// At most this many entries, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 
