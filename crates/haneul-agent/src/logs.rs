@@ -1,8 +1,9 @@
 //! Reading a task's log files incrementally, for streaming them to the server while it runs.
 //!
 //! A [`Follower`] remembers how far into one file it has read and hands out only new bytes, at
-//! most a given amount at a time, always cut at a UTF-8 character boundary (a character split
-//! across two reads is held back until it is whole), so uploads never garble text.
+//! most a given amount at a time. The bytes are handed out exactly as the task wrote them (a job
+//! may print NUL or bytes that are not UTF-8); a UTF-8 character split across two reads is held
+//! back until it is whole, so that text uploads as text.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -68,10 +69,10 @@ impl Follower {
         n
     }
 
-    /// New text since the last call, at most about `max` bytes (never less than one whole
+    /// New bytes since the last call, at most about `max` (never less than one whole
     /// character). With `at_end` (the writer is gone), an incomplete last character is given out
-    /// as U+FFFD instead of being held back. A missing file reads as empty.
-    pub fn read_new(&mut self, max: usize, at_end: bool) -> std::io::Result<String> {
+    /// as it is instead of being held back. A missing file reads as empty.
+    pub fn read_new(&mut self, max: usize, at_end: bool) -> std::io::Result<Vec<u8>> {
         let mut buf = std::mem::take(&mut self.partial);
         match open_regular(&self.path) {
             Ok(mut f) => {
@@ -93,15 +94,28 @@ impl Follower {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let keep = match std::str::from_utf8(&buf) {
-            Ok(_) => buf.len(),
+        let keep = match buf.utf8_chunks().last() {
             // An incomplete sequence at the very end: hold it back for the next read.
-            Err(e) if e.error_len().is_none() && !at_end => e.valid_up_to(),
-            Err(_) => buf.len(),
+            Some(c) if !at_end && !c.invalid().is_empty() && is_cut_char(c.invalid()) => {
+                buf.len() - c.invalid().len()
+            }
+            _ => buf.len(),
         };
         self.partial = buf.split_off(keep);
-        Ok(String::from_utf8_lossy(&buf).into_owned())
+        Ok(buf)
     }
+}
+
+/// Whether `tail`, the bytes after a buffer's last whole character, is the start of a
+/// character that the next read may complete (rather than bytes that are not UTF-8 at all).
+fn is_cut_char(tail: &[u8]) -> bool {
+    let need = match tail[0] {
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => return false,
+    };
+    tail.len() < need && tail[1..].iter().all(|b| b & 0xc0 == 0x80)
 }
 
 /// Opens `path` for reading only if it is a regular file and not a symbolic link. The agent
@@ -132,20 +146,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
         let mut f = Follower::new(path.clone());
-        assert_eq!(f.read_new(100, false).unwrap(), "");
+        assert_eq!(f.read_new(100, false).unwrap(), b"");
         let mut w = File::create(&path).unwrap();
         w.write_all("one 한".as_bytes()).unwrap();
         // "한" is three bytes; a read of 5 bytes cuts it.
-        assert_eq!(f.read_new(5, false).unwrap(), "one ");
-        assert_eq!(f.read_new(100, false).unwrap(), "한");
+        assert_eq!(f.read_new(5, false).unwrap(), b"one ");
+        assert_eq!(f.read_new(100, false).unwrap(), "한".as_bytes());
         w.write_all(b"\ntwo\n").unwrap();
-        assert_eq!(f.read_new(100, false).unwrap(), "\ntwo\n");
-        assert_eq!(f.read_new(100, false).unwrap(), "");
-        // A writer that died mid-character: the rest comes out replaced, not lost.
+        assert_eq!(f.read_new(100, false).unwrap(), b"\ntwo\n");
+        assert_eq!(f.read_new(100, false).unwrap(), b"");
+        // A writer that died mid-character: the rest comes out as written, not lost.
         w.write_all(&"국".as_bytes()[..2]).unwrap();
-        assert_eq!(f.read_new(100, false).unwrap(), "");
-        assert_eq!(f.read_new(100, true).unwrap(), "\u{fffd}");
+        assert_eq!(f.read_new(100, false).unwrap(), b"");
+        assert_eq!(f.read_new(100, true).unwrap(), &"국".as_bytes()[..2]);
         assert_eq!(f.offset(), std::fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_come_out_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        std::fs::write(&path, b"x\0y\xff\xfe").unwrap();
+        let mut f = Follower::new(path);
+        // 0xfe cannot start a character: it is not held back waiting for more.
+        assert_eq!(f.read_new(100, false).unwrap(), b"x\0y\xff\xfe");
     }
 
     #[test]
@@ -154,10 +178,10 @@ mod tests {
         let path = dir.path().join("out");
         std::fs::write(&path, "0123456789").unwrap();
         let mut f = Follower::new(path);
-        assert_eq!(f.read_new(2, false).unwrap(), "01");
+        assert_eq!(f.read_new(2, false).unwrap(), b"01");
         assert_eq!(f.pending(), 8);
         assert_eq!(f.skip_to_tail(3), 5);
-        assert_eq!(f.read_new(100, true).unwrap(), "789");
+        assert_eq!(f.read_new(100, true).unwrap(), b"789");
         assert_eq!(f.skipped(), 5);
     }
 }

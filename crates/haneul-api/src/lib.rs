@@ -132,6 +132,8 @@ pub const COUNTRY_PATTERN: &str = "^[A-Z]{2}$";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgCreate {
+    /// 1 to 128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     /// academia, institute, startup, enterprise, partner or public-agency.
     #[serde(default = "default_class")]
@@ -192,6 +194,8 @@ pub struct QuotaEntry {
 #[serde(deny_unknown_fields)]
 pub struct ProjectCreate {
     pub org: i64,
+    /// 1 to 128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     /// Fair-share weight, 1 or more.
     #[serde(default = "default_weight")]
@@ -227,6 +231,8 @@ pub struct Project {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserCreate {
+    /// 1 to 128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     pub role: Role,
     /// Required for org-admin and member; absent for centre-wide roles.
@@ -306,6 +312,8 @@ pub struct TokenCreated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolCreate {
+    /// 1 to 128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     #[serde(default)]
     pub owner: Option<i64>,
@@ -517,13 +525,55 @@ pub struct JobDetail {
     pub events: Vec<JobEvent>,
 }
 
+/// A piece of a task's output. `data` is the text; output that is not UTF-8 (a job may print
+/// any bytes) also comes as `data_base64`, the exact bytes, and `data` is then a readable copy
+/// with U+FFFD in place of what is not text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LogChunk {
     pub id: i64,
     pub fence: i64,
     pub task: i64,
     pub data: String,
+    /// The exact bytes (standard base64), present only when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_base64: Option<String>,
     pub at: i64,
+}
+
+impl LogChunk {
+    /// A chunk of `bytes`, with `data_base64` only where `data` cannot hold them.
+    pub fn new(id: i64, fence: i64, task: i64, bytes: &[u8], at: i64) -> Self {
+        let (data, data_base64) = text_or_base64(bytes);
+        LogChunk {
+            id,
+            fence,
+            task,
+            data: data.unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned()),
+            data_base64,
+            at,
+        }
+    }
+
+    /// The exact bytes of the output.
+    pub fn bytes(&self) -> Vec<u8> {
+        use base64::Engine;
+        self.data_base64
+            .as_deref()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .unwrap_or_else(|| self.data.clone().into_bytes())
+    }
+}
+
+/// UTF-8 as text, anything else as base64.
+fn text_or_base64(bytes: &[u8]) -> (Option<String>, Option<String>) {
+    use base64::Engine;
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (Some(s.to_string()), None),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        ),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -711,13 +761,53 @@ pub struct TaskReport {
     pub exit_code: Option<i64>,
 }
 
+/// Output of a task. Text goes in `data`; output that is not UTF-8 goes, exactly, in
+/// `data_base64` (standard base64) instead. At most one of the two may be non-empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogUpload {
     pub job: i64,
     pub fence: i64,
     pub task: i64,
+    #[serde(default)]
     pub data: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_base64: Option<String>,
+}
+
+/// Why a [`LogUpload`] carries no bytes that can be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogUploadError {
+    /// Both `data` and `data_base64` were sent.
+    Both,
+    /// `data_base64` is not standard base64.
+    NotBase64,
+}
+
+impl LogUpload {
+    /// An upload of `bytes`: as text when they are UTF-8, else as base64.
+    pub fn new(job: i64, fence: i64, task: i64, bytes: &[u8]) -> Self {
+        let (data, data_base64) = text_or_base64(bytes);
+        LogUpload {
+            job,
+            fence,
+            task,
+            data: data.unwrap_or_default(),
+            data_base64,
+        }
+    }
+
+    /// The bytes uploaded.
+    pub fn bytes(&self) -> Result<Vec<u8>, LogUploadError> {
+        use base64::Engine;
+        match &self.data_base64 {
+            None => Ok(self.data.clone().into_bytes()),
+            Some(_) if !self.data.is_empty() => Err(LogUploadError::Both),
+            Some(b) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map_err(|_| LogUploadError::NotBase64),
+        }
+    }
 }
 
 // --- awards, accounting and compliance (docs/accounting.md) ---
@@ -1117,5 +1207,47 @@ mod fixed3_tests {
         assert_eq!(super::fixed3(-0.0001), "0.000");
         assert_eq!(super::fixed3(-0.25), "-0.250");
         assert_eq!(super::fixed3(1.5), "1.500");
+    }
+}
+
+#[cfg(test)]
+mod log_bytes {
+    use super::*;
+
+    #[test]
+    fn uploads_and_chunks_carry_any_bytes() {
+        for bytes in [
+            &b"plain\n"[..],
+            b"x\0y",
+            b"\xff\xfe",
+            "한\u{0}".as_bytes(),
+            b"",
+        ] {
+            let up = LogUpload::new(1, 1, 0, bytes);
+            // Text stays readable in `data`; only what is not UTF-8 goes to base64.
+            assert_eq!(
+                up.data_base64.is_some(),
+                std::str::from_utf8(bytes).is_err()
+            );
+            let wire: LogUpload =
+                serde_json::from_str(&serde_json::to_string(&up).unwrap()).unwrap();
+            assert_eq!(wire.bytes().unwrap(), bytes);
+            let chunk = LogChunk::new(7, 1, 0, bytes, 5);
+            let wire: LogChunk =
+                serde_json::from_str(&serde_json::to_string(&chunk).unwrap()).unwrap();
+            assert_eq!(wire.bytes(), bytes);
+        }
+        assert_eq!(LogChunk::new(1, 1, 0, b"a\xffb", 0).data, "a\u{fffd}b");
+    }
+
+    #[test]
+    fn an_upload_with_both_or_bad_base64_is_refused() {
+        let both: LogUpload =
+            serde_json::from_str(r#"{"job":1,"fence":1,"task":0,"data":"a","data_base64":"YQ=="}"#)
+                .unwrap();
+        assert_eq!(both.bytes(), Err(LogUploadError::Both));
+        let bad: LogUpload =
+            serde_json::from_str(r#"{"job":1,"fence":1,"task":0,"data_base64":"!!"}"#).unwrap();
+        assert_eq!(bad.bytes(), Err(LogUploadError::NotBase64));
     }
 }

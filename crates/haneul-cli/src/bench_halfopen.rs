@@ -1,7 +1,8 @@
 //! `haneul bench half-open`: the slow-header attack of issue 15 against a real server. A server
 //! child, a swarm of simulated nodes heartbeating in this process, and an attacker that keeps
 //! `--connections` connections open, each having sent half a request header (reopening any the
-//! server closes). Meanwhile a probe times `GET /healthz` on a fresh connection every 100 ms.
+//! server closes). Meanwhile a probe on its own thread times `GET /healthz` on a fresh
+//! connection every 100 ms.
 //! Reports the probe's latency, how many connections the server closed, and whether the nodes'
 //! heartbeats kept their rate.
 
@@ -185,22 +186,37 @@ async fn measure(args: &HalfOpenArgs, addr: SocketAddr, admin: String) -> anyhow
     }
     let held_at_start = open_now.load(Ordering::Relaxed);
 
-    // The probe, and the heartbeat count over the same window.
+    // The probe, and the heartbeat count over the same window. The probe runs on a thread of
+    // its own with blocking sockets: on the runtime it would share two workers with 1,000
+    // holders and the swarm, and time their scheduling rather than the server's answer.
     let beats0 = stats.heartbeats.load(Ordering::Relaxed);
     let beat_errors0 = stats.heartbeat_errors.load(Ordering::Relaxed);
     let start = Instant::now();
-    let mut lat_ms: Vec<f64> = Vec::new();
-    let mut probe_failures = 0u64;
+    let window_len = Duration::from_secs(args.seconds);
+    let prober = std::thread::Builder::new()
+        .name("healthz-probe".into())
+        .spawn(move || {
+            let mut lat_ms: Vec<f64> = Vec::new();
+            let mut failures = 0u64;
+            while start.elapsed() < window_len {
+                let t = Instant::now();
+                match probe(addr) {
+                    Ok(()) => lat_ms.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Err(_) => failures += 1,
+                }
+                std::thread::sleep(Duration::from_millis(100).saturating_sub(t.elapsed()));
+            }
+            (lat_ms, failures)
+        })
+        .context("cannot start the probe thread")?;
     let mut held_min = u64::MAX;
-    while start.elapsed() < Duration::from_secs(args.seconds) {
+    while !prober.is_finished() {
         held_min = held_min.min(open_now.load(Ordering::Relaxed));
-        let t = Instant::now();
-        match tokio::time::timeout(Duration::from_secs(5), probe(addr)).await {
-            Ok(Ok(())) => lat_ms.push(t.elapsed().as_secs_f64() * 1000.0),
-            _ => probe_failures += 1,
-        }
-        tokio::time::sleep(Duration::from_millis(100).saturating_sub(t.elapsed())).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (mut lat_ms, probe_failures) = prober
+        .join()
+        .map_err(|_| anyhow::anyhow!("the probe thread panicked"))?;
     let window = start.elapsed().as_secs_f64();
     let beats = stats.heartbeats.load(Ordering::Relaxed) - beats0;
     let beat_errors = stats.heartbeat_errors.load(Ordering::Relaxed) - beat_errors0;
@@ -238,13 +254,16 @@ async fn measure(args: &HalfOpenArgs, addr: SocketAddr, admin: String) -> anyhow
     }))
 }
 
-/// One `GET /healthz` on a fresh connection, read to the end.
-async fn probe(addr: SocketAddr) -> std::io::Result<()> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await?;
+/// One `GET /healthz` on a fresh connection, read to the end, within 5 seconds.
+fn probe(addr: SocketAddr) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let limit = Duration::from_secs(5);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, limit)?;
+    s.set_read_timeout(Some(limit))?;
+    s.set_write_timeout(Some(limit))?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).await?;
+    s.read_to_end(&mut out)?;
     if out.starts_with(b"HTTP/1.1 200") {
         Ok(())
     } else {

@@ -653,7 +653,7 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
                 if api.json {
                     writeln!(out, "{}", serde_json::to_string(&c)?)?;
                 } else {
-                    write!(out, "{}", c.data)?;
+                    out.write_all(&c.bytes())?;
                 }
             }
             out.flush()?;
@@ -668,9 +668,13 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
     if api.json {
         return print_json(&all);
     }
+    // The output's own bytes: a job's output need not be UTF-8.
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
     for c in &all {
-        print!("{}", c.data);
+        out.write_all(&c.bytes())?;
     }
+    out.flush()?;
     Ok(())
 }
 

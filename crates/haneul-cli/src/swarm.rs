@@ -419,7 +419,8 @@ async fn node_loop(ctx: Arc<Ctx>, node: i64) {
     let mut tasks: HashMap<(i64, i64, i64), SimTask> = HashMap::new();
     let mut backoff =
         haneul_client::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    let wait_ms = ctx.poll_wait.as_millis();
+    // The server holds a poll at most a minute and refuses a longer wait.
+    let wait_ms = ctx.poll_wait.as_millis().min(60_000);
     while !ctx.stopping() {
         let path = format!("/v1/agent/nodes/{node}/assignments?wait_ms={wait_ms}&etag={etag}");
         let answer = tokio::select! {

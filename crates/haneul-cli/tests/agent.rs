@@ -66,8 +66,13 @@ struct Centre {
 
 impl Centre {
     fn new() -> Centre {
+        Centre::on(None)
+    }
+
+    /// A centre whose server keeps its state in `database` (PostgreSQL), or SQLite.
+    fn on(database: Option<&str>) -> Centre {
         let dir = common::tempdir();
-        let server = Server::start(&dir.path().join("server"), None, &[]);
+        let server = Server::start(&dir.path().join("server"), database, &[]);
         let Members {
             admin,
             project,
@@ -420,6 +425,56 @@ fn limits_reported_and_logs_followed_while_the_job_runs() {
     assert_eq!(v["job"]["state"], "succeeded", "{v}");
     // Streamed and final uploads together hold each line once.
     assert_eq!(c.logs(job), "first\nsecond\n");
+}
+
+/// A job's output is bytes: NUL, bytes that are not UTF-8 and a Korean character cut by the
+/// agent's upload size all reach `haneul logs` exactly, and the job ends as it should.
+fn output_kept_byte_for_byte(database: Option<&str>) {
+    let c = Centre::on(database);
+    let _agent = c.agent("gpu-001", &[]);
+    // The agent uploads 128 KiB at a time: 5 bytes, 131,066 letters and the first byte of
+    // "한" fill the first upload exactly.
+    let script = "printf 'x\\000y\\377\\376'; head -c 131066 /dev/zero | tr '\\000' a; \
+                  printf '\u{d55c}\u{ae00}\\n'";
+    let job = c.submit(json!({"gpus_per_task": 1, "command": ["/bin/sh", "-c", script]}));
+    wait_state(
+        &c.server,
+        &c.user,
+        job,
+        "succeeded",
+        Duration::from_secs(30),
+    );
+    let mut want = b"x\0y\xff\xfe".to_vec();
+    want.extend(std::iter::repeat_n(b'a', 131_066));
+    want.extend("\u{d55c}\u{ae00}\n".as_bytes());
+    let out = Command::new(env!("CARGO_BIN_EXE_haneul"))
+        .args(["logs", &job.to_string()])
+        .arg("--server")
+        .arg(format!("http://{}", c.server.addr))
+        .arg("--token-file")
+        .arg(&c.user_token_file)
+        .env("HANEUL_CONFIG", c.dir.path().join("no-config.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), want.len());
+    assert!(out.stdout == want, "haneul logs changed the job's output");
+}
+
+#[test]
+fn output_kept_byte_for_byte_sqlite() {
+    output_kept_byte_for_byte(None);
+}
+
+#[test]
+fn output_kept_byte_for_byte_postgres() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(haneul_store::testing::TestDb::create());
+    output_kept_byte_for_byte(Some(db.url()));
 }
 
 /// Waits until `job` is queued again after its attempt 1 ended `node_lost`, and its task's

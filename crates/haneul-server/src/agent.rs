@@ -195,7 +195,8 @@ async fn heartbeat(
 struct PollQuery {
     /// The `etag` of the last answer: wait until the assignments differ from it.
     etag: Option<String>,
-    /// How long to wait for a change, in milliseconds (at most 60000; default 0).
+    /// How long to wait for a change, in milliseconds, 0 to 60000 (default 0).
+    #[param(minimum = 0, maximum = 60000)]
     wait_ms: Option<u64>,
 }
 
@@ -259,7 +260,14 @@ async fn assignments(
     Q(q): Q<PollQuery>,
 ) -> Result<Json<AssignmentList>, ApiError> {
     own_node(&s, &caller, id).await?;
-    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
+    let wait_ms = q.wait_ms.unwrap_or(0);
+    if wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::bad(
+            "wait_ms",
+            format!("must be 0 to {MAX_WAIT_MS}"),
+        ));
+    }
+    let wait = Duration::from_millis(wait_ms);
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = s.signals.assignments.subscribe();
     let mut mine = s.signals.node_assignments(id);
@@ -356,14 +364,26 @@ async fn upload_logs(
     Body(b): Body<LogUpload>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     own_node(&s, &caller, id).await?;
-    if b.data.len() > MAX_LOG_CHUNK {
+    let data = b.bytes().map_err(|e| match e {
+        LogUploadError::Both => ApiError::bad(
+            "data_base64",
+            "send the output in data or in data_base64, not both",
+        ),
+        LogUploadError::NotBase64 => ApiError::bad("data_base64", "must be standard base64"),
+    })?;
+    if data.len() > MAX_LOG_CHUNK {
+        let field = if b.data_base64.is_some() {
+            "data_base64"
+        } else {
+            "data"
+        };
         return Err(ApiError::bad(
-            "data",
+            field,
             format!("at most {MAX_LOG_CHUNK} bytes per upload; send several"),
         ));
     }
     s.store
-        .append_log(id, b.job, b.fence, b.task, &b.data, s.clock.now_ms())
+        .append_log(id, b.job, b.fence, b.task, &data, s.clock.now_ms())
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -43,6 +43,37 @@ const KEPT_ROUTES: &[&str] = &[
     "/v1/denied-parties",
 ];
 
+/// Declares the `Idempotency-Key` header on every creating POST that honours it, so that
+/// generated clients can send it: `POST /v1/jobs` and the routes [`layer`] keeps.
+pub fn declare(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+    let header = ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "A key of the client's choosing (for example a random UUID): the same key and \
+             request within 24 hours answer the first result instead of creating again; the same \
+             key with another request is 422",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some("^[!-~]+$")),
+        ))
+        .build();
+    for route in std::iter::once("/v1/jobs").chain(KEPT_ROUTES.iter().copied()) {
+        if let Some(op) = api.paths.paths.get_mut(route).and_then(|p| p.post.as_mut()) {
+            op.parameters
+                .get_or_insert_with(Vec::new)
+                .push(header.clone());
+        }
+    }
+}
+
 /// The request's key, if it sent one.
 pub fn key_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get(HEADER) else {

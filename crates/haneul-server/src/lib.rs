@@ -472,6 +472,8 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(programmes::router())
         .merge(agent::router())
         .split_for_parts();
+    let mut api = api;
+    idempotency::declare(&mut api);
     let spec = Arc::new(api.to_json().unwrap_or_else(|_| "{}".into()));
     let docs = Arc::new(docs_page(&api));
     router

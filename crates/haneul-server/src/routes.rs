@@ -385,7 +385,7 @@ async fn check_ids(s: &AppState, uid: Option<i64>, gid: Option<i64>) -> Result<(
 /// Set a user's Unix uid or primary gid (centre administrators). The user's tasks started from
 /// now on run with them; files the old ids own are the operator's to hand over (`chown`).
 #[utoipa::path(patch, path = "/v1/users/{id}", tag = "access", request_body = UserUpdate,
-    params(("id" = i64, Path, description = "user id")),
+    params(("id" = i64, Path, description = "user id", minimum = 1)),
     responses((status = 200, body = User), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn update_user(
@@ -954,6 +954,7 @@ struct LogQuery {
     /// Chunks after this id (the last id seen), to follow a log.
     after: Option<i64>,
     /// At most this many chunks, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 
@@ -982,13 +983,7 @@ async fn job_logs(
     let logs = s.store.read_logs(id, q.after.unwrap_or(0), limit).await?;
     Ok(Json(
         logs.into_iter()
-            .map(|l| LogChunk {
-                id: l.id,
-                fence: l.fence,
-                task: l.task,
-                data: l.data,
-                at: l.at,
-            })
+            .map(|l| LogChunk::new(l.id, l.fence, l.task, &l.data, l.at))
             .collect(),
     ))
 }
@@ -1123,6 +1118,7 @@ struct AuditQuery {
     /// Entries after this sequence number.
     after: Option<i64>,
     /// At most this many entries, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 

@@ -526,6 +526,81 @@ async fn listings_hold_only_the_callers_tenant() {
     );
 }
 
+/// Error answers say nothing of other tenants: a taken user name is a 409 that neither echoes
+/// the name nor its organisation, and another organisation's project is answered exactly as
+/// one that does not exist.
+#[tokio::test]
+async fn refusals_name_nothing_of_other_tenants() {
+    let w = world().await;
+    let admin_a = &w.tokens["orgadmin_a"];
+    let user = |name: &str, projects: Vec<i64>| json!({"name": name, "role": "member", "org": w.org_a, "projects": projects});
+    let (s, v) =
+        w.h.call(
+            Some(admin_a),
+            "POST",
+            "/v1/users",
+            Some(user("member-b", vec![])),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 409, "{v}");
+    let text = v.to_string();
+    assert!(
+        !text.contains("member-b") && !text.contains("org-b"),
+        "{text}"
+    );
+    let pb =
+        w.h.ok(&w.tokens["member_b"], "GET", "/v1/projects", None, 200)
+            .await[0]["id"]
+            .as_i64()
+            .unwrap();
+    let missing = pb + 1000;
+    let (s_other, other) =
+        w.h.call(
+            Some(admin_a),
+            "POST",
+            "/v1/users",
+            Some(user("new-1", vec![pb])),
+        )
+        .await;
+    let (s_missing, none) =
+        w.h.call(
+            Some(admin_a),
+            "POST",
+            "/v1/users",
+            Some(user("new-2", vec![missing])),
+        )
+        .await;
+    assert_eq!(s_other, s_missing, "{other} / {none}");
+    assert!(s_other.is_client_error(), "{other}");
+    assert_eq!(
+        other.to_string().replace(&pb.to_string(), "N"),
+        none.to_string().replace(&missing.to_string(), "N")
+    );
+    // The same for a job submitted to it by a member of another organisation.
+    let job = |p: i64| json!({"project": p, "command": ["true"], "gpus_per_task": 1});
+    let (s_other, other) =
+        w.h.call(
+            Some(&w.tokens["member_a"]),
+            "POST",
+            "/v1/jobs",
+            Some(job(pb)),
+        )
+        .await;
+    let (s_missing, none) =
+        w.h.call(
+            Some(&w.tokens["member_a"]),
+            "POST",
+            "/v1/jobs",
+            Some(job(missing)),
+        )
+        .await;
+    assert_eq!(s_other, s_missing, "{other} / {none}");
+    assert_eq!(
+        other.to_string().replace(&pb.to_string(), "N"),
+        none.to_string().replace(&missing.to_string(), "N")
+    );
+}
+
 #[tokio::test]
 async fn revoked_tokens_stop_at_once() {
     let h = Harness::sqlite().await;

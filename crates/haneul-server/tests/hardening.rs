@@ -275,6 +275,45 @@ async fn logs_with_nul(h: Harness) {
         .map(|c| c["data"].as_str().unwrap())
         .collect();
     assert_eq!(texts, ["x\0y", "a\\0b", "\\\0\n"]);
+    // Output that is not UTF-8 goes as base64 and comes back exactly, with a readable copy.
+    // "//4=" is 0xff 0xfe, "7ZU=" the first two bytes of "한" and "nA==" its last one.
+    for b64 in ["//4=", "7Z", "7ZU=", "nA=="] {
+        let body = json!({"job": job, "fence": fence, "task": 0, "data_base64": b64});
+        let (s, v) = w.h.call(Some(&w.agent), "POST", &logs, Some(body)).await;
+        if b64 == "7Z" {
+            // Not padded: not standard base64.
+            assert_eq!(
+                (s, field(&v)),
+                (StatusCode::BAD_REQUEST, "data_base64"),
+                "{v}"
+            );
+        } else {
+            assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+        }
+    }
+    let both = json!({"job": job, "fence": fence, "task": 0, "data": "a", "data_base64": "YQ=="});
+    let (s, v) = w.h.call(Some(&w.agent), "POST", &logs, Some(both)).await;
+    assert_eq!(
+        (s, field(&v)),
+        (StatusCode::BAD_REQUEST, "data_base64"),
+        "{v}"
+    );
+    let got =
+        w.h.ok(
+            &w.member,
+            "GET",
+            &format!("/v1/jobs/{job}/logs?after=0"),
+            None,
+            200,
+        )
+        .await;
+    let chunks: Vec<haneul_api::LogChunk> = serde_json::from_value(got).unwrap();
+    assert_eq!(chunks[3].data, "\u{fffd}\u{fffd}");
+    assert_eq!(chunks[3].bytes(), b"\xff\xfe");
+    // Each half of a cut character is kept as sent; together they are the character.
+    assert!(chunks[0].data_base64.is_none());
+    let han: Vec<u8> = chunks[4..].iter().flat_map(|c| c.bytes()).collect();
+    assert_eq!(han, "한".as_bytes());
     // The job still ends normally.
     w.h.ok(
         &w.agent,

@@ -560,6 +560,93 @@ async fn openapi_describes_every_route(h: Harness) {
     assert_eq!(code.as_u16(), 200);
 }
 
+/// What a generated client relies on: parameters where they are sent (path or query), ids
+/// that start at 1, closed sets as enums, formats as patterns, an error body for every refusal,
+/// and the `Idempotency-Key` header on the creating POSTs that honour it.
+#[tokio::test]
+async fn openapi_tells_the_truth() {
+    let h = Harness::sqlite().await;
+    let (_, v) = h.call(None, "GET", "/openapi.json", None).await;
+    let mut creating_with_key = Vec::new();
+    for (path, item) in v["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let at = format!("{method} {path}");
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let mut in_path = Vec::new();
+            for p in &params {
+                let name = p["name"].as_str().unwrap();
+                match p["in"].as_str().unwrap() {
+                    "path" => {
+                        assert!(
+                            path.contains(&format!("{{{name}}}")),
+                            "{at}: {name} is no path parameter"
+                        );
+                        if p["schema"]["type"] == "integer" {
+                            assert_eq!(p["schema"]["minimum"], 1, "{at}: {name} lacks minimum 1");
+                        }
+                        in_path.push(name.to_string());
+                    }
+                    "header" if name == "Idempotency-Key" => {
+                        assert_eq!(method, "post", "{at}");
+                        assert_eq!(p["schema"]["maxLength"], 255, "{at}");
+                        creating_with_key.push(path.clone());
+                    }
+                    "query" | "header" => {}
+                    other => panic!("{at}: {name} in {other}"),
+                }
+            }
+            let templated = path.matches('{').count();
+            assert_eq!(
+                in_path.len(),
+                templated,
+                "{at}: path parameters {in_path:?}"
+            );
+            if !op["security"].is_null() {
+                assert_eq!(
+                    op["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{at}: refusals have no error body"
+                );
+            }
+        }
+    }
+    for p in [
+        "/v1/jobs",
+        "/v1/orgs",
+        "/v1/projects",
+        "/v1/users",
+        "/v1/pools",
+        "/v1/awards",
+    ] {
+        assert!(
+            creating_with_key.iter().any(|c| c == p),
+            "POST {p} lacks Idempotency-Key"
+        );
+    }
+    let schemas = &v["components"]["schemas"];
+    let enum_of = |name: &str| -> Vec<String> {
+        schemas[name]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} is no enum: {}", schemas[name]))
+            .iter()
+            .map(|e| e.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(enum_of("JobStateName").contains(&"running".to_string()));
+    assert!(enum_of("Role").len() > 2);
+    assert!(!enum_of("PriorityName").is_empty());
+    assert!(!enum_of("LendingName").is_empty());
+    let text = v.to_string();
+    assert!(
+        text.contains(r#""pattern":"^[A-Z]{2}$""#),
+        "no country pattern"
+    );
+    assert!(
+        text.contains(r#""pattern":"^[0-9]{4}-(0[1-9]|1[0-2])$""#),
+        "no month pattern"
+    );
+}
+
 macro_rules! both {
     ($($name:ident),+) => {
         mod sqlite {

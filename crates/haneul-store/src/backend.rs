@@ -1064,7 +1064,9 @@ macro_rules! store_impl {
                 .bind(u.gid.unwrap_or(uid))
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(|e| unique(e, "name", format!("user `{}`", u.name)))?;
+                // User names are unique across the centre: the answer says the name is taken, and
+                // neither echoes it nor says in which organisation.
+                .map_err(|e| unique(e, "name", "a user of this name".into()))?;
                 let id: i64 = row.try_get("id")?;
                 for p in &u.projects {
                     let org: Option<i64> =
@@ -2948,7 +2950,7 @@ macro_rules! store_impl {
                 job: i64,
                 fence: i64,
                 task: i64,
-                data: &str,
+                data: &[u8],
                 now: i64,
             ) -> Result<()> {
                 let mut tx = self.begin_write().await?;

@@ -344,15 +344,15 @@ pub trait Store: Send + Sync + 'static {
     async fn report_task(&self, r: TaskReport, now: i64) -> Result<AttemptRecord>;
     /// Appends output of one task. Only the job's current attempt may write, and only while it
     /// is live (not once it ended or its node was declared lost): agents upload a task's last
-    /// output before reporting its exit. Output holding NUL is kept escaped and read back as
-    /// sent ([`encode_log`]).
+    /// output before reporting its exit. Output holding NUL or bytes that are not UTF-8 is kept
+    /// escaped and read back exactly as sent ([`encode_log`]).
     async fn append_log(
         &self,
         node: i64,
         job: i64,
         fence: i64,
         task: i64,
-        data: &str,
+        data: &[u8],
         now: i64,
     ) -> Result<()>;
     async fn read_logs(&self, job: i64, after: i64, limit: i64) -> Result<Vec<LogRecord>>;

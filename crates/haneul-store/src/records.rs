@@ -554,7 +554,8 @@ pub struct LogRecord {
     pub id: i64,
     pub fence: i64,
     pub task: i64,
-    pub data: String,
+    /// The bytes as uploaded (not necessarily UTF-8).
+    pub data: Vec<u8>,
     pub at: i64,
 }
 
@@ -960,43 +961,70 @@ mod fleet_tests {
     }
 }
 
-/// How a log chunk is kept: as sent, unless it holds NUL, which PostgreSQL text cannot store.
-/// Such a chunk is kept escaped (`\0` for NUL, `\\` for a backslash) with the row's `escaped`
-/// flag set, and [`decode_log`] gives the bytes back exactly. Returns the text and the flag.
-pub fn encode_log(data: &str) -> (std::borrow::Cow<'_, str>, i64) {
-    if !data.contains('\0') {
-        return (std::borrow::Cow::Borrowed(data), 0);
+/// How a log chunk is kept: as sent when it is UTF-8 without NUL; anything else (NUL, which
+/// PostgreSQL text cannot store, or bytes that are not UTF-8, which neither backend's text
+/// column takes) is kept escaped with the row's `escaped` flag set: `\0` for NUL, `\xHH` for a
+/// byte that is not part of a UTF-8 character, `\\` for a backslash. [`decode_log`] gives the
+/// bytes back exactly. Returns the text and the flag.
+pub fn encode_log(data: &[u8]) -> (std::borrow::Cow<'_, str>, i64) {
+    match std::str::from_utf8(data) {
+        Ok(s) if !s.contains('\0') => return (std::borrow::Cow::Borrowed(s), 0),
+        _ => {}
     }
     let mut out = String::with_capacity(data.len() + 8);
-    for c in data.chars() {
-        match c {
-            '\0' => out.push_str("\\0"),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
+    for piece in data.utf8_chunks() {
+        for c in piece.valid().chars() {
+            match c {
+                '\0' => out.push_str("\\0"),
+                '\\' => out.push_str("\\\\"),
+                c => out.push(c),
+            }
+        }
+        for b in piece.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
         }
     }
     (std::borrow::Cow::Owned(out), 1)
 }
 
 /// The chunk as it was sent, from what [`encode_log`] stored.
-pub fn decode_log(stored: String, escaped: i64) -> String {
+pub fn decode_log(stored: String, escaped: i64) -> Vec<u8> {
     if escaped == 0 {
-        return stored;
+        return stored.into_bytes();
     }
-    let mut out = String::with_capacity(stored.len());
-    let mut it = stored.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            out.push(c);
+    let mut out = Vec::with_capacity(stored.len());
+    let mut rest = stored.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        if b != b'\\' {
+            out.push(b);
             continue;
         }
-        match it.next() {
-            Some('0') => out.push('\0'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
+        match rest {
+            [b'0', tail @ ..] => {
+                out.push(0);
+                rest = tail;
+            }
+            [b'x', h, l, tail @ ..] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                out.push(hex_value(*h) << 4 | hex_value(*l));
+                rest = tail;
+            }
+            [other, tail @ ..] => {
+                out.push(*other);
+                rest = tail;
+            }
+            [] => out.push(b'\\'),
         }
     }
     out
+}
+
+fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        _ => digit.to_ascii_lowercase() - b'a' + 10,
+    }
 }
 
 #[cfg(test)]
@@ -1005,11 +1033,23 @@ mod log_encoding {
 
     #[test]
     fn round_trips() {
-        for s in ["plain", "x\0y", "a\\0b\0", "\\\0\\\\", "\0", "한글\0\n"] {
+        let cases: [&[u8]; 9] = [
+            b"plain",
+            b"x\0y",
+            b"a\\0b\0",
+            b"\\\0\\\\",
+            b"\0",
+            "한글\0\n".as_bytes(),
+            b"\xff\xfe",
+            b"\\xff\xff",
+            b"\xed\x95",
+        ];
+        for s in cases {
             let (enc, flag) = encode_log(s);
             assert!(!enc.contains('\0'));
             assert_eq!(decode_log(enc.into_owned(), flag), s, "{s:?}");
         }
-        assert_eq!(encode_log("no nul \\0 here").1, 0);
+        assert_eq!(encode_log(b"no nul \\0 here").1, 0);
+        assert_eq!(encode_log(b"\xff").1, 1);
     }
 }

@@ -273,9 +273,20 @@ pub async fn job_runs_once_to_success(store: &dyn Store) {
     let a = store.report_task(report(None), 1_000).await.unwrap();
     assert_eq!(a.state, AttemptState::Running);
     store
-        .append_log(n.id, job.id, 1, 0, "epoch 1 loss 0.5\n", 1_500)
+        .append_log(n.id, job.id, 1, 0, b"epoch 1 loss 0.5\n", 1_500)
         .await
         .unwrap();
+    // Output is bytes: NUL, bytes that are not UTF-8, a backslash sequence that looks like
+    // the store's own escapes, and a Korean character cut between two uploads all come back
+    // exactly.
+    let han = "한글".as_bytes();
+    let odd: [&[u8]; 4] = [b"x\0y", b"\xff\xfe \\x41 \\0", &han[..4], &han[4..]];
+    for (i, chunk) in odd.iter().enumerate() {
+        store
+            .append_log(n.id, job.id, 1, 0, chunk, 1_600 + i as i64)
+            .await
+            .unwrap();
+    }
     let a = store.report_task(report(Some(0)), 3_601_000).await.unwrap();
     assert_eq!(a.state, AttemptState::Succeeded);
     // Two GPUs for one hour.
@@ -286,8 +297,13 @@ pub async fn job_runs_once_to_success(store: &dyn Store) {
     assert!(store.assignments(n.id).await.unwrap().is_empty());
 
     let logs = store.read_logs(job.id, 0, 100).await.unwrap();
-    assert_eq!(logs.len(), 1);
-    assert_eq!(logs[0].data, "epoch 1 loss 0.5\n");
+    assert_eq!(logs.len(), 5);
+    assert_eq!(logs[0].data, b"epoch 1 loss 0.5\n");
+    for (got, sent) in logs[1..].iter().zip(odd) {
+        assert_eq!(got.data, sent);
+    }
+    let all: Vec<u8> = logs[3..].iter().flat_map(|l| l.data.clone()).collect();
+    assert_eq!(all, han);
     let usage = store.usage(Some(p.id)).await.unwrap();
     assert_eq!(usage[0].gpu_ms, 2 * 3_600_000);
 
@@ -368,7 +384,7 @@ pub async fn stale_reports_are_fenced(store: &dyn Store) {
         assert!(matches!(err, StoreError::Fenced(_)), "{err}");
         assert!(
             store
-                .append_log(n1.id, job.id, fence, 0, "x", 22_000)
+                .append_log(n1.id, job.id, fence, 0, b"x", 22_000)
                 .await
                 .is_err()
         );

@@ -21,7 +21,7 @@ const STREAM_MAX_TOTAL: u64 = 64 * 1024 * 1024;
 /// Streams a task's stdout and stderr to the server: new bytes only, bounded per tick and per
 /// task. Text whose upload failed is kept and sent again on the next tick.
 pub(super) struct LogStream {
-    files: [(&'static str, Follower, Option<String>); 2],
+    files: [(&'static str, Follower, Option<Vec<u8>>); 2],
     streamed: u64,
     refused: bool,
 }
@@ -64,8 +64,10 @@ impl LogStream {
 
     /// Adds a line of the agent's own after stderr's output.
     pub(super) fn note(&mut self, text: &str) {
-        let unsent = &mut self.files[1].2;
-        *unsent = Some(unsent.take().unwrap_or_default() + text);
+        self.files[1]
+            .2
+            .get_or_insert_default()
+            .extend_from_slice(text.as_bytes());
     }
 
     /// Uploads what is new. At the task's end (`at_end`) everything left is sent, retrying,
@@ -87,7 +89,9 @@ impl LogStream {
                         follower_path(ctx, a, name),
                         ctx.name
                     );
-                    *unsent = Some(unsent.take().unwrap_or_default() + &note);
+                    unsent
+                        .get_or_insert_default()
+                        .extend_from_slice(note.as_bytes());
                 }
             }
             let mut this_tick = 0;
@@ -141,13 +145,9 @@ fn follower_path(ctx: &NodeCtx, a: &Assignment, name: &str) -> String {
 
 /// One log upload of at most [`LOG_CHUNK`] bytes; with `retry`, transient failures are retried.
 /// The one place that turns a piece of output into the wire's [`LogUpload`].
-fn send_log(ctx: &NodeCtx, a: &Assignment, text: &str, retry: bool) -> Result<(), AgentError> {
-    let body = LogUpload {
-        job: a.job,
-        fence: a.fence,
-        task: a.task,
-        data: text.to_string(),
-    };
+fn send_log(ctx: &NodeCtx, a: &Assignment, bytes: &[u8], retry: bool) -> Result<(), AgentError> {
+    // Output is bytes, not necessarily text: what is not UTF-8 goes as base64, kept exactly.
+    let body = LogUpload::new(a.job, a.fence, a.task, bytes);
     if retry {
         ctx.retrying("log upload", || ctx.transport.upload_log(ctx.node, &body))
     } else {
@@ -165,7 +165,7 @@ pub(super) fn upload(ctx: &NodeCtx, a: &Assignment, data: &str) {
         }
         let (chunk, tail) = rest.split_at(cut);
         rest = tail;
-        if let Err(e) = send_log(ctx, a, chunk, true) {
+        if let Err(e) = send_log(ctx, a, chunk.as_bytes(), true) {
             tracing::warn!(job = a.job, task = a.task, "log upload dropped: {e}");
             return;
         }
