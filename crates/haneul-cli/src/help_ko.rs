@@ -1124,8 +1124,16 @@ const KO: &[(&str, &str)] = &[
         "시간 제한: 90s, 10m, 2h, 1d, 1:30:00 (숫자만 쓰면 Slurm 처럼 분)",
     ),
     (
-        "*/tls",
+        "up/tls",
         "첫 실행 때 만들어 DATA_DIR/tls/ 에 두는 로컬 인증 기관으로 HTTPS 제공 (클라이언트는 ca.pem 을 신뢰)",
+    ),
+    (
+        "bench agent/tls",
+        "TLS 로 제공 (`haneul up --tls`: 로컬 인증 기관; 에이전트와 이 벤치가 신뢰)",
+    ),
+    (
+        "bench centre/tls",
+        "한 번의 실행에서 측정 전체를 두 번 수행: 평문 HTTP 로, 이어서 TLS 로 (`haneul up --tls` 처럼 새 로컬 인증 기관과 서버 인증서), 둘과 주요 수치의 비율을 보고",
     ),
     (
         "*/tls_cert",
