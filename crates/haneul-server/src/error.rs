@@ -106,11 +106,7 @@ impl ApiError {
                 Some("seq".into()),
             ),
             ApiError::TokenEnded(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, None),
-            ApiError::NotLeader(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::NotLeader,
-                None,
-            ),
+            ApiError::NotLeader(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotLeader, None),
         }
     }
 

@@ -80,6 +80,14 @@ async fn fetch(
     }
 }
 
+/// The job a successful submission form redirected to.
+fn submitted_job(page: Page) -> i64 {
+    page.location
+        .trim_start_matches("/portal/jobs/")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a job page: {}", page.location))
+}
+
 async fn post(h: &Harness, path: &str, session: Option<&str>, form: &str) -> Page {
     fetch(h, "POST", path, session, &[("origin", ORIGIN)], Some(form)).await
 }
@@ -387,11 +395,7 @@ async fn the_form_submits_jobs_and_keeps_what_was_typed_when_refused() {
     )
     .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
-    let id: i64 = ok
-        .location
-        .trim_start_matches("/portal/jobs/")
-        .parse()
-        .unwrap();
+    let id = submitted_job(ok);
     let job = h
         .ok(&mia, "GET", &format!("/v1/jobs/{id}"), None, 200)
         .await;
@@ -438,11 +442,7 @@ async fn the_form_submits_jobs_and_keeps_what_was_typed_when_refused() {
     )
     .await;
     assert_eq!(full.status, StatusCode::SEE_OTHER, "{}", full.body);
-    let full_id: i64 = full
-        .location
-        .trim_start_matches("/portal/jobs/")
-        .parse()
-        .unwrap();
+    let full_id = submitted_job(full);
     let job = h
         .ok(&mia, "GET", &format!("/v1/jobs/{full_id}"), None, 200)
         .await;
