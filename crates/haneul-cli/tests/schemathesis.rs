@@ -125,8 +125,15 @@ fn generator_crashes_are_told_from_server_failures() {
     assert!(!only_generator_errors(&(failed.to_string() + crash)));
 }
 
-/// One schemathesis run as `token` over the operations `filter` selects.
-fn run(st: &Path, base: &str, token: &str, filter: &[&str]) -> (bool, String) {
+/// One schemathesis run as `token` over the operations `filter` selects, each request given
+/// `request_timeout` seconds.
+fn run(
+    st: &Path,
+    base: &str,
+    token: &str,
+    filter: &[&str],
+    request_timeout: &str,
+) -> (bool, String) {
     let out = Command::new(st)
         .args(["run", &format!("{base}/openapi.json")])
         .args(["--url", base])
@@ -139,7 +146,7 @@ fn run(st: &Path, base: &str, token: &str, filter: &[&str]) -> (bool, String) {
         .args(filter)
         .args(["--max-examples", MAX_EXAMPLES])
         .args(["--workers", "2"])
-        .args(["--request-timeout", "30"])
+        .args(["--request-timeout", request_timeout])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--seed", "15"])
         .arg("--no-color")
@@ -185,16 +192,19 @@ fn fuzz(data: &Path, database: Option<&str>, backend: &str) {
         &base,
         &admin,
         &["--exclude-path-regex", &format!("{AGENT}|{REVOKE}")],
+        "30",
     );
     // The long poll holds its answer for up to `wait_ms` (at most 60 s) by design, which the
-    // response-time check would count as slow: its limit is set above that for the agent part.
+    // response-time check would count as slow and a 30 s read timeout would cut off: both
+    // limits are set above that for the agent part.
     let agent = run(
         &st,
         &base,
         &t.agent,
         &["--include-path-regex", AGENT, "--max-response-time", "65"],
+        "75",
     );
-    let revoke = run(&st, &base, &admin, &["--include-path-regex", REVOKE]);
+    let revoke = run(&st, &base, &admin, &["--include-path-regex", REVOKE], "30");
     let after = answered(&server);
     let mut by_op: BTreeMap<String, BTreeMap<u16, u64>> = BTreeMap::new();
     for ((op, status), n) in &after {
