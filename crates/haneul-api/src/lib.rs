@@ -376,6 +376,18 @@ pub struct NodeStateChange {
     /// `draining` or `up`.
     #[schema(value_type = NodeStateChangeName)]
     pub state: String,
+    /// Why, in the operator's words (at most 500 characters): kept in the audit log.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Why a job is cancelled or a call awarded: the optional body of those actions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionReason {
+    /// Why, in the operator's words (at most 500 characters): kept in the audit log.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A job: `replicas` tasks started together (a gang), each with the same resources.
@@ -1041,6 +1053,9 @@ pub struct Call {
 pub struct CallStateChange {
     /// `open` or `closed`.
     pub state: String,
+    /// Why, in the operator's words (at most 500 characters): kept in the audit log.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -1060,6 +1075,9 @@ pub struct ApplicationCreate {
 pub struct Score {
     pub reviewer: String,
     pub score: i64,
+    /// What the reviewer wrote with the score; empty when nothing.
+    #[serde(default)]
+    pub comment: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -1074,6 +1092,8 @@ pub struct Application {
     pub plan: String,
     /// `submitted`, `awarded` or `declined`.
     pub state: String,
+    /// Each reviewer's score and comment, shown to the centre's administrators and auditors
+    /// only; empty for the applicant, to whom review is blind.
     pub scores: Vec<Score>,
     pub mean_score: Option<f64>,
     pub created_at: i64,

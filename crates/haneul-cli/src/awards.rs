@@ -656,8 +656,12 @@ fn print_applications(api: &Api, apps: &[Application]) -> anyhow::Result<()> {
             a.gpus.to_string(),
             a.days.to_string(),
             a.region.clone(),
-            a.mean_score
-                .map_or("-".into(), |s| format!("{s:.2} ({})", a.scores.len())),
+            // Applicants are told the mean only (review is blind), so no count for them.
+            match (a.mean_score, a.scores.len()) {
+                (None, _) => "-".into(),
+                (Some(m), 0) => format!("{m:.2}"),
+                (Some(m), n) => format!("{m:.2} ({n})"),
+            },
             crate::i18n::word(&a.state),
         ]);
     }

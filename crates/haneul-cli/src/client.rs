@@ -679,10 +679,15 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  haneul cancel 42")]
+#[command(
+    after_help = "Examples:\n  haneul cancel 42\n  haneul cancel 42 --reason \"wrong data set\""
+)]
 pub struct CancelArgs {
     /// The job id.
     id: i64,
+    /// Why, kept in the audit log.
+    #[arg(long)]
+    reason: Option<String>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -692,7 +697,7 @@ pub fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     let job: Job = api.call(
         "POST",
         &format!("/v1/jobs/{}/cancel", args.id),
-        Some(json!({})),
+        Some(json!({ "reason": args.reason })),
     )?;
     if api.json {
         print_json(&job)

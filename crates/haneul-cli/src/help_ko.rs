@@ -620,6 +620,7 @@ const KO: &[(&str, &str)] = &[
     ("show/json", "표 대신 스크립트용 JSON 출력"),
     ("logs/json", "표 대신 스크립트용 JSON 출력"),
     ("cancel/json", "표 대신 스크립트용 JSON 출력"),
+    ("*/reason", "사유 (감사 로그에 기록)"),
     ("usage/json", "표 대신 스크립트용 JSON 출력"),
     ("whoami/json", "표 대신 스크립트용 JSON 출력"),
     ("project/json", "표 대신 스크립트용 JSON 출력"),

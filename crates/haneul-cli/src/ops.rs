@@ -564,11 +564,21 @@ enum NodeCmd {
     #[command(after_help = "Examples:\n  haneul node show 4")]
     Show { id: i64 },
     /// Let running work finish and start nothing new on the node.
-    #[command(after_help = "Examples:\n  haneul node drain 4")]
-    Drain { id: i64 },
+    #[command(after_help = "Examples:\n  haneul node drain 4 --reason \"fan replacement\"")]
+    Drain {
+        id: i64,
+        /// Why, kept in the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Put a drained node back in service.
     #[command(after_help = "Examples:\n  haneul node resume 4")]
-    Resume { id: i64 },
+    Resume {
+        id: i64,
+        /// Why, kept in the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 fn print_nodes(api: &Api, ns: &[Node]) -> anyhow::Result<()> {
@@ -607,11 +617,11 @@ fn print_nodes(api: &Api, ns: &[Node]) -> anyhow::Result<()> {
 
 pub fn node(args: NodeArgs) -> anyhow::Result<()> {
     let api = args.conn.open()?;
-    let set = |id: i64, s: &str| -> anyhow::Result<Node> {
+    let set = |id: i64, s: &str, reason: Option<String>| -> anyhow::Result<Node> {
         api.call(
             "POST",
             &format!("/v1/nodes/{id}/state"),
-            Some(json!({ "state": s })),
+            Some(json!({ "state": s, "reason": reason })),
         )
     };
     let n = match args.cmd {
@@ -620,8 +630,8 @@ pub fn node(args: NodeArgs) -> anyhow::Result<()> {
             return print_nodes(&api, &ns);
         }
         NodeCmd::Show { id } => api.call("GET", &format!("/v1/nodes/{id}"), None)?,
-        NodeCmd::Drain { id } => set(id, "draining")?,
-        NodeCmd::Resume { id } => set(id, "up")?,
+        NodeCmd::Drain { id, reason } => set(id, "draining", reason)?,
+        NodeCmd::Resume { id, reason } => set(id, "up", reason)?,
     };
     one(&api, n, print_nodes)
 }

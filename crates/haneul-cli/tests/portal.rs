@@ -338,6 +338,11 @@ fn researcher_and_operator_in_chromium() {
     let node = haneul(&config, &admin_file, &["node", "list"]);
     let node_id = node[0]["id"].as_i64().unwrap();
     click(&tab, &format!("#drain-{node_id}"));
+    // The drain is confirmed with a reason, which the audit log keeps.
+    wait_text(&tab, "#confirm-heading", "Drain");
+    shot(&tab, &shots, "confirm-drain");
+    fill(&tab, "#reason", "fan replacement");
+    click(&tab, "#confirm");
     wait_text(&tab, &format!("#node-{node_id}-state"), "draining");
     let shown = haneul(
         &config,
@@ -366,6 +371,7 @@ fn researcher_and_operator_in_chromium() {
     wait_text(&tab, &format!("#node-{node_id}-state"), "up");
     goto(&tab, &format!("{base}/portal/audit?action=node."));
     wait_text(&tab, "#audit", "node.draining");
+    wait_text(&tab, "#audit", "fan replacement");
     shot(&tab, &shots, "audit");
 
     // Korean by the switch, on a phone-sized screen.
@@ -457,11 +463,17 @@ fn fits_a_phone(tab: &Tab, url: &str) -> Value {
 }
 
 fn phone_viewport() -> Emulation::SetDeviceMetricsOverride {
+    viewport(390, 844)
+}
+
+/// The tab laid out as a screen `width` px wide; below 600 px, as a phone.
+fn viewport(width: u32, height: u32) -> Emulation::SetDeviceMetricsOverride {
+    let mobile = width < 600;
     Emulation::SetDeviceMetricsOverride {
-        width: 390,
-        height: 844,
-        device_scale_factor: 2.0,
-        mobile: true,
+        width,
+        height,
+        device_scale_factor: if mobile { 2.0 } else { 1.0 },
+        mobile,
         scale: None,
         screen_width: None,
         screen_height: None,
@@ -554,6 +566,8 @@ fn a_call_from_the_operators_form_to_the_researchers_award() {
     wait_text(&tab, "#call-state", "Open");
     goto(&tab, &format!("{base}/portal/calls"));
     click(&tab, &format!("#close-{call}"));
+    fill(&tab, "#reason", "the panel is full");
+    click(&tab, "#confirm");
     wait_text(&tab, &format!("#call-{call}-state"), "Closed");
     click(&tab, &format!("#open-{call}"));
     wait_text(&tab, &format!("#call-{call}-state"), "Open");
@@ -599,6 +613,8 @@ fn a_call_from_the_operators_form_to_the_researchers_award() {
     click(&tab, &format!("#score-submit-{app}"));
     wait_text(&tab, &format!("#app-{app} .mean"), "9.00");
     click(&tab, "#award-call");
+    fill(&tab, "#reason", "panel decision");
+    click(&tab, "#confirm");
     wait_text(&tab, "#outcome-awarded", "demo");
     assert_eq!(text_of(&tab, "#call-state"), "Awarded");
     let award = wait_js(
@@ -628,4 +644,279 @@ fn a_call_from_the_operators_form_to_the_researchers_award() {
     drop(tab);
     drop(browser);
     drop(up);
+}
+
+/// What is wrong with the layout of the page in the tab, as sentences (empty: nothing). The
+/// page must not scroll sideways; no box may stick out of the window or out of the card it is
+/// in, except inside a `.scroll` box (a wide table scrolls there, inside its card); and no two
+/// cards may overlap.
+const LAYOUT_PROBLEMS: &str = r#"(() => {
+  const vw = document.documentElement.clientWidth;
+  const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+    (e.className && typeof e.className === 'string' ? '.' + e.className.trim().split(/\s+/).join('.') : '');
+  const problems = [];
+  if (document.documentElement.scrollWidth > vw + 1) {
+    problems.push('the page scrolls sideways: ' + document.documentElement.scrollWidth + ' px in ' + vw);
+  }
+  for (const e of document.querySelectorAll('main *')) {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    const scroller = e.parentElement && e.parentElement.closest('.scroll');
+    if (scroller) continue;
+    if (r.right > vw + 1 || r.left < -1) {
+      problems.push(name(e) + ' sticks out of the window (' + Math.round(r.left) + '..' + Math.round(r.right) + ' in ' + vw + ')');
+      continue;
+    }
+    const card = e.parentElement && e.parentElement.closest('.card');
+    if (card) {
+      const c = card.getBoundingClientRect();
+      if (r.right > c.right + 1 || r.left < c.left - 1) {
+        problems.push(name(e) + ' sticks out of ' + name(card));
+      }
+    }
+  }
+  const cards = [...document.querySelectorAll('main .card')];
+  for (let i = 0; i < cards.length; i++) {
+    for (let j = i + 1; j < cards.length; j++) {
+      const [a, b] = [cards[i], cards[j]];
+      if (a.contains(b) || b.contains(a)) continue;
+      const [p, q] = [a.getBoundingClientRect(), b.getBoundingClientRect()];
+      const across = Math.min(p.right, q.right) - Math.max(p.left, q.left);
+      const down = Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top);
+      if (across > 1 && down > 1) problems.push(name(a) + ' and ' + name(b) + ' overlap');
+    }
+  }
+  return problems.slice(0, 10);
+})()"#;
+
+/// Every page, for every role, with 1, 3 and 12 projects, at 400, 1000 and 1600 px: nothing
+/// scrolls sideways, sticks out of its card or covers another card. Screenshots of the
+/// crowded cases go beside the others (docs/portal.md).
+#[test]
+fn every_page_holds_its_layout_for_every_role_and_width() {
+    let browser_path = chromium();
+    let shots = shots_dir();
+    let (dir, _up, base, data) = start_up();
+    let root = dir.path().canonicalize().unwrap();
+    let config = root.join("config.toml");
+    let admin_file = data.join("server/admin.token");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();
+    let id_of = |v: &Value| v["id"].as_i64().unwrap().to_string();
+
+    // Three organisations with 1, 3 and 12 projects, each project with an award and a job;
+    // in each, an organisation admin and a member of every one of its projects.
+    let mut people: Vec<(String, String)> = Vec::new();
+    let token_for = |user: &Value, who: &str| {
+        let file = root.join(format!("{who}.token"));
+        haneul(
+            &config,
+            &admin_file,
+            &[
+                "token",
+                "create",
+                "--user",
+                &id_of(user),
+                "--out",
+                file.to_str().unwrap(),
+            ],
+        );
+        read(&file)
+    };
+    let mut a_job = None;
+    let mut a_call = None;
+    for count in [1, 3, 12] {
+        let org = haneul(
+            &config,
+            &admin_file,
+            &[
+                "org",
+                "create",
+                &format!("institute-with-{count}-projects"),
+                "--country",
+                "KR",
+            ],
+        );
+        let org_id = id_of(&org);
+        let mut projects = Vec::new();
+        for p in 0..count {
+            let project = haneul(
+                &config,
+                &admin_file,
+                &[
+                    "project",
+                    "create",
+                    "--org",
+                    &org_id,
+                    "--name",
+                    &format!("a-rather-long-project-name-{count}-{p}"),
+                ],
+            );
+            let pid = id_of(&project);
+            haneul(
+                &config,
+                &admin_file,
+                &[
+                    "award",
+                    "create",
+                    "--project",
+                    &pid,
+                    "--gpu-model",
+                    "H200",
+                    "--gpu-hours",
+                    "1234.5",
+                    "--days",
+                    "90",
+                    "--gpu-quota",
+                    "4",
+                ],
+            );
+            projects.push(pid);
+        }
+        let mut member_args = vec![
+            "user".to_string(),
+            "create".into(),
+            "--name".into(),
+            format!("member-of-{count}"),
+            "--role".into(),
+            "member".into(),
+            "--org".into(),
+            org_id.clone(),
+        ];
+        for pid in &projects {
+            member_args.extend(["--project".to_string(), pid.clone()]);
+        }
+        let member_args: Vec<&str> = member_args.iter().map(String::as_str).collect();
+        let member = haneul(&config, &admin_file, &member_args);
+        let member_token = token_for(&member, &format!("member-of-{count}"));
+        let member_file = root.join(format!("member-of-{count}.token"));
+        for pid in &projects {
+            let job = haneul(
+                &config,
+                &member_file,
+                &[
+                    "submit",
+                    "--project",
+                    pid,
+                    "--gpus",
+                    "1",
+                    "--name",
+                    "layout",
+                    "--",
+                    "true",
+                ],
+            );
+            a_job.get_or_insert(id_of(&job));
+        }
+        let admin_of = haneul(
+            &config,
+            &admin_file,
+            &[
+                "user",
+                "create",
+                "--name",
+                &format!("admin-of-{count}"),
+                "--role",
+                "org-admin",
+                "--org",
+                &org_id,
+            ],
+        );
+        people.push((format!("member-{count}"), member_token));
+        people.push((
+            format!("org-admin-{count}"),
+            token_for(&admin_of, &format!("admin-of-{count}")),
+        ));
+    }
+    let auditor = haneul(
+        &config,
+        &admin_file,
+        &["user", "create", "--name", "auditor", "--role", "auditor"],
+    );
+    people.push(("auditor".into(), token_for(&auditor, "auditor")));
+    people.push(("centre-admin-16".into(), read(&admin_file)));
+    let call = haneul(
+        &config,
+        &admin_file,
+        &[
+            "call",
+            "create",
+            "--programme",
+            "national-ai",
+            "--name",
+            "layout-call",
+            "--gpu-model",
+            "H200",
+            "--capacity",
+            "16",
+            "--track",
+            "name=small,max=4,days=90",
+        ],
+    );
+    a_call.get_or_insert(id_of(&call));
+    let job = a_job.unwrap();
+    let call = a_call.unwrap();
+
+    let browser = Browser::new(
+        LaunchOptions::default_builder()
+            .path(Some(browser_path))
+            .headless(true)
+            .sandbox(false)
+            .window_size(Some((1600, 900)))
+            .idle_browser_timeout(Duration::from_secs(60))
+            .args(vec![
+                OsStr::new("--lang=en-US"),
+                OsStr::new("--disable-gpu"),
+            ])
+            .build()
+            .unwrap(),
+    )
+    .expect("launch chromium");
+    let tab: Arc<Tab> = browser.new_tab().expect("a tab");
+    tab.set_default_timeout(Duration::from_secs(15));
+
+    let pages = [
+        "/portal".to_string(),
+        "/portal/jobs".into(),
+        format!("/portal/jobs/{job}"),
+        "/portal/fleet".into(),
+        "/portal/audit".into(),
+        "/portal/calls".into(),
+        format!("/portal/calls/{call}"),
+        "/portal/statements".into(),
+    ];
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (who, token) in &people {
+        sign_in(&tab, &base, token);
+        for width in [400, 1000, 1600] {
+            tab.call_method(viewport(width, 900)).expect("viewport");
+            for page in &pages {
+                goto(&tab, &format!("{base}{page}"));
+                let problems = tab
+                    .evaluate(LAYOUT_PROBLEMS, true)
+                    .ok()
+                    .and_then(|r| r.value)
+                    .unwrap_or(Value::Null);
+                checked += 1;
+                match problems.as_array() {
+                    Some(list) if list.is_empty() => {}
+                    _ => failures.push(format!("{who} at {width} px on {page}: {problems}")),
+                }
+                if page == "/portal" && (who == "member-12" || who == "centre-admin-16") {
+                    shot(&tab, &shots, &format!("layout-home-{who}-{width}"));
+                }
+            }
+        }
+        tab.call_method(Emulation::ClearDeviceMetricsOverride(None))
+            .expect("desktop viewport");
+        click(&tab, "#signout");
+        wait_text(&tab, "h1", "Sign in");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} page layouts fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(checked, people.len() * 3 * pages.len());
 }

@@ -272,6 +272,41 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// A JSON body a request may leave out: no body at all (no bytes and no Content-Type) is
+/// `T::default()`; anything else is read as [`Body`] reads it.
+pub struct OptionalBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let declared_empty = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0");
+        let untyped = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_none();
+        if untyped && declared_empty {
+            return Ok(OptionalBody(T::default()));
+        }
+        if untyped {
+            // No type and no declared length: empty only if nothing arrives.
+            let bytes = axum::body::Bytes::from_request(req, state)
+                .await
+                .map_err(|_| ApiError::TooLarge(crate::BODY_LIMIT))?;
+            if bytes.is_empty() {
+                return Ok(OptionalBody(T::default()));
+            }
+            return Err(ApiError::UnsupportedMediaType("no Content-Type".into()));
+        }
+        Body::<T>::from_request(req, state)
+            .await
+            .map(|Body(b)| OptionalBody(b))
+    }
+}
+
 /// A JSON body must say so: `application/json` or an `application/*+json` type. Anything else
 /// (a form, plain text, none) is 415, so a body is never read as something it was not sent as.
 pub fn check_json_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {

@@ -5,7 +5,7 @@
 use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
-use crate::error::{ApiError, Body};
+use crate::error::{ApiError, Body, OptionalBody};
 use crate::extract::Id;
 use axum::Json;
 use axum::extract::State;
@@ -58,7 +58,7 @@ pub fn rank(
     }
     let mean = |c: &Candidate| -> (i64, i64) {
         let s = &c.application.scores;
-        (s.iter().map(|(_, v)| v).sum(), s.len() as i64)
+        (s.iter().map(|r| r.score).sum(), s.len() as i64)
     };
     let preferred = |c: &Candidate| {
         track(&c.application.track)
@@ -146,7 +146,7 @@ fn call_to_api(c: st::CallRecord) -> Result<Call, ApiError> {
 
 fn application_to_api(a: st::ApplicationRecord) -> Application {
     let mean_score = (!a.scores.is_empty())
-        .then(|| a.scores.iter().map(|(_, s)| *s as f64).sum::<f64>() / a.scores.len() as f64);
+        .then(|| a.scores.iter().map(|r| r.score as f64).sum::<f64>() / a.scores.len() as f64);
     Application {
         id: a.id,
         call: a.call_id,
@@ -160,7 +160,11 @@ fn application_to_api(a: st::ApplicationRecord) -> Application {
         scores: a
             .scores
             .into_iter()
-            .map(|(reviewer, score)| Score { reviewer, score })
+            .map(|r| Score {
+                reviewer: r.reviewer,
+                score: r.score,
+                comment: r.comment,
+            })
             .collect(),
         mean_score,
         created_at: a.created_at,
@@ -292,9 +296,10 @@ async fn set_call_state(
         "closed" => st::CallState::Closed,
         _ => return Err(ApiError::bad("state", "use open or closed")),
     };
+    let reason = crate::validate::reason(b.reason.as_deref())?;
     let c = s
         .store
-        .set_call_state(&actor(&caller), id, state, s.clock.now_ms())
+        .set_call_state(&actor(&caller).because(reason), id, state, s.clock.now_ms())
         .await?;
     Ok(Json(call_to_api(c)?))
 }
@@ -415,6 +420,14 @@ async fn list_applications(
             .into_iter()
             .filter(|a| visible.contains(&a.project_id))
             .map(application_to_api)
+            .map(|mut a| {
+                // Review is blind to the applicant: who scored what, and what they wrote,
+                // stays with the centre's staff; the mean is the applicant's to know.
+                if !caller.sees_all() {
+                    a.scores.clear();
+                }
+                a
+            })
             .collect(),
     ))
 }
@@ -458,6 +471,7 @@ async fn score(
 /// Rank a call's applications and make its awards within its capacity (centre admin). The
 /// call takes no more applications afterwards.
 #[utoipa::path(post, path = "/v1/calls/{id}/award", tag = "awards",
+    request_body(content = Option<ActionReason>, description = "why, for the audit log (optional)"),
     params(("id" = i64, Path, description = "call id", minimum = 1)),
     responses((status = 201, body = CallAwarded), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
@@ -465,8 +479,10 @@ async fn award_call(
     State(s): State<AppState>,
     caller: Caller,
     Id(id): Id,
+    OptionalBody(why): OptionalBody<ActionReason>,
 ) -> Result<(StatusCode, Json<CallAwarded>), ApiError> {
     caller.admin()?;
+    let reason = crate::validate::reason(why.reason.as_deref())?;
     let call = s.store.get_call(id).await?;
     let tracks: Vec<Track> = serde_json::from_str(&call.tracks)
         .map_err(|e| ApiError::Internal(format!("call {id} tracks: {e}")))?;
@@ -504,7 +520,7 @@ async fn award_call(
         .collect();
     let awards = s
         .store
-        .award_call(&actor(&caller), id, decisions, now)
+        .award_call(&actor(&caller).because(reason), id, decisions, now)
         .await?;
     s.signals.wake.notify_one();
     Ok((
@@ -550,7 +566,11 @@ mod tests {
                 scores: scores
                     .iter()
                     .enumerate()
-                    .map(|(i, s)| (format!("r{i}"), *s))
+                    .map(|(i, s)| st::ScoreRecord {
+                        reviewer: format!("r{i}"),
+                        score: *s,
+                        comment: String::new(),
+                    })
                     .collect(),
             },
         }

@@ -5,7 +5,7 @@
 use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
-use crate::error::{ApiError, Body};
+use crate::error::{ApiError, Body, OptionalBody};
 use crate::extract::{Id, Q};
 use axum::Json;
 use axum::extract::State;
@@ -605,9 +605,10 @@ async fn set_node_state(
         "up" => st::NodeState::Up,
         _ => return Err(ApiError::bad("state", "use `draining` or `up`")),
     };
+    let reason = crate::validate::reason(b.reason.as_deref())?;
     let n = s
         .store
-        .set_node_state(&actor(&caller), id, state, s.clock.now_ms())
+        .set_node_state(&actor(&caller).because(reason), id, state, s.clock.now_ms())
         .await?;
     s.signals.wake.notify_one();
     Ok(Json(convert::node(n)))
@@ -927,11 +928,18 @@ async fn get_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answe
 /// Cancel a job: a queued job at once; a running one is stopped by its agents (state
 /// `stopping`, then `cancelled`).
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    request_body(content = Option<ActionReason>, description = "why, for the audit log (optional)"),
     params(("id" = i64, Path, description = "job id", minimum = 1)),
     responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
-async fn cancel_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<Job> {
+async fn cancel_job(
+    State(s): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    OptionalBody(why): OptionalBody<ActionReason>,
+) -> Answer<Job> {
     caller.person()?;
+    let reason = crate::validate::reason(why.reason.as_deref())?;
     let (job, p) = visible_job(&s, &caller, id).await?;
     if !caller.can_cancel(&job, &p) {
         return Err(ApiError::forbidden(
@@ -940,7 +948,7 @@ async fn cancel_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> An
     }
     let j = s
         .store
-        .cancel_job(&actor(&caller), id, s.clock.now_ms())
+        .cancel_job(&actor(&caller).because(reason), id, s.clock.now_ms())
         .await?;
     s.signals.wake.notify_one();
     s.signals.assignments_changed();

@@ -142,6 +142,16 @@ pub fn text(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
     chars(field, s, true)
 }
 
+/// The reason an operator or owner gives for an action, kept in the audit log: trimmed, at
+/// most 500 characters of text; blank is none.
+pub fn reason(r: Option<&str>) -> Result<Option<&str>, ApiError> {
+    let Some(r) = r.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    text("reason", r, 500)?;
+    Ok(Some(r))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

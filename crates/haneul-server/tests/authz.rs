@@ -819,6 +819,17 @@ async fn awards_compliance_and_programmes_by_role() {
         )
         .await;
     }
+    // Review is blind: the applicant learns the mean, not who scored what or wrote what.
+    let path = format!("/v1/calls/{call}/applications");
+    let (_, mine) =
+        w.h.call(Some(&w.tokens["member_a"]), "GET", &path, None)
+            .await;
+    assert_eq!(mine[0]["scores"], json!([]), "{mine}");
+    assert_eq!(mine[0]["mean_score"], json!(7.0), "{mine}");
+    let (_, all) =
+        w.h.call(Some(&w.tokens["auditor"]), "GET", &path, None)
+            .await;
+    assert_eq!(all[0]["scores"][0]["reviewer"], "panel-1", "{all}");
     w.check(
         "POST",
         &format!("/v1/calls/{call}/award"),

@@ -312,8 +312,18 @@ async fn members_see_their_tenant_only_and_operators_see_the_fleet() {
     let cancel = post(&h, &format!("/portal/jobs/{job_b}/cancel"), Some(&mia), "").await;
     assert_eq!(cancel.status, StatusCode::NOT_FOUND);
     assert_eq!(h.job_state(job_b).await, "running");
-    // The owner's cancel button works: the running job is asked to stop.
-    let cancel = post(&h, &format!("/portal/jobs/{job_a}/cancel"), Some(&mia), "").await;
+    // The owner's cancel button asks for a reason first and does nothing until given one.
+    let asked = post(&h, &format!("/portal/jobs/{job_a}/cancel"), Some(&mia), "").await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.body);
+    assert!(asked.body.contains("id=\"confirm-form\""), "{}", asked.body);
+    assert_eq!(h.job_state(job_a).await, "running");
+    let cancel = post(
+        &h,
+        &format!("/portal/jobs/{job_a}/cancel"),
+        Some(&mia),
+        "confirmed=1&reason=wrong+data+set",
+    )
+    .await;
     assert_eq!(cancel.status, StatusCode::SEE_OTHER, "{}", cancel.body);
     assert_eq!(cancel.location, format!("/portal/jobs/{job_a}"));
     assert_eq!(h.job_state(job_a).await, "stopping");
@@ -356,7 +366,20 @@ async fn members_see_their_tenant_only_and_operators_see_the_fleet() {
         .ok(&admin, "GET", &format!("/v1/nodes/{node}"), None, 200)
         .await;
     assert_eq!(n["state"], "up");
-    let drained = post(&h, &format!("/portal/nodes/{node}/drain"), Some(&admin), "").await;
+    let asked = post(&h, &format!("/portal/nodes/{node}/drain"), Some(&admin), "").await;
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(asked.body.contains("gpu-node-7") && asked.body.contains("id=\"reason\""));
+    let n = h
+        .ok(&admin, "GET", &format!("/v1/nodes/{node}"), None, 200)
+        .await;
+    assert_eq!(n["state"], "up", "asking to confirm drains nothing");
+    let drained = post(
+        &h,
+        &format!("/portal/nodes/{node}/drain"),
+        Some(&admin),
+        "confirmed=1&reason=fan+replacement",
+    )
+    .await;
     assert_eq!(drained.status, StatusCode::SEE_OTHER);
     let n = h
         .ok(&admin, "GET", &format!("/v1/nodes/{node}"), None, 200)
@@ -374,6 +397,11 @@ async fn members_see_their_tenant_only_and_operators_see_the_fleet() {
     .await;
     assert_eq!(audit.status, StatusCode::OK);
     assert!(audit.body.contains("node."), "{}", audit.body);
+    assert!(
+        audit.body.contains("fan replacement"),
+        "the reason: {}",
+        audit.body
+    );
     assert!(
         !audit.body.contains("<td>project."),
         "filtered to node actions"

@@ -178,14 +178,61 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
     let list = page(&h, "/portal/calls", &admin).await;
     let r = row(&list.body, &format!("call-{call}")).expect("the call is listed");
     assert!(r.contains("data-state=\"open\"") && r.contains(&format!("id=\"close-{call}\"")));
-    let closed = submit(
+    // Closing asks to be confirmed with a reason, and does nothing until it is.
+    let asked = submit(
         &h,
         &format!("/portal/calls/{call}/state"),
         &admin,
         "state=closed",
     )
     .await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.body);
+    assert!(
+        asked.body.contains("id=\"confirm-form\"")
+            && asked.body.contains("name=\"state\" value=\"closed\"")
+    );
+    assert!(!asked.body.contains("id=\"reason-error\""));
+    let blank = submit(
+        &h,
+        &format!("/portal/calls/{call}/state"),
+        &admin,
+        "state=closed&confirmed=1&reason=+",
+    )
+    .await;
+    assert_eq!(blank.status, StatusCode::OK);
+    assert!(blank.body.contains("id=\"reason-error\""), "{}", blank.body);
+    let still = h
+        .ok(&admin, "GET", &format!("/v1/calls/{call}"), None, 200)
+        .await;
+    assert_eq!(still["state"], "open");
+    // Nobody else gets as far as the confirmation.
+    let theirs = submit(
+        &h,
+        &format!("/portal/calls/{call}/state"),
+        &pi,
+        "state=closed",
+    )
+    .await;
+    assert_eq!(theirs.status, StatusCode::FORBIDDEN);
+    let closed = submit(
+        &h,
+        &format!("/portal/calls/{call}/state"),
+        &admin,
+        "state=closed&confirmed=1&reason=panel+is+full",
+    )
+    .await;
     assert_eq!(closed.status, StatusCode::SEE_OTHER);
+    let head = h
+        .ok(&admin, "GET", "/v1/audit?after=0&limit=10000", None, 200)
+        .await;
+    let last = head.as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"reason\":\"panel is full\""),
+        "{last}"
+    );
     let list = page(&h, "/portal/calls", &admin).await;
     let r = row(&list.body, &format!("call-{call}")).unwrap();
     assert!(r.contains("data-state=\"closed\"") && r.contains(&format!("id=\"open-{call}\"")));
@@ -254,13 +301,13 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
     assert!(row(&op_view.body, &format!("app-{app_a}")).is_some());
     assert!(row(&op_view.body, &format!("app-{app_b}")).is_some());
     assert!(op_view.body.contains(&format!("id=\"score-form-{app_a}\"")));
-    for (reviewer, score) in [("rev-1", 9), ("rev-2", 8)] {
+    for (reviewer, score, comment) in [("rev-1", 9, "strong"), ("rev-2", 8, "needs+a+data+plan")] {
         let s = score_as(
             &h,
             call,
             app_a,
             &admin,
-            &format!("reviewer={reviewer}&score={score}&comment=strong"),
+            &format!("reviewer={reviewer}&score={score}&comment={comment}"),
         )
         .await;
         assert_eq!(s.status, StatusCode::SEE_OTHER, "{}", s.body);
@@ -271,13 +318,40 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
         scored_row.contains("rev-1: 9, rev-2: 8") && scored_row.contains("8.50"),
         "{scored_row}"
     );
+    // What the reviewers wrote is shown with their names, to the operator and the auditor.
+    let comments = format!("id=\"comments-{app_a}\"");
+    assert!(op_view.body.contains(&comments), "{}", op_view.body);
+    for said in ["<b>rev-1</b>: strong", "<b>rev-2</b>: needs a data plan"] {
+        assert!(op_view.body.contains(said), "{said} in {}", op_view.body);
+    }
     // Auditors read the scores but get no forms.
     let audit_view = page(&h, &format!("/portal/calls/{call}"), &auditor).await;
     assert!(row(&audit_view.body, &format!("app-{app_b}")).is_some());
     assert!(audit_view.body.contains("8.50"));
+    assert!(audit_view.body.contains("needs a data plan"));
+    // The applicants do not see who wrote what.
+    let applicant_view = page(&h, &format!("/portal/calls/{call}"), &pi).await;
+    assert!(
+        !applicant_view.body.contains("needs a data plan")
+            && !applicant_view.body.contains(&comments)
+    );
     assert!(!audit_view.body.contains("score-form") && !audit_view.body.contains("award-call"));
 
-    let awarded = submit(&h, &format!("/portal/calls/{call}/award"), &admin, "").await;
+    // Awarding is confirmed first; the confirmation alone awards nothing.
+    let asked = submit(&h, &format!("/portal/calls/{call}/award"), &admin, "").await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.body);
+    assert!(asked.body.contains("id=\"confirm-form\"") && !asked.body.contains("id=\"outcome\""));
+    let still = h
+        .ok(&admin, "GET", &format!("/v1/calls/{call}"), None, 200)
+        .await;
+    assert_ne!(still["state"], "awarded");
+    let awarded = submit(
+        &h,
+        &format!("/portal/calls/{call}/award"),
+        &admin,
+        "confirmed=1&reason=panel+of+2027-03-02",
+    )
+    .await;
     assert_eq!(awarded.status, StatusCode::OK, "{}", awarded.body);
     let body = &awarded.body;
     assert!(body.contains("id=\"outcome\""), "{body}");
@@ -297,7 +371,13 @@ async fn a_call_from_creation_to_award_and_into_the_statement() {
     );
     assert!(body.contains("data-state=\"awarded\"") && !body.contains("id=\"award-call\""));
     // Awarded once only: the call is shown awarded and offers no second award.
-    let again = submit(&h, &format!("/portal/calls/{call}/award"), &admin, "").await;
+    let again = submit(
+        &h,
+        &format!("/portal/calls/{call}/award"),
+        &admin,
+        "confirmed=1&reason=again",
+    )
+    .await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     assert!(again.body.contains("id=\"award-error\""), "{}", again.body);
 

@@ -304,12 +304,20 @@ macro_rules! store_impl {
                 .await?
                 .ok_or_else(|| StoreError::not_found("application", id))?;
             let state: String = r.try_get("state")?;
-            let scores: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT reviewer, score FROM scores WHERE application_id = $1 ORDER BY reviewer",
+            let scores = sqlx::query_as::<_, (String, i64, String)>(
+                "SELECT reviewer, score, comment FROM scores WHERE application_id = $1 \
+                 ORDER BY reviewer",
             )
             .bind(id)
             .fetch_all(&mut **tx)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|(reviewer, score, comment)| ScoreRecord {
+                reviewer,
+                score,
+                comment,
+            })
+            .collect();
             Ok(ApplicationRecord {
                 id: r.try_get("id")?,
                 call_id: r.try_get("call_id")?,
@@ -515,6 +523,7 @@ macro_rules! store_impl {
                 .await?
                 .unwrap_or_default(),
             };
+            let detail = &detail_with_reason(detail, actor.reason.as_deref());
             let hash = audit_hash(&prev, now, &actor.name, action, target, detail);
             sqlx::query(
                 "INSERT INTO audit (at, actor, action, target, detail, prev_hash, hash) \

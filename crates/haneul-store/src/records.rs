@@ -185,6 +185,9 @@ text_enum!(
 pub struct Actor {
     pub user: Option<i64>,
     pub name: String,
+    /// Why they do it, in their words: written into the detail of every audit entry the
+    /// action makes (a drain, a cancel, closing or awarding a call).
+    pub reason: Option<String>,
 }
 
 impl Actor {
@@ -192,13 +195,40 @@ impl Actor {
         Actor {
             user: None,
             name: name.to_string(),
+            reason: None,
         }
     }
     pub fn user(u: &UserRecord) -> Self {
         Actor {
             user: Some(u.id),
             name: u.name.clone(),
+            reason: None,
         }
+    }
+    /// The same actor giving a reason; a blank one is no reason.
+    pub fn because(mut self, reason: Option<&str>) -> Self {
+        self.reason = reason
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        self
+    }
+}
+
+/// An audit entry's detail with the actor's reason added: into the JSON object the detail is,
+/// or beside it where it is not one.
+pub fn detail_with_reason(detail: &str, reason: Option<&str>) -> String {
+    let Some(reason) = reason else {
+        return detail.to_string();
+    };
+    match serde_json::from_str::<serde_json::Value>(detail) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.insert("reason".into(), reason.into());
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ if detail.trim().is_empty() => serde_json::json!({ "reason": reason }).to_string(),
+        Ok(other) => serde_json::json!({ "detail": other, "reason": reason }).to_string(),
+        Err(_) => serde_json::json!({ "detail": detail, "reason": reason }).to_string(),
     }
 }
 
@@ -695,8 +725,16 @@ pub struct ApplicationRecord {
     pub plan: String,
     pub state: ApplicationState,
     pub created_at: i64,
-    /// (reviewer, score), by reviewer.
-    pub scores: Vec<(String, i64)>,
+    /// By reviewer.
+    pub scores: Vec<ScoreRecord>,
+}
+
+/// One reviewer's score of an application and what they wrote with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreRecord {
+    pub reviewer: String,
+    pub score: i64,
+    pub comment: String,
 }
 
 /// What a call's ranking decided for one application.

@@ -1083,7 +1083,12 @@ pub async fn calls_applications_and_awards(store: &dyn Store) {
         .score_application(&admin(), a1.id, "kim", 8, "revised", 4)
         .await
         .unwrap();
-    assert_eq!(s.scores, vec![("kim".into(), 8), ("lee".into(), 9)]);
+    let scored: Vec<_> = s
+        .scores
+        .iter()
+        .map(|r| (r.reviewer.as_str(), r.score, r.comment.as_str()))
+        .collect();
+    assert_eq!(scored, vec![("kim", 8, "revised"), ("lee", 9, "")]);
     let mut aw = award(p.id, 2880, 5, 100);
     aw.application_id = Some(a1.id);
     let made = store
@@ -1240,6 +1245,25 @@ pub async fn node_health_drains_and_requeues(store: &dyn Store) {
         .unwrap();
     assert_eq!(rec.state, NodeState::Draining);
     assert_eq!(rec.down_reason, None);
+
+    // An operator's reason goes into the audit entry the action makes, and nowhere else.
+    store
+        .set_node_state(&admin(), n.id, NodeState::Up, 40)
+        .await
+        .unwrap();
+    let why = admin().because(Some("  fan \"3\" failing  "));
+    store
+        .set_node_state(&why, n.id, NodeState::Draining, 41)
+        .await
+        .unwrap();
+    let head = store.audit_head().await.unwrap().unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&head.detail).unwrap();
+    assert_eq!(detail["reason"], "fan \"3\" failing", "{}", head.detail);
+    assert_eq!(head.at, 41);
+    let before = store.list_audit(0, 10_000).await.unwrap();
+    let earlier = &before[before.len() - 2];
+    assert!(!earlier.detail.contains("reason"), "{}", earlier.detail);
+    assert!(admin().because(Some("   ")).reason.is_none());
 }
 
 pub async fn fleet_summary_and_ledger_spans(store: &dyn Store) {

@@ -465,6 +465,73 @@ struct ErrorPage {
     message: String,
 }
 
+/// A destructive action (cancel, drain, close, award) stopped to be confirmed, with a reason
+/// that goes into the audit log.
+#[derive(Template)]
+#[template(path = "portal/confirm.html")]
+struct ConfirmPage {
+    base: Base,
+    heading: String,
+    consequence: &'static str,
+    action: String,
+    hidden: Vec<(&'static str, String)>,
+    back: String,
+    /// The confirmation came back without a reason.
+    refused: bool,
+}
+
+/// What a destructive action's form carries: empty until its confirmation page is filled in.
+#[derive(Debug, Default, Deserialize)]
+struct ReasonForm {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    confirmed: String,
+}
+
+impl ReasonForm {
+    /// The reason given, or None to ask for one.
+    fn reason(&self) -> Option<&str> {
+        Some(self.reason.trim()).filter(|r| !r.is_empty())
+    }
+}
+
+/// What a destructive action needs before it is done.
+struct Confirmation {
+    heading: String,
+    consequence: &'static str,
+    action: String,
+    hidden: Vec<(&'static str, String)>,
+    back: String,
+}
+
+impl Confirmation {
+    /// The confirmation page, saying a reason is needed when one was asked for and not given.
+    fn page(self, ctx: &Ctx, user: &api::User, form: &ReasonForm) -> Response {
+        render(&ConfirmPage {
+            base: ctx.base(user),
+            heading: self.heading,
+            consequence: self.consequence,
+            action: self.action,
+            hidden: self.hidden,
+            back: self.back,
+            refused: !form.confirmed.is_empty(),
+        })
+    }
+}
+
+/// Only a centre administrator is asked to confirm an operator's action; anyone else is told
+/// no at once, as the API would.
+fn administrator(user: &api::User) -> Result<(), Refusal> {
+    if user.role == api::Role::CentreAdmin {
+        Ok(())
+    } else {
+        Err(Refusal::Forbidden(
+            "only a centre administrator may do this".into(),
+        ))
+    }
+}
+
 #[derive(Template)]
 #[template(path = "portal/signin.html")]
 struct SigninPage {
@@ -1536,11 +1603,36 @@ async fn logs_body(ctx: &Ctx, raw: &str, q: &After) -> Result<Response, Refusal>
     }))
 }
 
-async fn cancel_job(ctx: Ctx, Path(id): Path<String>) -> Response {
+async fn cancel_job(ctx: Ctx, Path(id): Path<String>, Form(f): Form<ReasonForm>) -> Response {
     let result = async {
         let id = job_id(&id)?;
-        ctx.call::<api::Job>(Method::POST, &format!("/v1/jobs/{id}/cancel"), None)
-            .await?;
+        let Some(reason) = f.reason() else {
+            // Only someone who may cancel the job is asked to confirm it.
+            let user: api::User = ctx.get("/v1/whoami").await?;
+            let detail: api::JobDetail = ctx.get(&format!("/v1/jobs/{id}")).await?;
+            let project: api::Project = ctx
+                .get(&format!("/v1/projects/{}", detail.job.project))
+                .await?;
+            if !job_rights(&user, &detail.job, &project).0 {
+                return Err(Refusal::Forbidden(
+                    "only the job's owner or its organisation's admin may cancel it".into(),
+                ));
+            }
+            let confirm = Confirmation {
+                heading: format!("{} {id}", ctx.t().cancel),
+                consequence: ctx.t().cancel_consequence,
+                action: format!("/portal/jobs/{id}/cancel"),
+                hidden: Vec::new(),
+                back: format!("/portal/jobs/{id}"),
+            };
+            return Ok(confirm.page(&ctx, &user, &f));
+        };
+        ctx.call::<api::Job>(
+            Method::POST,
+            &format!("/v1/jobs/{id}/cancel"),
+            Some(serde_json::json!({ "reason": reason })),
+        )
+        .await?;
         Ok(Redirect::to(&format!("/portal/jobs/{id}")).into_response())
     };
     page!(ctx, result.await)
@@ -1696,7 +1788,11 @@ async fn usage_series(
     })
 }
 
-async fn node_action(ctx: Ctx, Path((id, action)): Path<(String, String)>) -> Response {
+async fn node_action(
+    ctx: Ctx,
+    Path((id, action)): Path<(String, String)>,
+    Form(f): Form<ReasonForm>,
+) -> Response {
     let result = async {
         let id = job_id(&id)?;
         let state = match action.as_str() {
@@ -1704,10 +1800,24 @@ async fn node_action(ctx: Ctx, Path((id, action)): Path<(String, String)>) -> Re
             "resume" => "up",
             _ => return Err(Refusal::NotFound),
         };
+        // Draining takes capacity away, so it is confirmed with a reason; resuming is not.
+        if state == "draining" && f.reason().is_none() {
+            let user: api::User = ctx.get("/v1/whoami").await?;
+            administrator(&user)?;
+            let node: api::Node = ctx.get(&format!("/v1/nodes/{id}")).await?;
+            let confirm = Confirmation {
+                heading: format!("{} {}", ctx.t().drain, node.name),
+                consequence: ctx.t().drain_consequence,
+                action: format!("/portal/nodes/{id}/drain"),
+                hidden: Vec::new(),
+                back: "/portal/fleet".into(),
+            };
+            return Ok(confirm.page(&ctx, &user, &f));
+        }
         ctx.call::<api::Node>(
             Method::POST,
             &format!("/v1/nodes/{id}/state"),
-            Some(serde_json::json!({ "state": state })),
+            Some(serde_json::json!({ "state": state, "reason": f.reason() })),
         )
         .await?;
         Ok(Redirect::to("/portal/fleet").into_response())

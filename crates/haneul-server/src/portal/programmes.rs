@@ -9,7 +9,7 @@
 use super::i18n::Texts;
 // A path id: a positive number, else the page is not there.
 use super::job_id as path_id;
-use super::{Base, Ctx, Refusal, number, render, utc};
+use super::{Base, Confirmation, Ctx, ReasonForm, Refusal, number, render, utc};
 use crate::AppState;
 use askama::Template;
 use axum::Router;
@@ -317,15 +317,31 @@ async fn create_call(ctx: Ctx, Form(f): Form<CallForm>) -> Response {
 struct StateForm {
     #[serde(default)]
     state: String,
+    #[serde(flatten)]
+    why: ReasonForm,
 }
 
 async fn set_call_state(ctx: Ctx, Path(id): Path<String>, Form(f): Form<StateForm>) -> Response {
     let result = async {
         let id = path_id(&id)?;
+        // Closing turns applicants away, so it is confirmed with a reason; reopening is not.
+        if f.state == "closed" && f.why.reason().is_none() {
+            let user: api::User = ctx.get("/v1/whoami").await?;
+            super::administrator(&user)?;
+            let call: api::Call = ctx.get(&format!("/v1/calls/{id}")).await?;
+            let confirm = Confirmation {
+                heading: format!("{} {}", ctx.t().close_call, call.name),
+                consequence: ctx.t().close_consequence,
+                action: format!("/portal/calls/{id}/state"),
+                hidden: vec![("state", f.state.clone())],
+                back: "/portal/calls".into(),
+            };
+            return Ok(confirm.page(&ctx, &user, &f.why));
+        }
         ctx.call::<api::Call>(
             Method::POST,
             &format!("/v1/calls/{id}/state"),
-            Some(json!({ "state": f.state })),
+            Some(json!({ "state": f.state, "reason": f.why.reason() })),
         )
         .await?;
         Ok(Redirect::to("/portal/calls").into_response())
@@ -394,6 +410,8 @@ struct AppRow {
     state: &'static str,
     mean: String,
     scores: String,
+    /// (reviewer, comment) for each score that came with one.
+    comments: Vec<(String, String)>,
 }
 
 struct AwardedRow {
@@ -498,6 +516,12 @@ async fn call_body(ctx: &Ctx, id: i64, extras: Extras) -> Result<Response, Refus
                 .map(|s| format!("{}: {}", s.reviewer, s.score))
                 .collect::<Vec<_>>()
                 .join(", "),
+            comments: a
+                .scores
+                .iter()
+                .filter(|s| !s.comment.trim().is_empty())
+                .map(|s| (s.reviewer.clone(), s.comment.clone()))
+                .collect(),
             app: a,
         })
         .collect();
@@ -613,11 +637,29 @@ async fn score(
     finish(&ctx, result.await)
 }
 
-async fn award_call(ctx: Ctx, Path(id): Path<String>) -> Response {
+async fn award_call(ctx: Ctx, Path(id): Path<String>, Form(f): Form<ReasonForm>) -> Response {
     let result = async {
         let id = path_id(&id)?;
+        // Awarding cannot be undone: confirmed with a reason first.
+        let Some(reason) = f.reason() else {
+            let user: api::User = ctx.get("/v1/whoami").await?;
+            super::administrator(&user)?;
+            let call: api::Call = ctx.get(&format!("/v1/calls/{id}")).await?;
+            let confirm = Confirmation {
+                heading: format!("{} {}", ctx.t().award_call, call.name),
+                consequence: ctx.t().award_call_help,
+                action: format!("/portal/calls/{id}/award"),
+                hidden: Vec::new(),
+                back: format!("/portal/calls/{id}"),
+            };
+            return Ok(confirm.page(&ctx, &user, &f));
+        };
         let answer = ctx
-            .call::<api::CallAwarded>(Method::POST, &format!("/v1/calls/{id}/award"), None)
+            .call::<api::CallAwarded>(
+                Method::POST,
+                &format!("/v1/calls/{id}/award"),
+                Some(json!({ "reason": reason })),
+            )
             .await;
         let answer = match answer {
             Ok(a) => a,
