@@ -56,9 +56,35 @@ impl Engine {
         let mut heap: BinaryHeap<Reverse<(Share, usize)>> = self
             .busy_queues
             .iter()
-            .map(|&q| Reverse((Share(self.share_of(q)), q)))
+            .map(|&q| Reverse((Share(self.queue_key(q)), q)))
             .collect();
 
+        if self.policy.reserve_oldest
+            && depth > 0
+            && let Some(job) = self.oldest_queued()
+        {
+            stats.visited += 1;
+            match self.try_start(job, &reservations, &mut failures, &mut stats) {
+                Attempt::Started(start) => {
+                    stats.started += 1;
+                    decisions.starts.push(start);
+                }
+                Attempt::NoRoom { .. }
+                    if matches!(self.jobs[&job].run, Run::Queued { victims: 0 }) =>
+                {
+                    stats.reservation_plans += 1;
+                    if let Some(mut plan) = self.plan_reservation(job, &reservations) {
+                        plan.guaranteed = self.jobs[&job]
+                            .models
+                            .iter()
+                            .any(|&m| self.mode(&self.jobs[&job], m) == Some(Mode::Guaranteed));
+                        decisions.reservations.push(self.reservation_of(job, &plan));
+                        reservations.push(plan);
+                    }
+                }
+                _ => {}
+            }
+        }
         let mut failed_after_reservations = 0usize;
         while let Some(Reverse((_, q))) = heap.pop() {
             if !reservations.is_empty() && failed_after_reservations >= self.policy.backfill_window
@@ -119,6 +145,7 @@ impl Engine {
                         break;
                     } else if reservations.len() < depth
                         && !waiting
+                        && !decisions.reservations.iter().any(|r| r.job == job)
                         && let Some(mut plan) = {
                             stats.reservation_plans += 1;
                             self.plan_reservation(job, &reservations)
@@ -130,7 +157,7 @@ impl Engine {
                     }
                 }
             }
-            heap.push(Reverse((Share(self.share_of(q)), q)));
+            heap.push(Reverse((Share(self.queue_key(q)), q)));
         }
         // Projects below a guarantee may have work that no shape check let the loop reach: give
         // each its first waiting job a chance to reclaim, within the pass's preemption budget.
@@ -183,6 +210,12 @@ impl Engine {
             }
         }
         self.last_stats = stats;
+        self.last_reservations = decisions
+            .reservations
+            .iter()
+            .zip(reservations)
+            .flat_map(|(d, r)| r.nodes.into_iter().map(move |(n, x)| (d.job, n, x)))
+            .collect();
         decisions
     }
 
@@ -208,6 +241,15 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// The queued job that has waited longest among the queues' first jobs.
+    fn oldest_queued(&self) -> Option<JobId> {
+        self.busy_queues
+            .iter()
+            .filter_map(|&q| self.queues[q].all.first())
+            .min_by_key(|k| (k.submitted, k.job))
+            .map(|k| k.job)
     }
 
     fn reservation_of(&self, job: JobId, plan: &ReservationPlan) -> Reservation {
