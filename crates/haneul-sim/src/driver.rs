@@ -861,6 +861,19 @@ guaranteed_gpus = 24
             }
             assert!(r.node_failures > 0);
             assert!(r.alloc_milli_ms <= r.capacity_milli as f64 * r.makespan_ms as f64);
+            // The idle split covers the free GPU-time exactly, once.
+            let idle = r.idle.expect("explain was on");
+            let split = idle.reserved
+                + idle.reclaim_hold
+                + idle.quota
+                + idle.not_started
+                + idle.fragmentation
+                + idle.no_demand;
+            assert!(
+                (split - r.free_milli_ms).abs() <= 1e-9 * r.free_milli_ms.max(1.0),
+                "{name}: split {split} free {}",
+                r.free_milli_ms
+            );
             if name == "haneul" {
                 assert!(
                     r.preemptions > 0,

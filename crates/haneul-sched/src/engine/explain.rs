@@ -15,11 +15,12 @@ pub struct IdleCauses {
     /// A waiting job fits here on a model its project may use, but its quota or borrowing limit
     /// forbids it (or it is not preemptible above its guarantee).
     pub quota: u64,
-    /// A waiting job fits here within its quota, yet the pass did not start it: ordering
-    /// (a blocked head in strict FIFO), the backfill window, or a gang that does not fit whole.
+    /// A waiting job (its whole gang) fits now within its quota, and one of its tasks fits
+    /// here, yet the pass did not start it: ordering (a blocked head in strict FIFO), the
+    /// backfill window, or a reservation its run would overlap on other nodes.
     pub not_started: u64,
-    /// Jobs wait, but none fits in what is free on this node (too small a share left, wrong model
-    /// or pool, CPU or memory used up).
+    /// Jobs wait, but none can use what is free on this node (too small a share left, wrong
+    /// model or pool, CPU or memory used up, or a gang that needs more than is free anywhere).
     pub fragmentation: u64,
     /// Nothing waits that needs a GPU.
     pub no_demand: u64,
