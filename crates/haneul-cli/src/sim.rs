@@ -215,6 +215,14 @@ fn print_explain(reports: &[PolicyReport]) {
     );
     t.add_row(row);
     println!("{t}");
+    for (r, e) in &explained {
+        if let Some(j) = &e.last_job {
+            println!(
+                "{}: the last job to end (#{}, {}, {} GPUs) was submitted at {:.1} h, waited {:.1} h and ended at {:.1} h",
+                r.policy, j.index, j.project, j.gpus, j.submitted_h, j.waited_h, j.ended_h
+            );
+        }
+    }
 }
 
 /// One row of the summary table: how to print a figure of a report.

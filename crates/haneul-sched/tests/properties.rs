@@ -162,6 +162,7 @@ proptest! {
         reserve_oldest in any::<bool>(),
         estimate_age_pct in 0..800u32,
         reservations in 0..4usize,
+        sticky_reservations in any::<bool>(),
     ) {
         let fleet = fleet_of(&nodes);
         let tenants = tenants_of(&projects);
@@ -170,6 +171,7 @@ proptest! {
             reserve_oldest,
             estimate_age_pct,
             reservations,
+            sticky_reservations,
             ..Policy::default()
         };
         let mut a = Engine::new(&fleet, &tenants, policy.clone()).unwrap();
@@ -209,7 +211,12 @@ proptest! {
             p.borrow_limit = None;
         }
         let tenants = tenants_of(&projects);
-        let policy = Policy { preemption: false, reserve_oldest, ..Policy::default() };
+        let policy = Policy {
+            preemption: false,
+            reserve_oldest,
+            sticky_reservations: reserve_oldest,
+            ..Policy::default()
+        };
         let mut engine = Engine::new(&fleet, &tenants, policy).unwrap();
         drive(&mut engine, nodes.len(), &steps);
         let now = Time::from_secs(1_000_000);

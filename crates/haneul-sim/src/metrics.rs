@@ -121,6 +121,22 @@ pub struct IdleReport {
     pub fragmentation_gpu_hours: f64,
     /// Free with nothing waiting.
     pub no_demand_gpu_hours: f64,
+    /// The job that finished last and so set the makespan: a long drain with "no demand" idle
+    /// time usually traces back to it having started late.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_job: Option<LastJob>,
+}
+
+/// The job that set the makespan.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LastJob {
+    /// Position in the workload, from 0, in submission order.
+    pub index: u64,
+    pub project: String,
+    pub gpus: f64,
+    pub submitted_h: f64,
+    pub waited_h: f64,
+    pub ended_h: f64,
 }
 
 impl IdleReport {
@@ -140,11 +156,28 @@ impl IdleReport {
     }
 }
 
-fn idle_report(r: &RunResult) -> Option<IdleReport> {
+fn idle_report(w: &Workload, r: &RunResult) -> Option<IdleReport> {
     let idle = r.idle.as_ref()?;
     let h = |milli_ms: f64| milli_ms / 1000.0 / 3_600_000.0;
     let capacity = r.capacity_milli as f64 * r.makespan_ms as f64;
+    let hours = |ms: i64| ms as f64 / 3_600_000.0;
+    // Ties go to the first in submission order.
+    let last_job = (0..w.jobs.len())
+        .filter(|&i| r.first_start[i] >= 0 && r.end[i] >= 0)
+        .max_by_key(|&i| (r.end[i], std::cmp::Reverse(i)))
+        .map(|i| {
+            let j = &w.jobs[i];
+            LastJob {
+                index: i as u64,
+                project: w.projects[j.project as usize].name.clone(),
+                gpus: j.gpus(),
+                submitted_h: hours(j.submit.0),
+                waited_h: hours(r.first_start[i] - j.submit.0),
+                ended_h: hours(r.end[i]),
+            }
+        });
     Some(IdleReport {
+        last_job,
         capacity_gpu_hours: h(capacity),
         busy_gpu_hours: h(r.alloc_milli_ms - r.lost_milli_ms),
         preemption_lost_gpu_hours: h(r.lost_milli_ms),
@@ -462,7 +495,7 @@ pub fn summarise(
         by_class: class_stats,
         by_size: size_stats,
         uncatalogued_models: r.unknown_classes.clone(),
-        explain: idle_report(r),
+        explain: idle_report(w, r),
         wall_s,
         charts: ChartData {
             utilization: r.util_series.points(),

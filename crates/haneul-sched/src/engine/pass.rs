@@ -59,10 +59,29 @@ impl Engine {
             .map(|&q| Reverse((Share(self.queue_key(q)), q)))
             .collect();
 
+        let mut first: Vec<JobId> = Vec::new();
+        if self.policy.sticky_reservations {
+            for (j, _, _) in &self.last_reservations {
+                if !first.contains(j)
+                    && matches!(
+                        self.jobs.get(j).map(|e| &e.run),
+                        Some(Run::Queued { victims: 0 })
+                    )
+                {
+                    first.push(*j);
+                }
+            }
+        }
         if self.policy.reserve_oldest
-            && depth > 0
             && let Some(job) = self.oldest_queued()
+            && !first.contains(&job)
         {
+            first.push(job);
+        }
+        for job in first {
+            if reservations.len() >= depth {
+                break;
+            }
             stats.visited += 1;
             match self.try_start(job, &reservations, &mut failures, &mut stats) {
                 Attempt::Started(start) => {
@@ -243,13 +262,33 @@ impl Engine {
         None
     }
 
-    /// The queued job that has waited longest among the queues' first jobs.
+    /// The queued job that has waited longest among those that need whole nodes (a gang, or a
+    /// task as large as the largest node): only drained capacity can take them, and fair-share
+    /// order alone may never give a heavy user's such job a reservation.
     fn oldest_queued(&self) -> Option<JobId> {
-        self.busy_queues
+        let node_gpus = self
+            .cluster
+            .nodes
             .iter()
-            .filter_map(|&q| self.queues[q].all.first())
-            .min_by_key(|k| (k.submitted, k.job))
-            .map(|k| k.job)
+            .map(|n| n.gpus())
+            .max()
+            .unwrap_or(0) as u32;
+        let mut best: Option<OrderKey> = None;
+        for &q in &self.busy_queues {
+            for (&shape, set) in &self.queues[q].by_shape {
+                let k = self.shapes.keys[shape as usize];
+                if k.gpus == 0 || (k.replicas < 2 && k.gpus < node_gpus) {
+                    continue;
+                }
+                // The first in queue order (priority class, then age) stands for the shape.
+                if let Some(first) = set.first()
+                    && best.is_none_or(|b| (first.submitted, first.job) < (b.submitted, b.job))
+                {
+                    best = Some(*first);
+                }
+            }
+        }
+        best.map(|k| k.job)
     }
 
     fn reservation_of(&self, job: JobId, plan: &ReservationPlan) -> Reservation {
