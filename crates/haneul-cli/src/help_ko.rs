@@ -763,6 +763,10 @@ const KO: &[(&str, &str)] = &[
     ),
     ("sim/out", "report.json, CSV 표, SVG 차트를 여기에 씀"),
     (
+        "sim/explain",
+        "정책마다 유휴 GPU 시간을 원인별로 나눔 (예약, 회수 대기, 쿼터, 시작 안 됨, 단편화, 수요 없음): 표로, 또는 JSON 의 explain",
+    ),
+    (
         "token create/out",
         "비밀 값을 출력하지 않고 이 파일에 씀 (모드 0600)",
     ),

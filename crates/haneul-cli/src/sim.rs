@@ -31,6 +31,10 @@ pub struct SimArgs {
     /// Write report.json, CSV tables and SVG charts here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Split each policy's idle GPU-time by cause (reservations, reclaim holds, quotas, jobs
+    /// not started, fragmentation, no demand) as a table, or as `explain` in the JSON.
+    #[arg(long)]
+    explain: bool,
     /// Directory of public trace files, for scenarios whose workload names a `trace`
     /// (default: ../shared/traces when present).
     #[arg(long, env = "HANEUL_TRACES", value_name = "DIR")]
@@ -109,9 +113,15 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for p in &scn.policies {
         let mut progress = Progress::new(format!("{p:>10}"));
-        let r = scenario::run_policy(&scn, &workload, &fleet, &catalogue, p, &mut |d, t| {
-            progress.update(d, t)
-        })?;
+        let r = scenario::run_policy_explained(
+            &scn,
+            &workload,
+            &fleet,
+            &catalogue,
+            p,
+            args.explain,
+            &mut |d, t| progress.update(d, t),
+        )?;
         progress.finish();
         reports.push(r);
     }
@@ -132,6 +142,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
             fleet.describe()
         );
         print_table(&reports);
+        if args.explain {
+            print_explain(&reports);
+        }
         if let Some(r) = reports.iter().find(|r| !r.uncatalogued_models.is_empty()) {
             println!(
                 "note: {} not in the catalogue: run at speed 1 with no price or power",
@@ -164,6 +177,51 @@ pub fn hours(s: f64) -> String {
         format!("{:.1} min", s / 60.0)
     } else {
         format!("{s:.0} s")
+    }
+}
+
+/// Where each policy's GPU-hours went: one row per part, GPU-hours and share of capacity.
+fn print_explain(reports: &[PolicyReport]) {
+    let explained: Vec<_> = reports
+        .iter()
+        .filter_map(|r| r.explain.as_ref().map(|e| (r, e)))
+        .collect();
+    let Some((_, first)) = explained.first() else {
+        return;
+    };
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    let mut header = vec!["GPU-hours".to_string()];
+    header.extend(explained.iter().map(|(r, _)| r.policy.clone()));
+    t.set_header(header);
+    for (i, (name, _)) in first.parts().iter().enumerate() {
+        let mut row = vec![name.to_string()];
+        for (_, e) in &explained {
+            let v = e.parts()[i].1;
+            let share = if e.capacity_gpu_hours > 0.0 {
+                v / e.capacity_gpu_hours * 100.0
+            } else {
+                0.0
+            };
+            row.push(format!("{v:.0} ({share:.1}%)"));
+        }
+        t.add_row(row);
+    }
+    let mut row = vec!["capacity".to_string()];
+    row.extend(
+        explained
+            .iter()
+            .map(|(_, e)| format!("{:.0}", e.capacity_gpu_hours)),
+    );
+    t.add_row(row);
+    println!("{t}");
+    for (r, e) in &explained {
+        if let Some(j) = &e.last_job {
+            println!(
+                "{}: the last job to end (#{}, {}, {} GPUs) was submitted at {:.1} h, waited {:.1} h and ended at {:.1} h",
+                r.policy, j.index, j.project, j.gpus, j.submitted_h, j.waited_h, j.ended_h
+            );
+        }
     }
 }
 

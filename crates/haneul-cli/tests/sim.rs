@@ -157,6 +157,69 @@ fn three_jobs_on_two_nodes_match_hand_computed_figures() {
 }
 
 #[test]
+fn explain_splits_idle_gpu_time_by_cause_as_computed_by_hand() {
+    let d = dir_with(&[
+        ("fleet.toml", TWO_NODES),
+        ("jobs.csv", THREE_JOBS),
+        ("scenario.toml", THREE_JOBS_SCENARIO),
+    ]);
+    let args = [
+        "sim",
+        "--scenario",
+        "scenario.toml",
+        "--policy",
+        "fifo",
+        "--policy",
+        "haneul",
+        "--explain",
+    ];
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let reports = json_ok(run_in(&d, &json_args));
+    let gpu_s = |r: &Value, key: &str| f(&r["explain"], key) * 3600.0;
+    // FIFO: node 1 idle with nothing waiting in 0-10 (40 GPU-s); B waits for the gang in 10-20
+    // and nothing fits (40); C fits node 1 in 20-100 but may not pass B (320); after B, node 1
+    // idles while C runs, 150-180 (120).
+    let fifo = &reports[0];
+    assert!(close(gpu_s(fifo, "no_demand_gpu_hours"), 160.0), "{fifo}");
+    assert!(close(gpu_s(fifo, "fragmentation_gpu_hours"), 40.0));
+    assert!(close(gpu_s(fifo, "not_started_gpu_hours"), 320.0));
+    assert!(close(gpu_s(fifo, "reserved_gpu_hours"), 0.0));
+    assert!(close(gpu_s(fifo, "busy_gpu_hours"), 920.0));
+    assert!(close(gpu_s(fifo, "capacity_gpu_hours"), 1440.0));
+    // Haneul: B's reservation holds node 1 in 10-20 and again in 50-100 after C, backfilled,
+    // ends (240 GPU-s); 0-10 is idle without demand.
+    let h = &reports[1];
+    assert!(close(gpu_s(h, "reserved_gpu_hours"), 240.0), "{h}");
+    assert!(close(gpu_s(h, "no_demand_gpu_hours"), 40.0));
+    assert!(close(gpu_s(h, "not_started_gpu_hours"), 0.0));
+    assert!(close(gpu_s(h, "capacity_gpu_hours"), 1200.0));
+    // Without --explain the JSON has no split; with it, the table names every part.
+    let plain = json_ok(run_in(
+        &d,
+        &args[..7]
+            .iter()
+            .copied()
+            .chain(["--json"])
+            .collect::<Vec<_>>(),
+    ));
+    assert!(plain[0].get("explain").is_none());
+    let out = run_in(&d, &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for part in [
+        "reserved",
+        "reclaim hold",
+        "quota",
+        "not started",
+        "fragmentation",
+        "no demand",
+    ] {
+        assert!(text.contains(part), "{part} missing in {text}");
+    }
+}
+
+#[test]
 fn run_time_scales_with_the_catalogue_and_time_limits_stop_jobs() {
     let fleet = "[[pools]]\nname = \"p\"\ngpu_model = \"H200\"\nnodes = 1\ngpus_per_node = 8\n";
     // 130 s measured on H100 runs 100 s on an H200 (throughput 1.3); the second job is stopped

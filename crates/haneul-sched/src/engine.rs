@@ -1,10 +1,13 @@
 //! The engine: events in, decisions out.
 
 mod backfill;
+mod explain;
 mod invariants;
 mod pass;
 mod preempt;
 mod restore;
+
+pub use explain::IdleCauses;
 
 use crate::cluster::{Cluster, FULL};
 use crate::decision::{Decisions, Placement, Preemption, Reservation, Start, TaskPlacement};
@@ -145,6 +148,8 @@ pub struct Engine {
     last_stats: PassStats,
     /// Per project: no reclaim planning before this time, after a plan found no victims.
     reclaim_backoff: FxHashMap<u32, Time>,
+    /// What the last pass reserved, per node, for [`Engine::idle_causes`].
+    last_reservations: Vec<(JobId, u32, Reserved)>,
 }
 
 /// f64 ordered by `total_cmp`, for the fair-share heap.
@@ -217,6 +222,7 @@ impl Engine {
             now: Time::ZERO,
             last_stats: PassStats::default(),
             reclaim_backoff: FxHashMap::default(),
+            last_reservations: Vec::new(),
         };
         let mut capacity = vec![0u64; engine.cluster.models.len()];
         for n in &engine.cluster.nodes {
@@ -378,6 +384,20 @@ impl Engine {
         (p.usage + p.running_milli as f64 / 1000.0 * h) / p.weight
     }
 
+    /// The queue's place in a pass: fair share, aged by how long its first job has waited.
+    fn queue_key(&self, q: usize) -> f64 {
+        let share = self.share_of(q);
+        let h = self.policy.age_half_life.0;
+        if h <= 0 || share <= 0.0 {
+            return share;
+        }
+        let Some(head) = self.queues[q].all.first() else {
+            return share;
+        };
+        let waited = self.now.since(head.submitted).0.max(0) as f64;
+        share * 0.5f64.powf(waited / h as f64)
+    }
+
     /// Accepts a job into the queue, or says which field makes it impossible to run.
     pub fn submit(&mut self, job: Job, now: Time) -> Result<(), SchedError> {
         self.advance(now);
@@ -425,7 +445,17 @@ impl Engine {
         }
         let shape = self.shapes.intern(shape_key);
         let priority = (self.policy.ordering != Ordering::Fifo).then_some(spec.priority);
-        let key = OrderKey::new(priority, job.submitted_at, job.id);
+        let est = {
+            let s = &job.spec;
+            match (s.runtime_estimate, s.time_limit) {
+                (Some(e), Some(l)) => e.min(l),
+                (Some(e), None) => e,
+                (None, Some(l)) => l,
+                (None, None) => self.policy.default_runtime,
+            }
+        };
+        let credit = est.0.max(0) / 100 * self.policy.estimate_age_pct as i64;
+        let key = OrderKey::new(priority, Time(job.submitted_at.0 - credit), job.id);
         self.frag.observe(task_kind(spec, mask), spec.replicas);
         let q = self.queue_of(project);
         self.queues[q].insert(key, shape);

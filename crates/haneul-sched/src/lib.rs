@@ -29,7 +29,7 @@ mod policy;
 mod queue;
 
 pub use decision::{Decisions, Placement, Preemption, Reservation, Start, TaskPlacement};
-pub use engine::{Engine, JobState, PassStats};
+pub use engine::{Engine, IdleCauses, JobState, PassStats};
 pub use error::SchedError;
 pub use frag::TaskKind;
 pub use policy::{FragTuning, Ordering, PlacementStrategy, Policy};

@@ -68,6 +68,24 @@ pub struct Policy {
     pub ordering: Ordering,
     /// Half-life of past usage in fair share (Slurm's PriorityDecayHalfLife).
     pub fair_share_half_life: Span,
+    /// Fair share ages: a project's standing in the pass's order halves for every
+    /// `age_half_life` its first queued job has waited (the age factor Slurm's multifactor puts
+    /// next to fair share). Heavy users' work is then deferred, not starved, and long jobs do not
+    /// all start at the end of a busy spell. Zero turns ageing off.
+    pub age_half_life: Span,
+    /// The first reservation goes to the job that has waited longest among those that need whole
+    /// nodes (a gang, or a task as large as the largest node), rather than to the first blocked
+    /// job in fair-share order, so that a heavy user's large job is not starved of drains.
+    pub reserve_oldest: bool,
+    /// A reservation is a promise: the job that held one in the last pass goes first in the next
+    /// (started if it fits, reserved again if not), so the capacity drained for it is not taken
+    /// by whoever comes first in fair-share order when it frees.
+    pub sticky_reservations: bool,
+    /// Within a queue, a job sorts as if submitted earlier by this share (percent) of its
+    /// estimated run time, so that long jobs start before shorter ones submitted a little after
+    /// them. Fair share between projects is untouched; what changes is which of a project's own
+    /// jobs uses its turn. Zero keeps plain submission order.
+    pub estimate_age_pct: u32,
     /// Let projects run above their guarantee on idle capacity (as preemptible work).
     pub borrowing: bool,
     /// Reclaim guarantees by preempting borrowed work.
@@ -99,6 +117,10 @@ impl Default for Policy {
         Policy {
             ordering: Ordering::FairShare,
             fair_share_half_life: Span::from_hours(7 * 24),
+            age_half_life: Span::ZERO,
+            reserve_oldest: false,
+            estimate_age_pct: 0,
+            sticky_reservations: false,
             borrowing: true,
             preemption: true,
             backfill: true,

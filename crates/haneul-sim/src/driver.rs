@@ -8,7 +8,7 @@ use crate::error::SimError;
 use crate::fleet_file::FleetSpec;
 use crate::workload::Workload;
 use haneul_model::{GpuModel, JobId, NodeId, NodeState, Span, Time};
-use haneul_sched::{Decisions, Engine, Policy, SchedError};
+use haneul_sched::{Decisions, Engine, IdleCauses, Policy, SchedError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
@@ -40,6 +40,33 @@ pub struct SimConfig {
     /// only on multiples of this interval, as a controller loop with a fixed cadence would
     /// (Slurm's `sched_interval`); arrivals and ends in between wait for the next tick.
     pub schedule_interval: Span,
+    /// Attribute idle GPU-time to its causes after every instant ([`IdleTime`]); costs one walk
+    /// of the nodes per instant.
+    pub explain: bool,
+}
+
+/// Idle GPU-time of a run by cause (milli-GPU x ms), from the engine's
+/// [`Engine::idle_causes`] after every instant, held until the next. Down nodes and work thrown
+/// away are in [`RunResult`] already.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IdleTime {
+    pub reserved: f64,
+    pub reclaim_hold: f64,
+    pub quota: f64,
+    pub not_started: f64,
+    pub fragmentation: f64,
+    pub no_demand: f64,
+}
+
+impl IdleTime {
+    fn add(&mut self, c: &IdleCauses, dt: f64) {
+        self.reserved += c.reserved as f64 * dt;
+        self.reclaim_hold += c.reclaim_hold as f64 * dt;
+        self.quota += c.quota as f64 * dt;
+        self.not_started += c.not_started as f64 * dt;
+        self.fragmentation += c.fragmentation as f64 * dt;
+        self.no_demand += c.no_demand as f64 * dt;
+    }
 }
 
 /// How a job ended.
@@ -230,6 +257,8 @@ pub struct RunResult {
     pub window_ms: i64,
     pub window: Option<Window>,
     pub project_series: ProjectSeries,
+    /// With [`SimConfig::explain`]: where the free GPU-time went.
+    pub idle: Option<IdleTime>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -274,6 +303,8 @@ struct State<'a> {
     stranded: u64,
     queued: u64,
     done: u64,
+    /// The engine's split of the free capacity since the last instant (with `explain`).
+    causes: Option<IdleCauses>,
 }
 
 fn stranded_of(n: &NodeTrack) -> u64 {
@@ -317,6 +348,10 @@ impl<'a> State<'a> {
             self.r.alloc_milli_ms += self.alloc as f64 * dt;
             self.r.free_milli_ms += self.free as f64 * dt;
             self.r.stranded_milli_ms += self.stranded as f64 * dt;
+            if let (Some(c), Some(idle)) = (&self.causes, &mut self.r.idle) {
+                debug_assert_eq!(c.total(), self.free, "idle causes must partition free GPUs");
+                idle.add(c, dt);
+            }
             for (m, a) in self.model_alloc.iter().enumerate() {
                 self.r.models[m].busy_milli_ms += *a as f64 * dt;
             }
@@ -580,6 +615,7 @@ pub fn run(
             window_ms: w.jobs.last().map(|j| j.submit.0).unwrap_or(0),
             window: None,
             project_series: ProjectSeries::new(w.projects.len(), horizon / 400, 1000),
+            idle: cfg.explain.then(IdleTime::default),
         },
         thr,
         thr_ref,
@@ -591,6 +627,7 @@ pub fn run(
         stranded: 0,
         queued: 0,
         done: 0,
+        causes: None,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6e6f_6465_6661_696c);
     let exp_ms = |rng: &mut ChaCha8Rng, mean_h: f64| -> i64 {
@@ -742,6 +779,9 @@ pub fn run(
             }
             st.apply(d)?;
         }
+        if cfg.explain {
+            st.causes = Some(st.engine.idle_causes());
+        }
         if events & 0xfff == 0 {
             progress(st.done, n as u64);
         }
@@ -808,6 +848,7 @@ guaranteed_gpus = 24
                 seed: 1,
                 check_invariants: true,
                 schedule_interval: Span::ZERO,
+                explain: true,
             };
             let r = run(&w, &fleet, &catalogue, &sim, &mut |_, _| {}).unwrap();
             assert!(r.outcome.iter().all(|o| *o == Outcome::Completed), "{name}");
@@ -820,6 +861,19 @@ guaranteed_gpus = 24
             }
             assert!(r.node_failures > 0);
             assert!(r.alloc_milli_ms <= r.capacity_milli as f64 * r.makespan_ms as f64);
+            // The idle split covers the free GPU-time exactly, once.
+            let idle = r.idle.expect("explain was on");
+            let split = idle.reserved
+                + idle.reclaim_hold
+                + idle.quota
+                + idle.not_started
+                + idle.fragmentation
+                + idle.no_demand;
+            assert!(
+                (split - r.free_milli_ms).abs() <= 1e-9 * r.free_milli_ms.max(1.0),
+                "{name}: split {split} free {}",
+                r.free_milli_ms
+            );
             if name == "haneul" {
                 assert!(
                     r.preemptions > 0,

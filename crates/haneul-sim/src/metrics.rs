@@ -88,10 +88,107 @@ pub struct PolicyReport {
     /// GPU models of the fleet missing from the catalogue (run at speed 1, no cost or power).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub uncatalogued_models: Vec<String>,
+    /// With `--explain`: where the fleet's GPU-time went, idle time split by cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<IdleReport>,
     /// Seconds of real time the run took; the only field that differs between identical runs.
     pub wall_s: f64,
     #[serde(skip)]
     pub charts: ChartData,
+}
+
+/// The fleet's GPU-hours over the makespan, split: work kept, work thrown away, nodes down, and
+/// idle time by its cause (the engine's [`haneul_sched::IdleCauses`], integrated by the driver).
+/// The fields add up to `capacity_gpu_hours`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IdleReport {
+    pub capacity_gpu_hours: f64,
+    /// Allocated and kept (allocation less `preemption_lost`).
+    pub busy_gpu_hours: f64,
+    /// Allocated, then thrown away: preempted without checkpoint, or lost with a failed node.
+    pub preemption_lost_gpu_hours: f64,
+    pub down_gpu_hours: f64,
+    /// Free, held for a blocked job's reservation (nodes drained for a gang).
+    pub reserved_gpu_hours: f64,
+    /// Free, held for a job whose preemption victims are in their grace period.
+    pub reclaim_hold_gpu_hours: f64,
+    /// Free, usable by a waiting job that its quota or borrowing limit forbids.
+    pub quota_gpu_hours: f64,
+    /// Free, usable by a waiting job within its quota that the pass did not start (ordering,
+    /// backfill window, a gang that does not fit whole).
+    pub not_started_gpu_hours: f64,
+    /// Free while jobs wait, but no waiting job fits in what is free on that node.
+    pub fragmentation_gpu_hours: f64,
+    /// Free with nothing waiting.
+    pub no_demand_gpu_hours: f64,
+    /// The job that finished last and so set the makespan: a long drain with "no demand" idle
+    /// time usually traces back to it having started late.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_job: Option<LastJob>,
+}
+
+/// The job that set the makespan.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LastJob {
+    /// Position in the workload, from 0, in submission order.
+    pub index: u64,
+    pub project: String,
+    pub gpus: f64,
+    pub submitted_h: f64,
+    pub waited_h: f64,
+    pub ended_h: f64,
+}
+
+impl IdleReport {
+    /// (name, GPU-hours) of every part, in a fixed order, for tables and CSV.
+    pub fn parts(&self) -> [(&'static str, f64); 9] {
+        [
+            ("busy", self.busy_gpu_hours),
+            ("preemption lost", self.preemption_lost_gpu_hours),
+            ("down", self.down_gpu_hours),
+            ("reserved", self.reserved_gpu_hours),
+            ("reclaim hold", self.reclaim_hold_gpu_hours),
+            ("quota", self.quota_gpu_hours),
+            ("not started", self.not_started_gpu_hours),
+            ("fragmentation", self.fragmentation_gpu_hours),
+            ("no demand", self.no_demand_gpu_hours),
+        ]
+    }
+}
+
+fn idle_report(w: &Workload, r: &RunResult) -> Option<IdleReport> {
+    let idle = r.idle.as_ref()?;
+    let h = |milli_ms: f64| milli_ms / 1000.0 / 3_600_000.0;
+    let capacity = r.capacity_milli as f64 * r.makespan_ms as f64;
+    let hours = |ms: i64| ms as f64 / 3_600_000.0;
+    // Ties go to the first in submission order.
+    let last_job = (0..w.jobs.len())
+        .filter(|&i| r.first_start[i] >= 0 && r.end[i] >= 0)
+        .max_by_key(|&i| (r.end[i], std::cmp::Reverse(i)))
+        .map(|i| {
+            let j = &w.jobs[i];
+            LastJob {
+                index: i as u64,
+                project: w.projects[j.project as usize].name.clone(),
+                gpus: j.gpus(),
+                submitted_h: hours(j.submit.0),
+                waited_h: hours(r.first_start[i] - j.submit.0),
+                ended_h: hours(r.end[i]),
+            }
+        });
+    Some(IdleReport {
+        last_job,
+        capacity_gpu_hours: h(capacity),
+        busy_gpu_hours: h(r.alloc_milli_ms - r.lost_milli_ms),
+        preemption_lost_gpu_hours: h(r.lost_milli_ms),
+        down_gpu_hours: h((capacity - r.alloc_milli_ms - r.free_milli_ms).max(0.0)),
+        reserved_gpu_hours: h(idle.reserved),
+        reclaim_hold_gpu_hours: h(idle.reclaim_hold),
+        quota_gpu_hours: h(idle.quota),
+        not_started_gpu_hours: h(idle.not_started),
+        fragmentation_gpu_hours: h(idle.fragmentation),
+        no_demand_gpu_hours: h(idle.no_demand),
+    })
 }
 
 /// What the charts draw; not part of the JSON.
@@ -398,6 +495,7 @@ pub fn summarise(
         by_class: class_stats,
         by_size: size_stats,
         uncatalogued_models: r.unknown_classes.clone(),
+        explain: idle_report(w, r),
         wall_s,
         charts: ChartData {
             utilization: r.util_series.points(),

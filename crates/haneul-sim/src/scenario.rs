@@ -451,6 +451,7 @@ impl Scenario {
             seed: self.seed,
             check_invariants: false,
             schedule_interval: Span((self.schedule_interval_s * 1000.0).round() as i64),
+            explain: false,
         })
     }
 }
@@ -470,7 +471,23 @@ pub fn run_policy(
     policy: &str,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PolicyReport, SimError> {
-    let cfg = scenario.sim_config(policy)?;
+    run_policy_explained(
+        scenario, workload, fleet, catalogue, policy, false, progress,
+    )
+}
+
+/// [`run_policy`], with the idle GPU-time split by cause when `explain` is set.
+pub fn run_policy_explained(
+    scenario: &Scenario,
+    workload: &Workload,
+    fleet: &FleetSpec,
+    catalogue: &Catalogue,
+    policy: &str,
+    explain: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<PolicyReport, SimError> {
+    let mut cfg = scenario.sim_config(policy)?;
+    cfg.explain = explain;
     let t0 = std::time::Instant::now();
     let r = driver::run(workload, fleet, catalogue, &cfg, progress)?;
     let wall = t0.elapsed().as_secs_f64();

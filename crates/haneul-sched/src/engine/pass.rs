@@ -56,9 +56,54 @@ impl Engine {
         let mut heap: BinaryHeap<Reverse<(Share, usize)>> = self
             .busy_queues
             .iter()
-            .map(|&q| Reverse((Share(self.share_of(q)), q)))
+            .map(|&q| Reverse((Share(self.queue_key(q)), q)))
             .collect();
 
+        let mut first: Vec<JobId> = Vec::new();
+        if self.policy.sticky_reservations {
+            for (j, _, _) in &self.last_reservations {
+                if !first.contains(j)
+                    && matches!(
+                        self.jobs.get(j).map(|e| &e.run),
+                        Some(Run::Queued { victims: 0 })
+                    )
+                {
+                    first.push(*j);
+                }
+            }
+        }
+        if self.policy.reserve_oldest
+            && let Some(job) = self.oldest_queued()
+            && !first.contains(&job)
+        {
+            first.push(job);
+        }
+        for job in first {
+            if reservations.len() >= depth {
+                break;
+            }
+            stats.visited += 1;
+            match self.try_start(job, &reservations, &mut failures, &mut stats) {
+                Attempt::Started(start) => {
+                    stats.started += 1;
+                    decisions.starts.push(start);
+                }
+                Attempt::NoRoom { .. }
+                    if matches!(self.jobs[&job].run, Run::Queued { victims: 0 }) =>
+                {
+                    stats.reservation_plans += 1;
+                    if let Some(mut plan) = self.plan_reservation(job, &reservations) {
+                        plan.guaranteed = self.jobs[&job]
+                            .models
+                            .iter()
+                            .any(|&m| self.mode(&self.jobs[&job], m) == Some(Mode::Guaranteed));
+                        decisions.reservations.push(self.reservation_of(job, &plan));
+                        reservations.push(plan);
+                    }
+                }
+                _ => {}
+            }
+        }
         let mut failed_after_reservations = 0usize;
         while let Some(Reverse((_, q))) = heap.pop() {
             if !reservations.is_empty() && failed_after_reservations >= self.policy.backfill_window
@@ -119,6 +164,7 @@ impl Engine {
                         break;
                     } else if reservations.len() < depth
                         && !waiting
+                        && !decisions.reservations.iter().any(|r| r.job == job)
                         && let Some(mut plan) = {
                             stats.reservation_plans += 1;
                             self.plan_reservation(job, &reservations)
@@ -130,7 +176,7 @@ impl Engine {
                     }
                 }
             }
-            heap.push(Reverse((Share(self.share_of(q)), q)));
+            heap.push(Reverse((Share(self.queue_key(q)), q)));
         }
         // Projects below a guarantee may have work that no shape check let the loop reach: give
         // each its first waiting job a chance to reclaim, within the pass's preemption budget.
@@ -183,6 +229,12 @@ impl Engine {
             }
         }
         self.last_stats = stats;
+        self.last_reservations = decisions
+            .reservations
+            .iter()
+            .zip(reservations)
+            .flat_map(|(d, r)| r.nodes.into_iter().map(move |(n, x)| (d.job, n, x)))
+            .collect();
         decisions
     }
 
@@ -208,6 +260,35 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// The queued job that has waited longest among those that need whole nodes (a gang, or a
+    /// task as large as the largest node): only drained capacity can take them, and fair-share
+    /// order alone may never give a heavy user's such job a reservation.
+    fn oldest_queued(&self) -> Option<JobId> {
+        let node_gpus = self
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| n.gpus())
+            .max()
+            .unwrap_or(0) as u32;
+        let mut best: Option<OrderKey> = None;
+        for &q in &self.busy_queues {
+            for (&shape, set) in &self.queues[q].by_shape {
+                let k = self.shapes.keys[shape as usize];
+                if k.gpus == 0 || (k.replicas < 2 && k.gpus < node_gpus) {
+                    continue;
+                }
+                // The first in queue order (priority class, then age) stands for the shape.
+                if let Some(first) = set.first()
+                    && best.is_none_or(|b| (first.submitted, first.job) < (b.submitted, b.job))
+                {
+                    best = Some(*first);
+                }
+            }
+        }
+        best.map(|k| k.job)
     }
 
     fn reservation_of(&self, job: JobId, plan: &ReservationPlan) -> Reservation {
