@@ -763,7 +763,7 @@ fn every_page_holds_its_layout_for_every_role_and_width() {
                     "--gpu-model",
                     "H200",
                     "--gpu-hours",
-                    "1234.5",
+                    "1234",
                     "--days",
                     "90",
                     "--gpu-quota",
