@@ -1013,6 +1013,74 @@ mod tests {
         assert!(export_pairs("A;rm=2").is_err());
     }
 
+    /// The test corpus (tests/slurm_scripts): each script states what it asks for on an
+    /// `# expect:` line, and reads to exactly that.
+    #[test]
+    fn corpus_reads_as_each_script_states() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slurm_scripts");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 8, "{files:?}");
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            assert!(is_batch_script(&text), "{f:?}");
+            let expect = text
+                .lines()
+                .find_map(|l| l.strip_prefix("# expect: "))
+                .unwrap_or_else(|| panic!("{f:?} has no `# expect:` line"));
+            let r = req(&text);
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            let num = |v: Option<u32>| v.map_or("-".into(), |n| n.to_string());
+            // `warnings=TEXT` takes the rest of the line.
+            let (pairs, warn) = match expect.split_once("warnings=") {
+                Some((a, w)) => (a, Some(w.trim())),
+                None => (expect, None),
+            };
+            for kv in pairs.split_whitespace() {
+                let (k, want) = kv.split_once('=').unwrap();
+                let got = match k {
+                    "name" => opt(r.file.name.clone()),
+                    "nodes" => num(r.file.nodes),
+                    "gpus_per_node" => num(r.file.gpus_per_node),
+                    "gpus" => num(r.file.gpus),
+                    "gpu_model" => opt(r.file.gpu_model.clone()),
+                    "cpus" => r.file.cpus_per_task.map_or("-".into(), |c| c.to_string()),
+                    "mem" => r
+                        .extra
+                        .get("memory_mib_per_task")
+                        .map_or("-".into(), |m| m.to_string()),
+                    "time" => opt(r
+                        .file
+                        .time
+                        .clone()
+                        .map(|t| t.trim_end_matches('s').to_string())),
+                    "project" => r.file.project.map_or("-".into(), |p| p.to_string()),
+                    "priority" => opt(r.file.priority.clone()),
+                    "array" => opt(r.file.array.clone()),
+                    "ntasks" => num(r.batch.ntasks),
+                    "partition" => opt(r.batch.partition.clone()),
+                    other => panic!("{f:?}: unknown expect key {other}"),
+                };
+                assert_eq!(got, want, "{f:?}: {k}");
+            }
+            if let Some(w) = warn {
+                assert!(
+                    r.warnings.iter().any(|x| x.contains(w)),
+                    "{f:?}: {:?}",
+                    r.warnings
+                );
+            }
+            // Every script also makes a valid submission with its wrapper.
+            let mut file = r.file.clone();
+            file.command =
+                Some(wrapper_command(&text, &[], &r.batch, file.array.is_some()).unwrap());
+            crate::jobfile::plan(&file).unwrap_or_else(|e| panic!("{f:?}: {}", e.0));
+        }
+    }
+
     proptest! {
         /// Any order of a set of directives on any mix of lines reads to the same request.
         #[test]
