@@ -331,6 +331,7 @@ impl Api {
   haneul submit --dependency afterok:41 -- python eval.py
   haneul submit --array 0-9%2 --gpus 1 -- sh -c 'python sweep.py --seed $SLURM_ARRAY_TASK_ID'
   haneul submit job.toml --time 30m        (flags override the file)
+  haneul submit train.sh -- --lr 3e-4      (a Slurm batch script and its arguments: docs/slurm.md)
   haneul submit --gpus 1 --json -- sh -c 'echo $CUDA_VISIBLE_DEVICES'
   haneul submit --gpus 8 --container-image nvcr.io/nvidia/pytorch:24.10-py3 -- torchrun train.py
 

@@ -263,7 +263,11 @@ impl Row<'_> {
 }
 
 /// squeue's `%[.][size]X` format: `.` right-justifies; a size pads and truncates.
-fn squeue_format(fmt: &str) -> Vec<(String, Option<(usize, bool)>, String)> {
+/// A piece of a format: the literal before a field, its width (and whether right-justified),
+/// the field's letter (empty for trailing text).
+type Part = (String, Option<(usize, bool)>, String);
+
+fn squeue_format(fmt: &str) -> Vec<Part> {
     // (literal before, width and right-justified, field letter)
     let mut out = Vec::new();
     let mut lit = String::new();
@@ -681,8 +685,8 @@ fn sinfo(conn: &Conn, args: &[String]) -> anyhow::Result<()> {
         }
         if by_state.is_empty() {
             println!(
-                "{:<9} {:>5} {:>10} {:>6} {:>6} {}",
-                p.name, "up", "infinite", 0, "n/a", ""
+                "{:<9} {:>5} {:>10} {:>6} {:>6}",
+                p.name, "up", "infinite", 0, "n/a"
             );
         }
         for (st, names) in by_state {
