@@ -12,17 +12,26 @@ fn split_number(name: &str) -> (&str, &str) {
 }
 
 /// Slurm's compressed form of a set of host names: sorted, and names that differ only in a
-/// trailing number of one width joined into ranges (`gpu[001-004,007],login1`). Names are
-/// sorted by prefix, then number, so the form does not depend on the order given.
+/// trailing number joined into ranges (`gpu[001-004,007],login1`). Zero-padded numbers join
+/// only numbers of their width; unpadded ones join each other (`n[9-10]`). Names are sorted by
+/// prefix, then number, so the form does not depend on the order given.
 pub fn hostlist<S: AsRef<str>>(names: &[S]) -> String {
-    let mut keyed: Vec<(&str, usize, u64, &str)> = Vec::new();
+    // (prefix, numbered, padded width or 0, number, whole name)
+    let mut keyed: Vec<(&str, bool, usize, u64, &str)> = Vec::new();
     for n in names {
         let n = n.as_ref();
         let (prefix, digits) = split_number(n);
         // A number too long for u64, or a name that is all digits, is kept whole.
         match digits.parse::<u64>() {
-            Ok(v) if !prefix.is_empty() => keyed.push((prefix, digits.len(), v, n)),
-            _ => keyed.push((n, 0, 0, n)),
+            Ok(v) if !prefix.is_empty() => {
+                let pad = if digits.len() > 1 && digits.starts_with('0') {
+                    digits.len()
+                } else {
+                    0
+                };
+                keyed.push((prefix, true, pad, v, n));
+            }
+            _ => keyed.push((n, false, 0, 0, n)),
         }
     }
     keyed.sort();
@@ -30,12 +39,13 @@ pub fn hostlist<S: AsRef<str>>(names: &[S]) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
     while i < keyed.len() {
-        let (prefix, width, _, whole) = keyed[i];
+        let (prefix, numbered, pad, _, whole) = keyed[i];
         let mut j = i + 1;
-        while j < keyed.len() && keyed[j].0 == prefix && keyed[j].1 == width && width > 0 {
+        while numbered && j < keyed.len() && keyed[j].0 == prefix && keyed[j].1 && keyed[j].2 == pad
+        {
             j += 1;
         }
-        if width == 0 || j == i + 1 {
+        if j == i + 1 {
             out.push(whole.to_string());
             i += 1;
             continue;
@@ -43,16 +53,16 @@ pub fn hostlist<S: AsRef<str>>(names: &[S]) -> String {
         let mut ranges: Vec<String> = Vec::new();
         let mut k = i;
         while k < j {
-            let start = keyed[k].2;
+            let start = keyed[k].3;
             let mut end = start;
-            while k + 1 < j && keyed[k + 1].2 == end + 1 {
+            while k + 1 < j && keyed[k + 1].3 == end + 1 {
                 end += 1;
                 k += 1;
             }
             ranges.push(if start == end {
-                format!("{start:0width$}")
+                format!("{start:0pad$}")
             } else {
-                format!("{start:0width$}-{end:0width$}")
+                format!("{start:0pad$}-{end:0pad$}")
             });
             k += 1;
         }
@@ -200,8 +210,11 @@ mod tests {
         );
         assert_eq!(hostlist(&["node1"]), "node1");
         assert_eq!(hostlist(&["a1", "a2", "b", "a2"]), "a[1-2],b");
-        // Different widths are different families, as Slurm keeps them.
-        assert_eq!(hostlist(&["n9", "n10", "n011"]), "n[9-10],n011");
+        // Zero-padded numbers join their own width only; unpadded ones join each other.
+        assert_eq!(
+            hostlist(&["n9", "n10", "n011", "n012"]),
+            "n[9-10],n[011-012]"
+        );
         assert_eq!(hostlist(&["10.0.0.5", "10.0.0.6"]), "10.0.0.[5-6]");
         assert_eq!(
             expand_hostlist("gpu[001-003,007],login1").unwrap(),
