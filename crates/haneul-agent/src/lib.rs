@@ -11,6 +11,7 @@
 //! as GPUs of their own ([`sharing`]). The protocol with the server (registration,
 //! heartbeats, assignments, reports, log upload, recovery after a restart) is [`node`], over a
 //! [`node::Transport`] whose real form speaks HTTP through `haneul-client`.
+//! Tasks also get Slurm's environment ([`slurm`]), so batch scripts written for Slurm run.
 //! See `docs/agent.md`.
 
 pub mod container;
@@ -23,6 +24,7 @@ pub mod logs;
 pub mod node;
 pub mod nvml;
 pub mod sharing;
+pub mod slurm;
 pub mod xid;
 
 /// Errors of the agent library.

@@ -201,6 +201,8 @@ fn assignment(job: i64, script: &str) -> Assignment {
         uid: None,
         gid: None,
         groups: Vec::new(),
+        name: String::new(),
+        batch: None,
     }
 }
 

@@ -436,6 +436,54 @@ pub struct JobSubmit {
     /// or an absolute path to an apptainer `.sif` file. Absent: the program runs directly.
     #[serde(default)]
     pub container_image: Option<String>,
+    /// What a Slurm batch script asked for beyond the gang's shape (`haneul submit script.sh`,
+    /// `sbatch`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<JobBatch>,
+}
+
+/// A batch script's options that are not the gang's shape, kept with the job and given to its
+/// tasks as Slurm's environment. Every field is optional; each string is at most 4096 bytes
+/// with no control characters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobBatch {
+    /// `--output` file pattern as written (`%j`, `%A`, `%a`, `%x`, `%u`, `%N`, `%%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// `--error` file pattern; absent: standard error goes with the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `--chdir`: the directory the script runs in; absent: `submit_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chdir: Option<String>,
+    /// The directory the job was submitted from (`SLURM_SUBMIT_DIR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_dir: Option<String>,
+    /// `--account` as written (`SLURM_JOB_ACCOUNT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// `--partition` as written (`SLURM_JOB_PARTITION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// `--ntasks` when it differs from `replicas` (`SLURM_NTASKS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ntasks: Option<u32>,
+    /// `--mail-type`: kept, no mail is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_type: Option<String>,
+    /// `--mail-user`: kept, no mail is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_user: Option<String>,
+    /// `--signal` as written (`[{R|B}:]SIG[@TIME]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// `--requeue` (true) or `--no-requeue` (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeue: Option<bool>,
+    /// `--export` as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<String>,
 }
 
 /// One parent of a dependent job, as Slurm's `--dependency afterok:ID`.
@@ -487,6 +535,9 @@ pub struct Job {
     /// The container image its tasks run in; absent: none.
     #[serde(default)]
     pub container_image: Option<String>,
+    /// Its batch script's options; absent: it was not submitted as a batch script.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<JobBatch>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -753,6 +804,12 @@ pub struct Assignment {
     /// Supplementary groups of the task: the job's project's group.
     #[serde(default)]
     pub groups: Vec<u32>,
+    /// The job's name (`SLURM_JOB_NAME`).
+    #[serde(default)]
+    pub name: String,
+    /// The job's batch script options, for the task's Slurm environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<JobBatch>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

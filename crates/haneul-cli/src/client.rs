@@ -5,6 +5,7 @@
 use crate::i18n::{M, t};
 use crate::jobfile::{self, JobFile};
 use crate::output::{UsageError, print_json, shown, stdout_colour, table};
+use crate::slurm;
 use anyhow::{Context, bail};
 use clap::Args;
 use haneul_api::{AwardBalance, ErrorBody, Job, JobDetail, JobList, LogChunk, Project, User};
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
 /// Options every client command takes.
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Default)]
 pub struct Conn {
     /// The server's base URL, http:// or https:// (default: `server` in the client config
     /// written by `haneul up`); several servers of one centre comma-separated.
@@ -29,6 +30,19 @@ pub struct Conn {
     /// Print JSON for scripts instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+impl Conn {
+    /// The options from the environment alone (HANEUL_SERVER, HANEUL_CA_FILE,
+    /// HANEUL_TOKEN_FILE), for the Slurm command names, which take Slurm's options instead.
+    pub fn from_env() -> Conn {
+        Conn {
+            server: std::env::var("HANEUL_SERVER").ok(),
+            ca_file: std::env::var_os("HANEUL_CA_FILE").map(PathBuf::from),
+            token_file: std::env::var_os("HANEUL_TOKEN_FILE").map(PathBuf::from),
+            json: false,
+        }
+    }
 }
 
 pub fn config_path() -> anyhow::Result<PathBuf> {
@@ -317,6 +331,7 @@ impl Api {
   haneul submit --dependency afterok:41 -- python eval.py
   haneul submit --array 0-9%2 --gpus 1 -- sh -c 'python sweep.py --seed $SLURM_ARRAY_TASK_ID'
   haneul submit job.toml --time 30m        (flags override the file)
+  haneul submit train.sh -- --lr 3e-4      (a Slurm batch script and its arguments: docs/slurm.md)
   haneul submit --gpus 1 --json -- sh -c 'echo $CUDA_VISIBLE_DEVICES'
   haneul submit --gpus 8 --container-image nvcr.io/nvidia/pytorch:24.10-py3 -- torchrun train.py
 
@@ -374,10 +389,10 @@ pub struct SubmitArgs {
 }
 
 pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
-    let file = match (&args.job_file, &args.file) {
+    let path = match (&args.job_file, &args.file) {
         (Some(_), Some(_)) => return Err(UsageError(t(M::FileTwice).text()).into()),
-        (Some(f), None) | (None, Some(f)) => JobFile::read(f)?,
-        (None, None) => JobFile::default(),
+        (Some(f), None) | (None, Some(f)) => Some(f.clone()),
+        (None, None) => None,
     };
     let flags = JobFile {
         name: args.name,
@@ -394,23 +409,146 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         container_image: args.container_image,
         command: Some(args.command),
     };
+    let text = match &path {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| t(M::CannotReadFile).arg("path", p.display()).text())?,
+        ),
+        None => None,
+    };
+    if let (Some(p), Some(text)) = (&path, &text)
+        && slurm::is_batch_script(text)
+    {
+        // A batch script: what follows `--` is the script's arguments, as sbatch's are.
+        let script_args = flags.command.clone().unwrap_or_default();
+        let flags = JobFile {
+            command: None,
+            ..flags
+        };
+        let jobs = submit_script(&args.conn, p, text, Vec::new(), script_args, flags)?;
+        return print_submitted(&args.conn, &jobs, false);
+    }
+    let file = match (&path, &text) {
+        (Some(p), Some(text)) => JobFile::parse(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                t(M::BadJobFile)
+                    .arg("path", p.display())
+                    .arg("error", e.message())
+                    .text()
+            )
+        })?,
+        _ => JobFile::default(),
+    };
     let merged = file.overridden_by(flags);
     let plan = jobfile::plan(&merged)?;
     let api = args.conn.open()?;
     let project = api.project(merged.project)?;
+    let jobs = send(&api, plan, project, None)?;
+    if api.json {
+        return match jobs.as_slice() {
+            [one] if merged.array.is_none() => print_json(one),
+            _ => print_json(&jobs),
+        };
+    }
+    for j in &jobs {
+        println!("{}", j.id);
+    }
+    Ok(())
+}
+
+/// How a submit's result is printed: sbatch's words, or Haneul's ids (JSON with --json).
+fn print_submitted(conn: &Conn, jobs: &[Job], sbatch: bool) -> anyhow::Result<()> {
+    if conn.json {
+        return match jobs {
+            [one] => print_json(one),
+            _ => print_json(&jobs),
+        };
+    }
+    if sbatch {
+        // An array is one Slurm job: its id is the first task's.
+        if let Some(j) = jobs.first() {
+            println!("Submitted batch job {}", j.id);
+        }
+        return Ok(());
+    }
+    for j in jobs {
+        println!("{}", j.id);
+    }
+    Ok(())
+}
+
+/// Submits a Slurm batch script: its directives, then `cli_opts` (sbatch's command line,
+/// which wins), then Haneul's own `flags` (which win over both). Warnings go to standard error.
+pub(crate) fn submit_script(
+    conn: &Conn,
+    path: &Path,
+    text: &str,
+    cli_opts: Vec<slurm::Opt>,
+    script_args: Vec<String>,
+    flags: JobFile,
+) -> anyhow::Result<Vec<Job>> {
+    let script = slurm::parse_script(text)?;
+    let mut opts = script.opts;
+    opts.extend(cli_opts);
+    let mut r = slurm::request(&opts)?;
+    let mut warnings = script.warnings;
+    warnings.append(&mut r.warnings);
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if r.file.name.is_none() {
+        // Slurm's default name is the script's file name.
+        r.file.name = path.file_name().map(|f| f.to_string_lossy().into_owned());
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    r.batch.submit_dir = Some(cwd.display().to_string());
+    if let Some(d) = &r.batch.chdir {
+        r.batch.chdir = Some(cwd.join(d).display().to_string());
+    }
+    let mut merged = r.file.clone().overridden_by(flags);
+    let array = merged.array.is_some();
+    merged.command = Some(match &r.wrap {
+        Some(w) => slurm::wrapper_command(&format!("#!/bin/sh\n{w}\n"), &[], &r.batch, array)?,
+        None => slurm::wrapper_command(text, &script_args, &r.batch, array)?,
+    });
+    let plan = jobfile::plan(&merged)?;
+    let api = conn.open()?;
+    let given = match (&merged.project, &r.account_name) {
+        (Some(p), _) => Some(*p),
+        (None, Some(name)) => {
+            let ps: Vec<Project> = api.call("GET", "/v1/projects", None)?;
+            let p = ps.iter().find(|p| &p.name == name).ok_or_else(|| {
+                UsageError(format!(
+                    "--account {name}: you are in no project of that name; `haneul project list` shows yours"
+                ))
+            })?;
+            Some(p.id)
+        }
+        (None, None) => None,
+    };
+    let project = api.project(given)?;
+    send(&api, plan, project, Some(&r))
+}
+
+/// Sends a checked submission: one job, or one per array task.
+fn send(
+    api: &Api,
+    plan: jobfile::Plan,
+    project: i64,
+    batch: Option<&slurm::Request>,
+) -> anyhow::Result<Vec<Job>> {
     let mut body = plan.body;
     body["project"] = json!(project);
+    if let Some(r) = batch {
+        slurm::apply(&mut body, r);
+    }
     let Some(array) = plan.array else {
         body["command"] = json!(plan.command);
         if let Some(n) = &plan.name {
             body["name"] = json!(n);
         }
-        let job = api.submit_job(&body)?;
-        if api.json {
-            return print_json(&job);
-        }
-        println!("{}", job.id);
-        return Ok(());
+        return Ok(vec![api.submit_job(&body)?]);
     };
     // An array is one job per task. `%N` is kept by making task k wait for task k-N to end, so
     // at most N run at once without the server knowing about arrays.
@@ -425,7 +563,9 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     for (k, &task) in array.tasks.iter().enumerate() {
         let mut b = body.clone();
         b["name"] = json!(format!("{base}[{task}]"));
-        b["command"] = json!(jobfile::array_command(&plan.command, task, &array));
+        // Slurm's array job id is the first task's job id; task 0 learns it as its own.
+        let first = jobs.first().map(|j| j.id);
+        b["command"] = json!(jobfile::array_command(&plan.command, task, &array, first));
         let mut deps = shared_deps.clone();
         if let Some(n) = array.max_running
             && k >= n as usize
@@ -445,13 +585,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    if api.json {
-        return print_json(&jobs);
-    }
-    for j in &jobs {
-        println!("{}", j.id);
-    }
-    Ok(())
+    Ok(jobs)
 }
 
 #[derive(Args)]

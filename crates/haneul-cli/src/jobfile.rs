@@ -3,10 +3,8 @@
 
 use crate::i18n::{M, t};
 use crate::output::UsageError;
-use anyhow::Context;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::path::Path;
 
 /// A job file. Every key is optional; a flag given on the command line overrides the key.
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -32,20 +30,6 @@ pub struct JobFile {
 }
 
 impl JobFile {
-    pub fn read(path: &Path) -> anyhow::Result<JobFile> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| t(M::CannotReadFile).arg("path", path.display()).text())?;
-        Self::parse(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "{}",
-                t(M::BadJobFile)
-                    .arg("path", path.display())
-                    .arg("error", e.message())
-                    .text()
-            )
-        })
-    }
-
     pub fn parse(text: &str) -> Result<JobFile, toml::de::Error> {
         toml::from_str(text)
     }
@@ -272,7 +256,12 @@ pub fn plan(f: &JobFile) -> Result<Plan, UsageError> {
 
 /// The command of array task `task`: the program runs under `env` with Slurm's and our own
 /// array variables set, so any program sees them without the agent knowing about arrays.
-pub fn array_command(command: &[String], task: u32, array: &ArraySpec) -> Vec<String> {
+pub fn array_command(
+    command: &[String],
+    task: u32,
+    array: &ArraySpec,
+    array_job: Option<i64>,
+) -> Vec<String> {
     let min = array.tasks.first().copied().unwrap_or(0);
     let max = array.tasks.last().copied().unwrap_or(0);
     let count = array.tasks.len();
@@ -282,6 +271,9 @@ pub fn array_command(command: &[String], task: u32, array: &ArraySpec) -> Vec<St
         out.push(format!("{prefix}_ARRAY_TASK_COUNT={count}"));
         out.push(format!("{prefix}_ARRAY_TASK_MIN={min}"));
         out.push(format!("{prefix}_ARRAY_TASK_MAX={max}"));
+    }
+    if let Some(id) = array_job {
+        out.push(format!("SLURM_ARRAY_JOB_ID={id}"));
     }
     // `env` would read a program named `A=B` as another variable; `--` is not portable, so
     // such a program is run through `sh -c 'exec "$0" "$@"'`.
@@ -408,7 +400,8 @@ mod tests {
     #[test]
     fn array_env() {
         let a = parse_array("2-4").unwrap();
-        let c = array_command(&["python".into(), "x.py".into()], 3, &a);
+        let c = array_command(&["python".into(), "x.py".into()], 3, &a, Some(7));
+        assert!(c.contains(&"SLURM_ARRAY_JOB_ID=7".to_string()));
         assert_eq!(c[0], "env");
         assert!(c.contains(&"SLURM_ARRAY_TASK_ID=3".to_string()));
         assert!(c.contains(&"HANEUL_ARRAY_TASK_MAX=4".to_string()));

@@ -16,6 +16,8 @@ mod output;
 mod plan;
 mod server;
 mod sim;
+mod slurm;
+mod slurm_cmds;
 mod swarm;
 mod up;
 
@@ -167,6 +169,25 @@ fn command_in(lang: i18n::Lang) -> clap::Command {
 /// Errors are printed as one line with their causes (`error: what: why`), never as a panic or a
 /// backtrace; the exit status is 2 for a usage mistake, else 1.
 fn main() -> std::process::ExitCode {
+    // Run through a link named `sbatch`, `squeue`, ...: behave as that Slurm command.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if let Some(name) = slurm_cmds::personality(&argv0) {
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        return match slurm_cmds::run(name, &args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("{name}: error: {}", one_line(&err));
+                if err.downcast_ref::<UsageError>().is_some() {
+                    std::process::ExitCode::from(2)
+                } else {
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        };
+    }
     let cmd = command();
     let argv = hoist_connection_options(std::env::args_os().collect(), &cmd);
     let matches = cmd.get_matches_from(argv);

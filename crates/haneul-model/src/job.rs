@@ -212,6 +212,51 @@ impl JobSpec {
     }
 }
 
+/// What a batch script (Slurm's `sbatch`) asks for beyond the gang's shape: where output goes,
+/// where it runs, whom to tell. The engine never reads it; the server keeps it with the job and
+/// the agent gives it to the task (as Slurm's environment), so a script runs as it did under
+/// Slurm. Every field is optional; `None` is Slurm's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchOptions {
+    /// `--output` pattern as written (`%j`, `%A`, `%a`, `%x`, `%u`, `%N`, `%%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// `--error` pattern as written; `None`: standard error goes with the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `--chdir`: where the script runs; `None`: the submit directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chdir: Option<String>,
+    /// The directory `sbatch` ran in (`SLURM_SUBMIT_DIR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_dir: Option<String>,
+    /// `--account` as written (`SLURM_JOB_ACCOUNT`); the job's project is what it named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// `--partition` as written (`SLURM_JOB_PARTITION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// `--ntasks` when it differs from the gang's size (`SLURM_NTASKS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ntasks: Option<u32>,
+    /// `--mail-type` (kept; Haneul sends no mail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_type: Option<String>,
+    /// `--mail-user` (kept; Haneul sends no mail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_user: Option<String>,
+    /// `--signal` as written (`[{R|B}:]SIG[@TIME]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// `--requeue` (true) or `--no-requeue` (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeue: Option<bool>,
+    /// `--export` as written (`ALL`, `NONE`, `NAME[=value],...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<String>,
+}
+
 /// A submitted job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {

@@ -16,7 +16,7 @@ mod time;
 pub use error::ModelError;
 pub use fleet::{Block, Fleet, GpuModel, Lending, Node, NodeState, Pool};
 pub use ids::{BlockId, JobId, NodeId, OrgId, PoolId, ProjectId};
-pub use job::{Dependency, DependencyKind, GpuRequest, Job, JobSpec, PriorityClass};
+pub use job::{BatchOptions, Dependency, DependencyKind, GpuRequest, Job, JobSpec, PriorityClass};
 pub use quantity::{MemMib, MilliCpu, MilliGpu};
 pub use tenants::{OrgClass, Organisation, Project, Quota, Tenants};
 pub use time::{Span, Time};

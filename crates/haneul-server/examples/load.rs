@@ -175,6 +175,7 @@ async fn main() {
                             spec: spec.clone(),
                             command: vec!["true".into()],
                             container_image: None,
+                            batch: None,
                             idempotency: None,
                         },
                     )

@@ -235,6 +235,8 @@ fn to_wire(a: st::Assignment) -> Assignment {
             .and_then(|g| u32::try_from(g).ok())
             .into_iter()
             .collect(),
+        name: a.job.name,
+        batch: a.job.batch.map(crate::convert::batch_to_api),
     }
 }
 

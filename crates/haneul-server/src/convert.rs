@@ -194,7 +194,90 @@ pub fn job(j: st::JobRecord) -> api::Job {
             })
             .collect(),
         container_image: j.container_image,
+        batch: j.batch.map(batch_to_api),
     }
+}
+
+/// A batch script's options on the wire.
+pub fn batch_to_api(b: haneul_model::BatchOptions) -> api::JobBatch {
+    api::JobBatch {
+        output: b.output,
+        error: b.error,
+        chdir: b.chdir,
+        submit_dir: b.submit_dir,
+        account: b.account,
+        partition: b.partition,
+        ntasks: b.ntasks,
+        mail_type: b.mail_type,
+        mail_user: b.mail_user,
+        signal: b.signal,
+        requeue: b.requeue,
+        export: b.export,
+    }
+}
+
+/// Longest string of a batch script's options: paths may be long, nothing else is.
+const MAX_BATCH_LEN: usize = 4096;
+
+/// Checks a submission's `batch` and turns it into the model's. The strings are a tenant's:
+/// bounded, and free of control characters (the agent puts some into a task's environment).
+pub fn batch_from_api(b: &api::JobBatch) -> Result<haneul_model::BatchOptions, ApiError> {
+    let fields = [
+        ("output", &b.output),
+        ("error", &b.error),
+        ("chdir", &b.chdir),
+        ("submit_dir", &b.submit_dir),
+        ("account", &b.account),
+        ("partition", &b.partition),
+        ("mail_type", &b.mail_type),
+        ("mail_user", &b.mail_user),
+        ("signal", &b.signal),
+        ("export", &b.export),
+    ];
+    for (name, v) in fields {
+        let Some(v) = v else { continue };
+        let field = format!("batch.{name}");
+        if v.is_empty() {
+            return Err(ApiError::bad(
+                field,
+                "must not be empty; leave it out instead",
+            ));
+        }
+        if v.len() > MAX_BATCH_LEN {
+            return Err(ApiError::bad(
+                field,
+                format!("at most {MAX_BATCH_LEN} bytes"),
+            ));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(ApiError::bad(field, "must not hold control characters"));
+        }
+    }
+    for (name, v) in [("chdir", &b.chdir), ("submit_dir", &b.submit_dir)] {
+        if v.as_deref().is_some_and(|d| !d.starts_with('/')) {
+            return Err(ApiError::bad(
+                format!("batch.{name}"),
+                "must be an absolute path",
+            ));
+        }
+    }
+    if b.ntasks == Some(0) {
+        return Err(ApiError::bad("batch.ntasks", "must be at least 1"));
+    }
+    Ok(haneul_model::BatchOptions {
+        output: b.output.clone(),
+        error: b.error.clone(),
+        chdir: b.chdir.clone(),
+        submit_dir: b.submit_dir.clone(),
+        account: b.account.clone(),
+        partition: b.partition.clone(),
+        ntasks: b.ntasks,
+        mail_type: b.mail_type.clone(),
+        mail_user: b.mail_user.clone(),
+        signal: b.signal.clone(),
+        requeue: b.requeue,
+        export: b.export.clone(),
+    })
 }
 
 pub fn attempt(a: st::AttemptRecord) -> api::Attempt {
@@ -449,6 +532,33 @@ mod tests {
             }
             other => panic!("{image:?} gave {other:?}"),
         }
+    }
+
+    #[test]
+    fn batch_options_are_checked() {
+        let ok = api::JobBatch {
+            output: Some("out-%j.txt".into()),
+            chdir: Some("/scratch/u".into()),
+            ..Default::default()
+        };
+        let m = batch_from_api(&ok).unwrap();
+        assert_eq!(batch_to_api(m), ok);
+        let field = |b: api::JobBatch| match batch_from_api(&b) {
+            Err(ApiError::BadRequest { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        let mut b = ok.clone();
+        b.output = Some("a\nb".into());
+        assert_eq!(field(b), "batch.output");
+        let mut b = ok.clone();
+        b.chdir = Some("relative".into());
+        assert_eq!(field(b), "batch.chdir");
+        let mut b = ok.clone();
+        b.mail_user = Some("x".repeat(MAX_BATCH_LEN + 1));
+        assert_eq!(field(b), "batch.mail_user");
+        let mut b = ok;
+        b.ntasks = Some(0);
+        assert_eq!(field(b), "batch.ntasks");
     }
 
     #[test]

@@ -720,6 +720,7 @@ async fn submit_job(
         }
         None => None,
     };
+    let batch = b.batch.as_ref().map(convert::batch_from_api).transpose()?;
     let project = match s.store.get_project(b.project).await {
         Ok(p) if caller.can_see_project(&p) => p,
         Ok(_) | Err(st::StoreError::NotFound { .. }) => {
@@ -756,6 +757,7 @@ async fn submit_job(
                 spec,
                 command: b.command,
                 container_image,
+                batch,
                 idempotency,
             },
         ))

@@ -787,6 +787,7 @@ async fn ledger_under_concurrent_attempts(h: Harness) {
                             spec,
                             command: vec!["true".into()],
                             container_image: None,
+                            batch: None,
                             idempotency: None,
                         },
                     )

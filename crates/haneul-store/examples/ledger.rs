@@ -125,6 +125,7 @@ async fn main() {
                                 spec,
                                 command: vec!["true".into()],
                                 container_image: None,
+                                batch: None,
                                 idempotency: None,
                             },
                         )

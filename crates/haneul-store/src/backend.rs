@@ -187,6 +187,10 @@ macro_rules! store_impl {
                 spec: serde_json::from_str::<JobSpec>(&spec)?,
                 command: serde_json::from_str(&command)?,
                 container_image: r.try_get("container_image")?,
+                batch: match r.try_get::<Option<String>, _>("batch")? {
+                    Some(b) => Some(serde_json::from_str(&b)?),
+                    None => None,
+                },
                 state: parse_enum(&state, JobState::parse, "job state")?,
                 submitted_at: r.try_get("submitted_at")?,
                 updated_at: r.try_get("updated_at")?,
@@ -713,8 +717,8 @@ macro_rules! store_impl {
             let project = job.spec.project.get() as i64;
             let row = sqlx::query(
                 "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
-                 state, submitted_at, updated_at, attempts) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, 0) RETURNING *",
+                 state, submitted_at, updated_at, attempts, batch) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, 0, $8) RETURNING *",
             )
             .bind(project)
             .bind(job.user_id)
@@ -723,6 +727,7 @@ macro_rules! store_impl {
             .bind(&command)
             .bind(&job.container_image)
             .bind(now)
+            .bind(job.batch.as_ref().map(serde_json::to_string).transpose()?)
             .fetch_one(&mut **tx)
             .await
             .map_err(|e| unique(e, "project", "job".into()))?;
@@ -780,13 +785,14 @@ macro_rules! store_impl {
             for (actor, job) in jobs {
                 let spec = serde_json::to_string(&job.spec)?;
                 let command = serde_json::to_string(&job.command)?;
-                prepared.push((actor, job, spec, command));
+                let batch = job.batch.as_ref().map(serde_json::to_string).transpose()?;
+                prepared.push((actor, job, spec, command, batch));
             }
             let mut qb = sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
-                 state, submitted_at, updated_at, attempts) ",
+                 state, submitted_at, updated_at, attempts, batch) ",
             );
-            qb.push_values(&prepared, |mut b, (_, job, spec, command)| {
+            qb.push_values(&prepared, |mut b, (_, job, spec, command, batch)| {
                 b.push_bind(job.spec.project.get() as i64)
                     .push_bind(job.user_id)
                     .push_bind(job.spec.name.clone())
@@ -796,7 +802,8 @@ macro_rules! store_impl {
                     .push_bind("queued")
                     .push_bind(now)
                     .push_bind(now)
-                    .push_bind(0i64);
+                    .push_bind(0i64)
+                    .push_bind(batch.clone());
             });
             qb.push(" RETURNING *");
             let rows = qb
@@ -812,11 +819,11 @@ macro_rules! store_impl {
                 && recs
                     .iter()
                     .zip(&prepared)
-                    .all(|(r, (_, j, _, _))| r.user_id == j.user_id && r.spec == j.spec);
+                    .all(|(r, (_, j, _, _, _))| r.user_id == j.user_id && r.spec == j.spec);
             if !matches {
                 return Err(StoreError::Corrupt("batched insert returned other rows".into()));
             }
-            for (r, (_, j, _, _)) in recs.iter().zip(&prepared) {
+            for (r, (_, j, _, _, _)) in recs.iter().zip(&prepared) {
                 if let Some(k) = &j.idempotency {
                     keep_job_key(tx, j.user_id, r.id, k, now).await?;
                 }
@@ -840,7 +847,7 @@ macro_rules! store_impl {
             .await?
             .unwrap_or_default();
             let mut entries = Vec::with_capacity(recs.len());
-            for (r, (actor, _, spec, _)) in recs.iter().zip(&prepared) {
+            for (r, (actor, _, spec, _, _)) in recs.iter().zip(&prepared) {
                 let target = format!("job/{}", r.id);
                 let hash = audit_hash(&prev, now, &actor.name, "job.submit", &target, spec);
                 entries.push((actor.name.clone(), target, spec.clone(), prev, hash.clone()));

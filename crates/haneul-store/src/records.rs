@@ -1,7 +1,7 @@
 //! Plain records the store reads and writes. Enums stored as text have one `as_str`/`parse` pair
 //! each, so the database never holds a spelling the code cannot read back.
 
-use haneul_model::{GpuModel, JobSpec, Quota};
+use haneul_model::{BatchOptions, GpuModel, JobSpec, Quota};
 use haneul_sched::Placement;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -433,6 +433,8 @@ pub struct NewJob {
     pub command: Vec<String>,
     /// The container image the tasks run in; `None`: the command runs directly.
     pub container_image: Option<String>,
+    /// What its batch script asked for beyond the gang's shape; `None`: no batch script.
+    pub batch: Option<BatchOptions>,
     /// The submit's `Idempotency-Key` and request hash, kept in the submit's own transaction
     /// so that a retried submit finds the job however the first answer was lost.
     pub idempotency: Option<NewIdempotency>,
@@ -471,6 +473,7 @@ pub struct JobRecord {
     pub spec: JobSpec,
     pub command: Vec<String>,
     pub container_image: Option<String>,
+    pub batch: Option<BatchOptions>,
     pub state: JobState,
     pub submitted_at: i64,
     pub updated_at: i64,

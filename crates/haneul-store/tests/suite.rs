@@ -112,6 +112,7 @@ async fn submit(store: &dyn Store, u: &UserRecord, project: i64, now: i64) -> Jo
                 spec: spec(project, 2),
                 command: vec!["python".into(), "train.py".into()],
                 container_image: None,
+                batch: None,
                 idempotency: None,
             },
             now,
@@ -441,6 +442,18 @@ pub async fn cancellation(store: &dyn Store) {
     );
 }
 
+fn batch_options() -> haneul_model::BatchOptions {
+    haneul_model::BatchOptions {
+        output: Some("logs/%x-%j.out".into()),
+        error: Some("logs/%x-%j.err".into()),
+        chdir: Some("/scratch/u".into()),
+        account: Some("kaist-llm".into()),
+        signal: Some("B:USR1@90".into()),
+        requeue: Some(false),
+        ..Default::default()
+    }
+}
+
 pub async fn preemption_and_time_limit(store: &dyn Store) {
     let (_, p, u) = tenant(store, "gist").await;
     let n = node(store, "gpu-001", 10).await;
@@ -454,6 +467,7 @@ pub async fn preemption_and_time_limit(store: &dyn Store) {
                 spec: s,
                 command: vec!["sleep".into()],
                 container_image: Some("/srv/images/rootfs".into()),
+                batch: Some(batch_options()),
                 idempotency: None,
             },
             20,
@@ -469,6 +483,11 @@ pub async fn preemption_and_time_limit(store: &dyn Store) {
             .as_deref(),
         Some("/srv/images/rootfs")
     );
+    // A batch script's options come back as they went in, on the job and on its assignment.
+    assert_eq!(
+        store.get_job(limited.id).await.unwrap().batch,
+        Some(batch_options())
+    );
     let epoch = lead(store, "a", 30).await;
     let a = start(store, epoch, limited.id, n.id, 30).await;
     assert_eq!(
@@ -477,6 +496,10 @@ pub async fn preemption_and_time_limit(store: &dyn Store) {
             .container_image
             .as_deref(),
         Some("/srv/images/rootfs")
+    );
+    assert_eq!(
+        store.assignments(n.id).await.unwrap()[0].job.batch,
+        Some(batch_options())
     );
     assert_eq!(a.deadline, Some(60_030));
     assert!(store.overdue_attempts(60_000).await.unwrap().is_empty());
@@ -695,6 +718,7 @@ pub async fn group_commit(store: &dyn Store) {
                     spec: spec(p.id, 1),
                     command: vec!["true".into()],
                     container_image: Some("ubuntu:24.04".into()),
+                    batch: None,
                     idempotency: None,
                 },
             )
@@ -722,6 +746,7 @@ pub async fn group_commit(store: &dyn Store) {
                         spec: spec(p.id, 1),
                         command: vec!["true".into()],
                         container_image: None,
+                        batch: None,
                         idempotency: None,
                     },
                 ),
@@ -732,6 +757,7 @@ pub async fn group_commit(store: &dyn Store) {
                         spec: bad,
                         command: vec!["true".into()],
                         container_image: None,
+                        batch: None,
                         idempotency: None,
                     },
                 ),

@@ -73,10 +73,23 @@ pub(super) fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         local_rank,
         node_rank,
         local_world_size: local_world,
-        env: vec![
-            ("HANEUL_NODE".into(), ctx.name.clone()),
-            ("HANEUL_PROJECT".into(), a.project.to_string()),
-        ],
+        env: [
+            ("HANEUL_NODE".to_string(), ctx.name.clone()),
+            ("HANEUL_PROJECT".to_string(), a.project.to_string()),
+        ]
+        .into_iter()
+        .chain(crate::slurm::env(
+            &a,
+            crate::slurm::Place {
+                world,
+                rank,
+                local_rank,
+                node_rank,
+                local_world,
+            },
+            &ctx.name,
+        ))
+        .collect(),
         limits: Limits::default(),
         run_as: None,
         container: None,
@@ -340,7 +353,50 @@ mod tests {
             uid: None,
             gid: None,
             groups: Vec::new(),
+            name: "train".into(),
+            batch: None,
         }
+    }
+
+    #[test]
+    fn slurm_environment() {
+        let mut a = assignment(2, &["gpu002", "gpu001", "gpu002", "gpu004"]);
+        a.cpu_milli = 1500;
+        a.batch = Some(haneul_api::JobBatch {
+            account: Some("kaist-llm".into()),
+            submit_dir: Some("/home/kim/run".into()),
+            ..Default::default()
+        });
+        let (_, world, rank, local_rank, node_rank, local_world) = gang(&a, "gpu002");
+        let env = crate::slurm::env(
+            &a,
+            crate::slurm::Place {
+                world,
+                rank,
+                local_rank,
+                node_rank,
+                local_world,
+            },
+            "gpu002",
+        );
+        let get = |k: &str| {
+            env.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("{k} missing"))
+        };
+        assert_eq!(get("SLURM_JOB_NODELIST"), "gpu[001-002,004]");
+        assert_eq!(get("SLURM_NNODES"), "3");
+        assert_eq!(get("SLURM_NTASKS"), "4");
+        assert_eq!(get("SLURM_PROCID"), "2");
+        assert_eq!(get("SLURM_LOCALID"), "1");
+        assert_eq!(get("SLURM_NODEID"), "0");
+        assert_eq!(get("SLURM_GPUS_ON_NODE"), "2");
+        assert_eq!(get("SLURM_CPUS_PER_TASK"), "2");
+        assert_eq!(get("SLURM_JOB_NAME"), "train");
+        assert_eq!(get("SLURM_JOB_ACCOUNT"), "kaist-llm");
+        assert_eq!(get("SLURM_SUBMIT_DIR"), "/home/kim/run");
+        assert!(env.iter().all(|(k, _)| k != "SLURM_JOB_PARTITION"));
     }
 
     #[test]
