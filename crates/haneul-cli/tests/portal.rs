@@ -686,7 +686,7 @@ const LAYOUT_PROBLEMS: &str = r#"(() => {
       if (across > 1 && down > 1) problems.push(name(a) + ' and ' + name(b) + ' overlap');
     }
   }
-  return problems.slice(0, 10);
+  return JSON.stringify(problems.slice(0, 10));
 })()"#;
 
 /// Every page, for every role, with 1, 3 and 12 projects, at 400, 1000 and 1600 px: nothing
@@ -892,10 +892,12 @@ fn every_page_holds_its_layout_for_every_role_and_width() {
             tab.call_method(viewport(width, 900)).expect("viewport");
             for page in &pages {
                 goto(&tab, &format!("{base}{page}"));
+                // An array comes back from the browser as a reference; a string by value.
                 let problems = tab
-                    .evaluate(LAYOUT_PROBLEMS, true)
+                    .evaluate(LAYOUT_PROBLEMS, false)
                     .ok()
                     .and_then(|r| r.value)
+                    .and_then(|v| v.as_str().and_then(|s| serde_json::from_str(s).ok()))
                     .unwrap_or(Value::Null);
                 checked += 1;
                 match problems.as_array() {
