@@ -640,7 +640,7 @@ macro_rules! store_impl {
                 .bind(a.id)
                 .execute(&mut **tx)
                 .await?;
-                let end = if a.stop_reason == Some(StopReason::Cancel) {
+                let end = if matches!(a.stop_reason, Some(StopReason::Cancel | StopReason::Idle)) {
                     AttemptState::Cancelled
                 } else {
                     AttemptState::NodeLost
@@ -687,7 +687,12 @@ macro_rules! store_impl {
                     )));
                 }
             };
-            set_job_state(tx, a.job_id, job_state, exit_code, Some(state.as_str()), now).await?;
+            // A job stopped for idling says so, rather than looking cancelled by its owner.
+            let reason = match a.stop_reason {
+                Some(StopReason::Idle) if state == AttemptState::Cancelled => "idle",
+                _ => state.as_str(),
+            };
+            set_job_state(tx, a.job_id, job_state, exit_code, Some(reason), now).await?;
             event(tx, kind, Some(a.job_id), Some(a.id), None, state.as_str(), now).await
         }
 
@@ -2909,7 +2914,9 @@ macro_rules! store_impl {
                         .await?;
                         if left == 0 {
                             let end = match (a.stop_reason, failed) {
-                                (Some(StopReason::Cancel), _) => AttemptState::Cancelled,
+                                (Some(StopReason::Cancel | StopReason::Idle), _) => {
+                                    AttemptState::Cancelled
+                                }
                                 (Some(StopReason::Preempt), _) => AttemptState::Preempted,
                                 (Some(StopReason::TimeLimit), _) => AttemptState::TimedOut,
                                 (Some(StopReason::TaskFailed), _) | (None, Some(_)) => {

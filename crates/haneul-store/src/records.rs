@@ -99,6 +99,9 @@ text_enum!(
         Preempt = "preempt",
         TimeLimit = "time_limit",
         TaskFailed = "task_failed",
+        /// Its GPUs sat idle past the centre's idle policy and its notice's grace: the job
+        /// ends cancelled with reason `idle`.
+        Idle = "idle",
     }
 );
 
