@@ -10,7 +10,8 @@
 //! ([`identity`]); fractional GPUs are shared through CUDA MPS and MIG instances are reported
 //! as GPUs of their own ([`sharing`]). The protocol with the server (registration,
 //! heartbeats, assignments, reports, log upload, recovery after a restart) is [`node`], over a
-//! [`node::Transport`] whose real form speaks HTTP through `haneul-client`.
+//! [`node::Transport`] whose real form speaks HTTP through `haneul-client`. Every GPU a task
+//! holds is sampled and the samples sent in batches ([`telemetry`]).
 //! See `docs/agent.md`.
 
 pub mod container;
@@ -23,6 +24,7 @@ pub mod logs;
 pub mod node;
 pub mod nvml;
 pub mod sharing;
+pub mod telemetry;
 pub mod xid;
 
 /// Errors of the agent library.
