@@ -1351,6 +1351,10 @@ pub struct JobEfficiency {
     pub samples: i64,
     /// A plain sentence: "used 4 of 8 GPUs; the other 4 stayed idle".
     pub verdict: String,
+    /// The idle policy's notice to the owner, once raised: the job will be stopped with
+    /// reason `idle` unless its GPUs get busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_notice: Option<String>,
     pub gpus: Vec<GpuEfficiency>,
     /// The per-minute series the retention kept.
     pub series: Vec<GpuMinute>,

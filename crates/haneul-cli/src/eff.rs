@@ -5,7 +5,7 @@ use crate::client::Conn;
 use crate::output::{print_json, table};
 use haneul_api::JobEfficiency;
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args)]
 pub struct EffArgs {
     /// The job id.
     id: i64,
@@ -42,6 +42,9 @@ pub fn eff(args: EffArgs) -> anyhow::Result<()> {
     println!("  energy:           {:.1} Wh", e.energy_wh);
     println!("  CPU efficiency:   {}", pct(e.cpu_efficiency_pct));
     println!("  samples:          {}", e.samples);
+    if let Some(n) = &e.idle_notice {
+        println!("  notice:           {n}");
+    }
     if !e.gpus.is_empty() {
         let mut t = table(&["NODE", "GPU", "UUID", "MEAN", "PEAK", "MEM MiB", "Wh"]);
         for g in &e.gpus {

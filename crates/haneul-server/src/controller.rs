@@ -898,7 +898,7 @@ impl Controller {
                     );
                     self.store
                         .raise_notice(
-                            &format!("gpu.idle.job.{job}"),
+                            &crate::telemetry::idle_notice_kind(job),
                             j.project_id,
                             0,
                             &detail,

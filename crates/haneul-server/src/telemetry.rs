@@ -572,7 +572,16 @@ pub async fn job_efficiency(s: &AppState, job: st::JobRecord) -> Result<JobEffic
     let usage = s.store.job_gpu_usage(job.id).await?;
     let minutes = s.store.job_gpu_minutes(job.id).await?;
     let cpu = s.store.job_task_cpu(job.id).await?;
-    Ok(summarise(
+    let kind = idle_notice_kind(job.id);
+    let notice = s
+        .store
+        .list_notices()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|n| n.kind == kind && n.project_id == job.project_id)
+        .map(|n| n.detail);
+    let mut e = summarise(
         &job,
         &attempts,
         &usage,
@@ -580,7 +589,14 @@ pub async fn job_efficiency(s: &AppState, job: st::JobRecord) -> Result<JobEffic
         &cpu,
         s.idle.threshold_pct,
         s.clock.now_ms(),
-    ))
+    );
+    e.idle_notice = notice;
+    Ok(e)
+}
+
+/// The kind of the idle policy's notice about `job` (one per job).
+pub fn idle_notice_kind(job: i64) -> String {
+    format!("gpu.idle.job.{job}")
 }
 
 /// Mean of `sum` over `n`, none when there is nothing to average.
@@ -677,6 +693,7 @@ pub fn summarise(
         cpu_efficiency_pct,
         samples,
         verdict,
+        idle_notice: None,
         gpus,
         series,
     }
