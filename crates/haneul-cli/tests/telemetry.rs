@@ -64,10 +64,11 @@ fn eff_tells_busy_from_sleeping_and_the_idle_policy_stops_the_sleeper() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config/config.toml");
     let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    // Short durations, so the test polls seconds rather than waits half an hour.
+    // The server's data directory under `haneul up`'s; short durations, so the test polls
+    // seconds rather than waits half an hour.
+    std::fs::create_dir_all(data.join("server")).unwrap();
     std::fs::write(
-        data.join("idle.toml"),
+        data.join("server/idle.toml"),
         "enabled = true\nthreshold_pct = 5\nwindow_s = 4\ngrace_s = 3\n",
     )
     .unwrap();
