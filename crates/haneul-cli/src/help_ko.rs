@@ -684,6 +684,22 @@ const KO: &[(&str, &str)] = &[
     ),
     ("bench engine/json", "글 대신 JSON 객체 하나 출력"),
     ("bench agent/json", "글 대신 JSON 객체 하나 출력"),
+    (
+        "bench telemetry",
+        "GPU 원격 측정을 저장소에 쓰기: 여러 작성자의 지속 샘플 속도를 --gpus 개 GPU 가 --interval 마다 필요로 하는 속도와 비교",
+    ),
+    ("bench telemetry/gpus", "센터의 GPU 수 (노드당 8 개)"),
+    ("bench telemetry/interval", "에이전트 샘플 간격 (초)"),
+    ("bench telemetry/seconds", "쉬지 않고 쓰는 시간 (초)"),
+    (
+        "bench telemetry/writers",
+        "동시 작성자 수 (서버의 요청 처리기)",
+    ),
+    (
+        "bench telemetry/postgres",
+        "SQLite 파일 대신 잴 PostgreSQL URL (그 데이터베이스를 그대로 사용)",
+    ),
+    ("bench telemetry/json", "글 대신 JSON 객체 하나 출력"),
     ("plan/json", "plan.json 을 표준 출력으로"),
     (
         "*/lease_ttl",

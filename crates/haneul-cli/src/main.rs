@@ -7,6 +7,7 @@ mod bench_agent;
 mod bench_centre;
 mod bench_engine;
 mod bench_halfopen;
+mod bench_telemetry;
 mod client;
 mod eff;
 mod help_ko;
