@@ -149,15 +149,13 @@ async fn bench(args: TelemetryBenchArgs) -> anyhow::Result<()> {
                         cpu_ms: round * 1000,
                     }];
                     let t = Instant::now();
-                    if let Err(e) = store.record_gpu_samples(n as i64 + 1, &batch, &cpu).await {
-                        return Err(e);
-                    }
+                    store.record_gpu_samples(n as i64 + 1, &batch, &cpu).await?;
                     latencies.push(t.elapsed());
                     samples += 8;
                 }
                 round += 1;
             }
-            Ok((samples, latencies))
+            Ok::<_, StoreError>((samples, latencies))
         }));
     }
     let started = Instant::now();
