@@ -6,6 +6,7 @@ use crate::output::{print_json, table};
 use haneul_api::JobEfficiency;
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  haneul eff 42\n  haneul eff 42 --json")]
 pub struct EffArgs {
     /// The job id.
     id: i64,

@@ -600,8 +600,12 @@ const KO: &[(&str, &str)] = &[
     ),
     ("*/health_interval", "상태 검사 간격 (초)"),
     (
-        "*/telemetry_interval",
+        "agent/telemetry_interval",
         "GPU 원격 측정 간격 (초): 작업이 쓰는 GPU 의 사용률, 메모리, 전력, 온도를 재어 한 번에 서버로 보냄",
+    ),
+    (
+        "up/telemetry_interval",
+        "로컬 에이전트의 GPU 원격 측정 간격 (초)",
     ),
     (
         "*/heartbeat_ms",
@@ -626,6 +630,19 @@ const KO: &[(&str, &str)] = &[
     ("submit/json", "표 대신 스크립트용 JSON 출력"),
     ("queue/json", "표 대신 스크립트용 JSON 출력"),
     ("show/json", "표 대신 스크립트용 JSON 출력"),
+    ("eff/json", "표 대신 스크립트용 JSON 출력"),
+    (
+        "eff/server",
+        "서버 기본 URL, http:// 또는 https:// (기본값: `haneul up` 이 쓴 클라이언트 설정의 `server`); 한 센터의 여러 서버는 쉼표로 구분",
+    ),
+    (
+        "eff/ca_file",
+        "공개 루트 대신 서버 인증서에 서명한 CA 인증서 (PEM) (기본값: 클라이언트 설정의 `ca_file`)",
+    ),
+    (
+        "eff/token_file",
+        "내 토큰이 든 파일 (기본값: 환경 변수 HANEUL_TOKEN, 그다음 설정 파일)",
+    ),
     ("logs/json", "표 대신 스크립트용 JSON 출력"),
     ("cancel/json", "표 대신 스크립트용 JSON 출력"),
     ("usage/json", "표 대신 스크립트용 JSON 출력"),
