@@ -8,7 +8,8 @@
 //! and days), [`compliance`] (export screening), [`programmes`] (calls, applications, ranking),
 //! [`portal`] (the web pages under /portal), [`serve`] (the listener: TLS, timeouts, connection
 //! cap, write rate limits), [`tls`] (certificates, their reload, the local authority of
-//! `haneul up --tls`) and [`clock`] (the one wall clock every date-dependent decision reads).
+//! `haneul up --tls`), [`clock`] (the one wall clock every date-dependent decision reads) and
+//! [`telemetry`] (GPU samples from agents, job efficiency, DCGM-named gauges, the idle policy).
 //! `haneul server` in haneul-cli is a thin wrapper around [`run`].
 
 pub mod accounting;
