@@ -3,7 +3,9 @@
 # with the machine's real GPUs), a job asking for one GPU that runs `nvidia-smi -L`, prints
 # CUDA_VISIBLE_DEVICES and does a 4096x4096 PyTorch matmul on CUDA (checked against a float64
 # CPU product), then the job's logs and the node view (GPU model, memory and NVLink domain as
-# the agent found them, and through which source). Everything goes to $OUT when it is set.
+# the agent found them, and through which source). Then telemetry (issue 21): a job looping
+# matmuls must read over 80% GPU utilisation in `haneul eff --json`, a sleeping job under 5%.
+# Everything goes to $OUT when it is set.
 #
 #   scripts/gpu-check.sh [--bin PATH] [--simulate]
 #
@@ -100,7 +102,7 @@ BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 say "binary: $BIN"
 
 # 3. The centre.
-UP_ARGS=(up --data-dir "$WORK/centre" --listen "127.0.0.1:$PORT")
+UP_ARGS=(up --data-dir "$WORK/centre" --listen "127.0.0.1:$PORT" --telemetry-interval 2)
 [ "$SIMULATE" = 1 ] && UP_ARGS+=(--simulate-gpus 1xH200)
 "$BIN" "${UP_ARGS[@]}" >"$WORK/up.log" 2>&1 &
 UP_PID=$!
@@ -250,4 +252,37 @@ for ID in "${HALF_JOBS[@]}"; do
         fail "half-GPU job $ID could allocate past its memory limit"
 done
 say "two half-GPU tasks each saw their memory limit under MPS and were refused past it"
+
+# 8. Telemetry: a matmul loop reads busy, a sleep reads idle (sampled every 2 s for 30 s).
+cat >"$WORK/matmul-loop.py" <<'PY'
+import time, torch
+a = torch.randn(8192, 8192, device="cuda")
+until = time.time() + 40
+while time.time() < until:
+    a = (a @ a).clamp_(-1, 1)
+torch.cuda.synchronize()
+print("MATMUL LOOP DONE")
+PY
+chmod 644 "$WORK/matmul-loop.py"
+if [ "$SIMULATE" = 1 ]; then BUSY_SH="t=\$((\$(date +%s)+40)); while [ \$(date +%s) -lt \$t ]; do :; done"
+else BUSY_SH="$PY $WORK/matmul-loop.py"; fi
+BUSY="$("$BIN" submit --gpus 1 --time 10m -- sh -c "$BUSY_SH" 2>"$WORK/submit-busy.txt")" ||
+    fail "submit busy: $(cat "$WORK/submit-busy.txt")"
+IDLE="$("$BIN" submit --gpus 1 --time 10m -- sleep 40 2>"$WORK/submit-idle.txt")" ||
+    fail "submit sleeper: $(cat "$WORK/submit-idle.txt")"
+say "telemetry jobs: busy $BUSY, sleeping $IDLE; sampling for 30 s"
+sleep 30
+"$BIN" eff "$BUSY" --json >"$WORK/eff-busy.json" 2>&1 || fail "eff $BUSY: $(cat "$WORK/eff-busy.json")"
+"$BIN" eff "$IDLE" --json >"$WORK/eff-idle.json" 2>&1 || fail "eff $IDLE: $(cat "$WORK/eff-idle.json")"
+mean() { sed -n 's/^  "gpu_util_mean_pct": \([0-9.]*\),\{0,1\}$/\1/p' "$1" | head -n 1; }
+B="$(mean "$WORK/eff-busy.json")"; I="$(mean "$WORK/eff-idle.json")"
+say "haneul eff: busy job ${B:-no samples}% mean, sleeping job ${I:-no samples}% mean"
+[ -n "$B" ] && [ -n "$I" ] || fail "no telemetry samples (see eff-*.json)"
+if [ "$SIMULATE" = 0 ]; then
+    awk -v b="$B" 'BEGIN { exit !(b > 80) }' || fail "the matmul job read $B%, not over 80%"
+else
+    awk -v b="$B" 'BEGIN { exit !(b > 20) }' || fail "the busy job read $B% (simulated)"
+fi
+awk -v i="$I" 'BEGIN { exit !(i < 5) }' || fail "the sleeping job read $I%, not under 5%"
+say "telemetry tells the busy job from the sleeping one"
 finish 0

@@ -10,8 +10,9 @@
 //! ([`identity`]); fractional GPUs are shared through CUDA MPS and MIG instances are reported
 //! as GPUs of their own ([`sharing`]). The protocol with the server (registration,
 //! heartbeats, assignments, reports, log upload, recovery after a restart) is [`node`], over a
-//! [`node::Transport`] whose real form speaks HTTP through `haneul-client`.
-//! Tasks also get Slurm's environment ([`slurm`]), so batch scripts written for Slurm run.
+//! [`node::Transport`] whose real form speaks HTTP through `haneul-client`. Every GPU a task
+//! holds is sampled and the samples sent in batches ([`telemetry`]). Tasks also get Slurm's
+//! environment ([`slurm`]), so batch scripts written for Slurm run.
 //! See `docs/agent.md`.
 
 pub mod container;
@@ -25,6 +26,7 @@ pub mod node;
 pub mod nvml;
 pub mod sharing;
 pub mod slurm;
+pub mod telemetry;
 pub mod xid;
 
 /// Errors of the agent library.

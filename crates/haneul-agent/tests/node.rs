@@ -248,6 +248,7 @@ impl Agent {
                 backoff_base: Duration::from_millis(20),
                 backoff_cap: Duration::from_millis(200),
                 stream_every: Duration::from_millis(100),
+                telemetry_every: Duration::from_millis(500),
             },
             stop: {
                 let stop = stop.clone();

@@ -176,6 +176,7 @@ words! {
     "preempt" => "선점",
     "time_limit" => "시간 제한",
     "task_failed" => "태스크 실패",
+    "idle" => "GPU 유휴",
     // Nodes and why they are down or draining.
     "up" => "정상",
     "draining" => "드레인 중",

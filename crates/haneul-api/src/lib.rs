@@ -1328,3 +1328,111 @@ mod log_bytes {
         assert_eq!(bad.bytes(), Err(LogUploadError::NotBase64));
     }
 }
+
+/// One sample of one GPU held by one task, as the node's agent took it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSample {
+    pub job: i64,
+    pub fence: i64,
+    pub task: i64,
+    /// The GPU's index on the node.
+    pub gpu: u32,
+    /// The GPU's UUID (`GPU-...`, `MIG-...`, or `SIM-...` for a simulated GPU).
+    pub uuid: String,
+    /// When the sample was taken (ms since the epoch).
+    pub at_ms: i64,
+    /// How long this sample stands for (since the GPU's previous sample), in ms.
+    pub period_ms: i64,
+    /// SM utilisation, 0 to 100.
+    pub util_pct: u32,
+    /// Memory in use, MiB.
+    pub mem_mib: u64,
+    /// Power draw, W.
+    pub power_w: u32,
+    /// Temperature, °C.
+    pub temp_c: u32,
+}
+
+/// A task's cumulative CPU time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskCpu {
+    pub job: i64,
+    pub fence: i64,
+    pub task: i64,
+    /// CPU time (user and system) of the task's processes since it started, ms.
+    pub cpu_ms: i64,
+}
+
+/// Telemetry an agent sends in one call (every telemetry interval).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryBatch {
+    #[serde(default)]
+    pub samples: Vec<GpuSample>,
+    #[serde(default)]
+    pub tasks: Vec<TaskCpu>,
+}
+
+/// What the server kept of a telemetry batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TelemetryAck {
+    /// Samples recorded.
+    pub accepted: u64,
+    /// Samples dropped: of tasks no longer assigned to this node (an ended attempt).
+    pub dropped: u64,
+}
+
+/// What a job did with one of its GPUs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GpuEfficiency {
+    pub node: i64,
+    pub gpu: i64,
+    pub uuid: String,
+    pub samples: i64,
+    pub util_mean_pct: f64,
+    pub util_max_pct: i64,
+    pub mem_max_mib: i64,
+    pub energy_wh: f64,
+}
+
+/// One minute of one GPU of a job (the downsampled series).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GpuMinute {
+    /// Start of the minute, ms since the epoch.
+    pub minute: i64,
+    pub uuid: String,
+    pub util_mean_pct: f64,
+    pub util_max_pct: i64,
+    pub mem_max_mib: i64,
+    pub power_mean_w: f64,
+}
+
+/// How well a job used what it was given (like Slurm's `seff` or `jobstats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobEfficiency {
+    pub job: i64,
+    pub state: String,
+    /// GPUs the job holds (or held) per its request; `gpus` lists those sampled.
+    pub gpus_allocated: i64,
+    /// GPUs whose mean utilisation reached the centre's idle threshold.
+    pub gpus_used: i64,
+    /// Mean SM utilisation over all samples of all GPUs; none before the first sample.
+    pub gpu_util_mean_pct: Option<f64>,
+    pub gpu_util_max_pct: Option<i64>,
+    pub gpu_mem_max_mib: Option<i64>,
+    pub energy_wh: f64,
+    /// CPU time used over CPU time allotted (CPUs times wall time of its attempts).
+    pub cpu_efficiency_pct: Option<f64>,
+    pub samples: i64,
+    /// A plain sentence: "used 4 of 8 GPUs; the other 4 stayed idle".
+    pub verdict: String,
+    /// The idle policy's notice to the owner, once raised: the job will be stopped with
+    /// reason `idle` unless its GPUs get busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_notice: Option<String>,
+    pub gpus: Vec<GpuEfficiency>,
+    /// The per-minute series the retention kept.
+    pub series: Vec<GpuMinute>,
+}

@@ -82,6 +82,10 @@ pub struct AgentArgs {
     /// Seconds between health checks.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     health_interval: u64,
+    /// Seconds between GPU telemetry samples (utilisation, memory, power, temperature of every
+    /// GPU a task holds), sent to the server in one batch per interval.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    telemetry_interval: u64,
     /// A GPU at this temperature (Celsius) or hotter fails the health check (real GPUs only).
     #[arg(long, default_value_t = 90)]
     max_gpu_temp: u32,
@@ -315,7 +319,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         inventory: inventory.clone(),
         health,
         health_every: Duration::from_secs(args.health_interval),
-        timing: node::Timing::default(),
+        timing: node::Timing {
+            telemetry_every: Duration::from_secs(args.telemetry_interval),
+            ..node::Timing::default()
+        },
         stop: Arc::new(stopping),
     })?;
     Ok(())

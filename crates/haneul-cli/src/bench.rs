@@ -26,6 +26,9 @@ pub enum BenchCommand {
     /// Slow-header attack: half-open connections held against a real server while simulated
     /// nodes heartbeat; reports /healthz latency and the heartbeat rate.
     HalfOpen(crate::bench_halfopen::HalfOpenArgs),
+    /// GPU telemetry into the store: the sustained sample rate from many writers against what
+    /// a fleet of --gpus at --interval needs.
+    Telemetry(crate::bench_telemetry::TelemetryBenchArgs),
 }
 
 #[derive(Args)]
@@ -138,6 +141,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Centre(args) => crate::bench_centre::run(args),
         BenchCommand::Agent(args) => crate::bench_agent::run(args),
         BenchCommand::HalfOpen(args) => crate::bench_halfopen::run(args),
+        BenchCommand::Telemetry(args) => crate::bench_telemetry::run(args),
     }
 }
 

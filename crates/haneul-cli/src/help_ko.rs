@@ -21,6 +21,10 @@ const KO: &[(&str, &str)] = &[
     ("queue", "내 작업 목록 (squeue 처럼)"),
     ("show", "작업 하나의 상태와 실행 기록 보기"),
     ("logs", "작업 출력 보기"),
+    (
+        "eff",
+        "작업이 GPU 와 CPU 를 얼마나 잘 썼는지 보기 (seff 처럼): 사용률, 메모리, 에너지",
+    ),
     ("cancel", "작업 취소 (scancel 처럼)"),
     (
         "usage",
@@ -596,6 +600,14 @@ const KO: &[(&str, &str)] = &[
     ),
     ("*/health_interval", "상태 검사 간격 (초)"),
     (
+        "agent/telemetry_interval",
+        "GPU 원격 측정 간격 (초): 작업이 쓰는 GPU 의 사용률, 메모리, 전력, 온도를 재어 한 번에 서버로 보냄",
+    ),
+    (
+        "up/telemetry_interval",
+        "로컬 에이전트의 GPU 원격 측정 간격 (초)",
+    ),
+    (
         "*/heartbeat_ms",
         "하트비트 주기, ms (기본값: 서버가 요청한 간격). 짧은 `--node-timeout` 으로 시험하면 더 짧게",
     ),
@@ -618,6 +630,19 @@ const KO: &[(&str, &str)] = &[
     ("submit/json", "표 대신 스크립트용 JSON 출력"),
     ("queue/json", "표 대신 스크립트용 JSON 출력"),
     ("show/json", "표 대신 스크립트용 JSON 출력"),
+    ("eff/json", "표 대신 스크립트용 JSON 출력"),
+    (
+        "eff/server",
+        "서버 기본 URL, http:// 또는 https:// (기본값: `haneul up` 이 쓴 클라이언트 설정의 `server`); 한 센터의 여러 서버는 쉼표로 구분",
+    ),
+    (
+        "eff/ca_file",
+        "공개 루트 대신 서버 인증서에 서명한 CA 인증서 (PEM) (기본값: 클라이언트 설정의 `ca_file`)",
+    ),
+    (
+        "eff/token_file",
+        "내 토큰이 든 파일 (기본값: 환경 변수 HANEUL_TOKEN, 그다음 설정 파일)",
+    ),
     ("logs/json", "표 대신 스크립트용 JSON 출력"),
     ("cancel/json", "표 대신 스크립트용 JSON 출력"),
     ("*/reason", "사유 (감사 로그에 기록)"),
@@ -677,6 +702,22 @@ const KO: &[(&str, &str)] = &[
     ),
     ("bench engine/json", "글 대신 JSON 객체 하나 출력"),
     ("bench agent/json", "글 대신 JSON 객체 하나 출력"),
+    (
+        "bench telemetry",
+        "GPU 원격 측정을 저장소에 쓰기: 여러 작성자의 지속 샘플 속도를 --gpus 개 GPU 가 --interval 마다 필요로 하는 속도와 비교",
+    ),
+    ("bench telemetry/gpus", "센터의 GPU 수 (노드당 8 개)"),
+    ("bench telemetry/interval", "에이전트 샘플 간격 (초)"),
+    ("bench telemetry/seconds", "쉬지 않고 쓰는 시간 (초)"),
+    (
+        "bench telemetry/writers",
+        "동시 작성자 수 (서버의 요청 처리기)",
+    ),
+    (
+        "bench telemetry/postgres",
+        "SQLite 파일 대신 잴 PostgreSQL URL (그 데이터베이스를 그대로 사용)",
+    ),
+    ("bench telemetry/json", "글 대신 JSON 객체 하나 출력"),
     ("plan/json", "plan.json 을 표준 출력으로"),
     (
         "*/lease_ttl",

@@ -7,7 +7,9 @@ mod bench_agent;
 mod bench_centre;
 mod bench_engine;
 mod bench_halfopen;
+mod bench_telemetry;
 mod client;
+mod eff;
 mod help_ko;
 mod i18n;
 mod jobfile;
@@ -68,6 +70,8 @@ enum Command {
     Show(client::ShowArgs),
     /// Print a job's output.
     Logs(client::LogsArgs),
+    /// How well a job used its GPUs and CPUs (like seff): utilisation, memory, energy.
+    Eff(eff::EffArgs),
     /// Cancel a job (like scancel).
     Cancel(client::CancelArgs),
     /// Your awards: GPU-hours granted, used and left, validity and state (like sacct).
@@ -311,6 +315,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(args) => client::queue(args),
         Command::Show(args) => client::show(args),
         Command::Logs(args) => client::logs(args),
+        Command::Eff(args) => eff::eff(args),
         Command::Cancel(args) => client::cancel(args),
         Command::Usage(args) => client::usage(args),
         Command::Whoami(args) => client::whoami(args),

@@ -38,6 +38,9 @@ pub struct UpArgs {
     /// Passed to the local agent.
     #[command(flatten)]
     containers: crate::agent::ContainerArgs,
+    /// Seconds between the local agent's GPU telemetry samples.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    telemetry_interval: u64,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -450,6 +453,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     ];
     agent_args.extend(agent_tls_args(ca_file.as_deref()));
     agent_args.extend(args.containers.to_flags());
+    agent_args.push("--telemetry-interval".into());
+    agent_args.push(args.telemetry_interval.to_string());
     match &simulate {
         Some(s) => {
             if has_nvidia {

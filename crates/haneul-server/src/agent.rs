@@ -33,7 +33,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(health))
 }
 
-async fn own_node(s: &AppState, caller: &Caller, id: i64) -> Result<st::NodeRecord, ApiError> {
+pub(crate) async fn own_node(
+    s: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> Result<st::NodeRecord, ApiError> {
     caller.agent()?;
     match s.store.get_node(id).await {
         Ok(n) if n.agent_user == Some(caller.0.id) => Ok(n),

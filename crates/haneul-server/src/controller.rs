@@ -53,6 +53,8 @@ pub struct Signals {
     /// While standing by: the leader's advertised URL, when it advertises one.
     pub leader_url: std::sync::Mutex<Option<String>>,
     pub shutdown: watch::Sender<bool>,
+    /// Recent GPU utilisation per job, fed by agents' telemetry, read by the idle policy.
+    pub telemetry: crate::telemetry::Live,
 }
 
 impl Signals {
@@ -64,6 +66,7 @@ impl Signals {
             leader: AtomicBool::new(false),
             leader_url: std::sync::Mutex::new(None),
             shutdown: watch::channel(false).0,
+            telemetry: Default::default(),
         })
     }
     pub fn assignments_changed(&self) {
@@ -164,6 +167,11 @@ pub struct Controller {
     last_standing: Option<Ran>,
     last_compute: Option<Ran>,
     clock: SharedClock,
+    idle: Arc<crate::telemetry::IdlePolicy>,
+    last_idle: Option<Ran>,
+    last_prune: Option<Ran>,
+    /// Jobs told their GPUs sit idle: job -> when (ms), for the grace before the stop.
+    idle_noticed: BTreeMap<i64, i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,7 +202,17 @@ impl Controller {
             last_standing: None,
             last_compute: None,
             clock: Arc::new(SystemClock),
+            idle: Arc::default(),
+            last_idle: None,
+            last_prune: None,
+            idle_noticed: BTreeMap::new(),
         }
+    }
+
+    /// The same controller under an idle policy (the default is off).
+    pub fn with_idle(mut self, policy: Arc<crate::telemetry::IdlePolicy>) -> Self {
+        self.idle = policy;
+        self
     }
 
     /// The same controller on another clock than the system's (a test's manual one).
@@ -291,6 +309,21 @@ impl Controller {
         self.refresh_standing().await?;
         self.release_held().await?;
         self.schedule().await?;
+        if due(self.last_idle, Duration::from_secs(1), now) {
+            self.last_idle = Ran::now(now);
+            self.enforce_idle().await?;
+        }
+        if due(self.last_prune, Duration::from_secs(600), now) {
+            self.last_prune = Ran::now(now);
+            let keep = i64::try_from(self.idle.series_retention.as_millis()).unwrap_or(i64::MAX);
+            let pruned = self
+                .store
+                .prune_gpu_minutes(now.saturating_sub(keep))
+                .await?;
+            if pruned > 0 {
+                tracing::debug!(pruned, "per-minute GPU series past retention dropped");
+            }
+        }
         if due(self.last_metrics, Duration::from_secs(2), now) {
             self.last_metrics = Ran::now(now);
             self.publish_metrics().await?;
@@ -809,6 +842,86 @@ impl Controller {
                 .await?;
         }
         if !overdue.is_empty() {
+            self.signals.assignments_changed();
+        }
+        Ok(())
+    }
+
+    /// The idle policy: a running job whose GPUs averaged under its class's threshold over
+    /// its window gets a notice (once), and once the grace has passed with its GPUs still idle
+    /// it is stopped with reason `idle`: the checkpoint signal first and the job's own grace
+    /// before the kill, as for a preemption.
+    async fn enforce_idle(&mut self) -> Result<(), ControllerError> {
+        let Some(st) = self.state.as_ref() else {
+            return Ok(());
+        };
+        let live: BTreeSet<i64> = st.live.keys().copied().collect();
+        self.signals.telemetry.retain(&live);
+        self.idle_noticed.retain(|j, _| live.contains(j));
+        if !self.idle.enabled {
+            return Ok(());
+        }
+        let now = self.clock.now_ms();
+        let mut changed = false;
+        for job in self.signals.telemetry.jobs() {
+            let Some(attempt) = st.live.get(&job).map(|l| l.attempt) else {
+                continue;
+            };
+            if st.stopping.contains_key(&job) {
+                continue;
+            }
+            let j = match self.store.get_job(job).await {
+                Ok(j) => j,
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if j.state != JobState::Running {
+                continue;
+            }
+            let p = self.store.get_project(j.project_id).await?;
+            let class = self.store.get_org(p.org_id).await?.class;
+            let Some(limits) = self.idle.limits(&class) else {
+                continue;
+            };
+            if !self.signals.telemetry.idle(job, now, &limits) {
+                self.idle_noticed.remove(&job);
+                continue;
+            }
+            match self.idle_noticed.get(&job) {
+                None => {
+                    let detail = format!(
+                        "job {job}: its GPUs averaged under {}% for {} minutes; it will be \
+                         stopped (reason idle) in {} minutes unless they get busy",
+                        limits.threshold_pct,
+                        limits.window.as_secs_f64() / 60.0,
+                        limits.grace.as_secs_f64() / 60.0
+                    );
+                    self.store
+                        .raise_notice(
+                            &crate::telemetry::idle_notice_kind(job),
+                            j.project_id,
+                            0,
+                            &detail,
+                            now,
+                        )
+                        .await?;
+                    tracing::info!(job, "idle GPUs: owner notified");
+                    self.idle_noticed.insert(job, now);
+                }
+                Some(&at) => {
+                    let grace = i64::try_from(limits.grace.as_millis()).unwrap_or(i64::MAX);
+                    if now.saturating_sub(at) < grace {
+                        continue;
+                    }
+                    tracing::info!(job, "idle GPUs past the notice's grace: stopping");
+                    self.store
+                        .request_stop(attempt, StopReason::Idle, now + j.spec.grace.millis(), now)
+                        .await?;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
             self.signals.assignments_changed();
         }
         Ok(())

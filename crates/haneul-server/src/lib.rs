@@ -8,7 +8,8 @@
 //! and days), [`compliance`] (export screening), [`programmes`] (calls, applications, ranking),
 //! [`portal`] (the web pages under /portal), [`serve`] (the listener: TLS, timeouts, connection
 //! cap, write rate limits), [`tls`] (certificates, their reload, the local authority of
-//! `haneul up --tls`) and [`clock`] (the one wall clock every date-dependent decision reads).
+//! `haneul up --tls`), [`clock`] (the one wall clock every date-dependent decision reads) and
+//! [`telemetry`] (GPU samples from agents, job efficiency, DCGM-named gauges, the idle policy).
 //! `haneul server` in haneul-cli is a thin wrapper around [`run`].
 
 pub mod accounting;
@@ -30,6 +31,7 @@ pub mod portal;
 pub mod programmes;
 pub mod routes;
 pub mod serve;
+pub mod telemetry;
 pub mod tls;
 pub mod validate;
 
@@ -101,6 +103,8 @@ pub struct Config {
     pub sessions: auth::SessionPolicy,
     /// The wall clock of every decision that depends on the date; the system's in production.
     pub clock: clock::SharedClock,
+    /// GPU telemetry: the idle policy and the series' retention (docs/telemetry.md).
+    pub idle: telemetry::IdlePolicy,
 }
 
 impl Config {
@@ -124,6 +128,7 @@ impl Config {
             limits: serve::Limits::default(),
             metrics_token: None,
             clock: Arc::new(clock::SystemClock),
+            idle: telemetry::IdlePolicy::default(),
         }
     }
 }
@@ -176,6 +181,8 @@ pub struct AppState {
     pub sessions: Arc<auth::SessionPolicy>,
     /// The wall clock of expiry, windows and every time the store records.
     pub clock: clock::SharedClock,
+    /// The idle policy (its threshold also says which GPUs a job used).
+    pub idle: Arc<telemetry::IdlePolicy>,
 }
 
 impl AppState {
@@ -261,7 +268,14 @@ impl AppState {
             metrics_token: None,
             sessions: Arc::default(),
             clock,
+            idle: Arc::default(),
         }
+    }
+
+    /// The same state under another idle policy than the default (off).
+    pub fn with_idle(mut self, policy: Arc<telemetry::IdlePolicy>) -> Self {
+        self.idle = policy;
+        self
     }
 
     /// The same state under another identity and container policy than the defaults.
@@ -471,6 +485,7 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(compliance::router())
         .merge(programmes::router())
         .merge(agent::router())
+        .merge(telemetry::router())
         .split_for_parts();
     let mut api = api;
     idempotency::declare(&mut api);
@@ -526,6 +541,7 @@ pub fn openapi_json() -> String {
         .merge(compliance::router())
         .merge(programmes::router())
         .merge(agent::router())
+        .merge(telemetry::router())
         .split_for_parts();
     api.to_pretty_json().unwrap_or_default()
 }
@@ -704,6 +720,14 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     } else {
         cfg.accounting.clone()
     });
+    // `DIR/idle.toml`, when present, replaces the configured idle policy (docs/telemetry.md).
+    let idle_file = cfg.data_dir.join("idle.toml");
+    let idle = Arc::new(if idle_file.exists() {
+        telemetry::IdlePolicy::load(&idle_file).map_err(ServerError::Accounting)?
+    } else {
+        cfg.idle.validate().map_err(ServerError::Accounting)?;
+        cfg.idle.clone()
+    });
     let controller = Controller::new(
         store.clone(),
         ControllerConfig {
@@ -717,6 +741,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         metrics.clone(),
     )
     .with_accounting(accounting.clone())
+    .with_idle(idle.clone())
     .with_clock(cfg.clock.clone());
     let state = AppState::new_with_clock(
         store,
@@ -726,6 +751,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         cfg.clock.clone(),
     )
     .with_accounting(accounting)
+    .with_idle(idle)
     .with_identity(cfg.identity.clone());
     let mut state = state;
     state.metrics_token = cfg.metrics_token.as_deref().map(Arc::from);

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub schedule_pass: Histogram,
     pub api_latency: Family<RouteLabel, Histogram>,
     pub attempts_started: Counter,
+    /// Per-job GPU gauges under the DCGM exporter's names (their own registry: no prefix).
+    pub gpus: crate::telemetry::GpuGauges,
     /// Label sets set last time, so series that went to zero are reset rather than left stale.
     seen: Mutex<(Vec<ProjectLabel>, Vec<ModelPoolLabel>)>,
 }
@@ -105,6 +107,7 @@ impl Metrics {
             schedule_pass,
             api_latency,
             attempts_started,
+            gpus: Default::default(),
             seen: Mutex::new((Vec::new(), Vec::new())),
         }
     }
@@ -147,6 +150,7 @@ impl Metrics {
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
+        out.push_str(&self.gpus.encode());
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }

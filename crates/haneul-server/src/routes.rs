@@ -884,7 +884,7 @@ async fn list_jobs(
     }))
 }
 
-async fn visible_job(
+pub(crate) async fn visible_job(
     s: &AppState,
     caller: &Caller,
     id: i64,

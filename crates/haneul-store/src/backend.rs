@@ -653,7 +653,7 @@ macro_rules! store_impl {
                 .bind(a.id)
                 .execute(&mut **tx)
                 .await?;
-                let end = if a.stop_reason == Some(StopReason::Cancel) {
+                let end = if matches!(a.stop_reason, Some(StopReason::Cancel | StopReason::Idle)) {
                     AttemptState::Cancelled
                 } else {
                     AttemptState::NodeLost
@@ -700,7 +700,12 @@ macro_rules! store_impl {
                     )));
                 }
             };
-            set_job_state(tx, a.job_id, job_state, exit_code, Some(state.as_str()), now).await?;
+            // A job stopped for idling says so, rather than looking cancelled by its owner.
+            let reason = match a.stop_reason {
+                Some(StopReason::Idle) if state == AttemptState::Cancelled => "idle",
+                _ => state.as_str(),
+            };
+            set_job_state(tx, a.job_id, job_state, exit_code, Some(reason), now).await?;
             event(tx, kind, Some(a.job_id), Some(a.id), None, state.as_str(), now).await
         }
 
@@ -2925,7 +2930,9 @@ macro_rules! store_impl {
                         .await?;
                         if left == 0 {
                             let end = match (a.stop_reason, failed) {
-                                (Some(StopReason::Cancel), _) => AttemptState::Cancelled,
+                                (Some(StopReason::Cancel | StopReason::Idle), _) => {
+                                    AttemptState::Cancelled
+                                }
                                 (Some(StopReason::Preempt), _) => AttemptState::Preempted,
                                 (Some(StopReason::TimeLimit), _) => AttemptState::TimedOut,
                                 (Some(StopReason::TaskFailed), _) | (None, Some(_)) => {
@@ -3176,6 +3183,282 @@ macro_rules! store_impl {
                 .bind(now)
                 .fetch_optional(&self.read)
                 .await?)
+            }
+
+            // --- telemetry ---
+
+            async fn record_gpu_samples(
+                &self,
+                node: i64,
+                samples: &[GpuSampleRecord],
+                cpu: &[TaskCpuRecord],
+            ) -> Result<()> {
+                // Folded here first, so that a batch holding several samples of one GPU (an
+                // agent's backlog) writes each row once.
+                let mut usage: BTreeMap<(i64, &str), GpuUsageRecord> = BTreeMap::new();
+                let mut minutes: BTreeMap<(i64, &str, i64), GpuMinuteRecord> = BTreeMap::new();
+                for s in samples {
+                    let energy = s.power_w * s.period_ms / 3600;
+                    let busy = s.util_pct * s.period_ms / 100;
+                    let u = usage.entry((s.job_id, s.gpu_uuid.as_str())).or_insert_with(|| GpuUsageRecord {
+                        job_id: s.job_id,
+                        gpu_uuid: s.gpu_uuid.clone(),
+                        node_id: node,
+                        gpu_index: s.gpu_index,
+                        samples: 0,
+                        util_sum: 0,
+                        util_max: 0,
+                        mem_max_mib: 0,
+                        energy_mwh: 0,
+                        sampled_ms: 0,
+                        busy_ms: 0,
+                        first_at: s.at,
+                        last_at: s.at,
+                    });
+                    u.samples += 1;
+                    u.util_sum += s.util_pct;
+                    u.util_max = u.util_max.max(s.util_pct);
+                    u.mem_max_mib = u.mem_max_mib.max(s.mem_mib);
+                    u.energy_mwh += energy;
+                    u.sampled_ms += s.period_ms;
+                    u.busy_ms += busy;
+                    u.first_at = u.first_at.min(s.at);
+                    u.last_at = u.last_at.max(s.at);
+                    let minute = s.at - s.at.rem_euclid(60_000);
+                    let m = minutes
+                        .entry((s.job_id, s.gpu_uuid.as_str(), minute))
+                        .or_insert_with(|| GpuMinuteRecord {
+                            job_id: s.job_id,
+                            gpu_uuid: s.gpu_uuid.clone(),
+                            minute,
+                            samples: 0,
+                            util_sum: 0,
+                            util_max: 0,
+                            mem_max_mib: 0,
+                            power_sum_w: 0,
+                            temp_max_c: 0,
+                        });
+                    m.samples += 1;
+                    m.util_sum += s.util_pct;
+                    m.util_max = m.util_max.max(s.util_pct);
+                    m.mem_max_mib = m.mem_max_mib.max(s.mem_mib);
+                    m.power_sum_w += s.power_w;
+                    m.temp_max_c = m.temp_max_c.max(s.temp_c);
+                }
+                // Telemetry touches no event, audit or lease row: it takes the write pool
+                // without the writers' lock, so it never queues behind the controller.
+                let mut tx = self.write.begin().await?;
+                for u in usage.values() {
+                    sqlx::query(
+                        "INSERT INTO gpu_usage (job_id, gpu_uuid, node_id, gpu_index, samples, \
+                         util_sum, util_max, mem_max_mib, energy_mwh, sampled_ms, busy_ms, \
+                         first_at, last_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                         ON CONFLICT (job_id, gpu_uuid) DO UPDATE SET \
+                         node_id = excluded.node_id, gpu_index = excluded.gpu_index, \
+                         samples = gpu_usage.samples + excluded.samples, \
+                         util_sum = gpu_usage.util_sum + excluded.util_sum, \
+                         util_max = CASE WHEN excluded.util_max > gpu_usage.util_max \
+                           THEN excluded.util_max ELSE gpu_usage.util_max END, \
+                         mem_max_mib = CASE WHEN excluded.mem_max_mib > gpu_usage.mem_max_mib \
+                           THEN excluded.mem_max_mib ELSE gpu_usage.mem_max_mib END, \
+                         energy_mwh = gpu_usage.energy_mwh + excluded.energy_mwh, \
+                         sampled_ms = gpu_usage.sampled_ms + excluded.sampled_ms, \
+                         busy_ms = gpu_usage.busy_ms + excluded.busy_ms, \
+                         first_at = CASE WHEN excluded.first_at < gpu_usage.first_at \
+                           THEN excluded.first_at ELSE gpu_usage.first_at END, \
+                         last_at = CASE WHEN excluded.last_at > gpu_usage.last_at \
+                           THEN excluded.last_at ELSE gpu_usage.last_at END",
+                    )
+                    .bind(u.job_id)
+                    .bind(&u.gpu_uuid)
+                    .bind(u.node_id)
+                    .bind(u.gpu_index)
+                    .bind(u.samples)
+                    .bind(u.util_sum)
+                    .bind(u.util_max)
+                    .bind(u.mem_max_mib)
+                    .bind(u.energy_mwh)
+                    .bind(u.sampled_ms)
+                    .bind(u.busy_ms)
+                    .bind(u.first_at)
+                    .bind(u.last_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for m in minutes.values() {
+                    sqlx::query(
+                        "INSERT INTO gpu_minutes (job_id, gpu_uuid, minute, samples, util_sum, \
+                         util_max, mem_max_mib, power_sum_w, temp_max_c) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (job_id, gpu_uuid, minute) DO UPDATE SET \
+                         samples = gpu_minutes.samples + excluded.samples, \
+                         util_sum = gpu_minutes.util_sum + excluded.util_sum, \
+                         util_max = CASE WHEN excluded.util_max > gpu_minutes.util_max \
+                           THEN excluded.util_max ELSE gpu_minutes.util_max END, \
+                         mem_max_mib = CASE WHEN excluded.mem_max_mib > gpu_minutes.mem_max_mib \
+                           THEN excluded.mem_max_mib ELSE gpu_minutes.mem_max_mib END, \
+                         power_sum_w = gpu_minutes.power_sum_w + excluded.power_sum_w, \
+                         temp_max_c = CASE WHEN excluded.temp_max_c > gpu_minutes.temp_max_c \
+                           THEN excluded.temp_max_c ELSE gpu_minutes.temp_max_c END",
+                    )
+                    .bind(m.job_id)
+                    .bind(&m.gpu_uuid)
+                    .bind(m.minute)
+                    .bind(m.samples)
+                    .bind(m.util_sum)
+                    .bind(m.util_max)
+                    .bind(m.mem_max_mib)
+                    .bind(m.power_sum_w)
+                    .bind(m.temp_max_c)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for c in cpu {
+                    sqlx::query(
+                        "INSERT INTO task_cpu (job_id, fence, task, cpu_ms) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (job_id, fence, task) DO UPDATE SET cpu_ms = \
+                         CASE WHEN excluded.cpu_ms > task_cpu.cpu_ms \
+                           THEN excluded.cpu_ms ELSE task_cpu.cpu_ms END",
+                    )
+                    .bind(c.job_id)
+                    .bind(c.fence)
+                    .bind(c.task)
+                    .bind(c.cpu_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn job_gpu_usage(&self, job: i64) -> Result<Vec<GpuUsageRecord>> {
+                let rows = sqlx::query(
+                    "SELECT job_id, gpu_uuid, node_id, gpu_index, samples, util_sum, util_max, \
+                     mem_max_mib, energy_mwh, sampled_ms, busy_ms, first_at, last_at \
+                     FROM gpu_usage WHERE job_id = $1 ORDER BY node_id, gpu_index, gpu_uuid",
+                )
+                .bind(job)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(GpuUsageRecord {
+                            job_id: r.try_get("job_id")?,
+                            gpu_uuid: r.try_get("gpu_uuid")?,
+                            node_id: r.try_get("node_id")?,
+                            gpu_index: r.try_get("gpu_index")?,
+                            samples: r.try_get("samples")?,
+                            util_sum: r.try_get("util_sum")?,
+                            util_max: r.try_get("util_max")?,
+                            mem_max_mib: r.try_get("mem_max_mib")?,
+                            energy_mwh: r.try_get("energy_mwh")?,
+                            sampled_ms: r.try_get("sampled_ms")?,
+                            busy_ms: r.try_get("busy_ms")?,
+                            first_at: r.try_get("first_at")?,
+                            last_at: r.try_get("last_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn job_gpu_minutes(&self, job: i64) -> Result<Vec<GpuMinuteRecord>> {
+                let rows = sqlx::query(
+                    "SELECT job_id, gpu_uuid, minute, samples, util_sum, util_max, mem_max_mib, \
+                     power_sum_w, temp_max_c FROM gpu_minutes WHERE job_id = $1 \
+                     ORDER BY minute, gpu_uuid",
+                )
+                .bind(job)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(GpuMinuteRecord {
+                            job_id: r.try_get("job_id")?,
+                            gpu_uuid: r.try_get("gpu_uuid")?,
+                            minute: r.try_get("minute")?,
+                            samples: r.try_get("samples")?,
+                            util_sum: r.try_get("util_sum")?,
+                            util_max: r.try_get("util_max")?,
+                            mem_max_mib: r.try_get("mem_max_mib")?,
+                            power_sum_w: r.try_get("power_sum_w")?,
+                            temp_max_c: r.try_get("temp_max_c")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn job_task_cpu(&self, job: i64) -> Result<Vec<TaskCpuRecord>> {
+                let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT job_id, fence, task, cpu_ms FROM task_cpu WHERE job_id = $1 \
+                     ORDER BY fence, task",
+                )
+                .bind(job)
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(job_id, fence, task, cpu_ms)| TaskCpuRecord {
+                        job_id,
+                        fence,
+                        task,
+                        cpu_ms,
+                    })
+                    .collect())
+            }
+
+            async fn recent_gpu_use(&self, since: i64) -> Result<Vec<RecentGpuUse>> {
+                let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT job_id, CAST(SUM(samples) AS BIGINT), CAST(SUM(util_sum) AS BIGINT), \
+                     MIN(minute) FROM gpu_minutes WHERE minute >= $1 \
+                     GROUP BY job_id ORDER BY job_id",
+                )
+                .bind(since)
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(job_id, samples, util_sum, first_minute)| RecentGpuUse {
+                        job_id,
+                        samples,
+                        util_sum,
+                        first_minute,
+                    })
+                    .collect())
+            }
+
+            async fn prune_gpu_minutes(&self, before: i64) -> Result<u64> {
+                let mut tx = self.write.begin().await?;
+                let n = sqlx::query("DELETE FROM gpu_minutes WHERE minute < $1")
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn project_gpu_use(&self, from: i64, until: i64) -> Result<Vec<ProjectGpuUse>> {
+                let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT j.project_id, CAST(SUM(u.sampled_ms) AS BIGINT), \
+                     CAST(SUM(u.busy_ms) AS BIGINT), CAST(SUM(u.energy_mwh) AS BIGINT) \
+                     FROM gpu_usage u JOIN jobs j ON j.id = u.job_id \
+                     WHERE u.first_at >= $1 AND u.first_at < $2 \
+                     GROUP BY j.project_id ORDER BY j.project_id",
+                )
+                .bind(from)
+                .bind(until)
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(project_id, sampled_gpu_ms, busy_gpu_ms, energy_mwh)| ProjectGpuUse {
+                        project_id,
+                        sampled_gpu_ms,
+                        busy_gpu_ms,
+                        energy_mwh,
+                    })
+                    .collect())
             }
         }
     };

@@ -397,4 +397,29 @@ pub trait Store: Send + Sync + 'static {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
     /// Who holds the named lease at `now`, if anyone (a standby names the leader with it).
     async fn lease_holder(&self, name: &str, now: i64) -> Result<Option<String>>;
+
+    // --- telemetry ---
+
+    /// Folds GPU samples a node's agent took into each job's per-GPU summary and per-minute
+    /// series, and records its tasks' CPU time, in one transaction. The caller checks that the
+    /// samples are of tasks on `node`.
+    async fn record_gpu_samples(
+        &self,
+        node: i64,
+        samples: &[GpuSampleRecord],
+        cpu: &[TaskCpuRecord],
+    ) -> Result<()>;
+    /// A job's per-GPU summaries, by node and GPU index.
+    async fn job_gpu_usage(&self, job: i64) -> Result<Vec<GpuUsageRecord>>;
+    /// A job's per-minute series (what retention left), by minute and GPU.
+    async fn job_gpu_minutes(&self, job: i64) -> Result<Vec<GpuMinuteRecord>>;
+    /// A job's tasks' CPU time, by attempt and task.
+    async fn job_task_cpu(&self, job: i64) -> Result<Vec<TaskCpuRecord>>;
+    /// Per job, the samples of minutes from `since` on, in job order.
+    async fn recent_gpu_use(&self, since: i64) -> Result<Vec<RecentGpuUse>>;
+    /// Drops the per-minute series before `before` (the summaries stay); how many rows went.
+    async fn prune_gpu_minutes(&self, before: i64) -> Result<u64>;
+    /// Per project, GPU time sampled, GPU time busy and energy of jobs whose first sample falls
+    /// in `[from, until)`, in project order.
+    async fn project_gpu_use(&self, from: i64, until: i64) -> Result<Vec<ProjectGpuUse>>;
 }

@@ -99,6 +99,9 @@ text_enum!(
         Preempt = "preempt",
         TimeLimit = "time_limit",
         TaskFailed = "task_failed",
+        /// Its GPUs sat idle past the centre's idle policy and its notice's grace: the job
+        /// ends cancelled with reason `idle`.
+        Idle = "idle",
     }
 );
 
@@ -1093,4 +1096,85 @@ mod log_encoding {
         assert_eq!(encode_log(b"no nul \\0 here").1, 0);
         assert_eq!(encode_log(b"\xff").1, 1);
     }
+}
+
+/// One telemetry sample of one GPU held by one task, as an agent took it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuSampleRecord {
+    pub job_id: i64,
+    pub gpu_uuid: String,
+    pub gpu_index: i64,
+    /// When the sample was taken (ms since the epoch).
+    pub at: i64,
+    /// The time this sample stands for (since the GPU's previous sample), for the energy.
+    pub period_ms: i64,
+    pub util_pct: i64,
+    pub mem_mib: i64,
+    pub power_w: i64,
+    pub temp_c: i64,
+}
+
+/// A task's cumulative CPU time as last reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskCpuRecord {
+    pub job_id: i64,
+    pub fence: i64,
+    pub task: i64,
+    pub cpu_ms: i64,
+}
+
+/// What one job did with one GPU, over its whole life (kept for good).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuUsageRecord {
+    pub job_id: i64,
+    pub gpu_uuid: String,
+    pub node_id: i64,
+    pub gpu_index: i64,
+    pub samples: i64,
+    /// Utilisation in percent summed over the samples (the mean is `util_sum / samples`).
+    pub util_sum: i64,
+    pub util_max: i64,
+    pub mem_max_mib: i64,
+    pub energy_mwh: i64,
+    /// GPU time the samples stand for, and that time weighted by utilisation.
+    pub sampled_ms: i64,
+    pub busy_ms: i64,
+    pub first_at: i64,
+    pub last_at: i64,
+}
+
+/// One minute of one job's GPU: the downsampled series, kept for the configured retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuMinuteRecord {
+    pub job_id: i64,
+    pub gpu_uuid: String,
+    /// Start of the minute (ms since the epoch, a multiple of 60 000).
+    pub minute: i64,
+    pub samples: i64,
+    pub util_sum: i64,
+    pub util_max: i64,
+    pub mem_max_mib: i64,
+    pub power_sum_w: i64,
+    pub temp_max_c: i64,
+}
+
+/// A job's GPU utilisation over a recent window (for the idle policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentGpuUse {
+    pub job_id: i64,
+    pub samples: i64,
+    pub util_sum: i64,
+    /// The earliest minute of the window that holds samples of this job.
+    pub first_minute: i64,
+}
+
+/// GPU time and energy measured for one project, for statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectGpuUse {
+    pub project_id: i64,
+    /// GPU-milliseconds sampled (samples times their period).
+    pub sampled_gpu_ms: i64,
+    /// GPU-milliseconds weighted by utilisation: what the GPUs were really busy for.
+    pub busy_gpu_ms: i64,
+    pub energy_mwh: i64,
 }

@@ -1411,6 +1411,143 @@ async fn every_audit_detail_is_json(store: &dyn Store) {
     }
 }
 
+fn sample(job: i64, gpu: i64, at: i64, util: i64, mem: i64, power: i64) -> GpuSampleRecord {
+    GpuSampleRecord {
+        job_id: job,
+        gpu_uuid: format!("GPU-{gpu}"),
+        gpu_index: gpu,
+        at,
+        period_ms: 10_000,
+        util_pct: util,
+        mem_mib: mem,
+        power_w: power,
+        temp_c: 40 + util / 10,
+    }
+}
+
+pub async fn gpu_telemetry_summaries_series_and_retention(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "kisti").await;
+    let n = node(store, "gpu-001", 10).await;
+    let busy = submit(store, &u, p.id, 20).await;
+    let idle = submit(store, &u, p.id, 20).await;
+    let minute = 60_000 * 1_000;
+    // Two batches for the busy job (the second holds two samples of GPU 0: a backlog), one for
+    // the idle job, in two different minutes.
+    store
+        .record_gpu_samples(
+            n.id,
+            &[
+                sample(busy.id, 0, minute + 1_000, 90, 1_000, 300),
+                sample(busy.id, 1, minute + 1_000, 70, 3_000, 200),
+                sample(idle.id, 2, minute + 1_000, 0, 10, 60),
+            ],
+            &[TaskCpuRecord {
+                job_id: busy.id,
+                fence: 1,
+                task: 0,
+                cpu_ms: 500,
+            }],
+        )
+        .await
+        .unwrap();
+    store
+        .record_gpu_samples(
+            n.id,
+            &[
+                sample(busy.id, 0, minute + 61_000, 100, 2_000, 360),
+                sample(busy.id, 0, minute + 71_000, 50, 1_500, 360),
+            ],
+            &[
+                TaskCpuRecord {
+                    job_id: busy.id,
+                    fence: 1,
+                    task: 0,
+                    cpu_ms: 9_000,
+                },
+                // An older figure arriving late never lowers the total.
+                TaskCpuRecord {
+                    job_id: busy.id,
+                    fence: 1,
+                    task: 0,
+                    cpu_ms: 7_000,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let usage = store.job_gpu_usage(busy.id).await.unwrap();
+    assert_eq!(usage.len(), 2, "{usage:?}");
+    let g0 = &usage[0];
+    assert_eq!((g0.gpu_uuid.as_str(), g0.gpu_index), ("GPU-0", 0));
+    assert_eq!(g0.samples, 3);
+    assert_eq!(g0.util_sum, 240);
+    assert_eq!(g0.util_max, 100);
+    assert_eq!(g0.mem_max_mib, 2_000);
+    // 300 W + 360 W + 360 W for 10 s each: 1020 * 10 / 3600 Wh.
+    assert_eq!(
+        g0.energy_mwh,
+        300 * 10_000 / 3600 + 2 * (360 * 10_000 / 3600)
+    );
+    assert_eq!(g0.sampled_ms, 30_000);
+    assert_eq!(g0.busy_ms, 9_000 + 10_000 + 5_000);
+    assert_eq!((g0.first_at, g0.last_at), (minute + 1_000, minute + 71_000));
+    assert_eq!((usage[1].samples, usage[1].util_max), (1, 70));
+    assert_eq!(usage[1].node_id, n.id);
+
+    let series = store.job_gpu_minutes(busy.id).await.unwrap();
+    let shape: Vec<(i64, &str, i64, i64)> = series
+        .iter()
+        .map(|m| (m.minute, m.gpu_uuid.as_str(), m.samples, m.util_sum))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (minute, "GPU-0", 1, 90),
+            (minute, "GPU-1", 1, 70),
+            (minute + 60_000, "GPU-0", 2, 150),
+        ]
+    );
+    assert_eq!(series[2].util_max, 100);
+    assert_eq!(series[2].power_sum_w, 720);
+
+    let cpu = store.job_task_cpu(busy.id).await.unwrap();
+    assert_eq!(
+        cpu.iter().map(|c| c.cpu_ms).collect::<Vec<_>>(),
+        vec![9_000]
+    );
+
+    // The idle policy's view: per job, over the minutes since a point in time.
+    let recent = store.recent_gpu_use(minute).await.unwrap();
+    let view: Vec<(i64, i64, i64)> = recent
+        .iter()
+        .map(|r| (r.job_id, r.samples, r.util_sum))
+        .collect();
+    assert_eq!(view, vec![(busy.id, 4, 310), (idle.id, 1, 0)]);
+    let later = store.recent_gpu_use(minute + 60_000).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].first_minute, minute + 60_000);
+
+    // Statements: GPU time sampled and busy, and energy, per project.
+    let projects = store.project_gpu_use(0, minute * 2).await.unwrap();
+    assert_eq!(projects.len(), 1);
+    assert_eq!(projects[0].project_id, p.id);
+    assert_eq!(projects[0].sampled_gpu_ms, 50_000);
+    assert_eq!(projects[0].busy_gpu_ms, 24_000 + 7_000);
+    assert!(
+        store
+            .project_gpu_use(minute * 2, minute * 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Retention drops old minutes; the summaries stay.
+    assert_eq!(store.prune_gpu_minutes(minute + 60_000).await.unwrap(), 3);
+    assert_eq!(store.job_gpu_minutes(busy.id).await.unwrap().len(), 1);
+    assert_eq!(store.job_gpu_usage(busy.id).await.unwrap()[0].samples, 3);
+    assert_eq!(store.job_gpu_usage(idle.id).await.unwrap()[0].samples, 1);
+}
+
 macro_rules! suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -1430,7 +1567,8 @@ macro_rules! suite {
                 compliance_records,
                 calls_applications_and_awards,
                 node_health_drains_and_requeues,
-                fleet_summary_and_ledger_spans);
+                fleet_summary_and_ledger_spans,
+                gpu_telemetry_summaries_series_and_retention);
         }
     };
     (@tests $open:expr; $($name:ident),+) => {

@@ -6,6 +6,7 @@ use super::Transport;
 use crate::{AgentError, Result};
 use haneul_api::{
     AgentRegister, AssignmentList, HealthReport, HeartbeatAck, LogUpload, TaskReport,
+    TelemetryBatch,
 };
 use haneul_client::{Method, Retry};
 use serde::Serialize;
@@ -153,6 +154,16 @@ impl Transport for HttpTransport {
         )?;
         debug_assert_eq!(n.id, node);
         Ok(n.state)
+    }
+
+    fn telemetry(&self, node: i64, batch: &TelemetryBatch) -> Result<()> {
+        self.call::<_, serde_json::Value>(
+            Method::POST,
+            &format!("/v1/agent/nodes/{node}/telemetry"),
+            Some(batch),
+            Duration::ZERO,
+        )
+        .map(drop)
     }
 
     fn server(&self) -> String {

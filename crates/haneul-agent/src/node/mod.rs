@@ -24,6 +24,7 @@ use crate::sharing::MpsSupervisor;
 use crate::{AgentError, Result, gpus, health};
 use haneul_api::{
     AgentRegister, Assignment, AssignmentList, HealthReport, HeartbeatAck, LogUpload, TaskReport,
+    TelemetryBatch,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,6 +46,10 @@ pub trait Transport: Send + Sync {
     fn upload_log(&self, node: i64, log: &LogUpload) -> Result<()>;
     /// The health checks' verdict; the node's state afterwards.
     fn health(&self, node: i64, report: &HealthReport) -> Result<String>;
+    /// GPU samples and task CPU times taken since the last call.
+    fn telemetry(&self, _node: i64, _batch: &TelemetryBatch) -> Result<()> {
+        Ok(())
+    }
     /// The server the calls go to now, for the logs.
     fn server(&self) -> String {
         String::new()
@@ -94,6 +99,8 @@ pub struct Timing {
     pub backoff_cap: Duration,
     /// How often new output of a running task is uploaded.
     pub stream_every: Duration,
+    /// How often every held GPU is sampled and the samples sent (`--telemetry-interval`).
+    pub telemetry_every: Duration,
 }
 
 impl Default for Timing {
@@ -103,6 +110,7 @@ impl Default for Timing {
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(5),
             stream_every: Duration::from_secs(1),
+            telemetry_every: Duration::from_secs(10),
         }
     }
 }
@@ -131,6 +139,8 @@ pub(crate) struct NodeCtx {
     inventory: Vec<gpus::Gpu>,
     timing: Timing,
     stop: Stop,
+    /// The running tasks' GPUs, for the telemetry sampler.
+    holders: Arc<crate::telemetry::Holders>,
 }
 
 impl NodeCtx {
@@ -252,6 +262,31 @@ pub fn run(setup: Setup) -> Result<()> {
         let (transport, stop) = (transport.clone(), stop.clone());
         std::thread::spawn(move || health_loop(&*transport, node, health, health_every, &stop))
     };
+    let holders = Arc::new(crate::telemetry::Holders::default());
+    let sampler = {
+        let reader: Box<dyn crate::telemetry::GpuReader> = if real_gpus {
+            match crate::telemetry::NvmlReader::open(std::ffi::OsStr::new(gpus::NVML_LIBRARY)) {
+                Ok(r) => Box::new(r),
+                Err(e) => {
+                    tracing::warn!("GPU telemetry off: {e}");
+                    Box::new(NoReader)
+                }
+            }
+        } else {
+            Box::new(crate::telemetry::SimulatedReader::new(&inventory))
+        };
+        let (transport, stop, holders) = (transport.clone(), stop.clone(), holders.clone());
+        std::thread::spawn(move || {
+            telemetry_loop(
+                &*transport,
+                node,
+                reader,
+                &holders,
+                timing.telemetry_every,
+                &stop,
+            )
+        })
+    };
     let ctx = Arc::new(NodeCtx {
         transport: transport.clone(),
         node,
@@ -273,6 +308,7 @@ pub fn run(setup: Setup) -> Result<()> {
         inventory,
         timing,
         stop,
+        holders,
     });
     // Ordered by key: nothing below depends on a hash map's order.
     let mut tasks: BTreeMap<(i64, i64, i64), Running> = BTreeMap::new();
@@ -311,6 +347,7 @@ pub fn run(setup: Setup) -> Result<()> {
     }
     let _ = hb.join();
     let _ = health.join();
+    let _ = sampler.join();
     if let Some(m) = &ctx.mps {
         m.shutdown(Duration::from_secs(5));
     }
@@ -434,6 +471,54 @@ fn heartbeats(
                 tracing::warn!("heartbeat: {e}");
                 ok = false;
                 next = Instant::now() + backoff.next_wait().min(interval);
+            }
+        }
+    }
+}
+
+/// Telemetry when the GPUs cannot be read.
+struct NoReader;
+
+impl crate::telemetry::GpuReader for NoReader {
+    fn read(&mut self, _: &[crate::telemetry::Holder], _: i64) -> crate::telemetry::Reading {
+        crate::telemetry::Reading::default()
+    }
+}
+
+/// Samples the held GPUs every `every` and sends what was taken; what cannot be sent waits
+/// (bounded) for the next interval.
+fn telemetry_loop(
+    transport: &dyn Transport,
+    node: i64,
+    mut reader: Box<dyn crate::telemetry::GpuReader>,
+    holders: &crate::telemetry::Holders,
+    every: Duration,
+    stop: &Stop,
+) {
+    let mut outbox = crate::telemetry::Outbox::default();
+    let mut next = Instant::now() + every;
+    while !stop() {
+        if Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(50).min(next - Instant::now()));
+            continue;
+        }
+        next = Instant::now() + every;
+        let held = holders.list();
+        outbox.push(reader.read(&held, now_ms()));
+        while !outbox.is_empty() && !stop() {
+            let batch = outbox.peek(1024);
+            let n = batch.samples.len();
+            match transport.telemetry(node, &batch) {
+                Ok(()) => outbox.sent(n),
+                // A refused batch would be refused again: drop it.
+                Err(AgentError::Refused { status, message }) => {
+                    tracing::warn!(status, "telemetry refused: {message}");
+                    outbox.sent(n);
+                }
+                Err(e) => {
+                    tracing::debug!("telemetry: {e}; kept for the next interval");
+                    break;
+                }
             }
         }
     }

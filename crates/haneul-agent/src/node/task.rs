@@ -233,6 +233,15 @@ pub(super) fn supervise(
     started: Instant,
     mut record: TaskFile,
 ) {
+    // The sampler attributes the task's GPUs to it while it runs.
+    ctx.holders.add(crate::telemetry::Holder {
+        job: a.job,
+        fence: a.fence,
+        task: a.task,
+        pgid: task.pgid(),
+        gpus: a.gpus.clone(),
+    });
+    let _held = Held(ctx, a);
     let mut last_stream = Instant::now();
     // The server stops overdue attempts itself (the job then ends `timed_out`); this is the
     // backstop for a server that cannot be reached, a little later so the server's stop wins.
@@ -293,6 +302,15 @@ pub(super) fn supervise(
     logs.pump(ctx, a, true);
     ctx.report(a, Some(code));
     TaskFile::remove(task.workdir());
+}
+
+/// Takes a task off the sampler's list however supervision ends.
+struct Held<'a>(&'a NodeCtx, &'a Assignment);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.holders.remove(self.1.job, self.1.fence, self.1.task);
+    }
 }
 
 /// Exit code reported for a task whose status nobody could record (it and its status keeper

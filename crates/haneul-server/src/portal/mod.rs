@@ -855,6 +855,10 @@ struct JobPage {
     project: String,
     command: String,
     can_read_logs: bool,
+    /// The telemetry's plain verdict ("used 4 of 8 GPUs; ..."), empty before any sample.
+    gpu_verdict: String,
+    /// Utilisation and memory per GPU over the job's minutes, as SVG.
+    gpu_charts: String,
 }
 
 struct AttemptRow {
@@ -1489,14 +1493,65 @@ async fn job_body(ctx: &Ctx, raw: &str) -> Result<Response, Refusal> {
         .await?;
     let (can_cancel, can_read_logs) = job_rights(&user, &detail.job, &project);
     let command = detail.job.command.join(" ");
+    // A page without telemetry still shows the job.
+    let eff: Option<api::JobEfficiency> = ctx.get(&format!("/v1/jobs/{id}/efficiency")).await.ok();
+    let (gpu_verdict, gpu_charts) = eff
+        .filter(|e| e.samples > 0)
+        .map(|e| (e.verdict.clone(), gpu_charts(&e)))
+        .unwrap_or_default();
     let page = JobPage {
         base: ctx.base(&user),
         state: job_state_of(ctx, &user, detail, can_cancel).await,
         project: project.name,
         command,
         can_read_logs,
+        gpu_verdict,
+        gpu_charts,
     };
     Ok(render(&page))
+}
+
+/// A job's GPU utilisation and memory per minute, one line per GPU, drawn server-side.
+fn gpu_charts(e: &api::JobEfficiency) -> String {
+    let minutes: std::collections::BTreeSet<i64> = e.series.iter().map(|m| m.minute).collect();
+    let index: BTreeMap<i64, usize> = minutes.iter().enumerate().map(|(i, m)| (*m, i)).collect();
+    let ticks: Vec<String> = minutes
+        .iter()
+        .map(|m| {
+            let of_day = m.rem_euclid(86_400_000) / 60_000;
+            format!("{:02}:{:02}", of_day / 60, of_day % 60)
+        })
+        .collect();
+    let mut util: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut mem: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for m in &e.series {
+        let i = index[&m.minute];
+        util.entry(&m.uuid)
+            .or_insert_with(|| vec![0.0; ticks.len()])[i] = m.util_mean_pct;
+        mem.entry(&m.uuid).or_insert_with(|| vec![0.0; ticks.len()])[i] = m.mem_max_mib as f64;
+    }
+    let named = |m: BTreeMap<&str, Vec<f64>>| -> Vec<(String, Vec<f64>)> {
+        m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    };
+    let mut out = chart::lines(
+        &ticks,
+        &named(util),
+        &chart::Axes {
+            title: "GPU utilisation (%)",
+            x: "minute (UTC)",
+            y: "%",
+        },
+    );
+    out.push_str(&chart::lines(
+        &ticks,
+        &named(mem),
+        &chart::Axes {
+            title: "GPU memory (MiB)",
+            x: "minute (UTC)",
+            y: "MiB",
+        },
+    ));
+    out
 }
 
 fn attempt_rows(attempts: Vec<api::Attempt>, zone: &crate::calendar::Calendar) -> Vec<AttemptRow> {
@@ -1559,10 +1614,10 @@ async fn logs_body(ctx: &Ctx, raw: &str, q: &After) -> Result<Response, Refusal>
     // What came before `skip` in the first chunk was drawn as finished lines last time.
     let skip = q.skip.unwrap_or(0);
     let mut parts: Vec<(i64, &str)> = chunks.iter().map(|c| (c.id, c.data.as_str())).collect();
-    if let Some((_, first)) = parts.first_mut() {
-        if first.is_char_boundary(skip) {
-            *first = &first[skip..];
-        }
+    if let Some((_, first)) = parts.first_mut()
+        && first.is_char_boundary(skip)
+    {
+        *first = &first[skip..];
     }
     let text: String = parts.iter().map(|(_, d)| *d).collect();
     // Finished lines are drawn for good; the unfinished last line is drawn inside the element
@@ -1873,6 +1928,44 @@ async fn audit_body(ctx: &Ctx, filter: AuditFilter) -> Result<Response, Refusal>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpu_charts_draw_one_line_per_gpu_without_inline_styles() {
+        let minute = |minute: i64, uuid: &str, util: f64, mem: i64| api::GpuMinute {
+            minute,
+            uuid: uuid.into(),
+            util_mean_pct: util,
+            util_max_pct: util as i64,
+            mem_max_mib: mem,
+            power_mean_w: 100.0,
+        };
+        let e = api::JobEfficiency {
+            job: 1,
+            state: "running".into(),
+            gpus_allocated: 2,
+            gpus_used: 1,
+            gpu_util_mean_pct: Some(50.0),
+            gpu_util_max_pct: Some(100),
+            gpu_mem_max_mib: Some(4000),
+            energy_wh: 1.0,
+            cpu_efficiency_pct: None,
+            samples: 4,
+            verdict: "used 1 of 2 GPUs; the other one stayed idle".into(),
+            idle_notice: None,
+            gpus: vec![],
+            series: vec![
+                minute(3_600_000, "GPU-a", 100.0, 4000),
+                minute(3_600_000, "GPU-b", 0.0, 500),
+                minute(3_660_000, "GPU-a", 90.0, 3900),
+            ],
+        };
+        let svg = gpu_charts(&e);
+        assert_eq!(svg.matches("<svg").count(), 2, "{svg}");
+        assert!(svg.contains("GPU-a") && svg.contains("GPU-b"));
+        assert!(svg.contains("01:00") && svg.contains("01:01"), "{svg}");
+        // The portal's CSP refuses inline styles and scripts.
+        assert!(!svg.contains("style=") && !svg.contains("<script"), "{svg}");
+    }
 
     #[test]
     fn utc_formats_known_instants() {
