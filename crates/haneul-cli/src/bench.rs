@@ -63,6 +63,9 @@ pub struct OpenbArgs {
 /// The fragmentation measure's weights, for ablations (docs/scheduling.md).
 #[derive(Args, Clone)]
 pub struct TuningArgs {
+    /// A GPU kind weighs PCT% its share of the GPU request, the rest its share of the GPU pods.
+    #[arg(long, default_value_t = FragTuning::default().request_weight_pct)]
+    frag_request_pct: u32,
     /// Whole-GPU kinds count `1 + PCT/100 x GPUs` times.
     #[arg(long, default_value_t = FragTuning::default().whole_gpu_weight_pct)]
     frag_whole_gpu_pct: u32,
@@ -89,6 +92,7 @@ impl TuningArgs {
 
     fn tuning(&self) -> FragTuning {
         FragTuning {
+            request_weight_pct: self.frag_request_pct.min(100),
             whole_gpu_weight_pct: self.frag_whole_gpu_pct,
             scarcity_cap: self.frag_scarcity_cap,
             max_kinds: self.frag_max_kinds,

@@ -91,8 +91,12 @@ pub fn expected_fragmentation(measure: Measure, kinds: &[(TaskKind, f64)], node:
 /// Haneul's kind list from counts: each count weighted as [`FragTuning`] says, the `max_kinds`
 /// heaviest kept, weights normalised to sum to 1. `capacity` is the fleet's GPUs per model.
 ///
-/// - whole-GPU kinds count `1 + whole_gpu_weight_pct / 100 x GPUs` times, since stranding a
-///   multi-GPU task's capacity wastes more than a small one's;
+/// - a GPU kind's weight is `request_weight_pct`% its share of the GPU request and the rest its
+///   share of the GPU pods (scaled to the GPU kinds' total count): stranding capacity that
+///   large requests need wastes more than stranding a small one's, but a kind never weighs more
+///   than its share of the demand, so a mix heavy in large tasks is not over-weighted;
+/// - whole-GPU kinds count `1 + whole_gpu_weight_pct / 100 x GPUs` times (0 by default: the
+///   request blend replaced it, docs/scheduling.md);
 /// - kinds restricted to some models count `fleet GPUs / GPUs they may use` times (at most
 ///   `scarcity_cap`), so capacity that only a few kinds can use is kept for them.
 pub fn haneul_kinds(
@@ -102,6 +106,23 @@ pub fn haneul_kinds(
 ) -> Vec<(TaskKind, f64)> {
     let total: u64 = capacity.iter().sum();
     let mut kinds = counts;
+    // GPU kinds share the GPU kinds' popularity between pod count and GPU request; CPU-only
+    // kinds keep theirs, so the balance of CPU-only and GPU work stays as submitted.
+    let blend = tuning.request_weight_pct.min(100) as f64 / 100.0;
+    let request = |k: &TaskKind| k.gpus as f64 * k.milli as f64;
+    let gpu_count: f64 = kinds
+        .iter()
+        .filter(|(k, _)| k.gpus > 0)
+        .map(|(_, w)| w)
+        .sum();
+    let gpu_request: f64 = kinds.iter().map(|(k, w)| w * request(k)).sum();
+    if blend > 0.0 && gpu_request > 0.0 {
+        for (k, w) in &mut kinds {
+            if k.gpus > 0 {
+                *w = (1.0 - blend) * *w + blend * gpu_count * *w * request(k) / gpu_request;
+            }
+        }
+    }
     for (k, w) in &mut kinds {
         if k.gpus == 0 {
             continue;
@@ -344,8 +365,17 @@ mod tests {
         }
     }
 
+    /// Plain popularity plus the whole-GPU weight, so the figures below are easy to follow.
+    fn tuning() -> FragTuning {
+        FragTuning {
+            request_weight_pct: 0,
+            whole_gpu_weight_pct: 40,
+            ..FragTuning::default()
+        }
+    }
+
     fn haneul(kinds: Vec<(TaskKind, f64)>) -> FragModel {
-        let mut f = FragModel::new(Measure::Haneul, FragTuning::default(), vec![8]);
+        let mut f = FragModel::new(Measure::Haneul, tuning(), vec![8]);
         f.set_fixed(kinds);
         f
     }
@@ -421,10 +451,41 @@ mod tests {
     }
 
     #[test]
+    fn the_request_blend_weighs_a_kind_between_its_count_and_its_request() {
+        let cpu = TaskKind {
+            cpu: 4,
+            ..kind(0, 0)
+        };
+        let counts = vec![(kind(1, 250), 3.0), (kind(2, 1000), 1.0), (cpu, 4.0)];
+        let blended = |pct| {
+            let t = FragTuning {
+                request_weight_pct: pct,
+                whole_gpu_weight_pct: 0,
+                ..FragTuning::default()
+            };
+            let kinds = haneul_kinds(counts.clone(), &[8], &t);
+            let w = |k: TaskKind| kinds.iter().find(|(x, _)| *x == k).unwrap().1;
+            (w(kind(1, 250)), w(kind(2, 1000)), w(cpu))
+        };
+        // GPU pods: 3 quarter-GPU (750 milli in all) and 1 two-GPU (2000): by count 3:1, by
+        // request 750:2000 of the GPU kinds' 4 tasks; CPU-only keeps its 4 of 8 either way.
+        let (q, two, c) = blended(0);
+        assert!((q - 3.0 / 8.0).abs() < 1e-12 && (two - 1.0 / 8.0).abs() < 1e-12);
+        assert!((c - 0.5).abs() < 1e-12);
+        let (q, two, c) = blended(100);
+        assert!((q - 4.0 * 750.0 / 2750.0 / 8.0).abs() < 1e-12, "{q}");
+        assert!((two - 4.0 * 2000.0 / 2750.0 / 8.0).abs() < 1e-12, "{two}");
+        assert!((c - 0.5).abs() < 1e-12);
+        let (q, two, _) = blended(50);
+        assert!((q - (3.0 / 8.0 + 4.0 * 750.0 / 2750.0 / 8.0) / 2.0).abs() < 1e-12);
+        assert!((two - (1.0 / 8.0 + 4.0 * 2000.0 / 2750.0 / 8.0) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
     fn learned_weights_decay_by_half_life() {
         let tuning = FragTuning {
             learn_half_life: 10,
-            ..FragTuning::default()
+            ..tuning()
         };
         let mut f = FragModel::new(Measure::Haneul, tuning, vec![8]);
         f.observe(kind(1, 500), 10);

@@ -40,6 +40,9 @@ pub enum PlacementStrategy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FragTuning {
+    /// A GPU kind's weight is this share (%) of its share of the GPU request and the rest of its
+    /// share of the GPU pods.
+    pub request_weight_pct: u32,
     /// Whole-GPU kinds count `1 + whole_gpu_weight_pct / 100 x GPUs` times their popularity.
     pub whole_gpu_weight_pct: u32,
     /// Kinds restricted to some GPU models count `fleet GPUs / GPUs they may use` times, at most
@@ -54,7 +57,8 @@ pub struct FragTuning {
 impl Default for FragTuning {
     fn default() -> Self {
         FragTuning {
-            whole_gpu_weight_pct: 40,
+            request_weight_pct: 50,
+            whole_gpu_weight_pct: 0,
             scarcity_cap: u32::MAX,
             max_kinds: 256,
             learn_half_life: 20_000,
@@ -129,7 +133,7 @@ impl Default for Policy {
             default_runtime: Span::from_hours(24),
             skip_blocked: true,
             placement: PlacementStrategy::Fragmentation,
-            max_scored_nodes: 256,
+            max_scored_nodes: 1024,
             frag: FragTuning::default(),
         }
     }

@@ -544,7 +544,7 @@ mod frag_model {
         fn unweighted_haneul_kinds_are_popularity(
             counts in proptest::collection::vec((kind_gen(), 1u32..1000), 1..40),
         ) {
-            let tuning = FragTuning { whole_gpu_weight_pct: 0, scarcity_cap: 0, max_kinds: 0, ..FragTuning::default() };
+            let tuning = FragTuning { request_weight_pct: 0, whole_gpu_weight_pct: 0, scarcity_cap: 0, max_kinds: 0, ..FragTuning::default() };
             let mut merged = std::collections::BTreeMap::new();
             for (k, c) in &counts {
                 *merged.entry(*k).or_insert(0.0) += *c as f64;
@@ -554,6 +554,35 @@ mod frag_model {
             prop_assert_eq!(kinds.len(), merged.len());
             for (k, w) in kinds {
                 prop_assert!((w - merged[&k] / total).abs() < 1e-9);
+            }
+        }
+
+        /// With the request blend, the GPU kinds keep their total share of the tasks (CPU-only
+        /// kinds keep theirs), and among GPU kinds one asking for more GPU per task never weighs
+        /// less per task than one asking for less.
+        #[test]
+        fn the_request_blend_keeps_the_gpu_share_and_favours_larger_requests(
+            counts in proptest::collection::vec((kind_gen(), 1u32..1000), 1..40),
+            blend in 0u32..=100,
+        ) {
+            let tuning = FragTuning { request_weight_pct: blend, whole_gpu_weight_pct: 0, scarcity_cap: 0, max_kinds: 0, ..FragTuning::default() };
+            let mut merged = std::collections::BTreeMap::new();
+            for (k, c) in &counts {
+                *merged.entry(*k).or_insert(0.0) += *c as f64;
+            }
+            let total: f64 = merged.values().sum();
+            let gpu_total: f64 = merged.iter().filter(|(k, _)| k.gpus > 0).map(|(_, c)| c).sum();
+            let kinds = haneul_kinds(merged.iter().map(|(k, c)| (*k, *c)).collect(), &[8], &tuning);
+            let gpu_weight: f64 = kinds.iter().filter(|(k, _)| k.gpus > 0).map(|(_, w)| w).sum();
+            prop_assert!((gpu_weight - gpu_total / total).abs() < 1e-9, "{gpu_weight} {}", gpu_total / total);
+            let per_task = |k: &haneul_sched::frag::TaskKind, w: f64| w / merged[k];
+            let req = |k: &haneul_sched::frag::TaskKind| k.gpus as u64 * k.milli as u64;
+            for (a, wa) in kinds.iter().filter(|(k, _)| k.gpus > 0) {
+                for (b, wb) in kinds.iter().filter(|(k, _)| k.gpus > 0) {
+                    if req(a) > req(b) {
+                        prop_assert!(per_task(a, *wa) >= per_task(b, *wb) - 1e-12);
+                    }
+                }
             }
         }
 
