@@ -106,6 +106,7 @@ async fn bench(args: TelemetryBenchArgs) -> anyhow::Result<()> {
                         command: vec!["train".into()],
                         container_image: None,
                         idempotency: None,
+                        batch: None,
                     },
                 )
             })
