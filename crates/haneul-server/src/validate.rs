@@ -164,6 +164,30 @@ mod tests {
     }
 
     #[test]
+    fn reasons_refuse_escapes_and_length_and_treat_blank_as_none() {
+        for bad in [
+            "fan\x1b[2Jforged".to_string(),
+            "a\0b".into(),
+            "x".repeat(501),
+        ] {
+            assert_eq!(
+                field_of(reason(Some(&bad)).map(|_| ())),
+                "reason",
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            reason(Some("  fan replacement \n")).unwrap(),
+            Some("fan replacement")
+        );
+        assert_eq!(reason(Some(" \t ")).unwrap(), None);
+        assert_eq!(
+            reason(Some(&"한".repeat(500))).unwrap().map(str::len),
+            Some(1500)
+        );
+    }
+
+    #[test]
     fn names_refuse_every_control_character() {
         for c in ['\0', '\x1b', '\r', '\n', '\t', '\x7f', '\u{85}'] {
             let s = format!("a{c}b");
