@@ -11,6 +11,7 @@
 
 mod backend;
 mod error;
+mod pg_targets;
 mod postgres;
 mod records;
 mod sqlite;
