@@ -1575,7 +1575,10 @@ async fn oidc_links_provision_and_approve(store: &dyn Store) {
     assert!(u.uid.is_some());
     assert_eq!(link.user_id, u.id);
     assert_eq!(link.approved_at, None);
-    assert_eq!(store.oidc_link(iss, "sub-1").await.unwrap(), Some(link.clone()));
+    assert_eq!(
+        store.oidc_link(iss, "sub-1").await.unwrap(),
+        Some(link.clone())
+    );
     assert_eq!(store.oidc_link_of(u.id).await.unwrap(), Some(link));
     // The same subject twice is a conflict, not a second account.
     let again = store
@@ -1583,14 +1586,26 @@ async fn oidc_links_provision_and_approve(store: &dyn Store) {
         .await
         .unwrap_err();
     assert!(matches!(again, StoreError::Conflict { .. }), "{again}");
-    assert!(store.list_users().await.unwrap().iter().all(|u| u.name != "kim2"));
+    assert!(
+        store
+            .list_users()
+            .await
+            .unwrap()
+            .iter()
+            .all(|u| u.name != "kim2")
+    );
     let approved = store
         .approve_oidc_user(&Actor::system("uni-admin"), u.id, 20)
         .await
         .unwrap();
     assert_eq!(approved.approved_at, Some(20));
     assert_eq!(approved.approved_by.as_deref(), Some("uni-admin"));
-    assert!(store.approve_oidc_user(&Actor::system("x"), u.id, 21).await.is_err());
+    assert!(
+        store
+            .approve_oidc_user(&Actor::system("x"), u.id, 21)
+            .await
+            .is_err()
+    );
     // Approved at once where the mapping says so.
     let (_, lee) = store
         .provision_oidc_user(&Actor::system("oidc"), new("lee", "sub-2", true), 30)
@@ -1598,7 +1613,13 @@ async fn oidc_links_provision_and_approve(store: &dyn Store) {
         .unwrap();
     assert_eq!(lee.approved_at, Some(30));
     store
-        .record_audit(&Actor::system("oidc"), "user.signin", "user/1", "{\"via\":\"portal\"}", 40)
+        .record_audit(
+            &Actor::system("oidc"),
+            "user.signin",
+            "user/1",
+            "{\"via\":\"portal\"}",
+            40,
+        )
         .await
         .unwrap();
     let actions: Vec<String> = store
@@ -1609,7 +1630,10 @@ async fn oidc_links_provision_and_approve(store: &dyn Store) {
         .map(|a| a.action)
         .collect();
     for want in ["user.provision", "user.approve", "user.signin"] {
-        assert!(actions.iter().any(|a| a == want), "{want} missing from {actions:?}");
+        assert!(
+            actions.iter().any(|a| a == want),
+            "{want} missing from {actions:?}"
+        );
     }
     store.verify_audit().await.unwrap();
 }
