@@ -15,7 +15,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
@@ -179,8 +179,9 @@ async fn callback(
         Err(e) => return refused(&ctx, e),
     };
     match open_session(s, &user).await {
+        // Two cookies: appended, as an array of headers would keep only the last.
         Some(sid) => (
-            [
+            AppendHeaders([
                 (
                     header::SET_COOKIE,
                     session_cookie(
@@ -190,7 +191,7 @@ async fn callback(
                     ),
                 ),
                 (header::SET_COOKIE, state_cookie(&ctx, "", 0)),
-            ],
+            ]),
             // A navigation this site starts, so that the Strict cookie goes with it.
             Html(
                 "<!doctype html><html><head><meta charset=\"utf-8\">\
