@@ -133,6 +133,18 @@ const TRIES: u32 = 4;
 const SUBMIT_TRIES: u32 = 16;
 
 impl Conn {
+    /// The server's URL and CA file, from the options or the client config.
+    pub fn server_and_ca(&self) -> anyhow::Result<(String, Option<PathBuf>)> {
+        let path = config_path()?;
+        let config = ClientConfig::load(&path)?;
+        let server = self
+            .server
+            .clone()
+            .or(config.server)
+            .ok_or_else(|| anyhow::anyhow!("{}", t(M::NoServer).arg("path", path.display())))?;
+        Ok((server, self.ca_file.clone().or(config.ca_file)))
+    }
+
     pub fn open(&self) -> anyhow::Result<Api> {
         let path = config_path()?;
         let config = ClientConfig::load(&path)?;
@@ -145,6 +157,11 @@ impl Conn {
             read_token(f)?
         } else if let Ok(t) = std::env::var("HANEUL_TOKEN") {
             t.trim().to_string()
+        } else if let Some(t) =
+            crate::login::current_token(&server, self.ca_file.clone().or(config.ca_file.clone()))?
+        {
+            // `haneul login`'s token, refreshed when near its end.
+            t
         } else if let Some(f) = &config.token_file {
             read_token(f)?
         } else {

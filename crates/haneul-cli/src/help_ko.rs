@@ -32,6 +32,72 @@ const KO: &[(&str, &str)] = &[
     ),
     ("whoami", "내 토큰의 사용자, 역할, 기관, 프로젝트 보기"),
     (
+        "login",
+        "소속 기관의 신원 제공자로 로그인 (장치 흐름: URL 과 코드를 출력)",
+    ),
+    (
+        "logout",
+        "로그아웃: `haneul login` 의 토큰과 제공자의 갱신 토큰을 폐기",
+    ),
+    (
+        "login/ca_file",
+        "공개 루트 대신 서버 인증서에 서명한 CA 인증서 (PEM) (기본값: 클라이언트 설정의 `ca_file`)",
+    ),
+    ("login/json", "표 대신 스크립트용 JSON 출력"),
+    (
+        "login/server",
+        "서버 기본 URL, http:// 또는 https:// (기본값: `haneul up` 이 쓴 클라이언트 설정의 `server`); 한 센터의 여러 서버는 쉼표로 구분",
+    ),
+    (
+        "login/token_file",
+        "내 토큰이 든 파일 (기본값: 환경 변수 HANEUL_TOKEN, 그다음 설정 파일)",
+    ),
+    (
+        "logout/ca_file",
+        "공개 루트 대신 서버 인증서에 서명한 CA 인증서 (PEM) (기본값: 클라이언트 설정의 `ca_file`)",
+    ),
+    ("logout/json", "표 대신 스크립트용 JSON 출력"),
+    (
+        "logout/server",
+        "서버 기본 URL, http:// 또는 https:// (기본값: `haneul up` 이 쓴 클라이언트 설정의 `server`); 한 센터의 여러 서버는 쉼표로 구분",
+    ),
+    (
+        "logout/token_file",
+        "내 토큰이 든 파일 (기본값: 환경 변수 HANEUL_TOKEN, 그다음 설정 파일)",
+    ),
+    (
+        "login/issuer",
+        "신원 제공자의 id (`haneul login --list` 로 확인); 기본값: 터미널 로그인을 제공하는 유일한 제공자",
+    ),
+    (
+        "login/list",
+        "서버가 제공하는 신원 제공자 목록을 보이고 끝냄",
+    ),
+    (
+        "server/oidc_config",
+        "사람들이 로그인할 신원 제공자를 담은 TOML 파일 (docs/oidc.md): 표시 이름과 클레임 매핑 규칙을 가진 `[[issuer]]` 여러 개",
+    ),
+    (
+        "server/oidc_issuer",
+        "신원 제공자 하나의 issuer URL (--oidc-config 의 제공자 외에); 계정을 만들려면 매핑 규칙이 필요",
+    ),
+    (
+        "server/oidc_client_id",
+        "--oidc-issuer 에서 포털의 클라이언트 id",
+    ),
+    (
+        "server/oidc_client_secret_file",
+        "--oidc-client-id 의 클라이언트 비밀을 담은 파일",
+    ),
+    (
+        "server/oidc_name",
+        "--oidc-issuer 버튼에 보일 이름 (\"NAME 계정으로 로그인\"); 기본값: 호스트 이름",
+    ),
+    (
+        "server/oidc_map",
+        "--oidc-issuer 의 매핑 규칙 DOMAIN=ORG (반복 가능): 확인된 이메일이 DOMAIN 인 사람은 기관 ORG 의 구성원 계정을 받고, 관리자가 승인할 때까지 대기. 더 풍부한 규칙은 --oidc-config",
+    ),
+    (
         "project",
         "프로젝트: 생성, 목록, 보기, 할당량 설정 (운영자)",
     ),

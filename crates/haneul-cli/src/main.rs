@@ -13,6 +13,7 @@ mod eff;
 mod help_ko;
 mod i18n;
 mod jobfile;
+mod login;
 mod ops;
 mod output;
 mod plan;
@@ -78,6 +79,10 @@ enum Command {
     Usage(client::UsageArgs),
     /// Show who your token acts as: user, role, organisation, projects.
     Whoami(client::WhoamiArgs),
+    /// Sign in with your institution's identity provider (device flow: prints a URL and a code).
+    Login(login::LoginArgs),
+    /// Sign out: revoke the token of `haneul login` and the provider's refresh token.
+    Logout(login::LogoutArgs),
     /// Projects: create, list, show, set a quota (operators).
     Project(ops::ProjectArgs),
     /// Users: create, list, show (operators).
@@ -319,6 +324,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cancel(args) => client::cancel(args),
         Command::Usage(args) => client::usage(args),
         Command::Whoami(args) => client::whoami(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Project(args) => ops::project(args),
         Command::User(args) => ops::user(args),
         Command::Token(args) => ops::token(args),

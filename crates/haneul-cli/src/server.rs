@@ -88,8 +88,82 @@ pub struct ServerArgs {
     /// Seconds between audit checkpoints (one is written only when the log grew).
     #[arg(long, default_value_t = 60)]
     audit_checkpoint_interval: u64,
+    /// Identity providers people sign in with, from a TOML file (docs/oidc.md): several
+    /// `[[issuer]]` tables, each with a display name and its claim mapping rules.
+    #[arg(long, env = "HANEUL_OIDC_CONFIG")]
+    oidc_config: Option<PathBuf>,
+    /// One identity provider's issuer URL (besides those of --oidc-config); its accounts
+    /// still need mapping rules from --oidc-config to be made.
+    #[arg(long, env = "HANEUL_OIDC_ISSUER", requires = "oidc_client_id")]
+    oidc_issuer: Option<String>,
+    /// The portal's client id at --oidc-issuer.
+    #[arg(long, env = "HANEUL_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+    oidc_client_id: Option<String>,
+    /// File holding the client secret of --oidc-client-id.
+    #[arg(long, env = "HANEUL_OIDC_CLIENT_SECRET_FILE", requires = "oidc_issuer")]
+    oidc_client_secret_file: Option<PathBuf>,
+    /// The name on --oidc-issuer's button ("Sign in with NAME"); default: its host.
+    #[arg(long, requires = "oidc_issuer")]
+    oidc_name: Option<String>,
+    /// A mapping rule for --oidc-issuer, DOMAIN=ORG (repeatable): people whose verified email
+    /// is at DOMAIN get a member account in organisation ORG, pending until its administrator
+    /// approves. Richer rules (claims, groups, roles): --oidc-config.
+    #[arg(long, value_name = "DOMAIN=ORG", requires = "oidc_issuer")]
+    oidc_map: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// The identity providers of --oidc-config and --oidc-issuer.
+fn oidc_config(args: &ServerArgs) -> anyhow::Result<haneul_server::oidc::OidcConfig> {
+    let mut cfg = match &args.oidc_config {
+        Some(f) => haneul_server::oidc::OidcConfig::load(f)
+            .with_context(|| format!("--oidc-config {}", f.display()))?,
+        None => haneul_server::oidc::OidcConfig::default(),
+    };
+    if let (Some(url), Some(client)) = (&args.oidc_issuer, &args.oidc_client_id) {
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .with_context(|| {
+                format!("--oidc-issuer: `{url}` is not a URL such as https://idp.example.ac.kr")
+            })?;
+        cfg.issuers.push(haneul_server::oidc::IssuerConfig {
+            id: "default".into(),
+            name: args.oidc_name.clone().unwrap_or(host),
+            url: url.clone(),
+            client_id: client.clone(),
+            client_secret_file: args.oidc_client_secret_file.clone(),
+            client_secret: None,
+            cli_client_id: None,
+            scopes: vec!["email".into(), "profile".into()],
+            groups_claim: "groups".into(),
+            rules: args
+                .oidc_map
+                .iter()
+                .map(|m| {
+                    let (domain, org) = m
+                        .split_once('=')
+                        .filter(|(d, o)| !d.is_empty() && !o.is_empty())
+                        .with_context(|| {
+                            format!("--oidc-map `{m}`: write DOMAIN=ORG, e.g. snu.ac.kr=snu")
+                        })?;
+                    Ok(haneul_server::oidc::MapRule {
+                        email_domain: Some(domain.to_string()),
+                        claim: None,
+                        value: None,
+                        group: None,
+                        org: org.to_string(),
+                        role: "member".into(),
+                        approve: false,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        });
+        cfg.read_secrets().context("--oidc-client-secret-file")?;
+    }
+    cfg.validate().context("identity providers")?;
+    Ok(cfg)
 }
 
 /// Connection hygiene (docs/server.md, "Connection limits").
@@ -254,6 +328,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         cfg.anchor.checkpoint_file = f.clone();
     }
     cfg.anchor.interval = Duration::from_secs(args.audit_checkpoint_interval);
+    cfg.oidc = oidc_config(&args)?;
     if let Some(f) = &args.metrics_token_file {
         let t = std::fs::read_to_string(f)
             .with_context(|| format!("--metrics-token-file: cannot read {}", f.display()))?;

@@ -27,6 +27,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod identity;
 pub mod metrics;
+pub mod oidc;
 pub mod portal;
 pub mod programmes;
 pub mod routes;
@@ -105,6 +106,8 @@ pub struct Config {
     pub clock: clock::SharedClock,
     /// GPU telemetry: the idle policy and the series' retention (docs/telemetry.md).
     pub idle: telemetry::IdlePolicy,
+    /// Identity providers people sign in with (docs/oidc.md); none by default.
+    pub oidc: oidc::OidcConfig,
 }
 
 impl Config {
@@ -129,6 +132,7 @@ impl Config {
             metrics_token: None,
             clock: Arc::new(clock::SystemClock),
             idle: telemetry::IdlePolicy::default(),
+            oidc: oidc::OidcConfig::default(),
         }
     }
 }
@@ -151,6 +155,8 @@ pub enum ServerError {
     Accounting(String),
     #[error("{0}")]
     Identity(String),
+    #[error("oidc: {0}")]
+    Oidc(String),
     #[error("tls: {path}: {reason}")]
     Tls { path: PathBuf, reason: String },
     #[error(
@@ -183,6 +189,8 @@ pub struct AppState {
     pub clock: clock::SharedClock,
     /// The idle policy (its threshold also says which GPUs a job used).
     pub idle: Arc<telemetry::IdlePolicy>,
+    /// Identity providers and the portal's sign-ins in flight (docs/oidc.md).
+    pub oidc: Arc<oidc::Oidc>,
 }
 
 impl AppState {
@@ -269,6 +277,7 @@ impl AppState {
             sessions: Arc::default(),
             clock,
             idle: Arc::default(),
+            oidc: Arc::default(),
         }
     }
 
@@ -512,6 +521,9 @@ pub fn app(state: AppState) -> axum::Router {
             }),
         )
         .route("/metrics", get(metrics_text))
+        .route("/v1/auth/oidc", get(oidc::list_issuers))
+        .route("/v1/auth/oidc/token", axum::routing::post(oidc::exchange))
+        .route("/v1/users/{id}/approve", axum::routing::post(oidc::approve))
         .merge(portal::router(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -756,6 +768,11 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let mut state = state;
     state.metrics_token = cfg.metrics_token.as_deref().map(Arc::from);
     state.sessions = Arc::new(cfg.sessions.clone());
+    let mut oidc_cfg = cfg.oidc.clone();
+    if oidc_cfg.redirect_base.is_none() {
+        oidc_cfg.redirect_base = cfg.advertise_url.clone();
+    }
+    state.oidc = Arc::new(oidc::Oidc::new(oidc_cfg)?);
     let key =
         anchor::load_or_create_key(&cfg.anchor.key_file).map_err(|source| ServerError::Io {
             path: cfg.anchor.key_file.clone(),

@@ -94,6 +94,18 @@ macro_rules! store_impl {
             })
         }
 
+        fn oidc_link_row(r: &DbRow) -> Result<OidcLink> {
+            Ok(OidcLink {
+                issuer: r.try_get("issuer")?,
+                subject: r.try_get("subject")?,
+                user_id: r.try_get("user_id")?,
+                email: r.try_get("email")?,
+                created_at: r.try_get("created_at")?,
+                approved_at: r.try_get("approved_at")?,
+                approved_by: r.try_get("approved_by")?,
+            })
+        }
+
         /// The next id of `range` for `column` of `table`: one above the highest allocated in
         /// the range (ids freed below it are not reused, so a deleted account's files are never
         /// handed to a newcomer).
@@ -1373,6 +1385,130 @@ macro_rules! store_impl {
                 .bind(id_hash)
                 .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn oidc_link(&self, issuer: &str, subject: &str) -> Result<Option<OidcLink>> {
+                let row =
+                    sqlx::query("SELECT * FROM oidc_links WHERE issuer = $1 AND subject = $2")
+                        .bind(issuer)
+                        .bind(subject)
+                        .fetch_optional(&self.read)
+                        .await?;
+                row.as_ref().map(oidc_link_row).transpose()
+            }
+
+            async fn oidc_link_of(&self, user: i64) -> Result<Option<OidcLink>> {
+                let row = sqlx::query("SELECT * FROM oidc_links WHERE user_id = $1")
+                    .bind(user)
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.as_ref().map(oidc_link_row).transpose()
+            }
+
+            async fn provision_oidc_user(
+                &self,
+                actor: &Actor,
+                u: NewOidcUser,
+                now: i64,
+            ) -> Result<(UserRecord, OidcLink)> {
+                let mut tx = self.begin_write().await?;
+                let uid = next_id(&mut tx, "users", "uid", u.user.uid_range).await?;
+                let row = sqlx::query(
+                    "INSERT INTO users (name, role, org_id, created_at, uid, gid) \
+                     VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
+                )
+                .bind(&u.user.name)
+                .bind(u.user.role.as_str())
+                .bind(u.user.org_id)
+                .bind(now)
+                .bind(uid)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "name", "a user of this name".into()))?;
+                let id: i64 = row.try_get("id")?;
+                let approved_at = u.approved.then_some(now);
+                let approved_by = u.approved.then(|| actor.name.clone());
+                let link = sqlx::query(
+                    "INSERT INTO oidc_links (issuer, subject, user_id, email, created_at, \
+                     approved_at, approved_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+                )
+                .bind(&u.issuer)
+                .bind(&u.subject)
+                .bind(id)
+                .bind(&u.email)
+                .bind(now)
+                .bind(approved_at)
+                .bind(&approved_by)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "subject", "a link for this subject".into()))?;
+                let rec = user_row(&row, Vec::new())?;
+                let link = oidc_link_row(&link)?;
+                let detail = serde_json::json!({
+                    "name": u.user.name,
+                    "role": u.user.role.to_string(),
+                    "org": u.user.org_id,
+                    "uid": uid,
+                    "issuer": u.issuer,
+                    "subject": u.subject,
+                    "email": u.email,
+                    "state": if u.approved { "approved" } else { "pending" },
+                })
+                .to_string();
+                audit(&mut tx, actor, "user.provision", &format!("user/{id}"), &detail, now)
+                    .await?;
+                tx.commit().await?;
+                Ok((rec, link))
+            }
+
+            async fn approve_oidc_user(
+                &self,
+                actor: &Actor,
+                user: i64,
+                now: i64,
+            ) -> Result<OidcLink> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query("SELECT * FROM oidc_links WHERE user_id = $1")
+                    .bind(user)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("pending user", user))?;
+                let link = oidc_link_row(&row)?;
+                if link.approved_at.is_some() {
+                    return Err(StoreError::conflict(
+                        "user",
+                        format!("user {user} is already approved"),
+                    ));
+                }
+                let row = sqlx::query(
+                    "UPDATE oidc_links SET approved_at = $1, approved_by = $2 \
+                     WHERE user_id = $3 RETURNING *",
+                )
+                .bind(now)
+                .bind(&actor.name)
+                .bind(user)
+                .fetch_one(&mut *tx)
+                .await?;
+                let detail = serde_json::json!({ "issuer": link.issuer, "subject": link.subject })
+                    .to_string();
+                audit(&mut tx, actor, "user.approve", &format!("user/{user}"), &detail, now)
+                    .await?;
+                tx.commit().await?;
+                oidc_link_row(&row)
+            }
+
+            async fn record_audit(
+                &self,
+                actor: &Actor,
+                action: &str,
+                target: &str,
+                detail: &str,
+                now: i64,
+            ) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                audit(&mut tx, actor, action, target, detail, now).await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -121,6 +121,31 @@ pub trait Store: Send + Sync + 'static {
 
     // --- fleet ---
 
+    // --- identity providers (docs/oidc.md) ---
+    /// The user linked to `subject` at `issuer`, if any.
+    async fn oidc_link(&self, issuer: &str, subject: &str) -> Result<Option<OidcLink>>;
+    /// The link of `user`, if the user came from an identity provider.
+    async fn oidc_link_of(&self, user: i64) -> Result<Option<OidcLink>>;
+    /// Creates the user and its link in one transaction, audited as `user.provision`.
+    async fn provision_oidc_user(
+        &self,
+        actor: &Actor,
+        u: NewOidcUser,
+        now: i64,
+    ) -> Result<(UserRecord, OidcLink)>;
+    /// Lets a pending user in; audited as `user.approve`. Approving twice is a conflict.
+    async fn approve_oidc_user(&self, actor: &Actor, user: i64, now: i64) -> Result<OidcLink>;
+    /// Appends one entry to the audit log for something that changes no other table (a
+    /// sign-in, a refused sign-in).
+    async fn record_audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<()>;
+
     async fn create_pool(&self, actor: &Actor, p: NewPool, now: i64) -> Result<PoolRecord>;
     async fn list_pools(&self) -> Result<Vec<PoolRecord>>;
     /// Registers a node by name, or updates its inventory when it exists, and marks it up.

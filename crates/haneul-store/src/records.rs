@@ -371,6 +371,33 @@ pub struct SessionRecord {
     pub revoked_at: Option<i64>,
 }
 
+/// The link from an identity provider's subject to a Haneul user (issue 23, docs/oidc.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcLink {
+    /// The issuer URL, exactly as its ID tokens name it.
+    pub issuer: String,
+    /// The `sub` claim: stable for one person at one issuer.
+    pub subject: String,
+    pub user_id: i64,
+    /// The email the provider gave at the first sign-in (for the administrator's eyes).
+    pub email: Option<String>,
+    pub created_at: i64,
+    /// `None`: the account waits for its organisation's administrator.
+    pub approved_at: Option<i64>,
+    pub approved_by: Option<String>,
+}
+
+/// A person to provision from an identity provider's claims.
+#[derive(Debug, Clone)]
+pub struct NewOidcUser {
+    pub user: NewUser,
+    pub issuer: String,
+    pub subject: String,
+    pub email: Option<String>,
+    /// Approved at once (the claim mapping says so) rather than pending.
+    pub approved: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPool {
     pub name: String,

@@ -1548,6 +1548,96 @@ pub async fn gpu_telemetry_summaries_series_and_retention(store: &dyn Store) {
     assert_eq!(store.job_gpu_usage(idle.id).await.unwrap()[0].samples, 1);
 }
 
+async fn oidc_links_provision_and_approve(store: &dyn Store) {
+    let (o, _, _) = tenant(store, "uni").await;
+    let iss = "https://idp.uni.example";
+    assert_eq!(store.oidc_link(iss, "sub-1").await.unwrap(), None);
+    let new = |name: &str, sub: &str, approved| NewOidcUser {
+        user: NewUser {
+            name: name.into(),
+            role: Role::Member,
+            org_id: Some(o.id),
+            projects: vec![],
+            uid: None,
+            gid: None,
+            uid_range: IdRange::USERS,
+        },
+        issuer: iss.into(),
+        subject: sub.into(),
+        email: Some(format!("{name}@uni.example")),
+        approved,
+    };
+    let (u, link) = store
+        .provision_oidc_user(&Actor::system("oidc"), new("kim", "sub-1", false), 10)
+        .await
+        .unwrap();
+    assert_eq!(u.org_id, Some(o.id));
+    assert!(u.uid.is_some());
+    assert_eq!(link.user_id, u.id);
+    assert_eq!(link.approved_at, None);
+    assert_eq!(
+        store.oidc_link(iss, "sub-1").await.unwrap(),
+        Some(link.clone())
+    );
+    assert_eq!(store.oidc_link_of(u.id).await.unwrap(), Some(link));
+    // The same subject twice is a conflict, not a second account.
+    let again = store
+        .provision_oidc_user(&Actor::system("oidc"), new("kim2", "sub-1", false), 11)
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::Conflict { .. }), "{again}");
+    assert!(
+        store
+            .list_users()
+            .await
+            .unwrap()
+            .iter()
+            .all(|u| u.name != "kim2")
+    );
+    let approved = store
+        .approve_oidc_user(&Actor::system("uni-admin"), u.id, 20)
+        .await
+        .unwrap();
+    assert_eq!(approved.approved_at, Some(20));
+    assert_eq!(approved.approved_by.as_deref(), Some("uni-admin"));
+    assert!(
+        store
+            .approve_oidc_user(&Actor::system("x"), u.id, 21)
+            .await
+            .is_err()
+    );
+    // Approved at once where the mapping says so.
+    let (_, lee) = store
+        .provision_oidc_user(&Actor::system("oidc"), new("lee", "sub-2", true), 30)
+        .await
+        .unwrap();
+    assert_eq!(lee.approved_at, Some(30));
+    store
+        .record_audit(
+            &Actor::system("oidc"),
+            "user.signin",
+            "user/1",
+            "{\"via\":\"portal\"}",
+            40,
+        )
+        .await
+        .unwrap();
+    let actions: Vec<String> = store
+        .list_audit(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    for want in ["user.provision", "user.approve", "user.signin"] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "{want} missing from {actions:?}"
+        );
+    }
+    store.verify_audit().await.unwrap();
+}
+
 macro_rules! suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -1568,7 +1658,8 @@ macro_rules! suite {
                 calls_applications_and_awards,
                 node_health_drains_and_requeues,
                 fleet_summary_and_ledger_spans,
-                gpu_telemetry_summaries_series_and_retention);
+                gpu_telemetry_summaries_series_and_retention,
+                oidc_links_provision_and_approve);
         }
     };
     (@tests $open:expr; $($name:ident),+) => {

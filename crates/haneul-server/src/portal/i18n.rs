@@ -80,6 +80,10 @@ pub struct Texts {
     pub token: &'static str,
     pub token_help: &'static str,
     pub bad_token: &'static str,
+    /// "Sign in with {}": `{}` is the identity provider's name.
+    pub sign_in_with: &'static str,
+    /// Heading of the page that says why an institutional sign-in did not go through.
+    pub sso_refused: &'static str,
     pub nav_home: &'static str,
     pub nav_jobs: &'static str,
     pub nav_fleet: &'static str,
@@ -255,6 +259,8 @@ pub const EN: Texts = Texts {
     token: "Access token",
     token_help: "Paste the token you were given (it starts with hn_). `haneul up` writes one to DIR/user.token.",
     bad_token: "This token is not valid, or it was revoked.",
+    sign_in_with: "Sign in with {}",
+    sso_refused: "Sign-in did not go through",
     nav_home: "Home",
     nav_jobs: "Jobs",
     nav_fleet: "Fleet",
@@ -430,6 +436,8 @@ pub const KO: Texts = Texts {
     token: "액세스 토큰",
     token_help: "받은 토큰을 붙여 넣으세요 (hn_ 으로 시작). `haneul up` 은 DIR/user.token 에 씁니다.",
     bad_token: "유효하지 않거나 폐기된 토큰입니다.",
+    sign_in_with: "{} 계정으로 로그인",
+    sso_refused: "로그인하지 못했습니다",
     nav_home: "홈",
     nav_jobs: "작업",
     nav_fleet: "자원 현황",

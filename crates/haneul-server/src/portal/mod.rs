@@ -14,6 +14,7 @@
 mod chart;
 mod i18n;
 mod programmes;
+mod sso;
 mod term;
 
 use crate::AppState;
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/portal/audit", get(audit_page))
         // Calls, applications, scores and statements: portal/programmes.rs.
         .merge(programmes::routes())
+        .merge(sso::routes())
         .route("/portal/assets/htmx.min.js", get(htmx_js))
         .route("/portal/assets/portal.css", get(portal_css))
         .route("/portal/{*rest}", get(unknown_page))
@@ -537,6 +539,8 @@ fn administrator(user: &api::User) -> Result<(), Refusal> {
 struct SigninPage {
     base: Base,
     error: Option<&'static str>,
+    /// Identity providers: (id, "Sign in with NAME").
+    issuers: Vec<(String, String)>,
 }
 
 struct ProjectRow {
@@ -974,6 +978,7 @@ async fn signin_page(ctx: Ctx) -> Response {
     render(&SigninPage {
         base: ctx.anonymous_base(),
         error: None,
+        issuers: sso::buttons(&ctx),
     })
 }
 
@@ -1051,6 +1056,7 @@ async fn signin(ctx: Ctx, Form(f): Form<SigninForm>) -> Response {
             render(&SigninPage {
                 base: ctx.anonymous_base(),
                 error: Some(ctx.t().bad_token),
+                issuers: sso::buttons(&ctx),
             }),
         )
             .into_response(),
