@@ -33,5 +33,5 @@ pub use decision::{Decisions, Placement, Preemption, Reservation, Start, TaskPla
 pub use engine::{Engine, IdleCauses, JobState, PassStats};
 pub use error::SchedError;
 pub use frag::TaskKind;
-pub use reason::{Candidate, Need, PendingReason, ReasonCode, Waiting};
 pub use policy::{FragTuning, Ordering, PlacementStrategy, Policy};
+pub use reason::{Candidate, Need, PendingReason, ReasonCode, Waiting};

@@ -104,7 +104,10 @@ fn a_small_job_behind_a_reservation_names_it_and_the_time_limit_that_would_backf
     // The hint is right: with a one-hour limit the same job starts at once.
     submit(&mut e, &job(0, 1, 1, 1800), 3, now);
     let d = e.schedule(now);
-    assert_eq!(d.starts.iter().map(|s| s.job).collect::<Vec<_>>(), [JobId(3)]);
+    assert_eq!(
+        d.starts.iter().map(|s| s.job).collect::<Vec<_>>(),
+        [JobId(3)]
+    );
 }
 
 #[test]
@@ -139,7 +142,8 @@ fn a_job_that_may_not_borrow_waits_for_its_guarantee() {
     let r = reason(&e, 0);
     assert_eq!(r.code(), ReasonCode::AssocGrpGRES);
     assert!(
-        r.message().contains("its 4 H200 GPUs would take its project to 4, above its guarantee of 2"),
+        r.message()
+            .contains("its 4 H200 GPUs would take its project to 4, above its guarantee of 2"),
         "{}",
         r.message()
     );
@@ -154,7 +158,11 @@ fn a_project_at_its_borrowing_limit_says_so() {
     e.schedule(now);
     let r = reason(&e, 0);
     assert_eq!(r.code(), ReasonCode::QOSGrpGRES);
-    assert!(r.message().contains("at most 1 borrowed"), "{}", r.message());
+    assert!(
+        r.message().contains("at most 1 borrowed"),
+        "{}",
+        r.message()
+    );
 }
 
 #[test]
@@ -188,14 +196,19 @@ fn a_job_no_pass_has_tried_yet_counts_the_jobs_ahead() {
     }
     let r = reason(&e, 2);
     assert_eq!(r.code(), ReasonCode::Priority);
-    assert!(r.message().contains("2 jobs of its project ahead"), "{}", r.message());
+    assert!(
+        r.message().contains("2 jobs of its project ahead"),
+        "{}",
+        r.message()
+    );
 }
 
 #[test]
 fn a_gang_that_only_drained_nodes_could_complete_is_told_so() {
     let mut e = engine(&[node(0, 8), node(0, 8)], &[(0, None)], Policy::default());
     let now = Time::from_secs(10);
-    e.set_node_state(NodeId(1), NodeState::Draining, now).unwrap();
+    e.set_node_state(NodeId(1), NodeState::Draining, now)
+        .unwrap();
     submit(&mut e, &job(0, 2, 8, 3600), 0, now);
     e.schedule(now);
     let r = reason(&e, 0);
@@ -214,7 +227,11 @@ fn a_gang_that_only_drained_nodes_could_complete_is_told_so() {
 
 #[test]
 fn a_gang_that_partly_fits_says_how_many_tasks_do() {
-    let mut e = engine(&[node(0, 8), node(0, 8), node(0, 8)], &[(0, None)], Policy::default());
+    let mut e = engine(
+        &[node(0, 8), node(0, 8), node(0, 8)],
+        &[(0, None)],
+        Policy::default(),
+    );
     let now = Time::from_secs(10);
     submit(&mut e, &job(0, 1, 8, 3600), 0, now);
     submit(&mut e, &job(0, 1, 8, 3600), 1, now);
@@ -228,7 +245,11 @@ fn a_gang_that_partly_fits_says_how_many_tasks_do() {
         } => assert_eq!((*tasks_fit, *smaller), (1, Some(1))),
         w => panic!("{w:?}"),
     }
-    assert!(r.message().contains("only 1 of its 3 tasks"), "{}", r.message());
+    assert!(
+        r.message().contains("only 1 of its 3 tasks"),
+        "{}",
+        r.message()
+    );
 }
 
 #[test]
@@ -311,7 +332,8 @@ fn run(
             }
             Step::Drain(n) => {
                 if (*n as usize) < nodes.len() {
-                    e.set_node_state(NodeId(*n), NodeState::Draining, now).unwrap();
+                    e.set_node_state(NodeId(*n), NodeState::Draining, now)
+                        .unwrap();
                 }
             }
             Step::Schedule(dt) => {
@@ -338,7 +360,11 @@ fn run(
                         ..
                     } = &r.waiting
                     {
-                        prop_assert!(d.reservations.iter().any(|x| x.job == *j && x.start_at == *t));
+                        prop_assert!(
+                            d.reservations
+                                .iter()
+                                .any(|x| x.job == *j && x.start_at == *t)
+                        );
                     }
                 }
                 seen.extend(all);

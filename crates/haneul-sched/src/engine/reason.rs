@@ -90,13 +90,13 @@ impl Engine {
             return Waiting::Reclaiming { victims };
         }
         // Quota first: no amount of free capacity helps a job its project may not run.
-        let ok: Vec<u8> = e
+        // As a bit mask: this runs for every queued job, allocation-free.
+        let ok = e
             .models
             .iter()
-            .copied()
-            .filter(|&m| self.mode(e, m).is_some())
-            .collect();
-        if !e.models.is_empty() && ok.is_empty() {
+            .filter(|&&m| self.mode(e, m).is_some())
+            .fold(0u64, |mask, &m| mask | 1 << m);
+        if !e.models.is_empty() && ok == 0 {
             return self.quota_waiting(e, e.models[0]);
         }
         let shape_closed = self.policy.skip_blocked
@@ -118,7 +118,9 @@ impl Engine {
         let buckets: Vec<usize> = if e.models.is_empty() {
             vec![self.cluster.models.len()]
         } else {
-            ok.iter().map(|&m| m as usize).collect()
+            (0..self.cluster.models.len())
+                .filter(|m| ok & (1 << m) != 0)
+                .collect()
         };
         let replicas = e.req.replicas as u64;
         let fits_now = buckets.iter().any(|&b| fit.per_model[b].slots >= replicas);
@@ -126,7 +128,9 @@ impl Engine {
             return w;
         }
         if !fits_now
-            && buckets.iter().all(|&b| fit.per_model[b].empty_up < replicas)
+            && buckets
+                .iter()
+                .all(|&b| fit.per_model[b].empty_up < replicas)
             && let Some(&b) = buckets
                 .iter()
                 .find(|&&b| fit.per_model[b].empty_all >= replicas)
@@ -183,16 +187,12 @@ impl Engine {
                 Some((*j, *n, start))
             })
             .find(|(_, n, start)| {
-                *start < end_est
-                    && buckets
-                        .iter()
-                        .any(|&b| fit.per_model[b].nodes.contains(n))
+                *start < end_est && buckets.iter().any(|&b| fit.per_model[b].nodes.contains(n))
             })?;
         let room = start_at.since(self.now);
-        let backfill_within = (self.policy.backfill
-            && self.policy.skip_blocked
-            && room >= Span::from_mins(1))
-        .then_some(room);
+        let backfill_within =
+            (self.policy.backfill && self.policy.skip_blocked && room >= Span::from_mins(1))
+                .then_some(room);
         Some(Waiting::Reservation {
             for_job,
             start_at,
@@ -222,13 +222,13 @@ impl Engine {
             .unwrap_or(0)
             .min(e.req.replicas as u64) as u32;
         // The closest node: the most fully free GPUs among the models it may use.
-        let best_node = buckets
-            .iter()
-            .filter_map(|&b| fit.per_model[b].best)
-            .fold(None::<(u32, u32)>, |acc, x| match acc {
+        let best_node = buckets.iter().filter_map(|&b| fit.per_model[b].best).fold(
+            None::<(u32, u32)>,
+            |acc, x| match acc {
                 Some(a) if a.1 > x.1 || (a.1 == x.1 && a.0 < x.0) => Some(a),
                 _ => Some(x),
-            });
+            },
+        );
         let whole = e.req.milli >= FULL && e.req.gpus > 0;
         let best = best_node.filter(|_| whole).map(|(idx, free)| Candidate {
             node: self.cluster.nodes[idx as usize].id,
@@ -254,7 +254,8 @@ impl Engine {
             (0..self.cluster.models.len() as u8)
                 .filter(|m| !e.models.contains(m))
                 .find(|&m| {
-                    self.mode(e, m).is_some() && fit.per_model[m as usize].slots >= e.req.replicas as u64
+                    self.mode(e, m).is_some()
+                        && fit.per_model[m as usize].slots >= e.req.replicas as u64
                 })
                 .map(|m| self.cluster.models[m as usize].clone())
         };
