@@ -170,7 +170,7 @@ fn a_one_gpu_job_behind_an_eight_gpu_reservation_says_why_and_what_would_help() 
         .as_array()
         .unwrap()
         .iter()
-        .find(|j| j["id"].to_string() == small)
+        .find(|j| j["id"].as_i64().map(|i| i.to_string()).as_deref() == Some(small.as_str()))
         .expect("the small job in the queue");
     assert_eq!(listed["pending_reason"], *reason);
     let table = ok(c, &["queue"]);

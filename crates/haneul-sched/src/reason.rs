@@ -370,7 +370,7 @@ fn plural(n: u32) -> &'static str {
 
 /// Milli-GPU as GPUs, without a trailing `.0`.
 fn gpus(milli: u64) -> String {
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {
         format!("{:.3}", milli as f64 / 1000.0)

@@ -124,7 +124,7 @@ impl Engine {
         };
         let replicas = e.req.replicas as u64;
         let fits_now = buckets.iter().any(|&b| fit.per_model[b].slots >= replicas);
-        if fits_now && let Some(w) = self.blocking_reservation(e, &fit, &buckets) {
+        if fits_now && let Some(w) = self.blocking_reservation(e, fit, &buckets) {
             return w;
         }
         if !fits_now
@@ -142,7 +142,7 @@ impl Engine {
                 .collect();
             return Waiting::NodesUnavailable { nodes };
         }
-        self.resources_waiting(e, &fit, &buckets)
+        self.resources_waiting(e, fit, &buckets)
     }
 
     fn quota_waiting(&self, e: &JobEntry, m: u8) -> Waiting {
