@@ -256,6 +256,23 @@ impl Reason {
     pub fn english(self, args: &[(&str, &str)]) -> String {
         fill(self.templates().0, args)
     }
+
+    /// Which reason a stored English text is, when it is one of these.
+    pub fn of(text: &str) -> Option<Reason> {
+        Reason::ALL
+            .iter()
+            .copied()
+            .find(|r| unfill(r.templates().0, text).is_some())
+    }
+
+    /// The Slurm-style code a queued job held for this reason shows: a spent award is
+    /// `AssocGrpGRESMinutes` (a GPU-minutes limit), every other hold `JobHeldAdmin`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::AwardSpent => "AssocGrpGRESMinutes",
+            _ => "JobHeldAdmin",
+        }
+    }
 }
 
 fn fill(template: &str, args: &[(&str, &str)]) -> String {

@@ -538,6 +538,26 @@ pub struct Job {
     /// Its batch script's options; absent: it was not submitted as a batch script.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<JobBatch>,
+    /// Why a queued job waits, from the leader's last scheduling pass (or the project's hold,
+    /// or its dependencies); absent for jobs that are not queued, and for one no pass has
+    /// looked at yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<PendingReason>,
+}
+
+/// Why a queued job waits, as squeue's REASON column says it, with a sentence and what would help.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingReason {
+    /// A Slurm-style code: Resources, Priority, Reservation, AssocGrpGRES (the project's
+    /// guarantee), QOSGrpGRES (its borrowing limit), Dependency, JobHeldAdmin,
+    /// AssocGrpGRESMinutes (award spent), JobArrayTaskLimit or ReqNodeNotAvail.
+    #[schema(example = "Reservation")]
+    pub code: String,
+    /// One English sentence: what it waits for.
+    pub message: String,
+    /// What would let it start sooner, where something would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

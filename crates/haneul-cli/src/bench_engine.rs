@@ -51,6 +51,10 @@ struct EngineReport {
     incremental_pass_p99_ms: f64,
     incremental_passes: u32,
     steady_full_pass_ms: f64,
+    /// Every queued job's pending reason after the last pass, and formatted as the server
+    /// publishes them (code, sentence, hint): outside the pass, at most once a second there.
+    pending_reasons_ms: f64,
+    pending_reasons_formatted_ms: f64,
     submit_us_per_job: f64,
     peak_rss_mib: f64,
 }
@@ -228,6 +232,18 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
         }
     }
     samples.sort_by(f64::total_cmp);
+    let t = Instant::now();
+    let reasons = engine.pending_reasons();
+    let pending_reasons_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let formatted: usize = engine
+        .pending_reasons()
+        .iter()
+        .map(|(_, r)| r.code().as_str().len() + r.message().len() + r.hint().map_or(0, |h| h.len()))
+        .sum();
+    let pending_reasons_formatted_ms = t.elapsed().as_secs_f64() * 1e3;
+    // Kept, so that the formatting is not optimised away.
+    std::hint::black_box(formatted);
     let report = EngineReport {
         nodes: args.nodes,
         gpus: fleet.total_gpus(),
@@ -240,6 +256,8 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
         incremental_pass_p99_ms: percentile(&samples, 0.99),
         incremental_passes: samples.len() as u32,
         steady_full_pass_ms,
+        pending_reasons_ms,
+        pending_reasons_formatted_ms,
         submit_us_per_job: submit_us,
         peak_rss_mib: peak_rss_mib(),
     };
@@ -260,6 +278,12 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
     println!(
         "incremental pass     {:.3} ms median, {:.3} ms p99 over {} passes",
         report.incremental_pass_ms, report.incremental_pass_p99_ms, report.incremental_passes
+    );
+    println!(
+        "pending reasons      {:.2} ms for {} queued jobs, {:.2} ms formatted",
+        report.pending_reasons_ms,
+        reasons.len(),
+        report.pending_reasons_formatted_ms
     );
     println!(
         "submit               {:.2} us per job",

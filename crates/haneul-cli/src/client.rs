@@ -682,6 +682,7 @@ pub fn queue(args: QueueArgs) -> anyhow::Result<()> {
         "TASKS",
         "GPUS/TASK",
         "PROJECT",
+        "REASON",
         "COMMAND",
     ]);
     for j in &list.jobs {
@@ -692,11 +693,29 @@ pub fn queue(args: QueueArgs) -> anyhow::Result<()> {
             j.replicas.to_string(),
             j.gpus_per_task.to_string(),
             j.project.to_string(),
+            j.pending_reason
+                .as_ref()
+                .map(|r| short_reason(r, REASON_WIDTH))
+                .unwrap_or_default(),
             shown(&j.command.join(" ")),
         ]);
     }
     println!("{t}");
     Ok(())
+}
+
+/// Characters of a reason the queue's table shows; `haneul show` has the whole of it.
+const REASON_WIDTH: usize = 60;
+
+/// `Code: sentence`, cut to `width` characters with an ellipsis.
+fn short_reason(r: &haneul_api::PendingReason, width: usize) -> String {
+    let full = shown(&format!("{}: {}", r.code, r.message));
+    if full.chars().count() <= width {
+        return full;
+    }
+    let mut cut: String = full.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 #[derive(Args)]
@@ -733,7 +752,12 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
     if let Some(c) = j.exit_code {
         println!("  exit:     {c}");
     }
-    if let Some(r) = &j.reason {
+    if let Some(p) = &j.pending_reason {
+        println!("  waiting:  {} ({})", shown(&p.message), shown(&p.code));
+        if let Some(h) = &p.hint {
+            println!("  help:     {}", shown(h));
+        }
+    } else if let Some(r) = &j.reason {
         println!("  reason:   {}", crate::i18n::word(r));
     }
     if !j.dependencies.is_empty() {

@@ -215,6 +215,34 @@ fn print_explain(reports: &[PolicyReport]) {
     );
     t.add_row(row);
     println!("{t}");
+    // Job-hours queued by reason: the codes any policy saw, in the engine's code order.
+    let mut codes: Vec<&str> = Vec::new();
+    for code in haneul_sched::ReasonCode::ALL {
+        if explained
+            .iter()
+            .any(|(_, e)| e.waiting_job_hours.contains_key(code.as_str()))
+        {
+            codes.push(code.as_str());
+        }
+    }
+    if !codes.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        let mut header = vec!["job-hours waiting".to_string()];
+        header.extend(explained.iter().map(|(r, _)| r.policy.clone()));
+        t.set_header(header);
+        for code in codes {
+            let mut row = vec![code.to_string()];
+            for (_, e) in &explained {
+                let total: f64 = e.waiting_job_hours.values().sum();
+                let v = e.waiting_job_hours.get(code).copied().unwrap_or(0.0);
+                let share = if total > 0.0 { v / total * 100.0 } else { 0.0 };
+                row.push(format!("{v:.0} ({share:.1}%)"));
+            }
+            t.add_row(row);
+        }
+        println!("{t}");
+    }
     for (r, e) in &explained {
         if let Some(j) = &e.last_job {
             println!(

@@ -238,12 +238,14 @@ impl Row<'_> {
             },
             "D" | "nnodes" => self.nodes.to_string(),
             "N" | "nodelist" => self.nodelist.clone(),
+            // squeue shows the code alone; `haneul show` has the sentence and the hint.
             "R" => match j.state.as_str() {
-                "queued" => format!(
-                    "({})",
-                    j.reason.clone().unwrap_or_else(|| "Priority".into())
-                ),
+                "queued" => format!("({})", reason_code(j)),
                 _ => self.nodelist.clone(),
+            },
+            "r" | "reason" => match j.state.as_str() {
+                "queued" => reason_code(j),
+                _ => "None".into(),
             },
             "P" | "partition" => batch.partition.unwrap_or_else(|| "haneul".into()),
             "a" | "account" => batch.account.unwrap_or_else(|| j.project.to_string()),
@@ -301,6 +303,13 @@ fn squeue_format(fmt: &str) -> Vec<Part> {
     out
 }
 
+/// A queued job's Slurm reason code; `None`, as squeue says, before a pass has looked at it.
+fn reason_code(j: &haneul_api::Job) -> String {
+    j.pending_reason
+        .as_ref()
+        .map_or_else(|| "None".into(), |r| r.code.clone())
+}
+
 fn fit(v: &str, width: Option<(usize, bool)>) -> String {
     match width {
         None => v.to_string(),
@@ -325,6 +334,7 @@ const SQUEUE_HEADERS: &[(&str, &str)] = &[
     ("D", "NODES"),
     ("N", "NODELIST"),
     ("R", "NODELIST(REASON)"),
+    ("r", "REASON"),
     ("P", "PARTITION"),
     ("a", "ACCOUNT"),
     ("l", "TIME_LIMIT"),

@@ -194,6 +194,19 @@ fn explain_splits_idle_gpu_time_by_cause_as_computed_by_hand() {
     assert!(close(gpu_s(h, "no_demand_gpu_hours"), 40.0));
     assert!(close(gpu_s(h, "not_started_gpu_hours"), 0.0));
     assert!(close(gpu_s(h, "capacity_gpu_hours"), 1200.0));
+    // Job-seconds queued by reason. FIFO: B waits for room 10-100 and C for room 100-150
+    // (Resources), C behind B 20-100 (Priority). Haneul: C backfills at once; B waits 10-100.
+    let waited = |r: &Value, code: &str| {
+        r["explain"]["waiting_job_hours"][code]
+            .as_f64()
+            .unwrap_or(0.0)
+            * 3600.0
+    };
+    assert!(close(waited(fifo, "Resources"), 140.0), "{fifo}");
+    assert!(close(waited(fifo, "Priority"), 80.0), "{fifo}");
+    assert!(close(waited(h, "Resources"), 90.0), "{h}");
+    assert!(close(waited(h, "Priority"), 0.0), "{h}");
+    assert!(close(waited(h, "Reservation"), 0.0), "{h}");
     // Without --explain the JSON has no split; with it, the table names every part.
     let plain = json_ok(run_in(
         &d,
@@ -207,6 +220,7 @@ fn explain_splits_idle_gpu_time_by_cause_as_computed_by_hand() {
     let out = run_in(&d, &args);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
+    assert!(text.contains("job-hours waiting"), "{text}");
     for part in [
         "reserved",
         "reclaim hold",

@@ -5,6 +5,7 @@ mod explain;
 mod invariants;
 mod pass;
 mod preempt;
+mod reason;
 mod restore;
 
 pub use explain::IdleCauses;
@@ -65,6 +66,8 @@ struct JobEntry {
     /// Allowed GPU models as indices (empty for CPU-only jobs).
     models: Vec<u8>,
     run: Run,
+    /// The pass that last tried it and could not start it (see [`Engine::pending_reason`]).
+    tried: u64,
 }
 
 impl JobEntry {
@@ -150,6 +153,14 @@ pub struct Engine {
     reclaim_backoff: FxHashMap<u32, Time>,
     /// What the last pass reserved, per node, for [`Engine::idle_causes`].
     last_reservations: Vec<(JobId, u32, Reserved)>,
+    /// Planned starts of the last pass's reservations, for pending reasons.
+    last_reservation_starts: Vec<(JobId, Time)>,
+    /// Passes run so far; a job's `tried` names the last one that tried it.
+    passes: u64,
+    /// Shapes the last pass found no room for, by shape index.
+    last_closed: Vec<bool>,
+    /// The job that stopped the last pass in strict order (no skipping of blocked jobs).
+    last_head: Option<JobId>,
 }
 
 /// f64 ordered by `total_cmp`, for the fair-share heap.
@@ -223,6 +234,10 @@ impl Engine {
             last_stats: PassStats::default(),
             reclaim_backoff: FxHashMap::default(),
             last_reservations: Vec::new(),
+            last_reservation_starts: Vec::new(),
+            passes: 0,
+            last_closed: Vec::new(),
+            last_head: None,
         };
         let mut capacity = vec![0u64; engine.cluster.models.len()];
         for n in &engine.cluster.nodes {
@@ -470,6 +485,7 @@ impl Engine {
                 req,
                 models,
                 run: Run::Queued { victims: 0 },
+                tried: 0,
             },
         );
         Ok(())

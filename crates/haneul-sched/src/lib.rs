@@ -27,9 +27,11 @@ pub mod frag;
 mod placement;
 mod policy;
 mod queue;
+mod reason;
 
 pub use decision::{Decisions, Placement, Preemption, Reservation, Start, TaskPlacement};
 pub use engine::{Engine, IdleCauses, JobState, PassStats};
 pub use error::SchedError;
 pub use frag::TaskKind;
 pub use policy::{FragTuning, Ordering, PlacementStrategy, Policy};
+pub use reason::{Candidate, Need, PendingReason, ReasonCode, Waiting};

@@ -195,6 +195,7 @@ pub fn job(j: st::JobRecord) -> api::Job {
             .collect(),
         container_image: j.container_image,
         batch: j.batch.map(batch_to_api),
+        pending_reason: None,
     }
 }
 

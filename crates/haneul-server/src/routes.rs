@@ -879,7 +879,10 @@ async fn list_jobs(
         .then(|| jobs.last().map(|j| j.id))
         .flatten();
     Ok(Json(JobList {
-        jobs: jobs.into_iter().map(convert::job).collect(),
+        jobs: jobs
+            .into_iter()
+            .map(|j| s.signals.with_reason(convert::job(j)))
+            .collect(),
         next_before,
     }))
 }
@@ -912,7 +915,7 @@ async fn get_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answe
     let attempts = s.store.list_attempts(id).await?;
     let events = s.store.job_events(id).await?;
     Ok(Json(JobDetail {
-        job: convert::job(job),
+        job: s.signals.with_reason(convert::job(job)),
         attempts: attempts.into_iter().map(convert::attempt).collect(),
         events: events
             .into_iter()

@@ -8,7 +8,7 @@ use crate::error::SimError;
 use crate::fleet_file::FleetSpec;
 use crate::workload::Workload;
 use haneul_model::{GpuModel, JobId, NodeId, NodeState, Span, Time};
-use haneul_sched::{Decisions, Engine, IdleCauses, Policy, SchedError};
+use haneul_sched::{Decisions, Engine, IdleCauses, Policy, ReasonCode, SchedError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
@@ -259,6 +259,9 @@ pub struct RunResult {
     pub project_series: ProjectSeries,
     /// With [`SimConfig::explain`]: where the free GPU-time went.
     pub idle: Option<IdleTime>,
+    /// With [`SimConfig::explain`]: job-milliseconds spent queued, by the pending reason the
+    /// engine gave after each instant.
+    pub waiting_job_ms: BTreeMap<ReasonCode, f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -305,6 +308,8 @@ struct State<'a> {
     done: u64,
     /// The engine's split of the free capacity since the last instant (with `explain`).
     causes: Option<IdleCauses>,
+    /// Queued jobs by pending reason after the last instant (with `explain`).
+    waiting: Vec<(ReasonCode, u64)>,
 }
 
 fn stranded_of(n: &NodeTrack) -> u64 {
@@ -351,6 +356,9 @@ impl<'a> State<'a> {
             if let (Some(c), Some(idle)) = (&self.causes, &mut self.r.idle) {
                 debug_assert_eq!(c.total(), self.free, "idle causes must partition free GPUs");
                 idle.add(c, dt);
+            }
+            for &(code, n) in &self.waiting {
+                *self.r.waiting_job_ms.entry(code).or_default() += n as f64 * dt;
             }
             for (m, a) in self.model_alloc.iter().enumerate() {
                 self.r.models[m].busy_milli_ms += *a as f64 * dt;
@@ -616,6 +624,7 @@ pub fn run(
             window: None,
             project_series: ProjectSeries::new(w.projects.len(), horizon / 400, 1000),
             idle: cfg.explain.then(IdleTime::default),
+            waiting_job_ms: BTreeMap::new(),
         },
         thr,
         thr_ref,
@@ -628,6 +637,7 @@ pub fn run(
         queued: 0,
         done: 0,
         causes: None,
+        waiting: Vec::new(),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6e6f_6465_6661_696c);
     let exp_ms = |rng: &mut ChaCha8Rng, mean_h: f64| -> i64 {
@@ -781,6 +791,7 @@ pub fn run(
         }
         if cfg.explain {
             st.causes = Some(st.engine.idle_causes());
+            st.waiting = st.engine.pending_counts();
         }
         if events & 0xfff == 0 {
             progress(st.done, n as u64);

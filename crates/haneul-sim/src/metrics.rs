@@ -125,6 +125,9 @@ pub struct IdleReport {
     /// time usually traces back to it having started late.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_job: Option<LastJob>,
+    /// Job-hours spent queued, by the engine's pending reason code (Resources, Priority,
+    /// Reservation, ...); codes no job waited for are left out.
+    pub waiting_job_hours: std::collections::BTreeMap<String, f64>,
 }
 
 /// The job that set the makespan.
@@ -188,6 +191,11 @@ fn idle_report(w: &Workload, r: &RunResult) -> Option<IdleReport> {
         not_started_gpu_hours: h(idle.not_started),
         fragmentation_gpu_hours: h(idle.fragmentation),
         no_demand_gpu_hours: h(idle.no_demand),
+        waiting_job_hours: r
+            .waiting_job_ms
+            .iter()
+            .map(|(c, ms)| (c.as_str().to_string(), ms / 3_600_000.0))
+            .collect(),
     })
 }
 

@@ -7,6 +7,8 @@ impl Engine {
     /// Runs one scheduling pass at `now`.
     pub fn schedule(&mut self, now: Time) -> Decisions {
         self.advance(now);
+        self.passes += 1;
+        self.last_head = None;
         self.expire_holds();
         self.frag.refresh();
         if self.policy.ordering == Ordering::FairShare {
@@ -83,7 +85,11 @@ impl Engine {
                 break;
             }
             stats.visited += 1;
-            match self.try_start(job, &reservations, &mut failures, &mut stats) {
+            let outcome = self.try_start(job, &reservations, &mut failures, &mut stats);
+            if !matches!(outcome, Attempt::Started(_)) {
+                self.mark_tried(job);
+            }
+            match outcome {
                 Attempt::Started(start) => {
                     stats.started += 1;
                     decisions.starts.push(start);
@@ -135,9 +141,11 @@ impl Engine {
                     decisions.starts.push(start);
                 }
                 Attempt::QuotaBlocked => {
+                    self.mark_tried(job);
                     failed_after_reservations += !reservations.is_empty() as usize
                 }
                 Attempt::NoRoom { guaranteed_model } => {
+                    self.mark_tried(job);
                     failed_after_reservations += !reservations.is_empty() as usize;
                     let waiting =
                         matches!(self.jobs[&job].run, Run::Queued { victims } if victims > 0);
@@ -161,6 +169,7 @@ impl Engine {
                     if let Some(pre) = preempted {
                         decisions.preemptions.extend(pre);
                     } else if !self.policy.skip_blocked {
+                        self.last_head = Some(job);
                         break;
                     } else if reservations.len() < depth
                         && !waiting
@@ -229,6 +238,12 @@ impl Engine {
             }
         }
         self.last_stats = stats;
+        self.last_closed = shape_closed;
+        self.last_reservation_starts = decisions
+            .reservations
+            .iter()
+            .map(|r| (r.job, r.start_at))
+            .collect();
         self.last_reservations = decisions
             .reservations
             .iter()
@@ -236,6 +251,13 @@ impl Engine {
             .flat_map(|(d, r)| r.nodes.into_iter().map(move |(n, x)| (d.job, n, x)))
             .collect();
         decisions
+    }
+
+    /// Notes that this pass tried `job` and left it queued, for its pending reason.
+    fn mark_tried(&mut self, job: JobId) {
+        if let Some(e) = self.jobs.get_mut(&job) {
+            e.tried = self.passes;
+        }
     }
 
     /// The next job of queue `q` after `after`, in queue order, that would run within its
