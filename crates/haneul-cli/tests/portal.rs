@@ -7,17 +7,17 @@
 //! Chromium is required: the test fails, naming the fix, when none is found. Set
 //! HANEUL_CHROMIUM to a browser binary to use another one.
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 
-use headless_chrome::protocol::cdp::Emulation;
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
-use headless_chrome::{Browser, LaunchOptions, Tab};
+use browser::{click, fill, goto, phone_viewport, shot, text_of, viewport, wait_js, wait_text};
+use headless_chrome::Tab;
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Up(Child);
@@ -29,33 +29,6 @@ impl Drop for Up {
         }
         let _ = self.0.wait();
     }
-}
-
-fn chromium() -> PathBuf {
-    if let Some(p) = std::env::var_os("HANEUL_CHROMIUM") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "HANEUL_CHROMIUM={} is not a file", p.display());
-        return p;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for name in [
-        "chromium",
-        "chromium-browser",
-        "google-chrome",
-        "google-chrome-stable",
-    ] {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!(
-        "no Chromium found for the portal browser test: install it \
-         (`DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium`; .ci/run does) \
-         or set HANEUL_CHROMIUM to a Chromium or Chrome binary"
-    );
 }
 
 fn haneul(config: &Path, token_file: &Path, args: &[&str]) -> Value {
@@ -79,71 +52,6 @@ fn haneul(config: &Path, token_file: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("json from haneul")
 }
 
-/// Evaluates `js` until it gives a value that `ok` accepts; fails with the last value.
-fn wait_js(tab: &Tab, js: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = tab
-            .evaluate(js, false)
-            .ok()
-            .and_then(|r| r.value)
-            .unwrap_or(Value::Null);
-        if ok(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for {what}; last: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn text_of(tab: &Tab, selector: &str) -> String {
-    let js = format!(
-        "(() => {{ const e = document.querySelector({selector:?}); return e ? e.innerText : null }})()"
-    );
-    wait_js(tab, &js, selector, Value::is_string)
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn wait_text(tab: &Tab, selector: &str, want: &str) {
-    let js = format!(
-        "(() => {{ const e = document.querySelector({selector:?}); return e ? e.innerText : null }})()"
-    );
-    wait_js(tab, &js, &format!("{selector} to show {want:?}"), |v| {
-        v.as_str().is_some_and(|s| s.contains(want))
-    });
-}
-
-fn goto(tab: &Tab, url: &str) {
-    tab.navigate_to(url).expect("navigate");
-    tab.wait_until_navigated().expect("page loads");
-}
-
-fn click(tab: &Tab, selector: &str) {
-    tab.wait_for_element(selector)
-        .unwrap_or_else(|e| panic!("{selector}: {e}"))
-        .click()
-        .unwrap_or_else(|e| panic!("click {selector}: {e}"));
-}
-
-fn fill(tab: &Tab, selector: &str, value: &str) {
-    tab.wait_for_element(selector)
-        .unwrap_or_else(|e| panic!("{selector}: {e}"));
-    let js = format!("document.querySelector({selector:?}).value = {value:?}");
-    tab.evaluate(&js, false).expect("fill");
-}
-
-fn shot(tab: &Tab, dir: &Path, name: &str) {
-    let png = tab
-        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
-        .expect("screenshot");
-    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
-}
-
 fn sign_in(tab: &Tab, base: &str, token: &str) {
     goto(tab, &format!("{base}/portal/signin"));
     fill(tab, "#token", token);
@@ -154,7 +62,8 @@ fn sign_in(tab: &Tab, base: &str, token: &str) {
 #[test]
 fn researcher_and_operator_in_chromium() {
     let started = Instant::now();
-    let browser_path = chromium();
+    // No Chromium: fail now, naming the fix, before starting anything.
+    browser::chromium();
     let shots = shots_dir();
     let (dir, up, base, data) = start_up();
     let root = dir.path().canonicalize().unwrap();
@@ -222,23 +131,7 @@ fn researcher_and_operator_in_chromium() {
     );
     let eve_job = eve_job["id"].as_i64().unwrap();
 
-    let browser = Browser::new(
-        LaunchOptions::default_builder()
-            .path(Some(browser_path))
-            .headless(true)
-            .sandbox(false)
-            .window_size(Some((1280, 900)))
-            .idle_browser_timeout(Duration::from_secs(60))
-            .args(vec![
-                OsStr::new("--lang=en-US"),
-                OsStr::new("--disable-gpu"),
-            ])
-            .build()
-            .unwrap(),
-    )
-    .expect("launch chromium");
-    let tab: Arc<Tab> = browser.new_tab().expect("a tab");
-    tab.set_default_timeout(Duration::from_secs(15));
+    let (browser, tab) = browser::launch(1280, 900);
 
     // Researcher: sign in, see the project, submit from the form, watch it finish, read logs.
     sign_in(&tab, &base, &member);
@@ -457,39 +350,14 @@ fn fits_a_phone(tab: &Tab, url: &str) -> Value {
         .ok()
         .and_then(|r| r.value)
         .unwrap_or(Value::Null);
-    tab.call_method(Emulation::ClearDeviceMetricsOverride(None))
-        .expect("desktop viewport");
+    browser::desktop(tab);
     fits
-}
-
-fn phone_viewport() -> Emulation::SetDeviceMetricsOverride {
-    viewport(390, 844)
-}
-
-/// The tab laid out as a screen `width` px wide; below 600 px, as a phone.
-fn viewport(width: u32, height: u32) -> Emulation::SetDeviceMetricsOverride {
-    let mobile = width < 600;
-    Emulation::SetDeviceMetricsOverride {
-        width,
-        height,
-        device_scale_factor: if mobile { 2.0 } else { 1.0 },
-        mobile,
-        scale: None,
-        screen_width: None,
-        screen_height: None,
-        position_x: None,
-        position_y: None,
-        dont_set_visible_size: None,
-        screen_orientation: None,
-        viewport: None,
-        display_feature: None,
-        device_posture: None,
-    }
 }
 
 #[test]
 fn a_call_from_the_operators_form_to_the_researchers_award() {
-    let browser_path = chromium();
+    // No Chromium: fail now, naming the fix, before starting anything.
+    browser::chromium();
     let shots = shots_dir();
     let (dir, up, base, data) = start_up();
     let root = dir.path().canonicalize().unwrap();
@@ -531,18 +399,7 @@ fn a_call_from_the_operators_form_to_the_researchers_award() {
     );
     let pi = read(&pi_file);
 
-    let browser = Browser::new(LaunchOptions {
-        path: Some(browser_path),
-        headless: true,
-        sandbox: false,
-        window_size: Some((1280, 900)),
-        idle_browser_timeout: Duration::from_secs(60),
-        args: vec![OsStr::new("--lang=en-US"), OsStr::new("--disable-gpu")],
-        ..LaunchOptions::default()
-    })
-    .expect("launch chromium");
-    let tab = browser.new_tab().expect("a tab");
-    tab.set_default_timeout(Duration::from_secs(15));
+    let (browser, tab) = browser::launch(1280, 900);
 
     // The operator creates a call from the form (it opens at once), closes and reopens it.
     sign_in(&tab, &base, &admin);
@@ -689,13 +546,14 @@ const LAYOUT_PROBLEMS: &str = r#"(() => {
   return JSON.stringify(problems.slice(0, 10));
 })()"#;
 
-/// Every page, for every role, with 1, 3 and 12 projects, at 400, 1000 and 1600 px: nothing
-/// scrolls sideways, sticks out of its card or covers another card. Screenshots of the
-/// crowded cases go beside the others (docs/portal.md).
+/// Every page, for every role, with 1, 3 and 12 projects, at 400, 1000 and 1600 px in English
+/// and at 400 px in Korean: nothing scrolls sideways, sticks out of its card or covers another
+/// card. Screenshots of the crowded cases go beside the others (docs/portal.md).
 #[test]
-#[ignore = "24 of 192 page layouts still fail (issue 24 item 3 is open): run with --ignored to see which"]
 fn every_page_holds_its_layout_for_every_role_and_width() {
-    let browser_path = chromium();
+    let started = Instant::now();
+    // No Chromium: fail now, naming the fix, before starting anything.
+    browser::chromium();
     let shots = shots_dir();
     let (dir, _up, base, data) = start_up();
     let root = dir.path().canonicalize().unwrap();
@@ -857,23 +715,7 @@ fn every_page_holds_its_layout_for_every_role_and_width() {
     let job = a_job.unwrap();
     let call = a_call.unwrap();
 
-    let browser = Browser::new(
-        LaunchOptions::default_builder()
-            .path(Some(browser_path))
-            .headless(true)
-            .sandbox(false)
-            .window_size(Some((1600, 900)))
-            .idle_browser_timeout(Duration::from_secs(60))
-            .args(vec![
-                OsStr::new("--lang=en-US"),
-                OsStr::new("--disable-gpu"),
-            ])
-            .build()
-            .unwrap(),
-    )
-    .expect("launch chromium");
-    let tab: Arc<Tab> = browser.new_tab().expect("a tab");
-    tab.set_default_timeout(Duration::from_secs(15));
+    let (browser, _tab) = browser::launch(1600, 900);
 
     let pages = [
         "/portal".to_string(),
@@ -885,41 +727,109 @@ fn every_page_holds_its_layout_for_every_role_and_width() {
         format!("/portal/calls/{call}"),
         "/portal/statements".into(),
     ];
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for (who, token) in &people {
-        sign_in(&tab, &base, token);
-        for width in [400, 1000, 1600] {
-            tab.call_method(viewport(width, 900)).expect("viewport");
-            for page in &pages {
-                goto(&tab, &format!("{base}{page}"));
-                // An array comes back from the browser as a reference; a string by value.
-                let problems = tab
-                    .evaluate(LAYOUT_PROBLEMS, false)
-                    .ok()
-                    .and_then(|r| r.value)
-                    .and_then(|v| v.as_str().and_then(|s| serde_json::from_str(s).ok()))
-                    .unwrap_or(Value::Null);
-                checked += 1;
-                match problems.as_array() {
-                    Some(list) if list.is_empty() => {}
-                    _ => failures.push(format!("{who} at {width} px on {page}: {problems}")),
-                }
-                if page == "/portal" && (who == "member-12" || who == "centre-admin-16") {
-                    shot(&tab, &shots, &format!("layout-home-{who}-{width}"));
-                }
-            }
-        }
-        tab.call_method(Emulation::ClearDeviceMetricsOverride(None))
-            .expect("desktop viewport");
-        click(&tab, "#signout");
-        wait_text(&tab, "h1", "Sign in");
-    }
+    // Each width in English, then the narrowest in Korean: its labels are the other language's
+    // longest words, and Hangul under `word-break: keep-all` wraps only at spaces.
+    let layouts = [("en", 400), ("en", 1000), ("en", 1600), ("ko", 400)];
+    let set_up = started.elapsed();
+    // The people are shared out among a few tabs, each in a browser context of its own (its
+    // own cookies, so its own session), that check their pages at the same time: most of a
+    // page's time is waiting for the server and the browser, not working.
+    const TABS: usize = 4;
+    let (people, pages, base, shots, browser) = (&people, &pages, &base, &shots, &browser);
+    let per_tab: Vec<(usize, Vec<String>)> = std::thread::scope(|scope| {
+        let tabs: Vec<_> = (0..TABS)
+            .map(|first| {
+                scope.spawn(move || {
+                    let context = browser.new_context().expect("a browser context");
+                    let tab = context.new_tab().expect("a tab");
+                    tab.set_default_timeout(Duration::from_secs(15));
+                    let mut failures = Vec::new();
+                    let mut checked = 0;
+                    for (who, token) in people.iter().skip(first).step_by(TABS) {
+                        checked += check_layouts(
+                            &tab,
+                            base,
+                            shots,
+                            who,
+                            token,
+                            &layouts,
+                            pages,
+                            &mut failures,
+                        );
+                    }
+                    (checked, failures)
+                })
+            })
+            .collect();
+        tabs.into_iter()
+            .map(|t| t.join().expect("a tab's thread"))
+            .collect()
+    });
+    let checked: usize = per_tab.iter().map(|(n, _)| n).sum();
+    let failures: Vec<String> = per_tab.into_iter().flat_map(|(_, f)| f).collect();
+    eprintln!(
+        "layout test: {checked} layouts in {:.1} s after {:.1} s of setting up",
+        (started.elapsed() - set_up).as_secs_f64(),
+        set_up.as_secs_f64()
+    );
     assert!(
         failures.is_empty(),
         "{} of {checked} page layouts fail:\n{}",
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, people.len() * 3 * pages.len());
+    assert_eq!(checked, people.len() * layouts.len() * pages.len());
+}
+
+/// Signs `who` in on `tab` and checks every page in each of `layouts` (language, width), adding
+/// a line to `failures` for each page whose layout has a problem; returns how many it checked.
+#[allow(clippy::too_many_arguments)]
+fn check_layouts(
+    tab: &Tab,
+    base: &str,
+    shots: &Path,
+    who: &str,
+    token: &str,
+    layouts: &[(&str, u32)],
+    pages: &[String],
+    failures: &mut Vec<String>,
+) -> usize {
+    let mut checked = 0;
+    sign_in(tab, base, token);
+    for &(lang, width) in layouts {
+        tab.call_method(viewport(width, 900)).expect("viewport");
+        goto(tab, &format!("{base}/portal/lang/{lang}?back=/portal"));
+        wait_js(
+            tab,
+            "document.documentElement.lang",
+            &format!("the portal in {lang}"),
+            |v| v.as_str() == Some(lang),
+        );
+        for page in pages {
+            goto(tab, &format!("{base}{page}"));
+            // An array comes back from the browser as a reference; a string by value.
+            let problems = tab
+                .evaluate(LAYOUT_PROBLEMS, false)
+                .ok()
+                .and_then(|r| r.value)
+                .and_then(|v| v.as_str().and_then(|s| serde_json::from_str(s).ok()))
+                .unwrap_or(Value::Null);
+            checked += 1;
+            match problems.as_array() {
+                Some(list) if list.is_empty() => {}
+                _ => failures.push(format!(
+                    "{who} at {width} px in {lang} on {page}: {problems}"
+                )),
+            }
+            if page == "/portal" && (who == "member-12" || who == "centre-admin-16") {
+                let suffix = if lang == "en" { "" } else { "-ko" };
+                shot(tab, shots, &format!("layout-home-{who}-{width}{suffix}"));
+            }
+        }
+    }
+    browser::desktop(tab);
+    goto(tab, &format!("{base}/portal/lang/en?back=/portal"));
+    click(tab, "#signout");
+    wait_text(tab, "h1", "Sign in");
+    checked
 }
