@@ -759,6 +759,7 @@ async fn submit_job(
                 container_image,
                 batch,
                 idempotency,
+                array: None,
             },
         ))
         .await;
