@@ -3071,7 +3071,19 @@ macro_rules! store_impl {
                     .bind(attempt_id)
                     .fetch_all(&mut *tx)
                     .await?;
+                    let array = match job.array_job_id {
+                        Some(parent) => sqlx::query_scalar::<_, Option<String>>(
+                            "SELECT array_spec FROM jobs WHERE id = $1",
+                        )
+                        .bind(parent)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .flatten()
+                        .and_then(|a| haneul_model::ArraySpec::parse(&a).ok()),
+                        None => None,
+                    };
                     out.push(Assignment {
+                        array,
                         job,
                         attempt,
                         task: idx,

@@ -611,6 +611,8 @@ pub struct Assignment {
     pub uid: Option<i64>,
     pub gid: Option<i64>,
     pub project_gid: Option<i64>,
+    /// The spec of the array the job is a task of; `None`: not an array task.
+    pub array: Option<ArraySpec>,
 }
 
 /// What an agent says about one task.
