@@ -586,7 +586,10 @@ impl std::str::FromStr for JobRef {
     fn from_str(s: &str) -> Result<JobRef, String> {
         let bad = || format!("`{s}` is not a job id: write 42, or 42_7 for task 7 of array 42");
         let (id, task) = match s.split_once('_') {
-            Some((a, t)) => (a, Some(t.parse::<i64>().ok().filter(|t| *t >= 0).ok_or_else(bad)?)),
+            Some((a, t)) => (
+                a,
+                Some(t.parse::<i64>().ok().filter(|t| *t >= 0).ok_or_else(bad)?),
+            ),
             None => (s, None),
         };
         let id = id.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(bad)?;
@@ -699,7 +702,9 @@ pub fn queue(args: QueueArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  haneul show 42\n  haneul show 42_7   (task 7 of array 42)\n  haneul show 42 --json")]
+#[command(
+    after_help = "Examples:\n  haneul show 42\n  haneul show 42_7   (task 7 of array 42)\n  haneul show 42 --json"
+)]
 pub struct ShowArgs {
     /// The job id, or ARRAY_TASK for one task of an array.
     id: JobRef,

@@ -3,8 +3,8 @@
 
 use crate::i18n::{M, t};
 use crate::output::UsageError;
-use serde::Deserialize;
 use haneul_model::ArraySpec;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// A job file. Every key is optional; a flag given on the command line overrides the key.
@@ -121,9 +121,10 @@ pub fn parse_dependency(s: &str) -> Result<Vec<(String, i64)>, UsageError> {
 /// as the server checks them so a mistake is named before anything is sent.
 pub fn parse_array(s: &str) -> Result<ArraySpec, UsageError> {
     ArraySpec::parse(s).map_err(|e| match e {
-        haneul_model::ModelError::Invalid { reason, .. } => {
-            UsageError(format!("{} ({reason})", t(M::BadArray).arg("value", s).text()))
-        }
+        haneul_model::ModelError::Invalid { reason, .. } => UsageError(format!(
+            "{} ({reason})",
+            t(M::BadArray).arg("value", s).text()
+        )),
         e => UsageError(e.to_string()),
     })
 }
@@ -327,6 +328,4 @@ mod tests {
         assert!(plan(&f(Some(8), Some(2), Some(4))).is_ok());
         assert!(plan(&f(Some(1), Some(0), None)).is_err());
     }
-
-
 }

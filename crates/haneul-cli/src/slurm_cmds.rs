@@ -404,8 +404,9 @@ fn squeue(conn: &Conn, args: &[String]) -> anyhow::Result<()> {
         .filter(|j| !crate::client::hidden_in_queue(j))
         .filter(|j| states.is_empty() || states.contains(&j.state.as_str()))
         .filter(|j| {
-            ids.as_ref()
-                .is_none_or(|ids| ids.contains(&j.id) || j.array_job.is_some_and(|a| ids.contains(&a)))
+            ids.as_ref().is_none_or(|ids| {
+                ids.contains(&j.id) || j.array_job.is_some_and(|a| ids.contains(&a))
+            })
         })
         .filter(|j| {
             user.as_ref().is_none_or(|u| {

@@ -460,7 +460,9 @@ fn job_files_dependencies_arrays_and_operator_commands() {
     // `arrays_on_the_server`).
     let arr = json(
         c,
-        &["submit", "--array", "0-2%1", "--gpus", "1", "--json", "--", "true"],
+        &[
+            "submit", "--array", "0-2%1", "--gpus", "1", "--json", "--", "true",
+        ],
     );
     assert_eq!(arr["array"], "0-2%1", "{arr}");
     let done = wait_ended(c, arr["id"].as_i64().unwrap());
@@ -689,7 +691,16 @@ fn arrays_on_the_server() {
     let arr = json(
         c,
         &[
-            "submit", "--array", "0-5%2", "--gpus", "1", "--name", "sweep", "--json", "--", "sh",
+            "submit",
+            "--array",
+            "0-5%2",
+            "--gpus",
+            "1",
+            "--name",
+            "sweep",
+            "--json",
+            "--",
+            "sh",
             "-c",
             "sleep 1; echo task=$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT array=$SLURM_ARRAY_JOB_ID",
         ],
@@ -699,7 +710,13 @@ fn arrays_on_the_server() {
     let after = json(
         c,
         &[
-            "submit", "--dependency", &format!("afterok:{id}"), "--gpus", "1", "--json", "--",
+            "submit",
+            "--dependency",
+            &format!("afterok:{id}"),
+            "--gpus",
+            "1",
+            "--json",
+            "--",
             "true",
         ],
     );
@@ -714,7 +731,10 @@ fn arrays_on_the_server() {
             .lines()
             .any(|l| l.contains(&pending_line) && l.contains("%2]"));
         seen_task |= (0..6).any(|t| q.contains(&format!("{id}_{t} ")));
-        assert!(Instant::now() < until, "no compact array in the queue:\n{q}");
+        assert!(
+            Instant::now() < until,
+            "no compact array in the queue:\n{q}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let done = wait_ended(c, id);
@@ -723,14 +743,20 @@ fn arrays_on_the_server() {
     for t in 0..6 {
         let task = json(c, &["show", &format!("{id}_{t}"), "--json"]);
         assert_eq!(task["state"], "succeeded", "{task}");
-        assert_eq!((task["array_job"].as_i64(), task["array_task"].as_i64()), (Some(id), Some(t)));
+        assert_eq!(
+            (task["array_job"].as_i64(), task["array_task"].as_i64()),
+            (Some(id), Some(t))
+        );
         let a = &task["attempts"][0];
         windows.push((
             a["started_at"].as_i64().unwrap(),
             a["ended_at"].as_i64().unwrap(),
         ));
         let logs = ok(c, &["logs", &task["id"].as_i64().unwrap().to_string()]);
-        assert!(logs.contains(&format!("task={t}/6 array={id}")), "task {t}: {logs}");
+        assert!(
+            logs.contains(&format!("task={t}/6 array={id}")),
+            "task {t}: {logs}"
+        );
     }
     // At most two tasks at once: at every start, count the tasks running then.
     for &(start, _) in &windows {
@@ -751,7 +777,9 @@ fn arrays_on_the_server() {
     // Cancelling: one running task, one task not yet a job, then the whole array.
     let big = json(
         c,
-        &["submit", "--array", "0-99%2", "--gpus", "1", "--json", "--", "sleep", "60"],
+        &[
+            "submit", "--array", "0-99%2", "--gpus", "1", "--json", "--", "sleep", "60",
+        ],
     );
     let big_id = big["id"].as_i64().unwrap();
     wait_task(c, &format!("{big_id}_0"), "running");
@@ -781,7 +809,10 @@ fn arrays_on_the_server() {
         "nothing queued after the cancel: {q}"
     );
     // A bad spec is refused before anything is sent, naming the flag.
-    let bad = haneul(c, &["submit", "--array", "9-1", "--gpus", "1", "--", "true"]);
+    let bad = haneul(
+        c,
+        &["submit", "--array", "9-1", "--gpus", "1", "--", "true"],
+    );
     assert_eq!(bad.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--array"));
 }

@@ -227,6 +227,9 @@ mod tests {
         assert_eq!(compress_task_ids(&[4]), "4");
         assert_eq!(compress_task_ids(&[4, 5]), "4-5");
         assert_eq!(compress_task_ids(&[4, 9]), "4,9");
-        assert_eq!(compress_task_ids(&[0, 1, 2, 3, 4, 7, 10, 15, 20]), "0-4,7,10-20:5");
+        assert_eq!(
+            compress_task_ids(&[0, 1, 2, 3, 4, 7, 10, 15, 20]),
+            "0-4,7,10-20:5"
+        );
     }
 }

@@ -977,9 +977,17 @@ async fn cancel_job(
 
 /// The array and task ids of `/v1/jobs/{id}/tasks/{task}`, each checked with its own error.
 fn array_path(raw: &(String, String)) -> Result<(i64, i64), ApiError> {
-    let id = raw.0.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
-        ApiError::bad("id", format!("`{}` is not an id (a positive integer)", raw.0))
-    })?;
+    let id = raw
+        .0
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| {
+            ApiError::bad(
+                "id",
+                format!("`{}` is not an id (a positive integer)", raw.0),
+            )
+        })?;
     let task = raw
         .1
         .parse::<i64>()

@@ -158,8 +158,13 @@ pub trait Store: Send + Sync + 'static {
     async fn array_task(&self, array: i64, task: i64) -> Result<Option<JobRecord>>;
     /// Cancels one task of an array: its job when it is one, or else it is stored cancelled
     /// so that it never becomes one.
-    async fn cancel_array_task(&self, actor: &Actor, array: i64, task: i64, now: i64)
-    -> Result<JobRecord>;
+    async fn cancel_array_task(
+        &self,
+        actor: &Actor,
+        array: i64,
+        task: i64,
+        now: i64,
+    ) -> Result<JobRecord>;
     /// The controller's look at a queued array: makes further tasks into queued jobs while the
     /// array's `%N` and `window` (tasks waiting in the queue at once) allow, in task order, and
     /// ends the array (succeeded, failed or cancelled, with a `Finished` event) once every task

@@ -1553,8 +1553,13 @@ pub async fn gpu_telemetry_summaries_series_and_retention(store: &dyn Store) {
     assert_eq!(store.job_gpu_usage(idle.id).await.unwrap()[0].samples, 1);
 }
 
-
-async fn submit_array(store: &dyn Store, u: &UserRecord, project: i64, spec_text: &str, now: i64) -> JobRecord {
+async fn submit_array(
+    store: &dyn Store,
+    u: &UserRecord,
+    project: i64,
+    spec_text: &str,
+    now: i64,
+) -> JobRecord {
     let mut s = spec(project, 2);
     s.name = "sweep".into();
     store
@@ -1586,7 +1591,10 @@ pub async fn arrays_materialise_lazily(store: &dyn Store) {
     assert_eq!(a.array.as_deref(), Some("0-9%2"));
     assert_eq!(a.array_pending().as_deref(), Some("0-9"));
     let rows = store
-        .list_jobs(&JobFilter { limit: 100, ..JobFilter::default() })
+        .list_jobs(&JobFilter {
+            limit: 100,
+            ..JobFilter::default()
+        })
         .await
         .unwrap();
     assert_eq!(rows.len(), 1, "the array of ten tasks is one stored job");
@@ -1605,13 +1613,25 @@ pub async fn arrays_materialise_lazily(store: &dyn Store) {
     let again = store.materialise_array(a.id, 256, 22).await.unwrap();
     assert!(again.created.is_empty(), "the %2 limit holds");
     assert_eq!(
-        store.get_job(a.id).await.unwrap().array_pending().as_deref(),
+        store
+            .get_job(a.id)
+            .await
+            .unwrap()
+            .array_pending()
+            .as_deref(),
         Some("2-9")
     );
     let t0 = got.created[0].id;
     let epoch = lead(store, "a", 30).await;
     start(store, epoch, t0, n.id, 31).await;
-    assert!(store.materialise_array(a.id, 256, 32).await.unwrap().created.is_empty());
+    assert!(
+        store
+            .materialise_array(a.id, 256, 32)
+            .await
+            .unwrap()
+            .created
+            .is_empty()
+    );
     finish(store, t0, 1, n.id, 33).await;
     let next = store.materialise_array(a.id, 256, 3_600_040).await.unwrap();
     assert_eq!(next.created.len(), 1);
@@ -1663,7 +1683,10 @@ pub async fn arrays_materialise_lazily(store: &dyn Store) {
     let w2 = store.materialise_array(b.id, 10, 4_000_002).await.unwrap();
     assert!(w2.created.is_empty(), "ten already wait");
     let small = submit_array(store, &u, p.id, "5,7", 5_000_000).await;
-    let m = store.materialise_array(small.id, 256, 5_000_001).await.unwrap();
+    let m = store
+        .materialise_array(small.id, 256, 5_000_001)
+        .await
+        .unwrap();
     assert_eq!(m.created.len(), 2);
     let mut at = 5_000_010;
     for t in &m.created {
@@ -1677,7 +1700,10 @@ pub async fn arrays_materialise_lazily(store: &dyn Store) {
     let done = store.get_job(small.id).await.unwrap();
     assert_eq!(done.state, JobState::Succeeded);
     let events = store.job_events(small.id).await.unwrap();
-    assert!(events.iter().any(|e| e.kind == EventKind::Finished), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.kind == EventKind::Finished),
+        "{events:?}"
+    );
 }
 
 macro_rules! suite {

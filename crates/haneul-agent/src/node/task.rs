@@ -416,7 +416,10 @@ mod tests {
         assert_eq!(get("SLURM_JOB_ACCOUNT"), "kaist-llm");
         assert_eq!(get("SLURM_SUBMIT_DIR"), "/home/kim/run");
         assert!(env.iter().all(|(k, _)| k != "SLURM_JOB_PARTITION"));
-        assert!(env.iter().all(|(k, _)| !k.contains("ARRAY")), "not an array task");
+        assert!(
+            env.iter().all(|(k, _)| !k.contains("ARRAY")),
+            "not an array task"
+        );
         a.array = Some(haneul_api::ArrayTask {
             job: 40,
             task: 8,
