@@ -1010,7 +1010,8 @@ fn array_path(raw: &(String, String)) -> Result<(i64, i64), ApiError> {
 /// made it a job; 404 for a task still waiting in the array (its array shows it as pending).
 #[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{task}", tag = "jobs",
     params(("id" = i64, Path, description = "the array's job id", minimum = 1),
-        ("task" = i64, Path, description = "the task's id in the array", minimum = 0)),
+        ("task" = String, Path, description = "the task's id in the array, 0 to 999999",
+            pattern = "^[0-9]{1,6}$")),
     responses((status = 200, body = JobDetail), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn get_array_task(
@@ -1042,7 +1043,8 @@ async fn get_array_task(
 #[utoipa::path(post, path = "/v1/jobs/{id}/tasks/{task}/cancel", tag = "jobs",
     request_body(content = Option<ActionReason>, description = "why, for the audit log (optional)"),
     params(("id" = i64, Path, description = "the array's job id", minimum = 1),
-        ("task" = i64, Path, description = "the task's id in the array", minimum = 0)),
+        ("task" = String, Path, description = "the task's id in the array, 0 to 999999",
+            pattern = "^[0-9]{1,6}$")),
     responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn cancel_array_task(
