@@ -184,6 +184,21 @@ pub fn env(a: &Assignment, p: Place, me: &str) -> Vec<(String, String)> {
             (a.memory_mib * p.local_world as u64).to_string(),
         ));
     }
+    if let Some(arr) = &a.array {
+        // Both Slurm's names and Haneul's own, so scripts written for either read them.
+        env.push(("SLURM_ARRAY_JOB_ID".into(), arr.job.to_string()));
+        for prefix in ["SLURM", "HANEUL"] {
+            for (k, v) in [
+                ("TASK_ID", arr.task.to_string()),
+                ("TASK_COUNT", arr.count.to_string()),
+                ("TASK_MIN", arr.min.to_string()),
+                ("TASK_MAX", arr.max.to_string()),
+                ("TASK_STEP", arr.step.to_string()),
+            ] {
+                env.push((format!("{prefix}_ARRAY_{k}"), v));
+            }
+        }
+    }
     let account = batch.account.unwrap_or_else(|| a.project.to_string());
     env.push(("SLURM_JOB_ACCOUNT".into(), account));
     for (k, v) in [

@@ -203,6 +203,7 @@ fn assignment(job: i64, script: &str) -> Assignment {
         groups: Vec::new(),
         name: String::new(),
         batch: None,
+        array: None,
     }
 }
 

@@ -440,6 +440,13 @@ pub struct JobSubmit {
     /// `sbatch`); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<JobBatch>,
+    /// A job array: one job that stands for tasks `0-9`, `1,3,5`, `0-15:4` (or those joined by
+    /// commas), each run as this job with `SLURM_ARRAY_TASK_ID` set; `%N` runs at most N at
+    /// once (`0-9999%64`). At most 10000 tasks, ids 0 to 999999. The tasks become jobs of
+    /// their own (shown as `ID_TASK`) as they may start; dependencies on the array wait for
+    /// every task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<String>,
 }
 
 /// A batch script's options that are not the gang's shape, kept with the job and given to its
@@ -538,6 +545,18 @@ pub struct Job {
     /// Its batch script's options; absent: it was not submitted as a batch script.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<JobBatch>,
+    /// On an array: its task ids and limit in canonical form (`0-9999%64`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<String>,
+    /// On an array: the task ids not yet made into jobs (`5-9999`); absent once all are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_pending: Option<String>,
+    /// On an array task: the array's job id; the task is shown as `ARRAY_TASK`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_job: Option<i64>,
+    /// On an array task: its id in the array.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_task: Option<i64>,
     /// Why a queued job waits, from the leader's last scheduling pass (or the project's hold,
     /// or its dependencies); absent for jobs that are not queued, and for one no pass has
     /// looked at yet.
@@ -830,6 +849,22 @@ pub struct Assignment {
     /// The job's batch script options, for the task's Slurm environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<JobBatch>,
+    /// Where the job sits in its array, for `SLURM_ARRAY_*`; absent: not an array task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArrayTask>,
+}
+
+/// One task's place in its job array, as Slurm's `SLURM_ARRAY_*` variables give it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ArrayTask {
+    /// The array's job id (`SLURM_ARRAY_JOB_ID`).
+    pub job: i64,
+    /// This task's id in the array (`SLURM_ARRAY_TASK_ID`).
+    pub task: i64,
+    pub count: u32,
+    pub min: u32,
+    pub max: u32,
+    pub step: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

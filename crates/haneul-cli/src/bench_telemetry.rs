@@ -107,6 +107,7 @@ async fn bench(args: TelemetryBenchArgs) -> anyhow::Result<()> {
                         container_image: None,
                         idempotency: None,
                         batch: None,
+                        array: None,
                     },
                 )
             })

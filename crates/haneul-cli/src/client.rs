@@ -464,7 +464,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     let jobs = send(&api, plan, project, None)?;
     if api.json {
         return match jobs.as_slice() {
-            [one] if merged.array.is_none() => print_json(one),
+            [one] => print_json(one),
             _ => print_json(&jobs),
         };
     }
@@ -483,7 +483,7 @@ fn print_submitted(conn: &Conn, jobs: &[Job], sbatch: bool) -> anyhow::Result<()
         };
     }
     if sbatch {
-        // An array is one Slurm job: its id is the first task's.
+        // An array is one job, as in Slurm.
         if let Some(j) = jobs.first() {
             println!("Submitted batch job {}", j.id);
         }
@@ -548,7 +548,7 @@ pub(crate) fn submit_script(
     send(&api, plan, project, Some(&r))
 }
 
-/// Sends a checked submission: one job, or one per array task.
+/// Sends a checked submission: one request, an array included (the server makes its tasks).
 fn send(
     api: &Api,
     plan: jobfile::Plan,
@@ -560,49 +560,68 @@ fn send(
     if let Some(r) = batch {
         slurm::apply(&mut body, r);
     }
-    let Some(array) = plan.array else {
-        body["command"] = json!(plan.command);
-        if let Some(n) = &plan.name {
-            body["name"] = json!(n);
+    body["command"] = json!(plan.command);
+    if let Some(n) = &plan.name {
+        body["name"] = json!(n);
+    }
+    if let Some(a) = &plan.array {
+        body["array"] = json!(a.to_string());
+    }
+    Ok(vec![api.submit_job(&body)?])
+}
+
+/// A job as users name it: `ID`, or `ARRAY_TASK` for an array's task, or `ARRAY_[PENDING%N]`
+/// for an array's tasks still to start, as Slurm's squeue shows them.
+pub(crate) fn job_label(j: &Job) -> String {
+    if let (Some(a), Some(t)) = (j.array_job, j.array_task) {
+        return format!("{a}_{t}");
+    }
+    match (&j.array_pending, &j.array) {
+        (Some(pending), Some(spec)) => {
+            let limit = spec.split_once('%').map(|(_, n)| format!("%{n}"));
+            format!("{}_[{pending}{}]", j.id, limit.unwrap_or_default())
         }
-        return Ok(vec![api.submit_job(&body)?]);
-    };
-    // An array is one job per task. `%N` is kept by making task k wait for task k-N to end, so
-    // at most N run at once without the server knowing about arrays.
-    let base = plan.name.clone().unwrap_or_else(|| {
-        Path::new(&plan.command[0])
-            .file_name()
-            .map(|f| f.to_string_lossy().to_string())
-            .unwrap_or_else(|| "array".into())
-    });
-    let shared_deps = body["dependencies"].as_array().cloned().unwrap_or_default();
-    let mut jobs: Vec<Job> = Vec::with_capacity(array.tasks.len());
-    for (k, &task) in array.tasks.iter().enumerate() {
-        let mut b = body.clone();
-        b["name"] = json!(format!("{base}[{task}]"));
-        // Slurm's array job id is the first task's job id; task 0 learns it as its own.
-        let first = jobs.first().map(|j| j.id);
-        b["command"] = json!(jobfile::array_command(&plan.command, task, &array, first));
-        let mut deps = shared_deps.clone();
-        if let Some(n) = array.max_running
-            && k >= n as usize
-        {
-            deps.push(json!({"kind": "afterany", "job": jobs[k - n as usize].id}));
-        }
-        b["dependencies"] = json!(deps);
-        match api.submit_job(&b) {
-            Ok(j) => jobs.push(j),
-            Err(e) if !jobs.is_empty() => {
-                let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
-                return Err(e.context(format!(
-                    "array task {task} was not submitted; tasks before it were, as jobs {}",
-                    ids.join(" ")
-                )));
-            }
-            Err(e) => return Err(e),
+        _ => j.id.to_string(),
+    }
+}
+
+/// An array whose tasks are all jobs and that has not ended: its tasks stand for it in a queue
+/// listing.
+pub(crate) fn hidden_in_queue(j: &Job) -> bool {
+    j.array.is_some() && j.array_pending.is_none() && j.state == "queued"
+}
+
+/// `42` or `42_7` (task 7 of array 42), as the user typed it on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JobRef {
+    pub id: i64,
+    pub task: Option<i64>,
+}
+
+impl std::str::FromStr for JobRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<JobRef, String> {
+        let bad = || format!("`{s}` is not a job id: write 42, or 42_7 for task 7 of array 42");
+        let (id, task) = match s.split_once('_') {
+            Some((a, t)) => (
+                a,
+                Some(t.parse::<i64>().ok().filter(|t| *t >= 0).ok_or_else(bad)?),
+            ),
+            None => (s, None),
+        };
+        let id = id.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(bad)?;
+        Ok(JobRef { id, task })
+    }
+}
+
+impl JobRef {
+    /// The API path of the job or array task.
+    pub(crate) fn path(&self) -> String {
+        match self.task {
+            Some(t) => format!("/v1/jobs/{}/tasks/{t}", self.id),
+            None => format!("/v1/jobs/{}", self.id),
         }
     }
-    Ok(jobs)
 }
 
 #[derive(Args)]
@@ -685,9 +704,9 @@ pub fn queue(args: QueueArgs) -> anyhow::Result<()> {
         "REASON",
         "COMMAND",
     ]);
-    for j in &list.jobs {
+    for j in list.jobs.iter().filter(|j| !hidden_in_queue(j)) {
         t.add_row(vec![
-            j.id.to_string(),
+            job_label(j),
             shown(&j.name),
             crate::output::state(&j.state, colour),
             j.replicas.to_string(),
@@ -719,17 +738,19 @@ fn short_reason(r: &haneul_api::PendingReason, width: usize) -> String {
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  haneul show 42\n  haneul show 42 --json")]
+#[command(
+    after_help = "Examples:\n  haneul show 42\n  haneul show 42_7   (task 7 of array 42)\n  haneul show 42 --json"
+)]
 pub struct ShowArgs {
-    /// The job id.
-    id: i64,
+    /// The job id, or ARRAY_TASK for one task of an array.
+    id: JobRef,
     #[command(flatten)]
     conn: Conn,
 }
 
 pub fn show(args: ShowArgs) -> anyhow::Result<()> {
     let api = args.conn.open()?;
-    let d: JobDetail = api.call("GET", &format!("/v1/jobs/{}", args.id), None)?;
+    let d: JobDetail = api.call("GET", &args.id.path(), None)?;
     if api.json {
         // The job's fields at the top level (`state`, `exit_code`, ...) plus its history.
         let mut v = serde_json::to_value(&d.job)?;
@@ -740,10 +761,16 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
     let j = &d.job;
     println!(
         "job {} `{}`: {}",
-        j.id,
+        job_label(j),
         shown(&j.name),
         crate::output::state(&j.state, stdout_colour())
     );
+    if j.array_job.is_some() {
+        println!("  job id:   {}", j.id);
+    }
+    if let Some(a) = &j.array {
+        println!("  array:    {a}");
+    }
     println!("  command:  {}", shown(&j.command.join(" ")));
     if let Some(image) = &j.container_image {
         println!("  image:    {}", shown(image));
@@ -858,8 +885,8 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
     after_help = "Examples:\n  haneul cancel 42\n  haneul cancel 42 --reason \"wrong data set\""
 )]
 pub struct CancelArgs {
-    /// The job id.
-    id: i64,
+    /// The job id (an array's id cancels all its tasks), or ARRAY_TASK for one task.
+    id: JobRef,
     /// Why, kept in the audit log.
     #[arg(long)]
     reason: Option<String>,
@@ -871,13 +898,13 @@ pub fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     let api = args.conn.open()?;
     let job: Job = api.call(
         "POST",
-        &format!("/v1/jobs/{}/cancel", args.id),
+        &format!("{}/cancel", args.id.path()),
         Some(json!({ "reason": args.reason })),
     )?;
     if api.json {
         print_json(&job)
     } else {
-        println!("job {}: {}", job.id, job.state);
+        println!("job {}: {}", job_label(&job), job.state);
         Ok(())
     }
 }

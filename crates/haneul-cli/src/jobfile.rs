@@ -1,8 +1,9 @@
 //! What `haneul submit` asks for: sbatch-like flags and TOML job files, merged (flags win) and
-//! checked before anything is sent, then turned into one `POST /v1/jobs` body per array task.
+//! checked before anything is sent, then turned into one `POST /v1/jobs` body (an array included: the server makes its tasks).
 
 use crate::i18n::{M, t};
 use crate::output::UsageError;
+use haneul_model::ArraySpec;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -100,7 +101,8 @@ pub fn parse_dependency(s: &str) -> Result<Vec<(String, i64)>, UsageError> {
         }
         let mut any = false;
         for id in fields {
-            // Slurm accepts `ID_TASK` for one array task; here every task is its own job.
+            // Slurm's `ID_TASK` (one array task) is not offered: a dependency on an array waits
+            // for every task.
             let id: i64 = id.parse().ok().filter(|i| *i > 0).ok_or_else(bad)?;
             out.push((kind.to_string(), id));
             any = true;
@@ -115,56 +117,16 @@ pub fn parse_dependency(s: &str) -> Result<Vec<(String, i64)>, UsageError> {
     Ok(out)
 }
 
-/// An array's task ids (`0-9`, `1,3,5`, `0-15:4`) and its optional `%N` limit on tasks
-/// running at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArraySpec {
-    pub tasks: Vec<u32>,
-    pub max_running: Option<u32>,
-}
-
-/// Most tasks in one array: each becomes a job.
-const MAX_ARRAY_TASKS: usize = 10_000;
-
+/// An array's task ids (`0-9`, `1,3,5`, `0-15:4`) and its optional `%N` limit, checked here
+/// as the server checks them so a mistake is named before anything is sent.
 pub fn parse_array(s: &str) -> Result<ArraySpec, UsageError> {
-    let bad = || UsageError(t(M::BadArray).arg("value", s).text());
-    let (list, max_running) = match s.split_once('%') {
-        Some((l, n)) => (
-            l,
-            Some(n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(bad)?),
-        ),
-        None => (s, None),
-    };
-    let mut tasks = Vec::new();
-    for part in list.split(',') {
-        let (range, step) = match part.split_once(':') {
-            Some((r, st)) => (
-                r,
-                st.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(bad)?,
-            ),
-            None => (part, 1),
-        };
-        let (lo, hi) = match range.split_once('-') {
-            Some((a, b)) => (
-                a.parse::<u32>().map_err(|_| bad())?,
-                b.parse::<u32>().map_err(|_| bad())?,
-            ),
-            None => {
-                let v = range.parse::<u32>().map_err(|_| bad())?;
-                (v, v)
-            }
-        };
-        if lo > hi || (hi - lo) as usize / step as usize >= MAX_ARRAY_TASKS {
-            return Err(bad());
-        }
-        tasks.extend((lo..=hi).step_by(step as usize));
-        if tasks.len() > MAX_ARRAY_TASKS {
-            return Err(bad());
-        }
-    }
-    tasks.sort_unstable();
-    tasks.dedup();
-    Ok(ArraySpec { tasks, max_running })
+    ArraySpec::parse(s).map_err(|e| match e {
+        haneul_model::ModelError::Invalid { reason, .. } => UsageError(format!(
+            "{} ({reason})",
+            t(M::BadArray).arg("value", s).text()
+        )),
+        e => UsageError(e.to_string()),
+    })
 }
 
 /// A checked submission: the body every task shares, and the array if there is one.
@@ -254,36 +216,6 @@ pub fn plan(f: &JobFile) -> Result<Plan, UsageError> {
     })
 }
 
-/// The command of array task `task`: the program runs under `env` with Slurm's and our own
-/// array variables set, so any program sees them without the agent knowing about arrays.
-pub fn array_command(
-    command: &[String],
-    task: u32,
-    array: &ArraySpec,
-    array_job: Option<i64>,
-) -> Vec<String> {
-    let min = array.tasks.first().copied().unwrap_or(0);
-    let max = array.tasks.last().copied().unwrap_or(0);
-    let count = array.tasks.len();
-    let mut out = vec!["env".to_string()];
-    for prefix in ["HANEUL", "SLURM"] {
-        out.push(format!("{prefix}_ARRAY_TASK_ID={task}"));
-        out.push(format!("{prefix}_ARRAY_TASK_COUNT={count}"));
-        out.push(format!("{prefix}_ARRAY_TASK_MIN={min}"));
-        out.push(format!("{prefix}_ARRAY_TASK_MAX={max}"));
-    }
-    if let Some(id) = array_job {
-        out.push(format!("SLURM_ARRAY_JOB_ID={id}"));
-    }
-    // `env` would read a program named `A=B` as another variable; `--` is not portable, so
-    // such a program is run through `sh -c 'exec "$0" "$@"'`.
-    if command[0].contains('=') {
-        out.extend(["sh", "-c", "exec \"$0\" \"$@\""].map(String::from));
-    }
-    out.extend(command.iter().cloned());
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,15 +259,15 @@ mod tests {
 
     #[test]
     fn arrays() {
-        assert_eq!(parse_array("0-3").unwrap().tasks, vec![0, 1, 2, 3]);
-        assert_eq!(parse_array("1,3,5").unwrap().tasks, vec![1, 3, 5]);
-        assert_eq!(parse_array("0-8:4").unwrap().tasks, vec![0, 4, 8]);
+        assert_eq!(parse_array("0-3").unwrap().tasks(), &[0, 1, 2, 3]);
+        assert_eq!(parse_array("0-8:4").unwrap().tasks(), &[0, 4, 8]);
         let a = parse_array("0-9%2").unwrap();
-        assert_eq!((a.tasks.len(), a.max_running), (10, Some(2)));
-        assert_eq!(parse_array("3,1-2,3").unwrap().tasks, vec![1, 2, 3]);
+        assert_eq!((a.len(), a.max_running()), (10, Some(2)));
         for bad in ["", "a", "5-1", "0-9%0", "0-9%x", "0-99999999", "1:0"] {
-            assert!(parse_array(bad).is_err(), "{bad}");
+            let e = parse_array(bad).unwrap_err().0;
+            assert!(e.starts_with("--array: "), "{bad}: {e}");
         }
+        assert!(parse_array("5-1").unwrap_err().0.contains("backwards"));
     }
 
     #[test]
@@ -395,16 +327,5 @@ mod tests {
         assert!(plan(&f(Some(4), Some(2), Some(4))).is_err());
         assert!(plan(&f(Some(8), Some(2), Some(4))).is_ok());
         assert!(plan(&f(Some(1), Some(0), None)).is_err());
-    }
-
-    #[test]
-    fn array_env() {
-        let a = parse_array("2-4").unwrap();
-        let c = array_command(&["python".into(), "x.py".into()], 3, &a, Some(7));
-        assert!(c.contains(&"SLURM_ARRAY_JOB_ID=7".to_string()));
-        assert_eq!(c[0], "env");
-        assert!(c.contains(&"SLURM_ARRAY_TASK_ID=3".to_string()));
-        assert!(c.contains(&"HANEUL_ARRAY_TASK_MAX=4".to_string()));
-        assert_eq!(&c[c.len() - 2..], &["python".to_string(), "x.py".into()]);
     }
 }

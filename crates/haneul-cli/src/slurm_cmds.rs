@@ -226,7 +226,8 @@ impl Row<'_> {
         let batch = j.batch.clone().unwrap_or_default();
         let (short, long) = state_codes(&j.state);
         match key {
-            "i" | "jobid" | "jobidraw" => j.id.to_string(),
+            "i" | "jobid" => crate::client::job_label(j),
+            "jobidraw" => j.id.to_string(),
             "j" | "jobname" | "name" => j.name.clone(),
             "u" | "user" => self.user.clone(),
             "t" => short.into(),
@@ -410,8 +411,13 @@ fn squeue(conn: &Conn, args: &[String]) -> anyhow::Result<()> {
     };
     let shown: Vec<&Job> = all
         .iter()
+        .filter(|j| !crate::client::hidden_in_queue(j))
         .filter(|j| states.is_empty() || states.contains(&j.state.as_str()))
-        .filter(|j| ids.as_ref().is_none_or(|ids| ids.contains(&j.id)))
+        .filter(|j| {
+            ids.as_ref().is_none_or(|ids| {
+                ids.contains(&j.id) || j.array_job.is_some_and(|a| ids.contains(&a))
+            })
+        })
         .filter(|j| {
             user.as_ref().is_none_or(|u| {
                 u.split(',')
@@ -471,35 +477,15 @@ fn squeue(conn: &Conn, args: &[String]) -> anyhow::Result<()> {
 fn scancel(conn: &Conn, args: &[String]) -> anyhow::Result<()> {
     let a = Args { args };
     let (api, all) = jobs(conn)?;
-    let mut targets: Vec<i64> = Vec::new();
+    // (job, task): an array's id cancels every task of it, `ID_TASK` one task.
+    let mut targets: Vec<(i64, Option<i64>)> = Vec::new();
     for id in a.positional(&[
         "-u", "--user", "-n", "--name", "-t", "--state", "-s", "--signal",
     ]) {
-        let (base, task) = match id.split_once('_') {
-            Some((b, t)) => (b, Some(t)),
-            None => (id.as_str(), None),
-        };
-        let base: i64 = base
+        let r: crate::client::JobRef = id
             .parse()
-            .map_err(|_| UsageError(format!("scancel: `{id}` is not a job id")))?;
-        // An array's tasks are jobs of their own; task 0 is the array's id, the others carry
-        // it in their command (SLURM_ARRAY_JOB_ID).
-        let marker = format!("SLURM_ARRAY_JOB_ID={base}");
-        let members: Vec<&Job> = all
-            .iter()
-            .filter(|j| j.id == base || j.command.contains(&marker))
-            .collect();
-        match task {
-            None => targets.extend(members.iter().map(|j| j.id)),
-            Some(t) => {
-                let want = format!("SLURM_ARRAY_TASK_ID={t}");
-                let hit = members
-                    .iter()
-                    .find(|j| j.command.contains(&want))
-                    .ok_or_else(|| UsageError(format!("scancel: no array task {id}")))?;
-                targets.push(hit.id);
-            }
-        }
+            .map_err(|e: String| UsageError(format!("scancel: {e}")))?;
+        targets.push((r.id, r.task));
     }
     if let Some(u) = a.value("-u", "--user") {
         let (_, names) = user_names(&api)?;
@@ -507,7 +493,7 @@ fn scancel(conn: &Conn, args: &[String]) -> anyhow::Result<()> {
             all.iter()
                 .filter(|j| ["queued", "running"].contains(&j.state.as_str()))
                 .filter(|j| names.get(&j.user) == Some(&u))
-                .map(|j| j.id),
+                .map(|j| (j.id, None)),
         );
     }
     if targets.is_empty() && a.value("-u", "--user").is_none() {
@@ -515,18 +501,23 @@ fn scancel(conn: &Conn, args: &[String]) -> anyhow::Result<()> {
     }
     targets.sort_unstable();
     targets.dedup();
-    for id in targets {
-        let done = all
-            .iter()
-            .find(|j| j.id == id)
-            .is_some_and(|j| !["queued", "running", "stopping"].contains(&j.state.as_str()));
+    for (id, task) in targets {
+        let done = task.is_none()
+            && all
+                .iter()
+                .find(|j| j.id == id)
+                .is_some_and(|j| !["queued", "running", "stopping"].contains(&j.state.as_str()));
         if done {
             eprintln!(
                 "scancel: error: Kill job error on job id {id}: Job/step already completing or completed"
             );
             continue;
         }
-        let _: Job = api.call("POST", &format!("/v1/jobs/{id}/cancel"), Some(json!({})))?;
+        let path = match task {
+            Some(t) => format!("/v1/jobs/{id}/tasks/{t}/cancel"),
+            None => format!("/v1/jobs/{id}/cancel"),
+        };
+        let _: Job = api.call("POST", &path, Some(json!({})))?;
     }
     Ok(())
 }

@@ -168,8 +168,9 @@ fn researcher_and_operator_in_chromium() {
     wait_text(&tab, &format!("#job-{job_id}"), "succeeded");
     shot(&tab, &shots, "jobs");
 
-    // Paging: with 55 more jobs (an array, from the CLI) the list shows the newest 50, "older"
-    // the other 6 (none of them on the first page), "newer" the first page again.
+    // Paging: with 55 more jobs (an array of 54 tasks, from the CLI: its own job and one per
+    // task) the list shows the newest 50, "older" the other 6 (none of them on the first
+    // page), "newer" the first page again.
     let projects = haneul(&config, &member_file, &["project", "list"]);
     let demo = projects[0]["id"].as_i64().unwrap().to_string();
     haneul(
@@ -180,7 +181,7 @@ fn researcher_and_operator_in_chromium() {
             "--project",
             &demo,
             "--array",
-            "0-54",
+            "0-53",
             "--gpus",
             "1",
             "--",

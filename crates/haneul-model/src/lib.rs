@@ -5,6 +5,7 @@
 //! projects with per-GPU-class quotas) and job specifications. It holds no policy and does no I/O;
 //! validation here is limited to what makes a value meaningful on its own.
 
+mod array;
 mod error;
 mod fleet;
 mod ids;
@@ -13,6 +14,7 @@ mod quantity;
 mod tenants;
 mod time;
 
+pub use array::{ArraySpec, MAX_ARRAY_TASK_ID, MAX_ARRAY_TASKS, compress_task_ids};
 pub use error::ModelError;
 pub use fleet::{Block, Fleet, GpuModel, Lending, Node, NodeState, Pool};
 pub use ids::{BlockId, JobId, NodeId, OrgId, PoolId, ProjectId};

@@ -177,6 +177,7 @@ async fn main() {
                             container_image: None,
                             batch: None,
                             idempotency: None,
+                            array: None,
                         },
                     )
                 })

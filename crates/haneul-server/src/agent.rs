@@ -241,6 +241,17 @@ fn to_wire(a: st::Assignment) -> Assignment {
             .collect(),
         name: a.job.name,
         batch: a.job.batch.map(crate::convert::batch_to_api),
+        array: match (a.job.array_job_id, a.job.array_task, &a.array) {
+            (Some(job), Some(task), Some(spec)) => Some(haneul_api::ArrayTask {
+                job,
+                task,
+                count: spec.len() as u32,
+                min: spec.min(),
+                max: spec.max(),
+                step: spec.step(),
+            }),
+            _ => None,
+        },
     }
 }
 

@@ -189,6 +189,19 @@ fn id32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
+/// Most tasks of one array waiting in the queue at once: a 10,000-task array without `%N`
+/// becomes jobs this many at a time, as earlier ones start, so the engine and the store hold
+/// a window of it rather than all of it.
+pub const ARRAY_WINDOW: i64 = 256;
+
+/// A queued array the controller makes tasks of.
+#[derive(Debug, Clone, Copy)]
+struct ArrayWatch {
+    project: i64,
+    /// Its dependencies have all been met (or it has none).
+    ready: bool,
+}
+
 /// Live attempts the engine holds, to find what to stop and to report allocation.
 #[derive(Debug, Clone)]
 struct Live {
@@ -204,11 +217,8 @@ struct Leading {
     node_pool: HashMap<u32, (i64, String)>,
     /// Preemptions already asked for: victim job -> kill time.
     stopping: HashMap<i64, i64>,
-    /// Queued jobs whose dependencies have not all ended, kept out of the engine; in id order
-    /// so that jobs released together reach the engine in submission order.
-    held: BTreeMap<i64, Job>,
-    /// Set when a job ended or was held since the last look at `held`.
-    recheck_held: bool,
+    /// Queued jobs kept out of the engine: waiting on dependencies, and arrays.
+    adm: Admission,
     /// Projects that may not start jobs now, with the reason their queued jobs show. Their
     /// queued jobs are kept out of the engine until the hold lifts.
     holds: BTreeMap<i64, String>,
@@ -219,6 +229,56 @@ struct Leading {
     compute_due: bool,
     /// Notices known to be raised already: (kind, project, award).
     raised: BTreeSet<(String, i64, i64)>,
+}
+
+/// Queued jobs the engine does not get yet: those waiting on dependencies, and arrays, whose
+/// own rows never reach it (their tasks do, once made into jobs).
+#[derive(Default)]
+struct Admission {
+    /// Queued jobs whose dependencies have not all ended, kept out of the engine; in id order
+    /// so that jobs released together reach the engine in submission order.
+    held: BTreeMap<i64, Job>,
+    /// Set when a job ended or was held since the last look at `held`.
+    recheck_held: bool,
+    /// Queued arrays: the controller makes their tasks into jobs (`materialise_arrays`).
+    arrays: BTreeMap<i64, ArrayWatch>,
+    /// The array of each task job not yet ended, to know which array to look at again.
+    array_of: HashMap<i64, i64>,
+    /// Arrays to look at on the next step: a task of theirs started or ended, or they are new.
+    arrays_due: BTreeSet<i64>,
+}
+
+impl Admission {
+    /// Takes in a queued job that is not held by its project: an array is watched (and waits
+    /// for its dependencies like any job); anything else goes to `held` or the engine. Returns
+    /// the job when the engine should get it.
+    fn admit(&mut self, job: &JobRecord) -> Option<Job> {
+        if let Some(array) = job.array_job_id {
+            self.array_of.insert(job.id, array);
+        }
+        let j = Job {
+            id: JobId(job.id as u64),
+            spec: job.spec.clone(),
+            submitted_at: Time(job.submitted_at),
+        };
+        let waits = !j.spec.dependencies.is_empty();
+        if job.array.is_some() {
+            self.arrays.insert(
+                job.id,
+                ArrayWatch {
+                    project: job.project_id,
+                    ready: !waits,
+                },
+            );
+            self.arrays_due.insert(job.id);
+        }
+        if waits {
+            self.held.insert(job.id, j);
+            self.recheck_held = true;
+            return None;
+        }
+        (job.array.is_none()).then_some(j)
+    }
 }
 
 pub struct Controller {
@@ -375,10 +435,19 @@ impl Controller {
             }
             self.enforce_time_limits().await?;
         }
+        self.materialise_arrays().await?;
         self.catch_up().await?;
         self.refresh_standing().await?;
         self.release_held().await?;
         self.schedule().await?;
+        if self
+            .state
+            .as_ref()
+            .is_some_and(|st| !st.adm.arrays_due.is_empty())
+        {
+            // Tasks to make on the next step: do not wait a tick for it.
+            self.signals.wake.notify_one();
+        }
         if due(self.last_idle, Duration::from_secs(1), now) {
             self.last_idle = Ran::now(now);
             self.enforce_idle().await?;
@@ -435,7 +504,12 @@ impl Controller {
             }
         }
         let mut rejected = Vec::new();
-        let mut held = BTreeMap::new();
+        let mut admitting = Admission::default();
+        for (job, _) in &snap.running {
+            if let Some(array) = job.array_job_id {
+                admitting.array_of.insert(job.id, array);
+            }
+        }
         let mut project_held: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         for job in &snap.queued {
             if let Some(reason) = holds.get(&job.project_id) {
@@ -447,15 +521,9 @@ impl Controller {
                 }
                 continue;
             }
-            let j = Job {
-                id: JobId(job.id as u64),
-                spec: job.spec.clone(),
-                submitted_at: Time(job.submitted_at),
-            };
-            if !j.spec.dependencies.is_empty() {
-                held.insert(job.id, j);
+            let Some(j) = admitting.admit(job) else {
                 continue;
-            }
+            };
             if let Err(e) = engine.submit(j, Time(now)) {
                 rejected.push((job.id, e.to_string()));
             }
@@ -492,8 +560,10 @@ impl Controller {
             live,
             node_pool,
             stopping: HashMap::new(),
-            recheck_held: !held.is_empty(),
-            held,
+            adm: Admission {
+                recheck_held: !admitting.held.is_empty(),
+                ..admitting
+            },
             holds,
             standing_due: false,
             compute_due: true,
@@ -509,11 +579,12 @@ impl Controller {
         let Some(st) = self.state.as_mut() else {
             return Ok(());
         };
-        if !st.recheck_held {
+        if !st.adm.recheck_held {
             return Ok(());
         }
-        st.recheck_held = false;
+        st.adm.recheck_held = false;
         let parents: BTreeSet<i64> = st
+            .adm
             .held
             .values()
             .flat_map(|j| j.spec.dependencies.iter().map(|d| d.job.0 as i64))
@@ -532,7 +603,7 @@ impl Controller {
         let now = self.clock.now_ms();
         let mut release = Vec::new();
         let mut fail = Vec::new();
-        for (&id, job) in &st.held {
+        for (&id, job) in &st.adm.held {
             match dependency_verdict(&job.spec.dependencies, &states) {
                 Verdict::Wait => {}
                 Verdict::Ready => release.push(id),
@@ -540,16 +611,22 @@ impl Controller {
             }
         }
         for (id, reason) in fail {
-            st.held.remove(&id);
+            st.adm.held.remove(&id);
+            st.adm.arrays.remove(&id);
             self.store.reject_job(id, &reason, now).await?;
         }
         for id in release {
-            let Some(job) = st.held.remove(&id) else {
+            let Some(job) = st.adm.held.remove(&id) else {
                 continue;
             };
             // A held project's queued jobs come back through `refresh_standing` when the hold
             // lifts, and their dependencies are looked at again then.
             if st.holds.contains_key(&(job.spec.project.0 as i64)) {
+                continue;
+            }
+            if let Some(w) = st.adm.arrays.get_mut(&id) {
+                w.ready = true;
+                st.adm.arrays_due.insert(id);
                 continue;
             }
             match st.engine.submit(job, Time(now)) {
@@ -586,8 +663,12 @@ impl Controller {
                     (EventKind::Dequeued, Some(j)) => {
                         ignore_gone(st.engine.cancel(j, now))?;
                         st.live.remove(&(j.0 as i64));
-                        st.held.remove(&(j.0 as i64));
-                        st.recheck_held |= !st.held.is_empty();
+                        st.adm.held.remove(&(j.0 as i64));
+                        st.adm.recheck_held |= !st.adm.held.is_empty();
+                        st.adm.arrays.remove(&(j.0 as i64));
+                        if let Some(array) = st.adm.array_of.remove(&(j.0 as i64)) {
+                            st.adm.arrays_due.insert(array);
+                        }
                     }
                     (EventKind::Finished, Some(j)) => {
                         st.standing_due = true;
@@ -599,7 +680,11 @@ impl Controller {
                         }))?;
                         st.live.remove(&(j.0 as i64));
                         st.stopping.remove(&(j.0 as i64));
-                        st.recheck_held |= !st.held.is_empty();
+                        st.adm.recheck_held |= !st.adm.held.is_empty();
+                        st.adm.arrays.remove(&(j.0 as i64));
+                        if let Some(array) = st.adm.array_of.remove(&(j.0 as i64)) {
+                            st.adm.arrays_due.insert(array);
+                        }
                     }
                     (EventKind::Requeued, Some(j)) => {
                         st.standing_due = true;
@@ -673,16 +758,9 @@ impl Controller {
                     continue;
                 }
                 let id = job.id;
-                let j = Job {
-                    id: JobId(job.id as u64),
-                    spec: job.spec,
-                    submitted_at: Time(job.submitted_at),
-                };
-                if !j.spec.dependencies.is_empty() {
-                    st.held.insert(id, j);
-                    st.recheck_held = true;
+                let Some(j) = st.adm.admit(&job) else {
                     continue;
-                }
+                };
                 match st.engine.submit(j, now) {
                     Ok(()) | Err(SchedError::DuplicateJob(_)) => {}
                     Err(e) => {
@@ -757,6 +835,8 @@ impl Controller {
             for j in &queued {
                 let _ = st.engine.cancel(JobId(j.id as u64), Time(now));
             }
+            // Its arrays make no tasks while it is held; they are taken in again on release.
+            st.adm.arrays.retain(|_, w| w.project != p);
             let ids: Vec<i64> = queued.iter().map(|j| j.id).collect();
             store.hold_jobs(&ids, Some(reason), now).await?;
             let detail = serde_json::json!({"reason": reason, "queued_jobs": ids.len()});
@@ -783,16 +863,9 @@ impl Controller {
             store.hold_jobs(&ids, None, now).await?;
             for job in queued {
                 let id = job.id;
-                let j = Job {
-                    id: JobId(job.id as u64),
-                    spec: job.spec,
-                    submitted_at: Time(job.submitted_at),
-                };
-                if !j.spec.dependencies.is_empty() {
-                    st.held.insert(id, j);
-                    st.recheck_held = true;
+                let Some(j) = st.adm.admit(&job) else {
                     continue;
-                }
+                };
                 match st.engine.submit(j, Time(now)) {
                     Ok(()) | Err(SchedError::DuplicateJob(_)) => {}
                     Err(e) => store.reject_job(id, &e.to_string(), now).await?,
@@ -810,6 +883,36 @@ impl Controller {
                 .await?;
         }
         st.holds = new;
+        Ok(())
+    }
+
+    /// Makes the next tasks of each array that is due into queued jobs, as its `%N` and
+    /// [`ARRAY_WINDOW`] allow; they reach the engine through their `Submitted` events. An array
+    /// whose every task has ended is ended by the store, and is no longer watched.
+    async fn materialise_arrays(&mut self) -> Result<(), ControllerError> {
+        let Some(st) = self.state.as_mut() else {
+            return Ok(());
+        };
+        if st.adm.arrays_due.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now_ms();
+        for id in std::mem::take(&mut st.adm.arrays_due) {
+            let Some(w) = st.adm.arrays.get(&id).copied() else {
+                continue;
+            };
+            if !w.ready || st.holds.contains_key(&w.project) {
+                continue;
+            }
+            let got = self.store.materialise_array(id, ARRAY_WINDOW, now).await?;
+            for t in &got.created {
+                st.adm.array_of.insert(t.id, id);
+            }
+            if got.done {
+                st.adm.arrays.remove(&id);
+                st.adm.recheck_held |= !st.adm.held.is_empty();
+            }
+        }
         Ok(())
     }
 
@@ -873,6 +976,10 @@ impl Controller {
             }
             for a in &started {
                 st.live.insert(a.job_id, Live { attempt: a.id });
+                // A task that starts leaves the queue: its array may put the next one there.
+                if let Some(&array) = st.adm.array_of.get(&a.job_id) {
+                    st.adm.arrays_due.insert(array);
+                }
             }
             // Cancelled between the event we read and the commit: release what the engine took.
             for j in skipped {

@@ -160,6 +160,7 @@ fn priority_str(p: PriorityClass) -> &'static str {
 }
 
 pub fn job(j: st::JobRecord) -> api::Job {
+    let array_pending = j.array_pending();
     let (gpus_per_task, gpu_fraction_milli) = match j.spec.gpu {
         GpuRequest::None => (0, None),
         GpuRequest::Whole(n) => (n, None),
@@ -193,9 +194,13 @@ pub fn job(j: st::JobRecord) -> api::Job {
                 job: d.job.0 as i64,
             })
             .collect(),
+        array_pending,
         container_image: j.container_image,
         batch: j.batch.map(batch_to_api),
         pending_reason: None,
+        array: j.array,
+        array_job: j.array_job_id,
+        array_task: j.array_task,
     }
 }
 

@@ -40,6 +40,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(submit_job, list_jobs))
         .routes(routes!(get_job))
         .routes(routes!(cancel_job))
+        .routes(routes!(get_array_task))
+        .routes(routes!(cancel_array_task))
         .routes(routes!(job_logs))
         .routes(routes!(create_award, list_awards))
         .routes(routes!(usage))
@@ -721,6 +723,16 @@ async fn submit_job(
         None => None,
     };
     let batch = b.batch.as_ref().map(convert::batch_from_api).transpose()?;
+    let array = b
+        .array
+        .as_deref()
+        .map(|a| {
+            haneul_model::ArraySpec::parse(a).map_err(|e| match e {
+                haneul_model::ModelError::Invalid { reason, .. } => ApiError::bad("array", reason),
+                e => ApiError::bad("array", e.to_string()),
+            })
+        })
+        .transpose()?;
     let project = match s.store.get_project(b.project).await {
         Ok(p) if caller.can_see_project(&p) => p,
         Ok(_) | Err(st::StoreError::NotFound { .. }) => {
@@ -759,6 +771,7 @@ async fn submit_job(
                 container_image,
                 batch,
                 idempotency,
+                array,
             },
         ))
         .await;
@@ -912,6 +925,11 @@ pub(crate) async fn visible_job(
 async fn get_job(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Answer<JobDetail> {
     caller.person()?;
     let (job, _) = visible_job(&s, &caller, id).await?;
+    job_detail(&s, job).await
+}
+
+async fn job_detail(s: &AppState, job: st::JobRecord) -> Answer<JobDetail> {
+    let id = job.id;
     let attempts = s.store.list_attempts(id).await?;
     let events = s.store.job_events(id).await?;
     Ok(Json(JobDetail {
@@ -954,6 +972,105 @@ async fn cancel_job(
     let j = s
         .store
         .cancel_job(&actor(&caller).because(reason), id, s.clock.now_ms())
+        .await?;
+    s.signals.wake.notify_one();
+    s.signals.assignments_changed();
+    Ok(Json(convert::job(j)))
+}
+
+/// The array and task ids of `/v1/jobs/{id}/tasks/{task}`, each checked with its own error.
+fn array_path(raw: &(String, String)) -> Result<(i64, i64), ApiError> {
+    let id = raw
+        .0
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| {
+            ApiError::bad(
+                "id",
+                format!("`{}` is not an id (a positive integer)", raw.0),
+            )
+        })?;
+    let task = raw
+        .1
+        .parse::<i64>()
+        .ok()
+        .filter(|v| (0..=i64::from(haneul_model::MAX_ARRAY_TASK_ID)).contains(v))
+        .ok_or_else(|| {
+            ApiError::bad(
+                "task",
+                format!(
+                    "`{}` is not a task id (0 to {})",
+                    raw.1,
+                    haneul_model::MAX_ARRAY_TASK_ID
+                ),
+            )
+        })?;
+    Ok((id, task))
+}
+
+/// One task of a job array (`ID_TASK`), with its attempts and history, once the controller has
+/// made it a job; 404 for a task still waiting in the array (its array shows it as pending).
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{task}", tag = "jobs",
+    params(("id" = i64, Path, description = "the array's job id", minimum = 1),
+        ("task" = String, Path, description = "the task's id in the array, 0 to 999999",
+            pattern = "^[0-9]{1,6}$")),
+    responses((status = 200, body = JobDetail), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn get_array_task(
+    State(s): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(raw): axum::extract::Path<(String, String)>,
+) -> Answer<JobDetail> {
+    caller.person()?;
+    let (id, task) = array_path(&raw)?;
+    let (array, _) = visible_job(&s, &caller, id).await?;
+    let Some(spec) = array.array_spec() else {
+        return Err(ApiError::bad("id", format!("job {id} is not an array")));
+    };
+    let Some(job) = s.store.array_task(id, task).await? else {
+        let known = u32::try_from(task).is_ok_and(|t| spec.tasks().binary_search(&t).is_ok());
+        return Err(ApiError::not_found(
+            "array task",
+            if known {
+                format!("{id}_{task} (it is still pending in the array)")
+            } else {
+                format!("{id}_{task} (the array's tasks are {spec})")
+            },
+        ));
+    };
+    job_detail(&s, job).await
+}
+
+/// Cancel one task of a job array: stopped if it runs, and never started if it has not.
+#[utoipa::path(post, path = "/v1/jobs/{id}/tasks/{task}/cancel", tag = "jobs",
+    request_body(content = Option<ActionReason>, description = "why, for the audit log (optional)"),
+    params(("id" = i64, Path, description = "the array's job id", minimum = 1),
+        ("task" = String, Path, description = "the task's id in the array, 0 to 999999",
+            pattern = "^[0-9]{1,6}$")),
+    responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
+async fn cancel_array_task(
+    State(s): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(raw): axum::extract::Path<(String, String)>,
+    OptionalBody(why): OptionalBody<ActionReason>,
+) -> Answer<Job> {
+    caller.person()?;
+    let (id, task) = array_path(&raw)?;
+    let reason = crate::validate::reason(why.reason.as_deref())?;
+    let (job, p) = visible_job(&s, &caller, id).await?;
+    if !caller.can_cancel(&job, &p) {
+        return Err(ApiError::forbidden(
+            "only the job's owner or its organisation's admin may cancel it",
+        ));
+    }
+    if job.array.is_none() {
+        return Err(ApiError::bad("id", format!("job {id} is not an array")));
+    }
+    let j = s
+        .store
+        .cancel_array_task(&actor(&caller).because(reason), id, task, s.clock.now_ms())
         .await?;
     s.signals.wake.notify_one();
     s.signals.assignments_changed();

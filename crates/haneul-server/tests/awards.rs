@@ -789,6 +789,7 @@ async fn ledger_under_concurrent_attempts(h: Harness) {
                             container_image: None,
                             batch: None,
                             idempotency: None,
+                            array: None,
                         },
                     )
                 })

@@ -209,6 +209,10 @@ macro_rules! store_impl {
                 attempts: r.try_get("attempts")?,
                 exit_code: r.try_get("exit_code")?,
                 reason: r.try_get("reason")?,
+                array: r.try_get("array_spec")?,
+                array_next: r.try_get("array_next")?,
+                array_job_id: r.try_get("array_job_id")?,
+                array_task: r.try_get("array_task")?,
             })
         }
 
@@ -721,6 +725,91 @@ macro_rules! store_impl {
             event(tx, kind, Some(a.job_id), Some(a.id), None, state.as_str(), now).await
         }
 
+        /// Cancels one job in the caller's transaction: a queued job at once, a running one by
+        /// asking its agents to stop it. A job that has ended is a conflict.
+        async fn cancel_in(tx: &mut Tx<'_>, job: &JobRecord, now: i64) -> Result<()> {
+            let id = job.id;
+            match job.state {
+                JobState::Queued => {
+                    set_job_state(tx, id, JobState::Cancelled, None, Some("cancelled"), now).await?;
+                    event(tx, EventKind::Dequeued, Some(id), None, None, "cancel", now).await
+                }
+                JobState::Running | JobState::Stopping => {
+                    let a = current_attempt(tx, job)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt(format!("job {id} has no attempt")))?;
+                    sqlx::query(
+                        "UPDATE attempts SET state = 'stopping', stop_reason = 'cancel', \
+                         kill_at = COALESCE(kill_at, $1) WHERE id = $2",
+                    )
+                    .bind(now + job.spec.grace.millis())
+                    .bind(a.id)
+                    .execute(&mut **tx)
+                    .await?;
+                    set_job_state(tx, id, JobState::Stopping, None, Some("cancel"), now).await?;
+                    event(tx, EventKind::StopRequested, Some(id), Some(a.id), None, "cancel", now)
+                        .await
+                }
+                done => Err(StoreError::conflict(
+                    "state",
+                    format!("job {id} has already ended ({done})"),
+                )),
+            }
+        }
+
+        /// Makes tasks `tasks` of array `parent` (its spec without dependencies: the array waited
+        /// for them) into queued jobs, with one multi-row statement and their `Submitted`
+        /// events. Not audited one by one: the array's submit was.
+        async fn insert_tasks(
+            tx: &mut Tx<'_>,
+            parent: &JobRecord,
+            tasks: &[u32],
+            now: i64,
+        ) -> Result<Vec<JobRecord>> {
+            if tasks.is_empty() {
+                return Ok(Vec::new());
+            }
+            let spec = serde_json::to_string(&parent.spec)?;
+            let command = serde_json::to_string(&parent.command)?;
+            let batch = parent.batch.as_ref().map(serde_json::to_string).transpose()?;
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
+                 state, submitted_at, updated_at, attempts, batch, array_job_id, array_task) ",
+            );
+            qb.push_values(tasks, |mut b, task| {
+                b.push_bind(parent.project_id)
+                    .push_bind(parent.user_id)
+                    .push_bind(parent.name.clone())
+                    .push_bind(spec.clone())
+                    .push_bind(command.clone())
+                    .push_bind(parent.container_image.clone())
+                    .push_bind("queued")
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(0i64)
+                    .push_bind(batch.clone())
+                    .push_bind(parent.id)
+                    .push_bind(i64::from(*task));
+            });
+            qb.push(" RETURNING *");
+            let rows = qb.build().fetch_all(&mut **tx).await?;
+            let mut recs = rows.iter().map(job_row).collect::<Result<Vec<_>>>()?;
+            recs.sort_by_key(|r| r.id);
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO events (at, kind, job_id, attempt_id, node_id, detail) ",
+            );
+            qb.push_values(&recs, |mut b, r| {
+                b.push_bind(now)
+                    .push_bind(EventKind::Submitted.as_str())
+                    .push_bind(r.id)
+                    .push_bind(None::<i64>)
+                    .push_bind(None::<i64>)
+                    .push_bind("");
+            });
+            qb.build().execute(&mut **tx).await?;
+            Ok(recs)
+        }
+
         /// Inserts one queued job with its event and audit entry, in the caller's transaction.
         async fn insert_job(
             tx: &mut Tx<'_>,
@@ -734,8 +823,8 @@ macro_rules! store_impl {
             let project = job.spec.project.get() as i64;
             let row = sqlx::query(
                 "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
-                 state, submitted_at, updated_at, attempts, batch) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, 0, $8) RETURNING *",
+                 state, submitted_at, updated_at, attempts, batch, array_spec) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, 0, $8, $9) RETURNING *",
             )
             .bind(project)
             .bind(job.user_id)
@@ -745,6 +834,7 @@ macro_rules! store_impl {
             .bind(&job.container_image)
             .bind(now)
             .bind(job.batch.as_ref().map(serde_json::to_string).transpose()?)
+            .bind(job.array.as_ref().map(|a| a.to_string()))
             .fetch_one(&mut **tx)
             .await
             .map_err(|e| unique(e, "project", "job".into()))?;
@@ -807,7 +897,7 @@ macro_rules! store_impl {
             }
             let mut qb = sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
-                 state, submitted_at, updated_at, attempts, batch) ",
+                 state, submitted_at, updated_at, attempts, batch, array_spec) ",
             );
             qb.push_values(&prepared, |mut b, (_, job, spec, command, batch)| {
                 b.push_bind(job.spec.project.get() as i64)
@@ -820,7 +910,8 @@ macro_rules! store_impl {
                     .push_bind(now)
                     .push_bind(now)
                     .push_bind(0i64)
-                    .push_bind(batch.clone());
+                    .push_bind(batch.clone())
+                    .push_bind(job.array.as_ref().map(|a| a.to_string()));
             });
             qb.push(" RETURNING *");
             let rows = qb
@@ -1836,41 +1927,196 @@ macro_rules! store_impl {
             async fn cancel_job(&self, actor: &Actor, id: i64, now: i64) -> Result<JobRecord> {
                 let mut tx = self.begin_write().await?;
                 let job = job_in(&mut tx, id).await?;
-                match job.state {
-                    JobState::Queued => {
-                        set_job_state(&mut tx, id, JobState::Cancelled, None, Some("cancelled"), now)
-                            .await?;
-                        event(&mut tx, EventKind::Dequeued, Some(id), None, None, "cancel", now)
-                            .await?;
-                    }
-                    JobState::Running | JobState::Stopping => {
-                        let a = current_attempt(&mut tx, &job)
-                            .await?
-                            .ok_or_else(|| StoreError::Corrupt(format!("job {id} has no attempt")))?;
-                        sqlx::query(
-                            "UPDATE attempts SET state = 'stopping', stop_reason = 'cancel', \
-                             kill_at = COALESCE(kill_at, $1) WHERE id = $2",
-                        )
-                        .bind(now + job.spec.grace.millis())
-                        .bind(a.id)
-                        .execute(&mut *tx)
-                        .await?;
-                        set_job_state(&mut tx, id, JobState::Stopping, None, Some("cancel"), now)
-                            .await?;
-                        event(&mut tx, EventKind::StopRequested, Some(id), Some(a.id), None, "cancel", now)
-                            .await?;
-                    }
-                    done => {
-                        return Err(StoreError::conflict(
-                            "state",
-                            format!("job {id} has already ended ({done})"),
-                        ));
+                cancel_in(&mut tx, &job, now).await?;
+                if job.array.is_some() {
+                    // Cancelling an array cancels every task that is a job and has not ended;
+                    // the tasks not yet made into jobs never will be (the array has ended).
+                    let rows = sqlx::query(
+                        "SELECT * FROM jobs WHERE array_job_id = $1 \
+                         AND state IN ('queued', 'running', 'stopping') ORDER BY id",
+                    )
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for r in &rows {
+                        cancel_in(&mut tx, &job_row(r)?, now).await?;
                     }
                 }
                 audit(&mut tx, actor, "job.cancel", &format!("job/{id}"), "{}", now).await?;
                 let rec = job_in(&mut tx, id).await?;
                 tx.commit().await?;
                 Ok(rec)
+            }
+
+            async fn array_task(&self, array: i64, task: i64) -> Result<Option<JobRecord>> {
+                let row = sqlx::query(
+                    "SELECT * FROM jobs WHERE array_job_id = $1 AND array_task = $2",
+                )
+                .bind(array)
+                .bind(task)
+                .fetch_optional(&self.read)
+                .await?;
+                row.as_ref().map(job_row).transpose()
+            }
+
+            async fn cancel_array_task(
+                &self,
+                actor: &Actor,
+                array: i64,
+                task: i64,
+                now: i64,
+            ) -> Result<JobRecord> {
+                let mut tx = self.begin_write().await?;
+                let parent = job_in(&mut tx, array).await?;
+                let spec = parent.array_spec().ok_or_else(|| {
+                    StoreError::invalid("job", format!("job {array} is not an array"))
+                })?;
+                let existing = sqlx::query(
+                    "SELECT * FROM jobs WHERE array_job_id = $1 AND array_task = $2",
+                )
+                .bind(array)
+                .bind(task)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let id = match existing {
+                    Some(r) => {
+                        let t = job_row(&r)?;
+                        cancel_in(&mut tx, &t, now).await?;
+                        t.id
+                    }
+                    None => {
+                        let known = u32::try_from(task)
+                            .is_ok_and(|t| spec.tasks().binary_search(&t).is_ok());
+                        if !known {
+                            return Err(StoreError::not_found("array task", task));
+                        }
+                        if parent.state != JobState::Queued {
+                            return Err(StoreError::conflict(
+                                "state",
+                                format!("array {array} has already ended ({})", parent.state),
+                            ));
+                        }
+                        // Not a job yet: it is stored as a cancelled task, which the controller
+                        // then passes over, so it never runs.
+                        let mut t = parent.clone();
+                        t.spec.dependencies.clear();
+                        let rows = insert_tasks(&mut tx, &t, &[task as u32], now).await?;
+                        let id = rows.first().map(|r| r.id).ok_or_else(|| {
+                            StoreError::Corrupt("task insert returned no row".into())
+                        })?;
+                        cancel_in(&mut tx, &rows[0], now).await?;
+                        id
+                    }
+                };
+                audit(&mut tx, actor, "job.cancel", &format!("job/{array}_{task}"), "{}", now)
+                    .await?;
+                let rec = job_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn materialise_array(
+                &self,
+                array: i64,
+                window: i64,
+                now: i64,
+            ) -> Result<ArrayProgress> {
+                let mut tx = self.begin_write().await?;
+                let parent = job_in(&mut tx, array).await?;
+                let Some(spec) = parent.array_spec() else {
+                    return Ok(ArrayProgress { done: true, ..ArrayProgress::default() });
+                };
+                if parent.state != JobState::Queued {
+                    return Ok(ArrayProgress { done: true, ..ArrayProgress::default() });
+                }
+                let counts: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT state, COUNT(*) FROM jobs WHERE array_job_id = $1 GROUP BY state \
+                     ORDER BY state",
+                )
+                .bind(array)
+                .fetch_all(&mut *tx)
+                .await?;
+                let count = |names: &[&str]| -> i64 {
+                    counts
+                        .iter()
+                        .filter(|(s, _)| names.contains(&s.as_str()))
+                        .map(|(_, n)| n)
+                        .sum()
+                };
+                let queued = count(&["queued"]);
+                let mut live = count(&["queued", "running", "stopping"]);
+                // `%N` bounds the tasks that are jobs and have not ended; `window` bounds those
+                // waiting in the queue, so a large array never floods the engine.
+                let mut room = window.saturating_sub(queued).max(0);
+                if let Some(n) = spec.max_running() {
+                    room = room.min((i64::from(n) - live).max(0));
+                }
+                let total = spec.len() as i64;
+                let mut next = parent.array_next.clamp(0, total);
+                let mut created = Vec::new();
+                if room > 0 && next < total {
+                    // Tasks cancelled before they were made into jobs are rows already: they
+                    // are passed over and take no place.
+                    let taken: std::collections::BTreeSet<i64> = sqlx::query_scalar(
+                        "SELECT array_task FROM jobs WHERE array_job_id = $1 AND array_task >= $2",
+                    )
+                    .bind(array)
+                    .bind(i64::from(spec.tasks()[next as usize]))
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+                    let mut fresh: Vec<u32> = Vec::new();
+                    while next < total && (fresh.len() as i64) < room {
+                        let t = spec.tasks()[next as usize];
+                        if !taken.contains(&i64::from(t)) {
+                            fresh.push(t);
+                        }
+                        next += 1;
+                    }
+                    let mut t = parent.clone();
+                    t.spec.dependencies.clear();
+                    for chunk in fresh.chunks(500) {
+                        created.extend(insert_tasks(&mut tx, &t, chunk, now).await?);
+                    }
+                    live += created.len() as i64;
+                    sqlx::query("UPDATE jobs SET array_next = $1, updated_at = $2 WHERE id = $3")
+                        .bind(next)
+                        .bind(now)
+                        .bind(array)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let done = next == total && live == 0;
+                if done {
+                    // An array succeeds when every task did; any failure fails it, and one
+                    // cancelled task (with none failed) leaves it cancelled, so `afterok` on
+                    // the array means every task succeeded.
+                    let bad = count(&["failed", "timed_out"]);
+                    let cancelled = count(&["cancelled"]);
+                    let state = if bad > 0 {
+                        JobState::Failed
+                    } else if cancelled > 0 {
+                        JobState::Cancelled
+                    } else {
+                        JobState::Succeeded
+                    };
+                    let reason = format!(
+                        "{} tasks: {} succeeded, {bad} failed, {cancelled} cancelled",
+                        total,
+                        count(&["succeeded"])
+                    );
+                    set_job_state(&mut tx, array, state, None, Some(&reason), now).await?;
+                    event(&mut tx, EventKind::Finished, Some(array), None, None, state.as_str(), now)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(ArrayProgress {
+                    created,
+                    live,
+                    remaining: total - next,
+                    done,
+                })
             }
 
             async fn reject_job(&self, id: i64, reason: &str, now: i64) -> Result<()> {
@@ -2961,7 +3207,19 @@ macro_rules! store_impl {
                     .bind(attempt_id)
                     .fetch_all(&mut *tx)
                     .await?;
+                    let array = match job.array_job_id {
+                        Some(parent) => sqlx::query_scalar::<_, Option<String>>(
+                            "SELECT array_spec FROM jobs WHERE id = $1",
+                        )
+                        .bind(parent)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .flatten()
+                        .and_then(|a| haneul_model::ArraySpec::parse(&a).ok()),
+                        None => None,
+                    };
                     out.push(Assignment {
+                        array,
                         job,
                         attempt,
                         task: idx,

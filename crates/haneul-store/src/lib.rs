@@ -180,6 +180,22 @@ pub trait Store: Send + Sync + 'static {
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
     /// Cancels a queued job at once, or asks the agents of a running one to stop it.
     async fn cancel_job(&self, actor: &Actor, id: i64, now: i64) -> Result<JobRecord>;
+    /// Task `task` of array `array` once it is a job; `None` before.
+    async fn array_task(&self, array: i64, task: i64) -> Result<Option<JobRecord>>;
+    /// Cancels one task of an array: its job when it is one, or else it is stored cancelled
+    /// so that it never becomes one.
+    async fn cancel_array_task(
+        &self,
+        actor: &Actor,
+        array: i64,
+        task: i64,
+        now: i64,
+    ) -> Result<JobRecord>;
+    /// The controller's look at a queued array: makes further tasks into queued jobs while the
+    /// array's `%N` and `window` (tasks waiting in the queue at once) allow, in task order, and
+    /// ends the array (succeeded, failed or cancelled, with a `Finished` event) once every task
+    /// has ended.
+    async fn materialise_array(&self, array: i64, window: i64, now: i64) -> Result<ArrayProgress>;
     /// Fails a queued job the engine cannot accept (too large for any pool, unknown GPU model),
     /// with the engine's reason.
     async fn reject_job(&self, id: i64, reason: &str, now: i64) -> Result<()>;

@@ -1,7 +1,7 @@
 //! Plain records the store reads and writes. Enums stored as text have one `as_str`/`parse` pair
 //! each, so the database never holds a spelling the code cannot read back.
 
-use haneul_model::{BatchOptions, GpuModel, JobSpec, Quota};
+use haneul_model::{ArraySpec, BatchOptions, GpuModel, JobSpec, Quota};
 use haneul_sched::Placement;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -468,6 +468,9 @@ pub struct NewJob {
     /// The submit's `Idempotency-Key` and request hash, kept in the submit's own transaction
     /// so that a retried submit finds the job however the first answer was lost.
     pub idempotency: Option<NewIdempotency>,
+    /// A job array: this one row stands for every task, which the controller makes into jobs
+    /// of their own as they may start (`materialise_array`). `None`: an ordinary job.
+    pub array: Option<ArraySpec>,
 }
 
 /// An idempotency key given with a submit.
@@ -511,6 +514,42 @@ pub struct JobRecord {
     pub attempts: i64,
     pub exit_code: Option<i64>,
     pub reason: Option<String>,
+    /// On an array's own row: its canonical task-id spec (`0-9999%64`).
+    pub array: Option<String>,
+    /// On an array's own row: how many of its tasks (in id order) are jobs already.
+    pub array_next: i64,
+    /// On an array task's row: the array's job id and the task's id in it.
+    pub array_job_id: Option<i64>,
+    pub array_task: Option<i64>,
+}
+
+impl JobRecord {
+    /// The array's spec when this row is an array, `None` for an ordinary job or a task (a
+    /// spec that no longer parses reads as none: it was checked before it was stored).
+    pub fn array_spec(&self) -> Option<ArraySpec> {
+        self.array.as_deref().and_then(|a| ArraySpec::parse(a).ok())
+    }
+
+    /// The task ids of an array not yet made into jobs, in Slurm's compact form (`5-9999`);
+    /// `None` for anything but an array with tasks still to come.
+    pub fn array_pending(&self) -> Option<String> {
+        let spec = self.array_spec()?;
+        let rest = spec.tasks().get(usize::try_from(self.array_next).ok()?..)?;
+        (!rest.is_empty()).then(|| haneul_model::compress_task_ids(rest))
+    }
+}
+
+/// What one materialising look at an array did (see `Store::materialise_array`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArrayProgress {
+    /// Task jobs made now, in task order.
+    pub created: Vec<JobRecord>,
+    /// The array's tasks that are jobs and have not ended (queued, running or stopping).
+    pub live: i64,
+    /// Tasks still to be made into jobs.
+    pub remaining: i64,
+    /// The array ended now or before: every task is a job that has ended, or it was cancelled.
+    pub done: bool,
 }
 
 /// Which jobs to list. `projects` restricts to those projects (tenant isolation is applied by the
@@ -599,6 +638,8 @@ pub struct Assignment {
     pub uid: Option<i64>,
     pub gid: Option<i64>,
     pub project_gid: Option<i64>,
+    /// The spec of the array the job is a task of; `None`: not an array task.
+    pub array: Option<ArraySpec>,
 }
 
 /// What an agent says about one task.

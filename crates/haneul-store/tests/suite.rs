@@ -114,6 +114,7 @@ async fn submit(store: &dyn Store, u: &UserRecord, project: i64, now: i64) -> Jo
                 container_image: None,
                 batch: None,
                 idempotency: None,
+                array: None,
             },
             now,
         )
@@ -469,6 +470,7 @@ pub async fn preemption_and_time_limit(store: &dyn Store) {
                 container_image: Some("/srv/images/rootfs".into()),
                 batch: Some(batch_options()),
                 idempotency: None,
+                array: None,
             },
             20,
         )
@@ -720,6 +722,7 @@ pub async fn group_commit(store: &dyn Store) {
                     container_image: Some("ubuntu:24.04".into()),
                     batch: None,
                     idempotency: None,
+                    array: None,
                 },
             )
         })
@@ -748,6 +751,7 @@ pub async fn group_commit(store: &dyn Store) {
                         container_image: None,
                         batch: None,
                         idempotency: None,
+                        array: None,
                     },
                 ),
                 (
@@ -759,6 +763,7 @@ pub async fn group_commit(store: &dyn Store) {
                         container_image: None,
                         batch: None,
                         idempotency: None,
+                        array: None,
                     },
                 ),
             ],
@@ -1638,6 +1643,159 @@ async fn oidc_links_provision_and_approve(store: &dyn Store) {
     store.verify_audit().await.unwrap();
 }
 
+async fn submit_array(
+    store: &dyn Store,
+    u: &UserRecord,
+    project: i64,
+    spec_text: &str,
+    now: i64,
+) -> JobRecord {
+    let mut s = spec(project, 2);
+    s.name = "sweep".into();
+    store
+        .submit_jobs(
+            vec![(
+                Actor::user(u),
+                NewJob {
+                    user_id: u.id,
+                    spec: s,
+                    command: vec!["python".into(), "sweep.py".into()],
+                    container_image: None,
+                    batch: None,
+                    idempotency: None,
+                    array: Some(haneul_model::ArraySpec::parse(spec_text).unwrap()),
+                },
+            )],
+            now,
+        )
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+pub async fn arrays_materialise_lazily(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "kaist").await;
+    let n = node(store, "gpu-001", 10).await;
+    // One row stands for the whole array, however many tasks it has.
+    let a = submit_array(store, &u, p.id, "0-9%2", 20).await;
+    assert_eq!(a.array.as_deref(), Some("0-9%2"));
+    assert_eq!(a.array_pending().as_deref(), Some("0-9"));
+    let rows = store
+        .list_jobs(&JobFilter {
+            limit: 100,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "the array of ten tasks is one stored job");
+
+    // `%2`: two tasks become jobs, then none until one ends.
+    let got = store.materialise_array(a.id, 256, 21).await.unwrap();
+    let tasks: Vec<Option<i64>> = got.created.iter().map(|t| t.array_task).collect();
+    assert_eq!(tasks, vec![Some(0), Some(1)]);
+    assert_eq!((got.live, got.remaining, got.done), (2, 8, false));
+    for t in &got.created {
+        assert_eq!(t.array_job_id, Some(a.id));
+        assert_eq!(t.state, JobState::Queued);
+        assert_eq!(t.command, a.command);
+        assert!(t.array.is_none());
+    }
+    let again = store.materialise_array(a.id, 256, 22).await.unwrap();
+    assert!(again.created.is_empty(), "the %2 limit holds");
+    assert_eq!(
+        store
+            .get_job(a.id)
+            .await
+            .unwrap()
+            .array_pending()
+            .as_deref(),
+        Some("2-9")
+    );
+    let t0 = got.created[0].id;
+    let epoch = lead(store, "a", 30).await;
+    start(store, epoch, t0, n.id, 31).await;
+    assert!(
+        store
+            .materialise_array(a.id, 256, 32)
+            .await
+            .unwrap()
+            .created
+            .is_empty()
+    );
+    finish(store, t0, 1, n.id, 33).await;
+    let next = store.materialise_array(a.id, 256, 3_600_040).await.unwrap();
+    assert_eq!(next.created.len(), 1);
+    assert_eq!(next.created[0].array_task, Some(2));
+    assert_eq!(
+        store.array_task(a.id, 2).await.unwrap().map(|t| t.id),
+        Some(next.created[0].id)
+    );
+    assert!(store.array_task(a.id, 5).await.unwrap().is_none());
+
+    // A task not yet a job can be cancelled, and is then passed over.
+    let c = store
+        .cancel_array_task(&Actor::user(&u), a.id, 3, 3_600_050)
+        .await
+        .unwrap();
+    assert_eq!((c.state, c.array_task), (JobState::Cancelled, Some(3)));
+    let err = store
+        .cancel_array_task(&Actor::user(&u), a.id, 42, 3_600_050)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    // Cancelling one materialised queued task frees its %N place for task 4 (3 is cancelled).
+    store
+        .cancel_array_task(&Actor::user(&u), a.id, 1, 3_600_060)
+        .await
+        .unwrap();
+    let more = store.materialise_array(a.id, 256, 3_600_070).await.unwrap();
+    let ids: Vec<Option<i64>> = more.created.iter().map(|t| t.array_task).collect();
+    assert_eq!(ids, vec![Some(4)]);
+
+    // Cancelling the array cancels every live task and ends it.
+    let cancelled = store
+        .cancel_job(&Actor::user(&u), a.id, 3_600_080)
+        .await
+        .unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    for task in [2, 4] {
+        let t = store.array_task(a.id, task).await.unwrap().unwrap();
+        assert_eq!(t.state, JobState::Cancelled, "task {task}");
+    }
+    let after = store.materialise_array(a.id, 256, 3_600_090).await.unwrap();
+    assert!(after.done && after.created.is_empty());
+
+    // Without %N the window bounds the queued tasks; an array whose tasks all succeed
+    // succeeds, with a Finished event for dependants.
+    let b = submit_array(store, &u, p.id, "0-999", 4_000_000).await;
+    let w = store.materialise_array(b.id, 10, 4_000_001).await.unwrap();
+    assert_eq!((w.created.len(), w.remaining), (10, 990));
+    let w2 = store.materialise_array(b.id, 10, 4_000_002).await.unwrap();
+    assert!(w2.created.is_empty(), "ten already wait");
+    let small = submit_array(store, &u, p.id, "5,7", 5_000_000).await;
+    let m = store
+        .materialise_array(small.id, 256, 5_000_001)
+        .await
+        .unwrap();
+    assert_eq!(m.created.len(), 2);
+    let mut at = 5_000_010;
+    for t in &m.created {
+        let epoch = lead(store, "a", at).await;
+        start(store, epoch, t.id, n.id, at).await;
+        finish(store, t.id, 1, n.id, at + 1).await;
+        at += 3_600_010;
+    }
+    let end = store.materialise_array(small.id, 256, at).await.unwrap();
+    assert!(end.done);
+    let done = store.get_job(small.id).await.unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    let events = store.job_events(small.id).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == EventKind::Finished),
+        "{events:?}"
+    );
+}
+
 macro_rules! suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -1659,7 +1817,8 @@ macro_rules! suite {
                 node_health_drains_and_requeues,
                 fleet_summary_and_ledger_spans,
                 gpu_telemetry_summaries_series_and_retention,
-                oidc_links_provision_and_approve);
+                oidc_links_provision_and_approve,
+                arrays_materialise_lazily);
         }
     };
     (@tests $open:expr; $($name:ident),+) => {

@@ -373,6 +373,7 @@ mod tests {
             groups: Vec::new(),
             name: "train".into(),
             batch: None,
+            array: None,
         }
     }
 
@@ -415,6 +416,42 @@ mod tests {
         assert_eq!(get("SLURM_JOB_ACCOUNT"), "kaist-llm");
         assert_eq!(get("SLURM_SUBMIT_DIR"), "/home/kim/run");
         assert!(env.iter().all(|(k, _)| k != "SLURM_JOB_PARTITION"));
+        assert!(
+            env.iter().all(|(k, _)| !k.contains("ARRAY")),
+            "not an array task"
+        );
+        a.array = Some(haneul_api::ArrayTask {
+            job: 40,
+            task: 8,
+            count: 4,
+            min: 0,
+            max: 12,
+            step: 4,
+        });
+        let env = crate::slurm::env(
+            &a,
+            crate::slurm::Place {
+                world,
+                rank,
+                local_rank,
+                node_rank,
+                local_world,
+            },
+            "gpu002",
+        );
+        let get = |k: &str| {
+            env.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("{k} missing"))
+        };
+        assert_eq!(get("SLURM_ARRAY_JOB_ID"), "40");
+        assert_eq!(get("SLURM_ARRAY_TASK_ID"), "8");
+        assert_eq!(get("HANEUL_ARRAY_TASK_ID"), "8");
+        assert_eq!(get("SLURM_ARRAY_TASK_COUNT"), "4");
+        assert_eq!(get("SLURM_ARRAY_TASK_MIN"), "0");
+        assert_eq!(get("SLURM_ARRAY_TASK_MAX"), "12");
+        assert_eq!(get("SLURM_ARRAY_TASK_STEP"), "4");
     }
 
     #[test]

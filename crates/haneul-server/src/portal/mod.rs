@@ -692,6 +692,9 @@ struct SubmitForm {
     /// Slurm's form: `afterok:12:13,afterany:14`.
     #[serde(default)]
     dependency: String,
+    /// A job array as Slurm's `--array` (`0-99%8`); empty: one job.
+    #[serde(default)]
+    array: String,
 }
 
 impl SubmitForm {
@@ -722,6 +725,7 @@ impl SubmitForm {
                 .map(|d| format!("{}:{}", d.kind, d.job))
                 .collect::<Vec<_>>()
                 .join(","),
+            array: job.array.clone().unwrap_or_default(),
         }
     }
 }
@@ -1422,6 +1426,10 @@ fn submission(f: &SubmitForm) -> Result<serde_json::Value, (String, String)> {
     }
     if !dependencies.is_empty() {
         body["dependencies"] = serde_json::json!(dependencies);
+    }
+    // Checked by the server, whose error names `array` and lands beside the field.
+    if !f.array.trim().is_empty() {
+        body["array"] = serde_json::json!(f.array.trim());
     }
     Ok(body)
 }
