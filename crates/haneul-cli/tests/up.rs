@@ -725,12 +725,16 @@ fn arrays_on_the_server() {
     let until = Instant::now() + Duration::from_secs(20);
     let mut seen_pending = false;
     let mut seen_task = false;
-    while !(seen_pending && seen_task) {
+    let mut seen_throttle = false;
+    while !(seen_pending && seen_task && seen_throttle) {
         let q = ok(c, &["queue"]);
         seen_pending |= q
             .lines()
             .any(|l| l.contains(&pending_line) && l.contains("%2]"));
         seen_task |= (0..6).any(|t| q.contains(&format!("{id}_{t} ")));
+        // The array's own row says its tasks wait for the %2 throttle.
+        let row = json(c, &["show", &id.to_string(), "--json"]);
+        seen_throttle |= row["pending_reason"]["code"] == "JobArrayTaskLimit";
         assert!(
             Instant::now() < until,
             "no compact array in the queue:\n{q}"

@@ -144,13 +144,23 @@ fn pending_reasons(st: &Leading) -> HashMap<i64, haneul_sched::PendingReason> {
         .into_iter()
         .map(|(j, r)| (j.0 as i64, r))
         .collect();
-    for (&id, job) in &st.held {
+    for (&id, job) in &st.adm.held {
         let on = job.spec.dependencies.iter().map(|d| d.job).collect();
         let r = haneul_sched::PendingReason {
             at: Time::ZERO,
             waiting: haneul_sched::Waiting::Dependency { on },
         };
         out.insert(id, r);
+    }
+    // An array's own row waits while its `%N` tasks are made; its tasks carry their own.
+    for (&id, w) in &st.adm.arrays {
+        if let (true, Some(limit)) = (w.ready, w.limit) {
+            let r = haneul_sched::PendingReason {
+                at: Time::ZERO,
+                waiting: haneul_sched::Waiting::ArrayThrottle { limit },
+            };
+            out.insert(id, r);
+        }
     }
     out
 }
@@ -200,6 +210,8 @@ struct ArrayWatch {
     project: i64,
     /// Its dependencies have all been met (or it has none).
     ready: bool,
+    /// Its `%N`: most tasks queued or running at once.
+    limit: Option<u32>,
 }
 
 /// Live attempts the engine holds, to find what to stop and to report allocation.
@@ -268,6 +280,11 @@ impl Admission {
                 ArrayWatch {
                     project: job.project_id,
                     ready: !waits,
+                    limit: job
+                        .array
+                        .as_deref()
+                        .and_then(|a| haneul_model::ArraySpec::parse(a).ok())
+                        .and_then(|a| a.max_running()),
                 },
             );
             self.arrays_due.insert(job.id);
