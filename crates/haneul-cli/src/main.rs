@@ -80,8 +80,12 @@ enum Command {
     /// Show who your token acts as: user, role, organisation, projects.
     Whoami(client::WhoamiArgs),
     /// Sign in with your institution's identity provider (device flow: prints a URL and a code).
+    #[command(
+        after_help = "Examples:\n  haneul login --list\n  haneul login\n  haneul login --issuer kaist --server https://haneul.example.kr:8470"
+    )]
     Login(login::LoginArgs),
     /// Sign out: revoke the token of `haneul login` and the provider's refresh token.
+    #[command(after_help = "Examples:\n  haneul logout")]
     Logout(login::LogoutArgs),
     /// Projects: create, list, show, set a quota (operators).
     Project(ops::ProjectArgs),

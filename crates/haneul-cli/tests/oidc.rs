@@ -1,6 +1,7 @@
 //! Sign-in with an institution against a real identity provider: oidc-provider (npm), started
 //! on loopback from tests/oidc/idp.mjs, and the real `haneul server` with two mapping rules.
-//! Driven over plain HTTP with a cookie jar, as a browser would follow the redirects:
+//! One test signs in through the portal in headless Chromium; the other is driven over plain
+//! HTTP with a cookie jar, as a browser would follow the redirects:
 //! a refused domain, a first sign-in left pending and approved by the org admin, an account
 //! approved at once by a group rule, a signing key rotated at the provider, `haneul login`'s
 //! device flow with the token refreshed and revoked by `haneul logout`, and an expired ID
@@ -9,6 +10,9 @@
 //! Needs Node.js and npm: the provider is installed with `npm ci` into the cargo target
 //! directory on first use (scripts/test installs Node.js where missing).
 
+#[path = "common/browser.rs"]
+#[allow(dead_code)]
+mod browser;
 mod common;
 
 use common::Server;
@@ -569,4 +573,50 @@ fn device_id_token(idp: &Idp) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no id_token: {t}"))
         .to_string()
+}
+
+/// The portal's "Sign in with ..." button in a real browser: Chromium follows the redirects to
+/// the provider and back, the callback page moves on to the portal by itself, and the header
+/// names the person the provider signed in (an account a group rule approves at once).
+#[test]
+fn portal_sign_in_in_chromium() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(&format!("{base}/portal/oidc/uni/callback"));
+    let dir = common::tempdir();
+    let config = write_config(dir.path(), &idp);
+    let server = Server::start_on(
+        &dir.path().join("data"),
+        None,
+        &format!("127.0.0.1:{port}"),
+        &["--oidc-config", config.to_str().unwrap()],
+    );
+    let admin = server.admin_token();
+    server.must(
+        &admin,
+        "/v1/orgs",
+        json!({"name": "uni", "class": "academia", "country": "KR"}),
+        201,
+    );
+    idp.next_login("park-1", "park@uni.example", &["gpu-admins"]);
+    let (_chromium, tab) = browser::launch(1000, 800);
+    browser::goto(&tab, &format!("{base}/portal/signin"));
+    browser::click(&tab, "a[href='/portal/oidc/uni']");
+    browser::wait_js(
+        &tab,
+        "location.pathname + ' ' + document.body.innerText",
+        "the portal, signed in as park",
+        |v| {
+            v.as_str()
+                .is_some_and(|s| s.starts_with("/portal ") && s.contains("park"))
+        },
+    );
+    let park = user_named(&server, &admin, "park").expect("park was provisioned");
+    assert_eq!(park["role"], "org-admin");
+    assert!(
+        audit_actions(&server, &admin)
+            .iter()
+            .any(|a| a["action"] == "user.signin"),
+        "the sign-in is in the audit log"
+    );
 }
