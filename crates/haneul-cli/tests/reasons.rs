@@ -6,22 +6,9 @@
 mod common;
 
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
-}
 
 fn run(bin: &Path, config: &Path, args: &[&str]) -> Output {
     Command::new(bin)
@@ -74,34 +61,7 @@ fn wait_for(config: &Path, id: &str, what: &str, done: impl Fn(&Value) -> bool) 
 fn a_one_gpu_job_behind_an_eight_gpu_reservation_says_why_and_what_would_help() {
     let dir = common::tempdir();
     let dir = dir.path().canonicalize().unwrap();
-    let config = dir.join("config/config.toml");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_haneul"))
-        .arg("up")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--simulate-gpus",
-            "8xH200",
-        ])
-        .env("HANEUL_CONFIG", &config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start haneul up"));
-    let until = Instant::now() + Duration::from_secs(30);
-    while !config.exists() {
-        assert!(up.0.try_wait().unwrap().is_none(), "haneul up exited early");
-        assert!(Instant::now() < until, "no config written");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (up, config, _) = common::up::start_up(&dir, "8xH200", &[]);
     let c = config.as_path();
     // The demo project's guarantee (its award's eight GPUs) leaves the eight-GPU job
     // borrowing while one GPU runs, and guaranteed work may pass a borrowing job's reservation

@@ -6,24 +6,12 @@
 mod common;
 
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
-}
-
 struct Centre {
-    _up: Up,
+    _up: common::up::Up,
     config: PathBuf,
     bin: PathBuf,
     work: PathBuf,
@@ -96,35 +84,7 @@ impl Centre {
 }
 
 fn start(dir: &Path, gpus: &str) -> Centre {
-    let config = dir.join("config/config.toml");
-    let data = dir.join("data");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_haneul"))
-        .arg("up")
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--simulate-gpus",
-            gpus,
-        ])
-        .env("HANEUL_CONFIG", &config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start haneul up"));
-    let until = Instant::now() + Duration::from_secs(30);
-    while !config.exists() {
-        assert!(up.0.try_wait().unwrap().is_none(), "haneul up exited early");
-        assert!(Instant::now() < until, "no config written");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (up, config, _) = common::up::start_up(dir, gpus, &[]);
     // The links a user (or the package) makes: one binary, Slurm's names.
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();

@@ -3,22 +3,12 @@
 //! idle policy notices the sleeping one, then stops it with reason `idle`, while the busy one
 //! runs on.
 
+mod common;
+
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
-}
 
 fn haneul(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_haneul"))
@@ -72,35 +62,7 @@ fn eff_tells_busy_from_sleeping_and_the_idle_policy_stops_the_sleeper() {
         "enabled = true\nthreshold_pct = 5\nwindow_s = 4\ngrace_s = 3\n",
     )
     .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_haneul"))
-        .arg("up")
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--simulate-gpus",
-            "4xH200",
-            "--telemetry-interval",
-            "1",
-        ])
-        .env("HANEUL_CONFIG", &config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start haneul up"));
-    let until = Instant::now() + Duration::from_secs(30);
-    while !config.exists() {
-        assert!(up.0.try_wait().unwrap().is_none(), "haneul up exited early");
-        assert!(Instant::now() < until, "no config written");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (_up, _, _) = common::up::start_up(dir.path(), "4xH200", &["--telemetry-interval", "1"]);
     let submit = |cmd: &[&str]| -> String {
         let mut args = vec!["submit", "--gpus", "1", "--json", "--"];
         args.extend_from_slice(cmd);

@@ -3,22 +3,13 @@
 
 mod common;
 
+use common::up::Up;
+
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
-}
 
 fn haneul(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_haneul"))
@@ -268,37 +259,7 @@ fn start_up_with(
     gpus: &str,
     extra: &[&str],
 ) -> (Up, std::path::PathBuf, std::path::PathBuf) {
-    let config = dir.join("config/config.toml");
-    let data = dir.join("data");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_haneul"))
-        .arg("up")
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--simulate-gpus",
-            gpus,
-        ])
-        .args(extra)
-        .env("HANEUL_CONFIG", &config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start haneul up"));
-    let until = Instant::now() + Duration::from_secs(30);
-    while !config.exists() {
-        assert!(up.0.try_wait().unwrap().is_none(), "haneul up exited early");
-        assert!(Instant::now() < until, "no config written");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (up, config, data)
+    common::up::start_up(dir, gpus, extra)
 }
 
 fn haneul_env(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {

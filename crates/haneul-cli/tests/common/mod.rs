@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod invariants;
+pub mod up;
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
