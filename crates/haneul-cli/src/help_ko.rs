@@ -143,6 +143,10 @@ const KO: &[(&str, &str)] = &[
     ("user list", "볼 수 있는 사용자"),
     ("user show", "사용자 한 명"),
     (
+        "user approve",
+        "기관 계정으로 로그인해 승인을 기다리는 사람을 들여보냄 (그 조직의 관리자 또는 센터 관리자)",
+    ),
+    (
         "token create",
         "토큰 발급 (나 또는 내가 관리하는 사용자용). 비밀 값은 한 번만 표시됩니다",
     ),
@@ -358,6 +362,10 @@ const KO: &[(&str, &str)] = &[
     ),
     (
         "user show/ca_file",
+        "공개 루트 대신 서버 인증서에 서명한 CA 인증서 (PEM) (기본값: 클라이언트 설정의 `ca_file`)",
+    ),
+    (
+        "user approve/ca_file",
         "공개 루트 대신 서버 인증서에 서명한 CA 인증서 (PEM) (기본값: 클라이언트 설정의 `ca_file`)",
     ),
     (
@@ -733,6 +741,7 @@ const KO: &[(&str, &str)] = &[
     ("user update/json", "표 대신 스크립트용 JSON 출력"),
     ("user list/json", "표 대신 스크립트용 JSON 출력"),
     ("user show/json", "표 대신 스크립트용 JSON 출력"),
+    ("user approve/json", "표 대신 스크립트용 JSON 출력"),
     ("token/json", "표 대신 스크립트용 JSON 출력"),
     ("token create/json", "표 대신 스크립트용 JSON 출력"),
     ("token list/json", "표 대신 스크립트용 JSON 출력"),
@@ -891,6 +900,14 @@ const KO: &[(&str, &str)] = &[
     (
         "*/parent_country",
         "최종 모기업의 국가 (등록된 기관이 아닐 때)",
+    ),
+    (
+        "user list/pending",
+        "기관 계정으로 로그인해 승인을 기다리는 사람만",
+    ),
+    (
+        "user approve/id",
+        "승인을 기다리는 사용자의 번호 (`haneul user list --pending`)",
     ),
     (
         "*/pending",
@@ -1055,6 +1072,10 @@ const KO: &[(&str, &str)] = &[
     ),
     (
         "user show/server",
+        "서버 기본 URL, http:// 또는 https:// (기본값: `haneul up` 이 쓴 클라이언트 설정의 `server`); 한 센터의 여러 서버는 쉼표로 구분",
+    ),
+    (
+        "user approve/server",
         "서버 기본 URL, http:// 또는 https:// (기본값: `haneul up` 이 쓴 클라이언트 설정의 `server`); 한 센터의 여러 서버는 쉼표로 구분",
     ),
     (
@@ -1334,6 +1355,10 @@ const KO: &[(&str, &str)] = &[
     ),
     (
         "user show/token_file",
+        "내 토큰이 든 파일 (기본값: 환경 변수 HANEUL_TOKEN, 그다음 설정 파일)",
+    ),
+    (
+        "user approve/token_file",
         "내 토큰이 든 파일 (기본값: 환경 변수 HANEUL_TOKEN, 그다음 설정 파일)",
     ),
     (

@@ -203,6 +203,8 @@ pub fn project(args: ProjectArgs) -> anyhow::Result<()> {
   haneul user create --name lee --role member --org 1 --project 3 --uid 201234
   haneul user update 7 --uid 205000 --gid 5000
   haneul user list
+  haneul user list --pending
+  haneul user approve 12
   haneul user show 7 --json")]
 pub struct UserArgs {
     #[command(subcommand)]
@@ -247,11 +249,33 @@ enum UserCmd {
         gid: Option<i64>,
     },
     /// Users you may see.
-    #[command(after_help = "Examples:\n  haneul user list --json")]
-    List,
+    #[command(after_help = "Examples:\n  haneul user list --json\n  haneul user list --pending")]
+    List {
+        /// Only people who signed in with their institution and wait for approval.
+        #[arg(long)]
+        pending: bool,
+    },
     /// One user.
     #[command(after_help = "Examples:\n  haneul user show 7")]
     Show { id: i64 },
+    /// Let in a person who signed in with their institution and waits for approval
+    /// (an administrator of their organisation, or a centre administrator).
+    #[command(after_help = "Examples:\n  haneul user list --pending\n  haneul user approve 12")]
+    Approve {
+        /// The pending user's id (`haneul user list --pending`).
+        id: i64,
+    },
+}
+
+/// The server's answer to an approval (`POST /v1/users/{id}/approve`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Approval {
+    user: i64,
+    name: String,
+    issuer: String,
+    email: Option<String>,
+    approved_at: Option<i64>,
+    approved_by: Option<String>,
 }
 
 fn print_users(api: &Api, us: &[User]) -> anyhow::Result<()> {
@@ -306,9 +330,28 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
             )?;
             one(&api, u, print_users)
         }
-        UserCmd::List => {
-            let us: Vec<User> = api.call("GET", "/v1/users", None)?;
+        UserCmd::List { pending } => {
+            let path = if pending {
+                "/v1/users?pending=true"
+            } else {
+                "/v1/users"
+            };
+            let us: Vec<User> = api.call("GET", path, None)?;
             print_users(&api, &us)
+        }
+        UserCmd::Approve { id } => {
+            let a: Approval = api.call("POST", &format!("/v1/users/{id}/approve"), None)?;
+            if api.json {
+                return print_json(&a);
+            }
+            println!(
+                "approved user {} ({}, {} from {})",
+                a.user,
+                a.name,
+                a.email.as_deref().unwrap_or("no email"),
+                a.issuer
+            );
+            Ok(())
         }
         UserCmd::Show { id } => {
             let u: User = api.call("GET", &format!("/v1/users/{id}"), None)?;

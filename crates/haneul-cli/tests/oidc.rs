@@ -392,18 +392,47 @@ fn institution_sign_in_against_a_real_identity_provider() {
     let lee = user_named(&server, &admin, "lee").unwrap();
     assert_eq!(lee["role"], "org-admin");
 
-    // Lee approves Kim through the API with a token of Lee's own; Kim signs in.
+    // Lee finds Kim among the pending with `haneul user list --pending` and approves them with
+    // `haneul user approve`, on a token of Lee's own; Kim signs in.
     let lee_token = server.must(&admin, "/v1/tokens", json!({"user": lee["id"]}), 201)["secret"]
         .as_str()
         .unwrap()
         .to_string();
-    let approved = server.must(
-        &lee_token,
-        &format!("/v1/users/{}/approve", kim["id"]),
-        json!({}),
-        200,
-    );
+    let as_lee = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_haneul"))
+            .args(args)
+            .env("HANEUL_CONFIG", dir.path().join("lee.toml"))
+            .env("HANEUL_SERVER", &base)
+            .env("HANEUL_TOKEN", &lee_token)
+            .env_remove("HANEUL_TOKEN_FILE")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.success(), stdout, stderr)
+    };
+    let (ok, pending, err) = as_lee(&["user", "list", "--pending", "--json"]);
+    assert!(ok, "haneul user list --pending: {err}");
+    let pending: Value = serde_json::from_str(&pending).unwrap();
+    let names: Vec<&str> = pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["kim"], "lee (approved at once) is not pending");
+    let kim_id = kim["id"].to_string();
+    let (ok, approved, err) = as_lee(&["user", "approve", &kim_id, "--json"]);
+    assert!(ok, "haneul user approve: {err}");
+    let approved: Value = serde_json::from_str(&approved).unwrap();
     assert_eq!(approved["approved_by"], "lee");
+    assert_eq!(approved["email"], "kim@uni.example");
+    let (ok, pending, _) = as_lee(&["user", "list", "--pending", "--json"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&pending).unwrap(), json!([]));
+    // Approving twice is refused with the server's reason.
+    let (ok, _, err) = as_lee(&["user", "approve", &kim_id]);
+    assert!(!ok && !err.is_empty(), "a second approval succeeded");
     idp.next_login("kim-1", "kim@uni.example", &[]);
     let (at, r) = kim_browser.follow(&format!("{base}/portal/oidc/uni"));
     assert_eq!(r.status, 200, "{at}: {}", r.body);

@@ -495,6 +495,7 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(programmes::router())
         .merge(agent::router())
         .merge(telemetry::router())
+        .merge(oidc::router())
         .split_for_parts();
     let mut api = api;
     idempotency::declare(&mut api);
@@ -521,9 +522,6 @@ pub fn app(state: AppState) -> axum::Router {
             }),
         )
         .route("/metrics", get(metrics_text))
-        .route("/v1/auth/oidc", get(oidc::list_issuers))
-        .route("/v1/auth/oidc/token", axum::routing::post(oidc::exchange))
-        .route("/v1/users/{id}/approve", axum::routing::post(oidc::approve))
         .merge(portal::router(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -554,6 +552,7 @@ pub fn openapi_json() -> String {
         .merge(programmes::router())
         .merge(agent::router())
         .merge(telemetry::router())
+        .merge(oidc::router())
         .split_for_parts();
     api.to_pretty_json().unwrap_or_default()
 }

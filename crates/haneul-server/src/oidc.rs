@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use axum::Json;
 use axum::extract::State;
+use haneul_api::ErrorBody;
 use haneul_store::{Actor, NewOidcUser, NewUser, Role, StoreError, UserRecord};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
@@ -30,6 +31,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Discovery documents and keys are fetched again after this long in any case.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
@@ -861,7 +864,17 @@ pub struct IssuerInfo {
     pub scopes: Vec<String>,
 }
 
+/// The API routes of this module, declared in the OpenAPI document like the others.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_issuers))
+        .routes(routes!(exchange))
+        .routes(routes!(approve))
+}
+
 /// The identity providers people may sign in with.
+#[utoipa::path(get, path = "/v1/auth/oidc", tag = "access",
+    responses((status = 200, body = Vec<IssuerInfo>)))]
 pub async fn list_issuers(State(s): State<AppState>) -> Json<Vec<IssuerInfo>> {
     Json(
         s.oidc
@@ -895,6 +908,8 @@ pub struct ExchangedToken {
 }
 
 /// Swaps a verified ID token of the CLI's client for a short-lived Haneul token.
+#[utoipa::path(post, path = "/v1/auth/oidc/token", tag = "access", request_body = TokenExchange,
+    responses((status = 200, body = ExchangedToken), (status = "4XX", body = ErrorBody)))]
 pub async fn exchange(
     State(s): State<AppState>,
     Json(req): Json<TokenExchange>,
@@ -946,6 +961,10 @@ pub struct Approval {
 
 /// Lets in a user provisioned from claims and left pending: the administrators of the user's
 /// organisation, or a centre administrator.
+#[utoipa::path(post, path = "/v1/users/{id}/approve", tag = "access",
+    params(("id" = i64, Path, description = "user id", minimum = 1)),
+    responses((status = 200, body = Approval), (status = "4XX", body = ErrorBody)),
+    security(("token" = [])))]
 pub async fn approve(
     State(s): State<AppState>,
     caller: crate::auth::Caller,

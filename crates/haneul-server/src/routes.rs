@@ -340,19 +340,42 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(convert::user(u))))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct UserQuery {
+    /// Only users who signed in with an identity provider and wait for their organisation's
+    /// administrator to approve them (`POST /v1/users/{id}/approve`).
+    pending: Option<bool>,
+}
+
 /// Users the caller may see.
-#[utoipa::path(get, path = "/v1/users", tag = "access",
+#[utoipa::path(get, path = "/v1/users", tag = "access", params(UserQuery),
     responses((status = 200, body = Vec<User>), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
-async fn list_users(State(s): State<AppState>, caller: Caller) -> Answer<Vec<User>> {
+async fn list_users(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<UserQuery>,
+) -> Answer<Vec<User>> {
     caller.person()?;
     let all = s.store.list_users().await?;
-    Ok(Json(
-        all.into_iter()
-            .filter(|u| caller.can_see_user(u))
-            .map(convert::user)
-            .collect(),
-    ))
+    let mut out = Vec::new();
+    for u in all.into_iter().filter(|u| caller.can_see_user(u)) {
+        if q.pending == Some(true) {
+            // Only users from an identity provider have a link; operators' users never wait.
+            let waiting = s
+                .store
+                .oidc_link_of(u.id)
+                .await?
+                .is_some_and(|l| l.approved_at.is_none());
+            if !waiting {
+                continue;
+            }
+        }
+        out.push(convert::user(u));
+    }
+    Ok(Json(out))
 }
 
 async fn visible_user(s: &AppState, caller: &Caller, id: i64) -> Result<st::UserRecord, ApiError> {

@@ -549,9 +549,24 @@ async fn openapi_describes_every_route(h: Harness) {
         "/v1/agent/nodes/{id}/assignments",
         "/v1/agent/nodes/{id}/reports",
         "/v1/agent/nodes/{id}/logs",
+        "/v1/auth/oidc",
+        "/v1/auth/oidc/token",
+        "/v1/users/{id}/approve",
     ] {
         assert!(paths.contains_key(p), "{p} missing from /openapi.json");
     }
+    assert!(paths["/v1/users/{id}/approve"]["post"].is_object());
+    assert!(paths["/v1/auth/oidc/token"]["post"].is_object());
+    let user_params = paths["/v1/users"]["get"]["parameters"].as_array().unwrap();
+    assert!(
+        user_params
+            .iter()
+            .any(|p| p["name"] == "pending" && p["in"] == "query"),
+        "{user_params:?}"
+    );
+    // Declared through the OpenAPI router, the OIDC routes still answer.
+    let (code, issuers) = h.call(None, "GET", "/v1/auth/oidc", None).await;
+    assert_eq!((code.as_u16(), issuers), (200, serde_json::json!([])));
     assert!(v["components"]["securitySchemes"]["token"].is_object());
     assert!(v["components"]["schemas"]["JobSubmit"].is_object());
     let (code, _) = h.call(None, "GET", "/docs", None).await;

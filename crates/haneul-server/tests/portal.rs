@@ -1519,3 +1519,102 @@ async fn sessions_end_on_sign_out_revocation_idle_and_age() {
         &with_cookie(&old, "GET", "/portal/jobs", &id).await
     ));
 }
+
+/// A person a claim rule left pending, as a first sign-in at `issuer` makes them.
+async fn pending_person(h: &Harness, name: &str, org: i64) -> i64 {
+    let (u, _) = h
+        .store
+        .provision_oidc_user(
+            &st::Actor::system("oidc"),
+            st::NewOidcUser {
+                user: st::NewUser {
+                    name: name.into(),
+                    role: st::Role::Member,
+                    org_id: Some(org),
+                    projects: Vec::new(),
+                    uid: None,
+                    gid: None,
+                    uid_range: h.state.identity.uid_range,
+                },
+                issuer: "https://idp.example".into(),
+                subject: format!("{name}-sub"),
+                email: Some(format!("{name}@uni.example")),
+                approved: false,
+            },
+            h.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    u.id
+}
+
+#[tokio::test]
+async fn org_admins_approve_their_organisations_pending_people_in_the_portal() {
+    let h = Harness::sqlite().await;
+    let uni = h.org("uni").await;
+    let other = h.org("other").await;
+    let (_, ada) = h.user("ada", "org-admin", Some(uni), &[]).await;
+    let (_, mia) = h.user("mia", "member", Some(uni), &[]).await;
+    let kim = pending_person(&h, "kim", uni).await;
+    let bo = pending_person(&h, "bo", other).await;
+
+    // The org admin is offered the page; it lists their organisation's pending people only.
+    let home = fetch(&h, "GET", "/portal", Some(&ada), &[], None).await;
+    assert!(home.body.contains("id=\"nav-pending\""), "{}", home.body);
+    let page = fetch(&h, "GET", "/portal/users/pending", Some(&ada), &[], None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains(&format!("id=\"pending-{kim}\"")),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains(&format!("id=\"pending-{bo}\"")),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("<td>mia</td>"),
+        "approved users are not pending"
+    );
+
+    // Members neither see the link nor the page, nor may they approve.
+    let home = fetch(&h, "GET", "/portal", Some(&mia), &[], None).await;
+    assert!(!home.body.contains("id=\"nav-pending\""));
+    let page = fetch(&h, "GET", "/portal/users/pending", Some(&mia), &[], None).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let refused = post(&h, &format!("/portal/users/{kim}/approve"), Some(&mia), "").await;
+    assert!(refused.status.is_client_error(), "{}", refused.status);
+
+    // A form from another site is refused (the portal's Origin check), and nothing changes.
+    let forged = fetch(
+        &h,
+        "POST",
+        &format!("/portal/users/{kim}/approve"),
+        Some(&ada),
+        &[("origin", "http://evil.example")],
+        Some(""),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let link = h.store.oidc_link_of(kim).await.unwrap().unwrap();
+    assert!(link.approved_at.is_none());
+
+    // Another organisation's person is not there to approve.
+    let theirs = post(&h, &format!("/portal/users/{bo}/approve"), Some(&ada), "").await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{}", theirs.body);
+
+    // Approving: POST, redirect back to the list, which no longer shows Kim.
+    let done = post(&h, &format!("/portal/users/{kim}/approve"), Some(&ada), "").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location, "/portal/users/pending");
+    let link = h.store.oidc_link_of(kim).await.unwrap().unwrap();
+    assert_eq!(link.approved_by.as_deref(), Some("ada"));
+    let page = fetch(&h, "GET", "/portal/users/pending", Some(&ada), &[], None).await;
+    assert!(!page.body.contains(&format!("id=\"pending-{kim}\"")));
+    assert!(
+        page.body.contains("No one waits for approval."),
+        "{}",
+        page.body
+    );
+}

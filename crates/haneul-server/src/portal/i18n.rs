@@ -254,6 +254,13 @@ pub struct Texts {
     pub older: &'static str,
     pub newer: &'static str,
     pub job_pages: &'static str,
+    // --- approving people who signed in with their institution (oidc) ---
+    pub nav_pending: &'static str,
+    pub pending_users: &'static str,
+    pub pending_explained: &'static str,
+    pub approve: &'static str,
+    pub user_name: &'static str,
+    pub no_one_waits: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -436,6 +443,13 @@ pub const EN: Texts = Texts {
     older: "Older jobs →",
     newer: "← Newer jobs",
     job_pages: "Pages of the job list",
+    // --- approving people who signed in with their institution (oidc) ---
+    nav_pending: "Approvals",
+    pending_users: "People waiting for approval",
+    pending_explained: "They signed in with their institution and wait for you to let them in.",
+    approve: "Approve",
+    user_name: "User",
+    no_one_waits: "No one waits for approval.",
 };
 
 pub const KO: Texts = Texts {
@@ -618,6 +632,13 @@ pub const KO: Texts = Texts {
     older: "이전 작업 →",
     newer: "← 최근 작업",
     job_pages: "작업 목록 페이지",
+    // --- approving people who signed in with their institution (oidc) ---
+    nav_pending: "가입 승인",
+    pending_users: "승인을 기다리는 사람",
+    pending_explained: "기관 계정으로 로그인했고, 관리자가 들여보내 주기를 기다립니다.",
+    approve: "승인",
+    user_name: "사용자",
+    no_one_waits: "승인을 기다리는 사람이 없습니다.",
 };
 
 impl Texts {

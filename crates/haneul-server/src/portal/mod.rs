@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(crate::routes::router())
         .merge(crate::accounting::router())
         .merge(crate::programmes::router())
+        .merge(crate::oidc::router())
         .split_for_parts();
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal") }))
@@ -76,6 +77,11 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(|| async { Redirect::to("/portal/fleet") }).post(node_action),
         )
         .route("/portal/audit", get(audit_page))
+        .route("/portal/users/pending", get(pending_page))
+        .route(
+            "/portal/users/{id}/approve",
+            get(|| async { Redirect::to("/portal/users/pending") }).post(approve_user),
+        )
         // Calls, applications, scores and statements: portal/programmes.rs.
         .merge(programmes::routes())
         .merge(sso::routes())
@@ -447,6 +453,13 @@ struct Base {
 }
 
 impl Base {
+    /// Org and centre administrators, who may approve people waiting to be let in.
+    fn approver(&self) -> bool {
+        self.user
+            .as_ref()
+            .is_some_and(|u| matches!(u.role, api::Role::CentreAdmin | api::Role::OrgAdmin))
+    }
+
     fn role(&self) -> &'static str {
         match self.user.as_ref().map(|u| u.role) {
             Some(api::Role::CentreAdmin) => "centre-admin",
@@ -940,6 +953,14 @@ struct AuditFilter {
 struct AuditRow {
     entry: api::AuditEntry,
     at: String,
+}
+
+/// People from an identity provider who wait for their organisation's administrator.
+#[derive(Template)]
+#[template(path = "portal/pending.html")]
+struct PendingPage {
+    base: Base,
+    users: Vec<api::User>,
 }
 
 #[derive(Template)]
@@ -1890,6 +1911,36 @@ async fn node_action(
         )
         .await?;
         Ok(Redirect::to("/portal/fleet").into_response())
+    };
+    page!(ctx, result.await)
+}
+
+async fn pending_page(ctx: Ctx) -> Response {
+    page!(ctx, pending_body(&ctx).await)
+}
+
+async fn pending_body(ctx: &Ctx) -> Result<Response, Refusal> {
+    let user: api::User = ctx.get("/v1/whoami").await?;
+    if !matches!(user.role, api::Role::CentreAdmin | api::Role::OrgAdmin) {
+        return Err(Refusal::NotFound);
+    }
+    // The API shows an org admin only their organisation's users.
+    let users: Vec<api::User> = ctx.get("/v1/users?pending=true").await?;
+    let page = PendingPage {
+        base: ctx.base(&user),
+        users,
+    };
+    Ok(render(&page))
+}
+
+/// Approving lets someone in and is undone by no one, but it is what the page is for and names
+/// one person, so it asks no confirmation; POST, then back to the list (POST-redirect-GET).
+async fn approve_user(ctx: Ctx, Path(id): Path<String>) -> Response {
+    let result = async {
+        let id = job_id(&id)?;
+        ctx.call::<serde_json::Value>(Method::POST, &format!("/v1/users/{id}/approve"), None)
+            .await?;
+        Ok(Redirect::to("/portal/users/pending").into_response())
     };
     page!(ctx, result.await)
 }
