@@ -912,7 +912,7 @@ pub struct ExchangedToken {
     responses((status = 200, body = ExchangedToken), (status = "4XX", body = ErrorBody)))]
 pub async fn exchange(
     State(s): State<AppState>,
-    Json(req): Json<TokenExchange>,
+    crate::error::Body(req): crate::error::Body<TokenExchange>,
 ) -> Result<Json<ExchangedToken>, ApiError> {
     crate::validate::name("issuer", &req.issuer, 32)?;
     let now = s.clock.now_ms();
