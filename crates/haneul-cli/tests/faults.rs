@@ -217,6 +217,58 @@ fn submit_until(
         .collect()
 }
 
+/// Four clients submitting `sleep 0.3` jobs (see [`submit_until`]) until stopped.
+struct Burst {
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
+    handles: Vec<std::thread::JoinHandle<Vec<i64>>>,
+}
+
+impl Burst {
+    /// Starts the clients and returns once 100 submissions are acknowledged.
+    fn until_100(addr: SocketAddr, c: &Centre) -> Burst {
+        let (stop, acked) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let handles = submit_until(
+            addr,
+            c,
+            json!(["sleep", "0.3"]),
+            4,
+            stop.clone(),
+            acked.clone(),
+        );
+        while acked.load(Ordering::SeqCst) < 100 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Burst {
+            stop,
+            acked,
+            handles,
+        }
+    }
+
+    /// Waits until 50 more than now are acknowledged; fails with `what` after `within`.
+    fn fifty_more(&self, within: Duration, what: &str) {
+        let before = self.acked.load(Ordering::SeqCst);
+        let until = Instant::now() + within;
+        while self.acked.load(Ordering::SeqCst) < before + 50 {
+            assert!(Instant::now() < until, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the clients; the ids answered 201.
+    fn stop(self) -> Vec<i64> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    }
+}
+
 fn free_port() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
@@ -706,39 +758,16 @@ fn postgres_restarted_under_load_loses_nothing() {
     let c = centre(&server, dir.path());
     let swarm = Swarm::start(server.addr, &c.agent_file, 2, "db", dir.path());
     nodes_up(&server, &c.admin, "db", 2);
-    let (stop, acked) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let handles = submit_until(
-        server.addr,
-        &c,
-        json!(["sleep", "0.3"]),
-        4,
-        stop.clone(),
-        acked.clone(),
-    );
-    while acked.load(Ordering::SeqCst) < 100 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let burst = Burst::until_100(server.addr, &c);
     let restarted = Instant::now();
     db.ctl("restart");
     let outage = restarted.elapsed();
-    let before = acked.load(Ordering::SeqCst);
-    let until = Instant::now() + Duration::from_secs(30);
-    while acked.load(Ordering::SeqCst) < before + 50 {
-        assert!(
-            Instant::now() < until,
-            "no submission accepted after the database came back"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    burst.fifty_more(
+        Duration::from_secs(30),
+        "no submission accepted after the database came back",
+    );
     let accepting = restarted.elapsed();
-    stop.store(true, Ordering::SeqCst);
-    let ids: Vec<i64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let ids = burst.stop();
     let sum = invariants::check(&server, &c.admin, c.project, &ids, Duration::from_secs(90));
     invariants::check_swarm_events(&server, &c.admin, &swarm.events());
     report(
@@ -800,21 +829,7 @@ fn postgres_failover_to_a_promoted_replica_loses_nothing() {
     let b = Server::start(&dir.path().join("b"), Some(&url), &flags);
     let swarm = Swarm::start(a.addr, &c.agent_file, 2, "fo", dir.path());
     nodes_up(&a, &c.admin, "fo", 2);
-    let (stop, acked) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let handles = submit_until(
-        a.addr,
-        &c,
-        json!(["sleep", "0.3"]),
-        4,
-        stop.clone(),
-        acked.clone(),
-    );
-    while acked.load(Ordering::SeqCst) < 100 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let burst = Burst::until_100(a.addr, &c);
     let failed_over = Instant::now();
     primary.ctl("stop");
     replica.ctl("promote");
@@ -824,21 +839,12 @@ fn postgres_failover_to_a_promoted_replica_loses_nothing() {
         Ok("f"),
         "the replica is the primary now"
     );
-    let before = acked.load(Ordering::SeqCst);
-    let until = Instant::now() + Duration::from_secs(60);
-    while acked.load(Ordering::SeqCst) < before + 50 {
-        assert!(
-            Instant::now() < until,
-            "no submission accepted after the replica was promoted"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    burst.fifty_more(
+        Duration::from_secs(60),
+        "no submission accepted after the replica was promoted",
+    );
     let accepting = failed_over.elapsed();
-    stop.store(true, Ordering::SeqCst);
-    let ids: Vec<i64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let ids = burst.stop();
     // The other server reads from the new primary too: the last job, written after the
     // fail-over, is there for it (the old primary is down, so it cannot be read elsewhere).
     let last = *ids.iter().max().unwrap();

@@ -334,8 +334,17 @@ fn user_named(server: &Server, admin: &str, name: &str) -> Option<Value> {
         .cloned()
 }
 
-#[test]
-fn institution_sign_in_against_a_real_identity_provider() {
+/// The test provider and a server that trusts it (the server's port is chosen first, so the
+/// provider knows the portal's callback), with the organisation `uni` the rules map to.
+struct Centre {
+    idp: Idp,
+    dir: tempfile::TempDir,
+    server: Server,
+    admin: String,
+    base: String,
+}
+
+fn centre() -> Centre {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let idp = Idp::start(&format!("{base}/portal/oidc/uni/callback"));
@@ -354,6 +363,24 @@ fn institution_sign_in_against_a_real_identity_provider() {
         json!({"name": "uni", "class": "academia", "country": "KR"}),
         201,
     );
+    Centre {
+        idp,
+        dir,
+        server,
+        admin,
+        base,
+    }
+}
+
+#[test]
+fn institution_sign_in_against_a_real_identity_provider() {
+    let Centre {
+        idp,
+        dir,
+        server,
+        admin,
+        base,
+    } = centre();
 
     // The sign-in page offers the provider.
     let mut b = Browser::default();
@@ -609,24 +636,13 @@ fn device_id_token(idp: &Idp) -> String {
 /// names the person the provider signed in (an account a group rule approves at once).
 #[test]
 fn portal_sign_in_in_chromium() {
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let idp = Idp::start(&format!("{base}/portal/oidc/uni/callback"));
-    let dir = common::tempdir();
-    let config = write_config(dir.path(), &idp);
-    let server = Server::start_on(
-        &dir.path().join("data"),
-        None,
-        &format!("127.0.0.1:{port}"),
-        &["--oidc-config", config.to_str().unwrap()],
-    );
-    let admin = server.admin_token();
-    server.must(
-        &admin,
-        "/v1/orgs",
-        json!({"name": "uni", "class": "academia", "country": "KR"}),
-        201,
-    );
+    let Centre {
+        idp,
+        dir: _dir,
+        server,
+        admin,
+        base,
+    } = centre();
     idp.next_login("park-1", "park@uni.example", &["gpu-admins"]);
     let (_chromium, tab) = browser::launch(1000, 800);
     browser::goto(&tab, &format!("{base}/portal/signin"));

@@ -254,9 +254,12 @@ pub fn run(setup: Setup) -> Result<()> {
     let beat = retrying("heartbeat", backoff, &stop, || transport.heartbeat(node))
         .map_err(|e| AgentError::Join(format!("first heartbeat refused: {e}")))?;
     let interval = Duration::from_millis(beat.interval_ms.max(100) as u64);
+    // Read here, before any other thread can move the transport: a thread that read it when it
+    // started could take a move made meanwhile for the server its first heartbeat reached.
+    let reached = transport.server();
     let hb = {
         let (transport, stop) = (transport.clone(), stop.clone());
-        std::thread::spawn(move || heartbeats(&*transport, node, interval, timing, &stop))
+        std::thread::spawn(move || heartbeats(&*transport, node, interval, reached, timing, &stop))
     };
     let health = {
         let (transport, stop) = (transport.clone(), stop.clone());
@@ -446,13 +449,13 @@ fn heartbeats(
     transport: &dyn Transport,
     node: i64,
     interval: Duration,
+    mut reached: String,
     timing: Timing,
     stop: &Stop,
 ) {
     let mut backoff = haneul_client::Backoff::new(timing.backoff_base, timing.backoff_cap);
     let mut next = Instant::now() + interval;
-    // Where the last heartbeat got through, and whether the last one did.
-    let mut reached = transport.server();
+    // `reached`: where the last heartbeat got through; `ok`: whether the last one did.
     let mut ok = true;
     while !stop() {
         let moved = ok && transport.server() != reached;
@@ -460,11 +463,16 @@ fn heartbeats(
             std::thread::sleep(Duration::from_millis(50).min(next - Instant::now()));
             continue;
         }
+        let sent_to = transport.server();
         match transport.heartbeat(node) {
             Ok(_) => {
                 ok = true;
                 backoff.reset();
-                reached = transport.server();
+                // The poll may have moved the transport while this heartbeat was on its way to
+                // the old server: only a server that stayed the same is known to be reached;
+                // otherwise the next turn heartbeats the new one at once (at worst once more).
+                let now_at = transport.server();
+                reached = if now_at == sent_to { now_at } else { sent_to };
                 next = Instant::now() + interval;
             }
             Err(e) => {
