@@ -597,15 +597,7 @@ impl Cluster {
              `apt-get install -y postgresql` and put /usr/lib/postgresql/*/bin on PATH \
              (scripts/test does both)"
         );
-        let dir = common::tempdir();
-        let data = dir.path().join("pg");
-        if unsafe { libc::geteuid() } == 0 {
-            let ok = Command::new("chown")
-                .args(["postgres", dir.path().to_str().unwrap()])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "chown the cluster's directory to postgres");
-        }
+        let (dir, data) = Self::owned_dir();
         let out = Self::pg(&[
             "initdb",
             "-D",
@@ -636,17 +628,24 @@ impl Cluster {
         }
     }
 
-    /// A streaming replica of `primary` (pg_basebackup -R: a standby that follows it), started.
-    fn replica_of(primary: &Cluster) -> Cluster {
+    /// A temporary directory the `postgres` user owns (when the test runs as root) and the
+    /// data directory's path in it.
+    fn owned_dir() -> (tempfile::TempDir, PathBuf) {
         let dir = common::tempdir();
-        let data = dir.path().join("pg");
         if unsafe { libc::geteuid() } == 0 {
             let ok = Command::new("chown")
                 .args(["postgres", dir.path().to_str().unwrap()])
                 .status()
                 .is_ok_and(|s| s.success());
-            assert!(ok, "chown the replica's directory to postgres");
+            assert!(ok, "chown the cluster's directory to postgres");
         }
+        let data = dir.path().join("pg");
+        (dir, data)
+    }
+
+    /// A streaming replica of `primary` (pg_basebackup -R: a standby that follows it), started.
+    fn replica_of(primary: &Cluster) -> Cluster {
+        let (dir, data) = Self::owned_dir();
         let out = Self::pg(&[
             "pg_basebackup",
             "-h",

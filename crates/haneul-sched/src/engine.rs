@@ -520,25 +520,7 @@ impl Engine {
             if !pools.get(n.pool as usize).copied().unwrap_or(false) {
                 return 0;
             }
-            let mut s = u64::MAX;
-            if let Some(per) = n.cpu_cap.checked_div(req.cpu) {
-                s = s.min(per);
-            }
-            if let Some(per) = n.mem_cap.checked_div(req.mem) {
-                s = s.min(per);
-            }
-            if req.gpus > 0 {
-                let g = n.gpus() as u64;
-                let per = if req.milli < FULL {
-                    g * (FULL / req.milli) as u64
-                } else if req.gpus as usize <= n.domain as usize {
-                    (g / n.domain as u64) * (n.domain as u64 / req.gpus as u64)
-                } else {
-                    g / req.gpus as u64
-                };
-                s = s.min(per);
-            }
-            s
+            reason::node_capacity(n, req)
         };
         if models.is_empty() {
             best = self

@@ -355,7 +355,7 @@ impl Engine {
 }
 
 /// Tasks of `req` an idle node could hold, whatever its state.
-fn node_capacity(n: &crate::cluster::NodeSlot, req: &TaskReq) -> u64 {
+pub(super) fn node_capacity(n: &crate::cluster::NodeSlot, req: &TaskReq) -> u64 {
     let mut s = u64::MAX;
     if let Some(per) = n.cpu_cap.checked_div(req.cpu) {
         s = s.min(per);
