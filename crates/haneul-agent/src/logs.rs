@@ -43,6 +43,12 @@ impl Follower {
         self.offset
     }
 
+    /// Where in the file the next byte handed out starts: the offset less a partial character
+    /// held back.
+    pub fn handed_to(&self) -> u64 {
+        self.offset - self.partial.len() as u64
+    }
+
     /// Bytes skipped by [`Follower::skip_to_tail`] so far.
     pub fn skipped(&self) -> u64 {
         self.skipped

@@ -8,7 +8,8 @@ use haneul_agent::limits::{Prepared, Rlimits};
 use haneul_agent::node::{self, Setup, TaskFile, Timing, Transport};
 use haneul_agent::{AgentError, Result, gpus, health};
 use haneul_api::{
-    AgentRegister, Assignment, AssignmentList, HealthReport, HeartbeatAck, LogUpload, TaskReport,
+    AgentRegister, Assignment, AssignmentList, HealthReport, HeartbeatAck, LogUpload, OutputStream,
+    TaskReport,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -343,6 +344,16 @@ fn runs_an_assigned_task_and_reports_its_exit_code_and_output() {
     assert!(out.contains("rank 0 of 1 on n1 gpus 0\n"), "{out:?}");
     assert!(out.contains("하늘 warn\n"), "{out:?}");
     assert!(s.logs.iter().all(|l| l.fence == 1 && l.task == 0));
+    // Every upload of a file's bytes says where in the file they start, one after another,
+    // so the server can store a replay once.
+    for stream in [OutputStream::Stdout, OutputStream::Stderr] {
+        let mut next = 0;
+        for l in s.logs.iter().filter(|l| l.stream == Some(stream)) {
+            assert_eq!(l.offset, Some(next), "{l:?}");
+            next += l.bytes().unwrap().len() as i64;
+        }
+        assert!(next > 0, "nothing of {stream:?} was marked");
+    }
     drop(s);
     agent.stop().unwrap();
 }

@@ -897,6 +897,33 @@ pub struct LogUpload {
     pub data: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_base64: Option<String>,
+    /// Which of the task's output files these bytes come from. With `offset`, it makes the
+    /// upload idempotent: bytes the server already holds for that file are not appended twice
+    /// (an agent restarted after an upload it had not yet recorded sends them again). Absent
+    /// for the agent's own notes, which are always appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<OutputStream>,
+    /// Where in that file the first byte of this upload is (bytes from its start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub offset: Option<i64>,
+}
+
+/// A task's output file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutputStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
 }
 
 /// Why a [`LogUpload`] carries no bytes that can be read.
@@ -918,7 +945,16 @@ impl LogUpload {
             task,
             data: data.unwrap_or_default(),
             data_base64,
+            stream: None,
+            offset: None,
         }
+    }
+
+    /// The same upload, marked as the bytes of `stream` from `offset` on.
+    pub fn at(mut self, stream: OutputStream, offset: u64) -> Self {
+        self.stream = Some(stream);
+        self.offset = Some(offset as i64);
+        self
     }
 
     /// The bytes uploaded.

@@ -620,6 +620,14 @@ fn a_restarted_agent_reattaches_reports_and_cleans_up() {
     }
     first.0.kill().unwrap();
     first.0.wait().unwrap();
+    // As if the agent died after uploading `before` but before recording that it had: the
+    // next agent sends it again, and the server must keep it once.
+    let record = c
+        .work()
+        .join(format!("job-{j1}/attempt-1/.task-0.haneul-task.json"));
+    let mut rec: Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    rec["stdout_offset"] = json!(0);
+    std::fs::write(&record, rec.to_string()).unwrap();
     assert!(
         sleep_alive(&c.work(), "295"),
         "the task died with its agent"

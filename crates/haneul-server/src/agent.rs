@@ -399,8 +399,30 @@ async fn upload_logs(
             format!("at most {MAX_LOG_CHUNK} bytes per upload; send several"),
         ));
     }
+    let at = match (b.stream, b.offset) {
+        (None, None) => None,
+        (Some(stream), Some(offset)) if offset >= 0 => Some((stream.as_str(), offset as u64)),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad(
+                "offset",
+                "must be 0 or more: where in the file the upload's first byte is",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(ApiError::bad(
+                "offset",
+                "send offset with stream: where in the file the upload's first byte is",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::bad(
+                "stream",
+                "send stream (stdout or stderr) with offset, or neither",
+            ));
+        }
+    };
     s.store
-        .append_log(id, b.job, b.fence, b.task, &data, s.clock.now_ms())
+        .append_log(id, b.job, b.fence, b.task, &data, at, s.clock.now_ms())
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

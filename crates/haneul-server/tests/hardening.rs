@@ -308,12 +308,59 @@ async fn logs_with_nul(h: Harness) {
         )
         .await;
     let chunks: Vec<haneul_api::LogChunk> = serde_json::from_value(got).unwrap();
+    assert_eq!(chunks.len(), 6);
     assert_eq!(chunks[3].data, "\u{fffd}\u{fffd}");
     assert_eq!(chunks[3].bytes(), b"\xff\xfe");
     // Each half of a cut character is kept as sent; together they are the character.
     assert!(chunks[0].data_base64.is_none());
     let han: Vec<u8> = chunks[4..].iter().flat_map(|c| c.bytes()).collect();
     assert_eq!(han, "한".as_bytes());
+    // An upload marked with its file and offset is stored once when sent twice; the marks
+    // come together or not at all.
+    let marked = |offset: i64, data: &str| {
+        json!({"job": job, "fence": fence, "task": 0, "data": data,
+               "stream": "stdout", "offset": offset})
+    };
+    for (offset, data) in [(0, "one\n"), (0, "one\n"), (2, "e\ntwo\n")] {
+        w.h.ok(&w.agent, "POST", &logs, Some(marked(offset, data)), 204)
+            .await;
+    }
+    let got =
+        w.h.ok(
+            &w.member,
+            "GET",
+            &format!("/v1/jobs/{job}/logs?after=0"),
+            None,
+            200,
+        )
+        .await;
+    let chunks: Vec<haneul_api::LogChunk> = serde_json::from_value(got).unwrap();
+    let texts: Vec<&str> = chunks[6..].iter().map(|c| c.data.as_str()).collect();
+    assert_eq!(texts, ["one\n", "two\n"]);
+    for (body, bad) in [
+        (
+            json!({"job": job, "fence": fence, "task": 0, "data": "x", "stream": "stdout"}),
+            "offset",
+        ),
+        (
+            json!({"job": job, "fence": fence, "task": 0, "data": "x", "offset": 3}),
+            "stream",
+        ),
+        (marked(-1, "x"), "offset"),
+    ] {
+        let (s, v) = w.h.call(Some(&w.agent), "POST", &logs, Some(body)).await;
+        assert_eq!((s, field(&v)), (StatusCode::BAD_REQUEST, bad), "{v}");
+    }
+    let (s, v) =
+        w.h.call(
+            Some(&w.agent),
+            "POST",
+            &logs,
+            Some(json!({"job": job, "fence": fence, "task": 0, "data": "x",
+                        "stream": "stdin", "offset": 0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     // The job still ends normally.
     w.h.ok(
         &w.agent,

@@ -3368,8 +3368,23 @@ macro_rules! store_impl {
                 fence: i64,
                 task: i64,
                 data: &[u8],
+                at: Option<(&str, u64)>,
                 now: i64,
             ) -> Result<()> {
+                if let Some((stream, offset)) = at {
+                    if stream != "stdout" && stream != "stderr" {
+                        return Err(StoreError::invalid(
+                            "stream",
+                            format!("{stream:?} is not an output file; use stdout or stderr"),
+                        ));
+                    }
+                    if offset.saturating_add(data.len() as u64) > i64::MAX as u64 {
+                        return Err(StoreError::invalid(
+                            "offset",
+                            "the upload would end past the largest file offset",
+                        ));
+                    }
+                }
                 let mut tx = self.begin_write().await?;
                 let attempt: Option<i64> = sqlx::query_scalar(
                     "SELECT a.id FROM attempts a JOIN tasks t ON t.attempt_id = a.id \
@@ -3389,6 +3404,41 @@ macro_rules! store_impl {
                         "attempt {fence} of job {job} is not current, has ended, or has no task {task} on this node"
                     )));
                 };
+                let mut data = data;
+                if let Some((stream, offset)) = at {
+                    let stored_to: Option<i64> = sqlx::query_scalar(
+                        "SELECT stored_to FROM log_offsets \
+                         WHERE attempt_id = $1 AND task = $2 AND stream = $3",
+                    )
+                    .bind(attempt)
+                    .bind(task)
+                    .bind(stream)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let stored_to = stored_to.unwrap_or(0) as u64;
+                    let end = offset.saturating_add(data.len() as u64);
+                    // Bytes before `stored_to` are held already; a gap after it (the agent
+                    // skipped to a file's tail) is the agent's to explain, and it does.
+                    let already = stored_to.saturating_sub(offset).min(data.len() as u64);
+                    data = &data[already as usize..];
+                    if end > stored_to {
+                        sqlx::query(
+                            "INSERT INTO log_offsets (attempt_id, task, stream, stored_to) \
+                             VALUES ($1, $2, $3, $4) ON CONFLICT (attempt_id, task, stream) \
+                             DO UPDATE SET stored_to = excluded.stored_to",
+                        )
+                        .bind(attempt)
+                        .bind(task)
+                        .bind(stream)
+                        .bind(end as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    if data.is_empty() {
+                        tx.commit().await?;
+                        return Ok(());
+                    }
+                }
                 let (data, escaped) = encode_log(data);
                 sqlx::query(
                     "INSERT INTO logs (attempt_id, task, data, at, escaped) VALUES ($1, $2, $3, $4, $5)",

@@ -388,6 +388,11 @@ pub trait Store: Send + Sync + 'static {
     /// is live (not once it ended or its node was declared lost): agents upload a task's last
     /// output before reporting its exit. Output holding NUL or bytes that are not UTF-8 is kept
     /// escaped and read back exactly as sent ([`encode_log`]).
+    ///
+    /// With `at` (the output file, `stdout` or `stderr`, and the offset in it of `data`'s first
+    /// byte), what the store already holds of that file is not appended again, so an upload
+    /// sent twice is stored once. Without it the bytes are always appended.
+    #[allow(clippy::too_many_arguments)]
     async fn append_log(
         &self,
         node: i64,
@@ -395,6 +400,7 @@ pub trait Store: Send + Sync + 'static {
         fence: i64,
         task: i64,
         data: &[u8],
+        at: Option<(&str, u64)>,
         now: i64,
     ) -> Result<()>;
     async fn read_logs(&self, job: i64, after: i64, limit: i64) -> Result<Vec<LogRecord>>;

@@ -275,7 +275,7 @@ pub async fn job_runs_once_to_success(store: &dyn Store) {
     let a = store.report_task(report(None), 1_000).await.unwrap();
     assert_eq!(a.state, AttemptState::Running);
     store
-        .append_log(n.id, job.id, 1, 0, b"epoch 1 loss 0.5\n", 1_500)
+        .append_log(n.id, job.id, 1, 0, b"epoch 1 loss 0.5\n", None, 1_500)
         .await
         .unwrap();
     // Output is bytes: NUL, bytes that are not UTF-8, a backslash sequence that looks like
@@ -285,10 +285,48 @@ pub async fn job_runs_once_to_success(store: &dyn Store) {
     let odd: [&[u8]; 4] = [b"x\0y", b"\xff\xfe \\x41 \\0", &han[..4], &han[4..]];
     for (i, chunk) in odd.iter().enumerate() {
         store
-            .append_log(n.id, job.id, 1, 0, chunk, 1_600 + i as i64)
+            .append_log(n.id, job.id, 1, 0, chunk, None, 1_600 + i as i64)
             .await
             .unwrap();
     }
+    // Uploads marked with their file and offset are stored once however often they are sent:
+    // a replay adds nothing, an overlap adds only its new end, and each file counts alone.
+    let marked: [(&str, u64, &[u8]); 6] = [
+        ("stdout", 0, b"abc"),
+        ("stdout", 0, b"abc"),
+        ("stdout", 2, b"cde"),
+        ("stderr", 0, b"abc"),
+        ("stdout", 1, b"bc"),
+        ("stdout", 5, b"f\n"),
+    ];
+    for (i, (stream, offset, chunk)) in marked.into_iter().enumerate() {
+        store
+            .append_log(
+                n.id,
+                job.id,
+                1,
+                0,
+                chunk,
+                Some((stream, offset)),
+                1_700 + i as i64,
+            )
+            .await
+            .unwrap();
+    }
+    let err = store
+        .append_log(n.id, job.id, 1, 0, b"x", Some(("stdin", 0)), 1_800)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "stream",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let a = store.report_task(report(Some(0)), 3_601_000).await.unwrap();
     assert_eq!(a.state, AttemptState::Succeeded);
     // Two GPUs for one hour.
@@ -299,13 +337,15 @@ pub async fn job_runs_once_to_success(store: &dyn Store) {
     assert!(store.assignments(n.id).await.unwrap().is_empty());
 
     let logs = store.read_logs(job.id, 0, 100).await.unwrap();
-    assert_eq!(logs.len(), 5);
+    assert_eq!(logs.len(), 9);
     assert_eq!(logs[0].data, b"epoch 1 loss 0.5\n");
     for (got, sent) in logs[1..].iter().zip(odd) {
         assert_eq!(got.data, sent);
     }
-    let all: Vec<u8> = logs[3..].iter().flat_map(|l| l.data.clone()).collect();
+    let all: Vec<u8> = logs[3..5].iter().flat_map(|l| l.data.clone()).collect();
     assert_eq!(all, han);
+    let marked: Vec<&[u8]> = logs[5..].iter().map(|l| &l.data[..]).collect();
+    assert_eq!(marked, [&b"abc"[..], b"de", b"abc", b"f\n"]);
     let usage = store.usage(Some(p.id)).await.unwrap();
     assert_eq!(usage[0].gpu_ms, 2 * 3_600_000);
 
@@ -386,7 +426,7 @@ pub async fn stale_reports_are_fenced(store: &dyn Store) {
         assert!(matches!(err, StoreError::Fenced(_)), "{err}");
         assert!(
             store
-                .append_log(n1.id, job.id, fence, 0, b"x", 22_000)
+                .append_log(n1.id, job.id, fence, 0, b"x", None, 22_000)
                 .await
                 .is_err()
         );

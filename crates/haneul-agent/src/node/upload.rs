@@ -6,7 +6,7 @@ use super::NodeCtx;
 use crate::AgentError;
 use crate::launch;
 use crate::logs::Follower;
-use haneul_api::{Assignment, LogUpload};
+use haneul_api::{Assignment, LogUpload, OutputStream};
 
 /// Largest log upload the server takes is 256 KiB; stay well below.
 const LOG_CHUNK: usize = 128 * 1024;
@@ -19,11 +19,23 @@ const STREAM_TICK_MAX: usize = 1024 * 1024;
 const STREAM_MAX_TOTAL: u64 = 64 * 1024 * 1024;
 
 /// Streams a task's stdout and stderr to the server: new bytes only, bounded per tick and per
-/// task. Text whose upload failed is kept and sent again on the next tick.
+/// task. Text whose upload failed is kept and sent again on the next tick. Each upload of a
+/// file's bytes says where in the file they start, so the server stores them once even when a
+/// restarted agent sends again what it had uploaded but not yet recorded.
 pub(super) struct LogStream {
-    files: [(&'static str, Follower, Option<Vec<u8>>); 2],
+    files: [OutputFile; 2],
     streamed: u64,
     refused: bool,
+}
+
+/// One of a task's output files and what of it is waiting to be uploaded.
+struct OutputFile {
+    stream: OutputStream,
+    follower: Follower,
+    /// The file's bytes whose upload failed, and where in the file they start.
+    unsent: Option<(Vec<u8>, u64)>,
+    /// The agent's own lines, sent before the file's next bytes.
+    notes: Option<Vec<u8>>,
 }
 
 impl LogStream {
@@ -33,39 +45,34 @@ impl LogStream {
     }
 
     pub(super) fn at(dir: &std::path::Path, stdout_offset: u64, stderr_offset: u64) -> Self {
+        let file = |stream, name, offset| OutputFile {
+            stream,
+            follower: Follower::at(dir.join(name), offset),
+            unsent: None,
+            notes: None,
+        };
         LogStream {
             files: [
-                (
-                    "stdout",
-                    Follower::at(dir.join(launch::STDOUT_FILE), stdout_offset),
-                    None,
-                ),
-                (
-                    "stderr",
-                    Follower::at(dir.join(launch::STDERR_FILE), stderr_offset),
-                    None,
-                ),
+                file(OutputStream::Stdout, launch::STDOUT_FILE, stdout_offset),
+                file(OutputStream::Stderr, launch::STDERR_FILE, stderr_offset),
             ],
             streamed: 0,
             refused: false,
         }
     }
 
-    /// How far into stdout and stderr the upload has got (text waiting for a retry counts
-    /// as not uploaded only until the next pump; a restart may then send it twice, never
-    /// skip it).
+    /// How far into stdout and stderr the upload has got: where the first byte not yet
+    /// uploaded is. A restart from here may send again what was uploaded after this was
+    /// recorded (the server stores it once) and never skips anything.
     pub(super) fn offsets(&self) -> (u64, u64) {
-        let off = |i: usize| {
-            let (_, f, unsent) = &self.files[i];
-            f.offset() - unsent.as_ref().map_or(0, |t| t.len() as u64)
-        };
-        (off(0), off(1))
+        let off = |f: &OutputFile| f.unsent.as_ref().map_or(f.follower.handed_to(), |u| u.1);
+        (off(&self.files[0]), off(&self.files[1]))
     }
 
-    /// Adds a line of the agent's own after stderr's output.
+    /// Adds a line of the agent's own after stderr's output uploaded so far.
     pub(super) fn note(&mut self, text: &str) {
         self.files[1]
-            .2
+            .notes
             .get_or_insert_default()
             .extend_from_slice(text.as_bytes());
     }
@@ -73,15 +80,16 @@ impl LogStream {
     /// Uploads what is new. At the task's end (`at_end`) everything left is sent, retrying,
     /// after skipping all but the last [`LOG_TAIL`] bytes of each file.
     pub(super) fn pump(&mut self, ctx: &NodeCtx, a: &Assignment, at_end: bool) {
-        for (name, follower, unsent) in &mut self.files {
+        for file in &mut self.files {
             if self.refused {
                 return;
             }
             if !at_end && self.streamed >= STREAM_MAX_TOTAL {
                 return;
             }
+            let name = file.stream.as_str();
             if at_end {
-                let skipped = follower.skip_to_tail(LOG_TAIL);
+                let skipped = file.follower.skip_to_tail(LOG_TAIL);
                 if skipped > 0 {
                     let note = format!(
                         "[haneul agent: {skipped} bytes of {name} not uploaded; the whole file \
@@ -89,26 +97,31 @@ impl LogStream {
                         follower_path(ctx, a, name),
                         ctx.name
                     );
-                    unsent
+                    file.notes
                         .get_or_insert_default()
                         .extend_from_slice(note.as_bytes());
                 }
             }
             let mut this_tick = 0;
             loop {
-                let text = match unsent.take() {
-                    Some(t) => t,
-                    None => match follower.read_new(LOG_CHUNK, at_end) {
+                // What failed before goes first, then the agent's notes, then new bytes.
+                let (text, at) = if let Some((t, offset)) = file.unsent.take() {
+                    (t, Some(offset))
+                } else if let Some(t) = file.notes.take() {
+                    (t, None)
+                } else {
+                    let offset = file.follower.handed_to();
+                    match file.follower.read_new(LOG_CHUNK, at_end) {
                         Ok(t) if t.is_empty() => break,
-                        Ok(t) => t,
+                        Ok(t) => (t, Some(offset)),
                         Err(e) => {
                             tracing::warn!(job = a.job, task = a.task, "reading {name}: {e}");
                             break;
                         }
-                    },
+                    }
                 };
                 let len = text.len();
-                match send_log(ctx, a, &text, at_end) {
+                match send_log(ctx, a, &text, at.map(|o| (file.stream, o)), at_end) {
                     Ok(()) => {
                         self.streamed += len as u64;
                         this_tick += len;
@@ -119,7 +132,10 @@ impl LogStream {
                             return;
                         }
                         // Kept for the next tick.
-                        *unsent = Some(text);
+                        match at {
+                            Some(offset) => file.unsent = Some((text, offset)),
+                            None => file.notes = Some(text),
+                        }
                         break;
                     }
                     Err(e) => {
@@ -145,9 +161,20 @@ fn follower_path(ctx: &NodeCtx, a: &Assignment, name: &str) -> String {
 
 /// One log upload of at most [`LOG_CHUNK`] bytes; with `retry`, transient failures are retried.
 /// The one place that turns a piece of output into the wire's [`LogUpload`].
-fn send_log(ctx: &NodeCtx, a: &Assignment, bytes: &[u8], retry: bool) -> Result<(), AgentError> {
+/// `at` marks bytes of an output file with where in it they start; the agent's own notes
+/// go unmarked.
+fn send_log(
+    ctx: &NodeCtx,
+    a: &Assignment,
+    bytes: &[u8],
+    at: Option<(OutputStream, u64)>,
+    retry: bool,
+) -> Result<(), AgentError> {
     // Output is bytes, not necessarily text: what is not UTF-8 goes as base64, kept exactly.
-    let body = LogUpload::new(a.job, a.fence, a.task, bytes);
+    let mut body = LogUpload::new(a.job, a.fence, a.task, bytes);
+    if let Some((stream, offset)) = at {
+        body = body.at(stream, offset);
+    }
     if retry {
         ctx.retrying("log upload", || ctx.transport.upload_log(ctx.node, &body))
     } else {
@@ -165,7 +192,7 @@ pub(super) fn upload(ctx: &NodeCtx, a: &Assignment, data: &str) {
         }
         let (chunk, tail) = rest.split_at(cut);
         rest = tail;
-        if let Err(e) = send_log(ctx, a, chunk.as_bytes(), true) {
+        if let Err(e) = send_log(ctx, a, chunk.as_bytes(), None, true) {
             tracing::warn!(job = a.job, task = a.task, "log upload dropped: {e}");
             return;
         }

@@ -1,0 +1,11 @@
+-- How far into each output file of a task the stored log reaches. An agent marks an upload
+-- with the file and the offset its bytes start at; bytes below this mark are already stored
+-- and are not appended again (an agent killed between an upload and the record of it sends
+-- them a second time when it restarts).
+CREATE TABLE log_offsets (
+    attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+    task INTEGER NOT NULL,
+    stream TEXT NOT NULL CHECK (stream IN ('stdout', 'stderr')),
+    stored_to INTEGER NOT NULL,
+    PRIMARY KEY (attempt_id, task, stream)
+);
