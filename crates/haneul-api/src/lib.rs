@@ -1042,6 +1042,17 @@ pub struct StatementLine {
     pub refunded_gpu_hours: f64,
     /// Weighted GPU-hours credited to `org` as a partner pool's owner.
     pub credited_gpu_hours: f64,
+    /// GPU-hours measured as used: each charged attempt's GPU-hours times its job's mean GPU
+    /// utilisation. Compare with `gpu_hours`, what was held.
+    #[serde(default)]
+    pub used_gpu_hours: f64,
+    /// GPU-hours of jobs with no GPU samples (not counted as used).
+    #[serde(default)]
+    pub unmeasured_gpu_hours: f64,
+    /// Energy of the line's jobs from their GPU samples, in kWh (a job's energy shared over its
+    /// attempts in proportion to their GPU-hours).
+    #[serde(default)]
+    pub energy_kwh: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -1063,11 +1074,22 @@ pub struct Statement {
 pub struct Notice {
     pub id: i64,
     pub at: i64,
-    /// `award.warning`, `award.spent`, `compute.threshold` or `award.underuse`.
+    /// `award.warning`, `award.spent`, `compute.threshold`, `award.underuse`, or
+    /// `gpu.idle.job.ID` (the idle policy's notice about job ID to its owner).
     pub kind: String,
     pub project: i64,
     pub award: Option<i64>,
     pub detail: String,
+    /// The job an idle notice is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<i64>,
+    /// That job's owner (user id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<i64>,
+    /// While that job runs with its GPUs still idle: when it will be stopped with reason
+    /// `idle` (Unix ms) unless they get busy. Absent once they got busy or the job ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stops_at: Option<i64>,
 }
 
 /// An award whose GPUs sat idle: a candidate for take-back.
@@ -1079,9 +1101,27 @@ pub struct Underuse {
     pub window_days: f64,
     /// GPU-hours the quota could have run in the window.
     pub capacity_gpu_hours: f64,
+    /// GPU-hours charged to the award in the window (what it held).
     pub used_gpu_hours: f64,
+    /// `used_gpu_hours` over `capacity_gpu_hours`.
     pub used_fraction: f64,
+    /// GPU-hours measured as used: each charged attempt's GPU-hours times its job's mean GPU
+    /// utilisation (over all its samples).
+    #[serde(default)]
+    pub measured_gpu_hours: f64,
+    /// GPU-hours charged for jobs with no GPU samples: unknown, neither used nor idle.
+    #[serde(default)]
+    pub unmeasured_gpu_hours: f64,
+    /// `measured_gpu_hours` over `capacity_gpu_hours`.
+    #[serde(default)]
+    pub measured_fraction: f64,
+    /// Flagged when the charged fraction, or the measured fraction with the unmeasured hours
+    /// given the benefit of the doubt, is under the centre's underuse fraction.
     pub flagged: bool,
+    /// Why it is flagged: `charged` (the quota was not held), `measured` (held but idle), or
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flagged_by: Option<String>,
 }
 
 /// Estimated cumulative training compute of a project.
@@ -1523,6 +1563,10 @@ pub struct JobEfficiency {
     /// reason `idle` unless its GPUs get busy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_notice: Option<String>,
+    /// While the job runs under that notice with its GPUs still idle: when it will be stopped
+    /// (Unix ms) unless they get busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_stops_at: Option<i64>,
     pub gpus: Vec<GpuEfficiency>,
     /// The per-minute series the retention kept.
     pub series: Vec<GpuMinute>,

@@ -344,19 +344,34 @@ pub fn award(cmd: AwardCommand) -> anyhow::Result<()> {
             if api.json {
                 return print_json(&rows);
             }
-            let mut t = table(&["AWARD", "PROJECT", "QUOTA", "DAYS", "USED", "OF", "FLAGGED"]);
+            let mut t = table(&[
+                "AWARD", "PROJECT", "QUOTA", "DAYS", "OF", "CHARGED", "MEASURED", "UNKNOWN",
+                "FLAGGED",
+            ]);
             for u in &rows {
                 t.add_row(vec![
                     u.award.to_string(),
                     u.project.to_string(),
                     u.gpu_quota.to_string(),
                     format!("{:.1}", u.window_days),
-                    format!("{:.1}", u.used_gpu_hours),
                     format!("{:.1}", u.capacity_gpu_hours),
-                    if u.flagged { "take back?" } else { "" }.to_string(),
+                    format!("{:.1}", u.used_gpu_hours),
+                    format!("{:.1}", u.measured_gpu_hours),
+                    format!("{:.1}", u.unmeasured_gpu_hours),
+                    match u.flagged_by.as_deref() {
+                        Some("measured") => "take back? (held, idle)",
+                        Some(_) => "take back? (not held)",
+                        None => "",
+                    }
+                    .to_string(),
                 ]);
             }
             println!("{t}");
+            println!(
+                "GPU-hours over the window: OF what the quota could run, CHARGED what the award \
+                 held, MEASURED what its jobs used (each attempt's GPU-hours times its job's \
+                 mean GPU utilisation), UNKNOWN held by jobs with no GPU samples"
+            );
             Ok(())
         }
         AwardCommand::Notices(a) => {
@@ -365,7 +380,7 @@ pub fn award(cmd: AwardCommand) -> anyhow::Result<()> {
             if api.json {
                 return print_json(&rows);
             }
-            let mut t = table(&["ID", "DATE", "KIND", "PROJECT", "AWARD", "DETAIL"]);
+            let mut t = table(&["ID", "DATE", "KIND", "PROJECT", "AWARD", "JOB", "DETAIL"]);
             for n in &rows {
                 t.add_row(vec![
                     n.id.to_string(),
@@ -373,6 +388,7 @@ pub fn award(cmd: AwardCommand) -> anyhow::Result<()> {
                     n.kind.clone(),
                     n.project.to_string(),
                     n.award.map_or("-".into(), |a| a.to_string()),
+                    n.job.map_or("-".into(), |j| j.to_string()),
                     n.detail.clone(),
                 ]);
             }
@@ -761,6 +777,9 @@ pub fn statement(a: StatementArgs) -> anyhow::Result<()> {
         "CHARGED",
         "REFUNDED",
         "CREDITED",
+        "USED (MEASURED)",
+        "NOT MEASURED",
+        "KWH",
     ]);
     for l in &s.lines {
         t.add_row(vec![
@@ -771,6 +790,9 @@ pub fn statement(a: StatementArgs) -> anyhow::Result<()> {
             haneul_api::fixed3(l.charged_gpu_hours),
             haneul_api::fixed3(l.refunded_gpu_hours),
             haneul_api::fixed3(l.credited_gpu_hours),
+            haneul_api::fixed3(l.used_gpu_hours),
+            haneul_api::fixed3(l.unmeasured_gpu_hours),
+            haneul_api::fixed3(l.energy_kwh),
         ]);
     }
     println!("{t}");
@@ -782,6 +804,10 @@ pub fn statement(a: StatementArgs) -> anyhow::Result<()> {
         haneul_api::fixed3(h(s.refunded_ms)),
         haneul_api::fixed3(h(s.credited_ms)),
         s.ledger_rows
+    );
+    println!(
+        "USED (MEASURED): each charged attempt's GPU-hours times its job's mean GPU utilisation; \
+         NOT MEASURED: GPU-hours of jobs with no GPU samples; KWH: the jobs' GPU energy"
     );
     Ok(())
 }

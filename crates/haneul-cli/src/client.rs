@@ -8,7 +8,9 @@ use crate::output::{UsageError, print_json, shown, stdout_colour, table};
 use crate::slurm;
 use anyhow::{Context, bail};
 use clap::Args;
-use haneul_api::{AwardBalance, ErrorBody, Job, JobDetail, JobList, LogChunk, Project, User};
+use haneul_api::{
+    AwardBalance, ErrorBody, Job, JobDetail, JobList, LogChunk, Notice, Project, User,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -916,7 +918,8 @@ pub struct UsageArgs {
     conn: Conn,
 }
 
-/// Your projects' awards: granted, used (at the GPU class weights, less refunds) and left.
+/// Your projects' awards: granted, used (at the GPU class weights, less refunds) and left;
+/// then your jobs whose GPUs sit idle under the idle policy's notice.
 pub fn usage(args: UsageArgs) -> anyhow::Result<()> {
     usage_of(args.conn)
 }
@@ -929,8 +932,40 @@ pub(crate) fn usage_of(conn: Conn) -> anyhow::Result<()> {
     }
     if awards.is_empty() {
         println!("no awards: your projects run unmetered, or ask the centre for an award");
-        return Ok(());
+    } else {
+        print_balances(&awards);
     }
+    idle_section(&api)
+}
+
+/// The caller's jobs under an idle notice that still sit idle, with when they will be
+/// stopped; nothing when there are none.
+fn idle_section(api: &Api) -> anyhow::Result<()> {
+    let me: User = api.call("GET", "/v1/whoami", None)?;
+    let notices: Vec<Notice> = api.call("GET", "/v1/notices", None)?;
+    let zone = haneul_server::calendar::Calendar::from_env();
+    let mut t = table(&["JOB", "STOPPED AT", "NOTICE"]);
+    let mut any = false;
+    for n in notices.iter().filter(|n| n.user == Some(me.id)) {
+        let (Some(job), Some(stops_at)) = (n.job, n.stops_at) else {
+            continue;
+        };
+        any = true;
+        t.add_row(vec![
+            job.to_string(),
+            zone.date_time(stops_at),
+            n.detail.clone(),
+        ]);
+    }
+    if any {
+        println!();
+        println!("idle GPUs: these jobs will be stopped (reason idle) unless their GPUs get busy");
+        println!("{t}");
+    }
+    Ok(())
+}
+
+fn print_balances(awards: &[AwardBalance]) {
     let mut t = table(&[
         "PROJECT",
         "AWARD",
@@ -941,7 +976,7 @@ pub(crate) fn usage_of(conn: Conn) -> anyhow::Result<()> {
         "VALID UNTIL",
         "STATE",
     ]);
-    for a in &awards {
+    for a in awards {
         t.add_row(vec![
             a.project_name.clone(),
             a.award.to_string(),
@@ -954,7 +989,6 @@ pub(crate) fn usage_of(conn: Conn) -> anyhow::Result<()> {
         ]);
     }
     println!("{t}");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ fn eff_tells_busy_from_sleeping_and_the_idle_policy_stops_the_sleeper() {
     std::fs::create_dir_all(data.join("server")).unwrap();
     std::fs::write(
         data.join("server/idle.toml"),
-        "enabled = true\nthreshold_pct = 5\nwindow_s = 4\ngrace_s = 3\n",
+        "enabled = true\nthreshold_pct = 5\nwindow_s = 4\ngrace_s = 8\n",
     )
     .unwrap();
     let (_up, _, _) = common::up::start_up(dir.path(), "4xH200", &["--telemetry-interval", "1"]);
@@ -106,6 +106,31 @@ fn eff_tells_busy_from_sleeping_and_the_idle_policy_stops_the_sleeper() {
         noticed["state"], "running",
         "stopped before its grace: {noticed}"
     );
+    // The owner sees it where they look: `haneul usage` lists the job with when it stops,
+    // and the notice API lists it beside the award notices, with the job.
+    let usage = haneul(&config, &["usage"]);
+    assert!(usage.status.success());
+    let text = String::from_utf8_lossy(&usage.stdout);
+    let section = text
+        .split_once("idle GPUs:")
+        .unwrap_or_else(|| panic!("no idle section in `haneul usage`: {text}"))
+        .1;
+    assert!(
+        section
+            .lines()
+            .any(|l| l.contains(&format!("job {sleeper}: its GPUs averaged under 5%"))),
+        "{text}"
+    );
+    assert!(!section.contains(&format!("job {busy}:")), "{text}");
+    let notices = json(&config, &["award", "notices", "--json"]);
+    let idle = notices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == format!("gpu.idle.job.{sleeper}"))
+        .unwrap_or_else(|| panic!("{notices}"));
+    assert_eq!(idle["job"].to_string(), sleeper, "{idle}");
+    assert!(idle["stops_at"].as_i64() > Some(0), "{idle}");
     let until = Instant::now() + Duration::from_secs(60);
     let ended = loop {
         let job = json(&config, &["show", &sleeper, "--json"]);

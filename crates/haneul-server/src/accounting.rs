@@ -362,13 +362,50 @@ pub fn compute_estimates(
     out
 }
 
-/// Awards whose quota sat idle over the window ending at `now`.
+/// The measured side of charged GPU time (docs/accounting.md): for the attempts charged in a
+/// period whose jobs have GPU samples, their jobs' mean utilisation and energy.
+#[derive(Debug, Default)]
+pub struct Measured(BTreeMap<i64, st::ChargedGpuUse>);
+
+impl Measured {
+    pub fn new(rows: Vec<st::ChargedGpuUse>) -> Measured {
+        Measured(rows.into_iter().map(|r| (r.attempt_id, r)).collect())
+    }
+
+    /// For one charge row: the GPU-milliseconds used (its GPU-milliseconds times its job's
+    /// mean utilisation) and the share of the job's energy it carries (in proportion to its
+    /// GPU-milliseconds among the job's charges), in mWh. `None`: the job has no samples.
+    pub fn of(&self, l: &st::LedgerEntry) -> Option<(f64, f64)> {
+        let m = self.0.get(&l.attempt_id)?;
+        if m.samples <= 0 {
+            return None;
+        }
+        let mean = m.util_sum as f64 / m.samples as f64 / 100.0;
+        let share = if m.job_charged_gpu_ms > 0 {
+            l.gpu_ms as f64 / m.job_charged_gpu_ms as f64
+        } else {
+            0.0
+        };
+        Some((l.gpu_ms as f64 * mean, m.energy_mwh as f64 * share))
+    }
+}
+
+/// Awards whose quota sat idle over the window ending at `now`: not held (charged GPU time
+/// under the underuse fraction of the quota), or held but idle (measured GPU time under it,
+/// jobs without samples given the benefit of the doubt).
 pub fn underuse(
     balances: &[st::AwardBalance],
     ledger: &[st::LedgerEntry],
+    measured: &Measured,
     policy: &AccountingPolicy,
     now: i64,
 ) -> Vec<Underuse> {
+    // A refunded attempt (its node failed) was never the project's to use.
+    let refunded: std::collections::BTreeSet<i64> = ledger
+        .iter()
+        .filter(|l| l.kind == st::LedgerKind::Refund)
+        .map(|l| l.attempt_id)
+        .collect();
     let window_ms = (policy.underuse_window_days * MS_PER_DAY as f64) as i64;
     let mut out = Vec::new();
     for b in balances {
@@ -388,10 +425,31 @@ pub fn underuse(
             })
             .map(|l| l.gpu_ms)
             .sum();
+        let (mut measured_ms, mut unmeasured_ms) = (0.0, 0.0);
+        for l in ledger.iter().filter(|l| {
+            l.award_id == Some(a.id)
+                && l.at >= from
+                && l.kind == st::LedgerKind::Charge
+                && !refunded.contains(&l.attempt_id)
+        }) {
+            match measured.of(l) {
+                Some((used, _)) => measured_ms += used,
+                None => unmeasured_ms += l.gpu_ms as f64,
+            }
+        }
         let capacity = a.gpu_quota as f64 * span as f64;
         let fraction = used as f64 / capacity;
+        let measured_fraction = measured_ms / capacity;
         // A window shorter than a day says too little to take GPUs back.
-        let flagged = span >= MS_PER_DAY && fraction < policy.underuse_fraction;
+        let flagged_by = if span < MS_PER_DAY {
+            None
+        } else if fraction < policy.underuse_fraction {
+            Some("charged")
+        } else if (measured_ms + unmeasured_ms) / capacity < policy.underuse_fraction {
+            Some("measured")
+        } else {
+            None
+        };
         out.push(Underuse {
             award: a.id,
             project: a.project_id,
@@ -400,21 +458,35 @@ pub fn underuse(
             capacity_gpu_hours: capacity / MS_PER_HOUR,
             used_gpu_hours: used as f64 / MS_PER_HOUR,
             used_fraction: fraction,
-            flagged,
+            measured_gpu_hours: measured_ms / MS_PER_HOUR,
+            unmeasured_gpu_hours: unmeasured_ms / MS_PER_HOUR,
+            measured_fraction,
+            flagged: flagged_by.is_some(),
+            flagged_by: flagged_by.map(str::to_string),
         });
     }
     out
 }
 
 /// A statement over ledger rows: one line per (org, project, GPU model), in that order.
-/// Credits are listed under the owner organisation that earns them.
-pub fn statement(month: &str, from: i64, until: i64, rows: &[st::LedgerEntry]) -> Statement {
+/// Credits are listed under the owner organisation that earns them. Each line also has the
+/// GPU time measured as used and the energy of its charges' jobs (`measured`).
+pub fn statement(
+    month: &str,
+    from: i64,
+    until: i64,
+    rows: &[st::LedgerEntry],
+    measured: &Measured,
+) -> Statement {
     #[derive(Default)]
     struct Sums {
         gpu_ms: i64,
         charged: i64,
         refunded: i64,
         credited: i64,
+        used_ms: f64,
+        unmeasured_ms: f64,
+        energy_mwh: f64,
     }
     let mut lines: BTreeMap<(i64, i64, String), Sums> = BTreeMap::new();
     let (mut charged, mut refunded, mut credited) = (0, 0, 0);
@@ -427,6 +499,13 @@ pub fn statement(month: &str, from: i64, until: i64, rows: &[st::LedgerEntry]) -
                 s.gpu_ms += r.gpu_ms;
                 s.charged += r.charged_ms;
                 charged += r.charged_ms;
+                match measured.of(r) {
+                    Some((used, energy)) => {
+                        s.used_ms += used;
+                        s.energy_mwh += energy;
+                    }
+                    None => s.unmeasured_ms += r.gpu_ms as f64,
+                }
             }
             st::LedgerKind::Refund => {
                 s.refunded -= r.charged_ms;
@@ -452,6 +531,9 @@ pub fn statement(month: &str, from: i64, until: i64, rows: &[st::LedgerEntry]) -
                 charged_gpu_hours: s.charged as f64 / MS_PER_HOUR,
                 refunded_gpu_hours: s.refunded as f64 / MS_PER_HOUR,
                 credited_gpu_hours: s.credited as f64 / MS_PER_HOUR,
+                used_gpu_hours: s.used_ms / MS_PER_HOUR,
+                unmeasured_gpu_hours: s.unmeasured_ms / MS_PER_HOUR,
+                energy_kwh: s.energy_mwh / 1e6,
             })
             .collect(),
         charged_ms: charged,
@@ -472,6 +554,9 @@ pub fn statement_csv(s: &Statement) -> String {
         "charged_gpu_hours",
         "refunded_gpu_hours",
         "credited_gpu_hours",
+        "used_gpu_hours",
+        "unmeasured_gpu_hours",
+        "energy_kwh",
     ]);
     for l in &s.lines {
         let _ = w.write_record([
@@ -483,6 +568,9 @@ pub fn statement_csv(s: &Statement) -> String {
             format!("{:.6}", l.charged_gpu_hours),
             format!("{:.6}", l.refunded_gpu_hours),
             format!("{:.6}", l.credited_gpu_hours),
+            format!("{:.6}", l.used_gpu_hours),
+            format!("{:.6}", l.unmeasured_gpu_hours),
+            format!("{:.6}", l.energy_kwh),
         ]);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -797,7 +885,8 @@ async fn statements(
             }
         })
         .collect();
-    let stmt = statement(&q.month, from, until, &rows);
+    let measured = Measured::new(s.store.charged_gpu_use(from, until).await?);
+    let stmt = statement(&q.month, from, until, &rows, &measured);
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(stmt).into_response()),
         Some("csv") => Ok((
@@ -809,32 +898,48 @@ async fn statements(
     }
 }
 
-/// Notices raised to operators (centre admins and auditors).
+/// Notices: award warnings, the compute threshold, underuse, and the idle policy's notices
+/// about jobs whose GPUs sit idle (with the job, its owner and, while it is still idle, when it
+/// will be stopped). Centre admins and auditors read them all; everyone else those about the
+/// projects they may see.
 #[utoipa::path(get, path = "/v1/notices", tag = "awards",
     responses((status = 200, body = Vec<Notice>), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn notices(State(s): State<AppState>, caller: Caller) -> Result<Json<Vec<Notice>>, ApiError> {
     caller.person()?;
-    if !caller.can_audit() {
-        return Err(ApiError::forbidden(
-            "only centre admins and auditors read notices",
-        ));
+    let projects = visible(&s, &caller, None).await?;
+    let mut out = Vec::new();
+    for n in s.store.list_notices().await? {
+        if !caller.can_audit() && !projects.contains_key(&n.project_id) {
+            continue;
+        }
+        let job = crate::telemetry::idle_notice_job(&n.kind);
+        let (user, stops_at) = match job {
+            Some(id) => match s.store.get_job(id).await {
+                Ok(j) => (
+                    Some(j.user_id),
+                    (j.state == st::JobState::Running)
+                        .then(|| s.signals.telemetry.stop_at(id))
+                        .flatten(),
+                ),
+                Err(st::StoreError::NotFound { .. }) => (None, None),
+                Err(e) => return Err(e.into()),
+            },
+            None => (None, None),
+        };
+        out.push(Notice {
+            id: n.id,
+            at: n.at,
+            kind: n.kind,
+            project: n.project_id,
+            award: (n.award_id != 0).then_some(n.award_id),
+            detail: n.detail,
+            job,
+            user,
+            stops_at,
+        });
     }
-    Ok(Json(
-        s.store
-            .list_notices()
-            .await?
-            .into_iter()
-            .map(|n| Notice {
-                id: n.id,
-                at: n.at,
-                kind: n.kind,
-                project: n.project_id,
-                award: (n.award_id != 0).then_some(n.award_id),
-                detail: n.detail,
-            })
-            .collect(),
-    ))
+    Ok(Json(out))
 }
 
 /// Valid awards with a GPU quota and how much of it ran over the underuse window; flagged ones
@@ -857,11 +962,14 @@ async fn underuse_report(
     let window_ms = (s.accounting.underuse_window_days * MS_PER_DAY as f64) as i64;
     let balances = s.store.award_balances(None).await?;
     let rows = s.store.ledger(None, now - window_ms, i64::MAX).await?;
-    let report = underuse(&balances, &rows, &s.accounting, now);
+    let measured = Measured::new(s.store.charged_gpu_use(now - window_ms, i64::MAX).await?);
+    let report = underuse(&balances, &rows, &measured, &s.accounting, now);
     for u in report.iter().filter(|u| u.flagged) {
         let detail = serde_json::json!({
             "award": u.award,
             "used_fraction": (u.used_fraction * 1e4).round() / 1e4,
+            "measured_fraction": (u.measured_fraction * 1e4).round() / 1e4,
+            "flagged_by": u.flagged_by,
             "window_days": (u.window_days * 1e2).round() / 1e2,
         })
         .to_string();

@@ -316,7 +316,8 @@ pub struct Controller {
     idle: Arc<crate::telemetry::IdlePolicy>,
     last_idle: Option<Ran>,
     last_prune: Option<Ran>,
-    /// Jobs told their GPUs sit idle: job -> when (ms), for the grace before the stop.
+    /// Jobs told their GPUs sit idle: job -> when (ms) the grace after the notice ends and
+    /// the job is stopped if still idle.
     idle_noticed: BTreeMap<i64, i64>,
 }
 
@@ -471,13 +472,20 @@ impl Controller {
         }
         if due(self.last_prune, Duration::from_secs(600), now) {
             self.last_prune = Ran::now(now);
-            let keep = i64::try_from(self.idle.series_retention.as_millis()).unwrap_or(i64::MAX);
-            let pruned = self
+            let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            let done = self
                 .store
-                .prune_gpu_minutes(now.saturating_sub(keep))
+                .downsample_gpu_minutes(
+                    now.saturating_sub(ms(self.idle.series_retention)),
+                    now.saturating_sub(ms(self.idle.hourly_retention)),
+                )
                 .await?;
-            if pruned > 0 {
-                tracing::debug!(pruned, "per-minute GPU series past retention dropped");
+            if done.minutes > 0 || done.hours_dropped > 0 {
+                tracing::debug!(
+                    minutes = done.minutes,
+                    hours_dropped = done.hours_dropped,
+                    "GPU series past retention: minutes folded into hours, old hours dropped"
+                );
             }
         }
         if due(self.last_metrics, Duration::from_secs(2), now) {
@@ -1056,7 +1064,16 @@ impl Controller {
     /// it is stopped with reason `idle`: the checkpoint signal first and the job's own grace
     /// before the kill, as for a preemption.
     async fn enforce_idle(&mut self) -> Result<(), ControllerError> {
+        let result = self.idle_spells().await;
+        // Owners read when their idle jobs will be stopped (API, portal, `haneul usage`).
+        self.signals.telemetry.set_stops(self.idle_noticed.clone());
+        result
+    }
+
+    async fn idle_spells(&mut self) -> Result<(), ControllerError> {
         let Some(st) = self.state.as_ref() else {
+            // Not the leader: no stops to promise.
+            self.idle_noticed.clear();
             return Ok(());
         };
         let live: BTreeSet<i64> = st.live.keys().copied().collect();
@@ -1110,11 +1127,11 @@ impl Controller {
                         )
                         .await?;
                     tracing::info!(job, "idle GPUs: owner notified");
-                    self.idle_noticed.insert(job, now);
-                }
-                Some(&at) => {
                     let grace = i64::try_from(limits.grace.as_millis()).unwrap_or(i64::MAX);
-                    if now.saturating_sub(at) < grace {
+                    self.idle_noticed.insert(job, now.saturating_add(grace));
+                }
+                Some(&stop_at) => {
+                    if now < stop_at {
                         continue;
                     }
                     tracing::info!(job, "idle GPUs past the notice's grace: stopping");

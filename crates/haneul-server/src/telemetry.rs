@@ -51,8 +51,11 @@ pub struct IdlePolicy {
     pub grace: Duration,
     /// Per organisation class (`academia`, `enterprise`, ...): other figures, or `None`: exempt.
     pub classes: BTreeMap<String, Option<IdleLimits>>,
-    /// How long per-minute series are kept (the per-job summaries are kept for good).
+    /// How long per-minute series are kept (the per-job summaries are kept for good); after
+    /// it they are downsampled to hours.
     pub series_retention: Duration,
+    /// How long the hourly points are kept, counted like `series_retention` from now.
+    pub hourly_retention: Duration,
 }
 
 /// The figures of one class.
@@ -72,6 +75,7 @@ impl Default for IdlePolicy {
             grace: Duration::from_secs(30 * 60),
             classes: BTreeMap::new(),
             series_retention: Duration::from_secs(30 * 24 * 3600),
+            hourly_retention: Duration::from_secs(400 * 24 * 3600),
         }
     }
 }
@@ -119,6 +123,13 @@ impl IdlePolicy {
         if self.series_retention < Duration::from_secs(60) {
             return Err("idle.series_retention must be at least one minute".into());
         }
+        if self.hourly_retention < self.series_retention {
+            return Err(
+                "idle.hourly_retention_days must be at least series_retention_days: hours are \
+                 made of minutes past their retention"
+                    .into(),
+            );
+        }
         Ok(())
     }
 }
@@ -133,6 +144,7 @@ struct IdleFile {
     window_s: Option<u64>,
     grace_s: Option<u64>,
     series_retention_days: Option<u64>,
+    hourly_retention_days: Option<u64>,
     #[serde(default)]
     classes: BTreeMap<String, ClassFile>,
 }
@@ -171,7 +183,10 @@ impl IdlePolicy {
             classes: BTreeMap::new(),
             series_retention: f
                 .series_retention_days
-                .map_or(d.series_retention, |n| secs(n * 24 * 3600)),
+                .map_or(d.series_retention, |n| secs(n.saturating_mul(24 * 3600))),
+            hourly_retention: f
+                .hourly_retention_days
+                .map_or(d.hourly_retention, |n| secs(n.saturating_mul(24 * 3600))),
         };
         for (class, c) in f.classes {
             if haneul_model::OrgClass::ALL
@@ -207,6 +222,9 @@ struct Point {
 #[derive(Debug, Default)]
 pub struct Live {
     jobs: Mutex<BTreeMap<i64, JobWindow>>,
+    /// Jobs under an idle notice whose GPUs are still idle: job -> when the controller stops
+    /// them (ms) unless they get busy. Written by the controller, read by the API and portal.
+    stops: Mutex<BTreeMap<i64, i64>>,
 }
 
 #[derive(Debug, Default)]
@@ -278,6 +296,19 @@ impl Live {
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.retain(|j, _| live.contains(j));
         }
+    }
+
+    /// Replaces the jobs under an idle notice with `stops` (job -> when it will be stopped).
+    pub fn set_stops(&self, stops: BTreeMap<i64, i64>) {
+        if let Ok(mut s) = self.stops.lock() {
+            *s = stops;
+        }
+    }
+
+    /// When `job`, under an idle notice and still idle, will be stopped; `None` when it is not
+    /// (never noticed, busy again, ended) or this server does not run the controller.
+    pub fn stop_at(&self, job: i64) -> Option<i64> {
+        self.stops.lock().ok()?.get(&job).copied()
     }
 
     /// Jobs with samples, in id order.
@@ -590,13 +621,24 @@ pub async fn job_efficiency(s: &AppState, job: st::JobRecord) -> Result<JobEffic
         s.idle.threshold_pct,
         s.clock.now_ms(),
     );
+    e.idle_stops_at = match (&notice, job.state) {
+        (Some(_), st::JobState::Running) => s.signals.telemetry.stop_at(job.id),
+        _ => None,
+    };
     e.idle_notice = notice;
     Ok(e)
 }
 
 /// The kind of the idle policy's notice about `job` (one per job).
 pub fn idle_notice_kind(job: i64) -> String {
-    format!("gpu.idle.job.{job}")
+    format!("{IDLE_NOTICE_PREFIX}{job}")
+}
+
+const IDLE_NOTICE_PREFIX: &str = "gpu.idle.job.";
+
+/// The job an idle notice's kind names; `None` for other kinds.
+pub fn idle_notice_job(kind: &str) -> Option<i64> {
+    kind.strip_prefix(IDLE_NOTICE_PREFIX)?.parse().ok()
 }
 
 /// Mean of `sum` over `n`, none when there is nothing to average.
@@ -694,6 +736,7 @@ pub fn summarise(
         samples,
         verdict,
         idle_notice: None,
+        idle_stops_at: None,
         gpus,
         series,
     }

@@ -7,7 +7,7 @@ mod common;
 
 use common::Harness;
 use haneul_model::GpuModel;
-use haneul_server::accounting::AccountingPolicy;
+use haneul_server::accounting::{self, AccountingPolicy};
 use haneul_server::clock::Clock;
 use haneul_server::controller::{Controller, ControllerConfig, Signals};
 use haneul_server::metrics::Metrics;
@@ -1024,6 +1024,410 @@ async fn award_dates_and_korean_errors(h: Harness) {
     );
 }
 
+/// The portal page `path` as the person holding `token` sees it.
+async fn portal_page(h: &Harness, token: &str, path: &str) -> String {
+    use tower::ServiceExt;
+    let host = "portal.test:8470";
+    let session = h.portal_session(token, host).await;
+    let req = axum::http::Request::builder()
+        .uri(path)
+        .header("host", host)
+        .header("cookie", format!("haneul_session={session}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{path}");
+    let bytes = axum::body::to_bytes(resp.into_body(), 4 << 20)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Eight 10-second batches at 3% utilisation ending at `now`, on each of a node's eight GPUs
+/// as if job `j` held them all; how many samples the server kept.
+async fn idle_samples(h: &Harness, agent: &str, node: i64, j: i64, now: i64) -> i64 {
+    let mut accepted = 0;
+    for i in 0..8 {
+        let samples: Vec<Value> = (0..8)
+            .map(|gpu| {
+                json!({"job": j, "fence": 1, "task": 0, "gpu": gpu,
+                       "uuid": format!("SIM-H200-{gpu}"), "at_ms": now - 70_000 + i * 10_000,
+                       "period_ms": 10_000, "util_pct": 3, "mem_mib": 600, "power_w": 100,
+                       "temp_c": 35})
+            })
+            .collect();
+        let ack = h
+            .ok(
+                agent,
+                "POST",
+                &format!("/v1/agent/nodes/{node}/telemetry"),
+                Some(json!({ "samples": samples })),
+                200,
+            )
+            .await;
+        accepted += n(&ack["accepted"]);
+    }
+    accepted
+}
+
+/// Issue 21 end to end on a manual clock: a job holds its GPU for thirteen hours at 3%
+/// utilisation. The idle policy's notice reaches its owner (the notice API with the job, its
+/// owner and when it stops; its efficiency; the portal's home banner and job page) and no one
+/// outside the project; the award that held the GPU is flagged as underused by measurement,
+/// not by charge; the month's statement shows charged against measured GPU-hours and energy,
+/// and a job with no samples as unmeasured.
+async fn idle_notice_measured_underuse_and_statement(mut h: Harness) {
+    let idle = Arc::new(haneul_server::telemetry::IdlePolicy {
+        enabled: true,
+        threshold_pct: 5.0,
+        window: Duration::from_secs(60),
+        grace: Duration::from_secs(120),
+        ..Default::default()
+    });
+    let signals = Signals::new();
+    let metrics = Arc::new(Metrics::new());
+    h.controller = Controller::new(
+        h.store.clone(),
+        ControllerConfig {
+            holder: "test".into(),
+            lease_ttl: Duration::from_secs(30),
+            tick: Duration::from_millis(10),
+            node_timeout: Duration::from_secs(30),
+            policy: haneul_sched::Policy::default(),
+        },
+        signals.clone(),
+        metrics.clone(),
+    )
+    .with_idle(idle.clone())
+    .with_clock(h.clock.shared());
+    h.state = AppState::new_with_clock(h.store.clone(), signals, metrics, 5_000, h.clock.shared())
+        .with_idle(idle);
+    h.app = app(h.state.clone());
+
+    let o = org(&h, json!({"name": "kisti", "country": "KR"})).await;
+    let p = h.project(o, "vision").await;
+    let q = h.project(o, "speech").await;
+    let (owner_id, owner) = h.user("kim", "member", Some(o), &[p]).await;
+    let (_, colleague) = h.user("lee", "member", Some(o), &[p]).await;
+    let (_, outsider) = h.user("park", "member", Some(o), &[q]).await;
+    let (_, agent) = h.user("agent-1", "agent", None, &[]).await;
+    let node = h.node(&agent, "gpu-001").await;
+    let day = 86_400_000;
+    let t0 = h.clock.now_ms();
+    let award = n(&h
+        .ok(
+            &h.admin,
+            "POST",
+            "/v1/awards",
+            Some(
+                json!({"project": p, "gpu_model": "H200", "gpu_hours": 1000, "gpu_quota": 1,
+                        "valid_from": t0 - day, "valid_until": t0 + 30 * day}),
+            ),
+            201,
+        )
+        .await["id"]);
+
+    // Thirteen hours on one GPU; then a minute and more of samples at 3%.
+    let j = h.submit(&owner, p, 1).await;
+    h.step().await;
+    report(&h, &agent, node, j, 1, None).await;
+    h.clock.advance(Duration::from_secs(13 * 3600));
+    let now = h.clock.now_ms();
+    h.store.heartbeats(&[node], now).await.unwrap();
+    // One batch per interval, as an agent sends them, on all eight GPUs: only the one the
+    // job holds counts.
+    assert_eq!(idle_samples(&h, &agent, node, j, now).await, 8);
+    h.clock.advance(Duration::from_millis(1_100));
+    h.store.heartbeats(&[node], h.clock.now_ms()).await.unwrap();
+    h.step().await;
+    let noticed_at = h.clock.now_ms();
+
+    // The notice API: the owner and a colleague see it with the job, its owner and the stop.
+    let kind = format!("gpu.idle.job.{j}");
+    for who in [&owner, &colleague] {
+        let all = h.ok(who, "GET", "/v1/notices", None, 200).await;
+        let mine: Vec<&Value> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["kind"] == kind)
+            .collect();
+        assert_eq!(mine.len(), 1, "{all}");
+        assert_eq!(mine[0]["job"], j);
+        assert_eq!(mine[0]["user"], owner_id);
+        assert_eq!(mine[0]["project"], p);
+        assert_eq!(n(&mine[0]["stops_at"]), noticed_at + 120_000, "{all}");
+    }
+    let theirs = h.ok(&outsider, "GET", "/v1/notices", None, 200).await;
+    assert!(
+        theirs.as_array().unwrap().iter().all(|x| x["project"] != p),
+        "{theirs}"
+    );
+    let e = h
+        .ok(
+            &owner,
+            "GET",
+            &format!("/v1/jobs/{j}/efficiency"),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(n(&e["idle_stops_at"]), noticed_at + 120_000, "{e}");
+    assert!(
+        e["idle_notice"]
+            .as_str()
+            .unwrap()
+            .contains("averaged under 5%")
+    );
+
+    // The portal: a banner on the owner's home page, the notice on the job's page.
+    let home = portal_page(&h, &owner, "/portal").await;
+    assert!(home.contains(&format!("id=\"idle-{j}\"")), "{home}");
+    assert!(
+        home.contains("it will be stopped (reason idle) at"),
+        "{home}"
+    );
+    let calendar = haneul_server::calendar::Calendar::default();
+    assert!(
+        home.contains(&calendar.date_time(noticed_at + 120_000)),
+        "{home}"
+    );
+    let other = portal_page(&h, &colleague, "/portal").await;
+    assert!(
+        !other.contains(&format!("id=\"idle-{j}\"")),
+        "not the colleague's job"
+    );
+    let page = portal_page(&h, &colleague, &format!("/portal/jobs/{j}")).await;
+    assert!(page.contains("id=\"idle-notice\""), "{page}");
+    // The page reads the job's efficiency through the portal's own API: the verdict shows.
+    assert!(page.contains("used none of its 1 GPUs"), "{page}");
+
+    // Past the grace, still idle (the agent kept sampling): stopped with reason idle; the
+    // agent reports it gone.
+    h.clock.advance(Duration::from_secs(121));
+    idle_samples(&h, &agent, node, j, h.clock.now_ms()).await;
+    h.store.heartbeats(&[node], h.clock.now_ms()).await.unwrap();
+    h.step().await;
+    report(&h, &agent, node, j, 1, Some(143)).await;
+    h.step().await;
+    let ended = job(&h, j).await;
+    assert_eq!(
+        (ended["state"].as_str(), ended["reason"].as_str()),
+        (Some("cancelled"), Some("idle")),
+        "{ended}"
+    );
+    // Ended: the notice stays on record, with no stop to come.
+    let all = h.ok(&owner, "GET", "/v1/notices", None, 200).await;
+    let n_idle = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == kind)
+        .unwrap();
+    assert!(n_idle["stops_at"].is_null(), "{n_idle}");
+
+    // A job with no samples: an hour charged, not measured.
+    let k = h.submit(&owner, p, 1).await;
+    h.step().await;
+    report(&h, &agent, node, k, 1, None).await;
+    h.clock.advance(Duration::from_secs(3600));
+    h.store.heartbeats(&[node], h.clock.now_ms()).await.unwrap();
+    report(&h, &agent, node, k, 1, Some(0)).await;
+    h.step().await;
+
+    // Underuse: the award held its GPU (charged over a quarter of the window) but used it
+    // at 3%: flagged by measurement.
+    let under = h.ok(&h.admin, "GET", "/v1/underuse", None, 200).await;
+    let u = under
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["award"] == award)
+        .unwrap_or_else(|| panic!("{under}"));
+    let held = u["used_gpu_hours"].as_f64().unwrap();
+    assert!(held > 14.0 && held < 14.1, "{u}");
+    let j_hours = held - 1.0;
+    assert!(
+        (u["measured_gpu_hours"].as_f64().unwrap() - j_hours * 0.03).abs() < 1e-6,
+        "{u}"
+    );
+    assert!(
+        (u["unmeasured_gpu_hours"].as_f64().unwrap() - 1.0).abs() < 1e-3,
+        "{u}"
+    );
+    assert!(u["used_fraction"].as_f64().unwrap() >= 0.25, "{u}");
+    assert_eq!(
+        (u["flagged"].as_bool(), u["flagged_by"].as_str()),
+        (Some(true), Some("measured")),
+        "{u}"
+    );
+    // One call lists both kinds for the owner: the award's underuse and the job's idle notice.
+    let all = h.ok(&owner, "GET", "/v1/notices", None, 200).await;
+    let kinds: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"award.underuse") && kinds.contains(&kind.as_str()),
+        "{all}"
+    );
+
+    // Statements: charged against measured, and energy (16 samples of 100 W for 10 s).
+    let rows = ledger(&h).await;
+    let months: std::collections::BTreeSet<String> = rows
+        .iter()
+        .map(|r| calendar.date(n(&r["at"]))[..7].to_string())
+        .collect();
+    let (mut gpu_hours, mut used, mut unmeasured, mut kwh) = (0.0, 0.0, 0.0, 0.0);
+    for month in &months {
+        let s = h
+            .ok(
+                &owner,
+                "GET",
+                &format!("/v1/statements?month={month}"),
+                None,
+                200,
+            )
+            .await;
+        for l in s["lines"].as_array().unwrap() {
+            gpu_hours += l["gpu_hours"].as_f64().unwrap();
+            used += l["used_gpu_hours"].as_f64().unwrap();
+            unmeasured += l["unmeasured_gpu_hours"].as_f64().unwrap();
+            kwh += l["energy_kwh"].as_f64().unwrap();
+        }
+        let csv = raw_get(&h, &format!("/v1/statements?month={month}&format=csv")).await;
+        assert!(
+            csv.starts_with(
+                "month,org,project,gpu_model,gpu_hours,charged_gpu_hours,\
+                             refunded_gpu_hours,credited_gpu_hours,used_gpu_hours,\
+                             unmeasured_gpu_hours,energy_kwh"
+            ),
+            "{csv}"
+        );
+    }
+    assert!((gpu_hours - held).abs() < 1e-6, "{gpu_hours} {held}");
+    assert!((used - j_hours * 0.03).abs() < 1e-6, "{used}");
+    assert!((unmeasured - 1.0).abs() < 1e-3, "{unmeasured}");
+    assert!(
+        (kwh - 16.0 * (100 * 10_000 / 3600) as f64 / 1e6).abs() < 1e-9,
+        "{kwh}"
+    );
+    // The portal's statement shows the same columns.
+    let month = months.iter().next_back().unwrap();
+    let page = portal_page(&h, &owner, &format!("/portal/statements?month={month}")).await;
+    assert!(
+        page.contains("GPU-hours used (measured)") && page.contains("class=\"energy\""),
+        "{page}"
+    );
+}
+
+/// Pure: the underuse report's two flags and a statement line's measured columns, from ledger
+/// rows and measured figures made up here.
+#[test]
+fn underuse_flags_awards_held_but_idle_by_measurement() {
+    const H: i64 = 3_600_000;
+    let now = 100 * H;
+    let award = |id: i64| st::AwardBalance {
+        award: st::AwardRecord {
+            id,
+            project_id: 5,
+            gpu_model: GpuModel::new("H200").unwrap(),
+            gpu_hours: 10_000,
+            valid_from: 0,
+            valid_until: 1000 * H,
+            gpu_quota: 8,
+            application_id: None,
+            created_at: 0,
+        },
+        granted_ms: 10_000 * H,
+        used_ms: 0,
+    };
+    let charge = |award: i64, attempt: i64, gpu_ms: i64| st::LedgerEntry {
+        id: attempt,
+        at: now - H,
+        kind: st::LedgerKind::Charge,
+        attempt_id: attempt,
+        project_id: 5,
+        org_id: 2,
+        award_id: Some(award),
+        gpu_model: "H200".into(),
+        gpu_ms,
+        weight_milli: 1000,
+        charged_ms: gpu_ms,
+    };
+    let use_of = |attempt: i64, job: i64, util: i64, gpu_ms: i64| st::ChargedGpuUse {
+        attempt_id: attempt,
+        job_id: job,
+        samples: 10,
+        util_sum: util * 10,
+        energy_mwh: 1000,
+        job_charged_gpu_ms: gpu_ms,
+    };
+    // Over the 14-day default window (clipped to the 100 hours since valid_from), award 1
+    // holds its 8 GPUs all the time at 3%; award 2 at 90%; award 3 holds them with no
+    // samples; award 4 barely holds them.
+    let full = 8 * 100 * H;
+    let ledger = vec![
+        charge(1, 11, full),
+        charge(2, 12, full),
+        charge(3, 13, full),
+        charge(4, 14, full / 10),
+    ];
+    let measured = accounting::Measured::new(vec![
+        use_of(11, 1, 3, full),
+        use_of(12, 2, 90, full),
+        use_of(14, 4, 90, full / 10),
+    ]);
+    let policy = AccountingPolicy::default();
+    let report = accounting::underuse(
+        &[award(1), award(2), award(3), award(4)],
+        &ledger,
+        &measured,
+        &policy,
+        now,
+    );
+    let flags: Vec<(i64, Option<&str>)> = report
+        .iter()
+        .map(|u| (u.award, u.flagged_by.as_deref()))
+        .collect();
+    assert_eq!(
+        flags,
+        vec![
+            (1, Some("measured")),
+            (2, None),
+            (3, None),
+            (4, Some("charged"))
+        ]
+    );
+    assert!((report[0].used_fraction - 1.0).abs() < 1e-9);
+    assert!((report[0].measured_fraction - 0.03).abs() < 1e-9);
+    assert!((report[0].measured_gpu_hours - 24.0).abs() < 1e-9);
+    // No samples: unknown, shown apart, not used.
+    assert_eq!(report[2].measured_gpu_hours, 0.0);
+    assert!((report[2].unmeasured_gpu_hours - 800.0).abs() < 1e-9);
+    // A refunded attempt counts neither way.
+    let mut refunded = ledger.clone();
+    refunded.push(st::LedgerEntry {
+        kind: st::LedgerKind::Refund,
+        gpu_ms: -full,
+        charged_ms: -full,
+        ..charge(3, 13, full)
+    });
+    let r = accounting::underuse(&[award(3)], &refunded, &measured, &policy, now);
+    assert_eq!(r[0].unmeasured_gpu_hours, 0.0);
+    assert_eq!(r[0].flagged_by.as_deref(), Some("charged"));
+
+    // The statement line of award 1's charge: 3% of 800 GPU-hours used, its job's energy.
+    let stmt = accounting::statement("x", 0, now, &ledger[..1], &measured);
+    let l = &stmt.lines[0];
+    assert!((l.gpu_hours - 800.0).abs() < 1e-9);
+    assert!((l.used_gpu_hours - 24.0).abs() < 1e-9);
+    assert_eq!(l.unmeasured_gpu_hours, 0.0);
+    assert!((l.energy_kwh - 0.001).abs() < 1e-12);
+}
+
 macro_rules! both {
     ($($name:ident),+) => {
         mod sqlite {
@@ -1042,5 +1446,6 @@ both!(
     award_dates_and_korean_errors,
     screening,
     compute_threshold_notice,
-    ledger_under_concurrent_attempts
+    ledger_under_concurrent_attempts,
+    idle_notice_measured_underuse_and_statement
 );

@@ -3681,6 +3681,7 @@ macro_rules! store_impl {
                             mem_max_mib: 0,
                             power_sum_w: 0,
                             temp_max_c: 0,
+                            energy_mwh: 0,
                         });
                     m.samples += 1;
                     m.util_sum += s.util_pct;
@@ -3688,6 +3689,7 @@ macro_rules! store_impl {
                     m.mem_max_mib = m.mem_max_mib.max(s.mem_mib);
                     m.power_sum_w += s.power_w;
                     m.temp_max_c = m.temp_max_c.max(s.temp_c);
+                    m.energy_mwh += energy;
                 }
                 // Telemetry touches no event, audit or lease row: it takes the write pool
                 // without the writers' lock, so it never queues behind the controller.
@@ -3733,8 +3735,8 @@ macro_rules! store_impl {
                 for m in minutes.values() {
                     sqlx::query(
                         "INSERT INTO gpu_minutes (job_id, gpu_uuid, minute, samples, util_sum, \
-                         util_max, mem_max_mib, power_sum_w, temp_max_c) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         util_max, mem_max_mib, power_sum_w, temp_max_c, energy_mwh) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                          ON CONFLICT (job_id, gpu_uuid, minute) DO UPDATE SET \
                          samples = gpu_minutes.samples + excluded.samples, \
                          util_sum = gpu_minutes.util_sum + excluded.util_sum, \
@@ -3744,7 +3746,8 @@ macro_rules! store_impl {
                            THEN excluded.mem_max_mib ELSE gpu_minutes.mem_max_mib END, \
                          power_sum_w = gpu_minutes.power_sum_w + excluded.power_sum_w, \
                          temp_max_c = CASE WHEN excluded.temp_max_c > gpu_minutes.temp_max_c \
-                           THEN excluded.temp_max_c ELSE gpu_minutes.temp_max_c END",
+                           THEN excluded.temp_max_c ELSE gpu_minutes.temp_max_c END, \
+                         energy_mwh = gpu_minutes.energy_mwh + excluded.energy_mwh",
                     )
                     .bind(m.job_id)
                     .bind(&m.gpu_uuid)
@@ -3755,6 +3758,7 @@ macro_rules! store_impl {
                     .bind(m.mem_max_mib)
                     .bind(m.power_sum_w)
                     .bind(m.temp_max_c)
+                    .bind(m.energy_mwh)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -3809,7 +3813,7 @@ macro_rules! store_impl {
             async fn job_gpu_minutes(&self, job: i64) -> Result<Vec<GpuMinuteRecord>> {
                 let rows = sqlx::query(
                     "SELECT job_id, gpu_uuid, minute, samples, util_sum, util_max, mem_max_mib, \
-                     power_sum_w, temp_max_c FROM gpu_minutes WHERE job_id = $1 \
+                     power_sum_w, temp_max_c, energy_mwh FROM gpu_minutes WHERE job_id = $1 \
                      ORDER BY minute, gpu_uuid",
                 )
                 .bind(job)
@@ -3827,6 +3831,7 @@ macro_rules! store_impl {
                             mem_max_mib: r.try_get("mem_max_mib")?,
                             power_sum_w: r.try_get("power_sum_w")?,
                             temp_max_c: r.try_get("temp_max_c")?,
+                            energy_mwh: r.try_get("energy_mwh")?,
                         })
                     })
                     .collect()
@@ -3871,15 +3876,125 @@ macro_rules! store_impl {
                     .collect())
             }
 
-            async fn prune_gpu_minutes(&self, before: i64) -> Result<u64> {
+            async fn downsample_gpu_minutes(
+                &self,
+                minutes_before: i64,
+                hours_before: i64,
+            ) -> Result<Downsampled> {
+                // Telemetry tables only: the write pool without the writers' lock, like
+                // `record_gpu_samples`. The hours are upserted by adding, so an hour whose
+                // minutes are folded over two passes comes out the same as in one.
                 let mut tx = self.write.begin().await?;
-                let n = sqlx::query("DELETE FROM gpu_minutes WHERE minute < $1")
-                    .bind(before)
+                sqlx::query(
+                    "INSERT INTO gpu_hours (job_id, gpu_uuid, hour, minutes, util_mean_milli_sum, \
+                     util_max, mem_max_mib, power_mean_mw_sum, temp_max_c, energy_mwh) \
+                     SELECT job_id, gpu_uuid, minute - minute % 3600000, COUNT(*), \
+                     SUM(util_sum * 1000 / samples), MAX(util_max), MAX(mem_max_mib), \
+                     SUM(power_sum_w * 1000 / samples), MAX(temp_max_c), SUM(energy_mwh) \
+                     FROM gpu_minutes WHERE minute < $1 AND samples > 0 \
+                     GROUP BY job_id, gpu_uuid, minute - minute % 3600000 \
+                     ON CONFLICT (job_id, gpu_uuid, hour) DO UPDATE SET \
+                     minutes = gpu_hours.minutes + excluded.minutes, \
+                     util_mean_milli_sum = gpu_hours.util_mean_milli_sum + excluded.util_mean_milli_sum, \
+                     util_max = CASE WHEN excluded.util_max > gpu_hours.util_max \
+                       THEN excluded.util_max ELSE gpu_hours.util_max END, \
+                     mem_max_mib = CASE WHEN excluded.mem_max_mib > gpu_hours.mem_max_mib \
+                       THEN excluded.mem_max_mib ELSE gpu_hours.mem_max_mib END, \
+                     power_mean_mw_sum = gpu_hours.power_mean_mw_sum + excluded.power_mean_mw_sum, \
+                     temp_max_c = CASE WHEN excluded.temp_max_c > gpu_hours.temp_max_c \
+                       THEN excluded.temp_max_c ELSE gpu_hours.temp_max_c END, \
+                     energy_mwh = gpu_hours.energy_mwh + excluded.energy_mwh",
+                )
+                .bind(minutes_before)
+                .execute(&mut *tx)
+                .await?;
+                let minutes = sqlx::query("DELETE FROM gpu_minutes WHERE minute < $1")
+                    .bind(minutes_before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let hours_dropped = sqlx::query("DELETE FROM gpu_hours WHERE hour < $1")
+                    .bind(hours_before)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
                 tx.commit().await?;
-                Ok(n)
+                Ok(Downsampled {
+                    minutes,
+                    hours_dropped,
+                })
+            }
+
+            async fn job_gpu_hours(&self, job: i64) -> Result<Vec<GpuHourRecord>> {
+                let rows = sqlx::query(
+                    "SELECT job_id, gpu_uuid, hour, minutes, util_mean_milli_sum, util_max, \
+                     mem_max_mib, power_mean_mw_sum, temp_max_c, energy_mwh FROM gpu_hours \
+                     WHERE job_id = $1 ORDER BY hour, gpu_uuid",
+                )
+                .bind(job)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(GpuHourRecord {
+                            job_id: r.try_get("job_id")?,
+                            gpu_uuid: r.try_get("gpu_uuid")?,
+                            hour: r.try_get("hour")?,
+                            minutes: r.try_get("minutes")?,
+                            util_mean_milli_sum: r.try_get("util_mean_milli_sum")?,
+                            util_max: r.try_get("util_max")?,
+                            mem_max_mib: r.try_get("mem_max_mib")?,
+                            power_mean_mw_sum: r.try_get("power_mean_mw_sum")?,
+                            temp_max_c: r.try_get("temp_max_c")?,
+                            energy_mwh: r.try_get("energy_mwh")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn charged_gpu_use(&self, from: i64, until: i64) -> Result<Vec<ChargedGpuUse>> {
+                // Only the jobs charged in the period are summed: both aggregates are bounded
+                // by them, not by the whole history.
+                let rows: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+                    "WITH charged AS ( \
+                       SELECT l.attempt_id, a.job_id FROM ledger l \
+                       JOIN attempts a ON a.id = l.attempt_id \
+                       WHERE l.kind = 'charge' AND l.at >= $1 AND l.at < $2), \
+                     measured AS ( \
+                       SELECT u.job_id, SUM(u.samples) AS samples, SUM(u.util_sum) AS util_sum, \
+                       SUM(u.energy_mwh) AS energy_mwh FROM gpu_usage u \
+                       WHERE u.job_id IN (SELECT job_id FROM charged) GROUP BY u.job_id), \
+                     job_charges AS ( \
+                       SELECT a.job_id, SUM(l.gpu_ms) AS gpu_ms FROM ledger l \
+                       JOIN attempts a ON a.id = l.attempt_id \
+                       WHERE l.kind = 'charge' AND a.job_id IN (SELECT job_id FROM charged) \
+                       GROUP BY a.job_id) \
+                     SELECT c.attempt_id, c.job_id, CAST(m.samples AS BIGINT), \
+                     CAST(m.util_sum AS BIGINT), CAST(m.energy_mwh AS BIGINT), \
+                     CAST(j.gpu_ms AS BIGINT) \
+                     FROM charged c JOIN measured m ON m.job_id = c.job_id \
+                     JOIN job_charges j ON j.job_id = c.job_id \
+                     WHERE m.samples > 0 ORDER BY c.attempt_id",
+                )
+                .bind(from)
+                .bind(until)
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(
+                        |(attempt_id, job_id, samples, util_sum, energy_mwh, job_charged_gpu_ms)| {
+                            ChargedGpuUse {
+                                attempt_id,
+                                job_id,
+                                samples,
+                                util_sum,
+                                energy_mwh,
+                                job_charged_gpu_ms,
+                            }
+                        },
+                    )
+                    .collect())
             }
 
             async fn project_gpu_use(&self, from: i64, until: i64) -> Result<Vec<ProjectGpuUse>> {

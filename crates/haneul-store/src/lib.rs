@@ -465,8 +465,19 @@ pub trait Store: Send + Sync + 'static {
     async fn job_task_cpu(&self, job: i64) -> Result<Vec<TaskCpuRecord>>;
     /// Per job, the samples of minutes from `since` on, in job order.
     async fn recent_gpu_use(&self, since: i64) -> Result<Vec<RecentGpuUse>>;
-    /// Drops the per-minute series before `before` (the summaries stay); how many rows went.
-    async fn prune_gpu_minutes(&self, before: i64) -> Result<u64>;
+    /// Folds the per-minute series before `minutes_before` into hourly rows (mean of the
+    /// minutes' means, max of their maxes, energy summed) and drops those minutes, then drops
+    /// the hourly rows before `hours_before`; the per-job summaries stay. One transaction.
+    async fn downsample_gpu_minutes(
+        &self,
+        minutes_before: i64,
+        hours_before: i64,
+    ) -> Result<Downsampled>;
+    /// A job's hourly series (what the hourly retention left), by hour and GPU.
+    async fn job_gpu_hours(&self, job: i64) -> Result<Vec<GpuHourRecord>>;
+    /// The attempts charged in `[from, until)` whose jobs have GPU samples, with their jobs'
+    /// measured figures, in attempt order. Attempts of jobs never sampled are absent.
+    async fn charged_gpu_use(&self, from: i64, until: i64) -> Result<Vec<ChargedGpuUse>>;
     /// Per project, GPU time sampled, GPU time busy and energy of jobs whose first sample falls
     /// in `[from, until)`, in project order.
     async fn project_gpu_use(&self, from: i64, until: i64) -> Result<Vec<ProjectGpuUse>>;

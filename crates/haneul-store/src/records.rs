@@ -1224,6 +1224,64 @@ pub struct GpuMinuteRecord {
     pub mem_max_mib: i64,
     pub power_sum_w: i64,
     pub temp_max_c: i64,
+    /// Energy of the minute's samples (each sample's power times its period).
+    pub energy_mwh: i64,
+}
+
+/// One hour of one job's GPU: what per-minute rows become once their retention is over, kept
+/// for the longer hourly retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuHourRecord {
+    pub job_id: i64,
+    pub gpu_uuid: String,
+    /// Start of the hour (ms since the epoch, a multiple of 3 600 000).
+    pub hour: i64,
+    /// Minutes folded into this hour.
+    pub minutes: i64,
+    /// Sum over those minutes of each minute's mean utilisation, in thousandths of a percent:
+    /// the hour's mean is the mean of its minutes' means.
+    pub util_mean_milli_sum: i64,
+    pub util_max: i64,
+    pub mem_max_mib: i64,
+    /// Sum over the minutes of each minute's mean power, in milliwatts.
+    pub power_mean_mw_sum: i64,
+    pub temp_max_c: i64,
+    pub energy_mwh: i64,
+}
+
+impl GpuHourRecord {
+    /// The mean of the hour's minutes' mean utilisation, in percent.
+    pub fn util_mean_pct(&self) -> f64 {
+        if self.minutes == 0 {
+            return 0.0;
+        }
+        self.util_mean_milli_sum as f64 / 1000.0 / self.minutes as f64
+    }
+}
+
+/// What one downsampling pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Downsampled {
+    /// Per-minute rows folded into hours and dropped.
+    pub minutes: u64,
+    /// Hourly rows dropped after the hourly retention.
+    pub hours_dropped: u64,
+}
+
+/// One attempt charged in a period, with what its job's GPUs measured over the job's life:
+/// the measured side of underuse and statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargedGpuUse {
+    pub attempt_id: i64,
+    pub job_id: i64,
+    /// The job's samples and their utilisation sum, over all its GPUs.
+    pub samples: i64,
+    pub util_sum: i64,
+    /// The job's energy over all its attempts.
+    pub energy_mwh: i64,
+    /// GPU-milliseconds charged for all the job's attempts, whenever: the share of the job's
+    /// energy that one attempt's charge carries is its GPU-milliseconds over this.
+    pub job_charged_gpu_ms: i64,
 }
 
 /// A job's GPU utilisation over a recent window (for the idle policy).

@@ -1586,11 +1586,136 @@ pub async fn gpu_telemetry_summaries_series_and_retention(store: &dyn Store) {
             .is_empty()
     );
 
-    // Retention drops old minutes; the summaries stay.
-    assert_eq!(store.prune_gpu_minutes(minute + 60_000).await.unwrap(), 3);
+    // Each minute carries its samples' energy, which the hours add up.
+    assert_eq!(series[0].energy_mwh, 300 * 10_000 / 3600);
+    assert_eq!(series[2].energy_mwh, 2 * (360 * 10_000 / 3600));
+
+    // After their retention, minutes become hours: the first pass folds the first minute of
+    // the three GPUs, the second the busy job's next minute into the same hour, adding up.
+    let hour = minute - minute % 3_600_000;
+    let done = store
+        .downsample_gpu_minutes(minute + 60_000, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        Downsampled {
+            minutes: 3,
+            hours_dropped: 0
+        }
+    );
     assert_eq!(store.job_gpu_minutes(busy.id).await.unwrap().len(), 1);
+    let done = store
+        .downsample_gpu_minutes(minute + 120_000, 0)
+        .await
+        .unwrap();
+    assert_eq!(done.minutes, 1);
+    assert!(store.job_gpu_minutes(busy.id).await.unwrap().is_empty());
+    let hours = store.job_gpu_hours(busy.id).await.unwrap();
+    let shape: Vec<(i64, &str, i64)> = hours
+        .iter()
+        .map(|h| (h.hour, h.gpu_uuid.as_str(), h.minutes))
+        .collect();
+    assert_eq!(shape, vec![(hour, "GPU-0", 2), (hour, "GPU-1", 1)]);
+    let g0 = &hours[0];
+    // Mean of the minutes' means (90 and 75), not of the samples (80): each minute weighs the
+    // same whatever the interval was.
+    assert_eq!(g0.util_mean_milli_sum, 90_000 + 75_000);
+    assert_eq!(g0.util_mean_pct(), 82.5);
+    assert_eq!((g0.util_max, g0.mem_max_mib), (100, 2_000));
+    assert_eq!(g0.power_mean_mw_sum, 300_000 + 360_000);
+    assert_eq!(g0.temp_max_c, 50);
+    assert_eq!(
+        g0.energy_mwh,
+        300 * 10_000 / 3600 + 2 * (360 * 10_000 / 3600)
+    );
+    assert_eq!(store.job_gpu_hours(idle.id).await.unwrap().len(), 1);
+    // The hourly retention drops whole hours; the summaries stay for good.
+    let done = store
+        .downsample_gpu_minutes(minute + 120_000, hour + 3_600_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        Downsampled {
+            minutes: 0,
+            hours_dropped: 3
+        }
+    );
+    assert!(store.job_gpu_hours(busy.id).await.unwrap().is_empty());
     assert_eq!(store.job_gpu_usage(busy.id).await.unwrap()[0].samples, 3);
     assert_eq!(store.job_gpu_usage(idle.id).await.unwrap()[0].samples, 1);
+}
+
+/// The measured side of underuse and statements: each attempt charged in a period, with its
+/// job's utilisation and energy and what the job was charged in all.
+pub async fn charged_gpu_use_joins_ledger_and_telemetry(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "kisti").await;
+    let n = node(store, "n1", 1).await;
+    let epoch = lead(store, "a", 1).await;
+    store
+        .create_award(&admin(), award(p.id, 100, 0, i64::MAX / 2), 1)
+        .await
+        .unwrap();
+    let h = 3_600_000;
+    // Three jobs of two GPUs for an hour each; the last never sampled.
+    let early = submit(store, &u, p.id, 10).await;
+    let a1 = start(store, epoch, early.id, n.id, 10).await;
+    finish(store, early.id, a1.fence, n.id, 10).await;
+    let later = submit(store, &u, p.id, 20).await;
+    let b1 = start(store, epoch, later.id, n.id, 5 * h).await;
+    finish(store, later.id, b1.fence, n.id, 5 * h).await;
+    let dark = submit(store, &u, p.id, 30).await;
+    let c1 = start(store, epoch, dark.id, n.id, 8 * h).await;
+    finish(store, dark.id, c1.fence, n.id, 8 * h).await;
+    store
+        .record_gpu_samples(
+            n.id,
+            &[
+                sample(early.id, 0, 20, 4, 10, 100),
+                sample(early.id, 1, 20, 2, 10, 100),
+                sample(later.id, 0, 5 * h + 20, 80, 10, 360),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    let all = store.charged_gpu_use(0, i64::MAX).await.unwrap();
+    let shape: Vec<(i64, i64, i64, i64, i64)> = all
+        .iter()
+        .map(|c| {
+            (
+                c.attempt_id,
+                c.job_id,
+                c.samples,
+                c.util_sum,
+                c.job_charged_gpu_ms,
+            )
+        })
+        .collect();
+    // Two GPUs for an hour: 2 GPU-hours each; the dark job is absent.
+    assert_eq!(
+        shape,
+        vec![
+            (a1.id, early.id, 2, 6, 2 * h),
+            (b1.id, later.id, 1, 80, 2 * h)
+        ]
+    );
+    assert_eq!(all[0].energy_mwh, 2 * (100 * 10_000 / 3600));
+    assert_eq!(all[1].energy_mwh, 360 * 10_000 / 3600);
+    // A period selects attempts by when they were charged (at their end).
+    let late = store.charged_gpu_use(2 * h, 7 * h).await.unwrap();
+    assert_eq!(
+        late.iter().map(|c| c.attempt_id).collect::<Vec<_>>(),
+        vec![b1.id]
+    );
+    assert!(
+        store
+            .charged_gpu_use(7 * h, 10 * h)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn oidc_links_provision_and_approve(store: &dyn Store) {
@@ -1857,6 +1982,7 @@ macro_rules! suite {
                 node_health_drains_and_requeues,
                 fleet_summary_and_ledger_spans,
                 gpu_telemetry_summaries_series_and_retention,
+                charged_gpu_use_joins_ledger_and_telemetry,
                 oidc_links_provision_and_approve,
                 arrays_materialise_lazily);
         }

@@ -49,6 +49,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(crate::accounting::router())
         .merge(crate::programmes::router())
         .merge(crate::oidc::router())
+        // The job page's verdict, charts and idle notice read `/v1/jobs/{id}/efficiency`.
+        .merge(crate::telemetry::router())
         .split_for_parts();
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal") }))
@@ -601,10 +603,37 @@ impl BalanceRow {
     }
 }
 
+/// A job of the signed-in person's under an idle notice, still idle.
+struct IdleRow {
+    job: i64,
+    /// When the controller stops it unless its GPUs get busy, in the centre's time zone.
+    stops_at: String,
+    detail: String,
+}
+
+/// The caller's own jobs under an idle notice that still sit idle, from `/v1/notices`.
+async fn idle_rows(ctx: &Ctx, user: &api::User) -> Result<Vec<IdleRow>, Refusal> {
+    let notices: Vec<api::Notice> = ctx.get("/v1/notices").await?;
+    let zone = &ctx.state.accounting.time_zone;
+    Ok(notices
+        .into_iter()
+        .filter(|n| n.user == Some(user.id))
+        .filter_map(|n| {
+            Some(IdleRow {
+                job: n.job?,
+                stops_at: zone.date_time(n.stops_at?),
+                detail: n.detail,
+            })
+        })
+        .collect())
+}
+
 #[derive(Template)]
 #[template(path = "portal/home.html")]
 struct HomePage {
     base: Base,
+    /// Banners: the person's jobs whose GPUs sit idle and will be stopped.
+    idle: Vec<IdleRow>,
     projects: Vec<ProjectRow>,
     chart: String,
     series: SeriesView,
@@ -880,6 +909,8 @@ struct JobPage {
     gpu_verdict: String,
     /// Utilisation and memory per GPU over the job's minutes, as SVG.
     gpu_charts: String,
+    /// The idle policy's notice while the job sits idle: (its text, when it will be stopped).
+    idle: Option<(String, String)>,
 }
 
 struct AttemptRow {
@@ -1178,8 +1209,10 @@ async fn home_body(ctx: &Ctx) -> Result<Response, Refusal> {
         |l| &l.charged_gpu_hours,
     )
     .await?;
+    let idle = idle_rows(ctx, &user).await?;
     Ok(render(&HomePage {
         base: ctx.base(&user),
+        idle,
         projects,
         chart,
         series,
@@ -1530,6 +1563,10 @@ async fn job_body(ctx: &Ctx, raw: &str) -> Result<Response, Refusal> {
     let command = detail.job.command.join(" ");
     // A page without telemetry still shows the job.
     let eff: Option<api::JobEfficiency> = ctx.get(&format!("/v1/jobs/{id}/efficiency")).await.ok();
+    let zone = &ctx.state.accounting.time_zone;
+    let idle = eff
+        .as_ref()
+        .and_then(|e| Some((e.idle_notice.clone()?, zone.date_time(e.idle_stops_at?))));
     let (gpu_verdict, gpu_charts) = eff
         .filter(|e| e.samples > 0)
         .map(|e| (e.verdict.clone(), gpu_charts(&e)))
@@ -1542,6 +1579,7 @@ async fn job_body(ctx: &Ctx, raw: &str) -> Result<Response, Refusal> {
         can_read_logs,
         gpu_verdict,
         gpu_charts,
+        idle,
     };
     Ok(render(&page))
 }

@@ -788,6 +788,15 @@ impl StatementsPage {
     fn gpu_hours(&self) -> f64 {
         self.lines.iter().map(|l| l.line.gpu_hours).sum()
     }
+    fn measured(&self) -> f64 {
+        self.lines.iter().map(|l| l.line.used_gpu_hours).sum()
+    }
+    fn unmeasured(&self) -> f64 {
+        self.lines.iter().map(|l| l.line.unmeasured_gpu_hours).sum()
+    }
+    fn energy(&self) -> f64 {
+        self.lines.iter().map(|l| l.line.energy_kwh).sum()
+    }
     fn hours(&self, ms: &i64) -> f64 {
         *ms as f64 / MS_PER_HOUR
     }
