@@ -101,6 +101,11 @@ impl NodeSlot {
 }
 
 impl Cluster {
+    /// GPUs of the largest node.
+    pub fn max_gpus_per_node(&self) -> u32 {
+        self.nodes.iter().map(|n| n.gpus()).max().unwrap_or(0) as u32
+    }
+
     pub fn new(fleet: &Fleet) -> Cluster {
         let models = fleet.gpu_models();
         let pool_index = |id| fleet.pools.iter().position(|p| p.id == id).unwrap_or(0) as u32;
