@@ -473,8 +473,7 @@ impl Engine {
                 (None, None) => self.policy.default_runtime,
             }
         };
-        let node_gpus = self.cluster.max_gpus_per_node();
-        let large = spec.replicas > 1 || (milli == FULL && gpus >= node_gpus);
+        let large = spec.replicas > 1 || (milli == FULL && gpus >= self.cluster.max_node_gpus);
         let credit = if large || !self.policy.estimate_age_large_only {
             est.0.max(0) / 100 * self.policy.estimate_age_pct as i64
         } else {
