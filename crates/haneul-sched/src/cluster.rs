@@ -50,6 +50,8 @@ pub(crate) struct PoolSlot {
 #[derive(Debug, Clone)]
 pub(crate) struct Cluster {
     pub nodes: Vec<NodeSlot>,
+    /// GPUs of the largest node (the fleet's nodes are fixed).
+    pub max_node_gpus: u32,
     pub models: Vec<GpuModel>,
     /// Node indices per model, in fleet order.
     pub model_nodes: Vec<Vec<u32>>,
@@ -140,6 +142,7 @@ impl Cluster {
         let max_gpus = fleet.nodes.iter().map(|n| n.gpus).max().unwrap_or(0) as usize;
         let mut c = Cluster {
             nodes,
+            max_node_gpus: max_gpus as u32,
             hist: vec![vec![0; max_gpus + 1]; models.len()],
             free_milli: vec![0; models.len()],
             share_counts: vec![Fenwick::new(FULL as usize + 1); models.len()],

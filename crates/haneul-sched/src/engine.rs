@@ -146,6 +146,9 @@ pub struct Engine {
     node_index: FxHashMap<NodeId, u32>,
     /// Running jobs per node index, for preemption planning and node loss.
     node_jobs: Vec<Vec<JobId>>,
+    /// Per node index: when its running work is expected to end (the latest estimate), for
+    /// end-aligned placement.
+    busy_until: Vec<Time>,
     fits_ever: FxHashMap<(ShapeKey, u64, u64, u32), bool>,
     now: Time,
     last_stats: PassStats,
@@ -229,6 +232,7 @@ impl Engine {
             holds: BTreeMap::new(),
             node_index,
             node_jobs: vec![Vec::new(); fleet.nodes.len()],
+            busy_until: vec![Time::ZERO; fleet.nodes.len()],
             fits_ever: FxHashMap::default(),
             now: Time::ZERO,
             last_stats: PassStats::default(),
@@ -469,7 +473,12 @@ impl Engine {
                 (None, None) => self.policy.default_runtime,
             }
         };
-        let credit = est.0.max(0) / 100 * self.policy.estimate_age_pct as i64;
+        let large = spec.replicas > 1 || (milli == FULL && gpus >= self.cluster.max_node_gpus);
+        let credit = if large || !self.policy.estimate_age_large_only {
+            est.0.max(0) / 100 * self.policy.estimate_age_pct as i64
+        } else {
+            0
+        };
         let key = OrderKey::new(priority, Time(job.submitted_at.0 - credit), job.id);
         self.frag.observe(task_kind(spec, mask), spec.replicas);
         let q = self.queue_of(project);
@@ -600,9 +609,20 @@ impl Engine {
             });
         };
         let (cpu, mem) = (entry.req.cpu, entry.req.mem);
+        let nodes: SmallVec<[u32; 8]> = tasks.iter().map(|t| t.node).collect();
         for t in tasks {
             self.cluster.release(t.node, &t.gpus, t.milli, cpu, mem);
             self.node_jobs[t.node as usize].retain(|j| *j != job);
+        }
+        for n in nodes {
+            self.busy_until[n as usize] = self.node_jobs[n as usize]
+                .iter()
+                .filter_map(|j| match self.jobs[j].run {
+                    Run::Running { end_est, .. } => Some(end_est),
+                    Run::Queued { .. } => None,
+                })
+                .max()
+                .unwrap_or(Time::ZERO);
         }
         let total = entry.total_milli();
         let project = entry.project;

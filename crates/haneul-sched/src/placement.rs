@@ -2,13 +2,15 @@
 //!
 //! Rules, in order: every task's GPUs are on one node; a task that fits in one NVLink domain stays
 //! in one; a multi-task gang uses as few network blocks as it can (the tightest block that holds it
-//! whole, else the largest blocks first); single tasks go where the strategy scores best. Slot
-//! counting is exact, so when a placement exists on the given view it is found.
+//! whole, else the largest blocks first); single tasks go where the strategy scores best, with
+//! end-time alignment (when the policy asks) first: a node whose running work outlasts the task
+//! before one it would keep busy longer. Slot counting is exact, so when a placement exists on
+//! the given view it is found.
 
 use crate::cluster::{Cluster, FULL, GpuVec, NodeSig, NodeSlot};
 use crate::frag::{self, FragModel};
 use crate::policy::PlacementStrategy;
-use haneul_model::{JobId, NodeState};
+use haneul_model::{JobId, NodeState, Time};
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
@@ -49,6 +51,10 @@ pub(crate) struct PlaceCtx<'a> {
     /// Pools this job may run on, by pool index.
     pub pools: &'a [bool],
     pub exclusions: Option<&'a Exclusions>,
+    /// When running work on each node is expected to end, and when this task would: a node
+    /// whose work outlasts the task beats one it would outlast, before the strategy's score, and
+    /// among nodes that score alike the best aligned wins (see [`end_cost`]).
+    pub ends: Option<(&'a [Time], Time)>,
 }
 
 /// A node's capacity as this placement may use it.
@@ -305,6 +311,25 @@ fn place_one(
                     return false;
                 }
                 let mut any = false;
+                if let Some(ends) = ctx.ends {
+                    // Alike nodes differ in when their work ends: the group stands for its
+                    // best-aligned plain node.
+                    let mut plain_best: Option<((bool, i64, u32), u32)> = None;
+                    for &idx in nodes.iter().take(ALIGN_SCAN) {
+                        if is_plain(cluster, ctx, idx) {
+                            let c = end_cost(ends, idx);
+                            if plain_best.is_none_or(|(b, _)| c < b) {
+                                plain_best = Some((c, idx));
+                            }
+                        } else {
+                            any |= consider(idx, frag, &mut best).1;
+                        }
+                    }
+                    if let Some((_, idx)) = plain_best {
+                        any |= consider(idx, frag, &mut best).1;
+                    }
+                    return any;
+                }
                 for &idx in nodes {
                     let (plain, feasible) = consider(idx, frag, &mut best);
                     any |= feasible;
@@ -341,6 +366,30 @@ fn place_one(
         gpus: b.gpus,
         milli: req.milli,
     })
+}
+
+/// Nodes of one group looked at when aligning end times; bounds a placement on a large fleet.
+const ALIGN_SCAN: usize = 64;
+
+/// No hold and no reservation on the node: it stands for its whole group.
+fn is_plain(cluster: &Cluster, ctx: &PlaceCtx, idx: u32) -> bool {
+    cluster.nodes[idx as usize].holds.is_empty()
+        && ctx.exclusions.is_none_or(|e| !e.contains_key(&idx))
+}
+
+/// How a task ending at `end` fits the node's running work in time, lowest best: (the task
+/// outlasts that work, by how much it does or how long before the work's end it ends, index).
+/// Nodes whose work ends together free whole, which is what gangs and whole-node jobs wait for;
+/// a task on a node about to drain would keep it partly busy, while beside longer work it costs
+/// nothing. Among outlasted nodes the tightest in time wins, which keeps the longest-busy nodes
+/// for longer tasks.
+fn end_cost((busy_until, end): (&[Time], Time), idx: u32) -> (bool, i64, u32) {
+    let until = busy_until.get(idx as usize).copied().unwrap_or(Time::ZERO);
+    if until >= end {
+        (false, until.0 - end.0, idx)
+    } else {
+        (true, end.0 - until.0, idx)
+    }
 }
 
 /// FGD as the paper's simulator ran it: every feasible node scored with kube-scheduler's integer
@@ -472,6 +521,10 @@ fn groups_by_model<'a>(groups: &'a Groups, models: &[u8], req: &TaskReq) -> Vec<
 
 /// A candidate node for one task and how good it is.
 struct Scored {
+    /// The task would outlast the node's running work, and by how much or how early it ends
+    /// ([`end_cost`]; zero without end-time alignment).
+    outlasts: bool,
+    slack: i64,
     /// Growth of the node's expected fragmentation (0 when the strategy does not use it).
     delta: f64,
     /// Best fit: fewest whole GPUs left, then least GPU share, then least CPU.
@@ -483,10 +536,15 @@ struct Scored {
 impl Scored {
     /// A strict total order, so the winner does not depend on the order nodes are looked at.
     fn beats(&self, other: &Scored) -> bool {
+        if self.outlasts != other.outlasts {
+            return !self.outlasts;
+        }
         match self.delta.total_cmp(&other.delta) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => (self.fit, self.node) < (other.fit, other.node),
+            std::cmp::Ordering::Equal => {
+                (self.fit, self.slack, self.node) < (other.fit, other.slack, other.node)
+            }
         }
     }
 }
@@ -535,7 +593,10 @@ fn score_node(
         let milli_left: u64 = v.gpus.iter().map(|&f| f as u64).sum();
         (full_left, milli_left, v.cpu)
     };
+    let (outlasts, slack, _) = ctx.ends.map_or((false, 0, idx), |e| end_cost(e, idx));
     Some(Scored {
+        outlasts,
+        slack,
         delta,
         fit,
         node: idx,

@@ -87,9 +87,15 @@ pub struct Policy {
     pub sticky_reservations: bool,
     /// Within a queue, a job sorts as if submitted earlier by this share (percent) of its
     /// estimated run time, so that long jobs start before shorter ones submitted a little after
-    /// them. Fair share between projects is untouched; what changes is which of a project's own
-    /// jobs uses its turn. Zero keeps plain submission order.
+    /// them and do not all end a busy spell late on an emptying fleet. Fair share between
+    /// projects is untouched; what changes is which of a project's own jobs uses its turn. Zero
+    /// keeps plain submission order. Haneul: 400, for whole-node jobs only.
     pub estimate_age_pct: u32,
+    /// The credit of `estimate_age_pct` goes only to jobs that need whole nodes (a gang, or a
+    /// task as large as the largest node): they hold most of the GPU-time and set when a busy
+    /// spell ends, while a project's small tasks, most of the jobs and the median wait, keep
+    /// submission order.
+    pub estimate_age_large_only: bool,
     /// Let projects run above their guarantee on idle capacity (as preemptible work).
     pub borrowing: bool,
     /// Reclaim guarantees by preempting borrowed work.
@@ -108,6 +114,11 @@ pub struct Policy {
     /// When false, a blocked job at the head stops everything behind it (strict FIFO).
     pub skip_blocked: bool,
     pub placement: PlacementStrategy,
+    /// Placement looks at time as well as space: a task goes first to a node whose running work
+    /// is expected to outlast it (by estimates), then by the strategy's score; among nodes alike,
+    /// to the one whose work it fits best in time. Short tasks then stop landing on nodes about
+    /// to free whole, so gangs and whole-node jobs drain less capacity while they wait.
+    pub align_ends: bool,
     /// Most groups of interchangeable nodes (same model, pool and free capacity) scored per GPU
     /// model when placing one task, tightest first, like kube-scheduler's
     /// `percentageOfNodesToScore`. It bounds placement on a large, varied fleet.
@@ -123,7 +134,8 @@ impl Default for Policy {
             fair_share_half_life: Span::from_hours(7 * 24),
             age_half_life: Span::ZERO,
             reserve_oldest: false,
-            estimate_age_pct: 0,
+            estimate_age_pct: 400,
+            estimate_age_large_only: true,
             sticky_reservations: false,
             borrowing: true,
             preemption: true,
@@ -133,6 +145,7 @@ impl Default for Policy {
             default_runtime: Span::from_hours(24),
             skip_blocked: true,
             placement: PlacementStrategy::Fragmentation,
+            align_ends: true,
             max_scored_nodes: 1024,
             frag: FragTuning::default(),
         }
@@ -148,7 +161,7 @@ impl Policy {
             skip_blocked: false,
             preemption: false,
             placement: PlacementStrategy::FirstFit,
-            ..Policy::default()
+            ..Policy::baseline()
         }
     }
 
@@ -157,6 +170,18 @@ impl Policy {
         Policy {
             ordering: Ordering::Priority,
             placement: PlacementStrategy::BestFit,
+            ..Policy::baseline()
+        }
+    }
+
+    /// Haneul's defaults without what the baselines never had (end-time alignment, the
+    /// estimate credit of whole-node jobs), so the baselines stay the policies they are named
+    /// after.
+    fn baseline() -> Self {
+        Policy {
+            estimate_age_pct: 0,
+            estimate_age_large_only: false,
+            align_ends: false,
             ..Policy::default()
         }
     }

@@ -247,3 +247,112 @@ fn fair_share_divides_a_contended_fleet_by_weight() {
     };
     assert_eq!((alloc(0), alloc(1)), (4, 12), "16 GPUs split 1:3");
 }
+
+/// A job lasting `hours` (its estimate).
+fn lasting(project: u32, replicas: u32, gpu: GpuRequest, hours: i64) -> JobGen {
+    JobGen {
+        estimate_s: hours * 3600,
+        ..job(project, replicas, gpu)
+    }
+}
+
+/// Two nodes left alike (one GPU free each) by a 1-hour and a 10-hour job; a third job's node.
+fn node_for_a_task_among_alike_nodes(policy: Policy, hours: i64) -> NodeId {
+    let fleet = fleet_of(&[node(8, 8, 0), node(8, 8, 0)]);
+    let mut e = Engine::new(&fleet, &tenants_of(&open_projects(1)), policy).unwrap();
+    let now = Time::from_secs(1);
+    e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(7), 1), 0, now), now)
+        .unwrap();
+    e.submit(
+        job_of(&lasting(0, 1, GpuRequest::Whole(7), 10), 1, now),
+        now,
+    )
+    .unwrap();
+    e.schedule(now);
+    let short_on = e.placement(JobId(0)).unwrap().tasks[0].node;
+    let long_on = e.placement(JobId(1)).unwrap().tasks[0].node;
+    assert_ne!(short_on, long_on);
+    let later = Time::from_secs(60);
+    e.submit(
+        job_of(&lasting(0, 1, GpuRequest::Whole(1), hours), 2, later),
+        later,
+    )
+    .unwrap();
+    e.schedule(later);
+    e.check_invariants().unwrap();
+    let on = e.placement(JobId(2)).unwrap().tasks[0].node;
+    // Name the answer by what runs there, not by index.
+    if on == short_on { NodeId(0) } else { NodeId(1) }
+}
+
+#[test]
+fn among_alike_nodes_a_task_goes_where_running_work_outlasts_it() {
+    let aligned = Policy::default();
+    assert!(aligned.align_ends, "Haneul aligns end times by default");
+    // NodeId(0): beside the 1-hour job; NodeId(1): beside the 10-hour job.
+    assert_eq!(
+        node_for_a_task_among_alike_nodes(aligned.clone(), 2),
+        NodeId(1),
+        "a 2-hour task beside the 1-hour job would keep that node from freeing whole"
+    );
+    assert_eq!(
+        node_for_a_task_among_alike_nodes(aligned.clone(), 20),
+        NodeId(1),
+        "a 20-hour task outlasts both; beside the 10-hour job it outlasts the node's work least"
+    );
+    assert_eq!(
+        node_for_a_task_among_alike_nodes(
+            Policy {
+                align_ends: false,
+                ..Policy::default()
+            },
+            2
+        ),
+        NodeId(0),
+        "without alignment alike nodes go by index (the 1-hour job's node was placed first)"
+    );
+}
+
+#[test]
+fn long_whole_node_jobs_use_a_projects_turn_first_and_short_tasks_keep_their_order() {
+    // One 8-GPU node, busy until t = 100 s; then two 5-GPU tasks (1 h, then 10 h) and two
+    // 8-GPU jobs (1 h, then 10 h) wait, in that submission order.
+    let run = |policy: Policy| -> Vec<JobId> {
+        let fleet = fleet_of(&[node(8, 8, 0)]);
+        let mut e = Engine::new(&fleet, &tenants_of(&open_projects(1)), policy).unwrap();
+        let t0 = Time::from_secs(1);
+        e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(8), 1), 0, t0), t0)
+            .unwrap();
+        e.schedule(t0);
+        let waiting = [(5, 1), (5, 10), (8, 1), (8, 10)];
+        for (i, (gpus, hours)) in waiting.into_iter().enumerate() {
+            let t = Time::from_secs(10 * (i as i64 + 1));
+            let j = lasting(0, 1, GpuRequest::Whole(gpus), hours);
+            e.submit(job_of(&j, i as u64 + 1, t), t).unwrap();
+        }
+        let t = Time::from_secs(100);
+        e.finish(JobId(0), t).unwrap();
+        e.schedule(t).starts.iter().map(|s| s.job).collect()
+    };
+    assert_eq!(
+        run(Policy::default()),
+        vec![JobId(4)],
+        "the 10-hour 8-GPU job first"
+    );
+    assert_eq!(
+        run(Policy {
+            estimate_age_large_only: false,
+            ..Policy::default()
+        }),
+        vec![JobId(2)],
+        "credited for every size, the 10-hour 5-GPU task would go first"
+    );
+    assert_eq!(
+        run(Policy {
+            estimate_age_pct: 0,
+            ..Policy::default()
+        }),
+        vec![JobId(1)],
+        "without credit, submission order"
+    );
+}

@@ -153,14 +153,16 @@ proptest! {
         }
     }
 
-    /// The queue-order knobs (ageing, the oldest job's reservation, estimate-weighted order) keep
-    /// every invariant and stay deterministic.
+    /// The queue-order knobs (ageing, the oldest job's reservation, estimate-weighted order) and
+    /// end-time alignment keep every invariant and stay deterministic.
     #[test]
     fn queue_order_knobs_keep_the_invariants(
         (nodes, projects, steps) in scenario(),
         age_h in 0..48i64,
         reserve_oldest in any::<bool>(),
         estimate_age_pct in 0..800u32,
+        estimate_age_large_only in any::<bool>(),
+        align_ends in any::<bool>(),
         reservations in 0..4usize,
         sticky_reservations in any::<bool>(),
     ) {
@@ -170,6 +172,8 @@ proptest! {
             age_half_life: Span::from_hours(age_h),
             reserve_oldest,
             estimate_age_pct,
+            estimate_age_large_only,
+            align_ends,
             reservations,
             sticky_reservations,
             ..Policy::default()

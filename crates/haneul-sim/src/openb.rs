@@ -301,11 +301,13 @@ fn spec_of(pod: &OpenbPod) -> Result<JobSpec, SimError> {
 }
 
 /// The engine policy for the replay: placement only. Every pod arrives alone, so ordering,
-/// backfill and preemption have nothing to decide.
+/// backfill and preemption have nothing to decide; pods never end, so neither does aligning
+/// their end times.
 pub fn replay_policy(placement: haneul_sched::PlacementStrategy) -> Policy {
     Policy {
         backfill: false,
         preemption: false,
+        align_ends: false,
         placement,
         ..Policy::default()
     }

@@ -66,6 +66,7 @@ impl Engine {
             job,
             pools: &pools,
             exclusions: None,
+            ends: None,
         };
         let mut found: Option<(Time, Vec<TaskSlot>)> = None;
         loop {
@@ -158,6 +159,7 @@ impl Engine {
             job,
             pools: &pools,
             exclusions: None,
+            ends: None,
         };
         let req = e.req;
         let models = e.models.clone();

@@ -15,10 +15,17 @@ impl Engine {
         let mut cpu = vec![0u64; self.cluster.nodes.len()];
         let mut mem = vec![0u64; self.cluster.nodes.len()];
         let mut alloc = vec![vec![0u64; self.cluster.models.len()]; self.projects.len()];
+        let mut until = vec![Time::ZERO; self.cluster.nodes.len()];
         let mut running = 0;
         for (_, j) in &self.running_by_end {
             let e = &self.jobs[j];
-            let Run::Running { tasks, model, .. } = &e.run else {
+            let Run::Running {
+                tasks,
+                model,
+                end_est,
+                ..
+            } = &e.run
+            else {
                 return Err(format!("{j} is in the running index but not running"));
             };
             running += 1;
@@ -53,6 +60,7 @@ impl Engine {
                 for &g in &t.gpus {
                     used[t.node as usize][g as usize] += t.milli as u32;
                 }
+                until[t.node as usize] = until[t.node as usize].max(*end_est);
                 cpu[t.node as usize] += e.req.cpu;
                 mem[t.node as usize] += e.req.mem;
             }
@@ -80,6 +88,12 @@ impl Engine {
                         n.id, n.gpu_free[g]
                     ));
                 }
+            }
+            if until[i] != self.busy_until[i] {
+                return Err(format!(
+                    "{}: running work is expected to end at {:?}, the node says {:?}",
+                    n.id, until[i], self.busy_until[i]
+                ));
             }
             if cpu[i] + n.cpu_free != n.cpu_cap || mem[i] + n.mem_free != n.mem_cap {
                 return Err(format!("{}: cpu or memory accounting is off", n.id));

@@ -444,6 +444,10 @@ impl Engine {
                 job,
                 pools: &pools,
                 exclusions: excl.as_ref(),
+                ends: self
+                    .policy
+                    .align_ends
+                    .then_some((self.busy_until.as_slice(), end_est)),
             };
             let placed = place(
                 &self.cluster,
@@ -486,6 +490,8 @@ impl Engine {
             if !on_node.contains(&job) {
                 on_node.push(job);
             }
+            let until = &mut self.busy_until[t.node as usize];
+            *until = (*until).max(end_est);
         }
         self.touch_usage(project);
         let p = &mut self.projects[project as usize];

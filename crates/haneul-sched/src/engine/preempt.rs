@@ -17,6 +17,7 @@ impl Engine {
             job,
             pools: &pools,
             exclusions: None,
+            ends: None,
         };
         let lost = |v: &JobEntry| -> u64 {
             match v.run {

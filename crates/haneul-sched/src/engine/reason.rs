@@ -278,6 +278,7 @@ impl Engine {
             job: e.job.id,
             pools,
             exclusions: None,
+            ends: None,
         };
         let view = EvictionView::new(&self.cluster.nodes[idx as usize], idx, &ctx)?;
         (1..e.req.gpus).rev().find(|&g| {
@@ -307,6 +308,7 @@ impl Engine {
                 job: JobId(u64::MAX),
                 pools: &p.pools,
                 exclusions: None,
+                ends: None,
             };
             let n_models = self.cluster.models.len();
             let mut fit = Fit {
