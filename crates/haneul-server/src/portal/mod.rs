@@ -2055,6 +2055,7 @@ mod tests {
             samples: 4,
             verdict: "used 1 of 2 GPUs; the other one stayed idle".into(),
             idle_notice: None,
+            idle_stops_at: None,
             gpus: vec![],
             series: vec![
                 minute(3_600_000, "GPU-a", 100.0, 4000),
