@@ -6,10 +6,11 @@
 //!   per-GPU-class guarantee; above it only on idle capacity, up to its borrowing limit, and that
 //!   work is preemptible;
 //! - **order**: weighted fair share with half-life decayed usage (Slurm's multifactor), then
-//!   priority class, then age ([`Ordering`]);
+//!   priority class, then age, a project's long whole-node jobs counted older ([`Ordering`]);
 //! - **gangs** all or nothing, and **topology**: a task on one node, inside one NVLink domain when
 //!   it fits one, a gang on the fewest network blocks;
-//! - **fragmentation-aware placement** of small and fractional tasks ([`PlacementStrategy`]);
+//! - **fragmentation-aware placement** of small and fractional tasks ([`PlacementStrategy`]),
+//!   aligned in time: a task goes beside running work that outlasts it, so nodes free whole;
 //! - **backfill** behind reservations computed from runtime estimates;
 //! - **preemption** to give guarantees back, choosing the victims that lose the least work,
 //!   honouring each victim's grace period, never touching non-preemptible work, and never
