@@ -27,6 +27,67 @@ const KO: &[(&str, &str)] = &[
     ),
     ("cancel", "작업 취소 (scancel 처럼)"),
     (
+        "run",
+        "GPU 노드에서 프로그램을 대화형으로 실행 (srun --pty 처럼): 시작을 기다린 뒤 이 터미널을 연결; 프로그램의 종료 상태가 이 명령의 종료 상태",
+    ),
+    (
+        "attach",
+        "실행 중인 대화형 작업 (`haneul run`) 의 터미널에 이 터미널을 연결",
+    ),
+    ("run/gpus", "태스크 하나의 GPU 수"),
+    (
+        "run/nodes",
+        "노드 수: 대화형 작업은 노드 하나에서 태스크 하나를 실행",
+    ),
+    ("run/name", "작업 이름 (기본값: 프로그램 이름)"),
+    (
+        "run/project",
+        "프로젝트 번호 (기본값: 설정의 project, HANEUL_PROJECT, 또는 내 유일한 프로젝트)",
+    ),
+    (
+        "run/pty",
+        "이 터미널을 raw 모드로 바꿔 모든 키 (Ctrl-C 포함) 를 원격 프로그램에 보냄 (ssh 처럼); 없으면 입력한 줄을 보내고 Ctrl-C 를 전달",
+    ),
+    ("attach/id", "대화형 작업의 번호"),
+    (
+        "server/terminal_grace",
+        "연결이 끊긴 대화형 작업 (`haneul run --pty`) 이 소유자의 재연결을 기다리는 초; 지나면 작업 취소",
+    ),
+    (
+        "up/terminal_grace",
+        "대화형 작업이 소유자의 재연결을 기다리는 초 (서버에 전달)",
+    ),
+    (
+        "attach/no_pty",
+        "이 터미널을 raw 모드로 바꾸지 않고 그대로 둠",
+    ),
+    ("run/json", "표 대신 스크립트용 JSON 출력"),
+    ("attach/json", "표 대신 스크립트용 JSON 출력"),
+    (
+        "run/ca_file",
+        "공개 루트 대신 서버 인증서에 서명한 CA 인증서 (PEM) (기본값: 클라이언트 설정의 `ca_file`)",
+    ),
+    (
+        "attach/ca_file",
+        "공개 루트 대신 서버 인증서에 서명한 CA 인증서 (PEM) (기본값: 클라이언트 설정의 `ca_file`)",
+    ),
+    (
+        "run/server",
+        "서버 기본 URL, http:// 또는 https:// (기본값: `haneul up` 이 쓴 클라이언트 설정의 `server`); 한 센터의 여러 서버는 쉼표로 구분",
+    ),
+    (
+        "attach/server",
+        "서버 기본 URL, http:// 또는 https:// (기본값: `haneul up` 이 쓴 클라이언트 설정의 `server`); 한 센터의 여러 서버는 쉼표로 구분",
+    ),
+    (
+        "run/token_file",
+        "내 토큰이 든 파일 (기본값: 환경 변수 HANEUL_TOKEN, 그다음 설정 파일)",
+    ),
+    (
+        "attach/token_file",
+        "내 토큰이 든 파일 (기본값: 환경 변수 HANEUL_TOKEN, 그다음 설정 파일)",
+    ),
+    (
         "usage",
         "프로젝트와 GPU 모델별 사용한 GPU 시간 (sacct 처럼)",
     ),
