@@ -179,8 +179,11 @@ impl Centre {
 
     /// `haneul ARGS --json` as the user `token_file` holds (the demo user: None).
     fn json(&self, token_file: Option<&Path>, args: &[&str]) -> Value {
-        let mut c = self.command(args);
-        c.arg("--json");
+        // --json before any `--`: after it, it would belong to the job's command.
+        let mut args = args.to_vec();
+        let at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        args.insert(at, "--json");
+        let mut c = self.command(&args);
         if let Some(t) = token_file {
             c.env("HANEUL_TOKEN_FILE", t);
         }
