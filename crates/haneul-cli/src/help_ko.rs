@@ -313,6 +313,14 @@ const KO: &[(&str, &str)] = &[
         "submit@after",
         "예시:\n  haneul submit --gpus 1 -- python train.py\n  haneul submit --gpus 16 --nodes 2 --time 2h --name llm -- torchrun train.py\n  haneul submit --gpus-per-node 8 --nodes 4 --gpu-model H200 --priority high -- ./run.sh\n  haneul submit --dependency afterok:41 -- python eval.py\n  haneul submit --array 0-9%2 --gpus 1 -- sh -c 'python sweep.py --seed $SLURM_ARRAY_TASK_ID'\n  haneul submit job.toml --time 30m        (옵션이 파일보다 우선)\n  haneul submit --gpus 1 --json -- sh -c 'echo $CUDA_VISIBLE_DEVICES'\n  haneul submit --gpus 8 --container-image nvcr.io/nvidia/pytorch:24.10-py3 -- torchrun train.py\n\n작업 파일 (TOML) 에 쓸 수 있는 키: name, gpus, nodes, gpus_per_node, cpus_per_task, gpu_model, time, priority,\ncpus_per_task, dependency, array, project, container_image, command (목록: [\"python\", \"train.py\"]).",
     ),
+    (
+        "run@after",
+        "예시:\n  haneul run --gpus 1 --pty bash\n  haneul run --gpus 2 --time 2h --name debug --pty bash -l\n  haneul run --gpus 1 -- nvidia-smi        (--pty 없음: 출력과 종료 상태만, raw 모드 아님)\n  srun --gres=gpu:1 --pty bash             (Slurm 이름으로 같은 일, docs/slurm.md)\n\n프로그램이 끝나면 작업도 끝나고, 그 종료 상태가 이 명령의 종료 상태입니다. 연결이 끊기면 서버의 유예 시간\n(기본 60 초) 안에 `haneul attach ID` 로 터미널을 다시 잡을 수 있고 그동안의 출력도 보입니다; 지나면 작업은 취소됩니다.",
+    ),
+    (
+        "attach@after",
+        "예시:\n  haneul attach 42\n  haneul attach 42 --no-pty     (입력한 줄 그대로, 스크립트가 세션에 입력을 줄 때)\n\n연결하면 같은 작업의 다른 연결에서 터미널을 넘겨받습니다. 작업 소유자 (또는 센터 관리자) 만 연결할 수 있습니다.",
+    ),
     // Arguments: `*/ID` where the English is the same in every command.
     (
         "*/action",
