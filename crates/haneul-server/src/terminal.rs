@@ -203,7 +203,7 @@ impl Hub {
 
     /// Where output from the agent goes: the user's queue, or (nobody attached) the buffer,
     /// in which case `None`.
-    fn from_agent(&self, job: i64, frame: Frame) -> Option<(mpsc::Sender<Frame>, Frame)> {
+    fn output_of_agent(&self, job: i64, frame: Frame) -> Option<(mpsc::Sender<Frame>, Frame)> {
         let mut sessions = self.lock();
         let s = sessions.get_mut(&job)?;
         if let Frame::Exit(code) = frame {
@@ -220,7 +220,7 @@ impl Hub {
         }
     }
 
-    fn to_agent(&self, job: i64) -> Option<mpsc::Sender<Frame>> {
+    fn agent_queue(&self, job: i64) -> Option<mpsc::Sender<Frame>> {
         self.lock()
             .get(&job)
             .and_then(|s| s.agent.as_ref().map(|(_, tx)| tx.clone()))
@@ -501,12 +501,12 @@ async fn incoming(
     match side {
         Side::User => {
             // Typed while the agent reconnects: lost, as on a dropped ssh session.
-            if let Some(tx) = hub.to_agent(job) {
+            if let Some(tx) = hub.agent_queue(job) {
                 let _ = tx.send(frame).await;
             }
         }
         Side::Agent => {
-            if let Some((tx, frame)) = hub.from_agent(job, frame) {
+            if let Some((tx, frame)) = hub.output_of_agent(job, frame) {
                 // Waits while the user's queue is full: the task's output slows to the user's
                 // pace instead of piling up here.
                 let _ = tx.send(frame).await;
@@ -595,8 +595,14 @@ mod tests {
     async fn output_is_kept_while_away_and_replayed_once() {
         let hub = Hub::new(Duration::from_secs(60));
         let _agent = hub.attach_agent(5, 1, 1);
-        assert!(hub.from_agent(5, Frame::Data(b"$ ".to_vec())).is_none());
-        assert!(hub.from_agent(5, Frame::Data(vec![b'x'; BUFFER])).is_none());
+        assert!(
+            hub.output_of_agent(5, Frame::Data(b"$ ".to_vec()))
+                .is_none()
+        );
+        assert!(
+            hub.output_of_agent(5, Frame::Data(vec![b'x'; BUFFER]))
+                .is_none()
+        );
         let mut user = hub.attach_user(5, 2);
         let mut got = Vec::new();
         while let Ok(Frame::Data(d)) = user.try_recv() {
@@ -605,7 +611,10 @@ mod tests {
         // Only the last BUFFER bytes are kept.
         assert_eq!(got, vec![b'x'; BUFFER]);
         // Attached now: output goes to the user, not the buffer.
-        assert!(hub.from_agent(5, Frame::Data(b"hi".to_vec())).is_some());
+        assert!(
+            hub.output_of_agent(5, Frame::Data(b"hi".to_vec()))
+                .is_some()
+        );
         hub.detach_user(5, 2);
         let mut again = hub.attach_user(5, 3);
         assert!(again.try_recv().is_err(), "nothing kept while attached");
@@ -643,7 +652,7 @@ mod tests {
         assert_eq!(hub.sweep(Instant::now() + Duration::from_secs(11)), vec![4]);
         // Ended: never cancelled, forgotten after the grace.
         let _agent = hub.attach_agent(6, 1, 4);
-        hub.from_agent(6, Frame::Exit(0));
+        hub.output_of_agent(6, Frame::Exit(0));
         assert!(
             hub.sweep(Instant::now() + Duration::from_secs(11))
                 .is_empty()
@@ -655,8 +664,8 @@ mod tests {
     async fn a_new_attempt_starts_afresh() {
         let hub = Hub::new(Duration::from_secs(60));
         let _a = hub.attach_agent(7, 1, 1);
-        hub.from_agent(7, Frame::Data(b"old".to_vec()));
-        hub.from_agent(7, Frame::Exit(137));
+        hub.output_of_agent(7, Frame::Data(b"old".to_vec()));
+        hub.output_of_agent(7, Frame::Exit(137));
         let _b = hub.attach_agent(7, 2, 2);
         let mut user = hub.attach_user(7, 3);
         assert!(user.try_recv().is_err(), "nothing of attempt 1");
