@@ -280,6 +280,17 @@ fn interactive_sessions() {
     p.line("echo hi-$((6*7))");
     p.expect("hi-42", Duration::from_secs(20));
     p.expect("$ ", Duration::from_secs(10));
+    // Keystroke to echoed output through CLI, server, agent and pty and back: a figure for
+    // docs/interactive.md, with a bound only a broken relay would miss.
+    let t0 = Instant::now();
+    for i in 0..20 {
+        p.line(&format!("echo rt-$(({i}*3+1000))"));
+        p.expect(&format!("rt-{}", i * 3 + 1000), Duration::from_secs(10));
+        p.expect("$ ", Duration::from_secs(10));
+    }
+    let round = t0.elapsed() / 20;
+    eprintln!("interactive round trip (command typed to prompt back): {round:?}");
+    assert!(round < Duration::from_secs(2), "{round:?}");
     p.resize(37, 101);
     std::thread::sleep(Duration::from_millis(500));
     p.line("stty size");
