@@ -221,6 +221,9 @@ pub struct RunningTask {
     // A podman task's container (runtime, name): it runs under conmon, outside the group, so
     // ending the group does not end it; it is removed once the task ends or is killed.
     container: Option<(Runtime, String)>,
+    // On a terminal: the shell gives each job a process group of its own, so stopping the task
+    // signals every process of its session (whose id is the pid too), not just the group.
+    session: bool,
     // Kept so the handle owns the child; waiting is done with waitpid directly. `None` for a task
     // adopted after an agent restart, which is not our child.
     _child: Option<std::process::Child>,
@@ -287,6 +290,33 @@ pub fn launch(spec: &TaskSpec) -> Result<RunningTask> {
 /// [`crate::limits::LimitBackend`]) to itself before `exec`. The handle keeps `prepared` for
 /// [`crate::limits::LimitBackend::release`] ([`RunningTask::prepared`]).
 pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask> {
+    launch_with(spec, prepared, None)
+}
+
+/// Like [`launch_limited`], with the task's standard input, output and error on the terminal
+/// `terminal` (the subsidiary side of a pseudo-terminal the caller opened), which becomes the
+/// session's controlling terminal: Ctrl-C typed into it interrupts the foreground process,
+/// and job control works. `TERM` is `xterm-256color` unless the spec sets it. The output
+/// files are created but stay empty. Stopping the task signals every process of its session,
+/// since a shell puts each job it starts in a process group of its own.
+pub fn launch_on_terminal(
+    spec: &TaskSpec,
+    prepared: Prepared,
+    terminal: std::os::fd::OwnedFd,
+) -> Result<RunningTask> {
+    if spec.container.is_some() {
+        return Err(AgentError::Spec(
+            "interactive tasks run without a container image".into(),
+        ));
+    }
+    launch_with(spec, prepared, Some(terminal))
+}
+
+fn launch_with(
+    spec: &TaskSpec,
+    prepared: Prepared,
+    terminal: Option<std::os::fd::OwnedFd>,
+) -> Result<RunningTask> {
     if spec.world_size == 0 || spec.rank >= spec.world_size {
         return Err(AgentError::Spec(format!(
             "rank {} not below world size {}",
@@ -376,7 +406,10 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
     let exit_file = open(EXIT_FILE)?;
     let exit_fd = exit_file.as_raw_fd();
 
-    let env = task_env(spec, &workdir, &checkpoint);
+    let mut env = task_env(spec, &workdir, &checkpoint);
+    if terminal.is_some() && !env.iter().any(|(k, _)| k == "TERM") {
+        env.push(("TERM".into(), "xterm-256color".into()));
+    }
     let mut cmd = match &spec.container {
         None => {
             let mut cmd = Command::new(&spec.program);
@@ -420,10 +453,22 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
             cmd
         }
     };
-    cmd.current_dir(&workdir)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr);
+    cmd.current_dir(&workdir);
+    let on_terminal = terminal.is_some();
+    match terminal {
+        None => {
+            cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        }
+        Some(tty) => {
+            let dup = |fd: &std::os::fd::OwnedFd| {
+                fd.try_clone()
+                    .map_err(|e| AgentError::io("cannot duplicate the task's terminal", e))
+            };
+            cmd.stdin(Stdio::from(dup(&tty)?))
+                .stdout(Stdio::from(dup(&tty)?))
+                .stderr(Stdio::from(tty));
+        }
+    }
 
     let podman = spec
         .container
@@ -452,6 +497,10 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The new session's controlling terminal: its standard input, the pty.
+            if on_terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             limits::apply_in_child(&rlimits, &procs)?;
@@ -495,6 +544,7 @@ pub fn launch_limited(spec: &TaskSpec, prepared: Prepared) -> Result<RunningTask
         status: None,
         group_gone: false,
         container: podman.map(|c| (c.runtime.clone(), c.name.clone())),
+        session: on_terminal,
         _child: Some(child),
         start_ticks: process_start(pid).map(|(t, _)| t),
         status_lost: false,
@@ -667,6 +717,24 @@ impl RunningTask {
         Ok(self.status)
     }
 
+    /// Sends `sig` to the task's process group, and on a terminal to the rest of its session.
+    fn signal(&self, sig: libc::c_int) {
+        signal_group(self.pid, sig);
+        if self.session {
+            for pid in session_members(self.pid) {
+                // SAFETY: plain kill(2) of a process of the task's own session.
+                unsafe {
+                    libc::kill(pid, sig);
+                }
+            }
+        }
+    }
+
+    /// Whether a process of the task's group (or, on a terminal, session) is left.
+    fn alive(&self) -> bool {
+        group_alive(self.pid) || (self.session && !session_members(self.pid).is_empty())
+    }
+
     /// Reaps processes of the group re-parented to us (when we are a subreaper).
     fn reap_group(&self) {
         loop {
@@ -749,11 +817,11 @@ impl RunningTask {
                 let _ = f.write_all(b"stop\n");
             }
         }
-        signal_group(self.pid, libc::SIGTERM);
+        self.signal(libc::SIGTERM);
         let deadline = Instant::now() + grace;
         loop {
             if let Some(status) = self.poll()?
-                && !group_alive(self.pid)
+                && !self.alive()
             {
                 self.group_gone = true;
                 // Podman removed it already (`--rm`) unless podman itself was killed.
@@ -777,16 +845,16 @@ impl RunningTask {
         // First the container, whose processes are outside the group: podman then ends by
         // itself, with the container's status.
         self.remove_container();
-        if group_alive(self.pid) {
-            signal_group(self.pid, libc::SIGKILL);
+        if self.alive() {
+            self.signal(libc::SIGKILL);
         }
         let status = self.wait()?;
         let deadline = Instant::now() + Duration::from_secs(2);
-        while group_alive(self.pid) && Instant::now() < deadline {
+        while self.alive() && Instant::now() < deadline {
             self.reap_group();
             std::thread::sleep(POLL);
         }
-        self.group_gone = !group_alive(self.pid);
+        self.group_gone = !self.alive();
         Ok(status)
     }
 }
@@ -795,8 +863,8 @@ impl Drop for RunningTask {
     fn drop(&mut self) {
         // Never leave a task behind when its handle goes away.
         self.remove_container();
-        if !self.group_gone && (self.status.is_none() || group_alive(self.pid)) {
-            signal_group(self.pid, libc::SIGKILL);
+        if !self.group_gone && (self.status.is_none() || self.alive()) {
+            self.signal(libc::SIGKILL);
             let _ = self.wait();
             self.reap_group();
         }
@@ -933,6 +1001,48 @@ pub fn process_start(pid: libc::pid_t) -> Option<(u64, char)> {
     Some((start, state))
 }
 
+/// The live processes of session `sid` but its leader, from `/proc`. Zombies of the session
+/// that were re-parented to this process (a subreaper) are reaped on the way.
+fn session_members(sid: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        if pid == sid {
+            continue;
+        }
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name: state (3), ppid, pgrp, session (6).
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(3).and_then(|s| s.parse::<libc::pid_t>().ok()) != Some(sid) {
+            continue;
+        }
+        if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+            let mut raw = 0;
+            // SAFETY: waitpid with WNOHANG on one pid; ECHILD when it is not our child.
+            unsafe {
+                libc::waitpid(pid, &mut raw, libc::WNOHANG);
+            }
+            continue;
+        }
+        out.push(pid);
+    }
+    out
+}
+
 /// Whether `pid` is still the live (not zombie) process that started at `start_ticks`.
 fn same_process(pid: libc::pid_t, start_ticks: Option<u64>) -> bool {
     match (process_start(pid), start_ticks) {
@@ -967,6 +1077,7 @@ pub fn adopt(
         status: None,
         group_gone: false,
         container: None,
+        session: false,
         _child: None,
         start_ticks: Some(start_ticks),
         status_lost: false,

@@ -205,6 +205,7 @@ fn assignment(job: i64, script: &str) -> Assignment {
         name: String::new(),
         batch: None,
         array: None,
+        interactive: false,
     }
 }
 

@@ -6,6 +6,7 @@
 //! request bodies are refused so that a misspelt option is an error, not a silent default.
 
 pub mod i18n;
+pub mod terminal;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -447,6 +448,12 @@ pub struct JobSubmit {
     /// every task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<String>,
+    /// An interactive session (`haneul run --pty`, `srun --pty`): the one task runs on a
+    /// pseudo-terminal the owner attaches to at `/v1/jobs/{id}/terminal`; the job ends when the
+    /// program exits, or is cancelled when nobody is attached for the server's grace period.
+    /// One task, no array.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
 }
 
 /// A batch script's options that are not the gang's shape, kept with the job and given to its
@@ -557,6 +564,9 @@ pub struct Job {
     /// On an array task: its id in the array.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array_task: Option<i64>,
+    /// An interactive session: its task runs on a terminal the owner attaches to.
+    #[serde(default)]
+    pub interactive: bool,
     /// Why a queued job waits, from the leader's last scheduling pass (or the project's hold,
     /// or its dependencies); absent for jobs that are not queued, and for one no pass has
     /// looked at yet.
@@ -852,6 +862,10 @@ pub struct Assignment {
     /// Where the job sits in its array, for `SLURM_ARRAY_*`; absent: not an array task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<ArrayTask>,
+    /// Run the task on a pseudo-terminal relayed through the server
+    /// (`/v1/agent/nodes/{id}/terminal`) instead of with its output to files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
 }
 
 /// One task's place in its job array, as Slurm's `SLURM_ARRAY_*` variables give it.

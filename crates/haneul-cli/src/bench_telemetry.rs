@@ -108,6 +108,7 @@ async fn bench(args: TelemetryBenchArgs) -> anyhow::Result<()> {
                         idempotency: None,
                         batch: None,
                         array: None,
+                        interactive: false,
                     },
                 )
             })

@@ -232,6 +232,34 @@ fn flag_of(field: &str) -> Option<&'static str> {
 }
 
 impl Api {
+    /// Opens a websocket to `path`.
+    pub(crate) fn websocket(
+        &self,
+        path: &str,
+    ) -> Result<haneul_client::blocking::Websocket, haneul_client::Error> {
+        self.client.websocket(path)
+    }
+
+    /// A failed websocket open, worded as [`Api::call`]'s errors are.
+    pub(crate) fn refusal(e: haneul_client::Error) -> anyhow::Error {
+        match e {
+            haneul_client::Error::Status {
+                status, body: text, ..
+            } if status < 500 => {
+                let msg = match serde_json::from_str::<ErrorBody>(&text) {
+                    Ok(b) => b.error.message,
+                    Err(_) => text,
+                };
+                match status {
+                    401 => anyhow::anyhow!("{msg} ({})", t(M::HintToken).text()),
+                    403 => anyhow::anyhow!("{msg} ({})", t(M::HintForbidden).text()),
+                    _ => anyhow::anyhow!("{msg}"),
+                }
+            }
+            e => anyhow::anyhow!("{e}"),
+        }
+    }
+
     pub fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: &str,
@@ -548,6 +576,41 @@ pub(crate) fn submit_script(
     };
     let project = api.project(given)?;
     send(&api, plan, project, Some(&r))
+}
+
+/// Submits an interactive job (`haneul run`, `srun`): the request `file` describes (its
+/// command the program to run on the terminal), with a Slurm command line's extras when given.
+/// Returns the connection too, for the attach that follows.
+pub(crate) fn submit_interactive(
+    conn: &Conn,
+    file: &JobFile,
+    slurm_request: Option<&slurm::Request>,
+) -> anyhow::Result<(Api, Job)> {
+    let mut plan = jobfile::plan(file)?;
+    plan.body["interactive"] = json!(true);
+    let api = conn.open()?;
+    let given = match (
+        &file.project,
+        slurm_request.and_then(|r| r.account_name.as_ref()),
+    ) {
+        (Some(p), _) => Some(*p),
+        (None, Some(name)) => {
+            let ps: Vec<Project> = api.call("GET", "/v1/projects", None)?;
+            let p = ps.iter().find(|p| &p.name == name).ok_or_else(|| {
+                UsageError(format!(
+                    "--account {name}: you are in no project of that name; `haneul project list` shows yours"
+                ))
+            })?;
+            Some(p.id)
+        }
+        (None, None) => None,
+    };
+    let project = api.project(given)?;
+    let job = send(&api, plan, project, slurm_request)?
+        .into_iter()
+        .next()
+        .context("the server made no job")?;
+    Ok((api, job))
 }
 
 /// Sends a checked submission: one request, an array included (the server makes its tasks).

@@ -27,6 +27,67 @@ const KO: &[(&str, &str)] = &[
     ),
     ("cancel", "작업 취소 (scancel 처럼)"),
     (
+        "run",
+        "GPU 노드에서 프로그램을 대화형으로 실행 (srun --pty 처럼): 시작을 기다린 뒤 이 터미널을 연결; 프로그램의 종료 상태가 이 명령의 종료 상태",
+    ),
+    (
+        "attach",
+        "실행 중인 대화형 작업 (`haneul run`) 의 터미널에 이 터미널을 연결",
+    ),
+    ("run/gpus", "태스크 하나의 GPU 수"),
+    (
+        "run/nodes",
+        "노드 수: 대화형 작업은 노드 하나에서 태스크 하나를 실행",
+    ),
+    ("run/name", "작업 이름 (기본값: 프로그램 이름)"),
+    (
+        "run/project",
+        "프로젝트 번호 (기본값: 설정의 project, HANEUL_PROJECT, 또는 내 유일한 프로젝트)",
+    ),
+    (
+        "run/pty",
+        "이 터미널을 raw 모드로 바꿔 모든 키 (Ctrl-C 포함) 를 원격 프로그램에 보냄 (ssh 처럼); 없으면 입력한 줄을 보내고 Ctrl-C 를 전달",
+    ),
+    ("attach/id", "대화형 작업의 번호"),
+    (
+        "server/terminal_grace",
+        "연결이 끊긴 대화형 작업 (`haneul run --pty`) 이 소유자의 재연결을 기다리는 초; 지나면 작업 취소",
+    ),
+    (
+        "up/terminal_grace",
+        "대화형 작업이 소유자의 재연결을 기다리는 초 (서버에 전달)",
+    ),
+    (
+        "attach/no_pty",
+        "이 터미널을 raw 모드로 바꾸지 않고 그대로 둠",
+    ),
+    ("run/json", "표 대신 스크립트용 JSON 출력"),
+    ("attach/json", "표 대신 스크립트용 JSON 출력"),
+    (
+        "run/ca_file",
+        "공개 루트 대신 서버 인증서에 서명한 CA 인증서 (PEM) (기본값: 클라이언트 설정의 `ca_file`)",
+    ),
+    (
+        "attach/ca_file",
+        "공개 루트 대신 서버 인증서에 서명한 CA 인증서 (PEM) (기본값: 클라이언트 설정의 `ca_file`)",
+    ),
+    (
+        "run/server",
+        "서버 기본 URL, http:// 또는 https:// (기본값: `haneul up` 이 쓴 클라이언트 설정의 `server`); 한 센터의 여러 서버는 쉼표로 구분",
+    ),
+    (
+        "attach/server",
+        "서버 기본 URL, http:// 또는 https:// (기본값: `haneul up` 이 쓴 클라이언트 설정의 `server`); 한 센터의 여러 서버는 쉼표로 구분",
+    ),
+    (
+        "run/token_file",
+        "내 토큰이 든 파일 (기본값: 환경 변수 HANEUL_TOKEN, 그다음 설정 파일)",
+    ),
+    (
+        "attach/token_file",
+        "내 토큰이 든 파일 (기본값: 환경 변수 HANEUL_TOKEN, 그다음 설정 파일)",
+    ),
+    (
         "usage",
         "프로젝트와 GPU 모델별 사용한 GPU 시간 (sacct 처럼)",
     ),
@@ -251,6 +312,14 @@ const KO: &[(&str, &str)] = &[
     (
         "submit@after",
         "예시:\n  haneul submit --gpus 1 -- python train.py\n  haneul submit --gpus 16 --nodes 2 --time 2h --name llm -- torchrun train.py\n  haneul submit --gpus-per-node 8 --nodes 4 --gpu-model H200 --priority high -- ./run.sh\n  haneul submit --dependency afterok:41 -- python eval.py\n  haneul submit --array 0-9%2 --gpus 1 -- sh -c 'python sweep.py --seed $SLURM_ARRAY_TASK_ID'\n  haneul submit job.toml --time 30m        (옵션이 파일보다 우선)\n  haneul submit --gpus 1 --json -- sh -c 'echo $CUDA_VISIBLE_DEVICES'\n  haneul submit --gpus 8 --container-image nvcr.io/nvidia/pytorch:24.10-py3 -- torchrun train.py\n\n작업 파일 (TOML) 에 쓸 수 있는 키: name, gpus, nodes, gpus_per_node, cpus_per_task, gpu_model, time, priority,\ncpus_per_task, dependency, array, project, container_image, command (목록: [\"python\", \"train.py\"]).",
+    ),
+    (
+        "run@after",
+        "예시:\n  haneul run --gpus 1 --pty bash\n  haneul run --gpus 2 --time 2h --name debug --pty bash -l\n  haneul run --gpus 1 -- nvidia-smi        (--pty 없음: 출력과 종료 상태만, raw 모드 아님)\n  srun --gres=gpu:1 --pty bash             (Slurm 이름으로 같은 일, docs/slurm.md)\n\n프로그램이 끝나면 작업도 끝나고, 그 종료 상태가 이 명령의 종료 상태입니다. 연결이 끊기면 서버의 유예 시간\n(기본 60 초) 안에 `haneul attach ID` 로 터미널을 다시 잡을 수 있고 그동안의 출력도 보입니다; 지나면 작업은 취소됩니다.",
+    ),
+    (
+        "attach@after",
+        "예시:\n  haneul attach 42\n  haneul attach 42 --no-pty     (입력한 줄 그대로, 스크립트가 세션에 입력을 줄 때)\n\n연결하면 같은 작업의 다른 연결에서 터미널을 넘겨받습니다. 작업 소유자 (또는 센터 관리자) 만 연결할 수 있습니다.",
     ),
     // Arguments: `*/ID` where the English is the same in every command.
     (

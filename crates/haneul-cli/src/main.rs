@@ -12,6 +12,7 @@ mod client;
 mod eff;
 mod help_ko;
 mod i18n;
+mod interactive;
 mod jobfile;
 mod login;
 mod ops;
@@ -75,6 +76,11 @@ enum Command {
     Eff(eff::EffArgs),
     /// Cancel a job (like scancel).
     Cancel(client::CancelArgs),
+    /// Run a program interactively on a GPU node (like srun --pty): waits for it to start and
+    /// attaches this terminal; its exit status is this command's.
+    Run(interactive::RunArgs),
+    /// Attach this terminal to a running interactive job (`haneul run`).
+    Attach(interactive::AttachArgs),
     /// Your awards: GPU-hours granted, used and left, validity and state (like sacct).
     Usage(client::UsageArgs),
     /// Show who your token acts as: user, role, organisation, projects.
@@ -191,6 +197,9 @@ fn main() -> std::process::ExitCode {
         let args: Vec<String> = std::env::args().skip(1).collect();
         return match slurm_cmds::run(name, &args) {
             Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) if err.downcast_ref::<interactive::RemoteExit>().is_some() => {
+                remote_exit(&err)
+            }
             Err(err) => {
                 eprintln!("{name}: error: {}", one_line(&err));
                 if err.downcast_ref::<UsageError>().is_some() {
@@ -215,6 +224,8 @@ fn main() -> std::process::ExitCode {
     }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // An interactive program's own status: passed on as it is, with nothing printed.
+        Err(err) if err.downcast_ref::<interactive::RemoteExit>().is_some() => remote_exit(&err),
         Err(err) => {
             let prefix = output::red(&t(M::ErrorPrefix).text(), output::stderr_colour());
             eprintln!("{prefix}: {}", one_line(&err));
@@ -225,6 +236,14 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
+}
+
+/// The exit status of an interactive job's program ([`interactive::RemoteExit`]).
+fn remote_exit(err: &anyhow::Error) -> std::process::ExitCode {
+    let code = err
+        .downcast_ref::<interactive::RemoteExit>()
+        .map_or(1, |e| e.0);
+    std::process::ExitCode::from(code)
 }
 
 /// The options every client command shares, with whether each takes a value.
@@ -326,6 +345,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => client::logs(args),
         Command::Eff(args) => eff::eff(args),
         Command::Cancel(args) => client::cancel(args),
+        Command::Run(args) => interactive::run(args),
+        Command::Attach(args) => interactive::attach(args),
         Command::Usage(args) => client::usage(args),
         Command::Whoami(args) => client::whoami(args),
         Command::Login(args) => login::login(args),

@@ -68,6 +68,11 @@ pub struct ServerArgs {
     /// expire unless given one). 0: no default expiry.
     #[arg(long, default_value_t = 0)]
     token_expiry_days: u64,
+    /// Seconds an interactive job (`haneul run --pty`) waits for its owner to attach again
+    /// after the connection is lost before it is cancelled.
+    #[arg(long, env = "HANEUL_TERMINAL_GRACE", default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    terminal_grace: u64,
     /// Minutes a portal session lasts without a request.
     #[arg(long, default_value_t = 30)]
     session_idle_minutes: u64,
@@ -328,6 +333,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         cfg.anchor.checkpoint_file = f.clone();
     }
     cfg.anchor.interval = Duration::from_secs(args.audit_checkpoint_interval);
+    cfg.terminal_grace = Duration::from_secs(args.terminal_grace);
     cfg.oidc = oidc_config(&args)?;
     if let Some(f) = &args.metrics_token_file {
         let t = std::fs::read_to_string(f)

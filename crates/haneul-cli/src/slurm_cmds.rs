@@ -1,7 +1,7 @@
 //! Slurm's command names: the one binary, run through a link called `sbatch`, `squeue`,
 //! `scancel`, `sacct`, `sinfo` or `scontrol`, takes that command's everyday options and prints
-//! Slurm's default formats. `srun` and `salloc` say that interactive sessions are not offered
-//! yet. The differences from Slurm are in docs/slurm.md.
+//! Slurm's default formats. `srun` and `salloc` start interactive jobs
+//! ([`crate::interactive`]). The differences from Slurm are in docs/slurm.md.
 
 use crate::client::{Conn, submit_script};
 use crate::jobfile::JobFile;
@@ -44,10 +44,8 @@ pub fn run(name: &str, args: &[String]) -> anyhow::Result<()> {
         "sacct" => sacct(&conn, args),
         "sinfo" => sinfo(&conn, args),
         "scontrol" => scontrol(args),
-        _ => bail!(
-            "{name}: interactive sessions are not available on Haneul yet; put the commands in \
-             a batch script and submit it with sbatch (docs/slurm.md)"
-        ),
+        "srun" | "salloc" => crate::interactive::srun(&conn, name, args),
+        _ => bail!("{name}: not a command Haneul answers to"),
     }
 }
 

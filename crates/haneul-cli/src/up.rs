@@ -41,6 +41,9 @@ pub struct UpArgs {
     /// Seconds between the local agent's GPU telemetry samples.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     telemetry_interval: u64,
+    /// Seconds an interactive job waits for its owner to attach again (passed to the server).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    terminal_grace: u64,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -275,6 +278,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         server_dir.display().to_string(),
         "--listen".into(),
         args.listen.to_string(),
+        "--terminal-grace".into(),
+        args.terminal_grace.to_string(),
     ];
     // With --tls every client of this centre, ours and the local agent included, trusts the
     // local CA and nothing else.

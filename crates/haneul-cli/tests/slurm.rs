@@ -343,10 +343,26 @@ fn slurm_scripts_and_commands_against_haneul_up() {
             .any(|l| l.split_whitespace().nth(3) == Some("1")),
         "{i}"
     );
-    let out = c.run("srun", &["--pty", "bash"]);
-    assert!(!out.status.success());
+    // srun runs an interactive job (docs/interactive.md): its output comes back on the
+    // terminal relay and its exit status is srun's.
+    let out = c.run(
+        "srun",
+        &[
+            "-J",
+            "probe",
+            "--gres=gpu:1",
+            "sh",
+            "-c",
+            "echo from-srun; exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("interactive sessions are not available"),
+        String::from_utf8_lossy(&out.stdout).contains("from-srun"),
+        "{out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has been allocated resources"),
         "{out:?}"
     );
 }

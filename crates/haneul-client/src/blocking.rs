@@ -88,3 +88,92 @@ impl Client {
         self.rt.block_on(self.inner.logs(job, after, retry))
     }
 }
+
+/// What a [`Websocket`] received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A binary message.
+    Message(Vec<u8>),
+    /// The socket closed, with the peer's reason when it gave one; nothing more comes.
+    Closed(Option<String>),
+}
+
+/// An open websocket for a synchronous caller: a task on the client's runtime moves messages
+/// between it and the socket, pinging the server so that a dead path is noticed. Dropping it
+/// closes the socket.
+pub struct Websocket {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    rx: std::sync::mpsc::Receiver<Incoming>,
+}
+
+/// Messages queued towards the server before `send` waits.
+const WS_QUEUE: usize = 64;
+/// A ping this often keeps the path open and finds it broken.
+const WS_PING: Duration = Duration::from_secs(20);
+
+impl Client {
+    /// Opens a websocket to `path` ([`crate::Client::websocket`]).
+    pub fn websocket(&self, path: &str) -> Result<Websocket> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let mut socket = self.rt.block_on(self.inner.websocket(path))?;
+        let (tx, mut outbox) = tokio::sync::mpsc::channel::<Vec<u8>>(WS_QUEUE);
+        let (inbox, rx) = std::sync::mpsc::channel();
+        self.rt.spawn(async move {
+            let mut ping = tokio::time::interval(WS_PING);
+            ping.tick().await;
+            let why = loop {
+                tokio::select! {
+                    msg = socket.next() => match msg {
+                        Some(Ok(Message::Binary(b))) => {
+                            if inbox.send(Incoming::Message(b.to_vec())).is_err() {
+                                break None;
+                            }
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            break frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => break Some(e.to_string()),
+                        None => break None,
+                    },
+                    out = outbox.recv() => match out {
+                        Some(b) => {
+                            if let Err(e) = socket.send(Message::Binary(b.into())).await {
+                                break Some(e.to_string());
+                            }
+                        }
+                        None => {
+                            let _ = socket.close(None).await;
+                            break None;
+                        }
+                    },
+                    _ = ping.tick() => {
+                        if let Err(e) = socket.send(Message::Ping(Vec::new().into())).await {
+                            break Some(e.to_string());
+                        }
+                    }
+                }
+            };
+            let _ = inbox.send(Incoming::Closed(why));
+        });
+        Ok(Websocket { tx, rx })
+    }
+}
+
+impl Websocket {
+    /// Queues a binary message, waiting while the queue is full; false once the socket has
+    /// closed.
+    pub fn send(&self, message: Vec<u8>) -> bool {
+        self.tx.blocking_send(message).is_ok()
+    }
+
+    /// The next message, waiting at most `wait`; `None` when none came in time.
+    pub fn recv_timeout(&self, wait: Duration) -> Option<Incoming> {
+        match self.rx.recv_timeout(wait) {
+            Ok(m) => Some(m),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(Incoming::Closed(None)),
+        }
+    }
+}

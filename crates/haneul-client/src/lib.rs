@@ -13,6 +13,7 @@
 //! the same calls on a small runtime of its own for the synchronous CLI and agent.
 
 pub mod blocking;
+pub mod ws;
 
 use haneul_api::{Job, LogChunk};
 use serde::Serialize;
@@ -249,6 +250,8 @@ struct Inner {
     /// The server in use: one of `servers`, or a leader a standby named.
     current: Mutex<reqwest::Url>,
     auth: Option<String>,
+    /// TLS of websockets ([`ws`]), which reqwest does not open; `None` for plain HTTP.
+    ws_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A 2xx answer's status and body.
@@ -270,11 +273,18 @@ impl Client {
         if opts.http1_only {
             http = http.http1_only();
         }
+        let mut ca_pem = None;
         if let Some(path) = &opts.ca_file {
             http = http
                 .tls_built_in_root_certs(false)
                 .add_root_certificate(read_ca(path)?);
+            ca_pem = std::fs::read(path).ok();
         }
+        let ws_tls = if ca_pem.is_some() || servers.iter().any(|s| s.scheme() == "https") {
+            Some(ws::tls_config(ca_pem.as_deref())?)
+        } else {
+            None
+        };
         let http = http.build().map_err(|e| Error::Config {
             field: "--server",
             message: format!("cannot set up the HTTP client: {}", chain(&e)),
@@ -286,6 +296,7 @@ impl Client {
                 servers,
                 http,
                 auth,
+                ws_tls,
             }),
         })
     }
@@ -363,6 +374,16 @@ impl Client {
                 message: tls_hint(&message),
             };
         }
+        self.next_server(base);
+        Error::Unreachable {
+            server: server.to_string(),
+            message,
+        }
+    }
+
+    /// Moves from `base`, which could not be reached, to the next server given (unless
+    /// another call moved already).
+    fn next_server(&self, base: &reqwest::Url) {
         let servers = &self.inner.servers;
         let next = servers
             .iter()
@@ -371,10 +392,6 @@ impl Client {
         let mut current = self.inner.current.lock().expect("not poisoned");
         if *current == *base {
             *current = servers[next].clone();
-        }
-        Error::Unreachable {
-            server: server.to_string(),
-            message,
         }
     }
 

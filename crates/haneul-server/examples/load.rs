@@ -178,6 +178,7 @@ async fn main() {
                             batch: None,
                             idempotency: None,
                             array: None,
+                            interactive: false,
                         },
                     )
                 })

@@ -239,6 +239,7 @@ fn to_wire(a: st::Assignment) -> Assignment {
             .and_then(|g| u32::try_from(g).ok())
             .into_iter()
             .collect(),
+        interactive: a.job.interactive,
         name: a.job.name,
         batch: a.job.batch.map(crate::convert::batch_to_api),
         array: match (a.job.array_job_id, a.job.array_task, &a.array) {

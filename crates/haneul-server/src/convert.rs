@@ -196,6 +196,7 @@ pub fn job(j: st::JobRecord) -> api::Job {
             .collect(),
         array_pending,
         container_image: j.container_image,
+        interactive: j.interactive,
         batch: j.batch.map(batch_to_api),
         pending_reason: None,
         array: j.array,

@@ -33,6 +33,7 @@ pub mod programmes;
 pub mod routes;
 pub mod serve;
 pub mod telemetry;
+pub mod terminal;
 pub mod tls;
 pub mod validate;
 
@@ -108,6 +109,9 @@ pub struct Config {
     pub idle: telemetry::IdlePolicy,
     /// Identity providers people sign in with (docs/oidc.md); none by default.
     pub oidc: oidc::OidcConfig,
+    /// How long an interactive job waits for its owner to attach again before it is
+    /// cancelled (docs/interactive.md).
+    pub terminal_grace: Duration,
 }
 
 impl Config {
@@ -133,6 +137,7 @@ impl Config {
             clock: Arc::new(clock::SystemClock),
             idle: telemetry::IdlePolicy::default(),
             oidc: oidc::OidcConfig::default(),
+            terminal_grace: terminal::DEFAULT_GRACE,
         }
     }
 }
@@ -191,6 +196,8 @@ pub struct AppState {
     pub idle: Arc<telemetry::IdlePolicy>,
     /// Identity providers and the portal's sign-ins in flight (docs/oidc.md).
     pub oidc: Arc<oidc::Oidc>,
+    /// Interactive jobs' terminals in relay through this server.
+    pub terminals: Arc<terminal::Hub>,
 }
 
 impl AppState {
@@ -278,6 +285,7 @@ impl AppState {
             clock,
             idle: Arc::default(),
             oidc: Arc::default(),
+            terminals: Arc::default(),
         }
     }
 
@@ -496,6 +504,7 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(agent::router())
         .merge(telemetry::router())
         .merge(oidc::router())
+        .merge(terminal::router())
         .split_for_parts();
     let mut api = api;
     idempotency::declare(&mut api);
@@ -553,6 +562,7 @@ pub fn openapi_json() -> String {
         .merge(agent::router())
         .merge(telemetry::router())
         .merge(oidc::router())
+        .merge(terminal::router())
         .split_for_parts();
     api.to_pretty_json().unwrap_or_default()
 }
@@ -772,6 +782,8 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         oidc_cfg.redirect_base = cfg.advertise_url.clone();
     }
     state.oidc = Arc::new(oidc::Oidc::new(oidc_cfg)?);
+    state.terminals = Arc::new(terminal::Hub::new(cfg.terminal_grace));
+    tokio::spawn(terminal::sweep(state.clone(), signals.shutdown.subscribe()));
     let key =
         anchor::load_or_create_key(&cfg.anchor.key_file).map_err(|source| ServerError::Io {
             path: cfg.anchor.key_file.clone(),

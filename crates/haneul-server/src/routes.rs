@@ -746,6 +746,9 @@ async fn submit_job(
         None => None,
     };
     let batch = b.batch.as_ref().map(convert::batch_from_api).transpose()?;
+    if b.interactive {
+        interactive_shape(&b)?;
+    }
     let array = b
         .array
         .as_deref()
@@ -795,6 +798,7 @@ async fn submit_job(
                 batch,
                 idempotency,
                 array,
+                interactive: b.interactive,
             },
         ))
         .await;
@@ -811,6 +815,31 @@ async fn submit_job(
     };
     s.signals.wake.notify_one();
     Ok((StatusCode::CREATED, Json(convert::job(j))).into_response())
+}
+
+/// An interactive session is one task on one terminal: no gang, no array, and (for now) no
+/// container, whose runtime would need a terminal of its own.
+fn interactive_shape(b: &JobSubmit) -> Result<(), ApiError> {
+    if b.replicas != 1 {
+        return Err(ApiError::bad(
+            "replicas",
+            "an interactive job runs one task; use --nodes 1, or submit a batch job for several nodes",
+        ));
+    }
+    if b.array.is_some() {
+        return Err(ApiError::bad(
+            "array",
+            "an interactive job cannot be an array; submit the array as a batch job",
+        ));
+    }
+    if b.container_image.is_some() {
+        return Err(ApiError::bad(
+            "container_image",
+            "interactive jobs run without a container image for now; start the container \
+             from the shell (apptainer shell IMAGE)",
+        ));
+    }
+    Ok(())
 }
 
 /// The answer to a submit whose key is known: the job it made, as it is now; 422 when the key

@@ -6,7 +6,9 @@
 //! hyper does the HTTP: its header-read timer bounds a half-sent header, and on HTTP/1.1 the
 //! same timer runs while a kept-alive connection waits for its next request. HTTP/2 is served
 //! when TLS negotiates it by ALPN; plain connections are HTTP/1.1 only, so that no connection
-//! waits in protocol detection, outside hyper's timers.
+//! waits in protocol detection, outside hyper's timers. HTTP/1.1 connections may be upgraded to
+//! websockets (interactive jobs' terminals, [`crate::terminal`]); an upgraded connection leaves
+//! these timers and keeps itself alive with pings.
 
 use crate::clock::SharedClock;
 use crate::tls::CertStore;
@@ -427,7 +429,7 @@ impl Conn {
                     activity: activity.clone(),
                 });
                 watch_idle(
-                    watcher.watch(builder.serve_connection(io, svc)),
+                    watcher.watch(builder.serve_connection_with_upgrades(io, svc)),
                     &activity,
                     &limits,
                 )
@@ -439,7 +441,7 @@ impl Conn {
                     activity: activity.clone(),
                 });
                 watch_idle(
-                    watcher.watch(builder.serve_connection(io, svc)),
+                    watcher.watch(builder.serve_connection_with_upgrades(io, svc)),
                     &activity,
                     &limits,
                 )

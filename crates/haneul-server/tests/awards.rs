@@ -790,6 +790,7 @@ async fn ledger_under_concurrent_attempts(h: Harness) {
                             batch: None,
                             idempotency: None,
                             array: None,
+                            interactive: false,
                         },
                     )
                 })

@@ -128,6 +128,7 @@ async fn main() {
                                 batch: None,
                                 idempotency: None,
                                 array: None,
+                                interactive: false,
                             },
                         )
                     })

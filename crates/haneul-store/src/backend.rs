@@ -199,6 +199,7 @@ macro_rules! store_impl {
                 spec: serde_json::from_str::<JobSpec>(&spec)?,
                 command: serde_json::from_str(&command)?,
                 container_image: r.try_get("container_image")?,
+                interactive: r.try_get("interactive")?,
                 batch: match r.try_get::<Option<String>, _>("batch")? {
                     Some(b) => Some(serde_json::from_str(&b)?),
                     None => None,
@@ -823,8 +824,8 @@ macro_rules! store_impl {
             let project = job.spec.project.get() as i64;
             let row = sqlx::query(
                 "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
-                 state, submitted_at, updated_at, attempts, batch, array_spec) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, 0, $8, $9) RETURNING *",
+                 state, submitted_at, updated_at, attempts, batch, array_spec, interactive) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, 0, $8, $9, $10) RETURNING *",
             )
             .bind(project)
             .bind(job.user_id)
@@ -835,6 +836,7 @@ macro_rules! store_impl {
             .bind(now)
             .bind(job.batch.as_ref().map(serde_json::to_string).transpose()?)
             .bind(job.array.as_ref().map(|a| a.to_string()))
+            .bind(job.interactive)
             .fetch_one(&mut **tx)
             .await
             .map_err(|e| unique(e, "project", "job".into()))?;
@@ -897,7 +899,7 @@ macro_rules! store_impl {
             }
             let mut qb = sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
-                 state, submitted_at, updated_at, attempts, batch, array_spec) ",
+                 state, submitted_at, updated_at, attempts, batch, array_spec, interactive) ",
             );
             qb.push_values(&prepared, |mut b, (_, job, spec, command, batch)| {
                 b.push_bind(job.spec.project.get() as i64)
@@ -911,7 +913,8 @@ macro_rules! store_impl {
                     .push_bind(now)
                     .push_bind(0i64)
                     .push_bind(batch.clone())
-                    .push_bind(job.array.as_ref().map(|a| a.to_string()));
+                    .push_bind(job.array.as_ref().map(|a| a.to_string()))
+                    .push_bind(job.interactive);
             });
             qb.push(" RETURNING *");
             let rows = qb

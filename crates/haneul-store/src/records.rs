@@ -471,6 +471,8 @@ pub struct NewJob {
     /// A job array: this one row stands for every task, which the controller makes into jobs
     /// of their own as they may start (`materialise_array`). `None`: an ordinary job.
     pub array: Option<ArraySpec>,
+    /// An interactive session: its one task runs on a terminal its owner attaches to.
+    pub interactive: bool,
 }
 
 /// An idempotency key given with a submit.
@@ -507,6 +509,8 @@ pub struct JobRecord {
     pub command: Vec<String>,
     pub container_image: Option<String>,
     pub batch: Option<BatchOptions>,
+    /// An interactive session (`haneul run --pty`).
+    pub interactive: bool,
     pub state: JobState,
     pub submitted_at: i64,
     pub updated_at: i64,

@@ -115,6 +115,7 @@ async fn submit(store: &dyn Store, u: &UserRecord, project: i64, now: i64) -> Jo
                 batch: None,
                 idempotency: None,
                 array: None,
+                interactive: false,
             },
             now,
         )
@@ -511,6 +512,7 @@ pub async fn preemption_and_time_limit(store: &dyn Store) {
                 batch: Some(batch_options()),
                 idempotency: None,
                 array: None,
+                interactive: true,
             },
             20,
         )
@@ -530,6 +532,8 @@ pub async fn preemption_and_time_limit(store: &dyn Store) {
         store.get_job(limited.id).await.unwrap().batch,
         Some(batch_options())
     );
+    // So does the interactive mark, which other jobs do not carry.
+    assert!(store.get_job(limited.id).await.unwrap().interactive);
     let epoch = lead(store, "a", 30).await;
     let a = start(store, epoch, limited.id, n.id, 30).await;
     assert_eq!(
@@ -543,6 +547,7 @@ pub async fn preemption_and_time_limit(store: &dyn Store) {
         store.assignments(n.id).await.unwrap()[0].job.batch,
         Some(batch_options())
     );
+    assert!(store.assignments(n.id).await.unwrap()[0].job.interactive);
     assert_eq!(a.deadline, Some(60_030));
     assert!(store.overdue_attempts(60_000).await.unwrap().is_empty());
     assert_eq!(store.overdue_attempts(60_031).await.unwrap()[0].id, a.id);
@@ -763,6 +768,7 @@ pub async fn group_commit(store: &dyn Store) {
                     batch: None,
                     idempotency: None,
                     array: None,
+                    interactive: false,
                 },
             )
         })
@@ -792,6 +798,7 @@ pub async fn group_commit(store: &dyn Store) {
                         batch: None,
                         idempotency: None,
                         array: None,
+                        interactive: false,
                     },
                 ),
                 (
@@ -804,6 +811,7 @@ pub async fn group_commit(store: &dyn Store) {
                         batch: None,
                         idempotency: None,
                         array: None,
+                        interactive: false,
                     },
                 ),
             ],
@@ -1829,6 +1837,7 @@ async fn submit_array(
                     batch: None,
                     idempotency: None,
                     array: Some(haneul_model::ArraySpec::parse(spec_text).unwrap()),
+                    interactive: false,
                 },
             )],
             now,

@@ -169,6 +169,46 @@ impl Transport for HttpTransport {
     fn server(&self) -> String {
         self.client.server()
     }
+
+    fn terminal(
+        &self,
+        node: i64,
+        job: i64,
+        fence: i64,
+        task: i64,
+    ) -> Result<Box<dyn super::TerminalLink>> {
+        let path = format!("/v1/agent/nodes/{node}/terminal?job={job}&fence={fence}&task={task}");
+        let socket = self.client.websocket(&path).map_err(outcome)?;
+        Ok(Box::new(WsLink(socket)))
+    }
+}
+
+/// A terminal over the client's websocket.
+struct WsLink(haneul_client::blocking::Websocket);
+
+impl super::TerminalLink for WsLink {
+    fn send(&mut self, frame: &haneul_api::terminal::Frame) -> bool {
+        self.0.send(frame.encode())
+    }
+
+    fn recv(&mut self, wait: Duration) -> Option<super::LinkEvent> {
+        use haneul_client::blocking::Incoming;
+        loop {
+            return match self.0.recv_timeout(wait)? {
+                Incoming::Message(m) => match haneul_api::terminal::Frame::decode(&m) {
+                    Ok(f) => Some(super::LinkEvent::Frame(f)),
+                    Err(e) => {
+                        tracing::debug!("bad terminal frame from the server: {e}");
+                        continue;
+                    }
+                },
+                Incoming::Closed(why) => {
+                    tracing::debug!(?why, "terminal connection closed");
+                    Some(super::LinkEvent::Closed)
+                }
+            };
+        }
+    }
 }
 
 /// Percent-encodes everything but unreserved characters.

@@ -8,14 +8,16 @@
 //! Every call to the server goes through a [`Transport`]: [`http::HttpTransport`] in
 //! production (several servers, the leader followed, TLS), an in-memory double in the tests.
 //! Blocking threads: one polls, one heartbeats, one runs the health checks, one watches each
-//! running task.
+//! running task, and one relays each interactive task's terminal ([`terminal`]).
 
 pub mod http;
 mod recover;
 mod task;
+pub mod terminal;
 mod upload;
 
 pub use recover::TaskFile;
+pub use terminal::{LinkEvent, TerminalLink};
 
 use crate::container::Runtime;
 use crate::identity::TaskUser;
@@ -53,6 +55,20 @@ pub trait Transport: Send + Sync {
     /// The server the calls go to now, for the logs.
     fn server(&self) -> String {
         String::new()
+    }
+    /// Opens the terminal connection of interactive task `task` of `job`'s attempt `fence`
+    /// (docs/interactive.md).
+    fn terminal(
+        &self,
+        _node: i64,
+        _job: i64,
+        _fence: i64,
+        _task: i64,
+    ) -> Result<Box<dyn TerminalLink>> {
+        Err(AgentError::Refused {
+            status: 0,
+            message: "this transport carries no terminals".into(),
+        })
     }
 }
 

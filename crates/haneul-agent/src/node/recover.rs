@@ -168,7 +168,8 @@ pub(super) fn recover(
                         return;
                     }
                     let logs = LogStream::new(&task, rec.stdout_offset, rec.stderr_offset);
-                    supervise(&ctx2, &a, task, &rx, logs, started, rec);
+                    // An adopted task's terminal died with the agent that held it.
+                    supervise(&ctx2, &a, task, &rx, logs, started, rec, None);
                 })
             }
             None => {

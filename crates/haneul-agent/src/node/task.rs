@@ -178,7 +178,17 @@ pub(super) fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
             &request,
         )
     };
-    let launched = prepared.and_then(|p| launch::launch_limited(&spec, p));
+    // An interactive task runs on a pseudo-terminal whose other side the relay holds.
+    let mut pty_main = None;
+    let launched = prepared.and_then(|p| {
+        if !a.interactive {
+            return launch::launch_limited(&spec, p);
+        }
+        let (main, tty) = super::terminal::open_pty()
+            .map_err(|e| crate::AgentError::io("cannot open a pseudo-terminal", e))?;
+        pty_main = Some(main);
+        launch::launch_on_terminal(&spec, p, tty)
+    });
     let mut task = match launched {
         Ok(t) => t,
         Err(e) => {
@@ -218,12 +228,28 @@ pub(super) fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         return;
     }
     let logs = LogStream::new(&task, 0, 0);
-    supervise(ctx, &a, task, &stop, logs, Instant::now(), record);
+    let relay = pty_main.map(|main| {
+        super::terminal::Relay::start(
+            super::terminal::Target {
+                transport: ctx.transport.clone(),
+                node: ctx.node,
+                job: a.job,
+                fence: a.fence,
+                task: a.task,
+                stop: ctx.stop.clone(),
+                backoff: (ctx.timing.backoff_base, ctx.timing.backoff_cap),
+            },
+            main,
+        )
+    });
+    supervise(ctx, &a, task, &stop, logs, Instant::now(), record, relay);
 }
 
 /// Watches a started task until it ends: streams its logs, passes on a stop, enforces the
 /// time-limit backstop; then uploads the last output and reports the exit. `started` is when
-/// the task started (earlier than now for a task adopted after a restart).
+/// the task started (earlier than now for a task adopted after a restart). An interactive
+/// task's `relay` is given the exit status first, so the user sees it before the job ends.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn supervise(
     ctx: &NodeCtx,
     a: &Assignment,
@@ -232,6 +258,7 @@ pub(super) fn supervise(
     mut logs: LogStream,
     started: Instant,
     mut record: TaskFile,
+    relay: Option<super::terminal::Relay>,
 ) {
     // The sampler attributes the task's GPUs to it while it runs.
     ctx.holders.add(crate::telemetry::Holder {
@@ -298,6 +325,9 @@ pub(super) fn supervise(
         exit_code(status)
     };
     tracing::info!(job = a.job, task = a.task, code, "task exited");
+    if let Some(r) = relay {
+        r.finish(code);
+    }
     ctx.limits.release(task.prepared());
     logs.pump(ctx, a, true);
     ctx.report(a, Some(code));
@@ -374,6 +404,7 @@ mod tests {
             name: "train".into(),
             batch: None,
             array: None,
+            interactive: false,
         }
     }
 
