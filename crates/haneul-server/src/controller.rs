@@ -1101,7 +1101,7 @@ impl Controller {
             }
             let p = self.store.get_project(j.project_id).await?;
             let class = self.store.get_org(p.org_id).await?.class;
-            let Some(limits) = self.idle.limits(&class) else {
+            let Some(limits) = self.idle.limits(&class, j.interactive) else {
                 continue;
             };
             if !self.signals.telemetry.idle(job, now, &limits) {

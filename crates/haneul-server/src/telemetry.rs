@@ -51,6 +51,10 @@ pub struct IdlePolicy {
     pub grace: Duration,
     /// Per organisation class (`academia`, `enterprise`, ...): other figures, or `None`: exempt.
     pub classes: BTreeMap<String, Option<IdleLimits>>,
+    /// Interactive sessions (`haneul run --pty`): their own figures, or `None` (the default):
+    /// exempt, since a session waits on a person and ends by itself when its connection is
+    /// lost past the terminal grace.
+    pub interactive: Option<IdleLimits>,
     /// How long per-minute series are kept (the per-job summaries are kept for good); after
     /// it they are downsampled to hours.
     pub series_retention: Duration,
@@ -74,6 +78,7 @@ impl Default for IdlePolicy {
             window: Duration::from_secs(30 * 60),
             grace: Duration::from_secs(30 * 60),
             classes: BTreeMap::new(),
+            interactive: None,
             series_retention: Duration::from_secs(30 * 24 * 3600),
             hourly_retention: Duration::from_secs(400 * 24 * 3600),
         }
@@ -81,18 +86,24 @@ impl Default for IdlePolicy {
 }
 
 impl IdlePolicy {
-    /// The limits for a job of an organisation of `class`; `None`: exempt (or the policy is off).
-    pub fn limits(&self, class: &str) -> Option<IdleLimits> {
+    /// The limits for a job of an organisation of `class`, an interactive session or not;
+    /// `None`: exempt (or the policy is off). An exempt class exempts its sessions too.
+    pub fn limits(&self, class: &str, interactive: bool) -> Option<IdleLimits> {
         if !self.enabled {
             return None;
         }
-        match self.classes.get(class) {
+        let of_class = match self.classes.get(class) {
             Some(l) => *l,
             None => Some(IdleLimits {
                 threshold_pct: self.threshold_pct,
                 window: self.window,
                 grace: self.grace,
             }),
+        };
+        if interactive {
+            of_class.and(self.interactive)
+        } else {
+            of_class
         }
     }
 
@@ -119,6 +130,9 @@ impl IdlePolicy {
             if let Some(l) = l {
                 check(&format!("idle.classes.{class}."), l)?;
             }
+        }
+        if let Some(l) = &self.interactive {
+            check("idle.interactive.", l)?;
         }
         if self.series_retention < Duration::from_secs(60) {
             return Err("idle.series_retention must be at least one minute".into());
@@ -147,6 +161,18 @@ struct IdleFile {
     hourly_retention_days: Option<u64>,
     #[serde(default)]
     classes: BTreeMap<String, ClassFile>,
+    interactive: Option<InteractiveFile>,
+}
+
+/// `[interactive]`: sessions are exempt unless `exempt = false`; figures not given are the
+/// policy's own.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InteractiveFile {
+    exempt: Option<bool>,
+    threshold_pct: Option<f64>,
+    window_s: Option<u64>,
+    grace_s: Option<u64>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -181,6 +207,7 @@ impl IdlePolicy {
             window: f.window_s.map_or(d.window, secs),
             grace: f.grace_s.map_or(d.grace, secs),
             classes: BTreeMap::new(),
+            interactive: None,
             series_retention: f
                 .series_retention_days
                 .map_or(d.series_retention, |n| secs(n.saturating_mul(24 * 3600))),
@@ -204,6 +231,22 @@ impl IdlePolicy {
                 grace: c.grace_s.map_or(p.grace, secs),
             });
             p.classes.insert(class, l);
+        }
+        if let Some(i) = f.interactive {
+            // Naming a figure without `exempt` means the operator wants sessions checked.
+            let figures = i.threshold_pct.is_some() || i.window_s.is_some() || i.grace_s.is_some();
+            if !i.exempt.unwrap_or(!figures) {
+                p.interactive = Some(IdleLimits {
+                    threshold_pct: i.threshold_pct.unwrap_or(p.threshold_pct),
+                    window: i.window_s.map_or(p.window, secs),
+                    grace: i.grace_s.map_or(p.grace, secs),
+                });
+            } else if figures {
+                return Err(
+                    "idle.interactive: figures with exempt = true; drop them, or set exempt = false"
+                        .into(),
+                );
+            }
         }
         p.validate()?;
         Ok(p)
@@ -801,14 +844,14 @@ mod tests {
         };
         p.classes.insert("enterprise".into(), None);
         p.classes.insert("academia".into(), Some(limits(20.0, 60)));
-        assert_eq!(p.limits("enterprise"), None);
-        assert_eq!(p.limits("academia").unwrap().threshold_pct, 20.0);
-        assert_eq!(p.limits("startup").unwrap().threshold_pct, 5.0);
+        assert_eq!(p.limits("enterprise", false), None);
+        assert_eq!(p.limits("academia", false).unwrap().threshold_pct, 20.0);
+        assert_eq!(p.limits("startup", false).unwrap().threshold_pct, 5.0);
         assert!(p.validate().is_ok());
         p.classes.insert("x".into(), Some(limits(120.0, 60)));
         assert!(p.validate().unwrap_err().contains("idle.classes.x."));
         p.enabled = false;
-        assert_eq!(p.limits("academia"), None);
+        assert_eq!(p.limits("academia", false), None);
     }
 
     #[test]
@@ -818,8 +861,8 @@ mod tests {
              [classes.enterprise]\nexempt = true\n[classes.academia]\nwindow_s = 1200\n",
         )
         .unwrap();
-        assert_eq!(p.limits("enterprise"), None);
-        let a = p.limits("academia").unwrap();
+        assert_eq!(p.limits("enterprise", false), None);
+        let a = p.limits("academia", false).unwrap();
         assert_eq!(
             (a.threshold_pct, a.window.as_secs(), a.grace.as_secs()),
             (10.0, 1200, 300)
@@ -830,6 +873,33 @@ mod tests {
         let e = IdlePolicy::parse("threshold_pct = 101\n").unwrap_err();
         assert!(e.contains("threshold_pct"), "{e}");
         assert!(IdlePolicy::parse("windw_s = 3\n").is_err());
+    }
+
+    #[test]
+    fn interactive_sessions_are_exempt_unless_given_figures() {
+        let base = "enabled = true\nthreshold_pct = 10\nwindow_s = 600\ngrace_s = 300\n\
+                    [classes.enterprise]\nexempt = true\n";
+        let p = IdlePolicy::parse(base).unwrap();
+        assert_eq!(p.limits("academia", true), None);
+        assert!(p.limits("academia", false).is_some());
+        let p = IdlePolicy::parse(&format!("{base}[interactive]\nexempt = true\n")).unwrap();
+        assert_eq!(p.limits("academia", true), None);
+        let p = IdlePolicy::parse(&format!("{base}[interactive]\nwindow_s = 120\n")).unwrap();
+        let i = p.limits("academia", true).unwrap();
+        assert_eq!(
+            (i.threshold_pct, i.window.as_secs(), i.grace.as_secs()),
+            (10.0, 120, 300)
+        );
+        // An exempt class keeps its sessions exempt too.
+        assert_eq!(p.limits("enterprise", true), None);
+        let p = IdlePolicy::parse(&format!("{base}[interactive]\nexempt = false\n")).unwrap();
+        assert_eq!(p.limits("academia", true), p.limits("academia", false));
+        let e = IdlePolicy::parse(&format!("{base}[interactive]\nexempt = true\ngrace_s = 5\n"))
+            .unwrap_err();
+        assert!(e.contains("idle.interactive"), "{e}");
+        let e = IdlePolicy::parse(&format!("{base}[interactive]\nthreshold_pct = 200\n"))
+            .unwrap_err();
+        assert!(e.contains("idle.interactive.threshold_pct"), "{e}");
     }
 
     #[test]
