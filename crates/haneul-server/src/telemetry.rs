@@ -873,6 +873,17 @@ mod tests {
         let e = IdlePolicy::parse("threshold_pct = 101\n").unwrap_err();
         assert!(e.contains("threshold_pct"), "{e}");
         assert!(IdlePolicy::parse("windw_s = 3\n").is_err());
+        // Hours are made of minutes past their retention: they must be kept at least as long.
+        let p =
+            IdlePolicy::parse("series_retention_days = 7\nhourly_retention_days = 90\n").unwrap();
+        assert_eq!(p.hourly_retention.as_secs(), 90 * 86_400);
+        assert_eq!(
+            IdlePolicy::default().hourly_retention.as_secs(),
+            400 * 86_400
+        );
+        let e = IdlePolicy::parse("series_retention_days = 30\nhourly_retention_days = 7\n")
+            .unwrap_err();
+        assert!(e.contains("hourly_retention_days"), "{e}");
     }
 
     #[test]
