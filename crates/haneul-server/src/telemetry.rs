@@ -905,11 +905,13 @@ mod tests {
         assert_eq!(p.limits("enterprise", true), None);
         let p = IdlePolicy::parse(&format!("{base}[interactive]\nexempt = false\n")).unwrap();
         assert_eq!(p.limits("academia", true), p.limits("academia", false));
-        let e = IdlePolicy::parse(&format!("{base}[interactive]\nexempt = true\ngrace_s = 5\n"))
-            .unwrap_err();
+        let e = IdlePolicy::parse(&format!(
+            "{base}[interactive]\nexempt = true\ngrace_s = 5\n"
+        ))
+        .unwrap_err();
         assert!(e.contains("idle.interactive"), "{e}");
-        let e = IdlePolicy::parse(&format!("{base}[interactive]\nthreshold_pct = 200\n"))
-            .unwrap_err();
+        let e =
+            IdlePolicy::parse(&format!("{base}[interactive]\nthreshold_pct = 200\n")).unwrap_err();
         assert!(e.contains("idle.interactive.threshold_pct"), "{e}");
     }
 
