@@ -180,7 +180,10 @@ async fn cancel_and_time_limit(h: Harness) {
             .starts_with("replicas:")
     );
 
+    // The 2-GPU job starts first and the 8-GPU one then cannot fit (submitted together, the
+    // whole-node job would go first: docs/scheduling.md, long whole-node work first).
     let job = s.h.submit(&s.user, s.project, 2).await;
+    s.h.step().await;
     let queued = s.h.submit(&s.user, s.project, 8).await;
     s.h.step().await;
     let v =

@@ -775,6 +775,9 @@ async fn fleet_page_counts_come_from_the_summary_of_a_known_fleet() {
         201,
     )
     .await;
+    // The small jobs start first; submitted with them, the whole-node job would go first
+    // (docs/scheduling.md).
+    h.step().await;
     let big = h.submit(&mia, pa, 8).await;
     h.step().await;
     assert_eq!(h.job_state(big).await, "queued");
