@@ -561,11 +561,18 @@ pub(crate) fn submit_script(
     });
     let plan = jobfile::plan(&merged)?;
     let api = conn.open()?;
-    let given = match (&merged.project, &r.account_name) {
-        (Some(p), _) => Some(*p),
+    let project = project_of(&api, merged.project, r.account_name.as_deref())?;
+    send(&api, plan, project, Some(&r))
+}
+
+/// The project a submission goes to: the one given, else the one a Slurm `--account` names,
+/// else the caller's default.
+fn project_of(api: &Api, given: Option<i64>, account: Option<&str>) -> anyhow::Result<i64> {
+    let given = match (given, account) {
+        (Some(p), _) => Some(p),
         (None, Some(name)) => {
             let ps: Vec<Project> = api.call("GET", "/v1/projects", None)?;
-            let p = ps.iter().find(|p| &p.name == name).ok_or_else(|| {
+            let p = ps.iter().find(|p| p.name == name).ok_or_else(|| {
                 UsageError(format!(
                     "--account {name}: you are in no project of that name; `haneul project list` shows yours"
                 ))
@@ -574,8 +581,7 @@ pub(crate) fn submit_script(
         }
         (None, None) => None,
     };
-    let project = api.project(given)?;
-    send(&api, plan, project, Some(&r))
+    api.project(given)
 }
 
 /// Submits an interactive job (`haneul run`, `srun`): the request `file` describes (its
@@ -589,23 +595,11 @@ pub(crate) fn submit_interactive(
     let mut plan = jobfile::plan(file)?;
     plan.body["interactive"] = json!(true);
     let api = conn.open()?;
-    let given = match (
-        &file.project,
-        slurm_request.and_then(|r| r.account_name.as_ref()),
-    ) {
-        (Some(p), _) => Some(*p),
-        (None, Some(name)) => {
-            let ps: Vec<Project> = api.call("GET", "/v1/projects", None)?;
-            let p = ps.iter().find(|p| &p.name == name).ok_or_else(|| {
-                UsageError(format!(
-                    "--account {name}: you are in no project of that name; `haneul project list` shows yours"
-                ))
-            })?;
-            Some(p.id)
-        }
-        (None, None) => None,
-    };
-    let project = api.project(given)?;
+    let project = project_of(
+        &api,
+        file.project,
+        slurm_request.and_then(|r| r.account_name.as_deref()),
+    )?;
     let job = send(&api, plan, project, slurm_request)?
         .into_iter()
         .next()
