@@ -254,6 +254,18 @@ impl Browser {
         (url.to_string(), r)
     }
 
+    /// Sets the portal's language switch to Korean for the server at `base`.
+    fn prefer_korean(&mut self, base: &str) {
+        let u = url::Url::parse(base).unwrap();
+        let addr: SocketAddr = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap())
+            .parse()
+            .unwrap();
+        self.jar
+            .entry(addr)
+            .or_default()
+            .insert("haneul_lang".into(), "ko".into());
+    }
+
     /// GETs `url` and follows redirects (and the callback's refresh page) to the end.
     fn follow(&mut self, url: &str) -> (String, Reply) {
         let mut url = url.to_string();
@@ -400,12 +412,15 @@ fn institution_sign_in_against_a_real_identity_provider() {
     assert!(r.body.contains("evil.example"), "{}", r.body);
     assert!(user_named(&server, &admin, "mallory").is_none());
 
-    // A first sign-in from the university: a member account, pending.
+    // A first sign-in from the university: a member account, pending; Kim reads the portal in
+    // Korean, and the refusal says what it means in Korean too.
     let mut kim_browser = Browser::default();
+    kim_browser.prefer_korean(&base);
     idp.next_login("kim-1", "kim@uni.example", &[]);
     let (_, r) = kim_browser.follow(&format!("{base}/portal/oidc/uni"));
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("data-kind=\"pending\""), "{}", r.body);
+    assert!(r.body.contains("승인을 기다리고"), "{}", r.body);
     let kim = user_named(&server, &admin, "kim").expect("kim was provisioned");
     assert_eq!(kim["role"], "member");
 

@@ -84,6 +84,11 @@ pub struct Texts {
     pub sign_in_with: &'static str,
     /// Heading of the page that says why an institutional sign-in did not go through.
     pub sso_refused: &'static str,
+    /// What a refused institutional sign-in means and what to do, per kind; the detail the
+    /// server gives (a domain, an issuer) follows in English.
+    pub sso_failed: &'static str,
+    pub sso_no_account: &'static str,
+    pub sso_pending: &'static str,
     pub nav_home: &'static str,
     pub nav_jobs: &'static str,
     pub nav_fleet: &'static str,
@@ -284,6 +289,9 @@ pub const EN: Texts = Texts {
     bad_token: "This token is not valid, or it was revoked.",
     sign_in_with: "Sign in with {}",
     sso_refused: "Sign-in did not go through",
+    sso_failed: "The identity provider's answer could not be checked. Start again from the sign-in page; if it keeps failing, send the centre's operators the detail below.",
+    sso_no_account: "Your institution signed you in, but this centre has no rule that gives its people an account here. Ask the centre's operators to add your institution.",
+    sso_pending: "Your account is made and waits for your organisation's administrator to approve it. Sign in again once they have.",
     nav_home: "Home",
     nav_jobs: "Jobs",
     nav_fleet: "Fleet",
@@ -479,6 +487,9 @@ pub const KO: Texts = Texts {
     bad_token: "유효하지 않거나 폐기된 토큰입니다.",
     sign_in_with: "{} 계정으로 로그인",
     sso_refused: "로그인하지 못했습니다",
+    sso_failed: "신원 제공자의 응답을 확인하지 못했습니다. 로그인 페이지에서 다시 시작하세요. 계속 실패하면 아래 내용을 센터 운영자에게 보내 주세요.",
+    sso_no_account: "소속 기관 로그인은 되었지만, 이 센터에는 그 기관 사람에게 계정을 만들어 주는 규칙이 없습니다. 센터 운영자에게 기관 추가를 요청하세요.",
+    sso_pending: "계정이 만들어졌고 소속 기관 관리자의 승인을 기다리고 있습니다. 승인된 뒤 다시 로그인하세요.",
     nav_home: "홈",
     nav_jobs: "작업",
     nav_fleet: "자원 현황",
