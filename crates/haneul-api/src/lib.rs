@@ -899,6 +899,23 @@ pub struct TaskReport {
     pub exit_code: Option<i64>,
 }
 
+/// The answer to a task report: where the reported task's attempt stands after it. Not the
+/// whole attempt: a gang's placement lists every node, and an answer per task carrying it made
+/// starting a 1,250-node gang send and parse a quadratic amount of JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskReportAck {
+    pub job: i64,
+    pub fence: i64,
+    pub task: i64,
+    /// The attempt's state: assigned, running, stopping, succeeded, failed, cancelled,
+    /// timed_out, preempted, node_lost.
+    pub state: String,
+    pub stop_reason: Option<String>,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub exit_code: Option<i64>,
+}
+
 /// Output of a task. Text goes in `data`; output that is not UTF-8 goes, exactly, in
 /// `data_base64` (standard base64) instead. At most one of the two may be non-empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

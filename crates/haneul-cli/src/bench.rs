@@ -21,6 +21,9 @@ pub enum BenchCommand {
     /// A whole centre on this machine: a real server process, a swarm of simulated nodes, a
     /// deep queue and a steady stream of submissions; reports submission-to-start latency.
     Centre(crate::bench_centre::CentreArgs),
+    /// One gang over the whole fleet through a real server and a swarm: allocation, delivery
+    /// to every node and every start report, stage by stage.
+    Gang(crate::bench_gang::GangArgs),
     /// Time from the server's start decision to the task's process start through a real agent.
     Agent(crate::bench_agent::AgentBenchArgs),
     /// Slow-header attack: half-open connections held against a real server while simulated
@@ -143,6 +146,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::OpenbVariants(args) => variants_bench(args),
         BenchCommand::Engine(args) => crate::bench_engine::run(args),
         BenchCommand::Centre(args) => crate::bench_centre::run(args),
+        BenchCommand::Gang(args) => crate::bench_gang::run(args),
         BenchCommand::Agent(args) => crate::bench_agent::run(args),
         BenchCommand::HalfOpen(args) => crate::bench_halfopen::run(args),
         BenchCommand::Telemetry(args) => crate::bench_telemetry::run(args),

@@ -60,7 +60,7 @@ struct Target {
 }
 
 /// The server child: SIGTERM and wait when dropped.
-pub(crate) struct ServerProc(Child);
+pub(crate) struct ServerProc(pub(crate) Child);
 
 /// Starts the `haneul server` that `cmd` describes (its stdout is read here), with a
 /// parent-death signal so that an interrupted bench leaves no server running, and waits until
@@ -99,7 +99,7 @@ impl Drop for ServerProc {
 }
 
 /// Resident and peak resident memory of a process, in MiB, from /proc.
-fn memory_mib(pid: u32) -> (f64, f64) {
+pub(crate) fn memory_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -111,7 +111,7 @@ fn memory_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn percentile(sorted: &[i64], p: f64) -> i64 {
+pub(crate) fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -192,26 +192,8 @@ fn one_run(
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).context("cannot create the scratch directory")?;
-    let exe = std::env::current_exe().context("cannot find this binary")?;
-    let mut cmd = Command::new(exe);
     // The backlog is 100,000 submits from one token, far past the default write rate.
-    cmd.args([
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--node-timeout",
-        "120",
-        "--write-rate",
-        "0",
-    ])
-    .arg("--data-dir")
-    .arg(&dir)
-    .env("RUST_LOG", "warn")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
-    if let Some(url) = &args.database {
-        cmd.arg("--database").arg(url);
-    }
+    let mut cmd = bench_server_command(&dir, args.database.as_deref())?;
     let ca_file = if tls {
         let ca = haneul_server::tls::local_ca(&dir.join("tls"))?;
         cmd.arg("--tls-cert")
@@ -250,14 +232,75 @@ fn one_run(
     Ok(out)
 }
 
-async fn must(api: &Api, path: &str, body: Value) -> anyhow::Result<Value> {
+/// What a bench run makes in a fresh server: one organisation, `projects`, a member of them
+/// all with a token, and an agent account with a token for the swarm.
+pub(crate) struct Tenants {
+    pub projects: Vec<Value>,
+    pub user_token: String,
+    pub agent_token: String,
+}
+
+pub(crate) async fn tenants(api: &Api, projects: &[&str]) -> anyhow::Result<Tenants> {
+    let org = must(api, "/v1/orgs", json!({"name": "bench", "country": "KR"})).await?["id"].clone();
+    let mut ids = Vec::new();
+    for name in projects {
+        ids.push(must(api, "/v1/projects", json!({"org": org, "name": name})).await?["id"].clone());
+    }
+    let user = must(
+        api,
+        "/v1/users",
+        json!({"name": "bench", "role": "member", "org": org, "projects": ids}),
+    )
+    .await?["id"]
+        .clone();
+    let secret = |v: Value| v["secret"].as_str().unwrap_or_default().to_string();
+    let user_token = secret(must(api, "/v1/tokens", json!({"user": user})).await?);
+    let agents =
+        must(api, "/v1/users", json!({"name": "swarm", "role": "agent"})).await?["id"].clone();
+    let agent_token = secret(must(api, "/v1/tokens", json!({"user": agents})).await?);
+    Ok(Tenants {
+        projects: ids,
+        user_token,
+        agent_token,
+    })
+}
+
+/// A `haneul server` for a bench in the scratch directory `dir` (SQLite there, or `database`),
+/// on a free loopback port, with no write rate limit (a bench submits far past it).
+pub(crate) fn bench_server_command(
+    dir: &std::path::Path,
+    database: Option<&str>,
+) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("cannot find this binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--node-timeout",
+        "120",
+        "--write-rate",
+        "0",
+    ])
+    .arg("--data-dir")
+    .arg(dir)
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    if let Some(url) = database {
+        cmd.arg("--database").arg(url);
+    }
+    Ok(cmd)
+}
+
+pub(crate) async fn must(api: &Api, path: &str, body: Value) -> anyhow::Result<Value> {
     let (_, stop) = watch::channel(false);
     api.retrying(&stop, "POST", path, Some(&body))
         .await
         .map_err(|e| anyhow::anyhow!("POST {path}: {e}"))
 }
 
-async fn get(api: &Api, path: &str) -> anyhow::Result<Value> {
+pub(crate) async fn get(api: &Api, path: &str) -> anyhow::Result<Value> {
     let (_, stop) = watch::channel(false);
     api.retrying::<(), _>(&stop, "GET", path, None)
         .await
@@ -274,29 +317,9 @@ async fn measure(
 ) -> anyhow::Result<Value> {
     let url = target.url.clone();
     let api = Arc::new(Api::connect(&url, admin.clone(), target.ca_file.clone())?);
-    let org =
-        must(&api, "/v1/orgs", json!({"name": "bench", "country": "KR"})).await?["id"].clone();
-    let backlog =
-        must(&api, "/v1/projects", json!({"org": org, "name": "backlog"})).await?["id"].clone();
-    let stream =
-        must(&api, "/v1/projects", json!({"org": org, "name": "stream"})).await?["id"].clone();
-    let user = must(
-        &api,
-        "/v1/users",
-        json!({"name": "bench", "role": "member", "org": org, "projects": [backlog, stream]}),
-    )
-    .await?["id"]
-        .clone();
-    let user_token = must(&api, "/v1/tokens", json!({"user": user})).await?["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let agents =
-        must(&api, "/v1/users", json!({"name": "swarm", "role": "agent"})).await?["id"].clone();
-    let agent_token = must(&api, "/v1/tokens", json!({"user": agents})).await?["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let tenants = tenants(&api, &["backlog", "stream"]).await?;
+    let (backlog, stream) = (tenants.projects[0].clone(), tenants.projects[1].clone());
+    let (user_token, agent_token) = (tenants.user_token, tenants.agent_token);
 
     // The swarm, in this process.
     let stats = Arc::new(SwarmStats::default());

@@ -6,6 +6,7 @@ mod bench;
 mod bench_agent;
 mod bench_centre;
 mod bench_engine;
+mod bench_gang;
 mod bench_halfopen;
 mod bench_telemetry;
 mod client;

@@ -459,6 +459,8 @@ async fn node_loop(ctx: Arc<Ctx>, node: i64) {
             let key = (a.job, a.task, a.fence);
             match a.action.as_str() {
                 "run" if !tasks.contains_key(&key) => {
+                    ctx.event(json!({"ev": "assigned", "node": node, "job": a.job,
+                                     "fence": a.fence, "task": a.task, "at": now_ms()}));
                     let (tx, rx) = watch::channel(false);
                     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
                     tokio::spawn(sim_task(ctx.clone(), node, a, rx, done.clone()));

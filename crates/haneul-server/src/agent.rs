@@ -329,14 +329,14 @@ async fn assignments(
 #[utoipa::path(post, path = "/v1/agent/nodes/{id}/reports", tag = "agent",
     params(("id" = i64, Path, description = "node id", minimum = 1)),
     request_body = TaskReport,
-    responses((status = 200, body = Attempt), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = TaskReportAck), (status = "4XX", body = ErrorBody)),
     security(("token" = [])))]
 async fn report(
     State(s): State<AppState>,
     caller: Caller,
     Id(id): Id,
     Body(b): Body<TaskReport>,
-) -> Result<Json<Attempt>, ApiError> {
+) -> Result<Json<TaskReportAck>, ApiError> {
     own_node(&s, &caller, id).await?;
     // A process's exit status is 0 to 255 on the platforms agents run on (a signal is
     // reported as 128 + its number).
@@ -349,24 +349,30 @@ async fn report(
         ));
     }
     let a = s
-        .store
-        .report_task(
-            st::TaskReport {
-                node: id,
-                job: b.job,
-                fence: b.fence,
-                task: b.task,
-                exit_code: b.exit_code,
-            },
-            s.clock.now_ms(),
-        )
+        .reports
+        .call(st::TaskReport {
+            node: id,
+            job: b.job,
+            fence: b.fence,
+            task: b.task,
+            exit_code: b.exit_code,
+        })
         .await?;
     if !a.state.is_live() || a.state == st::AttemptState::Stopping {
         s.signals.wake.notify_one();
         s.signals
             .nodes_changed(a.placement.nodes().map(|n| n.0 as i64));
     }
-    Ok(Json(convert::attempt(a)))
+    Ok(Json(TaskReportAck {
+        job: a.job_id,
+        fence: a.fence,
+        task: b.task,
+        state: a.state.to_string(),
+        stop_reason: a.stop_reason.map(|r| r.to_string()),
+        started_at: a.started_at,
+        ended_at: a.ended_at,
+        exit_code: a.exit_code,
+    }))
 }
 
 /// Append output of a task; upload a task's last output before reporting its exit.

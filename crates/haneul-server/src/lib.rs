@@ -180,6 +180,9 @@ pub struct AppState {
         batch::Batcher<(haneul_store::Actor, haneul_store::NewJob), haneul_store::JobRecord>,
     /// Heartbeats, written in group commits.
     pub beats: batch::Batcher<i64, haneul_store::NodeRecord>,
+    /// Agents' task reports, written in group commits: a gang's start reports arrive together
+    /// from all its nodes, and one commit each made starting a 1,250-node gang take seconds.
+    pub reports: batch::Batcher<haneul_store::TaskReport, haneul_store::AttemptRecord>,
     pub tokens: Arc<auth::TokenCache>,
     pub signals: Arc<Signals>,
     pub metrics: Arc<Metrics>,
@@ -270,10 +273,32 @@ impl AppState {
                 }
             }
         });
+        let s = store.clone();
+        let c = clock.clone();
+        let reports = batch::Batcher::spawn(1024, move |reports: Vec<haneul_store::TaskReport>| {
+            let s = s.clone();
+            let now = c.now_ms();
+            async move {
+                match s.report_tasks(&reports, now).await {
+                    Ok(out) => out.into_iter().map(|r| r.map_err(ApiError::from)).collect(),
+                    // The database failed the batch and wrote none of it: one by one, so
+                    // each report gets its own answer.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "batched task reports failed; retrying one by one");
+                        let mut out = Vec::with_capacity(reports.len());
+                        for r in reports {
+                            out.push(s.report_task(r, now).await.map_err(ApiError::from));
+                        }
+                        out
+                    }
+                }
+            }
+        });
         AppState {
             store,
             submits,
             beats,
+            reports,
             tokens: Arc::default(),
             signals,
             metrics,

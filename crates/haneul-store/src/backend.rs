@@ -227,7 +227,7 @@ macro_rules! store_impl {
                 job_id: r.try_get("job_id")?,
                 fence: r.try_get("fence")?,
                 epoch: r.try_get("epoch")?,
-                placement: serde_json::from_str::<Placement>(&placement)?,
+                placement: crate::gang_cache::placement(&placement)?,
                 gpu_model: model
                     .map(|m| GpuModel::new(&m))
                     .transpose()
@@ -1006,6 +1006,131 @@ macro_rules! store_impl {
                 .await?;
             row.as_ref().map(node_row).transpose()
         }
+
+        /// One task report inside the caller's write transaction: `report_task` alone, or a
+        /// gang's start reports together in `report_tasks`. Every refusal comes before it writes.
+        async fn report_in(tx: &mut Tx<'_>, r: &TaskReport, now: i64) -> Result<AttemptRecord> {
+            let job = job_in(tx, r.job).await?;
+            if r.fence != job.attempts {
+                return Err(StoreError::Fenced(format!(
+                    "attempt {} of job {} is not current (current is {})",
+                    r.fence, r.job, job.attempts
+                )));
+            }
+            let a = current_attempt(tx, &job)
+                .await?
+                .ok_or_else(|| StoreError::Fenced(format!("job {} has no attempt", r.job)))?;
+            if !a.state.is_live() {
+                return Err(StoreError::Fenced(format!(
+                    "attempt {} of job {} has already ended ({})",
+                    r.fence, r.job, a.state
+                )));
+            }
+            let task: Option<(i64, String)> = sqlx::query_as(
+                "SELECT node_id, state FROM tasks WHERE attempt_id = $1 AND idx = $2",
+            )
+            .bind(a.id)
+            .bind(r.task)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some((task_node, task_state)) = task else {
+                return Err(StoreError::not_found("task", r.task));
+            };
+            if task_node != r.node {
+                return Err(StoreError::Fenced(format!(
+                    "task {} of job {} is not on this node",
+                    r.task, r.job
+                )));
+            }
+            let task_state = parse_enum(&task_state, TaskState::parse, "task state")?;
+            match r.exit_code {
+                None => {
+                    if task_state != TaskState::Assigned {
+                        return Ok(a);
+                    }
+                    sqlx::query(
+                        "UPDATE tasks SET state = 'running' WHERE attempt_id = $1 AND idx = $2",
+                    )
+                    .bind(a.id)
+                    .bind(r.task)
+                    .execute(&mut **tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE attempts SET state = CASE WHEN state = 'assigned' THEN 'running' \
+                         ELSE state END, started_at = COALESCE(started_at, $1) WHERE id = $2",
+                    )
+                    .bind(now)
+                    .bind(a.id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Some(code) => {
+                    if task_state == TaskState::Exited {
+                        return Err(StoreError::conflict(
+                            "exit_code",
+                            format!("task {} of job {} already reported its exit", r.task, r.job),
+                        ));
+                    }
+                    sqlx::query(
+                        "UPDATE tasks SET state = 'exited', exit_code = $1 \
+                         WHERE attempt_id = $2 AND idx = $3",
+                    )
+                    .bind(code)
+                    .bind(a.id)
+                    .bind(r.task)
+                    .execute(&mut **tx)
+                    .await?;
+                    let left: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM tasks WHERE attempt_id = $1 \
+                         AND state IN ('assigned', 'running')",
+                    )
+                    .bind(a.id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    let failed: Option<i64> = sqlx::query_scalar(
+                        "SELECT exit_code FROM tasks WHERE attempt_id = $1 AND exit_code <> 0 \
+                         ORDER BY idx LIMIT 1",
+                    )
+                    .bind(a.id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    if left == 0 {
+                        let end = match (a.stop_reason, failed) {
+                            (Some(StopReason::Cancel | StopReason::Idle), _) => {
+                                AttemptState::Cancelled
+                            }
+                            (Some(StopReason::Preempt), _) => AttemptState::Preempted,
+                            (Some(StopReason::TimeLimit), _) => AttemptState::TimedOut,
+                            (Some(StopReason::TaskFailed), _) | (None, Some(_)) => {
+                                AttemptState::Failed
+                            }
+                            (None, None) => AttemptState::Succeeded,
+                        };
+                        let mut a = a.clone();
+                        a.started_at = a.started_at.or(Some(now));
+                        end_attempt(tx, &a, end, Some(failed.unwrap_or(code)), now).await?;
+                    } else if code != 0 && a.stop_reason.is_none() {
+                        // One rank failed: the gang cannot go on, so the others are stopped.
+                        sqlx::query(
+                            "UPDATE attempts SET state = 'stopping', stop_reason = 'task_failed', \
+                             kill_at = $1 WHERE id = $2",
+                        )
+                        .bind(now)
+                        .bind(a.id)
+                        .execute(&mut **tx)
+                        .await?;
+                        set_job_state(tx, a.job_id, JobState::Stopping, None, Some("task_failed"), now)
+                            .await?;
+                    }
+                }
+            }
+            let row = sqlx::query("SELECT * FROM attempts WHERE id = $1")
+                .bind(a.id)
+                .fetch_one(&mut **tx)
+                .await?;
+            attempt_row(&row)
+        }
+
 
         #[async_trait]
         impl Store for $store {
@@ -3203,13 +3328,27 @@ macro_rules! store_impl {
                             .fetch_optional(&mut *tx)
                             .await?
                             .flatten();
-                    let peers: Vec<String> = sqlx::query_scalar(
-                        "SELECT COALESCE(n.address, n.name) FROM tasks t JOIN nodes n ON n.id = t.node_id \
-                         WHERE t.attempt_id = $1 ORDER BY t.idx",
-                    )
-                    .bind(attempt_id)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                    let cached = if attempt.placement.tasks.len() >= crate::gang_cache::PEERS_CACHED_FROM {
+                        self.peers.get(attempt_id)
+                    } else {
+                        None
+                    };
+                    let peers: Vec<String> = match cached {
+                        Some(p) => (*p).clone(),
+                        None => {
+                            let p: Vec<String> = sqlx::query_scalar(
+                                "SELECT COALESCE(n.address, n.name) FROM tasks t JOIN nodes n ON n.id = t.node_id \
+                                 WHERE t.attempt_id = $1 ORDER BY t.idx",
+                            )
+                            .bind(attempt_id)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                            if p.len() >= crate::gang_cache::PEERS_CACHED_FROM {
+                                self.peers.put(attempt_id, std::sync::Arc::new(p.clone()));
+                            }
+                            p
+                        }
+                    };
                     let array = match job.array_job_id {
                         Some(parent) => sqlx::query_scalar::<_, Option<String>>(
                             "SELECT array_spec FROM jobs WHERE id = $1",
@@ -3240,128 +3379,28 @@ macro_rules! store_impl {
 
             async fn report_task(&self, r: TaskReport, now: i64) -> Result<AttemptRecord> {
                 let mut tx = self.begin_write().await?;
-                let job = job_in(&mut tx, r.job).await?;
-                if r.fence != job.attempts {
-                    return Err(StoreError::Fenced(format!(
-                        "attempt {} of job {} is not current (current is {})",
-                        r.fence, r.job, job.attempts
-                    )));
-                }
-                let a = current_attempt(&mut tx, &job)
-                    .await?
-                    .ok_or_else(|| StoreError::Fenced(format!("job {} has no attempt", r.job)))?;
-                if !a.state.is_live() {
-                    return Err(StoreError::Fenced(format!(
-                        "attempt {} of job {} has already ended ({})",
-                        r.fence, r.job, a.state
-                    )));
-                }
-                let task: Option<(i64, String)> = sqlx::query_as(
-                    "SELECT node_id, state FROM tasks WHERE attempt_id = $1 AND idx = $2",
-                )
-                .bind(a.id)
-                .bind(r.task)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some((task_node, task_state)) = task else {
-                    return Err(StoreError::not_found("task", r.task));
-                };
-                if task_node != r.node {
-                    return Err(StoreError::Fenced(format!(
-                        "task {} of job {} is not on this node",
-                        r.task, r.job
-                    )));
-                }
-                let task_state = parse_enum(&task_state, TaskState::parse, "task state")?;
-                match r.exit_code {
-                    None => {
-                        if task_state != TaskState::Assigned {
-                            tx.commit().await?;
-                            return Ok(a);
-                        }
-                        sqlx::query(
-                            "UPDATE tasks SET state = 'running' WHERE attempt_id = $1 AND idx = $2",
-                        )
-                        .bind(a.id)
-                        .bind(r.task)
-                        .execute(&mut *tx)
-                        .await?;
-                        sqlx::query(
-                            "UPDATE attempts SET state = CASE WHEN state = 'assigned' THEN 'running' \
-                             ELSE state END, started_at = COALESCE(started_at, $1) WHERE id = $2",
-                        )
-                        .bind(now)
-                        .bind(a.id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    Some(code) => {
-                        if task_state == TaskState::Exited {
-                            return Err(StoreError::conflict(
-                                "exit_code",
-                                format!("task {} of job {} already reported its exit", r.task, r.job),
-                            ));
-                        }
-                        sqlx::query(
-                            "UPDATE tasks SET state = 'exited', exit_code = $1 \
-                             WHERE attempt_id = $2 AND idx = $3",
-                        )
-                        .bind(code)
-                        .bind(a.id)
-                        .bind(r.task)
-                        .execute(&mut *tx)
-                        .await?;
-                        let left: i64 = sqlx::query_scalar(
-                            "SELECT COUNT(*) FROM tasks WHERE attempt_id = $1 \
-                             AND state IN ('assigned', 'running')",
-                        )
-                        .bind(a.id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        let failed: Option<i64> = sqlx::query_scalar(
-                            "SELECT exit_code FROM tasks WHERE attempt_id = $1 AND exit_code <> 0 \
-                             ORDER BY idx LIMIT 1",
-                        )
-                        .bind(a.id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        if left == 0 {
-                            let end = match (a.stop_reason, failed) {
-                                (Some(StopReason::Cancel | StopReason::Idle), _) => {
-                                    AttemptState::Cancelled
-                                }
-                                (Some(StopReason::Preempt), _) => AttemptState::Preempted,
-                                (Some(StopReason::TimeLimit), _) => AttemptState::TimedOut,
-                                (Some(StopReason::TaskFailed), _) | (None, Some(_)) => {
-                                    AttemptState::Failed
-                                }
-                                (None, None) => AttemptState::Succeeded,
-                            };
-                            let mut a = a.clone();
-                            a.started_at = a.started_at.or(Some(now));
-                            end_attempt(&mut tx, &a, end, Some(failed.unwrap_or(code)), now).await?;
-                        } else if code != 0 && a.stop_reason.is_none() {
-                            // One rank failed: the gang cannot go on, so the others are stopped.
-                            sqlx::query(
-                                "UPDATE attempts SET state = 'stopping', stop_reason = 'task_failed', \
-                                 kill_at = $1 WHERE id = $2",
-                            )
-                            .bind(now)
-                            .bind(a.id)
-                            .execute(&mut *tx)
-                            .await?;
-                            set_job_state(&mut tx, a.job_id, JobState::Stopping, None, Some("task_failed"), now)
-                                .await?;
-                        }
-                    }
-                }
-                let row = sqlx::query("SELECT * FROM attempts WHERE id = $1")
-                    .bind(a.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let rec = attempt_row(&row)?;
+                let rec = report_in(&mut tx, &r, now).await?;
                 tx.commit().await?;
                 Ok(rec)
+            }
+
+            async fn report_tasks(
+                &self,
+                reports: &[TaskReport],
+                now: i64,
+            ) -> Result<Vec<Result<AttemptRecord>>> {
+                let mut tx = self.begin_write().await?;
+                let mut out = Vec::with_capacity(reports.len());
+                for r in reports {
+                    match report_in(&mut tx, r, now).await {
+                        // A refusal happens before the report writes anything, so its
+                        // neighbours carry on; the database failing ends the whole batch.
+                        Err(e @ (StoreError::Database(_) | StoreError::Corrupt(_))) => return Err(e),
+                        other => out.push(other),
+                    }
+                }
+                tx.commit().await?;
+                Ok(out)
             }
 
             async fn append_log(

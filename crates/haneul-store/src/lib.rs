@@ -11,6 +11,7 @@
 
 mod backend;
 mod error;
+mod gang_cache;
 mod pg_targets;
 mod postgres;
 mod records;
@@ -384,6 +385,14 @@ pub trait Store: Send + Sync + 'static {
     /// A report from an agent about one task. Refused unless `fence` is the job's current attempt
     /// and the task is on `node`.
     async fn report_task(&self, r: TaskReport, now: i64) -> Result<AttemptRecord>;
+    /// Several reports in one transaction (one commit for a gang's start reports), each
+    /// answered as `report_task` would: a refused report leaves its neighbours to go on. `Err`
+    /// only when the database fails, and then none of them is written.
+    async fn report_tasks(
+        &self,
+        reports: &[TaskReport],
+        now: i64,
+    ) -> Result<Vec<Result<AttemptRecord>>>;
     /// Appends output of one task. Only the job's current attempt may write, and only while it
     /// is live (not once it ended or its node was declared lost): agents upload a task's last
     /// output before reporting its exit. Output holding NUL or bytes that are not UTF-8 is kept

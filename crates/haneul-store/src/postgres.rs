@@ -23,6 +23,7 @@ pub struct PostgresStore {
     read: PgPool,
     /// Keeps the fail-over watcher alive as long as a clone of the store is; stops it after.
     _watcher: Option<Arc<Watcher>>,
+    peers: Arc<crate::gang_cache::PeerCache>,
 }
 
 /// How often the watcher checks that the pool's host still takes writes.
@@ -81,6 +82,7 @@ impl PostgresStore {
             write: pool.clone(),
             read: pool,
             _watcher: watcher,
+            peers: Default::default(),
         })
     }
 

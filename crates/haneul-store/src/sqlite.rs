@@ -13,6 +13,7 @@ use std::time::Duration;
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    peers: std::sync::Arc<crate::gang_cache::PeerCache>,
 }
 
 impl SqliteStore {
@@ -38,7 +39,11 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(SqliteStore { write, read })
+        Ok(SqliteStore {
+            write,
+            read,
+            peers: Default::default(),
+        })
     }
 
     async fn begin_write(&self) -> crate::Result<Tx<'static>> {

@@ -1970,6 +1970,113 @@ pub async fn arrays_materialise_lazily(store: &dyn Store) {
     );
 }
 
+/// A gang's reports written together: each answered as alone (a stale fence or a task on
+/// another node refused without failing its neighbours), and the peer list the same from the
+/// database and from the store's cache.
+pub async fn gang_reports_in_one_batch(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "gangs").await;
+    const SIZE: usize = 20;
+    let mut nodes = Vec::new();
+    for i in 0..SIZE {
+        nodes.push(node(store, &format!("gang-{i:02}"), 1).await);
+    }
+    let job = store
+        .submit_job(
+            &Actor::user(&u),
+            NewJob {
+                user_id: u.id,
+                spec: JobSpec::new(ProjectId(p.id as u32), SIZE as u32, GpuRequest::Whole(8)),
+                command: vec!["torchrun".into()],
+                container_image: None,
+                batch: None,
+                idempotency: None,
+                array: None,
+                interactive: false,
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    let epoch = lead(store, "a", 3).await;
+    let (started, _) = store
+        .start_attempts(
+            "a",
+            epoch,
+            vec![NewAttempt {
+                job_id: job.id,
+                placement: Placement {
+                    tasks: nodes
+                        .iter()
+                        .map(|n| TaskPlacement {
+                            node: NodeId(n.id as u32),
+                            gpus: (0..8).collect(),
+                            milli_per_gpu: MilliGpu(1000),
+                        })
+                        .collect(),
+                },
+                gpu_model: Some(GpuModel::new("H200").unwrap()),
+                borrowing: false,
+            }],
+            4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.len(), 1);
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    for n in [&nodes[0], &nodes[7], &nodes[0]] {
+        let work = store.assignments(n.id).await.unwrap();
+        assert_eq!(work.len(), 1);
+        assert_eq!(work[0].peers, names);
+    }
+
+    let report = |task: usize, node: i64, fence: i64, exit_code: Option<i64>| TaskReport {
+        node,
+        job: job.id,
+        fence,
+        task: task as i64,
+        exit_code,
+    };
+    let mut starts: Vec<TaskReport> = (0..SIZE).map(|t| report(t, nodes[t].id, 1, None)).collect();
+    starts.push(report(3, nodes[3].id, 2, None));
+    starts.push(report(4, nodes[5].id, 1, None));
+    let out = store.report_tasks(&starts, 10).await.unwrap();
+    assert_eq!(out.len(), SIZE + 2);
+    for r in &out[..SIZE] {
+        assert_eq!(r.as_ref().unwrap().state, AttemptState::Running);
+    }
+    assert!(
+        matches!(out[SIZE], Err(StoreError::Fenced(_))),
+        "{:?}",
+        out[SIZE]
+    );
+    assert!(
+        matches!(out[SIZE + 1], Err(StoreError::Fenced(_))),
+        "{:?}",
+        out[SIZE + 1]
+    );
+    let a = &store.list_attempts(job.id).await.unwrap()[0];
+    assert_eq!((a.state, a.started_at), (AttemptState::Running, Some(10)));
+
+    // Every exit in one batch, one of them twice: the attempt ends with the last, and the
+    // repeat is a conflict.
+    let mut exits: Vec<TaskReport> = (0..SIZE)
+        .map(|t| report(t, nodes[t].id, 1, Some(0)))
+        .collect();
+    exits.insert(1, report(0, nodes[0].id, 1, Some(0)));
+    let out = store.report_tasks(&exits, 20).await.unwrap();
+    assert!(
+        matches!(out[1], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        out[1]
+    );
+    assert_eq!(out[0].as_ref().unwrap().state, AttemptState::Running);
+    assert_eq!(out[SIZE].as_ref().unwrap().state, AttemptState::Succeeded);
+    assert_eq!(
+        store.get_job(job.id).await.unwrap().state,
+        JobState::Succeeded
+    );
+}
+
 macro_rules! suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -1993,7 +2100,8 @@ macro_rules! suite {
                 gpu_telemetry_summaries_series_and_retention,
                 charged_gpu_use_joins_ledger_and_telemetry,
                 oidc_links_provision_and_approve,
-                arrays_materialise_lazily);
+                arrays_materialise_lazily,
+                gang_reports_in_one_batch);
         }
     };
     (@tests $open:expr; $($name:ident),+) => {
