@@ -1,7 +1,7 @@
 //! The agent protocol under /v1/agent: register with inventory, heartbeat, long-poll for
 //! assignments, report task status and exit, upload logs. Only agent tokens may call it, and an
 //! agent acts only on the node it registered. Reports carry the attempt's fence (see
-//! [`haneul_store::Store::report_task`]).
+//! [`haneul_store::AttemptStore::report_task`]).
 
 use crate::AppState;
 use crate::auth::Caller;

@@ -543,7 +543,7 @@ impl JobRecord {
     }
 }
 
-/// What one materialising look at an array did (see `Store::materialise_array`).
+/// What one materialising look at an array did (see `JobStore::materialise_array`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ArrayProgress {
     /// Task jobs made now, in task order.

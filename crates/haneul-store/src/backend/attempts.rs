@@ -1,0 +1,724 @@
+//! Attempts: one run of a job on a placement, from the controller's start (fenced by the
+//! leader's lease epoch) through the agents' task reports and stop requests to its end, which
+//! charges its GPU time (see [`super::awards`]) and requeues or finishes its job; also the tasks'
+//! output. Owns the `attempts`, `tasks`, `logs` and `log_offsets` tables.
+
+use crate::Result;
+use crate::records::*;
+use async_trait::async_trait;
+
+/// Starting, stopping and ending attempts, the agent protocol, and task output. Part of [`crate::Store`].
+#[async_trait]
+pub trait AttemptStore: Send + Sync {
+    async fn list_attempts(&self, job: i64) -> Result<Vec<AttemptRecord>>;
+    /// Starts attempts for queued jobs, in one transaction that first checks the caller still
+    /// holds the controller lease at `epoch`. Jobs no longer queued are skipped (and returned in
+    /// the second list) so that nothing is ever started twice.
+    async fn start_attempts(
+        &self,
+        holder: &str,
+        epoch: i64,
+        starts: Vec<NewAttempt>,
+        now: i64,
+    ) -> Result<(Vec<AttemptRecord>, Vec<i64>)>;
+    /// Asks the agents of a running attempt to stop it (preemption, time limit).
+    async fn request_stop(
+        &self,
+        attempt: i64,
+        reason: StopReason,
+        kill_at: i64,
+        now: i64,
+    ) -> Result<()>;
+    /// Running attempts whose time limit has passed and that are not yet stopping.
+    async fn overdue_attempts(&self, now: i64) -> Result<Vec<AttemptRecord>>;
+    /// Tasks of live attempts on this node, with the job's spec and command.
+    async fn assignments(&self, node: i64) -> Result<Vec<Assignment>>;
+    /// A report from an agent about one task. Refused unless `fence` is the job's current attempt
+    /// and the task is on `node`.
+    async fn report_task(&self, r: TaskReport, now: i64) -> Result<AttemptRecord>;
+    /// Several reports in one transaction (one commit for a gang's start reports), each
+    /// answered as `report_task` would: a refused report leaves its neighbours to go on. `Err`
+    /// only when the database fails, and then none of them is written.
+    async fn report_tasks(
+        &self,
+        reports: &[TaskReport],
+        now: i64,
+    ) -> Result<Vec<Result<AttemptRecord>>>;
+    /// Appends output of one task. Only the job's current attempt may write, and only while it
+    /// is live (not once it ended or its node was declared lost): agents upload a task's last
+    /// output before reporting its exit. Output holding NUL or bytes that are not UTF-8 is kept
+    /// escaped and read back exactly as sent ([`encode_log`]).
+    ///
+    /// With `at` (the output file, `stdout` or `stderr`, and the offset in it of `data`'s first
+    /// byte), what the store already holds of that file is not appended again, so an upload
+    /// sent twice is stored once. Without it the bytes are always appended.
+    #[allow(clippy::too_many_arguments)]
+    async fn append_log(
+        &self,
+        node: i64,
+        job: i64,
+        fence: i64,
+        task: i64,
+        data: &[u8],
+        at: Option<(&str, u64)>,
+        now: i64,
+    ) -> Result<()>;
+    async fn read_logs(&self, job: i64, after: i64, limit: i64) -> Result<Vec<LogRecord>>;
+}
+
+/// Expands [`AttemptStore`] for the backend `$store` on database `$db`, and the helpers of this
+/// area, into the backend's module (see `store_impl!`), where the other areas' SQL shares
+/// them.
+macro_rules! attempt_store {
+    ($store:ty, $db:ty) => {
+        fn attempt_row(r: &DbRow) -> Result<AttemptRecord> {
+            let placement: String = r.try_get("placement")?;
+            let model: Option<String> = r.try_get("gpu_model")?;
+            let state: String = r.try_get("state")?;
+            let stop: Option<String> = r.try_get("stop_reason")?;
+            Ok(AttemptRecord {
+                id: r.try_get("id")?,
+                job_id: r.try_get("job_id")?,
+                fence: r.try_get("fence")?,
+                epoch: r.try_get("epoch")?,
+                placement: crate::gang_cache::placement(&placement)?,
+                gpu_model: model
+                    .map(|m| GpuModel::new(&m))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                borrowing: r.try_get("borrowing")?,
+                state: parse_enum(&state, AttemptState::parse, "attempt state")?,
+                stop_reason: stop
+                    .map(|s| parse_enum(&s, StopReason::parse, "stop reason"))
+                    .transpose()?,
+                kill_at: r.try_get("kill_at")?,
+                deadline: r.try_get("deadline")?,
+                created_at: r.try_get("created_at")?,
+                started_at: r.try_get("started_at")?,
+                ended_at: r.try_get("ended_at")?,
+                exit_code: r.try_get("exit_code")?,
+                gpu_ms: r.try_get("gpu_ms")?,
+            })
+        }
+
+        async fn current_attempt(tx: &mut Tx<'_>, job: &JobRecord) -> Result<Option<AttemptRecord>> {
+            let row = sqlx::query("SELECT * FROM attempts WHERE job_id = $1 AND fence = $2")
+                .bind(job.id)
+                .bind(job.attempts)
+                .fetch_optional(&mut **tx)
+                .await?;
+            row.as_ref().map(attempt_row).transpose()
+        }
+
+        /// GPU-milliseconds held by an attempt from its start (or assignment) to `now`.
+        fn gpu_ms(a: &AttemptRecord, now: i64) -> i64 {
+            let milli: u64 = a
+                .placement
+                .tasks
+                .iter()
+                .map(|t| t.gpus.len() as u64 * t.milli_per_gpu.get())
+                .sum();
+            let from = a.started_at.unwrap_or(a.created_at);
+            (now - from).max(0).saturating_mul(milli as i64) / 1000
+        }
+
+        /// Ends every live attempt with a task on `node` as lost with the node, so their jobs
+        /// run again elsewhere (a job its user cancelled stays cancelled); returns their jobs.
+        async fn requeue_node_attempts(tx: &mut Tx<'_>, node: i64, now: i64) -> Result<Vec<i64>> {
+            let rows = sqlx::query(
+                "SELECT DISTINCT a.* FROM attempts a JOIN tasks t ON t.attempt_id = a.id \
+                 WHERE t.node_id = $1 AND a.state IN ('assigned', 'running', 'stopping') \
+                 ORDER BY a.id",
+            )
+            .bind(node)
+            .fetch_all(&mut **tx)
+            .await?;
+            let mut jobs = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let a = attempt_row(r)?;
+                sqlx::query(
+                    "UPDATE tasks SET state = 'lost' WHERE attempt_id = $1 \
+                     AND state IN ('assigned', 'running')",
+                )
+                .bind(a.id)
+                .execute(&mut **tx)
+                .await?;
+                let end = if matches!(a.stop_reason, Some(StopReason::Cancel | StopReason::Idle)) {
+                    AttemptState::Cancelled
+                } else {
+                    AttemptState::NodeLost
+                };
+                end_attempt(tx, &a, end, None, now).await?;
+                jobs.push(a.job_id);
+            }
+            Ok(jobs)
+        }
+
+        /// Ends a live attempt with `state` and moves its job on: requeued (preempted, node lost)
+        /// or finished. Writes the controller event that tells the engine which.
+        async fn end_attempt(
+            tx: &mut Tx<'_>,
+            a: &AttemptRecord,
+            state: AttemptState,
+            exit_code: Option<i64>,
+            now: i64,
+        ) -> Result<()> {
+            let used = gpu_ms(a, now);
+            sqlx::query(
+                "UPDATE attempts SET state = $1, ended_at = $2, exit_code = $3, gpu_ms = $4 \
+                 WHERE id = $5",
+            )
+            .bind(state.as_str())
+            .bind(now)
+            .bind(exit_code)
+            .bind(used)
+            .bind(a.id)
+            .execute(&mut **tx)
+            .await?;
+            charge(tx, a, state, used, now).await?;
+            let (job_state, kind) = match state {
+                AttemptState::Succeeded => (JobState::Succeeded, EventKind::Finished),
+                AttemptState::Failed => (JobState::Failed, EventKind::Finished),
+                AttemptState::Cancelled => (JobState::Cancelled, EventKind::Finished),
+                AttemptState::TimedOut => (JobState::TimedOut, EventKind::Finished),
+                AttemptState::Preempted | AttemptState::NodeLost => {
+                    (JobState::Queued, EventKind::Requeued)
+                }
+                live => {
+                    return Err(StoreError::Corrupt(format!(
+                        "attempt cannot end as `{live}`"
+                    )));
+                }
+            };
+            // A job stopped for idling says so, rather than looking cancelled by its owner.
+            let reason = match a.stop_reason {
+                Some(StopReason::Idle) if state == AttemptState::Cancelled => "idle",
+                _ => state.as_str(),
+            };
+            set_job_state(tx, a.job_id, job_state, exit_code, Some(reason), now).await?;
+            event(tx, kind, Some(a.job_id), Some(a.id), None, state.as_str(), now).await
+        }
+
+        /// One task report inside the caller's write transaction: `report_task` alone, or a
+        /// gang's start reports together in `report_tasks`. Every refusal comes before it writes.
+        async fn report_in(tx: &mut Tx<'_>, r: &TaskReport, now: i64) -> Result<AttemptRecord> {
+            let job = job_in(tx, r.job).await?;
+            if r.fence != job.attempts {
+                return Err(StoreError::Fenced(format!(
+                    "attempt {} of job {} is not current (current is {})",
+                    r.fence, r.job, job.attempts
+                )));
+            }
+            let a = current_attempt(tx, &job)
+                .await?
+                .ok_or_else(|| StoreError::Fenced(format!("job {} has no attempt", r.job)))?;
+            if !a.state.is_live() {
+                return Err(StoreError::Fenced(format!(
+                    "attempt {} of job {} has already ended ({})",
+                    r.fence, r.job, a.state
+                )));
+            }
+            let task: Option<(i64, String)> = sqlx::query_as(
+                "SELECT node_id, state FROM tasks WHERE attempt_id = $1 AND idx = $2",
+            )
+            .bind(a.id)
+            .bind(r.task)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some((task_node, task_state)) = task else {
+                return Err(StoreError::not_found("task", r.task));
+            };
+            if task_node != r.node {
+                return Err(StoreError::Fenced(format!(
+                    "task {} of job {} is not on this node",
+                    r.task, r.job
+                )));
+            }
+            let task_state = parse_enum(&task_state, TaskState::parse, "task state")?;
+            match r.exit_code {
+                None => {
+                    if task_state != TaskState::Assigned {
+                        return Ok(a);
+                    }
+                    sqlx::query(
+                        "UPDATE tasks SET state = 'running' WHERE attempt_id = $1 AND idx = $2",
+                    )
+                    .bind(a.id)
+                    .bind(r.task)
+                    .execute(&mut **tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE attempts SET state = CASE WHEN state = 'assigned' THEN 'running' \
+                         ELSE state END, started_at = COALESCE(started_at, $1) WHERE id = $2",
+                    )
+                    .bind(now)
+                    .bind(a.id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Some(code) => {
+                    if task_state == TaskState::Exited {
+                        return Err(StoreError::conflict(
+                            "exit_code",
+                            format!("task {} of job {} already reported its exit", r.task, r.job),
+                        ));
+                    }
+                    sqlx::query(
+                        "UPDATE tasks SET state = 'exited', exit_code = $1 \
+                         WHERE attempt_id = $2 AND idx = $3",
+                    )
+                    .bind(code)
+                    .bind(a.id)
+                    .bind(r.task)
+                    .execute(&mut **tx)
+                    .await?;
+                    let left: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM tasks WHERE attempt_id = $1 \
+                         AND state IN ('assigned', 'running')",
+                    )
+                    .bind(a.id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    let failed: Option<i64> = sqlx::query_scalar(
+                        "SELECT exit_code FROM tasks WHERE attempt_id = $1 AND exit_code <> 0 \
+                         ORDER BY idx LIMIT 1",
+                    )
+                    .bind(a.id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    if left == 0 {
+                        let end = match (a.stop_reason, failed) {
+                            (Some(StopReason::Cancel | StopReason::Idle), _) => {
+                                AttemptState::Cancelled
+                            }
+                            (Some(StopReason::Preempt), _) => AttemptState::Preempted,
+                            (Some(StopReason::TimeLimit), _) => AttemptState::TimedOut,
+                            (Some(StopReason::TaskFailed), _) | (None, Some(_)) => {
+                                AttemptState::Failed
+                            }
+                            (None, None) => AttemptState::Succeeded,
+                        };
+                        let mut a = a.clone();
+                        a.started_at = a.started_at.or(Some(now));
+                        end_attempt(tx, &a, end, Some(failed.unwrap_or(code)), now).await?;
+                    } else if code != 0 && a.stop_reason.is_none() {
+                        // One rank failed: the gang cannot go on, so the others are stopped.
+                        sqlx::query(
+                            "UPDATE attempts SET state = 'stopping', stop_reason = 'task_failed', \
+                             kill_at = $1 WHERE id = $2",
+                        )
+                        .bind(now)
+                        .bind(a.id)
+                        .execute(&mut **tx)
+                        .await?;
+                        set_job_state(tx, a.job_id, JobState::Stopping, None, Some("task_failed"), now)
+                            .await?;
+                    }
+                }
+            }
+            let row = sqlx::query("SELECT * FROM attempts WHERE id = $1")
+                .bind(a.id)
+                .fetch_one(&mut **tx)
+                .await?;
+            attempt_row(&row)
+        }
+
+
+        #[async_trait]
+        impl AttemptStore for $store {
+            async fn list_attempts(&self, job: i64) -> Result<Vec<AttemptRecord>> {
+                let rows = sqlx::query("SELECT * FROM attempts WHERE job_id = $1 ORDER BY fence")
+                    .bind(job)
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(attempt_row).collect()
+            }
+
+            async fn start_attempts(
+                &self,
+                holder: &str,
+                epoch: i64,
+                starts: Vec<NewAttempt>,
+                now: i64,
+            ) -> Result<(Vec<AttemptRecord>, Vec<i64>)> {
+                let mut tx = self.begin_write().await?;
+                let leads: Option<i64> = sqlx::query_scalar(
+                    "SELECT epoch FROM leases WHERE name = 'controller' AND holder = $1 \
+                     AND epoch = $2 AND expires_at > $3",
+                )
+                .bind(holder)
+                .bind(epoch)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if leads.is_none() {
+                    return Err(StoreError::NotLeader);
+                }
+                if starts.is_empty() {
+                    return Ok((Vec::new(), Vec::new()));
+                }
+                // The state check in the WHERE clause is what makes a start happen once: a job
+                // cancelled or already started since the decision is left alone (and skipped).
+                // Ids are integers we hold, never text from a request.
+                let ids: Vec<String> = starts.iter().map(|s| s.job_id.to_string()).collect();
+                let rows = sqlx::query(&format!(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $1 \
+                     WHERE state = 'queued' AND id IN ({}) RETURNING *",
+                    ids.join(",")
+                ))
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut jobs = std::collections::HashMap::with_capacity(rows.len());
+                for r in &rows {
+                    let j = job_row(r)?;
+                    jobs.insert(j.id, j);
+                }
+                let (go, skip): (Vec<NewAttempt>, Vec<NewAttempt>) =
+                    starts.into_iter().partition(|s| jobs.contains_key(&s.job_id));
+                let skipped: Vec<i64> = skip.iter().map(|s| s.job_id).collect();
+                if go.is_empty() {
+                    tx.commit().await?;
+                    return Ok((Vec::new(), skipped));
+                }
+                // Bounded statement size: ten parameters per attempt.
+                let mut started = Vec::with_capacity(go.len());
+                for part in go.chunks(1000) {
+                let mut values = Vec::with_capacity(part.len());
+                for s in part {
+                    let job = &jobs[&s.job_id];
+                    values.push((
+                        job.id,
+                        job.attempts,
+                        serde_json::to_string(&s.placement)?,
+                        s.gpu_model.as_ref().map(|m| m.to_string()),
+                        s.borrowing,
+                        job.spec.time_limit.map(|t| now + t.millis()),
+                    ));
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO attempts (job_id, fence, epoch, placement, gpu_model, borrowing, \
+                     state, created_at, deadline, gpu_ms) ",
+                );
+                qb.push_values(values, |mut b, (job, fence, placement, model, borrowing, deadline)| {
+                    b.push_bind(job)
+                        .push_bind(fence)
+                        .push_bind(epoch)
+                        .push_bind(placement)
+                        .push_bind(model)
+                        .push_bind(borrowing)
+                        .push_bind("assigned")
+                        .push_bind(now)
+                        .push_bind(deadline)
+                        .push_bind(0i64);
+                });
+                qb.push(" RETURNING *");
+                let rows = qb.build().fetch_all(&mut *tx).await?;
+                for r in &rows {
+                    started.push(attempt_row(r)?);
+                }
+                }
+                started.sort_by_key(|a| a.id);
+                let mut tasks = Vec::new();
+                for a in &started {
+                    for (i, t) in a.placement.tasks.iter().enumerate() {
+                        tasks.push((a.id, i as i64, t.node.get() as i64, serde_json::to_string(&t.gpus)?));
+                    }
+                }
+                // Bounded statement size: at most 4 parameters per task.
+                for chunk in tasks.chunks(4096) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO tasks (attempt_id, idx, node_id, gpus, state) ",
+                    );
+                    qb.push_values(chunk, |mut b, (attempt, idx, node, gpus)| {
+                        b.push_bind(*attempt)
+                            .push_bind(*idx)
+                            .push_bind(*node)
+                            .push_bind(gpus.clone())
+                            .push_bind("assigned");
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for part in started.chunks(1000) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO events (at, kind, job_id, attempt_id, node_id, detail) ",
+                );
+                qb.push_values(part, |mut b, a| {
+                    b.push_bind(now)
+                        .push_bind(EventKind::Started.as_str())
+                        .push_bind(a.job_id)
+                        .push_bind(a.id)
+                        .push_bind(None::<i64>)
+                        .push_bind("");
+                });
+                qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok((started, skipped))
+            }
+
+            async fn request_stop(
+                &self,
+                attempt: i64,
+                reason: StopReason,
+                kill_at: i64,
+                now: i64,
+            ) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let job: Option<i64> = sqlx::query_scalar(
+                    "UPDATE attempts SET state = 'stopping', stop_reason = $1, kill_at = $2 \
+                     WHERE id = $3 AND state IN ('assigned', 'running') RETURNING job_id",
+                )
+                .bind(reason.as_str())
+                .bind(kill_at)
+                .bind(attempt)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(job) = job else {
+                    return Ok(());
+                };
+                set_job_state(&mut tx, job, JobState::Stopping, None, Some(reason.as_str()), now)
+                    .await?;
+                event(&mut tx, EventKind::StopRequested, Some(job), Some(attempt), None, reason.as_str(), now)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn overdue_attempts(&self, now: i64) -> Result<Vec<AttemptRecord>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM attempts WHERE state IN ('assigned', 'running') \
+                     AND deadline IS NOT NULL AND deadline < $1 ORDER BY id",
+                )
+                .bind(now)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter().map(attempt_row).collect()
+            }
+
+            async fn assignments(&self, node: i64) -> Result<Vec<Assignment>> {
+                let mut tx = self.begin_read().await?;
+                let tasks: Vec<(i64, i64, String, String)> = sqlx::query_as(
+                    "SELECT t.attempt_id, t.idx, t.gpus, t.state FROM tasks t \
+                     JOIN attempts a ON a.id = t.attempt_id \
+                     WHERE t.node_id = $1 AND t.state IN ('assigned', 'running') \
+                     AND a.state IN ('assigned', 'running', 'stopping') ORDER BY t.attempt_id, t.idx",
+                )
+                .bind(node)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut out = Vec::with_capacity(tasks.len());
+                for (attempt_id, idx, gpus, state) in tasks {
+                    let row = sqlx::query("SELECT * FROM attempts WHERE id = $1")
+                        .bind(attempt_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let attempt = attempt_row(&row)?;
+                    let job = job_in(&mut tx, attempt.job_id).await?;
+                    let (user_name, uid, gid): (String, Option<i64>, Option<i64>) =
+                        sqlx::query_as("SELECT name, uid, gid FROM users WHERE id = $1")
+                            .bind(job.user_id)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .unwrap_or_default();
+                    let project_gid: Option<i64> =
+                        sqlx::query_scalar("SELECT gid FROM projects WHERE id = $1")
+                            .bind(job.project_id)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .flatten();
+                    let cached = if attempt.placement.tasks.len() >= crate::gang_cache::PEERS_CACHED_FROM {
+                        self.peers.get(attempt_id)
+                    } else {
+                        None
+                    };
+                    let peers: Vec<String> = match cached {
+                        Some(p) => (*p).clone(),
+                        None => {
+                            let p: Vec<String> = sqlx::query_scalar(
+                                "SELECT COALESCE(n.address, n.name) FROM tasks t JOIN nodes n ON n.id = t.node_id \
+                                 WHERE t.attempt_id = $1 ORDER BY t.idx",
+                            )
+                            .bind(attempt_id)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                            if p.len() >= crate::gang_cache::PEERS_CACHED_FROM {
+                                self.peers.put(attempt_id, std::sync::Arc::new(p.clone()));
+                            }
+                            p
+                        }
+                    };
+                    let array = match job.array_job_id {
+                        Some(parent) => sqlx::query_scalar::<_, Option<String>>(
+                            "SELECT array_spec FROM jobs WHERE id = $1",
+                        )
+                        .bind(parent)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .flatten()
+                        .and_then(|a| haneul_model::ArraySpec::parse(&a).ok()),
+                        None => None,
+                    };
+                    out.push(Assignment {
+                        array,
+                        job,
+                        attempt,
+                        task: idx,
+                        gpus: serde_json::from_str(&gpus)?,
+                        task_state: parse_enum(&state, TaskState::parse, "task state")?,
+                        peers,
+                        user_name,
+                        uid,
+                        gid,
+                        project_gid,
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn report_task(&self, r: TaskReport, now: i64) -> Result<AttemptRecord> {
+                let mut tx = self.begin_write().await?;
+                let rec = report_in(&mut tx, &r, now).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn report_tasks(
+                &self,
+                reports: &[TaskReport],
+                now: i64,
+            ) -> Result<Vec<Result<AttemptRecord>>> {
+                let mut tx = self.begin_write().await?;
+                let mut out = Vec::with_capacity(reports.len());
+                for r in reports {
+                    match report_in(&mut tx, r, now).await {
+                        // A refusal happens before the report writes anything, so its
+                        // neighbours carry on; the database failing ends the whole batch.
+                        Err(e @ (StoreError::Database(_) | StoreError::Corrupt(_))) => return Err(e),
+                        other => out.push(other),
+                    }
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn append_log(
+                &self,
+                node: i64,
+                job: i64,
+                fence: i64,
+                task: i64,
+                data: &[u8],
+                at: Option<(&str, u64)>,
+                now: i64,
+            ) -> Result<()> {
+                if let Some((stream, offset)) = at {
+                    if stream != "stdout" && stream != "stderr" {
+                        return Err(StoreError::invalid(
+                            "stream",
+                            format!("{stream:?} is not an output file; use stdout or stderr"),
+                        ));
+                    }
+                    if offset.saturating_add(data.len() as u64) > i64::MAX as u64 {
+                        return Err(StoreError::invalid(
+                            "offset",
+                            "the upload would end past the largest file offset",
+                        ));
+                    }
+                }
+                let mut tx = self.begin_write().await?;
+                let attempt: Option<i64> = sqlx::query_scalar(
+                    "SELECT a.id FROM attempts a JOIN tasks t ON t.attempt_id = a.id \
+                     JOIN jobs j ON j.id = a.job_id \
+                     WHERE a.job_id = $1 AND a.fence = $2 AND t.idx = $3 AND t.node_id = $4 \
+                     AND j.attempts = a.fence \
+                     AND a.state IN ('assigned', 'running', 'stopping')",
+                )
+                .bind(job)
+                .bind(fence)
+                .bind(task)
+                .bind(node)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(attempt) = attempt else {
+                    return Err(StoreError::Fenced(format!(
+                        "attempt {fence} of job {job} is not current, has ended, or has no task {task} on this node"
+                    )));
+                };
+                let mut data = data;
+                if let Some((stream, offset)) = at {
+                    let stored_to: Option<i64> = sqlx::query_scalar(
+                        "SELECT stored_to FROM log_offsets \
+                         WHERE attempt_id = $1 AND task = $2 AND stream = $3",
+                    )
+                    .bind(attempt)
+                    .bind(task)
+                    .bind(stream)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let stored_to = stored_to.unwrap_or(0) as u64;
+                    let end = offset.saturating_add(data.len() as u64);
+                    // Bytes before `stored_to` are held already; a gap after it (the agent
+                    // skipped to a file's tail) is the agent's to explain, and it does.
+                    let already = stored_to.saturating_sub(offset).min(data.len() as u64);
+                    data = &data[already as usize..];
+                    if end > stored_to {
+                        sqlx::query(
+                            "INSERT INTO log_offsets (attempt_id, task, stream, stored_to) \
+                             VALUES ($1, $2, $3, $4) ON CONFLICT (attempt_id, task, stream) \
+                             DO UPDATE SET stored_to = excluded.stored_to",
+                        )
+                        .bind(attempt)
+                        .bind(task)
+                        .bind(stream)
+                        .bind(end as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    if data.is_empty() {
+                        tx.commit().await?;
+                        return Ok(());
+                    }
+                }
+                let (data, escaped) = encode_log(data);
+                sqlx::query(
+                    "INSERT INTO logs (attempt_id, task, data, at, escaped) VALUES ($1, $2, $3, $4, $5)",
+                )
+                    .bind(attempt)
+                    .bind(task)
+                    .bind(data.as_ref())
+                    .bind(now)
+                    .bind(escaped)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn read_logs(&self, job: i64, after: i64, limit: i64) -> Result<Vec<LogRecord>> {
+                let rows: Vec<(i64, i64, i64, String, i64, i64)> = sqlx::query_as(
+                    "SELECT l.id, a.fence, l.task, l.data, l.at, l.escaped FROM logs l \
+                     JOIN attempts a ON a.id = l.attempt_id \
+                     WHERE a.job_id = $1 AND l.id > $2 ORDER BY l.id LIMIT $3",
+                )
+                .bind(job)
+                .bind(after)
+                .bind(limit.clamp(1, 10_000))
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, fence, task, data, at, escaped)| LogRecord {
+                        id,
+                        fence,
+                        task,
+                        data: decode_log(data, escaped),
+                        at,
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+
+pub(crate) use attempt_store;

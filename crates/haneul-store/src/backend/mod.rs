@@ -1,0 +1,101 @@
+//! The body of SQL shared by both backends, split by area. SQLite and PostgreSQL both accept
+//! `$n` parameters, `RETURNING` and `ON CONFLICT`, so each area's macro expands its trait's
+//! implementation for both; the backends only differ in how they connect and how a write
+//! transaction begins (`begin_write`: one writer connection on SQLite, an advisory lock on
+//! PostgreSQL) — which is also what keeps event sequence numbers and the audit chain in commit
+//! order.
+//!
+//! Each area file holds the area's trait (the contract, with its documentation) and the macro
+//! that implements it. [`store_impl!`] expands every area into the backend's own module, so one
+//! area's helpers (ending an attempt, charging it, appending to the audit chain) serve the
+//! others without being public.
+
+pub(crate) mod access;
+pub(crate) mod attempts;
+pub(crate) mod audit;
+pub(crate) mod awards;
+pub(crate) mod controller;
+pub(crate) mod jobs;
+pub(crate) mod nodes;
+pub(crate) mod programmes;
+pub(crate) mod telemetry;
+pub(crate) mod tenants;
+
+/// Expands the [`crate::Store`] implementation, every area's trait included, for `$store`, whose
+/// `begin_write`/`begin_read` give transactions on database `$db`.
+macro_rules! store_impl {
+    ($store:ty, $db:ty) => {
+        use crate::records::*;
+        use crate::{
+            AccessStore, AttemptStore, AuditStore, AwardStore, ControllerStore, JobStore,
+            NodeStore, ProgrammeStore, Result, Store, StoreError, TelemetryStore, TenantStore,
+        };
+        use async_trait::async_trait;
+        use haneul_model::{GpuModel, JobSpec, Lending, Quota};
+        use haneul_sched::Placement;
+        use sqlx::Row;
+        use std::collections::BTreeMap;
+        type Tx<'a> = sqlx::Transaction<'a, $db>;
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        fn unique(e: sqlx::Error, field: &'static str, what: String) -> StoreError {
+            match &e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => {
+                    StoreError::conflict(field, format!("{what} already exists"))
+                }
+                sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                    StoreError::invalid(field, "refers to something that does not exist")
+                }
+                _ => StoreError::Database(e),
+            }
+        }
+
+        fn parse_enum<T>(v: &str, f: fn(&str) -> Option<T>, what: &str) -> Result<T> {
+            f(v).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} `{v}`")))
+        }
+
+        /// Appends one controller event inside the caller's transaction.
+        async fn event(
+            tx: &mut Tx<'_>,
+            kind: EventKind,
+            job: Option<i64>,
+            attempt: Option<i64>,
+            node: Option<i64>,
+            detail: &str,
+            now: i64,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO events (at, kind, job_id, attempt_id, node_id, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(now)
+            .bind(kind.as_str())
+            .bind(job)
+            .bind(attempt)
+            .bind(node)
+            .bind(detail)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        crate::backend::tenants::tenant_store!($store, $db);
+        crate::backend::access::access_store!($store, $db);
+        crate::backend::nodes::node_store!($store, $db);
+        crate::backend::jobs::job_store!($store, $db);
+        crate::backend::attempts::attempt_store!($store, $db);
+        crate::backend::controller::controller_store!($store, $db);
+        crate::backend::awards::award_store!($store, $db);
+        crate::backend::audit::audit_store!($store, $db);
+        crate::backend::programmes::programme_store!($store, $db);
+        crate::backend::telemetry::telemetry_store!($store, $db);
+
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                Self::BACKEND
+            }
+        }
+    };
+}
+
+pub(crate) use store_impl;

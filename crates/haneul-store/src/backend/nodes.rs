@@ -1,0 +1,537 @@
+//! Nodes: pools, blocks and nodes, their state (up, draining, down and why), heartbeats, what
+//! each agent reports about itself (uid, limits, address, container runtime, health) and the fleet
+//! summary. A node that is lost or fails its health check ends its attempts here (through
+//! [`super::attempts`]'s helpers), so its jobs run again. Owns `pools`, `blocks` and `nodes`.
+
+use crate::Result;
+use crate::records::*;
+use async_trait::async_trait;
+
+/// The fleet: pools, nodes, heartbeats and what agents report about their nodes. Part of [`crate::Store`].
+#[async_trait]
+pub trait NodeStore: Send + Sync {
+    /// Records the Unix uid a node's agent runs as (reported at registration).
+    async fn set_node_agent_uid(&self, node: i64, uid: Option<i64>) -> Result<()>;
+    async fn create_pool(&self, actor: &Actor, p: NewPool, now: i64) -> Result<PoolRecord>;
+    async fn list_pools(&self) -> Result<Vec<PoolRecord>>;
+    /// Registers a node by name, or updates its inventory when it exists, and marks it up.
+    async fn register_node(&self, actor: &Actor, n: NewNode, now: i64) -> Result<NodeRecord>;
+    async fn get_node(&self, id: i64) -> Result<NodeRecord>;
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
+    /// Drain or resume a node (admin action).
+    async fn set_node_state(
+        &self,
+        actor: &Actor,
+        id: i64,
+        state: NodeState,
+        now: i64,
+    ) -> Result<NodeRecord>;
+    /// Records a heartbeat. A node that was down because it was lost comes back up.
+    async fn heartbeat(&self, node: i64, now: i64) -> Result<NodeRecord>;
+    /// Heartbeats of several nodes in one transaction; `None` for an unknown node.
+    async fn heartbeats(&self, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>>;
+    /// GPUs by pool and model (allocated, idle, draining, down), the queue per project and the
+    /// GPUs held per node, read in one transaction so the figures agree with each other.
+    async fn fleet_summary(&self) -> Result<FleetSummary>;
+    /// Marks nodes whose last heartbeat is older than `cutoff` as lost, ends their attempts as
+    /// node lost and requeues those jobs. Returns the nodes marked.
+    async fn mark_lost_nodes(&self, cutoff: i64, now: i64) -> Result<Vec<i64>>;
+    /// Records what the node's agent says at registration: how it enforces task limits
+    /// (`cgroup-v2`, `rlimit`), the address its tasks are reached at (gang peers get it
+    /// instead of the node name) and its container runtime (`podman`, `apptainer`, `none`).
+    async fn set_node_agent(
+        &self,
+        node: i64,
+        limits: Option<&str>,
+        address: Option<&str>,
+        container_runtime: Option<&str>,
+    ) -> Result<NodeRecord>;
+    /// Records the agent's health check. The first failure (`Some(what)`) drains the node
+    /// (`down_reason` `unhealthy`) and ends its live attempts as node lost, requeueing their
+    /// jobs (returned), in one transaction. A later pass (`None`) clears it and resumes the node
+    /// if the health check drained it.
+    async fn report_node_health(
+        &self,
+        actor: &Actor,
+        node: i64,
+        failure: Option<&str>,
+        now: i64,
+    ) -> Result<(NodeRecord, Vec<i64>)>;
+}
+
+/// Expands [`NodeStore`] for the backend `$store` on database `$db`, and the helpers of this
+/// area, into the backend's module (see `store_impl!`), where the other areas' SQL shares
+/// them.
+macro_rules! node_store {
+    ($store:ty, $db:ty) => {
+        fn lending_str(l: Lending) -> &'static str {
+            match l {
+                Lending::Open => "open",
+                Lending::OwnerOnly => "owner-only",
+            }
+        }
+
+        fn parse_lending(s: &str) -> Result<Lending> {
+            match s {
+                "open" => Ok(Lending::Open),
+                "owner-only" => Ok(Lending::OwnerOnly),
+                o => Err(StoreError::Corrupt(format!("unknown lending `{o}`"))),
+            }
+        }
+
+        fn pool_row(r: &DbRow) -> Result<PoolRecord> {
+            let lending: String = r.try_get("lending")?;
+            Ok(PoolRecord {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                owner: r.try_get("owner")?,
+                lending: parse_lending(&lending)?,
+            })
+        }
+
+        const NODE_COLS: &str = "n.id, n.name, b.pool_id, n.block_id, b.name AS block, \
+            n.gpu_model, n.gpus, n.gpu_memory_mib, n.nvlink_domain, n.cpu_milli, n.memory_mib, \
+            n.state, n.down_reason, n.agent_user, n.last_heartbeat, n.limits, n.address, n.health, \
+            n.container_runtime FROM nodes n JOIN blocks b ON b.id = n.block_id";
+
+        fn node_row(r: &DbRow) -> Result<NodeRecord> {
+            let model: String = r.try_get("gpu_model")?;
+            let state: String = r.try_get("state")?;
+            Ok(NodeRecord {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                pool_id: r.try_get("pool_id")?,
+                block_id: r.try_get("block_id")?,
+                block: r.try_get("block")?,
+                gpu_model: GpuModel::new(&model).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                gpus: r.try_get("gpus")?,
+                gpu_memory_mib: r.try_get("gpu_memory_mib")?,
+                nvlink_domain: r.try_get("nvlink_domain")?,
+                cpu_milli: r.try_get("cpu_milli")?,
+                memory_mib: r.try_get("memory_mib")?,
+                state: parse_enum(&state, NodeState::parse, "node state")?,
+                down_reason: r.try_get("down_reason")?,
+                agent_user: r.try_get("agent_user")?,
+                last_heartbeat: r.try_get("last_heartbeat")?,
+                limits: r.try_get("limits")?,
+                address: r.try_get("address")?,
+                health: r.try_get("health")?,
+                container_runtime: r.try_get("container_runtime")?,
+            })
+        }
+
+        /// Records one heartbeat in the caller's transaction; `None` for an unknown node.
+        async fn beat(tx: &mut Tx<'_>, node: i64, now: i64) -> Result<Option<NodeRecord>> {
+            let revived = sqlx::query(
+                "UPDATE nodes SET state = 'up', down_reason = NULL, last_heartbeat = $1 \
+                 WHERE id = $2 AND state = 'down' AND down_reason = 'lost'",
+            )
+            .bind(now)
+            .bind(node)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if revived > 0 {
+                event(tx, EventKind::FleetChanged, None, None, Some(node), "back", now).await?;
+            } else {
+                sqlx::query("UPDATE nodes SET last_heartbeat = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(node)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                .bind(node)
+                .fetch_optional(&mut **tx)
+                .await?;
+            row.as_ref().map(node_row).transpose()
+        }
+
+        #[async_trait]
+        impl NodeStore for $store {
+            async fn set_node_agent_uid(&self, node: i64, uid: Option<i64>) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("UPDATE nodes SET agent_uid = $1 WHERE id = $2")
+                    .bind(uid)
+                    .bind(node)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_pool(&self, actor: &Actor, p: NewPool, now: i64) -> Result<PoolRecord> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "INSERT INTO pools (name, owner, lending) VALUES ($1, $2, $3) RETURNING *",
+                )
+                .bind(&p.name)
+                .bind(p.owner)
+                .bind(lending_str(p.lending))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "name", format!("pool `{}`", p.name)))?;
+                let rec = pool_row(&row)?;
+                audit(
+                    &mut tx,
+                    actor,
+                    "pool.create",
+                    &format!("pool/{}", rec.id),
+                    &serde_json::to_string(&p.name)?,
+                    now,
+                )
+                .await?;
+                event(&mut tx, EventKind::FleetChanged, None, None, None, "pool", now).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn list_pools(&self) -> Result<Vec<PoolRecord>> {
+                let rows = sqlx::query("SELECT * FROM pools ORDER BY id")
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(pool_row).collect()
+            }
+
+            async fn register_node(&self, actor: &Actor, n: NewNode, now: i64) -> Result<NodeRecord> {
+                let mut tx = self.begin_write().await?;
+                let pool: Option<i64> = sqlx::query_scalar("SELECT id FROM pools WHERE name = $1")
+                    .bind(&n.pool)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let pool = match pool {
+                    Some(p) => p,
+                    // Pools are made by operators (with their owner and lending terms); only the
+                    // `default` pool, which a centre of one pool never names, comes by itself.
+                    None if n.pool != DEFAULT_POOL => {
+                        return Err(StoreError::Invalid {
+                            field: "pool",
+                            reason: format!(
+                                "no pool `{}`; an operator creates it first (`haneul pool create`)",
+                                n.pool
+                            ),
+                        });
+                    }
+                    None => {
+                        sqlx::query_scalar(
+                            "INSERT INTO pools (name, owner, lending) VALUES ($1, NULL, 'open') \
+                             RETURNING id",
+                        )
+                        .bind(&n.pool)
+                        .fetch_one(&mut *tx)
+                        .await?
+                    }
+                };
+                let block: i64 = sqlx::query_scalar(
+                    "INSERT INTO blocks (pool_id, name) VALUES ($1, $2) \
+                     ON CONFLICT (pool_id, name) DO UPDATE SET name = excluded.name RETURNING id",
+                )
+                .bind(pool)
+                .bind(&n.block)
+                .fetch_one(&mut *tx)
+                .await?;
+                let existing: Option<(i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT id, agent_user FROM nodes WHERE name = $1",
+                )
+                .bind(&n.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((_, Some(owner))) = existing
+                    && n.agent_user.is_some()
+                    && n.agent_user != Some(owner)
+                {
+                    return Err(StoreError::conflict(
+                        "name",
+                        format!("node `{}` is registered by another agent", n.name),
+                    ));
+                }
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO nodes (name, block_id, gpu_model, gpus, gpu_memory_mib, \
+                     nvlink_domain, cpu_milli, memory_mib, state, down_reason, agent_user, \
+                     last_heartbeat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'up', NULL, $9, $10) \
+                     ON CONFLICT (name) DO UPDATE SET block_id = excluded.block_id, \
+                     gpu_model = excluded.gpu_model, gpus = excluded.gpus, \
+                     gpu_memory_mib = excluded.gpu_memory_mib, \
+                     nvlink_domain = excluded.nvlink_domain, cpu_milli = excluded.cpu_milli, \
+                     memory_mib = excluded.memory_mib, \
+                     state = CASE WHEN nodes.state = 'draining' THEN 'draining' ELSE 'up' END, \
+                     down_reason = CASE WHEN nodes.state = 'draining' THEN nodes.down_reason END, \
+                     agent_user = excluded.agent_user, \
+                     last_heartbeat = excluded.last_heartbeat RETURNING id",
+                )
+                .bind(&n.name)
+                .bind(block)
+                .bind(n.gpu_model.as_str())
+                .bind(n.gpus)
+                .bind(n.gpu_memory_mib)
+                .bind(n.nvlink_domain)
+                .bind(n.cpu_milli)
+                .bind(n.memory_mib)
+                .bind(n.agent_user)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let detail =
+                    serde_json::json!({"name": n.name, "gpu_model": n.gpu_model, "gpus": n.gpus})
+                        .to_string();
+                audit(&mut tx, actor, "node.register", &format!("node/{id}"), &detail, now).await?;
+                event(&mut tx, EventKind::FleetChanged, None, None, Some(id), "register", now)
+                    .await?;
+                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let rec = node_row(&row)?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn get_node(&self, id: i64) -> Result<NodeRecord> {
+                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("node", id))?;
+                node_row(&row)
+            }
+
+            async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+                let rows = sqlx::query(&format!("SELECT {NODE_COLS} ORDER BY n.id"))
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(node_row).collect()
+            }
+
+            async fn set_node_state(
+                &self,
+                actor: &Actor,
+                id: i64,
+                state: NodeState,
+                now: i64,
+            ) -> Result<NodeRecord> {
+                if state == NodeState::Down {
+                    return Err(StoreError::invalid(
+                        "state",
+                        "a node goes down by losing its agent; drain it instead",
+                    ));
+                }
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE nodes SET state = $1, \
+                     down_reason = CASE WHEN state = 'down' THEN down_reason END \
+                     WHERE id = $2 AND (state <> 'down' OR $1 = 'draining')",
+                )
+                .bind(state.as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("node", id))?;
+                let rec = node_row(&row)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::conflict(
+                        "state",
+                        format!("node `{}` is down; it comes back up when its agent returns", rec.name),
+                    ));
+                }
+                audit(&mut tx, actor, &format!("node.{state}"), &format!("node/{id}"), "{}", now)
+                    .await?;
+                event(&mut tx, EventKind::FleetChanged, None, None, Some(id), state.as_str(), now)
+                    .await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn heartbeat(&self, node: i64, now: i64) -> Result<NodeRecord> {
+                let mut tx = self.begin_write().await?;
+                let rec = beat(&mut tx, node, now)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("node", node))?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn heartbeats(&self, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>> {
+                let mut tx = self.begin_write().await?;
+                let mut out = Vec::with_capacity(nodes.len());
+                for &n in nodes {
+                    out.push(beat(&mut tx, n, now).await?);
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn fleet_summary(&self) -> Result<FleetSummary> {
+                let mut tx = self.begin_read().await?;
+                let pools = sqlx::query("SELECT * FROM pools ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(pool_row)
+                    .collect::<Result<Vec<_>>>()?;
+                let nodes = sqlx::query(&format!("SELECT {NODE_COLS} ORDER BY n.id"))
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(node_row)
+                    .collect::<Result<Vec<_>>>()?;
+                let live: Vec<(String,)> = sqlx::query_as(
+                    "SELECT placement FROM attempts \
+                     WHERE state IN ('assigned', 'running', 'stopping') ORDER BY id",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let live = live
+                    .iter()
+                    .map(|(p,)| serde_json::from_str::<Placement>(p))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let jobs: Vec<(i64, String, String)> = sqlx::query_as(
+                    "SELECT project_id, state, spec FROM jobs \
+                     WHERE state IN ('queued', 'running', 'stopping') ORDER BY id",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let jobs = jobs
+                    .iter()
+                    .map(|(p, state, spec)| {
+                        Ok((
+                            *p,
+                            parse_enum(state, JobState::parse, "job state")?,
+                            serde_json::from_str::<JobSpec>(spec)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(FleetSummary::build(&pools, &nodes, &live, &jobs))
+            }
+
+            async fn mark_lost_nodes(&self, cutoff: i64, now: i64) -> Result<Vec<i64>> {
+                let mut tx = self.begin_write().await?;
+                let lost: Vec<i64> = sqlx::query_scalar(
+                    "UPDATE nodes SET state = 'down', down_reason = 'lost' \
+                     WHERE state <> 'down' AND last_heartbeat < $1 RETURNING id",
+                )
+                .bind(cutoff)
+                .fetch_all(&mut *tx)
+                .await?;
+                for &node in &lost {
+                    requeue_node_attempts(&mut tx, node, now).await?;
+                    audit(&mut tx, &Actor::system("controller"), "node.lost", &format!("node/{node}"), "{}", now)
+                        .await?;
+                    event(&mut tx, EventKind::FleetChanged, None, None, Some(node), "lost", now)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(lost)
+            }
+
+            async fn set_node_agent(
+                &self,
+                node: i64,
+                limits: Option<&str>,
+                address: Option<&str>,
+                container_runtime: Option<&str>,
+            ) -> Result<NodeRecord> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "UPDATE nodes SET limits = $1, address = $2, container_runtime = $3 \
+                     WHERE id = $4",
+                )
+                .bind(limits)
+                .bind(address)
+                .bind(container_runtime)
+                .bind(node)
+                    .execute(&mut *tx)
+                    .await?;
+                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(node)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("node", node))?;
+                let rec = node_row(&row)?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn report_node_health(
+                &self,
+                actor: &Actor,
+                node: i64,
+                failure: Option<&str>,
+                now: i64,
+            ) -> Result<(NodeRecord, Vec<i64>)> {
+                let mut tx = self.begin_write().await?;
+                let before = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(node)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("node", node))?;
+                let before = node_row(&before)?;
+                let mut requeued = Vec::new();
+                match failure {
+                    Some(what) => {
+                        sqlx::query("UPDATE nodes SET health = $1 WHERE id = $2")
+                            .bind(what)
+                            .bind(node)
+                            .execute(&mut *tx)
+                            .await?;
+                        // The first failing report drains and requeues; repeats just refresh
+                        // what failed, unless the node is up again meanwhile (lost while
+                        // unhealthy, then back), which drains it again.
+                        if before.health.is_none() || before.state == NodeState::Up {
+                            // The same path as a lost node.
+                            requeued.extend(requeue_node_attempts(&mut tx, node, now).await?);
+                            let detail = serde_json::json!({"failure": what}).to_string();
+                            audit(&mut tx, actor, "node.unhealthy", &format!("node/{node}"), &detail, now)
+                                .await?;
+                            if before.state == NodeState::Up {
+                                sqlx::query(
+                                    "UPDATE nodes SET state = 'draining', down_reason = 'unhealthy' \
+                                     WHERE id = $1",
+                                )
+                                .bind(node)
+                                .execute(&mut *tx)
+                                .await?;
+                                event(&mut tx, EventKind::FleetChanged, None, None, Some(node), "draining", now)
+                                    .await?;
+                            }
+                        }
+                    }
+                    None if before.health.is_some() => {
+                        sqlx::query("UPDATE nodes SET health = NULL WHERE id = $1")
+                            .bind(node)
+                            .execute(&mut *tx)
+                            .await?;
+                        audit(&mut tx, actor, "node.healthy", &format!("node/{node}"), "{}", now)
+                            .await?;
+                        // Only a drain the health check made is undone; an operator's stays.
+                        let resumed = sqlx::query(
+                            "UPDATE nodes SET state = 'up', down_reason = NULL \
+                             WHERE id = $1 AND state = 'draining' AND down_reason = 'unhealthy'",
+                        )
+                        .bind(node)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        if resumed > 0 {
+                            event(&mut tx, EventKind::FleetChanged, None, None, Some(node), "up", now)
+                                .await?;
+                        }
+                    }
+                    None => {}
+                }
+                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
+                    .bind(node)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let rec = node_row(&row)?;
+                tx.commit().await?;
+                Ok((rec, requeued))
+            }
+        }
+    };
+}
+
+pub(crate) use node_store;
