@@ -733,6 +733,17 @@ pub(crate) struct EvictionView {
     domain: usize,
 }
 
+/// Task slots any up node of this signature offers at most: its free capacity with nothing held
+/// or reserved. Planning uses it to find the few nodes with room without visiting every node.
+pub(crate) fn sig_slots(sig: &NodeSig, req: &TaskReq) -> u32 {
+    let v = View {
+        gpus: sig.gpus.clone(),
+        cpu: sig.cpu,
+        mem: sig.mem,
+    };
+    slots(&v, req, sig.domain as usize, req.replicas)
+}
+
 impl EvictionView {
     pub fn new(n: &NodeSlot, idx: u32, ctx: &PlaceCtx) -> Option<Self> {
         Some(EvictionView {
