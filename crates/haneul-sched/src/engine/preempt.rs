@@ -403,12 +403,12 @@ impl Engine {
             domain: 0,
         };
         let mut out: Vec<u32> = Vec::new();
-        for (sig, nodes) in groups.range(from..) {
+        for (sig, group) in groups.range(from..) {
             if sig.model != Some(p.model) {
                 break;
             }
             if sig_slots(sig, &p.req) > 0 {
-                out.extend(nodes.iter().copied());
+                out.extend(group.nodes.iter().copied());
             }
         }
         out.sort_unstable();
