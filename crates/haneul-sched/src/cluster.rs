@@ -67,7 +67,19 @@ pub(crate) struct Cluster {
     /// Up nodes grouped by everything that placement scores (model, pool, free GPU shares, CPU,
     /// memory): nodes in one group score alike, so a placement scores one per group. Only the live
     /// cluster keeps it; scratch copies scan nodes instead.
-    pub groups: Option<BTreeMap<NodeSig, BTreeSet<u32>>>,
+    pub groups: Option<BTreeMap<NodeSig, Group>>,
+    /// Node indices per block, in fleet order.
+    pub block_nodes: Vec<Vec<u32>>,
+    /// Nodes with holds on them.
+    pub held: BTreeSet<u32>,
+}
+
+/// Up nodes that score alike, and how many of them each block has: a gang counts its task
+/// slots per block from these without visiting each node.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Group {
+    pub nodes: BTreeSet<u32>,
+    pub blocks: BTreeMap<u32, u32>,
 }
 
 /// What makes two up nodes interchangeable for placing one task.
@@ -140,6 +152,12 @@ impl Cluster {
             });
         }
         let max_gpus = fleet.nodes.iter().map(|n| n.gpus).max().unwrap_or(0) as usize;
+        let mut block_nodes = vec![Vec::new(); fleet.blocks.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            if let Some(b) = block_nodes.get_mut(n.block as usize) {
+                b.push(i as u32);
+            }
+        }
         let mut c = Cluster {
             nodes,
             max_node_gpus: max_gpus as u32,
@@ -158,6 +176,8 @@ impl Cluster {
                 .collect(),
             block_count: fleet.blocks.len(),
             groups: Some(BTreeMap::new()),
+            block_nodes,
+            held: BTreeSet::new(),
         };
         for i in 0..c.nodes.len() {
             c.index_add(i);
@@ -175,6 +195,7 @@ impl Cluster {
         let i = node as usize;
         self.index_remove(i);
         self.nodes[i].holds.push((job, reserved));
+        self.held.insert(node);
         self.index_add(i);
     }
 
@@ -182,6 +203,9 @@ impl Cluster {
         let i = node as usize;
         self.index_remove(i);
         self.nodes[i].holds.retain(|(j, _)| *j != job);
+        if self.nodes[i].holds.is_empty() {
+            self.held.remove(&node);
+        }
         self.index_add(i);
     }
 
@@ -198,7 +222,9 @@ impl Cluster {
             }
         }
         if let Some(groups) = &mut self.groups {
-            groups.entry(n.sig()).or_default().insert(i as u32);
+            let g = groups.entry(n.sig()).or_default();
+            g.nodes.insert(i as u32);
+            *g.blocks.entry(n.block).or_default() += 1;
         }
     }
 
@@ -216,9 +242,16 @@ impl Cluster {
         }
         if let Some(groups) = &mut self.groups {
             let sig = n.sig();
-            if let Some(set) = groups.get_mut(&sig) {
-                set.remove(&(i as u32));
-                if set.is_empty() {
+            if let Some(g) = groups.get_mut(&sig) {
+                if g.nodes.remove(&(i as u32))
+                    && let Some(c) = g.blocks.get_mut(&n.block)
+                {
+                    *c -= 1;
+                    if *c == 0 {
+                        g.blocks.remove(&n.block);
+                    }
+                }
+                if g.nodes.is_empty() {
                     groups.remove(&sig);
                 }
             }

@@ -108,6 +108,15 @@ enum Mode {
     Borrowing,
 }
 
+/// A running job in the preemptible index: latest start first, then the lowest node it runs
+/// on, so that equal losses come in fleet order.
+type WorkKey = (Reverse<Time>, u32, JobId);
+
+/// The lowest node a running job's tasks use.
+fn first_node(tasks: &[TaskSlot]) -> u32 {
+    tasks.iter().map(|t| t.node).min().unwrap_or(0)
+}
+
 /// Preemption plans one pass may try; the rest wait for the next pass.
 const MAX_PREEMPTION_PLANS_PER_PASS: usize = 4;
 /// After a reclaim plan fails, the project's next try waits this long (engine time).
@@ -149,6 +158,11 @@ pub struct Engine {
     /// Per node index: when its running work is expected to end (the latest estimate), for
     /// end-aligned placement.
     busy_until: Vec<Time>,
+    /// Per GPU model: the running work a reclaim may stop (preemptible and not already
+    /// stopping), by job size in milli-GPU, then latest start first, then first node. Within a
+    /// size that is the order of work lost, so preemption planning reads the cheapest victims
+    /// first instead of walking the fleet.
+    preemptible: Vec<BTreeMap<u64, BTreeSet<WorkKey>>>,
     fits_ever: FxHashMap<(ShapeKey, u64, u64, u32), bool>,
     now: Time,
     last_stats: PassStats,
@@ -233,6 +247,7 @@ impl Engine {
             node_index,
             node_jobs: vec![Vec::new(); fleet.nodes.len()],
             busy_until: vec![Time::ZERO; fleet.nodes.len()],
+            preemptible: Vec::new(),
             fits_ever: FxHashMap::default(),
             now: Time::ZERO,
             last_stats: PassStats::default(),
@@ -243,6 +258,7 @@ impl Engine {
             last_closed: Vec::new(),
             last_head: None,
         };
+        engine.preemptible = vec![BTreeMap::new(); engine.cluster.models.len()];
         let mut capacity = vec![0u64; engine.cluster.models.len()];
         for n in &engine.cluster.nodes {
             if let Some(m) = n.model {
@@ -595,9 +611,9 @@ impl Engine {
     fn release_running(&mut self, job: JobId) -> Result<(), SchedError> {
         let entry = self.jobs.get(&job).ok_or(SchedError::UnknownJob(job))?;
         let Run::Running {
+            started,
             end_est,
             model,
-            ref tasks,
             preempting,
             ..
         } = entry.run
@@ -607,6 +623,17 @@ impl Engine {
                 state: "queued",
                 expected: "running",
             });
+        };
+        if preempting.is_none()
+            && entry.job.spec.preemptible
+            && let Run::Running { tasks, .. } = &entry.run
+        {
+            let key = (Reverse(started), first_node(tasks), job);
+            self.unindex_preemptible(model, entry.total_milli(), key);
+        }
+        let entry = &self.jobs[&job];
+        let Run::Running { ref tasks, .. } = entry.run else {
+            unreachable!("checked above");
         };
         let (cpu, mem) = (entry.req.cpu, entry.req.mem);
         let nodes: SmallVec<[u32; 8]> = tasks.iter().map(|t| t.node).collect();
@@ -773,6 +800,29 @@ impl Engine {
                     milli_per_gpu: MilliGpu(t.milli as u64),
                 })
                 .collect(),
+        }
+    }
+
+    /// Adds running work to the preemptible index, when it belongs there.
+    fn index_preemptible(&mut self, model: Option<u8>, milli: u64, key: WorkKey) {
+        if let Some(m) = model {
+            self.preemptible[m as usize]
+                .entry(milli)
+                .or_default()
+                .insert(key);
+        }
+    }
+
+    fn unindex_preemptible(&mut self, model: Option<u8>, milli: u64, key: WorkKey) {
+        let Some(m) = model else {
+            return;
+        };
+        let by_size = &mut self.preemptible[m as usize];
+        if let Some(set) = by_size.get_mut(&milli) {
+            set.remove(&key);
+            if set.is_empty() {
+                by_size.remove(&milli);
+            }
         }
     }
 

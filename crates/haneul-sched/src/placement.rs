@@ -7,7 +7,7 @@
 //! before one it would keep busy longer. Slot counting is exact, so when a placement exists on
 //! the given view it is found.
 
-use crate::cluster::{Cluster, FULL, GpuVec, NodeSig, NodeSlot};
+use crate::cluster::{Cluster, FULL, GpuVec, Group, NodeSig, NodeSlot};
 use crate::frag::{self, FragModel};
 use crate::policy::PlacementStrategy;
 use haneul_model::{JobId, NodeState, Time};
@@ -342,11 +342,11 @@ fn place_one(
             };
             for range in groups_by_model(groups, models, req) {
                 let mut scored = 0usize;
-                for (sig, nodes) in range {
+                for (sig, group) in range {
                     if scored >= max_scored {
                         break;
                     }
-                    if visit(sig, nodes) {
+                    if visit(sig, &group.nodes) {
                         scored += 1;
                     }
                 }
@@ -419,13 +419,13 @@ fn place_one_paper(
     match &cluster.groups {
         Some(groups) => {
             for range in groups_by_model(groups, models, req) {
-                for (sig, nodes) in range {
+                for (sig, group) in range {
                     if !sig_may_fit(sig, req)
                         || !ctx.pools.get(sig.pool as usize).copied().unwrap_or(false)
                     {
                         continue;
                     }
-                    for &idx in nodes {
+                    for &idx in &group.nodes {
                         let n = &cluster.nodes[idx as usize];
                         consider(idx, frag);
                         if n.holds.is_empty()
@@ -477,9 +477,8 @@ fn paper_score_node(
     Some((frag::paper_score(before, after), gpus))
 }
 
-type Groups = std::collections::BTreeMap<NodeSig, std::collections::BTreeSet<u32>>;
-type GroupRange<'a> =
-    Box<dyn Iterator<Item = (&'a NodeSig, &'a std::collections::BTreeSet<u32>)> + 'a>;
+type Groups = std::collections::BTreeMap<NodeSig, Group>;
+type GroupRange<'a> = Box<dyn Iterator<Item = (&'a NodeSig, &'a Group)> + 'a>;
 
 /// The groups that may hold a task of `req`, per model (every model for CPU-only work), each
 /// model's tightest first; groups with fewer fully free GPUs than a whole-GPU task needs are
@@ -611,52 +610,38 @@ fn place_gang(
     ctx: &PlaceCtx,
     frag: &mut FragModel,
 ) -> Option<Vec<TaskSlot>> {
-    let mut per_node: Vec<(u32, u32)> = Vec::new(); // (node, slots)
-    let mut block_slots = vec![0u64; cluster.block_count.max(1)];
-    let mut total: u64 = 0;
-    let mut count = |idx: u32, s: u32| {
-        if s > 0 {
-            per_node.push((idx, s));
-            block_slots[cluster.nodes[idx as usize].block as usize] += s as u64;
-            total += s as u64;
-        }
-    };
     let node_slots = |idx: u32| -> u32 {
         let n = &cluster.nodes[idx as usize];
         view(n, idx, ctx).map_or(0, |v| slots(&v, req, n.domain as usize, req.replicas))
     };
-    match &cluster.groups {
-        Some(groups) => {
-            // Nodes of one group offer the same slots: count them once per group, except nodes
-            // with a hold or a reservation on them.
-            for range in groups_by_model(groups, models, req) {
-                for (sig, nodes) in range {
-                    if !sig_may_fit(sig, req)
-                        || !ctx.pools.get(sig.pool as usize).copied().unwrap_or(false)
-                    {
-                        continue;
-                    }
-                    let mut shared: Option<u32> = None;
-                    for &idx in nodes {
-                        let n = &cluster.nodes[idx as usize];
-                        let plain = n.holds.is_empty()
-                            && ctx.exclusions.is_none_or(|e| !e.contains_key(&idx));
-                        let s = if plain {
-                            *shared.get_or_insert_with(|| node_slots(idx))
-                        } else {
-                            node_slots(idx)
-                        };
-                        count(idx, s);
-                    }
+    let (block_slots, per_node) = match &cluster.groups {
+        Some(groups) => (gang_block_slots(cluster, groups, models, req, ctx), None),
+        None => {
+            let mut per_node: Vec<(u32, u32)> = Vec::new(); // (node, slots)
+            let mut block_slots = vec![0u64; cluster.block_count.max(1)];
+            for idx in candidates(cluster, models) {
+                let s = node_slots(idx);
+                if s > 0 {
+                    per_node.push((idx, s));
+                    block_slots[cluster.nodes[idx as usize].block as usize] += s as u64;
                 }
             }
+            (block_slots, Some(per_node))
         }
-        None => {
-            for idx in candidates(cluster, models) {
-                count(idx, node_slots(idx));
-            }
+    };
+    // The crate's tests check the groups' count against counting node by node.
+    #[cfg(test)]
+    if per_node.is_none() {
+        let mut by_node = vec![0u64; cluster.block_count.max(1)];
+        for idx in candidates(cluster, models) {
+            by_node[cluster.nodes[idx as usize].block as usize] += node_slots(idx) as u64;
         }
+        assert_eq!(
+            by_node, block_slots,
+            "gang slots per block, by group and by node"
+        );
     }
+    let total: u64 = block_slots.iter().sum();
     let r = req.replicas as u64;
     if total < r {
         return None;
@@ -683,10 +668,22 @@ fn place_gang(
             }
         }
     }
-    let mut nodes: Vec<(u32, u32)> = per_node
-        .into_iter()
-        .filter(|(idx, _)| chosen_blocks.contains(&(cluster.nodes[*idx as usize].block as usize)))
-        .collect();
+    let mut nodes: Vec<(u32, u32)> = match per_node {
+        Some(per_node) => per_node
+            .into_iter()
+            .filter(|(idx, _)| {
+                chosen_blocks.contains(&(cluster.nodes[*idx as usize].block as usize))
+            })
+            .collect(),
+        // Only the chosen blocks' nodes are looked at one by one.
+        None => chosen_blocks
+            .iter()
+            .flat_map(|&b| cluster.block_nodes[b].iter().copied())
+            .filter(|&idx| gang_may_use(cluster, models, req, ctx, idx))
+            .map(|idx| (idx, node_slots(idx)))
+            .filter(|&(_, s)| s > 0)
+            .collect(),
+    };
     // One node that holds the whole gang beats spreading it: take the tightest such node.
     // Otherwise fill the roomiest nodes first, so the gang spans as few nodes as it can.
     if let Some(&(idx, _)) = nodes
@@ -726,11 +723,87 @@ fn place_gang(
     (out.len() as u64 == r).then_some(out)
 }
 
+/// A gang's task slots per block, from the node groups: nodes of a group offer the same slots,
+/// so each group adds its slots times its nodes in each block; nodes with a hold or a
+/// reservation on them are then counted on their own.
+fn gang_block_slots(
+    cluster: &Cluster,
+    groups: &Groups,
+    models: &[u8],
+    req: &TaskReq,
+    ctx: &PlaceCtx,
+) -> Vec<u64> {
+    let mut block_slots = vec![0u64; cluster.block_count.max(1)];
+    for range in groups_by_model(groups, models, req) {
+        for (sig, group) in range {
+            if !sig_may_fit(sig, req) || !ctx.pools.get(sig.pool as usize).copied().unwrap_or(false)
+            {
+                continue;
+            }
+            let s = sig_slots(sig, req) as u64;
+            if s == 0 {
+                continue;
+            }
+            for (&b, &count) in &group.blocks {
+                block_slots[b as usize] += s * count as u64;
+            }
+        }
+    }
+    let mut special: std::collections::BTreeSet<u32> = cluster.held.clone();
+    if let Some(excl) = ctx.exclusions {
+        special.extend(excl.keys().copied());
+    }
+    for idx in special {
+        if !gang_may_use(cluster, models, req, ctx, idx) {
+            continue;
+        }
+        let n = &cluster.nodes[idx as usize];
+        let own = view(n, idx, ctx).map_or(0, |v| slots(&v, req, n.domain as usize, req.replicas));
+        let b = &mut block_slots[n.block as usize];
+        *b = *b + own as u64 - sig_slots(&n.sig(), req) as u64;
+    }
+    block_slots
+}
+
+/// Whether a node is in a group a gang of `req` counts: up, of one of the models, in one of
+/// its pools, and with room for a task before holds and reservations.
+fn gang_may_use(cluster: &Cluster, models: &[u8], req: &TaskReq, ctx: &PlaceCtx, idx: u32) -> bool {
+    let n = &cluster.nodes[idx as usize];
+    if n.state != NodeState::Up || !ctx.pools.get(n.pool as usize).copied().unwrap_or(false) {
+        return false;
+    }
+    if !models.is_empty() && !n.model.is_some_and(|m| models.contains(&m)) {
+        return false;
+    }
+    if n.cpu_free < req.cpu || n.mem_free < req.mem {
+        return false;
+    }
+    if req.gpus == 0 {
+        return true;
+    }
+    if req.milli < FULL {
+        n.gpu_free.iter().any(|&f| f >= req.milli)
+    } else {
+        n.full_free as usize >= req.gpus as usize
+    }
+}
+
 /// A node's capacity for one job, to which the resources of evicted jobs can be added, counting
 /// the task slots it would then offer. Used to price preemptions.
 pub(crate) struct EvictionView {
     view: View,
     domain: usize,
+}
+
+/// Task slots any up node of this signature offers at most: its free capacity with nothing held
+/// or reserved. Planning uses it to find the few nodes with room without visiting every node.
+pub(crate) fn sig_slots(sig: &NodeSig, req: &TaskReq) -> u32 {
+    let v = View {
+        gpus: sig.gpus.clone(),
+        cpu: sig.cpu,
+        mem: sig.mem,
+    };
+    slots(&v, req, sig.domain as usize, req.replicas)
 }
 
 impl EvictionView {

@@ -17,18 +17,31 @@ impl Engine {
         let mut alloc = vec![vec![0u64; self.cluster.models.len()]; self.projects.len()];
         let mut until = vec![Time::ZERO; self.cluster.nodes.len()];
         let mut running = 0;
+        let mut preemptible: Vec<BTreeMap<u64, BTreeSet<WorkKey>>> =
+            vec![BTreeMap::new(); self.cluster.models.len()];
         for (_, j) in &self.running_by_end {
             let e = &self.jobs[j];
             let Run::Running {
                 tasks,
                 model,
                 end_est,
+                started,
+                preempting,
                 ..
             } = &e.run
             else {
                 return Err(format!("{j} is in the running index but not running"));
             };
             running += 1;
+            if let Some(m) = model
+                && preempting.is_none()
+                && e.job.spec.preemptible
+            {
+                preemptible[*m as usize]
+                    .entry(e.total_milli())
+                    .or_default()
+                    .insert((Reverse(*started), first_node(tasks), *j));
+            }
             if tasks.len() != e.req.replicas as usize {
                 return Err(format!(
                     "{j} has {} tasks placed, wants {}",
@@ -67,6 +80,9 @@ impl Engine {
             if let Some(m) = model {
                 alloc[e.project as usize][*m as usize] += e.total_milli();
             }
+        }
+        if preemptible != self.preemptible {
+            return Err("the index of preemptible running work is out of step".into());
         }
         if running
             != self

@@ -508,6 +508,10 @@ impl Engine {
         self.clear_hold(job);
         let placement = self.to_placement(&tasks);
         let borrowing = mode == Mode::Borrowing;
+        if self.jobs[&job].job.spec.preemptible {
+            let key = (Reverse(self.now), first_node(&tasks), job);
+            self.index_preemptible(model, total, key);
+        }
         let e = self.jobs.get_mut(&job).expect("job exists");
         e.run = Run::Running {
             started: self.now,

@@ -3,12 +3,13 @@
 //! were already running must hold exactly the GPUs they hold in reality, not wherever a new pass
 //! would put them. This is the one way in for a placement the engine did not choose now.
 
-use super::{Engine, Mode, Run};
+use super::{Engine, Mode, Run, first_node};
 use crate::cluster::FULL;
 use crate::decision::Placement;
 use crate::error::SchedError;
 use crate::placement::TaskSlot;
 use haneul_model::{GpuRequest, Job, Time};
+use std::cmp::Reverse;
 
 impl Engine {
     /// Puts a job that is already running back into the engine on its recorded placement, as
@@ -34,6 +35,14 @@ impl Engine {
                 };
                 self.commit(id, model, mode, tasks);
                 let default = self.policy.default_runtime;
+                let e = &self.jobs[&id];
+                if e.job.spec.preemptible
+                    && let Run::Running { tasks, .. } = &e.run
+                {
+                    let (milli, node) = (e.total_milli(), first_node(tasks));
+                    self.unindex_preemptible(model, milli, (Reverse(self.now), node, id));
+                    self.index_preemptible(model, milli, (Reverse(started), node, id));
+                }
                 let e = self.jobs.get_mut(&id).expect("committed above");
                 let new_end = started + e.estimate(default);
                 if let Run::Running {
