@@ -40,9 +40,55 @@ pub(crate) async fn own_node(
 ) -> Result<st::NodeRecord, ApiError> {
     caller.agent()?;
     match s.store.get_node(id).await {
-        Ok(n) if n.agent_user == Some(caller.0.id) => Ok(n),
+        Ok(n) if n.agent_user == Some(caller.0.id) => {
+            s.node_owners.saw(id, caller.0.id);
+            Ok(n)
+        }
         Ok(_) | Err(st::StoreError::NotFound { .. }) => Err(ApiError::not_found("node", id)),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// [`own_node`] for the calls every node makes all the time (heartbeats, polls, reports,
+/// output): answered from what this server saw in the last seconds, so that 1,250 start
+/// reports or 12,500 nodes' heartbeats do not each wait for a read of their node first.
+async fn owns_node(s: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
+    caller.agent()?;
+    if s.node_owners.owned_by(id, caller.0.id) {
+        return Ok(());
+    }
+    own_node(s, caller, id).await.map(drop)
+}
+
+/// Which agent account owns which node, as this server last read it. An entry lives a few
+/// seconds: a node re-registered by another agent account (here or at another server) is
+/// refused to the old one at most that long after.
+#[derive(Debug, Default)]
+pub struct NodeOwners {
+    seen: std::sync::Mutex<std::collections::HashMap<i64, (i64, std::time::Instant)>>,
+}
+
+const OWNER_KEPT: Duration = Duration::from_secs(5);
+
+impl NodeOwners {
+    fn saw(&self, node: i64, agent: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 200_000 {
+            seen.clear();
+        }
+        seen.insert(node, (agent, std::time::Instant::now()));
+    }
+
+    fn owned_by(&self, node: i64, agent: i64) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        matches!(seen.get(&node), Some(&(a, at)) if a == agent && at.elapsed() < OWNER_KEPT)
+    }
+
+    fn forget(&self, node: i64) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&node);
     }
 }
 
@@ -169,6 +215,8 @@ async fn register(
             .await?;
     }
     s.store.set_node_agent_uid(n.id, b.uid).await?;
+    // A registration may hand the node to another agent account.
+    s.node_owners.forget(n.id);
     s.signals.wake.notify_one();
     Ok(Json(convert::node(n)))
 }
@@ -184,7 +232,7 @@ async fn heartbeat(
     caller: Caller,
     Id(id): Id,
 ) -> Result<Json<HeartbeatAck>, ApiError> {
-    own_node(&s, &caller, id).await?;
+    owns_node(&s, &caller, id).await?;
     let n = s.beats.call(id).await?;
     Ok(Json(HeartbeatAck {
         node: n.id,
@@ -277,7 +325,7 @@ async fn assignments(
     Id(id): Id,
     Q(q): Q<PollQuery>,
 ) -> Result<Json<AssignmentList>, ApiError> {
-    own_node(&s, &caller, id).await?;
+    owns_node(&s, &caller, id).await?;
     let wait_ms = q.wait_ms.unwrap_or(0);
     if wait_ms > MAX_WAIT_MS {
         return Err(ApiError::bad(
@@ -337,7 +385,7 @@ async fn report(
     Id(id): Id,
     Body(b): Body<TaskReport>,
 ) -> Result<Json<TaskReportAck>, ApiError> {
-    own_node(&s, &caller, id).await?;
+    owns_node(&s, &caller, id).await?;
     // A process's exit status is 0 to 255 on the platforms agents run on (a signal is
     // reported as 128 + its number).
     if let Some(code) = b.exit_code
@@ -387,7 +435,7 @@ async fn upload_logs(
     Id(id): Id,
     Body(b): Body<LogUpload>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    own_node(&s, &caller, id).await?;
+    owns_node(&s, &caller, id).await?;
     let data = b.bytes().map_err(|e| match e {
         LogUploadError::Both => ApiError::bad(
             "data_base64",
@@ -448,7 +496,7 @@ async fn health(
     Id(id): Id,
     Body(b): Body<HealthReport>,
 ) -> Result<Json<Node>, ApiError> {
-    own_node(&s, &caller, id).await?;
+    owns_node(&s, &caller, id).await?;
     if let Some(f) = &b.failure {
         if f.is_empty() {
             return Err(ApiError::bad(

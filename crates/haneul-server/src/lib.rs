@@ -201,6 +201,8 @@ pub struct AppState {
     pub oidc: Arc<oidc::Oidc>,
     /// Interactive jobs' terminals in relay through this server.
     pub terminals: Arc<terminal::Hub>,
+    /// Which agent owns which node, as lately read (agent.rs).
+    pub node_owners: Arc<agent::NodeOwners>,
 }
 
 impl AppState {
@@ -311,6 +313,7 @@ impl AppState {
             idle: Arc::default(),
             oidc: Arc::default(),
             terminals: Arc::default(),
+            node_owners: Arc::default(),
         }
     }
 
