@@ -414,6 +414,39 @@ async fn not_found() -> ApiError {
     }
 }
 
+/// Wakes the controller when another server sharing the database commits what concerns it: a
+/// leader wakes for events (work to catch up on), a standby for the lease given up or taken (it
+/// takes a released lease at once, or learns the new leader). Never a standby for events: each
+/// of its steps tries the lease, a write, and the leader commits events all the time. The
+/// controller's own tick stays as the fallback.
+async fn wake_on_changes(
+    mut changes: tokio::sync::broadcast::Receiver<haneul_store::Change>,
+    signals: Arc<Signals>,
+) {
+    use haneul_store::Change;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut stop = signals.shutdown.subscribe();
+    loop {
+        let change = tokio::select! {
+            got = changes.recv() => match got {
+                Ok(c) => Some(c),
+                Err(RecvError::Lagged(_)) => None,
+                Err(RecvError::Closed) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let leading = signals.leader.load(Ordering::SeqCst);
+        let concerns = match change {
+            Some(Change::Events) => leading,
+            Some(Change::Lease) => !leading,
+            None => true,
+        };
+        if concerns {
+            signals.wake.notify_one();
+        }
+    }
+}
+
 /// A standby that knows the leader's advertised URL names it in every answer, and refuses
 /// writes and agent calls with 503 `not_leader` (the leader's URL in the body too): only the
 /// leader's controller is woken by a submit or a report, and only its long polls answer at
@@ -792,6 +825,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     .with_accounting(accounting.clone())
     .with_idle(idle.clone())
     .with_clock(cfg.clock.clone());
+    let changes = store.changes();
     let state = AppState::new_with_clock(
         store,
         signals.clone(),
@@ -845,6 +879,9 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         cfg.clock.clone(),
         stop,
     )?);
+    if let Some(changes) = changes {
+        tokio::spawn(wake_on_changes(changes, signals.clone()));
+    }
     let controller = tokio::spawn(controller.run());
     Ok(Running {
         addr,

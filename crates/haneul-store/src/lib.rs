@@ -66,4 +66,12 @@ pub trait Store:
 {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;
+
+    /// What other servers sharing the database commit, as they commit it, for waking at once
+    /// rather than at the next poll. `None` where no other server can share the database
+    /// (SQLite). Missed notifications (a listener reconnecting) come as one of each kind, so a
+    /// receiver never has to poll faster to be safe, only as a fallback.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
 }

@@ -1308,3 +1308,12 @@ pub struct ProjectGpuUse {
     pub busy_gpu_ms: i64,
     pub energy_mwh: i64,
 }
+
+/// Something another server sharing the database committed (see `Store::changes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Controller events were appended (a job submitted, a report taken in).
+    Events,
+    /// The controller lease was given up or changed hands.
+    Lease,
+}

@@ -50,6 +50,11 @@ impl SqliteStore {
         Ok(self.write.begin().await?)
     }
 
+    /// No other server shares the file: nothing to hear.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<crate::Change>> {
+        None
+    }
+
     async fn begin_read(&self) -> crate::Result<Tx<'static>> {
         Ok(self.read.begin().await?)
     }

@@ -1970,6 +1970,128 @@ pub async fn arrays_materialise_lazily(store: &dyn Store) {
     );
 }
 
+/// A gang's assignment on each node names every peer in rank order and carries its owner's
+/// identity; an array task's carries its array's spec; a node without live tasks gets none.
+pub async fn assignments_of_gangs_and_array_tasks(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "kaist").await;
+    let n1 = node(store, "gpu-001", 10).await;
+    let n2 = node(store, "gpu-002", 10).await;
+    let idle = node(store, "gpu-003", 10).await;
+    store
+        .set_node_agent(n2.id, None, Some("10.0.0.2"), None)
+        .await
+        .unwrap();
+    let gang = submit(store, &u, p.id, 20).await;
+    let epoch = lead(store, "a", 30).await;
+    let two_nodes = Placement {
+        tasks: vec![
+            TaskPlacement {
+                node: NodeId(n1.id as u32),
+                gpus: vec![0, 1],
+                milli_per_gpu: MilliGpu(1000),
+            },
+            TaskPlacement {
+                node: NodeId(n2.id as u32),
+                gpus: vec![6, 7],
+                milli_per_gpu: MilliGpu(1000),
+            },
+        ],
+    };
+    let (started, _) = store
+        .start_attempts(
+            "a",
+            epoch,
+            vec![NewAttempt {
+                job_id: gang.id,
+                placement: two_nodes,
+                gpu_model: Some(GpuModel::new("H200").unwrap()),
+                borrowing: false,
+            }],
+            31,
+        )
+        .await
+        .unwrap();
+    let array = submit_array(store, &u, p.id, "3-4", 40).await;
+    let made = store.materialise_array(array.id, 256, 41).await.unwrap();
+    let first = &made.created[0];
+    start(store, epoch, first.id, n2.id, 42).await;
+
+    let on2 = store.assignments(n2.id).await.unwrap();
+    assert_eq!(on2.len(), 2, "{on2:?}");
+    let g = &on2[0];
+    assert_eq!(
+        (g.job.id, g.attempt.id, g.task),
+        (gang.id, started[0].id, 1)
+    );
+    assert_eq!(g.gpus, vec![6, 7]);
+    assert_eq!(g.task_state, TaskState::Assigned);
+    assert_eq!(g.peers, vec!["gpu-001".to_string(), "10.0.0.2".to_string()]);
+    assert_eq!(
+        (g.user_name.as_str(), g.uid, g.gid),
+        (u.name.as_str(), u.uid, u.gid)
+    );
+    assert_eq!(g.project_gid, p.gid);
+    assert!(g.array.is_none());
+    let t = &on2[1];
+    assert_eq!((t.job.id, t.job.array_task), (first.id, Some(3)));
+    assert_eq!(
+        t.array.as_ref().map(|a| a.to_string()).as_deref(),
+        Some("3-4")
+    );
+    assert_eq!(t.peers, vec!["10.0.0.2".to_string()]);
+
+    let on1 = store.assignments(n1.id).await.unwrap();
+    assert_eq!(on1.len(), 1);
+    assert_eq!((on1[0].task, on1[0].gpus.clone()), (0, vec![0, 1]));
+    assert_eq!(on1[0].peers, g.peers);
+    assert!(store.assignments(idle.id).await.unwrap().is_empty());
+}
+
+/// A batch of heartbeats answers each node in the order asked, the same node twice included and
+/// an unknown one as `None`, and brings a node lost for silence back up with an event.
+pub async fn heartbeat_batches(store: &dyn Store) {
+    let n1 = node(store, "gpu-001", 10).await;
+    let n2 = node(store, "gpu-002", 10).await;
+    assert_eq!(store.mark_lost_nodes(500, 1_000).await.unwrap().len(), 2);
+    let cursor = store
+        .events_after(0, 10_000)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |e| e.seq);
+    let got = store
+        .heartbeats(&[n2.id, 99_999, n1.id, n2.id], 2_000)
+        .await
+        .unwrap();
+    let ids: Vec<Option<i64>> = got.iter().map(|n| n.as_ref().map(|n| n.id)).collect();
+    assert_eq!(ids, vec![Some(n2.id), None, Some(n1.id), Some(n2.id)]);
+    for n in got.iter().flatten() {
+        assert_eq!((n.state, n.down_reason.as_deref()), (NodeState::Up, None));
+        assert_eq!(n.last_heartbeat, 2_000);
+    }
+    let back: Vec<Option<i64>> = store
+        .events_after(cursor, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == EventKind::FleetChanged && e.detail == "back")
+        .map(|e| e.node_id)
+        .collect();
+    assert_eq!(
+        back,
+        vec![Some(n1.id), Some(n2.id)],
+        "one event per node back"
+    );
+    let again = store.heartbeats(&[n1.id], 3_000).await.unwrap();
+    assert_eq!(again[0].as_ref().unwrap().last_heartbeat, 3_000);
+    assert!(
+        store.events_after(cursor, 100).await.unwrap().len() == 2,
+        "a node already up is not announced again"
+    );
+    let err = store.heartbeat(99_999, 3_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
 /// A gang's reports written together: each answered as alone (a stale fence or a task on
 /// another node refused without failing its neighbours), and the peer list the same from the
 /// database and from the store's cache.
@@ -2101,6 +2223,8 @@ macro_rules! suite {
                 charged_gpu_use_joins_ledger_and_telemetry,
                 oidc_links_provision_and_approve,
                 arrays_materialise_lazily,
+                assignments_of_gangs_and_array_tasks,
+                heartbeat_batches,
                 gang_reports_in_one_batch);
         }
     };
@@ -2129,3 +2253,89 @@ suite!(postgres, async {
     let store = PostgresStore::open(db.url()).await.unwrap();
     (store, db)
 });
+
+/// Servers sharing a PostgreSQL database hear each other's commits as they happen: a waiter on
+/// `changes()` wakes with no poll in between. SQLite has no other server to hear.
+mod changes {
+    use super::*;
+    use std::time::Duration;
+    use tokio::sync::broadcast::Receiver;
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    /// Waits (5 s at most, far below any poll interval that would otherwise be needed, and
+    /// with nothing polling) until `want` is heard.
+    async fn hear(rx: &mut Receiver<Change>, want: Change) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match rx.recv().await {
+                    Ok(c) if c == want => return,
+                    Ok(_) => {}
+                    Err(e) => panic!("the listener stopped: {e}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{want:?} not heard within 5 s"));
+    }
+
+    fn drain(rx: &mut Receiver<Change>) {
+        while !matches!(rx.try_recv(), Err(TryRecvError::Empty)) {}
+    }
+
+    #[tokio::test]
+    async fn postgres_servers_hear_each_others_commits() {
+        let db = haneul_store::testing::TestDb::create().await;
+        let a = PostgresStore::open(db.url()).await.unwrap();
+        let b = PostgresStore::open(db.url()).await.unwrap();
+        let mut a_hears = a.changes().expect("PostgreSQL stores hear other servers");
+        let mut b_hears = b.changes().unwrap();
+
+        // A job submitted through b wakes a waiter on a.
+        let (_, p, u) = tenant(&b, "kaist").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drain(&mut a_hears);
+        drain(&mut b_hears);
+        let job = submit(&b, &u, p.id, 10).await;
+        hear(&mut a_hears, Change::Events).await;
+        assert_eq!(a.get_job(job.id).await.unwrap().state, JobState::Queued);
+        // b's own commit is not echoed back to b.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            matches!(b_hears.try_recv(), Err(TryRecvError::Empty)),
+            "a server does not wake for its own commits"
+        );
+
+        // A lease given up is heard by the standby; renewals are not.
+        assert_eq!(
+            a.acquire_lease("controller", "a", 60_000, 100)
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        a.acquire_lease("controller", "a", 60_000, 200)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            matches!(b_hears.try_recv(), Err(TryRecvError::Empty)),
+            "taking a free lease and renewing it are not announced"
+        );
+        a.release_lease("controller", "a").await.unwrap();
+        hear(&mut b_hears, Change::Lease).await;
+        assert_eq!(
+            b.acquire_lease("controller", "b", 60_000, 300)
+                .await
+                .unwrap(),
+            Some(2)
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_has_no_other_server_to_hear() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("haneul.db"))
+            .await
+            .unwrap();
+        assert!(store.changes().is_none());
+    }
+}

@@ -359,14 +359,14 @@ macro_rules! attempt_store {
                 }
                 // The state check in the WHERE clause is what makes a start happen once: a job
                 // cancelled or already started since the decision is left alone (and skipped).
-                // Ids are integers we hold, never text from a request.
-                let ids: Vec<String> = starts.iter().map(|s| s.job_id.to_string()).collect();
+                let wanted: Vec<i64> = starts.iter().map(|s| s.job_id).collect();
                 let rows = sqlx::query(&format!(
                     "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $1 \
-                     WHERE state = 'queued' AND id IN ({}) RETURNING *",
-                    ids.join(",")
+                     WHERE state = 'queued' AND {} RETURNING *",
+                    in_ids("id", 2)
                 ))
                 .bind(now)
+                .bind(id_list(&wanted))
                 .fetch_all(&mut *tx)
                 .await?;
                 let mut jobs = std::collections::HashMap::with_capacity(rows.len());
@@ -413,7 +413,7 @@ macro_rules! attempt_store {
                         .push_bind(0i64);
                 });
                 qb.push(" RETURNING *");
-                let rows = qb.build().fetch_all(&mut *tx).await?;
+                let rows = qb.build().persistent(false).fetch_all(&mut *tx).await?;
                 for r in &rows {
                     started.push(attempt_row(r)?);
                 }
@@ -437,7 +437,7 @@ macro_rules! attempt_store {
                             .push_bind(gpus.clone())
                             .push_bind("assigned");
                     });
-                    qb.build().execute(&mut *tx).await?;
+                    qb.build().persistent(false).execute(&mut *tx).await?;
                 }
                 for part in started.chunks(1000) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -451,7 +451,7 @@ macro_rules! attempt_store {
                         .push_bind(None::<i64>)
                         .push_bind("");
                 });
-                qb.build().execute(&mut *tx).await?;
+                qb.build().persistent(false).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok((started, skipped))
@@ -497,77 +497,105 @@ macro_rules! attempt_store {
             }
 
             async fn assignments(&self, node: i64) -> Result<Vec<Assignment>> {
+                // Three statements whatever the number of tasks (it was five per task): a node's
+                // long poll reads this after every change, so on PostgreSQL each statement saved
+                // is a round trip saved per node per start.
+                const LIVE: &str = "SELECT t.attempt_id FROM tasks t WHERE t.node_id = $1 \
+                     AND t.state IN ('assigned', 'running')";
                 let mut tx = self.begin_read().await?;
-                let tasks: Vec<(i64, i64, String, String)> = sqlx::query_as(
-                    "SELECT t.attempt_id, t.idx, t.gpus, t.state FROM tasks t \
-                     JOIN attempts a ON a.id = t.attempt_id \
+                let tasks = sqlx::query(
+                    "SELECT a.*, t.idx AS task_idx, t.gpus AS task_gpus, t.state AS task_state \
+                     FROM tasks t JOIN attempts a ON a.id = t.attempt_id \
                      WHERE t.node_id = $1 AND t.state IN ('assigned', 'running') \
                      AND a.state IN ('assigned', 'running', 'stopping') ORDER BY t.attempt_id, t.idx",
                 )
                 .bind(node)
                 .fetch_all(&mut *tx)
                 .await?;
-                let mut out = Vec::with_capacity(tasks.len());
-                for (attempt_id, idx, gpus, state) in tasks {
-                    let row = sqlx::query("SELECT * FROM attempts WHERE id = $1")
-                        .bind(attempt_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let attempt = attempt_row(&row)?;
-                    let job = job_in(&mut tx, attempt.job_id).await?;
-                    let (user_name, uid, gid): (String, Option<i64>, Option<i64>) =
-                        sqlx::query_as("SELECT name, uid, gid FROM users WHERE id = $1")
-                            .bind(job.user_id)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                            .unwrap_or_default();
-                    let project_gid: Option<i64> =
-                        sqlx::query_scalar("SELECT gid FROM projects WHERE id = $1")
-                            .bind(job.project_id)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                            .flatten();
-                    let cached = if attempt.placement.tasks.len() >= crate::gang_cache::PEERS_CACHED_FROM {
-                        self.peers.get(attempt_id)
-                    } else {
-                        None
-                    };
-                    let peers: Vec<String> = match cached {
-                        Some(p) => (*p).clone(),
-                        None => {
-                            let p: Vec<String> = sqlx::query_scalar(
-                                "SELECT COALESCE(n.address, n.name) FROM tasks t JOIN nodes n ON n.id = t.node_id \
-                                 WHERE t.attempt_id = $1 ORDER BY t.idx",
-                            )
-                            .bind(attempt_id)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                            if p.len() >= crate::gang_cache::PEERS_CACHED_FROM {
-                                self.peers.put(attempt_id, std::sync::Arc::new(p.clone()));
-                            }
-                            p
+                if tasks.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let jobs = sqlx::query(&format!(
+                    "SELECT j.*, u.name AS user_name, u.uid AS user_uid, u.gid AS user_gid, \
+                     p.gid AS project_gid, parent.array_spec AS parent_array FROM jobs j \
+                     LEFT JOIN users u ON u.id = j.user_id \
+                     LEFT JOIN projects p ON p.id = j.project_id \
+                     LEFT JOIN jobs parent ON parent.id = j.array_job_id \
+                     WHERE j.id IN (SELECT a.job_id FROM attempts a WHERE a.id IN ({LIVE}))"
+                ))
+                .bind(node)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut by_id = std::collections::HashMap::with_capacity(jobs.len());
+                for r in &jobs {
+                    let job = job_row(r)?;
+                    let user: (Option<String>, Option<i64>, Option<i64>) =
+                        (r.try_get("user_name")?, r.try_get("user_uid")?, r.try_get("user_gid")?);
+                    let project_gid: Option<i64> = r.try_get("project_gid")?;
+                    let array = r
+                        .try_get::<Option<String>, _>("parent_array")?
+                        .and_then(|a| haneul_model::ArraySpec::parse(&a).ok());
+                    by_id.insert(job.id, (job, user, project_gid, array));
+                }
+                let attempts: Vec<AttemptRecord> =
+                    tasks.iter().map(attempt_row).collect::<Result<_>>()?;
+                // A large gang's peers come from the store's cache after the first of its
+                // nodes read them: read for every node, they are quadratic in the gang's size.
+                let mut peers: BTreeMap<i64, std::sync::Arc<Vec<String>>> = BTreeMap::new();
+                let mut unread: Vec<i64> = Vec::new();
+                for a in &attempts {
+                    if peers.contains_key(&a.id) || unread.contains(&a.id) {
+                        continue;
+                    }
+                    let cached = (a.placement.tasks.len() >= crate::gang_cache::PEERS_CACHED_FROM)
+                        .then(|| self.peers.get(a.id))
+                        .flatten();
+                    match cached {
+                        Some(p) => {
+                            peers.insert(a.id, p);
                         }
-                    };
-                    let array = match job.array_job_id {
-                        Some(parent) => sqlx::query_scalar::<_, Option<String>>(
-                            "SELECT array_spec FROM jobs WHERE id = $1",
-                        )
-                        .bind(parent)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .flatten()
-                        .and_then(|a| haneul_model::ArraySpec::parse(&a).ok()),
-                        None => None,
-                    };
+                        None => unread.push(a.id),
+                    }
+                }
+                if !unread.is_empty() {
+                    let peer_rows: Vec<(i64, String)> = sqlx::query_as(&format!(
+                        "SELECT t.attempt_id, COALESCE(n.address, n.name) FROM tasks t \
+                         JOIN nodes n ON n.id = t.node_id \
+                         WHERE {} ORDER BY t.attempt_id, t.idx",
+                        in_ids("t.attempt_id", 1)
+                    ))
+                    .bind(id_list(&unread))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut read: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+                    for (attempt, peer) in peer_rows {
+                        read.entry(attempt).or_default().push(peer);
+                    }
+                    for (attempt, list) in read {
+                        let list = std::sync::Arc::new(list);
+                        if list.len() >= crate::gang_cache::PEERS_CACHED_FROM {
+                            self.peers.put(attempt, list.clone());
+                        }
+                        peers.insert(attempt, list);
+                    }
+                }
+                let mut out = Vec::with_capacity(tasks.len());
+                for (r, attempt) in tasks.iter().zip(attempts) {
+                    let gpus: String = r.try_get("task_gpus")?;
+                    let state: String = r.try_get("task_state")?;
+                    let (job, (user_name, uid, gid), project_gid, array) = by_id
+                        .get(&attempt.job_id)
+                        .cloned()
+                        .ok_or_else(|| StoreError::not_found("job", attempt.job_id))?;
                     out.push(Assignment {
                         array,
                         job,
-                        attempt,
-                        task: idx,
+                        task: r.try_get("task_idx")?,
                         gpus: serde_json::from_str(&gpus)?,
                         task_state: parse_enum(&state, TaskState::parse, "task state")?,
-                        peers,
-                        user_name,
+                        peers: peers.get(&attempt.id).map(|p| (**p).clone()).unwrap_or_default(),
+                        attempt,
+                        user_name: user_name.unwrap_or_default(),
                         uid,
                         gid,
                         project_gid,

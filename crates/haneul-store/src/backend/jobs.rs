@@ -180,7 +180,7 @@ macro_rules! job_store {
                     .push_bind(i64::from(*task));
             });
             qb.push(" RETURNING *");
-            let rows = qb.build().fetch_all(&mut **tx).await?;
+            let rows = qb.build().persistent(false).fetch_all(&mut **tx).await?;
             let mut recs = rows.iter().map(job_row).collect::<Result<Vec<_>>>()?;
             recs.sort_by_key(|r| r.id);
             let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -194,7 +194,7 @@ macro_rules! job_store {
                     .push_bind(None::<i64>)
                     .push_bind("");
             });
-            qb.build().execute(&mut **tx).await?;
+            qb.build().persistent(false).execute(&mut **tx).await?;
             Ok(recs)
         }
 
@@ -306,6 +306,7 @@ macro_rules! job_store {
             qb.push(" RETURNING *");
             let rows = qb
                 .build()
+                .persistent(false)
                 .fetch_all(&mut **tx)
                 .await
                 .map_err(|e| unique(e, "project", "job".into()))?;
@@ -337,7 +338,7 @@ macro_rules! job_store {
                     .push_bind(None::<i64>)
                     .push_bind("");
             });
-            qb.build().execute(&mut **tx).await?;
+            qb.build().persistent(false).execute(&mut **tx).await?;
             let mut prev: String = sqlx::query_scalar::<_, String>(
                 "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1",
             )
@@ -363,7 +364,7 @@ macro_rules! job_store {
                     .push_bind(prev)
                     .push_bind(hash);
             });
-            qb.build().execute(&mut **tx).await?;
+            qb.build().persistent(false).execute(&mut **tx).await?;
             Ok(recs)
         }
 
@@ -406,12 +407,11 @@ macro_rules! job_store {
             async fn get_jobs(&self, ids: &[i64]) -> Result<Vec<JobRecord>> {
                 let mut out = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(500) {
-                    // Ids are integers we hold, never text from a request.
-                    let list: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
                     let rows = sqlx::query(&format!(
-                        "SELECT * FROM jobs WHERE id IN ({}) ORDER BY id",
-                        list.join(",")
+                        "SELECT * FROM jobs WHERE {} ORDER BY id",
+                        in_ids("id", 1)
                     ))
+                    .bind(id_list(chunk))
                     .fetch_all(&self.read)
                     .await?;
                     for r in &rows {
@@ -688,15 +688,14 @@ macro_rules! job_store {
                 }
                 let mut tx = self.begin_write().await?;
                 for chunk in jobs.chunks(500) {
-                    // Ids are integers we hold, never text from a request.
-                    let list: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
                     sqlx::query(&format!(
                         "UPDATE jobs SET reason = $1, updated_at = $2 \
-                         WHERE state = 'queued' AND id IN ({})",
-                        list.join(",")
+                         WHERE state = 'queued' AND {}",
+                        in_ids("id", 3)
                     ))
                     .bind(reason)
                     .bind(now)
+                    .bind(id_list(chunk))
                     .execute(&mut *tx)
                     .await?;
                 }

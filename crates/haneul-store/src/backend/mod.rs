@@ -1,9 +1,13 @@
 //! The body of SQL shared by both backends, split by area. SQLite and PostgreSQL both accept
 //! `$n` parameters, `RETURNING` and `ON CONFLICT`, so each area's macro expands its trait's
-//! implementation for both; the backends only differ in how they connect and how a write
+//! implementation for both; the backends only differ in how they connect, how a write
 //! transaction begins (`begin_write`: one writer connection on SQLite, an advisory lock on
 //! PostgreSQL) — which is also what keeps event sequence numbers and the audit chain in commit
-//! order.
+//! order — and in how a list of ids is bound ([`IdList`]).
+//!
+//! Multi-row statements (`QueryBuilder`) change their text with their number of rows, so they
+//! are not kept prepared (`persistent(false)`): on PostgreSQL they would otherwise fill each
+//! connection's statement cache and push out the statements used every time.
 //!
 //! Each area file holds the area's trait (the contract, with its documentation) and the macro
 //! that implements it. [`store_impl!`] expands every area into the backend's own module, so one
@@ -21,6 +25,40 @@ pub(crate) mod programmes;
 pub(crate) mod telemetry;
 pub(crate) mod tenants;
 
+/// A list of ids bound as one parameter: the one place the two dialects' SQL differs. The
+/// statement's text then stays the same whatever the list's length, so PostgreSQL prepares it
+/// once per connection and reuses it, where an inlined `IN (1, 2, ...)` would be a new
+/// statement (another parse and plan, and a round trip to prepare it) at every length.
+pub(crate) trait IdList: sqlx::Database {
+    /// What the list is bound as: a JSON array on SQLite, an array on PostgreSQL.
+    type Ids: for<'q> sqlx::Encode<'q, Self> + sqlx::Type<Self> + Send + 'static;
+    /// SQL that is true when `column` is one of the ids bound as parameter `$param`.
+    fn in_ids(column: &str, param: u8) -> String;
+    /// The value to bind for `ids`.
+    fn ids(ids: &[i64]) -> Self::Ids;
+}
+
+impl IdList for sqlx::Sqlite {
+    type Ids = String;
+    fn in_ids(column: &str, param: u8) -> String {
+        format!("{column} IN (SELECT value FROM json_each(${param}))")
+    }
+    fn ids(ids: &[i64]) -> String {
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        format!("[{}]", list.join(","))
+    }
+}
+
+impl IdList for sqlx::Postgres {
+    type Ids = Vec<i64>;
+    fn in_ids(column: &str, param: u8) -> String {
+        format!("{column} = ANY(${param})")
+    }
+    fn ids(ids: &[i64]) -> Vec<i64> {
+        ids.to_vec()
+    }
+}
+
 /// Expands the [`crate::Store`] implementation, every area's trait included, for `$store`, whose
 /// `begin_write`/`begin_read` give transactions on database `$db`.
 macro_rules! store_impl {
@@ -37,6 +75,16 @@ macro_rules! store_impl {
         use std::collections::BTreeMap;
         type Tx<'a> = sqlx::Transaction<'a, $db>;
         type DbRow = <$db as sqlx::Database>::Row;
+
+        /// See [`crate::backend::IdList::in_ids`].
+        fn in_ids(column: &str, param: u8) -> String {
+            <$db as crate::backend::IdList>::in_ids(column, param)
+        }
+
+        /// See [`crate::backend::IdList::ids`].
+        fn id_list(list: &[i64]) -> <$db as crate::backend::IdList>::Ids {
+            <$db as crate::backend::IdList>::ids(list)
+        }
 
         fn unique(e: sqlx::Error, field: &'static str, what: String) -> StoreError {
             match &e {
@@ -93,6 +141,10 @@ macro_rules! store_impl {
         impl Store for $store {
             fn backend(&self) -> &'static str {
                 Self::BACKEND
+            }
+
+            fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+                self.subscribe()
             }
         }
     };

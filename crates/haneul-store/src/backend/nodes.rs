@@ -120,31 +120,41 @@ macro_rules! node_store {
             })
         }
 
-        /// Records one heartbeat in the caller's transaction; `None` for an unknown node.
-        async fn beat(tx: &mut Tx<'_>, node: i64, now: i64) -> Result<Option<NodeRecord>> {
-            let revived = sqlx::query(
-                "UPDATE nodes SET state = 'up', down_reason = NULL, last_heartbeat = $1 \
-                 WHERE id = $2 AND state = 'down' AND down_reason = 'lost'",
-            )
-            .bind(now)
-            .bind(node)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            if revived > 0 {
+        /// Records heartbeats of `nodes` in the caller's transaction: three statements whatever
+        /// their number (a batch of a thousand is no longer two thousand round trips on
+        /// PostgreSQL). A node that was down because it was lost comes back up, with a
+        /// `FleetChanged` event. `None` for an unknown node.
+        async fn beat(tx: &mut Tx<'_>, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>> {
+            let mut revived: Vec<i64> = sqlx::query_scalar(&format!(
+                "UPDATE nodes SET state = 'up', down_reason = NULL \
+                 WHERE {} AND state = 'down' AND down_reason = 'lost' RETURNING id",
+                in_ids("id", 1)
+            ))
+            .bind(id_list(nodes))
+            .fetch_all(&mut **tx)
+            .await?;
+            revived.sort_unstable();
+            for &node in &revived {
                 event(tx, EventKind::FleetChanged, None, None, Some(node), "back", now).await?;
-            } else {
-                sqlx::query("UPDATE nodes SET last_heartbeat = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(node)
-                    .execute(&mut **tx)
-                    .await?;
             }
-            let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
-                .bind(node)
-                .fetch_optional(&mut **tx)
+            sqlx::query(&format!(
+                "UPDATE nodes SET last_heartbeat = $1 WHERE {}",
+                in_ids("id", 2)
+            ))
+            .bind(now)
+            .bind(id_list(nodes))
+            .execute(&mut **tx)
+            .await?;
+            let rows = sqlx::query(&format!("SELECT {NODE_COLS} WHERE {}", in_ids("n.id", 1)))
+                .bind(id_list(nodes))
+                .fetch_all(&mut **tx)
                 .await?;
-            row.as_ref().map(node_row).transpose()
+            let mut known = std::collections::HashMap::with_capacity(rows.len());
+            for r in &rows {
+                let n = node_row(r)?;
+                known.insert(n.id, n);
+            }
+            Ok(nodes.iter().map(|id| known.get(id).cloned()).collect())
         }
 
         #[async_trait]
@@ -347,8 +357,10 @@ macro_rules! node_store {
 
             async fn heartbeat(&self, node: i64, now: i64) -> Result<NodeRecord> {
                 let mut tx = self.begin_write().await?;
-                let rec = beat(&mut tx, node, now)
+                let rec = beat(&mut tx, &[node], now)
                     .await?
+                    .pop()
+                    .flatten()
                     .ok_or_else(|| StoreError::not_found("node", node))?;
                 tx.commit().await?;
                 Ok(rec)
@@ -356,10 +368,7 @@ macro_rules! node_store {
 
             async fn heartbeats(&self, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>> {
                 let mut tx = self.begin_write().await?;
-                let mut out = Vec::with_capacity(nodes.len());
-                for &n in nodes {
-                    out.push(beat(&mut tx, n, now).await?);
-                }
+                let out = beat(&mut tx, nodes, now).await?;
                 tx.commit().await?;
                 Ok(out)
             }
