@@ -899,6 +899,23 @@ pub struct TaskReport {
     pub exit_code: Option<i64>,
 }
 
+/// Where a running task's web server listens, as the task wrote it to its
+/// `HANEUL_ENDPOINT_FILE` (docs/jupyter.md): the agent passes it on so that the server can
+/// forward the job owner's portal requests to it. The host is the node's registered address,
+/// never the task's word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskEndpoint {
+    pub job: i64,
+    pub fence: i64,
+    pub task: i64,
+    /// TCP port on the node's address, 1024 to 65535.
+    pub port: u16,
+    /// The secret the server presents to the task's server (`Authorization: token ...`):
+    /// 16 to 128 characters of `A-Z a-z 0-9 - _`.
+    pub token: String,
+}
+
 /// Output of a task. Text goes in `data`; output that is not UTF-8 goes, exactly, in
 /// `data_base64` (standard base64) instead. At most one of the two may be non-empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
