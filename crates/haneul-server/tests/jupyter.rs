@@ -58,6 +58,7 @@ async fn get(
         .header("host", HOST)
         .header("origin", format!("http://{HOST}"))
         .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::empty())
         .unwrap();
     let resp = h.app.clone().oneshot(req).await.unwrap();
