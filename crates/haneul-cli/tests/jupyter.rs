@@ -501,6 +501,22 @@ fn jupyterlab_from_the_portal() {
     assert_eq!(status, 410, "{body}");
     assert!(body.contains("This session has ended"), "{body}");
 
+    // The page fits a phone: no sideways scrolling.
+    tab.call_method(browser::phone_viewport())
+        .expect("phone viewport");
+    goto(&tab, &format!("{base}/portal/sessions"));
+    let fits = wait_js(
+        &tab,
+        "document.documentElement.scrollWidth",
+        "the page's width",
+        Value::is_number,
+    );
+    assert!(
+        fits.as_u64().unwrap() <= 390,
+        "the sessions page is {fits} px wide on a phone"
+    );
+    browser::desktop(&tab);
+
     // Korean: every string of the page has its translation.
     goto(
         &tab,
