@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 /// Name of the file, in the task's working directory, the agent creates when preemption or
 /// cancellation begins. Its path is in `HANEUL_CHECKPOINT_FILE`.
 pub const CHECKPOINT_FILE: &str = ".haneul-checkpoint";
+/// Name of the file, in the task's working directory, where a task that serves HTTP writes
+/// `PORT TOKEN` for its owner to reach it through the portal (docs/jupyter.md). Its path is in
+/// `HANEUL_ENDPOINT_FILE`.
+pub const ENDPOINT_FILE: &str = ".haneul-endpoint";
 /// Name of the file, in the task's working directory, where the task's status is written when its
 /// program ends (`exit N` or `signal N`), so that an agent that restarted can still learn it.
 pub const EXIT_FILE: &str = ".haneul-exit";
@@ -329,11 +333,11 @@ fn launch_with(
             spec.local_rank, spec.local_world_size
         )));
     }
-    if let Some((k, _)) = spec
-        .env
-        .iter()
-        .find(|(k, _)| RESERVED_ENV.contains(&k.as_str()) || k == "HANEUL_CHECKPOINT_FILE")
-    {
+    if let Some((k, _)) = spec.env.iter().find(|(k, _)| {
+        RESERVED_ENV.contains(&k.as_str())
+            || k == "HANEUL_CHECKPOINT_FILE"
+            || k == "HANEUL_ENDPOINT_FILE"
+    }) {
         return Err(AgentError::Spec(format!(
             "environment variable {k} is set by the agent"
         )));
@@ -589,6 +593,10 @@ fn task_env(spec: &TaskSpec, workdir: &Path, checkpoint: &Path) -> Vec<(String, 
         ("HANEUL_ATTEMPT", spec.attempt.to_string()),
         ("HANEUL_TASK", spec.task.to_string()),
         ("HANEUL_CHECKPOINT_FILE", checkpoint.display().to_string()),
+        (
+            "HANEUL_ENDPOINT_FILE",
+            workdir.join(ENDPOINT_FILE).display().to_string(),
+        ),
     ] {
         env.push((k.to_string(), v));
     }

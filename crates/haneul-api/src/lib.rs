@@ -868,6 +868,23 @@ pub struct Assignment {
     pub interactive: bool,
 }
 
+/// Where a running task's web server listens, as the task wrote it to its
+/// `HANEUL_ENDPOINT_FILE` (docs/jupyter.md): the agent passes it on so that the server can
+/// forward the job owner's portal requests to it. The host is the node's registered address,
+/// never the task's word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskEndpoint {
+    pub job: i64,
+    pub fence: i64,
+    pub task: i64,
+    /// TCP port on the node's address, 1024 to 65535.
+    pub port: u16,
+    /// The secret the server presents to the task's server (`Authorization: token ...`):
+    /// 16 to 128 characters of `A-Z a-z 0-9 - _`.
+    pub token: String,
+}
+
 /// One task's place in its job array, as Slurm's `SLURM_ARRAY_*` variables give it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ArrayTask {

@@ -58,6 +58,14 @@ const KO: &[(&str, &str)] = &[
         "대화형 작업이 소유자의 재연결을 기다리는 초 (서버에 전달)",
     ),
     (
+        "server/jupyter_idle",
+        "포털에서 시작한 JupyterLab 세션이 사용 없이 유지되는 분; 지나면 커널을 정리하고 세션 (과 작업) 종료, GPU 반환",
+    ),
+    (
+        "up/jupyter_idle",
+        "포털 JupyterLab 세션이 사용 없이 유지되는 분 (서버에 전달)",
+    ),
+    (
         "attach/no_pty",
         "이 터미널을 raw 모드로 바꾸지 않고 그대로 둠",
     ),

@@ -73,6 +73,11 @@ pub struct ServerArgs {
     #[arg(long, env = "HANEUL_TERMINAL_GRACE", default_value_t = 60,
         value_parser = clap::value_parser!(u64).range(1..=86_400))]
     terminal_grace: u64,
+    /// Minutes a JupyterLab session started from the portal may sit idle (no kernel busy, no
+    /// request) before its kernels are culled and it ends, freeing its GPUs.
+    #[arg(long, env = "HANEUL_JUPYTER_IDLE", default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=10_080))]
+    jupyter_idle: u64,
     /// Minutes a portal session lasts without a request.
     #[arg(long, default_value_t = 30)]
     session_idle_minutes: u64,
@@ -334,6 +339,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     cfg.anchor.interval = Duration::from_secs(args.audit_checkpoint_interval);
     cfg.terminal_grace = Duration::from_secs(args.terminal_grace);
+    cfg.jupyter_idle = Duration::from_secs(args.jupyter_idle * 60);
     cfg.oidc = oidc_config(&args)?;
     if let Some(f) = &args.metrics_token_file {
         let t = std::fs::read_to_string(f)

@@ -44,6 +44,9 @@ pub struct UpArgs {
     /// Seconds an interactive job waits for its owner to attach again (passed to the server).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     terminal_grace: u64,
+    /// Minutes a portal JupyterLab session may sit idle before it ends (passed to the server).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_080))]
+    jupyter_idle: u64,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -280,6 +283,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         args.listen.to_string(),
         "--terminal-grace".into(),
         args.terminal_grace.to_string(),
+        "--jupyter-idle".into(),
+        args.jupyter_idle.to_string(),
     ];
     // With --tls every client of this centre, ours and the local agent included, trusts the
     // local CA and nothing else.
@@ -455,6 +460,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         "local".into(),
         "--work-dir".into(),
         data_dir.join("work").display().to_string(),
+        // Everything of `haneul up` is on this machine: the server reaches the node's tasks
+        // (a portal JupyterLab session, docs/jupyter.md) on loopback, not by the name `local`.
+        "--advertise-addr".into(),
+        "127.0.0.1".into(),
     ];
     agent_args.extend(agent_tls_args(ca_file.as_deref()));
     agent_args.extend(args.containers.to_flags());

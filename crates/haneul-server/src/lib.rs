@@ -8,7 +8,8 @@
 //! and days), [`compliance`] (export screening), [`programmes`] (calls, applications, ranking),
 //! [`portal`] (the web pages under /portal), [`serve`] (the listener: TLS, timeouts, connection
 //! cap, write rate limits), [`tls`] (certificates, their reload, the local authority of
-//! `haneul up --tls`), [`clock`] (the one wall clock every date-dependent decision reads) and
+//! `haneul up --tls`), [`clock`] (the one wall clock every date-dependent decision reads), [`jupyter`]
+//! (JupyterLab sessions: their command and where they listen) and
 //! [`telemetry`] (GPU samples from agents, job efficiency, DCGM-named gauges, the idle policy).
 //! `haneul server` in haneul-cli is a thin wrapper around [`run`].
 
@@ -26,6 +27,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod identity;
+pub mod jupyter;
 pub mod metrics;
 pub mod oidc;
 pub mod portal;
@@ -112,6 +114,9 @@ pub struct Config {
     /// How long an interactive job waits for its owner to attach again before it is
     /// cancelled (docs/interactive.md).
     pub terminal_grace: Duration,
+    /// How long a JupyterLab session started from the portal may sit idle before its kernels
+    /// are culled and its server, and so its job, ends (docs/jupyter.md).
+    pub jupyter_idle: Duration,
 }
 
 impl Config {
@@ -138,6 +143,7 @@ impl Config {
             idle: telemetry::IdlePolicy::default(),
             oidc: oidc::OidcConfig::default(),
             terminal_grace: terminal::DEFAULT_GRACE,
+            jupyter_idle: jupyter::DEFAULT_IDLE,
         }
     }
 }
@@ -203,6 +209,10 @@ pub struct AppState {
     pub terminals: Arc<terminal::Hub>,
     /// Which agent owns which node, as lately read (agent.rs).
     pub node_owners: Arc<agent::NodeOwners>,
+    /// Where the portal's JupyterLab sessions listen, as their agents reported it.
+    pub endpoints: Arc<jupyter::Endpoints>,
+    /// The idle time written into a new session's command.
+    pub jupyter_idle: Duration,
 }
 
 impl AppState {
@@ -314,6 +324,8 @@ impl AppState {
             oidc: Arc::default(),
             terminals: Arc::default(),
             node_owners: Arc::default(),
+            endpoints: Arc::default(),
+            jupyter_idle: jupyter::DEFAULT_IDLE,
         }
     }
 
@@ -566,6 +578,7 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(telemetry::router())
         .merge(oidc::router())
         .merge(terminal::router())
+        .merge(jupyter::router())
         .split_for_parts();
     let mut api = api;
     idempotency::declare(&mut api);
@@ -624,6 +637,7 @@ pub fn openapi_json() -> String {
         .merge(telemetry::router())
         .merge(oidc::router())
         .merge(terminal::router())
+        .merge(jupyter::router())
         .split_for_parts();
     api.to_pretty_json().unwrap_or_default()
 }
@@ -846,6 +860,8 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     state.oidc = Arc::new(oidc::Oidc::new(oidc_cfg)?);
     state.terminals = Arc::new(terminal::Hub::new(cfg.terminal_grace));
     tokio::spawn(terminal::sweep(state.clone(), signals.shutdown.subscribe()));
+    state.jupyter_idle = cfg.jupyter_idle;
+    tokio::spawn(jupyter::sweep(state.clone(), signals.shutdown.subscribe()));
     let key =
         anchor::load_or_create_key(&cfg.anchor.key_file).map_err(|source| ServerError::Io {
             path: cfg.anchor.key_file.clone(),

@@ -5,7 +5,7 @@
 use super::Transport;
 use crate::{AgentError, Result};
 use haneul_api::{
-    AgentRegister, AssignmentList, HealthReport, HeartbeatAck, LogUpload, TaskReport,
+    AgentRegister, AssignmentList, HealthReport, HeartbeatAck, LogUpload, TaskEndpoint, TaskReport,
     TelemetryBatch,
 };
 use haneul_client::{Method, Retry};
@@ -140,6 +140,16 @@ impl Transport for HttpTransport {
             Method::POST,
             &format!("/v1/agent/nodes/{node}/logs"),
             Some(log),
+            Duration::ZERO,
+        )
+        .map(drop)
+    }
+
+    fn endpoint(&self, node: i64, endpoint: &TaskEndpoint) -> Result<()> {
+        self.call::<_, serde_json::Value>(
+            Method::POST,
+            &format!("/v1/agent/nodes/{node}/endpoints"),
+            Some(endpoint),
             Duration::ZERO,
         )
         .map(drop)

@@ -1,7 +1,8 @@
 //! The node protocol: what an agent does with the server once its node is set up. It registers
 //! the node, heartbeats, long-polls its assignments, runs each assigned task (through
 //! [`crate::launch`], as its owner, within its limits, in a container or with MPS when asked),
-//! uploads the task's output, reports its start and exit with the attempt's fence, stops tasks
+//! uploads the task's output, reports its start and exit with the attempt's fence, passes on
+//! where a task's web server listens ([`endpoint`]), stops tasks
 //! on cancellation or preemption, reports the health checks' verdicts, and after an agent
 //! restart finds the tasks an earlier agent process started ([`recover`]).
 //!
@@ -10,6 +11,7 @@
 //! Blocking threads: one polls, one heartbeats, one runs the health checks, one watches each
 //! running task, and one relays each interactive task's terminal ([`terminal`]).
 
+mod endpoint;
 pub mod http;
 mod recover;
 mod task;
@@ -25,8 +27,8 @@ use crate::limits::{LimitBackend, NodeShare};
 use crate::sharing::MpsSupervisor;
 use crate::{AgentError, Result, gpus, health};
 use haneul_api::{
-    AgentRegister, Assignment, AssignmentList, HealthReport, HeartbeatAck, LogUpload, TaskReport,
-    TelemetryBatch,
+    AgentRegister, Assignment, AssignmentList, HealthReport, HeartbeatAck, LogUpload, TaskEndpoint,
+    TaskReport, TelemetryBatch,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -50,6 +52,10 @@ pub trait Transport: Send + Sync {
     fn health(&self, node: i64, report: &HealthReport) -> Result<String>;
     /// GPU samples and task CPU times taken since the last call.
     fn telemetry(&self, _node: i64, _batch: &TelemetryBatch) -> Result<()> {
+        Ok(())
+    }
+    /// Where a running task's web server listens (docs/jupyter.md).
+    fn endpoint(&self, _node: i64, _endpoint: &TaskEndpoint) -> Result<()> {
         Ok(())
     }
     /// The server the calls go to now, for the logs.

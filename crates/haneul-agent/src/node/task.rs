@@ -75,6 +75,9 @@ pub(super) fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         local_world_size: local_world,
         env: [
             ("HANEUL_NODE".to_string(), ctx.name.clone()),
+            // Where a task's server should listen for the portal to reach it (docs/jupyter.md):
+            // the address the server knows this node by.
+            ("HANEUL_NODE_ADDRESS".to_string(), ctx.me.clone()),
             ("HANEUL_PROJECT".to_string(), a.project.to_string()),
         ]
         .into_iter()
@@ -270,6 +273,7 @@ pub(super) fn supervise(
     });
     let _held = Held(ctx, a);
     let mut last_stream = Instant::now();
+    let mut endpoint = super::endpoint::Publisher::new(task.workdir());
     // The server stops overdue attempts itself (the job then ends `timed_out`); this is the
     // backstop for a server that cannot be reached, a little later so the server's stop wins.
     let limit = a
@@ -311,6 +315,7 @@ pub(super) fn supervise(
                 record.stderr_offset = err;
                 record.save(task.workdir());
             }
+            endpoint.poll(ctx, a);
             last_stream = Instant::now();
         }
         match stop.recv_timeout(Duration::from_millis(20)) {

@@ -276,6 +276,25 @@ pub struct Texts {
     pub approve: &'static str,
     pub user_name: &'static str,
     pub no_one_waits: &'static str,
+    // --- JupyterLab sessions (portal/sessions.rs) ---
+    pub nav_sessions: &'static str,
+    pub start_lab: &'static str,
+    /// `{idle}` is replaced by the idle time in minutes.
+    pub lab_explained: &'static str,
+    pub lab_hours: &'static str,
+    pub lab_environment: &'static str,
+    pub lab_environment_help: &'static str,
+    pub lab_image_help: &'static str,
+    pub lab_sessions: &'static str,
+    pub no_sessions: &'static str,
+    pub time_left: &'static str,
+    pub open_lab: &'static str,
+    pub stop_session: &'static str,
+    pub stop_session_consequence: &'static str,
+    pub session_starting: &'static str,
+    pub session_starting_help: &'static str,
+    pub session_ended: &'static str,
+    pub session_ended_help: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -474,6 +493,23 @@ pub const EN: Texts = Texts {
     approve: "Approve",
     user_name: "User",
     no_one_waits: "No one waits for approval.",
+    nav_sessions: "JupyterLab",
+    start_lab: "Start JupyterLab",
+    lab_explained: "JupyterLab runs as a job of your project on a GPU node, and only you can open it: the portal signs you in to it. It ends when its hours are up, when you stop it, or after {idle} minutes without activity, which frees its GPUs.",
+    lab_hours: "Hours",
+    lab_environment: "Python environment (optional)",
+    lab_environment_help: "The path on the nodes of a virtual environment or conda prefix that has jupyterlab; its bin/ goes first on PATH. Empty: jupyter as found on the node's PATH.",
+    lab_image_help: "Optional: a container image that has jupyterlab, instead of running on the node directly.",
+    lab_sessions: "Your sessions",
+    no_sessions: "You have no JupyterLab session.",
+    time_left: "Time left",
+    open_lab: "Open",
+    stop_session: "Stop session",
+    stop_session_consequence: "JupyterLab and its kernels stop and the job ends, freeing its GPUs. Work not saved in the notebooks is lost. This cannot be undone.",
+    session_starting: "Starting…",
+    session_starting_help: "JupyterLab is not answering yet: its job may still wait for GPUs, or the server is starting. This page reloads by itself.",
+    session_ended: "This session has ended",
+    session_ended_help: "Its job is no longer running. Start a new session from the JupyterLab page.",
 };
 
 pub const KO: Texts = Texts {
@@ -672,6 +708,23 @@ pub const KO: Texts = Texts {
     approve: "승인",
     user_name: "사용자",
     no_one_waits: "승인을 기다리는 사람이 없습니다.",
+    nav_sessions: "JupyterLab",
+    start_lab: "JupyterLab 시작",
+    lab_explained: "JupyterLab은 프로젝트의 작업으로 GPU 노드에서 실행되며, 본인만 열 수 있습니다(포털이 로그인을 대신합니다). 사용 시간이 끝나거나, 직접 중지하거나, {idle}분 동안 사용하지 않으면 종료되고 GPU가 반환됩니다.",
+    lab_hours: "사용 시간(시간)",
+    lab_environment: "Python 환경 (선택)",
+    lab_environment_help: "jupyterlab이 설치된 가상 환경 또는 conda 경로(노드 기준)입니다. 그 bin/이 PATH 맨 앞에 놓입니다. 비워 두면 노드의 PATH에 있는 jupyter를 씁니다.",
+    lab_image_help: "선택: 노드에서 바로 실행하는 대신 쓸, jupyterlab이 들어 있는 컨테이너 이미지.",
+    lab_sessions: "내 세션",
+    no_sessions: "JupyterLab 세션이 없습니다.",
+    time_left: "남은 시간",
+    open_lab: "열기",
+    stop_session: "세션 중지",
+    stop_session_consequence: "JupyterLab과 커널이 중지되고 작업이 끝나 GPU가 반환됩니다. 노트북에 저장하지 않은 내용은 사라지며, 되돌릴 수 없습니다.",
+    session_starting: "시작하는 중…",
+    session_starting_help: "JupyterLab이 아직 응답하지 않습니다. 작업이 GPU를 기다리고 있거나 서버가 시작되는 중입니다. 이 페이지는 저절로 새로 고쳐집니다.",
+    session_ended: "세션이 종료되었습니다",
+    session_ended_help: "이 세션의 작업은 더 이상 실행 중이 아닙니다. JupyterLab 페이지에서 새 세션을 시작하세요.",
 };
 
 impl Texts {

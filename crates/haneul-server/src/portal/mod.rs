@@ -14,6 +14,7 @@
 mod chart;
 mod i18n;
 mod programmes;
+mod sessions;
 mod sso;
 mod term;
 
@@ -87,6 +88,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         // Calls, applications, scores and statements: portal/programmes.rs.
         .merge(programmes::routes())
         .merge(sso::routes())
+        // JupyterLab sessions and their proxy: portal/sessions.rs.
+        .merge(sessions::routes())
         .route("/portal/assets/htmx.min.js", get(htmx_js))
         .route("/portal/assets/portal.css", get(portal_css))
         .route("/portal/{*rest}", get(unknown_page))
@@ -98,9 +101,27 @@ pub fn router(state: AppState) -> Router<AppState> {
 /// (htmx is told not to add its own), so the policy can refuse both; nothing may frame the
 /// portal; and a page seen while signed in is never kept in the cache, so Back after signing
 /// out shows nothing of it. The assets are the same for everyone and may be cached.
+///
+/// An answer from a JupyterLab session's server (`/portal/sessions/ID/...`, marked
+/// [`sessions::Proxied`]) keeps the headers that server sent, its own content security policy
+/// among them: JupyterLab needs inline styles and scripts of its own, which the portal's policy
+/// would block. Only the session's owner reaches that path, and what it serves is their own
+/// server's; the portal's pages keep the strict policy.
 async fn security_headers(req: Request, next: axum::middleware::Next) -> Response {
     let cacheable = req.uri().path().starts_with("/portal/assets/");
     let mut res = next.run(req).await;
+    if res.extensions().get::<sessions::Proxied>().is_some() {
+        let h = res.headers_mut();
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        );
+        h.insert(
+            header::REFERRER_POLICY,
+            header::HeaderValue::from_static("same-origin"),
+        );
+        return res;
+    }
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
