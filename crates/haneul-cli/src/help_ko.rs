@@ -298,6 +298,10 @@ const KO: &[(&str, &str)] = &[
         "이 머신 하나로 센터 전체: 실제 서버 프로세스, 모의 노드 무리, 긴 대기열과 꾸준한 제출; 제출부터 시작까지의 지연을 보고",
     ),
     (
+        "bench gang",
+        "실제 서버와 모의 노드 무리로 전체 플릿에 걸친 갱 하나를 시작해 할당, 각 노드 전달, 각 시작 보고를 단계별로 측정",
+    ),
+    (
         "bench agent",
         "실제 에이전트를 거쳐 서버의 시작 결정부터 태스크 프로세스 시작까지의 시간 측정",
     ),
@@ -949,6 +953,13 @@ const KO: &[(&str, &str)] = &[
     ),
     ("bench engine/nodes", "장비 구성의 노드 수"),
     ("bench centre/nodes", "모의 노드 수"),
+    ("bench gang/nodes", "모의 노드 수; 갱이 모든 노드의 모든 GPU를 씀"),
+    ("bench gang/gpus", "노드당 GPU, COUNTxMODEL"),
+    ("bench gang/json", "사람용 출력 대신 JSON 객체 하나 출력"),
+    (
+        "bench gang/database",
+        "임시 디렉터리의 SQLite 대신 서버가 쓸 PostgreSQL URL",
+    ),
     (
         "bench half-open/nodes",
         "그동안 하트비트를 보내는 모의 노드 수",
