@@ -161,9 +161,7 @@ pub fn run(args: CentreArgs) -> anyhow::Result<()> {
     } else {
         one_run(&args, &inventory, (lo, hi), false)?
     };
-    if args.json {
-        println!("{out}");
-    } else if args.tls {
+    if args.tls && !args.json {
         for part in ["plain", "tls", "tls_over_plain"] {
             println!("[{part}]");
             for (k, v) in out[part].as_object().expect("an object") {
@@ -171,11 +169,20 @@ pub fn run(args: CentreArgs) -> anyhow::Result<()> {
             }
         }
     } else {
-        for (k, v) in out.as_object().expect("an object") {
-            println!("{k:32} {v}");
-        }
+        print_figures(&out, args.json);
     }
     Ok(())
+}
+
+/// A bench's figures: one JSON object, or a line per figure for people.
+pub(crate) fn print_figures(out: &Value, json: bool) {
+    if json {
+        println!("{out}");
+    } else if let Some(figures) = out.as_object() {
+        for (k, v) in figures {
+            println!("{k:34} {v}");
+        }
+    }
 }
 
 /// One measurement against a fresh server, over TLS or plain HTTP.
@@ -324,21 +331,13 @@ async fn measure(
     // The swarm, in this process.
     let stats = Arc::new(SwarmStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let cfg = SwarmConfig {
-        server: url.clone(),
-        ca_file: target.ca_file.clone(),
-        token: agent_token,
-        nodes: args.nodes,
-        gpus: inventory.len() as i64,
-        gpu_model: inventory[0].model.clone(),
-        name_prefix: "sim".into(),
-        pool: "default".into(),
-        nodes_per_block: 32,
-        connections: 16,
-        heartbeat: None,
-        poll_wait: Duration::from_secs(30),
-        events: None,
-    };
+    let cfg = SwarmConfig::for_bench(
+        &url,
+        target.ca_file.clone(),
+        agent_token,
+        args.nodes,
+        &inventory,
+    );
     let swarm = tokio::spawn(swarm::run_swarm(cfg, stats.clone(), stop_rx));
     let t0 = Instant::now();
     while stats.registered.load(Ordering::Relaxed) < args.nodes as u64 {

@@ -5,7 +5,8 @@
 //! the allocation and the last start goes is what the stages show.
 
 use crate::bench_centre::{
-    Tenants, bench_server_command, get, memory_mib, must, percentile, start_server, tenants,
+    Tenants, bench_server_command, get, memory_mib, must, percentile, print_figures, start_server,
+    tenants,
 };
 use crate::swarm::{self, Api, SwarmConfig, SwarmStats};
 use anyhow::{Context, bail};
@@ -64,14 +65,7 @@ pub fn run(args: GangArgs) -> anyhow::Result<()> {
     ));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-    let out = result?;
-    if args.json {
-        println!("{out}");
-    } else {
-        for (k, v) in out.as_object().expect("an object") {
-            println!("{k:34} {v}");
-        }
-    }
+    print_figures(&result?, args.json);
     Ok(())
 }
 
@@ -106,19 +100,8 @@ async fn measure(
     let stats = Arc::new(SwarmStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = SwarmConfig {
-        server: url.clone(),
-        ca_file: None,
-        token: agent_token,
-        nodes: args.nodes,
-        gpus: inventory.len() as i64,
-        gpu_model: inventory[0].model.clone(),
-        name_prefix: "sim".into(),
-        pool: "default".into(),
-        nodes_per_block: 32,
-        connections: 16,
-        heartbeat: None,
-        poll_wait: Duration::from_secs(30),
         events: Some(events.clone()),
+        ..SwarmConfig::for_bench(&url, None, agent_token, args.nodes, &inventory)
     };
     let swarm = tokio::spawn(swarm::run_swarm(cfg, stats.clone(), stop_rx));
     while stats.registered.load(Ordering::Relaxed) < args.nodes as u64 {

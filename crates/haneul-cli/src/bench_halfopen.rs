@@ -72,14 +72,7 @@ pub fn run(args: HalfOpenArgs) -> anyhow::Result<()> {
     let result = rt.block_on(measure(&args, addr, admin));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-    let out = result?;
-    if args.json {
-        println!("{out}");
-    } else {
-        for (k, v) in out.as_object().expect("an object") {
-            println!("{k:32} {v}");
-        }
-    }
+    crate::bench_centre::print_figures(&result?, args.json);
     Ok(())
 }
 

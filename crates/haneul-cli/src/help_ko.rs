@@ -953,7 +953,10 @@ const KO: &[(&str, &str)] = &[
     ),
     ("bench engine/nodes", "장비 구성의 노드 수"),
     ("bench centre/nodes", "모의 노드 수"),
-    ("bench gang/nodes", "모의 노드 수; 갱이 모든 노드의 모든 GPU를 씀"),
+    (
+        "bench gang/nodes",
+        "모의 노드 수; 갱이 모든 노드의 모든 GPU를 씀",
+    ),
     ("bench gang/gpus", "노드당 GPU, COUNTxMODEL"),
     ("bench gang/json", "사람용 출력 대신 JSON 객체 하나 출력"),
     (

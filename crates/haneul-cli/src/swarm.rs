@@ -131,6 +131,34 @@ pub struct SwarmConfig {
     pub events: Option<PathBuf>,
 }
 
+impl SwarmConfig {
+    /// The swarm a bench embeds: `nodes` nodes of `inventory` in the default pool, 32 to a
+    /// block, from 16 connections, heartbeats at the server's interval.
+    pub fn for_bench(
+        server: &str,
+        ca_file: Option<PathBuf>,
+        token: String,
+        nodes: usize,
+        inventory: &[haneul_agent::gpus::Gpu],
+    ) -> Self {
+        SwarmConfig {
+            server: server.to_string(),
+            ca_file,
+            token,
+            nodes,
+            gpus: inventory.len() as i64,
+            gpu_model: inventory[0].model.clone(),
+            name_prefix: "sim".into(),
+            pool: "default".into(),
+            nodes_per_block: 32,
+            connections: 16,
+            heartbeat: None,
+            poll_wait: Duration::from_secs(30),
+            events: None,
+        }
+    }
+}
+
 pub fn run(args: SwarmArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -45,3 +45,43 @@ fn a_small_centre_runs_and_reports_its_figures() {
     // The backlog keeps the fleet busy, so starts go on through the measured phase.
     assert!(v["attempts_started_per_s"].as_f64().unwrap() > 10.0, "{v}");
 }
+
+/// `haneul bench gang` in miniature: one gang over 12 nodes, every task started, and stages
+/// that follow each other (no poll answered before the attempt existed, no start taken before
+/// its node heard of it).
+#[test]
+fn a_gang_over_the_whole_fleet_is_timed_stage_by_stage() {
+    let out = Command::new(env!("CARGO_BIN_EXE_haneul"))
+        .args([
+            "bench", "gang", "--nodes", "12", "--gpus", "4xH200", "--json",
+        ])
+        .output()
+        .expect("run haneul bench gang");
+    assert!(
+        out.status.success(),
+        "bench gang failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        (v["nodes"].as_i64(), v["gpus"].as_i64()),
+        (Some(12), Some(48)),
+        "{v}"
+    );
+    let ms = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no {k}: {v}"));
+    assert!(ms("allocation_ms") >= 0.0, "{v}");
+    assert!(0.0 <= ms("delivered_first_ms"), "{v}");
+    assert!(ms("delivered_first_ms") <= ms("delivered_last_ms"), "{v}");
+    assert!(
+        ms("delivered_first_ms") <= ms("start_reported_first_ms"),
+        "{v}"
+    );
+    assert!(
+        ms("start_reported_first_ms") <= ms("start_reported_last_ms"),
+        "{v}"
+    );
+    assert!(
+        ms("start_reported_last_ms") <= ms("submit_to_all_started_ms") + 5.0,
+        "{v}"
+    );
+}
