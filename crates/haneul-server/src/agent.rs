@@ -60,15 +60,16 @@ async fn owns_node(s: &AppState, caller: &Caller, id: i64) -> Result<(), ApiErro
     own_node(s, caller, id).await.map(drop)
 }
 
-/// Which agent account owns which node, as this server last read it. An entry lives a few
-/// seconds: a node re-registered by another agent account (here or at another server) is
-/// refused to the old one at most that long after.
+/// Which agent account owns which node, as this server last read it. An entry lives 30 s,
+/// longer than the 5 s heartbeat interval so that a node's heartbeats mostly skip the read: a
+/// node re-registered by another agent account at another server is refused to the old one at
+/// most that long after (at this server, at once).
 #[derive(Debug, Default)]
 pub struct NodeOwners {
     seen: std::sync::Mutex<std::collections::HashMap<i64, (i64, std::time::Instant)>>,
 }
 
-const OWNER_KEPT: Duration = Duration::from_secs(5);
+const OWNER_KEPT: Duration = Duration::from_secs(30);
 
 impl NodeOwners {
     fn saw(&self, node: i64, agent: i64) {
