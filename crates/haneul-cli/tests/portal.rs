@@ -31,26 +31,7 @@ impl Drop for Up {
     }
 }
 
-fn haneul(config: &Path, token_file: &Path, args: &[&str]) -> Value {
-    // --json before any `--`: after it, it would belong to the job's command.
-    let mut args = args.to_vec();
-    let at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
-    args.insert(at, "--json");
-    let out = Command::new(env!("CARGO_BIN_EXE_haneul"))
-        .args(&args)
-        .env("HANEUL_CONFIG", config)
-        .env("HANEUL_TOKEN_FILE", token_file)
-        .env_remove("HANEUL_SERVER")
-        .env_remove("HANEUL_TOKEN")
-        .output()
-        .expect("run haneul");
-    assert!(
-        out.status.success(),
-        "haneul {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json from haneul")
-}
+use common::up::haneul;
 
 fn sign_in(tab: &Tab, base: &str, token: &str) {
     goto(tab, &format!("{base}/portal/signin"));

@@ -55,3 +55,26 @@ pub fn start_up(dir: &Path, gpus: &str, extra: &[&str]) -> (Up, PathBuf, PathBuf
     }
     (up, config, data)
 }
+
+/// Runs `haneul ARGS --json` as the person of `token_file` against the centre of `config`
+/// (nothing from this process's environment) and answers its JSON; fails the test otherwise.
+pub fn haneul(config: &Path, token_file: &Path, args: &[&str]) -> serde_json::Value {
+    // --json before any `--`: after it, it would belong to the job's command.
+    let mut args = args.to_vec();
+    let at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+    args.insert(at, "--json");
+    let out = Command::new(env!("CARGO_BIN_EXE_haneul"))
+        .args(&args)
+        .env("HANEUL_CONFIG", config)
+        .env("HANEUL_TOKEN_FILE", token_file)
+        .env_remove("HANEUL_SERVER")
+        .env_remove("HANEUL_TOKEN")
+        .output()
+        .expect("run haneul");
+    assert!(
+        out.status.success(),
+        "haneul {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json from haneul")
+}

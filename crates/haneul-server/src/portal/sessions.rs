@@ -124,8 +124,12 @@ async fn my_sessions(
     projects: &[api::Project],
 ) -> Result<Vec<SessionRow>, Refusal> {
     let now = ctx.state.clock.now_ms();
-    let mut rows = Vec::new();
-    for state in ["running", "stopping", "queued"] {
+    let mut rows: Vec<SessionRow> = Vec::new();
+    // In the order a job moves through them: a job that moves on between two reads is then
+    // read again in its next state (and kept once), never missed. Read the other way round, a
+    // session that started between the reads was in neither list, and the page said there
+    // was none just after it was started.
+    for state in ["queued", "running", "stopping"] {
         let list: api::JobList = ctx
             .get(&format!("/v1/jobs?state={state}&limit=1000"))
             .await?;
@@ -133,6 +137,8 @@ async fn my_sessions(
             if job.user != user.id || job.name != SESSION_NAME {
                 continue;
             }
+            // The later state is the newer news.
+            rows.retain(|r| r.job.id != job.id);
             let mut left = String::new();
             if job.state != "queued" {
                 let detail: api::JobDetail = ctx.get(&format!("/v1/jobs/{}", job.id)).await?;
