@@ -213,14 +213,8 @@ fn jupyterlab_from_the_portal() {
     let addr = base.trim_start_matches("http://").to_string();
     let member_file = data.join("user.token");
     let admin_file = data.join("server/admin.token");
-    let member = std::fs::read_to_string(&member_file)
-        .unwrap()
-        .trim()
-        .to_string();
-    let admin = std::fs::read_to_string(&admin_file)
-        .unwrap()
-        .trim()
-        .to_string();
+    let member = common::up::token(&member_file);
+    let admin = common::up::token(&admin_file);
 
     // A second member of the demo project: a colleague, who still may not enter the session.
     let me = haneul(&config, &member_file, &["whoami"]);

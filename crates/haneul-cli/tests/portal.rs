@@ -51,14 +51,8 @@ fn researcher_and_operator_in_chromium() {
     let config = root.join("config.toml");
     let member_file = data.join("user.token");
     let admin_file = data.join("server/admin.token");
-    let member = std::fs::read_to_string(&member_file)
-        .unwrap()
-        .trim()
-        .to_string();
-    let admin = std::fs::read_to_string(&admin_file)
-        .unwrap()
-        .trim()
-        .to_string();
+    let member = common::up::token(&member_file);
+    let admin = common::up::token(&admin_file);
 
     // Another project with its own member and a job the demo member must not see.
     let other = haneul(

@@ -78,3 +78,11 @@ pub fn haneul(config: &Path, token_file: &Path, args: &[&str]) -> serde_json::Va
     );
     serde_json::from_slice(&out.stdout).expect("json from haneul")
 }
+
+/// The token kept in `file` (a token file `haneul up` wrote), without its newline.
+pub fn token(file: &Path) -> String {
+    std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
+        .trim()
+        .to_string()
+}
