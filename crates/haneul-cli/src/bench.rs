@@ -24,6 +24,9 @@ pub enum BenchCommand {
     /// One gang over the whole fleet through a real server and a swarm: allocation, delivery
     /// to every node and every start report, stage by stage.
     Gang(crate::bench_gang::GangArgs),
+    /// The per-submit path: a lone client's submits on one connection, and a shell loop
+    /// starting `haneul submit` once per job, beside the cost of starting a process.
+    Submit(crate::bench_submit::SubmitBenchArgs),
     /// Time from the server's start decision to the task's process start through a real agent.
     Agent(crate::bench_agent::AgentBenchArgs),
     /// Slow-header attack: half-open connections held against a real server while simulated
@@ -147,6 +150,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Engine(args) => crate::bench_engine::run(args),
         BenchCommand::Centre(args) => crate::bench_centre::run(args),
         BenchCommand::Gang(args) => crate::bench_gang::run(args),
+        BenchCommand::Submit(args) => crate::bench_submit::run(args),
         BenchCommand::Agent(args) => crate::bench_agent::run(args),
         BenchCommand::HalfOpen(args) => crate::bench_halfopen::run(args),
         BenchCommand::Telemetry(args) => crate::bench_telemetry::run(args),

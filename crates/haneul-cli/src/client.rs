@@ -177,7 +177,7 @@ impl Conn {
             ),
             Err(_) => config.project,
         };
-        let client = haneul_client::blocking::Client::new(&haneul_client::Options {
+        let client = haneul_client::blocking::Client::for_command(&haneul_client::Options {
             servers: server,
             token,
             ca_file: self.ca_file.clone().or(config.ca_file),

@@ -302,6 +302,10 @@ const KO: &[(&str, &str)] = &[
         "실제 서버와 모의 노드 무리로 전체 플릿에 걸친 갱 하나를 시작해 할당, 각 노드 전달, 각 시작 보고를 단계별로 측정",
     ),
     (
+        "bench submit",
+        "제출 한 건의 경로: 연결 하나를 유지한 클라이언트의 단독 제출과, 작업마다 `haneul submit`을 시작하는 셸 반복문을 프로세스 시작 비용과 함께 측정",
+    ),
+    (
         "bench agent",
         "실제 에이전트를 거쳐 서버의 시작 결정부터 태스크 프로세스 시작까지의 시간 측정",
     ),
@@ -961,6 +965,20 @@ const KO: &[(&str, &str)] = &[
     ("bench gang/json", "사람용 출력 대신 JSON 객체 하나 출력"),
     (
         "bench gang/database",
+        "임시 디렉터리의 SQLite 대신 서버가 쓸 PostgreSQL URL",
+    ),
+    (
+        "bench submit/count",
+        "셸 반복문의 제출 수, 그리고 단독 클라이언트의 제출 수",
+    ),
+    (
+        "bench submit/nodes",
+        "그동안 긴 폴링을 유지하고 하트비트를 보내는 모의 노드 수 (0: 없음)",
+    ),
+    ("bench submit/gpus", "노드당 GPU, COUNTxMODEL"),
+    ("bench submit/json", "사람용 출력 대신 JSON 객체 하나 출력"),
+    (
+        "bench submit/database",
         "임시 디렉터리의 SQLite 대신 서버가 쓸 PostgreSQL URL",
     ),
     (

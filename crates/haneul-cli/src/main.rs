@@ -8,6 +8,7 @@ mod bench_centre;
 mod bench_engine;
 mod bench_gang;
 mod bench_halfopen;
+mod bench_submit;
 mod bench_telemetry;
 mod client;
 mod eff;
@@ -211,10 +212,20 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    let cmd = command();
-    let argv = hoist_connection_options(std::env::args_os().collect(), &cmd);
-    let matches = cmd.get_matches_from(argv);
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match quick_parse(&argv) {
+        Some(cli) => cli,
+        None => {
+            let mut cmd = command();
+            let argv = hoist_connection_options(argv, &cmd);
+            let matches = cmd
+                .try_get_matches_from_mut(argv)
+                .unwrap_or_else(|e| e.exit());
+            // The tree is large and the process ends soon: freeing it is work for nothing.
+            std::mem::forget(cmd);
+            Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        }
+    };
     if !cli.command.is_daemon() {
         // A command whose reader has gone (`haneul queue | head`) ends quietly, as other Unix
         // tools do, instead of panicking on the failed write. Daemons keep Rust's default
@@ -237,6 +248,47 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
+}
+
+/// The commands a shell loop runs once per job (`for ...; do haneul submit ...; done`).
+const QUICK_COMMANDS: [&str; 5] = ["submit", "queue", "show", "cancel", "logs"];
+
+/// The command tree with only the subcommand `name`: what [`quick_parse`] parses against.
+fn quick_command(name: &str) -> Option<clap::Command> {
+    use clap::Args;
+    let name: &'static str = QUICK_COMMANDS.iter().find(|c| **c == name)?;
+    let sub = clap::Command::new(name);
+    let sub = match name {
+        "submit" => client::SubmitArgs::augment_args(sub),
+        "queue" => client::QueueArgs::augment_args(sub),
+        "show" => client::ShowArgs::augment_args(sub),
+        "cancel" => client::CancelArgs::augment_args(sub),
+        "logs" => client::LogsArgs::augment_args(sub),
+        _ => return None,
+    };
+    Some(clap::Command::new("haneul").subcommand(sub))
+}
+
+/// `argv` parsed without building the whole command tree, for the commands a shell loop runs
+/// once per job: building and freeing the tree of every command was most of the CPU a
+/// `haneul submit` spent before its request. `None` for anything else, and for whatever this
+/// small tree does not accept as it is (help, version, options before the command, a usage
+/// mistake): the full tree then parses it, so answers and errors are the same as ever.
+fn quick_parse(argv: &[std::ffi::OsString]) -> Option<Cli> {
+    use clap::FromArgMatches;
+    let name = argv.get(1)?.to_str()?;
+    let mut cmd = quick_command(name)?;
+    let matches = cmd.try_get_matches_from_mut(argv).ok()?;
+    let (_, sub) = matches.subcommand()?;
+    let command = match name {
+        "submit" => Command::Submit(client::SubmitArgs::from_arg_matches(sub).ok()?),
+        "queue" => Command::Queue(client::QueueArgs::from_arg_matches(sub).ok()?),
+        "show" => Command::Show(client::ShowArgs::from_arg_matches(sub).ok()?),
+        "cancel" => Command::Cancel(client::CancelArgs::from_arg_matches(sub).ok()?),
+        "logs" => Command::Logs(client::LogsArgs::from_arg_matches(sub).ok()?),
+        _ => return None,
+    };
+    Some(Cli { command })
 }
 
 /// The exit status of an interactive job's program ([`interactive::RemoteExit`]).
@@ -414,6 +466,81 @@ mod tests {
         // Nothing to move: argv as given.
         let argv: Vec<std::ffi::OsString> = ["haneul", "queue", "--json"].map(Into::into).into();
         assert_eq!(hoist_connection_options(argv.clone(), &command()), argv);
+    }
+
+    /// The quick parse reads every argument as the whole tree does, and leaves to it what it
+    /// must not answer itself.
+    #[test]
+    fn quick_parse_agrees_with_the_whole_tree() {
+        let cases: &[&[&str]] = &[
+            &["haneul", "submit", "--gpus", "1", "--", "sleep", "60"],
+            &[
+                "haneul", "submit", "--gpus", "16", "--nodes", "2", "--time", "2h", "--name",
+                "llm", "--json", "--", "torchrun", "train.py", "--server", "x",
+            ],
+            &[
+                "haneul",
+                "submit",
+                "job.toml",
+                "--time",
+                "30m",
+                "--project",
+                "3",
+            ],
+            &[
+                "haneul",
+                "submit",
+                "--array",
+                "0-9%2",
+                "--gpus",
+                "1",
+                "--dependency",
+                "afterok:41",
+                "--server",
+                "http://a:1",
+                "--token-file",
+                "/t",
+                "--",
+                "true",
+            ],
+            &[
+                "haneul", "queue", "--state", "running", "--limit", "10", "--json",
+            ],
+            &["haneul", "show", "42_7", "--json"],
+            &["haneul", "cancel", "42", "--reason", "done early"],
+            &["haneul", "logs", "-f", "42"],
+        ];
+        for case in cases {
+            let argv: Vec<std::ffi::OsString> = case.iter().map(Into::into).collect();
+            let mut quick = quick_command(case[1]).unwrap();
+            let quick = quick.try_get_matches_from_mut(&argv).unwrap();
+            let full = parsed(case);
+            assert_eq!(
+                quick.subcommand(),
+                full.subcommand(),
+                "quick and full parses differ for {case:?}"
+            );
+            assert!(
+                quick_parse(&argv).is_some(),
+                "{case:?} left to the full tree"
+            );
+        }
+        // Help, version, leading options, other commands and mistakes go to the whole tree.
+        let left: &[&[&str]] = &[
+            &["haneul", "submit", "--help"],
+            &["haneul", "submit", "-h"],
+            &["haneul", "--version"],
+            &["haneul", "--server", "http://a:1", "submit", "--", "true"],
+            &["haneul", "usage"],
+            &["haneul", "submit", "--gpus", "many", "--", "true"],
+            &["haneul", "queue", "--no-such-flag"],
+            &["haneul", "help", "submit"],
+            &["haneul"],
+        ];
+        for case in left {
+            let argv: Vec<std::ffi::OsString> = case.iter().map(Into::into).collect();
+            assert!(quick_parse(&argv).is_none(), "{case:?} parsed quickly");
+        }
     }
 
     fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {

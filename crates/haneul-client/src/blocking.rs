@@ -35,6 +35,24 @@ impl Client {
         })
     }
 
+    /// A client for one short command (the CLI's): its calls run on the calling thread, so
+    /// starting it starts no thread, which is a measurable part of a `haneul submit` run in a
+    /// shell loop. A websocket's messages then move on a thread of its own.
+    pub fn for_command(opts: &Options) -> Result<Client> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| crate::Error::Config {
+                field: "client",
+                message: format!("cannot start the client's runtime: {e}"),
+            })?;
+        let inner = rt.block_on(async { crate::Client::new(opts) })?;
+        Ok(Client {
+            rt: Arc::new(rt),
+            inner,
+        })
+    }
+
     /// The async client underneath (same pool, same choice of server).
     pub fn inner(&self) -> &crate::Client {
         &self.inner
@@ -119,7 +137,7 @@ impl Client {
         let mut socket = self.rt.block_on(self.inner.websocket(path))?;
         let (tx, mut outbox) = tokio::sync::mpsc::channel::<Vec<u8>>(WS_QUEUE);
         let (inbox, rx) = std::sync::mpsc::channel();
-        self.rt.spawn(async move {
+        let pump = async move {
             let mut ping = tokio::time::interval(WS_PING);
             ping.tick().await;
             let why = loop {
@@ -156,7 +174,26 @@ impl Client {
                 }
             };
             let _ = inbox.send(Incoming::Closed(why));
-        });
+        };
+        match self.rt.handle().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => {
+                // Nothing drives this runtime while the caller waits on the websocket's
+                // channels, so the messages get a thread that does; the caller's own calls
+                // meanwhile still make progress (tokio lets a second thread block on a
+                // current-thread runtime, its I/O driven by the first).
+                let rt = self.rt.clone();
+                std::thread::Builder::new()
+                    .name("haneul-websocket".into())
+                    .spawn(move || rt.block_on(pump))
+                    .map_err(|e| crate::Error::Config {
+                        field: "client",
+                        message: format!("cannot start the websocket's thread: {e}"),
+                    })?;
+            }
+            _ => {
+                self.rt.spawn(pump);
+            }
+        }
         Ok(Websocket { tx, rx })
     }
 }

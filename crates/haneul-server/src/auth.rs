@@ -111,6 +111,40 @@ impl TokenCache {
     }
 }
 
+/// The organisation of each project this server has read. Projects are never deleted and never
+/// move to another organisation, so what was read stays true: a submit checks its project from
+/// here instead of reading the project's row each time.
+#[derive(Default)]
+pub struct ProjectOrgs {
+    map: Mutex<HashMap<i64, i64>>,
+}
+
+impl ProjectOrgs {
+    /// The project's organisation; `None` when there is no such project.
+    pub async fn org_of(
+        &self,
+        store: &dyn haneul_store::Store,
+        project: i64,
+    ) -> Result<Option<i64>, haneul_store::StoreError> {
+        if let Some(org) = self.map.lock().ok().and_then(|m| m.get(&project).copied()) {
+            return Ok(Some(org));
+        }
+        let org = match store.get_project(project).await {
+            Ok(p) => p.org_id,
+            Err(haneul_store::StoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Ok(mut map) = self.map.lock() {
+            // Bounded: past this many projects, start over rather than grow.
+            if map.len() >= 100_000 {
+                map.clear();
+            }
+            map.insert(project, org);
+        }
+        Ok(Some(org))
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -201,7 +235,12 @@ impl Caller {
     }
 
     pub fn can_see_project(&self, p: &ProjectRecord) -> bool {
-        self.sees_all() || self.can_manage_org(p.org_id) || self.is_member(p.id)
+        self.can_see_project_in(p.id, p.org_id)
+    }
+
+    /// [`Caller::can_see_project`] from the project's id and organisation alone.
+    pub fn can_see_project_in(&self, project: i64, org: i64) -> bool {
+        self.sees_all() || self.can_manage_org(org) || self.is_member(project)
     }
 
     fn is_member(&self, project: i64) -> bool {
@@ -210,7 +249,12 @@ impl Caller {
 
     /// Submit work to a project. Auditors only read; agents never submit.
     pub fn can_submit(&self, p: &ProjectRecord) -> bool {
-        self.can_manage_org(p.org_id) || self.is_member(p.id)
+        self.can_submit_in(p.id, p.org_id)
+    }
+
+    /// [`Caller::can_submit`] from the project's id and organisation alone.
+    pub fn can_submit_in(&self, project: i64, org: i64) -> bool {
+        self.can_manage_org(org) || self.is_member(project)
     }
 
     /// Cancel a job: its owner, or an administrator of its organisation.

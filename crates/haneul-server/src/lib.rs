@@ -190,6 +190,8 @@ pub struct AppState {
     /// from all its nodes, and one commit each made starting a 1,250-node gang take seconds.
     pub reports: batch::Batcher<haneul_store::TaskReport, haneul_store::AttemptRecord>,
     pub tokens: Arc<auth::TokenCache>,
+    /// Each project's organisation, as read once (submits check it on every request).
+    pub project_orgs: Arc<auth::ProjectOrgs>,
     pub signals: Arc<Signals>,
     pub metrics: Arc<Metrics>,
     pub heartbeat_interval_ms: i64,
@@ -312,6 +314,7 @@ impl AppState {
             beats,
             reports,
             tokens: Arc::default(),
+            project_orgs: Arc::default(),
             signals,
             metrics,
             heartbeat_interval_ms,
