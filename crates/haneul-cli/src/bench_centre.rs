@@ -279,6 +279,15 @@ pub(crate) fn bench_server_command(
     database: Option<&str>,
 ) -> anyhow::Result<Command> {
     let exe = std::env::current_exe().context("cannot find this binary")?;
+    Ok(server_command_of(&exe, dir, database))
+}
+
+/// [`bench_server_command`] run from the binary `exe` (a baseline build, say).
+pub(crate) fn server_command_of(
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    database: Option<&str>,
+) -> Command {
     let mut cmd = Command::new(exe);
     cmd.args([
         "server",
@@ -297,7 +306,7 @@ pub(crate) fn bench_server_command(
     if let Some(url) = database {
         cmd.arg("--database").arg(url);
     }
-    Ok(cmd)
+    cmd
 }
 
 pub(crate) async fn must(api: &Api, path: &str, body: Value) -> anyhow::Result<Value> {

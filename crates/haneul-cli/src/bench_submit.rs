@@ -7,7 +7,7 @@
 //! process and of the binary itself can be told from the submit's own.
 
 use crate::bench_centre::{
-    Tenants, bench_server_command, memory_mib, percentile, print_figures, start_server, tenants,
+    Tenants, memory_mib, percentile, print_figures, server_command_of, start_server, tenants,
 };
 use crate::swarm::{self, Api, SwarmConfig, SwarmStats};
 use anyhow::{Context, bail};
@@ -36,6 +36,11 @@ pub struct SubmitBenchArgs {
     /// A PostgreSQL URL for the server instead of SQLite in a scratch directory.
     #[arg(long)]
     database: Option<String>,
+    /// Another `haneul` binary (an older build, say) to run as the server and as the loop's
+    /// client instead of this one, so a change is measured against its baseline on the same
+    /// machine at the same time.
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<std::path::PathBuf>,
     /// Print one JSON object instead of lines for people.
     #[arg(long)]
     json: bool,
@@ -51,7 +56,12 @@ pub fn run(args: SubmitBenchArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("haneul-submit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).context("cannot create the scratch directory")?;
-    let (server, addr) = start_server(bench_server_command(&dir, args.database.as_deref())?)?;
+    let exe = match &args.baseline {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().context("cannot find this binary")?,
+    };
+    let server_cmd = server_command_of(&exe, &dir, args.database.as_deref());
+    let (server, addr) = start_server(server_cmd)?;
     let admin = std::fs::read_to_string(dir.join("admin.token"))
         .context("no admin token: use a fresh --database")?
         .trim()
@@ -67,6 +77,7 @@ pub fn run(args: SubmitBenchArgs) -> anyhow::Result<()> {
         server.0.id(),
         inventory,
         &dir,
+        &exe,
     ));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -118,6 +129,7 @@ async fn measure(
     server_pid: u32,
     inventory: Vec<haneul_agent::gpus::Gpu>,
     dir: &Path,
+    exe: &Path,
 ) -> anyhow::Result<Value> {
     let api = Arc::new(Api::connect(&url, admin, None)?);
     let Tenants {
@@ -167,11 +179,7 @@ async fn measure(
     std::fs::write(&token_file, &user_token)?;
     let config = dir.join("client.toml");
     crate::client::write_config(&config, &url, &token_file, Some(project), None)?;
-    let exe = std::env::current_exe().context("cannot find this binary")?;
-    let env = [
-        ("HANEUL_CONFIG", config.as_path()),
-        ("HANEUL", exe.as_path()),
-    ];
+    let env = [("HANEUL_CONFIG", config.as_path()), ("HANEUL", exe)];
     let floor = args.count.min(500);
     let (true_wall, _) = shell_loop(floor, "/bin/true", &env).await?;
     let (version_wall, version_cpu) = shell_loop(floor, "\"$HANEUL\" --version", &env).await?;
@@ -185,6 +193,7 @@ async fn measure(
     let per = |d: Duration, n: usize| d.as_secs_f64() * 1000.0 / n as f64;
     Ok(json!({
         "backend": if args.database.is_some() { "postgres" } else { "sqlite" },
+        "binary": exe.display().to_string(),
         "nodes": args.nodes,
         "count": args.count,
         "lone_submit_p50_ms": percentile(&lone, 0.5) as f64 / 1000.0,

@@ -976,6 +976,10 @@ const KO: &[(&str, &str)] = &[
         "그동안 긴 폴링을 유지하고 하트비트를 보내는 모의 노드 수 (0: 없음)",
     ),
     ("bench submit/gpus", "노드당 GPU, COUNTxMODEL"),
+    (
+        "bench submit/baseline",
+        "이 바이너리 대신 서버와 반복문의 클라이언트로 실행할 다른 `haneul` 바이너리 (예: 이전 빌드); 같은 머신에서 같은 때에 기준과 비교",
+    ),
     ("bench submit/json", "사람용 출력 대신 JSON 객체 하나 출력"),
     (
         "bench submit/database",
