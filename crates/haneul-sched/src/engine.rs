@@ -491,7 +491,11 @@ impl Engine {
         };
         let large = spec.replicas > 1 || (milli == FULL && gpus >= self.cluster.max_node_gpus);
         let credit = if large || !self.policy.estimate_age_large_only {
-            est.0.max(0) / 100 * self.policy.estimate_age_pct as i64
+            estimate_credit(
+                est,
+                self.policy.estimate_age_pct,
+                self.policy.estimate_age_full_at,
+            )
         } else {
             0
         };
@@ -891,6 +895,18 @@ impl Change {
 
 /// A project's past usage (GPU-milliseconds) decayed to `now`, with its running allocation
 /// integrated since the last update: usage decays by half every half-life.
+/// How much earlier than its submission a job sorts in its queue (milliseconds): `pct` percent of
+/// its estimate, scaled down by `estimate / full_at` below `full_at` (docs/scheduling.md,
+/// section 2).
+fn estimate_credit(est: Span, pct: u32, full_at: Span) -> i64 {
+    let est = est.0.max(0);
+    let full = est / 100 * pct as i64;
+    if full_at.0 <= 0 || est >= full_at.0 {
+        return full;
+    }
+    (full as i128 * est as i128 / full_at.0 as i128) as i64
+}
+
 fn decayed_usage(slot: &ProjectSlot, now: Time, half_life: Span) -> f64 {
     let dt = now.since(slot.usage_at).0 as f64;
     if dt <= 0.0 {

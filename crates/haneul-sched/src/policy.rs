@@ -89,13 +89,20 @@ pub struct Policy {
     /// estimated run time, so that long jobs start before shorter ones submitted a little after
     /// them and do not all end a busy spell late on an emptying fleet. Fair share between
     /// projects is untouched; what changes is which of a project's own jobs uses its turn. Zero
-    /// keeps plain submission order. Haneul: 400, for whole-node jobs only.
+    /// keeps plain submission order. Haneul: 800, for whole-node jobs only.
     pub estimate_age_pct: u32,
     /// The credit of `estimate_age_pct` goes only to jobs that need whole nodes (a gang, or a
     /// task as large as the largest node): they hold most of the GPU-time and set when a busy
     /// spell ends, while a project's small tasks, most of the jobs and the median wait, keep
     /// submission order.
     pub estimate_age_large_only: bool,
+    /// The credit of `estimate_age_pct` is whole only for estimates of at least this span;
+    /// a shorter job gets it scaled by `estimate / estimate_age_full_at`, so it grows with the
+    /// square of the estimate. What sets the end of a busy spell is the longest jobs, so they
+    /// keep the full credit, while a project's short gangs no longer fall behind every long one
+    /// submitted in the next days (the tail of the waits). Zero gives every job the full credit.
+    /// Haneul: 24 hours.
+    pub estimate_age_full_at: Span,
     /// Let projects run above their guarantee on idle capacity (as preemptible work).
     pub borrowing: bool,
     /// Reclaim guarantees by preempting borrowed work.
@@ -134,8 +141,9 @@ impl Default for Policy {
             fair_share_half_life: Span::from_hours(7 * 24),
             age_half_life: Span::ZERO,
             reserve_oldest: false,
-            estimate_age_pct: 400,
+            estimate_age_pct: 800,
             estimate_age_large_only: true,
+            estimate_age_full_at: Span::from_hours(24),
             sticky_reservations: false,
             borrowing: true,
             preemption: true,
@@ -181,6 +189,7 @@ impl Policy {
         Policy {
             estimate_age_pct: 0,
             estimate_age_large_only: false,
+            estimate_age_full_at: Span::ZERO,
             align_ends: false,
             ..Policy::default()
         }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use haneul_model::{GpuRequest, JobId, NodeId, PriorityClass, Time};
+use haneul_model::{GpuRequest, JobId, NodeId, PriorityClass, Span, Time};
 use haneul_sched::{Engine, JobState, Policy, SchedError};
 
 fn node(gpus: u32, domain: u32, block: u32) -> NodeGen {
@@ -354,5 +354,51 @@ fn long_whole_node_jobs_use_a_projects_turn_first_and_short_tasks_keep_their_ord
         }),
         vec![JobId(1)],
         "without credit, submission order"
+    );
+}
+
+#[test]
+fn below_the_full_credit_span_a_short_gang_keeps_its_place_before_a_later_long_one() {
+    // One 8-GPU node busy for 100 h; 8-GPU jobs wait: 2 h (submitted at 1 h), 10 h (at 20 h)
+    // and, in the second run, 30 h (at 50 h). The node frees at 60 h and takes one of them.
+    let run = |full_at_h: i64, with_long: bool| -> Vec<JobId> {
+        let policy = Policy {
+            estimate_age_pct: 400,
+            estimate_age_full_at: Span::from_hours(full_at_h),
+            ..Policy::default()
+        };
+        let fleet = fleet_of(&[node(8, 8, 0)]);
+        let mut e = Engine::new(&fleet, &tenants_of(&open_projects(1)), policy).unwrap();
+        let t0 = Time::from_secs(1);
+        e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(8), 100), 0, t0), t0)
+            .unwrap();
+        e.schedule(t0);
+        let mut waiting = vec![(2, 1), (10, 20)];
+        if with_long {
+            waiting.push((30, 50));
+        }
+        for (i, (hours, at_h)) in waiting.into_iter().enumerate() {
+            let t = Time::from_secs(at_h * 3600);
+            let j = lasting(0, 1, GpuRequest::Whole(8), hours);
+            e.submit(job_of(&j, i as u64 + 1, t), t).unwrap();
+        }
+        let t = Time::from_secs(60 * 3600);
+        e.finish(JobId(0), t).unwrap();
+        e.schedule(t).starts.iter().map(|s| s.job).collect()
+    };
+    assert_eq!(
+        run(0, false),
+        vec![JobId(2)],
+        "with the whole credit (40 h against 8 h) the 10-hour job goes first"
+    );
+    assert_eq!(
+        run(24, false),
+        vec![JobId(1)],
+        "scaled below 24 h (16.7 h against 0.7 h) the 2-hour job keeps its place"
+    );
+    assert_eq!(
+        run(24, true),
+        vec![JobId(3)],
+        "a job longer than 24 h keeps the whole credit (120 h) and goes first"
     );
 }
