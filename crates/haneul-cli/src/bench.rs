@@ -72,6 +72,10 @@ pub struct TuningArgs {
     /// A GPU kind weighs PCT% its share of the GPU request, the rest its share of the GPU pods.
     #[arg(long, default_value_t = FragTuning::default().request_weight_pct)]
     frag_request_pct: u32,
+    /// The request share fades by PCT/100 times the multi-GPU kinds' share of the GPU request;
+    /// 0 keeps it whole.
+    #[arg(long, default_value_t = FragTuning::default().request_fade_pct)]
+    frag_request_fade_pct: u32,
     /// Whole-GPU kinds count `1 + PCT/100 x GPUs` times.
     #[arg(long, default_value_t = FragTuning::default().whole_gpu_weight_pct)]
     frag_whole_gpu_pct: u32,
@@ -99,6 +103,7 @@ impl TuningArgs {
     fn tuning(&self) -> FragTuning {
         FragTuning {
             request_weight_pct: self.frag_request_pct.min(100),
+            request_fade_pct: self.frag_request_fade_pct,
             whole_gpu_weight_pct: self.frag_whole_gpu_pct,
             scarcity_cap: self.frag_scarcity_cap,
             max_kinds: self.frag_max_kinds,

@@ -716,6 +716,10 @@ const KO: &[(&str, &str)] = &[
         "GPU 종류의 가중치: PCT% 는 GPU 요청량 비중, 나머지는 GPU 파드 수 비중",
     ),
     (
+        "*/frag_request_fade_pct",
+        "다중 GPU 종류가 GPU 요청량에서 차지하는 비중의 PCT/100 배만큼 요청량 비중을 줄임; 0 이면 그대로",
+    ),
+    (
         "*/frag_scarcity_cap",
         "모델이 제한된 종류를 희소성 때문에 셀 최대 횟수; 0 이면 끔",
     ),

@@ -94,7 +94,8 @@ pub fn expected_fragmentation(measure: Measure, kinds: &[(TaskKind, f64)], node:
 /// - a GPU kind's weight is `request_weight_pct`% its share of the GPU request and the rest its
 ///   share of the GPU pods (scaled to the GPU kinds' total count): stranding capacity that
 ///   large requests need wastes more than stranding a small one's, but a kind never weighs more
-///   than its share of the demand, so a mix heavy in large tasks is not over-weighted;
+///   than its share of the demand, so a mix heavy in large tasks is not over-weighted, and
+///   the request share fades as multi-GPU tasks grow in the mix ([`request_blend`]);
 /// - whole-GPU kinds count `1 + whole_gpu_weight_pct / 100 x GPUs` times (0 by default: the
 ///   request blend replaced it, docs/scheduling.md);
 /// - kinds restricted to some models count `fleet GPUs / GPUs they may use` times (at most
@@ -108,7 +109,6 @@ pub fn haneul_kinds(
     let mut kinds = counts;
     // GPU kinds share the GPU kinds' popularity between pod count and GPU request; CPU-only
     // kinds keep theirs, so the balance of CPU-only and GPU work stays as submitted.
-    let blend = tuning.request_weight_pct.min(100) as f64 / 100.0;
     let request = |k: &TaskKind| k.gpus as f64 * k.milli as f64;
     let gpu_count: f64 = kinds
         .iter()
@@ -116,6 +116,12 @@ pub fn haneul_kinds(
         .map(|(_, w)| w)
         .sum();
     let gpu_request: f64 = kinds.iter().map(|(k, w)| w * request(k)).sum();
+    let multi_request: f64 = kinds
+        .iter()
+        .filter(|(k, _)| k.gpus > 1)
+        .map(|(k, w)| w * request(k))
+        .sum();
+    let blend = request_blend(tuning, multi_request, gpu_request);
     if blend > 0.0 && gpu_request > 0.0 {
         for (k, w) in &mut kinds {
             if k.gpus > 0 {
@@ -149,6 +155,23 @@ pub fn haneul_kinds(
         tuning.max_kinds as usize
     };
     normalise(kinds, keep)
+}
+
+/// The share of a GPU kind's weight that follows its GPU request rather than its pod count:
+/// `request_weight_pct`, faded by `request_fade_pct` times the share of the GPU request that
+/// multi-GPU kinds make. The extra weight keeps small tasks off the whole GPUs and nodes large
+/// tasks need; that is worth most while large tasks are rare. Where they ask for a large share
+/// of the GPUs, their count alone already weighs them heavily, and the extra weight would make
+/// the measure blind to the slices small tasks strand, so it fades (at the default 300%, gone
+/// when multi-GPU tasks ask for a third of the GPUs; docs/scheduling.md has the ablation).
+pub fn request_blend(tuning: &FragTuning, multi_request: f64, gpu_request: f64) -> f64 {
+    let blend = tuning.request_weight_pct.min(100) as f64 / 100.0;
+    if gpu_request <= 0.0 || !multi_request.is_finite() || !gpu_request.is_finite() {
+        return blend;
+    }
+    let multi_share = (multi_request / gpu_request).clamp(0.0, 1.0);
+    let fade = tuning.request_fade_pct as f64 / 100.0;
+    blend * (1.0 - fade * multi_share).clamp(0.0, 1.0)
 }
 
 /// Share of the work the paper's simulator keeps in its "typical pods": the most popular kinds
@@ -460,6 +483,7 @@ mod tests {
         let blended = |pct| {
             let t = FragTuning {
                 request_weight_pct: pct,
+                request_fade_pct: 0,
                 whole_gpu_weight_pct: 0,
                 ..FragTuning::default()
             };
@@ -479,6 +503,36 @@ mod tests {
         let (q, two, _) = blended(50);
         assert!((q - (3.0 / 8.0 + 4.0 * 750.0 / 2750.0 / 8.0) / 2.0).abs() < 1e-12);
         assert!((two - (1.0 / 8.0 + 4.0 * 2000.0 / 2750.0 / 8.0) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_request_share_fades_as_multi_gpu_work_grows() {
+        let t = FragTuning {
+            request_weight_pct: 50,
+            request_fade_pct: 200,
+            ..FragTuning::default()
+        };
+        // No multi-GPU work: the blend is whole; a quarter of the request: halved; half: gone.
+        assert!((request_blend(&t, 0.0, 8000.0) - 0.5).abs() < 1e-12);
+        assert!((request_blend(&t, 2000.0, 8000.0) - 0.25).abs() < 1e-12);
+        assert_eq!(request_blend(&t, 4000.0, 8000.0), 0.0);
+        assert_eq!(request_blend(&t, 8000.0, 8000.0), 0.0);
+        let off = FragTuning {
+            request_fade_pct: 0,
+            ..t
+        };
+        assert!((request_blend(&off, 8000.0, 8000.0) - 0.5).abs() < 1e-12);
+        // In the kind list: 3 quarter-GPU tasks and 1 two-GPU task, whose 2000 milli are 73% of
+        // the request, so the weights are plain popularity; with few two-GPU tasks the larger
+        // kind weighs more per task than the smaller one.
+        let counts = vec![(kind(1, 250), 3.0), (kind(2, 1000), 1.0)];
+        let kinds = haneul_kinds(counts, &[8], &t);
+        let w = |k: TaskKind| kinds.iter().find(|(x, _)| *x == k).unwrap().1;
+        assert!((w(kind(1, 250)) - 0.75).abs() < 1e-12);
+        let few = vec![(kind(1, 250), 30.0), (kind(2, 1000), 1.0)];
+        let kinds = haneul_kinds(few, &[8], &t);
+        let w = |k: TaskKind| kinds.iter().find(|(x, _)| *x == k).unwrap().1;
+        assert!(w(kind(2, 1000)) > w(kind(1, 250)) / 30.0 * 1.5);
     }
 
     #[test]

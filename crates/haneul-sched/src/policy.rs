@@ -43,6 +43,10 @@ pub struct FragTuning {
     /// A GPU kind's weight is this share (%) of its share of the GPU request and the rest of its
     /// share of the GPU pods.
     pub request_weight_pct: u32,
+    /// The request share fades by this many times (percent) the share of the GPU request that
+    /// multi-GPU kinds make: 300 drops it when they ask for a third of the GPUs; 0 keeps it
+    /// whole.
+    pub request_fade_pct: u32,
     /// Whole-GPU kinds count `1 + whole_gpu_weight_pct / 100 x GPUs` times their popularity.
     pub whole_gpu_weight_pct: u32,
     /// Kinds restricted to some GPU models count `fleet GPUs / GPUs they may use` times, at most
@@ -58,6 +62,7 @@ impl Default for FragTuning {
     fn default() -> Self {
         FragTuning {
             request_weight_pct: 50,
+            request_fade_pct: 300,
             whole_gpu_weight_pct: 0,
             scarcity_cap: u32::MAX,
             max_kinds: 256,

@@ -592,6 +592,24 @@ mod frag_model {
             }
         }
 
+        /// The request share never exceeds the configured one, and it never grows as multi-GPU
+        /// work takes more of the GPU request.
+        #[test]
+        fn the_request_share_fades_monotonically(
+            pct in 0u32..=100,
+            fade in 0u32..=400,
+            gpu in 1.0f64..1e9,
+            a in 0.0f64..=1.0,
+            b in 0.0f64..=1.0,
+        ) {
+            let tuning = FragTuning { request_weight_pct: pct, request_fade_pct: fade, ..FragTuning::default() };
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            let at = |share: f64| haneul_sched::frag::request_blend(&tuning, share * gpu, gpu);
+            prop_assert!(at(lo) >= at(hi));
+            prop_assert!(at(lo) <= pct as f64 / 100.0 + 1e-12 && at(hi) >= 0.0);
+            prop_assert!((at(0.0) - pct as f64 / 100.0).abs() < 1e-12);
+        }
+
         /// kube-scheduler's score never rises as the fragmentation after a placement grows.
         #[test]
         fn the_paper_score_falls_with_fragmentation(before in 0.0f64..64_000.0, a in 0.0f64..64_000.0, b in 0.0f64..64_000.0) {
