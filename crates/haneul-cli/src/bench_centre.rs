@@ -279,7 +279,18 @@ pub(crate) fn bench_server_command(
     database: Option<&str>,
 ) -> anyhow::Result<Command> {
     let exe = std::env::current_exe().context("cannot find this binary")?;
-    let mut cmd = Command::new(exe);
+    // A profiler for the server alone (`HANEUL_BENCH_SERVER_WRAPPER="heaptrack -o FILE"`):
+    // the swarm and clients in this process would drown its figures.
+    let wrapper = std::env::var("HANEUL_BENCH_SERVER_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    };
     cmd.args([
         "server",
         "--listen",
