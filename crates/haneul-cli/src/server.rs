@@ -268,26 +268,7 @@ fn raise_file_limit() -> u64 {
     lim.rlim_cur
 }
 
-/// glibc's allocator, set for a long-running server before its threads start.
-///
-/// By default each thread that allocates under contention gets an arena of its own (up to eight
-/// per core), and freed memory stays in the arena that held it: with two runtime workers, the
-/// SQLite connection threads and the blocking pool, a server at a centre's scale kept tens of
-/// MiB free but resident across arenas. And the threshold above which an allocation is its own
-/// mapping rises each time such a block is freed, so large transient buffers (a queue-wide
-/// snapshot, a table growing) move into the arenas and fragment them. Two arenas and a fixed
-/// 256 KiB threshold keep both bounded (docs/benchmarks.md, "Server memory").
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called before the runtime's threads exist.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-    }
-}
-
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
