@@ -149,10 +149,7 @@ pub struct Engine {
     /// Queues holding at least one job, so a pass need not look at idle projects.
     busy_queues: BTreeSet<usize>,
     shapes: Shapes,
-    /// Boxed: a job's entry is a few hundred bytes, and a table of them inline would be paid at
-    /// its capacity (up to twice the queue) and twice over while it grows; a table of pointers
-    /// costs 16 bytes a slot, so a deep queue's peak is its entries plus little.
-    jobs: FxHashMap<JobId, Box<JobEntry>>,
+    jobs: FxHashMap<JobId, JobEntry>,
     running_by_end: BTreeSet<(Time, JobId)>,
     holds: BTreeMap<JobId, (Vec<u32>, Time)>,
     node_index: FxHashMap<NodeId, u32>,
@@ -505,7 +502,7 @@ impl Engine {
         self.busy_queues.insert(q);
         self.jobs.insert(
             job.id,
-            Box::new(JobEntry {
+            JobEntry {
                 job,
                 project,
                 shape,
@@ -514,7 +511,7 @@ impl Engine {
                 models,
                 run: Run::Queued { victims: 0 },
                 tried: 0,
-            }),
+            },
         );
         Ok(())
     }
