@@ -288,7 +288,18 @@ pub(crate) fn server_command_of(
     dir: &std::path::Path,
     database: Option<&str>,
 ) -> Command {
-    let mut cmd = Command::new(exe);
+    // A profiler for the server alone (`HANEUL_BENCH_SERVER_WRAPPER="heaptrack -o FILE"`):
+    // the swarm and clients in this process would drown its figures.
+    let wrapper = std::env::var("HANEUL_BENCH_SERVER_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    };
     cmd.args([
         "server",
         "--listen",

@@ -59,8 +59,10 @@ pub struct Signals {
     /// (a standby or a freshly started leader shows none until its first publication),
     /// replaced whole after a pass at most once a second. Jobs of held projects get theirs
     /// from the stored hold instead. Kept as the engine's data and worded when read, so
-    /// publishing a deep queue's reasons costs no formatting.
-    pending: std::sync::RwLock<HashMap<i64, haneul_sched::PendingReason>>,
+    /// publishing a deep queue's reasons costs no formatting. A list sorted by job id rather than
+    /// a map: the engine's list becomes it in place, so a publication holds two lists of the
+    /// queue's length at once (the old and the new), where a map cost a third and more.
+    pending: std::sync::RwLock<Vec<(i64, haneul_sched::PendingReason)>>,
 }
 
 impl Signals {
@@ -96,7 +98,11 @@ impl Signals {
         if !self.leader.load(Ordering::SeqCst) {
             return None;
         }
-        let r = self.pending.read().unwrap().get(&job.id).cloned()?;
+        let r = {
+            let pending = self.pending.read().unwrap();
+            let i = pending.binary_search_by_key(&job.id, |(id, _)| *id).ok()?;
+            pending[i].1.clone()
+        };
         Some(haneul_api::PendingReason {
             code: r.code().as_str().into(),
             message: r.message(),
@@ -110,7 +116,9 @@ impl Signals {
         job
     }
 
-    fn set_pending(&self, reasons: HashMap<i64, haneul_sched::PendingReason>) {
+    /// `reasons` must be sorted by job id, one each (see [`pending_reasons`]).
+    fn set_pending(&self, reasons: Vec<(i64, haneul_sched::PendingReason)>) {
+        debug_assert!(reasons.windows(2).all(|w| w[0].0 < w[1].0));
         *self.pending.write().unwrap() = reasons;
     }
     pub fn assignments_changed(&self) {
@@ -135,22 +143,27 @@ impl Signals {
     }
 }
 
-/// The API's reasons for every queued job the leader knows: the engine's, after the pass that
-/// just ran, and a dependency reason for each job kept out of the engine until its parents end.
-fn pending_reasons(st: &Leading) -> HashMap<i64, haneul_sched::PendingReason> {
-    let mut out: HashMap<i64, haneul_sched::PendingReason> = st
+/// The API's reasons for every queued job the leader knows, sorted by job id: the engine's,
+/// after the pass that just ran, and a dependency reason for each job kept out of the engine
+/// until its parents end.
+fn pending_reasons(st: &Leading) -> Vec<(i64, haneul_sched::PendingReason)> {
+    // Same layout in and out, so this reuses the engine's list rather than copying it.
+    let mut out: Vec<(i64, haneul_sched::PendingReason)> = st
         .engine
         .pending_reasons()
         .into_iter()
         .map(|(j, r)| (j.0 as i64, r))
         .collect();
+    out.sort_unstable_by_key(|(id, _)| *id);
+    // Jobs kept out of the engine: few, and a later reason replaces an earlier one.
+    let mut kept: BTreeMap<i64, haneul_sched::PendingReason> = BTreeMap::new();
     for (&id, job) in &st.adm.held {
         let on = job.spec.dependencies.iter().map(|d| d.job).collect();
         let r = haneul_sched::PendingReason {
             at: Time::ZERO,
             waiting: haneul_sched::Waiting::Dependency { on },
         };
-        out.insert(id, r);
+        kept.insert(id, r);
     }
     // An array's own row waits while its `%N` tasks are made; its tasks carry their own.
     for (&id, w) in &st.adm.arrays {
@@ -159,8 +172,18 @@ fn pending_reasons(st: &Leading) -> HashMap<i64, haneul_sched::PendingReason> {
                 at: Time::ZERO,
                 waiting: haneul_sched::Waiting::ArrayThrottle { limit },
             };
-            out.insert(id, r);
+            kept.insert(id, r);
         }
+    }
+    let before = out.len();
+    for (id, r) in kept {
+        match out[..before].binary_search_by_key(&id, |(j, _)| *j) {
+            Ok(i) => out[i].1 = r,
+            Err(_) => out.push((id, r)),
+        }
+    }
+    if out.len() > before {
+        out.sort_unstable_by_key(|(id, _)| *id);
     }
     out
 }
