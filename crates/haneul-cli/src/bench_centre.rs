@@ -216,14 +216,7 @@ fn one_run(
         url: format!("{}://{addr}", if tls { "https" } else { "http" }),
         ca_file,
     };
-    let admin = std::fs::read_to_string(dir.join("admin.token"))
-        .context("no admin token: use a fresh --database")?
-        .trim()
-        .to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let (admin, rt) = admin_and_runtime(&dir)?;
     let result = rt.block_on(measure(
         args,
         &target,
@@ -270,6 +263,21 @@ pub(crate) async fn tenants(api: &Api, projects: &[&str]) -> anyhow::Result<Tena
         user_token,
         agent_token,
     })
+}
+
+/// The admin token a fresh bench server wrote into `dir`, and a runtime for the bench's clients.
+pub(crate) fn admin_and_runtime(
+    dir: &std::path::Path,
+) -> anyhow::Result<(String, tokio::runtime::Runtime)> {
+    let admin = std::fs::read_to_string(dir.join("admin.token"))
+        .context("no admin token: use a fresh --database")?
+        .trim()
+        .to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    Ok((admin, rt))
 }
 
 /// A `haneul server` for a bench in the scratch directory `dir` (SQLite there, or `database`),

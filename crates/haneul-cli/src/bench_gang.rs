@@ -47,14 +47,7 @@ pub fn run(args: GangArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).context("cannot create the scratch directory")?;
     let (server, addr) = start_server(bench_server_command(&dir, args.database.as_deref())?)?;
-    let admin = std::fs::read_to_string(dir.join("admin.token"))
-        .context("no admin token: use a fresh --database")?
-        .trim()
-        .to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let (admin, rt) = crate::bench_centre::admin_and_runtime(&dir)?;
     let result = rt.block_on(measure(
         &args,
         format!("http://{addr}"),

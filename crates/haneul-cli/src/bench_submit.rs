@@ -62,14 +62,7 @@ pub fn run(args: SubmitBenchArgs) -> anyhow::Result<()> {
     };
     let server_cmd = server_command_of(&exe, &dir, args.database.as_deref());
     let (server, addr) = start_server(server_cmd)?;
-    let admin = std::fs::read_to_string(dir.join("admin.token"))
-        .context("no admin token: use a fresh --database")?
-        .trim()
-        .to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let (admin, rt) = crate::bench_centre::admin_and_runtime(&dir)?;
     let result = rt.block_on(measure(
         &args,
         format!("http://{addr}"),

@@ -18,34 +18,24 @@ pub struct Client {
 
 impl Client {
     pub fn new(opts: &Options) -> Result<Client> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("haneul-client")
-            .enable_all()
-            .build()
-            .map_err(|e| crate::Error::Config {
-                field: "client",
-                message: format!("cannot start the client's runtime: {e}"),
-            })?;
-        // Built inside the runtime, where reqwest expects to be.
-        let inner = rt.block_on(async { crate::Client::new(opts) })?;
-        Ok(Client {
-            rt: Arc::new(rt),
-            inner,
-        })
+        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        rt.worker_threads(1).thread_name("haneul-client");
+        Self::on(rt, opts)
     }
 
     /// A client for one short command (the CLI's): its calls run on the calling thread, so
     /// starting it starts no thread, which is a measurable part of a `haneul submit` run in a
     /// shell loop. A websocket's messages then move on a thread of its own.
     pub fn for_command(opts: &Options) -> Result<Client> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| crate::Error::Config {
-                field: "client",
-                message: format!("cannot start the client's runtime: {e}"),
-            })?;
+        Self::on(tokio::runtime::Builder::new_current_thread(), opts)
+    }
+
+    fn on(mut rt: tokio::runtime::Builder, opts: &Options) -> Result<Client> {
+        let rt = rt.enable_all().build().map_err(|e| crate::Error::Config {
+            field: "client",
+            message: format!("cannot start the client's runtime: {e}"),
+        })?;
+        // Built inside the runtime, where reqwest expects to be.
         let inner = rt.block_on(async { crate::Client::new(opts) })?;
         Ok(Client {
             rt: Arc::new(rt),
