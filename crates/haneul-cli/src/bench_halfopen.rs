@@ -61,14 +61,7 @@ pub fn run(args: HalfOpenArgs) -> anyhow::Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let (server, addr) = start_server(cmd)?;
-    let admin = std::fs::read_to_string(dir.join("admin.token"))
-        .context("no admin token")?
-        .trim()
-        .to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let (admin, rt) = crate::bench_centre::admin_and_runtime(&dir)?;
     let result = rt.block_on(measure(&args, addr, admin));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
