@@ -265,6 +265,14 @@ pub(crate) async fn tenants(api: &Api, projects: &[&str]) -> anyhow::Result<Tena
     })
 }
 
+/// A fresh scratch directory for one bench run, `haneul-KIND-PID` under the temporary directory.
+pub(crate) fn scratch_dir(kind: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("haneul-{kind}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).context("cannot create the scratch directory")?;
+    Ok(dir)
+}
+
 /// The admin token a fresh bench server wrote into `dir`, and a runtime for the bench's clients.
 pub(crate) fn admin_and_runtime(
     dir: &std::path::Path,

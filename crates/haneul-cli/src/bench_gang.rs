@@ -43,9 +43,7 @@ pub fn run(args: GangArgs) -> anyhow::Result<()> {
         bail!("--nodes must be at least 1");
     }
     swarm::raise_fd_limit();
-    let dir = std::env::temp_dir().join(format!("haneul-gang-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).context("cannot create the scratch directory")?;
+    let dir = crate::bench_centre::scratch_dir("gang")?;
     let (server, addr) = start_server(bench_server_command(&dir, args.database.as_deref())?)?;
     let (admin, rt) = crate::bench_centre::admin_and_runtime(&dir)?;
     let result = rt.block_on(measure(

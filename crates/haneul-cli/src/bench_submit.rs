@@ -53,9 +53,7 @@ pub fn run(args: SubmitBenchArgs) -> anyhow::Result<()> {
         bail!("--count must be at least 1");
     }
     swarm::raise_fd_limit();
-    let dir = std::env::temp_dir().join(format!("haneul-submit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).context("cannot create the scratch directory")?;
+    let dir = crate::bench_centre::scratch_dir("submit")?;
     let exe = match &args.baseline {
         Some(path) => path.clone(),
         None => std::env::current_exe().context("cannot find this binary")?,
