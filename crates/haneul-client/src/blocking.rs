@@ -1,6 +1,7 @@
 //! The same client for synchronous callers (the CLI's commands and the node agent's threads):
-//! each call runs on a one-thread runtime the client owns, shared by its clones, so a process
-//! still has one connection pool.
+//! each call runs on a runtime the client owns, shared by its clones, so a process still has
+//! one connection pool: one worker thread for long-lived callers (the agent), none for a short
+//! command ([`Client::for_command`]), whose calls run on the calling thread.
 
 use crate::{Answer, Method, Options, Result, Retry};
 use haneul_api::{Job, LogChunk};
