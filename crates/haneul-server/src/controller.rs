@@ -484,6 +484,9 @@ impl Controller {
         }
         self.materialise_arrays().await?;
         self.catch_up().await?;
+        if self.inventory_due {
+            return Ok(());
+        }
         self.refresh_standing().await?;
         self.release_held().await?;
         self.schedule().await?;
@@ -697,7 +700,9 @@ impl Controller {
     /// queue, so while nodes keep registering (12,500 of them coming up together) rebuilding
     /// for each would leave the controller doing nothing else; rebuilds are spaced to at
     /// least four times the last one's length (at most 5 s), which keeps them under a fifth
-    /// of its time. A rebuild after a quiet spell runs at once.
+    /// of its time. A rebuild after a quiet spell runs at once. While one waits, the controller
+    /// takes no events and makes no decisions: an engine that does not know the new nodes
+    /// would refuse a job that only they can hold as one that can never fit.
     fn may_rebuild(&self) -> bool {
         self.last_rebuild
             .is_none_or(|(ended, took)| ended.elapsed() >= (took * 4).min(Duration::from_secs(5)))
@@ -705,7 +710,10 @@ impl Controller {
 
     /// Applies every event after the cursor. A fleet change rebuilds the engine instead.
     async fn catch_up(&mut self) -> Result<(), ControllerError> {
-        if self.inventory_due && self.may_rebuild() {
+        if self.inventory_due {
+            if !self.may_rebuild() {
+                return Ok(());
+            }
             if let Some(epoch) = self.state.as_ref().map(|st| st.epoch) {
                 self.rebuild(epoch).await?;
             }
@@ -808,9 +816,9 @@ impl Controller {
                     self.rebuild(epoch).await?;
                     continue;
                 }
-                // The new inventory waits for the next rebuild; everything else in these
-                // events is taken in as usual meanwhile.
+                // The rest of these events waits for the rebuild's snapshot, which holds it.
                 self.inventory_due = true;
+                return Ok(());
             }
             let Some(st) = self.state.as_mut() else {
                 return Ok(());
