@@ -426,7 +426,7 @@ impl Engine {
         if h <= 0 || share <= 0.0 {
             return share;
         }
-        let Some(head) = self.queues[q].all.first() else {
+        let Some(head) = self.queues[q].first() else {
             return share;
         };
         let waited = self.now.since(head.submitted).0.max(0) as f64;

@@ -133,6 +133,28 @@ impl Engine {
         if busy != self.busy_queues {
             return Err("the set of busy queues is out of step".into());
         }
+        // Each queue entry carries its job's shape, which the reclaim scan trusts instead of
+        // reading the job.
+        for (q, queue) in self.queues.iter().enumerate() {
+            for (key, &shape) in &queue.all {
+                let Some(e) = self.jobs.get(&key.job) else {
+                    return Err(format!("{} is in a queue but not in the engine", key.job));
+                };
+                if !matches!(e.run, Run::Queued { .. })
+                    || e.key != *key
+                    || e.shape != shape
+                    || self.queue_of(e.project) != q
+                {
+                    return Err(format!("{}: its queue entry is out of step", key.job));
+                }
+                if !queue.by_shape.get(&shape).is_some_and(|s| s.contains(key)) {
+                    return Err(format!("{} is missing from its shape's queue", key.job));
+                }
+            }
+            if queue.by_shape.values().map(BTreeSet::len).sum::<usize>() != queue.len() {
+                return Err("a queue's shape index holds other jobs than the queue".into());
+            }
+        }
         let queued: usize = self
             .jobs
             .values()
