@@ -19,6 +19,7 @@ impl Engine {
         let mut running = 0;
         let mut preemptible: Vec<BTreeMap<u64, BTreeSet<WorkKey>>> =
             vec![BTreeMap::new(); self.cluster.models.len()];
+        let mut stopping: BTreeMap<JobId, Time> = BTreeMap::new();
         for (_, j) in &self.running_by_end {
             let e = &self.jobs[j];
             let Run::Running {
@@ -33,6 +34,9 @@ impl Engine {
                 return Err(format!("{j} is in the running index but not running"));
             };
             running += 1;
+            if let Some((kill_at, _)) = preempting {
+                stopping.insert(*j, *kill_at);
+            }
             if let Some(m) = model
                 && preempting.is_none()
                 && e.job.spec.preemptible
@@ -83,6 +87,9 @@ impl Engine {
         }
         if preemptible != self.preemptible {
             return Err("the index of preemptible running work is out of step".into());
+        }
+        if stopping != self.stopping {
+            return Err("the index of stopping running work is out of step".into());
         }
         if running
             != self

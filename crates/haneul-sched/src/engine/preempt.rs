@@ -199,6 +199,7 @@ impl Engine {
             // Work already stopping is no longer a victim for other plans.
             if let Some((m, key)) = stopping {
                 self.unindex_preemptible(m, milli, key);
+                self.stopping.insert(*v, kill_at);
             }
             out.push(Preemption {
                 victim: *v,
