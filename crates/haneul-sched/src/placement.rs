@@ -559,12 +559,13 @@ impl Scored {
 ///
 /// Which candidates are near the lowest is only known at the end, so every candidate within
 /// the tolerance of the lowest seen so far is kept and the choice is made once, in one pass:
-/// O(candidates) per placement.
+/// O(candidates) per placement; with no tolerance only the best is kept, as a plain minimum.
 struct NearBest {
     tolerance: f64,
     /// The best class (outlasts) and the lowest growth in it, so far.
     floor: Option<(bool, f64)>,
-    near: Vec<Scored>,
+    /// Inline for the usual few, so a placement allocates nothing (one with no tolerance).
+    near: SmallVec<[Scored; 2]>,
 }
 
 impl NearBest {
@@ -576,7 +577,7 @@ impl NearBest {
                 0.0
             },
             floor: None,
-            near: Vec::new(),
+            near: SmallVec::new(),
         }
     }
 
