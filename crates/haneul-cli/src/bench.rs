@@ -88,6 +88,17 @@ pub struct TuningArgs {
     /// Tasks after which a learned kind's weight halves (online mix).
     #[arg(long, default_value_t = FragTuning::default().learn_half_life)]
     frag_half_life: u32,
+    /// Nodes whose growth of expected fragmentation is within MILLI milli-GPU of the lowest
+    /// count as equal, and the tightest wins, where GPU-sharing kinds make most of the GPU
+    /// request (--frag-tie-from-pct, --frag-tie-full-pct); 0 takes the lowest growth.
+    #[arg(long, default_value_t = FragTuning::default().tie_milli, value_name = "MILLI")]
+    frag_tie_milli: u32,
+    /// No tolerance while GPU-sharing kinds ask for at most PCT% of the GPU request.
+    #[arg(long, default_value_t = FragTuning::default().tie_from_pct, value_name = "PCT")]
+    frag_tie_from_pct: u32,
+    /// The whole tolerance from PCT% of the GPU request on (linear from --frag-tie-from-pct).
+    #[arg(long, default_value_t = FragTuning::default().tie_full_pct, value_name = "PCT")]
+    frag_tie_full_pct: u32,
     /// Most groups of alike nodes scored per GPU model for one task (the policy's
     /// `max_scored_nodes`).
     #[arg(long, default_value_t = haneul_sched::Policy::default().max_scored_nodes)]
@@ -108,6 +119,9 @@ impl TuningArgs {
             scarcity_cap: self.frag_scarcity_cap,
             max_kinds: self.frag_max_kinds,
             learn_half_life: self.frag_half_life.max(1),
+            tie_milli: self.frag_tie_milli,
+            tie_from_pct: self.frag_tie_from_pct,
+            tie_full_pct: self.frag_tie_full_pct,
         }
     }
 }

@@ -724,6 +724,18 @@ const KO: &[(&str, &str)] = &[
         "모델이 제한된 종류를 희소성 때문에 셀 최대 횟수; 0 이면 끔",
     ),
     (
+        "*/frag_tie_from_pct",
+        "GPU 공유 종류가 GPU 요청량의 PCT% 이하이면 허용 범위 없음",
+    ),
+    (
+        "*/frag_tie_full_pct",
+        "GPU 공유 종류가 GPU 요청량의 PCT% 이상이면 허용 범위 전체 (--frag-tie-from-pct 부터 선형)",
+    ),
+    (
+        "*/frag_tie_milli",
+        "GPU 공유 종류가 GPU 요청량의 대부분일 때, 예상 단편화 증가가 가장 낮은 값에서 이 밀리 GPU 안에 있는 노드는 같은 것으로 보고 가장 빡빡한 노드를 고름; 0 이면 가장 낮은 값",
+    ),
+    (
         "*/frag_whole_gpu_pct",
         "GPU 전체를 쓰는 종류는 `1 + PCT/100 x GPU 수` 번 셈",
     ),

@@ -447,8 +447,12 @@ async fn node_loop(ctx: Arc<Ctx>, node: i64) {
     let mut tasks: HashMap<(i64, i64, i64), SimTask> = HashMap::new();
     let mut backoff =
         haneul_client::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    // The server holds a poll at most a minute and refuses a longer wait.
-    let wait_ms = ctx.poll_wait.as_millis().min(60_000);
+    // The server holds a poll at most a minute and refuses a longer wait. Each node waits up
+    // to a fifth less than the others, by its id: nodes registered together would otherwise
+    // all poll again in the same instant at every wait's end, for ever (agents started at
+    // different times do not).
+    let base = ctx.poll_wait.as_millis().min(60_000);
+    let wait_ms = base - base * (node.unsigned_abs() as u128 * 2_654_435_761 % 1_000) / 5_000;
     while !ctx.stopping() {
         let path = format!("/v1/agent/nodes/{node}/assignments?wait_ms={wait_ms}&etag={etag}");
         let answer = tokio::select! {

@@ -167,6 +167,9 @@ pub struct Engine {
     /// size that is the order of work lost, so preemption planning reads the cheapest victims
     /// first instead of walking the fleet.
     preemptible: Vec<BTreeMap<u64, BTreeSet<WorkKey>>>,
+    /// Running jobs asked to stop for a reclaim, with their kill time: reservation planning
+    /// releases them then, and reads them from here instead of looking up every running job.
+    stopping: BTreeMap<JobId, Time>,
     fits_ever: FxHashMap<(ShapeKey, u64, u64, u32), bool>,
     now: Time,
     last_stats: PassStats,
@@ -254,6 +257,7 @@ impl Engine {
             node_jobs: vec![Vec::new(); fleet.nodes.len()],
             busy_until: vec![Time::ZERO; fleet.nodes.len()],
             preemptible: Vec::new(),
+            stopping: BTreeMap::new(),
             fits_ever: FxHashMap::default(),
             now: Time::ZERO,
             last_stats: PassStats::default(),
@@ -432,7 +436,7 @@ impl Engine {
         if h <= 0 || share <= 0.0 {
             return share;
         }
-        let Some(head) = self.queues[q].all.first() else {
+        let Some(head) = self.queues[q].first() else {
             return share;
         };
         let waited = self.now.since(head.submitted).0.max(0) as f64;
@@ -678,6 +682,9 @@ impl Engine {
         let total = entry.total_milli();
         let project = entry.project;
         self.running_by_end.remove(&(end_est, job));
+        if preempting.is_some() {
+            self.stopping.remove(&job);
+        }
         self.touch_usage(project);
         let p = &mut self.projects[project as usize];
         p.running_milli -= total;

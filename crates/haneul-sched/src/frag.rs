@@ -174,6 +174,35 @@ pub fn request_blend(tuning: &FragTuning, multi_request: f64, gpu_request: f64) 
     blend * (1.0 - fade * multi_share).clamp(0.0, 1.0)
 }
 
+/// How close (milli-GPU) two nodes' growths of expected fragmentation must be to count as
+/// equally good, for a mix whose GPU-sharing kinds ask for `sharing_request` of its
+/// `gpu_request`: none while sharing is at most `tie_from_pct`% of the GPU request, the whole
+/// `tie_milli` from `tie_full_pct`% on, linear in between.
+///
+/// Where most GPU work is slices of GPUs, the measure's differences between candidate nodes
+/// are mostly a few tens of milli-GPU, which a slightly different mix (the next refresh of a
+/// learned one) would reorder; taking the strict lowest then scatters slices across nodes,
+/// while packing them onto the tightest of the near-best keeps whole GPUs whole. Where whole
+/// GPUs are a large part of the request, the differences are whole GPUs kept or lost and the
+/// lowest is right (docs/scheduling.md, section 5, has the ablation).
+pub fn tie_tolerance(tuning: &FragTuning, sharing_request: f64, gpu_request: f64) -> f64 {
+    if gpu_request <= 0.0 || !gpu_request.is_finite() || !sharing_request.is_finite() {
+        return 0.0;
+    }
+    let share = (sharing_request / gpu_request).clamp(0.0, 1.0);
+    let from = tuning.tie_from_pct as f64 / 100.0;
+    let full = (tuning.tie_full_pct as f64 / 100.0).max(from);
+    if share <= from || from >= 1.0 {
+        return 0.0;
+    }
+    let ramp = if share >= full {
+        1.0
+    } else {
+        (share - from) / (full - from)
+    };
+    tuning.tie_milli as f64 * ramp
+}
+
 /// Share of the work the paper's simulator keeps in its "typical pods": the most popular kinds
 /// until they cover 95% of the tasks (its `podPopularityThreshold`).
 const PAPER_POPULARITY: f64 = 0.95;
@@ -251,6 +280,8 @@ pub(crate) struct FragModel {
     pending: f64,
     fixed: bool,
     memo: FxHashMap<StateKey, f64>,
+    /// [`tie_tolerance`] of the mix the kinds were built from.
+    tie: f64,
 }
 
 impl FragModel {
@@ -264,7 +295,15 @@ impl FragModel {
         }
     }
 
-    fn build(&self, counts: Vec<(TaskKind, f64)>) -> Vec<(TaskKind, f64)> {
+    fn build(&mut self, counts: Vec<(TaskKind, f64)>) -> Vec<(TaskKind, f64)> {
+        let (sharing, gpu) = counts
+            .iter()
+            .filter(|(k, w)| k.gpus > 0 && w.is_finite() && *w > 0.0)
+            .fold((0.0, 0.0), |(s, g), (k, w)| {
+                let r = w * k.gpus as f64 * k.milli as f64;
+                (if k.milli < FULL { s + r } else { s }, g + r)
+            });
+        self.tie = tie_tolerance(&self.tuning, sharing, gpu);
         match self.measure {
             Measure::Haneul => haneul_kinds(counts, &self.capacity, &self.tuning),
             Measure::Paper => paper_kinds(counts),
@@ -321,6 +360,11 @@ impl FragModel {
 
     pub fn is_empty(&self) -> bool {
         self.kinds.is_empty()
+    }
+
+    /// Growths of expected fragmentation this close (milli-GPU) count as equal.
+    pub fn tie_milli(&self) -> f64 {
+        self.tie
     }
 
     /// Expected fragmented milli-GPU of a node in the given state.
@@ -533,6 +577,47 @@ mod tests {
         let kinds = haneul_kinds(few, &[8], &t);
         let w = |k: TaskKind| kinds.iter().find(|(x, _)| *x == k).unwrap().1;
         assert!(w(kind(2, 1000)) > w(kind(1, 250)) / 30.0 * 1.5);
+    }
+
+    #[test]
+    fn the_tie_tolerance_grows_with_the_sharing_share() {
+        let t = FragTuning {
+            tie_milli: 200,
+            tie_from_pct: 60,
+            tie_full_pct: 80,
+            ..FragTuning::default()
+        };
+        // Sharing at most 60% of the GPU request: strict; 70%: half; 80% and more: all 200.
+        assert_eq!(tie_tolerance(&t, 0.0, 8000.0), 0.0);
+        assert_eq!(tie_tolerance(&t, 4800.0, 8000.0), 0.0);
+        assert!((tie_tolerance(&t, 5600.0, 8000.0) - 100.0).abs() < 1e-9);
+        assert!((tie_tolerance(&t, 6400.0, 8000.0) - 200.0).abs() < 1e-9);
+        assert!((tie_tolerance(&t, 8000.0, 8000.0) - 200.0).abs() < 1e-9);
+        assert_eq!(tie_tolerance(&t, 0.0, 0.0), 0.0);
+        assert_eq!(tie_tolerance(&t, f64::NAN, 8000.0), 0.0);
+        let never = FragTuning {
+            tie_from_pct: 100,
+            ..t
+        };
+        assert_eq!(tie_tolerance(&never, 8000.0, 8000.0), 0.0);
+        // A step: full at once above 60%.
+        let step = FragTuning {
+            tie_full_pct: 50,
+            ..t
+        };
+        assert_eq!(tie_tolerance(&step, 4800.0, 8000.0), 0.0);
+        assert!((tie_tolerance(&step, 4900.0, 8000.0) - 200.0).abs() < 1e-9);
+        // From the model's own mix: three quarter-GPU tasks and one whole GPU make 750 of
+        // 1750 milli shared (43%), under 60%: strict. Only slices: the whole tolerance.
+        let mut f = FragModel::new(Measure::Haneul, t, vec![8]);
+        f.set_fixed(vec![(kind(1, 250), 3.0), (kind(1, 1000), 1.0)]);
+        assert_eq!(f.tie_milli(), 0.0);
+        f.set_fixed(vec![(kind(1, 250), 3.0), (kind(1, 500), 1.0)]);
+        assert!((f.tie_milli() - 200.0).abs() < 1e-9);
+        let mut learned = FragModel::new(Measure::Haneul, t, vec![8]);
+        learned.observe(kind(1, 470), 20);
+        learned.refresh();
+        assert!((learned.tie_milli() - 200.0).abs() < 1e-9);
     }
 
     #[test]

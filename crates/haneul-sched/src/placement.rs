@@ -284,18 +284,16 @@ fn place_one(
     }
     let max_scored = ctx.max_scored.max(1);
     let use_frag = strategy == PlacementStrategy::Fragmentation && !frag.is_empty();
-    let mut best: Option<Scored> = None;
+    let mut best = NearBest::new(if use_frag { frag.tie_milli() } else { 0.0 });
     // Scores one node; says whether it was plain (no hold, no reservation on it, so it stands for
     // its whole group) and whether the task fits on it.
-    let consider = |idx: u32, frag: &mut FragModel, best: &mut Option<Scored>| -> (bool, bool) {
+    let consider = |idx: u32, frag: &mut FragModel, best: &mut NearBest| -> (bool, bool) {
         let n = &cluster.nodes[idx as usize];
         let plain = n.holds.is_empty() && ctx.exclusions.is_none_or(|e| !e.contains_key(&idx));
         let scored = score_node(n, idx, req, ctx, strategy, use_frag, frag);
         let feasible = scored.is_some();
-        if let Some(scored) = scored
-            && best.as_ref().is_none_or(|b| scored.beats(b))
-        {
-            *best = Some(scored);
+        if let Some(scored) = scored {
+            best.offer(scored);
         }
         (plain, feasible)
     };
@@ -355,13 +353,13 @@ fn place_one(
         _ => {
             for idx in candidates(cluster, models) {
                 let _ = consider(idx, frag, &mut best);
-                if strategy == PlacementStrategy::FirstFit && best.is_some() {
+                if strategy == PlacementStrategy::FirstFit && !best.is_empty() {
                     break;
                 }
             }
         }
     }
-    best.map(|b| TaskSlot {
+    best.pick().map(|b| TaskSlot {
         node: b.node,
         gpus: b.gpus,
         milli: req.milli,
@@ -533,18 +531,99 @@ struct Scored {
 }
 
 impl Scored {
-    /// A strict total order, so the winner does not depend on the order nodes are looked at.
-    fn beats(&self, other: &Scored) -> bool {
-        if self.outlasts != other.outlasts {
-            return !self.outlasts;
+    /// Among candidates that count as equally good on fragmentation: the tightest node, then
+    /// the lower growth, then the best aligned in time, then the lowest index. A strict total
+    /// order, so the winner does not depend on the order nodes are looked at.
+    fn fits_better(&self, other: &Scored) -> bool {
+        self.fit
+            .cmp(&other.fit)
+            .then(self.delta.total_cmp(&other.delta))
+            .then(self.slack.cmp(&other.slack))
+            .then(self.node.cmp(&other.node))
+            .is_lt()
+    }
+}
+
+/// The winner among scored nodes: nodes whose work the task would not outlast first (with
+/// end-time alignment); among those, every node whose growth of expected fragmentation is within
+/// `tolerance` milli-GPU of the lowest counts as equally good, and the tightest of them wins
+/// ([`Scored::fits_better`]). With a tolerance of 0 that is the lowest growth, ties to the
+/// tightest.
+///
+/// Why a tolerance: the measure is an expectation over a mix that is itself an estimate
+/// (learned from arrivals, or a list's counts), and growths a few tens of milli-GPU apart are
+/// within what a slightly different mix would swap. Taking the strict lowest then spreads small
+/// tasks over nodes on differences that mean nothing, while taking the tightest of the near-best
+/// keeps packing them onto the nodes already in use (the FGD paper's scorer has a similar effect
+/// by rounding the change to an integer score; docs/scheduling.md has the ablation).
+///
+/// Which candidates are near the lowest is only known at the end, so every candidate within
+/// the tolerance of the lowest seen so far is kept and the choice is made once, in one pass:
+/// O(candidates) per placement; with no tolerance only the best is kept, as a plain minimum.
+struct NearBest {
+    tolerance: f64,
+    /// The best class (outlasts) and the lowest growth in it, so far.
+    floor: Option<(bool, f64)>,
+    /// Inline for the usual few, so a placement allocates nothing (one with no tolerance).
+    near: SmallVec<[Scored; 2]>,
+}
+
+impl NearBest {
+    fn new(tolerance: f64) -> Self {
+        NearBest {
+            tolerance: if tolerance.is_finite() {
+                tolerance.max(0.0)
+            } else {
+                0.0
+            },
+            floor: None,
+            near: SmallVec::new(),
         }
-        match self.delta.total_cmp(&other.delta) {
-            std::cmp::Ordering::Less => true,
-            std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => {
-                (self.fit, self.slack, self.node) < (other.fit, other.slack, other.node)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.near.is_empty()
+    }
+
+    fn offer(&mut self, mut s: Scored) {
+        if s.delta.is_nan() {
+            s.delta = f64::INFINITY;
+        }
+        match self.floor {
+            Some((outlasts, low)) if outlasts == s.outlasts => {
+                if s.delta < low {
+                    self.floor = Some((outlasts, s.delta));
+                } else if s.delta > low + self.tolerance {
+                    return;
+                }
+            }
+            // A worse class than what is kept: never chosen.
+            Some((false, _)) => return,
+            // No candidate yet, or the first of a better class.
+            _ => {
+                self.floor = Some((s.outlasts, s.delta));
+                self.near.clear();
             }
         }
+        if self.tolerance == 0.0 {
+            // Only the lowest growth can win: keep one candidate, as a plain minimum would.
+            if let Some(kept) = self.near.last_mut() {
+                if s.delta < kept.delta || (s.delta == kept.delta && s.fits_better(kept)) {
+                    *kept = s;
+                }
+                return;
+            }
+        }
+        self.near.push(s);
+    }
+
+    fn pick(self) -> Option<Scored> {
+        let (_, low) = self.floor?;
+        let limit = low + self.tolerance;
+        self.near
+            .into_iter()
+            .filter(|s| s.delta <= limit)
+            .reduce(|a, b| if b.fits_better(&a) { b } else { a })
     }
 }
 
@@ -826,5 +905,111 @@ impl EvictionView {
 
     pub fn slots(&self, req: &TaskReq) -> u32 {
         slots(&self.view, req, self.domain, req.replicas)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// (outlasts, growth, fit, node) of a candidate.
+    type Cand = (bool, f64, (u64, u64, u64), u32);
+
+    fn scored(&(outlasts, delta, fit, node): &Cand) -> Scored {
+        Scored {
+            outlasts,
+            slack: 0,
+            delta,
+            fit,
+            node,
+            gpus: SmallVec::new(),
+        }
+    }
+
+    fn pick(tolerance: f64, all: &[Cand]) -> Option<u32> {
+        let mut best = NearBest::new(tolerance);
+        for c in all {
+            best.offer(scored(c));
+        }
+        best.pick().map(|s| s.node)
+    }
+
+    #[test]
+    fn the_tightest_of_the_near_best_wins() {
+        let all = [
+            (false, 100.0, (3, 3000, 10), 0),
+            (false, 150.0, (1, 1200, 10), 1),
+            (false, 260.0, (0, 200, 10), 2),
+        ];
+        // Strict: the lowest growth. 100 milli: node 1 is near enough and tighter. Node 2 is
+        // tighter still but 160 above the lowest.
+        assert_eq!(pick(0.0, &all), Some(0));
+        assert_eq!(pick(100.0, &all), Some(1));
+        assert_eq!(pick(160.0, &all), Some(2));
+        // A node the task would outlast loses to any it would not, whatever its growth.
+        let mut late = all.to_vec();
+        late.push((true, -500.0, (0, 0, 0), 3));
+        assert_eq!(pick(1000.0, &late), Some(2));
+        assert_eq!(pick(0.0, &[(true, 0.0, (0, 0, 0), 3)]), Some(3));
+        assert_eq!(pick(50.0, &[]), None);
+    }
+
+    #[test]
+    fn a_lower_growth_seen_later_narrows_the_window() {
+        // Node 0 is tightest and within 100 of node 1, but node 2 arrives lower and leaves it
+        // out.
+        let all = [
+            (false, 200.0, (0, 100, 0), 0),
+            (false, 150.0, (2, 2000, 0), 1),
+            (false, 50.0, (1, 1500, 0), 2),
+        ];
+        assert_eq!(pick(100.0, &all), Some(2));
+    }
+
+    fn candidates() -> impl Strategy<Value = Vec<Cand>> {
+        proptest::collection::vec(
+            (any::<bool>(), -3000i32..3000, 0u64..4, 0u64..4000, 0u64..4),
+            1..40,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (o, d, a, b, c))| (o, d as f64, (a, b, c), i as u32))
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// With no tolerance the choice is the plain minimum of (outlasts, growth, fit, node);
+        /// with one, the winner is in the best class, within the tolerance of that class's
+        /// lowest growth, and no candidate there fits better; the order nodes are offered in
+        /// never matters.
+        #[test]
+        fn near_best_is_a_minimum_over_the_window(all in candidates(), tol in 0u32..500, rot in 0usize..40) {
+            let strict = all
+                .iter()
+                .min_by(|a, b| (a.0, a.1 as i64, a.2, a.3).cmp(&(b.0, b.1 as i64, b.2, b.3)))
+                .map(|c| c.3);
+            prop_assert_eq!(pick(0.0, &all), strict);
+
+            let tol = tol as f64;
+            let won = pick(tol, &all).unwrap();
+            let w = *all.iter().find(|c| c.3 == won).unwrap();
+            prop_assert_eq!(w.0, all.iter().all(|c| c.0));
+            let low = all
+                .iter()
+                .filter(|c| c.0 == w.0)
+                .map(|c| c.1)
+                .fold(f64::INFINITY, f64::min);
+            prop_assert!(w.1 <= low + tol);
+            for c in all.iter().filter(|c| c.0 == w.0 && c.1 <= low + tol) {
+                prop_assert!(!scored(c).fits_better(&scored(&w)), "{} fits better than {}", c.3, won);
+            }
+            let mut turned = all.clone();
+            turned.rotate_left(rot % all.len());
+            turned.reverse();
+            prop_assert_eq!(pick(tol, &turned), Some(won));
+        }
     }
 }

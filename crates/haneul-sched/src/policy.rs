@@ -56,6 +56,15 @@ pub struct FragTuning {
     pub max_kinds: u32,
     /// Submissions (tasks) after which a learned kind's weight halves.
     pub learn_half_life: u32,
+    /// Nodes whose growth of expected fragmentation is within this many milli-GPU of the
+    /// lowest count as equally good, and the tightest of them wins, where GPU-sharing kinds
+    /// make most of the GPU request (`tie_from_pct`, `tie_full_pct`); 0 always takes the lowest
+    /// growth.
+    pub tie_milli: u32,
+    /// No tolerance while GPU-sharing kinds make at most this share (%) of the GPU request.
+    pub tie_from_pct: u32,
+    /// The whole of `tie_milli` from this share (%) of the GPU request on; linear in between.
+    pub tie_full_pct: u32,
 }
 
 impl Default for FragTuning {
@@ -67,6 +76,9 @@ impl Default for FragTuning {
             scarcity_cap: u32::MAX,
             max_kinds: 256,
             learn_half_life: 20_000,
+            tie_milli: 125,
+            tie_from_pct: 60,
+            tie_full_pct: 80,
         }
     }
 }

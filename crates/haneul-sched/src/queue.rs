@@ -61,13 +61,16 @@ impl Shapes {
 
 #[derive(Debug, Default)]
 pub(crate) struct Queue {
-    pub all: BTreeSet<OrderKey>,
+    /// Every queued job in queue order, with its shape: the reclaim scan reads the size and
+    /// models of the first jobs from their shapes here, instead of from the job map, whose
+    /// entries miss the cache once the queue holds a million jobs.
+    pub all: BTreeMap<OrderKey, u32>,
     pub by_shape: BTreeMap<u32, BTreeSet<OrderKey>>,
 }
 
 impl Queue {
     pub fn insert(&mut self, key: OrderKey, shape: u32) {
-        self.all.insert(key);
+        self.all.insert(key, shape);
         self.by_shape.entry(shape).or_default().insert(key);
     }
 
@@ -83,6 +86,22 @@ impl Queue {
 
     pub fn len(&self) -> usize {
         self.all.len()
+    }
+
+    pub fn first(&self) -> Option<OrderKey> {
+        self.all.keys().next().copied()
+    }
+
+    /// First key in queue order strictly after `after` (or the first key at all).
+    pub fn first_after(&self, after: Option<OrderKey>) -> Option<OrderKey> {
+        match after {
+            None => self.first(),
+            Some(k) => self
+                .all
+                .range((Bound::Excluded(k), Bound::Unbounded))
+                .next()
+                .map(|(k, _)| *k),
+        }
     }
 }
 

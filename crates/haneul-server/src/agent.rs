@@ -357,19 +357,33 @@ async fn assignments(
             }));
         }
         // Another server may lead (HA) and change the list without signalling here: a
-        // standby looks again every second. The leader signals its own changes, so it looks
-        // again unsignalled only as a safety net: with a long poll per node, a look every
-        // second is a thousand store reads a second at a centre's scale.
+        // standby looks again every second. The leader signals every change it makes, so it
+        // waits for a signal or the poll's end; with no signal, what it read is still the
+        // answer. The agent's next poll begins with a read, so a change that was somehow not
+        // signalled is still seen within one wait. With a long poll per node, looking again
+        // unsignalled would be thousands of store reads a second at a centre's scale.
         let leading = s.signals.leader.load(std::sync::atomic::Ordering::Relaxed);
-        let unsignalled = Duration::from_secs(if leading { 10 } else { 1 });
-        let nap = (deadline - now).min(unsignalled);
-        let _ = tokio::time::timeout(nap, async {
+        let left = deadline - now;
+        let nap = if leading {
+            left
+        } else {
+            left.min(Duration::from_secs(1))
+        };
+        let signalled = tokio::time::timeout(nap, async {
             tokio::select! {
                 _ = changes.changed() => {}
                 _ = mine.changed() => {}
             }
         })
-        .await;
+        .await
+        .is_ok();
+        let still_leading = s.signals.leader.load(std::sync::atomic::Ordering::Relaxed);
+        if !signalled && leading && still_leading && tokio::time::Instant::now() >= deadline {
+            return Ok(Json(AssignmentList {
+                assignments: list,
+                etag,
+            }));
+        }
     }
 }
 

@@ -342,6 +342,10 @@ pub struct Controller {
     /// Jobs told their GPUs sit idle: job -> when (ms) the grace after the notice ends and
     /// the job is stopped if still idle.
     idle_noticed: BTreeMap<i64, i64>,
+    /// New inventory arrived while rebuilds were being spaced out (see `may_rebuild`).
+    inventory_due: bool,
+    /// When the last rebuild ended and how long it took.
+    last_rebuild: Option<(Instant, Duration)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -377,6 +381,8 @@ impl Controller {
             last_idle: None,
             last_prune: None,
             idle_noticed: BTreeMap::new(),
+            inventory_due: false,
+            last_rebuild: None,
         }
     }
 
@@ -478,6 +484,9 @@ impl Controller {
         }
         self.materialise_arrays().await?;
         self.catch_up().await?;
+        if self.inventory_due {
+            return Ok(());
+        }
         self.refresh_standing().await?;
         self.release_held().await?;
         self.schedule().await?;
@@ -522,6 +531,7 @@ impl Controller {
     /// recorded placement, and the queue in submission order.
     async fn rebuild(&mut self, epoch: i64) -> Result<(), ControllerError> {
         let started = Instant::now();
+        self.inventory_due = false;
         let snap = self.store.snapshot().await?;
         let now = self.clock.now_ms();
         let view = accounting::View::load(self.store.as_ref()).await?;
@@ -617,6 +627,7 @@ impl Controller {
             compute_due: true,
             raised,
         });
+        self.last_rebuild = Some((Instant::now(), started.elapsed()));
         Ok(())
     }
 
@@ -685,8 +696,28 @@ impl Controller {
         Ok(())
     }
 
+    /// Whether a rebuild for new inventory may run now. A rebuild reads the whole fleet and
+    /// queue, so while nodes keep registering (12,500 of them coming up together) rebuilding
+    /// for each would leave the controller doing nothing else; rebuilds are spaced to at
+    /// least four times the last one's length (at most 5 s), which keeps them under a fifth
+    /// of its time. A rebuild after a quiet spell runs at once. While one waits, the controller
+    /// takes no events and makes no decisions: an engine that does not know the new nodes
+    /// would refuse a job that only they can hold as one that can never fit.
+    fn may_rebuild(&self) -> bool {
+        self.last_rebuild
+            .is_none_or(|(ended, took)| ended.elapsed() >= (took * 4).min(Duration::from_secs(5)))
+    }
+
     /// Applies every event after the cursor. A fleet change rebuilds the engine instead.
     async fn catch_up(&mut self) -> Result<(), ControllerError> {
+        if self.inventory_due {
+            if !self.may_rebuild() {
+                return Ok(());
+            }
+            if let Some(epoch) = self.state.as_ref().map(|st| st.epoch) {
+                self.rebuild(epoch).await?;
+            }
+        }
         loop {
             let Some(st) = self.state.as_mut() else {
                 return Ok(());
@@ -697,6 +728,7 @@ impl Controller {
             }
             let now = Time(self.clock.now_ms());
             let mut rebuild = false;
+            let mut stopping_nodes = BTreeSet::new();
             let mut submitted = Vec::new();
             let mut projects = Vec::new();
             for ev in &events {
@@ -732,6 +764,13 @@ impl Controller {
                         st.adm.arrays.remove(&(j.0 as i64));
                         if let Some(array) = st.adm.array_of.remove(&(j.0 as i64)) {
                             st.adm.arrays_due.insert(array);
+                        }
+                    }
+                    // A stop asked anywhere (a cancel at any server, this controller's own
+                    // preemptions and limits): only the job's nodes look again.
+                    (EventKind::StopRequested, Some(j)) => {
+                        if let Some(p) = st.engine.placement(j) {
+                            stopping_nodes.extend(p.nodes().map(|n| n.0 as i64));
                         }
                     }
                     (EventKind::Requeued, Some(j)) => {
@@ -770,11 +809,20 @@ impl Controller {
                     _ => {}
                 }
             }
+            let epoch = st.epoch;
+            self.signals.nodes_changed(stopping_nodes);
             if rebuild {
-                let epoch = st.epoch;
-                self.rebuild(epoch).await?;
-                continue;
+                if self.may_rebuild() {
+                    self.rebuild(epoch).await?;
+                    continue;
+                }
+                // The rest of these events waits for the rebuild's snapshot, which holds it.
+                self.inventory_due = true;
+                return Ok(());
             }
+            let Some(st) = self.state.as_mut() else {
+                return Ok(());
+            };
             for id in projects {
                 let Ok(id) = id.parse::<i64>() else { continue };
                 let p = self.store.get_project(id).await?;
@@ -988,7 +1036,7 @@ impl Controller {
             self.last_reasons = Some(Instant::now());
             self.signals.set_pending(pending_reasons(st));
         }
-        let mut changed = false;
+        let mut stopped: BTreeSet<i64> = BTreeSet::new();
         if !starts.is_empty() {
             let new: Vec<NewAttempt> = starts
                 .iter()
@@ -1053,11 +1101,12 @@ impl Controller {
                 .request_stop(live.attempt, StopReason::Preempt, p.kill_at.0, now)
                 .await?;
             st.stopping.insert(victim, p.kill_at.0);
-            changed = true;
+            if let Some(p) = st.engine.placement(p.victim) {
+                stopped.extend(p.nodes().map(|n| n.0 as i64));
+            }
         }
-        if changed {
-            self.signals.assignments_changed();
-        }
+        // Only the victims' nodes look again: a stop woke every node's long poll once.
+        self.signals.nodes_changed(stopped);
         Ok(())
     }
 
@@ -1076,9 +1125,12 @@ impl Controller {
                 .request_stop(a.id, StopReason::TimeLimit, now + grace, now)
                 .await?;
         }
-        if !overdue.is_empty() {
-            self.signals.assignments_changed();
-        }
+        self.signals.nodes_changed(
+            overdue
+                .iter()
+                .flat_map(|a| a.placement.nodes())
+                .map(|n| n.0 as i64),
+        );
         Ok(())
     }
 
@@ -1106,7 +1158,7 @@ impl Controller {
             return Ok(());
         }
         let now = self.clock.now_ms();
-        let mut changed = false;
+        let mut stopped: BTreeSet<i64> = BTreeSet::new();
         for job in self.signals.telemetry.jobs() {
             let Some(attempt) = st.live.get(&job).map(|l| l.attempt) else {
                 continue;
@@ -1161,13 +1213,13 @@ impl Controller {
                     self.store
                         .request_stop(attempt, StopReason::Idle, now + j.spec.grace.millis(), now)
                         .await?;
-                    changed = true;
+                    if let Some(p) = st.engine.placement(JobId(job as u64)) {
+                        stopped.extend(p.nodes().map(|n| n.0 as i64));
+                    }
                 }
             }
         }
-        if changed {
-            self.signals.assignments_changed();
-        }
+        self.signals.nodes_changed(stopped);
         Ok(())
     }
 

@@ -1019,8 +1019,9 @@ async fn cancel_job(
         .store
         .cancel_job(&actor(&caller).because(reason), id, s.clock.now_ms())
         .await?;
+    // The controller, woken, tells the job's nodes (`StopRequested`): a signal to every
+    // node from here would wake each of a centre's long polls for one job.
     s.signals.wake.notify_one();
-    s.signals.assignments_changed();
     Ok(Json(convert::job(j)))
 }
 
@@ -1118,8 +1119,9 @@ async fn cancel_array_task(
         .store
         .cancel_array_task(&actor(&caller).because(reason), id, task, s.clock.now_ms())
         .await?;
+    // The controller, woken, tells the job's nodes (`StopRequested`): a signal to every
+    // node from here would wake each of a centre's long polls for one job.
     s.signals.wake.notify_one();
-    s.signals.assignments_changed();
     Ok(Json(convert::job(j)))
 }
 

@@ -451,6 +451,89 @@ async fn long_poll_wakes_on_new_work(h: Harness) {
     assert_eq!(v["assignments"][0]["job"].as_i64(), Some(job));
 }
 
+/// Holds a long poll of `node` from `etag` for up to 20 s, answered in the background.
+fn held_poll(
+    s: &Setup,
+    node: i64,
+    etag: &str,
+) -> tokio::task::JoinHandle<(Value, std::time::Instant)> {
+    let path = format!("/v1/agent/nodes/{node}/assignments?etag={etag}&wait_ms=20000");
+    let (app, agent) = (s.h.app.clone(), s.agent.clone());
+    tokio::spawn(async move {
+        use tower::ServiceExt;
+        let req = axum::http::Request::builder()
+            .uri(path)
+            .header("authorization", format!("Bearer {agent}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            serde_json::from_slice::<Value>(&bytes).unwrap(),
+            std::time::Instant::now(),
+        )
+    })
+}
+
+async fn a_stop_wakes_only_its_nodes_poll(h: Harness) {
+    let mut s = setup(h).await;
+    let other = s.h.node(&s.agent, "gpu-002").await;
+    let job = s.h.submit(&s.user, s.project, 8).await;
+    s.h.step().await;
+    let etag_of = |v: &Value| v["etag"].as_str().unwrap().to_string();
+    let list = |node: i64| {
+        let h = &s.h;
+        let agent = s.agent.clone();
+        async move {
+            h.ok(
+                &agent,
+                "GET",
+                &format!("/v1/agent/nodes/{node}/assignments"),
+                None,
+                200,
+            )
+            .await
+        }
+    };
+    let (a, b) = (list(s.node).await, list(other).await);
+    // The whole-node job is on one of the two nodes; the other has nothing.
+    let (busy, idle, busy_list, idle_list) = if a["assignments"][0]["job"].as_i64() == Some(job) {
+        (s.node, other, a, b)
+    } else {
+        (other, s.node, b, a)
+    };
+    assert_eq!(busy_list["assignments"][0]["job"].as_i64(), Some(job));
+    assert_eq!(idle_list["assignments"].as_array().unwrap().len(), 0);
+    let busy_poll = held_poll(&s, busy, &etag_of(&busy_list));
+    let idle_poll = held_poll(&s, idle, &etag_of(&idle_list));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!busy_poll.is_finished() && !idle_poll.is_finished());
+    let t0 = std::time::Instant::now();
+    s.h.ok(
+        &s.user,
+        "POST",
+        &format!("/v1/jobs/{job}/cancel"),
+        None,
+        200,
+    )
+    .await;
+    // The controller, catching up on the stop, tells the job's node.
+    s.h.step().await;
+    let (v, answered) = busy_poll.await.unwrap();
+    assert!(answered - t0 < std::time::Duration::from_secs(15));
+    assert_eq!(v["assignments"][0]["action"], "stop");
+    assert_eq!(v["assignments"][0]["stop_reason"], "cancel");
+    // Nothing of the other node's changed: its poll is still held.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !idle_poll.is_finished(),
+        "an unchanged list is held while another node's job stops"
+    );
+    idle_poll.abort();
+}
+
 async fn metrics_cover_queues_gpus_passes_and_latency(h: Harness) {
     let mut s = setup(h).await;
     s.h.submit(&s.user, s.project, 8).await;
@@ -683,6 +766,7 @@ both!(
     preemption_gives_the_guarantee_back,
     bad_input_is_4xx_naming_the_field,
     long_poll_wakes_on_new_work,
+    a_stop_wakes_only_its_nodes_poll,
     metrics_cover_queues_gpus_passes_and_latency,
     drain_and_future_models_without_rebuild_failures,
     openapi_describes_every_route

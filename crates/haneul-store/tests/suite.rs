@@ -661,6 +661,15 @@ pub async fn lease_fences_a_deposed_leader(store: &dyn Store) {
             .is_some(),
         "a released lease is free at once"
     );
+    // A renewal that came late, with no one taking the lease meanwhile, keeps the epoch: no
+    // other leader decided anything in between, so the leader need not start over.
+    let lapse = |holder: &'static str, now| store.acquire_lease("lapse", holder, 1_000, now);
+    let first = lapse("a", 0).await.unwrap().unwrap();
+    assert_eq!(lapse("a", 5_000).await.unwrap(), Some(first));
+    let other = lapse("b", 10_000).await.unwrap().unwrap();
+    assert!(other > first, "a lease taken by another moves the epoch");
+    let back = lapse("a", 20_000).await.unwrap().unwrap();
+    assert!(back > other, "so does taking it back");
 }
 
 pub async fn audit_is_a_chain(store: &dyn Store) {

@@ -19,6 +19,7 @@ impl Engine {
         let mut running = 0;
         let mut preemptible: Vec<BTreeMap<u64, BTreeSet<WorkKey>>> =
             vec![BTreeMap::new(); self.cluster.models.len()];
+        let mut stopping: BTreeMap<JobId, Time> = BTreeMap::new();
         for (_, j) in &self.running_by_end {
             let e = &self.jobs[j];
             let Run::Running {
@@ -33,6 +34,9 @@ impl Engine {
                 return Err(format!("{j} is in the running index but not running"));
             };
             running += 1;
+            if let Some((kill_at, _)) = preempting {
+                stopping.insert(*j, *kill_at);
+            }
             if let Some(m) = model
                 && preempting.is_none()
                 && e.job.spec.preemptible
@@ -84,6 +88,9 @@ impl Engine {
         if preemptible != self.preemptible {
             return Err("the index of preemptible running work is out of step".into());
         }
+        if stopping != self.stopping {
+            return Err("the index of stopping running work is out of step".into());
+        }
         if running
             != self
                 .jobs
@@ -132,6 +139,28 @@ impl Engine {
             .collect();
         if busy != self.busy_queues {
             return Err("the set of busy queues is out of step".into());
+        }
+        // Each queue entry carries its job's shape, which the reclaim scan trusts instead of
+        // reading the job.
+        for (q, queue) in self.queues.iter().enumerate() {
+            for (key, &shape) in &queue.all {
+                let Some(e) = self.jobs.get(&key.job) else {
+                    return Err(format!("{} is in a queue but not in the engine", key.job));
+                };
+                if !matches!(e.run, Run::Queued { .. })
+                    || e.key != *key
+                    || e.shape != shape
+                    || self.queue_of(e.project) != q
+                {
+                    return Err(format!("{}: its queue entry is out of step", key.job));
+                }
+                if !queue.by_shape.get(&shape).is_some_and(|s| s.contains(key)) {
+                    return Err(format!("{} is missing from its shape's queue", key.job));
+                }
+            }
+            if queue.by_shape.values().map(BTreeSet::len).sum::<usize>() != queue.len() {
+                return Err("a queue's shape index holds other jobs than the queue".into());
+            }
         }
         let queued: usize = self
             .jobs

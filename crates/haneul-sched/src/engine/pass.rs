@@ -126,7 +126,7 @@ impl Engine {
             let full_mode = !self.policy.skip_blocked || reservations.len() < depth;
             let cursor = full_cursor.get(&q).copied();
             let candidate = if full_mode {
-                first_after(&self.queues[q].all, cursor)
+                self.queues[q].first_after(cursor)
             } else {
                 self.next_fitting(q, cursor, &mut shape_cursor, &mut shape_closed)
             };
@@ -367,22 +367,48 @@ impl Engine {
     /// The next job of queue `q` after `after`, in queue order, that would run within its
     /// project's guarantee even counting the jobs ahead of it waiting for their preemptions, and
     /// has none in flight; with the model it would reclaim.
-    fn next_reclaimer(&self, q: usize, after: Option<OrderKey>) -> Option<(OrderKey, JobId, u8)> {
+    ///
+    /// It runs for every project below its guarantee in every pass, so it reads each job's size
+    /// and models from its shape, kept next to its queue key: only a job that fits the guarantee
+    /// is looked up in the job map (is it waiting for victims?). With a million queued jobs the
+    /// map misses the cache on almost every look-up.
+    pub(super) fn next_reclaimer(
+        &self,
+        q: usize,
+        after: Option<OrderKey>,
+    ) -> Option<(OrderKey, JobId, u8)> {
         let p = &self.projects[q];
+        let fleet_models = match self.cluster.models.len() {
+            64.. => u64::MAX,
+            n => (1u64 << n) - 1,
+        };
         let mut pending = vec![0u64; p.alloc.len()];
-        for key in self.queues[q].all.iter().take(RECLAIM_SCAN) {
-            let e = &self.jobs[&key.job];
-            let Some(&m) = e.models.iter().find(|&&m| {
-                p.alloc[m as usize] + pending[m as usize] + e.total_milli()
-                    <= p.guarantee[m as usize]
-            }) else {
+        for (key, &shape) in self.queues[q].all.iter().take(RECLAIM_SCAN) {
+            let k = &self.shapes.keys[shape as usize];
+            if k.gpus == 0 {
+                // CPU-only work holds no GPU quota: nothing to reclaim.
+                continue;
+            }
+            let total = k.gpus as u64 * k.milli as u64 * k.replicas as u64;
+            // The job's models in index order, as `JobEntry::models` lists them.
+            let mut models = k.models & fleet_models;
+            let mut fits = None;
+            while models != 0 {
+                let m = models.trailing_zeros() as usize;
+                models &= models - 1;
+                if p.alloc[m] + pending[m] + total <= p.guarantee[m] {
+                    fits = Some(m);
+                    break;
+                }
+            }
+            let Some(m) = fits else {
                 continue;
             };
-            let waiting = matches!(e.run, Run::Queued { victims } if victims > 0)
+            let waiting = matches!(self.jobs[&key.job].run, Run::Queued { victims } if victims > 0)
                 || self.holds.contains_key(&key.job);
-            pending[m as usize] += e.total_milli();
+            pending[m] += total;
             if !waiting && after.is_none_or(|a| *key > a) {
-                return Some((*key, key.job, m));
+                return Some((*key, key.job, m as u8));
             }
         }
         None

@@ -199,6 +199,7 @@ impl Engine {
             // Work already stopping is no longer a victim for other plans.
             if let Some((m, key)) = stopping {
                 self.unindex_preemptible(m, milli, key);
+                self.stopping.insert(*v, kill_at);
             }
             out.push(Preemption {
                 victim: *v,
@@ -691,6 +692,57 @@ mod tests {
             Some(victims)
         }
 
+        /// The reclaim scan as it was: every job read from the job map. The oracle for the scan
+        /// that reads sizes and models from the shapes kept in the queue.
+        fn next_reclaimer_by_jobs(
+            &self,
+            q: usize,
+            after: Option<OrderKey>,
+        ) -> Option<(OrderKey, JobId, u8)> {
+            let p = &self.projects[q];
+            let mut pending = vec![0u64; p.alloc.len()];
+            for key in self.queues[q].all.keys().take(RECLAIM_SCAN) {
+                let e = &self.jobs[&key.job];
+                let Some(&m) = e.models.iter().find(|&&m| {
+                    p.alloc[m as usize] + pending[m as usize] + e.total_milli()
+                        <= p.guarantee[m as usize]
+                }) else {
+                    continue;
+                };
+                let waiting = matches!(e.run, Run::Queued { victims } if victims > 0)
+                    || self.holds.contains_key(&key.job);
+                pending[m as usize] += e.total_milli();
+                if !waiting && after.is_none_or(|a| *key > a) {
+                    return Some((*key, key.job, m));
+                }
+            }
+            None
+        }
+
+        /// Both reclaim scans for every queue, following each from one answer to the next as
+        /// the pass does; a difference fails. Returns how many reclaimers they found.
+        fn compare_reclaimers(&self) -> Result<usize, String> {
+            let mut found = 0;
+            for q in 0..self.queues.len() {
+                let mut after = None;
+                loop {
+                    let old = self.next_reclaimer_by_jobs(q, after);
+                    let new = self.next_reclaimer(q, after);
+                    if old != new {
+                        return Err(format!(
+                            "queue {q} after {after:?}: the job map gave {old:?}, the shapes {new:?}"
+                        ));
+                    }
+                    let Some((key, _, _)) = new else {
+                        break;
+                    };
+                    found += 1;
+                    after = Some(key);
+                }
+            }
+            Ok(found)
+        }
+
         /// Both planners for every queued job and each of its models; a difference fails.
         fn compare_planners(&self) -> Result<usize, String> {
             let mut queued: Vec<JobId> = self
@@ -757,7 +809,8 @@ mod tests {
 
         /// After every step of a random workload (passes that preempt, requeue, lose nodes),
         /// the indexed planner chooses what the walk over the fleet chooses, for every queued
-        /// job on every model it may use, and the index passes the invariant check.
+        /// job on every model it may use, the reclaim scan finds what the scan over the job map
+        /// found, and the index passes the invariant check.
         #[test]
         fn the_index_plans_what_the_walk_plans((nodes, projects, steps) in scenario()) {
             let fleet = fleet_of(&nodes);
@@ -794,6 +847,9 @@ mod tests {
                     Step::Wait(s) => now = now + Span::from_secs(*s),
                 }
                 if let Err(e) = engine.compare_planners() {
+                    return Err(TestCaseError::fail(e));
+                }
+                if let Err(e) = engine.compare_reclaimers() {
                     return Err(TestCaseError::fail(e));
                 }
                 let d = engine.schedule(now);
@@ -912,6 +968,40 @@ mod tests {
         assert_eq!(indexed, 3, "the stopping victim left the index");
         engine.check_invariants().unwrap();
         engine.requeue(JobId(3), now).unwrap();
+        engine.check_invariants().unwrap();
+    }
+
+    /// A gang too large for what its project is owed, as the reclaim scan sees it.
+    fn owed_gang(project: u32) -> JobGen {
+        JobGen {
+            replicas: 2,
+            ..whole_node(project, false)
+        }
+    }
+
+    /// The reclaim scan looks at the first `RECLAIM_SCAN` queued jobs of a project and no
+    /// further, as it always did: a job that fits the guarantee behind that many that do not
+    /// is found only once it moves up.
+    #[test]
+    fn the_reclaim_scan_stops_where_it_always_stopped() {
+        let (nodes, projects) = two_projects(4, 2);
+        let mut engine =
+            Engine::new(&fleet_of(&nodes), &tenants_of(&projects), Policy::default()).unwrap();
+        let mut now = Time::from_secs(1);
+        for id in 0..RECLAIM_SCAN as u64 {
+            engine.submit(job_of(&owed_gang(0), id, now), now).unwrap();
+            now = now + Span::from_secs(1);
+        }
+        let small = JobId(RECLAIM_SCAN as u64);
+        engine
+            .submit(job_of(&whole_node(0, false), small.0, now), now)
+            .unwrap();
+        assert_eq!(engine.next_reclaimer(0, None), None);
+        assert_eq!(engine.compare_reclaimers(), Ok(0));
+        engine.cancel(JobId(0), now).unwrap();
+        let found = engine.next_reclaimer(0, None);
+        assert_eq!(found.map(|(_, j, m)| (j, m)), Some((small, 0)));
+        assert_eq!(engine.compare_reclaimers(), Ok(1));
         engine.check_invariants().unwrap();
     }
 }

@@ -51,7 +51,7 @@ impl Engine {
         let mut memo = FxHashMap::default();
         let mut out = Vec::with_capacity(self.queued_len());
         for &q in &self.busy_queues {
-            for (ahead, key) in self.queues[q].all.iter().enumerate() {
+            for (ahead, key) in self.queues[q].all.keys().enumerate() {
                 let e = &self.jobs[&key.job];
                 out.push((key.job, self.reason_of(e, ahead as u32, &mut memo)));
             }

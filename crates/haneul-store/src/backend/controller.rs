@@ -14,7 +14,8 @@ pub trait ControllerStore: Send + Sync {
     /// Events after `cursor`, oldest first.
     async fn events_after(&self, cursor: i64, limit: i64) -> Result<Vec<EventRecord>>;
     /// Takes or renews the named lease for `holder` until `now + ttl_ms`. Returns the epoch while
-    /// held: it grows by one each time the lease changes hands.
+    /// held: it grows by one each time the lease changes hands (a holder renewing late, when no
+    /// one took the lease meanwhile, keeps its epoch).
     async fn acquire_lease(
         &self,
         name: &str,
@@ -126,7 +127,7 @@ macro_rules! controller_store {
                     "INSERT INTO leases (name, holder, epoch, expires_at) VALUES ($1, $2, 1, $3) \
                      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
                      epoch = CASE WHEN leases.holder = excluded.holder \
-                     AND leases.expires_at > $4 THEN leases.epoch ELSE leases.epoch + 1 END, \
+                     THEN leases.epoch ELSE leases.epoch + 1 END, \
                      expires_at = excluded.expires_at \
                      WHERE leases.holder = excluded.holder OR leases.expires_at <= $4 \
                      RETURNING epoch",
