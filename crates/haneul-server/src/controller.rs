@@ -344,8 +344,10 @@ pub struct Controller {
     idle_noticed: BTreeMap<i64, i64>,
     /// New inventory arrived while rebuilds were being spaced out (see `may_rebuild`).
     inventory_due: bool,
-    /// When the last rebuild ended and how long it took.
-    last_rebuild: Option<(Instant, Duration)>,
+    /// When the last rebuild ended and how long it took, both on the clock's monotonic scale:
+    /// a test's manual clock then sees rebuilds take no time and never spaces them, so a
+    /// stepped test does not depend on how fast the machine is.
+    last_rebuild: Option<(Duration, Duration)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -531,6 +533,7 @@ impl Controller {
     /// recorded placement, and the queue in submission order.
     async fn rebuild(&mut self, epoch: i64) -> Result<(), ControllerError> {
         let started = Instant::now();
+        let started_mono = self.clock.monotonic();
         self.inventory_due = false;
         let snap = self.store.snapshot().await?;
         let now = self.clock.now_ms();
@@ -627,7 +630,8 @@ impl Controller {
             compute_due: true,
             raised,
         });
-        self.last_rebuild = Some((Instant::now(), started.elapsed()));
+        let ended_mono = self.clock.monotonic();
+        self.last_rebuild = Some((ended_mono, ended_mono.saturating_sub(started_mono)));
         Ok(())
     }
 
@@ -704,8 +708,10 @@ impl Controller {
     /// takes no events and makes no decisions: an engine that does not know the new nodes
     /// would refuse a job that only they can hold as one that can never fit.
     fn may_rebuild(&self) -> bool {
-        self.last_rebuild
-            .is_none_or(|(ended, took)| ended.elapsed() >= (took * 4).min(Duration::from_secs(5)))
+        let now = self.clock.monotonic();
+        self.last_rebuild.is_none_or(|(ended, took)| {
+            now.saturating_sub(ended) >= (took * 4).min(Duration::from_secs(5))
+        })
     }
 
     /// Applies every event after the cursor. A fleet change rebuilds the engine instead.
