@@ -76,6 +76,8 @@ const REFUSALS_AT_ONCE: usize = 256;
 const REFUSAL_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a stop waits for requests in progress (long polls end sooner, at their wait).
 const DRAIN: Duration = Duration::from_secs(10);
+/// Each HTTP/1.1 connection's read buffer, and so the largest request header block.
+const MAX_BUF: usize = 8192;
 
 /// Prepares TLS and the SIGHUP watch at once (so both are in place when the caller says the
 /// server is up), and returns the future that serves `app` on `listener` until `stop` turns
@@ -220,7 +222,13 @@ impl Builders {
             b.http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
-                .keep_alive(true);
+                .keep_alive(true)
+                // hyper's smallest read buffer. Its default lets a connection's buffer grow to
+                // 400 KiB on a large header or a fast body, and keeps it at that size while
+                // the connection lives: with a long poll held per node, that was 16 KiB or
+                // more per node. A header block must fit in it (else 431); bodies stream
+                // through it in pieces, so they are bounded by the body limit, not by this.
+                .max_buf_size(MAX_BUF);
             b.http2()
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(256)
@@ -381,7 +389,9 @@ impl Conn {
         let Some(acceptor) = acceptor else {
             return Some((Stream::Plain(tcp), false, peer, builders, limits));
         };
-        match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
+        // Boxed: the handshake's state is kilobytes, and inline it would size the task of
+        // every connection, plain ones included, for as long as the connection lives.
+        match tokio::time::timeout(limits.header_timeout, Box::pin(acceptor.accept(tcp))).await {
             Ok(Ok(tls)) => {
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                 Some((Stream::Tls(Box::new(tls)), h2, peer, builders, limits))
@@ -422,17 +432,20 @@ impl Conn {
             })
         };
         let builder = if h2 { &builders.h2 } else { &builders.h1 };
+        // Each arm's connection is boxed at its own size: inline, every plain connection's
+        // task would be as large as a TLS one (the TLS session state is kilobytes), and a
+        // centre holds a connection per node for its long polls.
         let done = match stream {
             Stream::Plain(s) => {
                 let io = TokioIo::new(Tracked {
                     inner: s,
                     activity: activity.clone(),
                 });
-                watch_idle(
+                Box::pin(watch_idle(
                     watcher.watch(builder.serve_connection_with_upgrades(io, svc)),
                     &activity,
                     &limits,
-                )
+                ))
                 .await
             }
             Stream::Tls(s) => {
@@ -440,11 +453,11 @@ impl Conn {
                     inner: *s,
                     activity: activity.clone(),
                 });
-                watch_idle(
+                Box::pin(watch_idle(
                     watcher.watch(builder.serve_connection_with_upgrades(io, svc)),
                     &activity,
                     &limits,
-                )
+                ))
                 .await
             }
         };

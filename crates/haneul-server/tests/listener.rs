@@ -595,3 +595,43 @@ async fn a_long_poll_outlives_the_idle_and_header_timeouts() {
     assert_eq!(v["etag"], etag.as_str());
     up.running.stop().await;
 }
+
+/// A raw GET of /healthz with one extra header of `len` bytes; the answer's status line.
+async fn get_with_header_of(addr: SocketAddr, len: usize) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(len)
+    );
+    // The server may answer and close before the whole header is written.
+    let _ = s.write_all(req.as_bytes()).await;
+    let (bytes, _) = read_to_close(&mut s, Duration::from_secs(10)).await;
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// Each HTTP/1.1 connection's read buffer is capped at hyper's smallest (8 KiB), so that a
+/// long poll held per node costs that and no more; a header block past it is refused.
+#[tokio::test]
+async fn a_request_header_past_the_read_buffer_is_refused_with_431() {
+    let up = start(|_, _| {}).await;
+    let addr = up.running.addr;
+    assert_eq!(
+        get_with_header_of(addr, 6 * 1024).await,
+        "HTTP/1.1 200 OK",
+        "a header block under 8 KiB is served"
+    );
+    let refused = get_with_header_of(addr, 12 * 1024).await;
+    assert!(
+        refused.starts_with("HTTP/1.1 431"),
+        "a 12 KiB header block: {refused:?}"
+    );
+    // The server goes on serving others.
+    let r = plain()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    up.running.stop().await;
+}
