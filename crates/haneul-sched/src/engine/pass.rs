@@ -110,8 +110,15 @@ impl Engine {
                 _ => {}
             }
         }
+        // The express lane goes once the reservations are made (capacity is short), so its jobs
+        // backfill around them; before that every job tried fits and order matters little.
+        let mut express_done = false;
         let mut failed_after_reservations = 0usize;
         while let Some(Reverse((_, q))) = heap.pop() {
+            if !express_done && reservations.len() >= depth {
+                self.run_express(&reservations, &mut stats, &mut decisions);
+                express_done = true;
+            }
             if !reservations.is_empty() && failed_after_reservations >= self.policy.backfill_window
             {
                 break;
@@ -187,6 +194,9 @@ impl Engine {
             }
             heap.push(Reverse((Share(self.queue_key(q)), q)));
         }
+        if !express_done {
+            self.run_express(&reservations, &mut stats, &mut decisions);
+        }
         // Projects below a guarantee may have work that no shape check let the loop reach: give
         // each its first waiting job a chance to reclaim, within the pass's preemption budget.
         if self.policy.preemption {
@@ -251,6 +261,100 @@ impl Engine {
             .flat_map(|(d, r)| r.nodes.into_iter().map(move |(n, x)| (d.job, n, x)))
             .collect();
         decisions
+    }
+
+    /// The express lane: its jobs in queue order, across projects, each shape until one of its
+    /// jobs finds no room (capacity only shrinks during a pass, so the rest of that shape would
+    /// not fit either).
+    fn run_express(
+        &mut self,
+        reservations: &[ReservationPlan],
+        stats: &mut PassStats,
+        decisions: &mut Decisions,
+    ) {
+        // In strict order (no skipping of blocked jobs) nothing passes the head, tiny or not.
+        if self.express.len() == 0 || !self.policy.skip_blocked {
+            return;
+        }
+        // The lane fills the gaps beside running work: nodes wholly free stay for the fair-share
+        // order, where whole-node jobs and gangs compete for them, so tiny jobs never break up a
+        // drained node. Held out like a reservation that starts now; failures of this phase are
+        // remembered apart, since the extra plan changes what a failure means.
+        let mut plans: Vec<ReservationPlan> = reservations.to_vec();
+        {
+            let whole: Vec<(u32, Reserved)> = self
+                .cluster
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| {
+                    n.model.is_some()
+                        && n.state == NodeState::Up
+                        && n.full_free as usize == n.gpus()
+                        && n.holds.is_empty()
+                })
+                .map(|(i, n)| {
+                    let mask = if n.gpus() >= 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << n.gpus()) - 1
+                    };
+                    (
+                        i as u32,
+                        Reserved {
+                            gpu_mask: mask,
+                            cpu: 0,
+                            mem: 0,
+                        },
+                    )
+                })
+                .collect();
+            if !whole.is_empty() {
+                plans.push(ReservationPlan {
+                    start_at: self.now,
+                    nodes: whole,
+                    guaranteed: true,
+                });
+            }
+        }
+        let reservations = plans.as_slice();
+        let mut failures = FailureMemo::default();
+        let mut done: BTreeSet<u32> = BTreeSet::new();
+        let mut cursor: BTreeMap<u32, OrderKey> = BTreeMap::new();
+        let mut failed = 0usize;
+        while failed < self.policy.backfill_window {
+            let mut best: Option<(OrderKey, u32)> = None;
+            for (&shape, set) in &self.express.by_shape {
+                if done.contains(&shape) {
+                    continue;
+                }
+                if !self.shape_may_fit(shape) {
+                    done.insert(shape);
+                    continue;
+                }
+                if let Some(k) = first_after(set, cursor.get(&shape).copied())
+                    && best.is_none_or(|(b, _)| k < b)
+                {
+                    best = Some((k, shape));
+                }
+            }
+            let Some((key, shape)) = best else {
+                break;
+            };
+            cursor.insert(shape, key);
+            stats.visited += 1;
+            match self.try_start(key.job, reservations, &mut failures, stats) {
+                Attempt::Started(start) => {
+                    stats.started += 1;
+                    decisions.starts.push(start);
+                }
+                Attempt::QuotaBlocked => failed += 1,
+                Attempt::NoRoom { .. } => {
+                    failed += 1;
+                    done.insert(shape);
+                }
+            }
+        }
     }
 
     /// Notes that this pass tried `job` and left it queued, for its pending reason.
@@ -527,6 +631,9 @@ impl Engine {
         }
         let q = self.queue_of(project);
         self.queues[q].remove(&key, shape);
+        if self.jobs[&job].express {
+            self.express.remove(&key, shape);
+        }
         if self.queues[q].len() == 0 {
             self.busy_queues.remove(&q);
         }
