@@ -202,7 +202,6 @@ impl Ord for Share {
     }
 }
 
-#[derive(Clone)]
 struct ReservationPlan {
     start_at: Time,
     nodes: Vec<(u32, Reserved)>,

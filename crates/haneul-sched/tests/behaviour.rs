@@ -569,3 +569,103 @@ fn fair_share_usage_halves_in_a_day_and_slurm_like_keeps_seven() {
     let slurm = usage_ratio(Policy::slurm_like());
     assert!((slurm - 0.5f64.powf(1.0 / 7.0)).abs() < 1e-9, "{slurm}");
 }
+
+/// Projects 0 and 2 open (no guarantee), project 1 guaranteed `guarantee` GPUs.
+fn one_owed_project(guarantee: u64) -> Vec<ProjectGen> {
+    let mut projects = open_projects(3);
+    projects[1].guarantee = guarantee;
+    projects
+}
+
+#[test]
+fn the_express_lane_stands_aside_while_a_guarantee_is_owed() {
+    // One 8-GPU node: project 0 borrows 7 GPUs for 10 h; project 2's 8-GPU job holds the pass's
+    // reservation (at 10 h), so the lane would go first in the next pass. Then project 0 queues
+    // a 10-minute 1-GPU job (in the lane) and project 1, owed one GPU, a 2-hour one.
+    let fleet = fleet_of(&[node(8, 8, 0)]);
+    let mut e = Engine::new(&fleet, &tenants_of(&one_owed_project(1)), Policy::default()).unwrap();
+    let t0 = Time::from_secs(1);
+    e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(7), 10), 0, t0), t0)
+        .unwrap();
+    e.submit(job_of(&lasting(2, 1, GpuRequest::Whole(8), 1), 1, t0), t0)
+        .unwrap();
+    let d = e.schedule(t0);
+    assert_eq!(d.reservations[0].job, JobId(1));
+    let t = Time::from_secs(10);
+    e.submit(job_of(&minutes(0, 1, 10), 2, t), t).unwrap();
+    e.submit(job_of(&minutes(1, 1, 120), 3, t), t).unwrap();
+    let d = e.schedule(t);
+    e.check_invariants().unwrap();
+    let starts: Vec<JobId> = d.starts.iter().map(|s| s.job).collect();
+    assert_eq!(
+        starts,
+        vec![JobId(3)],
+        "the owed project takes the free GPU; the lane's borrowed job does not pass it"
+    );
+    assert!(d.preemptions.is_empty(), "{:?}", d.preemptions);
+    // Once nothing is owed the lane is back: the tiny job goes before project 2's reservation.
+    let t = Time::from_secs(20);
+    e.finish(JobId(3), t).unwrap();
+    e.submit(job_of(&minutes(2, 1, 120), 4, t), t).unwrap();
+    let starts: Vec<JobId> = e.schedule(t).starts.iter().map(|s| s.job).collect();
+    assert_eq!(starts, vec![JobId(2)]);
+}
+
+#[test]
+fn a_sticky_claim_stands_aside_while_a_guarantee_is_owed() {
+    // One 8-GPU node: project 0 borrows 4 GPUs for 1 h and project 2 the other 4 for 10 h.
+    // Project 0's next 4-GPU job holds the reservation for 1 h, and would keep it; just before
+    // then project 1, owed four GPUs, queues a 4-GPU job.
+    let run = |policy: Policy| {
+        let fleet = fleet_of(&[node(8, 8, 0)]);
+        let mut e = Engine::new(&fleet, &tenants_of(&one_owed_project(4)), policy).unwrap();
+        let t0 = Time::from_secs(1);
+        e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(4), 1), 0, t0), t0)
+            .unwrap();
+        e.submit(job_of(&lasting(2, 1, GpuRequest::Whole(4), 10), 1, t0), t0)
+            .unwrap();
+        e.schedule(t0);
+        let t = Time::from_secs(10);
+        e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(4), 1), 2, t), t)
+            .unwrap();
+        assert_eq!(e.schedule(t).reservations[0].job, JobId(2));
+        let t = Time::from_secs(3000);
+        e.submit(job_of(&lasting(1, 1, GpuRequest::Whole(4), 1), 3, t), t)
+            .unwrap();
+        let t = Time::from_secs(3601);
+        e.finish(JobId(0), t).unwrap();
+        let d = e.schedule(t);
+        e.check_invariants().unwrap();
+        let starts: Vec<JobId> = d.starts.iter().map(|s| s.job).collect();
+        (starts, d.preemptions.len())
+    };
+    assert_eq!(
+        run(Policy::default()),
+        (vec![JobId(3)], 0),
+        "the owed project's job takes the freed GPUs; the claim waits"
+    );
+    // The claim itself is kept when nobody is owed: the same run with project 1 open.
+    let fleet = fleet_of(&[node(8, 8, 0)]);
+    let mut e = Engine::new(&fleet, &tenants_of(&open_projects(3)), Policy::default()).unwrap();
+    let t0 = Time::from_secs(1);
+    e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(4), 1), 0, t0), t0)
+        .unwrap();
+    e.submit(job_of(&lasting(2, 1, GpuRequest::Whole(4), 10), 1, t0), t0)
+        .unwrap();
+    e.schedule(t0);
+    let t = Time::from_secs(10);
+    e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(4), 1), 2, t), t)
+        .unwrap();
+    e.schedule(t);
+    let t = Time::from_secs(3000);
+    e.submit(job_of(&lasting(1, 1, GpuRequest::Whole(4), 1), 3, t), t)
+        .unwrap();
+    let t = Time::from_secs(3601);
+    e.finish(JobId(0), t).unwrap();
+    let starts: Vec<JobId> = e.schedule(t).starts.iter().map(|s| s.job).collect();
+    assert_eq!(
+        starts,
+        vec![JobId(2)],
+        "the drain goes to the job it was begun for"
+    );
+}
