@@ -68,6 +68,8 @@ struct JobEntry {
     run: Run,
     /// The pass that last tried it and could not start it (see [`Engine::pending_reason`]).
     tried: u64,
+    /// In the express lane ([`Policy::express_gpu_time`]).
+    express: bool,
 }
 
 impl JobEntry {
@@ -148,6 +150,8 @@ pub struct Engine {
     queues: Vec<Queue>,
     /// Queues holding at least one job, so a pass need not look at idle projects.
     busy_queues: BTreeSet<usize>,
+    /// Queued jobs of the express lane, of every project, in queue order.
+    express: Queue,
     shapes: Shapes,
     jobs: FxHashMap<JobId, JobEntry>,
     running_by_end: BTreeSet<(Time, JobId)>,
@@ -243,6 +247,7 @@ impl Engine {
             orgs: tenants.orgs.iter().map(|o| o.id).collect(),
             queues: (0..queue_count).map(|_| Queue::default()).collect(),
             busy_queues: BTreeSet::new(),
+            express: Queue::default(),
             shapes: Shapes::default(),
             jobs: FxHashMap::default(),
             running_by_end: BTreeSet::new(),
@@ -504,9 +509,16 @@ impl Engine {
             0
         };
         let key = OrderKey::new(priority, Time(job.submitted_at.0 - credit), job.id);
+        let express = spec.replicas == 1
+            && gpus > 0
+            && (est.0.max(0) as i128) * (gpus as i128) * (milli as i128)
+                <= self.policy.express_gpu_time.0 as i128 * FULL as i128;
         self.frag.observe(task_kind(spec, mask), spec.replicas);
         let q = self.queue_of(project);
         self.queues[q].insert(key, shape);
+        if express {
+            self.express.insert(key, shape);
+        }
         self.busy_queues.insert(q);
         self.jobs.insert(
             job.id,
@@ -519,6 +531,7 @@ impl Engine {
                 models,
                 run: Run::Queued { victims: 0 },
                 tried: 0,
+                express,
             },
         );
         Ok(())
@@ -583,6 +596,9 @@ impl Engine {
             Run::Queued { .. } => {
                 let (q, key, shape) = (self.queue_of(entry.project), entry.key, entry.shape);
                 self.queues[q].remove(&key, shape);
+                if entry.express {
+                    self.express.remove(&key, shape);
+                }
                 if self.queues[q].len() == 0 {
                     self.busy_queues.remove(&q);
                 }
@@ -609,9 +625,12 @@ impl Engine {
         self.release_running(job)?;
         let entry = self.jobs.get_mut(&job).ok_or(SchedError::UnknownJob(job))?;
         entry.run = Run::Queued { victims: 0 };
-        let (project, key, shape) = (entry.project, entry.key, entry.shape);
+        let (project, key, shape, express) = (entry.project, entry.key, entry.shape, entry.express);
         let q = self.queue_of(project);
         self.queues[q].insert(key, shape);
+        if express {
+            self.express.insert(key, shape);
+        }
         self.busy_queues.insert(q);
         Ok(())
     }

@@ -51,6 +51,10 @@ pub(crate) struct PlaceCtx<'a> {
     /// Pools this job may run on, by pool index.
     pub pools: &'a [bool],
     pub exclusions: Option<&'a Exclusions>,
+    /// Leave every wholly free node alone (no GPU in use and no hold on it): the express lane's
+    /// jobs fill gaps beside running work and never break up a drained node. Checked per group of
+    /// alike nodes, so it costs nothing per node (a walk of the fleet per pass did).
+    pub keep_whole: bool,
     /// When running work on each node is expected to end, and when this task would: a node
     /// whose work outlasts the task beats one it would outlast, before the strategy's score, and
     /// among nodes that score alike the best aligned wins (see [`end_cost`]).
@@ -66,6 +70,9 @@ struct View {
 
 fn view(n: &NodeSlot, idx: u32, ctx: &PlaceCtx) -> Option<View> {
     if n.state != NodeState::Up {
+        return None;
+    }
+    if ctx.keep_whole && is_whole(n) {
         return None;
     }
     if !ctx.pools.get(n.pool as usize).copied().unwrap_or(false) {
@@ -96,6 +103,11 @@ fn view(n: &NodeSlot, idx: u32, ctx: &PlaceCtx) -> Option<View> {
         v.mem = v.mem.saturating_sub(r.mem);
     }
     Some(v)
+}
+
+/// A GPU node with every GPU free and no hold on it.
+fn is_whole(n: &NodeSlot) -> bool {
+    n.model.is_some() && n.full_free as usize == n.gpus() && n.holds.is_empty()
 }
 
 /// How many tasks of `req` fit on a node view, at most `cap`.
@@ -309,6 +321,15 @@ fn place_one(
                     return false;
                 }
                 let mut any = false;
+                if ctx.keep_whole && sig.model.is_some() && sig.full_free as usize == sig.gpus.len()
+                {
+                    // Every node of the group is wholly free; only those with a hold (free
+                    // GPUs the holder leaves) are not, and there are few of them.
+                    for &idx in cluster.held.iter().filter(|i| nodes.contains(i)) {
+                        any |= consider(idx, frag, &mut best).1;
+                    }
+                    return any;
+                }
                 if let Some(ends) = ctx.ends {
                     // Alike nodes differ in when their work ends: the group stands for its
                     // best-aligned plain node.

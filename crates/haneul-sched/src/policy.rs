@@ -87,7 +87,11 @@ impl Default for FragTuning {
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     pub ordering: Ordering,
-    /// Half-life of past usage in fair share (Slurm's PriorityDecayHalfLife).
+    /// Half-life of past usage in fair share (Slurm's PriorityDecayHalfLife). Haneul: one day,
+    /// so the order answers the contention of now rather than repaying last week's usage: with
+    /// seven days a project that was busy days ago waits while others run, which under load is
+    /// what makes the shares of the moment unfair (Jain's index in docs/simulator.md). The
+    /// baselines keep Slurm's seven days.
     pub fair_share_half_life: Span,
     /// Fair share ages: a project's standing in the pass's order halves for every
     /// `age_half_life` its first queued job has waited (the age factor Slurm's multifactor puts
@@ -100,7 +104,9 @@ pub struct Policy {
     pub reserve_oldest: bool,
     /// A reservation is a promise: the job that held one in the last pass goes first in the next
     /// (started if it fits, reserved again if not), so the capacity drained for it is not taken
-    /// by whoever comes first in fair-share order when it frees.
+    /// by whoever comes first in fair-share order when it frees. Haneul: on; a gang's drain
+    /// then ends in the gang's start instead of being handed to another job midway and begun
+    /// again, which is idle GPU-time on a loaded fleet.
     pub sticky_reservations: bool,
     /// Within a queue, a job sorts as if submitted earlier by this share (percent) of its
     /// estimated run time, so that long jobs start before shorter ones submitted a little after
@@ -120,6 +126,14 @@ pub struct Policy {
     /// submitted in the next days (the tail of the waits). Zero gives every job the full credit.
     /// Haneul: 24 hours.
     pub estimate_age_full_at: Span,
+    /// An express lane: a single-task job whose estimated GPU-time (GPUs x estimate) is at most
+    /// this is tried before the rest of the fair-share order, across all projects in queue
+    /// order, once a pass has made its reservations (capacity is short). Such jobs are most of the jobs on a busy centre (on Philly three in five
+    /// run under half an hour) but a sliver of the GPU-time, so starting them first cuts the
+    /// median wait while the GPU-time each project gets, which fair share governs, barely moves.
+    /// Their usage still counts in fair share. The lane fills gaps beside running work and never
+    /// takes a node that is wholly free. Zero turns the lane off. Haneul: 30 GPU-minutes.
+    pub express_gpu_time: Span,
     /// Let projects run above their guarantee on idle capacity (as preemptible work).
     pub borrowing: bool,
     /// Reclaim guarantees by preempting borrowed work.
@@ -155,13 +169,14 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             ordering: Ordering::FairShare,
-            fair_share_half_life: Span::from_hours(7 * 24),
+            fair_share_half_life: Span::from_hours(24),
             age_half_life: Span::ZERO,
             reserve_oldest: false,
             estimate_age_pct: 800,
             estimate_age_large_only: true,
             estimate_age_full_at: Span::from_hours(24),
-            sticky_reservations: false,
+            express_gpu_time: Span::from_secs(30 * 60),
+            sticky_reservations: true,
             borrowing: true,
             preemption: true,
             backfill: true,
@@ -200,14 +215,17 @@ impl Policy {
     }
 
     /// Haneul's defaults without what the baselines never had (end-time alignment, the
-    /// estimate credit of whole-node jobs), so the baselines stay the policies they are named
-    /// after.
+    /// estimate credit of whole-node jobs, the express lane, sticky reservations, the one-day
+    /// fair-share half-life), so the baselines stay the policies they are named after.
     fn baseline() -> Self {
         Policy {
             estimate_age_pct: 0,
             estimate_age_large_only: false,
             estimate_age_full_at: Span::ZERO,
+            express_gpu_time: Span::ZERO,
             align_ends: false,
+            sticky_reservations: false,
+            fair_share_half_life: Span::from_hours(7 * 24),
             ..Policy::default()
         }
     }

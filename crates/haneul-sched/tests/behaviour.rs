@@ -402,3 +402,270 @@ fn below_the_full_credit_span_a_short_gang_keeps_its_place_before_a_later_long_o
         "a job longer than 24 h keeps the whole credit (120 h) and goes first"
     );
 }
+
+fn minutes(project: u32, gpus: u32, minutes: i64) -> JobGen {
+    JobGen {
+        estimate_s: minutes * 60,
+        ..job(project, 1, GpuRequest::Whole(gpus))
+    }
+}
+
+#[test]
+fn a_tiny_job_takes_a_gap_before_a_lighter_projects_longer_one() {
+    // One 8-GPU node. Project 1 runs 7 GPUs (6 for 10 h, 1 until t = 100 s), project 0 one GPU
+    // for 10 h, so project 0 has the lower share of the two. Project 2 (no usage) queues an
+    // 8-GPU job, which holds the pass's reservation; then project 0 queues a 2-hour 1-GPU job and
+    // project 1 a 10-minute one. At 100 s one GPU frees beside running work, and both would end
+    // before the reservation starts.
+    let run = |policy: Policy| -> Vec<JobId> {
+        let fleet = fleet_of(&[node(8, 8, 0)]);
+        let mut e = Engine::new(&fleet, &tenants_of(&open_projects(3)), policy).unwrap();
+        let t0 = Time::from_secs(1);
+        e.submit(job_of(&lasting(1, 1, GpuRequest::Whole(6), 10), 0, t0), t0)
+            .unwrap();
+        e.submit(job_of(&minutes(1, 1, 1), 1, t0), t0).unwrap();
+        e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(1), 10), 2, t0), t0)
+            .unwrap();
+        assert_eq!(e.schedule(t0).starts.len(), 3);
+        let t = Time::from_secs(10);
+        e.submit(job_of(&lasting(2, 1, GpuRequest::Whole(8), 1), 3, t), t)
+            .unwrap();
+        e.submit(job_of(&minutes(0, 1, 120), 4, t), t).unwrap();
+        e.submit(job_of(&minutes(1, 1, 10), 5, t), t).unwrap();
+        e.schedule(t);
+        let t = Time::from_secs(100);
+        e.finish(JobId(1), t).unwrap();
+        let d = e.schedule(t);
+        e.check_invariants().unwrap();
+        assert_eq!(d.reservations.len(), 1);
+        assert_eq!(d.reservations[0].job, JobId(3));
+        d.starts.iter().map(|s| s.job).collect()
+    };
+    let lane = Policy::default();
+    assert_eq!(lane.express_gpu_time, Span::from_secs(30 * 60));
+    assert_eq!(
+        run(lane),
+        vec![JobId(5)],
+        "10 GPU-minutes is in the express lane: it goes before fair share"
+    );
+    assert_eq!(
+        run(Policy {
+            express_gpu_time: Span::from_secs(5 * 60),
+            ..Policy::default()
+        }),
+        vec![JobId(4)],
+        "above the lane's size fair share decides: the lighter project's job"
+    );
+    assert_eq!(
+        run(Policy {
+            express_gpu_time: Span::ZERO,
+            ..Policy::default()
+        }),
+        vec![JobId(4)],
+        "without the lane, fair share"
+    );
+}
+
+#[test]
+fn the_express_lane_never_breaks_a_wholly_free_node() {
+    // Node 0 is full (project 1, 10 h); node 1 is free. Project 1 queues a 10-minute 1-GPU job,
+    // then project 0 (lower share) an 8-GPU job. With no reservation to make, the lane runs first
+    // in the pass: it must leave node 1 whole for the fair-share order.
+    let policy = Policy {
+        reservations: 0,
+        ..Policy::default()
+    };
+    let fleet = fleet_of(&[node(8, 8, 0), node(8, 8, 0)]);
+    let mut e = Engine::new(&fleet, &tenants_of(&open_projects(2)), policy).unwrap();
+    let t0 = Time::from_secs(1);
+    e.submit(job_of(&lasting(1, 1, GpuRequest::Whole(8), 10), 0, t0), t0)
+        .unwrap();
+    e.schedule(t0);
+    let t = Time::from_secs(10);
+    e.submit(job_of(&minutes(1, 1, 10), 1, t), t).unwrap();
+    e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(8), 1), 2, t), t)
+        .unwrap();
+    let starts: Vec<JobId> = e.schedule(t).starts.iter().map(|s| s.job).collect();
+    e.check_invariants().unwrap();
+    assert_eq!(starts, vec![JobId(2)], "the 8-GPU job gets the free node");
+    // Alone in the queue, a tiny job still runs on a free node: the lane only orders.
+    let t = Time::from_secs(20);
+    e.finish(JobId(2), t).unwrap();
+    let starts: Vec<JobId> = e.schedule(t).starts.iter().map(|s| s.job).collect();
+    assert_eq!(starts, vec![JobId(1)]);
+}
+
+#[test]
+fn a_reserved_job_keeps_its_claim_in_the_next_pass() {
+    // One 8-GPU node, busy until 1 h (project 1, 7 GPUs). Project 0 used a GPU for ten minutes,
+    // then queues an 8-GPU job: it gets the reservation. Project 2, with no usage, then queues
+    // an 8-GPU job of its own and would come first in fair-share order.
+    let run = |policy: Policy| -> (JobId, Vec<JobId>) {
+        let fleet = fleet_of(&[node(8, 8, 0)]);
+        let mut e = Engine::new(&fleet, &tenants_of(&open_projects(3)), policy).unwrap();
+        let t0 = Time::from_secs(1);
+        e.submit(job_of(&lasting(1, 1, GpuRequest::Whole(7), 1), 0, t0), t0)
+            .unwrap();
+        e.submit(job_of(&minutes(0, 1, 10), 1, t0), t0).unwrap();
+        e.schedule(t0);
+        let t = Time::from_secs(601);
+        e.finish(JobId(1), t).unwrap();
+        e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(8), 1), 2, t), t)
+            .unwrap();
+        assert_eq!(e.schedule(t).reservations[0].job, JobId(2));
+        let t = Time::from_secs(700);
+        e.submit(job_of(&lasting(2, 1, GpuRequest::Whole(8), 1), 3, t), t)
+            .unwrap();
+        let reserved = e.schedule(t).reservations[0].job;
+        let t = Time::from_secs(3601);
+        e.finish(JobId(0), t).unwrap();
+        let starts = e.schedule(t).starts.iter().map(|s| s.job).collect();
+        e.check_invariants().unwrap();
+        (reserved, starts)
+    };
+    assert!(Policy::default().sticky_reservations);
+    assert_eq!(
+        run(Policy::default()),
+        (JobId(2), vec![JobId(2)]),
+        "the drain goes to the job it was begun for"
+    );
+    assert_eq!(
+        run(Policy {
+            sticky_reservations: false,
+            ..Policy::default()
+        }),
+        (JobId(3), vec![JobId(3)]),
+        "without sticky reservations the lighter project takes over the drain"
+    );
+}
+
+#[test]
+fn fair_share_usage_halves_in_a_day_and_slurm_like_keeps_seven() {
+    let usage_ratio = |policy: Policy| -> f64 {
+        let fleet = fleet_of(&[node(8, 8, 0)]);
+        let mut e = Engine::new(&fleet, &tenants_of(&open_projects(1)), policy).unwrap();
+        let t0 = Time::from_secs(0);
+        e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(1), 1), 0, t0), t0)
+            .unwrap();
+        e.schedule(t0);
+        let t = Time::from_secs(3600);
+        e.finish(JobId(0), t).unwrap();
+        let at_end = e
+            .project_usage_gpu_hours(haneul_model::ProjectId(0))
+            .unwrap();
+        // Another submission moves the engine's clock a day on.
+        let later = Time::from_secs(3600 + 86_400);
+        e.submit(
+            job_of(&lasting(0, 1, GpuRequest::Whole(1), 1), 1, later),
+            later,
+        )
+        .unwrap();
+        e.project_usage_gpu_hours(haneul_model::ProjectId(0))
+            .unwrap()
+            / at_end
+    };
+    let haneul = usage_ratio(Policy::default());
+    assert!((haneul - 0.5).abs() < 1e-9, "{haneul}");
+    let slurm = usage_ratio(Policy::slurm_like());
+    assert!((slurm - 0.5f64.powf(1.0 / 7.0)).abs() < 1e-9, "{slurm}");
+}
+
+/// Projects 0 and 2 open (no guarantee), project 1 guaranteed `guarantee` GPUs.
+fn one_owed_project(guarantee: u64) -> Vec<ProjectGen> {
+    let mut projects = open_projects(3);
+    projects[1].guarantee = guarantee;
+    projects
+}
+
+#[test]
+fn the_express_lane_stands_aside_while_a_guarantee_is_owed() {
+    // One 8-GPU node: project 0 borrows 7 GPUs for 10 h; project 2's 8-GPU job holds the pass's
+    // reservation (at 10 h), so the lane would go first in the next pass. Then project 0 queues
+    // a 10-minute 1-GPU job (in the lane) and project 1, owed one GPU, a 2-hour one.
+    let fleet = fleet_of(&[node(8, 8, 0)]);
+    let mut e = Engine::new(&fleet, &tenants_of(&one_owed_project(1)), Policy::default()).unwrap();
+    let t0 = Time::from_secs(1);
+    e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(7), 10), 0, t0), t0)
+        .unwrap();
+    e.submit(job_of(&lasting(2, 1, GpuRequest::Whole(8), 1), 1, t0), t0)
+        .unwrap();
+    let d = e.schedule(t0);
+    assert_eq!(d.reservations[0].job, JobId(1));
+    let t = Time::from_secs(10);
+    e.submit(job_of(&minutes(0, 1, 10), 2, t), t).unwrap();
+    e.submit(job_of(&minutes(1, 1, 120), 3, t), t).unwrap();
+    let d = e.schedule(t);
+    e.check_invariants().unwrap();
+    let starts: Vec<JobId> = d.starts.iter().map(|s| s.job).collect();
+    assert_eq!(
+        starts,
+        vec![JobId(3)],
+        "the owed project takes the free GPU; the lane's borrowed job does not pass it"
+    );
+    assert!(d.preemptions.is_empty(), "{:?}", d.preemptions);
+    // Once nothing is owed the lane is back: the tiny job goes before project 2's reservation.
+    let t = Time::from_secs(20);
+    e.finish(JobId(3), t).unwrap();
+    e.submit(job_of(&minutes(2, 1, 120), 4, t), t).unwrap();
+    let starts: Vec<JobId> = e.schedule(t).starts.iter().map(|s| s.job).collect();
+    assert_eq!(starts, vec![JobId(2)]);
+}
+
+#[test]
+fn a_sticky_claim_stands_aside_while_a_guarantee_is_owed() {
+    // One 8-GPU node: project 0 borrows 4 GPUs for 1 h and project 2 the other 4 for 10 h.
+    // Project 0's next 4-GPU job holds the reservation for 1 h, and would keep it; just before
+    // then project 1, owed four GPUs, queues a 4-GPU job.
+    let run = |policy: Policy| {
+        let fleet = fleet_of(&[node(8, 8, 0)]);
+        let mut e = Engine::new(&fleet, &tenants_of(&one_owed_project(4)), policy).unwrap();
+        let t0 = Time::from_secs(1);
+        e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(4), 1), 0, t0), t0)
+            .unwrap();
+        e.submit(job_of(&lasting(2, 1, GpuRequest::Whole(4), 10), 1, t0), t0)
+            .unwrap();
+        e.schedule(t0);
+        let t = Time::from_secs(10);
+        e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(4), 1), 2, t), t)
+            .unwrap();
+        assert_eq!(e.schedule(t).reservations[0].job, JobId(2));
+        let t = Time::from_secs(3000);
+        e.submit(job_of(&lasting(1, 1, GpuRequest::Whole(4), 1), 3, t), t)
+            .unwrap();
+        let t = Time::from_secs(3601);
+        e.finish(JobId(0), t).unwrap();
+        let d = e.schedule(t);
+        e.check_invariants().unwrap();
+        let starts: Vec<JobId> = d.starts.iter().map(|s| s.job).collect();
+        (starts, d.preemptions.len())
+    };
+    assert_eq!(
+        run(Policy::default()),
+        (vec![JobId(3)], 0),
+        "the owed project's job takes the freed GPUs; the claim waits"
+    );
+    // The claim itself is kept when nobody is owed: the same run with project 1 open.
+    let fleet = fleet_of(&[node(8, 8, 0)]);
+    let mut e = Engine::new(&fleet, &tenants_of(&open_projects(3)), Policy::default()).unwrap();
+    let t0 = Time::from_secs(1);
+    e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(4), 1), 0, t0), t0)
+        .unwrap();
+    e.submit(job_of(&lasting(2, 1, GpuRequest::Whole(4), 10), 1, t0), t0)
+        .unwrap();
+    e.schedule(t0);
+    let t = Time::from_secs(10);
+    e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(4), 1), 2, t), t)
+        .unwrap();
+    e.schedule(t);
+    let t = Time::from_secs(3000);
+    e.submit(job_of(&lasting(1, 1, GpuRequest::Whole(4), 1), 3, t), t)
+        .unwrap();
+    let t = Time::from_secs(3601);
+    e.finish(JobId(0), t).unwrap();
+    let starts: Vec<JobId> = e.schedule(t).starts.iter().map(|s| s.job).collect();
+    assert_eq!(
+        starts,
+        vec![JobId(2)],
+        "the drain goes to the job it was begun for"
+    );
+}

@@ -153,8 +153,8 @@ proptest! {
         }
     }
 
-    /// The queue-order knobs (ageing, the oldest job's reservation, estimate-weighted order) and
-    /// end-time alignment keep every invariant and stay deterministic.
+    /// The queue-order knobs (ageing, the oldest job's reservation, estimate-weighted order, the
+    /// express lane) and end-time alignment keep every invariant and stay deterministic.
     #[test]
     fn queue_order_knobs_keep_the_invariants(
         (nodes, projects, steps) in scenario(),
@@ -166,11 +166,13 @@ proptest! {
         align_ends in any::<bool>(),
         reservations in 0..4usize,
         sticky_reservations in any::<bool>(),
+        express_min in 0..240i64,
     ) {
         let fleet = fleet_of(&nodes);
         let tenants = tenants_of(&projects);
         let policy = Policy {
             age_half_life: Span::from_hours(age_h),
+            express_gpu_time: Span::from_secs(express_min * 60),
             reserve_oldest,
             estimate_age_pct,
             estimate_age_large_only,
@@ -209,6 +211,7 @@ proptest! {
         extra in proptest::collection::vec(job_gen(1), 1..30),
         all_guaranteed in any::<bool>(),
         reserve_oldest in any::<bool>(),
+        express_min in 0..240i64,
     ) {
         let fleet = fleet_of(&nodes);
         let mut projects = projects;
@@ -221,6 +224,7 @@ proptest! {
             preemption: false,
             reserve_oldest,
             sticky_reservations: reserve_oldest,
+            express_gpu_time: Span::from_secs(express_min * 60),
             ..Policy::default()
         };
         let mut engine = Engine::new(&fleet, &tenants, policy).unwrap();

@@ -59,6 +59,7 @@ impl Engine {
             job,
             pools: &pools,
             exclusions: None,
+            keep_whole: false,
             ends: None,
         };
         let mut found: Option<(Time, Vec<TaskSlot>)> = None;
@@ -152,6 +153,7 @@ impl Engine {
             job,
             pools: &pools,
             exclusions: None,
+            keep_whole: false,
             ends: None,
         };
         let req = e.req;

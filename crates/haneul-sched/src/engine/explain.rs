@@ -149,6 +149,7 @@ impl Engine {
                     job: JobId(u64::MAX),
                     pools: &self.projects[w.project as usize].pools,
                     exclusions: Some(&excl),
+                    keep_whole: false,
                     ends: None,
                 };
                 EvictionView::new(n, idx as u32, &ctx).is_some_and(|v| {

@@ -50,7 +50,9 @@ impl Engine {
             .collect();
         for job in ready {
             stats.visited += 1;
-            if let Attempt::Started(start) = self.try_start(job, &[], &mut failures, &mut stats) {
+            if let Attempt::Started(start) =
+                self.try_start(job, &[], &mut failures, &mut stats, false)
+            {
                 stats.started += 1;
                 decisions.starts.push(start);
             }
@@ -61,8 +63,17 @@ impl Engine {
             .map(|&q| Reverse((Share(self.queue_key(q)), q)))
             .collect();
 
+        // The sticky claim, the oldest job's reservation and the express lane go ahead of the
+        // fair-share order. While a project is owed its guarantee they stand aside and the pass
+        // is the plain one: ahead of the order they could start borrowed work on the capacity the
+        // owed project's jobs are about to take, or that its reclaim has just freed, and its jobs
+        // would wait for another round of preemptions (or longer) to get it back.
+        let jumps = (self.policy.sticky_reservations
+            || self.policy.reserve_oldest
+            || (self.express.len() > 0 && self.policy.skip_blocked))
+            && !self.guarantee_owed();
         let mut first: Vec<JobId> = Vec::new();
-        if self.policy.sticky_reservations {
+        if jumps && self.policy.sticky_reservations {
             for (j, _, _) in &self.last_reservations {
                 if !first.contains(j)
                     && matches!(
@@ -74,7 +85,8 @@ impl Engine {
                 }
             }
         }
-        if self.policy.reserve_oldest
+        if jumps
+            && self.policy.reserve_oldest
             && let Some(job) = self.oldest_queued()
             && !first.contains(&job)
         {
@@ -85,7 +97,7 @@ impl Engine {
                 break;
             }
             stats.visited += 1;
-            let outcome = self.try_start(job, &reservations, &mut failures, &mut stats);
+            let outcome = self.try_start(job, &reservations, &mut failures, &mut stats, false);
             if !matches!(outcome, Attempt::Started(_)) {
                 self.mark_tried(job);
             }
@@ -110,8 +122,15 @@ impl Engine {
                 _ => {}
             }
         }
+        // The express lane goes once the reservations are made (capacity is short), so its jobs
+        // backfill around them; before that every job tried fits and order matters little.
+        let mut express_done = !jumps;
         let mut failed_after_reservations = 0usize;
         while let Some(Reverse((_, q))) = heap.pop() {
+            if !express_done && reservations.len() >= depth {
+                self.run_express(&reservations, &mut stats, &mut decisions);
+                express_done = true;
+            }
             if !reservations.is_empty() && failed_after_reservations >= self.policy.backfill_window
             {
                 break;
@@ -134,7 +153,7 @@ impl Engine {
             }
             stats.visited += 1;
             let job = key.job;
-            let outcome = self.try_start(job, &reservations, &mut failures, &mut stats);
+            let outcome = self.try_start(job, &reservations, &mut failures, &mut stats, false);
             match outcome {
                 Attempt::Started(start) => {
                     stats.started += 1;
@@ -186,6 +205,9 @@ impl Engine {
                 }
             }
             heap.push(Reverse((Share(self.queue_key(q)), q)));
+        }
+        if !express_done {
+            self.run_express(&reservations, &mut stats, &mut decisions);
         }
         // Projects below a guarantee may have work that no shape check let the loop reach: give
         // each its first waiting job a chance to reclaim, within the pass's preemption budget.
@@ -251,6 +273,97 @@ impl Engine {
             .flat_map(|(d, r)| r.nodes.into_iter().map(move |(n, x)| (d.job, n, x)))
             .collect();
         decisions
+    }
+
+    /// The express lane: its jobs in queue order, across projects, each shape until one of its
+    /// jobs finds no room (capacity only shrinks during a pass, so the rest of that shape would
+    /// not fit either).
+    fn run_express(
+        &mut self,
+        reservations: &[ReservationPlan],
+        stats: &mut PassStats,
+        decisions: &mut Decisions,
+    ) {
+        // In strict order (no skipping of blocked jobs) nothing passes the head, tiny or not.
+        if self.express.len() == 0 || !self.policy.skip_blocked {
+            return;
+        }
+        // The lane fills the gaps beside running work: nodes wholly free stay for the fair-share
+        // order, where whole-node jobs and gangs compete for them, so tiny jobs never break up a
+        // drained node (`keep_whole`). Failures of this phase are remembered apart, since leaving
+        // those nodes alone changes what a failure means.
+        let mut failures = FailureMemo::default();
+        let mut done: BTreeSet<u32> = BTreeSet::new();
+        let mut cursor: BTreeMap<u32, OrderKey> = BTreeMap::new();
+        let mut failed = 0usize;
+        while failed < self.policy.backfill_window {
+            let mut best: Option<(OrderKey, u32)> = None;
+            for (&shape, set) in &self.express.by_shape {
+                if done.contains(&shape) {
+                    continue;
+                }
+                if !self.shape_may_fit(shape) {
+                    done.insert(shape);
+                    continue;
+                }
+                if let Some(k) = first_after(set, cursor.get(&shape).copied())
+                    && best.is_none_or(|(b, _)| k < b)
+                {
+                    best = Some((k, shape));
+                }
+            }
+            let Some((key, shape)) = best else {
+                break;
+            };
+            cursor.insert(shape, key);
+            stats.visited += 1;
+            match self.try_start(key.job, reservations, &mut failures, stats, true) {
+                Attempt::Started(start) => {
+                    stats.started += 1;
+                    decisions.starts.push(start);
+                }
+                Attempt::QuotaBlocked => failed += 1,
+                Attempt::NoRoom { .. } => {
+                    failed += 1;
+                    done.insert(shape);
+                }
+            }
+        }
+    }
+
+    /// Whether a project with queued work is owed part of its guarantee: below it on a model,
+    /// with a queued GPU job that would run within it there. Reads each such project's queued
+    /// shapes, not its jobs, so it costs the busy projects and their few shapes. It may say yes
+    /// for a job that waits for its victims already or that no reclaim can serve; then the pass
+    /// is only the plain one.
+    fn guarantee_owed(&self) -> bool {
+        let below = |p: &ProjectSlot| p.alloc.iter().zip(&p.guarantee).any(|(a, g)| a < g);
+        if self.policy.ordering != Ordering::FairShare {
+            // One queue for every project: which project's jobs wait is not at hand, so any
+            // project below its guarantee counts.
+            return self.projects.iter().any(below);
+        }
+        let fleet_models = match self.cluster.models.len() {
+            64.. => u64::MAX,
+            n => (1u64 << n) - 1,
+        };
+        self.busy_queues.iter().any(|&q| {
+            let p = &self.projects[q];
+            below(p)
+                && self.queues[q].by_shape.keys().any(|&shape| {
+                    let k = &self.shapes.keys[shape as usize];
+                    let total = k.gpus as u64 * k.milli as u64 * k.replicas as u64;
+                    let mut models = k.models & fleet_models;
+                    while total > 0 && models != 0 {
+                        let m = models.trailing_zeros() as usize;
+                        models &= models - 1;
+                        if p.alloc[m] + total <= p.guarantee[m] {
+                            return true;
+                        }
+                    }
+                    false
+                })
+        })
     }
 
     /// Notes that this pass tried `job` and left it queued, for its pending reason.
@@ -385,12 +498,15 @@ impl Engine {
         best
     }
 
+    /// Tries to start `job` now, leaving alone the resources of the reservations it would
+    /// overlap, and every wholly free node when `keep_whole` (the express lane).
     fn try_start(
         &mut self,
         job: JobId,
         reservations: &[ReservationPlan],
         failures: &mut FailureMemo,
         stats: &mut PassStats,
+        keep_whole: bool,
     ) -> Attempt {
         let e = &self.jobs[&job];
         let end_est = self.now + e.estimate(self.policy.default_runtime);
@@ -470,6 +586,7 @@ impl Engine {
                 job,
                 pools: &pools,
                 exclusions: excl.as_ref(),
+                keep_whole,
                 ends: self
                     .policy
                     .align_ends
@@ -527,6 +644,9 @@ impl Engine {
         }
         let q = self.queue_of(project);
         self.queues[q].remove(&key, shape);
+        if self.jobs[&job].express {
+            self.express.remove(&key, shape);
+        }
         if self.queues[q].len() == 0 {
             self.busy_queues.remove(&q);
         }

@@ -134,6 +134,7 @@ impl Engine {
             job,
             pools: &pools,
             exclusions: None,
+            keep_whole: false,
             ends: None,
         };
         // Release the victims on the live cluster to place the job, then put them back.
@@ -250,6 +251,7 @@ impl Engine {
                 job,
                 pools,
                 exclusions: None,
+                keep_whole: false,
                 ends: None,
             },
         };
@@ -567,6 +569,7 @@ mod tests {
                 job,
                 pools: &pools,
                 exclusions: None,
+                keep_whole: false,
                 ends: None,
             };
             let lost = |v: &JobEntry| -> u64 {

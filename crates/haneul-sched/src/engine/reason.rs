@@ -278,6 +278,7 @@ impl Engine {
             job: e.job.id,
             pools,
             exclusions: None,
+            keep_whole: false,
             ends: None,
         };
         let view = EvictionView::new(&self.cluster.nodes[idx as usize], idx, &ctx)?;
@@ -308,6 +309,7 @@ impl Engine {
                 job: JobId(u64::MAX),
                 pools: &p.pools,
                 exclusions: None,
+                keep_whole: false,
                 ends: None,
             };
             let n_models = self.cluster.models.len();
