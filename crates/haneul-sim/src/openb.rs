@@ -4,7 +4,8 @@
 //!
 //! The replay, for one seed: pods sorted by name, shuffled with the seed, then pods drawn at random
 //! with replacement from the original list appended until the next one would push the requested
-//! GPUs past `max_arrival_pct` of capacity. Pods are placed one at a time in that order and never
+//! GPUs past `max_arrival_pct` of capacity; nodes in a random order of the seed, which is the
+//! simulator's order among nodes of equal score (`node_order`). Pods are placed one at a time in that order and never
 //! leave; a pod that does not fit is dropped. Allocation is recorded each time the arrived demand
 //! crosses a whole percent of capacity.
 
@@ -349,6 +350,23 @@ pub fn arrival_order(
     order
 }
 
+/// The order the replay hands one seed's nodes to the engine (indices into `nodes`).
+///
+/// The paper's simulator sorts the nodes by name, renames each with a prefix drawn from a
+/// random permutation (seeded like the pod order), and among nodes of equal score binds a pod
+/// to the lowest name: its tie order is a random order of the nodes, drawn anew for each seed.
+/// The engine breaks ties by node order, so this order gives every strategy the tie order of
+/// the published runs, whatever the order of the node list's lines. It is drawn from its own
+/// stream of the seed's generator, so a seed's pod order does not depend on it.
+pub fn node_order(nodes: &[OpenbNode], seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    order.sort_by(|&a, &b| nodes[a].name.cmp(&nodes[b].name).then(a.cmp(&b)));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(1);
+    order.shuffle(&mut rng);
+    order
+}
+
 /// Where the fragmentation measure gets the pod mix from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Mix {
@@ -381,7 +399,11 @@ pub fn replay_with(
     policy: Policy,
     mix_from: Mix,
 ) -> Result<SeedResult, SimError> {
-    let (fleet, tenants) = fleet_of(nodes)?;
+    let nodes: Vec<OpenbNode> = node_order(nodes, seed)
+        .into_iter()
+        .map(|i| nodes[i].clone())
+        .collect();
+    let (fleet, tenants) = fleet_of(&nodes)?;
     let capacity: u64 = nodes.iter().map(|n| n.gpus as u64 * 1000).sum();
     let mut engine = Engine::new(&fleet, &tenants, policy)?;
     // The workload the fragmentation measure expects: the pod list's own mix, as FGD uses it.
@@ -492,6 +514,7 @@ pub fn published_fgd(results_csv: &Path, pod_list: &str, pct: u32) -> Option<f64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use haneul_sched::PlacementStrategy;
 
     fn pod(name: &str, gpus: u32, milli: u32) -> OpenbPod {
         OpenbPod {
@@ -520,6 +543,73 @@ mod tests {
             "stopped too early: {total}"
         );
         assert_eq!(arrival_order(&pods, capacity, 42, 130), order);
+    }
+
+    fn node(name: &str, gpus: u32, model: &str) -> OpenbNode {
+        OpenbNode {
+            name: name.into(),
+            cpu_milli: 64000,
+            memory_mib: 1 << 20,
+            gpus,
+            model: model.into(),
+        }
+    }
+
+    #[test]
+    fn the_node_order_is_a_permutation_of_the_seed_not_of_the_list() {
+        let nodes: Vec<OpenbNode> = (0..50)
+            .map(|i| node(&format!("n{i:03}"), 8, "V100"))
+            .collect();
+        let order = node_order(&nodes, 42);
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_eq!(node_order(&nodes, 42), order);
+        assert_ne!(node_order(&nodes, 43), order);
+        assert_ne!(order, (0..50).collect::<Vec<_>>());
+        // The same nodes listed in another order come out as the same sequence of names.
+        let mut reversed = nodes.clone();
+        reversed.reverse();
+        let names = |ns: &[OpenbNode], o: Vec<usize>| -> Vec<String> {
+            o.into_iter().map(|i| ns[i].name.clone()).collect()
+        };
+        assert_eq!(
+            names(&reversed, node_order(&reversed, 42)),
+            names(&nodes, order)
+        );
+    }
+
+    #[test]
+    fn a_replay_does_not_depend_on_the_order_of_the_node_list() {
+        // FGD does not look at memory, so a one-GPU pod scores the same on both nodes and the
+        // tie order decides where it goes; on the roomy node it leaves no room for the pod
+        // that needs that node's memory. A replay that followed the list's lines would give
+        // one list order and its reverse different results for some seed.
+        let mut small = node("a", 2, "T4");
+        small.memory_mib = 8 << 10;
+        let roomy = node("b", 2, "T4");
+        let mut lone = pod("p1", 1, 1000);
+        lone.memory_mib = 1 << 10;
+        let mut big = pod("p2", 2, 1000);
+        big.memory_mib = 512 << 10;
+        let pods = vec![lone, big];
+        for seed in 0..16 {
+            let run = |ns: &[OpenbNode]| {
+                replay(
+                    ns,
+                    &pods,
+                    seed,
+                    130,
+                    replay_policy(PlacementStrategy::FgdPaper),
+                )
+                .unwrap()
+            };
+            assert_eq!(
+                run(&[small.clone(), roomy.clone()]),
+                run(&[roomy.clone(), small.clone()]),
+                "seed {seed}"
+            );
+        }
     }
 
     #[test]
