@@ -174,6 +174,16 @@ fn researcher_and_operator_in_chromium() {
         serde_json::from_str(v.as_str().unwrap()).unwrap()
     };
     goto(&tab, &format!("{base}/portal/jobs"));
+    // The controller makes an array's tasks as they become eligible and the first page's rows
+    // refresh themselves, but its pager is drawn once: wait for the newest task, then load
+    // the page again so the pager knows of the older ones.
+    wait_js(
+        &tab,
+        "(() => document.querySelectorAll('#job-rows tr[id^=job-]')[0]?.id ?? null)()",
+        "the newest task on the first page",
+        |v| v.as_str() == Some(format!("job-{}", job_id + 55).as_str()),
+    );
+    goto(&tab, &format!("{base}/portal/jobs"));
     let first = rows("the first page of 50", 50);
     assert_eq!(first[0], format!("job-{}", job_id + 55), "newest first");
     click(&tab, "#older");
