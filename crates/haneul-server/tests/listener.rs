@@ -249,6 +249,16 @@ fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
 }
 
 /// Reads until the peer closes; the bytes and how long it took.
+/// A fresh client's health check is answered: the server still serves others.
+async fn assert_serves(addr: SocketAddr) {
+    let r = plain()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 async fn read_to_close(s: &mut TcpStream, within: Duration) -> (Vec<u8>, Duration) {
     let t0 = Instant::now();
     let mut out = Vec::new();
@@ -280,12 +290,7 @@ async fn half_open_connections_are_closed_after_the_header_timeout() {
     // One that sends nothing at all.
     held.push(TcpStream::connect(addr).await.unwrap());
     // While they are held, the server answers others.
-    let r = plain()
-        .get(format!("http://{addr}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_serves(addr).await;
     // Bounds an operator would still accept on a loaded machine: the point is that the
     // server closes them at all, long before a stranger could hold its slots.
     for mut s in held {
@@ -627,11 +632,6 @@ async fn a_request_header_past_the_read_buffer_is_refused_with_431() {
         "a 12 KiB header block: {refused:?}"
     );
     // The server goes on serving others.
-    let r = plain()
-        .get(format!("http://{addr}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_serves(addr).await;
     up.running.stop().await;
 }
