@@ -11,17 +11,36 @@
 //! the servers carry on by themselves when the database fails over.
 
 use crate::Change;
+use crate::backend::{AttemptRow, AuditRow, EventRow, JobRow, TaskRow};
 use crate::pg_targets::Targets;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{
+    PgArguments, PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, Postgres,
+};
 use sqlx::{ConnectOptions, Connection};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// Begins a write: the advisory lock that serialises writers, key "haneul" in ASCII folded
-/// into an i64 (0x68616e65756c).
-const BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(114767673259372)";
+/// The advisory lock that serialises writers, key "haneul" in ASCII folded into an i64
+/// (0x68616e65756c).
+macro_rules! writers_lock {
+    () => {
+        "SELECT pg_advisory_xact_lock(114767673259372)"
+    };
+}
+
+/// Begins a write holding the writers' lock.
+const BEGIN_WRITE: &str = concat!("BEGIN; ", writers_lock!());
+
+/// Takes the writers' lock in a transaction already begun, and then reads the audit chain's
+/// tip: two statements in one message (one round trip), the second on a snapshot taken after
+/// the lock was granted (each statement of a read-committed transaction takes its own), so it
+/// sees every earlier writer's commit.
+const LOCK_AND_TIP: &str = concat!(
+    writers_lock!(),
+    "; SELECT (SELECT hash FROM audit ORDER BY seq DESC LIMIT 1) AS hash"
+);
 
 /// A [`crate::Store`] in a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -146,6 +165,12 @@ impl PostgresStore {
         Ok(self.write.begin_with(BEGIN_WRITE).await?)
     }
 
+    /// A write transaction that takes the writers' lock later ([`lock_writers`]), after
+    /// writing rows that need no place in the writers' sequence.
+    async fn begin_unlocked(&self) -> crate::Result<Tx<'static>> {
+        Ok(self.write.begin().await?)
+    }
+
     /// A read-only transaction on one snapshot, begun in one round trip.
     async fn begin_read(&self) -> crate::Result<Tx<'static>> {
         Ok(self
@@ -244,6 +269,176 @@ async fn watch(pool: PgPool, targets: Targets) {
             current = next;
         }
     }
+}
+
+/// Takes the writers' lock (see [`LOCK_AND_TIP`]) and returns the audit chain's tip.
+async fn lock_writers(tx: &mut Tx<'_>) -> crate::Result<String> {
+    let rows = sqlx::Executor::fetch_all(&mut **tx, sqlx::raw_sql(LOCK_AND_TIP)).await?;
+    let tip: Option<String> = match rows.last() {
+        Some(r) => sqlx::Row::try_get(r, "hash")?,
+        None => None,
+    };
+    Ok(tip.unwrap_or_default())
+}
+
+// The batched inserts below bind each column as one array and unnest them, so each statement's
+// text is fixed: sqlx prepares it once per connection (kept in the connection's statement
+// cache) and each later call is one round trip, whatever its number of rows. `WITH ORDINALITY`
+// and `ORDER BY` keep the rows in the lists' order, so sequence numbers (job ids, event and
+// audit sequence) follow it.
+
+/// Inserts queued jobs, returning their rows (in no promised order).
+async fn insert_job_rows(
+    tx: &mut Tx<'_>,
+    jobs: &[JobRow],
+    now: i64,
+) -> Result<Vec<DbRow>, sqlx::Error> {
+    // Built before the await: the closures' temporaries must not live across it.
+    let q = sqlx::query(
+        "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
+         state, submitted_at, updated_at, attempts, batch, array_spec, interactive) \
+         SELECT project, usr, name, spec, command, image, 'queued', $1, $1, 0, batch, arr, \
+         interactive FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::bool[]) WITH ORDINALITY \
+         AS u(project, usr, name, spec, command, image, batch, arr, interactive, ord) \
+         ORDER BY ord RETURNING *",
+    )
+    .bind(now)
+    .bind(jobs.iter().map(|j| j.project).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.user).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.name.clone()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.spec.clone()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.command.clone()).collect::<Vec<_>>())
+    .bind(
+        jobs.iter()
+            .map(|j| j.container_image.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(jobs.iter().map(|j| j.batch.clone()).collect::<Vec<_>>())
+    .bind(
+        jobs.iter()
+            .map(|j| j.array_spec.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(jobs.iter().map(|j| j.interactive).collect::<Vec<_>>());
+    q.fetch_all(&mut **tx).await
+}
+
+/// The events' rows as parameters $1-$6 of [`EVENTS_FROM`]'s statements.
+fn bind_events(
+    q: sqlx::query::Query<'static, Postgres, PgArguments>,
+    events: &[EventRow],
+) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+    q.bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.kind).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.job).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.attempt).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.node).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.detail.clone()).collect::<Vec<_>>())
+}
+
+/// The audit entries' rows as parameters $`first`... of [`audit_from`]'s statements.
+fn bind_audit(
+    q: sqlx::query::Query<'static, Postgres, PgArguments>,
+    audit: &[AuditRow],
+) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+    q.bind(audit.iter().map(|a| a.at).collect::<Vec<_>>())
+        .bind(audit.iter().map(|a| a.actor.clone()).collect::<Vec<_>>())
+        .bind(audit.iter().map(|a| a.action.clone()).collect::<Vec<_>>())
+        .bind(audit.iter().map(|a| a.target.clone()).collect::<Vec<_>>())
+        .bind(audit.iter().map(|a| a.detail.clone()).collect::<Vec<_>>())
+        .bind(
+            audit
+                .iter()
+                .map(|a| a.prev_hash.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(audit.iter().map(|a| a.hash.clone()).collect::<Vec<_>>())
+}
+
+/// Inserts events bound as parameters $1-$6.
+const EVENTS_FROM: &str = "INSERT INTO events (at, kind, job_id, attempt_id, node_id, detail) \
+     SELECT at, kind, job, attempt, node, detail FROM UNNEST($1::bigint[], $2::text[], \
+     $3::bigint[], $4::bigint[], $5::bigint[], $6::text[]) WITH ORDINALITY \
+     AS u(at, kind, job, attempt, node, detail, ord) ORDER BY ord";
+
+/// Inserts audit entries bound as parameters $`first` to $`first + 6`.
+fn audit_from(first: u8) -> String {
+    let p: Vec<String> = (first..first + 7).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO audit (at, actor, action, target, detail, prev_hash, hash) \
+         SELECT at, actor, action, target, detail, prev, hash FROM UNNEST({}::bigint[], \
+         {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[]) WITH ORDINALITY \
+         AS u(at, actor, action, target, detail, prev, hash, ord) ORDER BY ord",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+    )
+}
+
+/// Appends controller events and audit entries, each list in its order: one statement (both
+/// inserts in one when there are both).
+async fn insert_log(tx: &mut Tx<'_>, events: &[EventRow], audit: &[AuditRow]) -> crate::Result<()> {
+    static AUDIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| audit_from(1));
+    static BOTH: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("WITH e AS ({EVENTS_FROM}) {}", audit_from(7)));
+    let q = match (events.is_empty(), audit.is_empty()) {
+        (true, true) => return Ok(()),
+        (false, true) => bind_events(sqlx::query(EVENTS_FROM), events),
+        (true, false) => bind_audit(sqlx::query(&AUDIT), audit),
+        (false, false) => bind_audit(bind_events(sqlx::query(&BOTH), events), audit),
+    };
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Inserts started attempts (state `assigned`), their tasks and their `Started` events (in
+/// attempt id order) in one statement, returning the attempts' rows. A task names its attempt
+/// by its job: a start makes one attempt per job.
+async fn insert_started(
+    tx: &mut Tx<'_>,
+    epoch: i64,
+    now: i64,
+    attempts: &[AttemptRow],
+    tasks: &[TaskRow],
+) -> crate::Result<Vec<DbRow>> {
+    let q = sqlx::query(
+        "WITH a AS (INSERT INTO attempts (job_id, fence, epoch, placement, gpu_model, borrowing, \
+         state, created_at, deadline, gpu_ms) \
+         SELECT job, fence, $1, placement, model, borrowing, 'assigned', $2, deadline, 0 \
+         FROM UNNEST($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bool[], \
+         $8::bigint[]) WITH ORDINALITY \
+         AS u(job, fence, placement, model, borrowing, deadline, ord) ORDER BY ord RETURNING *), \
+         t AS (INSERT INTO tasks (attempt_id, idx, node_id, gpus, state) \
+         SELECT a.id, u.idx, u.node, u.gpus, 'assigned' FROM UNNEST($9::bigint[], \
+         $10::bigint[], $11::bigint[], $12::text[]) AS u(job, idx, node, gpus) \
+         JOIN a ON a.job_id = u.job), \
+         e AS (INSERT INTO events (at, kind, job_id, attempt_id, node_id, detail) \
+         SELECT $2, $13, a.job_id, a.id, NULL, '' FROM a ORDER BY a.id) \
+         SELECT * FROM a",
+    )
+    .bind(epoch)
+    .bind(now)
+    .bind(attempts.iter().map(|a| a.job).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.fence).collect::<Vec<_>>())
+    .bind(
+        attempts
+            .iter()
+            .map(|a| a.placement.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        attempts
+            .iter()
+            .map(|a| a.gpu_model.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(attempts.iter().map(|a| a.borrowing).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.deadline).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| t.job).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| t.idx).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| t.node).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| t.gpus.clone()).collect::<Vec<_>>())
+    .bind(crate::records::EventKind::Started.as_str());
+    Ok(q.fetch_all(&mut **tx).await?)
 }
 
 crate::backend::store_impl!(PostgresStore, sqlx::Postgres);

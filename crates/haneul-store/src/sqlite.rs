@@ -2,8 +2,11 @@
 //! transactions never contend for the write lock and commit in the order they began; reads use a
 //! small pool of read-only connections that WAL lets run beside the writer.
 
+use crate::backend::{AttemptRow, AuditRow, EventRow, JobRow, TaskRow};
+use sqlx::QueryBuilder;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -58,6 +61,158 @@ impl SqliteStore {
     async fn begin_read(&self) -> crate::Result<Tx<'static>> {
         Ok(self.read.begin().await?)
     }
+
+    /// A write that takes the writers' order later ([`lock_writers`]): on SQLite the one writer
+    /// connection already gives it.
+    async fn begin_unlocked(&self) -> crate::Result<Tx<'static>> {
+        self.begin_write().await
+    }
+}
+
+/// Takes the writers' place in sequence (nothing to take on SQLite, whose one writer connection
+/// is already held) and reads the audit chain's tip.
+async fn lock_writers(tx: &mut Tx<'_>) -> crate::Result<String> {
+    Ok(
+        sqlx::query_scalar::<_, String>("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?
+            .unwrap_or_default(),
+    )
+}
+
+/// Rows per multi-row statement: SQLite binds at most 32,766 parameters in one, and the widest
+/// row here has 13.
+const ROWS: usize = 1000;
+
+/// Inserts queued jobs, returning their rows (in no promised order).
+async fn insert_job_rows(
+    tx: &mut Tx<'_>,
+    jobs: &[JobRow],
+    now: i64,
+) -> Result<Vec<DbRow>, sqlx::Error> {
+    let mut out = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(ROWS) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
+             state, submitted_at, updated_at, attempts, batch, array_spec, interactive) ",
+        );
+        qb.push_values(chunk, |mut b, j| {
+            b.push_bind(j.project)
+                .push_bind(j.user)
+                .push_bind(&j.name)
+                .push_bind(&j.spec)
+                .push_bind(&j.command)
+                .push_bind(&j.container_image)
+                .push_bind("queued")
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(0i64)
+                .push_bind(&j.batch)
+                .push_bind(&j.array_spec)
+                .push_bind(j.interactive);
+        });
+        qb.push(" RETURNING *");
+        out.extend(qb.build().persistent(false).fetch_all(&mut **tx).await?);
+    }
+    Ok(out)
+}
+
+/// Appends controller events and audit entries, each list in its order.
+async fn insert_log(tx: &mut Tx<'_>, events: &[EventRow], audit: &[AuditRow]) -> crate::Result<()> {
+    for chunk in events.chunks(ROWS) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (at, kind, job_id, attempt_id, node_id, detail) ",
+        );
+        qb.push_values(chunk, |mut b, e| {
+            b.push_bind(e.at)
+                .push_bind(e.kind)
+                .push_bind(e.job)
+                .push_bind(e.attempt)
+                .push_bind(e.node)
+                .push_bind(&e.detail);
+        });
+        qb.build().persistent(false).execute(&mut **tx).await?;
+    }
+    for chunk in audit.chunks(ROWS) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO audit (at, actor, action, target, detail, prev_hash, hash) ",
+        );
+        qb.push_values(chunk, |mut b, a| {
+            b.push_bind(a.at)
+                .push_bind(&a.actor)
+                .push_bind(&a.action)
+                .push_bind(&a.target)
+                .push_bind(&a.detail)
+                .push_bind(&a.prev_hash)
+                .push_bind(&a.hash);
+        });
+        qb.build().persistent(false).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Inserts started attempts (state `assigned`), their tasks and their `Started` events (in
+/// attempt id order), returning the attempts' rows.
+async fn insert_started(
+    tx: &mut Tx<'_>,
+    epoch: i64,
+    now: i64,
+    attempts: &[AttemptRow],
+    tasks: &[TaskRow],
+) -> crate::Result<Vec<DbRow>> {
+    let mut rows = Vec::with_capacity(attempts.len());
+    for chunk in attempts.chunks(ROWS) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO attempts (job_id, fence, epoch, placement, gpu_model, borrowing, \
+             state, created_at, deadline, gpu_ms) ",
+        );
+        qb.push_values(chunk, |mut b, a| {
+            b.push_bind(a.job)
+                .push_bind(a.fence)
+                .push_bind(epoch)
+                .push_bind(&a.placement)
+                .push_bind(&a.gpu_model)
+                .push_bind(a.borrowing)
+                .push_bind("assigned")
+                .push_bind(now)
+                .push_bind(a.deadline)
+                .push_bind(0i64);
+        });
+        qb.push(" RETURNING *");
+        rows.extend(qb.build().persistent(false).fetch_all(&mut **tx).await?);
+    }
+    let mut ids = std::collections::BTreeMap::new();
+    for r in &rows {
+        ids.insert(r.try_get::<i64, _>("job_id")?, r.try_get::<i64, _>("id")?);
+    }
+    for chunk in tasks.chunks(4 * ROWS) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO tasks (attempt_id, idx, node_id, gpus, state) ",
+        );
+        qb.push_values(chunk, |mut b, t| {
+            b.push_bind(ids.get(&t.job).copied())
+                .push_bind(t.idx)
+                .push_bind(t.node)
+                .push_bind(&t.gpus)
+                .push_bind("assigned");
+        });
+        qb.build().persistent(false).execute(&mut **tx).await?;
+    }
+    let mut started: Vec<(i64, i64)> = ids.into_iter().map(|(job, id)| (id, job)).collect();
+    started.sort_unstable();
+    let events: Vec<EventRow> = started
+        .into_iter()
+        .map(|(id, job)| EventRow {
+            at: now,
+            kind: crate::records::EventKind::Started.as_str(),
+            job: Some(job),
+            attempt: Some(id),
+            node: None,
+            detail: String::new(),
+        })
+        .collect();
+    insert_log(tx, &events, &[]).await?;
+    Ok(rows)
 }
 
 crate::backend::store_impl!(SqliteStore, sqlx::Sqlite);

@@ -2348,3 +2348,79 @@ mod changes {
         assert!(store.changes().is_none());
     }
 }
+
+/// On PostgreSQL, what needs no place in the writers' sequence does not wait for the writers'
+/// lock: another session holds it here (as a long write would) and the test checks what
+/// waits for it.
+mod writers_lock {
+    use super::*;
+    use sqlx::Connection;
+    use std::time::Duration;
+
+    /// A session holding the writers' advisory lock (the key of postgres.rs) until dropped.
+    async fn hold_lock(url: &str) -> sqlx::PgConnection {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query("SELECT pg_advisory_lock(114767673259372)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn
+    }
+
+    /// Whether `f` finishes within a second (far longer than it takes unhindered).
+    async fn finishes<T>(f: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::time::timeout(Duration::from_secs(1), f).await.ok()
+    }
+
+    /// A submit batch writes its jobs before taking the lock, and its events and audit entries
+    /// after: while another session holds the lock the batch waits (nothing is acknowledged
+    /// early), and once it is released the batch commits with its events in sequence and the
+    /// audit chain whole.
+    #[tokio::test]
+    async fn a_submit_batch_waits_for_the_lock_before_its_events() {
+        let db = haneul_store::testing::TestDb::create().await;
+        let store = PostgresStore::open(db.url()).await.unwrap();
+        let (_, p, u) = tenant(&store, "kaist").await;
+        let before = submit(&store, &u, p.id, 10).await;
+        let jobs: Vec<_> = (0..3)
+            .map(|_| {
+                (
+                    Actor::user(&u),
+                    NewJob {
+                        user_id: u.id,
+                        spec: spec(p.id, 1),
+                        command: vec!["true".into()],
+                        container_image: None,
+                        batch: None,
+                        idempotency: None,
+                        array: None,
+                        interactive: false,
+                    },
+                )
+            })
+            .collect();
+        let holder = hold_lock(db.url()).await;
+        let batch = tokio::spawn({
+            let store = store.clone();
+            async move { store.submit_jobs(jobs, 20).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !batch.is_finished(),
+            "the batch's events wait for the writers' lock"
+        );
+        drop(holder);
+        let got = batch.await.unwrap().unwrap();
+        assert_eq!(got.len(), 3);
+        let events = store.events_after(0, 10_000).await.unwrap();
+        let submitted: Vec<Option<i64>> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Submitted)
+            .map(|e| e.job_id)
+            .collect();
+        let mut want = vec![Some(before.id)];
+        want.extend(got.iter().map(|j| Some(j.id)));
+        assert_eq!(submitted, want, "one Submitted event per job, in id order");
+        store.verify_audit().await.unwrap();
+    }
+}

@@ -342,33 +342,42 @@ macro_rules! attempt_store {
                 now: i64,
             ) -> Result<(Vec<AttemptRecord>, Vec<i64>)> {
                 let mut tx = self.begin_write().await?;
-                let leads: Option<i64> = sqlx::query_scalar(
-                    "SELECT epoch FROM leases WHERE name = 'controller' AND holder = $1 \
-                     AND epoch = $2 AND expires_at > $3",
-                )
-                .bind(holder)
-                .bind(epoch)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if leads.is_none() {
-                    return Err(StoreError::NotLeader);
-                }
-                if starts.is_empty() {
-                    return Ok((Vec::new(), Vec::new()));
-                }
+                let lease = "EXISTS (SELECT 1 FROM leases WHERE name = 'controller' \
+                             AND holder = $1 AND epoch = $2 AND expires_at > $3)";
                 // The state check in the WHERE clause is what makes a start happen once: a job
                 // cancelled or already started since the decision is left alone (and skipped).
+                // The lease is checked in the same statement (one round trip fewer under the
+                // writers' lock), and on its own only when no job was taken.
                 let wanted: Vec<i64> = starts.iter().map(|s| s.job_id).collect();
-                let rows = sqlx::query(&format!(
-                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $1 \
-                     WHERE state = 'queued' AND {} RETURNING *",
-                    in_ids("id", 2)
-                ))
-                .bind(now)
-                .bind(id_list(&wanted))
-                .fetch_all(&mut *tx)
-                .await?;
+                let rows = if starts.is_empty() {
+                    Vec::new()
+                } else {
+                    sqlx::query(&format!(
+                        "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $3 \
+                         WHERE state = 'queued' AND {} AND {lease} RETURNING *",
+                        in_ids("id", 4)
+                    ))
+                    .bind(holder)
+                    .bind(epoch)
+                    .bind(now)
+                    .bind(id_list(&wanted))
+                    .fetch_all(&mut *tx)
+                    .await?
+                };
+                if rows.is_empty() {
+                    let leads: Option<i64> = sqlx::query_scalar(
+                        "SELECT epoch FROM leases WHERE name = 'controller' AND holder = $1 \
+                         AND epoch = $2 AND expires_at > $3",
+                    )
+                        .bind(holder)
+                        .bind(epoch)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if leads.is_none() {
+                        return Err(StoreError::NotLeader);
+                    }
+                }
                 let mut jobs = std::collections::HashMap::with_capacity(rows.len());
                 for r in &rows {
                     let j = job_row(r)?;
@@ -381,78 +390,30 @@ macro_rules! attempt_store {
                     tx.commit().await?;
                     return Ok((Vec::new(), skipped));
                 }
-                // Bounded statement size: ten parameters per attempt.
-                let mut started = Vec::with_capacity(go.len());
-                for part in go.chunks(1000) {
-                let mut values = Vec::with_capacity(part.len());
-                for s in part {
-                    let job = &jobs[&s.job_id];
-                    values.push((
-                        job.id,
-                        job.attempts,
-                        serde_json::to_string(&s.placement)?,
-                        s.gpu_model.as_ref().map(|m| m.to_string()),
-                        s.borrowing,
-                        job.spec.time_limit.map(|t| now + t.millis()),
-                    ));
-                }
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO attempts (job_id, fence, epoch, placement, gpu_model, borrowing, \
-                     state, created_at, deadline, gpu_ms) ",
-                );
-                qb.push_values(values, |mut b, (job, fence, placement, model, borrowing, deadline)| {
-                    b.push_bind(job)
-                        .push_bind(fence)
-                        .push_bind(epoch)
-                        .push_bind(placement)
-                        .push_bind(model)
-                        .push_bind(borrowing)
-                        .push_bind("assigned")
-                        .push_bind(now)
-                        .push_bind(deadline)
-                        .push_bind(0i64);
-                });
-                qb.push(" RETURNING *");
-                let rows = qb.build().persistent(false).fetch_all(&mut *tx).await?;
-                for r in &rows {
-                    started.push(attempt_row(r)?);
-                }
-                }
-                started.sort_by_key(|a| a.id);
+                let mut attempts = Vec::with_capacity(go.len());
                 let mut tasks = Vec::new();
-                for a in &started {
-                    for (i, t) in a.placement.tasks.iter().enumerate() {
-                        tasks.push((a.id, i as i64, t.node.get() as i64, serde_json::to_string(&t.gpus)?));
+                for s in &go {
+                    let job = &jobs[&s.job_id];
+                    for (i, t) in s.placement.tasks.iter().enumerate() {
+                        tasks.push(crate::backend::TaskRow {
+                            job: job.id,
+                            idx: i as i64,
+                            node: t.node.get() as i64,
+                            gpus: serde_json::to_string(&t.gpus)?,
+                        });
                     }
-                }
-                // Bounded statement size: at most 4 parameters per task.
-                for chunk in tasks.chunks(4096) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO tasks (attempt_id, idx, node_id, gpus, state) ",
-                    );
-                    qb.push_values(chunk, |mut b, (attempt, idx, node, gpus)| {
-                        b.push_bind(*attempt)
-                            .push_bind(*idx)
-                            .push_bind(*node)
-                            .push_bind(gpus.clone())
-                            .push_bind("assigned");
+                    attempts.push(crate::backend::AttemptRow {
+                        job: job.id,
+                        fence: job.attempts,
+                        placement: serde_json::to_string(&s.placement)?,
+                        gpu_model: s.gpu_model.as_ref().map(|m| m.to_string()),
+                        borrowing: s.borrowing,
+                        deadline: job.spec.time_limit.map(|t| now + t.millis()),
                     });
-                    qb.build().persistent(false).execute(&mut *tx).await?;
                 }
-                for part in started.chunks(1000) {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO events (at, kind, job_id, attempt_id, node_id, detail) ",
-                );
-                qb.push_values(part, |mut b, a| {
-                    b.push_bind(now)
-                        .push_bind(EventKind::Started.as_str())
-                        .push_bind(a.job_id)
-                        .push_bind(a.id)
-                        .push_bind(None::<i64>)
-                        .push_bind("");
-                });
-                qb.build().persistent(false).execute(&mut *tx).await?;
-                }
+                let rows = insert_started(&mut tx, epoch, now, &attempts, &tasks).await?;
+                let mut started = rows.iter().map(attempt_row).collect::<Result<Vec<_>>>()?;
+                started.sort_by_key(|a| a.id);
                 tx.commit().await?;
                 Ok((started, skipped))
             }

@@ -183,18 +183,18 @@ macro_rules! job_store {
             let rows = qb.build().persistent(false).fetch_all(&mut **tx).await?;
             let mut recs = rows.iter().map(job_row).collect::<Result<Vec<_>>>()?;
             recs.sort_by_key(|r| r.id);
-            let mut qb = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO events (at, kind, job_id, attempt_id, node_id, detail) ",
-            );
-            qb.push_values(&recs, |mut b, r| {
-                b.push_bind(now)
-                    .push_bind(EventKind::Submitted.as_str())
-                    .push_bind(r.id)
-                    .push_bind(None::<i64>)
-                    .push_bind(None::<i64>)
-                    .push_bind("");
-            });
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            let events: Vec<_> = recs
+                .iter()
+                .map(|r| crate::backend::EventRow {
+                    at: now,
+                    kind: EventKind::Submitted.as_str(),
+                    job: Some(r.id),
+                    attempt: None,
+                    node: None,
+                    detail: String::new(),
+                })
+                .collect();
+            insert_log(tx, &events, &[]).await?;
             Ok(recs)
         }
 
@@ -270,101 +270,79 @@ macro_rules! job_store {
             Ok(())
         }
 
-        /// Inserts many queued jobs with three multi-row statements (jobs, events, audit)
-        /// instead of three per job: a group commit's cost is then one round trip per table.
+        /// Inserts many queued jobs with their events and audit entries in one batch: the jobs
+        /// first, before the writers' lock (new rows need no place in the writers' sequence),
+        /// then, holding it, what does (events' sequence numbers, the audit chain's tip), so the
+        /// lock is held for two statements and the commit whatever the batch's size.
         async fn insert_jobs(
             tx: &mut Tx<'_>,
             jobs: Vec<(Actor, NewJob)>,
             now: i64,
         ) -> Result<Vec<JobRecord>> {
             let mut prepared = Vec::with_capacity(jobs.len());
+            let mut rows = Vec::with_capacity(jobs.len());
             for (actor, job) in jobs {
                 let spec = serde_json::to_string(&job.spec)?;
-                let command = serde_json::to_string(&job.command)?;
-                let batch = job.batch.as_ref().map(serde_json::to_string).transpose()?;
-                prepared.push((actor, job, spec, command, batch));
+                rows.push(crate::backend::JobRow {
+                    project: job.spec.project.get() as i64,
+                    user: job.user_id,
+                    name: job.spec.name.clone(),
+                    spec: spec.clone(),
+                    command: serde_json::to_string(&job.command)?,
+                    container_image: job.container_image.clone(),
+                    batch: job.batch.as_ref().map(serde_json::to_string).transpose()?,
+                    array_spec: job.array.as_ref().map(|a| a.to_string()),
+                    interactive: job.interactive,
+                });
+                prepared.push((actor, job, spec));
             }
-            let mut qb = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
-                 state, submitted_at, updated_at, attempts, batch, array_spec, interactive) ",
-            );
-            qb.push_values(&prepared, |mut b, (_, job, spec, command, batch)| {
-                b.push_bind(job.spec.project.get() as i64)
-                    .push_bind(job.user_id)
-                    .push_bind(job.spec.name.clone())
-                    .push_bind(spec.clone())
-                    .push_bind(command.clone())
-                    .push_bind(job.container_image.clone())
-                    .push_bind("queued")
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(0i64)
-                    .push_bind(batch.clone())
-                    .push_bind(job.array.as_ref().map(|a| a.to_string()))
-                    .push_bind(job.interactive);
-            });
-            qb.push(" RETURNING *");
-            let rows = qb
-                .build()
-                .persistent(false)
-                .fetch_all(&mut **tx)
+            let inserted = insert_job_rows(tx, &rows, now)
                 .await
                 .map_err(|e| unique(e, "project", "job".into()))?;
-            let mut recs = rows.iter().map(job_row).collect::<Result<Vec<_>>>()?;
-            // Ids are assigned in VALUES order; RETURNING's order is not promised, so sort and
+            let mut recs = inserted.iter().map(job_row).collect::<Result<Vec<_>>>()?;
+            // Ids are assigned in the rows' order; RETURNING's order is not promised, so sort and
             // check that each record is the job asked for at its position.
             recs.sort_by_key(|r| r.id);
             let matches = recs.len() == prepared.len()
                 && recs
                     .iter()
                     .zip(&prepared)
-                    .all(|(r, (_, j, _, _, _))| r.user_id == j.user_id && r.spec == j.spec);
+                    .all(|(r, (_, j, _))| r.user_id == j.user_id && r.spec == j.spec);
             if !matches {
                 return Err(StoreError::Corrupt("batched insert returned other rows".into()));
             }
-            for (r, (_, j, _, _, _)) in recs.iter().zip(&prepared) {
+            let mut prev = lock_writers(tx).await?;
+            for (r, (_, j, _)) in recs.iter().zip(&prepared) {
                 if let Some(k) = &j.idempotency {
                     keep_job_key(tx, j.user_id, r.id, k, now).await?;
                 }
             }
-            let mut qb = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO events (at, kind, job_id, attempt_id, node_id, detail) ",
-            );
-            qb.push_values(&recs, |mut b, r| {
-                b.push_bind(now)
-                    .push_bind(EventKind::Submitted.as_str())
-                    .push_bind(r.id)
-                    .push_bind(None::<i64>)
-                    .push_bind(None::<i64>)
-                    .push_bind("");
-            });
-            qb.build().persistent(false).execute(&mut **tx).await?;
-            let mut prev: String = sqlx::query_scalar::<_, String>(
-                "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1",
-            )
-            .fetch_optional(&mut **tx)
-            .await?
-            .unwrap_or_default();
+            let events: Vec<_> = recs
+                .iter()
+                .map(|r| crate::backend::EventRow {
+                    at: now,
+                    kind: EventKind::Submitted.as_str(),
+                    job: Some(r.id),
+                    attempt: None,
+                    node: None,
+                    detail: String::new(),
+                })
+                .collect();
             let mut entries = Vec::with_capacity(recs.len());
-            for (r, (actor, _, spec, _, _)) in recs.iter().zip(&prepared) {
+            for (r, (actor, _, spec)) in recs.iter().zip(prepared) {
                 let target = format!("job/{}", r.id);
-                let hash = audit_hash(&prev, now, &actor.name, "job.submit", &target, spec);
-                entries.push((actor.name.clone(), target, spec.clone(), prev, hash.clone()));
-                prev = hash;
+                let hash = audit_hash(&prev, now, &actor.name, "job.submit", &target, &spec);
+                entries.push(crate::backend::AuditRow {
+                    at: now,
+                    actor: actor.name,
+                    action: "job.submit".into(),
+                    target,
+                    detail: spec,
+                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                    hash,
+                });
             }
-            let mut qb = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO audit (at, actor, action, target, detail, prev_hash, hash) ",
-            );
-            qb.push_values(entries, |mut b, (actor, target, detail, prev, hash)| {
-                b.push_bind(now)
-                    .push_bind(actor)
-                    .push_bind("job.submit")
-                    .push_bind(target)
-                    .push_bind(detail)
-                    .push_bind(prev)
-                    .push_bind(hash);
-            });
-            qb.build().persistent(false).execute(&mut **tx).await?;
+            insert_log(tx, &events, &entries).await?;
             Ok(recs)
         }
 
@@ -382,15 +360,12 @@ macro_rules! job_store {
                 jobs: Vec<(Actor, NewJob)>,
                 now: i64,
             ) -> Result<Vec<JobRecord>> {
-                let mut tx = self.begin_write().await?;
-                let mut out = Vec::with_capacity(jobs.len());
-                let mut rest = jobs;
-                // Bound each statement's parameters (SQLite allows 32,766 per statement).
-                while !rest.is_empty() {
-                    let tail = rest.split_off(rest.len().min(1000));
-                    out.extend(insert_jobs(&mut tx, rest, now).await?);
-                    rest = tail;
+                if jobs.is_empty() {
+                    return Ok(Vec::new());
                 }
+                // Not holding the writers' lock yet: `insert_jobs` takes it after the jobs.
+                let mut tx = self.begin_unlocked().await?;
+                let out = insert_jobs(&mut tx, jobs, now).await?;
                 tx.commit().await?;
                 Ok(out)
             }

@@ -5,9 +5,13 @@
 //! PostgreSQL) — which is also what keeps event sequence numbers and the audit chain in commit
 //! order — and in how a list of ids is bound ([`IdList`]).
 //!
-//! Multi-row statements (`QueryBuilder`) change their text with their number of rows, so they
-//! are not kept prepared (`persistent(false)`): on PostgreSQL they would otherwise fill each
-//! connection's statement cache and push out the statements used every time.
+//! The batched inserts of the hot paths (a submit batch's jobs, events and audit entries; a
+//! start's attempts, tasks and events) are per backend (`insert_job_rows`, `insert_log`,
+//! `insert_started` in sqlite.rs and postgres.rs): SQLite runs in process, so multi-row
+//! statements (`QueryBuilder`, not kept prepared: their text changes with their row count) cost
+//! nothing there; on PostgreSQL each statement is a round trip, and an unprepared one two
+//! (parse and describe, then execute), so there the rows are bound as arrays (`UNNEST`) into
+//! statements of fixed text that each connection prepares once.
 //!
 //! Each area file holds the area's trait (the contract, with its documentation) and the macro
 //! that implements it. [`store_impl!`] expands every area into the backend's own module, so one
@@ -57,6 +61,58 @@ impl IdList for sqlx::Postgres {
     fn ids(ids: &[i64]) -> Vec<i64> {
         ids.to_vec()
     }
+}
+
+/// One controller event to append (see the per-backend `insert_log`).
+pub(crate) struct EventRow {
+    pub at: i64,
+    pub kind: &'static str,
+    pub job: Option<i64>,
+    pub attempt: Option<i64>,
+    pub node: Option<i64>,
+    pub detail: String,
+}
+
+/// One audit entry to append, its hash already chained to the one before.
+pub(crate) struct AuditRow {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// One queued job to insert (see the per-backend `insert_job_rows`).
+pub(crate) struct JobRow {
+    pub project: i64,
+    pub user: i64,
+    pub name: String,
+    pub spec: String,
+    pub command: String,
+    pub container_image: Option<String>,
+    pub batch: Option<String>,
+    pub array_spec: Option<String>,
+    pub interactive: bool,
+}
+
+/// One attempt to start (see the per-backend `insert_started`).
+pub(crate) struct AttemptRow {
+    pub job: i64,
+    pub fence: i64,
+    pub placement: String,
+    pub gpu_model: Option<String>,
+    pub borrowing: bool,
+    pub deadline: Option<i64>,
+}
+
+/// One task of an attempt to start, named by its job (one attempt per job in a start).
+pub(crate) struct TaskRow {
+    pub job: i64,
+    pub idx: i64,
+    pub node: i64,
+    pub gpus: String,
 }
 
 /// Expands the [`crate::Store`] implementation, every area's trait included, for `$store`, whose
