@@ -2351,7 +2351,7 @@ mod changes {
 
 /// On PostgreSQL, what needs no place in the writers' sequence does not wait for the writers'
 /// lock: another session holds it here (as a long write would) and the test checks what
-/// waits for it.
+/// finishes meanwhile and what waits for it.
 mod writers_lock {
     use super::*;
     use sqlx::Connection;
@@ -2370,6 +2370,39 @@ mod writers_lock {
     /// Whether `f` finishes within a second (far longer than it takes unhindered).
     async fn finishes<T>(f: impl std::future::Future<Output = T>) -> Option<T> {
         tokio::time::timeout(Duration::from_secs(1), f).await.ok()
+    }
+
+    #[tokio::test]
+    async fn heartbeats_do_not_wait_for_the_writers_lock() {
+        let db = haneul_store::testing::TestDb::create().await;
+        let store = PostgresStore::open(db.url()).await.unwrap();
+        let live = node(&store, "gpu-001", 10).await;
+        let lost = node(&store, "gpu-002", 10).await;
+        store.heartbeat(live.id, 1_500).await.unwrap();
+        assert_eq!(
+            store.mark_lost_nodes(1_000, 2_000).await.unwrap(),
+            vec![lost.id]
+        );
+
+        let holder = hold_lock(db.url()).await;
+        let beat = finishes(store.heartbeats(&[live.id], 3_000)).await;
+        let beat = beat.expect("a live node's heartbeat appends no event: it needs no lock");
+        assert_eq!(beat.unwrap()[0].as_ref().unwrap().last_heartbeat, 3_000);
+        // A lost node's heartbeat brings it back with an event: that waits for the lock.
+        let back = tokio::spawn({
+            let store = store.clone();
+            let id = lost.id;
+            async move { store.heartbeat(id, 3_000).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !back.is_finished(),
+            "bringing a node back takes the writers' lock"
+        );
+        drop(holder);
+        let back = back.await.unwrap().unwrap();
+        assert_eq!((back.state, back.down_reason), (NodeState::Up, None));
+        assert_eq!(back.last_heartbeat, 3_000);
     }
 
     /// A submit batch writes its jobs before taking the lock, and its events and audit entries

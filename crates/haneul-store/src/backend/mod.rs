@@ -40,10 +40,15 @@ pub(crate) trait IdList: sqlx::Database {
     fn in_ids(column: &str, param: u8) -> String;
     /// The value to bind for `ids`.
     fn ids(ids: &[i64]) -> Self::Ids;
+    /// What a subquery ends with to lock its rows for an update as it reads them (in its
+    /// order): nothing on SQLite, whose one writer needs no row locks. `NO KEY UPDATE`, so
+    /// that foreign-key checks (tasks naming a node) are not blocked.
+    const FOR_UPDATE: &'static str;
 }
 
 impl IdList for sqlx::Sqlite {
     type Ids = String;
+    const FOR_UPDATE: &'static str = "";
     fn in_ids(column: &str, param: u8) -> String {
         format!("{column} IN (SELECT value FROM json_each(${param}))")
     }
@@ -55,6 +60,7 @@ impl IdList for sqlx::Sqlite {
 
 impl IdList for sqlx::Postgres {
     type Ids = Vec<i64>;
+    const FOR_UPDATE: &'static str = " FOR NO KEY UPDATE";
     fn in_ids(column: &str, param: u8) -> String {
         format!("{column} = ANY(${param})")
     }

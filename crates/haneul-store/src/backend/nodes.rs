@@ -124,11 +124,24 @@ macro_rules! node_store {
         /// their number (a batch of a thousand is no longer two thousand round trips on
         /// PostgreSQL). A node that was down because it was lost comes back up, with a
         /// `FleetChanged` event. `None` for an unknown node.
+        /// `nodes`' rows, locked for update in id order. Every statement that locks several
+        /// nodes' rows locks them this way (`mark_lost_nodes` too), so heartbeats, which run
+        /// outside the writers' lock, never wait on another writer in a cycle.
+        fn nodes_in_order(param: u8) -> String {
+            format!(
+                "id IN (SELECT id FROM nodes WHERE {} ORDER BY id{})",
+                in_ids("id", param),
+                <$db as crate::backend::IdList>::FOR_UPDATE
+            )
+        }
+
+        /// Heartbeats `nodes` at `now`, bringing any lost one back (with its event): needs the
+        /// writers' lock.
         async fn beat(tx: &mut Tx<'_>, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>> {
             let mut revived: Vec<i64> = sqlx::query_scalar(&format!(
                 "UPDATE nodes SET state = 'up', down_reason = NULL \
                  WHERE {} AND state = 'down' AND down_reason = 'lost' RETURNING id",
-                in_ids("id", 1)
+                nodes_in_order(1)
             ))
             .bind(id_list(nodes))
             .fetch_all(&mut **tx)
@@ -137,9 +150,14 @@ macro_rules! node_store {
             for &node in &revived {
                 event(tx, EventKind::FleetChanged, None, None, Some(node), "back", now).await?;
             }
+            refresh(tx, nodes, now).await
+        }
+
+        /// Writes `nodes`' heartbeat time and reads them back (`None` for an unknown node).
+        async fn refresh(tx: &mut Tx<'_>, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>> {
             sqlx::query(&format!(
                 "UPDATE nodes SET last_heartbeat = $1 WHERE {}",
-                in_ids("id", 2)
+                nodes_in_order(2)
             ))
             .bind(now)
             .bind(id_list(nodes))
@@ -155,6 +173,32 @@ macro_rules! node_store {
                 known.insert(n.id, n);
             }
             Ok(nodes.iter().map(|id| known.get(id).cloned()).collect())
+        }
+
+        fn is_lost(n: &NodeRecord) -> bool {
+            n.state == NodeState::Down && n.down_reason.as_deref() == Some("lost")
+        }
+
+        impl $store {
+            /// Heartbeats `nodes`. One that brings no node back from lost appends no event, so
+            /// it needs no place in the writers' sequence: it runs without the writers' lock
+            /// (its commit's flush can then be shared with others'). `mark_lost_nodes` still
+            /// orders against it by the nodes' row locks: it waits for a heartbeat's row and
+            /// then finds it fresh, or a heartbeat that waited for it reads its node lost and
+            /// starts again holding the lock, to bring the node back with its event.
+            async fn beat_nodes(&self, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>> {
+                let mut tx = self.begin_unlocked().await?;
+                let out = refresh(&mut tx, nodes, now).await?;
+                if !out.iter().flatten().any(is_lost) {
+                    tx.commit().await?;
+                    return Ok(out);
+                }
+                tx.rollback().await?;
+                let mut tx = self.begin_write().await?;
+                let out = beat(&mut tx, nodes, now).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
         }
 
         #[async_trait]
@@ -356,21 +400,15 @@ macro_rules! node_store {
             }
 
             async fn heartbeat(&self, node: i64, now: i64) -> Result<NodeRecord> {
-                let mut tx = self.begin_write().await?;
-                let rec = beat(&mut tx, &[node], now)
+                self.beat_nodes(&[node], now)
                     .await?
                     .pop()
                     .flatten()
-                    .ok_or_else(|| StoreError::not_found("node", node))?;
-                tx.commit().await?;
-                Ok(rec)
+                    .ok_or_else(|| StoreError::not_found("node", node))
             }
 
             async fn heartbeats(&self, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>> {
-                let mut tx = self.begin_write().await?;
-                let out = beat(&mut tx, nodes, now).await?;
-                tx.commit().await?;
-                Ok(out)
+                self.beat_nodes(nodes, now).await
             }
 
             async fn fleet_summary(&self) -> Result<FleetSummary> {
@@ -419,8 +457,12 @@ macro_rules! node_store {
             async fn mark_lost_nodes(&self, cutoff: i64, now: i64) -> Result<Vec<i64>> {
                 let mut tx = self.begin_write().await?;
                 let lost: Vec<i64> = sqlx::query_scalar(
-                    "UPDATE nodes SET state = 'down', down_reason = 'lost' \
-                     WHERE state <> 'down' AND last_heartbeat < $1 RETURNING id",
+                    &format!(
+                        "UPDATE nodes SET state = 'down', down_reason = 'lost' WHERE id IN \
+                         (SELECT id FROM nodes WHERE state <> 'down' AND last_heartbeat < $1 \
+                         ORDER BY id{}) RETURNING id",
+                        <$db as crate::backend::IdList>::FOR_UPDATE
+                    ),
                 )
                 .bind(cutoff)
                 .fetch_all(&mut *tx)
