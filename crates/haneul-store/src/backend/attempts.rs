@@ -369,11 +369,11 @@ macro_rules! attempt_store {
                         "SELECT epoch FROM leases WHERE name = 'controller' AND holder = $1 \
                          AND epoch = $2 AND expires_at > $3",
                     )
-                        .bind(holder)
-                        .bind(epoch)
-                        .bind(now)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                    .bind(holder)
+                    .bind(epoch)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                     if leads.is_none() {
                         return Err(StoreError::NotLeader);
                     }

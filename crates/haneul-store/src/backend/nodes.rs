@@ -456,7 +456,7 @@ macro_rules! node_store {
 
             async fn mark_lost_nodes(&self, cutoff: i64, now: i64) -> Result<Vec<i64>> {
                 let mut tx = self.begin_write().await?;
-                let lost: Vec<i64> = sqlx::query_scalar(
+                let mut lost: Vec<i64> = sqlx::query_scalar(
                     &format!(
                         "UPDATE nodes SET state = 'down', down_reason = 'lost' WHERE id IN \
                          (SELECT id FROM nodes WHERE state <> 'down' AND last_heartbeat < $1 \
@@ -467,6 +467,9 @@ macro_rules! node_store {
                 .bind(cutoff)
                 .fetch_all(&mut *tx)
                 .await?;
+                // RETURNING's order is not promised: the nodes' events and audit entries go in
+                // id order.
+                lost.sort_unstable();
                 for &node in &lost {
                     requeue_node_attempts(&mut tx, node, now).await?;
                     audit(&mut tx, &Actor::system("controller"), "node.lost", &format!("node/{node}"), "{}", now)
