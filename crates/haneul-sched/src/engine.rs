@@ -70,6 +70,9 @@ struct JobEntry {
     tried: u64,
     /// In the express lane ([`Policy::express_gpu_time`]).
     express: bool,
+    /// Needs whole nodes, with its estimate (ms) and GPUs, while
+    /// [`Policy::longest_first_alone`] is on: in its queue's `long` index.
+    long: Option<(i64, u64)>,
 }
 
 impl JobEntry {
@@ -171,6 +174,8 @@ pub struct Engine {
     /// releases them then, and reads them from here instead of looking up every running job.
     stopping: BTreeMap<JobId, Time>,
     fits_ever: FxHashMap<(ShapeKey, u64, u64, u32), bool>,
+    /// GPUs of the fleet (nodes are fixed at construction).
+    fleet_gpus: u64,
     now: Time,
     last_stats: PassStats,
     /// Per project: no reclaim planning before this time, after a plan found no victims.
@@ -258,6 +263,7 @@ impl Engine {
             preemptible: Vec::new(),
             stopping: BTreeMap::new(),
             fits_ever: FxHashMap::default(),
+            fleet_gpus: 0,
             now: Time::ZERO,
             last_stats: PassStats::default(),
             reclaim_backoff: FxHashMap::default(),
@@ -274,6 +280,7 @@ impl Engine {
                 capacity[m as usize] += n.gpus() as u64;
             }
         }
+        engine.fleet_gpus = capacity.iter().sum();
         let measure = if engine.policy.placement == PlacementStrategy::FgdPaper {
             Measure::Paper
         } else {
@@ -513,11 +520,16 @@ impl Engine {
             && gpus > 0
             && (est.0.max(0) as i128) * (gpus as i128) * (milli as i128)
                 <= self.policy.express_gpu_time.0 as i128 * FULL as i128;
+        let long = (self.policy.longest_first_alone && large && gpus > 0)
+            .then_some((est.0.max(0), gpus as u64 * spec.replicas as u64));
         self.frag.observe(task_kind(spec, mask), spec.replicas);
         let q = self.queue_of(project);
         self.queues[q].insert(key, shape);
         if express {
             self.express.insert(key, shape);
+        }
+        if let Some((est, gpus)) = long {
+            self.queues[q].insert_long(key, est, gpus);
         }
         self.busy_queues.insert(q);
         self.jobs.insert(
@@ -532,6 +544,7 @@ impl Engine {
                 run: Run::Queued { victims: 0 },
                 tried: 0,
                 express,
+                long,
             },
         );
         Ok(())
@@ -599,6 +612,9 @@ impl Engine {
                 if entry.express {
                     self.express.remove(&key, shape);
                 }
+                if let Some((est, gpus)) = entry.long {
+                    self.queues[q].remove_long(key, est, gpus);
+                }
                 if self.queues[q].len() == 0 {
                     self.busy_queues.remove(&q);
                 }
@@ -625,11 +641,20 @@ impl Engine {
         self.release_running(job)?;
         let entry = self.jobs.get_mut(&job).ok_or(SchedError::UnknownJob(job))?;
         entry.run = Run::Queued { victims: 0 };
-        let (project, key, shape, express) = (entry.project, entry.key, entry.shape, entry.express);
+        let (project, key, shape, express, long) = (
+            entry.project,
+            entry.key,
+            entry.shape,
+            entry.express,
+            entry.long,
+        );
         let q = self.queue_of(project);
         self.queues[q].insert(key, shape);
         if express {
             self.express.insert(key, shape);
+        }
+        if let Some((est, gpus)) = long {
+            self.queues[q].insert_long(key, est, gpus);
         }
         self.busy_queues.insert(q);
         Ok(())

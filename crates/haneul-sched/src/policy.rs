@@ -134,6 +134,11 @@ pub struct Policy {
     /// Their usage still counts in fair share. The lane fills gaps beside running work and never
     /// takes a node that is wholly free. Zero turns the lane off. Haneul: 30 GPU-minutes.
     pub express_gpu_time: Span,
+    /// When one project alone has queued work and its whole-node jobs add up to at least its
+    /// longest one on the whole fleet, those jobs are tried longest estimate first, ahead of the
+    /// queue order (LPT): fair share has nothing to decide then, and the order of a deep
+    /// backlog is what sets when it ends. Haneul: on.
+    pub longest_first_alone: bool,
     /// Let projects run above their guarantee on idle capacity (as preemptible work).
     pub borrowing: bool,
     /// Reclaim guarantees by preempting borrowed work.
@@ -177,6 +182,7 @@ impl Default for Policy {
             estimate_age_full_at: Span::from_hours(24),
             express_gpu_time: Span::from_secs(30 * 60),
             sticky_reservations: true,
+            longest_first_alone: true,
             borrowing: true,
             preemption: true,
             backfill: true,
@@ -225,6 +231,7 @@ impl Policy {
             express_gpu_time: Span::ZERO,
             align_ends: false,
             sticky_reservations: false,
+            longest_first_alone: false,
             fair_share_half_life: Span::from_hours(7 * 24),
             ..Policy::default()
         }

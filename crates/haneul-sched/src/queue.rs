@@ -3,6 +3,7 @@
 
 use haneul_model::{JobId, PriorityClass, Time};
 use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
@@ -66,6 +67,11 @@ pub(crate) struct Queue {
     /// entries miss the cache once the queue holds a million jobs.
     pub all: BTreeMap<OrderKey, u32>,
     pub by_shape: BTreeMap<u32, BTreeSet<OrderKey>>,
+    /// Queued jobs that need whole nodes, longest estimate (ms) first, then in queue order, and
+    /// their estimated GPU-time (GPUs x ms) summed: the order and the depth test of
+    /// `Policy::longest_first_alone`. Kept only while that rule is on.
+    pub long: BTreeSet<(Reverse<i64>, OrderKey)>,
+    pub long_work: i128,
 }
 
 impl Queue {
@@ -81,6 +87,18 @@ impl Queue {
             if set.is_empty() {
                 self.by_shape.remove(&shape);
             }
+        }
+    }
+
+    pub fn insert_long(&mut self, key: OrderKey, est_ms: i64, gpus: u64) {
+        if self.long.insert((Reverse(est_ms), key)) {
+            self.long_work += est_ms as i128 * gpus as i128;
+        }
+    }
+
+    pub fn remove_long(&mut self, key: OrderKey, est_ms: i64, gpus: u64) {
+        if self.long.remove(&(Reverse(est_ms), key)) {
+            self.long_work -= est_ms as i128 * gpus as i128;
         }
     }
 

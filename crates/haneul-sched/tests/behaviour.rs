@@ -334,6 +334,13 @@ fn long_whole_node_jobs_use_a_projects_turn_first_and_short_tasks_keep_their_ord
         e.finish(JobId(0), t).unwrap();
         e.schedule(t).starts.iter().map(|s| s.job).collect()
     };
+    // The credit alone: one project's deep backlog would otherwise go longest first.
+    let run = |policy: Policy| {
+        run(Policy {
+            longest_first_alone: false,
+            ..policy
+        })
+    };
     assert_eq!(
         run(Policy::default()),
         vec![JobId(4)],
@@ -365,6 +372,8 @@ fn below_the_full_credit_span_a_short_gang_keeps_its_place_before_a_later_long_o
         let policy = Policy {
             estimate_age_pct: 400,
             estimate_age_full_at: Span::from_hours(full_at_h),
+            // The credit alone: one project's deep backlog would otherwise go longest first.
+            longest_first_alone: false,
             ..Policy::default()
         };
         let fleet = fleet_of(&[node(8, 8, 0)]);
@@ -667,5 +676,61 @@ fn a_sticky_claim_stands_aside_while_a_guarantee_is_owed() {
         starts,
         vec![JobId(2)],
         "the drain goes to the job it was begun for"
+    );
+}
+
+#[test]
+fn a_deep_backlog_of_one_project_alone_goes_longest_first() {
+    // One 8-GPU node, busy; one project queues whole-node jobs of 1 h, 1 h and 10 h, in that
+    // order (12 h of work on the fleet, deeper than its longest job). When the node frees,
+    // the 10-hour job goes first under the rule, the oldest 1-hour job without it.
+    let first_started = |policy: Policy, second_project: bool| -> JobId {
+        let fleet = fleet_of(&[node(8, 8, 0)]);
+        let mut e = Engine::new(&fleet, &tenants_of(&open_projects(2)), policy).unwrap();
+        let t0 = Time::from_secs(0);
+        e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(8), 1), 0, t0), t0)
+            .unwrap();
+        e.schedule(t0);
+        for (id, hours) in [(1, 1), (2, 1), (3, 10)] {
+            let t = Time::from_secs(id as i64);
+            e.submit(
+                job_of(&lasting(0, 1, GpuRequest::Whole(8), hours), id, t),
+                t,
+            )
+            .unwrap();
+        }
+        if second_project {
+            let t = Time::from_secs(4);
+            e.submit(job_of(&lasting(1, 1, GpuRequest::Whole(8), 1), 4, t), t)
+                .unwrap();
+        }
+        let t = Time::from_secs(3600);
+        e.finish(JobId(0), t).unwrap();
+        let starts: Vec<JobId> = e.schedule(t).starts.iter().map(|s| s.job).collect();
+        e.check_invariants().unwrap();
+        assert_eq!(starts.len(), 1, "{starts:?}");
+        starts[0]
+    };
+    let plain = Policy {
+        estimate_age_pct: 0,
+        ..Policy::default()
+    };
+    assert!(plain.longest_first_alone);
+    assert_eq!(first_started(plain.clone(), false), JobId(3));
+    assert_eq!(
+        first_started(
+            Policy {
+                longest_first_alone: false,
+                ..plain.clone()
+            },
+            false
+        ),
+        JobId(1),
+        "without the rule the queue order holds"
+    );
+    assert_eq!(
+        first_started(plain, true),
+        JobId(4),
+        "with another project waiting, fair share decides (the other project has used nothing)"
     );
 }

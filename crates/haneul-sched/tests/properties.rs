@@ -154,7 +154,8 @@ proptest! {
     }
 
     /// The queue-order knobs (ageing, the oldest job's reservation, estimate-weighted order, the
-    /// express lane) and end-time alignment keep every invariant and stay deterministic.
+    /// express lane, a lone deep backlog longest first) and end-time alignment keep every
+    /// invariant and stay deterministic.
     #[test]
     fn queue_order_knobs_keep_the_invariants(
         (nodes, projects, steps) in scenario(),
@@ -167,6 +168,7 @@ proptest! {
         reservations in 0..4usize,
         sticky_reservations in any::<bool>(),
         express_min in 0..240i64,
+        longest_first_alone in any::<bool>(),
     ) {
         let fleet = fleet_of(&nodes);
         let tenants = tenants_of(&projects);
@@ -180,6 +182,7 @@ proptest! {
             align_ends,
             reservations,
             sticky_reservations,
+            longest_first_alone,
             ..Policy::default()
         };
         let mut a = Engine::new(&fleet, &tenants, policy.clone()).unwrap();

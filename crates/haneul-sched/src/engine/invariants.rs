@@ -157,9 +157,36 @@ impl Engine {
                 if !queue.by_shape.get(&shape).is_some_and(|s| s.contains(key)) {
                     return Err(format!("{} is missing from its shape's queue", key.job));
                 }
+                if let Some((est, _)) = e.long
+                    && !queue.long.contains(&(Reverse(est), *key))
+                {
+                    return Err(format!(
+                        "{} is missing from its queue's longest-first index",
+                        key.job
+                    ));
+                }
             }
             if queue.by_shape.values().map(BTreeSet::len).sum::<usize>() != queue.len() {
                 return Err("a queue's shape index holds other jobs than the queue".into());
+            }
+            // The longest-first index holds exactly the queued jobs that carry one, and its
+            // work is theirs.
+            let mut work = 0i128;
+            for (_, key) in &queue.long {
+                match self.jobs.get(&key.job).and_then(|e| e.long) {
+                    Some((est, gpus)) if queue.all.contains_key(key) => {
+                        work += est as i128 * gpus as i128
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{} is in a longest-first index but not queued with one",
+                            key.job
+                        ));
+                    }
+                }
+            }
+            if work != queue.long_work {
+                return Err("a queue's longest-first work is out of step".into());
             }
         }
         let queued: usize = self

@@ -122,6 +122,9 @@ impl Engine {
                 _ => {}
             }
         }
+        if reservations.len() < depth {
+            self.longest_first(&mut reservations, &mut failures, &mut stats, &mut decisions);
+        }
         // The express lane goes once the reservations are made (capacity is short), so its jobs
         // backfill around them; before that every job tried fits and order matters little.
         let mut express_done = !jumps;
@@ -273,6 +276,85 @@ impl Engine {
             .flat_map(|(d, r)| r.nodes.into_iter().map(move |(n, x)| (d.job, n, x)))
             .collect();
         decisions
+    }
+
+    /// `Policy::longest_first_alone`: when one project alone has queued work, fair share has
+    /// nothing to decide, and what its order still sets is when that backlog ends. Once the
+    /// backlog's whole-node work is at least its longest job's length on the whole fleet, a list
+    /// schedule ends within about one longest job of the work's bound, and starting the longest
+    /// first is what keeps that last job short (LPT); a shallower backlog starts soon in any order,
+    /// and its jobs keep the queue order. The whole-node jobs are tried longest first until one
+    /// does not fit, which gets the reservation; the rest of the pass goes on as usual. Stands
+    /// aside while a guarantee is owed, as the other rules ahead of the order do.
+    fn longest_first(
+        &mut self,
+        reservations: &mut Vec<ReservationPlan>,
+        failures: &mut FailureMemo,
+        stats: &mut PassStats,
+        decisions: &mut Decisions,
+    ) {
+        if !self.policy.longest_first_alone
+            || self.policy.ordering != Ordering::FairShare
+            || self.busy_queues.len() != 1
+        {
+            return;
+        }
+        let Some(&q) = self.busy_queues.first() else {
+            return;
+        };
+        let deep = self.queues[q]
+            .long
+            .first()
+            .is_some_and(|&(Reverse(longest), _)| {
+                self.queues[q].long_work >= longest as i128 * self.fleet_gpus as i128
+            });
+        if !deep || self.guarantee_owed() {
+            return;
+        }
+        let depth = self.policy.reservations;
+        let mut cursor: Option<(Reverse<i64>, OrderKey)> = None;
+        let mut failed = 0usize;
+        while reservations.len() < depth && failed < self.policy.backfill_window {
+            let long = &self.queues[q].long;
+            let next = match cursor {
+                None => long.first().copied(),
+                Some(c) => long
+                    .range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
+                    .next()
+                    .copied(),
+            };
+            let Some(entry) = next else {
+                break;
+            };
+            cursor = Some(entry);
+            let job = entry.1.job;
+            if !matches!(self.jobs[&job].run, Run::Queued { victims: 0 })
+                || decisions.reservations.iter().any(|r| r.job == job)
+            {
+                continue;
+            }
+            stats.visited += 1;
+            match self.try_start(job, reservations, failures, stats, false) {
+                Attempt::Started(start) => {
+                    stats.started += 1;
+                    decisions.starts.push(start);
+                }
+                Attempt::QuotaBlocked => {
+                    self.mark_tried(job);
+                    failed += 1;
+                }
+                Attempt::NoRoom { guaranteed_model } => {
+                    self.mark_tried(job);
+                    failed += 1;
+                    stats.reservation_plans += 1;
+                    if let Some(mut plan) = self.plan_reservation(job, reservations) {
+                        plan.guaranteed = guaranteed_model.is_some();
+                        decisions.reservations.push(self.reservation_of(job, &plan));
+                        reservations.push(plan);
+                    }
+                }
+            }
+        }
     }
 
     /// The express lane: its jobs in queue order, across projects, each shape until one of its
@@ -646,6 +728,9 @@ impl Engine {
         self.queues[q].remove(&key, shape);
         if self.jobs[&job].express {
             self.express.remove(&key, shape);
+        }
+        if let Some((est, gpus)) = self.jobs[&job].long {
+            self.queues[q].remove_long(key, est, gpus);
         }
         if self.queues[q].len() == 0 {
             self.busy_queues.remove(&q);
