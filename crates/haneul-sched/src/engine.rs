@@ -276,6 +276,8 @@ impl Engine {
         }
         let measure = if engine.policy.placement == PlacementStrategy::FgdPaper {
             Measure::Paper
+        } else if engine.policy.frag.cpu_fill_pct > 0 {
+            Measure::HaneulFill
         } else {
             Measure::Haneul
         };
