@@ -99,6 +99,13 @@ pub struct TuningArgs {
     /// The whole tolerance from PCT% of the GPU request on (linear from --frag-tie-from-pct).
     #[arg(long, default_value_t = FragTuning::default().tie_full_pct, value_name = "PCT")]
     frag_tie_full_pct: u32,
+    /// CPU-only kinds count PCT% of their popularity in the measure.
+    #[arg(long, default_value_t = FragTuning::default().cpu_kind_weight_pct, value_name = "PCT")]
+    frag_cpu_kind_pct: u32,
+    /// Share (%) of a node's free GPU capacity its free CPU or memory can not feed (at the
+    /// mix's CPU and memory per GPU) counted as fragment; 0 turns it off.
+    #[arg(long, default_value_t = FragTuning::default().cpu_fill_pct, value_name = "PCT")]
+    frag_cpu_fill_pct: u32,
     /// Most groups of alike nodes scored per GPU model for one task (the policy's
     /// `max_scored_nodes`).
     #[arg(long, default_value_t = haneul_sched::Policy::default().max_scored_nodes)]
@@ -122,6 +129,8 @@ impl TuningArgs {
             tie_milli: self.frag_tie_milli,
             tie_from_pct: self.frag_tie_from_pct,
             tie_full_pct: self.frag_tie_full_pct,
+            cpu_kind_weight_pct: self.frag_cpu_kind_pct,
+            cpu_fill_pct: self.frag_cpu_fill_pct,
         }
     }
 }

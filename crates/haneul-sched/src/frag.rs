@@ -36,6 +36,9 @@ pub enum Measure {
     /// like CPU.
     #[default]
     Haneul,
+    /// Haneul's, plus the free GPU capacity the node's free CPU or memory can not feed at the
+    /// mix's CPU and memory per GPU ([`starved_milli`]).
+    HaneulFill,
     /// The FGD simulator's rules: a CPU-only kind sees every free GPU of a node as fragment
     /// whether or not it fits there, and memory is not looked at.
     Paper,
@@ -58,11 +61,13 @@ pub fn kind_fragment(measure: Measure, kind: &TaskKind, node: &NodeFree) -> u64 
     if kind.gpus == 0 {
         return match measure {
             Measure::Paper => total,
-            Measure::Haneul if kind.cpu > node.cpu || kind.mem > node.mem => total,
-            Measure::Haneul => 0,
+            Measure::Haneul | Measure::HaneulFill if kind.cpu > node.cpu || kind.mem > node.mem => {
+                total
+            }
+            Measure::Haneul | Measure::HaneulFill => 0,
         };
     }
-    let lacks_mem = measure == Measure::Haneul && kind.mem > node.mem;
+    let lacks_mem = measure != Measure::Paper && kind.mem > node.mem;
     if kind.cpu > node.cpu || lacks_mem || kind.models & (1u64 << node.model) == 0 {
         return total;
     }
@@ -86,6 +91,28 @@ pub fn expected_fragmentation(measure: Measure, kinds: &[(TaskKind, f64)], node:
         .iter()
         .map(|(k, p)| p * kind_fragment(measure, k, node) as f64)
         .sum()
+}
+
+/// Free milli-GPU of `node` its free CPU or memory can not feed, at `cpu_per_milli` and
+/// `mem_per_milli` (the mix's CPU and memory per milli-GPU of GPU work; 0 means none is needed).
+///
+/// The per-kind fragment only sees a kind that can not fit at all; a node whose CPU is spent
+/// down to what one more task needs still counts its other free GPUs as usable, though the
+/// tasks that would use them will find no CPU. A CPU-only task on a node with free GPUs takes
+/// CPU those GPUs' work will need; where CPU is scarce across the fleet (a CPU-heavy mix) that
+/// strands GPUs by the hundred. Counting the GPUs the node's CPU and memory can not feed at the
+/// mix's own ratio makes the placement keep CPU beside free GPUs and send CPU-heavy work to
+/// nodes whose GPUs are used or whose CPU is plentiful (docs/scheduling.md has the ablation).
+pub fn starved_milli(node: &NodeFree, cpu_per_milli: f64, mem_per_milli: f64) -> f64 {
+    let free: f64 = node.gpus.iter().map(|&g| g as f64).sum();
+    let fed = |have: u64, per: f64| {
+        if per > 0.0 && per.is_finite() {
+            have as f64 / per
+        } else {
+            f64::INFINITY
+        }
+    };
+    (free - fed(node.cpu, cpu_per_milli).min(fed(node.mem, mem_per_milli))).max(0.0)
 }
 
 /// Haneul's kind list from counts: each count weighted as [`FragTuning`] says, the `max_kinds`
@@ -131,6 +158,7 @@ pub fn haneul_kinds(
     }
     for (k, w) in &mut kinds {
         if k.gpus == 0 {
+            *w *= tuning.cpu_kind_weight_pct as f64 / 100.0;
             continue;
         }
         if k.milli == FULL {
@@ -282,6 +310,9 @@ pub(crate) struct FragModel {
     memo: FxHashMap<StateKey, f64>,
     /// [`tie_tolerance`] of the mix the kinds were built from.
     tie: f64,
+    /// The mix's CPU and memory per milli-GPU of GPU work (0 when it has none).
+    cpu_per_milli: f64,
+    mem_per_milli: f64,
 }
 
 impl FragModel {
@@ -304,8 +335,21 @@ impl FragModel {
                 (if k.milli < FULL { s + r } else { s }, g + r)
             });
         self.tie = tie_tolerance(&self.tuning, sharing, gpu);
+        let (cpu, mem) = counts
+            .iter()
+            .filter(|(k, w)| k.gpus > 0 && w.is_finite() && *w > 0.0)
+            .fold((0.0, 0.0), |(c, m), (k, w)| {
+                (c + w * k.cpu as f64, m + w * k.mem as f64)
+            });
+        (self.cpu_per_milli, self.mem_per_milli) = if gpu > 0.0 {
+            (cpu / gpu, mem / gpu)
+        } else {
+            (0.0, 0.0)
+        };
         match self.measure {
-            Measure::Haneul => haneul_kinds(counts, &self.capacity, &self.tuning),
+            Measure::Haneul | Measure::HaneulFill => {
+                haneul_kinds(counts, &self.capacity, &self.tuning)
+            }
             Measure::Paper => paper_kinds(counts),
         }
     }
@@ -391,7 +435,12 @@ impl FragModel {
             mem,
             gpus: &key.gpus,
         };
-        let v = expected_fragmentation(self.measure, &self.kinds, &node);
+        let mut v = expected_fragmentation(self.measure, &self.kinds, &node);
+        if self.measure == Measure::HaneulFill {
+            v += starved_milli(&node, self.cpu_per_milli, self.mem_per_milli)
+                * self.tuning.cpu_fill_pct as f64
+                / 100.0;
+        }
         if self.memo.len() >= MEMO_LIMIT {
             self.memo.clear();
         }
@@ -634,5 +683,47 @@ mod tests {
         // kind's raw count, then the whole-GPU kind gets its 1.4.
         let w: Vec<f64> = f.kinds.iter().map(|(_, w)| *w).collect();
         assert!((w[0] / w[1] - 2.8).abs() < 1e-9, "{w:?}");
+    }
+
+    #[test]
+    fn starved_capacity_is_what_the_free_cpu_can_not_feed_at_the_mix_ratio() {
+        let gpus = [FULL, FULL, FULL, FULL];
+        let node = |cpu: u64, mem: u64| NodeFree {
+            model: 0,
+            cpu,
+            mem,
+            gpus: &gpus,
+        };
+        // 8 CPU per GPU (8 milli-CPU per milli-GPU): 32 CPU feed all four GPUs, 16 CPU two.
+        assert_eq!(starved_milli(&node(32_000, 1 << 20), 8.0, 0.0), 0.0);
+        assert_eq!(starved_milli(&node(16_000, 1 << 20), 8.0, 0.0), 2000.0);
+        // Memory binds when it is the scarcer of the two.
+        assert_eq!(starved_milli(&node(32_000, 1000), 8.0, 1.0), 3000.0);
+        // A mix with no GPU work asks nothing of the CPU.
+        assert_eq!(starved_milli(&node(0, 0), 0.0, 0.0), 0.0);
+    }
+
+    #[test]
+    fn with_the_fill_a_cpu_task_beside_free_gpus_costs_what_it_starves() {
+        // One whole-GPU kind at 8 CPU per GPU and a CPU-only kind of 16 CPU.
+        let mut gpu_kind = kind(1, FULL);
+        gpu_kind.cpu = 8_000;
+        let mut cpu_kind = kind(0, 0);
+        cpu_kind.cpu = 16_000;
+        let kinds = vec![(gpu_kind, 3.0), (cpu_kind, 1.0)];
+        let model = |measure| {
+            let mut f = FragModel::new(measure, FragTuning::default(), vec![8]);
+            f.set_fixed(kinds.clone());
+            f
+        };
+        let free = [FULL; 4];
+        // Taking 16 of a 40-CPU node's CPU leaves 24 for its four free GPUs, which need 32.
+        let growth = |f: &mut FragModel| {
+            f.node_frag(0, 24_000, 1 << 20, &free) - f.node_frag(0, 40_000, 1 << 20, &free)
+        };
+        // Without the fill every kind still fits: nothing is counted.
+        assert_eq!(growth(&mut model(Measure::Haneul)), 0.0);
+        // With it, the GPU the remaining CPU can not feed is.
+        assert_eq!(growth(&mut model(Measure::HaneulFill)), 1000.0);
     }
 }

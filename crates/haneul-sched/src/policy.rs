@@ -65,6 +65,11 @@ pub struct FragTuning {
     pub tie_from_pct: u32,
     /// The whole of `tie_milli` from this share (%) of the GPU request on; linear in between.
     pub tie_full_pct: u32,
+    /// CPU-only kinds count this share (%) of their popularity in Haneul's measure.
+    pub cpu_kind_weight_pct: u32,
+    /// Share (%) of the free GPU capacity a node's free CPU or memory can not feed, at the mix's
+    /// CPU and memory per GPU, counted as fragment (`frag::starved_milli`); 0 turns it off.
+    pub cpu_fill_pct: u32,
 }
 
 impl Default for FragTuning {
@@ -79,6 +84,8 @@ impl Default for FragTuning {
             tie_milli: 125,
             tie_from_pct: 60,
             tie_full_pct: 80,
+            cpu_kind_weight_pct: 100,
+            cpu_fill_pct: 100,
         }
     }
 }
