@@ -434,7 +434,7 @@ mod frag_model {
     use haneul_sched::FragTuning;
     use haneul_sched::frag::{
         Measure, NodeFree, TaskKind, expected_fragmentation, haneul_kinds, kind_fragment,
-        paper_kinds, paper_score,
+        paper_kinds, paper_score, starved_milli,
     };
     use proptest::prelude::*;
 
@@ -517,7 +517,9 @@ mod frag_model {
         ) {
             let counts: Vec<(TaskKind, f64)> = counts.into_iter().map(|(k, c)| (k, c as f64)).collect();
             let kinds = match measure {
-                Measure::Haneul => haneul_kinds(counts, &[8, 16, 4], &FragTuning::default()),
+                Measure::Haneul | Measure::HaneulFill => {
+                    haneul_kinds(counts, &[8, 16, 4], &FragTuning::default())
+                }
                 Measure::Paper => paper_kinds(counts),
             };
             let sum: f64 = kinds.iter().map(|(_, w)| w).sum();
@@ -528,6 +530,23 @@ mod frag_model {
             gpus.reverse();
             let b = expected_fragmentation(measure, &kinds, &NodeFree { model, cpu, mem, gpus: &gpus });
             prop_assert!((a - b).abs() < 1e-6);
+        }
+
+        /// The capacity a node's CPU and memory can not feed lies between 0 and its free GPU,
+        /// and shrinks (never grows) as the node has more CPU or memory.
+        #[test]
+        fn starved_capacity_is_bounded_and_falls_with_cpu_and_memory(
+            (model, cpu, mem, gpus) in node_gen(),
+            extra_cpu in 0u64..64_000,
+            extra_mem in 0u64..262_144,
+            cpu_per_milli in 0.0f64..64.0,
+            mem_per_milli in 0.0f64..256.0,
+        ) {
+            let total: f64 = gpus.iter().map(|&g| g as f64).sum();
+            let at = |cpu, mem| starved_milli(&NodeFree { model, cpu, mem, gpus: &gpus }, cpu_per_milli, mem_per_milli);
+            let s = at(cpu, mem);
+            prop_assert!(s >= 0.0 && s <= total + 1e-9, "{} of {}", s, total);
+            prop_assert!(at(cpu + extra_cpu, mem + extra_mem) <= s + 1e-9);
         }
 
         /// The paper's kind list: the most popular kinds until 95% of the tasks, and no fewer.
