@@ -183,17 +183,7 @@ macro_rules! job_store {
             let rows = qb.build().persistent(false).fetch_all(&mut **tx).await?;
             let mut recs = rows.iter().map(job_row).collect::<Result<Vec<_>>>()?;
             recs.sort_by_key(|r| r.id);
-            let events: Vec<_> = recs
-                .iter()
-                .map(|r| crate::backend::EventRow {
-                    at: now,
-                    kind: EventKind::Submitted.as_str(),
-                    job: Some(r.id),
-                    attempt: None,
-                    node: None,
-                    detail: String::new(),
-                })
-                .collect();
+            let events = crate::backend::submitted_events(&recs, now);
             insert_log(tx, &events, &[]).await?;
             Ok(recs)
         }
@@ -317,17 +307,7 @@ macro_rules! job_store {
                     keep_job_key(tx, j.user_id, r.id, k, now).await?;
                 }
             }
-            let events: Vec<_> = recs
-                .iter()
-                .map(|r| crate::backend::EventRow {
-                    at: now,
-                    kind: EventKind::Submitted.as_str(),
-                    job: Some(r.id),
-                    attempt: None,
-                    node: None,
-                    detail: String::new(),
-                })
-                .collect();
+            let events = crate::backend::submitted_events(&recs, now);
             let mut entries = Vec::with_capacity(recs.len());
             for (r, (actor, _, spec)) in recs.iter().zip(prepared) {
                 let target = format!("job/{}", r.id);

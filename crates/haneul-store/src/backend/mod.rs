@@ -79,6 +79,20 @@ pub(crate) struct EventRow {
     pub detail: String,
 }
 
+/// The `Submitted` event of each new job.
+pub(crate) fn submitted_events(recs: &[crate::JobRecord], now: i64) -> Vec<EventRow> {
+    recs.iter()
+        .map(|r| EventRow {
+            at: now,
+            kind: crate::EventKind::Submitted.as_str(),
+            job: Some(r.id),
+            attempt: None,
+            node: None,
+            detail: String::new(),
+        })
+        .collect()
+}
+
 /// One audit entry to append, its hash already chained to the one before.
 pub(crate) struct AuditRow {
     pub at: i64,
