@@ -283,8 +283,6 @@ impl Engine {
         engine.fleet_gpus = capacity.iter().sum();
         let measure = if engine.policy.placement == PlacementStrategy::FgdPaper {
             Measure::Paper
-        } else if engine.policy.frag.cpu_fill_pct > 0 {
-            Measure::HaneulFill
         } else {
             Measure::Haneul
         };

@@ -36,9 +36,6 @@ pub enum Measure {
     /// like CPU.
     #[default]
     Haneul,
-    /// Haneul's, plus the free GPU capacity the node's free CPU or memory can not feed at the
-    /// mix's CPU and memory per GPU ([`starved_milli`]).
-    HaneulFill,
     /// The FGD simulator's rules: a CPU-only kind sees every free GPU of a node as fragment
     /// whether or not it fits there, and memory is not looked at.
     Paper,
@@ -61,13 +58,11 @@ pub fn kind_fragment(measure: Measure, kind: &TaskKind, node: &NodeFree) -> u64 
     if kind.gpus == 0 {
         return match measure {
             Measure::Paper => total,
-            Measure::Haneul | Measure::HaneulFill if kind.cpu > node.cpu || kind.mem > node.mem => {
-                total
-            }
-            Measure::Haneul | Measure::HaneulFill => 0,
+            Measure::Haneul if kind.cpu > node.cpu || kind.mem > node.mem => total,
+            Measure::Haneul => 0,
         };
     }
-    let lacks_mem = measure != Measure::Paper && kind.mem > node.mem;
+    let lacks_mem = measure == Measure::Haneul && kind.mem > node.mem;
     if kind.cpu > node.cpu || lacks_mem || kind.models & (1u64 << node.model) == 0 {
         return total;
     }
@@ -327,29 +322,23 @@ impl FragModel {
     }
 
     fn build(&mut self, counts: Vec<(TaskKind, f64)>) -> Vec<(TaskKind, f64)> {
-        let (sharing, gpu) = counts
+        // One pass over the GPU kinds: their sharing and total request (milli-GPU), CPU and memory.
+        let (sharing, gpu, cpu, mem) = counts
             .iter()
             .filter(|(k, w)| k.gpus > 0 && w.is_finite() && *w > 0.0)
-            .fold((0.0, 0.0), |(s, g), (k, w)| {
+            .fold((0.0, 0.0, 0.0, 0.0), |(s, g, c, m), (k, w)| {
                 let r = w * k.gpus as f64 * k.milli as f64;
-                (if k.milli < FULL { s + r } else { s }, g + r)
+                let s = if k.milli < FULL { s + r } else { s };
+                (s, g + r, c + w * k.cpu as f64, m + w * k.mem as f64)
             });
         self.tie = tie_tolerance(&self.tuning, sharing, gpu);
-        let (cpu, mem) = counts
-            .iter()
-            .filter(|(k, w)| k.gpus > 0 && w.is_finite() && *w > 0.0)
-            .fold((0.0, 0.0), |(c, m), (k, w)| {
-                (c + w * k.cpu as f64, m + w * k.mem as f64)
-            });
         (self.cpu_per_milli, self.mem_per_milli) = if gpu > 0.0 {
             (cpu / gpu, mem / gpu)
         } else {
             (0.0, 0.0)
         };
         match self.measure {
-            Measure::Haneul | Measure::HaneulFill => {
-                haneul_kinds(counts, &self.capacity, &self.tuning)
-            }
+            Measure::Haneul => haneul_kinds(counts, &self.capacity, &self.tuning),
             Measure::Paper => paper_kinds(counts),
         }
     }
@@ -436,7 +425,7 @@ impl FragModel {
             gpus: &key.gpus,
         };
         let mut v = expected_fragmentation(self.measure, &self.kinds, &node);
-        if self.measure == Measure::HaneulFill {
+        if self.measure == Measure::Haneul && self.tuning.cpu_fill_pct > 0 {
             v += starved_milli(&node, self.cpu_per_milli, self.mem_per_milli)
                 * self.tuning.cpu_fill_pct as f64
                 / 100.0;
@@ -711,8 +700,12 @@ mod tests {
         let mut cpu_kind = kind(0, 0);
         cpu_kind.cpu = 16_000;
         let kinds = vec![(gpu_kind, 3.0), (cpu_kind, 1.0)];
-        let model = |measure| {
-            let mut f = FragModel::new(measure, FragTuning::default(), vec![8]);
+        let model = |cpu_fill_pct| {
+            let tuning = FragTuning {
+                cpu_fill_pct,
+                ..FragTuning::default()
+            };
+            let mut f = FragModel::new(Measure::Haneul, tuning, vec![8]);
             f.set_fixed(kinds.clone());
             f
         };
@@ -722,8 +715,8 @@ mod tests {
             f.node_frag(0, 24_000, 1 << 20, &free) - f.node_frag(0, 40_000, 1 << 20, &free)
         };
         // Without the fill every kind still fits: nothing is counted.
-        assert_eq!(growth(&mut model(Measure::Haneul)), 0.0);
+        assert_eq!(growth(&mut model(0)), 0.0);
         // With it, the GPU the remaining CPU can not feed is.
-        assert_eq!(growth(&mut model(Measure::HaneulFill)), 1000.0);
+        assert_eq!(growth(&mut model(100)), 1000.0);
     }
 }

@@ -517,9 +517,7 @@ mod frag_model {
         ) {
             let counts: Vec<(TaskKind, f64)> = counts.into_iter().map(|(k, c)| (k, c as f64)).collect();
             let kinds = match measure {
-                Measure::Haneul | Measure::HaneulFill => {
-                    haneul_kinds(counts, &[8, 16, 4], &FragTuning::default())
-                }
+                Measure::Haneul => haneul_kinds(counts, &[8, 16, 4], &FragTuning::default()),
                 Measure::Paper => paper_kinds(counts),
             };
             let sum: f64 = kinds.iter().map(|(_, w)| w).sum();
