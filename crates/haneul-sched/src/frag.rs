@@ -556,6 +556,33 @@ mod tests {
     }
 
     #[test]
+    fn cpu_only_kinds_count_their_share_of_their_popularity() {
+        let cpu = TaskKind {
+            cpu: 4,
+            ..kind(0, 0)
+        };
+        let counts = vec![(kind(1, 1000), 3.0), (cpu, 1.0)];
+        let weights = |pct| {
+            let t = FragTuning {
+                request_weight_pct: 0,
+                cpu_kind_weight_pct: pct,
+                ..FragTuning::default()
+            };
+            haneul_kinds(counts.clone(), &[8], &t)
+        };
+        let quarter = weights(25);
+        let w = |kinds: &[(TaskKind, f64)], k: TaskKind| {
+            kinds.iter().find(|(x, _)| *x == k).map_or(0.0, |(_, w)| *w)
+        };
+        assert!((w(&quarter, cpu) - 0.25 / 3.25).abs() < 1e-12);
+        assert!((w(&quarter, kind(1, 1000)) - 3.0 / 3.25).abs() < 1e-12);
+        // At 0 the CPU-only kind leaves the measure altogether.
+        let none = weights(0);
+        assert_eq!(none.len(), 1);
+        assert!((w(&none, kind(1, 1000)) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
     fn the_request_blend_weighs_a_kind_between_its_count_and_its_request() {
         let cpu = TaskKind {
             cpu: 4,
@@ -567,6 +594,7 @@ mod tests {
                 request_weight_pct: pct,
                 request_fade_pct: 0,
                 whole_gpu_weight_pct: 0,
+                cpu_kind_weight_pct: 100,
                 ..FragTuning::default()
             };
             let kinds = haneul_kinds(counts.clone(), &[8], &t);

@@ -65,7 +65,12 @@ pub struct FragTuning {
     pub tie_from_pct: u32,
     /// The whole of `tie_milli` from this share (%) of the GPU request on; linear in between.
     pub tie_full_pct: u32,
-    /// CPU-only kinds count this share (%) of their popularity in Haneul's measure.
+    /// CPU-only kinds count this share (%) of their popularity in Haneul's measure. A CPU-only
+    /// kind that no longer fits on a node counts the node's free GPUs as lost, which keeps room
+    /// for CPU-only work beside free GPUs; at full weight that room draws the CPU-only work onto
+    /// nodes whose GPUs then starve (the CPU-feed term already keeps CPU beside free GPUs), while
+    /// without it a mix whose CPU-only work asks for more CPU than the fleet has left beside its
+    /// GPU work loses almost a point. 10% to 50% avoid both (docs/scheduling.md, sixth round).
     pub cpu_kind_weight_pct: u32,
     /// Share (%) of the free GPU capacity a node's free CPU or memory can not feed, at the mix's
     /// CPU and memory per GPU, counted as fragment (`frag::starved_milli`); 0 turns it off.
@@ -84,7 +89,7 @@ impl Default for FragTuning {
             tie_milli: 125,
             tie_from_pct: 60,
             tie_full_pct: 80,
-            cpu_kind_weight_pct: 100,
+            cpu_kind_weight_pct: 25,
             cpu_fill_pct: 100,
         }
     }

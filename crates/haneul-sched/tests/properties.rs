@@ -574,7 +574,7 @@ mod frag_model {
         fn unweighted_haneul_kinds_are_popularity(
             counts in proptest::collection::vec((kind_gen(), 1u32..1000), 1..40),
         ) {
-            let tuning = FragTuning { request_weight_pct: 0, whole_gpu_weight_pct: 0, scarcity_cap: 0, max_kinds: 0, ..FragTuning::default() };
+            let tuning = FragTuning { request_weight_pct: 0, whole_gpu_weight_pct: 0, scarcity_cap: 0, max_kinds: 0, cpu_kind_weight_pct: 100, ..FragTuning::default() };
             let mut merged = std::collections::BTreeMap::new();
             for (k, c) in &counts {
                 *merged.entry(*k).or_insert(0.0) += *c as f64;
@@ -595,7 +595,7 @@ mod frag_model {
             counts in proptest::collection::vec((kind_gen(), 1u32..1000), 1..40),
             blend in 0u32..=100,
         ) {
-            let tuning = FragTuning { request_weight_pct: blend, whole_gpu_weight_pct: 0, scarcity_cap: 0, max_kinds: 0, ..FragTuning::default() };
+            let tuning = FragTuning { request_weight_pct: blend, whole_gpu_weight_pct: 0, scarcity_cap: 0, max_kinds: 0, cpu_kind_weight_pct: 100, ..FragTuning::default() };
             let mut merged = std::collections::BTreeMap::new();
             for (k, c) in &counts {
                 *merged.entry(*k).or_insert(0.0) += *c as f64;
