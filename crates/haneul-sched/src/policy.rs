@@ -59,7 +59,9 @@ pub struct FragTuning {
     /// Nodes whose growth of expected fragmentation is within this many milli-GPU of the
     /// lowest count as equally good, and the tightest of them wins, where GPU-sharing kinds
     /// make most of the GPU request (`tie_from_pct`, `tie_full_pct`); 0 always takes the lowest
-    /// growth.
+    /// growth. 0 by default: it lifted sharing-heavy mixes before the CPU-feed term
+    /// (`cpu_fill_pct`), and with that term it no longer does, given or online
+    /// (docs/scheduling.md, sixth round).
     pub tie_milli: u32,
     /// No tolerance while GPU-sharing kinds make at most this share (%) of the GPU request.
     pub tie_from_pct: u32,
@@ -86,7 +88,7 @@ impl Default for FragTuning {
             scarcity_cap: u32::MAX,
             max_kinds: 256,
             learn_half_life: 20_000,
-            tie_milli: 125,
+            tie_milli: 0,
             tie_from_pct: 60,
             tie_full_pct: 80,
             cpu_kind_weight_pct: 25,
