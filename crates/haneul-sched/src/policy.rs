@@ -142,9 +142,9 @@ pub struct Policy {
     /// takes a node that is wholly free. Zero turns the lane off. Haneul: 30 GPU-minutes.
     pub express_gpu_time: Span,
     /// When one project alone has queued work and its whole-node jobs add up to enough of its
-    /// longest one on the whole fleet (`longest_first_depth_pct`), those jobs are tried longest estimate first, ahead of the
-    /// queue order (LPT): fair share has nothing to decide then, and the order of a deep
-    /// backlog is what sets when it ends. Haneul: on.
+    /// longest one on the whole fleet (`longest_first_depth_pct`), those jobs are tried longest
+    /// estimate first, ahead of the queue order (LPT): fair share has nothing to decide then, and
+    /// the order of a deep backlog is what sets when it ends. Haneul: on.
     pub longest_first_alone: bool,
     /// How deep the lone backlog must be for `longest_first_alone`: its whole-node GPU-time
     /// spread over the whole fleet must last at least this share (percent) of its longest job.

@@ -284,9 +284,9 @@ impl Engine {
     /// whole-node work W on G GPUs, longest estimate L); longest first ends near max(L, W/G)
     /// (LPT). The gain is min(W/G, L), so the rule fires once W/G is at least
     /// `longest_first_depth_pct` of L; a shallower backlog starts soon in any order, and its jobs
-    /// keep the queue order. The whole-node jobs are tried longest first until one
-    /// does not fit, which gets the reservation; the rest of the pass goes on as usual. Stands
-    /// aside while a guarantee is owed, as the other rules ahead of the order do.
+    /// keep the queue order. The whole-node jobs are tried longest first until one does not fit,
+    /// which gets the reservation; the rest of the pass goes on as usual. Stands aside while a
+    /// guarantee is owed, as the other rules ahead of the order do.
     fn longest_first(
         &mut self,
         reservations: &mut Vec<ReservationPlan>,
