@@ -148,11 +148,17 @@ pub struct Policy {
     /// Their usage still counts in fair share. The lane fills gaps beside running work and never
     /// takes a node that is wholly free. Zero turns the lane off. Haneul: 30 GPU-minutes.
     pub express_gpu_time: Span,
-    /// When one project alone has queued work and its whole-node jobs add up to at least its
-    /// longest one on the whole fleet, those jobs are tried longest estimate first, ahead of the
-    /// queue order (LPT): fair share has nothing to decide then, and the order of a deep
-    /// backlog is what sets when it ends. Haneul: on.
+    /// When one project alone has queued work and its whole-node jobs add up to enough of its
+    /// longest one on the whole fleet (`longest_first_depth_pct`), those jobs are tried longest
+    /// estimate first, ahead of the queue order (LPT): fair share has nothing to decide then, and
+    /// the order of a deep backlog is what sets when it ends. Haneul: on.
     pub longest_first_alone: bool,
+    /// How deep the lone backlog must be for `longest_first_alone`: its whole-node GPU-time
+    /// spread over the whole fleet must last at least this share (percent) of its longest job.
+    /// Longest first saves up to the smaller of the two, so below it the order is worth little
+    /// and the queue order (and its waits) is kept. Haneul: 50; 100 was the rule's first form,
+    /// which left Philly's backlogs that were half as deep in queue order (docs/simulator.md).
+    pub longest_first_depth_pct: u32,
     /// Let projects run above their guarantee on idle capacity (as preemptible work).
     pub borrowing: bool,
     /// Reclaim guarantees by preempting borrowed work.
@@ -197,6 +203,7 @@ impl Default for Policy {
             express_gpu_time: Span::from_secs(30 * 60),
             sticky_reservations: true,
             longest_first_alone: true,
+            longest_first_depth_pct: 50,
             borrowing: true,
             preemption: true,
             backfill: true,

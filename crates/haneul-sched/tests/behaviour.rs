@@ -734,3 +734,63 @@ fn a_deep_backlog_of_one_project_alone_goes_longest_first() {
         "with another project waiting, fair share decides (the other project has used nothing)"
     );
 }
+
+#[test]
+fn a_lone_backlog_half_as_deep_as_its_longest_job_goes_longest_first() {
+    // Three busy 8-GPU nodes; one frees. One project queues whole-node jobs of 1 h each and one
+    // of 10 h, last. The fleet would run the backlog in W/G hours (its node-hours over three
+    // nodes): with six 1-hour jobs 5.3 h, more than half the longest job (53%), so it goes
+    // first under the default depth (50%) but not under the rule's first form (100%); with
+    // two 1-hour jobs 4 h (40%), too shallow: the oldest job keeps its turn.
+    let first_started = |policy: Policy, short_jobs: u64| -> JobId {
+        let fleet = fleet_of(&[node(8, 8, 0), node(8, 8, 0), node(8, 8, 0)]);
+        let mut e = Engine::new(&fleet, &tenants_of(&open_projects(1)), policy).unwrap();
+        let t0 = Time::from_secs(0);
+        for id in 100..103 {
+            e.submit(job_of(&lasting(0, 1, GpuRequest::Whole(8), 1), id, t0), t0)
+                .unwrap();
+        }
+        assert_eq!(e.schedule(t0).starts.len(), 3);
+        for id in 1..=short_jobs + 1 {
+            let hours = if id == short_jobs + 1 { 10 } else { 1 };
+            let t = Time::from_secs(id as i64);
+            e.submit(
+                job_of(&lasting(0, 1, GpuRequest::Whole(8), hours), id, t),
+                t,
+            )
+            .unwrap();
+        }
+        let t = Time::from_secs(3600);
+        e.finish(JobId(100), t).unwrap();
+        let starts: Vec<JobId> = e.schedule(t).starts.iter().map(|s| s.job).collect();
+        e.check_invariants().unwrap();
+        assert_eq!(starts.len(), 1, "{starts:?}");
+        starts[0]
+    };
+    let plain = Policy {
+        estimate_age_pct: 0,
+        ..Policy::default()
+    };
+    assert_eq!(plain.longest_first_depth_pct, 50);
+    assert_eq!(
+        first_started(plain.clone(), 6),
+        JobId(7),
+        "53%: longest first"
+    );
+    assert_eq!(
+        first_started(
+            Policy {
+                longest_first_depth_pct: 100,
+                ..plain.clone()
+            },
+            6
+        ),
+        JobId(1),
+        "under the first form (100%) the queue order holds"
+    );
+    assert_eq!(
+        first_started(plain, 2),
+        JobId(1),
+        "40%: too shallow, the queue order holds"
+    );
+}

@@ -169,6 +169,7 @@ proptest! {
         sticky_reservations in any::<bool>(),
         express_min in 0..240i64,
         longest_first_alone in any::<bool>(),
+        longest_first_depth_pct in 0..200u32,
     ) {
         let fleet = fleet_of(&nodes);
         let tenants = tenants_of(&projects);
@@ -183,6 +184,7 @@ proptest! {
             reservations,
             sticky_reservations,
             longest_first_alone,
+            longest_first_depth_pct,
             ..Policy::default()
         };
         let mut a = Engine::new(&fleet, &tenants, policy.clone()).unwrap();

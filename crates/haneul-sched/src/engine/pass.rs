@@ -279,13 +279,14 @@ impl Engine {
     }
 
     /// `Policy::longest_first_alone`: when one project alone has queued work, fair share has
-    /// nothing to decide, and what its order still sets is when that backlog ends. Once the
-    /// backlog's whole-node work is at least its longest job's length on the whole fleet, a list
-    /// schedule ends within about one longest job of the work's bound, and starting the longest
-    /// first is what keeps that last job short (LPT); a shallower backlog starts soon in any order,
-    /// and its jobs keep the queue order. The whole-node jobs are tried longest first until one
-    /// does not fit, which gets the reservation; the rest of the pass goes on as usual. Stands
-    /// aside while a guarantee is owed, as the other rules ahead of the order do.
+    /// nothing to decide, and what its order still sets is when that backlog ends. In queue order
+    /// its longest job may start last and end about one longest job after the rest (W/G + L for
+    /// whole-node work W on G GPUs, longest estimate L); longest first ends near max(L, W/G)
+    /// (LPT). The gain is min(W/G, L), so the rule fires once W/G is at least
+    /// `longest_first_depth_pct` of L; a shallower backlog starts soon in any order, and its jobs
+    /// keep the queue order. The whole-node jobs are tried longest first until one does not fit,
+    /// which gets the reservation; the rest of the pass goes on as usual. Stands aside while a
+    /// guarantee is owed, as the other rules ahead of the order do.
     fn longest_first(
         &mut self,
         reservations: &mut Vec<ReservationPlan>,
@@ -306,7 +307,10 @@ impl Engine {
             .long
             .first()
             .is_some_and(|&(Reverse(longest), _)| {
-                self.queues[q].long_work >= longest as i128 * self.fleet_gpus as i128
+                self.queues[q].long_work * 100
+                    >= longest as i128
+                        * self.fleet_gpus as i128
+                        * self.policy.longest_first_depth_pct as i128
             });
         if !deep || self.guarantee_owed() {
             return;
