@@ -114,7 +114,7 @@ impl Engine {
                         plan.guaranteed = self.jobs[&job]
                             .models
                             .iter()
-                            .any(|&m| self.mode(&self.jobs[&job], m) == Some(Mode::Guaranteed));
+                            .any(|m| self.mode(&self.jobs[&job], m) == Some(Mode::Guaranteed));
                         decisions.reservations.push(self.reservation_of(job, &plan));
                         reservations.push(plan);
                     }
@@ -591,7 +591,7 @@ impl Engine {
         keep_whole: bool,
     ) -> Attempt {
         let e = &self.jobs[&job];
-        let end_est = self.now + e.estimate(self.policy.default_runtime);
+        let end_est = self.now + e.estimate();
         // Reservations that start before this job would end: it must leave their resources alone.
         let blocking: u64 = reservations
             .iter()
@@ -601,7 +601,7 @@ impl Engine {
         let project = &self.projects[e.project as usize];
         let mut guaranteed: Vec<u8> = Vec::new();
         let mut borrowing: Vec<u8> = Vec::new();
-        for &m in &e.models {
+        for m in e.models.iter() {
             match self.mode(e, m) {
                 Some(Mode::Guaranteed) => guaranteed.push(m),
                 Some(Mode::Borrowing) => borrowing.push(m),
@@ -708,7 +708,7 @@ impl Engine {
             e.key,
             e.shape,
         );
-        let end_est = self.now + e.estimate(self.policy.default_runtime);
+        let end_est = self.now + e.estimate();
         for t in &tasks {
             self.cluster.allocate(t.node, &t.gpus, t.milli, cpu, mem);
             let on_node = &mut self.node_jobs[t.node as usize];
@@ -729,7 +729,7 @@ impl Engine {
         if self.jobs[&job].express {
             self.express.remove(&key, shape);
         }
-        if let Some((est, gpus)) = self.jobs[&job].long {
+        if let Some((est, gpus)) = self.jobs[&job].long() {
             self.queues[q].remove_long(key, est, gpus);
         }
         if self.queues[q].len() == 0 {
@@ -739,19 +739,19 @@ impl Engine {
         self.clear_hold(job);
         let placement = self.to_placement(&tasks);
         let borrowing = mode == Mode::Borrowing;
-        if self.jobs[&job].job.spec.preemptible {
+        if self.jobs[&job].preemptible {
             let key = (Reverse(self.now), first_node(&tasks), job);
             self.index_preemptible(model, total, key);
         }
         let e = self.jobs.get_mut(&job).expect("job exists");
-        e.run = Run::Running {
+        e.run = Run::Running(Box::new(Running {
             started: self.now,
             end_est,
             model,
             borrowing,
             tasks,
             preempting: None,
-        };
+        }));
         Start {
             job,
             placement,
