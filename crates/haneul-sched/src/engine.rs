@@ -7,6 +7,7 @@ mod pass;
 mod preempt;
 mod reason;
 mod restore;
+mod table;
 
 pub use explain::IdleCauses;
 
@@ -222,7 +223,7 @@ pub struct Engine {
     /// Queued jobs of the express lane, of every project, in queue order.
     express: Queue,
     shapes: Shapes,
-    jobs: FxHashMap<JobId, JobEntry>,
+    jobs: table::JobTable,
     running_by_end: BTreeSet<(Time, JobId)>,
     holds: BTreeMap<JobId, (Vec<u32>, Time)>,
     node_index: FxHashMap<NodeId, u32>,
@@ -320,7 +321,7 @@ impl Engine {
             busy_queues: BTreeSet::new(),
             express: Queue::default(),
             shapes: Shapes::default(),
-            jobs: FxHashMap::default(),
+            jobs: table::JobTable::default(),
             running_by_end: BTreeSet::new(),
             holds: BTreeMap::new(),
             node_index,
@@ -611,7 +612,7 @@ impl Engine {
             self.queues[q].insert_long(key, est, gpus);
         }
         self.busy_queues.insert(q);
-        self.jobs.insert(job.id, entry);
+        self.jobs.insert(entry);
         Ok(())
     }
 
