@@ -7,6 +7,7 @@ mod pass;
 mod preempt;
 mod reason;
 mod restore;
+mod table;
 
 pub use explain::IdleCauses;
 
@@ -46,47 +47,113 @@ enum Run {
         /// Preemptions still in flight on this job's behalf.
         victims: u32,
     },
-    Running {
-        started: Time,
-        end_est: Time,
-        model: Option<u8>,
-        borrowing: bool,
-        tasks: Vec<TaskSlot>,
-        preempting: Option<(Time, JobId)>,
-    },
+    /// Boxed: most entries are queued jobs, and inline this state would make every one of
+    /// them pay for it (72 bytes against 16).
+    Running(Box<Running>),
 }
 
 #[derive(Debug, Clone)]
+struct Running {
+    started: Time,
+    end_est: Time,
+    model: Option<u8>,
+    borrowing: bool,
+    tasks: Vec<TaskSlot>,
+    preempting: Option<(Time, JobId)>,
+}
+
+impl Run {
+    fn running(&self) -> Option<&Running> {
+        match self {
+            Run::Running(r) => Some(r),
+            Run::Queued { .. } => None,
+        }
+    }
+    fn running_mut(&mut self) -> Option<&mut Running> {
+        match self {
+            Run::Running(r) => Some(r),
+            Run::Queued { .. } => None,
+        }
+    }
+}
+
+/// What the engine keeps of a job: only what scheduling reads. The job's spec stays with the
+/// caller; a queue of 100,000 jobs pays this entry (at the job table's capacity) per job, so
+/// every field here is a cost per queued job.
+#[derive(Debug, Clone)]
 struct JobEntry {
-    job: Job,
     project: u32,
     shape: u32,
+    /// Its place in its queue; `key.job` is the job's id.
     key: OrderKey,
     req: TaskReq,
-    /// Allowed GPU models as indices (empty for CPU-only jobs).
-    models: Vec<u8>,
+    /// Allowed GPU models (none for CPU-only jobs).
+    models: ModelSet,
+    /// The run time planning assumes: the estimate or the limit, the shorter, or the policy's
+    /// default (fixed for the engine's life, so resolved once at submission).
+    est: Span,
+    /// Time between the preemption signal and the kill.
+    grace: Span,
     run: Run,
     /// The pass that last tried it and could not start it (see [`Engine::pending_reason`]).
     tried: u64,
+    preemptible: bool,
     /// In the express lane ([`Policy::express_gpu_time`]).
     express: bool,
-    /// Needs whole nodes, with its estimate (ms) and GPUs, while
-    /// [`Policy::longest_first_alone`] is on: in its queue's `long` index.
-    long: Option<(i64, u64)>,
+    /// Needs whole nodes while [`Policy::longest_first_alone`] is on: in its queue's `long`
+    /// index, under [`JobEntry::long`].
+    long: bool,
 }
 
 impl JobEntry {
+    fn id(&self) -> JobId {
+        self.key.job
+    }
     fn total_milli(&self) -> u64 {
         self.req.gpus as u64 * self.req.milli as u64 * self.req.replicas as u64
     }
-    fn estimate(&self, default: Span) -> Span {
-        let s = &self.job.spec;
-        match (s.runtime_estimate, s.time_limit) {
-            (Some(e), Some(l)) => e.min(l),
-            (Some(e), None) => e,
-            (None, Some(l)) => l,
-            (None, None) => default,
-        }
+    fn estimate(&self) -> Span {
+        self.est
+    }
+    /// Its key in the `long` index, (estimate in ms, GPUs of the gang), when it is there.
+    fn long(&self) -> Option<(i64, u64)> {
+        self.long.then(|| {
+            (
+                self.est.0.max(0),
+                self.req.gpus as u64 * self.req.replicas as u64,
+            )
+        })
+    }
+}
+
+/// GPU model indices as a bit set (a fleet has at most 64 models), read in index order: eight
+/// bytes in the job's entry instead of a list on the heap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ModelSet(u64);
+
+impl ModelSet {
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+    fn contains(self, m: u8) -> bool {
+        m < 64 && self.0 & (1 << m) != 0
+    }
+    fn first(self) -> Option<u8> {
+        (!self.is_empty()).then(|| self.0.trailing_zeros() as u8)
+    }
+    fn iter(self) -> impl Iterator<Item = u8> {
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            let m = (rest != 0).then(|| rest.trailing_zeros() as u8)?;
+            rest &= rest - 1;
+            Some(m)
+        })
+    }
+    fn to_vec(self) -> Vec<u8> {
+        self.iter().collect()
     }
 }
 
@@ -156,7 +223,7 @@ pub struct Engine {
     /// Queued jobs of the express lane, of every project, in queue order.
     express: Queue,
     shapes: Shapes,
-    jobs: FxHashMap<JobId, JobEntry>,
+    jobs: table::JobTable,
     running_by_end: BTreeSet<(Time, JobId)>,
     holds: BTreeMap<JobId, (Vec<u32>, Time)>,
     node_index: FxHashMap<NodeId, u32>,
@@ -254,7 +321,7 @@ impl Engine {
             busy_queues: BTreeSet::new(),
             express: Queue::default(),
             shapes: Shapes::default(),
-            jobs: FxHashMap::default(),
+            jobs: table::JobTable::default(),
             running_by_end: BTreeSet::new(),
             holds: BTreeMap::new(),
             node_index,
@@ -520,33 +587,32 @@ impl Engine {
             && gpus > 0
             && (est.0.max(0) as i128) * (gpus as i128) * (milli as i128)
                 <= self.policy.express_gpu_time.0 as i128 * FULL as i128;
-        let long = (self.policy.longest_first_alone && large && gpus > 0)
-            .then_some((est.0.max(0), gpus as u64 * spec.replicas as u64));
+        let long = self.policy.longest_first_alone && large && gpus > 0;
         self.frag.observe(task_kind(spec, mask), spec.replicas);
         let q = self.queue_of(project);
         self.queues[q].insert(key, shape);
         if express {
             self.express.insert(key, shape);
         }
-        if let Some((est, gpus)) = long {
+        let entry = JobEntry {
+            project,
+            shape,
+            key,
+            req,
+            models: ModelSet(models.iter().fold(0, |mask, &m| mask | 1 << m)),
+            est,
+            grace: spec.grace,
+            run: Run::Queued { victims: 0 },
+            tried: 0,
+            preemptible: spec.preemptible,
+            express,
+            long,
+        };
+        if let Some((est, gpus)) = entry.long() {
             self.queues[q].insert_long(key, est, gpus);
         }
         self.busy_queues.insert(q);
-        self.jobs.insert(
-            job.id,
-            JobEntry {
-                job,
-                project,
-                shape,
-                key,
-                req,
-                models,
-                run: Run::Queued { victims: 0 },
-                tried: 0,
-                express,
-                long,
-            },
-        );
+        self.jobs.insert(entry);
         Ok(())
     }
 
@@ -612,7 +678,7 @@ impl Engine {
                 if entry.express {
                     self.express.remove(&key, shape);
                 }
-                if let Some((est, gpus)) = entry.long {
+                if let Some((est, gpus)) = entry.long() {
                     self.queues[q].remove_long(key, est, gpus);
                 }
                 if self.queues[q].len() == 0 {
@@ -622,7 +688,7 @@ impl Engine {
                 self.clear_hold(job);
                 Ok(())
             }
-            Run::Running { .. } => self.finish(job, now),
+            Run::Running(_) => self.finish(job, now),
         }
     }
 
@@ -646,7 +712,7 @@ impl Engine {
             entry.key,
             entry.shape,
             entry.express,
-            entry.long,
+            entry.long(),
         );
         let q = self.queue_of(project);
         self.queues[q].insert(key, shape);
@@ -662,13 +728,13 @@ impl Engine {
 
     fn release_running(&mut self, job: JobId) -> Result<(), SchedError> {
         let entry = self.jobs.get(&job).ok_or(SchedError::UnknownJob(job))?;
-        let Run::Running {
+        let Some(&Running {
             started,
             end_est,
             model,
             preempting,
             ..
-        } = entry.run
+        }) = entry.run.running()
         else {
             return Err(SchedError::WrongState {
                 job,
@@ -677,14 +743,14 @@ impl Engine {
             });
         };
         if preempting.is_none()
-            && entry.job.spec.preemptible
-            && let Run::Running { tasks, .. } = &entry.run
+            && entry.preemptible
+            && let Some(Running { tasks, .. }) = entry.run.running()
         {
             let key = (Reverse(started), first_node(tasks), job);
             self.unindex_preemptible(model, entry.total_milli(), key);
         }
         let entry = &self.jobs[&job];
-        let Run::Running { ref tasks, .. } = entry.run else {
+        let Some(Running { tasks, .. }) = entry.run.running() else {
             unreachable!("checked above");
         };
         let (cpu, mem) = (entry.req.cpu, entry.req.mem);
@@ -697,7 +763,7 @@ impl Engine {
             self.busy_until[n as usize] = self.node_jobs[n as usize]
                 .iter()
                 .filter_map(|j| match self.jobs[j].run {
-                    Run::Running { end_est, .. } => Some(end_est),
+                    Run::Running(ref r) => Some(r.end_est),
                     Run::Queued { .. } => None,
                 })
                 .max()
@@ -773,15 +839,15 @@ impl Engine {
     }
 
     pub fn job_state(&self, job: JobId) -> Option<JobState> {
-        self.jobs.get(&job).map(|e| match &e.run {
-            Run::Queued { .. } => JobState::Queued,
-            Run::Running {
+        self.jobs.get(&job).map(|e| match e.run.running() {
+            None => JobState::Queued,
+            Some(Running {
                 preempting: Some((kill_at, _)),
                 ..
-            } => JobState::Preempting { kill_at: *kill_at },
-            Run::Running {
+            }) => JobState::Preempting { kill_at: *kill_at },
+            Some(Running {
                 started, borrowing, ..
-            } => JobState::Running {
+            }) => JobState::Running {
                 started: *started,
                 borrowing: *borrowing,
             },
@@ -790,7 +856,7 @@ impl Engine {
 
     pub fn placement(&self, job: JobId) -> Option<Placement> {
         match &self.jobs.get(&job)?.run {
-            Run::Running { tasks, .. } => Some(self.to_placement(tasks)),
+            Run::Running(r) => Some(self.to_placement(&r.tasks)),
             Run::Queued { .. } => None,
         }
     }
@@ -888,7 +954,7 @@ impl Engine {
         if after <= p.guarantee[m] {
             return Some(Mode::Guaranteed);
         }
-        if !self.policy.borrowing || !e.job.spec.preemptible {
+        if !self.policy.borrowing || !e.preemptible {
             return None;
         }
         match p.borrow_limit[m] {
@@ -1006,5 +1072,31 @@ fn describe_task(spec: &haneul_model::JobSpec) -> String {
         GpuRequest::None => format!("{} CPU", spec.cpu_per_task.0 as f64 / 1000.0),
         GpuRequest::Whole(n) => format!("{n} GPU"),
         GpuRequest::Fraction(m) => format!("{m} milli-GPU"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_entry_stays_small() {
+        // Every queued job pays its entry (100,000 of them at the centre's scale, and more at
+        // the table's capacity): a field added here is paid that many times.
+        let size = std::mem::size_of::<JobEntry>();
+        assert!(size <= 128, "a job's entry grew to {size} bytes");
+        assert!(std::mem::size_of::<Run>() <= 16);
+    }
+
+    #[test]
+    fn a_model_set_reads_its_models_in_index_order() {
+        let set = ModelSet(1 << 63 | 1 << 5 | 1);
+        assert_eq!(set.to_vec(), vec![0, 5, 63]);
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.first(), Some(0));
+        assert!(set.contains(63) && set.contains(5) && !set.contains(4) && !set.contains(64));
+        assert!(ModelSet::default().is_empty());
+        assert_eq!(ModelSet::default().first(), None);
+        assert_eq!(ModelSet::default().iter().count(), 0);
     }
 }

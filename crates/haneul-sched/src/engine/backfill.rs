@@ -14,7 +14,7 @@ impl Engine {
     ) -> Option<ReservationPlan> {
         let e = &self.jobs[&job];
         let req = e.req;
-        let models = e.models.clone();
+        let models = e.models.to_vec();
         let pools = self.projects[e.project as usize].pools.clone();
         let mut log: Vec<Change> = Vec::new();
         for r in earlier {
@@ -84,7 +84,7 @@ impl Engine {
                     _ => break,
                 };
                 let je = &self.jobs[&j];
-                if let Run::Running { tasks, .. } = &je.run {
+                if let Some(Running { tasks, .. }) = je.run.running() {
                     for task in tasks {
                         let change = Change {
                             allocate: false,
@@ -157,7 +157,7 @@ impl Engine {
             ends: None,
         };
         let req = e.req;
-        let models = e.models.clone();
+        let models = e.models.to_vec();
         let mut frag = std::mem::take(&mut self.frag);
         let fits_now = place(
             &self.cluster,

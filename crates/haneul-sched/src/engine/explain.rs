@@ -70,7 +70,7 @@ impl Engine {
                     }
                     demand = true;
                     let (mut ok, mut blocked) = (0u64, 0u64);
-                    for &m in &e.models {
+                    for m in e.models.iter() {
                         match self.mode(e, m) {
                             Some(_) if self.may_fit_now(&e.req, m) => ok |= 1 << m,
                             Some(_) => {}

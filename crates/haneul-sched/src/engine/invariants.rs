@@ -22,14 +22,14 @@ impl Engine {
         let mut stopping: BTreeMap<JobId, Time> = BTreeMap::new();
         for (_, j) in &self.running_by_end {
             let e = &self.jobs[j];
-            let Run::Running {
+            let Some(Running {
                 tasks,
                 model,
                 end_est,
                 started,
                 preempting,
                 ..
-            } = &e.run
+            }) = e.run.running()
             else {
                 return Err(format!("{j} is in the running index but not running"));
             };
@@ -39,7 +39,7 @@ impl Engine {
             }
             if let Some(m) = model
                 && preempting.is_none()
-                && e.job.spec.preemptible
+                && e.preemptible
             {
                 preemptible[*m as usize]
                     .entry(e.total_milli())
@@ -95,7 +95,7 @@ impl Engine {
             != self
                 .jobs
                 .values()
-                .filter(|e| matches!(e.run, Run::Running { .. }))
+                .filter(|e| matches!(e.run, Run::Running(_)))
                 .count()
         {
             return Err("running index out of step with jobs".into());
@@ -157,7 +157,7 @@ impl Engine {
                 if !queue.by_shape.get(&shape).is_some_and(|s| s.contains(key)) {
                     return Err(format!("{} is missing from its shape's queue", key.job));
                 }
-                if let Some((est, _)) = e.long
+                if let Some((est, _)) = e.long()
                     && !queue.long.contains(&(Reverse(est), *key))
                 {
                     return Err(format!(
@@ -173,7 +173,7 @@ impl Engine {
             // work is theirs.
             let mut work = 0i128;
             for (_, key) in &queue.long {
-                match self.jobs.get(&key.job).and_then(|e| e.long) {
+                match self.jobs.get(&key.job).and_then(|e| e.long()) {
                     Some((est, gpus)) if queue.all.contains_key(key) => {
                         work += est as i128 * gpus as i128
                     }

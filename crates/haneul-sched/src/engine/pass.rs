@@ -114,7 +114,7 @@ impl Engine {
                         plan.guaranteed = self.jobs[&job]
                             .models
                             .iter()
-                            .any(|&m| self.mode(&self.jobs[&job], m) == Some(Mode::Guaranteed));
+                            .any(|m| self.mode(&self.jobs[&job], m) == Some(Mode::Guaranteed));
                         decisions.reservations.push(self.reservation_of(job, &plan));
                         reservations.push(plan);
                     }
@@ -595,7 +595,7 @@ impl Engine {
         keep_whole: bool,
     ) -> Attempt {
         let e = &self.jobs[&job];
-        let end_est = self.now + e.estimate(self.policy.default_runtime);
+        let end_est = self.now + e.estimate();
         // Reservations that start before this job would end: it must leave their resources alone.
         let blocking: u64 = reservations
             .iter()
@@ -605,7 +605,7 @@ impl Engine {
         let project = &self.projects[e.project as usize];
         let mut guaranteed: Vec<u8> = Vec::new();
         let mut borrowing: Vec<u8> = Vec::new();
-        for &m in &e.models {
+        for m in e.models.iter() {
             match self.mode(e, m) {
                 Some(Mode::Guaranteed) => guaranteed.push(m),
                 Some(Mode::Borrowing) => borrowing.push(m),
@@ -653,6 +653,7 @@ impl Engine {
             (!excl.is_empty()).then_some(excl)
         };
         let pools = project.pools.clone();
+        let req = e.req;
         // Guaranteed capacity first, then borrowing. CPU-only work holds no GPU class quota and
         // counts as guaranteed.
         let attempts = if e.models.is_empty() {
@@ -681,7 +682,7 @@ impl Engine {
             let placed = place(
                 &self.cluster,
                 &models,
-                &self.jobs[&job].req,
+                &req,
                 &ctx,
                 self.policy.placement,
                 &mut self.frag,
@@ -703,6 +704,7 @@ impl Engine {
         mode: Mode,
         tasks: Vec<TaskSlot>,
     ) -> Start {
+        // One look-up for all it reads: each costs a miss in a table of 100,000 jobs.
         let e = &self.jobs[&job];
         let (cpu, mem, total, project, key, shape) = (
             e.req.cpu,
@@ -712,7 +714,8 @@ impl Engine {
             e.key,
             e.shape,
         );
-        let end_est = self.now + e.estimate(self.policy.default_runtime);
+        let (express, long, preemptible) = (e.express, e.long(), e.preemptible);
+        let end_est = self.now + e.estimate();
         for t in &tasks {
             self.cluster.allocate(t.node, &t.gpus, t.milli, cpu, mem);
             let on_node = &mut self.node_jobs[t.node as usize];
@@ -730,10 +733,10 @@ impl Engine {
         }
         let q = self.queue_of(project);
         self.queues[q].remove(&key, shape);
-        if self.jobs[&job].express {
+        if express {
             self.express.remove(&key, shape);
         }
-        if let Some((est, gpus)) = self.jobs[&job].long {
+        if let Some((est, gpus)) = long {
             self.queues[q].remove_long(key, est, gpus);
         }
         if self.queues[q].len() == 0 {
@@ -743,19 +746,19 @@ impl Engine {
         self.clear_hold(job);
         let placement = self.to_placement(&tasks);
         let borrowing = mode == Mode::Borrowing;
-        if self.jobs[&job].job.spec.preemptible {
+        if preemptible {
             let key = (Reverse(self.now), first_node(&tasks), job);
             self.index_preemptible(model, total, key);
         }
         let e = self.jobs.get_mut(&job).expect("job exists");
-        e.run = Run::Running {
+        e.run = Run::Running(Box::new(Running {
             started: self.now,
             end_est,
             model,
             borrowing,
             tasks,
             preempting: None,
-        };
+        }));
         Start {
             job,
             placement,

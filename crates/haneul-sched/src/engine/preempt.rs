@@ -141,7 +141,7 @@ impl Engine {
         let mut log: Vec<Change> = Vec::new();
         for j in &victims {
             let v = &self.jobs[j];
-            if let Run::Running { tasks, .. } = &v.run {
+            if let Some(Running { tasks, .. }) = v.run.running() {
                 for t in tasks {
                     log.push(Change {
                         allocate: false,
@@ -172,7 +172,7 @@ impl Engine {
         // Victims whose resources the plan does not touch keep running.
         let used: BTreeSet<u32> = planned.iter().map(|t| t.node).collect();
         victims.retain(|j| match &self.jobs[j].run {
-            Run::Running { tasks, .. } => tasks.iter().any(|t| used.contains(&t.node)),
+            Run::Running(r) => r.tasks.iter().any(|t| used.contains(&t.node)),
             Run::Queued { .. } => false,
         });
         if victims.is_empty() {
@@ -182,17 +182,17 @@ impl Engine {
         let mut latest = self.now;
         for v in &victims {
             let ve = self.jobs.get_mut(v).expect("victim exists");
-            let kill_at = self.now + ve.job.spec.grace;
+            let kill_at = self.now + ve.grace;
             latest = latest.max(kill_at);
             let milli = ve.total_milli();
             let mut stopping = None;
-            if let Run::Running {
+            if let Some(Running {
                 preempting,
                 started,
                 model,
                 tasks,
                 ..
-            } = &mut ve.run
+            }) = ve.run.running_mut()
             {
                 *preempting = Some((kill_at, job));
                 stopping = Some((*model, (Reverse(*started), first_node(tasks), *v)));
@@ -314,7 +314,7 @@ impl Engine {
             {
                 break;
             }
-            let Run::Running { tasks, .. } = &self.jobs[&j].run else {
+            let Some(Running { tasks, .. }) = self.jobs[&j].run.running() else {
                 continue;
             };
             for t in tasks {
@@ -372,7 +372,7 @@ impl Engine {
                 }
                 continue;
             };
-            let Run::Running { tasks, .. } = &self.jobs[&j].run else {
+            let Some(Running { tasks, .. }) = self.jobs[&j].run.running() else {
                 continue;
             };
             for t in tasks {
@@ -425,17 +425,17 @@ impl Engine {
             .iter()
             .filter_map(|j| {
                 let v = &self.jobs[j];
-                let Run::Running {
+                let Some(&Running {
                     model: Some(vm),
                     preempting: None,
                     started,
                     ..
-                } = v.run
+                }) = v.run.running()
                 else {
                     return None;
                 };
                 (vm == p.model
-                    && v.job.spec.preemptible
+                    && v.preemptible
                     && v.project != p.beneficiary
                     && p.borrowing[v.project as usize])
                     .then(|| (v.key.rank, lost(self.now, started, v.total_milli()), *j))
@@ -472,7 +472,7 @@ impl Engine {
                 break;
             }
             let v = &self.jobs[&j];
-            if let Run::Running { tasks, .. } = &v.run {
+            if let Some(Running { tasks, .. }) = v.run.running() {
                 for t in tasks.iter().filter(|t| t.node == idx) {
                     ev.free(&t.gpus, t.milli, v.req.cpu, v.req.mem);
                 }
@@ -574,8 +574,8 @@ mod tests {
             };
             let lost = |v: &JobEntry| -> u64 {
                 match v.run {
-                    Run::Running { started, .. } => {
-                        self.now.since(started).0.max(0) as u64 * v.total_milli()
+                    Run::Running(ref r) => {
+                        self.now.since(r.started).0.max(0) as u64 * v.total_milli()
                     }
                     Run::Queued { .. } => 0,
                 }
@@ -597,16 +597,16 @@ mod tests {
                     .iter()
                     .filter_map(|j| {
                         let v = &self.jobs[j];
-                        let Run::Running {
+                        let Some(&Running {
                             model: Some(vm),
                             preempting: None,
                             ..
-                        } = v.run
+                        }) = v.run.running()
                         else {
                             return None;
                         };
                         (vm == model
-                            && v.job.spec.preemptible
+                            && v.preemptible
                             && v.project != beneficiary_project
                             && borrowing[v.project as usize])
                             .then(|| (v.key.rank, lost(v), *j))
@@ -631,7 +631,7 @@ mod tests {
                         break;
                     }
                     let v = &self.jobs[j];
-                    if let Run::Running { tasks, .. } = &v.run {
+                    if let Some(Running { tasks, .. }) = v.run.running() {
                         for t in tasks.iter().filter(|t| t.node == idx) {
                             ev.free(&t.gpus, t.milli, v.req.cpu, v.req.mem);
                         }
@@ -706,7 +706,7 @@ mod tests {
             let mut pending = vec![0u64; p.alloc.len()];
             for key in self.queues[q].all.keys().take(RECLAIM_SCAN) {
                 let e = &self.jobs[&key.job];
-                let Some(&m) = e.models.iter().find(|&&m| {
+                let Some(m) = e.models.iter().find(|&m| {
                     p.alloc[m as usize] + pending[m as usize] + e.total_milli()
                         <= p.guarantee[m as usize]
                 }) else {
@@ -757,7 +757,7 @@ mod tests {
             queued.sort_unstable();
             let mut plans = 0;
             for j in queued {
-                for &m in &self.jobs[&j].models {
+                for m in self.jobs[&j].models.iter() {
                     let walked = self.choose_victims_by_walk(j, m);
                     let indexed = self.choose_victims(j, m);
                     if walked != indexed {

@@ -83,7 +83,7 @@ impl Engine {
     }
 
     fn waiting_of(&self, e: &JobEntry, ahead: u32, memo: &mut FxHashMap<FitKey, Fit>) -> Waiting {
-        let job = e.job.id;
+        let job = e.id();
         if let Run::Queued { victims } = e.run
             && (victims > 0 || self.holds.contains_key(&job))
         {
@@ -94,10 +94,10 @@ impl Engine {
         let ok = e
             .models
             .iter()
-            .filter(|&&m| self.mode(e, m).is_some())
-            .fold(0u64, |mask, &m| mask | 1 << m);
+            .filter(|&m| self.mode(e, m).is_some())
+            .fold(0u64, |mask, m| mask | 1 << m);
         if !e.models.is_empty() && ok == 0 {
-            return self.quota_waiting(e, e.models[0]);
+            return self.quota_waiting(e, e.models.first().expect("checked not empty"));
         }
         let shape_closed = self.policy.skip_blocked
             && self
@@ -149,13 +149,13 @@ impl Engine {
         let p = &self.projects[e.project as usize];
         let model = self.cluster.models[m as usize].clone();
         let (used, guarantee) = (p.alloc[m as usize], p.guarantee[m as usize]);
-        if !self.policy.borrowing || !e.job.spec.preemptible {
+        if !self.policy.borrowing || !e.preemptible {
             return Waiting::Guarantee {
                 model,
                 need_milli: e.total_milli(),
                 used_milli: used,
                 guarantee_milli: guarantee,
-                could_borrow: self.policy.borrowing && !e.job.spec.preemptible,
+                could_borrow: self.policy.borrowing && !e.preemptible,
             };
         }
         Waiting::BorrowLimit {
@@ -170,13 +170,12 @@ impl Engine {
     /// The reservation of another job that keeps `e` off GPUs it would fit on now: the first of
     /// the last pass's reservations on a node with room for it that starts before `e` would end.
     fn blocking_reservation(&self, e: &JobEntry, fit: &Fit, buckets: &[usize]) -> Option<Waiting> {
-        let end_est = self.now + e.estimate(self.policy.default_runtime);
+        let end_est = self.now + e.estimate();
         let (for_job, node, start_at) = self
             .last_reservations
             .iter()
             .filter(|(j, _, _)| {
-                *j != e.job.id
-                    && matches!(self.jobs.get(j).map(|x| &x.run), Some(Run::Queued { .. }))
+                *j != e.id() && matches!(self.jobs.get(j).map(|x| &x.run), Some(Run::Queued { .. }))
             })
             .filter_map(|(j, n, _)| {
                 let start = self
@@ -211,7 +210,7 @@ impl Engine {
             } else {
                 e.models
                     .iter()
-                    .map(|&m| self.cluster.models[m as usize].clone())
+                    .map(|m| self.cluster.models[m as usize].clone())
                     .collect()
             },
         };
@@ -245,14 +244,14 @@ impl Engine {
         let reserved_from = self
             .last_reservation_starts
             .iter()
-            .find(|(j, _)| *j == e.job.id)
+            .find(|(j, _)| *j == e.id())
             .map(|(_, t)| *t);
         // Another model, not allowed by the job, with room for the whole gang and quota for it.
         let other_model = if e.models.is_empty() {
             None
         } else {
             (0..self.cluster.models.len() as u8)
-                .filter(|m| !e.models.contains(m))
+                .filter(|&m| !e.models.contains(m))
                 .find(|&m| {
                     self.mode(e, m).is_some()
                         && fit.per_model[m as usize].slots >= e.req.replicas as u64
@@ -275,7 +274,7 @@ impl Engine {
         let pools = &self.projects[e.project as usize].pools;
         let ctx = PlaceCtx {
             max_scored: self.policy.max_scored_nodes,
-            job: e.job.id,
+            job: e.id(),
             pools,
             exclusions: None,
             keep_whole: false,

@@ -3,12 +3,11 @@
 //! were already running must hold exactly the GPUs they hold in reality, not wherever a new pass
 //! would put them. This is the one way in for a placement the engine did not choose now.
 
-use super::{Engine, Mode, Run, first_node};
-use crate::cluster::FULL;
+use super::{Engine, Mode, Running, first_node};
 use crate::decision::Placement;
 use crate::error::SchedError;
 use crate::placement::TaskSlot;
-use haneul_model::{GpuRequest, Job, Time};
+use haneul_model::{Job, Time};
 use std::cmp::Reverse;
 
 impl Engine {
@@ -34,22 +33,21 @@ impl Engine {
                     Mode::Guaranteed
                 };
                 self.commit(id, model, mode, tasks);
-                let default = self.policy.default_runtime;
                 let e = &self.jobs[&id];
-                if e.job.spec.preemptible
-                    && let Run::Running { tasks, .. } = &e.run
+                if e.preemptible
+                    && let Some(Running { tasks, .. }) = e.run.running()
                 {
                     let (milli, node) = (e.total_milli(), first_node(tasks));
                     self.unindex_preemptible(model, milli, (Reverse(self.now), node, id));
                     self.index_preemptible(model, milli, (Reverse(started), node, id));
                 }
                 let e = self.jobs.get_mut(&id).expect("committed above");
-                let new_end = started + e.estimate(default);
-                if let Run::Running {
+                let new_end = started + e.estimate();
+                if let Some(Running {
                     started: s,
                     end_est,
                     ..
-                } = &mut e.run
+                }) = e.run.running_mut()
                 {
                     let old_end = *end_est;
                     *s = started;
@@ -83,11 +81,7 @@ impl Engine {
                 placement.tasks.len()
             )));
         }
-        let milli = match e.job.spec.gpu {
-            GpuRequest::None => 0,
-            GpuRequest::Whole(_) => FULL,
-            GpuRequest::Fraction(m) => m as u16,
-        };
+        let milli = e.req.milli;
         let mut model = None;
         let mut scratch = self.cluster.clone();
         let mut tasks = Vec::with_capacity(placement.tasks.len());
@@ -145,8 +139,8 @@ mod tests {
     use crate::decision::TaskPlacement;
     use crate::policy::Policy;
     use haneul_model::{
-        Block, BlockId, Fleet, GpuModel, JobSpec, Lending, MemMib, MilliCpu, MilliGpu, Node,
-        NodeId, NodeState, OrgClass, OrgId, Organisation, Pool, PoolId, Project, ProjectId,
+        Block, BlockId, Fleet, GpuModel, GpuRequest, JobSpec, Lending, MemMib, MilliCpu, MilliGpu,
+        Node, NodeId, NodeState, OrgClass, OrgId, Organisation, Pool, PoolId, Project, ProjectId,
         Tenants,
     };
 
