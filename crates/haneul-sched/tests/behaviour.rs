@@ -704,12 +704,7 @@ fn a_deep_backlog_of_one_project_alone_goes_longest_first() {
             e.submit(job_of(&lasting(1, 1, GpuRequest::Whole(8), 1), 4, t), t)
                 .unwrap();
         }
-        let t = Time::from_secs(3600);
-        e.finish(JobId(0), t).unwrap();
-        let starts: Vec<JobId> = e.schedule(t).starts.iter().map(|s| s.job).collect();
-        e.check_invariants().unwrap();
-        assert_eq!(starts.len(), 1, "{starts:?}");
-        starts[0]
+        the_one_start_after(&mut e, JobId(0))
     };
     let plain = Policy {
         estimate_age_pct: 0,
@@ -733,6 +728,16 @@ fn a_deep_backlog_of_one_project_alone_goes_longest_first() {
         JobId(4),
         "with another project waiting, fair share decides (the other project has used nothing)"
     );
+}
+
+/// Finishes `running` an hour in and returns the one job the pass then starts in its place.
+fn the_one_start_after(e: &mut Engine, running: JobId) -> JobId {
+    let t = Time::from_secs(3600);
+    e.finish(running, t).unwrap();
+    let starts: Vec<JobId> = e.schedule(t).starts.iter().map(|s| s.job).collect();
+    e.check_invariants().unwrap();
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    starts[0]
 }
 
 #[test]
@@ -760,12 +765,7 @@ fn a_lone_backlog_half_as_deep_as_its_longest_job_goes_longest_first() {
             )
             .unwrap();
         }
-        let t = Time::from_secs(3600);
-        e.finish(JobId(100), t).unwrap();
-        let starts: Vec<JobId> = e.schedule(t).starts.iter().map(|s| s.job).collect();
-        e.check_invariants().unwrap();
-        assert_eq!(starts.len(), 1, "{starts:?}");
-        starts[0]
+        the_one_start_after(&mut e, JobId(100))
     };
     let plain = Policy {
         estimate_age_pct: 0,
