@@ -540,12 +540,11 @@ impl Engine {
             mem: spec.memory_per_task.0,
             replicas: spec.replicas,
         };
-        let models: Vec<u8> = if gpus == 0 {
-            Vec::new()
+        let models = if gpus == 0 {
+            ModelSet::default()
         } else {
-            (0..self.cluster.models.len() as u8)
-                .filter(|m| mask & (1 << m) != 0)
-                .collect()
+            let known = (0..self.cluster.models.len()).fold(0u64, |all, m| all | 1 << m);
+            ModelSet(mask & known)
         };
         let shape_key = ShapeKey {
             gpus,
@@ -553,7 +552,7 @@ impl Engine {
             replicas: spec.replicas,
             models: mask,
         };
-        let capacity = self.fits_ever(&req, shape_key, &models, project);
+        let capacity = self.fits_ever(&req, shape_key, &models.to_vec(), project);
         if capacity < spec.replicas as u64 {
             return Err(SchedError::TooLarge {
                 needed: spec.replicas,
@@ -599,7 +598,7 @@ impl Engine {
             shape,
             key,
             req,
-            models: ModelSet(models.iter().fold(0, |mask, &m| mask | 1 << m)),
+            models,
             est,
             grace: spec.grace,
             run: Run::Queued { victims: 0 },
