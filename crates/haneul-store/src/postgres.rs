@@ -165,8 +165,8 @@ impl PostgresStore {
         begin_to_the_end(&self.write, BEGIN_WRITE).await
     }
 
-    /// A write transaction that takes the writers' lock later ([`lock_writers`]), after
-    /// writing rows that need no place in the writers' sequence.
+    /// A write transaction without the writers' lock: for rows that need no place in the
+    /// writers' sequence (telemetry), or written before the lock is taken ([`lock_writers`]).
     async fn begin_unlocked(&self) -> crate::Result<Tx<'static>> {
         begin_to_the_end(&self.write, "BEGIN").await
     }
