@@ -162,21 +162,39 @@ impl PostgresStore {
     /// A write transaction holding the writers' lock. `BEGIN` and the lock go in one message (a
     /// simple query of two statements), so starting a write costs one round trip, not two.
     async fn begin_write(&self) -> crate::Result<Tx<'static>> {
-        Ok(self.write.begin_with(BEGIN_WRITE).await?)
+        begin_to_the_end(&self.write, BEGIN_WRITE).await
     }
 
-    /// A write transaction that takes the writers' lock later ([`lock_writers`]), after
-    /// writing rows that need no place in the writers' sequence.
+    /// A write transaction without the writers' lock: for rows that need no place in the
+    /// writers' sequence (telemetry), or written before the lock is taken ([`lock_writers`]).
     async fn begin_unlocked(&self) -> crate::Result<Tx<'static>> {
-        Ok(self.write.begin().await?)
+        begin_to_the_end(&self.write, "BEGIN").await
     }
 
     /// A read-only transaction on one snapshot, begun in one round trip.
     async fn begin_read(&self) -> crate::Result<Tx<'static>> {
-        Ok(self
-            .read
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?)
+        begin_to_the_end(
+            &self.read,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )
+        .await
+    }
+}
+
+/// Begins a transaction in a task of its own, so that it runs to the end even when the caller
+/// gives up (a request timed out, a client went away) while `BEGIN` is on the wire. sqlx 0.8
+/// counts a transaction only once `BEGIN`'s answer is read; a caller dropped before that leaves
+/// the session inside a transaction nothing will end, back in the pool (sqlx issue 4393). For
+/// [`PostgresStore::begin_write`] that transaction holds the writers' lock, so every other
+/// writer would wait until the pool happened to hand that connection out again. Run to the
+/// end, the transaction is dropped as a whole when nobody wants it, and sqlx rolls it back.
+async fn begin_to_the_end(pool: &PgPool, begin: &'static str) -> crate::Result<Tx<'static>> {
+    let pool = pool.clone();
+    match tokio::spawn(async move { pool.begin_with(begin).await }).await {
+        Ok(tx) => Ok(tx?),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: only when the runtime itself is shutting down.
+        Err(_) => Err(sqlx::Error::PoolClosed.into()),
     }
 }
 

@@ -62,8 +62,8 @@ impl SqliteStore {
         Ok(self.read.begin().await?)
     }
 
-    /// A write that takes the writers' order later ([`lock_writers`]): on SQLite the one writer
-    /// connection already gives it.
+    /// A write without the writers' order, or that takes it later ([`lock_writers`]): on
+    /// SQLite the one writer connection gives it anyway.
     async fn begin_unlocked(&self) -> crate::Result<Tx<'static>> {
         self.begin_write().await
     }

@@ -2405,6 +2405,72 @@ mod writers_lock {
         assert_eq!(back.last_heartbeat, 3_000);
     }
 
+    /// A write given up while it waits for the writers' lock (a request that timed out, a
+    /// client that went away) must not leave its session holding the lock once it is granted:
+    /// every later write would wait for it. With sqlx's own `begin` the abandoned `BEGIN`
+    /// left the transaction open and the lock held in a pooled connection that nothing used.
+    #[tokio::test]
+    async fn a_write_given_up_while_waiting_for_the_lock_does_not_keep_it() {
+        let db = haneul_store::testing::TestDb::create().await;
+        let store = PostgresStore::open(db.url()).await.unwrap();
+        let first = node(&store, "gpu-001", 10).await;
+        let holder = hold_lock(db.url()).await;
+        let given_up = tokio::time::timeout(
+            Duration::from_millis(300),
+            store.register_node(
+                &admin(),
+                NewNode {
+                    name: "gpu-002".into(),
+                    pool: DEFAULT_POOL.into(),
+                    block: "b1".into(),
+                    gpu_model: GpuModel::new("H200").unwrap(),
+                    gpus: 8,
+                    gpu_memory_mib: 141 * 1024,
+                    nvlink_domain: 8,
+                    cpu_milli: 64_000,
+                    memory_mib: 1 << 20,
+                    agent_user: None,
+                },
+                20,
+            ),
+        )
+        .await;
+        assert!(given_up.is_err(), "the registration waits for the lock");
+        drop(holder);
+
+        // The abandoned transaction is rolled back soon after it gets the lock: no session of
+        // this database is left idle in a transaction holding an advisory lock.
+        let mut probe = sqlx::PgConnection::connect(db.url()).await.unwrap();
+        let mut held = -1;
+        for _ in 0..50 {
+            held = sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted \
+                 AND a.datname = current_database() AND a.state LIKE 'idle in transaction%'",
+            )
+            .fetch_one(&mut probe)
+            .await
+            .unwrap();
+            if held == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(held, 0, "an abandoned write still holds the writers' lock");
+        let after =
+            finishes(store.set_node_state(&admin(), first.id, NodeState::Draining, 30)).await;
+        assert!(after.is_some(), "a later write waits for nobody");
+        assert!(
+            store
+                .list_nodes()
+                .await
+                .unwrap()
+                .iter()
+                .all(|n| n.name != "gpu-002"),
+            "the abandoned registration was rolled back, not committed"
+        );
+    }
+
     /// A submit batch writes its jobs before taking the lock, and its events and audit entries
     /// after: while another session holds the lock the batch waits (nothing is acknowledged
     /// early), and once it is released the batch commits with its events in sequence and the

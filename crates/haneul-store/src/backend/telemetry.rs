@@ -113,7 +113,7 @@ macro_rules! telemetry_store {
                 }
                 // Telemetry touches no event, audit or lease row: it takes the write pool
                 // without the writers' lock, so it never queues behind the controller.
-                let mut tx = self.write.begin().await?;
+                let mut tx = self.begin_unlocked().await?;
                 for u in usage.values() {
                     sqlx::query(
                         "INSERT INTO gpu_usage (job_id, gpu_uuid, node_id, gpu_index, samples, \
@@ -304,7 +304,7 @@ macro_rules! telemetry_store {
                 // Telemetry tables only: the write pool without the writers' lock, like
                 // `record_gpu_samples`. The hours are upserted by adding, so an hour whose
                 // minutes are folded over two passes comes out the same as in one.
-                let mut tx = self.write.begin().await?;
+                let mut tx = self.begin_unlocked().await?;
                 sqlx::query(
                     "INSERT INTO gpu_hours (job_id, gpu_uuid, hour, minutes, util_mean_milli_sum, \
                      util_max, mem_max_mib, power_mean_mw_sum, temp_max_c, energy_mwh) \
