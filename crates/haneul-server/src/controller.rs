@@ -59,10 +59,80 @@ pub struct Signals {
     /// (a standby or a freshly started leader shows none until its first publication),
     /// replaced whole after a pass at most once a second. Jobs of held projects get theirs
     /// from the stored hold instead. Kept as the engine's data and worded when read, so
-    /// publishing a deep queue's reasons costs no formatting. A list sorted by job id rather than
-    /// a map: the engine's list becomes it in place, so a publication holds two lists of the
-    /// queue's length at once (the old and the new), where a map cost a third and more.
-    pending: std::sync::RwLock<Vec<(i64, haneul_sched::PendingReason)>>,
+    /// publishing a deep queue's reasons costs no formatting.
+    pending: std::sync::RwLock<Published>,
+}
+
+/// The pending reasons of one publication, in a form paid per queued job at 16 bytes rather
+/// than a `PendingReason`'s 128: in a deep queue nearly every job waits for `Priority`, and
+/// what those reasons hold beyond the jobs ahead (the pass's time, the head that holds the
+/// queue back, whether the order is fair share) is the same for all of them, so it is kept
+/// once. The other reasons (the jobs the pass tried, and the control plane's) are kept whole.
+#[derive(Debug, Default)]
+struct Published {
+    /// The time and fair-share setting of every compact `Priority` reason: the first one's.
+    shared: Option<(Time, bool)>,
+    /// The job a compact `Priority` reason waits behind, when it names one.
+    head: Option<JobId>,
+    /// Sorted by job id, one each.
+    jobs: Vec<(i64, Slot)>,
+    others: Vec<haneul_sched::PendingReason>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// `Waiting::Priority` at the publication's time and fair-share setting, behind its
+    /// `head` or behind none.
+    Priority { ahead: u32, behind_head: bool },
+    /// Index in `others`.
+    Other(u32),
+}
+
+impl Published {
+    /// Adds `id`'s reason; the caller sorts `jobs` when done.
+    fn push(&mut self, id: i64, r: haneul_sched::PendingReason) {
+        if let haneul_sched::Waiting::Priority {
+            ahead,
+            behind,
+            fair_share,
+        } = r.waiting
+            && *self.shared.get_or_insert((r.at, fair_share)) == (r.at, fair_share)
+        {
+            if behind.is_some() && self.head.is_none() {
+                self.head = behind;
+            }
+            if behind.is_none() || behind == self.head {
+                let behind_head = behind.is_some();
+                self.jobs.push((id, Slot::Priority { ahead, behind_head }));
+                return;
+            }
+        }
+        self.push_other(id, r);
+    }
+
+    fn push_other(&mut self, id: i64, r: haneul_sched::PendingReason) {
+        let i = u32::try_from(self.others.len()).expect("fewer than 2^32 queued jobs");
+        self.others.push(r);
+        self.jobs.push((id, Slot::Other(i)));
+    }
+
+    fn get(&self, id: i64) -> Option<haneul_sched::PendingReason> {
+        let i = self.jobs.binary_search_by_key(&id, |(j, _)| *j).ok()?;
+        Some(match self.jobs[i].1 {
+            Slot::Priority { ahead, behind_head } => {
+                let (at, fair_share) = self.shared.expect("set with the first compact reason");
+                haneul_sched::PendingReason {
+                    at,
+                    waiting: haneul_sched::Waiting::Priority {
+                        ahead,
+                        behind: self.head.filter(|_| behind_head),
+                        fair_share,
+                    },
+                }
+            }
+            Slot::Other(k) => self.others[k as usize].clone(),
+        })
+    }
 }
 
 impl Signals {
@@ -98,11 +168,7 @@ impl Signals {
         if !self.leader.load(Ordering::SeqCst) {
             return None;
         }
-        let r = {
-            let pending = self.pending.read().unwrap();
-            let i = pending.binary_search_by_key(&job.id, |(id, _)| *id).ok()?;
-            pending[i].1.clone()
-        };
+        let r = self.pending.read().unwrap().get(job.id)?;
         Some(haneul_api::PendingReason {
             code: r.code().as_str().into(),
             message: r.message(),
@@ -117,8 +183,8 @@ impl Signals {
     }
 
     /// `reasons` must be sorted by job id, one each (see [`pending_reasons`]).
-    fn set_pending(&self, reasons: Vec<(i64, haneul_sched::PendingReason)>) {
-        debug_assert!(reasons.windows(2).all(|w| w[0].0 < w[1].0));
+    fn set_pending(&self, reasons: Published) {
+        debug_assert!(reasons.jobs.windows(2).all(|w| w[0].0 < w[1].0));
         *self.pending.write().unwrap() = reasons;
     }
     pub fn assignments_changed(&self) {
@@ -145,16 +211,14 @@ impl Signals {
 
 /// The API's reasons for every queued job the leader knows, sorted by job id: the engine's,
 /// after the pass that just ran, and a dependency reason for each job kept out of the engine
-/// until its parents end.
-fn pending_reasons(st: &Leading) -> Vec<(i64, haneul_sched::PendingReason)> {
-    // Same layout in and out, so this reuses the engine's list rather than copying it.
-    let mut out: Vec<(i64, haneul_sched::PendingReason)> = st
-        .engine
-        .pending_reasons()
-        .into_iter()
-        .map(|(j, r)| (j.0 as i64, r))
-        .collect();
-    out.sort_unstable_by_key(|(id, _)| *id);
+/// until its parents end. Taken from the engine one at a time, so that what is held at once
+/// is the published form's, not the engine's whole list as well.
+fn pending_reasons(st: &Leading) -> Published {
+    let mut out = Published::default();
+    out.jobs.reserve_exact(st.engine.queued_len());
+    st.engine
+        .each_pending_reason(|j, r| out.push(j.0 as i64, r));
+    out.jobs.sort_unstable_by_key(|(id, _)| *id);
     // Jobs kept out of the engine: few, and a later reason replaces an earlier one.
     let mut kept: BTreeMap<i64, haneul_sched::PendingReason> = BTreeMap::new();
     for (&id, job) in &st.adm.held {
@@ -175,15 +239,19 @@ fn pending_reasons(st: &Leading) -> Vec<(i64, haneul_sched::PendingReason)> {
             kept.insert(id, r);
         }
     }
-    let before = out.len();
+    let before = out.jobs.len();
     for (id, r) in kept {
-        match out[..before].binary_search_by_key(&id, |(j, _)| *j) {
-            Ok(i) => out[i].1 = r,
-            Err(_) => out.push((id, r)),
+        match out.jobs[..before].binary_search_by_key(&id, |(j, _)| *j) {
+            Ok(i) => {
+                let k = u32::try_from(out.others.len()).expect("fewer than 2^32 queued jobs");
+                out.others.push(r);
+                out.jobs[i].1 = Slot::Other(k);
+            }
+            Err(_) => out.push_other(id, r),
         }
     }
-    if out.len() > before {
-        out.sort_unstable_by_key(|(id, _)| *id);
+    if out.jobs.len() > before {
+        out.jobs.sort_unstable_by_key(|(id, _)| *id);
     }
     out
 }
@@ -1447,5 +1515,67 @@ mod dependency_tests {
             dependency_verdict(&deps, &HashMap::new()),
             Verdict::Never(_)
         ));
+    }
+}
+
+#[cfg(test)]
+mod published_tests {
+    use super::*;
+    use haneul_sched::{PendingReason, Waiting};
+
+    fn priority(at: i64, ahead: u32, behind: Option<u64>, fair_share: bool) -> PendingReason {
+        PendingReason {
+            at: Time(at),
+            waiting: Waiting::Priority {
+                ahead,
+                behind: behind.map(JobId),
+                fair_share,
+            },
+        }
+    }
+
+    #[test]
+    fn every_reason_reads_back_as_it_was_published() {
+        let reasons = vec![
+            // The head itself waits behind none; the jobs after it behind the head.
+            (9, priority(5, 0, None, true)),
+            (4, priority(5, 1, Some(9), true)),
+            (
+                7,
+                PendingReason {
+                    at: Time(5),
+                    waiting: Waiting::Reclaiming { victims: 2 },
+                },
+            ),
+            (2, priority(5, 2, Some(9), true)),
+            // Unlike the rest in its time, its head or its order: kept whole.
+            (11, priority(6, 3, Some(9), true)),
+            (12, priority(5, 4, Some(8), true)),
+            (13, priority(5, 5, Some(9), false)),
+            (
+                3,
+                PendingReason {
+                    at: Time::ZERO,
+                    waiting: Waiting::Dependency { on: vec![JobId(1)] },
+                },
+            ),
+        ];
+        let mut p = Published::default();
+        for (id, r) in reasons.clone() {
+            p.push(id, r);
+        }
+        p.jobs.sort_unstable_by_key(|(id, _)| *id);
+        for (id, r) in &reasons {
+            assert_eq!(p.get(*id).as_ref(), Some(r), "job {id}");
+        }
+        assert_eq!(p.get(1), None);
+        assert_eq!(p.get(8), None);
+        // The three that share the first one's time, head and order are the compact ones.
+        assert_eq!(p.others.len(), reasons.len() - 3);
+    }
+
+    #[test]
+    fn a_compact_reason_costs_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<(i64, Slot)>(), 16);
     }
 }

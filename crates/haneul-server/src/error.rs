@@ -155,9 +155,12 @@ struct Korean(ErrorBody);
 
 /// Answers errors in Korean to requests whose `Accept-Language` prefers `ko`. Only answers
 /// made from an [`ApiError`] carry a Korean form; everything else passes unchanged.
-pub async fn localise(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub async fn localise<F: std::future::Future<Output = Response>>(
+    req: axum::extract::Request,
+    next: impl FnOnce(axum::extract::Request) -> F,
+) -> Response {
     let korean = request_prefers_korean(req.headers());
-    let mut answer = next.run(req).await;
+    let mut answer = next(req).await;
     let Some(Korean(body)) = answer.extensions_mut().remove::<Korean>() else {
         return answer;
     };
@@ -449,7 +452,9 @@ mod tests {
         }
         let app = axum::Router::new()
             .fallback(move || async move { make() })
-            .layer(axum::middleware::from_fn(localise));
+            .layer(axum::middleware::from_fn(
+                |req, next: axum::middleware::Next| localise(req, |req| next.run(req)),
+            ));
         let resp = tower::ServiceExt::oneshot(app, req).await.unwrap();
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();

@@ -15,7 +15,7 @@
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -123,9 +123,10 @@ pub fn replay(status: i64, body: String) -> Response {
     r
 }
 
-/// Middleware for the creating POSTs other than submits: answers a known key from the store,
-/// and keeps the answer of a new one once the handler succeeded.
-pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Response {
+/// For the creating POSTs other than submits (the innermost step of the router's front layer):
+/// answers a known key from the store, and keeps the answer of a new one once the handler
+/// succeeded.
+pub async fn layer(s: &AppState, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
     }
@@ -140,7 +141,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     };
     let (mut parts, body) = req.into_parts();
     // Without a valid token the handler answers 401 itself; no key is kept.
-    let Ok(caller) = Caller::from_request_parts(&mut parts, &s).await else {
+    let Ok(caller) = Caller::from_request_parts(&mut parts, s).await else {
         return next.run(Request::from_parts(parts, body)).await;
     };
     let bytes = match axum::body::to_bytes(body, crate::BODY_LIMIT).await {

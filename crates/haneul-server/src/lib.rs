@@ -469,16 +469,20 @@ async fn wake_on_changes(
 /// served (the database is shared). A standby that knows no leader (none advertises a URL, or
 /// none holds the lease) serves everything: what it writes waits in the database for the next
 /// leader.
-async fn name_leader(State(s): State<AppState>, req: Request, next: Next) -> Response {
+async fn name_leader<F: Future<Output = Response>>(
+    s: &AppState,
+    req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     if s.signals.leader.load(Ordering::SeqCst) {
-        return next.run(req).await;
+        return next(req).await;
     }
     let url = s.signals.leader_url.lock().expect("not poisoned").clone();
     let Some((url, value)) = url.and_then(|u| {
         let v = header::HeaderValue::from_str(&u).ok()?;
         Some((u, v))
     }) else {
-        return next.run(req).await;
+        return next(req).await;
     };
     let path = req.uri().path();
     let write = !matches!(
@@ -488,7 +492,7 @@ async fn name_leader(State(s): State<AppState>, req: Request, next: Next) -> Res
     let mut answer = if path.starts_with("/v1/agent/") || (write && path.starts_with("/v1/")) {
         ApiError::NotLeader(url).into_response()
     } else {
-        next.run(req).await
+        next(req).await
     };
     answer.headers_mut().insert(LEADER_HEADER, value);
     answer
@@ -497,7 +501,11 @@ async fn name_leader(State(s): State<AppState>, req: Request, next: Next) -> Res
 /// Records API latency by matched route. Every label comes from a closed set: the route is one
 /// of the router's templates (never the raw path) and the method one of the standard ones, else
 /// `OTHER`, so that no request can add series of its own making.
-async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+async fn track<F: Future<Output = Response>>(
+    s: &AppState,
+    req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -505,7 +513,7 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
         .unwrap_or_else(|| metrics::OTHER.into());
     let method = metrics::method_label(req.method()).to_string();
     let t0 = Instant::now();
-    let resp = next.run(req).await;
+    let resp = next(req).await;
     let label = RouteLabel {
         method,
         route,
@@ -516,6 +524,20 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
         .get_or_create(&label)
         .observe(t0.elapsed().as_secs_f64());
     resp
+}
+
+/// Wording errors in the request's language, naming the leader, timing the request and
+/// answering a repeated idempotency key, in that order, as one layer around the router (and its
+/// panic catch, so that a panic's answer too is worded and timed): each `from_fn` layer is a
+/// boxed future of its own around the next, paid by every request in flight, a long poll held
+/// for a minute by each of a thousand nodes included.
+async fn front(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    error::localise(req, |req| {
+        name_leader(&s, req, |req| {
+            track(&s, req, |req| idempotency::layer(&s, req, next))
+        })
+    })
+    .await
 }
 
 fn panic_to_json(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -610,21 +632,11 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/metrics", get(metrics_text))
         .merge(portal::router(state.clone()))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::layer,
-        ))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            name_leader,
-        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_to_json,
         ))
-        // Outermost, so that every error answer, a panic's included, speaks the request's language.
-        .layer(axum::middleware::from_fn(error::localise))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), front))
         .with_state(state)
 }
 

@@ -48,15 +48,22 @@ impl Engine {
 
     /// Every queued job's reason from the last pass, queue by queue in queue order.
     pub fn pending_reasons(&self) -> Vec<(JobId, PendingReason)> {
-        let mut memo = FxHashMap::default();
         let mut out = Vec::with_capacity(self.queued_len());
+        self.each_pending_reason(|job, r| out.push((job, r)));
+        out
+    }
+
+    /// Every queued job's reason from the last pass, handed to `f` one at a time in the order
+    /// of [`Engine::pending_reasons`]: a caller that keeps them in a smaller form of its own
+    /// need not hold the whole list as well.
+    pub fn each_pending_reason(&self, mut f: impl FnMut(JobId, PendingReason)) {
+        let mut memo = FxHashMap::default();
         for &q in &self.busy_queues {
             for (ahead, key) in self.queues[q].all.keys().enumerate() {
                 let e = &self.jobs[&key.job];
-                out.push((key.job, self.reason_of(e, ahead as u32, &mut memo)));
+                f(key.job, self.reason_of(e, ahead as u32, &mut memo));
             }
         }
-        out
     }
 
     /// How many queued jobs wait for each reason code, in code order: what the simulator's
