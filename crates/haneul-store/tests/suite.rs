@@ -2349,6 +2349,50 @@ mod changes {
     }
 }
 
+/// SQLite's log is copied into the database file by the store's own checkpointer, not by
+/// whichever commit takes the log past its limit (which would hold the one writer meanwhile).
+mod sqlite_checkpoints {
+    use super::*;
+    use sqlx::Connection;
+    use std::time::Duration;
+
+    /// Nodes in the database file alone (`immutable`: the log is not read); 0 while not even
+    /// the schema has been copied there.
+    async fn nodes_in_the_file(path: &std::path::Path) -> i64 {
+        let url = format!("sqlite://{}?immutable=1", path.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM nodes")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn committed_writes_reach_the_database_file_without_a_commit_checkpointing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("haneul.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        for i in 0..20 {
+            node(&store, &format!("gpu-{i:03}"), 10).await;
+        }
+        // Twenty small commits are far below SQLite's automatic checkpoint (1,000 pages):
+        // only the checkpointer copies them into the file.
+        let mut in_file = 0;
+        for _ in 0..50 {
+            in_file = nodes_in_the_file(&path).await;
+            if in_file == 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(in_file, 20, "the log was not checkpointed into the database file");
+        // And it goes on: later writes follow.
+        node(&store, "gpu-100", 20).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(nodes_in_the_file(&path).await, 21);
+    }
+}
+
 /// On PostgreSQL, what needs no place in the writers' sequence does not wait for the writers'
 /// lock: another session holds it here (as a long write would) and the test checks what
 /// finishes meanwhile and what waits for it.
