@@ -2385,7 +2385,10 @@ mod sqlite_checkpoints {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(in_file, 20, "the log was not checkpointed into the database file");
+        assert_eq!(
+            in_file, 20,
+            "the log was not checkpointed into the database file"
+        );
         // And it goes on: later writes follow.
         node(&store, "gpu-100", 20).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
