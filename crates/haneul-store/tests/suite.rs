@@ -57,24 +57,25 @@ async fn tenant(store: &dyn Store, org: &str) -> (OrgRecord, ProjectRecord, User
     (o, p, u)
 }
 
+/// An 8 x H200 node of the default pool, as registered by an operator.
+fn new_node(name: &str) -> NewNode {
+    NewNode {
+        name: name.into(),
+        pool: DEFAULT_POOL.into(),
+        block: "b1".into(),
+        gpu_model: GpuModel::new("H200").unwrap(),
+        gpus: 8,
+        gpu_memory_mib: 141 * 1024,
+        nvlink_domain: 8,
+        cpu_milli: 64_000,
+        memory_mib: 1 << 20,
+        agent_user: None,
+    }
+}
+
 async fn node(store: &dyn Store, name: &str, now: i64) -> NodeRecord {
     store
-        .register_node(
-            &admin(),
-            NewNode {
-                name: name.into(),
-                pool: DEFAULT_POOL.into(),
-                block: "b1".into(),
-                gpu_model: GpuModel::new("H200").unwrap(),
-                gpus: 8,
-                gpu_memory_mib: 141 * 1024,
-                nvlink_domain: 8,
-                cpu_milli: 64_000,
-                memory_mib: 1 << 20,
-                agent_user: None,
-            },
-            now,
-        )
+        .register_node(&admin(), new_node(name), now)
         .await
         .unwrap()
 }
@@ -2464,22 +2465,7 @@ mod writers_lock {
         let holder = hold_lock(db.url()).await;
         let given_up = tokio::time::timeout(
             Duration::from_millis(300),
-            store.register_node(
-                &admin(),
-                NewNode {
-                    name: "gpu-002".into(),
-                    pool: DEFAULT_POOL.into(),
-                    block: "b1".into(),
-                    gpu_model: GpuModel::new("H200").unwrap(),
-                    gpus: 8,
-                    gpu_memory_mib: 141 * 1024,
-                    nvlink_domain: 8,
-                    cpu_milli: 64_000,
-                    memory_mib: 1 << 20,
-                    agent_user: None,
-                },
-                20,
-            ),
+            store.register_node(&admin(), new_node("gpu-002"), 20),
         )
         .await;
         assert!(given_up.is_err(), "the registration waits for the lock");
