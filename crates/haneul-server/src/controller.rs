@@ -111,9 +111,15 @@ impl Published {
     }
 
     fn push_other(&mut self, id: i64, r: haneul_sched::PendingReason) {
+        let slot = self.keep_whole(r);
+        self.jobs.push((id, slot));
+    }
+
+    /// Keeps `r` in the side list; the slot that names it.
+    fn keep_whole(&mut self, r: haneul_sched::PendingReason) -> Slot {
         let i = u32::try_from(self.others.len()).expect("fewer than 2^32 queued jobs");
         self.others.push(r);
-        self.jobs.push((id, Slot::Other(i)));
+        Slot::Other(i)
     }
 
     fn get(&self, id: i64) -> Option<haneul_sched::PendingReason> {
@@ -242,11 +248,7 @@ fn pending_reasons(st: &Leading) -> Published {
     let before = out.jobs.len();
     for (id, r) in kept {
         match out.jobs[..before].binary_search_by_key(&id, |(j, _)| *j) {
-            Ok(i) => {
-                let k = u32::try_from(out.others.len()).expect("fewer than 2^32 queued jobs");
-                out.others.push(r);
-                out.jobs[i].1 = Slot::Other(k);
-            }
+            Ok(i) => out.jobs[i].1 = out.keep_whole(r),
             Err(_) => out.push_other(id, r),
         }
     }

@@ -20,6 +20,19 @@ mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// A store's background tasks (PostgreSQL's listener and host watcher, SQLite's checkpointer),
+/// stopped with the last clone of the store that owns them.
+#[derive(Debug)]
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 pub use backend::access::AccessStore;
 pub use backend::attempts::AttemptStore;
 pub use backend::audit::AuditStore;

@@ -10,9 +10,9 @@
 //! `target_session_attrs=read-write`: the pool then follows whichever of them takes writes, so
 //! the servers carry on by themselves when the database fails over.
 
-use crate::Change;
 use crate::backend::{AttemptRow, AuditRow, EventRow, JobRow, TaskRow};
 use crate::pg_targets::Targets;
+use crate::{Change, Tasks};
 use sqlx::postgres::{
     PgArguments, PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, Postgres,
 };
@@ -57,17 +57,6 @@ pub struct PostgresStore {
 
 /// How often the watcher checks that the pool's host still takes writes.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
-
-#[derive(Debug)]
-struct Tasks(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
-    }
-}
 
 /// Connections in the pool. Writers queue on one lock, so more connections would only hold
 /// more waiting writers; the rest serve reads (agents' long polls, the API) and the listener.

@@ -18,22 +18,12 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     peers: std::sync::Arc<crate::gang_cache::PeerCache>,
-    _checkpoints: std::sync::Arc<Checkpointer>,
+    _checkpoints: std::sync::Arc<crate::Tasks>,
 }
 
 /// How often the checkpointer copies what the log holds into the database file. A second's
 /// writes are at most a few thousand pages even at full submission rate.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-
-/// The task that checkpoints the log; stopped with the last clone of the store.
-#[derive(Debug)]
-struct Checkpointer(tokio::task::JoinHandle<()>);
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Checkpoints the log from a connection of its own, without waiting for readers or the
 /// writer (`PASSIVE`). SQLite's automatic checkpoint would run inside whichever commit took the
@@ -87,7 +77,9 @@ impl SqliteStore {
             write,
             read,
             peers: Default::default(),
-            _checkpoints: std::sync::Arc::new(Checkpointer(tokio::spawn(checkpoints(checkpoint)))),
+            _checkpoints: std::sync::Arc::new(crate::Tasks(vec![tokio::spawn(checkpoints(
+                checkpoint,
+            ))])),
         })
     }
 
