@@ -59,18 +59,33 @@ struct Target {
     ca_file: Option<std::path::PathBuf>,
 }
 
-/// The server child: SIGTERM and wait when dropped.
-pub(crate) struct ServerProc(pub(crate) Child);
+/// The server child, and the server's own process (not the same under
+/// `HANEUL_BENCH_SERVER_WRAPPER`): the server is stopped and the child waited for when dropped.
+pub(crate) struct ServerProc {
+    child: Child,
+    server: u32,
+}
+
+impl ServerProc {
+    /// The server's process id (for its memory), the wrapper's child when wrapped.
+    pub(crate) fn pid(&self) -> u32 {
+        self.server
+    }
+}
 
 /// Starts the `haneul server` that `cmd` describes (its stdout is read here), with a
 /// parent-death signal so that an interrupted bench leaves no server running, and waits until
 /// it says where it listens.
 pub(crate) fn start_server(mut cmd: Command) -> anyhow::Result<(ServerProc, std::net::SocketAddr)> {
     cmd.stdout(Stdio::piped());
+    // A group of its own, so that a server under a wrapper can be told from the wrapper's
+    // other processes (a profiler's helpers) and stopped alone.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     crate::up::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().context("cannot start haneul server")?;
     let stdout = child.stdout.take().expect("piped");
-    let server = ServerProc(child);
+    let id = child.id();
+    let mut server = ServerProc { child, server: id };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -87,14 +102,44 @@ pub(crate) fn start_server(mut cmd: Command) -> anyhow::Result<(ServerProc, std:
         .recv_timeout(Duration::from_secs(60))
         .context("the server did not say where it listens")?
         .parse()?;
+    if !runs_server(id) {
+        server.server =
+            wrapped_server(id).context("the wrapper's process group holds no `server` process")?;
+    }
     Ok((server, addr))
+}
+
+/// Whether process `pid` runs `<binary> server ...`.
+fn runs_server(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|&b| b == 0).nth(1) == Some(b"server".as_slice()))
+}
+
+/// The process of group `group` (a wrapper's) that runs the server.
+fn wrapped_server(group: u32) -> Option<u32> {
+    let mut found: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != group && process_group(pid) == Some(group) && runs_server(pid))
+        .collect();
+    found.sort_unstable();
+    found.first().copied()
+}
+
+/// A process's group, from /proc/PID/stat (the fifth field, after the command in parentheses).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(2)?.parse().ok()
 }
 
 impl Drop for ServerProc {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on the child this process started.
-        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
-        let _ = self.0.wait();
+        // SIGTERM to the server alone: a wrapper (a profiler) ends when it does, after writing
+        // what it gathered, which a signal to the wrapper itself would cut short.
+        // SAFETY: kill(2) on a process this bench started, directly or through its wrapper.
+        unsafe { libc::kill(self.server as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
     }
 }
 
@@ -221,7 +266,7 @@ fn one_run(
         args,
         &target,
         admin,
-        server.0.id(),
+        server.pid(),
         inventory.to_vec(),
         (lo, hi),
     ));

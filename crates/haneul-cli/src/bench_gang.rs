@@ -50,7 +50,7 @@ pub fn run(args: GangArgs) -> anyhow::Result<()> {
         &args,
         format!("http://{addr}"),
         admin,
-        server.0.id(),
+        server.pid(),
         inventory,
         &dir,
     ));

@@ -65,7 +65,7 @@ pub fn run(args: SubmitBenchArgs) -> anyhow::Result<()> {
         &args,
         format!("http://{addr}"),
         admin,
-        server.0.id(),
+        server.pid(),
         inventory,
         &dir,
         &exe,

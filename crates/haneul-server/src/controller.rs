@@ -79,6 +79,10 @@ struct Published {
     others: Vec<haneul_sched::PendingReason>,
 }
 
+/// Whole reasons a new one is compared with before it is kept ([`Published::keep_whole`]):
+/// enough for the shapes of one queue's jobs to interleave, few enough to cost nothing.
+const REASONS_MATCHED: usize = 8;
+
 #[derive(Debug, Clone, Copy)]
 enum Slot {
     /// `Waiting::Priority` at the publication's time and fair-share setting, behind its
@@ -115,11 +119,21 @@ impl Published {
         self.jobs.push((id, slot));
     }
 
-    /// Keeps `r` in the side list; the slot that names it.
+    /// Keeps `r` in the side list, once among the last few kept; the slot that names it.
+    /// When the fleet is full, every queued job of a closed shape gets a whole reason, and
+    /// those of one shape in one queue come one after another with the same reason: kept
+    /// once each, a full fleet's deep queue costs 16 bytes a job here too, not 128 and the
+    /// side list's growth.
     fn keep_whole(&mut self, r: haneul_sched::PendingReason) -> Slot {
-        let i = u32::try_from(self.others.len()).expect("fewer than 2^32 queued jobs");
-        self.others.push(r);
-        Slot::Other(i)
+        let recent = self.others.len().saturating_sub(REASONS_MATCHED);
+        let i = match self.others[recent..].iter().rposition(|o| *o == r) {
+            Some(k) => recent + k,
+            None => {
+                self.others.push(r);
+                self.others.len() - 1
+            }
+        };
+        Slot::Other(u32::try_from(i).expect("fewer than 2^32 queued jobs"))
     }
 
     fn get(&self, id: i64) -> Option<haneul_sched::PendingReason> {
@@ -1574,6 +1588,32 @@ mod published_tests {
         assert_eq!(p.get(8), None);
         // The three that share the first one's time, head and order are the compact ones.
         assert_eq!(p.others.len(), reasons.len() - 3);
+    }
+
+    #[test]
+    fn jobs_waiting_for_the_same_whole_reason_share_it() {
+        let full = |tasks_fit| PendingReason {
+            at: Time(5),
+            waiting: Waiting::Reclaiming { victims: tasks_fit },
+        };
+        let mut p = Published::default();
+        // Two shapes interleaved, then a third, then the first again past the window.
+        for id in 0..1000 {
+            p.push(id, full(id as u32 % 2));
+        }
+        p.push(1000, full(7));
+        for id in 1001..1001 + REASONS_MATCHED as i64 {
+            p.push(id, full(100 + id as u32));
+        }
+        p.push(2000, full(0));
+        p.jobs.sort_unstable_by_key(|(id, _)| *id);
+        for id in 0..1000 {
+            assert_eq!(p.get(id), Some(full(id as u32 % 2)), "job {id}");
+        }
+        assert_eq!(p.get(1000), Some(full(7)));
+        assert_eq!(p.get(2000), Some(full(0)));
+        // Two, one, the window's eight, and the first shape's again, too far back to be found.
+        assert_eq!(p.others.len(), 2 + 1 + REASONS_MATCHED + 1);
     }
 
     #[test]

@@ -637,6 +637,12 @@ pub fn app(state: AppState) -> axum::Router {
             panic_to_json,
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), front))
+        // The catch inside `front` answers a handler's panic in the request's language; this
+        // one answers a panic in `front`'s own steps (idempotency, timing, leader naming),
+        // which would otherwise drop the connection without an answer.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_to_json,
+        ))
         .with_state(state)
 }
 

@@ -1,7 +1,7 @@
 //! The embedded backend: one SQLite file in WAL mode. Writes go through a single connection, so
 //! transactions never contend for the write lock and commit in the order they began; reads use a
 //! small pool of read-only connections that WAL lets run beside the writer; a connection of its
-//! own copies the log back into the database file (checkpoints), off the writer's path.
+//! own copies the log back into the database file (checkpoints), mostly off the writer's path.
 
 use crate::backend::{AttemptRow, AuditRow, EventRow, JobRow, TaskRow};
 use sqlx::QueryBuilder;
@@ -25,11 +25,23 @@ pub struct SqliteStore {
 /// writes are at most a few thousand pages even at full submission rate.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
+/// Log pages past which a commit checkpoints too (SQLite's automatic checkpoint), so that the
+/// log starts again from its beginning. The log only starts again when a write begins with
+/// every page of it already copied back; under a steady stream of writes the checkpointer,
+/// running between them, never leaves it so, and the log grew without end (2 GB in a
+/// 100-second backlog). The checkpointer has copied all but its last 250 ms by then, so the
+/// commit's share is that remainder and an fsync, once every 8 MiB of log.
+const RESTART_LOG_PAGES: u32 = 2048;
+
+/// The size a log that grew past it is cut back to when it starts again (SQLite's
+/// `journal_size_limit`): a burst's log does not keep its disk space for good.
+const LOG_KEPT_BYTES: u64 = 16 << 20;
+
 /// Checkpoints the log from a connection of its own, without waiting for readers or the
-/// writer (`PASSIVE`). SQLite's automatic checkpoint would run inside whichever commit took the
-/// log past 1,000 pages, holding the one writer (and every request queued behind it) for the
-/// copy and an fsync of the database file: 6-7 ms on the 2-core VM, once every 4 MB of log,
-/// which a busy server writes every second or two.
+/// writer (`PASSIVE`). Had commits done it all (SQLite's default, every 1,000 pages), the
+/// copy and an fsync of the database file would hold the one writer (and every request queued
+/// behind it): 6-7 ms on the 2-core VM, once every 4 MB of log, which a busy server writes
+/// every second or two.
 async fn checkpoints(pool: SqlitePool) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -58,8 +70,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        // Commits never checkpoint: the checkpointer below does, beside them.
-        let opts = opts.pragma("wal_autocheckpoint", "0");
+        // Commits checkpoint only to let the log start again: the checkpointer below copies
+        // the rest, beside them.
+        let opts = opts
+            .pragma("wal_autocheckpoint", RESTART_LOG_PAGES.to_string())
+            .pragma("journal_size_limit", LOG_KEPT_BYTES.to_string());
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.clone())

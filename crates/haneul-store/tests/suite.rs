@@ -2395,6 +2395,46 @@ mod sqlite_checkpoints {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(nodes_in_the_file(&path).await, 21);
     }
+
+    /// The log starts again from its beginning under a steady stream of writes, and is cut back
+    /// after growing: the checkpointer alone, running between writes, never left it wholly
+    /// copied when a write began, so it grew with every write for as long as writes came.
+    #[tokio::test]
+    async fn the_log_stays_bounded_under_a_steady_stream_of_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("haneul.db");
+        let wal = dir.path().join("haneul.db-wal");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let (_, p, u) = tenant(&store, "kaist-wal").await;
+        let padding = "x".repeat(1000);
+        let mut largest = 0;
+        // About 80 MB of log, in batches of a few hundred KB sent back to back.
+        for _ in 0..250 {
+            let batch: Vec<(Actor, NewJob)> = (0..200)
+                .map(|_| {
+                    (
+                        Actor::user(&u),
+                        NewJob {
+                            user_id: u.id,
+                            spec: spec(p.id, 1),
+                            command: vec!["echo".into(), padding.clone()],
+                            container_image: None,
+                            batch: None,
+                            idempotency: None,
+                            array: None,
+                            interactive: false,
+                        },
+                    )
+                })
+                .collect();
+            store.submit_jobs(batch, 20).await.unwrap();
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        assert!(
+            largest <= 24 << 20,
+            "the log grew to {largest} bytes under a steady stream of writes"
+        );
+    }
 }
 
 /// On PostgreSQL, what needs no place in the writers' sequence does not wait for the writers'
