@@ -189,8 +189,9 @@ impl PostgresStore {
         begin_to_the_end(&self.write, "BEGIN").await
     }
 
-    /// Commits a transaction that took the writers' lock with [`lock_writers`], whose commit
-    /// does not wait for the flush, and then waits for the flush. PostgreSQL releases the lock
+    /// Commits a transaction that took the writers' lock without its commit waiting for the
+    /// flush ([`lock_writers`], [`PostgresStore::begin_write_unflushed`]), and then waits for
+    /// the flush. PostgreSQL releases the lock
     /// only after the commit is visible, so writers still commit one at a time in sequence
     /// order; what leaves the lock's sequence is the flush (3 ms on the 2-core VM's disk),
     /// which concurrent callers then share (PostgreSQL flushes the log up to the newest record
