@@ -2544,6 +2544,88 @@ mod writers_lock {
         );
     }
 
+    /// `count` one-GPU jobs for `u` in project `p`, as a submit batch.
+    fn some_jobs(u: &UserRecord, p: i64, count: usize) -> Vec<(Actor, NewJob)> {
+        (0..count)
+            .map(|_| {
+                (
+                    Actor::user(u),
+                    NewJob {
+                        user_id: u.id,
+                        spec: spec(p, 1),
+                        command: vec!["true".into()],
+                        container_image: None,
+                        batch: None,
+                        idempotency: None,
+                        array: None,
+                        interactive: false,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// A submit batch's commit does not wait for its flush while it holds the writers' lock,
+    /// and batches of several callers (servers sharing the database) commit at once; events
+    /// must still become visible in sequence order. A reader tailing them by sequence number, as the controller does, while eight
+    /// writers commit batches, must read every event: were a writer's events visible before
+    /// those of an earlier-numbered writer still to commit, the tail's cursor would pass the
+    /// latter and never read them.
+    #[tokio::test]
+    async fn a_tail_by_sequence_number_reads_every_event_of_concurrent_submit_batches() {
+        const WRITERS: usize = 8;
+        const BATCHES: usize = 25;
+        const JOBS: usize = 4;
+        let db = haneul_store::testing::TestDb::create().await;
+        let store = PostgresStore::open(db.url()).await.unwrap();
+        let (_, p, u) = tenant(&store, "kaist").await;
+        let first = store.events_after(0, 100_000).await.unwrap();
+        let start = first.last().map_or(0, |e| e.seq);
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|_| {
+                let (store, u) = (store.clone(), u.clone());
+                tokio::spawn(async move {
+                    for _ in 0..BATCHES {
+                        store
+                            .submit_jobs(some_jobs(&u, p.id, JOBS), 20)
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let (mut cursor, mut seen) = (start, Vec::new());
+        loop {
+            // Whether they had all finished before this read: then it is the last one needed.
+            let done = writers.iter().all(|w| w.is_finished());
+            for e in store.events_after(cursor, 1_000).await.unwrap() {
+                cursor = e.seq;
+                seen.push(e.seq);
+            }
+            if done {
+                break;
+            }
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        let all: Vec<i64> = store
+            .events_after(start, 100_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(all.len(), WRITERS * BATCHES * JOBS, "one event per job");
+        assert_eq!(
+            seen.len(),
+            all.len(),
+            "the tail missed events that became visible after later-numbered ones"
+        );
+        assert_eq!(seen, all);
+        store.verify_audit().await.unwrap();
+    }
+
     /// A submit batch writes its jobs before taking the lock, and its events and audit entries
     /// after: while another session holds the lock the batch waits (nothing is acknowledged
     /// early), and once it is released the batch commits with its events in sequence and the

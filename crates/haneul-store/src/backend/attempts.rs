@@ -577,7 +577,10 @@ macro_rules! attempt_store {
                 reports: &[TaskReport],
                 now: i64,
             ) -> Result<Vec<Result<AttemptRecord>>> {
-                let mut tx = self.begin_write().await?;
+                // Its flush outside the writers' sequence: the agents' reports come in
+                // thousands a second while a fleet fills, and each batch holds the lock for
+                // several statements a report.
+                let mut tx = self.begin_write_unflushed().await?;
                 let mut out = Vec::with_capacity(reports.len());
                 for r in reports {
                     match report_in(&mut tx, r, now).await {
@@ -587,7 +590,7 @@ macro_rules! attempt_store {
                         other => out.push(other),
                     }
                 }
-                tx.commit().await?;
+                self.commit_locked(tx, &[]).await?;
                 Ok(out)
             }
 
