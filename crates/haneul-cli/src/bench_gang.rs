@@ -128,8 +128,9 @@ async fn measure(
     }
     let wall_ms = sent.elapsed().as_secs_f64() * 1000.0;
     let cpu_s = cpu_seconds(server_pid) - cpu0;
-    let (_, hwm) = memory_mib(server_pid);
     let v = get(&api, &format!("/v1/jobs/{id}")).await?;
+    let stop = stop_the_gang(&user, &projects[0], id, &stats, args.nodes as u64).await?;
+    let (_, hwm) = memory_mib(server_pid);
     stop_tx.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), swarm).await;
 
@@ -168,6 +169,65 @@ async fn measure(
         "start_reported_last_ms": percentile(&reported, 1.0),
         "submit_to_all_started_ms": wall_ms,
         "server_cpu_s": cpu_s,
+        "cancel_to_gang_ended_ms": stop.ended_ms,
+        "submits_while_stopping": stop.during.len(),
+        "submit_while_stopping_p50_ms": percentile(&stop.during, 0.5),
+        "submit_while_stopping_max_ms": percentile(&stop.during, 1.0),
+        "first_submit_after_end_ms": stop.after.first(),
+        "submits_after_end_max_ms": stop.after.iter().copied().max(),
         "server_peak_rss_mib": hwm,
     }))
+}
+
+/// Submit times (ms, whole: as `percentile` takes them) around the end of the gang.
+struct GangStop {
+    /// From the cancel's answer to the gang's attempt ending (its last stop report taken).
+    ended_ms: i64,
+    /// One-GPU submits sent one after another from the cancel until the gang ended: they
+    /// queue behind the gang's 1,250 stop reports on the store's writer.
+    during: Vec<i64>,
+    /// Five more right after it ended, the first of them as a user would send it then.
+    after: Vec<i64>,
+}
+
+/// Cancels the gang and submits one-GPU jobs one after another, each timed, until the
+/// gang's attempt has ended (the server took every node's stop report) and five more after
+/// that.
+async fn stop_the_gang(
+    user: &Api,
+    project: &Value,
+    id: i64,
+    stats: &SwarmStats,
+    nodes: u64,
+) -> anyhow::Result<GangStop> {
+    let submit = || async {
+        let body = json!({"project": project, "name": "after-gang", "gpus_per_task": 1,
+                          "command": ["sleep", "3600"]});
+        let sent = Instant::now();
+        must(user, "/v1/jobs", body).await?;
+        anyhow::Ok(sent.elapsed().as_millis() as i64)
+    };
+    must(user, &format!("/v1/jobs/{id}/cancel"), json!({})).await?;
+    let cancelled = Instant::now();
+    let mut during = Vec::new();
+    let deadline = cancelled + Duration::from_secs(120);
+    // The job's own record would carry its 1,250-task placement at every look: the swarm's
+    // count of exits the server took is free.
+    while stats.finished.load(Ordering::Relaxed) < nodes {
+        if Instant::now() > deadline {
+            bail!("the gang did not end within 2 minutes of its cancel");
+        }
+        during.push(submit().await?);
+    }
+    let ended_ms = cancelled.elapsed().as_millis() as i64;
+    let mut after = Vec::with_capacity(5);
+    for _ in 0..5 {
+        after.push(submit().await?);
+    }
+    during.sort_unstable();
+    Ok(GangStop {
+        ended_ms,
+        during,
+        after,
+    })
 }

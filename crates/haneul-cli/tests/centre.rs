@@ -84,4 +84,14 @@ fn a_gang_over_the_whole_fleet_is_timed_stage_by_stage() {
         ms("start_reported_last_ms") <= ms("submit_to_all_started_ms") + 5.0,
         "{v}"
     );
+    // Then the gang is cancelled and ends, with submits timed while it stops and after.
+    assert!(ms("cancel_to_gang_ended_ms") >= 0.0, "{v}");
+    assert!(
+        ms("submit_while_stopping_p50_ms") <= ms("submit_while_stopping_max_ms"),
+        "{v}"
+    );
+    assert!(
+        ms("first_submit_after_end_ms") <= ms("submits_after_end_max_ms"),
+        "{v}"
+    );
 }

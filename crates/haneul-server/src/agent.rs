@@ -421,8 +421,17 @@ async fn report(
             exit_code: b.exit_code,
         })
         .await?;
+    // The attempt's nodes look again only when this report may have changed what they must
+    // do: it ended the attempt, or a failed rank stopped the gang. A stop asked for by the
+    // controller (cancel, preemption, time limit) woke them when it was asked; waking every
+    // node of a stopping gang at each of its reports had 1,250 polls reread their work 1,250
+    // times over while a whole-fleet gang stopped.
+    let failed_rank =
+        b.exit_code.is_some_and(|c| c != 0) && a.stop_reason == Some(st::StopReason::TaskFailed);
     if !a.state.is_live() || a.state == st::AttemptState::Stopping {
         s.signals.wake.notify_one();
+    }
+    if !a.state.is_live() || (a.state == st::AttemptState::Stopping && failed_rank) {
         s.signals
             .nodes_changed(a.placement.nodes().map(|n| n.0 as i64));
     }

@@ -10,7 +10,9 @@
 //! `target_session_attrs=read-write`: the pool then follows whichever of them takes writes, so
 //! the servers carry on by themselves when the database fails over.
 
-use crate::backend::{AttemptRow, AuditRow, EventRow, JobRow, TaskRow};
+use crate::backend::{
+    AttemptRow, AttemptSet, AuditRow, EventRow, JobRow, JobSet, TaskRow, TaskSet,
+};
 use crate::pg_targets::Targets;
 use crate::{Change, Tasks};
 use sqlx::postgres::{
@@ -586,6 +588,56 @@ async fn insert_started(
     .bind(tasks.iter().map(|t| t.gpus.clone()).collect::<Vec<_>>())
     .bind(crate::records::EventKind::Started.as_str());
     Ok(q.fetch_all(&mut **tx).await?)
+}
+
+/// Writes what a batch of task reports changed, the tasks, the attempts and the jobs, in one
+/// statement of fixed text (skipped when nothing changed).
+async fn write_reported(
+    tx: &mut Tx<'_>,
+    tasks: &[TaskSet],
+    attempts: &[AttemptSet],
+    jobs: &[JobSet],
+    now: i64,
+) -> crate::Result<()> {
+    if tasks.is_empty() && attempts.is_empty() && jobs.is_empty() {
+        return Ok(());
+    }
+    let q = sqlx::query(
+        "WITH t AS (UPDATE tasks SET state = u.state, exit_code = u.code \
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[]) \
+         AS u(attempt, idx, state, code) \
+         WHERE tasks.attempt_id = u.attempt AND tasks.idx = u.idx), \
+         a AS (UPDATE attempts SET state = u.state, stop_reason = u.stop_reason, \
+         kill_at = u.kill_at, started_at = u.started_at, ended_at = u.ended_at, \
+         exit_code = u.code, gpu_ms = u.gpu_ms \
+         FROM UNNEST($5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], \
+         $10::bigint[], $11::bigint[], $12::bigint[]) \
+         AS u(id, state, stop_reason, kill_at, started_at, ended_at, code, gpu_ms) \
+         WHERE attempts.id = u.id) \
+         UPDATE jobs SET state = u.state, exit_code = COALESCE(u.code, jobs.exit_code), \
+         reason = COALESCE(u.reason, jobs.reason), updated_at = $17 \
+         FROM UNNEST($13::bigint[], $14::text[], $15::bigint[], $16::text[]) \
+         AS u(id, state, code, reason) WHERE jobs.id = u.id",
+    )
+    .bind(tasks.iter().map(|t| t.attempt).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| t.idx).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| t.state.clone()).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| t.exit_code).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.id).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.state).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.stop_reason).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.kill_at).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.started_at).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.ended_at).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.exit_code).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.gpu_ms).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.state).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.exit_code).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.reason).collect::<Vec<_>>())
+    .bind(now);
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 crate::backend::store_impl!(PostgresStore, sqlx::Postgres);

@@ -3,7 +3,9 @@
 //! small pool of read-only connections that WAL lets run beside the writer; a connection of its
 //! own copies the log back into the database file (checkpoints), mostly off the writer's path.
 
-use crate::backend::{AttemptRow, AuditRow, EventRow, JobRow, TaskRow};
+use crate::backend::{
+    AttemptRow, AttemptSet, AuditRow, EventRow, JobRow, JobSet, TaskRow, TaskSet,
+};
 use sqlx::QueryBuilder;
 use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -294,6 +296,69 @@ async fn insert_started(
         .collect();
     insert_log(tx, &events, &[]).await?;
     Ok(rows)
+}
+
+/// Writes what a batch of task reports changed: the tasks, the attempts and the jobs, a
+/// multi-row statement each (per [`ROWS`] rows).
+async fn write_reported(
+    tx: &mut Tx<'_>,
+    tasks: &[TaskSet],
+    attempts: &[AttemptSet],
+    jobs: &[JobSet],
+    now: i64,
+) -> crate::Result<()> {
+    for chunk in tasks.chunks(ROWS) {
+        let mut qb = QueryBuilder::<Sqlite>::new("WITH v(attempt, idx, state, code) AS (");
+        qb.push_values(chunk, |mut b, t| {
+            b.push_bind(t.attempt)
+                .push_bind(t.idx)
+                .push_bind(&t.state)
+                .push_bind(t.exit_code);
+        });
+        qb.push(
+            ") UPDATE tasks SET state = v.state, exit_code = v.code FROM v \
+             WHERE tasks.attempt_id = v.attempt AND tasks.idx = v.idx",
+        );
+        qb.build().persistent(false).execute(&mut **tx).await?;
+    }
+    for chunk in attempts.chunks(ROWS) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "WITH v(id, state, stop_reason, kill_at, started_at, ended_at, code, gpu_ms) AS (",
+        );
+        qb.push_values(chunk, |mut b, a| {
+            b.push_bind(a.id)
+                .push_bind(a.state)
+                .push_bind(a.stop_reason)
+                .push_bind(a.kill_at)
+                .push_bind(a.started_at)
+                .push_bind(a.ended_at)
+                .push_bind(a.exit_code)
+                .push_bind(a.gpu_ms);
+        });
+        qb.push(
+            ") UPDATE attempts SET state = v.state, stop_reason = v.stop_reason, \
+             kill_at = v.kill_at, started_at = v.started_at, ended_at = v.ended_at, \
+             exit_code = v.code, gpu_ms = v.gpu_ms FROM v WHERE attempts.id = v.id",
+        );
+        qb.build().persistent(false).execute(&mut **tx).await?;
+    }
+    for chunk in jobs.chunks(ROWS) {
+        let mut qb = QueryBuilder::<Sqlite>::new("WITH v(id, state, code, reason) AS (");
+        qb.push_values(chunk, |mut b, j| {
+            b.push_bind(j.id)
+                .push_bind(j.state)
+                .push_bind(j.exit_code)
+                .push_bind(j.reason);
+        });
+        qb.push(
+            ") UPDATE jobs SET state = v.state, exit_code = COALESCE(v.code, jobs.exit_code), \
+             reason = COALESCE(v.reason, jobs.reason), updated_at = ",
+        );
+        qb.push_bind(now);
+        qb.push(" FROM v WHERE jobs.id = v.id");
+        qb.build().persistent(false).execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 crate::backend::store_impl!(SqliteStore, sqlx::Sqlite);

@@ -2209,6 +2209,382 @@ pub async fn gang_reports_in_one_batch(store: &dyn Store) {
     );
 }
 
+/// One copy of a mix of reports that exercises every way a report is taken or refused: a gang
+/// whose rank fails (the others stopped, the attempt failed with the first failed rank's code),
+/// a start repeated and one after the end, an exit reported twice, a job ending with no start
+/// reported, a cancelled job, a stale fence, the wrong node, a task that does not exist, a job
+/// with no attempt yet and one that does not exist. Returns the reports (all at time 100) and
+/// the scenario's jobs by name.
+async fn mixed_reports(
+    store: &dyn Store,
+    tag: &str,
+) -> (Vec<TaskReport>, BTreeMap<i64, &'static str>) {
+    let (_, p, u) = tenant(store, &format!("mixed-{tag}")).await;
+    let mut n = Vec::new();
+    for i in 0..6 {
+        n.push(node(store, &format!("{tag}-{i}"), 1).await);
+    }
+    let gang = store
+        .submit_job(
+            &Actor::user(&u),
+            NewJob {
+                user_id: u.id,
+                spec: JobSpec::new(ProjectId(p.id as u32), 3, GpuRequest::Whole(8)),
+                command: vec!["torchrun".into()],
+                container_image: None,
+                batch: None,
+                idempotency: None,
+                array: None,
+                interactive: false,
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    let epoch = lead(store, "a", 3).await;
+    let (started, _) = store
+        .start_attempts(
+            "a",
+            epoch,
+            vec![NewAttempt {
+                job_id: gang.id,
+                placement: Placement {
+                    tasks: n[..3]
+                        .iter()
+                        .map(|n| TaskPlacement {
+                            node: NodeId(n.id as u32),
+                            gpus: (0..8).collect(),
+                            milli_per_gpu: MilliGpu(1000),
+                        })
+                        .collect(),
+                },
+                gpu_model: Some(h200()),
+                borrowing: false,
+            }],
+            4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.len(), 1);
+    let quiet = submit(store, &u, p.id, 5).await;
+    start(store, epoch, quiet.id, n[3].id, 6).await;
+    let cancelled = submit(store, &u, p.id, 5).await;
+    start(store, epoch, cancelled.id, n[4].id, 6).await;
+    store
+        .report_task(
+            TaskReport {
+                node: n[4].id,
+                job: cancelled.id,
+                fence: 1,
+                task: 0,
+                exit_code: None,
+            },
+            7,
+        )
+        .await
+        .unwrap();
+    store
+        .cancel_job(&Actor::user(&u), cancelled.id, 8)
+        .await
+        .unwrap();
+    let stale = submit(store, &u, p.id, 5).await;
+    start(store, epoch, stale.id, n[5].id, 6).await;
+    let queued = submit(store, &u, p.id, 5).await;
+
+    let r = |node: &NodeRecord, job: &JobRecord, fence: i64, task: i64, exit_code: Option<i64>| {
+        TaskReport {
+            node: node.id,
+            job: job.id,
+            fence,
+            task,
+            exit_code,
+        }
+    };
+    let reports = vec![
+        r(&n[0], &gang, 1, 0, None),
+        r(&n[1], &gang, 1, 1, None),
+        r(&n[0], &gang, 1, 0, None),
+        r(&n[1], &gang, 1, 1, Some(3)),
+        r(&n[1], &gang, 1, 1, Some(3)),
+        r(&n[3], &quiet, 1, 0, Some(0)),
+        r(&n[5], &stale, 2, 0, None),
+        r(&n[4], &stale, 1, 0, None),
+        r(&n[5], &stale, 1, 5, None),
+        r(&n[5], &stale, 1, 0, None),
+        TaskReport {
+            node: n[0].id,
+            job: 9_999_999,
+            fence: 1,
+            task: 0,
+            exit_code: None,
+        },
+        r(&n[0], &queued, 0, 0, None),
+        r(&n[0], &gang, 1, 0, Some(0)),
+        r(&n[2], &gang, 1, 2, None),
+        r(&n[4], &cancelled, 1, 0, Some(143)),
+        r(&n[2], &gang, 1, 2, Some(137)),
+        r(&n[2], &gang, 1, 2, None),
+        r(&n[2], &gang, 1, 2, Some(0)),
+        r(&n[5], &stale, 1, 0, Some(0)),
+    ];
+    let names = BTreeMap::from([
+        (gang.id, "gang"),
+        (quiet.id, "quiet"),
+        (cancelled.id, "cancelled"),
+        (stale.id, "stale"),
+        (queued.id, "queued"),
+    ]);
+    (reports, names)
+}
+
+/// A report's answer with the scenario's job ids put as names, so two copies compare.
+fn answer_shape(r: &Result<AttemptRecord>, names: &BTreeMap<i64, &str>) -> String {
+    match r {
+        Ok(a) => format!(
+            "ok {} fence {} {} {:?} kill {:?} started {:?} ended {:?} exit {:?} gpu_ms {}",
+            names[&a.job_id],
+            a.fence,
+            a.state,
+            a.stop_reason,
+            a.kill_at,
+            a.started_at,
+            a.ended_at,
+            a.exit_code,
+            a.gpu_ms
+        ),
+        Err(e) => {
+            let kind = match e {
+                StoreError::NotFound { .. } => "not found",
+                StoreError::Fenced(_) => "fenced",
+                StoreError::Conflict { .. } => "conflict",
+                other => panic!("a report failed as the database would: {other}"),
+            };
+            let text = e.to_string();
+            let mut words: Vec<String> = Vec::new();
+            for w in text.split(' ') {
+                let named = (words.last().map(String::as_str) == Some("job"))
+                    .then(|| w.parse::<i64>().ok().and_then(|id| names.get(&id)))
+                    .flatten();
+                words.push(named.map_or(w.to_string(), |n| n.to_string()));
+            }
+            format!("{kind}: {}", words.join(" "))
+        }
+    }
+}
+
+/// What the reports left in the store for a scenario's jobs: their states, attempts, events
+/// and ledger rows, with ids put as names.
+async fn reported_shape(
+    store: &dyn Store,
+    names: &BTreeMap<i64, &'static str>,
+    from_event: i64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (&id, name) in names {
+        let j = store.get_job(id).await.unwrap();
+        out.push(format!(
+            "{name} {} exit {:?} reason {:?} at {}",
+            j.state, j.exit_code, j.reason, j.updated_at
+        ));
+        for a in store.list_attempts(id).await.unwrap() {
+            out.push(answer_shape(&Ok(a), names));
+        }
+        let project = j.spec.project.0 as i64;
+        let mut attempts: Vec<i64> = store
+            .list_attempts(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.id)
+            .collect();
+        attempts.sort_unstable();
+        for l in store.ledger(Some(project), 0, i64::MAX).await.unwrap() {
+            if attempts.contains(&l.attempt_id) {
+                out.push(format!(
+                    "{name} ledger {} {} {} {}",
+                    l.kind, l.gpu_ms, l.weight_milli, l.charged_ms
+                ));
+            }
+        }
+    }
+    for e in store.events_after(from_event, 10_000).await.unwrap() {
+        if let Some(name) = e.job_id.and_then(|j| names.get(&j)) {
+            out.push(format!("event {} {name} {}", e.kind, e.detail));
+        }
+    }
+    out
+}
+
+/// A batch of reports answers and writes exactly what the same reports sent one at a time do,
+/// refusals included, on two copies of the same scenario.
+pub async fn report_batch_matches_reports_one_at_a_time(store: &dyn Store) {
+    let (batched, batched_names) = mixed_reports(store, "b").await;
+    let (single, single_names) = mixed_reports(store, "s").await;
+    let cursor = store
+        .events_after(0, 100_000)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |e| e.seq);
+
+    let out = store.report_tasks(&batched, 100).await.unwrap();
+    let mut alone = Vec::new();
+    for r in &single {
+        alone.push(store.report_task(r.clone(), 100).await);
+    }
+    let out: Vec<String> = out
+        .iter()
+        .map(|r| answer_shape(r, &batched_names))
+        .collect();
+    let alone: Vec<String> = alone
+        .iter()
+        .map(|r| answer_shape(r, &single_names))
+        .collect();
+    assert_eq!(out, alone);
+
+    // The answers are what the scenario means, not only the same on both paths.
+    let expect = [
+        "ok gang fence 1 running None",
+        "ok gang fence 1 running None",
+        "ok gang fence 1 running None",
+        "ok gang fence 1 stopping Some(TaskFailed) kill Some(100)",
+        "conflict: exit_code: task 1 of job gang already reported its exit",
+        "ok quiet fence 1 succeeded None kill None started None ended Some(100) exit Some(0)",
+        "fenced: fence: attempt 2 of job stale is not current (current is 1)",
+        "fenced: fence: task 0 of job stale is not on this node",
+        "not found: task `5` not found",
+        "ok stale fence 1 running",
+        "not found: job `9999999` not found",
+        "fenced: fence: job queued has no attempt",
+        "ok gang fence 1 stopping",
+        "ok gang fence 1 stopping",
+        "ok cancelled fence 1 cancelled Some(Cancel)",
+        "ok gang fence 1 failed Some(TaskFailed) kill Some(100) started Some(100) ended Some(100) exit Some(3)",
+        "fenced: fence: attempt 1 of job gang has already ended (failed)",
+        "fenced: fence: attempt 1 of job gang has already ended (failed)",
+        "ok stale fence 1 succeeded",
+    ];
+    assert_eq!(out.len(), expect.len());
+    for (got, want) in out.iter().zip(expect) {
+        assert!(
+            got.starts_with(want),
+            "{got:?} does not start with {want:?}"
+        );
+    }
+    let a = reported_shape(store, &batched_names, cursor).await;
+    let b = reported_shape(store, &single_names, cursor).await;
+    assert_eq!(a, b);
+    assert!(a.iter().any(|l| l == "event finished gang failed"), "{a:?}");
+    assert!(
+        a.iter().any(|l| l.starts_with("gang ledger charge ")),
+        "{a:?}"
+    );
+}
+
+/// A whole gang's start reports in one batch, then its stop reports in one batch: 1,250 of
+/// each. Prints the time the store took for each batch (not asserted: a figure, see
+/// docs/benchmarks.md).
+pub async fn a_gangs_1250_reports_in_one_batch(store: &dyn Store) {
+    const SIZE: usize = 1250;
+    let (_, p, u) = tenant(store, "big-gang").await;
+    let mut nodes = Vec::with_capacity(SIZE);
+    for i in 0..SIZE {
+        nodes.push(node(store, &format!("big-{i:04}"), 1).await);
+    }
+    let job = store
+        .submit_job(
+            &Actor::user(&u),
+            NewJob {
+                user_id: u.id,
+                spec: JobSpec::new(ProjectId(p.id as u32), SIZE as u32, GpuRequest::Whole(8)),
+                command: vec!["torchrun".into()],
+                container_image: None,
+                batch: None,
+                idempotency: None,
+                array: None,
+                interactive: false,
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    let epoch = lead(store, "a", 3).await;
+    store
+        .start_attempts(
+            "a",
+            epoch,
+            vec![NewAttempt {
+                job_id: job.id,
+                placement: Placement {
+                    tasks: nodes
+                        .iter()
+                        .map(|n| TaskPlacement {
+                            node: NodeId(n.id as u32),
+                            gpus: (0..8).collect(),
+                            milli_per_gpu: MilliGpu(1000),
+                        })
+                        .collect(),
+                },
+                gpu_model: Some(h200()),
+                borrowing: false,
+            }],
+            4,
+        )
+        .await
+        .unwrap();
+    let reports = |exit_code: Option<i64>| -> Vec<TaskReport> {
+        (0..SIZE)
+            .map(|t| TaskReport {
+                node: nodes[t].id,
+                job: job.id,
+                fence: 1,
+                task: t as i64,
+                exit_code,
+            })
+            .collect()
+    };
+    let clock = std::time::Instant::now();
+    let out = store.report_tasks(&reports(None), 10).await.unwrap();
+    let starts = clock.elapsed();
+    assert!(
+        out.iter()
+            .all(|r| r.as_ref().unwrap().state == AttemptState::Running)
+    );
+    let clock = std::time::Instant::now();
+    let out = store.report_tasks(&reports(Some(0)), 20).await.unwrap();
+    let stops = clock.elapsed();
+    eprintln!(
+        "{}: {SIZE} start reports in one batch {:.1} ms, {SIZE} stop reports {:.1} ms",
+        store.backend(),
+        starts.as_secs_f64() * 1e3,
+        stops.as_secs_f64() * 1e3
+    );
+    for r in &out[..SIZE - 1] {
+        assert_eq!(r.as_ref().unwrap().state, AttemptState::Running);
+    }
+    let last = out[SIZE - 1].as_ref().unwrap();
+    assert_eq!(
+        (last.state, last.exit_code, last.ended_at),
+        (AttemptState::Succeeded, Some(0), Some(20))
+    );
+    assert_eq!(last.gpu_ms, 10 * (SIZE as i64) * 8);
+    assert_eq!(
+        store.get_job(job.id).await.unwrap().state,
+        JobState::Succeeded
+    );
+    let charges = store.ledger(Some(p.id), 0, i64::MAX).await.unwrap();
+    assert_eq!(charges.len(), 1);
+    assert_eq!(charges[0].gpu_ms, 10 * (SIZE as i64) * 8);
+    // Each node's task is done: none of them has anything left to run.
+    assert!(
+        store
+            .assignments(nodes[SIZE / 2].id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 macro_rules! suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -2235,7 +2611,9 @@ macro_rules! suite {
                 arrays_materialise_lazily,
                 assignments_of_gangs_and_array_tasks,
                 heartbeat_batches,
-                gang_reports_in_one_batch);
+                gang_reports_in_one_batch,
+                report_batch_matches_reports_one_at_a_time,
+                a_gangs_1250_reports_in_one_batch);
         }
     };
     (@tests $open:expr; $($name:ident),+) => {

@@ -5,9 +5,10 @@
 //! PostgreSQL) — which is also what keeps event sequence numbers and the audit chain in commit
 //! order — and in how a list of ids is bound ([`IdList`]).
 //!
-//! The batched inserts of the hot paths (a submit batch's jobs, events and audit entries; a
-//! start's attempts, tasks and events) are per backend (`insert_job_rows`, `insert_log`,
-//! `insert_started` in sqlite.rs and postgres.rs): SQLite runs in process, so multi-row
+//! The batched writes of the hot paths (a submit batch's jobs, events and audit entries; a
+//! start's attempts, tasks and events; what a batch of task reports changes) are per backend
+//! (`insert_job_rows`, `insert_log`, `insert_started`, `write_reported` in sqlite.rs and
+//! postgres.rs): SQLite runs in process, so multi-row
 //! statements (`QueryBuilder`, not kept prepared: their text changes with their row count) cost
 //! nothing there; on PostgreSQL each statement is a round trip, and an unprepared one two
 //! (parse and describe, then execute), so there the rows are bound as arrays (`UNNEST`) into
@@ -133,6 +134,36 @@ pub(crate) struct TaskRow {
     pub idx: i64,
     pub node: i64,
     pub gpus: String,
+}
+
+/// A task's state and exit code after a batch of task reports (see the per-backend
+/// `write_reported`).
+pub(crate) struct TaskSet {
+    pub attempt: i64,
+    pub idx: i64,
+    pub state: String,
+    pub exit_code: Option<i64>,
+}
+
+/// The columns a batch of task reports changes in an attempt, as the batch leaves them.
+pub(crate) struct AttemptSet {
+    pub id: i64,
+    pub state: &'static str,
+    pub stop_reason: Option<&'static str>,
+    pub kill_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub gpu_ms: i64,
+}
+
+/// A job's state after a batch of task reports; an exit code or reason that is `None` keeps
+/// the stored one.
+pub(crate) struct JobSet {
+    pub id: i64,
+    pub state: &'static str,
+    pub exit_code: Option<i64>,
+    pub reason: Option<&'static str>,
 }
 
 /// Expands the [`crate::Store`] implementation, every area's trait included, for `$store`, whose
