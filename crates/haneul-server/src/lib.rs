@@ -251,9 +251,8 @@ impl AppState {
                 let n = jobs.len();
                 match s.submit_jobs(jobs.clone(), now).await {
                     Ok(recs) => recs.into_iter().map(Ok).collect(),
-                    // One bad item must not fail its neighbours: write them one by one. Not
-                    // when the batch may be committed already: that would write it twice.
-                    Err(e) if n > 1 && !matches!(e, haneul_store::StoreError::Unconfirmed(_)) => {
+                    // One bad item must not fail its neighbours: write them one by one.
+                    Err(e) if n > 1 => {
                         tracing::debug!(error = %e, "batched submit failed; retrying one by one");
                         let mut out = Vec::with_capacity(n);
                         for (actor, job) in jobs {

@@ -18,11 +18,6 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A write was committed but whether it reached the disk could not be learnt (the
-    /// database stopped answering right after): it may be there or lost, so writing it again
-    /// could make it twice.
-    #[error("database: the write was committed but not confirmed durable: {0}")]
-    Unconfirmed(String),
     #[error("corrupt record: {0}")]
     Corrupt(String),
     /// The audit hash chain does not hold from entry `seq` on.

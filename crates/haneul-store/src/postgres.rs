@@ -35,37 +35,14 @@ macro_rules! writers_lock {
 /// Begins a write holding the writers' lock.
 const BEGIN_WRITE: &str = concat!("BEGIN; ", writers_lock!());
 
-/// [`BEGIN_WRITE`] for a transaction whose commit does not wait for its flush: it must end in
-/// [`PostgresStore::commit_locked`] or a rollback.
-const BEGIN_WRITE_UNFLUSHED: &str = concat!(
-    "BEGIN; SET LOCAL synchronous_commit TO off; ",
-    writers_lock!()
-);
-
 /// Takes the writers' lock in a transaction already begun, and then reads the audit chain's
-/// tip: statements in one message (one round trip), the last on a snapshot taken after the lock
-/// was granted (each statement of a read-committed transaction takes its own), so it sees every
-/// earlier writer's commit. The transaction's commit will not wait for its flush (see
-/// [`PostgresStore::commit_locked`], the only way such a transaction may end in a commit).
+/// tip: two statements in one message (one round trip), the second on a snapshot taken after
+/// the lock was granted (each statement of a read-committed transaction takes its own), so it
+/// sees every earlier writer's commit.
 const LOCK_AND_TIP: &str = concat!(
-    "SET LOCAL synchronous_commit TO off; ",
     writers_lock!(),
     "; SELECT (SELECT hash FROM audit ORDER BY seq DESC LIMIT 1) AS hash"
 );
-
-/// The smallest write whose commit waits for the write-ahead log's flush: a transactional
-/// message for logical decoding (one WAL record, readable to any role). A transaction that
-/// wrote nothing commits without a flush, even one holding a transaction id.
-const FLUSH_WAL: &str = "SELECT pg_logical_emit_message(true, 'haneul', '')";
-
-/// [`FLUSH_WAL`] where it is needed: not when everything written so far is already on disk and
-/// no synchronous standby has to receive it too (a local flush says nothing of the standby).
-const SETTLE: &str = "SELECT CASE WHEN current_setting('synchronous_standby_names') = '' \
-     AND pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn() THEN NULL \
-     ELSE pg_logical_emit_message(true, 'haneul', '') END";
-
-/// Flushes tried after a failed one before a commit is given up as unconfirmed.
-const FLUSH_TRIES: u32 = 3;
 
 /// A [`crate::Store`] in a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -179,70 +156,10 @@ impl PostgresStore {
         begin_to_the_end(&self.write, BEGIN_WRITE).await
     }
 
-    /// [`PostgresStore::begin_write`] for a write that ends in
-    /// [`PostgresStore::commit_locked`], which takes its flush out of the writers' sequence.
-    async fn begin_write_unflushed(&self) -> crate::Result<Tx<'static>> {
-        begin_to_the_end(&self.write, BEGIN_WRITE_UNFLUSHED).await
-    }
-
     /// A write transaction without the writers' lock: for rows that need no place in the
     /// writers' sequence (telemetry), or written before the lock is taken ([`lock_writers`]).
     async fn begin_unlocked(&self) -> crate::Result<Tx<'static>> {
         begin_to_the_end(&self.write, "BEGIN").await
-    }
-
-    /// Commits a transaction that took the writers' lock without its commit waiting for the
-    /// flush ([`lock_writers`], [`PostgresStore::begin_write_unflushed`]), and then waits for
-    /// the flush. PostgreSQL releases the lock
-    /// only after the commit is visible, so writers still commit one at a time in sequence
-    /// order; what leaves the lock's sequence is the flush (3 ms on the 2-core VM's disk),
-    /// which concurrent callers then share (PostgreSQL flushes the log up to the newest record
-    /// asked for, so one flush can cover several commits). Returns once the commit is durable:
-    /// `jobs`, the ids the transaction inserted, tell after a failed flush whether the commit
-    /// survived (a later flush on a database that restarted in between finds them only if it
-    /// did).
-    async fn commit_locked(&self, tx: Tx<'static>, jobs: &[i64]) -> crate::Result<()> {
-        tx.commit().await?;
-        let Err(first) = self.flush_wal().await else {
-            return Ok(());
-        };
-        tracing::warn!(error = %first, "database: the flush after a commit failed; retrying");
-        if jobs.is_empty() {
-            // Nothing to look for that tells a surviving commit from a lost one.
-            return Err(crate::StoreError::Unconfirmed(first.to_string()));
-        }
-        for attempt in 1..=FLUSH_TRIES {
-            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-            if self.flush_wal().await.is_err() {
-                continue;
-            }
-            let found: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1)")
-                .bind(jobs)
-                .fetch_one(&self.write)
-                .await?;
-            if found == jobs.len() as i64 {
-                return Ok(());
-            }
-            return Err(crate::StoreError::Database(first));
-        }
-        Err(crate::StoreError::Unconfirmed(first.to_string()))
-    }
-
-    /// Waits until everything committed so far is on disk (see [`FLUSH_WAL`]): what a commit
-    /// made without waiting for its flush ([`PostgresStore::commit_locked`]) showed before its
-    /// flush is durable once this returns.
-    async fn flush_wal(&self) -> Result<(), sqlx::Error> {
-        sqlx::query(FLUSH_WAL).execute(&self.write).await?;
-        Ok(())
-    }
-
-    /// Makes what a read returned durable before the caller acts on it: a submit batch's commit
-    /// is visible a moment before its flush ([`PostgresStore::commit_locked`]), and a
-    /// controller that built on rows a crash then lost (events whose sequence numbers the
-    /// database hands out again after it restarts) would skip the rows that reuse them.
-    async fn settle(&self) -> crate::Result<()> {
-        sqlx::query(SETTLE).execute(&self.write).await?;
-        Ok(())
     }
 
     /// A read-only transaction on one snapshot, begun in one round trip.
@@ -363,9 +280,7 @@ async fn watch(pool: PgPool, targets: Targets) {
     }
 }
 
-/// Takes the writers' lock (see [`LOCK_AND_TIP`]) and returns the audit chain's tip. The
-/// transaction must end in [`PostgresStore::commit_locked`] (or a rollback): its own commit
-/// does not wait for the flush.
+/// Takes the writers' lock (see [`LOCK_AND_TIP`]) and returns the audit chain's tip.
 async fn lock_writers(tx: &mut Tx<'_>) -> crate::Result<String> {
     let rows = sqlx::Executor::fetch_all(&mut **tx, sqlx::raw_sql(LOCK_AND_TIP)).await?;
     let tip: Option<String> = match rows.last() {
@@ -416,61 +331,6 @@ async fn insert_job_rows(
     )
     .bind(jobs.iter().map(|j| j.interactive).collect::<Vec<_>>());
     q.fetch_all(&mut **tx).await
-}
-
-/// Keeps the idempotency keys of a submit batch's jobs, as `(user, job, key)`, in one
-/// statement; a key with a live answer already is a conflict, as in `keep_job_key`, and fails
-/// the whole batch (its caller then writes the jobs one by one, each with its own answer). A
-/// key's answer is overwritten only when it was kept before the earliest retention start of
-/// the batch, so a key is never taken from a request that still holds it.
-async fn insert_job_keys(
-    tx: &mut Tx<'_>,
-    keys: &[(i64, i64, &crate::NewIdempotency)],
-    now: i64,
-) -> crate::Result<()> {
-    let Some(since) = keys.iter().map(|(_, _, k)| k.since).min() else {
-        return Ok(());
-    };
-    let kept = sqlx::query(
-        "INSERT INTO idempotency (user_id, idem_key, route, body_hash, status, answer, \
-         resource, created_at) SELECT usr, k, route, hash, 201, '', job, $1 \
-         FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
-         AS u(usr, k, route, hash, job) \
-         ON CONFLICT (user_id, idem_key) DO UPDATE SET route = excluded.route, \
-         body_hash = excluded.body_hash, status = excluded.status, \
-         answer = excluded.answer, resource = excluded.resource, \
-         created_at = excluded.created_at \
-         WHERE idempotency.created_at < $7 RETURNING user_id",
-    )
-    .bind(now)
-    .bind(keys.iter().map(|(u, _, _)| *u).collect::<Vec<_>>())
-    .bind(
-        keys.iter()
-            .map(|(_, _, k)| k.key.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        keys.iter()
-            .map(|(_, _, k)| k.route.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        keys.iter()
-            .map(|(_, _, k)| k.body_hash.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(keys.iter().map(|(_, j, _)| *j).collect::<Vec<_>>())
-    .bind(since)
-    .fetch_all(&mut **tx)
-    .await?;
-    if kept.len() != keys.len() {
-        return Err(crate::StoreError::conflict(
-            "Idempotency-Key",
-            "another request with this key was answered or is being answered; \
-             send it again to get that answer",
-        ));
-    }
-    Ok(())
 }
 
 /// The events' rows as parameters $1-$6 of [`EVENTS_FROM`]'s statements.

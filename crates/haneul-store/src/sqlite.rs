@@ -120,25 +120,6 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// Commits a transaction that took the writers' place with [`lock_writers`]: a plain
-    /// commit, durable when it returns (`synchronous = FULL`).
-    async fn commit_locked(&self, tx: Tx<'static>, _jobs: &[i64]) -> crate::Result<()> {
-        Ok(tx.commit().await?)
-    }
-
-    /// [`SqliteStore::begin_write`]: every commit here waits for its flush, and the one writer
-    /// connection holds nobody else up meanwhile that could share it.
-    async fn begin_write_unflushed(&self) -> crate::Result<Tx<'static>> {
-        self.begin_write().await
-    }
-
-    /// Nothing to do: a commit here is durable before any reader sees it.
-    async fn settle(&self) -> crate::Result<()> {
-        Ok(())
-    }
-}
-
 /// Takes the writers' place in sequence (nothing to take on SQLite, whose one writer connection
 /// is already held) and reads the audit chain's tip.
 async fn lock_writers(tx: &mut Tx<'_>) -> crate::Result<String> {
@@ -148,19 +129,6 @@ async fn lock_writers(tx: &mut Tx<'_>) -> crate::Result<String> {
             .await?
             .unwrap_or_default(),
     )
-}
-
-/// Keeps the idempotency keys of a submit batch's jobs, as `(user, job, key)`: one statement a
-/// key (in process, nothing to save by batching them).
-async fn insert_job_keys(
-    tx: &mut Tx<'_>,
-    keys: &[(i64, i64, &crate::NewIdempotency)],
-    now: i64,
-) -> crate::Result<()> {
-    for (user, job, k) in keys {
-        keep_job_key(tx, *user, *job, k, now).await?;
-    }
-    Ok(())
 }
 
 /// Rows per multi-row statement: SQLite binds at most 32,766 parameters in one, and the widest

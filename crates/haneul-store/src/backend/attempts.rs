@@ -765,11 +765,9 @@ macro_rules! attempt_store {
                 reports: &[TaskReport],
                 now: i64,
             ) -> Result<Vec<Result<AttemptRecord>>> {
-                // Its flush outside the writers' sequence: the agents' reports come in
-                // thousands a second while a fleet fills.
-                let mut tx = self.begin_write_unflushed().await?;
+                let mut tx = self.begin_write().await?;
                 let out = report_batch(&mut tx, reports, now).await?;
-                self.commit_locked(tx, &[]).await?;
+                tx.commit().await?;
                 Ok(out)
             }
 

@@ -95,8 +95,6 @@ macro_rules! controller_store {
                     let a = attempt_row(r)?;
                     running.push((job_in(&mut tx, a.job_id).await?, a));
                 }
-                drop(tx);
-                self.settle().await?;
                 Ok(Snapshot {
                     cursor: cursor.unwrap_or(0),
                     pools,
@@ -114,9 +112,6 @@ macro_rules! controller_store {
                     .bind(limit)
                     .fetch_all(&self.read)
                     .await?;
-                if !rows.is_empty() {
-                    self.settle().await?;
-                }
                 rows.iter().map(event_row).collect()
             }
 

@@ -261,10 +261,9 @@ macro_rules! job_store {
         }
 
         /// Inserts many queued jobs with their events and audit entries in one batch: the jobs
-        /// and their idempotency keys first, before the writers' lock (new rows need no place
-        /// in the writers' sequence), then, holding it, what does (events' sequence numbers,
-        /// the audit chain's tip), so the lock is held for two statements and the commit
-        /// whatever the batch's size.
+        /// first, before the writers' lock (new rows need no place in the writers' sequence),
+        /// then, holding it, what does (events' sequence numbers, the audit chain's tip), so the
+        /// lock is held for two statements and the commit whatever the batch's size.
         async fn insert_jobs(
             tx: &mut Tx<'_>,
             jobs: Vec<(Actor, NewJob)>,
@@ -302,15 +301,12 @@ macro_rules! job_store {
             if !matches {
                 return Err(StoreError::Corrupt("batched insert returned other rows".into()));
             }
-            // Idempotency keys need no place in the writers' sequence either; a key another
-            // batch is keeping waits for that batch's commit on the key's row.
-            let keys: Vec<_> = recs
-                .iter()
-                .zip(&prepared)
-                .filter_map(|(r, (_, j, _))| Some((j.user_id, r.id, j.idempotency.as_ref()?)))
-                .collect();
-            insert_job_keys(tx, &keys, now).await?;
             let mut prev = lock_writers(tx).await?;
+            for (r, (_, j, _)) in recs.iter().zip(&prepared) {
+                if let Some(k) = &j.idempotency {
+                    keep_job_key(tx, j.user_id, r.id, k, now).await?;
+                }
+            }
             let events = crate::backend::submitted_events(&recs, now);
             let mut entries = Vec::with_capacity(recs.len());
             for (r, (actor, _, spec)) in recs.iter().zip(prepared) {
@@ -350,8 +346,7 @@ macro_rules! job_store {
                 // Not holding the writers' lock yet: `insert_jobs` takes it after the jobs.
                 let mut tx = self.begin_unlocked().await?;
                 let out = insert_jobs(&mut tx, jobs, now).await?;
-                let ids: Vec<i64> = out.iter().map(|j| j.id).collect();
-                self.commit_locked(tx, &ids).await?;
+                tx.commit().await?;
                 Ok(out)
             }
 
