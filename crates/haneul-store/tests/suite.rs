@@ -2102,22 +2102,25 @@ pub async fn heartbeat_batches(store: &dyn Store) {
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }
 
-/// A gang's reports written together: each answered as alone (a stale fence or a task on
-/// another node refused without failing its neighbours), and the peer list the same from the
-/// database and from the store's cache.
-pub async fn gang_reports_in_one_batch(store: &dyn Store) {
-    let (_, p, u) = tenant(store, "gangs").await;
-    const SIZE: usize = 20;
-    let mut nodes = Vec::new();
-    for i in 0..SIZE {
-        nodes.push(node(store, &format!("gang-{i:02}"), 1).await);
+/// A queued gang of `size` whole 8-GPU tasks on `size` fresh nodes named `prefix-N`, and the
+/// controller's lease (epoch) to start it with.
+async fn queued_gang(
+    store: &dyn Store,
+    org: &str,
+    prefix: &str,
+    size: usize,
+) -> (JobRecord, Vec<NodeRecord>, i64) {
+    let (_, p, u) = tenant(store, org).await;
+    let mut nodes = Vec::with_capacity(size);
+    for i in 0..size {
+        nodes.push(node(store, &format!("{prefix}-{i:04}"), 1).await);
     }
     let job = store
         .submit_job(
             &Actor::user(&u),
             NewJob {
                 user_id: u.id,
-                spec: JobSpec::new(ProjectId(p.id as u32), SIZE as u32, GpuRequest::Whole(8)),
+                spec: JobSpec::new(ProjectId(p.id as u32), size as u32, GpuRequest::Whole(8)),
                 command: vec!["torchrun".into()],
                 container_image: None,
                 batch: None,
@@ -2130,6 +2133,15 @@ pub async fn gang_reports_in_one_batch(store: &dyn Store) {
         .await
         .unwrap();
     let epoch = lead(store, "a", 3).await;
+    (job, nodes, epoch)
+}
+
+/// A gang's reports written together: each answered as alone (a stale fence or a task on
+/// another node refused without failing its neighbours), and the peer list the same from the
+/// database and from the store's cache.
+pub async fn gang_reports_in_one_batch(store: &dyn Store) {
+    const SIZE: usize = 20;
+    let (job, nodes, epoch) = queued_gang(store, "gangs", "gang", SIZE).await;
     let (started, _) = store
         .start_attempts(
             "a",
@@ -2486,29 +2498,7 @@ pub async fn report_batch_matches_reports_one_at_a_time(store: &dyn Store) {
 /// docs/benchmarks.md).
 pub async fn a_gangs_1250_reports_in_one_batch(store: &dyn Store) {
     const SIZE: usize = 1250;
-    let (_, p, u) = tenant(store, "big-gang").await;
-    let mut nodes = Vec::with_capacity(SIZE);
-    for i in 0..SIZE {
-        nodes.push(node(store, &format!("big-{i:04}"), 1).await);
-    }
-    let job = store
-        .submit_job(
-            &Actor::user(&u),
-            NewJob {
-                user_id: u.id,
-                spec: JobSpec::new(ProjectId(p.id as u32), SIZE as u32, GpuRequest::Whole(8)),
-                command: vec!["torchrun".into()],
-                container_image: None,
-                batch: None,
-                idempotency: None,
-                array: None,
-                interactive: false,
-            },
-            2,
-        )
-        .await
-        .unwrap();
-    let epoch = lead(store, "a", 3).await;
+    let (job, nodes, epoch) = queued_gang(store, "big-gang", "big", SIZE).await;
     store
         .start_attempts(
             "a",
@@ -2572,7 +2562,10 @@ pub async fn a_gangs_1250_reports_in_one_batch(store: &dyn Store) {
         store.get_job(job.id).await.unwrap().state,
         JobState::Succeeded
     );
-    let charges = store.ledger(Some(p.id), 0, i64::MAX).await.unwrap();
+    let charges = store
+        .ledger(Some(job.project_id), 0, i64::MAX)
+        .await
+        .unwrap();
     assert_eq!(charges.len(), 1);
     assert_eq!(charges[0].gpu_ms, 10 * (SIZE as i64) * 8);
     // Each node's task is done: none of them has anything left to run.
