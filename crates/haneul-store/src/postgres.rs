@@ -333,6 +333,96 @@ async fn insert_job_rows(
     q.fetch_all(&mut **tx).await
 }
 
+/// Keeps the idempotency keys of a submit batch's jobs, as `(user, job, key)`, in one
+/// statement. A key with a live answer already is a conflict, as in `keep_job_key`, and fails
+/// the whole batch (its caller then writes the jobs one by one, each with its own answer). An
+/// answer is overwritten only when it was kept before the earliest retention start of the
+/// batch, so a key is never taken from a request that still holds it.
+async fn insert_job_keys(
+    tx: &mut Tx<'_>,
+    keys: &[(i64, i64, &crate::NewIdempotency)],
+    now: i64,
+) -> crate::Result<()> {
+    let Some(since) = keys.iter().map(|(_, _, k)| k.since).min() else {
+        return Ok(());
+    };
+    let kept = sqlx::query(
+        "INSERT INTO idempotency (user_id, idem_key, route, body_hash, status, answer, \
+         resource, created_at) SELECT usr, k, route, hash, 201, '', job, $1 \
+         FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
+         AS u(usr, k, route, hash, job) \
+         ON CONFLICT (user_id, idem_key) DO UPDATE SET route = excluded.route, \
+         body_hash = excluded.body_hash, status = excluded.status, \
+         answer = excluded.answer, resource = excluded.resource, \
+         created_at = excluded.created_at \
+         WHERE idempotency.created_at < $7 RETURNING user_id",
+    )
+    .bind(now)
+    .bind(keys.iter().map(|(u, _, _)| *u).collect::<Vec<_>>())
+    .bind(
+        keys.iter()
+            .map(|(_, _, k)| k.key.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        keys.iter()
+            .map(|(_, _, k)| k.route.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        keys.iter()
+            .map(|(_, _, k)| k.body_hash.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(keys.iter().map(|(_, j, _)| *j).collect::<Vec<_>>())
+    .bind(since)
+    .fetch_all(&mut **tx)
+    .await?;
+    if kept.len() != keys.len() {
+        return Err(crate::StoreError::conflict(
+            "Idempotency-Key",
+            "another request with this key was answered or is being answered; \
+             send it again to get that answer",
+        ));
+    }
+    Ok(())
+}
+
+/// Appends ledger rows in one statement of fixed text. A second charge, refund or credit of an
+/// attempt breaks the ledger's (attempt, kind) key and fails the whole write.
+async fn insert_ledger(
+    tx: &mut Tx<'_>,
+    rows: &[crate::backend::LedgerRow],
+    now: i64,
+) -> crate::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO ledger (at, kind, attempt_id, project_id, org_id, award_id, gpu_model, \
+         gpu_ms, weight_milli, charged_ms) \
+         SELECT $1, kind, attempt, project, org, award, model, gpu_ms, weight, charged \
+         FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
+         $7::text[], $8::bigint[], $9::bigint[], $10::bigint[]) WITH ORDINALITY \
+         AS u(kind, attempt, project, org, award, model, gpu_ms, weight, charged, ord) \
+         ORDER BY ord",
+    )
+    .bind(now)
+    .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.attempt).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.project).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.org).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.award).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.gpu_model.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.gpu_ms).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.weight_milli).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.charged_ms).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| unique(e, "attempt", "a ledger row of one of these attempts".into()))?;
+    Ok(())
+}
+
 /// The events' rows as parameters $1-$6 of [`EVENTS_FROM`]'s statements.
 fn bind_events(
     q: sqlx::query::Query<'static, Postgres, PgArguments>,

@@ -120,6 +120,19 @@ impl SqliteStore {
     }
 }
 
+/// Keeps the idempotency keys of a submit batch's jobs, as `(user, job, key)`: one statement a
+/// key (in process: nothing to save by batching them).
+async fn insert_job_keys(
+    tx: &mut Tx<'_>,
+    keys: &[(i64, i64, &crate::NewIdempotency)],
+    now: i64,
+) -> crate::Result<()> {
+    for (user, job, k) in keys {
+        keep_job_key(tx, *user, *job, k, now).await?;
+    }
+    Ok(())
+}
+
 /// Takes the writers' place in sequence (nothing to take on SQLite, whose one writer connection
 /// is already held) and reads the audit chain's tip.
 async fn lock_writers(tx: &mut Tx<'_>) -> crate::Result<String> {
@@ -166,6 +179,39 @@ async fn insert_job_rows(
         out.extend(qb.build().persistent(false).fetch_all(&mut **tx).await?);
     }
     Ok(out)
+}
+
+/// Appends ledger rows in multi-row statements. A second charge, refund or credit of an attempt
+/// breaks the ledger's (attempt, kind) key and fails the whole write.
+async fn insert_ledger(
+    tx: &mut Tx<'_>,
+    rows: &[crate::backend::LedgerRow],
+    now: i64,
+) -> crate::Result<()> {
+    for chunk in rows.chunks(ROWS) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO ledger (at, kind, attempt_id, project_id, org_id, award_id, gpu_model, \
+             gpu_ms, weight_milli, charged_ms) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(now)
+                .push_bind(r.kind)
+                .push_bind(r.attempt)
+                .push_bind(r.project)
+                .push_bind(r.org)
+                .push_bind(r.award)
+                .push_bind(&r.gpu_model)
+                .push_bind(r.gpu_ms)
+                .push_bind(r.weight_milli)
+                .push_bind(r.charged_ms);
+        });
+        qb.build()
+            .persistent(false)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| unique(e, "attempt", "a ledger row of one of these attempts".into()))?;
+    }
+    Ok(())
 }
 
 /// Appends controller events and audit entries, each list in its order.

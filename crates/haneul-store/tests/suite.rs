@@ -994,6 +994,87 @@ pub async fn ledger_charges_each_attempt_once(store: &dyn Store) {
     );
 }
 
+/// A batch of reports that ends several attempts charges them in the order of their reports,
+/// each taking from what the ones before it left: an award that expires first is used while it
+/// has time left, then the next one.
+pub async fn charges_of_a_report_batch_take_from_awards_in_turn(store: &dyn Store) {
+    let (o, p, u) = tenant(store, "kisti-batch").await;
+    let n = node(store, "n1", 1).await;
+    let epoch = lead(store, "a", 1).await;
+    let first = store
+        .create_award(&admin(), award(p.id, 3, 0, 100_000_000), 1)
+        .await
+        .unwrap();
+    let later = store
+        .create_award(&admin(), award(p.id, 100, 0, i64::MAX / 2), 1)
+        .await
+        .unwrap();
+    store
+        .set_gpu_weight(&admin(), &h200(), 1000, 1)
+        .await
+        .unwrap();
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        let j = submit(store, &u, p.id, 5).await;
+        attempts.push(start(store, epoch, j.id, n.id, 10).await);
+    }
+    let report = |a: &AttemptRecord, exit_code: Option<i64>| TaskReport {
+        node: n.id,
+        job: a.job_id,
+        fence: a.fence,
+        task: 0,
+        exit_code,
+    };
+    let running: Vec<_> = attempts.iter().map(|a| report(a, None)).collect();
+    assert!(
+        store
+            .report_tasks(&running, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(Result::is_ok)
+    );
+    // Each ran an hour on 2 GPUs: 2 GPU-hours, 7.2 M ms charged at weight 1. The first award
+    // (3 GPU-hours) has time left for the first two charges; the third goes to the next.
+    let exits: Vec<_> = attempts.iter().map(|a| report(a, Some(0))).collect();
+    let answers = store.report_tasks(&exits, 3_600_010).await.unwrap();
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let rows = store.ledger(Some(p.id), 0, i64::MAX).await.unwrap();
+    let charged: Vec<_> = rows
+        .iter()
+        .map(|r| (r.kind, r.attempt_id, r.org_id, r.award_id, r.charged_ms))
+        .collect();
+    assert_eq!(
+        charged,
+        vec![
+            (
+                LedgerKind::Charge,
+                attempts[0].id,
+                o.id,
+                Some(first.id),
+                7_200_000
+            ),
+            (
+                LedgerKind::Charge,
+                attempts[1].id,
+                o.id,
+                Some(first.id),
+                7_200_000
+            ),
+            (
+                LedgerKind::Charge,
+                attempts[2].id,
+                o.id,
+                Some(later.id),
+                7_200_000
+            ),
+        ]
+    );
+    let balances = store.award_balances(Some(p.id)).await.unwrap();
+    let used: Vec<_> = balances.iter().map(|b| (b.award.id, b.used_ms)).collect();
+    assert_eq!(used, vec![(first.id, 14_400_000), (later.id, 7_200_000)]);
+}
+
 pub async fn awards_change_and_balance(store: &dyn Store) {
     let (_, p, _) = tenant(store, "snu").await;
     let a = store
@@ -2578,6 +2659,79 @@ pub async fn a_gangs_1250_reports_in_one_batch(store: &dyn Store) {
     );
 }
 
+/// A submit batch keeps each job's idempotency key with the job it made; a key that still has
+/// a live answer fails the whole batch (nothing of it written), and a key kept before the
+/// retention's start is taken over.
+pub async fn idempotency_keys_of_a_submit_batch(store: &dyn Store) {
+    let (_, p, u) = tenant(store, "kaist-keys").await;
+    let job = |key: &str, since: i64| {
+        (
+            Actor::user(&u),
+            NewJob {
+                user_id: u.id,
+                spec: spec(p.id, 1),
+                command: vec!["true".into()],
+                container_image: None,
+                batch: None,
+                idempotency: Some(NewIdempotency {
+                    key: key.into(),
+                    route: "/v1/jobs".into(),
+                    body_hash: format!("hash-{key}"),
+                    since,
+                }),
+                array: None,
+                interactive: false,
+            },
+        )
+    };
+    let made = store
+        .submit_jobs(vec![job("a", 0), job("b", 0), job("c", 0)], 20)
+        .await
+        .unwrap();
+    for (key, rec) in ["a", "b", "c"].iter().zip(&made) {
+        let kept = store
+            .idempotent_answer(u.id, key, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.resource, Some(rec.id), "key {key}");
+        assert_eq!(kept.body_hash, format!("hash-{key}"));
+        assert_eq!(kept.created_at, 20);
+    }
+    // "b" is still live at 30 (kept at 20, retention from 10): the batch is refused whole.
+    let err = store
+        .submit_jobs(vec![job("d", 10), job("b", 10)], 30)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                field: "Idempotency-Key",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        store
+            .idempotent_answer(u.id, "d", 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.snapshot().await.unwrap().queued.len(), 3);
+    // Once its answer is past the retention's start, the key makes a new job.
+    let again = store.submit_jobs(vec![job("b", 25)], 40).await.unwrap();
+    let kept = store
+        .idempotent_answer(u.id, "b", 25)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.resource, Some(again[0].id));
+    assert_eq!(store.snapshot().await.unwrap().queued.len(), 4);
+}
+
 macro_rules! suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -2606,7 +2760,9 @@ macro_rules! suite {
                 heartbeat_batches,
                 gang_reports_in_one_batch,
                 report_batch_matches_reports_one_at_a_time,
-                a_gangs_1250_reports_in_one_batch);
+                a_gangs_1250_reports_in_one_batch,
+                idempotency_keys_of_a_submit_batch,
+                charges_of_a_report_batch_take_from_awards_in_turn);
         }
     };
     (@tests $open:expr; $($name:ident),+) => {

@@ -175,7 +175,7 @@ macro_rules! attempt_store {
             .bind(a.id)
             .execute(&mut **tx)
             .await?;
-            charge(tx, a, state, used, now).await?;
+            charge_all(tx, &[(a.clone(), state, used)], now).await?;
             let (job_state, kind, reason) = ending(a, state)?;
             set_job_state(tx, a.job_id, job_state, exit_code, Some(reason), now).await?;
             event(tx, kind, Some(a.job_id), Some(a.id), None, state.as_str(), now).await
@@ -478,9 +478,7 @@ macro_rules! attempt_store {
                     })
                     .collect();
                 write_reported(tx, &tasks, &attempts, &jobs, now).await?;
-                for (a, state, used) in &self.ended {
-                    charge(tx, a, *state, *used, now).await?;
-                }
+                charge_all(tx, &self.ended, now).await?;
                 insert_log(tx, &self.events, &[]).await
             }
         }
@@ -643,15 +641,17 @@ macro_rules! attempt_store {
             }
 
             async fn assignments(&self, node: i64) -> Result<Vec<Assignment>> {
-                // Three statements whatever the number of tasks (it was five per task): a node's
-                // long poll reads this after every change, so on PostgreSQL each statement saved
-                // is a round trip saved per node per start.
+                // Two statements whatever the number of tasks, three when a gang is on the node
+                // (it was five per task): a node's long poll reads this after every change, so
+                // on PostgreSQL each statement saved is a round trip saved per node per start.
                 const LIVE: &str = "SELECT t.attempt_id FROM tasks t WHERE t.node_id = $1 \
                      AND t.state IN ('assigned', 'running')";
                 let mut tx = self.begin_read().await?;
                 let tasks = sqlx::query(
-                    "SELECT a.*, t.idx AS task_idx, t.gpus AS task_gpus, t.state AS task_state \
+                    "SELECT a.*, t.idx AS task_idx, t.gpus AS task_gpus, t.state AS task_state, \
+                     COALESCE(n.address, n.name) AS node_address \
                      FROM tasks t JOIN attempts a ON a.id = t.attempt_id \
+                     JOIN nodes n ON n.id = t.node_id \
                      WHERE t.node_id = $1 AND t.state IN ('assigned', 'running') \
                      AND a.state IN ('assigned', 'running', 'stopping') ORDER BY t.attempt_id, t.idx",
                 )
@@ -689,8 +689,14 @@ macro_rules! attempt_store {
                 // nodes read them: read for every node, they are quadratic in the gang's size.
                 let mut peers: BTreeMap<i64, std::sync::Arc<Vec<String>>> = BTreeMap::new();
                 let mut unread: Vec<i64> = Vec::new();
-                for a in &attempts {
+                for (r, a) in tasks.iter().zip(&attempts) {
                     if peers.contains_key(&a.id) || unread.contains(&a.id) {
+                        continue;
+                    }
+                    // A one-task attempt's only peer is this node: no statement to read it.
+                    if a.placement.tasks.len() == 1 {
+                        let address: String = r.try_get("node_address")?;
+                        peers.insert(a.id, std::sync::Arc::new(vec![address]));
                         continue;
                     }
                     let cached = (a.placement.tasks.len() >= crate::gang_cache::PEERS_CACHED_FROM)

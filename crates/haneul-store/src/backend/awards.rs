@@ -158,90 +158,130 @@ macro_rules! award_store {
             Ok(rec)
         }
 
-        /// Charges an ended attempt's GPU time to its project's award, in the transaction that
-        /// ends it: the (attempt, kind) key makes the charge, its refund and a partner's credit
-        /// each happen at most once, and the shared transaction makes them happen at least once.
-        async fn charge(
+        /// Charges ended attempts' GPU time, as `(attempt, how it ended, GPU-milliseconds)`, to
+        /// their projects' awards in the transaction that ends them, in the order given: each
+        /// charge takes from what the ones before it left of an award, exactly as one charge at
+        /// a time would. The (attempt, kind) key makes a charge, its refund and a partner's
+        /// credit each happen at most once, and the shared transaction makes them happen at
+        /// least once. Four reads and one write whatever the number of attempts: a batch of
+        /// reports ends many at once, under the writers' lock.
+        async fn charge_all(
             tx: &mut Tx<'_>,
-            a: &AttemptRecord,
-            state: AttemptState,
-            gpu_ms: i64,
+            ended: &[(AttemptRecord, AttemptState, i64)],
             now: i64,
         ) -> Result<()> {
-            let (project, org): (i64, i64) = sqlx::query_as(
-                "SELECT p.id, p.org_id FROM jobs j JOIN projects p ON p.id = j.project_id \
-                 WHERE j.id = $1",
-            )
-            .bind(a.job_id)
-            .fetch_one(&mut **tx)
+            if ended.is_empty() {
+                return Ok(());
+            }
+            let mut jobs: Vec<i64> = ended.iter().map(|(a, _, _)| a.job_id).collect();
+            jobs.sort_unstable();
+            jobs.dedup();
+            let of_job: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
+                "SELECT j.id, p.id, p.org_id FROM jobs j JOIN projects p ON p.id = j.project_id \
+                 WHERE {}",
+                in_ids("j.id", 1)
+            ))
+            .bind(id_list(&jobs))
+            .fetch_all(&mut **tx)
             .await?;
-            let model = a.gpu_model.as_ref().map(|m| m.to_string()).unwrap_or_default();
-            let weight: i64 =
-                sqlx::query_scalar("SELECT weight_milli FROM gpu_weights WHERE gpu_model = $1")
-                    .bind(&model)
-                    .fetch_optional(&mut **tx)
-                    .await?
-                    .unwrap_or(1000);
-            // The award that was valid while the attempt ran and expires first, preferring one
-            // with time left: hours about to lapse are spent before later ones.
-            let started = a.started_at.unwrap_or(a.created_at);
-            let candidates: Vec<(i64, i64)> = sqlx::query_as(
-                "SELECT a.id, CAST(a.gpu_hours * 3600000 \
+            let of_job: BTreeMap<i64, (i64, i64)> =
+                of_job.into_iter().map(|(j, p, o)| (j, (p, o))).collect();
+            let weights: Vec<(String, i64)> =
+                sqlx::query_as("SELECT gpu_model, weight_milli FROM gpu_weights")
+                    .fetch_all(&mut **tx)
+                    .await?;
+            let weights: BTreeMap<String, i64> = weights.into_iter().collect();
+            let mut projects: Vec<i64> = of_job.values().map(|(p, _)| *p).collect();
+            projects.sort_unstable();
+            projects.dedup();
+            // Every award of these projects already valid, with what is left of it; which one
+            // an attempt is charged to is chosen below, in the order of the query.
+            let awards: Vec<(i64, i64, String, i64, i64)> = sqlx::query_as(&format!(
+                "SELECT a.id, a.project_id, a.gpu_model, a.valid_until, CAST(a.gpu_hours * 3600000 \
                  + COALESCE((SELECT SUM(c.gpu_hours) FROM award_changes c WHERE c.award_id = a.id), 0) * 3600000 \
                  - COALESCE((SELECT SUM(l.charged_ms) FROM ledger l WHERE l.award_id = a.id \
                    AND l.kind <> 'credit'), 0) AS BIGINT) \
-                 FROM awards a WHERE a.project_id = $1 AND a.gpu_model = $2 \
-                 AND a.valid_from <= $3 AND a.valid_until > $4 ORDER BY a.valid_until, a.id",
-            )
-            .bind(project)
-            .bind(&model)
+                 FROM awards a WHERE {} AND a.valid_from <= $2 ORDER BY a.valid_until, a.id",
+                in_ids("a.project_id", 1)
+            ))
+            .bind(id_list(&projects))
             .bind(now)
-            .bind(started)
             .fetch_all(&mut **tx)
             .await?;
-            let award = candidates
+            let mut left: BTreeMap<i64, i64> = awards.iter().map(|w| (w.0, w.4)).collect();
+            let mut nodes: Vec<i64> = ended
                 .iter()
-                .find(|(_, left)| *left > 0)
-                .or(candidates.first())
-                .map(|(id, _)| *id);
-            let charged = ((gpu_ms as i128 * weight as i128) / 1000) as i64;
-            let mut rows = vec![(LedgerKind::Charge, org, award, gpu_ms, charged)];
-            if state == AttemptState::NodeLost {
-                rows.push((LedgerKind::Refund, org, award, -gpu_ms, -charged));
-            } else if let Some(first) = a.placement.tasks.first() {
-                let owner: Option<i64> = sqlx::query_scalar(
-                    "SELECT p.owner FROM nodes n JOIN blocks b ON b.id = n.block_id \
-                     JOIN pools p ON p.id = b.pool_id WHERE n.id = $1",
-                )
-                .bind(first.node.get() as i64)
-                .fetch_optional(&mut **tx)
+                .filter(|(_, state, _)| *state != AttemptState::NodeLost)
+                .filter_map(|(a, _, _)| Some(a.placement.tasks.first()?.node.get() as i64))
+                .collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            let owners: Vec<(i64, Option<i64>)> = if nodes.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query_as(&format!(
+                    "SELECT n.id, p.owner FROM nodes n JOIN blocks b ON b.id = n.block_id \
+                     JOIN pools p ON p.id = b.pool_id WHERE {}",
+                    in_ids("n.id", 1)
+                ))
+                .bind(id_list(&nodes))
+                .fetch_all(&mut **tx)
                 .await?
-                .flatten();
-                if let Some(owner) = owner.filter(|o| *o != org) {
-                    rows.push((LedgerKind::Credit, owner, None, gpu_ms, charged));
+            };
+            let owners: BTreeMap<i64, Option<i64>> = owners.into_iter().collect();
+            let mut rows = Vec::with_capacity(ended.len());
+            for (a, state, gpu_ms) in ended {
+                let &(project, org) = of_job.get(&a.job_id).ok_or_else(|| {
+                    StoreError::Corrupt(format!("attempt {} names job {}, not stored", a.id, a.job_id))
+                })?;
+                let model = a.gpu_model.as_ref().map(|m| m.to_string()).unwrap_or_default();
+                let weight = weights.get(&model).copied().unwrap_or(1000);
+                // The award that was valid while the attempt ran and expires first, preferring
+                // one with time left: hours about to lapse are spent before later ones.
+                let started = a.started_at.unwrap_or(a.created_at);
+                let valid: Vec<i64> = awards
+                    .iter()
+                    .filter(|w| w.1 == project && w.2 == model && w.3 > started)
+                    .map(|w| w.0)
+                    .collect();
+                let award = valid
+                    .iter()
+                    .find(|id| left[*id] > 0)
+                    .or(valid.first())
+                    .copied();
+                let charged = ((*gpu_ms as i128 * weight as i128) / 1000) as i64;
+                let row = |kind: LedgerKind, org: i64, award: Option<i64>, sign: i64| {
+                    crate::backend::LedgerRow {
+                        kind: kind.as_str(),
+                        attempt: a.id,
+                        project,
+                        org,
+                        award,
+                        gpu_model: model.clone(),
+                        gpu_ms: sign * gpu_ms,
+                        weight_milli: weight,
+                        charged_ms: sign * charged,
+                    }
+                };
+                rows.push(row(LedgerKind::Charge, org, award, 1));
+                let mut taken = charged;
+                if *state == AttemptState::NodeLost {
+                    rows.push(row(LedgerKind::Refund, org, award, -1));
+                    taken = 0;
+                } else if let Some(owner) = a
+                    .placement
+                    .tasks
+                    .first()
+                    .and_then(|t| owners.get(&(t.node.get() as i64)).copied().flatten())
+                    .filter(|o| *o != org)
+                {
+                    rows.push(row(LedgerKind::Credit, owner, None, 1));
+                }
+                if let Some(id) = award {
+                    *left.entry(id).or_default() -= taken;
                 }
             }
-            for (kind, org, award, gpu_ms, charged) in rows {
-                sqlx::query(
-                    "INSERT INTO ledger (at, kind, attempt_id, project_id, org_id, award_id, \
-                     gpu_model, gpu_ms, weight_milli, charged_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(now)
-                .bind(kind.as_str())
-                .bind(a.id)
-                .bind(project)
-                .bind(org)
-                .bind(award)
-                .bind(&model)
-                .bind(gpu_ms)
-                .bind(weight)
-                .bind(charged)
-                .execute(&mut **tx)
-                .await
-                .map_err(|e| unique(e, "attempt", format!("a {kind} of attempt {}", a.id)))?;
-            }
-            Ok(())
+            insert_ledger(tx, &rows, now).await
         }
 
         #[async_trait]

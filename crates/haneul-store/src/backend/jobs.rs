@@ -261,9 +261,10 @@ macro_rules! job_store {
         }
 
         /// Inserts many queued jobs with their events and audit entries in one batch: the jobs
-        /// first, before the writers' lock (new rows need no place in the writers' sequence),
-        /// then, holding it, what does (events' sequence numbers, the audit chain's tip), so the
-        /// lock is held for two statements and the commit whatever the batch's size.
+        /// and their idempotency keys first, before the writers' lock (new rows need no place
+        /// in the writers' sequence), then, holding it, what does (events' sequence numbers,
+        /// the audit chain's tip), so the lock is held for two statements and the commit
+        /// whatever the batch's size.
         async fn insert_jobs(
             tx: &mut Tx<'_>,
             jobs: Vec<(Actor, NewJob)>,
@@ -301,12 +302,16 @@ macro_rules! job_store {
             if !matches {
                 return Err(StoreError::Corrupt("batched insert returned other rows".into()));
             }
+            // Idempotency keys need no place in the writers' sequence either: kept before the
+            // lock, in one statement on PostgreSQL, a batch holds the lock no longer for them.
+            // A key another batch is keeping waits for that batch's commit on the key's row.
+            let keys: Vec<_> = recs
+                .iter()
+                .zip(&prepared)
+                .filter_map(|(r, (_, j, _))| Some((j.user_id, r.id, j.idempotency.as_ref()?)))
+                .collect();
+            insert_job_keys(tx, &keys, now).await?;
             let mut prev = lock_writers(tx).await?;
-            for (r, (_, j, _)) in recs.iter().zip(&prepared) {
-                if let Some(k) = &j.idempotency {
-                    keep_job_key(tx, j.user_id, r.id, k, now).await?;
-                }
-            }
             let events = crate::backend::submitted_events(&recs, now);
             let mut entries = Vec::with_capacity(recs.len());
             for (r, (actor, _, spec)) in recs.iter().zip(prepared) {

@@ -105,6 +105,19 @@ pub(crate) struct AuditRow {
     pub hash: String,
 }
 
+/// One ledger row to append (see the per-backend `insert_ledger`).
+pub(crate) struct LedgerRow {
+    pub kind: &'static str,
+    pub attempt: i64,
+    pub project: i64,
+    pub org: i64,
+    pub award: Option<i64>,
+    pub gpu_model: String,
+    pub gpu_ms: i64,
+    pub weight_milli: i64,
+    pub charged_ms: i64,
+}
+
 /// One queued job to insert (see the per-backend `insert_job_rows`).
 pub(crate) struct JobRow {
     pub project: i64,
