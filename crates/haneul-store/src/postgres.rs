@@ -172,6 +172,27 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Heartbeats `nodes` when none of them is lost: `None`, with nothing written, when one is
+    /// (bringing it back appends an event and takes the writers' lock). Unlike SQLite's, this
+    /// commit is flushed as any other: PostgreSQL shares one flush among commits that wait for
+    /// it together, so a heartbeat does not hold the submits' writes behind a flush of its own.
+    async fn beat_fresh(
+        &self,
+        nodes: &[i64],
+        now: i64,
+    ) -> crate::Result<Option<Vec<Option<crate::records::NodeRecord>>>> {
+        let mut tx = self.begin_unlocked().await?;
+        let out = refresh(&mut tx, nodes, now).await?;
+        if out.iter().flatten().any(is_lost) {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(out))
+    }
+}
+
 /// Begins a transaction in a task of its own, so that it runs to the end even when the caller
 /// gives up (a request timed out, a client went away) while `BEGIN` is on the wire. sqlx 0.8
 /// counts a transaction only once `BEGIN`'s answer is read; a caller dropped before that leaves

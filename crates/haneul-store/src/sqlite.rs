@@ -133,6 +133,78 @@ async fn insert_job_keys(
     Ok(())
 }
 
+/// The writer connection with its commits not flushed to disk (`synchronous = NORMAL`) until
+/// [`Unflushed::restore`] sets it back to `FULL`. SQLite refuses to change the setting inside a
+/// transaction, so it is set on the connection around one. Should it not be set back (an error,
+/// or the caller dropped halfway), the connection is closed instead of going back to the pool,
+/// and the pool opens a new one with the store's options (`FULL`): no later write can commit
+/// unflushed by mistake.
+struct Unflushed {
+    conn: sqlx::pool::PoolConnection<Sqlite>,
+    restored: bool,
+}
+
+impl Unflushed {
+    async fn acquire(pool: &SqlitePool) -> crate::Result<Self> {
+        let mut u = Unflushed {
+            conn: pool.acquire().await?,
+            restored: false,
+        };
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *u.conn)
+            .await?;
+        Ok(u)
+    }
+
+    async fn begin(&mut self) -> crate::Result<Tx<'_>> {
+        Ok(sqlx::Acquire::begin(&mut self.conn).await?)
+    }
+
+    async fn restore(mut self) -> crate::Result<()> {
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *self.conn)
+            .await?;
+        self.restored = true;
+        Ok(())
+    }
+}
+
+impl Drop for Unflushed {
+    fn drop(&mut self) {
+        if !self.restored {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Heartbeats `nodes` when none of them is lost, in a commit that is not flushed: `None`,
+    /// with nothing written, when one is lost (bringing it back appends an event and is written
+    /// as any other write). A heartbeat only moves a node's `last_heartbeat` forward and is sent
+    /// again every interval, so it need not survive a power cut on its own: the next flushed
+    /// commit (a submit, a start, a report, a checkpoint) flushes it with its own, the log being
+    /// written in order. What it saves is the flush, the largest part of a commit: at 1,250
+    /// nodes, 250 heartbeats a second had each batch hold the one writer, and every submit
+    /// queued behind it, for a flush of its own.
+    async fn beat_fresh(
+        &self,
+        nodes: &[i64],
+        now: i64,
+    ) -> crate::Result<Option<Vec<Option<crate::records::NodeRecord>>>> {
+        let mut conn = Unflushed::acquire(&self.write).await?;
+        let mut tx = conn.begin().await?;
+        let out = refresh(&mut tx, nodes, now).await?;
+        let fresh = !out.iter().flatten().any(is_lost);
+        if fresh {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        conn.restore().await?;
+        Ok(fresh.then_some(out))
+    }
+}
+
 /// Takes the writers' place in sequence (nothing to take on SQLite, whose one writer connection
 /// is already held) and reads the audit chain's tip.
 async fn lock_writers(tx: &mut Tx<'_>) -> crate::Result<String> {
@@ -147,6 +219,15 @@ async fn lock_writers(tx: &mut Tx<'_>) -> crate::Result<String> {
 /// Rows per multi-row statement: SQLite binds at most 32,766 parameters in one, and the widest
 /// row here has 13.
 const ROWS: usize = 1000;
+
+/// Whether a multi-row statement over `chunk` is kept prepared. Its text differs with the
+/// number of rows, so statements of many rows are prepared each time rather than fill the
+/// connection's statement cache; but a lone submit, a start of one job and one agent's report
+/// write one row, whose statement is the same text every time: kept, it is not compiled again
+/// on each write, under the one writer that every other write waits for.
+fn one_row<T>(chunk: &[T]) -> bool {
+    chunk.len() == 1
+}
 
 /// Inserts queued jobs, returning their rows (in no promised order).
 async fn insert_job_rows(
@@ -176,7 +257,12 @@ async fn insert_job_rows(
                 .push_bind(j.interactive);
         });
         qb.push(" RETURNING *");
-        out.extend(qb.build().persistent(false).fetch_all(&mut **tx).await?);
+        out.extend(
+            qb.build()
+                .persistent(one_row(chunk))
+                .fetch_all(&mut **tx)
+                .await?,
+        );
     }
     Ok(out)
 }
@@ -206,7 +292,7 @@ async fn insert_ledger(
                 .push_bind(r.charged_ms);
         });
         qb.build()
-            .persistent(false)
+            .persistent(one_row(chunk))
             .execute(&mut **tx)
             .await
             .map_err(|e| unique(e, "attempt", "a ledger row of one of these attempts".into()))?;
@@ -228,7 +314,10 @@ async fn insert_log(tx: &mut Tx<'_>, events: &[EventRow], audit: &[AuditRow]) ->
                 .push_bind(e.node)
                 .push_bind(&e.detail);
         });
-        qb.build().persistent(false).execute(&mut **tx).await?;
+        qb.build()
+            .persistent(one_row(chunk))
+            .execute(&mut **tx)
+            .await?;
     }
     for chunk in audit.chunks(ROWS) {
         let mut qb = QueryBuilder::<Sqlite>::new(
@@ -243,7 +332,10 @@ async fn insert_log(tx: &mut Tx<'_>, events: &[EventRow], audit: &[AuditRow]) ->
                 .push_bind(&a.prev_hash)
                 .push_bind(&a.hash);
         });
-        qb.build().persistent(false).execute(&mut **tx).await?;
+        qb.build()
+            .persistent(one_row(chunk))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -276,7 +368,12 @@ async fn insert_started(
                 .push_bind(0i64);
         });
         qb.push(" RETURNING *");
-        rows.extend(qb.build().persistent(false).fetch_all(&mut **tx).await?);
+        rows.extend(
+            qb.build()
+                .persistent(one_row(chunk))
+                .fetch_all(&mut **tx)
+                .await?,
+        );
     }
     let mut ids = std::collections::BTreeMap::new();
     for r in &rows {
@@ -293,7 +390,10 @@ async fn insert_started(
                 .push_bind(&t.gpus)
                 .push_bind("assigned");
         });
-        qb.build().persistent(false).execute(&mut **tx).await?;
+        qb.build()
+            .persistent(one_row(chunk))
+            .execute(&mut **tx)
+            .await?;
     }
     let mut started: Vec<(i64, i64)> = ids.into_iter().map(|(job, id)| (id, job)).collect();
     started.sort_unstable();
@@ -333,7 +433,10 @@ async fn write_reported(
             ") UPDATE tasks SET state = v.state, exit_code = v.code FROM v \
              WHERE tasks.attempt_id = v.attempt AND tasks.idx = v.idx",
         );
-        qb.build().persistent(false).execute(&mut **tx).await?;
+        qb.build()
+            .persistent(one_row(chunk))
+            .execute(&mut **tx)
+            .await?;
     }
     for chunk in attempts.chunks(ROWS) {
         let mut qb = QueryBuilder::<Sqlite>::new(
@@ -354,7 +457,10 @@ async fn write_reported(
              kill_at = v.kill_at, started_at = v.started_at, ended_at = v.ended_at, \
              exit_code = v.code, gpu_ms = v.gpu_ms FROM v WHERE attempts.id = v.id",
         );
-        qb.build().persistent(false).execute(&mut **tx).await?;
+        qb.build()
+            .persistent(one_row(chunk))
+            .execute(&mut **tx)
+            .await?;
     }
     for chunk in jobs.chunks(ROWS) {
         let mut qb = QueryBuilder::<Sqlite>::new("WITH v(id, state, code, reason) AS (");
@@ -370,9 +476,63 @@ async fn write_reported(
         );
         qb.push_bind(now);
         qb.push(" FROM v WHERE jobs.id = v.id");
-        qb.build().persistent(false).execute(&mut **tx).await?;
+        qb.build()
+            .persistent(one_row(chunk))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
 
 crate::backend::store_impl!(SqliteStore, sqlx::Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer connection's `synchronous` level (2 is FULL, 1 NORMAL).
+    async fn synchronous(store: &SqliteStore) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.write)
+            .await
+            .expect("pragma")
+    }
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("haneul.db"))
+            .await
+            .expect("open");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_commits_unflushed_and_leaves_the_writer_flushing() {
+        let (_dir, store) = store().await;
+        assert_eq!(synchronous(&store).await, 2);
+        let mut u = Unflushed::acquire(&store.write).await.expect("acquire");
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *u.conn)
+            .await
+            .expect("pragma");
+        assert_eq!(level, 1, "the heartbeat's own commit is not flushed");
+        u.restore().await.expect("restore");
+        // A node that does not exist: the batch commits and answers nothing for it.
+        let out = store.beat_fresh(&[1], 0).await.expect("beat");
+        assert_eq!(out.map(|o| o.len()), Some(1));
+        assert_eq!(
+            synchronous(&store).await,
+            2,
+            "the next write is flushed again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_writer_not_set_back_to_flushing_is_closed_not_reused() {
+        let (_dir, store) = store().await;
+        let u = Unflushed::acquire(&store.write).await.expect("acquire");
+        // As if the heartbeat failed or was dropped before setting the level back.
+        drop(u);
+        assert_eq!(synchronous(&store).await, 2);
+    }
+}

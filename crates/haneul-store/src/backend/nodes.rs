@@ -182,18 +182,15 @@ macro_rules! node_store {
         impl $store {
             /// Heartbeats `nodes`. One that brings no node back from lost appends no event, so
             /// it needs no place in the writers' sequence: it runs without the writers' lock
-            /// (its commit's flush can then be shared with others'). `mark_lost_nodes` still
+            /// (its commit's flush can then be shared with others'; SQLite does not flush it
+            /// at all, see its `beat_fresh`). `mark_lost_nodes` still
             /// orders against it by the nodes' row locks: it waits for a heartbeat's row and
             /// then finds it fresh, or a heartbeat that waited for it reads its node lost and
             /// starts again holding the lock, to bring the node back with its event.
             async fn beat_nodes(&self, nodes: &[i64], now: i64) -> Result<Vec<Option<NodeRecord>>> {
-                let mut tx = self.begin_unlocked().await?;
-                let out = refresh(&mut tx, nodes, now).await?;
-                if !out.iter().flatten().any(is_lost) {
-                    tx.commit().await?;
+                if let Some(out) = self.beat_fresh(nodes, now).await? {
                     return Ok(out);
                 }
-                tx.rollback().await?;
                 let mut tx = self.begin_write().await?;
                 let out = beat(&mut tx, nodes, now).await?;
                 tx.commit().await?;
