@@ -346,6 +346,11 @@ struct Leading {
     standing_due: bool,
     /// GPU time was charged since the compute estimate was last checked.
     compute_due: bool,
+    /// GPU-milliseconds charged per (project, GPU model), and the last ledger row counted:
+    /// kept as running totals because summing every attempt once a second grows with the
+    /// centre's whole history.
+    usage: BTreeMap<(i64, String), i64>,
+    usage_cursor: i64,
     /// Notices known to be raised already: (kind, project, award).
     raised: BTreeSet<(String, i64, i64)>,
 }
@@ -712,6 +717,8 @@ impl Controller {
             holds,
             standing_due: false,
             compute_due: true,
+            usage: BTreeMap::new(),
+            usage_cursor: 0,
             raised,
         });
         let ended_mono = self.clock.monotonic();
@@ -988,7 +995,20 @@ impl Controller {
         if st.compute_due && due(self.last_compute, Duration::from_secs(1), now) {
             st.compute_due = false;
             self.last_compute = Ran::now(now);
-            let usage = store.usage(None).await?;
+            let (charged, last) = store.usage_after(st.usage_cursor).await?;
+            st.usage_cursor = last;
+            for u in charged {
+                *st.usage.entry((u.project_id, u.gpu_model)).or_default() += u.gpu_ms;
+            }
+            let usage: Vec<haneul_store::UsageRecord> = st
+                .usage
+                .iter()
+                .map(|((project_id, gpu_model), &gpu_ms)| haneul_store::UsageRecord {
+                    project_id: *project_id,
+                    gpu_model: gpu_model.clone(),
+                    gpu_ms,
+                })
+                .collect();
             let threshold = self.accounting.compute_threshold;
             for (p, ops) in accounting::compute_estimates(&usage, &self.accounting) {
                 if ops >= threshold {

@@ -979,6 +979,15 @@ pub async fn ledger_charges_each_attempt_once(store: &dyn Store) {
     );
     let b = &store.award_balances(Some(p.id)).await.unwrap()[0];
     assert_eq!(b.used_ms, 10_800_000);
+    // Running totals from the ledger's charge rows give what summing every attempt gives.
+    let (counted, last) = store.usage_after(0).await.unwrap();
+    assert_eq!(counted, store.usage(None).await.unwrap());
+    assert_eq!(
+        counted.iter().map(|u| u.gpu_ms).sum::<i64>(),
+        7_200_000 + 2_000_000,
+        "both attempts' GPU time, the lost one's too"
+    );
+    assert_eq!(store.usage_after(last).await.unwrap(), (Vec::new(), last));
     // The time window selects rows by when they were written.
     assert_eq!(store.ledger(None, 0, 2_000_000).await.unwrap().len(), 2);
     assert_eq!(

@@ -15,6 +15,12 @@ pub trait AwardStore: Send + Sync {
     async fn list_awards(&self, project: Option<i64>) -> Result<Vec<AwardRecord>>;
     /// GPU-milliseconds used per project and GPU model by ended attempts.
     async fn usage(&self, project: Option<i64>) -> Result<Vec<UsageRecord>>;
+    /// GPU-milliseconds charged per project and GPU model by the ledger's charge rows after row
+    /// `after`, and the id of the last row counted (`after` when none): each ended attempt has
+    /// one charge row holding the GPU time [`AwardStore::usage`] counts for it, so a caller
+    /// keeping running totals adds each answer to them instead of summing every attempt again.
+    /// Rows become visible in id order: every charge is written under the writers' lock.
+    async fn usage_after(&self, after: i64) -> Result<(Vec<UsageRecord>, i64)>;
     /// Tops an award up (`gpu_hours` > 0) or takes hours back (< 0); never below zero granted.
     async fn adjust_award(
         &self,
@@ -321,6 +327,27 @@ macro_rules! award_store {
                         gpu_ms: ms,
                     })
                     .collect())
+            }
+
+            async fn usage_after(&self, after: i64) -> Result<(Vec<UsageRecord>, i64)> {
+                let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+                    "SELECT project_id, gpu_model, CAST(SUM(gpu_ms) AS BIGINT), MAX(id) \
+                     FROM ledger WHERE kind = 'charge' AND id > $1 \
+                     GROUP BY project_id, gpu_model ORDER BY project_id, gpu_model",
+                )
+                .bind(after)
+                .fetch_all(&self.read)
+                .await?;
+                let last = rows.iter().map(|r| r.3).max().unwrap_or(after).max(after);
+                let usage = rows
+                    .into_iter()
+                    .map(|(p, m, ms, _)| UsageRecord {
+                        project_id: p,
+                        gpu_model: m,
+                        gpu_ms: ms,
+                    })
+                    .collect();
+                Ok((usage, last))
             }
 
             async fn adjust_award(
