@@ -1003,11 +1003,13 @@ impl Controller {
             let usage: Vec<haneul_store::UsageRecord> = st
                 .usage
                 .iter()
-                .map(|((project_id, gpu_model), &gpu_ms)| haneul_store::UsageRecord {
-                    project_id: *project_id,
-                    gpu_model: gpu_model.clone(),
-                    gpu_ms,
-                })
+                .map(
+                    |((project_id, gpu_model), &gpu_ms)| haneul_store::UsageRecord {
+                        project_id: *project_id,
+                        gpu_model: gpu_model.clone(),
+                        gpu_ms,
+                    },
+                )
                 .collect();
             let threshold = self.accounting.compute_threshold;
             for (p, ops) in accounting::compute_estimates(&usage, &self.accounting) {
