@@ -51,14 +51,63 @@ pub struct PostgresStore {
     read: PgPool,
     /// What other servers commit, from the listener.
     changes: broadcast::Sender<Change>,
-    /// Keeps the listener and the fail-over watcher alive as long as a clone of the store is;
-    /// stops them after.
+    /// Keeps the listener, the fail-over watcher and the statistics keeper alive as long as a
+    /// clone of the store is; stops them after.
     _tasks: Arc<Tasks>,
     peers: Arc<crate::gang_cache::PeerCache>,
 }
 
 /// How often the watcher checks that the pool's host still takes writes.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// How often the statistics keeper looks for tables that grew ([`analyze_grown_tables`]).
+const STATISTICS_EVERY: Duration = Duration::from_secs(5);
+
+/// Refreshes the planner's statistics of this schema's tables that changed by more than a
+/// tenth (and by more than 1,000 rows) since they were last analysed, and names them.
+///
+/// Each pooled session prepares the hot statements once, and PostgreSQL soon settles on a
+/// generic plan for each, costed on the tables' statistics of that moment; only a new
+/// `ANALYZE` of a table makes the sessions plan again. Planned while the tables were nearly
+/// empty, those plans read `tasks`, `attempts` and `jobs` whole for every report batch, and
+/// kept doing so as the tables grew: on this machine's PostgreSQL, which runs with
+/// `autovacuum = off`, `haneul bench centre` took 114 submissions/s, its sessions having read
+/// 553 million rows of `tasks` in 18,000 sequential scans (docs/benchmarks.md). Where
+/// autovacuum runs it analyses too, but looks only once a minute.
+async fn analyze_grown_tables(pool: &PgPool) -> crate::Result<Vec<String>> {
+    let grown: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables \
+         WHERE schemaname = current_schema() AND n_mod_since_analyze > 1000 + n_live_tup / 10 \
+         ORDER BY relname",
+    )
+    .fetch_all(pool)
+    .await?;
+    for table in &grown {
+        sqlx::raw_sql(&format!("ANALYZE {table}"))
+            .execute(pool)
+            .await?;
+    }
+    Ok(grown)
+}
+
+/// Runs [`analyze_grown_tables`] every [`STATISTICS_EVERY`] for as long as the store lives.
+async fn keep_statistics(pool: PgPool) {
+    let mut tick = tokio::time::interval(STATISTICS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match analyze_grown_tables(&pool).await {
+            Ok(grown) if !grown.is_empty() => {
+                tracing::debug!(tables = ?grown, "refreshed the planner's statistics")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "refreshing the planner's statistics failed; the next look retries"
+            ),
+        }
+    }
+}
 
 /// Connections in the pool. Writers queue on one lock, so more connections would only hold
 /// more waiting writers; the rest serve reads (agents' long polls, the API) and the listener.
@@ -136,6 +185,7 @@ impl PostgresStore {
             name,
             changes.clone(),
         )));
+        tasks.push(tokio::spawn(keep_statistics(pool.clone())));
         Ok(PostgresStore {
             write: pool.clone(),
             read: pool,

@@ -2976,6 +2976,68 @@ mod sqlite_checkpoints {
 /// On PostgreSQL, what needs no place in the writers' sequence does not wait for the writers'
 /// lock: another session holds it here (as a long write would) and the test checks what
 /// finishes meanwhile and what waits for it.
+/// The store keeps the planner's statistics of its growing tables fresh itself: on a server with
+/// `autovacuum = off` (as this machine's is) nothing else would, and plans costed on empty
+/// tables would read them whole for good.
+mod planner_statistics {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// How often `jobs` was analysed by hand (autovacuum's analyses are counted apart).
+    async fn analyses_of_jobs(url: &str) -> i64 {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'jobs'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        n
+    }
+
+    #[tokio::test]
+    async fn a_table_that_grew_is_analysed_and_one_that_did_not_is_left() {
+        let db = haneul_store::testing::TestDb::create().await;
+        let store = PostgresStore::open(db.url()).await.unwrap();
+        let (_, p, u) = tenant(&store, "kaist").await;
+        let before = analyses_of_jobs(db.url()).await;
+        let batch: Vec<(Actor, NewJob)> = (0..1_500)
+            .map(|_| {
+                (
+                    Actor::user(&u),
+                    NewJob {
+                        user_id: u.id,
+                        spec: spec(p.id, 1),
+                        command: vec!["true".into()],
+                        container_image: None,
+                        batch: None,
+                        idempotency: None,
+                        array: None,
+                        interactive: false,
+                    },
+                )
+            })
+            .collect();
+        store.submit_jobs(batch, 20).await.unwrap();
+        // The keeper looks every 5 s; the counts reach the statistics views within a second.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut after = before;
+        while after == before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            after = analyses_of_jobs(db.url()).await;
+        }
+        assert_eq!(
+            after,
+            before + 1,
+            "1,500 new rows in an empty `jobs` must be analysed, once"
+        );
+        // Nothing changed since: the next look leaves the table alone.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(analyses_of_jobs(db.url()).await, after);
+    }
+}
+
 mod writers_lock {
     use super::*;
     use sqlx::Connection;
