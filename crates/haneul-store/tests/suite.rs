@@ -104,6 +104,27 @@ async fn lead(store: &dyn Store, holder: &str, now: i64) -> i64 {
         .expect("lease is free")
 }
 
+/// `n` one-GPU jobs running `true`, submitted by `u` to `project`, for a batch.
+fn one_gpu_jobs(u: &UserRecord, project: i64, n: usize) -> Vec<(Actor, NewJob)> {
+    (0..n)
+        .map(|_| {
+            (
+                Actor::user(u),
+                NewJob {
+                    user_id: u.id,
+                    spec: spec(project, 1),
+                    command: vec!["true".into()],
+                    container_image: None,
+                    batch: None,
+                    idempotency: None,
+                    array: None,
+                    interactive: false,
+                },
+            )
+        })
+        .collect()
+}
+
 async fn submit(store: &dyn Store, u: &UserRecord, project: i64, now: i64) -> JobRecord {
     store
         .submit_job(
@@ -3002,24 +3023,10 @@ mod planner_statistics {
         let store = PostgresStore::open(db.url()).await.unwrap();
         let (_, p, u) = tenant(&store, "kaist").await;
         let before = analyses_of_jobs(db.url()).await;
-        let batch: Vec<(Actor, NewJob)> = (0..1_500)
-            .map(|_| {
-                (
-                    Actor::user(&u),
-                    NewJob {
-                        user_id: u.id,
-                        spec: spec(p.id, 1),
-                        command: vec!["true".into()],
-                        container_image: None,
-                        batch: None,
-                        idempotency: None,
-                        array: None,
-                        interactive: false,
-                    },
-                )
-            })
-            .collect();
-        store.submit_jobs(batch, 20).await.unwrap();
+        store
+            .submit_jobs(one_gpu_jobs(&u, p.id, 1_500), 20)
+            .await
+            .unwrap();
         // The keeper looks every 5 s; the counts reach the statistics views within a second.
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut after = before;
@@ -3152,23 +3159,7 @@ mod writers_lock {
         let store = PostgresStore::open(db.url()).await.unwrap();
         let (_, p, u) = tenant(&store, "kaist").await;
         let before = submit(&store, &u, p.id, 10).await;
-        let jobs: Vec<_> = (0..3)
-            .map(|_| {
-                (
-                    Actor::user(&u),
-                    NewJob {
-                        user_id: u.id,
-                        spec: spec(p.id, 1),
-                        command: vec!["true".into()],
-                        container_image: None,
-                        batch: None,
-                        idempotency: None,
-                        array: None,
-                        interactive: false,
-                    },
-                )
-            })
-            .collect();
+        let jobs = one_gpu_jobs(&u, p.id, 3);
         let holder = hold_lock(db.url()).await;
         let batch = tokio::spawn({
             let store = store.clone();
