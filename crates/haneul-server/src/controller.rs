@@ -229,21 +229,6 @@ impl Signals {
     }
 }
 
-/// Runs `work`, which grows with the queue (every queued job's reason: about 110 ms at 100,000
-/// queued), with this worker's other tasks handed to another thread first. Run in place, it
-/// held one of the runtime's two workers for that long each second: the tasks queued on that
-/// worker waited with it, among them whichever write held PostgreSQL's writers' lock between
-/// two statements, and every other writer then waited behind that one (`haneul bench centre`
-/// on PostgreSQL: backlog 114 submissions/s at 100,000 queued against 407/s at 30,000).
-/// A current-thread runtime (tests) has no other worker to hand them to, so there it runs in
-/// place.
-fn off_the_workers<R>(work: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}
-
 /// The API's reasons for every queued job the leader knows, sorted by job id: the engine's,
 /// after the pass that just ran, and a dependency reason for each job kept out of the engine
 /// until its parents end. Taken from the engine one at a time, so that what is held at once
@@ -1161,8 +1146,7 @@ impl Controller {
             .is_none_or(|t| t.elapsed() >= REASONS_EVERY)
         {
             self.last_reasons = Some(Instant::now());
-            let reasons = off_the_workers(|| pending_reasons(st));
-            self.signals.set_pending(reasons);
+            self.signals.set_pending(pending_reasons(st));
         }
         let mut stopped: BTreeSet<i64> = BTreeSet::new();
         if !starts.is_empty() {
@@ -1657,55 +1641,5 @@ mod published_tests {
     #[test]
     fn a_compact_reason_costs_sixteen_bytes() {
         assert_eq!(std::mem::size_of::<(i64, Slot)>(), 16);
-    }
-}
-
-#[cfg(test)]
-mod off_the_workers_tests {
-    use super::off_the_workers;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::time::Duration;
-
-    /// One worker: without the hand-off, a ticking task on it could not run while the work
-    /// holds the thread.
-    #[test]
-    fn the_workers_other_tasks_run_while_the_work_does() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_time()
-            .build()
-            .expect("runtime");
-        let ticks = Arc::new(AtomicU32::new(0));
-        rt.block_on(async {
-            let counted = ticks.clone();
-            let ticker = tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    counted.fetch_add(1, Ordering::SeqCst);
-                }
-            });
-            // Let the ticker start before the work takes the thread.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let worker = tokio::spawn(async move {
-                let before = ticks.load(Ordering::SeqCst);
-                let during = off_the_workers(|| {
-                    std::thread::sleep(Duration::from_millis(300));
-                    ticks.load(Ordering::SeqCst)
-                });
-                during - before
-            });
-            let ticked = worker.await.expect("work");
-            ticker.abort();
-            assert!(
-                ticked >= 5,
-                "the ticker ran {ticked} times in 300 ms of work: its worker was held"
-            );
-        });
-    }
-
-    #[tokio::test]
-    async fn on_a_current_thread_runtime_the_work_runs_in_place() {
-        assert_eq!(off_the_workers(|| 7), 7);
     }
 }
