@@ -179,7 +179,7 @@ async fn register(
             ));
         }
     }
-    let mut n = s
+    let n = s
         .store
         .register_node(
             &st::Actor::user(&caller.0),
@@ -194,28 +194,16 @@ async fn register(
                 cpu_milli: b.cpu_milli,
                 memory_mib: b.memory_mib,
                 agent_user: Some(caller.0.id),
+                agent: st::NodeAgent {
+                    limits: b.limits,
+                    address: b.address,
+                    container_runtime: b.container_runtime,
+                    uid: b.uid,
+                },
             },
             s.clock.now_ms(),
         )
         .await?;
-    if b.limits.is_some()
-        || b.address.is_some()
-        || b.container_runtime.is_some()
-        || n.limits.is_some()
-        || n.address.is_some()
-        || n.container_runtime.is_some()
-    {
-        n = s
-            .store
-            .set_node_agent(
-                n.id,
-                b.limits.as_deref(),
-                b.address.as_deref(),
-                b.container_runtime.as_deref(),
-            )
-            .await?;
-    }
-    s.store.set_node_agent_uid(n.id, b.uid).await?;
     // A registration may hand the node to another agent account.
     s.node_owners.forget(n.id);
     s.signals.wake.notify_one();

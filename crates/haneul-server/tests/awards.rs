@@ -756,6 +756,7 @@ async fn ledger_under_concurrent_attempts(h: Harness) {
                     cpu_milli: 64_000,
                     memory_mib: 1 << 20,
                     agent_user: None,
+                    agent: Default::default(),
                 },
                 t0,
             )

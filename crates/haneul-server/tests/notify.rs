@@ -124,6 +124,7 @@ async fn a_standby_takes_a_released_lease_and_the_leader_wakes_for_others_commit
                 cpu_milli: 64_000,
                 memory_mib: 1 << 20,
                 agent_user: None,
+                agent: Default::default(),
             },
             now,
         )

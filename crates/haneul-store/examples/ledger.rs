@@ -85,6 +85,7 @@ async fn main() {
                 cpu_milli: 1_000_000,
                 memory_mib: 1 << 30,
                 agent_user: None,
+                agent: Default::default(),
             },
             1,
         )

@@ -426,6 +426,21 @@ pub struct NewNode {
     pub cpu_milli: i64,
     pub memory_mib: i64,
     pub agent_user: Option<i64>,
+    /// What the agent says of itself; each registration replaces the node's earlier values.
+    pub agent: NodeAgent,
+}
+
+/// How a node's agent runs tasks, as it says at registration (see [`NewNode`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeAgent {
+    /// How it enforces task limits (`cgroup-v2`, `cgroup-v1`, `rlimit`, `none`).
+    pub limits: Option<String>,
+    /// The address its tasks are reached at (gang peers get it instead of the node name).
+    pub address: Option<String>,
+    /// Its container runtime (`podman`, `apptainer`, `none`).
+    pub container_runtime: Option<String>,
+    /// The uid it runs as, which no user's tasks may be given.
+    pub uid: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

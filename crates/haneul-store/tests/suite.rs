@@ -70,6 +70,7 @@ fn new_node(name: &str) -> NewNode {
         cpu_milli: 64_000,
         memory_mib: 1 << 20,
         agent_user: None,
+        agent: NodeAgent::default(),
     }
 }
 
@@ -78,6 +79,24 @@ async fn node(store: &dyn Store, name: &str, now: i64) -> NodeRecord {
         .register_node(&admin(), new_node(name), now)
         .await
         .unwrap()
+}
+
+/// [`node`] registered again with what its agent says of itself.
+async fn node_with_agent(store: &dyn Store, name: &str, agent: NodeAgent, now: i64) -> NodeRecord {
+    let n = NewNode {
+        agent,
+        ..new_node(name)
+    };
+    store.register_node(&admin(), n, now).await.unwrap()
+}
+
+fn agent_says(limits: Option<&str>, address: Option<&str>, runtime: Option<&str>) -> NodeAgent {
+    NodeAgent {
+        limits: limits.map(Into::into),
+        address: address.map(Into::into),
+        container_runtime: runtime.map(Into::into),
+        uid: None,
+    }
 }
 
 fn spec(project: i64, gpus: u32) -> JobSpec {
@@ -1339,10 +1358,13 @@ pub async fn node_health_drains_and_requeues(store: &dyn Store) {
     let n = node(store, "gpu-001", 0).await;
     assert_eq!((n.limits.as_deref(), n.health.as_deref()), (None, None));
     assert_eq!(n.container_runtime, None);
-    let n = store
-        .set_node_agent(n.id, Some("rlimit"), Some("10.0.0.7"), Some("podman"))
-        .await
-        .unwrap();
+    let n = node_with_agent(
+        store,
+        "gpu-001",
+        agent_says(Some("rlimit"), Some("10.0.0.7"), Some("podman")),
+        1,
+    )
+    .await;
     assert_eq!(n.limits.as_deref(), Some("rlimit"));
     assert_eq!(n.address.as_deref(), Some("10.0.0.7"));
     assert_eq!(n.container_runtime.as_deref(), Some("podman"));
@@ -2098,10 +2120,13 @@ pub async fn assignments_of_gangs_and_array_tasks(store: &dyn Store) {
     let n1 = node(store, "gpu-001", 10).await;
     let n2 = node(store, "gpu-002", 10).await;
     let idle = node(store, "gpu-003", 10).await;
-    store
-        .set_node_agent(n2.id, None, Some("10.0.0.2"), None)
-        .await
-        .unwrap();
+    node_with_agent(
+        store,
+        "gpu-002",
+        agent_says(None, Some("10.0.0.2"), None),
+        10,
+    )
+    .await;
     let gang = submit(store, &u, p.id, 20).await;
     let epoch = lead(store, "a", 30).await;
     let two_nodes = Placement {
@@ -2762,6 +2787,81 @@ pub async fn idempotency_keys_of_a_submit_batch(store: &dyn Store) {
     assert_eq!(store.snapshot().await.unwrap().queued.len(), 4);
 }
 
+/// A registration records what the agent says of itself with the node, in the same write: a
+/// later one replaces it whole, and a node is not taken over by another agent account, whose
+/// registration changes nothing.
+pub async fn registration_records_the_agent_and_keeps_the_node_to_it(store: &dyn Store) {
+    let (_, _, first) = tenant(store, "kaist").await;
+    let (_, _, second) = tenant(store, "snu").await;
+    let says = NodeAgent {
+        uid: Some(990),
+        ..agent_says(Some("cgroup-v2"), Some("10.0.0.7"), Some("podman"))
+    };
+    let by = |user: &UserRecord, agent: NodeAgent| NewNode {
+        agent_user: Some(user.id),
+        agent,
+        ..new_node("gpu-001")
+    };
+    let n = store
+        .register_node(&admin(), by(&first, says.clone()), 5)
+        .await
+        .unwrap();
+    assert_eq!(n.agent_user, Some(first.id));
+    assert_eq!(n.limits.as_deref(), Some("cgroup-v2"));
+    assert_eq!(n.address.as_deref(), Some("10.0.0.7"));
+    assert_eq!(n.container_runtime.as_deref(), Some("podman"));
+    assert_eq!(store.agent_uids().await.unwrap(), vec![990]);
+    let audited = store.audit_head().await.unwrap().unwrap().seq;
+
+    let err = store
+        .register_node(&admin(), by(&second, NodeAgent::default()), 6)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { field: "name", .. }),
+        "{err:?}"
+    );
+    assert_eq!(store.get_node(n.id).await.unwrap(), n);
+    assert_eq!(store.agent_uids().await.unwrap(), vec![990]);
+    assert_eq!(store.audit_head().await.unwrap().unwrap().seq, audited);
+
+    // The same agent again, saying less: what it no longer says is cleared.
+    let again = store
+        .register_node(
+            &admin(),
+            by(&first, agent_says(Some("rlimit"), None, None)),
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.id, n.id);
+    assert_eq!(
+        (again.limits.as_deref(), again.address.as_deref()),
+        (Some("rlimit"), None)
+    );
+    assert_eq!(again.container_runtime, None);
+    assert_eq!(again.last_heartbeat, 7);
+    assert!(store.agent_uids().await.unwrap().is_empty());
+
+    // A pool nobody made is refused by name; the default pool comes by itself.
+    let err = store
+        .register_node(
+            &admin(),
+            NewNode {
+                pool: "partner".into(),
+                ..new_node("gpu-002")
+            },
+            8,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Invalid { field: "pool", .. }),
+        "{err:?}"
+    );
+    assert_eq!(store.list_nodes().await.unwrap().len(), 1);
+}
+
 macro_rules! suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -2781,6 +2881,7 @@ macro_rules! suite {
                 compliance_records,
                 calls_applications_and_awards,
                 node_health_drains_and_requeues,
+                registration_records_the_agent_and_keeps_the_node_to_it,
                 fleet_summary_and_ledger_spans,
                 gpu_telemetry_summaries_series_and_retention,
                 charged_gpu_use_joins_ledger_and_telemetry,

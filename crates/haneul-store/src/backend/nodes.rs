@@ -10,11 +10,10 @@ use async_trait::async_trait;
 /// The fleet: pools, nodes, heartbeats and what agents report about their nodes. Part of [`crate::Store`].
 #[async_trait]
 pub trait NodeStore: Send + Sync {
-    /// Records the Unix uid a node's agent runs as (reported at registration).
-    async fn set_node_agent_uid(&self, node: i64, uid: Option<i64>) -> Result<()>;
     async fn create_pool(&self, actor: &Actor, p: NewPool, now: i64) -> Result<PoolRecord>;
     async fn list_pools(&self) -> Result<Vec<PoolRecord>>;
-    /// Registers a node by name, or updates its inventory when it exists, and marks it up.
+    /// Registers a node by name, or updates its inventory and what its agent says of itself when
+    /// it exists, and marks it up. A node another agent account registered is refused.
     async fn register_node(&self, actor: &Actor, n: NewNode, now: i64) -> Result<NodeRecord>;
     async fn get_node(&self, id: i64) -> Result<NodeRecord>;
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
@@ -36,16 +35,6 @@ pub trait NodeStore: Send + Sync {
     /// Marks nodes whose last heartbeat is older than `cutoff` as lost, ends their attempts as
     /// node lost and requeues those jobs. Returns the nodes marked.
     async fn mark_lost_nodes(&self, cutoff: i64, now: i64) -> Result<Vec<i64>>;
-    /// Records what the node's agent says at registration: how it enforces task limits
-    /// (`cgroup-v2`, `rlimit`), the address its tasks are reached at (gang peers get it
-    /// instead of the node name) and its container runtime (`podman`, `apptainer`, `none`).
-    async fn set_node_agent(
-        &self,
-        node: i64,
-        limits: Option<&str>,
-        address: Option<&str>,
-        container_runtime: Option<&str>,
-    ) -> Result<NodeRecord>;
     /// Records the agent's health check. The first failure (`Some(what)`) drains the node
     /// (`down_reason` `unhealthy`) and ends its live attempts as node lost, requeueing their
     /// jobs (returned), in one transaction. A later pass (`None`) clears it and resumes the node
@@ -200,17 +189,6 @@ macro_rules! node_store {
 
         #[async_trait]
         impl NodeStore for $store {
-            async fn set_node_agent_uid(&self, node: i64, uid: Option<i64>) -> Result<()> {
-                let mut tx = self.begin_write().await?;
-                sqlx::query("UPDATE nodes SET agent_uid = $1 WHERE id = $2")
-                    .bind(uid)
-                    .bind(node)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
             async fn create_pool(&self, actor: &Actor, p: NewPool, now: i64) -> Result<PoolRecord> {
                 let mut tx = self.begin_write().await?;
                 let row = sqlx::query(
@@ -245,13 +223,23 @@ macro_rules! node_store {
             }
 
             async fn register_node(&self, actor: &Actor, n: NewNode, now: i64) -> Result<NodeRecord> {
+                // Everything a registration writes is one transaction of few statements: a
+                // swarm of agents registering at once queues for the writers' lock, so each
+                // statement more under it is paid once per node.
                 let mut tx = self.begin_write().await?;
-                let pool: Option<i64> = sqlx::query_scalar("SELECT id FROM pools WHERE name = $1")
-                    .bind(&n.pool)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let pool = match pool {
-                    Some(p) => p,
+                // The block, in its pool, in one statement; no row when the pool is missing.
+                // (SQLite needs the WHERE to read `ON CONFLICT` as the upsert's.)
+                let block: Option<(i64, i64)> = sqlx::query_as(
+                    "INSERT INTO blocks (pool_id, name) SELECT id, $2 FROM pools WHERE name = $1 \
+                     ON CONFLICT (pool_id, name) DO UPDATE SET name = excluded.name \
+                     RETURNING id, pool_id",
+                )
+                .bind(&n.pool)
+                .bind(&n.block)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let (block, pool) = match block {
+                    Some(b) => b,
                     // Pools are made by operators (with their owner and lending terms); only the
                     // `default` pool, which a centre of one pool never names, comes by itself.
                     None if n.pool != DEFAULT_POOL => {
@@ -264,42 +252,32 @@ macro_rules! node_store {
                         });
                     }
                     None => {
-                        sqlx::query_scalar(
+                        let pool: i64 = sqlx::query_scalar(
                             "INSERT INTO pools (name, owner, lending) VALUES ($1, NULL, 'open') \
                              RETURNING id",
                         )
                         .bind(&n.pool)
                         .fetch_one(&mut *tx)
-                        .await?
+                        .await?;
+                        let block = sqlx::query_scalar(
+                            "INSERT INTO blocks (pool_id, name) VALUES ($1, $2) RETURNING id",
+                        )
+                        .bind(pool)
+                        .bind(&n.block)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        (block, pool)
                     }
                 };
-                let block: i64 = sqlx::query_scalar(
-                    "INSERT INTO blocks (pool_id, name) VALUES ($1, $2) \
-                     ON CONFLICT (pool_id, name) DO UPDATE SET name = excluded.name RETURNING id",
-                )
-                .bind(pool)
-                .bind(&n.block)
-                .fetch_one(&mut *tx)
-                .await?;
-                let existing: Option<(i64, Option<i64>)> = sqlx::query_as(
-                    "SELECT id, agent_user FROM nodes WHERE name = $1",
-                )
-                .bind(&n.name)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some((_, Some(owner))) = existing
-                    && n.agent_user.is_some()
-                    && n.agent_user != Some(owner)
-                {
-                    return Err(StoreError::conflict(
-                        "name",
-                        format!("node `{}` is registered by another agent", n.name),
-                    ));
-                }
-                let id: i64 = sqlx::query_scalar(
+                // A node another agent account registered is not taken over: the update is
+                // skipped, and no row comes back. The row comes back whole, with the audit
+                // chain's tip (read after the writers' lock was granted, so it is the last).
+                let row = sqlx::query(
                     "INSERT INTO nodes (name, block_id, gpu_model, gpus, gpu_memory_mib, \
                      nvlink_domain, cpu_milli, memory_mib, state, down_reason, agent_user, \
-                     last_heartbeat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'up', NULL, $9, $10) \
+                     last_heartbeat, limits, address, container_runtime, agent_uid) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'up', NULL, $9, $10, $11, $12, $13, \
+                     $14) \
                      ON CONFLICT (name) DO UPDATE SET block_id = excluded.block_id, \
                      gpu_model = excluded.gpu_model, gpus = excluded.gpus, \
                      gpu_memory_mib = excluded.gpu_memory_mib, \
@@ -308,7 +286,16 @@ macro_rules! node_store {
                      state = CASE WHEN nodes.state = 'draining' THEN 'draining' ELSE 'up' END, \
                      down_reason = CASE WHEN nodes.state = 'draining' THEN nodes.down_reason END, \
                      agent_user = excluded.agent_user, \
-                     last_heartbeat = excluded.last_heartbeat RETURNING id",
+                     last_heartbeat = excluded.last_heartbeat, limits = excluded.limits, \
+                     address = excluded.address, container_runtime = excluded.container_runtime, \
+                     agent_uid = excluded.agent_uid \
+                     WHERE nodes.agent_user IS NULL OR excluded.agent_user IS NULL \
+                     OR nodes.agent_user = excluded.agent_user \
+                     RETURNING id, name, CAST($15 AS BIGINT) AS pool_id, block_id, \
+                     CAST($16 AS TEXT) AS block, gpu_model, gpus, gpu_memory_mib, \
+                     nvlink_domain, cpu_milli, memory_mib, state, down_reason, agent_user, \
+                     last_heartbeat, limits, address, health, container_runtime, \
+                     (SELECT hash FROM audit ORDER BY seq DESC LIMIT 1) AS audit_tip",
                 )
                 .bind(&n.name)
                 .bind(block)
@@ -320,19 +307,48 @@ macro_rules! node_store {
                 .bind(n.memory_mib)
                 .bind(n.agent_user)
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .bind(&n.agent.limits)
+                .bind(&n.agent.address)
+                .bind(&n.agent.container_runtime)
+                .bind(n.agent.uid)
+                .bind(pool)
+                .bind(&n.block)
+                .fetch_optional(&mut *tx)
                 .await?;
-                let detail =
-                    serde_json::json!({"name": n.name, "gpu_model": n.gpu_model, "gpus": n.gpus})
-                        .to_string();
-                audit(&mut tx, actor, "node.register", &format!("node/{id}"), &detail, now).await?;
-                event(&mut tx, EventKind::FleetChanged, None, None, Some(id), "register", now)
-                    .await?;
-                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let Some(row) = row else {
+                    return Err(StoreError::conflict(
+                        "name",
+                        format!("node `{}` is registered by another agent", n.name),
+                    ));
+                };
                 let rec = node_row(&row)?;
+                let prev: Option<String> = row.try_get("audit_tip")?;
+                let prev = prev.unwrap_or_default();
+                let detail = detail_with_reason(
+                    &serde_json::json!({"name": rec.name, "gpu_model": n.gpu_model, "gpus": n.gpus})
+                        .to_string(),
+                    actor.reason.as_deref(),
+                );
+                let target = format!("node/{}", rec.id);
+                let hash = audit_hash(&prev, now, &actor.name, "node.register", &target, &detail);
+                let entry = crate::backend::AuditRow {
+                    at: now,
+                    actor: actor.name.clone(),
+                    action: "node.register".into(),
+                    target,
+                    detail,
+                    prev_hash: prev,
+                    hash,
+                };
+                let event = crate::backend::EventRow {
+                    at: now,
+                    kind: EventKind::FleetChanged.as_str(),
+                    job: None,
+                    attempt: None,
+                    node: Some(rec.id),
+                    detail: "register".into(),
+                };
+                insert_log(&mut tx, &[event], &[entry]).await?;
                 tx.commit().await?;
                 Ok(rec)
             }
@@ -476,34 +492,6 @@ macro_rules! node_store {
                 }
                 tx.commit().await?;
                 Ok(lost)
-            }
-
-            async fn set_node_agent(
-                &self,
-                node: i64,
-                limits: Option<&str>,
-                address: Option<&str>,
-                container_runtime: Option<&str>,
-            ) -> Result<NodeRecord> {
-                let mut tx = self.begin_write().await?;
-                sqlx::query(
-                    "UPDATE nodes SET limits = $1, address = $2, container_runtime = $3 \
-                     WHERE id = $4",
-                )
-                .bind(limits)
-                .bind(address)
-                .bind(container_runtime)
-                .bind(node)
-                    .execute(&mut *tx)
-                    .await?;
-                let row = sqlx::query(&format!("SELECT {NODE_COLS} WHERE n.id = $1"))
-                    .bind(node)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .ok_or_else(|| StoreError::not_found("node", node))?;
-                let rec = node_row(&row)?;
-                tx.commit().await?;
-                Ok(rec)
             }
 
             async fn report_node_health(
