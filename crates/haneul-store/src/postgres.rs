@@ -367,21 +367,39 @@ async fn lock_writers(tx: &mut Tx<'_>) -> crate::Result<String> {
 // and `ORDER BY` keep the rows in the lists' order, so sequence numbers (job ids, event and
 // audit sequence) follow it.
 
-/// Inserts queued jobs, returning their rows (in no promised order).
-async fn insert_job_rows(
-    tx: &mut Tx<'_>,
-    jobs: &[JobRow],
-    now: i64,
-) -> Result<Vec<DbRow>, sqlx::Error> {
+/// Inserts queued jobs and keeps their idempotency keys in one statement, returning the jobs'
+/// rows (in no promised order). A key with a live answer already is a conflict, as in
+/// `keep_job_key`, and fails the whole batch (its caller then writes the jobs one by one, each
+/// with its own answer). An answer is overwritten only when it was kept before the earliest
+/// retention start of the batch, so a key is never taken from a request that still holds it.
+/// Ids are given in the rows' order, so a key finds its job by its row's place.
+async fn insert_job_rows(tx: &mut Tx<'_>, jobs: &[JobRow], now: i64) -> crate::Result<Vec<DbRow>> {
+    let keyed: Vec<(i64, &JobRow, &crate::NewIdempotency)> = (1..)
+        .zip(jobs)
+        .filter_map(|(ord, j)| Some((ord, j, j.key.as_ref()?)))
+        .collect();
+    let since = keyed.iter().map(|(_, _, k)| k.since).min().unwrap_or(0);
     // Built before the await: the closures' temporaries must not live across it.
     let q = sqlx::query(
-        "INSERT INTO jobs (project_id, user_id, name, spec, command, container_image, \
-         state, submitted_at, updated_at, attempts, batch, array_spec, interactive) \
+        "WITH j AS (INSERT INTO jobs (project_id, user_id, name, spec, command, \
+         container_image, state, submitted_at, updated_at, attempts, batch, array_spec, \
+         interactive) \
          SELECT project, usr, name, spec, command, image, 'queued', $1, $1, 0, batch, arr, \
          interactive FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], \
          $6::text[], $7::text[], $8::text[], $9::text[], $10::bool[]) WITH ORDINALITY \
          AS u(project, usr, name, spec, command, image, batch, arr, interactive, ord) \
-         ORDER BY ord RETURNING *",
+         ORDER BY ord RETURNING *), \
+         n AS (SELECT id, row_number() OVER (ORDER BY id) AS ord FROM j), \
+         k AS (INSERT INTO idempotency (user_id, idem_key, route, body_hash, status, answer, \
+         resource, created_at) SELECT u.usr, u.k, u.route, u.hash, 201, '', n.id, $1 \
+         FROM UNNEST($11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::text[]) \
+         AS u(ord, usr, k, route, hash) JOIN n ON n.ord = u.ord \
+         ON CONFLICT (user_id, idem_key) DO UPDATE SET route = excluded.route, \
+         body_hash = excluded.body_hash, status = excluded.status, \
+         answer = excluded.answer, resource = excluded.resource, \
+         created_at = excluded.created_at \
+         WHERE idempotency.created_at < $16 RETURNING 1) \
+         SELECT j.*, (SELECT count(*) FROM k) AS keys_kept FROM j",
     )
     .bind(now)
     .bind(jobs.iter().map(|j| j.project).collect::<Vec<_>>())
@@ -400,63 +418,40 @@ async fn insert_job_rows(
             .map(|j| j.array_spec.clone())
             .collect::<Vec<_>>(),
     )
-    .bind(jobs.iter().map(|j| j.interactive).collect::<Vec<_>>());
-    q.fetch_all(&mut **tx).await
-}
-
-/// Keeps the idempotency keys of a submit batch's jobs, as `(user, job, key)`, in one
-/// statement. A key with a live answer already is a conflict, as in `keep_job_key`, and fails
-/// the whole batch (its caller then writes the jobs one by one, each with its own answer). An
-/// answer is overwritten only when it was kept before the earliest retention start of the
-/// batch, so a key is never taken from a request that still holds it.
-async fn insert_job_keys(
-    tx: &mut Tx<'_>,
-    keys: &[(i64, i64, &crate::NewIdempotency)],
-    now: i64,
-) -> crate::Result<()> {
-    let Some(since) = keys.iter().map(|(_, _, k)| k.since).min() else {
-        return Ok(());
-    };
-    let kept = sqlx::query(
-        "INSERT INTO idempotency (user_id, idem_key, route, body_hash, status, answer, \
-         resource, created_at) SELECT usr, k, route, hash, 201, '', job, $1 \
-         FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
-         AS u(usr, k, route, hash, job) \
-         ON CONFLICT (user_id, idem_key) DO UPDATE SET route = excluded.route, \
-         body_hash = excluded.body_hash, status = excluded.status, \
-         answer = excluded.answer, resource = excluded.resource, \
-         created_at = excluded.created_at \
-         WHERE idempotency.created_at < $7 RETURNING user_id",
-    )
-    .bind(now)
-    .bind(keys.iter().map(|(u, _, _)| *u).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.interactive).collect::<Vec<_>>())
+    .bind(keyed.iter().map(|(ord, _, _)| *ord).collect::<Vec<i64>>())
+    .bind(keyed.iter().map(|(_, j, _)| j.user).collect::<Vec<_>>())
     .bind(
-        keys.iter()
+        keyed
+            .iter()
             .map(|(_, _, k)| k.key.clone())
             .collect::<Vec<_>>(),
     )
     .bind(
-        keys.iter()
+        keyed
+            .iter()
             .map(|(_, _, k)| k.route.clone())
             .collect::<Vec<_>>(),
     )
     .bind(
-        keys.iter()
+        keyed
+            .iter()
             .map(|(_, _, k)| k.body_hash.clone())
             .collect::<Vec<_>>(),
     )
-    .bind(keys.iter().map(|(_, j, _)| *j).collect::<Vec<_>>())
-    .bind(since)
-    .fetch_all(&mut **tx)
-    .await?;
-    if kept.len() != keys.len() {
-        return Err(crate::StoreError::conflict(
-            "Idempotency-Key",
-            "another request with this key was answered or is being answered; \
-             send it again to get that answer",
-        ));
+    .bind(since);
+    let rows = q
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(|e| unique(e, "project", "job".into()))?;
+    let kept: i64 = match rows.first() {
+        Some(r) => r.try_get("keys_kept")?,
+        None => 0,
+    };
+    if kept != keyed.len() as i64 {
+        return Err(key_taken());
     }
-    Ok(())
+    Ok(rows)
 }
 
 /// Appends ledger rows in one statement of fixed text. A second charge, refund or credit of an

@@ -120,19 +120,6 @@ impl SqliteStore {
     }
 }
 
-/// Keeps the idempotency keys of a submit batch's jobs, as `(user, job, key)`: one statement a
-/// key (in process: nothing to save by batching them).
-async fn insert_job_keys(
-    tx: &mut Tx<'_>,
-    keys: &[(i64, i64, &crate::NewIdempotency)],
-    now: i64,
-) -> crate::Result<()> {
-    for (user, job, k) in keys {
-        keep_job_key(tx, *user, *job, k, now).await?;
-    }
-    Ok(())
-}
-
 /// The writer connection with its commits not flushed to disk (`synchronous = NORMAL`) until
 /// [`Unflushed::restore`] sets it back to `FULL`. SQLite refuses to change the setting inside a
 /// transaction, so it is set on the connection around one. Should it not be set back (an error,
@@ -229,12 +216,9 @@ fn one_row<T>(chunk: &[T]) -> bool {
     chunk.len() == 1
 }
 
-/// Inserts queued jobs, returning their rows (in no promised order).
-async fn insert_job_rows(
-    tx: &mut Tx<'_>,
-    jobs: &[JobRow],
-    now: i64,
-) -> Result<Vec<DbRow>, sqlx::Error> {
+/// Inserts queued jobs and keeps their idempotency keys, returning the jobs' rows (in no
+/// promised order). A key with a live answer already fails the whole batch.
+async fn insert_job_rows(tx: &mut Tx<'_>, jobs: &[JobRow], now: i64) -> crate::Result<Vec<DbRow>> {
     let mut out = Vec::with_capacity(jobs.len());
     for chunk in jobs.chunks(ROWS) {
         let mut qb = QueryBuilder::<Sqlite>::new(
@@ -261,8 +245,21 @@ async fn insert_job_rows(
             qb.build()
                 .persistent(one_row(chunk))
                 .fetch_all(&mut **tx)
-                .await?,
+                .await
+                .map_err(|e| unique(e, "project", "job".into()))?,
         );
+    }
+    // Ids are given in the rows' order (the caller checks each row against its job); one
+    // statement a key, in process: nothing to save by batching them.
+    let mut ids = out
+        .iter()
+        .map(|r| r.try_get::<i64, _>("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort_unstable();
+    for (j, id) in jobs.iter().zip(ids) {
+        if let Some(k) = &j.key {
+            keep_job_key(tx, j.user, id, k, now).await?;
+        }
     }
     Ok(out)
 }

@@ -2753,6 +2753,24 @@ pub async fn idempotency_keys_of_a_submit_batch(store: &dyn Store) {
         assert_eq!(kept.body_hash, format!("hash-{key}"));
         assert_eq!(kept.created_at, 20);
     }
+    // Jobs without a key between keyed ones: each key still names its own job.
+    let keyless = || {
+        let (actor, mut j) = job("", 0);
+        j.idempotency = None;
+        (actor, j)
+    };
+    let mixed = store
+        .submit_jobs(vec![keyless(), job("e", 0), keyless(), job("f", 0)], 22)
+        .await
+        .unwrap();
+    for (key, rec) in [("e", &mixed[1]), ("f", &mixed[3])] {
+        let kept = store
+            .idempotent_answer(u.id, key, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.resource, Some(rec.id), "key {key}");
+    }
     // "b" is still live at 30 (kept at 20, retention from 10): the batch is refused whole.
     let err = store
         .submit_jobs(vec![job("d", 10), job("b", 10)], 30)
@@ -2775,7 +2793,7 @@ pub async fn idempotency_keys_of_a_submit_batch(store: &dyn Store) {
             .unwrap()
             .is_none()
     );
-    assert_eq!(store.snapshot().await.unwrap().queued.len(), 3);
+    assert_eq!(store.snapshot().await.unwrap().queued.len(), 7);
     // Once its answer is past the retention's start, the key makes a new job.
     let again = store.submit_jobs(vec![job("b", 25)], 40).await.unwrap();
     let kept = store
@@ -2784,7 +2802,7 @@ pub async fn idempotency_keys_of_a_submit_batch(store: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(kept.resource, Some(again[0].id));
-    assert_eq!(store.snapshot().await.unwrap().queued.len(), 4);
+    assert_eq!(store.snapshot().await.unwrap().queued.len(), 8);
 }
 
 /// A registration records what the agent says of itself with the node, in the same write: a

@@ -250,21 +250,26 @@ macro_rules! job_store {
             .fetch_optional(&mut **tx)
             .await?;
             if kept.is_none() {
-                return Err(StoreError::conflict(
-                    "Idempotency-Key",
-                    "another request with this key was answered or is being answered; \
-                     send it again to get that answer"
-                        .to_string(),
-                ));
+                return Err(key_taken());
             }
             Ok(())
+        }
+
+        /// A submit whose idempotency key has a live answer already.
+        fn key_taken() -> StoreError {
+            StoreError::conflict(
+                "Idempotency-Key",
+                "another request with this key was answered or is being answered; \
+                 send it again to get that answer"
+                    .to_string(),
+            )
         }
 
         /// Inserts many queued jobs with their events and audit entries in one batch: the jobs
         /// and their idempotency keys first, before the writers' lock (new rows need no place
         /// in the writers' sequence), then, holding it, what does (events' sequence numbers,
         /// the audit chain's tip), so the lock is held for two statements and the commit
-        /// whatever the batch's size.
+        /// whatever the batch's size. A key with a live answer fails the whole batch.
         async fn insert_jobs(
             tx: &mut Tx<'_>,
             jobs: Vec<(Actor, NewJob)>,
@@ -284,12 +289,14 @@ macro_rules! job_store {
                     batch: job.batch.as_ref().map(serde_json::to_string).transpose()?,
                     array_spec: job.array.as_ref().map(|a| a.to_string()),
                     interactive: job.interactive,
+                    key: job.idempotency.clone(),
                 });
                 prepared.push((actor, job, spec));
             }
-            let inserted = insert_job_rows(tx, &rows, now)
-                .await
-                .map_err(|e| unique(e, "project", "job".into()))?;
+            // The jobs and their idempotency keys (which need no place in the writers'
+            // sequence either: a key another batch is keeping waits for that batch's commit on
+            // the key's row), before the lock.
+            let inserted = insert_job_rows(tx, &rows, now).await?;
             let mut recs = inserted.iter().map(job_row).collect::<Result<Vec<_>>>()?;
             // Ids are assigned in the rows' order; RETURNING's order is not promised, so sort and
             // check that each record is the job asked for at its position.
@@ -302,15 +309,6 @@ macro_rules! job_store {
             if !matches {
                 return Err(StoreError::Corrupt("batched insert returned other rows".into()));
             }
-            // Idempotency keys need no place in the writers' sequence either: kept before the
-            // lock, in one statement on PostgreSQL, a batch holds the lock no longer for them.
-            // A key another batch is keeping waits for that batch's commit on the key's row.
-            let keys: Vec<_> = recs
-                .iter()
-                .zip(&prepared)
-                .filter_map(|(r, (_, j, _))| Some((j.user_id, r.id, j.idempotency.as_ref()?)))
-                .collect();
-            insert_job_keys(tx, &keys, now).await?;
             let mut prev = lock_writers(tx).await?;
             let events = crate::backend::submitted_events(&recs, now);
             let mut entries = Vec::with_capacity(recs.len());

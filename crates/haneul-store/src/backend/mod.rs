@@ -129,6 +129,8 @@ pub(crate) struct JobRow {
     pub batch: Option<String>,
     pub array_spec: Option<String>,
     pub interactive: bool,
+    /// The submit's idempotency key, kept with the job in the same write.
+    pub key: Option<crate::NewIdempotency>,
 }
 
 /// One attempt to start (see the per-backend `insert_started`).
