@@ -224,15 +224,20 @@ impl PostgresStore {
 
 impl PostgresStore {
     /// Heartbeats `nodes` when none of them is lost: `None`, with nothing written, when one is
-    /// (bringing it back appends an event and takes the writers' lock). Unlike SQLite's, this
-    /// commit is flushed as any other: PostgreSQL shares one flush among commits that wait for
-    /// it together, so a heartbeat does not hold the submits' writes behind a flush of its own.
+    /// (bringing it back appends an event and takes the writers' lock). As on SQLite, the commit
+    /// does not wait for its flush: a heartbeat only moves a node's `last_heartbeat` forward and
+    /// is sent again every interval, and the log is flushed in order, so the next commit that
+    /// waits for its flush (a submit, a start, a report) or the WAL writer (within
+    /// `wal_writer_delay`) makes it durable. PostgreSQL shares a flush among commits that wait
+    /// together, but a commit that comes while a heartbeat's flush is on the disk waits for that
+    /// one and then its own: at 250 heartbeats a second that is often a submit's.
     async fn beat_fresh(
         &self,
         nodes: &[i64],
         now: i64,
     ) -> crate::Result<Option<Vec<Option<crate::records::NodeRecord>>>> {
-        let mut tx = self.begin_unlocked().await?;
+        let mut tx =
+            begin_to_the_end(&self.write, "BEGIN; SET LOCAL synchronous_commit TO off").await?;
         let out = refresh(&mut tx, nodes, now).await?;
         if out.iter().flatten().any(is_lost) {
             tx.rollback().await?;
