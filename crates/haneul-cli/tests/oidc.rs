@@ -26,8 +26,16 @@ use std::time::{Duration, Instant};
 
 const SECRET: &str = "portal-secret-for-the-test-idp-0123456789";
 
-/// The provider's package, installed once per target directory.
+/// The provider's package, installed once per target directory. The tests of this file run on
+/// threads of one process, and two `npm ci` in one directory at once break each other's
+/// install (one removes the `node_modules` the other is filling), so the first to come installs
+/// it and the others wait for it.
 fn idp_dir() -> PathBuf {
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(install_idp).clone()
+}
+
+fn install_idp() -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oidc-idp");
     std::fs::create_dir_all(&dir).unwrap();
