@@ -259,59 +259,52 @@ macro_rules! attempt_store {
 
         impl ReportBatch {
             /// Reads what `reports` need: the jobs they name, the current attempts of those
-            /// whose fence they present, and the tasks of the live ones.
+            /// whose fence they present, and the tasks of the live ones. One statement, a row per
+            /// task (the attempt's columns repeat): it runs holding the writers' lock, so each
+            /// round trip more would be paid by every writer waiting behind it.
             async fn read(tx: &mut Tx<'_>, reports: &[TaskReport]) -> Result<ReportBatch> {
                 let mut b = ReportBatch::default();
                 let mut ids: Vec<i64> = reports.iter().map(|r| r.job).collect();
                 ids.sort_unstable();
                 ids.dedup();
-                let fences: Vec<(i64, i64)> = sqlx::query_as(&format!(
-                    "SELECT id, attempts FROM jobs WHERE {}",
-                    in_ids("id", 1)
+                let rows = sqlx::query(&format!(
+                    "SELECT j.id AS report_job, j.attempts AS report_fence, a.*, \
+                     t.idx AS task_idx, t.node_id AS task_node, t.state AS task_state, \
+                     t.exit_code AS task_exit FROM jobs j \
+                     LEFT JOIN attempts a ON a.job_id = j.id AND a.fence = j.attempts \
+                     LEFT JOIN tasks t ON t.attempt_id = a.id WHERE {}",
+                    in_ids("j.id", 1)
                 ))
                 .bind(id_list(&ids))
                 .fetch_all(&mut **tx)
                 .await?;
-                b.fences = fences.into_iter().collect();
-                let mut current: Vec<i64> = reports
-                    .iter()
-                    .filter(|r| b.fences.get(&r.job) == Some(&r.fence))
-                    .map(|r| r.job)
-                    .collect();
-                current.sort_unstable();
-                current.dedup();
-                if current.is_empty() {
-                    return Ok(b);
-                }
-                let rows = sqlx::query(&format!(
-                    "SELECT a.* FROM attempts a JOIN jobs j ON j.id = a.job_id \
-                     AND a.fence = j.attempts WHERE {}",
-                    in_ids("j.id", 1)
-                ))
-                .bind(id_list(&current))
-                .fetch_all(&mut **tx)
-                .await?;
+                let presented: std::collections::BTreeSet<(i64, i64)> =
+                    reports.iter().map(|r| (r.job, r.fence)).collect();
                 for r in &rows {
-                    let a = attempt_row(r)?;
-                    b.attempts.insert(a.job_id, a);
-                }
-                let live: Vec<i64> = b
-                    .attempts
-                    .values()
-                    .filter(|a| a.state.is_live())
-                    .map(|a| a.id)
-                    .collect();
-                if live.is_empty() {
-                    return Ok(b);
-                }
-                let tasks: Vec<(i64, i64, i64, String, Option<i64>)> = sqlx::query_as(&format!(
-                    "SELECT attempt_id, idx, node_id, state, exit_code FROM tasks WHERE {}",
-                    in_ids("attempt_id", 1)
-                ))
-                .bind(id_list(&live))
-                .fetch_all(&mut **tx)
-                .await?;
-                for (attempt, idx, node, state, exit_code) in tasks {
+                    let job: i64 = r.try_get("report_job")?;
+                    let fence: i64 = r.try_get("report_fence")?;
+                    b.fences.insert(job, fence);
+                    // No report names this job's current attempt: its reports are fenced off
+                    // by `apply`, which needs only the fence.
+                    if !presented.contains(&(job, fence)) {
+                        continue;
+                    }
+                    if r.try_get::<Option<i64>, _>("id")?.is_none() {
+                        continue;
+                    }
+                    if !b.attempts.contains_key(&job) {
+                        b.attempts.insert(job, attempt_row(r)?);
+                    }
+                    if !b.attempts[&job].state.is_live() {
+                        continue;
+                    }
+                    let Some(idx) = r.try_get::<Option<i64>, _>("task_idx")? else {
+                        continue;
+                    };
+                    let attempt = b.attempts[&job].id;
+                    let node: i64 = r.try_get("task_node")?;
+                    let state: String = r.try_get("task_state")?;
+                    let exit_code: Option<i64> = r.try_get("task_exit")?;
                     if state == "assigned" || state == "running" {
                         *b.left.entry(attempt).or_default() += 1;
                     }
