@@ -835,39 +835,9 @@ pub async fn group_commit(store: &dyn Store) {
     // One bad job (an unknown project) fails the whole batch: nothing half-written.
     let mut bad = spec(p.id, 1);
     bad.project = ProjectId(9_999);
-    let err = store
-        .submit_jobs(
-            vec![
-                (
-                    Actor::user(&u),
-                    NewJob {
-                        user_id: u.id,
-                        spec: spec(p.id, 1),
-                        command: vec!["true".into()],
-                        container_image: None,
-                        batch: None,
-                        idempotency: None,
-                        array: None,
-                        interactive: false,
-                    },
-                ),
-                (
-                    Actor::user(&u),
-                    NewJob {
-                        user_id: u.id,
-                        spec: bad,
-                        command: vec!["true".into()],
-                        container_image: None,
-                        batch: None,
-                        idempotency: None,
-                        array: None,
-                        interactive: false,
-                    },
-                ),
-            ],
-            30,
-        )
-        .await;
+    let mut with_bad = one_gpu_jobs(&u, p.id, 2);
+    with_bad[1].1.spec = bad;
+    let err = store.submit_jobs(with_bad, 30).await;
     assert!(err.is_err());
     assert_eq!(store.snapshot().await.unwrap().queued.len(), 50);
     // One batched start: a job cancelled since the decision is skipped, the rest start once.
