@@ -268,22 +268,7 @@ fn raise_file_limit() -> u64 {
     lim.rlim_cur
 }
 
-/// glibc gives each thread that meets contention an arena of its own, and an arena's freed
-/// memory is seldom handed back or reused by another thread: under a deep backlog the server's
-/// resident memory grew with every job submitted, not with what it held (`haneul bench
-/// centre`, docs/benchmarks.md: peak 211 MiB with glibc's default, 156 MiB with one arena).
-/// The server's threads are few (the runtime's workers, the store's), so one arena costs
-/// little contention. `MALLOC_ARENA_MAX` in the environment still decides when set.
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets a tunable; called before the server starts any thread.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-    }
-}
-
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    one_malloc_arena();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
