@@ -349,7 +349,7 @@ pub(crate) fn server_command_of(
     dir: &std::path::Path,
     database: Option<&str>,
 ) -> Command {
-    // A profiler for the server alone (`HANEUL_BENCH_SERVER_WRAPPER="heaptrack -o FILE"`):
+    // A profiler for the server alone (`HANEUL_BENCH_SERVER_WRAPPER="perf record -g -o FILE"`):
     // the swarm and clients in this process would drown its figures.
     let wrapper = std::env::var("HANEUL_BENCH_SERVER_WRAPPER").unwrap_or_default();
     let mut words = wrapper.split_whitespace();
