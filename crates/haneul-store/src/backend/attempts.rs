@@ -261,8 +261,8 @@ macro_rules! attempt_store {
             /// Reads what `reports` need: the jobs they name with the current attempts of those
             /// whose fence they present (one statement, a row per job), then the tasks of the
             /// live ones. The tasks are read apart: joined, every task's row repeated the
-            /// attempt's placement, which for a gang of 1,250 nodes is a hundred kilobytes,
-            /// so each report of such a gang read a hundred megabytes.
+            /// attempt's placement, which for a gang of 1,250 nodes is about 74 KB, so each
+            /// batch of such a gang's reports read about 92 MB.
             async fn read(tx: &mut Tx<'_>, reports: &[TaskReport]) -> Result<ReportBatch> {
                 let mut b = ReportBatch::default();
                 let mut ids: Vec<i64> = reports.iter().map(|r| r.job).collect();
