@@ -42,8 +42,8 @@ const LOG_KEPT_BYTES: u64 = 16 << 20;
 /// Page cache of each read connection, in KiB (SQLite's `cache_size` when negative). In WAL
 /// mode a reader drops its whole cache when it begins a transaction after any commit, and the
 /// writer commits many times a second, so a reader's cache holds one transaction's pages: its
-/// size only bounds how much a long listing keeps while it runs. SQLite's default (2 MiB)
-/// made four readers' listings several MiB of the server's peak.
+/// size only bounds how much a long listing keeps while it runs, and with SQLite's default
+/// (2 MiB) four readers could hold 8 MiB of the server's peak between them.
 const READER_CACHE_KIB: &str = "-512";
 
 /// The checkpointer's page cache, in KiB: it copies frames from the log into the database
