@@ -2713,12 +2713,19 @@ pub async fn idempotency_keys_of_a_submit_batch(store: &dyn Store) {
         .submit_jobs(vec![job("a", 0), job("b", 0), job("c", 0)], 20)
         .await
         .unwrap();
-    for (key, rec) in ["a", "b", "c"].iter().zip(&made) {
-        let kept = store
-            .idempotent_answer(u.id, key, 0)
-            .await
-            .unwrap()
-            .unwrap();
+    let user = u.id;
+    let kept_for = |key: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .idempotent_answer(user, key, 0)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    for (key, rec) in ["a", "b", "c"].into_iter().zip(&made) {
+        let kept = kept_for(key).await;
         assert_eq!(kept.resource, Some(rec.id), "key {key}");
         assert_eq!(kept.body_hash, format!("hash-{key}"));
         assert_eq!(kept.created_at, 20);
@@ -2734,11 +2741,7 @@ pub async fn idempotency_keys_of_a_submit_batch(store: &dyn Store) {
         .await
         .unwrap();
     for (key, rec) in [("e", &mixed[1]), ("f", &mixed[3])] {
-        let kept = store
-            .idempotent_answer(u.id, key, 0)
-            .await
-            .unwrap()
-            .unwrap();
+        let kept = kept_for(key).await;
         assert_eq!(kept.resource, Some(rec.id), "key {key}");
     }
     // "b" is still live at 30 (kept at 20, retention from 10): the batch is refused whole.
