@@ -344,6 +344,11 @@ async fn assignments(
                 etag,
             }));
         }
+        // The list is what the node already has; it is kept for the wait only when small. A
+        // gang's task lists every peer, so the 1,250 nodes of a whole-fleet gang held about 60
+        // MB of lists for their whole wait, and a tenant's long commands would weigh the same
+        // on every node they run on: a large list is read again at the wait's end instead.
+        let kept = (held_bytes(&list) <= MAX_HELD_BYTES).then_some(list);
         // Another server may lead (HA) and change the list without signalling here: a
         // standby looks again every second. The leader signals every change it makes, so it
         // waits for a signal or the poll's end; with no signal, what it read is still the
@@ -367,12 +372,36 @@ async fn assignments(
         .is_ok();
         let still_leading = s.signals.leader.load(std::sync::atomic::Ordering::Relaxed);
         if !signalled && leading && still_leading && tokio::time::Instant::now() >= deadline {
-            return Ok(Json(AssignmentList {
-                assignments: list,
-                etag,
-            }));
+            // Past the deadline, the read at the top of the loop answers whatever it finds.
+            if let Some(list) = kept {
+                return Ok(Json(AssignmentList {
+                    assignments: list,
+                    etag,
+                }));
+            }
         }
     }
+}
+
+/// What a held long poll may keep of its answer while it waits: room for a full node of
+/// one-task jobs with ordinary commands.
+const MAX_HELD_BYTES: usize = 8 * 1024;
+
+/// About how much heap `list` holds: its strings and lists, the parts that grow with a gang's
+/// size or with what a tenant submits.
+fn held_bytes(list: &[Assignment]) -> usize {
+    let text = |s: &String| std::mem::size_of::<String>() + s.len();
+    list.iter()
+        .map(|a| {
+            std::mem::size_of::<Assignment>()
+                + a.peers.iter().map(text).sum::<usize>()
+                + a.command.iter().map(text).sum::<usize>()
+                + a.gpus.len() * 4
+                + a.user_name.len()
+                + a.name.len()
+                + a.container_image.as_ref().map_or(0, String::len)
+        })
+        .sum()
 }
 
 /// Report that a task started (no `exit_code`) or exited. Refused with 409 when the fence is
@@ -533,4 +562,49 @@ async fn health(
     s.signals.wake.notify_one();
     s.signals.assignments_changed();
     Ok(Json(convert::node(n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(job: i64, peers: usize) -> Assignment {
+        Assignment {
+            job,
+            fence: 1,
+            task: 0,
+            action: "run".into(),
+            stop_reason: None,
+            kill_at: None,
+            gpus: vec![0],
+            milli_per_gpu: 1000,
+            command: vec!["python".into(), "train.py".into(), "--epochs=90".into()],
+            peers: (0..peers).map(|i| format!("gpu-node-{i:05}")).collect(),
+            user: 1,
+            user_name: "researcher".into(),
+            project: 1,
+            cpu_milli: 8000,
+            memory_mib: 65_536,
+            time_limit_s: Some(86_400),
+            grace_s: 30,
+            container_image: None,
+            uid: Some(2000),
+            gid: Some(2000),
+            groups: vec![3000],
+            name: "train".into(),
+            batch: None,
+            array: None,
+            interactive: false,
+        }
+    }
+
+    #[test]
+    fn a_full_node_of_small_jobs_is_held_and_a_large_gangs_task_is_not() {
+        let full_node: Vec<Assignment> = (0..8).map(|j| task(j, 1)).collect();
+        assert!(held_bytes(&full_node) <= MAX_HELD_BYTES);
+        assert!(held_bytes(&[task(1, 256)]) > MAX_HELD_BYTES);
+        let mut long = task(1, 1);
+        long.command.push("x".repeat(MAX_HELD_BYTES));
+        assert!(held_bytes(&[long]) > MAX_HELD_BYTES);
+    }
 }

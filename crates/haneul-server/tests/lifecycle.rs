@@ -440,7 +440,16 @@ fn held_poll(
     node: i64,
     etag: &str,
 ) -> tokio::task::JoinHandle<(Value, std::time::Instant)> {
-    let path = format!("/v1/agent/nodes/{node}/assignments?etag={etag}&wait_ms=20000");
+    held_poll_for(s, node, etag, 20_000)
+}
+
+fn held_poll_for(
+    s: &Setup,
+    node: i64,
+    etag: &str,
+    wait_ms: u64,
+) -> tokio::task::JoinHandle<(Value, std::time::Instant)> {
+    let path = format!("/v1/agent/nodes/{node}/assignments?etag={etag}&wait_ms={wait_ms}");
     let (app, agent) = (s.h.app.clone(), s.agent.clone());
     tokio::spawn(async move {
         use tower::ServiceExt;
@@ -458,6 +467,40 @@ fn held_poll(
             std::time::Instant::now(),
         )
     })
+}
+
+/// A list too large to keep through the wait (here a long command; a gang's peers alike) is
+/// read again when the wait ends: the node still gets its whole, unchanged list.
+async fn a_large_unchanged_list_is_answered_whole_at_the_wait_end(h: Harness) {
+    let mut s = setup(h).await;
+    let long = "x".repeat(20_000);
+    let job =
+        s.h.ok(
+            &s.user,
+            "POST",
+            "/v1/jobs",
+            Some(json!({"project": s.project, "command": ["echo", long], "gpus_per_task": 1})),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+    s.h.step().await;
+    let first = s.assignments().await;
+    assert_eq!(first["assignments"][0]["job"].as_i64(), Some(job));
+    let etag = first["etag"].as_str().unwrap().to_string();
+    let t0 = std::time::Instant::now();
+    let (v, answered) = held_poll_for(&s, s.node, &etag, 700).await.unwrap();
+    assert!(
+        answered - t0 >= std::time::Duration::from_millis(700),
+        "held for its wait"
+    );
+    assert_eq!(v["etag"].as_str(), Some(etag.as_str()));
+    assert_eq!(v["assignments"], first["assignments"]);
+    assert_eq!(
+        v["assignments"][0]["command"][1].as_str(),
+        Some(long.as_str())
+    );
 }
 
 async fn a_stop_wakes_only_its_nodes_poll(h: Harness) {
@@ -749,6 +792,7 @@ both!(
     preemption_gives_the_guarantee_back,
     bad_input_is_4xx_naming_the_field,
     long_poll_wakes_on_new_work,
+    a_large_unchanged_list_is_answered_whole_at_the_wait_end,
     a_stop_wakes_only_its_nodes_poll,
     metrics_cover_queues_gpus_passes_and_latency,
     drain_and_future_models_without_rebuild_failures,
