@@ -599,7 +599,7 @@ pub struct AttemptRecord {
     pub fence: i64,
     /// The controller lease epoch under which the attempt was started.
     pub epoch: i64,
-    pub placement: Placement,
+    pub placement: std::sync::Arc<Placement>,
     pub gpu_model: Option<GpuModel>,
     pub borrowing: bool,
     pub state: AttemptState,
