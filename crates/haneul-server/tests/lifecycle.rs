@@ -503,6 +503,93 @@ async fn a_large_unchanged_list_is_answered_whole_at_the_wait_end(h: Harness) {
     );
 }
 
+/// A gang's exit reports wake only the reporting node's poll: the task left that node's list
+/// and no other. Its last report ends the attempt, which changes no other node's list either,
+/// so a whole-fleet gang's end is not 1,250 polls reading again at once.
+async fn an_exit_wakes_only_its_own_nodes_poll(h: Harness) {
+    let mut s = setup(h).await;
+    let other = s.h.node(&s.agent, "gpu-002").await;
+    let job =
+        s.h.ok(
+            &s.user,
+            "POST",
+            "/v1/jobs",
+            Some(
+                json!({"project": s.project, "command": ["x"], "gpus_per_task": 8, "replicas": 2}),
+            ),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+    s.h.step().await;
+    let list = |node: i64| {
+        let h = &s.h;
+        let agent = s.agent.clone();
+        async move {
+            h.ok(
+                &agent,
+                "GET",
+                &format!("/v1/agent/nodes/{node}/assignments"),
+                None,
+                200,
+            )
+            .await
+        }
+    };
+    let report = |node: i64, task: i64, fence: i64, exit: Option<i64>| {
+        let h = &s.h;
+        let agent = s.agent.clone();
+        async move {
+            h.ok(
+                &agent,
+                "POST",
+                &format!("/v1/agent/nodes/{node}/reports"),
+                Some(json!({"job": job, "fence": fence, "task": task, "exit_code": exit})),
+                200,
+            )
+            .await
+        }
+    };
+    let etag_of = |v: &Value| v["etag"].as_str().unwrap().to_string();
+    let (a, b) = (list(s.node).await, list(other).await);
+    let task_of = |v: &Value| v["assignments"][0]["task"].as_i64().unwrap();
+    let fence = a["assignments"][0]["fence"].as_i64().unwrap();
+    let (ta, tb) = (task_of(&a), task_of(&b));
+    report(s.node, ta, fence, None).await;
+    report(other, tb, fence, None).await;
+    let (a, b) = (list(s.node).await, list(other).await);
+    let poll_a = held_poll(&s, s.node, &etag_of(&a));
+    let poll_b = held_poll(&s, other, &etag_of(&b));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!poll_a.is_finished() && !poll_b.is_finished());
+    let t0 = std::time::Instant::now();
+    report(s.node, ta, fence, Some(0)).await;
+    let (v, answered) = poll_a.await.unwrap();
+    assert!(answered - t0 < std::time::Duration::from_secs(15));
+    assert_eq!(v["assignments"].as_array().unwrap().len(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !poll_b.is_finished(),
+        "the other rank's list did not change: its poll is held"
+    );
+    // The last exit ends the attempt: its own node hears of it, the first node does not.
+    let empty = etag_of(&v);
+    let poll_a = held_poll(&s, s.node, &empty);
+    let t0 = std::time::Instant::now();
+    let ended = report(other, tb, fence, Some(0)).await;
+    assert_eq!(ended["state"], "succeeded");
+    let (v, answered) = poll_b.await.unwrap();
+    assert!(answered - t0 < std::time::Duration::from_secs(15));
+    assert_eq!(v["assignments"].as_array().unwrap().len(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !poll_a.is_finished(),
+        "an attempt ending changes no list of a node whose task had already exited"
+    );
+    poll_a.abort();
+}
+
 async fn a_stop_wakes_only_its_nodes_poll(h: Harness) {
     let mut s = setup(h).await;
     let other = s.h.node(&s.agent, "gpu-002").await;
@@ -793,6 +880,7 @@ both!(
     bad_input_is_4xx_naming_the_field,
     long_poll_wakes_on_new_work,
     a_large_unchanged_list_is_answered_whole_at_the_wait_end,
+    an_exit_wakes_only_its_own_nodes_poll,
     a_stop_wakes_only_its_nodes_poll,
     metrics_cover_queues_gpus_passes_and_latency,
     drain_and_future_models_without_rebuild_failures,
