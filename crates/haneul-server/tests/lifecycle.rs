@@ -32,15 +32,38 @@ async fn setup(h: Harness) -> Setup {
 
 impl Setup {
     async fn assignments(&self) -> Value {
+        self.assignments_of(self.node).await
+    }
+
+    /// `node`'s assignment list, answered at once.
+    async fn assignments_of(&self, node: i64) -> Value {
         self.h
             .ok(
                 &self.agent,
                 "GET",
-                &format!("/v1/agent/nodes/{}/assignments", self.node),
+                &format!("/v1/agent/nodes/{node}/assignments"),
                 None,
                 200,
             )
             .await
+    }
+
+    /// Submits a gang of `replicas` whole 8-GPU nodes; its id.
+    async fn submit_gang(&self, replicas: u32) -> i64 {
+        self.h
+            .ok(
+                &self.user,
+                "POST",
+                "/v1/jobs",
+                Some(
+                    json!({"project": self.project, "command": ["x"], "gpus_per_task": 8,
+                            "replicas": replicas}),
+                ),
+                201,
+            )
+            .await["id"]
+            .as_i64()
+            .unwrap()
     }
 
     async fn report(&self, job: i64, fence: i64, exit: Option<i64>) -> (u16, Value) {
@@ -148,19 +171,7 @@ async fn lost_node_requeues_and_fences(h: Harness) {
 
 async fn cancel_and_time_limit(h: Harness) {
     let mut s = setup(h).await;
-    let queued_forever =
-        s.h.ok(
-            &s.user,
-            "POST",
-            "/v1/jobs",
-            Some(
-                json!({"project": s.project, "command": ["x"], "gpus_per_task": 8, "replicas": 2}),
-            ),
-            201,
-        )
-        .await["id"]
-            .as_i64()
-            .unwrap();
+    let queued_forever = s.submit_gang(2).await;
     s.h.step().await;
     // Two full nodes never fit a one-node fleet: the engine refuses it with its reason.
     let detail =
@@ -509,34 +520,8 @@ async fn a_large_unchanged_list_is_answered_whole_at_the_wait_end(h: Harness) {
 async fn an_exit_wakes_only_its_own_nodes_poll(h: Harness) {
     let mut s = setup(h).await;
     let other = s.h.node(&s.agent, "gpu-002").await;
-    let job =
-        s.h.ok(
-            &s.user,
-            "POST",
-            "/v1/jobs",
-            Some(
-                json!({"project": s.project, "command": ["x"], "gpus_per_task": 8, "replicas": 2}),
-            ),
-            201,
-        )
-        .await["id"]
-            .as_i64()
-            .unwrap();
+    let job = s.submit_gang(2).await;
     s.h.step().await;
-    let list = |node: i64| {
-        let h = &s.h;
-        let agent = s.agent.clone();
-        async move {
-            h.ok(
-                &agent,
-                "GET",
-                &format!("/v1/agent/nodes/{node}/assignments"),
-                None,
-                200,
-            )
-            .await
-        }
-    };
     let report = |node: i64, task: i64, fence: i64, exit: Option<i64>| {
         let h = &s.h;
         let agent = s.agent.clone();
@@ -552,13 +537,19 @@ async fn an_exit_wakes_only_its_own_nodes_poll(h: Harness) {
         }
     };
     let etag_of = |v: &Value| v["etag"].as_str().unwrap().to_string();
-    let (a, b) = (list(s.node).await, list(other).await);
+    let (a, b) = (
+        s.assignments_of(s.node).await,
+        s.assignments_of(other).await,
+    );
     let task_of = |v: &Value| v["assignments"][0]["task"].as_i64().unwrap();
     let fence = a["assignments"][0]["fence"].as_i64().unwrap();
     let (ta, tb) = (task_of(&a), task_of(&b));
     report(s.node, ta, fence, None).await;
     report(other, tb, fence, None).await;
-    let (a, b) = (list(s.node).await, list(other).await);
+    let (a, b) = (
+        s.assignments_of(s.node).await,
+        s.assignments_of(other).await,
+    );
     let poll_a = held_poll(&s, s.node, &etag_of(&a));
     let poll_b = held_poll(&s, other, &etag_of(&b));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -596,21 +587,10 @@ async fn a_stop_wakes_only_its_nodes_poll(h: Harness) {
     let job = s.h.submit(&s.user, s.project, 8).await;
     s.h.step().await;
     let etag_of = |v: &Value| v["etag"].as_str().unwrap().to_string();
-    let list = |node: i64| {
-        let h = &s.h;
-        let agent = s.agent.clone();
-        async move {
-            h.ok(
-                &agent,
-                "GET",
-                &format!("/v1/agent/nodes/{node}/assignments"),
-                None,
-                200,
-            )
-            .await
-        }
-    };
-    let (a, b) = (list(s.node).await, list(other).await);
+    let (a, b) = (
+        s.assignments_of(s.node).await,
+        s.assignments_of(other).await,
+    );
     // The whole-node job is on one of the two nodes; the other has nothing.
     let (busy, idle, busy_list, idle_list) = if a["assignments"][0]["job"].as_i64() == Some(job) {
         (s.node, other, a, b)
