@@ -400,8 +400,29 @@ fn held_bytes(list: &[Assignment]) -> usize {
                 + a.user_name.len()
                 + a.name.len()
                 + a.container_image.as_ref().map_or(0, String::len)
+                + a.batch.as_ref().map_or(0, batch_bytes)
         })
         .sum()
+}
+
+/// The text of a batch script's options: each at most a few KiB, but there are ten.
+fn batch_bytes(b: &haneul_api::JobBatch) -> usize {
+    [
+        &b.output,
+        &b.error,
+        &b.chdir,
+        &b.submit_dir,
+        &b.account,
+        &b.partition,
+        &b.mail_type,
+        &b.mail_user,
+        &b.signal,
+        &b.export,
+    ]
+    .into_iter()
+    .filter_map(Option::as_ref)
+    .map(String::len)
+    .sum()
 }
 
 /// Report that a task started (no `exit_code`) or exited. Refused with 409 when the fence is
@@ -611,5 +632,12 @@ mod tests {
         let mut long = task(1, 1);
         long.command.push("x".repeat(MAX_HELD_BYTES));
         assert!(held_bytes(&[long]) > MAX_HELD_BYTES);
+        let mut script = task(1, 1);
+        script.batch = Some(haneul_api::JobBatch {
+            chdir: Some("d".repeat(4096)),
+            export: Some("e".repeat(4096)),
+            ..Default::default()
+        });
+        assert!(held_bytes(&[script]) > MAX_HELD_BYTES);
     }
 }
