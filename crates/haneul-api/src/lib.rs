@@ -829,7 +829,7 @@ pub struct Assignment {
     pub milli_per_gpu: u64,
     pub command: Vec<String>,
     /// Where every task of the gang runs, by rank (rank 0 is the master): the node's
-    /// advertised address, or its name when it advertises none.
+    /// advertised address, or its name when it advertises none. Empty in a `stop`.
     pub peers: Vec<String>,
     pub user: i64,
     /// The submitting user's name: an agent running as root with `--task-user submitter` runs

@@ -648,7 +648,8 @@ pub struct Assignment {
     pub gpus: Vec<u32>,
     pub task_state: TaskState,
     /// Where every task of the gang runs, by task index (rank 0 is the master): the node's
-    /// advertised address, or its name when it advertises none.
+    /// advertised address, or its name when it advertises none. Empty for a stopping
+    /// attempt: a stop needs none.
     pub peers: Vec<String>,
     /// Name of the user who submitted the job (an agent running as root may run the task as
     /// the Unix account of that name).

@@ -2327,6 +2327,81 @@ pub async fn gang_reports_in_one_batch(store: &dyn Store) {
     );
 }
 
+/// A gang's exit code is its lowest failed rank's, whichever batch brought each failure: a
+/// batch reads only the tasks it names, with each attempt's count of tasks left and its
+/// lowest failure so far. A stopping gang's tasks name no peers.
+pub async fn a_gangs_first_failure_across_batches(store: &dyn Store) {
+    let (job, nodes, epoch) = queued_gang(store, "failing", "fail", 4).await;
+    let placement = Placement {
+        tasks: nodes
+            .iter()
+            .map(|n| TaskPlacement {
+                node: NodeId(n.id as u32),
+                gpus: (0..8).collect(),
+                milli_per_gpu: MilliGpu(1000),
+            })
+            .collect(),
+    };
+    let (started, _) = store
+        .start_attempts(
+            "a",
+            epoch,
+            vec![NewAttempt {
+                job_id: job.id,
+                placement,
+                gpu_model: Some(GpuModel::new("H200").unwrap()),
+                borrowing: false,
+            }],
+            4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.len(), 1);
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    assert_eq!(
+        store.assignments(nodes[1].id).await.unwrap()[0].peers,
+        names
+    );
+    let report = |task: usize, exit_code: Option<i64>| TaskReport {
+        node: nodes[task].id,
+        job: job.id,
+        fence: 1,
+        task: task as i64,
+        exit_code,
+    };
+    let starts: Vec<TaskReport> = (0..4).map(|t| report(t, None)).collect();
+    store.report_tasks(&starts, 10).await.unwrap();
+
+    let out = store
+        .report_tasks(&[report(2, Some(137))], 20)
+        .await
+        .unwrap();
+    let a = out[0].as_ref().unwrap();
+    assert_eq!(
+        (a.state, a.stop_reason),
+        (AttemptState::Stopping, Some(StopReason::TaskFailed))
+    );
+    let stopping = store.assignments(nodes[1].id).await.unwrap();
+    assert_eq!(stopping[0].attempt.state, AttemptState::Stopping);
+    assert!(stopping[0].peers.is_empty(), "{:?}", stopping[0].peers);
+
+    let out = store
+        .report_tasks(&[report(3, Some(143)), report(0, Some(5))], 30)
+        .await
+        .unwrap();
+    assert_eq!(out[1].as_ref().unwrap().state, AttemptState::Stopping);
+    let out = store
+        .report_tasks(&[report(1, Some(143))], 40)
+        .await
+        .unwrap();
+    let a = out[0].as_ref().unwrap();
+    assert_eq!((a.state, a.exit_code), (AttemptState::Failed, Some(5)));
+    assert_eq!(store.get_job(job.id).await.unwrap().state, JobState::Failed);
+    // An exit reported again after the end is refused, as before.
+    let again = store.report_tasks(&[report(1, Some(0))], 50).await.unwrap();
+    assert!(again[0].is_err(), "{:?}", again[0]);
+}
+
 /// One copy of a mix of reports that exercises every way a report is taken or refused: a gang
 /// whose rank fails (the others stopped, the attempt failed with the first failed rank's code),
 /// a start repeated and one after the end, an exit reported twice, a job ending with no start
@@ -2881,6 +2956,7 @@ macro_rules! suite {
                 assignments_of_gangs_and_array_tasks,
                 heartbeat_batches,
                 gang_reports_in_one_batch,
+                a_gangs_first_failure_across_batches,
                 report_batch_matches_reports_one_at_a_time,
                 a_gangs_1250_reports_in_one_batch,
                 idempotency_keys_of_a_submit_batch,
