@@ -211,6 +211,8 @@ pub struct AppState {
     pub terminals: Arc<terminal::Hub>,
     /// Which agent owns which node, as lately read (agent.rs).
     pub node_owners: Arc<agent::NodeOwners>,
+    /// What each node's last long poll read (agent.rs).
+    pub poll_memos: Arc<agent::PollMemos>,
     /// Where the portal's JupyterLab sessions listen, as their agents reported it.
     pub endpoints: Arc<jupyter::Endpoints>,
     /// The idle time written into a new session's command.
@@ -327,6 +329,7 @@ impl AppState {
             oidc: Arc::default(),
             terminals: Arc::default(),
             node_owners: Arc::default(),
+            poll_memos: Arc::default(),
             endpoints: Arc::default(),
             jupyter_idle: jupyter::DEFAULT_IDLE,
         }

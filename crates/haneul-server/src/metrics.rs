@@ -55,6 +55,10 @@ pub struct Metrics {
     pub schedule_pass: Histogram,
     pub api_latency: Family<RouteLabel, Histogram>,
     pub attempts_started: Counter,
+    /// Nodes' assignment lists read for long polls, and polls that held a list just read
+    /// instead of reading it again (agent.rs, `PollMemos`).
+    pub poll_reads: Counter,
+    pub poll_reads_skipped: Counter,
     /// Per-job GPU gauges under the DCGM exporter's names (their own registry: no prefix).
     pub gpus: crate::telemetry::GpuGauges,
     /// Label sets set last time, so series that went to zero are reset rather than left stale.
@@ -100,6 +104,18 @@ impl Metrics {
             "Attempts started by this server while leading",
             attempts_started.clone(),
         );
+        let poll_reads = Counter::default();
+        registry.register(
+            "poll_reads",
+            "Assignment lists read from the store for nodes' long polls",
+            poll_reads.clone(),
+        );
+        let poll_reads_skipped = Counter::default();
+        registry.register(
+            "poll_reads_skipped",
+            "Long polls that held the list their node had just been answered, unread",
+            poll_reads_skipped.clone(),
+        );
         Metrics {
             registry,
             queue_length,
@@ -107,6 +123,8 @@ impl Metrics {
             schedule_pass,
             api_latency,
             attempts_started,
+            poll_reads,
+            poll_reads_skipped,
             gpus: Default::default(),
             seen: Mutex::new((Vec::new(), Vec::new())),
         }

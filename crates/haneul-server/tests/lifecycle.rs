@@ -514,6 +514,59 @@ async fn a_large_unchanged_list_is_answered_whole_at_the_wait_end(h: Harness) {
     );
 }
 
+/// A node polls again the moment it is answered: that poll holds the list just read without
+/// reading it again, and is still woken by a signalled change. A change made without a signal
+/// (here straight in the store) is then seen at the wait's end, so never later than one wait.
+async fn a_repoll_holds_the_list_just_read_unread(h: Harness) {
+    let mut s = setup(h).await;
+    let job = s.h.submit(&s.user, s.project, 1).await;
+    s.h.step().await;
+    let first = s.assignments().await;
+    assert_eq!(first["assignments"][0]["action"], "run");
+    let etag = first["etag"].as_str().unwrap().to_string();
+    let metrics = s.h.state.metrics.clone();
+    let (reads, skipped) = (metrics.poll_reads.get(), metrics.poll_reads_skipped.get());
+    // Signalled: the job's cancel wakes the held re-poll, which reads and answers the stop.
+    let poll = held_poll(&s, s.node, &etag);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!poll.is_finished(), "an unchanged list is held");
+    assert_eq!(metrics.poll_reads_skipped.get(), skipped + 1);
+    assert_eq!(metrics.poll_reads.get(), reads, "held without a read");
+    let t0 = std::time::Instant::now();
+    let cancel = format!("/v1/jobs/{job}/cancel");
+    s.h.ok(&s.user, "POST", &cancel, None, 200).await;
+    s.h.step().await;
+    let (stopping, answered) = poll.await.unwrap();
+    assert!(answered - t0 < std::time::Duration::from_secs(15));
+    assert_eq!(stopping["assignments"][0]["action"], "stop");
+    assert_eq!(metrics.poll_reads.get(), reads + 1);
+    // Unsignalled: the task's exit written straight into the store wakes nobody; the re-poll
+    // that skipped its read reads at its wait's end and answers the new list.
+    let etag = stopping["etag"].as_str().unwrap().to_string();
+    let t0 = std::time::Instant::now();
+    let poll = held_poll_for(&s, s.node, &etag, 700);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(metrics.poll_reads_skipped.get(), skipped + 2);
+    let attempt = s.h.store.list_attempts(job).await.unwrap()[0].clone();
+    s.h.store
+        .report_task(
+            haneul_store::TaskReport {
+                job,
+                fence: attempt.fence,
+                task: 0,
+                node: s.node,
+                exit_code: Some(143),
+            },
+            s.h.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    let (v, answered) = poll.await.unwrap();
+    assert!(answered - t0 >= std::time::Duration::from_millis(700));
+    assert_ne!(v["etag"].as_str(), Some(etag.as_str()));
+    assert_eq!(v["assignments"].as_array().unwrap().len(), 0);
+}
+
 /// A gang's exit reports wake only the reporting node's poll: the task left that node's list
 /// and no other. Its last report ends the attempt, which changes no other node's list either,
 /// so a whole-fleet gang's end is not 1,250 polls reading again at once.
@@ -861,6 +914,7 @@ both!(
     long_poll_wakes_on_new_work,
     a_large_unchanged_list_is_answered_whole_at_the_wait_end,
     an_exit_wakes_only_its_own_nodes_poll,
+    a_repoll_holds_the_list_just_read_unread,
     a_stop_wakes_only_its_nodes_poll,
     metrics_cover_queues_gpus_passes_and_latency,
     drain_and_future_models_without_rebuild_failures,
