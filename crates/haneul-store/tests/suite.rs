@@ -2208,14 +2208,28 @@ pub async fn heartbeat_batches(store: &dyn Store) {
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }
 
-/// A queued gang of `size` whole 8-GPU tasks on `size` fresh nodes named `prefix-N`, and the
-/// controller's lease (epoch) to start it with.
-async fn queued_gang(
+/// One whole 8-GPU task on each of `nodes`, in their order.
+fn whole_nodes(nodes: &[NodeRecord]) -> Placement {
+    Placement {
+        tasks: nodes
+            .iter()
+            .map(|n| TaskPlacement {
+                node: NodeId(n.id as u32),
+                gpus: (0..8).collect(),
+                milli_per_gpu: MilliGpu(1000),
+            })
+            .collect(),
+    }
+}
+
+/// A gang of `size` whole 8-GPU tasks on `size` fresh nodes named `prefix-N`, submitted at 2
+/// and started on them, in node order, at 4.
+async fn started_gang(
     store: &dyn Store,
     org: &str,
     prefix: &str,
     size: usize,
-) -> (JobRecord, Vec<NodeRecord>, i64) {
+) -> (JobRecord, Vec<NodeRecord>) {
     let (_, p, u) = tenant(store, org).await;
     let mut nodes = Vec::with_capacity(size);
     for i in 0..size {
@@ -2239,32 +2253,15 @@ async fn queued_gang(
         .await
         .unwrap();
     let epoch = lead(store, "a", 3).await;
-    (job, nodes, epoch)
-}
-
-/// A gang's reports written together: each answered as alone (a stale fence or a task on
-/// another node refused without failing its neighbours), and the peer list the same from the
-/// database and from the store's cache.
-pub async fn gang_reports_in_one_batch(store: &dyn Store) {
-    const SIZE: usize = 20;
-    let (job, nodes, epoch) = queued_gang(store, "gangs", "gang", SIZE).await;
+    let placement = whole_nodes(&nodes);
     let (started, _) = store
         .start_attempts(
             "a",
             epoch,
             vec![NewAttempt {
                 job_id: job.id,
-                placement: Placement {
-                    tasks: nodes
-                        .iter()
-                        .map(|n| TaskPlacement {
-                            node: NodeId(n.id as u32),
-                            gpus: (0..8).collect(),
-                            milli_per_gpu: MilliGpu(1000),
-                        })
-                        .collect(),
-                },
-                gpu_model: Some(GpuModel::new("H200").unwrap()),
+                placement,
+                gpu_model: Some(h200()),
                 borrowing: false,
             }],
             4,
@@ -2272,6 +2269,15 @@ pub async fn gang_reports_in_one_batch(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(started.len(), 1);
+    (job, nodes)
+}
+
+/// A gang's reports written together: each answered as alone (a stale fence or a task on
+/// another node refused without failing its neighbours), and the peer list the same from the
+/// database and from the store's cache.
+pub async fn gang_reports_in_one_batch(store: &dyn Store) {
+    const SIZE: usize = 20;
+    let (job, nodes) = started_gang(store, "gangs", "gang", SIZE).await;
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     for n in [&nodes[0], &nodes[7], &nodes[0]] {
         let work = store.assignments(n.id).await.unwrap();
@@ -2331,32 +2337,7 @@ pub async fn gang_reports_in_one_batch(store: &dyn Store) {
 /// batch reads only the tasks it names, with each attempt's count of tasks left and its
 /// lowest failure so far. A stopping gang's tasks name no peers.
 pub async fn a_gangs_first_failure_across_batches(store: &dyn Store) {
-    let (job, nodes, epoch) = queued_gang(store, "failing", "fail", 4).await;
-    let placement = Placement {
-        tasks: nodes
-            .iter()
-            .map(|n| TaskPlacement {
-                node: NodeId(n.id as u32),
-                gpus: (0..8).collect(),
-                milli_per_gpu: MilliGpu(1000),
-            })
-            .collect(),
-    };
-    let (started, _) = store
-        .start_attempts(
-            "a",
-            epoch,
-            vec![NewAttempt {
-                job_id: job.id,
-                placement,
-                gpu_model: Some(GpuModel::new("H200").unwrap()),
-                borrowing: false,
-            }],
-            4,
-        )
-        .await
-        .unwrap();
-    assert_eq!(started.len(), 1);
+    let (job, nodes) = started_gang(store, "failing", "fail", 4).await;
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     assert_eq!(
         store.assignments(nodes[1].id).await.unwrap()[0].peers,
@@ -2441,16 +2422,7 @@ async fn mixed_reports(
             epoch,
             vec![NewAttempt {
                 job_id: gang.id,
-                placement: Placement {
-                    tasks: n[..3]
-                        .iter()
-                        .map(|n| TaskPlacement {
-                            node: NodeId(n.id as u32),
-                            gpus: (0..8).collect(),
-                            milli_per_gpu: MilliGpu(1000),
-                        })
-                        .collect(),
-                },
+                placement: whole_nodes(&n[..3]),
                 gpu_model: Some(h200()),
                 borrowing: false,
             }],
@@ -2679,30 +2651,7 @@ pub async fn report_batch_matches_reports_one_at_a_time(store: &dyn Store) {
 /// docs/benchmarks.md).
 pub async fn a_gangs_1250_reports_in_one_batch(store: &dyn Store) {
     const SIZE: usize = 1250;
-    let (job, nodes, epoch) = queued_gang(store, "big-gang", "big", SIZE).await;
-    store
-        .start_attempts(
-            "a",
-            epoch,
-            vec![NewAttempt {
-                job_id: job.id,
-                placement: Placement {
-                    tasks: nodes
-                        .iter()
-                        .map(|n| TaskPlacement {
-                            node: NodeId(n.id as u32),
-                            gpus: (0..8).collect(),
-                            milli_per_gpu: MilliGpu(1000),
-                        })
-                        .collect(),
-                },
-                gpu_model: Some(h200()),
-                borrowing: false,
-            }],
-            4,
-        )
-        .await
-        .unwrap();
+    let (job, nodes) = started_gang(store, "big-gang", "big", SIZE).await;
     let reports = |exit_code: Option<i64>| -> Vec<TaskReport> {
         (0..SIZE)
             .map(|t| TaskReport {
