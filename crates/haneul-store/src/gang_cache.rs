@@ -1,9 +1,10 @@
-//! What a large gang would otherwise cost once per task: its placement parsed from JSON and its
-//! peer list read row by row. A 1,250-node gang's attempt row holds a placement of 1,250 tasks,
-//! and every one of its nodes' polls and start reports reads that row and the peer list again,
-//! so without these caches starting one gang is quadratic in its size.
+//! What a large gang would otherwise cost once per task: its placement read and parsed from
+//! JSON and its peer list read row by row. A 1,250-node gang's attempt row holds a placement of
+//! 1,250 tasks (about 74 KB of text), and every one of its nodes' polls and start reports reads
+//! that row and the peer list again, so without these caches starting one gang is quadratic in
+//! its size.
 //!
-//! Both caches hold only what never changes for an attempt: the placement text is written once
+//! The caches hold only what never changes for an attempt: the placement text is written once
 //! when the attempt is made, and the peers are read once per attempt (a node that changes its
 //! advertised address while a gang runs does not change where that gang's ranks were told to
 //! meet). They are small and bounded, and a miss only costs what every read cost before.
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// Placements shorter than this are parsed each time: parsing them costs less than the lookup.
-const LARGE_PLACEMENT_BYTES: usize = 8 * 1024;
+pub(crate) const LARGE_PLACEMENT_BYTES: usize = 8 * 1024;
 /// Large placements kept; gangs that large are few at any time.
 const PLACEMENTS_KEPT: usize = 16;
 /// Attempts whose peers are kept.
@@ -50,14 +51,23 @@ pub(crate) fn placement(text: &str) -> Result<Arc<Placement>, serde_json::Error>
     Ok(parsed)
 }
 
-/// One store's peer lists of large gangs, by attempt id (ids are never reused in a database).
-#[derive(Debug, Default)]
-pub(crate) struct PeerCache {
-    by_attempt: Mutex<BTreeMap<i64, Arc<Vec<String>>>>,
+/// One store's values of attempts, by attempt id (ids are never reused in a database), at most
+/// `KEPT` of them.
+#[derive(Debug)]
+pub(crate) struct AttemptCache<T, const KEPT: usize> {
+    by_attempt: Mutex<BTreeMap<i64, Arc<T>>>,
 }
 
-impl PeerCache {
-    pub(crate) fn get(&self, attempt: i64) -> Option<Arc<Vec<String>>> {
+impl<T, const KEPT: usize> Default for AttemptCache<T, KEPT> {
+    fn default() -> Self {
+        AttemptCache {
+            by_attempt: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl<T, const KEPT: usize> AttemptCache<T, KEPT> {
+    pub(crate) fn get(&self, attempt: i64) -> Option<Arc<T>> {
         self.by_attempt
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -65,15 +75,20 @@ impl PeerCache {
             .cloned()
     }
 
-    pub(crate) fn put(&self, attempt: i64, peers: Arc<Vec<String>>) {
+    pub(crate) fn put(&self, attempt: i64, value: Arc<T>) {
         let mut kept = self.by_attempt.lock().unwrap_or_else(|p| p.into_inner());
-        kept.insert(attempt, peers);
+        kept.insert(attempt, value);
         // The oldest attempts go first: a gang still starting is among the newest.
-        while kept.len() > PEERS_KEPT {
+        while kept.len() > KEPT {
             kept.pop_first();
         }
     }
 }
+
+/// Large gangs' peer lists.
+pub(crate) type PeerCache = AttemptCache<Vec<String>, PEERS_KEPT>;
+/// Large placements by attempt, so that a node's list need not read their text at all.
+pub(crate) type PlacementCache = AttemptCache<Placement, PLACEMENTS_KEPT>;
 
 #[cfg(test)]
 mod tests {

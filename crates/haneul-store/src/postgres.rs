@@ -55,6 +55,7 @@ pub struct PostgresStore {
     /// clone of the store is; stops them after.
     _tasks: Arc<Tasks>,
     peers: Arc<crate::gang_cache::PeerCache>,
+    placements: Arc<crate::gang_cache::PlacementCache>,
 }
 
 /// How often the watcher checks that the pool's host still takes writes.
@@ -192,6 +193,7 @@ impl PostgresStore {
             changes,
             _tasks: Arc::new(Tasks(tasks)),
             peers: Default::default(),
+            placements: Default::default(),
         })
     }
 

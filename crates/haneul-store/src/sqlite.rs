@@ -20,6 +20,7 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     peers: std::sync::Arc<crate::gang_cache::PeerCache>,
+    placements: std::sync::Arc<crate::gang_cache::PlacementCache>,
     _checkpoints: std::sync::Arc<crate::Tasks>,
 }
 
@@ -105,6 +106,7 @@ impl SqliteStore {
             write,
             read,
             peers: Default::default(),
+            placements: Default::default(),
             _checkpoints: std::sync::Arc::new(crate::Tasks(vec![tokio::spawn(checkpoints(
                 checkpoint,
             ))])),

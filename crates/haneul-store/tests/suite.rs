@@ -2652,6 +2652,18 @@ pub async fn report_batch_matches_reports_one_at_a_time(store: &dyn Store) {
 pub async fn a_gangs_1250_reports_in_one_batch(store: &dyn Store) {
     const SIZE: usize = 1250;
     let (job, nodes) = started_gang(store, "big-gang", "big", SIZE).await;
+    // A node's list carries the whole placement, read apart from the task's row (and kept) when
+    // it is this large: the same on every node, first read or not.
+    let placement = store.list_attempts(job.id).await.unwrap()[0]
+        .placement
+        .clone();
+    assert_eq!(*placement, whole_nodes(&nodes));
+    for (i, n) in [(0, &nodes[0]), (SIZE - 1, &nodes[SIZE - 1]), (0, &nodes[0])] {
+        let work = store.assignments(n.id).await.unwrap();
+        assert_eq!((work.len(), work[0].task), (1, i as i64));
+        assert_eq!(work[0].attempt.placement, placement);
+        assert_eq!(work[0].peers.len(), SIZE);
+    }
     let reports = |exit_code: Option<i64>| -> Vec<TaskReport> {
         (0..SIZE)
             .map(|t| TaskReport {

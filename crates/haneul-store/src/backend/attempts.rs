@@ -73,6 +73,14 @@ macro_rules! attempt_store {
     ($store:ty, $db:ty) => {
         fn attempt_row(r: &DbRow) -> Result<AttemptRecord> {
             let placement: String = r.try_get("placement")?;
+            attempt_with(r, crate::gang_cache::placement(&placement)?)
+        }
+
+        /// An attempt from a row whose placement was read apart (or not at all).
+        fn attempt_with(
+            r: &DbRow,
+            placement: std::sync::Arc<haneul_sched::Placement>,
+        ) -> Result<AttemptRecord> {
             let model: Option<String> = r.try_get("gpu_model")?;
             let state: String = r.try_get("state")?;
             let stop: Option<String> = r.try_get("stop_reason")?;
@@ -81,7 +89,7 @@ macro_rules! attempt_store {
                 job_id: r.try_get("job_id")?,
                 fence: r.try_get("fence")?,
                 epoch: r.try_get("epoch")?,
-                placement: crate::gang_cache::placement(&placement)?,
+                placement,
                 gpu_model: model
                     .map(|m| GpuModel::new(&m))
                     .transpose()
@@ -670,19 +678,71 @@ macro_rules! attempt_store {
                 const LIVE: &str = "SELECT t.attempt_id FROM tasks t WHERE t.node_id = $1 \
                      AND t.state IN ('assigned', 'running')";
                 let mut tx = self.begin_read().await?;
-                let tasks = sqlx::query(
-                    "SELECT a.*, t.idx AS task_idx, t.gpus AS task_gpus, t.state AS task_state, \
+                // A large placement's text (about 74 KB for a 1,250-node gang) is left out, and
+                // comes from the store's cache or one more statement: read for every node of
+                // the gang at each change of its list, it was copied out of the database, into
+                // a string and through a comparison each time. Sorted here, not by the
+                // database, which copied each row whole into its sorter.
+                let mut tasks = sqlx::query(&format!(
+                    "SELECT a.id, a.job_id, a.fence, a.epoch, a.gpu_model, a.borrowing, a.state, \
+                     a.stop_reason, a.kill_at, a.deadline, a.created_at, a.started_at, \
+                     a.ended_at, a.exit_code, a.gpu_ms, \
+                     CASE WHEN octet_length(a.placement) < {} THEN a.placement END AS placement, \
+                     t.idx AS task_idx, t.gpus AS task_gpus, t.state AS task_state, \
                      COALESCE(n.address, n.name) AS node_address \
                      FROM tasks t JOIN attempts a ON a.id = t.attempt_id \
                      JOIN nodes n ON n.id = t.node_id \
                      WHERE t.node_id = $1 AND t.state IN ('assigned', 'running') \
-                     AND a.state IN ('assigned', 'running', 'stopping') ORDER BY t.attempt_id, t.idx",
-                )
+                     AND a.state IN ('assigned', 'running', 'stopping')",
+                    crate::gang_cache::LARGE_PLACEMENT_BYTES
+                ))
                 .bind(node)
                 .fetch_all(&mut *tx)
                 .await?;
                 if tasks.is_empty() {
                     return Ok(Vec::new());
+                }
+                let mut order: Vec<(i64, i64, usize)> = Vec::with_capacity(tasks.len());
+                for (i, r) in tasks.iter().enumerate() {
+                    order.push((r.try_get("id")?, r.try_get("task_idx")?, i));
+                }
+                order.sort_unstable();
+                let mut slots: Vec<Option<DbRow>> = tasks.drain(..).map(Some).collect();
+                let tasks: Vec<DbRow> = order
+                    .iter()
+                    .filter_map(|&(_, _, i)| slots[i].take())
+                    .collect();
+                let mut large: BTreeMap<i64, std::sync::Arc<haneul_sched::Placement>> =
+                    BTreeMap::new();
+                let mut unread: Vec<i64> = Vec::new();
+                for r in &tasks {
+                    if r.try_get::<Option<String>, _>("placement")?.is_some() {
+                        continue;
+                    }
+                    let id: i64 = r.try_get("id")?;
+                    if large.contains_key(&id) || unread.contains(&id) {
+                        continue;
+                    }
+                    match self.placements.get(id) {
+                        Some(p) => {
+                            large.insert(id, p);
+                        }
+                        None => unread.push(id),
+                    }
+                }
+                if !unread.is_empty() {
+                    let texts: Vec<(i64, String)> = sqlx::query_as(&format!(
+                        "SELECT id, placement FROM attempts WHERE {}",
+                        in_ids("id", 1)
+                    ))
+                    .bind(id_list(&unread))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for (id, text) in texts {
+                        let p = crate::gang_cache::placement(&text)?;
+                        self.placements.put(id, p.clone());
+                        large.insert(id, p);
+                    }
                 }
                 let jobs = sqlx::query(&format!(
                     "SELECT j.*, u.name AS user_name, u.uid AS user_uid, u.gid AS user_gid, \
@@ -706,8 +766,20 @@ macro_rules! attempt_store {
                         .and_then(|a| haneul_model::ArraySpec::parse(&a).ok());
                     by_id.insert(job.id, (job, user, project_gid, array));
                 }
-                let attempts: Vec<AttemptRecord> =
-                    tasks.iter().map(attempt_row).collect::<Result<_>>()?;
+                let attempts: Vec<AttemptRecord> = tasks
+                    .iter()
+                    .map(|r| match r.try_get::<Option<String>, _>("placement")? {
+                        Some(text) => attempt_with(r, crate::gang_cache::placement(&text)?),
+                        None => {
+                            let id: i64 = r.try_get("id")?;
+                            let p = large
+                                .get(&id)
+                                .cloned()
+                                .ok_or_else(|| StoreError::not_found("attempt", id))?;
+                            attempt_with(r, p)
+                        }
+                    })
+                    .collect::<Result<_>>()?;
                 // A large gang's peers come from the store's cache after the first of its
                 // nodes read them: read for every node, they are quadratic in the gang's size.
                 let mut peers: BTreeMap<i64, std::sync::Arc<Vec<String>>> = BTreeMap::new();
