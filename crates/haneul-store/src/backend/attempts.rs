@@ -714,28 +714,28 @@ macro_rules! attempt_store {
                     .collect();
                 let mut large: BTreeMap<i64, std::sync::Arc<haneul_sched::Placement>> =
                     BTreeMap::new();
-                let mut unread: Vec<i64> = Vec::new();
+                let mut unkept: Vec<i64> = Vec::new();
                 for r in &tasks {
                     if r.try_get::<Option<String>, _>("placement")?.is_some() {
                         continue;
                     }
                     let id: i64 = r.try_get("id")?;
-                    if large.contains_key(&id) || unread.contains(&id) {
+                    if large.contains_key(&id) || unkept.contains(&id) {
                         continue;
                     }
                     match self.placements.get(id) {
                         Some(p) => {
                             large.insert(id, p);
                         }
-                        None => unread.push(id),
+                        None => unkept.push(id),
                     }
                 }
-                if !unread.is_empty() {
+                if !unkept.is_empty() {
                     let texts: Vec<(i64, String)> = sqlx::query_as(&format!(
                         "SELECT id, placement FROM attempts WHERE {}",
                         in_ids("id", 1)
                     ))
-                    .bind(id_list(&unread))
+                    .bind(id_list(&unkept))
                     .fetch_all(&mut *tx)
                     .await?;
                     for (id, text) in texts {
