@@ -106,7 +106,7 @@ pub struct PollMemos {
     read: std::sync::Mutex<std::collections::HashMap<i64, PollMemo>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 struct PollMemo {
     etag: String,
     fleet_signal: u64,
