@@ -408,8 +408,9 @@ fn cancels_a_running_task() {
 }
 
 /// Starts a task as an agent would and leaves its record, as an agent killed at that moment
-/// leaves it.
-fn started_by_a_dead_agent(work: &Path, a: &Assignment) -> launch::RunningTask {
+/// leaves it; `node` is the node the record names (the fake registers every agent as node 1;
+/// `None` is a record of an agent from before records named their node).
+fn started_by_a_dead_agent(work: &Path, a: &Assignment, node: Option<i64>) -> launch::RunningTask {
     let dir = work
         .join(format!("job-{}", a.job))
         .join(format!("attempt-{}", a.fence))
@@ -447,6 +448,7 @@ fn started_by_a_dead_agent(work: &Path, a: &Assignment) -> launch::RunningTask {
         stdout_offset: 0,
         stderr_offset: 0,
         container: None,
+        node,
     }
     .save(task.workdir());
     task
@@ -465,7 +467,7 @@ fn a_restarted_agent_reattaches_to_its_task_and_reports_its_exit() {
         ),
     );
     fake.assign(a.clone());
-    let task = started_by_a_dead_agent(work.path(), &a);
+    let task = started_by_a_dead_agent(work.path(), &a, Some(1));
     // The new agent finds the task still running: it reports its start again (idempotent)
     // and watches it.
     let agent = Agent::start(fake.clone(), work.path());
@@ -493,7 +495,7 @@ fn a_task_that_ended_while_the_agent_was_down_is_reported() {
     let fake = Arc::new(Fake::default());
     let a = assignment(12, "echo done; exit 4");
     fake.assign(a.clone());
-    let mut task = started_by_a_dead_agent(work.path(), &a);
+    let mut task = started_by_a_dead_agent(work.path(), &a, Some(1));
     let deadline = Instant::now() + WITHIN;
     while task.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the task never ended");
@@ -513,7 +515,7 @@ fn an_unassigned_task_found_after_a_restart_is_stopped() {
     let work = tempfile::tempdir().unwrap();
     let fake = Arc::new(Fake::default());
     // The server ended this attempt while the agent was away: it is not assigned.
-    let mut task = started_by_a_dead_agent(work.path(), &assignment(13, "exec sleep 60"));
+    let mut task = started_by_a_dead_agent(work.path(), &assignment(13, "exec sleep 60"), None);
     let agent = Agent::start(fake.clone(), work.path());
     let deadline = Instant::now() + WITHIN;
     // The task's keeper is this test process's child, so the agent (in this process too) may
@@ -524,6 +526,31 @@ fn an_unassigned_task_found_after_a_restart_is_stopped() {
     }
     assert!(fake.lock().reports.is_empty());
     agent.stop().unwrap();
+}
+
+#[test]
+fn another_nodes_task_in_the_same_work_directory_is_left_running() {
+    let work = tempfile::tempdir().unwrap();
+    let fake = Arc::new(Fake::default());
+    // Node 2's agent shares this work directory and runs its task; this agent is node 1, and
+    // its server assigns it only a task of its own.
+    let mut theirs =
+        started_by_a_dead_agent(work.path(), &assignment(14, "exec sleep 60"), Some(2));
+    fake.assign(assignment(15, "echo mine; exit 0"));
+    let agent = Agent::start(fake.clone(), work.path());
+    // Its own task ran after the recovery had looked at every record.
+    fake.wait_for("its own task's exit", WITHIN, |s| exit_of(s, 15).is_some());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        matches!(theirs.try_wait(), Ok(None)),
+        "the other node's task was stopped"
+    );
+    assert!(
+        fake.lock().reports.iter().all(|r| r.job != 14),
+        "the other node's task was reported"
+    );
+    agent.stop().unwrap();
+    let _ = theirs.stop(Duration::ZERO);
 }
 
 #[test]

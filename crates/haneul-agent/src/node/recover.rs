@@ -33,6 +33,13 @@ pub struct TaskFile {
     /// The task's podman container, when it runs in one.
     #[serde(default)]
     pub container: Option<String>,
+    /// The node the task was started for. Two agents given the same work directory (two
+    /// nodes on one machine, or a mistake) must not take each other's tasks for their own:
+    /// a starting agent stopped every recorded task its server did not assign to it, and so
+    /// killed the other node's running tasks. Absent in records of agents before it: those
+    /// are taken as this node's, as they always were.
+    #[serde(default)]
+    pub node: Option<i64>,
 }
 
 const TASK_FILE: &str = ".haneul-task.json";
@@ -113,6 +120,15 @@ pub(super) fn recover(
     // Reattached tasks, whose containers stay.
     let mut kept = Vec::new();
     for (dir, rec) in TaskFile::find_all(&ctx.work_dir) {
+        if rec.node.is_some_and(|n| n != ctx.node) {
+            tracing::debug!(
+                job = rec.job,
+                task = rec.task,
+                node = rec.node,
+                "leaving another node's task alone"
+            );
+            continue;
+        }
         let key = (rec.job, rec.task, rec.fence);
         let assignment = assigned
             .iter()

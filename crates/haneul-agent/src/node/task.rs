@@ -220,6 +220,7 @@ pub(super) fn run_task(ctx: &NodeCtx, a: Assignment, stop: Receiver<Duration>) {
         stdout_offset: 0,
         stderr_offset: 0,
         container: task.container_name().map(String::from),
+        node: Some(ctx.node),
     };
     // Written before the start is reported: an agent killed after the report finds the task.
     record.save(task.workdir());
