@@ -538,9 +538,9 @@ fn another_nodes_task_in_the_same_work_directory_is_left_running() {
         started_by_a_dead_agent(work.path(), &assignment(14, "exec sleep 60"), Some(2));
     fake.assign(assignment(15, "echo mine; exit 0"));
     let agent = Agent::start(fake.clone(), work.path());
-    // Its own task ran after the recovery had looked at every record.
+    // Its own task ran after the recovery had looked at every record, and the recovery stops
+    // a task before it returns: nothing of it is still on its way here.
     fake.wait_for("its own task's exit", WITHIN, |s| exit_of(s, 15).is_some());
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
         matches!(theirs.try_wait(), Ok(None)),
         "the other node's task was stopped"

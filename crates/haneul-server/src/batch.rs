@@ -37,9 +37,9 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// `enough` items waits up to `gather` from its first item for more before it is written.
     /// Items that come steadily but far apart (a fleet's heartbeats) then share a transaction,
     /// where without it each went alone, a transaction of its own, as soon as the last one's
-    /// ended. `enough` bounds the wait where items come
-    /// fast and batches are large anyway: a caller that sends its items one after another
-    /// on a few connections (the swarm, a proxy) must not get one answer per `gather` on each.
+    /// ended. `enough` bounds the wait where items come fast and batches are large anyway: a
+    /// caller that sends its items one after another on a few connections (the swarm, a proxy)
+    /// must not get one answer per `gather` on each.
     pub fn gathering<F, Fut>(max: usize, gather: Duration, enough: usize, run: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + 'static,
