@@ -469,8 +469,11 @@ async fn node_loop(ctx: Arc<Ctx>, node: i64) {
             },
             other => {
                 ctx.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
-                if let Ok((s, body)) = other {
-                    tracing::warn!(node, "assignments answered {s}: {}", lossy(&body));
+                match other {
+                    Ok((s, body)) => {
+                        tracing::warn!(node, "assignments answered {s}: {}", lossy(&body))
+                    }
+                    Err(e) => tracing::debug!(node, "assignments: {e}"),
                 }
                 tokio::time::sleep(backoff.next_wait()).await;
                 continue;
