@@ -278,6 +278,9 @@ const REASONS_EVERY: Duration = Duration::from_secs(1);
 /// Most attempts started in one transaction.
 const START_CHUNK: usize = 128;
 
+/// Most events applied from one read of the store's log.
+const EVENTS_PAGE: i64 = 5_000;
+
 /// When a periodic duty last ran, on both clocks. It is due again once its period has passed
 /// on either: the work keeps its real-time cadence, and a clock that moved (a test's manual
 /// clock, or the system time set forward) is acted on at the next step rather than a period
@@ -819,10 +822,15 @@ impl Controller {
             let Some(st) = self.state.as_mut() else {
                 return Ok(());
             };
-            let events = self.store.events_after(st.cursor, 5_000).await?;
+            let events = self.store.events_after(st.cursor, EVENTS_PAGE).await?;
             if events.is_empty() {
                 return Ok(());
             }
+            // A page shorter than asked for reached the end of the log: reading again would
+            // find only what committed meanwhile, which the next step reads anyway (its writer
+            // wakes the controller, or the tick comes). That read was a trip to the store per
+            // step, two per submitted job.
+            let last_page = (events.len() as i64) < EVENTS_PAGE;
             let now = Time(self.clock.now_ms());
             let mut rebuild = false;
             let mut stopping_nodes = BTreeSet::new();
@@ -939,6 +947,9 @@ impl Controller {
             }
             // Submissions are read back in one query: the event carries only the id.
             if submitted.is_empty() {
+                if last_page {
+                    return Ok(());
+                }
                 continue;
             }
             let mut held: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -964,6 +975,9 @@ impl Controller {
             }
             for (reason, ids) in &held {
                 self.store.hold_jobs(ids, Some(reason), now.0).await?;
+            }
+            if last_page {
+                return Ok(());
             }
         }
     }
