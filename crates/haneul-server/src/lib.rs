@@ -917,12 +917,10 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         key,
         signals.shutdown.subscribe(),
     ));
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: cfg.listen,
-            source,
-        })?;
+    let listener = serve::bind(cfg.listen).map_err(|source| ServerError::Listen {
+        addr: cfg.listen,
+        source,
+    })?;
     let addr = listener
         .local_addr()
         .map_err(|source| ServerError::Listen {

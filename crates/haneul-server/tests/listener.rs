@@ -635,3 +635,75 @@ async fn a_request_header_past_the_read_buffer_is_refused_with_431() {
     assert_serves(addr).await;
     up.running.stop().await;
 }
+
+/// A fleet's agents connect together after a restart: the kernel must hold more of them than
+/// tokio's own 1,024 while the accept loop catches up, or it drops their SYNs and each waits a
+/// second or more to send it again. Nothing accepts here, so every handshake must complete in
+/// the listener's queue alone.
+#[tokio::test]
+async fn a_burst_of_connections_past_a_thousand_waits_in_the_queue() {
+    const BURST: usize = 1_200;
+    let cap: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        cap > BURST,
+        "net.core.somaxconn is {cap}: the kernel caps every listen queue there; \
+         `sysctl -w net.core.somaxconn=4096` (Linux's default since 5.4) to run this test"
+    );
+    let files = open_files_at_least(BURST as u64 + 256);
+    assert!(
+        files > BURST as u64 + 128,
+        "the file limit is {files}: `ulimit -n 4096` (or LimitNOFILE) to run this test"
+    );
+    let listener = haneul_server::serve::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t0 = Instant::now();
+    let mut connects = tokio::task::JoinSet::new();
+    for _ in 0..BURST {
+        // A dropped SYN is sent again after a second: under it, no connect waited for that.
+        connects.spawn(tokio::time::timeout(
+            Duration::from_millis(900),
+            TcpStream::connect(addr),
+        ));
+    }
+    let mut held = Vec::with_capacity(BURST);
+    while let Some(done) = connects.join_next().await {
+        match done.unwrap() {
+            Ok(Ok(stream)) => held.push(stream),
+            Ok(Err(e)) => panic!("connect {} failed: {e}", held.len() + 1),
+            Err(_) => panic!(
+                "a connect waited 900 ms after {} of {BURST} were queued: a SYN was dropped",
+                held.len()
+            ),
+        }
+    }
+    assert_eq!(held.len(), BURST, "in {:?}", t0.elapsed());
+    drop(listener);
+}
+
+/// Raises this process's soft file limit to `want` where the hard limit allows (the usual soft
+/// default is 1,024), and returns the soft limit it then has.
+fn open_files_at_least(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < want {
+            let raised = libc::rlimit {
+                rlim_cur: want.min(lim.rlim_max),
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    lim.rlim_cur
+}
