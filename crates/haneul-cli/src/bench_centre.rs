@@ -177,7 +177,7 @@ pub fn run(args: CentreArgs) -> anyhow::Result<()> {
     if args.nodes == 0 || args.rate == 0 || args.seconds == 0 {
         bail!("--nodes, --rate and --seconds must be at least 1");
     }
-    swarm::raise_fd_limit();
+    haneul_server::serve::raise_file_limit();
     let out = if args.tls {
         let plain = one_run(&args, &inventory, (lo, hi), false)?;
         let tls = one_run(&args, &inventory, (lo, hi), true)?;

@@ -42,7 +42,7 @@ pub fn run(args: GangArgs) -> anyhow::Result<()> {
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
     }
-    swarm::raise_fd_limit();
+    haneul_server::serve::raise_file_limit();
     let dir = crate::bench_centre::scratch_dir("gang")?;
     let (server, addr) = start_server(bench_server_command(&dir, args.database.as_deref())?)?;
     let (admin, rt) = crate::bench_centre::admin_and_runtime(&dir)?;

@@ -46,7 +46,7 @@ pub fn run(args: HalfOpenArgs) -> anyhow::Result<()> {
     if args.connections == 0 || args.seconds == 0 || args.header_timeout == 0 {
         bail!("--connections, --seconds and --header-timeout must be at least 1");
     }
-    swarm::raise_fd_limit();
+    haneul_server::serve::raise_file_limit();
     let dir = std::env::temp_dir().join(format!("haneul-halfopen-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).context("cannot create the scratch directory")?;

@@ -52,7 +52,7 @@ pub fn run(args: SubmitBenchArgs) -> anyhow::Result<()> {
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
-    swarm::raise_fd_limit();
+    haneul_server::serve::raise_file_limit();
     let dir = crate::bench_centre::scratch_dir("submit")?;
     let exe = match &args.baseline {
         Some(path) => path.clone(),

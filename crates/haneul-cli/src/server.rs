@@ -219,7 +219,7 @@ impl LimitArgs {
         if self.max_connections == 0 {
             anyhow::bail!("--max-connections must be at least 1");
         }
-        let files = raise_file_limit();
+        let files = haneul_server::serve::raise_file_limit();
         let fit = files.saturating_sub(FD_RESERVE).max(16) as usize;
         let max_connections = if self.max_connections > fit {
             tracing::warn!(
@@ -241,31 +241,6 @@ impl LimitArgs {
             write_burst: self.write_burst,
         })
     }
-}
-
-/// Raises the soft file limit to the hard one (the kernel's default soft limit, 1,024, is
-/// less than a centre's agents) and returns the limit in force.
-fn raise_file_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
-        }
-    }
-    lim.rlim_cur
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {

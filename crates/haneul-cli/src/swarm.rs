@@ -183,7 +183,7 @@ pub fn run(args: SwarmArgs) -> anyhow::Result<()> {
     let inventory = haneul_agent::gpus::parse_simulated(&args.gpus)
         .map_err(|e| anyhow::anyhow!("--gpus: {e}"))?;
     haneul_client::parse_servers(&args.server)?;
-    raise_fd_limit();
+    haneul_server::serve::raise_file_limit();
     let cfg = SwarmConfig {
         server: args.server.clone(),
         ca_file: args.ca_file.clone(),
@@ -233,21 +233,6 @@ pub fn run(args: SwarmArgs) -> anyhow::Result<()> {
         println!("{line}");
         result
     })
-}
-
-/// One long-poll connection per node: lift the soft open-file limit to the hard one.
-pub fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit on a local struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 async fn shutdown_signal() {

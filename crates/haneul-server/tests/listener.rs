@@ -652,7 +652,7 @@ async fn a_burst_of_connections_past_a_thousand_waits_in_the_queue() {
         "net.core.somaxconn is {cap}: the kernel caps every listen queue there; \
          `sysctl -w net.core.somaxconn=4096` (Linux's default since 5.4) to run this test"
     );
-    let files = open_files_at_least(BURST as u64 + 256);
+    let files = haneul_server::serve::raise_file_limit();
     assert!(
         files > BURST as u64 + 128,
         "the file limit is {files}: `ulimit -n 4096` (or LimitNOFILE) to run this test"
@@ -681,29 +681,4 @@ async fn a_burst_of_connections_past_a_thousand_waits_in_the_queue() {
     }
     assert_eq!(held.len(), BURST, "in {:?}", t0.elapsed());
     drop(listener);
-}
-
-/// Raises this process's soft file limit to `want` where the hard limit allows (the usual soft
-/// default is 1,024), and returns the soft limit it then has.
-fn open_files_at_least(want: u64) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit with a valid pointer to a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < want {
-            let raised = libc::rlimit {
-                rlim_cur: want.min(lim.rlim_max),
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
-    lim.rlim_cur
 }
