@@ -2,6 +2,8 @@
 //! hygiene that keeps strangers from holding the server: a TLS handshake and a request header
 //! must arrive in time, request bodies must keep flowing, idle connections are closed, the
 //! number of connections is capped (503 past it), and writes are rate-limited per token (429).
+//! It also owns what the kernel must allow for a fleet's connections: the listen queue's length
+//! and the process's open-file limit.
 //!
 //! hyper does the HTTP: its header-read timer bounds a half-sent header, and on HTTP/1.1 the
 //! same timer runs while a kept-alive connection waits for its next request. HTTP/2 is served
