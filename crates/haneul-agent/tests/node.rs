@@ -158,7 +158,13 @@ impl Transport for Fake {
         self.heartbeat_from(0)
     }
 
-    fn assignments(&self, _node: i64, wait_ms: u64, etag: Option<&str>) -> Result<AssignmentList> {
+    fn assignments(
+        &self,
+        _node: i64,
+        wait_ms: u64,
+        etag: Option<&str>,
+        _stop: &haneul_agent::node::Stop,
+    ) -> Result<AssignmentList> {
         self.poll(wait_ms, etag)
     }
 

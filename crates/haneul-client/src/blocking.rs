@@ -10,6 +10,9 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often [`Client::request_until`] asks whether to give up.
+pub const CANCEL_CHECK: Duration = Duration::from_millis(100);
+
 /// A blocking [`crate::Client`]. Not for use inside an async runtime (it would block it).
 #[derive(Clone)]
 pub struct Client {
@@ -77,6 +80,41 @@ impl Client {
             self.inner
                 .request_retrying(method, path, body, headers, timeout, retry),
         )
+    }
+
+    /// [`Client::request`], given up once `cancelled` says so: `None` then. Asked every
+    /// [`CANCEL_CHECK`], so a long poll held open for many seconds does not hold up a caller
+    /// that was asked to stop (the agent's poll, on SIGTERM).
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_until(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+        timeout: Option<Duration>,
+        retry: &Retry,
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Option<Answer>> {
+        if cancelled() {
+            return Ok(None);
+        }
+        self.rt.block_on(async {
+            let watch = async {
+                loop {
+                    tokio::time::sleep(CANCEL_CHECK).await;
+                    if cancelled() {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                answer = self
+                    .inner
+                    .request_retrying(method, path, body, headers, timeout, retry) => answer.map(Some),
+                () = watch => Ok(None),
+            }
+        })
     }
 
     pub fn call<B: Serialize + ?Sized, T: DeserializeOwned>(

@@ -207,6 +207,15 @@ impl Signals {
         debug_assert!(reasons.jobs.windows(2).all(|w| w[0].0 < w[1].0));
         *self.pending.write().unwrap() = reasons;
     }
+    /// This server no longer leads. The long polls it holds are woken, to look again every
+    /// second as a standby's do, rather than wait out their whole wait (30 s for an agent) for
+    /// a signal only a leader sends.
+    pub fn stand_by(&self) {
+        if self.leader.swap(false, Ordering::SeqCst) {
+            self.assignments_changed();
+        }
+    }
+
     pub fn assignments_changed(&self) {
         self.assignments.send_modify(|v| *v = v.wrapping_add(1));
     }
@@ -508,7 +517,7 @@ impl Controller {
             if let Err(e) = self.step().await {
                 tracing::warn!(error = %e, "controller step failed; rebuilding from the store");
                 self.state = None;
-                self.signals.leader.store(false, Ordering::SeqCst);
+                self.signals.stand_by();
             }
             let sleep = if self.state.is_some() {
                 self.cfg.tick
@@ -527,7 +536,7 @@ impl Controller {
                 .release_lease("controller", &self.cfg.holder)
                 .await;
         }
-        self.signals.leader.store(false, Ordering::SeqCst);
+        self.signals.stand_by();
     }
 
     /// One round: keep (or take) the lease, catch the engine up, schedule, persist.
@@ -546,7 +555,7 @@ impl Controller {
                     if self.state.take().is_some() {
                         tracing::warn!("lost the controller lease; standing by");
                     }
-                    self.signals.leader.store(false, Ordering::SeqCst);
+                    self.signals.stand_by();
                     // The holder is `ID URL` when the leader advertises a URL (see
                     // `haneul_server::start`): clients of this standby are sent there.
                     let holder = self.store.lease_holder("controller", now).await?;
@@ -1190,7 +1199,7 @@ impl Controller {
                     Err(StoreError::NotLeader) => {
                         tracing::warn!("lease lost before the decisions were written; standing by");
                         self.state = None;
-                        self.signals.leader.store(false, Ordering::SeqCst);
+                        self.signals.stand_by();
                         return Ok(());
                     }
                     Err(e) => return Err(e.into()),

@@ -63,11 +63,16 @@ impl HttpTransport {
                 &Retry::never(),
             )
             .map_err(outcome)?;
-        let text: &[u8] = if a.body.is_empty() { b"null" } else { &a.body };
-        serde_json::from_slice(text).map_err(|e| {
-            AgentError::Transient(format!("{method} {path}: bad answer ({}): {e}", a.status))
-        })
+        parse(&method, path, &a)
     }
+}
+
+/// A call's answer read as `T`; an empty body reads as JSON `null`.
+fn parse<T: DeserializeOwned>(method: &Method, path: &str, a: &haneul_client::Answer) -> Result<T> {
+    let text: &[u8] = if a.body.is_empty() { b"null" } else { &a.body };
+    serde_json::from_slice(text).map_err(|e| {
+        AgentError::Transient(format!("{method} {path}: bad answer ({}): {e}", a.status))
+    })
 }
 
 /// What the agent reads of the server's `Node` answer (the rest is the portal's business).
@@ -113,7 +118,13 @@ impl Transport for HttpTransport {
         )
     }
 
-    fn assignments(&self, node: i64, wait_ms: u64, etag: Option<&str>) -> Result<AssignmentList> {
+    fn assignments(
+        &self,
+        node: i64,
+        wait_ms: u64,
+        etag: Option<&str>,
+        stop: &super::Stop,
+    ) -> Result<AssignmentList> {
         let path = match etag {
             // The tag is the server's own, passed back; encoded all the same.
             Some(tag) => format!(
@@ -122,7 +133,21 @@ impl Transport for HttpTransport {
             ),
             None => format!("/v1/agent/nodes/{node}/assignments?wait_ms={wait_ms}"),
         };
-        self.call::<(), _>(Method::GET, &path, None, Duration::from_millis(wait_ms))
+        let timeout = Duration::from_millis(wait_ms) + ANSWER_WITHIN;
+        let answer = self
+            .client
+            .request_until(
+                Method::GET,
+                &path,
+                None,
+                &[],
+                Some(timeout),
+                &Retry::never(),
+                &**stop,
+            )
+            .map_err(outcome)?
+            .ok_or_else(|| AgentError::Transient(format!("GET {path}: given up, stopping")))?;
+        parse(&Method::GET, &path, &answer)
     }
 
     fn report(&self, node: i64, report: &TaskReport) -> Result<()> {

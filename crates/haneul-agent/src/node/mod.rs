@@ -42,8 +42,15 @@ pub trait Transport: Send + Sync {
     /// Registers the node (idempotent by name); the node's id.
     fn register(&self, node: &AgentRegister) -> Result<i64>;
     fn heartbeat(&self, node: i64) -> Result<HeartbeatAck>;
-    /// The node's assignments; with `etag`, waits up to `wait_ms` for them to change.
-    fn assignments(&self, node: i64, wait_ms: u64, etag: Option<&str>) -> Result<AssignmentList>;
+    /// The node's assignments; with `etag`, waits up to `wait_ms` for them to change, or until
+    /// `stop` says so (then an [`AgentError::Transient`] error).
+    fn assignments(
+        &self,
+        node: i64,
+        wait_ms: u64,
+        etag: Option<&str>,
+        stop: &Stop,
+    ) -> Result<AssignmentList>;
     /// A task's start (`exit_code` none) or exit.
     fn report(&self, node: i64, report: &TaskReport) -> Result<()>;
     /// A piece of a task's output.
@@ -114,7 +121,10 @@ pub struct Setup {
 /// The protocol's pace.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    /// The long poll's wait on the server; short enough that a stop is noticed quickly.
+    /// The long poll's wait on the server. A stop cuts it short, so it can be long: each poll
+    /// answered unchanged is a request the server serves for nothing, and at 2 s the polls of
+    /// 1,250 idle nodes took a fifth of a core (docs/benchmarks.md, "The real agent polls
+    /// every 2 s").
     pub poll_wait: Duration,
     /// Retries of failed calls: exponential backoff with full jitter between these.
     pub backoff_base: Duration,
@@ -128,7 +138,7 @@ pub struct Timing {
 impl Default for Timing {
     fn default() -> Self {
         Timing {
-            poll_wait: Duration::from_millis(2000),
+            poll_wait: Duration::from_secs(30),
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(5),
             stream_every: Duration::from_secs(1),
@@ -339,7 +349,9 @@ pub fn run(setup: Setup) -> Result<()> {
     let mut tasks: BTreeMap<(i64, i64, i64), Running> = BTreeMap::new();
     // Tasks an earlier agent process started here: reattach, report or clean up.
     let first = ctx
-        .retrying("assignments", || ctx.transport.assignments(node, 0, None))
+        .retrying("assignments", || {
+            ctx.transport.assignments(node, 0, None, &ctx.stop)
+        })
         .map_err(|e| AgentError::Join(format!("cannot read the node's assignments: {e}")))?;
     tasks.extend(recover::recover(&ctx, &first.assignments));
     let mut etag = String::new();
@@ -347,11 +359,15 @@ pub fn run(setup: Setup) -> Result<()> {
     let wait_ms = timing.poll_wait.as_millis() as u64;
     while !ctx.stopping() {
         let tag = if etag.is_empty() { "none" } else { &etag };
-        let list = match ctx.transport.assignments(node, wait_ms, Some(tag)) {
+        let list = match ctx
+            .transport
+            .assignments(node, wait_ms, Some(tag), &ctx.stop)
+        {
             Ok(l) => {
                 backoff.reset();
                 l
             }
+            Err(_) if ctx.stopping() => break,
             Err(e) => {
                 tracing::warn!("polling assignments: {e}");
                 std::thread::sleep(backoff.next_wait());
