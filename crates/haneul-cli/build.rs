@@ -1,4 +1,4 @@
-//! Link settings for the `haneul` binary.
+//! Link settings for the `haneul` and `haneul-full` binaries.
 
 fn main() {
     // The binary is position independent (address randomisation), so the loader fixes up
@@ -8,6 +8,6 @@ fn main() {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
         && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")
     {
-        println!("cargo:rustc-link-arg-bin=haneul=-Wl,-z,pack-relative-relocs");
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }

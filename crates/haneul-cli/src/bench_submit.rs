@@ -56,7 +56,13 @@ pub fn run(args: SubmitBenchArgs) -> anyhow::Result<()> {
     let dir = crate::bench_centre::scratch_dir("submit")?;
     let exe = match &args.baseline {
         Some(path) => path.clone(),
-        None => std::env::current_exe().context("cannot find this binary")?,
+        // The loop runs `haneul` as users do, not this `haneul-full` it handed over to.
+        None => {
+            let exe = std::env::current_exe().context("cannot find this binary")?;
+            Some(exe.with_file_name("haneul"))
+                .filter(|door| door.is_file())
+                .unwrap_or(exe)
+        }
     };
     let server_cmd = server_command_of(&exe, &dir, args.database.as_deref());
     let (server, addr) = start_server(server_cmd)?;

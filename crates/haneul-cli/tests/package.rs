@@ -110,6 +110,7 @@ fn the_debian_package_installs_and_its_binary_starts() {
         .args(["-L", "haneul"]));
     for (path, want) in [
         ("usr/bin/haneul", 0o755),
+        ("usr/bin/haneul-full", 0o755),
         ("usr/lib/systemd/system/haneul-server.service", 0o644),
         ("usr/lib/systemd/system/haneul-agent.service", 0o644),
         ("usr/lib/sysusers.d/haneul.conf", 0o644),
@@ -172,7 +173,8 @@ fn the_debian_package_installs_and_its_binary_starts() {
         "systemd-analyze verify: {said}"
     );
 
-    // The installed binary starts a server that answers /healthz.
+    // The installed binary starts a server that answers /healthz (`server` is handed over to
+    // the installed haneul-full).
     let version = run(Command::new(&installed).arg("--version"));
     assert!(version.starts_with("haneul "), "{version}");
     let port = TcpListener::bind("127.0.0.1:0")

@@ -1,20 +1,7 @@
-//! The `haneul` binary. Each role is a subcommand with its own module.
-
-/// jemalloc serves every allocation of the process, SQLite's included. glibc's malloc, even held
-/// to one arena, left the server's heap full of holes between long-lived blocks (the queue's
-/// index nodes, held connections' buffers) and the backlog's freed requests, and serialised the
-/// threads on the arena's lock; jemalloc keeps objects of a size together and hands freed pages
-/// back (docs/benchmarks.md, "jemalloc and smaller read caches": a peak 9-11 MiB lower at the
-/// same speed).
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// One arena: the server's threads are few (the runtime's workers, SQLite's) and each keeps a
-/// thread cache, so more arenas would add memory and little speed. Freed pages go back to the
-/// system at once rather than after a delay, so the peak follows what is held, not what was
-/// freed lately. `MALLOC_CONF` in the environment is read after this and wins.
-#[unsafe(export_name = "malloc_conf")]
-static JEMALLOC_CONF: &u8 = &b"narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0\0"[0];
+//! Every `haneul` command, behind two binaries: `haneul-full` carries all of them (the
+//! server, the agent, the simulator, the benches and the client commands); `haneul`, the one
+//! users type, carries only the commands a shell loop runs once per job and hands every other
+//! command to `haneul-full` beside it ([`front_door`]). Each command has its own module.
 
 mod agent;
 mod awards;
@@ -203,30 +190,13 @@ fn command_in(lang: i18n::Lang) -> clap::Command {
     }
 }
 
-/// Errors are printed as one line with their causes (`error: what: why`), never as a panic or a
-/// backtrace; the exit status is 2 for a usage mistake, else 1.
-fn main() -> std::process::ExitCode {
+/// Every command. Errors are printed as one line with their causes (`error: what: why`), never
+/// as a panic or a backtrace; the exit status is 2 for a usage mistake, else 1.
+pub fn main() -> std::process::ExitCode {
     // Run through a link named `sbatch`, `squeue`, ...: behave as that Slurm command.
     let argv0 = std::env::args_os().next().unwrap_or_default();
     if let Some(name) = slurm_cmds::personality(&argv0) {
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        return match slurm_cmds::run(name, &args) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(err) if err.downcast_ref::<interactive::RemoteExit>().is_some() => {
-                remote_exit(&err)
-            }
-            Err(err) => {
-                eprintln!("{name}: error: {}", one_line(&err));
-                if err.downcast_ref::<UsageError>().is_some() {
-                    std::process::ExitCode::from(2)
-                } else {
-                    std::process::ExitCode::FAILURE
-                }
-            }
-        };
+        return as_slurm_command(name);
     }
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match quick_parse(&argv) {
@@ -250,7 +220,94 @@ fn main() -> std::process::ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    match run(cli) {
+    exit_status(run(cli))
+}
+
+/// The binary beside `haneul` that carries every command.
+pub const FULL_BINARY: &str = "haneul-full";
+
+/// What `haneul` runs: the quick commands ([`QUICK_COMMANDS`]), the Slurm names and `--version`
+/// here, and anything else (every other command, help, a usage mistake) by replacing this
+/// process with `haneul-full` from the same directory, with the same arguments. Starting this
+/// small binary costs a fraction of the whole one, which is most of a `haneul submit` in a
+/// shell loop; the handing over costs one more `exec` to the commands that need the rest.
+pub fn front_door() -> std::process::ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let argv0 = argv.first().cloned().unwrap_or_default();
+    if let Some(name) = slurm_cmds::personality(&argv0) {
+        return as_slurm_command(name);
+    }
+    if argv.len() == 2 && (argv[1] == "--version" || argv[1] == "-V") {
+        // As the whole tree answers it, without the hand-over: the floor of a start.
+        println!("haneul {}", env!("CARGO_PKG_VERSION"));
+        return std::process::ExitCode::SUCCESS;
+    }
+    let Some(cli) = quick_parse(&argv) else {
+        return hand_over(&argv);
+    };
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    exit_status(match cli.command {
+        Command::Submit(args) => client::submit(args),
+        Command::Queue(args) => client::queue(args),
+        Command::Show(args) => client::show(args),
+        Command::Cancel(args) => client::cancel(args),
+        Command::Logs(args) => client::logs(args),
+        // `quick_parse` makes only the commands above; the full binary takes anything else.
+        _ => return hand_over(&argv),
+    })
+}
+
+/// Replaces this process with `haneul-full` beside it, `argv` unchanged (so its messages name
+/// the command as it was typed); returns only when that cannot be done.
+fn hand_over(argv: &[std::ffi::OsString]) -> std::process::ExitCode {
+    use std::os::unix::process::CommandExt;
+    let full = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name(FULL_BINARY),
+        Err(e) => {
+            eprintln!(
+                "error: cannot find where this binary is, to run {FULL_BINARY} beside it: {e}"
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let mut cmd = std::process::Command::new(&full);
+    if let Some(arg0) = argv.first() {
+        cmd.arg0(arg0);
+    }
+    let err = cmd.args(argv.iter().skip(1)).exec();
+    eprintln!(
+        "error: cannot run {}: {err}: this command is in {FULL_BINARY}, which is installed \
+         beside haneul (build both with `cargo build --release -p haneul-cli`)",
+        full.display()
+    );
+    std::process::ExitCode::FAILURE
+}
+
+/// `haneul` run through a link named after a Slurm command (`sbatch`, `squeue`, ...).
+fn as_slurm_command(name: &'static str) -> std::process::ExitCode {
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match slurm_cmds::run(name, &args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) if err.downcast_ref::<interactive::RemoteExit>().is_some() => remote_exit(&err),
+        Err(err) => {
+            eprintln!("{name}: error: {}", one_line(&err));
+            if err.downcast_ref::<UsageError>().is_some() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// A command's outcome as the process's exit status, its error printed as one line.
+fn exit_status(outcome: anyhow::Result<()>) -> std::process::ExitCode {
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // An interactive program's own status: passed on as it is, with nothing printed.
         Err(err) if err.downcast_ref::<interactive::RemoteExit>().is_some() => remote_exit(&err),
