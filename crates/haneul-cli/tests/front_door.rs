@@ -12,14 +12,25 @@ const FRONT: &str = env!("CARGO_BIN_EXE_haneul");
 const FULL: &str = env!("CARGO_BIN_EXE_haneul-full");
 
 fn run(binary: &Path, args: &[&str]) -> Output {
-    Command::new(binary)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("LANG", "C")
-        .env_remove("HANEUL_CONFIG")
-        .env("HOME", "/nonexistent")
-        .output()
-        .unwrap()
+    let mut tries = 0;
+    loop {
+        let out = Command::new(binary)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("LANG", "C")
+            .env_remove("HANEUL_CONFIG")
+            .env("HOME", "/nonexistent")
+            .output();
+        match out {
+            // A copy just written is busy while a process another test forked meanwhile still
+            // holds the copy's descriptor, until that process's exec closes it.
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            out => return out.unwrap(),
+        }
+    }
 }
 
 #[test]
