@@ -134,6 +134,12 @@ impl Transport for HttpTransport {
             None => format!("/v1/agent/nodes/{node}/assignments?wait_ms={wait_ms}"),
         };
         let timeout = Duration::from_millis(wait_ms) + ANSWER_WITHIN;
+        // Given up as well once another call moved the client (a heartbeat that could not
+        // reach this server, or a standby naming the leader): a poll held by a server that
+        // froze or stopped leading would otherwise keep the node from its new leader for the
+        // rest of its wait.
+        let sent_to = self.client.server();
+        let moved = || self.client.server() != sent_to;
         let answer = self
             .client
             .request_until(
@@ -143,10 +149,16 @@ impl Transport for HttpTransport {
                 &[],
                 Some(timeout),
                 &Retry::never(),
-                &**stop,
+                &|| stop() || moved(),
             )
             .map_err(outcome)?
-            .ok_or_else(|| AgentError::Transient(format!("GET {path}: given up, stopping")))?;
+            .ok_or_else(|| {
+                AgentError::Transient(if moved() {
+                    format!("GET {path}: given up, the agent moved from {sent_to}")
+                } else {
+                    format!("GET {path}: given up, stopping")
+                })
+            })?;
         parse(&Method::GET, &path, &answer)
     }
 

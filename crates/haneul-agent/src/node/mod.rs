@@ -43,7 +43,8 @@ pub trait Transport: Send + Sync {
     fn register(&self, node: &AgentRegister) -> Result<i64>;
     fn heartbeat(&self, node: i64) -> Result<HeartbeatAck>;
     /// The node's assignments; with `etag`, waits up to `wait_ms` for them to change, or until
-    /// `stop` says so (then an [`AgentError::Transient`] error).
+    /// `stop` says so (then an [`AgentError::Transient`] error). The HTTP transport gives the
+    /// wait up as well when another call moves it to another server.
     fn assignments(
         &self,
         node: i64,
