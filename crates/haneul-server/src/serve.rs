@@ -339,7 +339,30 @@ impl Activity {
         let quiet = age.saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
         quiet > limits.idle_timeout
     }
+
+    /// The first moment [`Activity::expired`] could say yes if nothing happens before: the idle
+    /// limit after the last byte, or the header limit after the opening while no request came.
+    /// While a request is in flight, one idle limit from now, as its end restarts the count.
+    fn next_check(&self, limits: &Limits) -> Instant {
+        let now = Instant::now();
+        let at = if self.in_flight.load(Ordering::Relaxed) > 0 {
+            now + limits.idle_timeout
+        } else {
+            let last = self.opened + Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let idle = last + limits.idle_timeout;
+            if self.requests.load(Ordering::Relaxed) == 0 {
+                idle.min(self.opened + limits.header_timeout)
+            } else {
+                idle
+            }
+        };
+        // Just past the limit (`expired` wants more than it), and never a busy loop.
+        (at + CHECK_SLACK).max(now + CHECK_SLACK)
+    }
 }
+
+/// How far past a limit an idle connection is looked at again.
+const CHECK_SLACK: Duration = Duration::from_millis(10);
 
 /// Counts a request from the moment its header is read until its answer's body is dropped,
 /// so that a long poll or a log stream waiting for output is not "idle".
@@ -547,20 +570,26 @@ impl Conn {
 }
 
 /// Drives the connection; drops it (closing the socket) once it is idle past the limits.
+/// The connection is looked at when it could first have expired, not on a clock: a centre
+/// holds a connection per node for its long polls, and a tick a second on each was as many
+/// wake-ups a second as there are nodes, each polling the connection for nothing.
 async fn watch_idle<F: std::future::Future>(
     conn: F,
     activity: &Activity,
     limits: &Limits,
 ) -> Option<F::Output> {
     tokio::pin!(conn);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let check = tokio::time::sleep_until(activity.next_check(limits).into());
+    tokio::pin!(check);
     loop {
         tokio::select! {
             r = &mut conn => return Some(r),
-            _ = tick.tick() => if activity.expired(limits) {
-                return None;
-            },
+            () = &mut check => {
+                if activity.expired(limits) {
+                    return None;
+                }
+                check.as_mut().reset(activity.next_check(limits).into());
+            }
         }
     }
 }

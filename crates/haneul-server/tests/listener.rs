@@ -248,7 +248,6 @@ fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
     l
 }
 
-/// Reads until the peer closes; the bytes and how long it took.
 /// A fresh client's health check is answered: the server still serves others.
 async fn assert_serves(addr: SocketAddr) {
     let r = plain()
@@ -259,6 +258,7 @@ async fn assert_serves(addr: SocketAddr) {
     assert_eq!(r.status(), 200);
 }
 
+/// Reads until the peer closes; the bytes and how long it took.
 async fn read_to_close(s: &mut TcpStream, within: Duration) -> (Vec<u8>, Duration) {
     let t0 = Instant::now();
     let mut out = Vec::new();
@@ -598,6 +598,34 @@ async fn a_long_poll_outlives_the_idle_and_header_timeouts() {
         "the poll did not wait: {took:?}"
     );
     assert_eq!(v["etag"], etag.as_str());
+    up.running.stop().await;
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_is_closed_soon_after_the_idle_timeout() {
+    // The header timeout, which would also end a kept-alive HTTP/1.1 connection, is far off:
+    // the close is the idle check's.
+    let up = start(|c, _| {
+        c.limits = limits(|l| {
+            l.header_timeout = Duration::from_secs(30);
+            l.idle_timeout = Duration::from_secs(1);
+        });
+    })
+    .await;
+    let mut s = TcpStream::connect(up.running.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (out, took) = read_to_close(&mut s, Duration::from_secs(20)).await;
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?}, with an idle timeout of 1 s"
+    );
     up.running.stop().await;
 }
 
