@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often [`Client::request_until`] asks whether to give up.
+/// How often [`Client::until`] asks whether to give up.
 pub const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
 /// A blocking [`crate::Client`]. Not for use inside an async runtime (it would block it).
@@ -82,20 +82,15 @@ impl Client {
         )
     }
 
-    /// [`Client::request`], given up once `cancelled` says so: `None` then. Asked every
-    /// [`CANCEL_CHECK`], so a long poll held open for many seconds does not hold up a caller
-    /// that was asked to stop (the agent's poll, on SIGTERM).
-    #[allow(clippy::too_many_arguments)]
-    pub fn request_until(
+    /// `call` (one of the async client's, from [`Client::inner`]) run to its end, or given up
+    /// once `cancelled` says so: `None` then. Asked every [`CANCEL_CHECK`], so a long poll held
+    /// open for many seconds does not hold up a caller that was asked to stop (the agent's
+    /// poll, on SIGTERM).
+    pub fn until<T>(
         &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-        headers: &[(&str, &str)],
-        timeout: Option<Duration>,
-        retry: &Retry,
+        call: impl std::future::Future<Output = Result<T>>,
         cancelled: &(dyn Fn() -> bool + Sync),
-    ) -> Result<Option<Answer>> {
+    ) -> Result<Option<T>> {
         if cancelled() {
             return Ok(None);
         }
@@ -109,9 +104,7 @@ impl Client {
                 }
             };
             tokio::select! {
-                answer = self
-                    .inner
-                    .request_retrying(method, path, body, headers, timeout, retry) => answer.map(Some),
+                answer = call => answer.map(Some),
                 () = watch => Ok(None),
             }
         })

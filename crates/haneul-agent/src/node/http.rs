@@ -140,17 +140,18 @@ impl Transport for HttpTransport {
         // rest of its wait.
         let sent_to = self.client.server();
         let moved = || self.client.server() != sent_to;
+        let once = Retry::never();
+        let poll = self.client.inner().request_retrying(
+            Method::GET,
+            &path,
+            None,
+            &[],
+            Some(timeout),
+            &once,
+        );
         let answer = self
             .client
-            .request_until(
-                Method::GET,
-                &path,
-                None,
-                &[],
-                Some(timeout),
-                &Retry::never(),
-                &|| stop() || moved(),
-            )
+            .until(poll, &|| stop() || moved())
             .map_err(outcome)?
             .ok_or_else(|| {
                 AgentError::Transient(if moved() {
